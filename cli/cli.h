@@ -1,0 +1,62 @@
+/* The usbforge command line: shared state of one invocation, the command table's entry type,
+ * exit codes, and output helpers (aligned tables for people, one JSON document with --json).
+ * Each command group lives in cli/cmd_<group>.c and registers in the table of cli/main.c. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config/config.h"
+
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_FAIL = 1,
+	CLI_EXIT_USAGE = 2, /* usage or config error */
+	CLI_EXIT_NOTFOUND = 3,
+};
+
+struct cli {
+	const char *config_path; /* --config, or NULL */
+	bool json;               /* --json */
+	bool config_loaded;
+	struct uf_config cfg;
+	const char *prog;        /* "usbforge" */
+};
+
+/* A command: argv[0] is the last word of the command's name ("add" for "order add"); options
+ * follow. Returns a CLI_EXIT_* status. */
+typedef int (*cli_cmd_fn)(struct cli *c, int argc, char **argv);
+
+struct cli_cmd {
+	const char *group; /* "order", or NULL for one-word commands ("devices") */
+	const char *name;  /* "add" */
+	cli_cmd_fn fn;
+	const char *usage; /* "NUMBER --capacity SIZE [--quantity N] …" */
+	const char *help;  /* one line */
+};
+
+/* Load the config once (--config, $USBFORGE_CONFIG, default path); on error prints
+ * "usbforge: FILE:LINE: …" and returns CLI_EXIT_USAGE; 0 on success. A missing default file
+ * (not named explicitly) is fine: defaults are used. */
+int cli_load_config(struct cli *c);
+
+/* Print "usbforge: <msg>" to stderr; returns status. */
+int cli_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a usage error for cmd plus its usage line; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Dump one JSON document to stdout (indent 2) and steal the reference. */
+void cli_print_json(json_t *doc);
+
+/* Aligned text tables: cols column headers; add rows of cols strings (NULL prints "-"). */
+struct table;
+struct table *table_new(size_t cols, const char *const *headers);
+void table_add(struct table *t, const char *const *cells);
+void table_addf(struct table *t, ...); /* cols char* arguments */
+void table_print(struct table *t, FILE *out);
+struct table *table_free(struct table *t);
+
+/* Parse a positive integer id argument; returns 0 or -EINVAL. */
+int cli_parse_id(const char *s, long long *ret);

@@ -1,0 +1,431 @@
+/* usbforge order add / confirm / show, jobs, job show. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "db/content.h"
+#include "db/db.h"
+#include "db/orders.h"
+#include "stages/blksrc.h"
+#include "util/macro.h"
+#include "util/size.h"
+
+static const char *actor_name(void)
+{
+	const char *u = getenv("SUDO_USER");
+	if (!u || !*u)
+		u = getenv("USER");
+	return u && *u ? u : "cli";
+}
+
+static bool order_number_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x21 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+#define ADD_USAGE                                                                                           \
+	"NUMBER --capacity SIZE [--quantity N] [--customer NAME] [--station S] (--image PATH | --category C … " \
+	"[--item ID …])"
+
+int cmd_order_add(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "capacity", required_argument, NULL, 'C' }, { "quantity", required_argument, NULL, 'q' },
+		{ "customer", required_argument, NULL, 'u' }, { "station", required_argument, NULL, 's' },
+		{ "image", required_argument, NULL, 'i' },    { "category", required_argument, NULL, 'k' },
+		{ "item", required_argument, NULL, 'I' },     {},
+	};
+	struct order_new o = { .quantity = 1 };
+	json_t *cats = json_array(), *items = json_array();
+	_cleanup_free_ char *spec = NULL, *image_abs = NULL;
+	bool have_cap = false;
+	struct db *db = NULL;
+	int opt, r = CLI_EXIT_USAGE;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		long long v;
+		switch (opt) {
+		case 'C':
+			if (parse_size(optarg, &o.capacity_bytes) < 0 || o.capacity_bytes == 0) {
+				r = cli_usage_error("order add", ADD_USAGE, "--capacity: '%s' is not a size (e.g. 16G, 16GiB, 512M)", optarg);
+				goto out;
+			}
+			have_cap = true;
+			break;
+		case 'q':
+			if (cli_parse_id(optarg, &v) < 0 || v > 10000) {
+				r = cli_usage_error("order add", ADD_USAGE, "--quantity: '%s' is not a number between 1 and 10000", optarg);
+				goto out;
+			}
+			o.quantity = (int)v;
+			break;
+		case 'u':
+			o.customer = optarg;
+			break;
+		case 's':
+			o.station = optarg;
+			break;
+		case 'i':
+			o.image_path = optarg;
+			break;
+		case 'k':
+			if (!*optarg) {
+				r = cli_usage_error("order add", ADD_USAGE, "--category: empty name");
+				goto out;
+			}
+			json_array_append_new(cats, json_string(optarg));
+			break;
+		case 'I':
+			if (cli_parse_id(optarg, &v) < 0) {
+				r = cli_usage_error("order add", ADD_USAGE, "--item: '%s' is not an item id", optarg);
+				goto out;
+			}
+			json_array_append_new(items, json_integer(v));
+			break;
+		default:
+			r = cli_usage_error("order add", ADD_USAGE, "bad option");
+			goto out;
+		}
+	}
+	if (optind != argc - 1) {
+		r = cli_usage_error("order add", ADD_USAGE, optind >= argc ? "missing NUMBER" : "unexpected argument '%s'",
+				    argv[optind + 1 < argc ? optind + 1 : optind]);
+		goto out;
+	}
+	o.number = argv[optind];
+	if (!order_number_ok(o.number)) {
+		r = cli_usage_error("order add", ADD_USAGE, "NUMBER '%s': 1 to 64 printable characters, no spaces", o.number);
+		goto out;
+	}
+	if (!have_cap) {
+		r = cli_usage_error("order add", ADD_USAGE, "--capacity is required");
+		goto out;
+	}
+	bool content = json_array_size(cats) || json_array_size(items);
+	if (!!o.image_path == content) {
+		r = cli_usage_error("order add", ADD_USAGE, "give either --image or --category/--item");
+		goto out;
+	}
+	r = cli_db_open(c, &db);
+	if (r)
+		goto out;
+	if (o.image_path) {
+		/* The image must be readable here and decodable; its decoded size is what a stick must hold. */
+		_cleanup_free_ char *err = NULL;
+		struct blksrc *src = NULL;
+		image_abs = realpath(o.image_path, NULL);
+		if (!image_abs) {
+			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: image '%s': %m", o.image_path);
+			goto out;
+		}
+		int q = blksrc_open_image(image_abs, &src, &err);
+		if (q < 0) {
+			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: image '%s': %s", image_abs, err ? err : strerror(-q));
+			goto out;
+		}
+		o.image_bytes = src->size;
+		blksrc_free(src);
+		o.image_path = image_abs;
+	} else {
+		size_t i;
+		json_t *v;
+		json_array_foreach(cats, i, v)
+		{
+			int64_t n = 0;
+			int q = content_category_count(db, json_string_value(v), &n);
+			if (q < 0) {
+				r = cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
+				goto out;
+			}
+			if (n == 0) {
+				r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: category '%s' has no active content (run 'usbforge content scan')",
+					      json_string_value(v));
+				goto out;
+			}
+		}
+		json_array_foreach(items, i, v)
+		{
+			bool active = false;
+			int q = content_item_active(db, json_integer_value(v), &active);
+			if (q < 0 && q != -ENOENT) {
+				r = cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
+				goto out;
+			}
+			if (!active) {
+				r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: content item %lld %s", (long long)json_integer_value(v),
+					      q == -ENOENT ? "does not exist" : "is inactive (its file is gone)");
+				goto out;
+			}
+		}
+		json_t *js = json_pack("{s:O, s:O}", "categories", cats, "items", items);
+		spec = json_dumps(js, JSON_COMPACT);
+		json_decref(js);
+		o.content_spec = spec;
+	}
+	int64_t id = 0;
+	int q = order_add(db, &o, &id);
+	if (q == -EEXIST) {
+		r = cli_error(CLI_EXIT_FAIL, "order '%s' already exists", o.number);
+		goto out;
+	}
+	if (q < 0) {
+		r = cli_error(CLI_EXIT_FAIL, "cannot add order '%s': %s", o.number, db_error(db));
+		goto out;
+	}
+	json_t *shown = NULL;
+	if (c->json && order_show(db, o.number, &shown) == 0)
+		cli_print_json(shown);
+	else
+		printf("order %s added (id %lld, %d unit%s, pending: confirm it with 'usbforge order confirm %s')\n",
+		       o.number, (long long)id, o.quantity, o.quantity == 1 ? "" : "s", o.number);
+	r = CLI_EXIT_OK;
+out:
+	json_decref(cats);
+	json_decref(items);
+	db_close(db);
+	return r;
+}
+
+int cmd_order_confirm(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "correlation-id", required_argument, NULL, 'r' }, {} };
+	const char *corr = NULL;
+	struct db *db = NULL;
+	json_t *res = NULL;
+	int opt, r;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt != 'r')
+			return cli_usage_error("order confirm", "NUMBER [--correlation-id ID]", "bad option");
+		corr = optarg;
+	}
+	if (optind != argc - 1)
+		return cli_usage_error("order confirm", "NUMBER [--correlation-id ID]", "expected one order NUMBER");
+	r = cli_db_open(c, &db);
+	if (r)
+		return r;
+	r = order_confirm(db, argv[optind], corr, 1 + (int)c->cfg.retry.n_delays, actor_name(), &res);
+	if (r == -ENOENT) {
+		db_close(db);
+		return cli_error(CLI_EXIT_NOTFOUND, "order '%s' not found", argv[optind]);
+	}
+	if (r == -ECANCELED) {
+		db_close(db);
+		return cli_error(CLI_EXIT_FAIL, "order '%s' is cancelled and cannot be confirmed", argv[optind]);
+	}
+	if (r < 0) {
+		cli_error(CLI_EXIT_FAIL, "cannot confirm order '%s': %s", argv[optind], db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json) {
+		json_t *out = json_pack("{s:O, s:O}", "order_number", json_object_get(res, "order_number"), "jobs",
+					json_object_get(res, "jobs"));
+		json_decref(res);
+		cli_print_json(out);
+		return CLI_EXIT_OK;
+	}
+	size_t i;
+	json_t *j;
+	printf("order %s confirmed: %zu job%s%s\n", argv[optind], json_array_size(json_object_get(res, "jobs")),
+	       json_array_size(json_object_get(res, "jobs")) == 1 ? "" : "s",
+	       json_integer_value(json_object_get(res, "created")) ? "" : " (already confirmed, nothing created)");
+	json_array_foreach(json_object_get(res, "jobs"), i, j)
+		printf("%lld\t%s\n", (long long)json_integer_value(json_object_get(j, "id")),
+		       json_string_value(json_object_get(j, "status")));
+	json_decref(res);
+	return CLI_EXIT_OK;
+}
+
+/* Render any JSON scalar as text for a table cell. */
+static char *cell(json_t *v)
+{
+	char *s = NULL;
+	if (!v || json_is_null(v))
+		return NULL;
+	if (json_is_string(v))
+		return strdup(json_string_value(v));
+	if (json_is_integer(v)) {
+		if (asprintf(&s, "%lld", (long long)json_integer_value(v)) < 0)
+			return NULL;
+		return s;
+	}
+	if (json_is_real(v)) {
+		if (asprintf(&s, "%.1f", json_real_value(v)) < 0)
+			return NULL;
+		return s;
+	}
+	return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Print rows (a JSON array of objects) as a table of the given keys. */
+static void print_rows(json_t *rows, const char *const *keys, const char *const *headers, size_t n)
+{
+	struct table *t = table_new(n, headers);
+	size_t i;
+	json_t *row;
+	json_array_foreach(rows, i, row)
+	{
+		char **cells = calloc(n, sizeof(char *));
+		if (!cells)
+			abort();
+		for (size_t k = 0; k < n; k++)
+			cells[k] = cell(json_object_get(row, keys[k]));
+		table_add(t, (const char *const *)cells);
+		for (size_t k = 0; k < n; k++)
+			free(cells[k]);
+		free(cells);
+	}
+	table_print(t, stdout);
+	table_free(t);
+}
+
+/* "key: value" lines of an object's scalar members, in the object's order. */
+static void print_object(json_t *o, const char *skip)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(o, k, v)
+	{
+		if (skip && strcmp(k, skip) == 0)
+			continue;
+		_cleanup_free_ char *s = cell(v);
+		printf("%-22s %s\n", k, s ? s : "-");
+	}
+}
+
+int cmd_order_show(struct cli *c, int argc, char **argv)
+{
+	struct db *db = NULL;
+	json_t *o = NULL;
+	if (argc != 2)
+		return cli_usage_error("order show", "NUMBER", "expected one order NUMBER");
+	int r = cli_db_open(c, &db);
+	if (r)
+		return r;
+	r = order_show(db, argv[1], &o);
+	if (r == -ENOENT) {
+		db_close(db);
+		return cli_error(CLI_EXIT_NOTFOUND, "order '%s' not found", argv[1]);
+	}
+	if (r < 0) {
+		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json) {
+		cli_print_json(o);
+		return CLI_EXIT_OK;
+	}
+	print_object(o, "jobs");
+	printf("\n");
+	static const char *const keys[] = { "id", "unit_index", "status", "stage", "progress", "attempts", "slot", "error_code" };
+	static const char *const hdr[] = { "JOB", "UNIT", "STATUS", "STAGE", "PROGRESS", "ATTEMPTS", "SLOT", "ERROR" };
+	print_rows(json_object_get(o, "jobs"), keys, hdr, ARRAY_SIZE(keys));
+	json_decref(o);
+	return CLI_EXIT_OK;
+}
+
+static bool job_status_ok(const char *s)
+{
+	static const char *const st[] = { "queued", "processing", "retry", "done", "failed", "cancelled" };
+	for (size_t i = 0; i < ARRAY_SIZE(st); i++)
+		if (strcmp(s, st[i]) == 0)
+			return true;
+	return false;
+}
+
+int cmd_jobs(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "status", required_argument, NULL, 's' },
+					      { "limit", required_argument, NULL, 'l' },
+					      {} };
+	const char *status = NULL;
+	long long limit = 100;
+	struct db *db = NULL;
+	json_t *rows = NULL;
+	int opt, r;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == 's') {
+			if (!job_status_ok(optarg))
+				return cli_usage_error("jobs", "[--status S] [--limit N]",
+						       "--status: '%s' is not one of queued, processing, retry, done, failed, cancelled", optarg);
+			status = optarg;
+		} else if (opt == 'l') {
+			if (cli_parse_id(optarg, &limit) < 0)
+				return cli_usage_error("jobs", "[--status S] [--limit N]", "--limit: '%s' is not a positive number", optarg);
+		} else {
+			return cli_usage_error("jobs", "[--status S] [--limit N]", "bad option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("jobs", "[--status S] [--limit N]", "unexpected argument '%s'", argv[optind]);
+	r = cli_db_open(c, &db);
+	if (r)
+		return r;
+	r = jobs_list(db, status, (int)MIN(limit, 100000), &rows);
+	if (r < 0) {
+		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json) {
+		cli_print_json(rows);
+		return CLI_EXIT_OK;
+	}
+	static const char *const keys[] = { "id", "order_number", "unit_index", "status", "stage", "progress", "attempts", "slot", "error_code", "updated_at" };
+	static const char *const hdr[] = { "ID", "ORDER", "UNIT", "STATUS", "STAGE", "PROGRESS", "ATTEMPTS", "SLOT", "ERROR", "UPDATED" };
+	print_rows(rows, keys, hdr, ARRAY_SIZE(keys));
+	json_decref(rows);
+	return CLI_EXIT_OK;
+}
+
+int cmd_job_show(struct cli *c, int argc, char **argv)
+{
+	long long id;
+	struct db *db = NULL;
+	json_t *o = NULL;
+	if (argc != 2 || cli_parse_id(argv[1], &id) < 0)
+		return cli_usage_error("job show", "ID", "expected one job ID (a positive number)");
+	int r = cli_db_open(c, &db);
+	if (r)
+		return r;
+	r = job_show(db, id, &o);
+	if (r == -ENOENT) {
+		db_close(db);
+		return cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
+	}
+	if (r < 0) {
+		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json) {
+		cli_print_json(o);
+		return CLI_EXIT_OK;
+	}
+	print_object(o, "items");
+	json_t *items = json_object_get(o, "items");
+	if (json_array_size(items)) {
+		printf("\n");
+		static const char *const keys[] = { "position", "content_item_id", "size_bytes", "dest_path" };
+		static const char *const hdr[] = { "POS", "ITEM", "BYTES", "PATH" };
+		print_rows(items, keys, hdr, ARRAY_SIZE(keys));
+	}
+	json_decref(o);
+	return CLI_EXIT_OK;
+}

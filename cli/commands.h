@@ -1,0 +1,19 @@
+/* Every command function of the usbforge CLI, one group per cli/cmd_<group>.c. The table that
+ * names them is in cli/main.c. */
+#pragma once
+
+#include "cli/cli.h"
+
+struct db;
+/* Load the config and connect to the database; on failure prints the reason (DB_UNAVAILABLE)
+ * and returns CLI_EXIT_FAIL (or CLI_EXIT_USAGE for a config error). */
+int cli_db_open(struct cli *c, struct db **ret);
+
+/* cmd_db.c */
+int cmd_db_migrate(struct cli *c, int argc, char **argv);
+/* cmd_order.c */
+int cmd_order_add(struct cli *c, int argc, char **argv);
+int cmd_order_confirm(struct cli *c, int argc, char **argv);
+int cmd_order_show(struct cli *c, int argc, char **argv);
+int cmd_jobs(struct cli *c, int argc, char **argv);
+int cmd_job_show(struct cli *c, int argc, char **argv);

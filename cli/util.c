@@ -1,0 +1,158 @@
+/* Output helpers of cli/cli.h: aligned tables, JSON documents, error messages, config. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
+#include "cli/cli.h"
+#include "util/macro.h"
+
+int cli_load_config(struct cli *c)
+{
+	_cleanup_free_ char *err = NULL;
+	if (c->config_loaded)
+		return 0;
+	int r = config_load_default(c->config_path, &c->cfg, &err);
+	if (r < 0)
+		return cli_error(CLI_EXIT_USAGE, "%s", err ? err : "cannot load the configuration");
+	c->config_loaded = true;
+	return 0;
+}
+
+int cli_error(int status, const char *fmt, ...)
+{
+	va_list ap;
+	fputs("usbforge: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
+}
+
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+	fputs("usbforge: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: usbforge %s %s\n", cmd, usage ? usage : "");
+	return CLI_EXIT_USAGE;
+}
+
+void cli_print_json(json_t *doc)
+{
+	json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	fputc('\n', stdout);
+	json_decref(doc);
+}
+
+int cli_parse_id(const char *s, long long *ret)
+{
+	char *end;
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || v <= 0)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+struct table {
+	size_t cols, rows, cap;
+	char **cells; /* rows+1 (header) × cols */
+};
+
+struct table *table_new(size_t cols, const char *const *headers)
+{
+	struct table *t = calloc(1, sizeof(*t));
+	if (!t)
+		abort();
+	t->cols = cols;
+	table_add(t, headers);
+	return t;
+}
+
+void table_add(struct table *t, const char *const *cells)
+{
+	if (t->rows == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 16;
+		t->cells = realloc(t->cells, t->cap * t->cols * sizeof(char *));
+		if (!t->cells)
+			abort();
+	}
+	for (size_t i = 0; i < t->cols; i++)
+		t->cells[t->rows * t->cols + i] = strdup(cells[i] ? cells[i] : "-");
+	t->rows++;
+}
+
+void table_addf(struct table *t, ...)
+{
+	va_list ap;
+	const char **cells = calloc(t->cols, sizeof(char *));
+	if (!cells)
+		abort();
+	va_start(ap, t);
+	for (size_t i = 0; i < t->cols; i++)
+		cells[i] = va_arg(ap, const char *);
+	va_end(ap);
+	table_add(t, cells);
+	free(cells);
+}
+
+/* Display width of a UTF-8 string (wide characters count 2). */
+static size_t display_width(const char *s)
+{
+	mbstate_t st = { 0 };
+	size_t w = 0;
+	wchar_t wc;
+	size_t n;
+	while (*s && (n = mbrtowc(&wc, s, MB_CUR_MAX, &st)) != 0) {
+		if (n == (size_t)-1 || n == (size_t)-2) {
+			w++;
+			s++;
+			memset(&st, 0, sizeof(st));
+			continue;
+		}
+		int cw = wcwidth(wc);
+		w += cw > 0 ? (size_t)cw : 0;
+		s += n;
+	}
+	return w;
+}
+
+void table_print(struct table *t, FILE *out)
+{
+	size_t *w = calloc(t->cols, sizeof(size_t));
+	if (!w)
+		abort();
+	for (size_t r = 0; r < t->rows; r++)
+		for (size_t c = 0; c < t->cols; c++)
+			w[c] = MAX(w[c], display_width(t->cells[r * t->cols + c]));
+	for (size_t r = 0; r < t->rows; r++) {
+		for (size_t c = 0; c < t->cols; c++) {
+			const char *s = t->cells[r * t->cols + c];
+			fputs(s, out);
+			if (c + 1 < t->cols)
+				for (size_t p = display_width(s); p < w[c] + 2; p++)
+					fputc(' ', out);
+		}
+		fputc('\n', out);
+	}
+	free(w);
+}
+
+struct table *table_free(struct table *t)
+{
+	if (!t)
+		return NULL;
+	for (size_t i = 0; i < t->rows * t->cols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(t);
+	return NULL;
+}

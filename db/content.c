@@ -1,0 +1,361 @@
+/* Implementation of db/content.h. */
+#include "db/content.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db/orders.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+int content_sha256_file(const char *path, char ret_hex[65], uint64_t *ret_size)
+{
+	static const size_t bufsz = 1 << 20;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ unsigned char *buf = NULL;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	uint64_t total = 0;
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	buf = malloc(bufsz);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!buf || !ctx) {
+		EVP_MD_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		r = -EIO;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, bufsz);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		total += (uint64_t)n;
+	}
+	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
+		r = -EIO;
+		goto out;
+	}
+	for (unsigned i = 0; i < mdlen && i < 32; i++)
+		snprintf(ret_hex + 2 * i, 3, "%02x", md[i]);
+	ret_hex[64] = 0;
+	if (ret_size)
+		*ret_size = total;
+out:
+	EVP_MD_CTX_free(ctx);
+	return r;
+}
+
+/* Title: the file name without its last extension. */
+static char *title_of(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	if (!dot || dot == name)
+		return strdup(name);
+	return strndup(name, (size_t)(dot - name));
+}
+
+struct scan {
+	struct db *db;
+	const char *root;
+	void (*warn)(void *ud, const char *msg);
+	void *ud;
+	struct content_scan_stats st;
+	int64_t run; /* scan mark: every row seen in this run gets it */
+};
+
+static void warnf(struct scan *s, const char *fmt, ...) _printf_(2, 3);
+static void warnf(struct scan *s, const char *fmt, ...)
+{
+	va_list ap;
+	char *m = NULL;
+	s->st.skipped++;
+	if (!s->warn)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	if (m)
+		s->warn(s->ud, m);
+	free(m);
+}
+
+static int scan_file(struct scan *s, const char *category, const char *rel, const char *name, const struct stat *st)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_free_ char *abs = NULL, *title = NULL;
+	char mtime[64];
+	int r;
+
+	snprintf(mtime, sizeof(mtime), "%lld.%06ld", (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec / 1000);
+	s->st.files++;
+	r = db_query(s->db, &res,
+		     "SELECT id, size_bytes, UNIX_TIMESTAMP(mtime) = ?, active FROM content_items"
+		     " WHERE rel_path_hash = UNHEX(SHA2(?, 256)) AND rel_path = ?",
+		     DB_RAW(mtime), DB_STR(rel), DB_STR(rel), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (row && db_row_u64(row, 1) == (uint64_t)st->st_size && db_row_i64(row, 2) == 1) {
+		if (db_row_i64(row, 3) == 0)
+			s->st.reactivated++;
+		else
+			s->st.unchanged++;
+		return db_exec(s->db, NULL, "UPDATE content_items SET active = 1, scan_mark = ? WHERE id = ?",
+			       DB_I64(s->run), DB_I64(db_row_i64(row, 0)), DB_END);
+	}
+	char hex[65];
+	uint64_t size = 0;
+	if (asprintf(&abs, "%s/%s", s->root, rel) < 0)
+		return -ENOMEM;
+	r = content_sha256_file(abs, hex, &size);
+	if (r < 0) {
+		warnf(s, "%s: cannot read: %s", abs, strerror(-r));
+		return 0;
+	}
+	s->st.bytes_hashed += size;
+	title = title_of(name);
+	if (row) {
+		s->st.updated++;
+		return db_exec(s->db, NULL,
+			       "UPDATE content_items SET category = ?, title = ?, size_bytes = ?, sha256 = ?,"
+			       " mtime = FROM_UNIXTIME(?), active = 1, scan_mark = ? WHERE id = ?",
+			       DB_STR(category), DB_STR(title), DB_U64(size), DB_STR(hex), DB_RAW(mtime), DB_I64(s->run),
+			       DB_I64(db_row_i64(row, 0)), DB_END);
+	}
+	s->st.added++;
+	return db_exec(s->db, NULL,
+		       "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime, active, scan_mark)"
+		       " VALUES (?, ?, ?, ?, ?, FROM_UNIXTIME(?), 1, ?)",
+		       DB_STR(category), DB_STR(title), DB_STR(rel), DB_U64(size), DB_STR(hex), DB_RAW(mtime),
+		       DB_I64(s->run), DB_END);
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Walk dir (relative rel under the root), files sorted by name for a stable order. */
+static int scan_dir(struct scan *s, const char *category, const char *rel)
+{
+	_cleanup_free_ char *abs = NULL;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	if (asprintf(&abs, "%s%s%s", s->root, rel ? "/" : "", rel ? rel : "") < 0)
+		return -ENOMEM;
+	DIR *d = opendir(abs);
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue; /* ., .., hidden files */
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			char **nn = realloc(names, cap * sizeof(char *));
+			if (!nn) {
+				r = -ENOMEM;
+				goto out;
+			}
+			names = nn;
+		}
+		names[n] = strdup(de->d_name);
+		if (!names[n]) {
+			r = -ENOMEM;
+			goto out;
+		}
+		n++;
+	}
+	if (n)
+		qsort(names, n, sizeof(char *), cmp_names);
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		_cleanup_free_ char *crel = NULL, *cabs = NULL;
+		struct stat st;
+		if (asprintf(&crel, "%s%s%s", rel ? rel : "", rel ? "/" : "", names[i]) < 0 ||
+		    asprintf(&cabs, "%s/%s", s->root, crel) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		if (lstat(cabs, &st) < 0) {
+			warnf(s, "%s: %s", cabs, strerror(errno));
+			continue;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			r = scan_dir(s, category ? category : names[i], crel);
+			if (r == -EACCES) {
+				warnf(s, "%s: permission denied", cabs);
+				r = 0;
+			}
+		} else if (!S_ISREG(st.st_mode)) {
+			warnf(s, "%s: not a regular file, skipped", cabs);
+		} else if (!category) {
+			warnf(s, "%s: files at the top level have no category, skipped (put it in a folder)", cabs);
+		} else {
+			r = scan_file(s, category, crel, names[i], &st);
+		}
+	}
+out:
+	closedir(d);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return r;
+}
+
+int content_scan(struct db *db, const char *root, void (*warn)(void *ud, const char *msg), void *ud,
+		 struct content_scan_stats *ret)
+{
+	struct scan s = { .db = db, .root = root, .warn = warn, .ud = ud };
+	struct stat st;
+	uint64_t aff = 0;
+	int r;
+
+	if (stat(root, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	r = db_query_i64(db, &s.run, "SELECT COALESCE(MAX(scan_mark), 0) + 1 FROM content_items", DB_END);
+	if (r < 0)
+		return r;
+	r = scan_dir(&s, NULL, NULL);
+	if (r < 0)
+		return r;
+	r = db_exec(db, &aff, "UPDATE content_items SET active = 0 WHERE active = 1 AND scan_mark <> ?", DB_I64(s.run),
+		    DB_END);
+	if (r < 0)
+		return r;
+	s.st.deactivated = (unsigned)aff;
+	*ret = s.st;
+	return 0;
+}
+
+int content_list(struct db *db, const char *category, json_t **ret)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 "SELECT id, category, title, rel_path, size_bytes, sha256, mtime FROM content_items"
+			 " WHERE active = 1 AND (? IS NULL OR category = ?) ORDER BY category, rel_path",
+			 DB_STR(category), DB_STR(category), DB_END);
+	if (r < 0)
+		return r;
+	json_t *a = json_array();
+	MYSQL_ROW row;
+	while ((row = mysql_fetch_row(res)))
+		json_array_append_new(a, db_row_to_json(res, row));
+	*ret = a;
+	return 0;
+}
+
+int content_category_count(struct db *db, const char *category, int64_t *ret)
+{
+	return db_query_i64(db, ret, "SELECT COUNT(*) FROM content_items WHERE active = 1 AND category = ?",
+			    DB_STR(category), DB_END);
+}
+
+int content_item_active(struct db *db, int64_t id, bool *ret)
+{
+	int64_t a = 0;
+	int r = db_query_i64(db, &a, "SELECT active FROM content_items WHERE id = ?", DB_I64(id), DB_END);
+	if (r < 0)
+		return r;
+	*ret = a != 0;
+	return 0;
+}
+
+void content_items_free(struct content_item *items, size_t n)
+{
+	for (size_t i = 0; items && i < n; i++) {
+		free(items[i].category);
+		free(items[i].title);
+		free(items[i].rel_path);
+	}
+	free(items);
+}
+
+int content_load_candidates(struct db *db, char *const *categories, const int64_t *ids, size_t n_ids,
+			    struct content_item **ret, size_t *ret_n)
+{
+	/* Build "(?, ?, …)" lists from constants; values go through placeholders one query per
+	 * category / id to stay inside db_exec's typed arguments. */
+	struct content_item *items = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	for (size_t pass = 0; pass < 2; pass++) {
+		size_t count = 0;
+		if (pass == 0)
+			count = n_ids;
+		else
+			while (categories && categories[count])
+				count++;
+		for (size_t k = 0; k < count; k++) {
+			_cleanup_result_ MYSQL_RES *res = NULL;
+			if (pass == 0)
+				r = db_query(db, &res,
+					     "SELECT id, category, title, rel_path, size_bytes, sha256, FLOOR(UNIX_TIMESTAMP(mtime))"
+					     " FROM content_items WHERE id = ? AND active = 1",
+					     DB_I64(ids[k]), DB_END);
+			else
+				r = db_query(db, &res,
+					     "SELECT id, category, title, rel_path, size_bytes, sha256, FLOOR(UNIX_TIMESTAMP(mtime))"
+					     " FROM content_items WHERE category = ? AND active = 1 ORDER BY rel_path",
+					     DB_STR(categories[k]), DB_END);
+			if (r < 0)
+				goto fail;
+			MYSQL_ROW row;
+			while ((row = mysql_fetch_row(res))) {
+				bool dup = false;
+				for (size_t i = 0; i < n && !dup; i++)
+					dup = items[i].id == db_row_i64(row, 0);
+				if (dup)
+					continue;
+				if (n == cap) {
+					cap = cap ? cap * 2 : 64;
+					struct content_item *ni = realloc(items, cap * sizeof(*items));
+					if (!ni) {
+						r = -ENOMEM;
+						goto fail;
+					}
+					items = ni;
+				}
+				struct content_item *it = &items[n++];
+				memset(it, 0, sizeof(*it));
+				it->id = db_row_i64(row, 0);
+				it->category = strdup(row[1]);
+				it->title = strdup(row[2]);
+				it->rel_path = strdup(row[3]);
+				it->size = db_row_u64(row, 4);
+				snprintf(it->sha256, sizeof(it->sha256), "%s", row[5]);
+				it->mtime = db_row_i64(row, 6);
+			}
+		}
+	}
+	*ret = items;
+	*ret_n = n;
+	return 0;
+fail:
+	content_items_free(items, n);
+	return r;
+}

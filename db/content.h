@@ -1,0 +1,45 @@
+/* The content library (content_items): incremental scan of a content tree, listing, and the
+ * lookups orders and the worker need. Category = first folder level under the root; names are
+ * kept exactly as on disk. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db/db.h"
+#include "util/items.h"
+
+struct content_scan_stats {
+	unsigned files;       /* regular files seen under a category folder */
+	unsigned added;       /* new rows */
+	unsigned updated;     /* size or mtime changed: re-hashed */
+	unsigned unchanged;   /* size and mtime equal: not re-hashed */
+	unsigned reactivated; /* were inactive, present again */
+	unsigned deactivated; /* rows whose file is gone */
+	unsigned skipped;     /* not regular files, files at the top level, unreadable */
+	uint64_t bytes_hashed;
+};
+
+/* Scan root: hash new and changed files (SHA-256, OpenSSL), upsert their rows, mark rows whose
+ * file vanished inactive. Each file is committed as it is hashed, so an interrupted scan loses
+ * nothing done. warn(ud, msg) is told about skipped entries (may be NULL). Errors: -errno for
+ * the root itself (-ENOENT, -ENOTDIR, -EACCES), db errors. */
+int content_scan(struct db *db, const char *root, void (*warn)(void *ud, const char *msg), void *ud,
+		 struct content_scan_stats *ret);
+
+/* Active items, optionally of one category, ordered by category then rel_path. */
+int content_list(struct db *db, const char *category, json_t **ret);
+int content_category_count(struct db *db, const char *category, int64_t *ret);
+/* -ENOENT when no such id. */
+int content_item_active(struct db *db, int64_t id, bool *ret);
+
+/* Load the candidates of a content order (active items of the categories, and the explicit ids
+ * whatever their category) into an array of struct content_item (free with
+ * content_items_free). */
+int content_load_candidates(struct db *db, char *const *categories, const int64_t *ids, size_t n_ids,
+			    struct content_item **ret, size_t *ret_n);
+void content_items_free(struct content_item *items, size_t n);
+
+/* SHA-256 of a file as lowercase hex (65 bytes with NUL). Reads with 1 MiB reads. */
+int content_sha256_file(const char *path, char ret_hex[65], uint64_t *ret_size);

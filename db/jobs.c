@@ -1,0 +1,707 @@
+/* Implementation of db/jobs.h. */
+#include "db/jobs.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/orders.h"
+#include "db/schema.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+static char *sdup(const char *s) { return s ? strdup(s) : NULL; }
+
+void claimed_job_free(struct claimed_job *j)
+{
+	if (!j)
+		return;
+	free(j->order_number);
+	free(j->image_path);
+	free(j->content_spec);
+	free(j->resume_state);
+	free(j);
+}
+
+struct claim_ctx {
+	const struct claim_req *req;
+	struct claimed_job *job;
+};
+
+static int claim_txn(struct db *db, void *userdata)
+{
+	struct claim_ctx *c = userdata;
+	const struct claim_req *q = c->req;
+	int64_t id = 0;
+	uint64_t aff = 0;
+	int r;
+
+	claimed_job_free(c->job);
+	c->job = NULL;
+	/* capacity × (1 − tol) ≤ device  ⇔  capacity ≤ device / (1 − tol) */
+	double lim = q->capacity_tolerance < 1.0 ? (double)q->device_bytes / (1.0 - q->capacity_tolerance) : 1.8e19;
+	uint64_t max_cap = lim >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(lim);
+	r = db_query_i64(db, &id, db_claim_select_sql, DB_U64(max_cap), DB_STR(q->station), DB_U64(q->device_bytes), DB_END);
+	if (r < 0)
+		return r;
+	r = db_exec(db, &aff,
+		    "UPDATE processing_jobs SET status = 'processing', stage = 'validation', progress = 0,"
+		    " attempts = attempts + 1, locked_by = ?, heartbeat_at = NOW(6),"
+		    " started_at = COALESCE(started_at, NOW(6)), slot = ?, device_serial = ?, device_capacity_bytes = ?,"
+		    " bytes_written = 0, error_code = NULL, fail_reason = NULL"
+		    " WHERE id = ? AND status IN ('queued', 'retry')",
+		    DB_STR(q->worker_id), DB_STR(q->slot), DB_STR(q->device_serial), DB_U64(q->device_bytes), DB_I64(id),
+		    DB_END);
+	if (r < 0)
+		return r;
+	if (aff != 1)
+		return -EAGAIN;
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	r = db_query(db, &res,
+		     "SELECT j.id, j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
+		     " j.capacity_bytes, o.image_path, o.content_spec, j.resume_state, j.cancel_requested_at IS NOT NULL"
+		     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
+		     DB_I64(id), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -EIO;
+	struct claimed_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->id = db_row_i64(row, 0);
+	j->order_id = db_row_i64(row, 1);
+	j->order_number = sdup(row[2]);
+	j->unit_index = (int)db_row_i64(row, 3);
+	j->attempt = (int)db_row_i64(row, 4);
+	j->max_attempts = (int)db_row_i64(row, 5);
+	j->generation = (int)db_row_i64(row, 6);
+	j->capacity_bytes = db_row_u64(row, 7);
+	j->image_path = sdup(row[8]);
+	j->content_spec = sdup(row[9]);
+	j->resume_state = sdup(row[10]);
+	j->cancel_requested = db_row_i64(row, 11) != 0;
+	c->job = j;
+	r = db_exec(db, NULL,
+		    "UPDATE orders SET status = 'processing' WHERE id = ? AND status IN ('confirmed', 'failed')",
+		    DB_I64(j->order_id), DB_END);
+	return r;
+}
+
+int job_claim(struct db *db, const struct claim_req *req, struct claimed_job **ret)
+{
+	struct claim_ctx c = { .req = req };
+	int r = db_transaction(db, claim_txn, &c);
+	if (r < 0) {
+		claimed_job_free(c.job);
+		return r;
+	}
+	*ret = c.job;
+	return 0;
+}
+
+int job_progress(struct db *db, int64_t id, const char *worker_id, const char *stage, int progress,
+		 const char *detail_json, uint64_t bytes_total, uint64_t bytes_written, bool *ret_cancel)
+{
+	uint64_t aff = 0;
+	int64_t cancel = 0;
+	int r = db_exec(db, &aff,
+			"UPDATE processing_jobs SET heartbeat_at = NOW(6), stage = ?, progress = ?,"
+			" progress_detail = COALESCE(?, progress_detail), bytes_total = IF(? > 0, ?, bytes_total),"
+			" bytes_written = LEAST(?, COALESCE(IF(? > 0, ?, bytes_total), ?))"
+			" WHERE id = ? AND status = 'processing' AND locked_by = ?",
+			DB_STR(stage), DB_I64(progress < 0 ? 0 : progress > 100 ? 100 : progress), DB_STR(detail_json),
+			DB_U64(bytes_total), DB_U64(bytes_total), DB_U64(bytes_written), DB_U64(bytes_total),
+			DB_U64(bytes_total), DB_U64(bytes_written), DB_I64(id), DB_STR(worker_id), DB_END);
+	if (r < 0)
+		return r;
+	if (aff != 1)
+		return -ESTALE;
+	if (ret_cancel) {
+		r = db_query_i64(db, &cancel,
+				 "SELECT cancel_requested_at IS NOT NULL FROM processing_jobs WHERE id = ?", DB_I64(id), DB_END);
+		if (r < 0)
+			return r;
+		*ret_cancel = cancel != 0;
+	}
+	return 0;
+}
+
+int job_log(struct db *db, int64_t id, int attempt, const char *level, const char *stage, const char *category,
+	    const char *message, const char *error_code, const char *details_json)
+{
+	return db_exec(db, NULL,
+		       "INSERT INTO processing_job_logs (job_id, attempt, level, stage, category, message, error_code, details)"
+		       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		       DB_I64(id), DB_I64(attempt), DB_STR(level), DB_STR(stage), DB_STR(category), DB_STR(message),
+		       DB_STR(error_code), DB_STR(details_json), DB_END);
+}
+
+struct items_ctx {
+	int64_t id;
+	const struct job_item *items;
+	size_t n;
+};
+
+static int items_txn(struct db *db, void *userdata)
+{
+	struct items_ctx *c = userdata;
+	int r = db_exec(db, NULL, "DELETE FROM processing_job_items WHERE job_id = ?", DB_I64(c->id), DB_END);
+	for (size_t i = 0; r >= 0 && i < c->n; i++)
+		r = db_exec(db, NULL,
+			    "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+			    " VALUES (?, ?, ?, ?, ?)",
+			    DB_I64(c->id), DB_I64(c->items[i].position), DB_I64(c->items[i].content_item_id),
+			    DB_U64(c->items[i].size), DB_STR(c->items[i].dest_path), DB_END);
+	return r;
+}
+
+int job_items_store(struct db *db, int64_t id, const struct job_item *items, size_t n)
+{
+	struct items_ctx c = { id, items, n };
+	return db_transaction(db, items_txn, &c);
+}
+
+void job_items_free(struct job_item *items, size_t n)
+{
+	for (size_t i = 0; items && i < n; i++) {
+		free(items[i].dest_path);
+		free(items[i].rel_path);
+	}
+	free(items);
+}
+
+int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret_n)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 "SELECT i.position, i.content_item_id, i.size_bytes, i.dest_path, c.rel_path, c.sha256,"
+			 " FLOOR(UNIX_TIMESTAMP(c.mtime)), c.active"
+			 " FROM processing_job_items i JOIN content_items c ON c.id = i.content_item_id"
+			 " WHERE i.job_id = ? ORDER BY i.position",
+			 DB_I64(id), DB_END);
+	if (r < 0)
+		return r;
+	size_t n = mysql_num_rows(res), k = 0;
+	struct job_item *items = n ? calloc(n, sizeof(*items)) : NULL;
+	if (n && !items)
+		return -ENOMEM;
+	MYSQL_ROW row;
+	while ((row = mysql_fetch_row(res)) && k < n) {
+		struct job_item *it = &items[k++];
+		it->position = (int)db_row_i64(row, 0);
+		it->content_item_id = db_row_i64(row, 1);
+		it->size = db_row_u64(row, 2);
+		it->dest_path = sdup(row[3]);
+		it->rel_path = sdup(row[4]);
+		snprintf(it->sha256, sizeof(it->sha256), "%s", row[5] ? row[5] : "");
+		it->mtime = db_row_i64(row, 6);
+	}
+	*ret = items;
+	*ret_n = k;
+	return 0;
+}
+
+int job_resume_store(struct db *db, int64_t id, const char *worker_id, const char *resume_json)
+{
+	uint64_t aff = 0;
+	int r = db_exec(db, &aff,
+			"UPDATE processing_jobs SET resume_state = ? WHERE id = ? AND status = 'processing' AND locked_by = ?",
+			DB_STR(resume_json), DB_I64(id), DB_STR(worker_id), DB_END);
+	if (r < 0)
+		return r;
+	return aff == 1 ? 0 : -ESTALE;
+}
+
+/* Insert an outbox event once: a duplicate (same aggregate, type and generation) is a no-op. */
+static int event_add(struct db *db, const char *agg_type, int64_t agg_id, const char *type, int generation,
+		     json_t *payload)
+{
+	_cleanup_free_ char *p = json_dumps(payload, JSON_COMPACT);
+	json_decref(payload);
+	if (!p)
+		return -ENOMEM;
+	return db_exec(db, NULL,
+		       "INSERT INTO events (aggregate_type, aggregate_id, event_type, generation, payload)"
+		       " VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id",
+		       DB_STR(agg_type), DB_I64(agg_id), DB_STR(type), DB_I64(generation), DB_STR(p), DB_END);
+}
+
+/* The job row under lock, for a finalizer: order id, number, unit, attempts, generation … */
+struct jrow {
+	int64_t order_id;
+	char *order_number;
+	int unit_index, attempts, max_attempts, generation;
+	char *slot, *serial;
+	char *cancelled_by;
+	double duration;
+};
+
+static void jrow_done(struct jrow *j)
+{
+	free(j->order_number);
+	free(j->slot);
+	free(j->serial);
+	free(j->cancelled_by);
+}
+
+/* Lock the job if it is processing and ours (or, worker_id NULL, if it has status st). */
+static int lock_job(struct db *db, int64_t id, const char *worker_id, const char *st, struct jrow *ret)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 "SELECT j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
+			 " j.slot, j.device_serial, j.cancelled_by,"
+			 " TIMESTAMPDIFF(MICROSECOND, j.started_at, NOW(6)) / 1e6"
+			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+			 " WHERE j.id = ? AND j.status = ? AND (? IS NULL OR j.locked_by = ?) FOR UPDATE",
+			 DB_I64(id), DB_STR(st), DB_STR(worker_id), DB_STR(worker_id), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -ESTALE;
+	memset(ret, 0, sizeof(*ret));
+	ret->order_id = db_row_i64(row, 0);
+	ret->order_number = sdup(row[1]);
+	ret->unit_index = (int)db_row_i64(row, 2);
+	ret->attempts = (int)db_row_i64(row, 3);
+	ret->max_attempts = (int)db_row_i64(row, 4);
+	ret->generation = (int)db_row_i64(row, 5);
+	ret->slot = sdup(row[6]);
+	ret->serial = sdup(row[7]);
+	ret->cancelled_by = sdup(row[8]);
+	ret->duration = db_row_dbl(row, 9);
+	return 0;
+}
+
+/* After a unit reaches done: the order is done when every unit is. */
+static int order_maybe_done(struct db *db, const struct jrow *j)
+{
+	int64_t open = 0;
+	uint64_t aff = 0;
+	int r = db_query_i64(db, &open, "SELECT COUNT(*) FROM processing_jobs WHERE order_id = ? AND status <> 'done'",
+			     DB_I64(j->order_id), DB_END);
+	if (r < 0 || open)
+		return r;
+	r = db_exec(db, &aff, "UPDATE orders SET status = 'done' WHERE id = ? AND status <> 'done'", DB_I64(j->order_id),
+		    DB_END);
+	if (r < 0 || aff == 0)
+		return r;
+	int64_t units = 0;
+	r = db_query_i64(db, &units, "SELECT quantity FROM orders WHERE id = ?", DB_I64(j->order_id), DB_END);
+	if (r < 0)
+		return r;
+	return event_add(db, "order", j->order_id, "order.done", 0,
+			 json_pack("{s:I, s:s, s:I}", "order_id", (json_int_t)j->order_id, "order_number", j->order_number,
+				   "units", (json_int_t)units));
+}
+
+struct fin {
+	int64_t id;
+	const char *worker_id;
+	enum uf_code code;
+	const char *reason;
+	const double *delays;
+	size_t n_delays;
+	uint64_t bytes;
+	const char *status; /* out */
+	bool reaper;
+};
+
+static int done_txn(struct db *db, void *userdata)
+{
+	struct fin *f = userdata;
+	struct jrow j;
+	uint64_t aff = 0;
+	int r = lock_job(db, f->id, f->worker_id, "processing", &j);
+	if (r < 0)
+		return r;
+	r = db_exec(db, &aff,
+		    "UPDATE processing_jobs SET status = 'done', stage = 'done', progress = 100, completed_at = NOW(6),"
+		    " bytes_written = ?, bytes_total = GREATEST(COALESCE(bytes_total, 0), ?), locked_by = NULL,"
+		    " heartbeat_at = NOW(6), resume_state = NULL, error_code = NULL, fail_reason = NULL"
+		    " WHERE id = ? AND status = 'processing' AND locked_by = ?",
+		    DB_U64(f->bytes), DB_U64(f->bytes), DB_I64(f->id), DB_STR(f->worker_id), DB_END);
+	if (r >= 0 && aff != 1)
+		r = -ESTALE;
+	if (r >= 0)
+		r = event_add(db, "job", f->id, "job.done", j.generation,
+			      json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:f}", "job_id", (json_int_t)f->id,
+					"order_number", j.order_number, "unit_index", j.unit_index, "attempts", j.attempts,
+					"slot", j.slot, "device_serial", j.serial, "bytes_written", (json_int_t)f->bytes,
+					"duration_seconds", j.duration));
+	if (r >= 0)
+		r = order_maybe_done(db, &j);
+	f->status = "done";
+	jrow_done(&j);
+	return r;
+}
+
+int job_finish_done(struct db *db, int64_t id, const char *worker_id, uint64_t bytes_written)
+{
+	struct fin f = { .id = id, .worker_id = worker_id, .bytes = bytes_written };
+	return db_transaction(db, done_txn, &f);
+}
+
+static int fail_txn(struct db *db, void *userdata)
+{
+	struct fin *f = userdata;
+	struct jrow j;
+	uint64_t aff = 0;
+	const char *code = uf_code_name(f->code) ? uf_code_name(f->code) : "PROCESSING_FAILED";
+	enum uf_code_class cls = uf_code_class(f->code);
+	int r = lock_job(db, f->id, f->reaper ? NULL : f->worker_id, "processing", &j);
+	if (r < 0)
+		return r;
+
+	if (cls == UFC_CLASS_BAD_STICK) {
+		f->status = "queued";
+		r = db_exec(db, &aff,
+			    "UPDATE processing_jobs SET status = 'queued', stage = 'pending', progress = 0,"
+			    " attempts = GREATEST(attempts - 1, 0), locked_by = NULL, slot = NULL, device_serial = NULL,"
+			    " device_capacity_bytes = NULL, next_attempt_at = NOW(6), error_code = ?, fail_reason = ?"
+			    " WHERE id = ? AND status = 'processing'",
+			    DB_STR(code), DB_STR(f->reason), DB_I64(f->id), DB_END);
+	} else if (cls == UFC_CLASS_CANCELLED) {
+		f->status = "cancelled";
+		r = db_exec(db, &aff,
+			    "UPDATE processing_jobs SET status = 'cancelled', cancelled_at = NOW(6), locked_by = NULL,"
+			    " cancelled_by = COALESCE(cancelled_by, 'operator'), error_code = 'CANCELLED', fail_reason = ?"
+			    " WHERE id = ? AND status = 'processing'",
+			    DB_STR(f->reason), DB_I64(f->id), DB_END);
+	} else if (cls == UFC_CLASS_RETRYABLE && j.attempts < j.max_attempts && j.attempts >= 1) {
+		size_t k = (size_t)j.attempts - 1;
+		double delay = f->n_delays ? f->delays[k < f->n_delays ? k : f->n_delays - 1] : 0;
+		f->status = "retry";
+		r = db_exec(db, &aff,
+			    "UPDATE processing_jobs SET status = 'retry', locked_by = NULL,"
+			    " next_attempt_at = NOW(6) + INTERVAL ? MICROSECOND, error_code = ?, fail_reason = ?"
+			    " WHERE id = ? AND status = 'processing'",
+			    DB_I64((int64_t)llround(delay * 1e6)), DB_STR(code), DB_STR(f->reason), DB_I64(f->id), DB_END);
+	} else {
+		f->status = "failed";
+		r = db_exec(db, &aff,
+			    "UPDATE processing_jobs SET status = 'failed', failed_at = NOW(6), locked_by = NULL,"
+			    " error_code = ?, fail_reason = ? WHERE id = ? AND status = 'processing'",
+			    DB_STR(code), DB_STR(f->reason), DB_I64(f->id), DB_END);
+		if (r >= 0 && aff == 1)
+			r = event_add(db, "job", f->id, "job.failed", j.generation,
+				      json_pack("{s:I, s:s, s:i, s:i, s:s, s:s?}", "job_id", (json_int_t)f->id, "order_number",
+						j.order_number, "unit_index", j.unit_index, "attempts", j.attempts,
+						"error_code", code, "reason", f->reason));
+		if (r >= 0 && aff == 1)
+			r = db_exec(db, NULL, "UPDATE orders SET status = 'failed' WHERE id = ? AND status <> 'failed'",
+				    DB_I64(j.order_id), DB_END);
+		if (r >= 0 && aff == 1)
+			r = event_add(db, "order", j.order_id, "order.failed", 0,
+				      json_pack("{s:I, s:s, s:I, s:s, s:b}", "order_id", (json_int_t)j.order_id,
+						"order_number", j.order_number, "job_id", (json_int_t)f->id, "error_code", code,
+						"refund_due", 1));
+	}
+	if (r >= 0 && aff != 1)
+		r = -ESTALE;
+	jrow_done(&j);
+	return r;
+}
+
+int job_finish_fail(struct db *db, int64_t id, const char *worker_id, enum uf_code code, const char *reason,
+		    const double *delays, size_t n_delays, const char **ret_status)
+{
+	struct fin f = { .id = id, .worker_id = worker_id, .code = code, .reason = reason, .delays = delays,
+			 .n_delays = n_delays };
+	int r = db_transaction(db, fail_txn, &f);
+	if (r >= 0 && ret_status)
+		*ret_status = f.status;
+	return r;
+}
+
+int job_hand_back(struct db *db, int64_t id, const char *worker_id, const char *why)
+{
+	uint64_t aff = 0;
+	int r = db_exec(db, &aff,
+			"UPDATE processing_jobs SET status = 'retry', attempts = GREATEST(attempts - 1, 0), locked_by = NULL,"
+			" next_attempt_at = NOW(6), fail_reason = ? WHERE id = ? AND status = 'processing' AND locked_by = ?",
+			DB_STR(why), DB_I64(id), DB_STR(worker_id), DB_END);
+	if (r < 0)
+		return r;
+	return aff == 1 ? 0 : -ESTALE;
+}
+
+struct cancel_ctx {
+	int64_t id;
+	const char *by;
+	const char *status;
+};
+
+static int cancel_txn(struct db *db, void *userdata)
+{
+	struct cancel_ctx *c = userdata;
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	uint64_t aff = 0;
+	int r = db_query(db, &res, "SELECT status FROM processing_jobs WHERE id = ? FOR UPDATE", DB_I64(c->id), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -ENOENT;
+	if (strcmp(row[0], "queued") == 0 || strcmp(row[0], "retry") == 0) {
+		r = db_exec(db, &aff,
+			    "UPDATE processing_jobs SET status = 'cancelled', cancel_requested_at = NOW(6),"
+			    " cancelled_at = NOW(6), cancelled_by = ?, error_code = 'CANCELLED', fail_reason = 'cancelled by operator'"
+			    " WHERE id = ? AND status IN ('queued', 'retry')",
+			    DB_STR(c->by), DB_I64(c->id), DB_END);
+		c->status = "cancelled";
+	} else if (strcmp(row[0], "processing") == 0) {
+		r = db_exec(db, &aff,
+			    "UPDATE processing_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, NOW(6)),"
+			    " cancelled_by = ? WHERE id = ? AND status = 'processing'",
+			    DB_STR(c->by), DB_I64(c->id), DB_END);
+		c->status = "cancel_requested";
+	} else {
+		return -EALREADY;
+	}
+	if (r < 0)
+		return r;
+	if (aff != 1)
+		return -EAGAIN;
+	json_t *m = json_pack("{s:s}", "result", c->status);
+	r = audit_add(db, c->by, "job", c->id, "cancel", m);
+	json_decref(m);
+	return r;
+}
+
+int job_cancel(struct db *db, int64_t id, const char *by, const char **ret_status)
+{
+	struct cancel_ctx c = { id, by, NULL };
+	int r = db_transaction(db, cancel_txn, &c);
+	if (r >= 0)
+		*ret_status = c.status;
+	return r;
+}
+
+struct retry_ctx {
+	int64_t id;
+	const char *actor;
+	int max_attempts;
+};
+
+static int retry_txn(struct db *db, void *userdata)
+{
+	struct retry_ctx *c = userdata;
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	uint64_t aff = 0;
+	int r = db_query(db, &res, "SELECT status, order_id FROM processing_jobs WHERE id = ? FOR UPDATE", DB_I64(c->id),
+			 DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -ENOENT;
+	if (strcmp(row[0], "failed") != 0 && strcmp(row[0], "cancelled") != 0)
+		return -EBUSY;
+	_cleanup_free_ char *prev = strdup(row[0]);
+	int64_t order_id = db_row_i64(row, 1);
+	r = db_exec(db, &aff,
+		    "UPDATE processing_jobs SET status = 'queued', stage = 'pending', progress = 0, progress_detail = NULL,"
+		    " attempts = 0, max_attempts = ?, generation = generation + 1, next_attempt_at = NOW(6),"
+		    " locked_by = NULL, heartbeat_at = NULL, slot = NULL, device_serial = NULL, device_capacity_bytes = NULL,"
+		    " bytes_written = 0, resume_state = NULL, created_at = created_at, started_at = NULL, completed_at = NULL,"
+		    " failed_at = NULL, cancel_requested_at = NULL, cancelled_at = NULL, cancelled_by = NULL,"
+		    " fail_reason = NULL, error_code = NULL, stuck_reported_at = NULL"
+		    " WHERE id = ? AND status IN ('failed', 'cancelled')",
+		    DB_I64(c->max_attempts), DB_I64(c->id), DB_END);
+	if (r < 0)
+		return r;
+	if (aff != 1)
+		return -EAGAIN;
+	r = db_exec(db, NULL, "UPDATE orders SET status = 'processing' WHERE id = ? AND status IN ('failed', 'done')",
+		    DB_I64(order_id), DB_END);
+	if (r < 0)
+		return r;
+	json_t *m = json_pack("{s:s, s:i}", "previous_status", prev, "max_attempts", c->max_attempts);
+	r = audit_add(db, c->actor, "job", c->id, "retry", m);
+	json_decref(m);
+	return r;
+}
+
+int job_retry(struct db *db, int64_t id, const char *actor, int max_attempts)
+{
+	struct retry_ctx c = { id, actor, max_attempts };
+	return db_transaction(db, retry_txn, &c);
+}
+
+struct reap_one {
+	int64_t id;
+	double timeout;
+	const double *delays;
+	size_t n_delays;
+	const char *status;
+};
+
+/* One stale job: lock it only if it is still processing with a stale heartbeat. */
+static int reap_txn(struct db *db, void *userdata)
+{
+	struct reap_one *c = userdata;
+	int64_t stale = 0;
+	int r = db_query_i64(db, &stale,
+			     "SELECT COUNT(*) FROM processing_jobs WHERE id = ? AND status = 'processing'"
+			     " AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND FOR UPDATE",
+			     DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
+	if (r < 0)
+		return r;
+	if (!stale)
+		return -ESTALE;
+	struct fin f = { .id = c->id, .code = UFC_STUCK_TIMEOUT, .delays = c->delays, .n_delays = c->n_delays,
+			 .reaper = true, .reason = "no heartbeat from the worker (it died or lost the database)" };
+	r = fail_txn(db, &f);
+	if (r >= 0) {
+		c->status = f.status;
+		r = job_log(db, c->id, 0, "warn", "pending", "system", "stuck job recovered by the reaper", "STUCK_TIMEOUT",
+			    NULL);
+	}
+	return r;
+}
+
+static int stuck_queued_txn(struct db *db, void *userdata)
+{
+	struct reap_one *c = userdata;
+	uint64_t aff = 0;
+	int r = db_exec(db, &aff,
+			"UPDATE processing_jobs SET stuck_reported_at = NOW(6) WHERE id = ? AND status = 'queued'"
+			" AND stuck_reported_at IS NULL AND created_at < NOW(6) - INTERVAL ? MICROSECOND",
+			DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
+	if (r < 0)
+		return r;
+	if (aff != 1)
+		return -ESTALE;
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	r = db_query(db, &res,
+		     "SELECT o.order_number, j.generation, TIMESTAMPDIFF(SECOND, j.created_at, NOW(6))"
+		     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
+		     DB_I64(c->id), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -ESTALE;
+	r = event_add(db, "job", c->id, "job.stuck", (int)db_row_i64(row, 1),
+		      json_pack("{s:I, s:s, s:s, s:I}", "job_id", (json_int_t)c->id, "order_number", row[0], "status",
+				"queued", "queued_seconds", (json_int_t)db_row_i64(row, 2)));
+	if (r >= 0)
+		r = job_log(db, c->id, 0, "warn", "pending", "system",
+			    "job has waited in the queue longer than stuck.queued_timeout (no fitting stick?)", "STUCK_TIMEOUT",
+			    NULL);
+	return r;
+}
+
+int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays,
+	      size_t n_delays, struct reap_stats *ret)
+{
+	struct reap_stats st = { .actions = json_array() };
+	for (int pass = 0; pass < 2; pass++) {
+		_cleanup_result_ MYSQL_RES *res = NULL;
+		double to = pass == 0 ? processing_timeout : queued_timeout;
+		int r = pass == 0 ? db_query(db, &res,
+					     "SELECT id FROM processing_jobs WHERE status = 'processing'"
+					     " AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
+					     DB_I64((int64_t)llround(to * 1e6)), DB_END)
+				  : db_query(db, &res,
+					     "SELECT id FROM processing_jobs WHERE status = 'queued' AND stuck_reported_at IS NULL"
+					     " AND created_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
+					     DB_I64((int64_t)llround(to * 1e6)), DB_END);
+		if (r < 0) {
+			json_decref(st.actions);
+			return r;
+		}
+		MYSQL_ROW row;
+		while ((row = mysql_fetch_row(res))) {
+			struct reap_one c = { .id = db_row_i64(row, 0), .timeout = to, .delays = delays, .n_delays = n_delays };
+			r = db_transaction(db, pass == 0 ? reap_txn : stuck_queued_txn, &c);
+			if (r == -ESTALE)
+				continue; /* it beat, finished or was reported meanwhile */
+			if (r < 0) {
+				json_decref(st.actions);
+				return r;
+			}
+			if (pass == 0) {
+				if (strcmp(c.status, "failed") == 0)
+					st.failed++;
+				else
+					st.retried++;
+			} else {
+				st.stuck_reported++;
+			}
+			json_array_append_new(st.actions,
+					      json_pack("{s:I, s:s}", "job_id", (json_int_t)c.id, "action",
+							pass == 0 ? c.status : "reported_stuck"));
+		}
+	}
+	*ret = st;
+	return 0;
+}
+
+int queue_stats(struct db *db, double processing_timeout, double queued_timeout, json_t **ret)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res, "SELECT status, jobs, avg_duration_seconds FROM v_queue_stats", DB_END);
+	if (r < 0)
+		return r;
+	json_t *o = json_object();
+	MYSQL_ROW row;
+	double avg = 0;
+	bool have_avg = false;
+	while ((row = mysql_fetch_row(res))) {
+		json_object_set_new(o, row[0], json_integer(db_row_i64(row, 1)));
+		if (strcmp(row[0], "done") == 0 && row[2]) {
+			avg = db_row_dbl(row, 2);
+			have_avg = true;
+		}
+	}
+	int64_t sp = 0, sq = 0;
+	r = db_query_i64(db, &sp,
+			 "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND",
+			 DB_I64((int64_t)llround(processing_timeout * 1e6)), DB_END);
+	if (r >= 0)
+		r = db_query_i64(db, &sq,
+				 "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND created_at < NOW(6) - INTERVAL ? MICROSECOND",
+				 DB_I64((int64_t)llround(queued_timeout * 1e6)), DB_END);
+	if (r < 0) {
+		json_decref(o);
+		return r;
+	}
+	json_object_set_new(o, "stuck_processing", json_integer(sp));
+	json_object_set_new(o, "stuck_queued", json_integer(sq));
+	json_object_set_new(o, "avg_duration_seconds", have_avg ? json_real(avg) : json_null());
+	*ret = o;
+	return 0;
+}
+
+int events_list(struct db *db, int64_t since, int limit, json_t **ret)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 "SELECT id, aggregate_type, aggregate_id, event_type, generation, payload, created_at, published_at"
+			 " FROM events WHERE id > ? ORDER BY id LIMIT ?",
+			 DB_I64(since), DB_I64(limit > 0 ? limit : 1000), DB_END);
+	if (r < 0)
+		return r;
+	*ret = db_result_to_json(res);
+	return 0;
+}
+
+int job_logs(struct db *db, int64_t id, int64_t since, json_t **ret)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 "SELECT id, created_at, attempt, level, stage, category, message, error_code, details"
+			 " FROM processing_job_logs WHERE job_id = ? AND id > ? ORDER BY id",
+			 DB_I64(id), DB_I64(since), DB_END);
+	if (r < 0)
+		return r;
+	*ret = db_result_to_json(res);
+	return 0;
+}

@@ -1,0 +1,324 @@
+/* Implementation of db/schema.h. Each migration is a list of statements; a migration's
+ * statements are DDL (which MariaDB commits implicitly), so each is written to be re-runnable
+ * (IF NOT EXISTS / OR REPLACE) and the version row is inserted last: a migration interrupted
+ * half-way is simply applied again. */
+#include "db/schema.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/macro.h"
+
+/* Claim: a runnable job (queued, or retry whose time has come) for this station or any, that
+ * fits the stick; the largest nominal capacity first, then the oldest. `claimable` is a
+ * persistent generated column (1 for queued/retry, NULL otherwise) so the index below serves
+ * both the predicate and the ORDER BY (directions included): no filesort. */
+const char db_claim_select_sql[] =
+	"SELECT id FROM processing_jobs FORCE INDEX (ix_jobs_claim)"
+	" WHERE claimable = 1 AND capacity_bytes <= ? AND next_attempt_at <= NOW(6)"
+	" AND (station IS NULL OR station = ?) AND min_device_bytes <= ?"
+	" ORDER BY claimable DESC, capacity_bytes DESC, id ASC LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+static const char *const v1[] = {
+	"CREATE TABLE IF NOT EXISTS schema_migrations ("
+	" version INT NOT NULL PRIMARY KEY,"
+	" name VARCHAR(128) NOT NULL,"
+	" applied_at DATETIME(6) NOT NULL DEFAULT NOW(6)"
+	") ENGINE=InnoDB",
+
+	"CREATE TABLE IF NOT EXISTS orders ("
+	" id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+	" order_number VARCHAR(64) NOT NULL,"
+	" customer VARCHAR(255) NULL,"
+	" capacity_bytes BIGINT UNSIGNED NOT NULL,"
+	" quantity INT NOT NULL,"
+	" content_spec JSON NULL,"
+	" image_path VARCHAR(4096) NULL,"
+	" image_bytes BIGINT UNSIGNED NULL,"
+	" station VARCHAR(64) NULL,"
+	" status ENUM('pending','confirmed','processing','done','failed','cancelled') NOT NULL DEFAULT 'pending',"
+	" created_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" confirmed_at DATETIME(6) NULL,"
+	" updated_at DATETIME(6) NOT NULL DEFAULT NOW(6) ON UPDATE NOW(6),"
+	" UNIQUE KEY uq_orders_number (order_number),"
+	" KEY ix_orders_status (status),"
+	" CONSTRAINT ck_orders_quantity CHECK (quantity >= 1),"
+	" CONSTRAINT ck_orders_capacity CHECK (capacity_bytes > 0),"
+	" CONSTRAINT ck_orders_spec_json CHECK (content_spec IS NULL OR JSON_VALID(content_spec)),"
+	" CONSTRAINT ck_orders_source CHECK ((content_spec IS NULL) <> (image_path IS NULL)),"
+	" CONSTRAINT ck_orders_confirmed_at CHECK (confirmed_at IS NULL OR confirmed_at >= created_at)"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+	"CREATE TABLE IF NOT EXISTS processing_jobs ("
+	" id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+	" order_id BIGINT UNSIGNED NOT NULL,"
+	" unit_index INT NOT NULL,"
+	" schema_version VARCHAR(8) NOT NULL DEFAULT 'v1',"
+	" correlation_id VARCHAR(128) NULL,"
+	" station VARCHAR(64) NULL,"
+	" capacity_bytes BIGINT UNSIGNED NOT NULL,"
+	" min_device_bytes BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+	" status ENUM('queued','processing','retry','done','failed','cancelled') NOT NULL DEFAULT 'queued',"
+	" claimable TINYINT AS (IF(status IN ('queued','retry'), 1, NULL)) PERSISTENT,"
+	" stage ENUM('pending','validation','selection','writing','verification','done') NOT NULL DEFAULT 'pending',"
+	" progress TINYINT NOT NULL DEFAULT 0,"
+	" progress_detail JSON NULL,"
+	" attempts INT NOT NULL DEFAULT 0,"
+	" max_attempts INT NOT NULL DEFAULT 4,"
+	" generation INT NOT NULL DEFAULT 0,"
+	" next_attempt_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" locked_by VARCHAR(128) NULL,"
+	" heartbeat_at DATETIME(6) NULL,"
+	" slot VARCHAR(64) NULL,"
+	" device_serial VARCHAR(128) NULL,"
+	" device_capacity_bytes BIGINT UNSIGNED NULL,"
+	" bytes_total BIGINT UNSIGNED NULL,"
+	" bytes_written BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+	" resume_state JSON NULL,"
+	" created_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" started_at DATETIME(6) NULL,"
+	" completed_at DATETIME(6) NULL,"
+	" failed_at DATETIME(6) NULL,"
+	" cancel_requested_at DATETIME(6) NULL,"
+	" cancelled_at DATETIME(6) NULL,"
+	" cancelled_by VARCHAR(128) NULL,"
+	" fail_reason TEXT NULL,"
+	" error_code VARCHAR(32) NULL,"
+	" stuck_reported_at DATETIME(6) NULL,"
+	" updated_at DATETIME(6) NOT NULL DEFAULT NOW(6) ON UPDATE NOW(6),"
+	" UNIQUE KEY uq_jobs_unit (order_id, unit_index, schema_version),"
+	" KEY ix_jobs_claim (claimable DESC, capacity_bytes DESC, id, station, next_attempt_at, min_device_bytes),"
+	" KEY ix_jobs_status (status, heartbeat_at),"
+	" KEY ix_jobs_queued_age (status, created_at),"
+	" CONSTRAINT fk_jobs_order FOREIGN KEY (order_id) REFERENCES orders (id),"
+	" CONSTRAINT ck_jobs_progress CHECK (progress BETWEEN 0 AND 100),"
+	" CONSTRAINT ck_jobs_attempts CHECK (attempts >= 0 AND max_attempts >= 1 AND attempts <= max_attempts),"
+	" CONSTRAINT ck_jobs_unit CHECK (unit_index >= 0),"
+	" CONSTRAINT ck_jobs_detail_json CHECK (progress_detail IS NULL OR JSON_VALID(progress_detail)),"
+	" CONSTRAINT ck_jobs_resume_json CHECK (resume_state IS NULL OR JSON_VALID(resume_state)),"
+	" CONSTRAINT ck_jobs_started CHECK (started_at IS NULL OR started_at >= created_at),"
+	" CONSTRAINT ck_jobs_completed CHECK (completed_at IS NULL OR (started_at IS NOT NULL AND completed_at >= started_at)),"
+	" CONSTRAINT ck_jobs_failed CHECK (failed_at IS NULL OR failed_at >= created_at),"
+	" CONSTRAINT ck_jobs_failed_started CHECK (failed_at IS NULL OR started_at IS NULL OR failed_at >= started_at),"
+	" CONSTRAINT ck_jobs_cancelled CHECK (cancelled_at IS NULL OR cancelled_at >= created_at),"
+	" CONSTRAINT ck_jobs_cancelled_started CHECK (cancelled_at IS NULL OR started_at IS NULL OR cancelled_at >= started_at),"
+	" CONSTRAINT ck_jobs_cancel_req CHECK (cancel_requested_at IS NULL OR cancel_requested_at >= created_at),"
+	" CONSTRAINT ck_jobs_heartbeat CHECK (heartbeat_at IS NULL OR heartbeat_at >= created_at),"
+	" CONSTRAINT ck_jobs_bytes CHECK (bytes_total IS NULL OR bytes_written <= bytes_total)"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+	"CREATE TABLE IF NOT EXISTS processing_job_logs ("
+	" id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+	" job_id BIGINT UNSIGNED NOT NULL,"
+	" attempt INT NOT NULL DEFAULT 0,"
+	" created_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" level ENUM('debug','info','warn','error') NOT NULL,"
+	" stage ENUM('pending','validation','selection','writing','verification','done') NOT NULL,"
+	" category ENUM('stage','progress','device','system') NOT NULL,"
+	" message TEXT NOT NULL,"
+	" error_code VARCHAR(32) NULL,"
+	" details JSON NULL,"
+	" KEY ix_logs_job (job_id, id),"
+	" KEY ix_logs_level (level, created_at),"
+	" CONSTRAINT fk_logs_job FOREIGN KEY (job_id) REFERENCES processing_jobs (id) ON DELETE CASCADE,"
+	" CONSTRAINT ck_logs_details_json CHECK (details IS NULL OR JSON_VALID(details))"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+	"CREATE TABLE IF NOT EXISTS content_items ("
+	" id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+	" category VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,"
+	" title VARCHAR(1024) COLLATE utf8mb4_bin NOT NULL,"
+	" rel_path VARCHAR(4096) COLLATE utf8mb4_bin NOT NULL,"
+	" rel_path_hash BINARY(32) AS (UNHEX(SHA2(rel_path, 256))) PERSISTENT,"
+	" size_bytes BIGINT UNSIGNED NOT NULL,"
+	" sha256 CHAR(64) CHARACTER SET ascii NOT NULL,"
+	" mtime DATETIME(6) NOT NULL,"
+	" active TINYINT(1) NOT NULL DEFAULT 1,"
+	" scan_mark BIGINT NOT NULL DEFAULT 0,"
+	" created_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" updated_at DATETIME(6) NOT NULL DEFAULT NOW(6) ON UPDATE NOW(6),"
+	" UNIQUE KEY uq_content_rel_path (rel_path_hash),"
+	" KEY ix_content_category (active, category, rel_path(255)),"
+	" CONSTRAINT ck_content_sha CHECK (sha256 REGEXP '^[0-9a-f]{64}$')"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+
+	"CREATE TABLE IF NOT EXISTS processing_job_items ("
+	" job_id BIGINT UNSIGNED NOT NULL,"
+	" position INT NOT NULL,"
+	" content_item_id BIGINT UNSIGNED NOT NULL,"
+	" size_bytes BIGINT UNSIGNED NOT NULL,"
+	" dest_path VARCHAR(4096) COLLATE utf8mb4_bin NOT NULL,"
+	" PRIMARY KEY (job_id, position),"
+	" CONSTRAINT fk_items_job FOREIGN KEY (job_id) REFERENCES processing_jobs (id) ON DELETE CASCADE,"
+	" CONSTRAINT fk_items_content FOREIGN KEY (content_item_id) REFERENCES content_items (id),"
+	" CONSTRAINT ck_items_position CHECK (position >= 0)"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+
+	"CREATE TABLE IF NOT EXISTS devices ("
+	" station VARCHAR(64) NOT NULL,"
+	" slot VARCHAR(64) NOT NULL,"
+	" devnode VARCHAR(255) NULL,"
+	" serial VARCHAR(128) NULL,"
+	" vendor VARCHAR(128) NULL,"
+	" model VARCHAR(128) NULL,"
+	" capacity_bytes BIGINT UNSIGNED NULL,"
+	" usb_speed_mbps INT NULL,"
+	" port_path VARCHAR(64) NULL,"
+	" state ENUM('empty','ready','busy','bad','unsafe') NOT NULL DEFAULT 'empty',"
+	" state_reason VARCHAR(255) NULL,"
+	" current_job_id BIGINT UNSIGNED NULL,"
+	" last_seen_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" PRIMARY KEY (station, slot)"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+	"CREATE TABLE IF NOT EXISTS workers ("
+	" id VARCHAR(128) NOT NULL PRIMARY KEY,"
+	" station VARCHAR(64) NOT NULL,"
+	" hostname VARCHAR(255) NOT NULL,"
+	" pid INT NOT NULL,"
+	" version VARCHAR(32) NOT NULL,"
+	" started_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" heartbeat_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" stopped_at DATETIME(6) NULL,"
+	" KEY ix_workers_station (station)"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+	"CREATE TABLE IF NOT EXISTS events ("
+	" id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+	" aggregate_type VARCHAR(32) NOT NULL,"
+	" aggregate_id BIGINT UNSIGNED NOT NULL,"
+	" event_type VARCHAR(64) NOT NULL,"
+	" generation INT NOT NULL DEFAULT 0,"
+	" payload JSON NOT NULL,"
+	" created_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" published_at DATETIME(6) NULL,"
+	" UNIQUE KEY uq_events_once (aggregate_type, aggregate_id, event_type, generation),"
+	" KEY ix_events_unpublished (published_at, id),"
+	" CONSTRAINT ck_events_payload_json CHECK (JSON_VALID(payload))"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+	"CREATE TABLE IF NOT EXISTS audit_log ("
+	" id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+	" created_at DATETIME(6) NOT NULL DEFAULT NOW(6),"
+	" actor VARCHAR(128) NOT NULL,"
+	" entity_type VARCHAR(32) NOT NULL,"
+	" entity_id BIGINT UNSIGNED NOT NULL,"
+	" action VARCHAR(64) NOT NULL,"
+	" metadata JSON NULL,"
+	" KEY ix_audit_entity (entity_type, entity_id, id),"
+	" CONSTRAINT ck_audit_metadata_json CHECK (metadata IS NULL OR JSON_VALID(metadata))"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+	/* The thresholds the views use; the daemon writes its configured values at start. */
+	"CREATE TABLE IF NOT EXISTS settings ("
+	" name VARCHAR(64) NOT NULL PRIMARY KEY,"
+	" value DOUBLE NOT NULL,"
+	" updated_at DATETIME(6) NOT NULL DEFAULT NOW(6) ON UPDATE NOW(6)"
+	") ENGINE=InnoDB",
+	"INSERT IGNORE INTO settings (name, value) VALUES"
+	" ('stuck.processing_timeout', 300), ('stuck.queued_timeout', 900)",
+
+	"CREATE OR REPLACE VIEW v_queue_stats AS"
+	" SELECT s.status,"
+	"  COUNT(j.id) AS jobs,"
+	"  AVG(CASE WHEN j.status = 'done' THEN TIMESTAMPDIFF(MICROSECOND, j.started_at, j.completed_at) / 1e6 END)"
+	"   AS avg_duration_seconds,"
+	"  MIN(j.created_at) AS oldest_created_at"
+	" FROM (SELECT 'queued' AS status UNION ALL SELECT 'processing' UNION ALL SELECT 'retry'"
+	"       UNION ALL SELECT 'done' UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled') s"
+	" LEFT JOIN processing_jobs j ON j.status = s.status"
+	" GROUP BY s.status",
+
+	"CREATE OR REPLACE VIEW v_stuck_jobs AS"
+	" SELECT j.id AS job_id, o.order_number, j.status, j.stage, j.locked_by, j.slot, j.attempts,"
+	"  j.heartbeat_at, j.created_at,"
+	"  CASE WHEN j.status = 'processing' THEN 'processing' ELSE 'queued' END AS stuck_kind,"
+	"  TIMESTAMPDIFF(MICROSECOND, IF(j.status = 'processing', j.heartbeat_at, j.created_at), NOW(6)) / 1e6"
+	"   AS age_seconds"
+	" FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+	" WHERE (j.status = 'processing' AND j.heartbeat_at < NOW(6) - INTERVAL"
+	"        (SELECT value FROM settings WHERE name = 'stuck.processing_timeout') * 1000000 MICROSECOND)"
+	"    OR (j.status = 'queued' AND j.created_at < NOW(6) - INTERVAL"
+	"        (SELECT value FROM settings WHERE name = 'stuck.queued_timeout') * 1000000 MICROSECOND)",
+
+	"CREATE OR REPLACE VIEW v_job_timeline AS"
+	" SELECT l.job_id, o.order_number, j.unit_index, l.id AS log_id, l.created_at,"
+	"  TIMESTAMPDIFF(MICROSECOND, j.created_at, l.created_at) / 1e6 AS t_seconds,"
+	"  l.attempt, l.level, l.stage, l.category, l.message, l.error_code, l.details"
+	" FROM processing_job_logs l"
+	" JOIN processing_jobs j ON j.id = l.job_id"
+	" JOIN orders o ON o.id = j.order_id",
+};
+
+struct migration {
+	int version;
+	const char *name;
+	const char *const *stmts;
+	size_t n;
+};
+
+static const struct migration migrations[] = {
+	{ 1, "initial schema", v1, ARRAY_SIZE(v1) },
+};
+
+int db_schema_latest(void) { return migrations[ARRAY_SIZE(migrations) - 1].version; }
+
+int db_schema_current(struct db *db, int *ret)
+{
+	int64_t v = 0;
+	int64_t exists = 0;
+	int r = db_query_i64(db, &exists,
+			     "SELECT COUNT(*) FROM information_schema.tables"
+			     " WHERE table_schema = DATABASE() AND table_name = 'schema_migrations'",
+			     DB_END);
+	if (r < 0)
+		return r;
+	if (!exists) {
+		*ret = 0;
+		return 0;
+	}
+	r = db_query_i64(db, &v, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", DB_END);
+	if (r < 0)
+		return r;
+	*ret = (int)v;
+	return 0;
+}
+
+int db_migrate(struct db *db, int *ret_applied)
+{
+	int64_t got = 0;
+	int applied = 0, cur = 0, r;
+
+	r = db_query_i64(db, &got, "SELECT GET_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'), 60)", DB_END);
+	if (r < 0)
+		return r;
+	if (got != 1)
+		return -ETIMEDOUT;
+	r = db_schema_current(db, &cur);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < ARRAY_SIZE(migrations); i++) {
+		const struct migration *m = &migrations[i];
+		if (m->version <= cur)
+			continue;
+		for (size_t s = 0; s < m->n; s++) {
+			r = db_exec(db, NULL, m->stmts[s], DB_END);
+			if (r < 0) {
+				log_debug("migration %d statement %zu failed: %s", m->version, s, db_error(db));
+				goto out;
+			}
+		}
+		r = db_exec(db, NULL, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+			    DB_I64(m->version), DB_STR(m->name), DB_END);
+		if (r < 0)
+			goto out;
+		applied++;
+	}
+	if (ret_applied)
+		*ret_applied = applied;
+out:
+	(void)db_exec(db, NULL, "DO RELEASE_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'))", DB_END);
+	return r;
+}

@@ -1,0 +1,93 @@
+/* The stage interface: what the worker hands each of the four stages and what they return.
+ * A stage never touches the database or udev: it gets a context (the job, the target device,
+ * the content, a progress and log sink, a cancel flag) and returns a job error code. This
+ * keeps every stage testable with no server and no stick. */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "usb/dev.h"
+#include "stages/blksrc.h"
+#include "util/items.h"
+#include "util/log.h"
+#include "util/ufcode.h"
+
+enum stage_id {
+	STAGE_PENDING,
+	STAGE_VALIDATION,
+	STAGE_SELECTION,
+	STAGE_WRITING,
+	STAGE_VERIFICATION,
+	STAGE_DONE,
+	_STAGE_MAX,
+};
+/* "validation", …; NULL out of range. */
+const char *stage_name(enum stage_id s);
+int stage_from_name(const char *s);
+
+struct job_spec {
+	int64_t job_id;
+	int64_t order_id;
+	int attempt;
+	uint64_t capacity_bytes;     /* nominal capacity sold */
+	char *image_path;            /* image orders; NULL for content orders */
+	/* content orders: */
+	char *content_root;
+	char **categories;           /* NULL-terminated, in the order's order */
+	int64_t *item_ids;           /* explicit items, n_item_ids of them */
+	size_t n_item_ids;
+	struct content_item *library; /* active candidates (explicit ids and the categories) */
+	size_t n_library;
+	struct job_item *items;      /* chosen; filled by selection, or reused from a prior attempt */
+	size_t n_items;
+	bool items_reused;
+};
+
+struct write_opts {
+	size_t buffer_size;          /* bytes per I/O buffer (multiple of 4096) */
+	unsigned queue_depth;        /* buffers in flight between reader and writer */
+	bool verify;
+	bool reset_before_verify;
+	double stall_timeout;        /* seconds a write/sync may take before WRITE_IO */
+	double capacity_tolerance;   /* 0.10: a stick may be 10% under its nominal size */
+	bool probe;                  /* fake-capacity probe in validation */
+};
+
+/* Where stages report to. Called from the stage's thread; the worker throttles. */
+struct stage_sink {
+	void *userdata;
+	/* done/total in bytes (or any unit) within the current stage. */
+	void (*progress)(void *userdata, enum stage_id st, uint64_t done, uint64_t total);
+	/* A log row: level, category ("stage", "progress", "device", "system"), error code
+	 * (UFC_NONE when none), details as a JSON object text or NULL, message. */
+	void (*log)(void *userdata, enum log_level lvl, enum stage_id st, const char *category,
+		    enum uf_code code, const char *details_json, const char *message);
+};
+
+struct stage_ctx {
+	struct job_spec *job;
+	struct dev *dev;             /* opened target, borrowed */
+	const struct write_opts *opts;
+	atomic_bool *cancel;         /* set by the worker: stop at the next chunk boundary */
+	struct stage_sink sink;
+
+	/* Passed between stages (owned by the context; stage_ctx_done() frees): */
+	struct blksrc *src;          /* built by selection, consumed by writing */
+	void *write_state;           /* writer's chunk hashes for the verifier */
+	uint64_t bytes_total;        /* set by selection */
+	uint64_t bytes_written;      /* updated by writing */
+	uint64_t usable_size;        /* set by validation: real usable bytes of the stick */
+
+	/* Result of the failing stage: */
+	enum uf_code code;
+	char *message;               /* owned */
+	uint64_t bad_offset;         /* VERIFY_MISMATCH / WRITE_IO: first bad byte offset */
+};
+
+/* Run one stage. Returns UFC_NONE on success, or a code with ctx->message set. */
+enum uf_code stage_run(enum stage_id st, struct stage_ctx *ctx);
+/* Set ctx->code and ctx->message (printf-style); returns code. */
+enum uf_code stage_fail(struct stage_ctx *ctx, enum uf_code code, const char *fmt, ...) _printf_(3, 4);
+void stage_ctx_done(struct stage_ctx *ctx);

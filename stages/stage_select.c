@@ -1,0 +1,186 @@
+/* The content-selection stage (see stage_select.h): selection (select.c), a size/mtime check of
+ * every chosen file against the library, and the FAT32 composer (fat32.c) as ctx->src. It
+ * reports skipped files and its result as log rows through the sink; it owns nothing past its
+ * return except what it hands to ctx (src) and job (items). */
+#include "stages/stage_select.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "stages/fat32.h"
+#include "stages/select.h"
+#include "util/macro.h"
+#include "util/size.h"
+
+/* s as a JSON string body (no quotes), malloc'd; NULL on OOM. */
+static char *json_escape(const char *s)
+{
+	size_t len = strlen(s);
+	char *out = malloc(len * 6 + 1), *p = out;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			*p++ = '\\';
+			*p++ = (char)c;
+		} else if (c < 0x20) {
+			p += snprintf(p, 7, "\\u%04x", c);
+		} else
+			*p++ = (char)c;
+	}
+	*p = 0;
+	return out;
+}
+
+static void on_skip(void *userdata, const struct content_item *it, const char *reason)
+{
+	struct stage_ctx *ctx = userdata;
+	_cleanup_free_ char *esc = NULL, *details = NULL, *msg = NULL;
+
+	if (!ctx->sink.log)
+		return;
+	esc = json_escape(it->rel_path);
+	if (esc && asprintf(&details, "{\"content_item_id\": %lld, \"rel_path\": \"%s\", \"size_bytes\": %llu}",
+			    (long long)it->id, esc, (unsigned long long)it->size) < 0)
+		details = NULL;
+	if (asprintf(&msg, "skipped %s (%llu bytes): %s", it->rel_path, (unsigned long long)it->size, reason) < 0)
+		msg = NULL;
+	ctx->sink.log(ctx->sink.userdata, LOG_LVL_WARNING, STAGE_SELECTION, "stage", UFC_NONE, details,
+		      msg ? msg : "skipped a file of 4 GiB or more");
+}
+
+enum uf_code stage_selection_map_read_error(int r)
+{
+	if (r == -EBADMSG)
+		return UFC_CONTENT_CHANGED;
+	if (r == -ENOENT)
+		return UFC_CONTENT_MISSING;
+	return UFC_NONE;
+}
+
+static enum uf_code check_files(struct stage_ctx *ctx)
+{
+	const struct job_spec *job = ctx->job;
+
+	for (size_t i = 0; i < job->n_items; i++) {
+		const struct job_item *it = &job->items[i];
+		_cleanup_free_ char *path = NULL;
+		struct stat st;
+
+		if (asprintf(&path, "%s/%s", job->content_root, it->rel_path) < 0)
+			return stage_fail(ctx, UFC_PROCESSING_FAILED, "out of memory");
+		if (stat(path, &st) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				return stage_fail(ctx, UFC_CONTENT_MISSING, "%s: vanished from the content root",
+						  it->rel_path);
+			return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s: %s", it->rel_path, strerror(errno));
+		}
+		if (!S_ISREG(st.st_mode))
+			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: not a regular file any more", it->rel_path);
+		if ((uint64_t)st.st_size != it->size)
+			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: size changed (%llu bytes, library %llu)",
+					  it->rel_path, (unsigned long long)st.st_size, (unsigned long long)it->size);
+		if ((int64_t)st.st_mtime != it->mtime)
+			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: mtime changed (%lld, library %lld)",
+					  it->rel_path, (long long)st.st_mtime, (long long)it->mtime);
+	}
+	return UFC_NONE;
+}
+
+enum uf_code stage_selection_content(struct stage_ctx *ctx)
+{
+	struct job_spec *job = ctx->job;
+	uint64_t usable = ctx->usable_size;
+	_cleanup_free_ char *err = NULL;
+	struct blksrc *src = NULL;
+	enum uf_code c;
+	int r;
+
+	if (ctx->cancel && atomic_load(ctx->cancel))
+		return stage_fail(ctx, UFC_CANCELLED, "cancelled");
+	if (!job->content_root)
+		return stage_fail(ctx, UFC_CONFIG_INVALID, "content.root is not set");
+	if (usable == 0 && ctx->dev)
+		usable = dev_size(ctx->dev);
+	if (usable == 0)
+		return stage_fail(ctx, UFC_PROCESSING_FAILED, "the stick's usable size is unknown");
+
+	if (!job->items_reused) {
+		struct select_result res;
+
+		r = select_content(job, usable, on_skip, ctx, &res, &err);
+		if (r < 0) {
+			const char *m = err ? err : strerror(-r);
+			switch (r) {
+			case -ENOENT:
+			case -ENODATA:
+				return stage_fail(ctx, UFC_ORDER_INVALID, "%s", m);
+			case -ENOSPC:
+				return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "%s", m);
+			case -ERANGE:
+				return stage_fail(ctx, UFC_DEVICE_TOO_SMALL, "%s", m);
+			default:
+				return stage_fail(ctx, UFC_PROCESSING_FAILED, "selection failed: %s", m);
+			}
+		}
+		select_items_free(job->items, job->n_items);
+		job->items = res.items;
+		job->n_items = res.n_items;
+	}
+
+	c = check_files(ctx);
+	if (c != UFC_NONE)
+		return c;
+
+	struct fat_opts opts = {
+		.usable_size = usable,
+		.content_root = job->content_root,
+	};
+	r = fat32_compose(&opts, job->items, job->n_items, &src, &err);
+	if (r < 0) {
+		const char *m = err ? err : strerror(-r);
+		switch (r) {
+		case -ENOSPC:
+			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "%s", m);
+		case -ERANGE:
+			return stage_fail(ctx, UFC_DEVICE_TOO_SMALL, "%s", m);
+		default:
+			return stage_fail(ctx, UFC_PROCESSING_FAILED, "FAT32 composer: %s", m);
+		}
+	}
+	ctx->src = blksrc_free(ctx->src);
+	ctx->src = src;
+	ctx->bytes_total = src->mapped;
+
+	if (ctx->sink.log) {
+		struct fat_stats st;
+		_cleanup_free_ char *msg = NULL, *details = NULL;
+		char a[32], b[32];
+		uint64_t bytes = 0;
+
+		fat32_stats(src, &st);
+		for (size_t i = 0; i < job->n_items; i++)
+			bytes += job->items[i].size;
+		if (asprintf(&details,
+			     "{\"items\": %zu, \"content_bytes\": %llu, \"bytes_total\": %llu, \"cluster_size\": %u,"
+			     " \"clusters\": %u, \"free_clusters\": %u, \"reused\": %s}",
+			     job->n_items, (unsigned long long)bytes, (unsigned long long)src->mapped,
+			     st.layout.cluster_size, st.layout.n_clusters, st.free_clusters,
+			     job->items_reused ? "true" : "false") < 0)
+			details = NULL;
+		if (asprintf(&msg, "%zu files, %s of content, %s to write (FAT32, %u-byte clusters, %u free)",
+			     job->n_items, format_size(bytes, a, sizeof(a)), format_size(src->mapped, b, sizeof(b)),
+			     st.layout.cluster_size, st.free_clusters) < 0)
+			msg = NULL;
+		ctx->sink.log(ctx->sink.userdata, LOG_LVL_INFO, STAGE_SELECTION, "stage", UFC_NONE, details,
+			      msg ? msg : "content selected");
+	}
+	if (ctx->sink.progress)
+		ctx->sink.progress(ctx->sink.userdata, STAGE_SELECTION, 1, 1);
+	return UFC_NONE;
+}

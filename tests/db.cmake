@@ -1,0 +1,3 @@
+# Database layer suites (real MariaDB: scripts/db start).
+uf_test(NAME test_schema SOURCES test_schema.c LIBS uf_db DB)
+uf_test(NAME test_orders SOURCES test_orders.c LIBS uf_db DB)

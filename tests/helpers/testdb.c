@@ -1,0 +1,93 @@
+/* Implementation of tests/helpers/testdb.h. */
+#include "helpers/testdb.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/schema.h"
+#include "helpers/testutil.h"
+
+const char *tdb_socket(void)
+{
+	static char buf[4096];
+	const char *s = getenv("UF_DB_SOCKET");
+	if (s && *s)
+		return s;
+	snprintf(buf, sizeof(buf), "%s/.run/db/sock", tu_source_dir());
+	return buf;
+}
+
+void tdb_config(struct uf_config *cfg, const char *dbname)
+{
+	config_init_defaults(cfg);
+	free(cfg->db.socket);
+	cfg->db.socket = strdup(tdb_socket());
+	free(cfg->db.user);
+	cfg->db.user = strdup("root");
+	free(cfg->db.password);
+	cfg->db.password = NULL;
+	free(cfg->db.name);
+	cfg->db.name = strdup(dbname);
+	free(cfg->station);
+	cfg->station = strdup("test-station");
+}
+
+struct db *tdb_connect(const char *dbname)
+{
+	struct uf_config cfg;
+	struct db *db = NULL;
+	char *err = NULL;
+	tdb_config(&cfg, dbname);
+	int r = db_connect_to(&cfg, dbname, &db, &err);
+	cr_assert_eq(r, 0, "connect to test database %s: %s (is scripts/db start running?)", dbname, err ? err : "?");
+	config_done(&cfg);
+	return db;
+}
+
+struct db *tdb_fresh(const char *dbname)
+{
+	struct db *root = NULL;
+	struct uf_config cfg;
+	char *err = NULL;
+	char *q = NULL;
+	tdb_config(&cfg, dbname);
+	int r = db_connect_to(&cfg, NULL, &root, &err);
+	cr_assert_eq(r, 0, "connect: %s", err ? err : "?");
+	cr_assert(asprintf(&q, "DROP DATABASE IF EXISTS `%s`", dbname) > 0);
+	cr_assert_eq(db_exec(root, NULL, q, DB_END), 0, "%s", db_error(root));
+	free(q);
+	cr_assert(asprintf(&q, "CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", dbname) > 0);
+	cr_assert_eq(db_exec(root, NULL, q, DB_END), 0, "%s", db_error(root));
+	free(q);
+	db_close(root);
+	config_done(&cfg);
+	struct db *db = tdb_connect(dbname);
+	int applied = -1;
+	cr_assert_eq(db_migrate(db, &applied), 0, "migrate: %s", db_error(db));
+	cr_assert_eq(applied, db_schema_latest());
+	return db;
+}
+
+long long tdb_count(struct db *db, const char *sql)
+{
+	int64_t v = -1;
+	int r = db_query_i64(db, &v, sql, DB_END);
+	cr_assert_eq(r, 0, "%s: %s", sql, db_error(db));
+	return (long long)v;
+}
+
+char *tdb_write_config(const char *dir, const char *dbname, const char *extra)
+{
+	char *path = tu_path(dir, "usbforge.conf");
+	FILE *f = fopen(path, "we");
+	cr_assert(f, "fopen %s", path);
+	fprintf(f,
+		"station = \"test-station\";\n"
+		"database = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };\n"
+		"%s\n",
+		tdb_socket(), dbname, extra ? extra : "");
+	cr_assert_eq(fclose(f), 0);
+	return path;
+}

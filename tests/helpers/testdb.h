@@ -1,0 +1,21 @@
+/* Database fixtures for the suites that need the private MariaDB (scripts/db start; ctest's
+ * "db" fixture starts it). Each suite works in a database of its own, dropped and recreated at
+ * the start, so suites can run in parallel and a test never sees another's rows. */
+#pragma once
+
+#include "config/config.h"
+#include "db/db.h"
+
+/* The socket of the private server: $UF_DB_SOCKET, else $UF_SOURCE_DIR/.run/db/sock. */
+const char *tdb_socket(void);
+/* Config pointing at the private server as root through the socket, database dbname. */
+void tdb_config(struct uf_config *cfg, const char *dbname);
+/* Drop and create database dbname, migrate it, and return a connection to it. Asserts. */
+struct db *tdb_fresh(const char *dbname);
+/* Another connection to an existing test database. Asserts. */
+struct db *tdb_connect(const char *dbname);
+/* SELECT returning one integer (asserts it succeeds). */
+long long tdb_count(struct db *db, const char *sql);
+/* Write a config file for CLI/daemon runs into dir; returns its malloc'd path. extra is
+ * appended verbatim (e.g. a usb = {...} block). */
+char *tdb_write_config(const char *dir, const char *dbname, const char *extra);

@@ -1,0 +1,21 @@
+/* Helpers shared by the criterion suites: scratch directories and files. Every file a test
+ * writes lives under a directory it created itself (tu_tmpdir), removed at the end. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fresh directory under $TMPDIR (or /tmp) named after tag; removed by tu_rmrf(). Aborts the
+ * test (criterion assert) on failure. Returns a malloc'd path. */
+char *tu_tmpdir(const char *tag);
+/* rm -rf path (only paths made by tu_tmpdir). */
+void tu_rmrf(const char *path);
+/* Write len bytes of data to path (created/truncated). Asserts on failure. */
+void tu_write_file(const char *path, const void *data, size_t len);
+/* path = dir/name, malloc'd. */
+char *tu_path(const char *dir, const char *name);
+/* Fill buf with a deterministic pattern from seed (xorshift). */
+void tu_fill_pattern(void *buf, size_t len, uint64_t seed);
+/* Source tree root ($UF_SOURCE_DIR, set by ctest). */
+const char *tu_source_dir(void);
+const char *tu_binary_dir(void);

@@ -1,0 +1,165 @@
+/* db/schema.c: migrations are idempotent and upgrade in place; every CHECK constraint refuses a
+ * bad row; the claim query is served by the claim index (no filesort). Real MariaDB. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "db/schema.h"
+#include "helpers/testdb.h"
+#include "helpers/testutil.h"
+
+static struct db *db;
+
+static void setup(void) { db = tdb_fresh("uf_t_schema"); }
+static void teardown(void) { db = db_close(db); }
+
+TestSuite(schema, .init = setup, .fini = teardown);
+
+static long long tables(void)
+{
+	return tdb_count(db, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()");
+}
+
+Test(schema, migrate_twice_changes_nothing)
+{
+	long long before = tables();
+	cr_assert_eq(before, 14, "10 tables + settings + 3 views, got %lld", before);
+	int applied = -1;
+	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
+	cr_assert_eq(applied, 0);
+	cr_assert_eq(tables(), before);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM schema_migrations"), db_schema_latest());
+	int cur = -1;
+	cr_assert_eq(db_schema_current(db, &cur), 0);
+	cr_assert_eq(cur, db_schema_latest());
+}
+
+Test(schema, rows_survive_a_rerun)
+{
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('K1', 1000, 2, '/x.img')",
+			     DB_END),
+		     0, "%s", db_error(db));
+	/* An interrupted upgrade replays the newest migration: drop its version row and rerun. */
+	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version = ?", DB_I64(db_schema_latest()), DB_END), 0);
+	int applied = -1;
+	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
+	cr_assert_eq(applied, 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE order_number = 'K1' AND quantity = 2"), 1);
+}
+
+static void insert_order(void)
+{
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (id, order_number, capacity_bytes, quantity, image_path)"
+			     " VALUES (1, 'O1', 1000, 1, '/x.img')",
+			     DB_END),
+		     0, "%s", db_error(db));
+}
+
+static int job_with(const char *cols, const char *vals)
+{
+	char *q = NULL;
+	cr_assert(asprintf(&q, "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes%s%s) VALUES (1, 0, 1000%s%s)",
+			   *cols ? ", " : "", cols, *vals ? ", " : "", vals) > 0);
+	int r = db_exec(db, NULL, q, DB_END);
+	free(q);
+	return r;
+}
+
+Test(schema, check_constraints_refuse_bad_rows)
+{
+	insert_order();
+	/* orders */
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('Q0', 1, 0, '/x')", DB_END), -EPERM);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('C0', 0, 1, '/x')", DB_END), -EPERM);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO orders (order_number, capacity_bytes, quantity) VALUES ('N0', 1, 1)", DB_END), -EPERM,
+		     "neither image nor content");
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO orders (order_number, capacity_bytes, quantity, content_spec) VALUES ('J0', 1, 1, '{bad')", DB_END), -EPERM);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path, created_at, confirmed_at)"
+			     " VALUES ('T0', 1, 1, '/x', NOW(6), NOW(6) - INTERVAL 1 SECOND)", DB_END), -EPERM);
+	/* processing_jobs */
+	cr_assert_eq(job_with("progress", "101"), -EPERM);
+	cr_assert_eq(job_with("attempts", "-1"), -EPERM);
+	cr_assert_eq(job_with("attempts, max_attempts", "5, 4"), -EPERM);
+	cr_assert_eq(job_with("max_attempts", "0"), -EPERM);
+	cr_assert_eq(job_with("started_at", "NOW(6) - INTERVAL 1 HOUR"), -EPERM);
+	cr_assert_eq(job_with("started_at, completed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"), -EPERM);
+	cr_assert_eq(job_with("completed_at", "NOW(6) + INTERVAL 1 SECOND"), -EPERM, "completed without a start");
+	cr_assert_eq(job_with("started_at, failed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"), -EPERM);
+	cr_assert_eq(job_with("started_at, cancelled_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"), -EPERM);
+	cr_assert_eq(job_with("failed_at", "NOW(6) - INTERVAL 1 HOUR"), -EPERM);
+	cr_assert_eq(job_with("progress_detail", "'not json'"), -EPERM);
+	cr_assert_eq(job_with("bytes_total, bytes_written", "10, 11"), -EPERM);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
+	/* and a good one passes */
+	cr_assert_eq(job_with("progress, started_at, completed_at", "100, NOW(6), NOW(6) + INTERVAL 1 SECOND"), 0, "%s", db_error(db));
+	cr_assert_eq(job_with("", ""), -EEXIST, "unit key (order, unit, version) is unique");
+	/* logs, events, audit */
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_job_logs (job_id, level, stage, category, message, details)"
+				       " SELECT id, 'info', 'writing', 'stage', 'm', '{x' FROM processing_jobs", DB_END), -EPERM);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', 'x')", DB_END), -EPERM);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')", DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')", DB_END), -EEXIST);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,'XYZ',NOW())", DB_END), -EPERM);
+}
+
+Test(schema, times_come_from_the_server)
+{
+	insert_order();
+	cr_assert_eq(tdb_count(db, "SELECT ABS(TIMESTAMPDIFF(SECOND, created_at, NOW(6))) < 5 FROM orders WHERE id = 1"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT DATETIME_PRECISION FROM information_schema.columns WHERE table_schema = DATABASE()"
+				   " AND table_name = 'processing_jobs' AND column_name = 'heartbeat_at'"), 6);
+}
+
+Test(schema, claim_uses_the_claim_index_without_filesort)
+{
+	insert_order();
+	/* Enough rows that the optimizer has a real choice. */
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes, status)"
+			     " SELECT 1, seq, 1000000 * (seq % 7 + 1), ELT(seq % 4 + 1, 'queued', 'retry', 'done', 'failed')"
+			     " FROM seq_0_to_1999", DB_END),
+		     0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "ANALYZE TABLE processing_jobs", DB_END), 0);
+	const struct db_arg args[] = { DB_U64(4000000), DB_STR("test-station"), DB_U64(4000000) };
+	char *sel = db_format(db, db_claim_select_sql, args, 3);
+	cr_assert(sel);
+	char *q = NULL;
+	cr_assert(asprintf(&q, "EXPLAIN %s", sel) > 0);
+	MYSQL_RES *res = NULL;
+	cr_assert_eq(db_query(db, &res, q, DB_END), 0, "%s", db_error(db));
+	MYSQL_ROW row = mysql_fetch_row(res);
+	cr_assert(row);
+	unsigned n = mysql_num_fields(res);
+	MYSQL_FIELD *f = mysql_fetch_fields(res);
+	const char *key = NULL, *extra = NULL;
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(f[i].name, "key") == 0)
+			key = row[i];
+		if (strcmp(f[i].name, "Extra") == 0)
+			extra = row[i];
+	}
+	cr_assert_str_eq(key, "ix_jobs_claim");
+	cr_assert(extra && strstr(extra, "Using index") && !strstr(extra, "filesort"), "Extra: %s", extra ? extra : "(null)");
+	cr_assert_null(mysql_fetch_row(res), "one table, one row of EXPLAIN");
+	mysql_free_result(res);
+	free(q);
+	free(sel);
+}
+
+Test(schema, old_servers_are_refused)
+{
+	cr_assert(db_version_supported("10.11.6-MariaDB-0+deb12u1"));
+	cr_assert(db_version_supported("10.6.0-MariaDB"));
+	cr_assert(db_version_supported("11.4.2-MariaDB"));
+	cr_assert(db_version_supported("8.0.1"));
+	cr_assert(db_version_supported("8.4.0"));
+	cr_assert_not(db_version_supported("10.5.23-MariaDB"));
+	cr_assert_not(db_version_supported("5.5.5-10.3.39-MariaDB"));
+	cr_assert(db_version_supported("5.5.5-10.11.6-MariaDB"), "replication-compat prefix skipped");
+	cr_assert_not(db_version_supported("5.7.44"));
+	cr_assert_not(db_version_supported("8.0.0"));
+	cr_assert_not(db_version_supported("garbage"));
+}

@@ -1,0 +1,334 @@
+/* The device table's real implementation: block devices and regular files opened with
+ * O_DIRECT|O_CLOEXEC (O_EXCL for a block device opened for writing). Owns the file descriptor,
+ * the full-length read/write loops, cache dropping and the reopen after a reset hook (the USB
+ * port reset of udev mode). Also the helpers of usb/dev.h shared by every implementation
+ * (dev_free, dev_alloc_buf, dev_errno_is_gone, dev_set_reset_hook). */
+#include "usb/dev.h"
+#include "usb/dev_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "util/macro.h"
+
+struct dev_fd {
+	struct dev base;
+	int fd;
+	char *path;      /* what to reopen after a reset */
+	unsigned flags;  /* DEV_OPEN_* as given */
+	bool direct;     /* O_DIRECT in use */
+	dev_t rdev;      /* block devices: the device number, to notice removal */
+	dev_reset_hook_t hook;
+	void *hook_userdata;
+};
+
+static const struct dev_ops dev_fd_ops;
+
+/* An opened descriptor and what it measures. */
+struct dev_geom {
+	int fd;
+	bool is_block;
+	bool direct;
+	uint64_t size;
+	unsigned block_size;
+	dev_t rdev;
+};
+
+static unsigned file_block_size(int fd, const struct stat *st)
+{
+	unsigned bs = 4096;
+#ifdef STATX_DIOALIGN
+	struct statx stx;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN)) {
+		bs = MAX(bs, stx.stx_dio_offset_align);
+		bs = MAX(bs, stx.stx_dio_mem_align);
+	}
+#endif
+	/* A power-of-two st_blksize above 4096 (e.g. 64k-block file systems) is a requirement
+	 * of some O_DIRECT implementations; smaller values are already covered. */
+	if (st->st_blksize > 4096 && st->st_blksize <= (1 << 20) &&
+	    ((unsigned)st->st_blksize & ((unsigned)st->st_blksize - 1)) == 0)
+		bs = MAX(bs, (unsigned)st->st_blksize);
+	return bs;
+}
+
+static int open_geom(const char *path, unsigned flags, struct dev_geom *ret)
+{
+	bool write = flags & DEV_OPEN_WRITE;
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
+		return -ENOTBLK;
+
+	bool is_block = S_ISBLK(st.st_mode);
+	int oflags = (write ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+	if (is_block && write)
+		oflags |= O_EXCL;
+	bool direct = !(flags & DEV_OPEN_NO_DIRECT);
+
+	_cleanup_close_ int fd = open(path, oflags | (direct ? O_DIRECT : 0));
+	if (fd < 0 && errno == EINVAL && direct && !is_block) {
+		/* A file system without O_DIRECT (tmpfs on old kernels): buffered I/O on a
+		 * regular file is still exact, only slower. */
+		direct = false;
+		fd = open(path, oflags);
+	}
+	if (fd < 0)
+		return -errno;
+
+	/* Re-check on the descriptor: the path may have been replaced meanwhile. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode) != is_block)
+		return -ENOTBLK;
+
+	struct dev_geom g = { .is_block = is_block, .direct = direct };
+	if (is_block) {
+		uint64_t size;
+		int ssz, ro = 0;
+		if (ioctl(fd, BLKGETSIZE64, &size) < 0)
+			return -errno;
+		if (ioctl(fd, BLKSSZGET, &ssz) < 0)
+			return -errno;
+		if (ssz <= 0)
+			return -EIO;
+		if (ioctl(fd, BLKROGET, &ro) < 0)
+			return -errno;
+		if (ro && write)
+			return -EROFS;
+		g.size = size;
+		g.block_size = (unsigned)ssz;
+		g.rdev = st.st_rdev;
+	} else {
+		g.size = (uint64_t)st.st_size;
+		g.block_size = file_block_size(fd, &st);
+	}
+	g.fd = TAKE_FD(fd);
+	*ret = g;
+	return 0;
+}
+
+/* EIO from a block device whose sysfs entry vanished means the device was pulled. */
+static int block_error(struct dev_fd *d, int r)
+{
+	if (!d->base.is_block || r != -EIO)
+		return r;
+	char *p = NULL;
+	if (asprintf(&p, "/sys/dev/block/%u:%u", major(d->rdev), minor(d->rdev)) < 0)
+		return r;
+	int gone = access(p, F_OK) < 0 && errno == ENOENT;
+	free(p);
+	return gone ? -ENODEV : r;
+}
+
+static int dev_fd_pread(struct dev *base, void *buf, size_t len, uint64_t off)
+{
+	struct dev_fd *d = (struct dev_fd *)base;
+	uint8_t *p = buf;
+	size_t done = 0;
+
+	if (d->fd < 0)
+		return -ENODEV;
+	while (done < len) {
+		ssize_t n = pread(d->fd, p + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return block_error(d, -errno);
+		}
+		if (n == 0) {
+			if (base->is_block)
+				return block_error(d, -EIO);
+			/* Past the end of a regular file: the rest reads as zeros. */
+			memset(p + done, 0, len - done);
+			return 0;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int dev_fd_pwrite(struct dev *base, const void *buf, size_t len, uint64_t off)
+{
+	struct dev_fd *d = (struct dev_fd *)base;
+	const uint8_t *p = buf;
+	size_t done = 0;
+
+	if (d->fd < 0)
+		return -ENODEV;
+	if (!(d->flags & DEV_OPEN_WRITE))
+		return -EBADF;
+	while (done < len) {
+		ssize_t n = pwrite(d->fd, p + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return block_error(d, -errno);
+		}
+		if (n == 0)
+			return block_error(d, -EIO);
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int dev_fd_sync(struct dev *base)
+{
+	struct dev_fd *d = (struct dev_fd *)base;
+	if (d->fd < 0)
+		return -ENODEV;
+	if (fdatasync(d->fd) < 0)
+		return block_error(d, -errno);
+	return 0;
+}
+
+static int dev_fd_reset(struct dev *base)
+{
+	struct dev_fd *d = (struct dev_fd *)base;
+	int r;
+
+	if (d->fd < 0)
+		return -ENODEV;
+	if (base->is_block) {
+		if (ioctl(d->fd, BLKFLSBUF, 0) < 0)
+			return block_error(d, -errno);
+	} else {
+		if (fdatasync(d->fd) < 0)
+			return -errno;
+		r = posix_fadvise(d->fd, 0, 0, POSIX_FADV_DONTNEED);
+		if (r != 0)
+			return -r;
+	}
+	if (!d->hook)
+		return 0;
+
+	/* The hook may re-enumerate the device: our O_EXCL descriptor must not be held. */
+	close(d->fd);
+	d->fd = -1;
+
+	_cleanup_free_ char *new_path = NULL;
+	r = d->hook(d->hook_userdata, d->path, &new_path);
+	if (r < 0)
+		return r;
+	if (new_path) {
+		free(d->path);
+		d->path = TAKE_PTR(new_path);
+	}
+
+	struct dev_geom g;
+	r = open_geom(d->path, d->flags, &g);
+	if (r < 0)
+		return r;
+	if (g.is_block != base->is_block || g.size != base->size || g.block_size != base->block_size) {
+		/* Not the same medium any more. */
+		close(g.fd);
+		return -ENODEV;
+	}
+	d->fd = g.fd;
+	d->direct = g.direct;
+	d->rdev = g.rdev;
+	return 0;
+}
+
+static void dev_fd_free(struct dev *base)
+{
+	struct dev_fd *d = (struct dev_fd *)base;
+	if (d->fd >= 0)
+		close(d->fd);
+	free(d->path);
+	free(base->name);
+	free(d);
+}
+
+static const struct dev_ops dev_fd_ops = {
+	.pread = dev_fd_pread,
+	.pwrite = dev_fd_pwrite,
+	.sync = dev_fd_sync,
+	.reset = dev_fd_reset,
+	.free = dev_fd_free,
+};
+
+int dev_open(const char *path, unsigned flags, struct dev **ret)
+{
+	struct dev_geom g;
+	int r;
+
+	if (!path || !ret)
+		return -EINVAL;
+	r = open_geom(path, flags, &g);
+	if (r < 0)
+		return r;
+
+	struct dev_fd *d = calloc(1, sizeof(*d));
+	if (!d) {
+		close(g.fd);
+		return -ENOMEM;
+	}
+	d->base.ops = &dev_fd_ops;
+	d->base.name = strdup(path);
+	d->path = strdup(path);
+	if (!d->base.name || !d->path) {
+		d->fd = g.fd;
+		dev_fd_free(&d->base);
+		return -ENOMEM;
+	}
+	d->base.size = g.size;
+	d->base.block_size = g.block_size;
+	d->base.is_block = g.is_block;
+	d->fd = g.fd;
+	d->flags = flags;
+	d->direct = g.direct;
+	d->rdev = g.rdev;
+	*ret = &d->base;
+	return 0;
+}
+
+void dev_set_reset_hook(struct dev *d, dev_reset_hook_t hook, void *userdata)
+{
+	while (d && d->ops != &dev_fd_ops)
+		d = dev_faulty_inner(d);
+	if (!d)
+		return;
+	struct dev_fd *f = (struct dev_fd *)d;
+	f->hook = hook;
+	f->hook_userdata = userdata;
+}
+
+struct dev *dev_free(struct dev *d)
+{
+	if (d)
+		d->ops->free(d);
+	return NULL;
+}
+
+void *dev_alloc_buf(size_t len)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, 4096, len ? ALIGN_UP(len, 4096) : 4096) != 0)
+		return NULL;
+	return p;
+}
+
+bool dev_errno_is_gone(int r)
+{
+	if (r < 0)
+		r = -r;
+	return r == ENODEV || r == ENXIO || r == ENOMEDIUM || r == ESHUTDOWN;
+}
+
+bool dev_is_direct(const struct dev *d)
+{
+	while (d && d->ops != &dev_fd_ops)
+		d = dev_faulty_inner((struct dev *)d);
+	return d && ((const struct dev_fd *)d)->direct;
+}

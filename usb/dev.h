@@ -1,0 +1,104 @@
+/* The device table: every byte usbforge writes to or reads from a target goes through one of
+ * these. Implementations: block devices and regular files (dev.c, O_DIRECT + O_EXCL), and a
+ * faulty wrapper for tests (dev_faulty.c). Stages and tests use only this header; it pulls in
+ * no libudev, libusb or database headers.
+ *
+ * Alignment: buffers, offsets and lengths passed to pread/pwrite must be multiples of
+ * dev_block_size() (the logical block size; 4096 is always safe). Use dev_alloc_buf() for
+ * buffers.
+ *
+ * Errors: 0 or a negative errno. -ENODEV / -ENXIO / -ENOMEDIUM mean the device is gone;
+ * -ETIMEDOUT means an operation stalled; -EIO an I/O error; -EROFS read-only. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dev;
+
+struct dev_ops {
+	/* Read exactly len bytes at off. A short read of a regular file past its end returns
+	 * zeros for the missing part. */
+	int (*pread)(struct dev *d, void *buf, size_t len, uint64_t off);
+	/* Write exactly len bytes at off (retries short writes; a write that makes no progress
+	 * is -EIO, a full target -ENOSPC). */
+	int (*pwrite)(struct dev *d, const void *buf, size_t len, uint64_t off);
+	/* fdatasync. */
+	int (*sync)(struct dev *d);
+	/* Make the next reads come from the medium, not from any cache: drop the kernel's
+	 * buffers for the device (BLKFLSBUF / POSIX_FADV_DONTNEED) and, when a reset hook is
+	 * installed (udev mode: USB reset via libusb), run it and reopen the device. */
+	int (*reset)(struct dev *d);
+	void (*free)(struct dev *d);
+};
+
+/* Embed first in every implementation. */
+struct dev {
+	const struct dev_ops *ops;
+	char *name;           /* path or description, for messages; owned */
+	uint64_t size;        /* bytes the device reports */
+	unsigned block_size;  /* logical block size (alignment unit) */
+	bool is_block;        /* a block device rather than a regular file */
+};
+
+enum dev_open_flags {
+	DEV_OPEN_WRITE = 1 << 0,   /* open read-write (O_EXCL for block devices) */
+	DEV_OPEN_NO_DIRECT = 1 << 1, /* buffered I/O (only for filesystems without O_DIRECT) */
+};
+
+/* Open a block device or regular file with O_DIRECT|O_CLOEXEC (O_EXCL for a block device
+ * opened for writing, so a mounted or busy device is refused by the kernel). A regular file
+ * opened for writing keeps its size; `size` is its current length. Errors: -errno of open,
+ * -EROFS when the device is read-only and DEV_OPEN_WRITE was asked, -ENOTBLK when path is
+ * neither a block device nor a regular file. */
+int dev_open(const char *path, unsigned flags, struct dev **ret);
+
+/* A hook run by reset() after the caches are dropped, e.g. a libusb port reset that waits
+ * for the same stick to come back. It may return a new path to reopen (malloc'd) or NULL to
+ * reopen the same path. Installed by usb/ in udev mode; none by default. */
+typedef int (*dev_reset_hook_t)(void *userdata, const char *path, char **ret_new_path);
+void dev_set_reset_hook(struct dev *d, dev_reset_hook_t hook, void *userdata);
+
+static inline int dev_pread(struct dev *d, void *buf, size_t len, uint64_t off)
+{
+	return d->ops->pread(d, buf, len, off);
+}
+static inline int dev_pwrite(struct dev *d, const void *buf, size_t len, uint64_t off)
+{
+	return d->ops->pwrite(d, buf, len, off);
+}
+static inline int dev_sync(struct dev *d) { return d->ops->sync(d); }
+static inline int dev_reset(struct dev *d) { return d->ops->reset(d); }
+static inline uint64_t dev_size(const struct dev *d) { return d->size; }
+static inline unsigned dev_block_size(const struct dev *d) { return d->block_size; }
+static inline const char *dev_name(const struct dev *d) { return d->name; }
+/* Accepts NULL; returns NULL. */
+struct dev *dev_free(struct dev *d);
+
+/* Buffer aligned for O_DIRECT on any device (4096-byte alignment); free() it. NULL on OOM. */
+void *dev_alloc_buf(size_t len);
+
+/* True for errors that mean "the device went away" (ENODEV, ENXIO, ENOMEDIUM, ESHUTDOWN). */
+bool dev_errno_is_gone(int r);
+
+/* ---- the faulty device, for tests -------------------------------------------------------- */
+
+struct dev_fault {
+	uint64_t real_size;      /* 0: no limit. Otherwise the stick's true capacity: */
+	bool wrap;               /*   true: addresses beyond real_size alias (off % real_size) */
+	                         /*   false: writes beyond real_size are dropped ("limbo"),
+	                          *          reads there return the fill pattern below */
+	uint8_t limbo_fill;      /* what limbo reads return (0x00 or 0xff usually) */
+	uint64_t fail_write_at;  /* 0: never. A write covering this offset fails with -EIO */
+	uint64_t fail_read_at;   /* 0: never. A read covering this offset fails with -EIO */
+	uint64_t flip_read_at;   /* 0: never. Reads covering this offset see bit 0 of that byte flipped */
+	uint64_t short_write_at; /* 0: never. A write covering this offset writes only up to it,
+	                          *    silently (the data past it is lost, success returned) */
+	uint64_t gone_after;     /* 0: never. After this many bytes written, every op is -ENODEV */
+	uint64_t report_size;    /* 0: inner size. Otherwise the size the device claims */
+};
+/* Wrap inner (ownership taken, also on failure) with the faults described. Offsets in the
+ * spec use 0 to mean "off"; to fault at offset 0 use the faulty device with fail_*_at = 1
+ * inside the first block (any byte of a block faults the whole op covering it). */
+int dev_new_faulty(struct dev *inner, const struct dev_fault *spec, struct dev **ret);

@@ -1,0 +1,29 @@
+/* Domain value types shared by db/ (which loads and stores them) and stages/ (which computes
+ * with them): a file of the content library, and a file chosen for a job. Plain data, no
+ * behaviour; kept here so that neither layer includes the other. */
+#pragma once
+
+#include <stdint.h>
+
+/* One file of the content library, as the worker loads it from content_items. */
+struct content_item {
+	int64_t id;
+	char *category;
+	char *title;
+	char *rel_path;     /* path under content.root, as on disk */
+	uint64_t size;
+	char sha256[65];    /* lowercase hex */
+	int64_t mtime;      /* seconds since the epoch */
+};
+
+/* One chosen file: what processing_job_items records. */
+struct job_item {
+	int position;
+	int64_t content_item_id;
+	uint64_t size;
+	char *dest_path;    /* "Category/File name" on the stick, after FAT name mapping */
+	char *rel_path;     /* source, under content.root */
+	char sha256[65];
+	int64_t mtime;
+};
+

@@ -1,0 +1,479 @@
+/* Implementation of worker/daemon.h. Single-threaded loop around poll(): a signalfd for
+ * SIGTERM/SIGINT, an eventfd the runners write when they end, the udev monitor in udev mode, and
+ * a timeout for the next poll/heartbeat/reap. Only this thread claims jobs and owns the slots. */
+#include "worker/daemon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db/jobs.h"
+#include "db/schema.h"
+#include "usb/dev.h"
+#include "usb/discover.h"
+#include "usb/monitor.h"
+#include "util/log.h"
+#include "util/macro.h"
+#include "worker/runner.h"
+
+struct slot {
+	char *name;
+	/* what it holds now */
+	bool present, eligible;
+	char *devnode, *serial, *vendor, *model, *port_path, *reason;
+	uint64_t capacity;
+	unsigned speed;
+	/* a stick refused as bad stays refused until it is replaced (another serial) */
+	char *bad_serial;
+	struct runner *runner;
+};
+
+struct daemon {
+	const struct uf_config *cfg;
+	bool once;
+	struct db *db;
+	bool db_down_logged;
+	double db_retry_at, db_backoff;
+	char *worker_id, *hostname;
+	struct slot *slots;
+	size_t n_slots;
+	int sfd, efd;
+	struct usb_monitor *mon;
+	double next_poll, next_reap, next_beat;
+	bool stopping;
+	unsigned busy;
+};
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void slot_clear(struct slot *s)
+{
+	free(s->devnode);
+	free(s->serial);
+	free(s->vendor);
+	free(s->model);
+	free(s->port_path);
+	free(s->reason);
+	s->devnode = s->serial = s->vendor = s->model = s->port_path = s->reason = NULL;
+	s->present = s->eligible = false;
+	s->capacity = 0;
+	s->speed = 0;
+}
+
+static char *sdup(const char *s) { return s ? strdup(s) : NULL; }
+
+static struct slot *slot_find(struct daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_slots; i++)
+		if (strcmp(d->slots[i].name, name) == 0)
+			return &d->slots[i];
+	return NULL;
+}
+
+static struct slot *slot_add(struct daemon *d, const char *name)
+{
+	struct slot *n = realloc(d->slots, (d->n_slots + 1) * sizeof(*n));
+	if (!n)
+		abort();
+	d->slots = n;
+	memset(&n[d->n_slots], 0, sizeof(*n));
+	n[d->n_slots].name = strdup(name);
+	return &n[d->n_slots++];
+}
+
+/* Re-read what every slot holds (cheap: sysfs and stat). A busy slot keeps its runner; if its
+ * stick vanished the runner sees DEVICE_GONE through its I/O. */
+static void refresh_slots(struct daemon *d)
+{
+	struct usb_candidate *c = NULL;
+	size_t n = 0;
+	int r = usb_list_candidates(d->cfg, &c, &n);
+	if (r < 0) {
+		log_warning_errno(r, "cannot list devices: %m");
+		return;
+	}
+	for (size_t i = 0; i < d->n_slots; i++)
+		if (!d->slots[i].runner)
+			slot_clear(&d->slots[i]);
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].slot)
+			continue;
+		struct slot *s = slot_find(d, c[i].slot);
+		if (!s)
+			s = slot_add(d, c[i].slot);
+		if (s->runner)
+			continue;
+		s->present = true;
+		s->eligible = c[i].eligible;
+		s->devnode = sdup(c[i].devnode);
+		s->serial = sdup(c[i].serial);
+		s->vendor = sdup(c[i].vendor);
+		s->model = sdup(c[i].model);
+		s->port_path = sdup(c[i].port_path);
+		s->reason = sdup(c[i].reason);
+		s->capacity = c[i].capacity_bytes;
+		s->speed = c[i].usb_speed_mbps;
+		if (s->bad_serial && (!s->serial || strcmp(s->bad_serial, s->serial) != 0)) {
+			free(s->bad_serial); /* replaced */
+			s->bad_serial = NULL;
+		}
+	}
+	usb_candidates_free(c, n);
+}
+
+static const char *slot_state(const struct slot *s)
+{
+	if (s->runner)
+		return "busy";
+	if (!s->present)
+		return "empty";
+	if (!s->eligible)
+		return "unsafe";
+	if (s->bad_serial)
+		return "bad";
+	return "ready";
+}
+
+/* Mirror the slots into the devices table (best effort). */
+static void mirror_devices(struct daemon *d)
+{
+	for (size_t i = 0; d->db && i < d->n_slots; i++) {
+		struct slot *s = &d->slots[i];
+		(void)db_exec(d->db, NULL,
+			      "INSERT INTO devices (station, slot, devnode, serial, vendor, model, capacity_bytes, usb_speed_mbps,"
+			      " port_path, state, state_reason, current_job_id, last_seen_at)"
+			      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
+			      " devnode = VALUES(devnode), serial = VALUES(serial), vendor = VALUES(vendor), model = VALUES(model),"
+			      " capacity_bytes = VALUES(capacity_bytes), usb_speed_mbps = VALUES(usb_speed_mbps),"
+			      " port_path = VALUES(port_path), state = VALUES(state), state_reason = VALUES(state_reason),"
+			      " current_job_id = VALUES(current_job_id), last_seen_at = NOW(6)",
+			      DB_STR(d->cfg->station), DB_STR(s->name), DB_STR(s->devnode), DB_STR(s->serial), DB_STR(s->vendor),
+			      DB_STR(s->model), s->present ? DB_U64(s->capacity) : DB_NULL, s->speed ? DB_I64(s->speed) : DB_NULL,
+			      DB_STR(s->port_path), DB_STR(slot_state(s)),
+			      DB_STR(s->bad_serial ? "stick refused (bad stick); replace it" : s->eligible ? NULL : s->reason),
+			      s->runner ? DB_I64(runner_job_id(s->runner)) : DB_NULL, DB_END);
+	}
+}
+
+static int db_up(struct daemon *d)
+{
+	_cleanup_free_ char *err = NULL;
+	if (d->db)
+		return 0;
+	if (now() < d->db_retry_at)
+		return -EAGAIN;
+	int r = db_connect(d->cfg, &d->db, &err);
+	if (r < 0) {
+		if (!d->db_down_logged)
+			log_error("DB_UNAVAILABLE: %s; retrying with backoff", err ? err : "cannot connect");
+		d->db_down_logged = true;
+		d->db_backoff = d->db_backoff ? MIN(d->db_backoff * 2, 30.0) : 0.5;
+		d->db_retry_at = now() + d->db_backoff;
+		return r;
+	}
+	if (d->db_down_logged)
+		log_notice("database reachable again");
+	d->db_down_logged = false;
+	d->db_backoff = 0;
+	r = db_migrate(d->db, NULL);
+	if (r < 0) {
+		log_error("migration failed: %s", db_error(d->db));
+		d->db = db_close(d->db);
+		return r;
+	}
+	(void)db_exec(d->db, NULL,
+		      "INSERT INTO workers (id, station, hostname, pid, version) VALUES (?, ?, ?, ?, ?)"
+		      " ON DUPLICATE KEY UPDATE heartbeat_at = NOW(6), stopped_at = NULL",
+		      DB_STR(d->worker_id), DB_STR(d->cfg->station), DB_STR(d->hostname), DB_I64(getpid()), DB_STR(UF_VERSION),
+		      DB_END);
+	(void)db_exec(d->db, NULL,
+		      "INSERT INTO settings (name, value) VALUES ('stuck.processing_timeout', ?), ('stuck.queued_timeout', ?)"
+		      " ON DUPLICATE KEY UPDATE value = VALUES(value)",
+		      DB_DBL(d->cfg->stuck.processing_timeout), DB_DBL(d->cfg->stuck.queued_timeout), DB_END);
+	return 0;
+}
+
+/* A failed statement on the main connection: drop it if the server went away. */
+static void db_check(struct daemon *d, int r)
+{
+	if (r == -ENOTCONN || (r < 0 && db_errno(d->db) >= 2000)) {
+		log_error("DB_UNAVAILABLE: %s; reconnecting", db_error(d->db));
+		d->db_down_logged = true;
+		d->db = db_close(d->db);
+		d->db_backoff = 0.5;
+		d->db_retry_at = now() + d->db_backoff;
+	}
+}
+
+static void reap(struct daemon *d)
+{
+	struct reap_stats st;
+	int r = jobs_reap(d->db, d->cfg->stuck.processing_timeout, d->cfg->stuck.queued_timeout, d->cfg->retry.delays,
+			  d->cfg->retry.n_delays, &st);
+	if (r < 0) {
+		db_check(d, r);
+		return;
+	}
+	if (st.retried || st.failed || st.stuck_reported)
+		log_notice("reaper: %u stuck job(s) back to retry, %u failed, %u reported stuck in the queue", st.retried,
+			   st.failed, st.stuck_reported);
+	json_decref(st.actions);
+}
+
+static void claim_for_free_slots(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_slots && d->busy < d->cfg->worker.max_concurrent && !d->stopping; i++) {
+		struct slot *s = &d->slots[i];
+		if (s->runner || !s->present || !s->eligible || s->bad_serial || !s->devnode)
+			continue;
+		struct claim_req q = { .worker_id = d->worker_id, .station = d->cfg->station, .slot = s->name,
+				       .device_serial = s->serial, .device_bytes = s->capacity,
+				       .capacity_tolerance = d->cfg->worker.capacity_tolerance };
+		struct claimed_job *job = NULL;
+		int r = job_claim(d->db, &q, &job);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0) {
+			log_warning("claim for slot %s failed: %s", s->name, db_error(d->db));
+			db_check(d, r);
+			return;
+		}
+		struct runner_args a = { .cfg = d->cfg, .worker_id = d->worker_id, .slot = s->name, .devpath = s->devnode,
+					 .serial = s->serial, .job = job, .notify_fd = d->efd };
+		log_info("job %lld (order %s unit %d, attempt %d/%d) claimed for slot %s (%s)", (long long)job->id,
+			 job->order_number, job->unit_index, job->attempt, job->max_attempts, s->name, s->devnode);
+		r = runner_start(&a, &s->runner);
+		if (r < 0) {
+			log_error_errno(r, "cannot start a runner: %m");
+			(void)job_hand_back(d->db, job->id, d->worker_id, "runner could not start");
+			claimed_job_free(job);
+			continue;
+		}
+		d->busy++;
+	}
+}
+
+static void join_finished(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_slots; i++) {
+		struct slot *s = &d->slots[i];
+		bool bad = false;
+		if (!s->runner || !runner_finished(s->runner))
+			continue;
+		runner_join(s->runner, &bad);
+		s->runner = NULL;
+		d->busy--;
+		if (bad && s->serial) {
+			free(s->bad_serial);
+			s->bad_serial = strdup(s->serial);
+			log_warning("slot %s: stick %s refused; the slot stays bad until the stick is replaced", s->name, s->serial);
+		}
+	}
+}
+
+/* --once: is there still work a slot of ours could take (now or after a retry delay)? */
+static int work_left(struct daemon *d, bool *ret)
+{
+	if (d->busy) {
+		*ret = true;
+		return 0;
+	}
+	*ret = false;
+	for (size_t i = 0; i < d->n_slots; i++) {
+		struct slot *s = &d->slots[i];
+		if (!s->present || !s->eligible || s->bad_serial)
+			continue;
+		double tol = d->cfg->worker.capacity_tolerance;
+		uint64_t max_cap = tol < 1 ? (uint64_t)floor((double)s->capacity / (1.0 - tol)) : UINT64_MAX;
+		int64_t n = 0;
+		int r = db_query_i64(d->db, &n,
+				     "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')"
+				     " AND capacity_bytes <= ? AND min_device_bytes <= ? AND (station IS NULL OR station = ?)",
+				     DB_U64(max_cap), DB_U64(s->capacity), DB_STR(d->cfg->station), DB_END);
+		if (r < 0)
+			return r;
+		if (n) {
+			*ret = true;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static void notify_status(struct daemon *d)
+{
+	int64_t queued = -1;
+	if (d->db)
+		(void)db_query_i64(d->db, &queued, "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')",
+				   DB_END);
+	sd_notifyf(0, "STATUS=%u/%zu slots busy, %lld queued%s", d->busy, d->n_slots, (long long)queued,
+		   d->db ? "" : ", database unavailable");
+}
+
+int daemon_run(const struct uf_config *cfg, bool once)
+{
+	struct daemon d = { .cfg = cfg, .once = once, .sfd = -1, .efd = -1 };
+	sigset_t mask;
+	char host[256] = "";
+	int r = 0;
+	uint64_t wd_usec = 0;
+
+	gethostname(host, sizeof(host) - 1);
+	d.hostname = strdup(host);
+	if (asprintf(&d.worker_id, "%s/%s/%d", cfg->station, host, (int)getpid()) < 0)
+		return -ENOMEM;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d.sfd < 0 || d.efd < 0) {
+		r = log_error_errno(errno, "signalfd/eventfd: %m");
+		goto out;
+	}
+	for (size_t i = 0; i < cfg->usb.n_slots; i++)
+		slot_add(&d, cfg->usb.slots[i].name);
+	if (cfg->usb.mode == USB_MODE_UDEV) {
+		r = usb_monitor_new(cfg, &d.mon);
+		if (r < 0)
+			log_warning_errno(r, "udev monitor unavailable (%m): polling every %.1f s instead", cfg->worker.poll_interval);
+	}
+	bool wd = sd_watchdog_enabled(0, &wd_usec) > 0;
+
+	log_info("usbforged %s starting: station %s, %s mode, %zu configured slot(s), up to %u at once", UF_VERSION,
+		 cfg->station, cfg->usb.mode == USB_MODE_UDEV ? "udev" : "static", cfg->usb.n_slots,
+		 cfg->worker.max_concurrent);
+	bool ready = false;
+	for (;;) {
+		double t = now();
+		if (wd)
+			sd_notify(0, "WATCHDOG=1");
+		if (!d.db && db_up(&d) == 0 && !ready) {
+			sd_notify(0, "READY=1");
+			ready = true;
+			log_info("connected to %s; worker %s ready", db_server_version(d.db), d.worker_id);
+		}
+		join_finished(&d);
+		if (d.stopping && d.busy == 0)
+			break;
+		if (t >= d.next_poll || !d.mon) {
+			refresh_slots(&d);
+			d.next_poll = t + cfg->worker.poll_interval;
+		}
+		if (d.db) {
+			if (t >= d.next_beat) {
+				int q = db_exec(d.db, NULL, "UPDATE workers SET heartbeat_at = NOW(6) WHERE id = ?", DB_STR(d.worker_id),
+						DB_END);
+				db_check(&d, q);
+				d.next_beat = t + cfg->worker.heartbeat_interval;
+			}
+		}
+		if (d.db && t >= d.next_reap) {
+			reap(&d);
+			d.next_reap = t + cfg->stuck.check_interval;
+		}
+		if (d.db && !d.stopping)
+			claim_for_free_slots(&d);
+		if (d.db)
+			mirror_devices(&d);
+		if (d.once && d.db && !d.stopping) {
+			bool left = true;
+			int q = work_left(&d, &left);
+			if (q < 0)
+				db_check(&d, q);
+			else if (!left)
+				break;
+		}
+		notify_status(&d);
+
+		/* wait */
+		double next = d.next_poll;
+		if (d.db)
+			next = MIN(next, MIN(d.next_beat, d.next_reap));
+		else
+			next = MIN(next, d.db_retry_at);
+		if (d.once)
+			next = MIN(next, now() + 0.25); /* retries come due without an event */
+		if (wd)
+			next = MIN(next, now() + (double)wd_usec / 2e6);
+		double wait = next - now();
+		int timeout = wait <= 0 ? 0 : (int)ceil(wait * 1000);
+		struct pollfd p[3] = { { d.sfd, POLLIN, 0 }, { d.efd, POLLIN, 0 }, { -1, POLLIN, 0 } };
+		if (d.mon)
+			p[2].fd = usb_monitor_fd(d.mon);
+		int pr = poll(p, 3, timeout);
+		if (pr < 0 && errno != EINTR) {
+			r = log_error_errno(errno, "poll: %m");
+			break;
+		}
+		if (pr > 0 && (p[0].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(d.sfd, &si, sizeof(si)) == sizeof(si) && !d.stopping) {
+				log_notice("signal %u: stopping; running jobs are handed back at their next chunk boundary",
+					   si.ssi_signo);
+				sd_notify(0, "STOPPING=1");
+				d.stopping = true;
+				for (size_t i = 0; i < d.n_slots; i++)
+					if (d.slots[i].runner)
+						runner_request_stop(d.slots[i].runner);
+			}
+		}
+		if (pr > 0 && (p[1].revents & POLLIN)) {
+			uint64_t v;
+			if (read(d.efd, &v, sizeof(v)) < 0)
+				log_debug_errno(errno, "eventfd read: %m");
+		}
+		if (pr > 0 && d.mon && (p[2].revents & POLLIN)) {
+			if (usb_monitor_process(d.mon) > 0)
+				d.next_poll = 0; /* something changed: rescan now */
+		}
+	}
+	/* stop: wait for every runner (they hand their jobs back) */
+	for (size_t i = 0; i < d.n_slots; i++)
+		if (d.slots[i].runner) {
+			runner_request_stop(d.slots[i].runner);
+			runner_join(d.slots[i].runner, NULL);
+			d.slots[i].runner = NULL;
+		}
+	if (d.db) {
+		d.busy = 0;
+		mirror_devices(&d);
+		(void)db_exec(d.db, NULL, "UPDATE workers SET stopped_at = NOW(6), heartbeat_at = NOW(6) WHERE id = ?",
+			      DB_STR(d.worker_id), DB_END);
+	}
+	log_info("usbforged stopped");
+out:
+	for (size_t i = 0; i < d.n_slots; i++) {
+		slot_clear(&d.slots[i]);
+		free(d.slots[i].name);
+		free(d.slots[i].bad_serial);
+	}
+	free(d.slots);
+	usb_monitor_free(d.mon);
+	db_close(d.db);
+	if (d.sfd >= 0)
+		close(d.sfd);
+	if (d.efd >= 0)
+		close(d.efd);
+	free(d.worker_id);
+	free(d.hostname);
+	return r < 0 ? r : 0;
+}

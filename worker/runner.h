@@ -1,0 +1,35 @@
+/* A slot runner: the thread that takes one claimed job through the four stages on one stick,
+ * with its own database connection. It reports progress and heartbeats (at most once a second),
+ * log rows (stage start/end, errors, one progress row per 10% of a stage), honours operator
+ * cancellation and daemon shutdown at chunk boundaries, and finalizes the job through the
+ * guarded transitions of db/jobs.h. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "db/jobs.h"
+
+struct runner;
+
+struct runner_args {
+	const struct uf_config *cfg;
+	const char *worker_id;
+	const char *slot;       /* slot name */
+	const char *devpath;    /* device node or file to write */
+	const char *serial;     /* device identity, for log rows */
+	struct claimed_job *job; /* ownership taken */
+	int notify_fd;          /* eventfd written when the runner ends (main loop wakes) */
+};
+
+/* Start a runner thread. Errors: -errno of pthread_create, -ENOMEM. */
+int runner_start(const struct runner_args *a, struct runner **ret);
+/* Ask it to stop at the next chunk boundary and hand the job back (daemon shutdown). */
+void runner_request_stop(struct runner *r);
+bool runner_finished(struct runner *r);
+/* Join the thread and free it; *ret_bad_stick = the stick was refused (mark the slot bad). */
+void runner_join(struct runner *r, bool *ret_bad_stick);
+int64_t runner_job_id(struct runner *r);
