@@ -17,3 +17,14 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv);
 int cmd_order_show(struct cli *c, int argc, char **argv);
 int cmd_jobs(struct cli *c, int argc, char **argv);
 int cmd_job_show(struct cli *c, int argc, char **argv);
+/* cmd_jobs.c */
+int cmd_job_cancel(struct cli *c, int argc, char **argv);
+int cmd_job_retry(struct cli *c, int argc, char **argv);
+int cmd_job_logs(struct cli *c, int argc, char **argv);
+int cmd_job_watch(struct cli *c, int argc, char **argv);
+int cmd_queue_stats(struct cli *c, int argc, char **argv);
+int cmd_stuck_check(struct cli *c, int argc, char **argv);
+int cmd_events(struct cli *c, int argc, char **argv);
+/* cmd_content.c */
+int cmd_content_scan(struct cli *c, int argc, char **argv);
+int cmd_content_list(struct cli *c, int argc, char **argv);

@@ -11,11 +11,20 @@
 
 static const struct cli_cmd commands[] = {
 	{ "db", "migrate", cmd_db_migrate, "", "create or upgrade the schema (idempotent)" },
+	{ "content", "scan", cmd_content_scan, "[DIR]", "index a content tree (category = first folder; default content.root)" },
+	{ "content", "list", cmd_content_list, "[--category C]", "the active content library" },
 	{ "order", "add", cmd_order_add, "NUMBER --capacity SIZE [--quantity N] [--customer NAME] [--station S] (--image PATH | --category C … [--item ID …])", "record a pending order" },
 	{ "order", "confirm", cmd_order_confirm, "NUMBER [--correlation-id ID]", "confirm an order; prints the job ids (idempotent)" },
 	{ "order", "show", cmd_order_show, "NUMBER", "an order and its jobs" },
 	{ NULL, "jobs", cmd_jobs, "[--status S] [--limit N]", "list jobs, newest first" },
 	{ "job", "show", cmd_job_show, "ID", "state, stage, progress, attempts, device, items" },
+	{ "job", "logs", cmd_job_logs, "ID [--follow]", "the job's log rows" },
+	{ "job", "watch", cmd_job_watch, "ID", "live progress bar until the job ends" },
+	{ "job", "cancel", cmd_job_cancel, "ID [--by NAME]", "cancel (a running job stops at its next chunk)" },
+	{ "job", "retry", cmd_job_retry, "ID", "queue a failed or cancelled job again" },
+	{ "queue", "stats", cmd_queue_stats, "", "counts per state, stuck counts, average duration" },
+	{ "stuck", "check", cmd_stuck_check, "", "run stuck-job recovery once and print what it did" },
+	{ NULL, "events", cmd_events, "[--follow] [--since ID]", "the outbox events" },
 };
 
 static void usage(FILE *out)

@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum usb_mode { USB_MODE_UDEV, USB_MODE_STATIC };
+enum usb_mode { USB_MODE_UDEV, USB_MODE_STATIC, _USB_MODE_MAX };
+
+/* "udev" / "static"; NULL for an out-of-range value. */
+const char *usb_mode_to_string(enum usb_mode m);
 
 struct slot_conf {
 	char *name;
@@ -55,14 +58,33 @@ struct uf_config {
 		bool reset_before_verify; /* true */
 		double stall_timeout;     /* 180 */
 		bool probe;               /* true: fake-capacity probe in validation */
+		uint64_t max_rate;        /* bytes/s per slot while writing; 0 = unlimited */
 	} write;
 };
 
-/* Fill *cfg with every default. */
+#define CONFIG_DEFAULT_PATH "/etc/usbforge/usbforge.conf"
+
+/* Fill *cfg (overwritten, not freed first) with every default; release with config_done().
+ * On allocation failure a string field is left NULL (config_load reports -ENOMEM). */
 void config_init_defaults(struct uf_config *cfg);
-/* Load path over the defaults. On error returns -EINVAL (or -errno for I/O), leaves *cfg
- * freed, and sets *ret_error (malloc'd) to "FILE:LINE: key 'worker.max_concurrent': …". */
+/* Read path and apply it over the defaults into *cfg (overwritten, not freed first; release
+ * with config_done()). Relative paths in the file (password_file, content.root, socket, slot
+ * paths) are taken relative to the file's directory. Returns 0, or:
+ *   -errno  the file itself cannot be read (-ENOENT, -EACCES, -EISDIR, -EFBIG…);
+ *   -EINVAL a syntax error, an unknown key, a bad type or value, a bad password_file;
+ *   -ENOMEM.
+ * On error *cfg is left zeroed (config_done() on it is harmless) and, when ret_error is not
+ * NULL, *ret_error is a malloc'd one-line message naming the file, the line and the key:
+ * "FILE:LINE: key 'worker.max_concurrent': must be an integer between 1 and 64 (got 0)". */
 int config_load(const char *path, struct uf_config *cfg, char **ret_error);
-/* Which file to read: explicit argument, else $USBFORGE_CONFIG, else the default path. */
+/* Which file to read: explicit argument, else $USBFORGE_CONFIG, else CONFIG_DEFAULT_PATH.
+ * Empty strings count as unset. Returns a borrowed pointer (the argument, the environment's
+ * string or the constant). */
 const char *config_default_path(const char *explicit_path);
+/* config_load(config_default_path(explicit_path), …), except that when the path came from
+ * neither the argument nor $USBFORGE_CONFIG and the default file does not exist, *cfg gets the
+ * defaults (cfg->path NULL) and 0 is returned. An explicitly named missing file is an error
+ * (-ENOENT, message naming the file). Same contract as config_load otherwise. */
+int config_load_default(const char *explicit_path, struct uf_config *cfg, char **ret_error);
+/* Free every field and zero *cfg. NULL is accepted. */
 void config_done(struct uf_config *cfg);

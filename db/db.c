@@ -91,7 +91,7 @@ static int do_connect(struct db *db, char **ret_error)
 	mysql_options(db->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
 	mysql_options(db->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	mysql_options(db->my, MYSQL_INIT_COMMAND,
-		      "SET time_zone='+00:00', SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED, "
+		      "SET time_zone='+00:00', "
 		      "sql_mode='STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
 		      "NO_ENGINE_SUBSTITUTION'");
 	bool use_socket = db->c.socket && *db->c.socket;
@@ -100,20 +100,27 @@ static int do_connect(struct db *db, char **ret_error)
 				db->dbname, use_socket ? 0 : db->c.port, use_socket ? db->c.socket : NULL,
 				CLIENT_FOUND_ROWS)) {
 		int r = fail(db);
-		if (asprintf(&e, "cannot connect to MariaDB at %s%s%u as '%s'%s%s: %s", where,
-			     use_socket ? "" : ":", use_socket ? 0 : db->c.port, db->c.user,
-			     db->dbname ? ", database " : "", db->dbname ? db->dbname : "",
-			     mysql_error(db->my)) < 0)
+		char port[16] = "";
+		if (!use_socket)
+			snprintf(port, sizeof(port), ":%u", db->c.port);
+		if (asprintf(&e, "cannot connect to MariaDB at %s%s as '%s'%s%s: %s", where, port, db->c.user,
+			     db->dbname ? ", database " : "", db->dbname ? db->dbname : "", mysql_error(db->my)) < 0)
 			e = NULL;
-		if (use_socket && e) { /* drop the ":0" we printed for sockets */
-			char *p = strstr(e, ":0 as");
-			if (p)
-				memmove(p, p + 2, strlen(p + 2) + 1);
-		}
 		mysql_close(db->my);
 		db->my = NULL;
 		*ret_error = e;
 		return r == -EIO ? -ENOTCONN : r;
+	}
+	/* READ COMMITTED: no gap locks on the queue tables (the claim would deadlock under
+	 * REPEATABLE READ); the guarded statements give the consistency we need. */
+	if (mysql_query(db->my, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") != 0) {
+		int r = fail(db);
+		if (asprintf(&e, "cannot set up the session at %s: %s", where, mysql_error(db->my)) < 0)
+			e = NULL;
+		mysql_close(db->my);
+		db->my = NULL;
+		*ret_error = e;
+		return r;
 	}
 	const char *v = mysql_get_server_info(db->my);
 	if (!db_version_supported(v)) {

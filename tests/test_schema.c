@@ -2,6 +2,7 @@
  * bad row; the claim query is served by the claim index (no filesort). Real MariaDB. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "db/schema.h"

@@ -29,6 +29,7 @@ struct runner {
 	struct db *db;
 	pthread_mutex_t lock; /* guards db and the progress state below */
 	pthread_cond_t tick_cond;
+	pthread_cond_t throttle_cond; /* write.max_rate: the writer waits here between chunks */
 	bool ticker_quit;
 
 	atomic_bool cancel;      /* the pipeline's flag: any reason to stop */
@@ -120,6 +121,7 @@ static void beat_locked(struct runner *r)
 		if (cancel && !atomic_load(&r->op_cancel)) {
 			atomic_store(&r->op_cancel, true);
 			atomic_store(&r->cancel, true);
+			pthread_cond_broadcast(&r->throttle_cond);
 		}
 		return;
 	}
@@ -146,7 +148,9 @@ static void beat_locked(struct runner *r)
 static void *ticker_main(void *p)
 {
 	struct runner *r = p;
-	double interval = MIN(1.0, r->a.cfg->worker.heartbeat_interval);
+	/* Heartbeat and progress ride on one UPDATE, once a second (DESIGN: progress at most once
+	 * a second); worker.heartbeat_interval paces the workers row. */
+	double interval = 1.0;
 	pthread_mutex_lock(&r->lock);
 	while (!r->ticker_quit) {
 		struct timespec until;
@@ -191,6 +195,18 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 		_cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
 		json_decref(d);
 		log_row_locked(r, "info", st, "progress", msg, UFC_NONE, dj);
+	}
+	/* write.max_rate: hold the writer until the rate is respected (or a stop comes). */
+	uint64_t max_rate = r->a.cfg->write.max_rate;
+	if (max_rate && st == STAGE_WRITING) {
+		double due = ts_to_d(&r->stage_start) + (double)done / (double)max_rate;
+		while (!atomic_load(&r->cancel) && now_mono() < due) {
+			struct timespec until;
+			double wake = MIN(due, now_mono() + 0.2);
+			until.tv_sec = (time_t)wake;
+			until.tv_nsec = (long)((wake - floor(wake)) * 1e9);
+			pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until);
+		}
 	}
 	pthread_mutex_unlock(&r->lock);
 }
@@ -444,6 +460,7 @@ int runner_start(const struct runner_args *a, struct runner **ret)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->tick_cond, &ca);
+	pthread_cond_init(&r->throttle_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	if (a->job->cancel_requested) {
 		atomic_store(&r->op_cancel, true);
@@ -462,6 +479,9 @@ void runner_request_stop(struct runner *r)
 {
 	atomic_store(&r->stop, true);
 	atomic_store(&r->cancel, true);
+	pthread_mutex_lock(&r->lock);
+	pthread_cond_broadcast(&r->throttle_cond);
+	pthread_mutex_unlock(&r->lock);
 }
 
 bool runner_finished(struct runner *r) { return atomic_load(&r->finished); }
@@ -476,6 +496,7 @@ void runner_join(struct runner *r, bool *ret_bad_stick)
 	claimed_job_free(r->job);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->tick_cond);
+	pthread_cond_destroy(&r->throttle_cond);
 	free(r->slot);
 	free(r->devpath);
 	free(r->serial);

@@ -1,0 +1,109 @@
+/* usbforge content scan / list. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "db/content.h"
+#include "db/db.h"
+#include "util/macro.h"
+#include "util/size.h"
+
+static void warn_cb(void *ud, const char *msg)
+{
+	(void)ud;
+	fprintf(stderr, "usbforge: warning: %s\n", msg);
+}
+
+int cmd_content_scan(struct cli *c, int argc, char **argv)
+{
+	struct db *db = NULL;
+	struct content_scan_stats st;
+	char a[32];
+	int r;
+	if (argc > 2)
+		return cli_usage_error("content scan", "[DIR]", "unexpected argument '%s'", argv[2]);
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	const char *root = argc == 2 ? argv[1] : c->cfg.content.root;
+	_cleanup_free_ char *abs = realpath(root, NULL);
+	if (!abs) {
+		db_close(db);
+		return cli_error(CLI_EXIT_FAIL, "content folder '%s': %m", root);
+	}
+	_cleanup_free_ char *cfg_root = realpath(c->cfg.content.root, NULL);
+	if (!cfg_root || strcmp(cfg_root, abs) != 0)
+		fprintf(stderr, "usbforge: warning: '%s' is not content.root ('%s'); the daemon reads files under content.root\n",
+			abs, c->cfg.content.root);
+	r = content_scan(db, abs, warn_cb, NULL, &st);
+	if (r < 0) {
+		if (r == -ENOTDIR || r == -ENOENT || r == -EACCES)
+			cli_error(CLI_EXIT_FAIL, "content folder '%s': %s", abs, strerror(-r));
+		else
+			cli_error(CLI_EXIT_FAIL, "scan of '%s' failed: %s", abs, db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json) {
+		cli_print_json(json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "root", abs, "files", st.files, "added",
+					 st.added, "updated", st.updated, "unchanged", st.unchanged, "reactivated",
+					 st.reactivated, "deactivated", st.deactivated, "skipped", st.skipped, "bytes_hashed",
+					 (json_int_t)st.bytes_hashed));
+		return CLI_EXIT_OK;
+	}
+	printf("%s: %u files: %u added, %u updated, %u unchanged, %u reactivated, %u gone (inactive), %u skipped; %s hashed\n",
+	       abs, st.files, st.added, st.updated, st.unchanged, st.reactivated, st.deactivated, st.skipped,
+	       format_size(st.bytes_hashed, a, sizeof(a)));
+	return CLI_EXIT_OK;
+}
+
+int cmd_content_list(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "category", required_argument, NULL, 'k' }, {} };
+	const char *cat = NULL;
+	struct db *db = NULL;
+	json_t *rows = NULL;
+	int o, r;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o != 'k')
+			return cli_usage_error("content list", "[--category C]", "bad option");
+		cat = optarg;
+	}
+	if (optind != argc)
+		return cli_usage_error("content list", "[--category C]", "unexpected argument '%s'", argv[optind]);
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	r = content_list(db, cat, &rows);
+	if (r < 0) {
+		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json) {
+		cli_print_json(rows);
+		return CLI_EXIT_OK;
+	}
+	static const char *const hdr[] = { "ID", "CATEGORY", "SIZE", "PATH" };
+	struct table *t = table_new(4, hdr);
+	size_t i;
+	json_t *e;
+	uint64_t total = 0;
+	json_array_foreach(rows, i, e)
+	{
+		char id[32], sz[32];
+		snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(e, "id")));
+		uint64_t b = (uint64_t)json_integer_value(json_object_get(e, "size_bytes"));
+		total += b;
+		table_addf(t, id, json_string_value(json_object_get(e, "category")), format_size(b, sz, sizeof(sz)),
+			   json_string_value(json_object_get(e, "rel_path")));
+	}
+	table_print(t, stdout);
+	table_free(t);
+	char tb[32];
+	printf("%zu item(s), %s\n", json_array_size(rows), format_size(total, tb, sizeof(tb)));
+	json_decref(rows);
+	return CLI_EXIT_OK;
+}

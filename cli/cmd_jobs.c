@@ -1,0 +1,385 @@
+/* usbforge job cancel / retry / logs / watch, queue stats, stuck check, events. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "db/db.h"
+#include "db/jobs.h"
+#include "util/macro.h"
+
+static const char *actor_default(void)
+{
+	const char *u = getenv("SUDO_USER");
+	if (!u || !*u)
+		u = getenv("USER");
+	return u && *u ? u : "cli";
+}
+
+/* Wait ms milliseconds without spinning (poll on nothing). */
+static void wait_ms(int ms) { (void)poll(NULL, 0, ms); }
+
+static int parse_job_id(const char *cmd, const char *usage, int argc, char **argv, long long *ret)
+{
+	if (optind != argc - 1)
+		return cli_usage_error(cmd, usage, "expected one job ID");
+	if (cli_parse_id(argv[optind], ret) < 0)
+		return cli_usage_error(cmd, usage, "'%s' is not a job id", argv[optind]);
+	return 0;
+}
+
+int cmd_job_cancel(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "by", required_argument, NULL, 'b' }, {} };
+	const char *by = actor_default(), *status = NULL;
+	long long id;
+	struct db *db = NULL;
+	int o, r;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o != 'b')
+			return cli_usage_error("job cancel", "ID [--by NAME]", "bad option");
+		by = optarg;
+	}
+	if ((r = parse_job_id("job cancel", "ID [--by NAME]", argc, argv, &id)))
+		return r;
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	r = job_cancel(db, id, by, &status);
+	if (r == -ENOENT)
+		r = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
+	else if (r == -EALREADY)
+		r = cli_error(CLI_EXIT_FAIL, "job %lld has already ended; nothing to cancel", id);
+	else if (r < 0)
+		r = cli_error(CLI_EXIT_FAIL, "cannot cancel job %lld: %s", id, db_error(db));
+	else {
+		if (c->json)
+			cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", status));
+		else if (strcmp(status, "cancelled") == 0)
+			printf("job %lld cancelled\n", id);
+		else
+			printf("job %lld is running: cancel requested, it stops at its next chunk boundary\n", id);
+		r = CLI_EXIT_OK;
+	}
+	db_close(db);
+	return r;
+}
+
+int cmd_job_retry(struct cli *c, int argc, char **argv)
+{
+	long long id;
+	struct db *db = NULL;
+	int r;
+	if (getopt_long(argc, argv, "", (const struct option[]){ {} }, NULL) != -1)
+		return cli_usage_error("job retry", "ID", "bad option");
+	if ((r = parse_job_id("job retry", "ID", argc, argv, &id)))
+		return r;
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	r = job_retry(db, id, actor_default(), 1 + (int)c->cfg.retry.n_delays);
+	if (r == -ENOENT)
+		r = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
+	else if (r == -EBUSY)
+		r = cli_error(CLI_EXIT_FAIL, "job %lld is not failed or cancelled; only those can be retried", id);
+	else if (r < 0)
+		r = cli_error(CLI_EXIT_FAIL, "cannot retry job %lld: %s", id, db_error(db));
+	else {
+		if (c->json)
+			cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", "queued"));
+		else
+			printf("job %lld queued again with %zu attempts\n", id, 1 + c->cfg.retry.n_delays);
+		r = CLI_EXIT_OK;
+	}
+	db_close(db);
+	return r;
+}
+
+static void print_log_rows(json_t *rows, int64_t *since)
+{
+	size_t i;
+	json_t *l;
+	json_array_foreach(rows, i, l)
+	{
+		const char *code = json_string_value(json_object_get(l, "error_code"));
+		printf("%s  %-5s %-12s %-8s %s%s%s\n", json_string_value(json_object_get(l, "created_at")),
+		       json_string_value(json_object_get(l, "level")), json_string_value(json_object_get(l, "stage")),
+		       json_string_value(json_object_get(l, "category")), code ? code : "", code ? " " : "",
+		       json_string_value(json_object_get(l, "message")));
+		*since = json_integer_value(json_object_get(l, "id"));
+	}
+	fflush(stdout);
+}
+
+static int job_status(struct db *db, long long id, char **ret)
+{
+	MYSQL_RES *res = NULL;
+	int r = db_query(db, &res, "SELECT status FROM processing_jobs WHERE id = ?", DB_I64(id), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	*ret = row ? strdup(row[0]) : NULL;
+	mysql_free_result(res);
+	return row ? 0 : -ENOENT;
+}
+
+static bool terminal(const char *s)
+{
+	return strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
+}
+
+int cmd_job_logs(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "follow", no_argument, NULL, 'f' }, {} };
+	bool follow = false;
+	long long id;
+	int64_t since = 0;
+	struct db *db = NULL;
+	int o, r;
+	while ((o = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		if (o != 'f')
+			return cli_usage_error("job logs", "ID [--follow]", "bad option");
+		follow = true;
+	}
+	if ((r = parse_job_id("job logs", "ID [--follow]", argc, argv, &id)))
+		return r;
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	_cleanup_free_ char *st = NULL;
+	if ((r = job_status(db, id, &st)) == -ENOENT) {
+		db_close(db);
+		return cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
+	}
+	for (;;) {
+		json_t *rows = NULL;
+		if ((r = job_logs(db, id, since, &rows)) < 0) {
+			cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+			db_close(db);
+			return CLI_EXIT_FAIL;
+		}
+		if (c->json && !follow) {
+			cli_print_json(rows);
+			break;
+		}
+		if (c->json) {
+			size_t i;
+			json_t *l;
+			json_array_foreach(rows, i, l)
+			{
+				json_dumpf(l, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+				fputc('\n', stdout);
+				since = json_integer_value(json_object_get(l, "id"));
+			}
+			fflush(stdout);
+		} else {
+			print_log_rows(rows, &since);
+		}
+		json_decref(rows);
+		if (!follow)
+			break;
+		free(st);
+		st = NULL;
+		if (job_status(db, id, &st) == 0 && terminal(st)) {
+			/* one last read for rows written with the final transition */
+			if (job_logs(db, id, since, &rows) == 0) {
+				print_log_rows(rows, &since);
+				json_decref(rows);
+			}
+			break;
+		}
+		wait_ms(500);
+	}
+	db_close(db);
+	return CLI_EXIT_OK;
+}
+
+int cmd_job_watch(struct cli *c, int argc, char **argv)
+{
+	long long id;
+	struct db *db = NULL;
+	int r;
+	if (getopt_long(argc, argv, "", (const struct option[]){ {} }, NULL) != -1)
+		return cli_usage_error("job watch", "ID", "bad option");
+	if ((r = parse_job_id("job watch", "ID", argc, argv, &id)))
+		return r;
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	bool tty = isatty(STDOUT_FILENO);
+	char last[256] = "";
+	int rc = CLI_EXIT_OK;
+	for (;;) {
+		MYSQL_RES *res = NULL;
+		r = db_query(db, &res,
+			     "SELECT status, stage, progress, attempts, max_attempts, COALESCE(error_code, ''),"
+			     " COALESCE(JSON_VALUE(progress_detail, '$.rate_bytes_per_s'), 0),"
+			     " COALESCE(JSON_VALUE(progress_detail, '$.eta_seconds'), 0), COALESCE(slot, '-')"
+			     " FROM processing_jobs WHERE id = ?",
+			     DB_I64(id), DB_END);
+		if (r < 0) {
+			rc = cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+			break;
+		}
+		MYSQL_ROW row = mysql_fetch_row(res);
+		if (!row) {
+			mysql_free_result(res);
+			rc = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
+			break;
+		}
+		int pct = (int)db_row_i64(row, 2);
+		char line[256], bar[41];
+		int fill = pct * 40 / 100;
+		for (int i = 0; i < 40; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[40] = 0;
+		snprintf(line, sizeof(line), "job %lld %-10s %-12s [%s] %3d%%  %.1f MB/s  eta %.0fs  attempt %s/%s  slot %s %s",
+			 id, row[0], row[1], bar, pct, db_row_dbl(row, 6) / 1e6, db_row_dbl(row, 7), row[3], row[4], row[8], row[5]);
+		bool end = terminal(row[0]);
+		bool failed = strcmp(row[0], "done") != 0;
+		mysql_free_result(res);
+		if (tty) {
+			printf("\r\033[K%s", line);
+			fflush(stdout);
+		} else if (strcmp(line, last) != 0) {
+			printf("%s\n", line);
+			fflush(stdout);
+			snprintf(last, sizeof(last), "%s", line);
+		}
+		if (end) {
+			if (tty)
+				printf("\n");
+			rc = failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+			break;
+		}
+		wait_ms(tty ? 250 : 1000);
+	}
+	db_close(db);
+	return rc;
+}
+
+int cmd_queue_stats(struct cli *c, int argc, char **argv)
+{
+	struct db *db = NULL;
+	json_t *o = NULL;
+	int r;
+	if (argc != 1)
+		return cli_usage_error("queue stats", "", "unexpected argument '%s'", argv[1]);
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	r = queue_stats(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, &o);
+	if (r < 0) {
+		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json) {
+		cli_print_json(o);
+		return CLI_EXIT_OK;
+	}
+	static const char *const keys[] = { "queued", "retry", "processing", "done", "failed", "cancelled", "stuck_processing", "stuck_queued" };
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		printf("%-22s %lld\n", keys[i], (long long)json_integer_value(json_object_get(o, keys[i])));
+	json_t *avg = json_object_get(o, "avg_duration_seconds");
+	if (json_is_real(avg))
+		printf("%-22s %.1f s\n", "avg_duration", json_real_value(avg));
+	else
+		printf("%-22s -\n", "avg_duration");
+	json_decref(o);
+	return CLI_EXIT_OK;
+}
+
+int cmd_stuck_check(struct cli *c, int argc, char **argv)
+{
+	struct db *db = NULL;
+	struct reap_stats st;
+	int r;
+	if (argc != 1)
+		return cli_usage_error("stuck check", "", "unexpected argument '%s'", argv[1]);
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	r = jobs_reap(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, c->cfg.retry.delays,
+		      c->cfg.retry.n_delays, &st);
+	if (r < 0) {
+		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json) {
+		cli_print_json(json_pack("{s:i, s:i, s:i, s:o}", "retried", st.retried, "failed", st.failed, "stuck_reported",
+					 st.stuck_reported, "actions", st.actions));
+		return CLI_EXIT_OK;
+	}
+	size_t i;
+	json_t *a;
+	json_array_foreach(st.actions, i, a)
+		printf("job %lld: %s\n", (long long)json_integer_value(json_object_get(a, "job_id")),
+		       json_string_value(json_object_get(a, "action")));
+	printf("%u stuck job(s) sent to retry, %u failed, %u reported stuck in the queue\n", st.retried, st.failed,
+	       st.stuck_reported);
+	json_decref(st.actions);
+	return CLI_EXIT_OK;
+}
+
+int cmd_events(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "follow", no_argument, NULL, 'f' }, { "since", required_argument, NULL, 's' }, {} };
+	bool follow = false;
+	long long since = 0;
+	struct db *db = NULL;
+	int o, r;
+	while ((o = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		if (o == 'f')
+			follow = true;
+		else if (o == 's') {
+			char *end;
+			errno = 0;
+			since = strtoll(optarg, &end, 10);
+			if (errno || *end || since < 0)
+				return cli_usage_error("events", "[--follow] [--since ID]", "--since: '%s' is not an event id", optarg);
+		} else
+			return cli_usage_error("events", "[--follow] [--since ID]", "bad option");
+	}
+	if (optind != argc)
+		return cli_usage_error("events", "[--follow] [--since ID]", "unexpected argument '%s'", argv[optind]);
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	for (;;) {
+		json_t *rows = NULL;
+		if ((r = events_list(db, since, 1000, &rows)) < 0) {
+			cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+			db_close(db);
+			return CLI_EXIT_FAIL;
+		}
+		if (c->json && !follow) {
+			cli_print_json(rows);
+			break;
+		}
+		size_t i;
+		json_t *e;
+		json_array_foreach(rows, i, e)
+		{
+			if (c->json) {
+				json_dumpf(e, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+				fputc('\n', stdout);
+			} else {
+				_cleanup_free_ char *p = json_dumps(json_object_get(e, "payload"), JSON_COMPACT);
+				printf("%lld  %s  %-13s %s %lld  %s\n", (long long)json_integer_value(json_object_get(e, "id")),
+				       json_string_value(json_object_get(e, "created_at")),
+				       json_string_value(json_object_get(e, "event_type")),
+				       json_string_value(json_object_get(e, "aggregate_type")),
+				       (long long)json_integer_value(json_object_get(e, "aggregate_id")), p ? p : "");
+			}
+			since = json_integer_value(json_object_get(e, "id"));
+		}
+		fflush(stdout);
+		json_decref(rows);
+		if (!follow)
+			break;
+		wait_ms(1000);
+	}
+	db_close(db);
+	return CLI_EXIT_OK;
+}

@@ -1,0 +1,486 @@
+/* The worker end to end against the real MariaDB, on file targets: the job lifecycle of
+ * DESIGN.md with exact counts — units on slots, concurrent claimers, retries after ENOSPC, a
+ * daemon killed mid-write and recovered, the finish-versus-reaper race, cancellation, and
+ * SIGTERM hand-back. usbforged runs as a real process. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db/jobs.h"
+#include "db/orders.h"
+#include "helpers/testdb.h"
+#include "helpers/testutil.h"
+
+#define DBNAME "uf_t_worker"
+extern char **environ;
+
+static struct db *db;
+static char *dir;
+
+static void setup(void)
+{
+	db = tdb_fresh(DBNAME);
+	dir = tu_tmpdir("worker");
+}
+static void teardown(void)
+{
+	db = db_close(db);
+	tu_rmrf(dir);
+	free(dir);
+}
+TestSuite(worker, .init = setup, .fini = teardown, .timeout = 240);
+
+static double mono(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Wait (bounded) until sql returns want; polls every 20 ms. */
+static long long wait_for(const char *sql, long long want, double timeout)
+{
+	double end = mono() + timeout;
+	long long v = -1;
+	while (mono() < end) {
+		v = tdb_count(db, sql);
+		if (v == want)
+			return v;
+		(void)poll(NULL, 0, 20);
+	}
+	return v;
+}
+
+static char *make_image(const char *name, size_t mib, uint64_t seed)
+{
+	char *p = tu_path(dir, name);
+	size_t len = mib << 20;
+	char *buf = malloc(len);
+	cr_assert(buf);
+	tu_fill_pattern(buf, len, seed);
+	tu_write_file(p, buf, len);
+	free(buf);
+	return p;
+}
+
+static char *make_stick(const char *name, uint64_t bytes)
+{
+	char *p = tu_path(dir, name);
+	int fd = open(p, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+	cr_assert(fd >= 0);
+	cr_assert_eq(ftruncate(fd, (off_t)bytes), 0);
+	close(fd);
+	return p;
+}
+
+/* A config with static slots at the given paths (NULL-terminated). */
+static char *config(const char *const *slots, const char *extra)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&s, &len);
+	fprintf(f, "worker = { poll_interval = 0.2; max_concurrent = 4; heartbeat_interval = 0.2; };\n");
+	fprintf(f, "stuck = { processing_timeout = 60; queued_timeout = 3600; check_interval = 60; };\n");
+	fprintf(f, "usb = { mode = \"static\"; slots = (");
+	for (int i = 0; slots[i]; i++)
+		fprintf(f, "%s{ name = \"S%d\"; path = \"%s\"; }", i ? ", " : "", i, slots[i]);
+	fprintf(f, "); };\n%s\n", extra ? extra : "");
+	fclose(f);
+	char *p = tdb_write_config(dir, DBNAME, s);
+	free(s);
+	return p;
+}
+
+static pid_t spawn_daemon(const char *cfg, bool once)
+{
+	char *bin = tu_path(tu_binary_dir(), "worker/usbforged");
+	char *argv[] = { bin, (char *)"--config", (char *)cfg, once ? (char *)"--once" : NULL, NULL };
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, bin, NULL, NULL, argv, environ), 0);
+	free(bin);
+	return pid;
+}
+
+static int wait_exit(pid_t pid, double timeout)
+{
+	double end = mono() + timeout;
+	int st;
+	while (mono() < end) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		(void)poll(NULL, 0, 20);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	cr_assert_fail("usbforged did not exit within %.0f s", timeout);
+	return -1;
+}
+
+static int64_t add_confirm(const char *number, int qty, const char *image, uint64_t capacity)
+{
+	struct order_new o = { .number = number, .capacity_bytes = capacity, .quantity = qty, .image_path = image };
+	struct stat st;
+	cr_assert_eq(stat(image, &st), 0);
+	o.image_bytes = (uint64_t)st.st_size;
+	int64_t id;
+	cr_assert_eq(order_add(db, &o, &id), 0, "%s", db_error(db));
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, number, NULL, 4, "test", &r), 0, "%s", db_error(db));
+	json_decref(r);
+	return id;
+}
+
+static void assert_same_bytes(const char *a, const char *b, size_t len)
+{
+	FILE *fa = fopen(a, "re"), *fb = fopen(b, "re");
+	cr_assert(fa && fb);
+	char *x = malloc(1 << 20), *y = malloc(1 << 20);
+	for (size_t off = 0; off < len; off += 1 << 20) {
+		size_t n = len - off < (1 << 20) ? len - off : (1 << 20);
+		cr_assert_eq(fread(x, 1, n, fa), n);
+		cr_assert_eq(fread(y, 1, n, fb), n);
+		cr_assert(memcmp(x, y, n) == 0, "%s and %s differ in MiB %zu", a, b, off >> 20);
+	}
+	free(x);
+	free(y);
+	fclose(fa);
+	fclose(fb);
+}
+
+Test(worker, three_units_on_two_slots)
+{
+	char *img = make_image("img.raw", 8, 1);
+	char *s0 = make_stick("s0.img", 64 << 20), *s1 = make_stick("s1.img", 64 << 20);
+	const char *slots[] = { s0, s1, NULL };
+	char *cfg = config(slots, NULL);
+	add_confirm("W-1", 3, img, 64 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_exit(pid, 120), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND progress = 100 AND attempts = 1"), 3);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 3);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 4);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(DISTINCT slot) FROM processing_jobs"), 2);
+	/* one start and one end row per stage per job */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'stage' AND message LIKE '% started'"), 12);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'stage' AND message LIKE '% done' AND stage <> 'done'"), 12);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 0);
+	/* at most one progress row per 10% of a stage */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM (SELECT job_id, stage, COUNT(*) c FROM processing_job_logs"
+				   " WHERE category = 'progress' GROUP BY job_id, stage HAVING c > 9) x"), 0);
+	assert_same_bytes(img, s0, 8 << 20);
+	assert_same_bytes(img, s1, 8 << 20);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM workers WHERE stopped_at IS NOT NULL"), 1);
+	free(img);
+	free(s0);
+	free(s1);
+	free(cfg);
+}
+
+struct claimer {
+	pthread_barrier_t *b;
+	int claimed;
+	int64_t *seen;
+	int rc;
+	int idx;
+};
+
+static void *claimer_main(void *p)
+{
+	struct claimer *c = p;
+	struct db *cdb = tdb_connect(DBNAME);
+	char wid[32], slot[16];
+	snprintf(wid, sizeof(wid), "claimer-%d", c->idx);
+	snprintf(slot, sizeof(slot), "C%d", c->idx);
+	struct claim_req q = { .worker_id = wid, .station = "test-station", .slot = slot, .device_bytes = 1ULL << 40,
+			       .capacity_tolerance = 0.1 };
+	pthread_barrier_wait(c->b);
+	for (;;) {
+		struct claimed_job *j = NULL;
+		int r = job_claim(cdb, &q, &j);
+		if (r == -ENOENT)
+			break;
+		if (r < 0) {
+			c->rc = r;
+			break;
+		}
+		c->seen[c->claimed++] = j->id;
+		r = job_finish_done(cdb, j->id, wid, 0);
+		claimed_job_free(j);
+		if (r < 0) {
+			c->rc = r;
+			break;
+		}
+	}
+	db_close(cdb);
+	return NULL;
+}
+
+Test(worker, eight_claimers_take_each_of_1000_jobs_once)
+{
+	enum { N = 8, JOBS = 1000 };
+	struct order_new o = { .number = "BULK", .capacity_bytes = 1 << 30, .quantity = JOBS, .image_path = "/dev/null" };
+	int64_t id;
+	cr_assert_eq(order_add(db, &o, &id), 0);
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, "BULK", NULL, 4, "t", &r), 0, "%s", db_error(db));
+	json_decref(r);
+	pthread_barrier_t b;
+	pthread_barrier_init(&b, NULL, N);
+	pthread_t t[N];
+	struct claimer c[N];
+	for (int i = 0; i < N; i++) {
+		c[i] = (struct claimer){ .b = &b, .seen = calloc(JOBS, sizeof(int64_t)), .idx = i };
+		pthread_create(&t[i], NULL, claimer_main, &c[i]);
+	}
+	int total = 0;
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(c[i].rc, 0, "claimer %d: %d", i, c[i].rc);
+		total += c[i].claimed;
+	}
+	cr_assert_eq(total, JOBS, "every job claimed exactly once in total");
+	/* no id claimed by two claimers */
+	char *hit = calloc(JOBS * 2 + 10, 1);
+	int64_t base = tdb_count(db, "SELECT MIN(id) FROM processing_jobs");
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < c[i].claimed; k++) {
+			int64_t off = c[i].seen[k] - base;
+			cr_assert(off >= 0 && off < JOBS);
+			cr_assert_eq(hit[off], 0, "job %lld claimed twice", (long long)c[i].seen[k]);
+			hit[off] = 1;
+		}
+	free(hit);
+	for (int i = 0; i < N; i++)
+		free(c[i].seen);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), JOBS);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), JOBS);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
+	pthread_barrier_destroy(&b);
+}
+
+Test(worker, enospc_retries_at_the_delays_then_fails_once)
+{
+	char *mnt = tu_path(dir, "tmpfs");
+	cr_assert_eq(mkdir(mnt, 0755), 0);
+	cr_assert_eq(mount("uf-test", mnt, "tmpfs", 0, "size=4m"), 0, "mount tmpfs: %s", strerror(errno));
+	char *stick = tu_path(mnt, "stick.img");
+	int fd = open(stick, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	cr_assert(fd >= 0);
+	cr_assert_eq(ftruncate(fd, 64 << 20), 0); /* says 64 MiB, holds 4 */
+	close(fd);
+	char *img = make_image("img.raw", 16, 2);
+	const char *slots[] = { stick, NULL };
+	char *cfg = config(slots, "retry = { delays = [0.3, 0.6, 0.9]; };\nwrite = { probe = false; };");
+	add_confirm("E-1", 1, img, 64 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	int rc = wait_exit(pid, 120);
+	umount2(mnt, MNT_DETACH);
+	cr_assert_eq(rc, 0, "failed jobs are results, not daemon failures");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'failed' AND error_code = 'WRITE_IO'"
+				   " AND attempts = 4 AND failed_at IS NOT NULL"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.failed'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.failed'"
+				   " AND JSON_VALUE(payload, '$.refund_due') = 'true'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	/* one error row per attempt, attempts 1..4 */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(DISTINCT attempt) FROM processing_job_logs WHERE level = 'error' AND error_code = 'WRITE_IO'"), 4);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 4);
+	/* the delays: attempt n+1 starts at least delays[n-1] after attempt n failed */
+	static const char *gap_sql =
+		"SELECT COUNT(*) FROM processing_job_logs s JOIN processing_job_logs e"
+		" ON e.job_id = s.job_id AND e.attempt = s.attempt - 1 AND e.level = 'error'"
+		" WHERE s.category = 'system' AND s.message LIKE 'attempt %%' AND s.attempt = %d"
+		" AND TIMESTAMPDIFF(MICROSECOND, e.created_at, s.created_at) >= %d";
+	for (int a = 2; a <= 4; a++) {
+		char q[512];
+		snprintf(q, sizeof(q), gap_sql, a, (a - 1) * 300000);
+		cr_assert_eq(tdb_count(db, q), 1, "attempt %d came before its delay", a);
+	}
+	free(mnt);
+	free(stick);
+	free(img);
+	free(cfg);
+}
+
+Test(worker, killed_mid_write_is_recovered_once)
+{
+	char *img = make_image("big.raw", 512, 3);
+	char *s0 = make_stick("s0.img", 1ULL << 30);
+	const char *slots[] = { s0, NULL };
+	/* throttled so "mid-write" lasts a few seconds */
+	char *cfg = config(slots, "write = { max_rate = \"64MiB\"; probe = false; };\nstuck = { processing_timeout = 1; queued_timeout = 3600; check_interval = 0.5; };");
+	add_confirm("K-1", 1, img, 1ULL << 30);
+	pid_t pid = spawn_daemon(cfg, false);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND progress > 35", 1, 60), 1);
+	kill(pid, SIGKILL);
+	int st;
+	waitpid(pid, &st, 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing'"), 1);
+	/* the stuck check (as `usbforge stuck check` runs it) */
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE heartbeat_at < NOW(6) - INTERVAL 1 SECOND", 1, 10), 1);
+	struct reap_stats rs;
+	double delays[] = { 0.1, 0.1, 0.1 };
+	cr_assert_eq(jobs_reap(db, 1.0, 3600, delays, 3, &rs), 0);
+	cr_assert_eq(rs.retried, 1);
+	cr_assert_eq(rs.failed, 0);
+	json_decref(rs.actions);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"), 1);
+	pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_exit(pid, 180), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 2"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	assert_same_bytes(img, s0, 512 << 20);
+	free(img);
+	free(s0);
+	free(cfg);
+}
+
+struct reaper_arg {
+	int rc;
+	struct reap_stats st;
+};
+
+static void *reaper_main(void *p)
+{
+	struct reaper_arg *a = p;
+	struct db *rdb = tdb_connect(DBNAME);
+	double delays[] = { 5, 15, 60 };
+	a->rc = jobs_reap(rdb, 1.0, 3600, delays, 3, &a->st);
+	db_close(rdb);
+	return NULL;
+}
+
+Test(worker, finish_racing_the_reaper_stays_done)
+{
+	struct order_new o = { .number = "RACE", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0);
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, "RACE", NULL, 4, "t", &r), 0);
+	json_decref(r);
+	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
+	struct claimed_job *j = NULL;
+	cr_assert_eq(job_claim(db, &q, &j), 0);
+	/* the worker's heartbeat looks stale… */
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET heartbeat_at = NOW(6) - INTERVAL 10 SECOND WHERE id = ?",
+			     DB_I64(j->id), DB_END), 0);
+	/* …but it is finishing: its transaction holds the row when the reaper comes. */
+	struct db *w = tdb_connect(DBNAME);
+	cr_assert_eq(db_begin(w), 0);
+	int64_t locked = 0;
+	cr_assert_eq(db_query_i64(w, &locked, "SELECT id FROM processing_jobs WHERE id = ? FOR UPDATE", DB_I64(j->id), DB_END), 0);
+	pthread_t t;
+	struct reaper_arg ra = { 0 };
+	pthread_create(&t, NULL, reaper_main, &ra);
+	/* wait until the reaper is blocked on the row lock */
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'", 1, 10), 1);
+	cr_assert_eq(db_exec(w, NULL,
+			     "UPDATE processing_jobs SET status = 'done', stage = 'done', progress = 100, completed_at = NOW(6),"
+			     " heartbeat_at = NOW(6) WHERE id = ? AND status = 'processing' AND locked_by = 'w1'",
+			     DB_I64(j->id), DB_END), 0);
+	cr_assert_eq(db_commit(w), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(ra.rc, 0);
+	cr_assert_eq(ra.st.retried + ra.st.failed, 0, "the reaper left the finished job alone");
+	json_decref(ra.st.actions);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"), 0);
+	/* and the reverse order through the real finalizer: a reaped job cannot be finished by its old worker */
+	db_close(w);
+	claimed_job_free(j);
+}
+
+Test(worker, reaped_job_cannot_be_finished_by_its_old_worker)
+{
+	struct order_new o = { .number = "OLD", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0);
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, "OLD", NULL, 4, "t", &r), 0);
+	json_decref(r);
+	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
+	struct claimed_job *j = NULL;
+	cr_assert_eq(job_claim(db, &q, &j), 0);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET heartbeat_at = NOW(6) - INTERVAL 10 SECOND", DB_END), 0);
+	struct reap_stats rs;
+	double d[] = { 5 };
+	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, &rs), 0);
+	cr_assert_eq(rs.retried, 1);
+	json_decref(rs.actions);
+	cr_assert_eq(job_finish_done(db, j->id, "w1", 0), -ESTALE);
+	bool cancel;
+	cr_assert_eq(job_progress(db, j->id, "w1", "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry'"), 1);
+	claimed_job_free(j);
+}
+
+Test(worker, cancel_queued_and_running)
+{
+	char *img = make_image("big.raw", 256, 4);
+	char *s0 = make_stick("s0.img", 1ULL << 30);
+	const char *slots[] = { s0, NULL };
+	char *cfg = config(slots, "write = { max_rate = \"32MiB\"; probe = false; };");
+	add_confirm("C-1", 2, img, 1ULL << 30);
+	int64_t first = tdb_count(db, "SELECT MIN(id) FROM processing_jobs");
+	const char *st = NULL;
+	/* the second unit is cancelled while queued */
+	cr_assert_eq(job_cancel(db, first + 1, "tester", &st), 0);
+	cr_assert_str_eq(st, "cancelled");
+	pid_t pid = spawn_daemon(cfg, true);
+	char q[256];
+	snprintf(q, sizeof(q), "SELECT COUNT(*) FROM processing_jobs WHERE id = %lld AND stage = 'writing' AND progress > 32", (long long)first);
+	cr_assert_eq(wait_for(q, 1, 60), 1);
+	cr_assert_eq(job_cancel(db, first, "tester", &st), 0);
+	cr_assert_str_eq(st, "cancel_requested");
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
+				   " AND cancelled_by = 'tester' AND cancelled_at IS NOT NULL"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'cancel'"), 2);
+	/* a finished job cannot be cancelled; the cancelled one can be retried */
+	cr_assert_eq(job_cancel(db, first, "tester", &st), -EALREADY);
+	cr_assert_eq(job_retry(db, first, "tester", 4), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0 AND generation = 1"), 1);
+	cr_assert_eq(job_retry(db, first, "tester", 4), -EBUSY);
+	free(img);
+	free(s0);
+	free(cfg);
+}
+
+Test(worker, sigterm_hands_the_job_back)
+{
+	char *img = make_image("big.raw", 256, 5);
+	char *s0 = make_stick("s0.img", 1ULL << 30);
+	const char *slots[] = { s0, NULL };
+	char *cfg = config(slots, "write = { max_rate = \"32MiB\"; probe = false; };");
+	add_confirm("T-1", 1, img, 1ULL << 30);
+	pid_t pid = spawn_daemon(cfg, false);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND progress > 32", 1, 60), 1);
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND attempts = 0"
+				   " AND locked_by IS NULL AND next_attempt_at <= NOW(6)"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message LIKE '%handed back%'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM workers WHERE stopped_at IS NOT NULL"), 1);
+	free(img);
+	free(s0);
+	free(cfg);
+}
