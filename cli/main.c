@@ -95,7 +95,7 @@ int main(int argc, char **argv)
 				continue;
 			skip = 0;
 		}
-		optind = 1; /* commands parse their own options with getopt_long */
+		optind = 0; /* full reset: commands parse their own options with getopt_long */
 		r = cmd->fn(&c, argc - skip, argv + skip);
 		if (c.config_loaded)
 			config_done(&c.cfg);

@@ -218,6 +218,16 @@ static void sink_log(void *ud, enum log_level lvl, enum stage_id st, const char 
 	log_row(r, level_name(lvl), st, category, message, code, details);
 }
 
+/* The writer's resume state after each periodic sync: a retry on this job continues from it. */
+static void sink_checkpoint(void *ud, const char *resume_json)
+{
+	struct runner *r = ud;
+	pthread_mutex_lock(&r->lock);
+	if (!atomic_load(&r->lost) && job_resume_store(r->db, r->job->id, r->worker_id, resume_json) < 0)
+		log_warning("job %lld: cannot store the resume state: %s", (long long)r->job->id, db_error(r->db));
+	pthread_mutex_unlock(&r->lock);
+}
+
 static void enter_stage(struct runner *r, enum stage_id st)
 {
 	pthread_mutex_lock(&r->lock);
@@ -318,7 +328,8 @@ static void *runner_main(void *p)
 		.job = &spec,
 		.opts = &wo,
 		.cancel = &r->cancel,
-		.sink = { .userdata = r, .progress = sink_progress, .log = sink_log },
+		.sink = { .userdata = r, .progress = sink_progress, .log = sink_log, .checkpoint = sink_checkpoint },
+		.resume_json = r->job->resume_state,
 	};
 	enum uf_code code = UFC_NONE;
 	_cleanup_free_ char *msg = NULL;
@@ -391,11 +402,6 @@ static void *runner_main(void *p)
 
 	if (atomic_load(&r->lost))
 		goto out;
-	if (ctx.write_state && code != UFC_NONE) {
-		_cleanup_free_ char *resume = stage_write_resume_json(&ctx);
-		if (resume)
-			(void)job_resume_store(r->db, r->job->id, r->worker_id, resume);
-	}
 	int q;
 	if (code == UFC_NONE) {
 		r->stage = STAGE_DONE;
