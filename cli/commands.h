@@ -28,3 +28,10 @@ int cmd_events(struct cli *c, int argc, char **argv);
 /* cmd_content.c */
 int cmd_content_scan(struct cli *c, int argc, char **argv);
 int cmd_content_list(struct cli *c, int argc, char **argv);
+/* cmd_devices.c */
+int cmd_devices(struct cli *c, int argc, char **argv);
+struct usb_candidate;
+/* The `devices --json` document: an array of objects with DESIGN.md's fields (new reference). */
+json_t *devices_to_json(const struct usb_candidate *c, size_t n);
+/* The human table of `devices`. */
+void devices_print_table(const struct usb_candidate *c, size_t n, FILE *out);

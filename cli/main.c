@@ -24,6 +24,7 @@ static const struct cli_cmd commands[] = {
 	{ "job", "retry", cmd_job_retry, "ID", "queue a failed or cancelled job again" },
 	{ "queue", "stats", cmd_queue_stats, "", "counts per state, stuck counts, average duration" },
 	{ "stuck", "check", cmd_stuck_check, "", "run stuck-job recovery once and print what it did" },
+	{ NULL, "devices", cmd_devices, "[--json]", "sticks and slots the daemon would use, and why not" },
 	{ NULL, "events", cmd_events, "[--follow] [--since ID]", "the outbox events" },
 };
 

@@ -119,7 +119,7 @@ static void refresh_slots(struct daemon *d)
 			s = slot_add(d, c[i].slot);
 		if (s->runner)
 			continue;
-		s->present = true;
+		s->present = c[i].devnode != NULL; /* a configured slot with no stick is listed empty */
 		s->eligible = c[i].eligible;
 		s->devnode = sdup(c[i].devnode);
 		s->serial = sdup(c[i].serial);
@@ -326,6 +326,22 @@ static void notify_status(struct daemon *d)
 		   d->db ? "" : ", database unavailable");
 }
 
+/* A stick pulled from a busy slot: tell its runner at once, so the attempt ends with
+ * DEVICE_GONE within seconds instead of waiting for an I/O error to surface. */
+static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
+{
+	struct daemon *d = userdata;
+	if (ev->action != USB_MONITOR_REMOVE || !ev->devnode)
+		return;
+	for (size_t i = 0; i < d->n_slots; i++) {
+		struct slot *s = &d->slots[i];
+		if (s->runner && s->devnode && strcmp(s->devnode, ev->devnode) == 0) {
+			log_warning("slot %s: stick %s removed while busy", s->name, ev->devnode);
+			runner_device_gone(s->runner);
+		}
+	}
+}
+
 int daemon_run(const struct uf_config *cfg, bool once)
 {
 	struct daemon d = { .cfg = cfg, .once = once, .sfd = -1, .efd = -1 };
@@ -442,7 +458,7 @@ int daemon_run(const struct uf_config *cfg, bool once)
 				log_debug_errno(errno, "eventfd read: %m");
 		}
 		if (pr > 0 && d.mon && (p[2].revents & POLLIN)) {
-			if (usb_monitor_process(d.mon) > 0)
+			if (usb_monitor_process(d.mon, on_hotplug, &d) > 0)
 				d.next_poll = 0; /* something changed: rescan now */
 		}
 	}

@@ -12,6 +12,8 @@
 
 #include "db/content.h"
 #include "stages/stage.h"
+#include "stages/writer.h"
+#include "usb/usbdev.h"
 #include "util/log.h"
 #include "util/macro.h"
 
@@ -37,6 +39,7 @@ struct runner {
 	atomic_bool op_cancel;   /* operator cancel seen in the database */
 	atomic_bool lost;        /* job no longer ours, or database lost too long: write nothing more */
 	atomic_bool finished;
+	atomic_bool gone;        /* the stick was pulled (hotplug) */
 
 	/* progress state (under lock) */
 	enum stage_id stage;
@@ -45,6 +48,7 @@ struct runner {
 	struct timespec stage_start, last_ok_beat;
 	double rate; /* bytes/s in the current stage */
 	bool bad_stick;
+	bool stage_logged_error; /* the stage wrote its own error row for this failure */
 };
 
 static double now_mono(void)
@@ -215,6 +219,8 @@ static void sink_log(void *ud, enum log_level lvl, enum stage_id st, const char 
 		     const char *details, const char *message)
 {
 	struct runner *r = ud;
+	if (lvl <= LOG_LVL_ERR)
+		r->stage_logged_error = true;
 	log_row(r, level_name(lvl), st, category, message, code, details);
 }
 
@@ -332,6 +338,7 @@ static void *runner_main(void *p)
 		.resume_json = r->job->resume_state,
 	};
 	enum uf_code code = UFC_NONE;
+	struct usbdev_reset *usbreset = NULL;
 	_cleanup_free_ char *msg = NULL;
 	enum stage_id st = STAGE_VALIDATION;
 	char line[512];
@@ -358,6 +365,12 @@ static void *runner_main(void *p)
 								     : UFC_WRITE_IO;
 			if (asprintf(&msg, "cannot open %s: %s", r->devpath, strerror(-q)) < 0)
 				msg = NULL;
+		} else if (r->a.cfg->usb.mode == USB_MODE_UDEV && wo.reset_before_verify && ctx.dev->is_block) {
+			/* the read-back must come from flash, not from the stick's own cache */
+			q = usbdev_install_reset_hook(ctx.dev, 30000, &usbreset);
+			if (q < 0)
+				log_warning("slot %s: no USB reset before verification (%s); relying on O_DIRECT and dropped caches",
+					    r->slot, strerror(-q));
 		}
 	}
 	for (st = STAGE_VALIDATION; code == UFC_NONE && st <= STAGE_VERIFICATION; st++) {
@@ -392,6 +405,13 @@ static void *runner_main(void *p)
 		st = STAGE_DONE;
 
 	/* Why did it stop? A stop request or a lost job outranks what the stage saw. */
+	if (code != UFC_NONE && atomic_load(&r->gone) && !atomic_load(&r->op_cancel)) {
+		code = UFC_DEVICE_GONE;
+		free(msg);
+		msg = NULL;
+		if (asprintf(&msg, "the stick was removed from slot %s during %s", r->slot, stage_name(st)) < 0)
+			msg = NULL;
+	}
 	bool hand_back = code == UFC_CANCELLED && !atomic_load(&r->op_cancel) && atomic_load(&r->stop);
 
 	pthread_mutex_lock(&r->lock);
@@ -424,8 +444,10 @@ static void *runner_main(void *p)
 		_cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
 		json_decref(d);
 		snprintf(line, sizeof(line), "%s: %s", cname ? cname : "PROCESSING_FAILED", msg ? msg : "failed");
-		log_row(r, code == UFC_CANCELLED ? "warn" : "error", st, uf_code_class(code) == UFC_CLASS_BAD_STICK ? "device" : "stage",
-			line, code, dj);
+		/* one error row per failure: the stage's own (with its details) when it wrote one */
+		if (!r->stage_logged_error || code == UFC_CANCELLED || atomic_load(&r->gone))
+			log_row(r, code == UFC_CANCELLED ? "warn" : "error", st,
+				uf_code_class(code) == UFC_CLASS_BAD_STICK ? "device" : "stage", line, code, dj);
 		q = job_finish_fail(r->db, r->job->id, r->worker_id, code, msg ? msg : cname, r->a.cfg->retry.delays,
 				    r->a.cfg->retry.n_delays, &status);
 		if (q < 0)
@@ -437,7 +459,8 @@ static void *runner_main(void *p)
 	}
 out:
 	stage_ctx_done(&ctx);
-	ctx.dev = dev_free(ctx.dev);
+	ctx.dev = writer_dev_free(ctx.dev); /* a stalled write thread may still hold it */
+	usbreset = usbdev_reset_free(usbreset);
 	spec_done(&spec);
 	atomic_store(&r->finished, true);
 	uint64_t one = 1;
@@ -484,6 +507,15 @@ int runner_start(const struct runner_args *a, struct runner **ret)
 void runner_request_stop(struct runner *r)
 {
 	atomic_store(&r->stop, true);
+	atomic_store(&r->cancel, true);
+	pthread_mutex_lock(&r->lock);
+	pthread_cond_broadcast(&r->throttle_cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void runner_device_gone(struct runner *r)
+{
+	atomic_store(&r->gone, true);
 	atomic_store(&r->cancel, true);
 	pthread_mutex_lock(&r->lock);
 	pthread_cond_broadcast(&r->throttle_cond);

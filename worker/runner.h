@@ -29,6 +29,8 @@ struct runner_args {
 int runner_start(const struct runner_args *a, struct runner **ret);
 /* Ask it to stop at the next chunk boundary and hand the job back (daemon shutdown). */
 void runner_request_stop(struct runner *r);
+/* The stick was pulled: stop now; the attempt ends with DEVICE_GONE. */
+void runner_device_gone(struct runner *r);
 bool runner_finished(struct runner *r);
 /* Join the thread and free it; *ret_bad_stick = the stick was refused (mark the slot bad). */
 void runner_join(struct runner *r, bool *ret_bad_stick);
