@@ -2,13 +2,15 @@
  * directory contents, boot sectors) and then serves blksrc reads from a sorted list of
  * segments — fixed buffers (MBR, reserved area, directories), the two FATs generated on the
  * fly from the allocation, and file data read from the content files — with zeros filling the
- * gaps inside the 4 KiB-aligned extents. It owns everything it allocates and at most one open
- * content file at a time. */
+ * gaps inside the 4 KiB-aligned extents. It owns everything it allocates, including a
+ * read-ahead thread (started by the first read of file data, stopped and joined by free) that
+ * holds at most one open content file at a time. */
 #include "stages/fat32.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,35 +39,56 @@ static uint32_t table_cluster_size(uint64_t bytes)
 	return 32768;
 }
 
-static int layout_for(uint32_t total, uint32_t cs, struct fat_layout *l)
+/* Clusters left for a FAT of `fat` sectors; fills l. Returns 0 or -ERANGE. */
+static int layout_try(uint32_t total, uint32_t cs, uint64_t fat, struct fat_layout *l)
 {
 	uint32_t spc = cs / SECTOR, align = MAX(cs, 4096u) / SECTOR;
+	uint64_t res = ALIGN_UP(32 + 2 * fat, align) - 2 * fat;
+	uint64_t meta = res + 2 * fat, clusters;
+
+	if (meta + spc > total)
+		return -ERANGE;
+	clusters = (total - meta) / spc;
+	if (clusters > 0x0FFFFFF5u - 2)
+		clusters = 0x0FFFFFF5u - 2;
+	l->part_sectors = total;
+	l->cluster_size = cs;
+	l->reserved_sectors = (uint32_t)res;
+	l->fat_sectors = (uint32_t)fat;
+	l->n_clusters = (uint32_t)clusters;
+	l->fat_offset = FAT_PART_OFFSET + res * SECTOR;
+	l->data_offset = FAT_PART_OFFSET + meta * SECTOR;
+	l->size = FAT_PART_OFFSET + (uint64_t)total * SECTOR;
+	return 0;
+}
+
+static bool fat_holds(const struct fat_layout *l)
+{
+	return ((uint64_t)l->n_clusters + 2) * 4 <= (uint64_t)l->fat_sectors * SECTOR;
+}
+
+/* The smallest FAT (in 4 KiB steps) that holds an entry for every cluster it leaves. */
+static int layout_for(uint32_t total, uint32_t cs, struct fat_layout *l)
+{
 	uint64_t fat = 8;
+	int r;
 
-	for (;;) {
-		uint64_t res = ALIGN_UP(32 + 2 * fat, align) - 2 * fat;
-		uint64_t meta = res + 2 * fat;
-		uint64_t clusters, need;
-
-		if (meta + spc > total)
-			return -ERANGE;
-		clusters = (total - meta) / spc;
-		if (clusters > 0x0FFFFFF5u - 2)
-			clusters = 0x0FFFFFF5u - 2;
-		need = ALIGN_UP(((clusters + 2) * 4 + SECTOR - 1) / SECTOR, 8);
-		if (need <= fat) {
-			l->part_sectors = total;
-			l->cluster_size = cs;
-			l->reserved_sectors = (uint32_t)res;
-			l->fat_sectors = (uint32_t)fat;
-			l->n_clusters = (uint32_t)clusters;
-			l->fat_offset = FAT_PART_OFFSET + res * SECTOR;
-			l->data_offset = FAT_PART_OFFSET + meta * SECTOR;
-			l->size = FAT_PART_OFFSET + (uint64_t)total * SECTOR;
-			return 0;
-		}
-		fat = need;
+	for (;;) { /* grow until it holds */
+		r = layout_try(total, cs, fat, l);
+		if (r < 0)
+			return r;
+		if (fat_holds(l))
+			break;
+		fat = MAX(fat + 8, ALIGN_UP(((uint64_t)l->n_clusters + 2) * 4 / SECTOR, 8));
 	}
+	while (fat > 8) { /* then shrink while a smaller one still holds */
+		struct fat_layout t;
+		if (layout_try(total, cs, fat - 8, &t) < 0 || !fat_holds(&t))
+			break;
+		*l = t;
+		fat -= 8;
+	}
+	return 0;
 }
 
 int fat_layout_compute(uint64_t usable_size, struct fat_layout *ret)
@@ -138,6 +161,19 @@ struct extent {
 	uint64_t start, end;
 };
 
+#define RA_SLOTS 16
+#define RA_CHUNK (1u << 20)
+
+struct ra_slot {
+	uint8_t *data;  /* RA_CHUNK bytes, owned */
+	size_t len;     /* bytes of file data in data */
+	size_t file;
+	uint64_t off;   /* file offset of data[0] */
+	int err;        /* < 0: the file failed (open, read, or the SHA-256 verdict carried by its
+			 * last chunk); msg says why; the consumer fails before copying */
+	char *msg;
+};
+
 struct fat32_src {
 	struct blksrc base;
 	struct fat_layout L;
@@ -167,11 +203,15 @@ struct fat32_src {
 	uint64_t pos;
 	size_t seg_idx;
 	int err;
-	/* current file */
-	int fd;
-	size_t cur;
-	uint64_t done;
-	EVP_MD_CTX *md;
+
+	/* read-ahead (see below) */
+	struct ra_slot ra[RA_SLOTS];
+	size_t ra_head, ra_count;
+	uint64_t ra_used; /* bytes of the head slot already copied out */
+	bool ra_stop, ra_started;
+	pthread_t ra_thread;
+	pthread_mutex_t ra_lock;
+	pthread_cond_t ra_can_put, ra_can_get;
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -504,114 +544,259 @@ static void emit_fat(const struct fat32_src *s, uint8_t *buf, uint64_t rel, uint
 	}
 }
 
-static int open_file(struct fat32_src *s, size_t i)
-{
-	struct ffile *f = &s->files[i];
-	_cleanup_free_ char *path = NULL;
-	struct stat st;
-	int fd;
+/* ---- the read-ahead thread ----
+ * One producer thread reads the content files in placement order (RA_CHUNK-byte reads),
+ * hashes them and queues the chunks in a ring of RA_SLOTS buffers; blksrc reads copy from the
+ * ring. A file's last chunk carries its SHA-256 verdict, so a mismatch surfaces at the read
+ * that reaches the file's last chunk; open/fstat/read failures come as an error slot. Reading
+ * and SHA-256 thus overlap with the caller's writes. Started by the first read of file data. */
 
-	if (asprintf(&path, "%s/%s", s->root, f->rel_path) < 0)
-		return -ENOMEM;
+static void ra_set_msg(struct ra_slot *sl, const char *fmt, ...) _printf_(2, 3);
+static void ra_set_msg(struct ra_slot *sl, const char *fmt, ...)
+{
+	va_list ap;
+
+	free(sl->msg);
+	sl->msg = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&sl->msg, fmt, ap) < 0)
+		sl->msg = NULL;
+	va_end(ap);
+}
+
+/* Wait for a free slot (reset for file i); NULL when asked to stop. */
+static struct ra_slot *ra_reserve(struct fat32_src *s, size_t i)
+{
+	struct ra_slot *sl = NULL;
+
+	pthread_mutex_lock(&s->ra_lock);
+	while (s->ra_count == RA_SLOTS && !s->ra_stop)
+		pthread_cond_wait(&s->ra_can_put, &s->ra_lock);
+	if (!s->ra_stop)
+		sl = &s->ra[(s->ra_head + s->ra_count) % RA_SLOTS];
+	pthread_mutex_unlock(&s->ra_lock);
+	if (sl) {
+		free(sl->msg);
+		*sl = (struct ra_slot){.data = sl->data, .file = i};
+	}
+	return sl;
+}
+
+static void ra_publish(struct fat32_src *s)
+{
+	pthread_mutex_lock(&s->ra_lock);
+	s->ra_count++;
+	pthread_cond_signal(&s->ra_can_get);
+	pthread_mutex_unlock(&s->ra_lock);
+}
+
+/* Read, check and hash file i into the ring. Returns 0, or < 0 after queueing an error slot
+ * (or when stopped). */
+static int ra_file(struct fat32_src *s, size_t i, EVP_MD_CTX *md)
+{
+	const struct ffile *f = &s->files[i];
+	_cleanup_free_ char *path = NULL;
+	_cleanup_close_ int fd = -1;
+	struct ra_slot *sl;
+	struct stat st;
+	uint64_t off = 0;
+	int err = 0;
+
+	sl = ra_reserve(s, i);
+	if (!sl)
+		return -ECANCELED;
+	if (asprintf(&path, "%s/%s", s->root, f->rel_path) < 0) {
+		err = -ENOMEM;
+		ra_set_msg(sl, "%s: out of memory", f->rel_path);
+		goto fail;
+	}
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
-		int r = -errno;
-		set_error(s, "%s: %s", f->rel_path, strerror(errno));
-		return r;
+		err = -errno;
+		ra_set_msg(sl, "%s: %s", f->rel_path, strerror(errno));
+		goto fail;
 	}
+	err = -EBADMSG;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		set_error(s, "%s: not a regular file any more", f->rel_path);
-		return -EBADMSG;
+		ra_set_msg(sl, "%s: not a regular file any more", f->rel_path);
+		goto fail;
 	}
 	if ((uint64_t)st.st_size != f->size) {
-		close(fd);
-		set_error(s, "%s: size changed (%llu bytes, expected %llu)", f->rel_path,
-			  (unsigned long long)st.st_size, (unsigned long long)f->size);
-		return -EBADMSG;
+		ra_set_msg(sl, "%s: size changed (%llu bytes, expected %llu)", f->rel_path,
+			   (unsigned long long)st.st_size, (unsigned long long)f->size);
+		goto fail;
 	}
 	if ((int64_t)st.st_mtime != f->mtime) {
-		close(fd);
-		set_error(s, "%s: mtime changed (%lld, expected %lld)", f->rel_path, (long long)st.st_mtime,
-			  (long long)f->mtime);
-		return -EBADMSG;
+		ra_set_msg(sl, "%s: mtime changed (%lld, expected %lld)", f->rel_path, (long long)st.st_mtime,
+			   (long long)f->mtime);
+		goto fail;
 	}
+	err = 0;
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if (EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
-		close(fd);
-		set_error(s, "%s: cannot start SHA-256", f->rel_path);
-		return -EIO;
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		err = -EIO;
+		ra_set_msg(sl, "%s: cannot start SHA-256", f->rel_path);
+		goto fail;
 	}
-	s->fd = fd;
-	s->cur = i;
-	s->done = 0;
+
+	while (off < f->size) {
+		size_t want = (size_t)MIN((uint64_t)RA_CHUNK, f->size - off), got = 0;
+
+		if (off > 0) {
+			sl = ra_reserve(s, i);
+			if (!sl)
+				return -ECANCELED;
+		}
+		while (got < want) {
+			ssize_t n = read(fd, sl->data + got, want - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				err = -errno;
+				ra_set_msg(sl, "%s: read failed at byte %llu: %s", f->rel_path,
+					   (unsigned long long)(off + got), strerror(errno));
+				goto fail;
+			}
+			if (n == 0) {
+				err = -EBADMSG;
+				ra_set_msg(sl, "%s: shorter than %llu bytes (changed while reading)", f->rel_path,
+					   (unsigned long long)f->size);
+				goto fail;
+			}
+			got += (size_t)n;
+		}
+		if (EVP_DigestUpdate(md, sl->data, want) != 1) {
+			err = -EIO;
+			ra_set_msg(sl, "%s: SHA-256 failed", f->rel_path);
+			goto fail;
+		}
+		sl->off = off;
+		sl->len = want;
+		off += want;
+		if (off == f->size) { /* the verdict travels with the last chunk */
+			unsigned char h[EVP_MAX_MD_SIZE];
+			unsigned hl = 0;
+			char hex[65];
+
+			if (EVP_DigestFinal_ex(md, h, &hl) != 1 || hl != 32) {
+				err = -EIO;
+				ra_set_msg(sl, "%s: SHA-256 failed", f->rel_path);
+				goto fail;
+			}
+			for (unsigned k = 0; k < 32; k++)
+				snprintf(hex + 2 * k, 3, "%02x", h[k]);
+			if (f->sha256[0] && strcmp(hex, f->sha256) != 0) {
+				err = -EBADMSG;
+				ra_set_msg(sl, "%s: sha256 mismatch (library %s, file %s)", f->rel_path, f->sha256,
+					   hex);
+				goto fail;
+			}
+		}
+		ra_publish(s);
+	}
+	return 0;
+fail:
+	sl->err = err;
+	sl->len = 0;
+	ra_publish(s);
+	return err;
+}
+
+static void *ra_main(void *userdata)
+{
+	struct fat32_src *s = userdata;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	for (size_t i = 0; i < s->n_files; i++) {
+		if (s->files[i].size == 0)
+			continue;
+		if (!md) {
+			struct ra_slot *sl = ra_reserve(s, i);
+			if (sl) {
+				sl->err = -ENOMEM;
+				ra_publish(s);
+			}
+			break;
+		}
+		if (ra_file(s, i, md) < 0)
+			break;
+	}
+	EVP_MD_CTX_free(md);
+	return NULL;
+}
+
+static int ra_start(struct fat32_src *s)
+{
+	for (size_t k = 0; k < RA_SLOTS; k++) {
+		s->ra[k].data = malloc(RA_CHUNK);
+		if (!s->ra[k].data)
+			return -ENOMEM;
+	}
+	if (pthread_create(&s->ra_thread, NULL, ra_main, s) != 0)
+		return -EAGAIN;
+	s->ra_started = true;
 	return 0;
 }
 
-static int finish_file(struct fat32_src *s)
+/* The head slot, waiting for the producer. */
+static struct ra_slot *ra_head(struct fat32_src *s)
 {
-	struct ffile *f = &s->files[s->cur];
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char hex[65];
+	struct ra_slot *sl;
 
-	close(s->fd);
-	s->fd = -1;
-	if (EVP_DigestFinal_ex(s->md, md, &mdlen) != 1 || mdlen != 32) {
-		set_error(s, "%s: SHA-256 failed", f->rel_path);
-		return -EIO;
-	}
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	if (f->sha256[0] && strcmp(hex, f->sha256) != 0) {
-		set_error(s, "%s: sha256 mismatch (library %s, file %s)", f->rel_path, f->sha256, hex);
-		return -EBADMSG;
-	}
-	return 0;
+	pthread_mutex_lock(&s->ra_lock);
+	while (s->ra_count == 0)
+		pthread_cond_wait(&s->ra_can_get, &s->ra_lock);
+	sl = &s->ra[s->ra_head];
+	pthread_mutex_unlock(&s->ra_lock);
+	return sl;
+}
+
+static void ra_release(struct fat32_src *s)
+{
+	pthread_mutex_lock(&s->ra_lock);
+	s->ra_head = (s->ra_head + 1) % RA_SLOTS;
+	s->ra_count--;
+	s->ra_used = 0;
+	pthread_cond_signal(&s->ra_can_put);
+	pthread_mutex_unlock(&s->ra_lock);
+}
+
+static int ra_fail(struct fat32_src *s, struct ra_slot *sl)
+{
+	free(s->base.error);
+	s->base.error = sl->msg ? strdup(sl->msg) : NULL;
+	return sl->err;
 }
 
 static int emit_file(struct fat32_src *s, size_t i, uint8_t *buf, uint64_t rel, uint64_t len)
 {
-	struct ffile *f = &s->files[i];
+	const struct ffile *f = &s->files[i];
+	struct ra_slot *sl;
+	uint64_t copied = 0;
 	int r;
 
-	if (s->fd < 0 || s->cur != i) {
-		if (rel != 0) {
+	if (!s->ra_started) {
+		r = ra_start(s);
+		if (r < 0) {
+			set_error(s, "cannot start the content reader: %s", strerror(-r));
+			return r;
+		}
+	}
+	while (copied < len) {
+		sl = ra_head(s);
+		if (sl->err)
+			return ra_fail(s, sl);
+		if (sl->file != i || sl->off + s->ra_used != rel + copied) {
 			set_error(s, "%s: internal error: non-sequential read", f->rel_path);
 			return -EIO;
 		}
-		r = open_file(s, i);
-		if (r < 0)
-			return r;
+		uint64_t n = MIN(sl->len - s->ra_used, len - copied);
+		memcpy(buf + copied, sl->data + s->ra_used, n);
+		s->ra_used += n;
+		copied += n;
+		if (s->ra_used == sl->len)
+			ra_release(s);
 	}
-	if (rel != s->done) {
-		set_error(s, "%s: internal error: non-sequential read", f->rel_path);
-		return -EIO;
-	}
-	for (uint64_t got = 0; got < len;) {
-		ssize_t n = read(s->fd, buf + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			set_error(s, "%s: read failed at byte %llu: %s", f->rel_path,
-				  (unsigned long long)(s->done + got), strerror(errno));
-			return r;
-		}
-		if (n == 0) {
-			set_error(s, "%s: shorter than %llu bytes (changed while reading)", f->rel_path,
-				  (unsigned long long)f->size);
-			return -EBADMSG;
-		}
-		got += (uint64_t)n;
-	}
-	if (EVP_DigestUpdate(s->md, buf, len) != 1) {
-		set_error(s, "%s: SHA-256 failed", f->rel_path);
-		return -EIO;
-	}
-	s->done += len;
-	if (s->done == f->size)
-		return finish_file(s);
 	return 0;
 }
 
@@ -684,9 +869,20 @@ static void fat32_free(struct blksrc *b)
 {
 	struct fat32_src *s = (struct fat32_src *)b;
 
-	if (s->fd >= 0)
-		close(s->fd);
-	EVP_MD_CTX_free(s->md);
+	if (s->ra_started) {
+		pthread_mutex_lock(&s->ra_lock);
+		s->ra_stop = true;
+		pthread_cond_broadcast(&s->ra_can_put);
+		pthread_mutex_unlock(&s->ra_lock);
+		pthread_join(s->ra_thread, NULL);
+	}
+	for (size_t k = 0; k < RA_SLOTS; k++) {
+		free(s->ra[k].data);
+		free(s->ra[k].msg);
+	}
+	pthread_mutex_destroy(&s->ra_lock);
+	pthread_cond_destroy(&s->ra_can_put);
+	pthread_cond_destroy(&s->ra_can_get);
 	for (size_t i = 0; i < s->n_files; i++) {
 		free(s->files[i].rel_path);
 		free(s->files[i].dest_path);
@@ -926,7 +1122,9 @@ int fat32_compose(const struct fat_opts *opts, const struct job_item *items, siz
 	if (!s)
 		return -ENOMEM;
 	s->base.ops = &fat32_ops;
-	s->fd = -1;
+	pthread_mutex_init(&s->ra_lock, NULL);
+	pthread_cond_init(&s->ra_can_put, NULL);
+	pthread_cond_init(&s->ra_can_get, NULL);
 
 	r = fat_layout_compute(opts->usable_size, &s->L);
 	if (r < 0) {
@@ -935,10 +1133,9 @@ int fat32_compose(const struct fat_opts *opts, const struct job_item *items, siz
 		goto out;
 	}
 	s->root = strdup(opts->content_root ? opts->content_root : ".");
-	s->md = EVP_MD_CTX_new();
 	s->mbr = calloc(1, SECTOR);
 	s->reserved = calloc(s->L.reserved_sectors, SECTOR);
-	if (!s->root || !s->md || !s->mbr || !s->reserved) {
+	if (!s->root || !s->mbr || !s->reserved) {
 		r = -ENOMEM;
 		goto out;
 	}

@@ -95,9 +95,34 @@ static int cmp_range(const void *a, const void *b)
 	return x[0] < y[0] ? -1 : x[0] > y[0];
 }
 
-int bmap_parse(const char *xml, size_t len, uint64_t *ret_image_size, uint64_t **ret_ranges,
+/* Copy of xml without its <!-- comments --> (bmaptool's header comment names the tags). */
+static char *strip_comments(const char *xml, size_t len, size_t *ret_len)
+{
+	char *out = malloc(len + 1);
+	size_t o = 0;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		if (len - i >= 4 && !memcmp(xml + i, "<!--", 4)) {
+			const char *e = memmem(xml + i + 4, len - i - 4, "-->", 3);
+			i = e ? (size_t)(e - xml) + 3 : len;
+			continue;
+		}
+		out[o++] = xml[i++];
+	}
+	out[o] = 0;
+	*ret_len = o;
+	return out;
+}
+
+int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64_t **ret_ranges,
 	       size_t *ret_n, char **ret_error)
 {
+	size_t len;
+	_cleanup_free_ char *xml = strip_comments(raw, raw_len, &len);
+	if (!xml)
+		return -ENOMEM;
 	const char *end = xml + len;
 	uint64_t image_size, bs, mapped_count = 0;
 	_cleanup_free_ uint64_t *rg = NULL;

@@ -64,6 +64,9 @@ struct stage_sink {
 	 * (UFC_NONE when none), details as a JSON object text or NULL, message. */
 	void (*log)(void *userdata, enum log_level lvl, enum stage_id st, const char *category,
 		    enum uf_code code, const char *details_json, const char *message);
+	/* Writing: the resume state to store for this job after each periodic sync (JSON text;
+	 * NULL: forget any stored state). Optional (NULL: not stored). */
+	void (*checkpoint)(void *userdata, const char *resume_json);
 };
 
 struct stage_ctx {
@@ -72,6 +75,7 @@ struct stage_ctx {
 	const struct write_opts *opts;
 	atomic_bool *cancel;         /* set by the worker: stop at the next chunk boundary */
 	struct stage_sink sink;
+	const char *resume_json;     /* writing: the state a previous attempt checkpointed, or NULL */
 
 	/* Passed between stages (owned by the context; stage_ctx_done() frees): */
 	struct blksrc *src;          /* built by selection, consumed by writing */

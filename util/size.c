@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,10 @@ int parse_size(const char *s, uint64_t *ret)
 	};
 	const char *p = s;
 	uint64_t whole = 0;
+	/* The fraction keeps 19 digits exactly (10^19 * 2^40 still fits 128 bits); a nonzero digit
+	 * beyond them is a fraction of a byte under every multiplier and is refused. */
 	uint64_t frac_num = 0, frac_den = 1;
+	bool frac_lost = false;
 	int digits = 0;
 
 	if (!s)
@@ -51,18 +55,22 @@ int parse_size(const char *s, uint64_t *ret)
 		p++;
 		digits++;
 	}
+	if (digits == 0)
+		return -EINVAL; /* "", ".5", "-1", " 1" */
 	if (*p == '.') {
 		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL; /* "1." */
 		while (isdigit((unsigned char)*p)) {
-			if (frac_den < 1000000000ULL) {
+			if (frac_den <= UINT64_MAX / 10) {
 				frac_num = frac_num * 10 + (unsigned)(*p - '0');
 				frac_den *= 10;
-			}
+			} else if (*p != '0')
+				frac_lost = true;
 			p++;
-			digits++;
 		}
 	}
-	if (digits == 0)
+	if (frac_lost)
 		return -EINVAL;
 	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
 		if (strcasecmp(p, table[i].suffix) != 0)
@@ -89,23 +97,37 @@ int parse_size(const char *s, uint64_t *ret)
 
 int parse_duration(const char *s, double *ret)
 {
+	const char *p = s;
 	char *end;
 	double v;
 
-	if (!s || !*s || isspace((unsigned char)*s))
+	if (!s)
 		return -EINVAL;
-	if (*s == '-')
+	if (*p == '-')
 		return -ERANGE;
-	if (!isdigit((unsigned char)*s) && *s != '.')
+	/* Exactly digits [ "." digits ] [ "s" ]: strtod alone would also take hex, exponents,
+	 * "inf", leading blanks and signs. */
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		while (isdigit((unsigned char)*p))
+			p++;
+	}
+	if (*p == 's')
+		p++;
+	if (*p)
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v))
+	if (end == s)
 		return -EINVAL;
-	if (*end == 's')
-		end++;
-	if (*end)
-		return -EINVAL;
+	if (!isfinite(v))
+		return -ERANGE; /* hundreds of digits */
 	*ret = v;
 	return 0;
 }

@@ -1,0 +1,1258 @@
+/* The configuration loader of config/config.h: reads the libconfig file of DESIGN.md "Config"
+ * over the built-in defaults, checks every key's type and range, refuses unknown keys, and
+ * reports the first problem as "FILE:LINE: key 'a.b': what is wrong (got VALUE)". It owns the
+ * key tables (one per group), the reading of database.password_file and the slot list checks.
+ * libconfig 1.5 silently wraps integer literals that do not fit 32 bits (3000000000 reads as
+ * -1294967296), so the file text is also scanned for such literals before the values are used,
+ * and @include is refused (included files would escape that scan and the key checks). */
+#include "config/config.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/macro.h"
+#include "util/size.h"
+
+#define CONFIG_MAX_FILE_SIZE (1024 * 1024)
+#define NAME_MAX_LEN	     64 /* VARCHAR(64) of station and slot in the schema */
+#define MAX_SLOTS	     64
+#define MAX_RETRY_DELAYS     16
+
+static const char *const usb_mode_table[_USB_MODE_MAX] = {
+    [USB_MODE_UDEV] = "udev",
+    [USB_MODE_STATIC] = "static",
+};
+
+const char *usb_mode_to_string(enum usb_mode m)
+{
+	if ((unsigned)m >= _USB_MODE_MAX)
+		return NULL;
+	return usb_mode_table[m];
+}
+
+/* ---- defaults ----------------------------------------------------------------------------- */
+
+static char *default_station(void)
+{
+	char host[HOST_NAME_MAX + 1];
+
+	if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
+		return strdup("localhost");
+	host[sizeof(host) - 1] = '\0';
+	return strdup(host);
+}
+
+void config_init_defaults(struct uf_config *cfg)
+{
+	static const double delays[] = {5, 15, 60};
+
+	*cfg = (struct uf_config){
+	    .path = NULL,
+	    .station = default_station(),
+	    .db =
+		{
+		    .host = strdup("127.0.0.1"),
+		    .port = 3306,
+		    .socket = strdup(""),
+		    .user = strdup("usbforge"),
+		    .password = NULL,
+		    .name = strdup("usbforge"),
+		},
+	    .worker =
+		{
+		    .poll_interval = 5.0,
+		    .max_concurrent = 3,
+		    .heartbeat_interval = 5.0,
+		    .capacity_tolerance = 0.10,
+		},
+	    .stuck =
+		{
+		    .processing_timeout = 300,
+		    .queued_timeout = 900,
+		    .check_interval = 60,
+		},
+	    .content = {.root = strdup("/var/lib/usbforge/content")},
+	    .usb = {.mode = USB_MODE_UDEV, .slots = NULL, .n_slots = 0},
+	    .write =
+		{
+		    .buffer_size = 4ULL * 1024 * 1024,
+		    .queue_depth = 4,
+		    .verify = true,
+		    .reset_before_verify = true,
+		    .stall_timeout = 180,
+		    .probe = true,
+		},
+	};
+	cfg->retry.delays = malloc(sizeof(delays));
+	if (cfg->retry.delays) {
+		memcpy(cfg->retry.delays, delays, sizeof(delays));
+		cfg->retry.n_delays = ARRAY_SIZE(delays);
+	}
+}
+
+static bool defaults_complete(const struct uf_config *cfg)
+{
+	return cfg->station && cfg->db.host && cfg->db.socket && cfg->db.user && cfg->db.name &&
+	       cfg->content.root && cfg->retry.delays;
+}
+
+static void slots_free(struct slot_conf *slots, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(slots[i].name);
+		free(slots[i].port);
+		free(slots[i].path);
+	}
+	free(slots);
+}
+
+void config_done(struct uf_config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->path);
+	free(cfg->station);
+	free(cfg->db.host);
+	free(cfg->db.socket);
+	free(cfg->db.user);
+	if (cfg->db.password)
+		explicit_bzero(cfg->db.password, strlen(cfg->db.password));
+	free(cfg->db.password);
+	free(cfg->db.name);
+	free(cfg->retry.delays);
+	free(cfg->content.root);
+	slots_free(cfg->usb.slots, cfg->usb.n_slots);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- the loader and its error message ------------------------------------------------------ */
+
+struct loader {
+	const char *file; /* as given, for messages */
+	char *dir;	  /* absolute directory of file, for relative paths */
+	char *error;	  /* the first error, malloc'd */
+	bool oom;
+	struct uf_config *cfg;
+	config_t lc;
+	char *password_file; /* resolved path of database.password_file, read at the end */
+	const config_setting_t *slots;
+};
+
+static int oom(struct loader *l)
+{
+	l->oom = true;
+	return -ENOMEM;
+}
+
+/* Records "FILE:LINE: key 'KEY': MESSAGE" (line 0 and key NULL leave those parts out) as the
+ * error, keeps the first one only, and returns r (-ENOMEM when the message cannot be built). */
+static int _printf_(5, 6) failv(struct loader *l, unsigned line, const char *key, int r, const char *fmt, ...)
+{
+	_cleanup_free_ char *msg = NULL, *where = NULL, *what = NULL;
+	va_list ap;
+
+	if (l->error)
+		return r;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	if (!msg)
+		return oom(l);
+	if (line > 0 ? asprintf(&where, "%s:%u", l->file, line) < 0 : asprintf(&where, "%s", l->file) < 0)
+		return oom(l);
+	if (key ? asprintf(&what, "key '%s': ", key) < 0 : asprintf(&what, "%s", "") < 0)
+		return oom(l);
+	if (asprintf(&l->error, "%s: %s%s", where, what, msg) < 0) {
+		l->error = NULL;
+		return oom(l);
+	}
+	return r;
+}
+
+#define fail(l, s, key, ...) failv((l), (s) ? config_setting_source_line(s) : 0, (key), -EINVAL, __VA_ARGS__)
+
+/* A short description of what a setting holds, for "(got …)": 0, 2.5, "abc", true, a group. */
+static char *describe(const config_setting_t *s)
+{
+	char *d = NULL;
+	int r = -1;
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		r = asprintf(&d, "%lld", config_setting_get_int64(s));
+		break;
+	case CONFIG_TYPE_FLOAT:
+		r = asprintf(&d, "%.15g", config_setting_get_float(s));
+		break;
+	case CONFIG_TYPE_STRING:
+		r = asprintf(&d, "\"%s\"", config_setting_get_string(s));
+		break;
+	case CONFIG_TYPE_BOOL:
+		r = asprintf(&d, "%s", config_setting_get_bool(s) ? "true" : "false");
+		break;
+	case CONFIG_TYPE_GROUP:
+		r = asprintf(&d, "a group { … }");
+		break;
+	case CONFIG_TYPE_LIST:
+		r = asprintf(&d, "a list ( … )");
+		break;
+	case CONFIG_TYPE_ARRAY:
+		r = asprintf(&d, "an array [ … ]");
+		break;
+	default:
+		r = asprintf(&d, "nothing");
+		break;
+	}
+	return r < 0 ? NULL : d;
+}
+
+/* fail() with " (got DESCRIPTION)" appended. */
+#define fail_got(l, s, key, fmt, ...)                                                                        \
+	({                                                                                                   \
+		_cleanup_free_ char *_got = describe(s);                                                     \
+		_got ? fail((l), (s), (key), fmt " (got %s)", ##__VA_ARGS__, _got) : oom(l);                 \
+	})
+
+static char *key_join(const char *prefix, const char *name)
+{
+	char *k = NULL;
+
+	if (!prefix || !*prefix)
+		return strdup(name);
+	if (asprintf(&k, "%s.%s", prefix, name) < 0)
+		return NULL;
+	return k;
+}
+
+static bool is_int(const config_setting_t *s)
+{
+	return config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64;
+}
+
+static bool is_number(const config_setting_t *s)
+{
+	return is_int(s) || config_setting_type(s) == CONFIG_TYPE_FLOAT;
+}
+
+/* "greater than 0 and at most 3600", "between 0 and 86400". */
+static char *range_text(double min, bool min_exclusive, double max)
+{
+	char *t = NULL;
+	int r = min_exclusive ? asprintf(&t, "greater than %.15g and at most %.15g", min, max)
+			      : asprintf(&t, "between %.15g and %.15g", min, max);
+	return r < 0 ? NULL : t;
+}
+
+static bool name_ok(const char *v)
+{
+	for (const char *p = v; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '.' || *p == '_' || *p == ':' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* A path from the file: relative ones are taken relative to the file's directory. */
+static char *resolve_path(const struct loader *l, const char *v)
+{
+	char *p = NULL;
+
+	if (v[0] == '/' || v[0] == '\0')
+		return strdup(v);
+	if (asprintf(&p, "%s/%s", l->dir, v) < 0)
+		return NULL;
+	return p;
+}
+
+/* ---- key tables ----------------------------------------------------------------------------- */
+
+enum key_kind {
+	K_STRING,  /* char * at off */
+	K_UINT,	   /* unsigned at off, integer in [min, max] */
+	K_SECONDS, /* double at off, number or duration string in [min, max] */
+	K_NUMBER,  /* double at off, number in [min, max] */
+	K_BOOL,	   /* bool at off */
+	K_SIZE,	   /* uint64_t at off: size string or integer in [min, max], a multiple of align */
+	K_GROUP,   /* sub-table */
+	K_CUSTOM,  /* fn */
+};
+
+enum {
+	F_MIN_EXCLUSIVE = 1 << 0, /* K_SECONDS/K_NUMBER: value > min */
+	F_EMPTY_OK = 1 << 1,	  /* K_STRING: "" allowed */
+	F_NAME = 1 << 2,	  /* K_STRING: [A-Za-z0-9._:-], at most NAME_MAX_LEN */
+	F_PATH = 1 << 3,	  /* K_STRING: relative to the file's directory */
+};
+
+struct key_def {
+	const char *name;
+	enum key_kind kind;
+	size_t off;
+	double min, max;
+	unsigned flags;
+	uint64_t align;   /* K_SIZE: 0 = any */
+	const char *hint; /* K_SIZE: what is wrong when out of [min, max] or unaligned */
+	int (*fn)(struct loader *l, const config_setting_t *s, const char *key);
+	const struct key_def *sub;
+	size_t n_sub;
+};
+
+#define FIELD(f)	 offsetof(struct uf_config, f)
+#define AT(l, def, type) ((type *)((char *)(l)->cfg + (def)->off))
+
+static int load_password_file(struct loader *l, const config_setting_t *s, const char *key);
+static int load_retry_delays(struct loader *l, const config_setting_t *s, const char *key);
+static int load_usb_mode(struct loader *l, const config_setting_t *s, const char *key);
+static int load_usb_slots(struct loader *l, const config_setting_t *s, const char *key);
+
+/* clang-format off */
+#define STR(n, f, fl)        { .name = n, .kind = K_STRING, .off = FIELD(f), .flags = (fl) }
+#define UINT(n, f, lo, hi)   { .name = n, .kind = K_UINT, .off = FIELD(f), .min = (lo), .max = (hi) }
+#define SECONDS(n, f, hi)    { .name = n, .kind = K_SECONDS, .off = FIELD(f), .max = (hi), .flags = F_MIN_EXCLUSIVE }
+#define NUMBER(n, f, lo, hi) { .name = n, .kind = K_NUMBER, .off = FIELD(f), .min = (lo), .max = (hi) }
+#define BOOL(n, f)           { .name = n, .kind = K_BOOL, .off = FIELD(f) }
+#define SIZE(n, f, lo, hi, al, h) \
+	{ .name = n, .kind = K_SIZE, .off = FIELD(f), .min = (lo), .max = (hi), .align = (al), .hint = (h) }
+#define CUSTOM(n, f)         { .name = n, .kind = K_CUSTOM, .fn = (f) }
+#define GROUP(n, t)          { .name = n, .kind = K_GROUP, .sub = (t), .n_sub = ARRAY_SIZE(t) }
+
+static const struct key_def database_keys[] = {
+	STR("host", db.host, 0),
+	UINT("port", db.port, 1, 65535),
+	STR("socket", db.socket, F_EMPTY_OK | F_PATH),
+	STR("user", db.user, 0),
+	STR("password", db.password, F_EMPTY_OK),
+	CUSTOM("password_file", load_password_file),
+	{ .name = "name", .kind = K_STRING, .off = FIELD(db.name), .max = 64 },
+};
+
+static const struct key_def worker_keys[] = {
+	SECONDS("poll_interval", worker.poll_interval, 3600),
+	UINT("max_concurrent", worker.max_concurrent, 1, 64),
+	SECONDS("heartbeat_interval", worker.heartbeat_interval, 3600),
+	NUMBER("capacity_tolerance", worker.capacity_tolerance, 0, 0.5),
+};
+
+static const struct key_def retry_keys[] = {
+	CUSTOM("delays", load_retry_delays),
+};
+
+static const struct key_def stuck_keys[] = {
+	SECONDS("processing_timeout", stuck.processing_timeout, 86400),
+	SECONDS("queued_timeout", stuck.queued_timeout, 30 * 86400),
+	SECONDS("check_interval", stuck.check_interval, 3600),
+};
+
+static const struct key_def content_keys[] = {
+	STR("root", content.root, F_PATH),
+};
+
+static const struct key_def usb_keys[] = {
+	CUSTOM("mode", load_usb_mode),
+	CUSTOM("slots", load_usb_slots),
+};
+
+static const struct key_def write_keys[] = {
+	SIZE("buffer_size", write.buffer_size, 64 * 1024, 256 * 1024 * 1024, 4096,
+	     "must be a multiple of 4 KiB between 64 KiB and 256 MiB"),
+	UINT("queue_depth", write.queue_depth, 1, 64),
+	BOOL("verify", write.verify),
+	BOOL("reset_before_verify", write.reset_before_verify),
+	SECONDS("stall_timeout", write.stall_timeout, 86400),
+	BOOL("probe", write.probe),
+	SIZE("max_rate", write.max_rate, 0, (double)UINT64_MAX, 0, NULL),
+};
+
+static const struct key_def root_keys[] = {
+	STR("station", station, F_NAME),
+	GROUP("database", database_keys),
+	GROUP("worker", worker_keys),
+	GROUP("retry", retry_keys),
+	GROUP("stuck", stuck_keys),
+	GROUP("content", content_keys),
+	GROUP("usb", usb_keys),
+	GROUP("write", write_keys),
+};
+/* clang-format on */
+
+static char *known_keys(const struct key_def *defs, size_t n)
+{
+	size_t len = 1;
+	char *t, *p;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(defs[i].name) + 2;
+	t = p = malloc(len);
+	if (!t)
+		return NULL;
+	*p = '\0';
+	for (size_t i = 0; i < n; i++)
+		p += snprintf(p, len - (size_t)(p - t), "%s%s", i ? ", " : "", defs[i].name);
+	return t;
+}
+
+static int load_string(struct loader *l, const struct key_def *def, const config_setting_t *s,
+		       const char *key)
+{
+	const char *v;
+	char **field = AT(l, def, char *);
+	char *copy;
+	size_t max = def->max > 0 ? (size_t)def->max : (def->flags & F_NAME) ? NAME_MAX_LEN : 4096;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail_got(l, s, key, "must be a string");
+	v = config_setting_get_string(s);
+	if (!*v && !(def->flags & F_EMPTY_OK))
+		return fail(l, s, key, "must not be empty");
+	if (strlen(v) > max)
+		return fail(l, s, key, "must be at most %zu characters long (got %zu)", max, strlen(v));
+	if ((def->flags & F_NAME) && !name_ok(v))
+		return fail_got(l, s, key, "may contain only letters, digits, '.', '_', ':' and '-'");
+	copy = (def->flags & F_PATH) ? resolve_path(l, v) : strdup(v);
+	if (!copy)
+		return oom(l);
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int load_uint(struct loader *l, const struct key_def *def, const config_setting_t *s, const char *key)
+{
+	long long v;
+
+	if (!is_int(s))
+		return fail_got(l, s, key, "must be an integer between %.0f and %.0f", def->min, def->max);
+	v = config_setting_get_int64(s);
+	if ((double)v < def->min || (double)v > def->max)
+		return fail_got(l, s, key, "must be an integer between %.0f and %.0f", def->min, def->max);
+	*AT(l, def, unsigned) = (unsigned)v;
+	return 0;
+}
+
+static bool in_range(double v, double min, bool min_exclusive, double max)
+{
+	if (!isfinite(v) || v > max)
+		return false;
+	return min_exclusive ? v > min : v >= min;
+}
+
+static int load_seconds(struct loader *l, const struct key_def *def, const config_setting_t *s,
+			const char *key)
+{
+	bool excl = def->flags & F_MIN_EXCLUSIVE;
+	_cleanup_free_ char *range = range_text(def->min, excl, def->max);
+	double v;
+
+	if (!range)
+		return oom(l);
+	if (is_number(s))
+		v = is_int(s) ? (double)config_setting_get_int64(s) : config_setting_get_float(s);
+	else if (config_setting_type(s) != CONFIG_TYPE_STRING ||
+		 parse_duration(config_setting_get_string(s), &v) < 0)
+		return fail_got(l, s, key, "must be a number of seconds %s", range);
+	if (!in_range(v, def->min, excl, def->max))
+		return fail_got(l, s, key, "must be a number of seconds %s", range);
+	*AT(l, def, double) = v;
+	return 0;
+}
+
+static int load_number(struct loader *l, const struct key_def *def, const config_setting_t *s,
+		       const char *key)
+{
+	bool excl = def->flags & F_MIN_EXCLUSIVE;
+	_cleanup_free_ char *range = range_text(def->min, excl, def->max);
+	double v;
+
+	if (!range)
+		return oom(l);
+	if (!is_number(s))
+		return fail_got(l, s, key, "must be a number %s", range);
+	v = is_int(s) ? (double)config_setting_get_int64(s) : config_setting_get_float(s);
+	if (!in_range(v, def->min, excl, def->max))
+		return fail_got(l, s, key, "must be a number %s", range);
+	*AT(l, def, double) = v;
+	return 0;
+}
+
+static int load_bool(struct loader *l, const struct key_def *def, const config_setting_t *s, const char *key)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return fail_got(l, s, key, "must be true or false");
+	*AT(l, def, bool) = config_setting_get_bool(s);
+	return 0;
+}
+
+static int load_size(struct loader *l, const struct key_def *def, const config_setting_t *s, const char *key)
+{
+	uint64_t v;
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		int r = parse_size(config_setting_get_string(s), &v);
+		if (r == -ERANGE)
+			return fail_got(l, s, key, "is too large");
+		if (r < 0)
+			return fail_got(l, s, key, "must be a size such as \"4MiB\", \"1M\" or a number of bytes");
+	} else if (is_int(s) && config_setting_get_int64(s) >= 0)
+		v = (uint64_t)config_setting_get_int64(s);
+	else
+		return fail_got(l, s, key, "must be a size such as \"4MiB\", \"1M\" or a number of bytes");
+	if ((double)v < def->min || (double)v > def->max || (def->align && v % def->align))
+		return fail_got(l, s, key, "%s", def->hint ? def->hint : "is out of range");
+	*AT(l, def, uint64_t) = v;
+	return 0;
+}
+
+static int load_group(struct loader *l, const config_setting_t *g, const char *prefix,
+		      const struct key_def *defs, size_t n_defs);
+
+static int load_key(struct loader *l, const struct key_def *def, const config_setting_t *s, const char *key)
+{
+	switch (def->kind) {
+	case K_STRING:
+		return load_string(l, def, s, key);
+	case K_UINT:
+		return load_uint(l, def, s, key);
+	case K_SECONDS:
+		return load_seconds(l, def, s, key);
+	case K_NUMBER:
+		return load_number(l, def, s, key);
+	case K_BOOL:
+		return load_bool(l, def, s, key);
+	case K_SIZE:
+		return load_size(l, def, s, key);
+	case K_GROUP:
+		if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+			return fail_got(l, s, key, "must be a group { … }");
+		return load_group(l, s, key, def->sub, def->n_sub);
+	case K_CUSTOM:
+		return def->fn(l, s, key);
+	}
+	return -EINVAL;
+}
+
+static int load_group(struct loader *l, const config_setting_t *g, const char *prefix,
+		      const struct key_def *defs, size_t n_defs)
+{
+	int n = config_setting_length(g);
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+		const struct key_def *def = NULL;
+		_cleanup_free_ char *key = key_join(prefix, name ? name : "?");
+		int r;
+
+		if (!key)
+			return oom(l);
+		for (size_t j = 0; j < n_defs && !def; j++)
+			if (name && strcmp(defs[j].name, name) == 0)
+				def = &defs[j];
+		if (!def) {
+			_cleanup_free_ char *known = known_keys(defs, n_defs);
+			if (!known)
+				return oom(l);
+			return fail(l, s, key, "unknown key (known keys%s%s: %s)", *prefix ? " in " : "",
+				    prefix, known);
+		}
+		r = load_key(l, def, s, key);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- custom keys ---------------------------------------------------------------------------- */
+
+static int load_password_file(struct loader *l, const config_setting_t *s, const char *key)
+{
+	const char *v;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail_got(l, s, key, "must be a string");
+	v = config_setting_get_string(s);
+	if (!*v)
+		return fail(l, s, key, "must not be empty");
+	free(l->password_file);
+	l->password_file = resolve_path(l, v);
+	return l->password_file ? 0 : oom(l);
+}
+
+/* Reads the first line of the password file once the whole file is known to be consistent. */
+static int read_password_file(struct loader *l, const config_setting_t *s, const char *key)
+{
+	const char *p = l->password_file;
+	_cleanup_close_ int fd = -1;
+	_cleanup_fclose_ FILE *f = NULL;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	struct stat st;
+
+	fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return fail(l, s, key, "cannot read '%s': %s", p, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		return fail(l, s, key, "cannot stat '%s': %s", p, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(l, s, key, "'%s' is not a regular file", p);
+	if (st.st_mode & 077)
+		return fail(l, s, key,
+			    "'%s' has mode %04o: it must not be readable or writable by group or others "
+			    "(chmod 600 '%s')",
+			    p, (unsigned)(st.st_mode & 07777), p);
+	f = fdopen(fd, "re");
+	if (!f)
+		return fail(l, s, key, "cannot read '%s': %s", p, strerror(errno));
+	fd = -1; /* owned by f now */
+	errno = 0;
+	n = getline(&line, &cap, f);
+	if (n < 0 && ferror(f))
+		return fail(l, s, key, "cannot read '%s': %s", p, strerror(errno ? errno : EIO));
+	if (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (n > 0 && line[n - 1] == '\r')
+		line[--n] = '\0';
+	if (n <= 0)
+		return fail(l, s, key, "'%s' is empty: its first line must be the password", p);
+	if (memchr(line, '\0', (size_t)n))
+		return fail(l, s, key, "'%s' contains a NUL byte in its first line", p);
+	free(l->cfg->db.password);
+	l->cfg->db.password = TAKE_PTR(line);
+	return 0;
+}
+
+static int load_retry_delays(struct loader *l, const config_setting_t *s, const char *key)
+{
+	int type = config_setting_type(s);
+	int n = config_setting_length(s);
+	_cleanup_free_ double *d = NULL;
+
+	if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+		return fail_got(l, s, key, "must be an array of 0 to %d numbers of seconds, e.g. [5, 15, 60]",
+				MAX_RETRY_DELAYS);
+	if (n > MAX_RETRY_DELAYS)
+		return fail(l, s, key, "must hold at most %d delays (got %d)", MAX_RETRY_DELAYS, n);
+	d = calloc(n > 0 ? (size_t)n : 1, sizeof(double));
+	if (!d)
+		return oom(l);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		_cleanup_free_ char *ekey = NULL;
+		double v = 0;
+
+		if (asprintf(&ekey, "%s[%d]", key, i) < 0)
+			return oom(l);
+		if (is_number(e))
+			v = is_int(e) ? (double)config_setting_get_int64(e) : config_setting_get_float(e);
+		if (!is_number(e) || !in_range(v, 0, false, 86400))
+			return fail_got(l, e, ekey, "must be a number of seconds between 0 and 86400");
+		d[i] = v;
+	}
+	free(l->cfg->retry.delays);
+	l->cfg->retry.delays = TAKE_PTR(d);
+	l->cfg->retry.n_delays = (size_t)n;
+	return 0;
+}
+
+static int load_usb_mode(struct loader *l, const config_setting_t *s, const char *key)
+{
+	if (config_setting_type(s) == CONFIG_TYPE_STRING)
+		for (unsigned m = 0; m < _USB_MODE_MAX; m++)
+			if (strcmp(config_setting_get_string(s), usb_mode_table[m]) == 0) {
+				l->cfg->usb.mode = (enum usb_mode)m;
+				return 0;
+			}
+	return fail_got(l, s, key, "must be \"udev\" or \"static\"");
+}
+
+static int load_usb_slots(struct loader *l, const config_setting_t *s, const char *key)
+{
+	/* Checked in check_slots() once usb.mode is known, wherever it stands in the group. */
+	l->slots = s;
+	return 0;
+}
+
+/* ---- checks that span keys ------------------------------------------------------------------ */
+
+/* Port paths as the kernel names them: bus "-" port { "." port }, e.g. "2-1.1". */
+static bool port_ok(const char *v)
+{
+	const char *p = v;
+	size_t run = 0;
+
+	while (*p >= '0' && *p <= '9')
+		p++, run++;
+	if (!run || *p++ != '-')
+		return false;
+	for (;;) {
+		run = 0;
+		while (*p >= '0' && *p <= '9')
+			p++, run++;
+		if (!run)
+			return false;
+		if (*p == '\0')
+			return true;
+		if (*p++ != '.')
+			return false;
+	}
+}
+
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (strcmp(a, b) == 0)
+		return true;
+	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+		return false;
+	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static int load_slot(struct loader *l, const config_setting_t *e, const char *ekey, struct slot_conf *slot)
+{
+	static const char *const members[] = {"name", "port", "path"};
+	bool is_static = l->cfg->usb.mode == USB_MODE_STATIC;
+	int n = config_setting_length(e);
+
+	if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+		return fail_got(l, e, ekey, "must be a group such as { name = \"A\"; %s }",
+				is_static ? "path = \"/dev/loop0\";" : "port = \"2-1.1\";");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *m = config_setting_get_elem(e, (unsigned)i);
+		const char *name = config_setting_name(m);
+		_cleanup_free_ char *mkey = NULL;
+		const char *v;
+		size_t which = ARRAY_SIZE(members);
+		char **field;
+
+		if (asprintf(&mkey, "%s.%s", ekey, name ? name : "?") < 0)
+			return oom(l);
+		for (size_t j = 0; j < ARRAY_SIZE(members); j++)
+			if (name && strcmp(name, members[j]) == 0)
+				which = j;
+		if (which == ARRAY_SIZE(members))
+			return fail(l, m, mkey, "unknown key (known keys in a slot: name, port, path)");
+		if (config_setting_type(m) != CONFIG_TYPE_STRING)
+			return fail_got(l, m, mkey, "must be a string");
+		v = config_setting_get_string(m);
+		switch (which) {
+		case 0:
+			if (!*v || strlen(v) > NAME_MAX_LEN || !name_ok(v))
+				return fail_got(l, m, mkey,
+						"must be 1 to %d letters, digits, '.', '_', ':' or '-'",
+						NAME_MAX_LEN);
+			field = &slot->name;
+			break;
+		case 1:
+			if (is_static)
+				return fail(l, m, mkey,
+					    "is only used in udev mode; a static slot names its device with "
+					    "'path'");
+			if (!port_ok(v))
+				return fail_got(l, m, mkey, "must be a USB port path such as \"2-1.1\"");
+			field = &slot->port;
+			break;
+		default:
+			if (!is_static)
+				return fail(
+				    l, m, mkey,
+				    "is only used in static mode (usb.mode = \"static\"); a udev slot is "
+				    "matched by 'port'");
+			if (!*v)
+				return fail(l, m, mkey, "must not be empty");
+			field = &slot->path;
+			break;
+		}
+		*field = which == 2 ? resolve_path(l, v) : strdup(v);
+		if (!*field)
+			return oom(l);
+	}
+	if (!slot->name)
+		return failv(l, config_setting_source_line(e), ekey, -EINVAL, "has no 'name'");
+	if (is_static && !slot->path)
+		return failv(l, config_setting_source_line(e), ekey, -EINVAL,
+			     "has no 'path': in static mode every slot needs a name and a path");
+	if (!is_static && !slot->port)
+		return failv(l, config_setting_source_line(e), ekey, -EINVAL,
+			     "has no 'port': in udev mode every slot needs a name and a port");
+	return 0;
+}
+
+static const config_setting_t *slot_member(const config_setting_t *e, const char *name)
+{
+	return config_setting_get_member(e, name);
+}
+
+static int check_slots(struct loader *l)
+{
+	const config_setting_t *s = l->slots;
+	bool is_static = l->cfg->usb.mode == USB_MODE_STATIC;
+	struct slot_conf *slots;
+	int n, r;
+
+	if (!s) {
+		if (!is_static)
+			return 0;
+		config_setting_t *mode = config_lookup(&l->lc, "usb.mode");
+		return fail(
+		    l, mode, "usb.slots",
+		    "static mode needs at least one slot: slots = ( { name = \"A\"; path = \"…\"; } )");
+	}
+	n = config_setting_length(s);
+	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
+	    !(config_setting_type(s) == CONFIG_TYPE_ARRAY && n == 0))
+		return fail_got(l, s, "usb.slots", "must be a list of groups ( { name = …; … }, … )");
+	if (n > MAX_SLOTS)
+		return fail(l, s, "usb.slots", "must hold at most %d slots (got %d)", MAX_SLOTS, n);
+	if (n == 0 && is_static)
+		return fail(
+		    l, s, "usb.slots",
+		    "static mode needs at least one slot: slots = ( { name = \"A\"; path = \"…\"; } )");
+	slots = calloc(n > 0 ? (size_t)n : 1, sizeof(*slots));
+	if (!slots)
+		return oom(l);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		_cleanup_free_ char *ekey = NULL;
+
+		if (asprintf(&ekey, "usb.slots[%d]", i) < 0) {
+			r = oom(l);
+			goto out;
+		}
+		r = load_slot(l, e, ekey, &slots[i]);
+		if (r < 0)
+			goto out;
+		for (int j = 0; j < i; j++) {
+			const char *what = NULL, *member = NULL;
+
+			if (strcasecmp(slots[i].name, slots[j].name) == 0)
+				what = "slot name", member = "name";
+			else if (slots[i].port && slots[j].port && strcmp(slots[i].port, slots[j].port) == 0)
+				what = "port", member = "port";
+			else if (slots[i].path && slots[j].path && same_file(slots[i].path, slots[j].path))
+				what = "device", member = "path";
+			if (!what)
+				continue;
+			const config_setting_t *m = slot_member(e, member);
+			const config_setting_t *prev = config_setting_get_elem(s, (unsigned)j);
+			_cleanup_free_ char *mkey = NULL;
+			if (asprintf(&mkey, "%s.%s", ekey, member) < 0) {
+				r = oom(l);
+				goto out;
+			}
+			r = fail(l, m, mkey, "%s \"%s\" is already used by usb.slots[%d] (line %u)", what,
+				 config_setting_get_string(m), j,
+				 config_setting_source_line(slot_member(prev, member)));
+			goto out;
+		}
+	}
+	slots_free(l->cfg->usb.slots, l->cfg->usb.n_slots);
+	l->cfg->usb.slots = TAKE_PTR(slots);
+	l->cfg->usb.n_slots = (size_t)n;
+	return 0;
+out:
+	slots_free(slots, (size_t)n);
+	return r;
+}
+
+static int check_cross(struct loader *l)
+{
+	config_setting_t *pw = config_lookup(&l->lc, "database.password");
+	config_setting_t *pwf = config_lookup(&l->lc, "database.password_file");
+	int r;
+
+	if (pw && pwf)
+		return fail(l, pwf, "database.password_file",
+			    "cannot be used together with 'database.password' (line %u): set only one",
+			    config_setting_source_line(pw));
+	if (pwf) {
+		r = read_password_file(l, pwf, "database.password_file");
+		if (r < 0)
+			return r;
+	}
+
+	r = check_slots(l);
+	if (r < 0)
+		return r;
+
+	/* The reaper takes a job whose heartbeat is older than processing_timeout for stuck; a live
+	 * runner beats every heartbeat_interval, so the timeout must leave room for a late beat. */
+	if (l->cfg->stuck.processing_timeout < 2 * l->cfg->worker.heartbeat_interval) {
+		config_setting_t *pt = config_lookup(&l->lc, "stuck.processing_timeout");
+		config_setting_t *hb = config_lookup(&l->lc, "worker.heartbeat_interval");
+		if (pt)
+			return fail_got(
+			    l, pt, "stuck.processing_timeout",
+			    "must be at least twice worker.heartbeat_interval (%.15g s), or live jobs "
+			    "would be taken for stuck",
+			    l->cfg->worker.heartbeat_interval);
+		return fail_got(
+		    l, hb, "worker.heartbeat_interval",
+		    "must be at most half of stuck.processing_timeout (%.15g s), or live jobs would "
+		    "be taken for stuck",
+		    l->cfg->stuck.processing_timeout);
+	}
+	return 0;
+}
+
+/* ---- the text scan for what libconfig 1.5 gets wrong ----------------------------------------- */
+
+struct scan_result {
+	unsigned include_line; /* first @include, 0 = none */
+	unsigned int_line;     /* first integer literal libconfig would wrap, 0 = none */
+	char *int_text;
+};
+
+static bool ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+	       c == '-' || c == '*';
+}
+
+static bool digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Walks the text like libconfig's scanner (comments, strings, names, numbers) and records the
+ * first @include and the first integer literal that does not fit: 32 bits without an L suffix,
+ * 64 bits with one. Returns 0 or -ENOMEM. */
+static int scan_text(const char *t, struct scan_result *res)
+{
+	unsigned line = 1;
+	const char *p = t;
+
+	while (*p) {
+		if (*p == '\n') {
+			line++;
+			p++;
+		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			while (*p && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			for (p += 2; *p && !(p[0] == '*' && p[1] == '/'); p++)
+				if (*p == '\n')
+					line++;
+			if (*p)
+				p += 2;
+		} else if (*p == '"') {
+			for (p++; *p && *p != '"'; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+				if (*p == '\n')
+					line++;
+			}
+			if (*p)
+				p++;
+		} else if (*p == '@') {
+			if (strncmp(p, "@include", 8) == 0 && !res->include_line)
+				res->include_line = line;
+			p++;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '*') {
+			while (ident_char(*p))
+				p++;
+		} else if (digit(*p) || ((*p == '-' || *p == '+') && digit(p[1])) ||
+			   (*p == '.' && digit(p[1]))) {
+			const char *start = p;
+			bool hex = false, is_float = false;
+
+			if (*p == '-' || *p == '+')
+				p++;
+			if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+				hex = true;
+				for (p += 2;
+				     digit(*p) || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'); p++)
+					;
+			} else {
+				while (digit(*p))
+					p++;
+				if (*p == '.' || *p == 'e' || *p == 'E') {
+					is_float = true;
+					for (p++;
+					     digit(*p) || *p == '.' || *p == 'e' || *p == 'E' ||
+					     ((*p == '-' || *p == '+') && (p[-1] == 'e' || p[-1] == 'E'));
+					     p++)
+						;
+				}
+			}
+			if (is_float)
+				continue;
+			size_t len = (size_t)(p - start);
+			bool is_long = *p == 'L';
+			while (*p == 'L')
+				p++;
+			_cleanup_free_ char *num = strndup(start, len);
+			if (!num)
+				return -ENOMEM;
+			errno = 0;
+			char *end;
+			long long v = hex ? (long long)strtoull(num, &end, 16) : strtoll(num, &end, 10);
+			bool bad = errno == ERANGE || (hex && (*num == '-' || *num == '+')) ||
+				   (hex && strtoull(num, NULL, 16) > (unsigned long long)LLONG_MAX);
+			if (!is_long && (v > INT32_MAX || v < INT32_MIN))
+				bad = true;
+			if (bad && !res->int_line) {
+				res->int_line = line;
+				res->int_text = TAKE_PTR(num);
+			}
+		} else
+			p++;
+	}
+	return 0;
+}
+
+/* The dotted name of any setting, "usb.slots[1].name", for errors about settings that need not
+ * be known keys. */
+static char *setting_path(const config_setting_t *s)
+{
+	const config_setting_t *parent = config_setting_parent((config_setting_t *)s);
+	_cleanup_free_ char *head = NULL;
+	char *p = NULL;
+	int r;
+
+	if (!parent)
+		return strdup("");
+	head = setting_path(parent);
+	if (!head)
+		return NULL;
+	if (config_setting_name(s) && config_setting_type(parent) == CONFIG_TYPE_GROUP)
+		r = *head ? asprintf(&p, "%s.%s", head, config_setting_name(s))
+			  : asprintf(&p, "%s", config_setting_name(s));
+	else
+		r = asprintf(&p, "%s[%d]", head, config_setting_index((config_setting_t *)s));
+	return r < 0 ? NULL : p;
+}
+
+static const config_setting_t *find_int_at(const config_setting_t *s, unsigned line)
+{
+	int n;
+
+	if (is_int(s) && config_setting_source_line(s) == line)
+		return s;
+	if (!config_setting_is_aggregate(s))
+		return NULL;
+	n = config_setting_length(s);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *f = find_int_at(config_setting_get_elem(s, (unsigned)i), line);
+		if (f)
+			return f;
+	}
+	return NULL;
+}
+
+/* "duplicate setting name" names no setting; the name is the first word of its line. */
+static char *line_name(const char *text, unsigned line)
+{
+	const char *p = text, *b;
+
+	for (unsigned i = 1; i < line && p; i++) {
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	if (!p)
+		return NULL;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	for (b = p; ident_char(*p); p++)
+		;
+	return p > b ? strndup(b, (size_t)(p - b)) : NULL;
+}
+
+/* ---- entry points ------------------------------------------------------------------------------ */
+
+static int read_text(const char *path, char **ret)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	struct stat st;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	buf = malloc(CONFIG_MAX_FILE_SIZE + 1);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, CONFIG_MAX_FILE_SIZE + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > CONFIG_MAX_FILE_SIZE)
+			return -EFBIG;
+	}
+	if (memchr(buf, '\0', len))
+		return -EBADMSG;
+	buf[len] = '\0';
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+static char *dir_of(const char *path)
+{
+	_cleanup_free_ char *copy = strdup(path);
+	char *slash, *abs;
+
+	if (!copy)
+		return NULL;
+	slash = strrchr(copy, '/');
+	if (slash == copy)
+		return strdup("/");
+	if (slash)
+		*slash = '\0';
+	abs = realpath(slash ? copy : ".", NULL);
+	if (abs)
+		return abs;
+	return slash ? TAKE_PTR(copy) : strdup(".");
+}
+
+static int load_text(struct loader *l, const char *text)
+{
+	struct scan_result scan = {0};
+	_cleanup_free_ char *int_text = NULL;
+	int r;
+
+	r = scan_text(text, &scan);
+	int_text = scan.int_text;
+	if (r < 0)
+		return oom(l);
+	if (scan.include_line)
+		return failv(l, scan.include_line, NULL, -EINVAL,
+			     "@include is not supported: keep the whole configuration in one file");
+
+	if (!config_read_string(&l->lc, text)) {
+		int line = config_error_line(&l->lc);
+		const char *what = config_error_text(&l->lc);
+		_cleanup_free_ char *name = NULL;
+
+		if (what && strcmp(what, "duplicate setting name") == 0 &&
+		    (name = line_name(text, (unsigned)line)))
+			return failv(l, (unsigned)line, NULL, -EINVAL, "duplicate setting name '%s'", name);
+		return failv(l, line > 0 ? (unsigned)line : 0, NULL, -EINVAL, "%s",
+			     what ? what : "cannot parse the file");
+	}
+
+	if (scan.int_line) {
+		const config_setting_t *s = find_int_at(config_root_setting(&l->lc), scan.int_line);
+		_cleanup_free_ char *key = s ? setting_path(s) : NULL;
+		return failv(l, scan.int_line, key, -EINVAL,
+			     "integer %s is out of range (libconfig reads whole numbers as 32 bits)",
+			     int_text);
+	}
+
+	r = load_group(l, config_root_setting(&l->lc), "", root_keys, ARRAY_SIZE(root_keys));
+	if (r < 0)
+		return r;
+	return check_cross(l);
+}
+
+int config_load(const char *path, struct uf_config *cfg, char **ret_error)
+{
+	struct uf_config tmp;
+	struct loader l = {.file = path, .cfg = &tmp};
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	assert(path);
+	config_init_defaults(&tmp);
+	config_init(&l.lc);
+	if (!defaults_complete(&tmp) || !(tmp.path = strdup(path)) || !(l.dir = dir_of(path))) {
+		r = oom(&l);
+		goto out;
+	}
+	r = read_text(path, &text);
+	if (r < 0) {
+		if (r == -EBADMSG) {
+			r = failv(&l, 0, NULL, -EINVAL, "not a text file (contains a NUL byte)");
+		} else if (r == -EFBIG) {
+			failv(&l, 0, NULL, r, "larger than %d bytes: not a configuration file",
+			      CONFIG_MAX_FILE_SIZE);
+		} else if (r != -ENOMEM) {
+			failv(&l, 0, NULL, r, "cannot read the configuration: %s", strerror(-r));
+		}
+		goto out;
+	}
+	r = load_text(&l, text);
+out:
+	if (l.oom || (r == -ENOMEM && !l.error)) {
+		r = -ENOMEM;
+		free(l.error);
+		l.error = NULL;
+		if (asprintf(&l.error, "%s: out of memory", path) < 0)
+			l.error = NULL;
+	}
+	config_destroy(&l.lc);
+	free(l.dir);
+	free(l.password_file);
+	if (r < 0) {
+		config_done(&tmp);
+		memset(cfg, 0, sizeof(*cfg));
+		if (ret_error)
+			*ret_error = TAKE_PTR(l.error);
+		free(l.error);
+		return r;
+	}
+	free(l.error);
+	*cfg = tmp;
+	return 0;
+}
+
+const char *config_default_path(const char *explicit_path)
+{
+	const char *env;
+
+	if (explicit_path && *explicit_path)
+		return explicit_path;
+	env = getenv("USBFORGE_CONFIG");
+	if (env && *env)
+		return env;
+	return CONFIG_DEFAULT_PATH;
+}
+
+int config_load_default(const char *explicit_path, struct uf_config *cfg, char **ret_error)
+{
+	const char *env = getenv("USBFORGE_CONFIG");
+	bool named = (explicit_path && *explicit_path) || (env && *env);
+	_cleanup_free_ char *err = NULL;
+	int r;
+
+	r = config_load(config_default_path(explicit_path), cfg, &err);
+	if (r == -ENOENT && !named) {
+		/* No file where the default one would be: the built-in defaults are the config. */
+		config_init_defaults(cfg);
+		if (defaults_complete(cfg))
+			return 0;
+		config_done(cfg);
+		free(err);
+		err = strdup("out of memory");
+		r = -ENOMEM;
+	}
+	if (r < 0 && ret_error)
+		*ret_error = TAKE_PTR(err);
+	return r;
+}

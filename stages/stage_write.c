@@ -1,0 +1,253 @@
+/* Implementation of stage_write.h: thin wrappers that run probe.c, writer.c and verify.c on
+ * a stage context and translate their results into job error codes and log rows. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stages/probe.h"
+#include "stages/stage_write.h"
+#include "stages/verify.h"
+#include "stages/writer.h"
+#include "util/macro.h"
+#include "util/size.h"
+
+static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, enum uf_code code,
+		 const char *details, const char *fmt, ...) _printf_(6, 7);
+static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, enum uf_code code,
+		 const char *details, const char *fmt, ...)
+{
+	va_list ap;
+	char *m = NULL;
+
+	if (!ctx->sink.log)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	ctx->sink.log(ctx->sink.userdata, lvl, st, "device", code, details, m ? m : "");
+	free(m);
+}
+
+void stage_write_state_free(struct stage_ctx *ctx)
+{
+	ctx->write_state = writer_free(ctx->write_state);
+}
+
+/* Device errno → job code for a failure at offset off. */
+static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint64_t off, const char *what)
+{
+	enum uf_code c;
+
+	if (r == -ECANCELED)
+		return stage_fail(ctx, UFC_CANCELLED, "cancelled during %s", stage_name(st));
+	if (dev_errno_is_gone(r))
+		c = UFC_DEVICE_GONE;
+	else if (r == -EROFS)
+		c = UFC_DEVICE_READ_ONLY;
+	else if (r == -EIO || r == -ENOSPC || r == -ETIMEDOUT || r == -EFBIG)
+		c = UFC_WRITE_IO;
+	else
+		c = UFC_PROCESSING_FAILED;
+	ctx->bad_offset = off;
+	char details[128];
+	snprintf(details, sizeof(details), "{\"offset\":%llu,\"errno\":%d}", (unsigned long long)off, -r);
+	slog(ctx, LOG_LVL_ERR, st, c, details, "%s failed at offset %llu: %s", what, (unsigned long long)off,
+	     r == -ETIMEDOUT ? "stalled" : strerror(-r));
+	return stage_fail(ctx, c, "%s %s at offset %llu: %s", dev_name(ctx->dev), what, (unsigned long long)off,
+			  r == -ETIMEDOUT ? "did not return in time" : strerror(-r));
+}
+
+enum uf_code stage_probe_device(struct stage_ctx *ctx)
+{
+	struct probe_result pr;
+	char a[32], b[32], details[256];
+	int r;
+
+	if (!ctx->opts->probe) {
+		/* Writable check only: block 0 read and written back unchanged. */
+		_cleanup_free_ void *buf = dev_alloc_buf(4096);
+		if (!buf)
+			return stage_fail(ctx, UFC_PROCESSING_FAILED, "out of memory");
+		r = dev_pread(ctx->dev, buf, 4096, 0);
+		if (r >= 0)
+			r = dev_pwrite(ctx->dev, buf, 4096, 0);
+		if (r >= 0)
+			r = dev_sync(ctx->dev);
+		if (r < 0)
+			return fail_io(ctx, STAGE_VALIDATION, r, 0, "write test");
+		ctx->usable_size = dev_size(ctx->dev);
+		return UFC_NONE;
+	}
+	r = probe_run(ctx->dev, ctx->cancel, &pr);
+	if (r < 0)
+		return fail_io(ctx, STAGE_VALIDATION, r, 0, "capacity probe");
+	snprintf(details, sizeof(details),
+		 "{\"verdict\":\"%s\",\"reported_bytes\":%llu,\"usable_bytes\":%llu,\"blocks_probed\":%llu}",
+		 probe_verdict_name(pr.verdict), (unsigned long long)pr.reported_size,
+		 (unsigned long long)pr.usable_size, (unsigned long long)pr.blocks_probed);
+	ctx->usable_size = pr.usable_size;
+	if (pr.verdict != PROBE_GENUINE) {
+		slog(ctx, LOG_LVL_ERR, STAGE_VALIDATION, UFC_DEVICE_FAKE_CAPACITY, details,
+		     "capacity probe: %s, %s usable of %s reported", probe_verdict_name(pr.verdict),
+		     format_size(pr.usable_size, a, sizeof(a)), format_size(pr.reported_size, b, sizeof(b)));
+		ctx->bad_offset = pr.usable_size;
+		return stage_fail(ctx, UFC_DEVICE_FAKE_CAPACITY, "%s is fake (%s): only %s of %s reported is real",
+				  dev_name(ctx->dev), probe_verdict_name(pr.verdict), a, b);
+	}
+	slog(ctx, LOG_LVL_INFO, STAGE_VALIDATION, UFC_NONE, details, "capacity probe: genuine, %s",
+	     format_size(pr.reported_size, a, sizeof(a)));
+	return UFC_NONE;
+}
+
+struct wcb {
+	struct stage_ctx *ctx;
+};
+
+static void w_progress(void *ud, uint64_t done, uint64_t total)
+{
+	struct stage_ctx *ctx = ud;
+	ctx->bytes_written = done;
+	if (ctx->sink.progress)
+		ctx->sink.progress(ctx->sink.userdata, STAGE_WRITING, done, total);
+}
+
+static void w_checkpoint(void *ud, const char *json)
+{
+	struct stage_ctx *ctx = ud;
+	if (ctx->sink.checkpoint)
+		ctx->sink.checkpoint(ctx->sink.userdata, json);
+}
+
+static int run_writer(struct stage_ctx *ctx, const char *resume, struct writer **ret_w)
+{
+	struct writer_cbs cbs = { .userdata = ctx, .progress = w_progress, .checkpoint = w_checkpoint };
+	struct writer *w = NULL;
+	int r = writer_new(ctx->dev, ctx->src, ctx->opts, resume, &w);
+	if (r < 0)
+		return r;
+	const struct writer_stats *st = writer_stats(w);
+	if (st->resume_note)
+		slog(ctx, LOG_LVL_WARNING, STAGE_WRITING, UFC_NONE, NULL, "resume state ignored: %s", st->resume_note);
+	r = writer_run(w, ctx->cancel, &cbs);
+	*ret_w = w;
+	return r;
+}
+
+enum uf_code stage_writing(struct stage_ctx *ctx)
+{
+	struct writer *w = NULL;
+	char a[32], b[32], details[256];
+
+	if (!ctx->src)
+		return stage_fail(ctx, UFC_PROCESSING_FAILED, "no block source to write");
+	if (ctx->src->size > dev_size(ctx->dev)) {
+		ctx->bad_offset = dev_size(ctx->dev);
+		return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "the image needs %s, %s holds %s",
+				  format_size(ctx->src->size, a, sizeof(a)), dev_name(ctx->dev),
+				  format_size(dev_size(ctx->dev), b, sizeof(b)));
+	}
+	stage_write_state_free(ctx);
+	int r = run_writer(ctx, ctx->resume_json, &w);
+	if (r == -ESTALE && ctx->job && ctx->job->image_path) {
+		/* The image is not what the interrupted attempt wrote: start over. */
+		slog(ctx, LOG_LVL_WARNING, STAGE_WRITING, UFC_NONE, NULL,
+		     "image differs from the interrupted attempt; writing from the start");
+		w_checkpoint(ctx, NULL);
+		w = writer_free(w);
+		ctx->src = blksrc_free(ctx->src);
+		_cleanup_free_ char *err = NULL;
+		r = blksrc_open_image(ctx->job->image_path, &ctx->src, &err);
+		if (r < 0)
+			return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "image '%s': %s", ctx->job->image_path,
+					  err ? err : strerror(-r));
+		r = run_writer(ctx, NULL, &w);
+	}
+	if (!w) {
+		if (r == -EFBIG)
+			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "the image is larger than %s", dev_name(ctx->dev));
+		return stage_fail(ctx, UFC_PROCESSING_FAILED, "writer setup failed: %s", strerror(-r));
+	}
+	const struct writer_stats *st = writer_stats(w);
+	ctx->write_state = w;
+	ctx->bytes_written = st->bytes_written + st->bytes_reused;
+	if (st->resumed && r != -ESTALE) {
+		snprintf(details, sizeof(details), "{\"resume_from\":%llu,\"bytes_reused\":%llu}",
+			 (unsigned long long)st->resume_from, (unsigned long long)st->bytes_reused);
+		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details, "resumed at offset %llu (%s already on the stick)",
+		     (unsigned long long)st->resume_from, format_size(st->bytes_reused, a, sizeof(a)));
+	}
+	if (r == 0) {
+		snprintf(details, sizeof(details), "{\"bytes_written\":%llu,\"bytes_reused\":%llu}",
+			 (unsigned long long)st->bytes_written, (unsigned long long)st->bytes_reused);
+		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details, "wrote %s",
+		     format_size(st->bytes_written, a, sizeof(a)));
+		return UFC_NONE;
+	}
+	if (st->image_error) {
+		slog(ctx, LOG_LVL_ERR, STAGE_WRITING, UFC_IMAGE_UNREADABLE, NULL, "%s", st->error ? st->error : "image error");
+		return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "%s", st->error ? st->error : "image unreadable");
+	}
+	if (r == -ESTALE) {
+		w_checkpoint(ctx, NULL);
+		return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s", st->error ? st->error : "resume state stale");
+	}
+	return fail_io(ctx, STAGE_WRITING, r, st->bad_offset, "write");
+}
+
+static int reopen_image(void *ud, struct blksrc **ret)
+{
+	struct stage_ctx *ctx = ud;
+	return blksrc_open_image(ctx->job->image_path, ret, NULL);
+}
+
+static void v_progress(void *ud, uint64_t done, uint64_t total)
+{
+	struct stage_ctx *ctx = ud;
+	if (ctx->sink.progress)
+		ctx->sink.progress(ctx->sink.userdata, STAGE_VERIFICATION, done, total);
+}
+
+enum uf_code stage_verification(struct stage_ctx *ctx)
+{
+	struct writer *w = ctx->write_state;
+	struct verify_result vr = { 0 };
+	char details[256];
+	int r;
+
+	if (!w)
+		return stage_fail(ctx, UFC_PROCESSING_FAILED, "nothing was written to verify");
+	if (ctx->opts->reset_before_verify) {
+		r = dev_reset(ctx->dev);
+		if (r < 0)
+			return fail_io(ctx, STAGE_VERIFICATION, r, 0, "reset before verify");
+	}
+	struct verify_opts vo = {
+		.buffer_size = ctx->opts->buffer_size,
+		.queue_depth = ctx->opts->queue_depth,
+		.stall_timeout = ctx->opts->stall_timeout,
+		.reopen = ctx->job && ctx->job->image_path ? reopen_image : NULL,
+		.reopen_userdata = ctx,
+		.progress = v_progress,
+		.progress_userdata = ctx,
+	};
+	r = verify_writer(ctx->dev, w, &vo, ctx->cancel, &vr);
+	if (r == 0) {
+		snprintf(details, sizeof(details), "{\"bytes_read\":%llu}", (unsigned long long)vr.bytes_read);
+		slog(ctx, LOG_LVL_INFO, STAGE_VERIFICATION, UFC_NONE, details, "verified");
+		return UFC_NONE;
+	}
+	if (r == -EBADMSG || r == -EIO) {
+		ctx->bad_offset = vr.bad_offset;
+		snprintf(details, sizeof(details), "{\"first_bad_offset\":%llu,\"exact\":%s,\"read_error\":%s}",
+			 (unsigned long long)vr.bad_offset, vr.exact ? "true" : "false", r == -EIO ? "true" : "false");
+		slog(ctx, LOG_LVL_ERR, STAGE_VERIFICATION, UFC_VERIFY_MISMATCH, details, "first bad byte at offset %llu",
+		     (unsigned long long)vr.bad_offset);
+		return stage_fail(ctx, UFC_VERIFY_MISMATCH, "%s: %s at offset %llu", dev_name(ctx->dev),
+				  r == -EIO ? "read error" : vr.exact ? "wrong data" : "wrong data in the chunk",
+				  (unsigned long long)vr.bad_offset);
+	}
+	return fail_io(ctx, STAGE_VERIFICATION, r, vr.bad_offset, "read-back");
+}

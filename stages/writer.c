@@ -1,0 +1,658 @@
+/* Implementation of writer.h: the producer loop (source → hash → queue) runs in the caller's
+ * thread, the device thread writes, the head is held back, and the resume state is kept
+ * and (de)serialized here. */
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stages/ioq.h"
+#include "stages/verify.h"
+#include "stages/writer.h"
+#include "util/macro.h"
+
+struct writer {
+	struct dev *d;
+	struct blksrc *src;
+	const struct write_opts *opts;
+	uint64_t cs;
+	uint64_t sync_every;
+	bool ran;
+
+	/* What this run produced (hashes of the whole source, extents as written). */
+	struct wchunk *chunks;
+	size_t n_chunks, cap_chunks;
+	struct wextent *ext;
+	size_t n_ext, cap_ext;
+
+	/* Resume: the recorded state, and the offset from which this run writes. */
+	struct wchunk *rchunks;
+	size_t n_rchunks;
+	struct wextent *rext;
+	size_t n_rext;
+	uint64_t rhwm;
+	uint64_t write_from;   /* data in [CHUNK_HEAD, write_from) is already on the device */
+	size_t rci;            /* next recorded chunk to compare with the source */
+
+	uint64_t synced;       /* durable high-water mark (data >= CHUNK_HEAD below it is on disk) */
+	struct writer_stats st;
+	char *error;
+	char *resume_note;
+};
+
+/* ---- resume state (de)serialization ------------------------------------------------------ */
+
+static int b64_encode(const unsigned char *p, size_t n, char **ret)
+{
+	char *s = malloc(4 * ((n + 2) / 3) + 1);
+	if (!s)
+		return -ENOMEM;
+	EVP_EncodeBlock((unsigned char *)s, p, (int)n);
+	*ret = s;
+	return 0;
+}
+
+static int b64_decode(const char *s, unsigned char **ret, size_t *ret_n)
+{
+	size_t l = strlen(s);
+	if (l % 4)
+		return -EINVAL;
+	unsigned char *p = malloc(l / 4 * 3 + 1);
+	if (!p)
+		return -ENOMEM;
+	int n = EVP_DecodeBlock(p, (const unsigned char *)s, (int)l);
+	if (n < 0) {
+		free(p);
+		return -EINVAL;
+	}
+	if (l >= 1 && s[l - 1] == '=')
+		n--;
+	if (l >= 2 && s[l - 2] == '=')
+		n--;
+	*ret = p;
+	*ret_n = (size_t)n;
+	return 0;
+}
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+int writer_state_json(const struct writer *w, char **ret)
+{
+	uint64_t hwm = w->synced;
+	size_t nc = 0;
+	_cleanup_free_ unsigned char *bin = NULL;
+	_cleanup_free_ char *b64 = NULL;
+
+	/* Chunks durable on the device: outside the head, all their data below hwm, and closed
+	 * (a later chunk exists or the run finished). */
+	bin = malloc(w->n_chunks * 24 + 1);
+	if (!bin)
+		return -ENOMEM;
+	for (size_t i = 0; i < w->n_chunks; i++) {
+		const struct wchunk *c = &w->chunks[i];
+		if (c->off < CHUNK_HEAD)
+			continue;
+		if (c->data_end > hwm)
+			break;
+		put_le64(bin + nc * 24, c->off);
+		memcpy(bin + nc * 24 + 8, c->hash, 16);
+		nc++;
+	}
+	uint64_t end = nc ? chunk_window_end(get_le64(bin + (nc - 1) * 24), w->cs) : CHUNK_HEAD;
+	if (b64_encode(bin, nc * 24, &b64) < 0)
+		return -ENOMEM;
+	json_t *ext = json_array();
+	for (size_t i = 0; ext && i < w->n_ext; i++) {
+		uint64_t s = MAX(w->ext[i].off, CHUNK_HEAD), e = MIN(w->ext[i].off + w->ext[i].len, end);
+		if (s < e)
+			json_array_append_new(ext, json_pack("[II]", (json_int_t)s, (json_int_t)(e - s)));
+	}
+	json_t *o = json_pack("{s:i, s:I, s:I, s:o, s:s}", "v", 1, "cs", (json_int_t)w->cs, "hwm",
+			      (json_int_t)end, "ext", ext, "chunks", b64);
+	if (!o)
+		return -ENOMEM;
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}
+
+static int parse_state(struct writer *w, const char *text)
+{
+	json_error_t jerr;
+	json_t *o = json_loads(text, 0, &jerr), *ext = NULL;
+	json_int_t v = 0, cs = 0, hwm = 0;
+	const char *chunks = NULL;
+	_cleanup_free_ unsigned char *bin = NULL;
+	size_t nbin = 0;
+	int r = -EINVAL;
+
+	if (!o)
+		goto out;
+	if (json_unpack(o, "{s:I, s:I, s:I, s:o, s:s}", "v", &v, "cs", &cs, "hwm", &hwm, "ext", &ext,
+			"chunks", &chunks) < 0 || v != 1 || !json_is_array(ext))
+		goto out;
+	if ((uint64_t)cs != w->cs) {
+		r = -ERANGE;
+		goto out;
+	}
+	if (b64_decode(chunks, &bin, &nbin) < 0 || nbin % 24)
+		goto out;
+	w->n_rchunks = nbin / 24;
+	w->rchunks = calloc(w->n_rchunks + 1, sizeof(*w->rchunks));
+	w->rext = calloc(json_array_size(ext) + 1, sizeof(*w->rext));
+	if (!w->rchunks || !w->rext) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < w->n_rchunks; i++) {
+		w->rchunks[i].off = get_le64(bin + i * 24);
+		memcpy(w->rchunks[i].hash, bin + i * 24 + 8, 16);
+		if (w->rchunks[i].off < CHUNK_HEAD || (i && w->rchunks[i].off <= w->rchunks[i - 1].off))
+			goto out;
+	}
+	size_t i;
+	json_t *e;
+	uint64_t prev = 0;
+	json_array_foreach(ext, i, e) {
+		json_int_t a, l;
+		if (json_unpack(e, "[II]", &a, &l) < 0 || a < 0 || l <= 0 || (uint64_t)a < prev)
+			goto out;
+		w->rext[i] = (struct wextent){ (uint64_t)a, (uint64_t)l };
+		prev = (uint64_t)(a + l);
+	}
+	w->n_rext = json_array_size(ext);
+	if (hwm < 0 || (uint64_t)hwm > dev_size(w->d))
+		goto out;
+	w->rhwm = (uint64_t)hwm;
+	r = 0;
+out:
+	json_decref(o);
+	if (r < 0) {
+		free(w->rchunks);
+		free(w->rext);
+		w->rchunks = NULL;
+		w->rext = NULL;
+		w->n_rchunks = w->n_rext = 0;
+	}
+	return r;
+}
+
+/* ---- construction ---------------------------------------------------------------------------- */
+
+int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts,
+	       const char *resume_json, struct writer **ret)
+{
+	unsigned bs = dev_block_size(d);
+
+	if (!opts || opts->buffer_size == 0 || opts->buffer_size % 4096 || (bs && opts->buffer_size % bs) ||
+	    opts->queue_depth < 2)
+		return -EINVAL;
+	if (src->size > dev_size(d))
+		return -EFBIG;
+	struct writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	w->src = src;
+	w->opts = opts;
+	w->cs = opts->buffer_size;
+	w->sync_every = WRITER_SYNC_EVERY;
+	w->write_from = CHUNK_HEAD;
+	if (resume_json) {
+		int r = parse_state(w, resume_json);
+		if (r == -ENOMEM) {
+			free(w);
+			return r;
+		}
+		if (r < 0)
+			w->resume_note = strdup(r == -ERANGE ? "resume state has a different chunk size"
+							     : "resume state is malformed");
+		else
+			w->st.resumed = true;
+		w->st.resume_note = w->resume_note;
+	}
+	*ret = w;
+	return 0;
+}
+
+void writer_set_sync_every(struct writer *w, uint64_t bytes)
+{
+	if (bytes > 0)
+		w->sync_every = bytes;
+}
+
+struct writer *writer_free(struct writer *w)
+{
+	if (!w)
+		return NULL;
+	free(w->chunks);
+	free(w->ext);
+	free(w->rchunks);
+	free(w->rext);
+	free(w->error);
+	free(w->resume_note);
+	free(w);
+	return NULL;
+}
+
+const struct writer_stats *writer_stats(const struct writer *w) { return &w->st; }
+
+const struct wchunk *writer_chunks(const struct writer *w, size_t *ret_n)
+{
+	*ret_n = w->n_chunks;
+	return w->chunks;
+}
+
+const struct wextent *writer_extents(const struct writer *w, size_t *ret_n)
+{
+	*ret_n = w->n_ext;
+	return w->ext;
+}
+
+uint64_t writer_chunk_size(const struct writer *w) { return w->cs; }
+
+struct dev *writer_dev_free(struct dev *d) { return ioq_dev_free(d); }
+
+static void set_error(struct writer *w, const char *fmt, ...) _printf_(2, 3);
+static void set_error(struct writer *w, const char *fmt, ...)
+{
+	va_list ap;
+	char *m = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	free(w->error);
+	w->error = m;
+	w->st.error = m;
+}
+
+/* ---- the device thread ------------------------------------------------------------------------ */
+
+struct wthread {
+	struct ioq *q;
+	struct dev *d;
+	uint64_t sync_every;
+	void *head;             /* CHUNK_HEAD bytes, aligned */
+	struct wextent *hext;   /* head pieces */
+	size_t n_hext, cap_hext;
+	uint64_t written;       /* bytes sent to the device */
+};
+
+/* Write len bytes at off; on -EIO, write block by block to find the failing block. */
+static int write_exact(struct wthread *t, const void *buf, size_t len, uint64_t off, uint64_t *ret_bad)
+{
+	ioq_op_begin(t->q, "write", off);
+	int r = dev_pwrite(t->d, buf, len, off);
+	ioq_op_end(t->q, r < 0 ? 0 : len);
+	if (r >= 0) {
+		t->written += len;
+		return 0;
+	}
+	*ret_bad = off;
+	if (r != -EIO)
+		return r;
+	unsigned bs = dev_block_size(t->d);
+	for (size_t i = 0; i < len; i += bs) {
+		ioq_op_begin(t->q, "write", off + i);
+		int k = dev_pwrite(t->d, (const char *)buf + i, bs, off + i);
+		ioq_op_end(t->q, 0);
+		if (k < 0) {
+			*ret_bad = off + i;
+			return k;
+		}
+	}
+	return r;
+}
+
+static int do_sync(struct wthread *t, uint64_t off, uint64_t *ret_bad)
+{
+	ioq_op_begin(t->q, "sync", off);
+	int r = dev_sync(t->d);
+	ioq_op_end(t->q, 0);
+	if (r < 0)
+		*ret_bad = off;
+	return r;
+}
+
+static void *writer_thread(void *arg)
+{
+	struct wthread *t = arg;
+	struct ioq *q = t->q;
+	struct ioq_buf *b;
+	uint64_t since_sync = 0, bad = 0, last_end = 0;
+	int r;
+
+	for (;;) {
+		r = ioq_pop(q, IOQ_WORK, 0, &b);
+		if (r < 0)
+			goto fail;
+		if (b->len == 0) {
+			ioq_push(q, IOQ_FREE, b);
+			break;
+		}
+		uint64_t off = b->off, end = b->off + b->len;
+		/* Head part: keep for the end. */
+		if (off < CHUNK_HEAD) {
+			uint64_t he = MIN(end, CHUNK_HEAD);
+			memcpy((char *)t->head + off, b->data, (size_t)(he - off));
+			r = wextent_append(&t->hext, &t->n_hext, &t->cap_hext, off, he - off);
+			if (r < 0)
+				goto fail;
+			off = he;
+		}
+		/* The rest, minus [skip_lo, skip_hi). */
+		while (off < end) {
+			uint64_t e = end;
+			if (off >= b->skip_lo && off < b->skip_hi) {
+				off = MIN(end, b->skip_hi);
+				continue;
+			}
+			if (off < b->skip_lo && b->skip_lo < e)
+				e = b->skip_lo;
+			r = write_exact(t, (char *)b->data + (off - b->off), (size_t)(e - off), off, &bad);
+			if (r < 0)
+				goto fail;
+			since_sync += e - off;
+			off = e;
+		}
+		last_end = end;
+		ioq_push(q, IOQ_FREE, b);
+		if (since_sync >= t->sync_every) {
+			r = do_sync(t, last_end, &bad);
+			if (r < 0)
+				goto fail;
+			since_sync = 0;
+			pthread_mutex_lock(&q->lock);
+			q->synced = last_end;
+			q->sync_gen++;
+			pthread_cond_broadcast(&q->cond);
+			pthread_mutex_unlock(&q->lock);
+		}
+	}
+	/* Everything but the head is written: make it durable, then the head, then sync. */
+	r = do_sync(t, last_end, &bad);
+	if (r < 0)
+		goto fail;
+	pthread_mutex_lock(&q->lock);
+	q->synced = MAX(last_end, CHUNK_HEAD);
+	pthread_mutex_unlock(&q->lock);
+	for (size_t i = 0; i < t->n_hext; i++) {
+		r = write_exact(t, (char *)t->head + t->hext[i].off, (size_t)t->hext[i].len, t->hext[i].off, &bad);
+		if (r < 0)
+			goto fail;
+	}
+	if (t->n_hext) {
+		r = do_sync(t, 0, &bad);
+		if (r < 0)
+			goto fail;
+	}
+	pthread_mutex_lock(&q->lock);
+	q->io_bytes = t->written;
+	pthread_mutex_unlock(&q->lock);
+	ioq_io_finish(q, 0, 0);
+	goto out;
+fail:
+	pthread_mutex_lock(&q->lock);
+	q->io_bytes = t->written;
+	pthread_mutex_unlock(&q->lock);
+	ioq_io_finish(q, r, bad);
+out:
+	free(t->head);
+	free(t->hext);
+	free(t);
+	ioq_io_exit(q);
+	return NULL;
+}
+
+/* ---- the producer ----------------------------------------------------------------------------- */
+
+static int on_chunk(void *userdata, const struct wchunk *c)
+{
+	struct writer *w = userdata;
+
+	/* Resume: a chunk the device already holds must be the same data. */
+	if (w->st.resumed && c->off >= CHUNK_HEAD && c->off < w->write_from) {
+		while (w->rci < w->n_rchunks && w->rchunks[w->rci].off < c->off)
+			w->rci++;
+		if (w->rci >= w->n_rchunks || w->rchunks[w->rci].off != c->off ||
+		    memcmp(w->rchunks[w->rci].hash, c->hash, 16) != 0) {
+			w->st.bad_offset = c->off;
+			return -ESTALE;
+		}
+	}
+	if (w->n_chunks == w->cap_chunks) {
+		size_t nc = w->cap_chunks ? w->cap_chunks * 2 : 256;
+		struct wchunk *na = realloc(w->chunks, nc * sizeof(*na));
+		if (!na)
+			return -ENOMEM;
+		w->chunks = na;
+		w->cap_chunks = nc;
+	}
+	w->chunks[w->n_chunks++] = *c;
+	return 0;
+}
+
+/* Resume: find the first recorded chunk the device no longer holds. */
+static int resume_check(struct writer *w, atomic_bool *cancel)
+{
+	struct verify_opts vo = { .buffer_size = w->opts->buffer_size, .queue_depth = w->opts->queue_depth,
+				  .stall_timeout = w->opts->stall_timeout };
+	struct verify_result vr = { 0 };
+
+	w->write_from = w->n_rchunks ? chunk_window_end(w->rchunks[w->n_rchunks - 1].off, w->cs) : CHUNK_HEAD;
+	if (w->n_rchunks == 0)
+		return 0;
+	int r = dev_reset(w->d);
+	if (r < 0)
+		return r;
+	r = verify_chunks(w->d, w->rext, w->n_rext, w->rchunks, w->n_rchunks, w->cs, &vo, cancel, &vr);
+	if (r == -EBADMSG || r == -EIO)
+		w->write_from = chunk_window_start(vr.bad_offset, w->cs);
+	else if (r < 0) {
+		w->st.bad_offset = vr.bad_offset;
+		return r;
+	}
+	return 0;
+}
+
+static void maybe_checkpoint(struct writer *w, struct ioq *q, uint64_t *gen, const struct writer_cbs *cbs)
+{
+	pthread_mutex_lock(&q->lock);
+	uint64_t g = q->sync_gen, synced = q->synced;
+	pthread_mutex_unlock(&q->lock);
+	if (g == *gen)
+		return;
+	*gen = g;
+	w->synced = MAX(w->synced, synced);
+	if (cbs && cbs->checkpoint) {
+		_cleanup_free_ char *js = NULL;
+		if (writer_state_json(w, &js) == 0)
+			cbs->checkpoint(cbs->userdata, js);
+	}
+}
+
+int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *cbs)
+{
+	struct chunk_hasher h;
+	struct ioq *q = NULL;
+	struct wthread *t = NULL;
+	pthread_t th;
+	uint64_t last_end = 0, gen = 0, reused = 0;
+	bool unaligned_end = false;
+	unsigned bs = dev_block_size(w->d);
+	int r;
+
+	if (w->ran)
+		return -EALREADY;
+	w->ran = true;
+
+	if (w->st.resumed) {
+		r = resume_check(w, cancel);
+		if (r < 0) {
+			set_error(w, "resume check failed at offset %llu", (unsigned long long)w->st.bad_offset);
+			return r;
+		}
+		w->st.resume_from = w->write_from;
+		/* Restore the durable state: what the recorded prefix says is on the device. */
+		w->synced = w->write_from;
+	}
+
+	r = chunk_hasher_init(&h, w->cs, on_chunk, w);
+	if (r < 0)
+		return r;
+	r = ioq_new(w->opts->queue_depth, w->opts->buffer_size, false, w->opts->stall_timeout, w->d, &q);
+	if (r < 0) {
+		chunk_hasher_done(&h);
+		return r;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t)
+		t->head = dev_alloc_buf(CHUNK_HEAD);
+	if (!t || !t->head) {
+		if (t)
+			free(t->head);
+		free(t);
+		q->refs = 1;
+		ioq_unref(q);
+		chunk_hasher_done(&h);
+		return -ENOMEM;
+	}
+	memset(t->head, 0, CHUNK_HEAD);
+	t->q = q;
+	t->d = w->d;
+	t->sync_every = w->sync_every;
+	r = -pthread_create(&th, NULL, writer_thread, t);
+	if (r < 0) {
+		free(t->head);
+		free(t);
+		q->refs = 1;
+		ioq_unref(q);
+		chunk_hasher_done(&h);
+		return r;
+	}
+
+	for (;;) {
+		struct ioq_buf *b;
+
+		if (cancel && atomic_load(cancel)) {
+			r = -ECANCELED;
+			set_error(w, "cancelled");
+			break;
+		}
+		r = ioq_pop(q, IOQ_FREE, IOQ_WATCH | IOQ_FAILFAST, &b);
+		if (r < 0)
+			break;
+		uint64_t off;
+		ssize_t n = blksrc_read(w->src, b->data, w->opts->buffer_size, &off);
+		if (n < 0) {
+			ioq_push(q, IOQ_FREE, b);
+			r = (int)n;
+			w->st.image_error = true;
+			set_error(w, "%s", blksrc_error(w->src) ? blksrc_error(w->src) : "image read failed");
+			break;
+		}
+		if (n > 0 && (unaligned_end || off % 4096 || off < last_end ||
+			      off + (uint64_t)n > w->src->size || (size_t)n > w->opts->buffer_size)) {
+			ioq_push(q, IOQ_FREE, b);
+			r = -EINVAL;
+			w->st.image_error = true;
+			set_error(w, "source produced a bad extent at offset %llu", (unsigned long long)off);
+			break;
+		}
+		if (n == 0) {
+			b->len = 0;
+			ioq_push(q, IOQ_WORK, b);
+			r = 0;
+			break;
+		}
+		size_t len = (size_t)n;
+		if (len % bs) {
+			size_t al = ALIGN_UP(len, (size_t)bs);
+			memset((char *)b->data + len, 0, al - len);
+			len = al;
+			unaligned_end = true;
+		}
+		r = chunk_hasher_feed(&h, off, b->data, len);
+		if (r == 0)
+			r = wextent_append(&w->ext, &w->n_ext, &w->cap_ext, off, len);
+		if (r < 0) {
+			ioq_push(q, IOQ_FREE, b);
+			if (r == -ESTALE)
+				set_error(w, "the image differs from the interrupted attempt at chunk %llu",
+					  (unsigned long long)w->st.bad_offset);
+			break;
+		}
+		last_end = off + len;
+		b->off = off;
+		b->len = len;
+		b->data_len = (size_t)n;
+		b->skip_lo = CHUNK_HEAD;
+		b->skip_hi = w->write_from;
+		uint64_t ks = MAX(off, CHUNK_HEAD), ke = MIN(off + len, w->write_from);
+		if (ke > ks)
+			reused += ke - ks;
+		if (off >= CHUNK_HEAD && off + len <= w->write_from)
+			ioq_push(q, IOQ_FREE, b); /* all on the device already */
+		else
+			ioq_push(q, IOQ_WORK, b);
+		maybe_checkpoint(w, q, &gen, cbs);
+		if (cbs && cbs->progress) {
+			pthread_mutex_lock(&q->lock);
+			uint64_t io = q->io_bytes;
+			pthread_mutex_unlock(&q->lock);
+			cbs->progress(cbs->userdata, MIN(io + reused, w->src->mapped), w->src->mapped);
+		}
+	}
+	if (r == 0)
+		r = chunk_hasher_flush(&h);
+	if (r == 0) {
+		/* Wait for the device thread to write the rest, the head, and sync. */
+		r = ioq_wait_done(q, IOQ_WATCH);
+		if (r == 0 && q->io_err)
+			r = -EPIPE;
+	}
+	if (r == -EPIPE) {
+		r = q->io_err;
+		w->st.bad_offset = q->io_err_off;
+		set_error(w, "%s failed at offset %llu: %s", "write", (unsigned long long)q->io_err_off,
+			  strerror(-r));
+	} else if (r == -ETIMEDOUT) {
+		w->st.stalled = true;
+		w->st.bad_offset = q->op_off;
+		set_error(w, "%s at offset %llu did not return within %.0f s", q->op_what ? q->op_what : "I/O",
+			  (unsigned long long)q->op_off, w->opts->stall_timeout);
+	}
+	pthread_mutex_lock(&q->lock);
+	w->st.bytes_written = q->io_bytes;
+	w->synced = MAX(w->synced, q->synced);
+	pthread_mutex_unlock(&q->lock);
+	w->st.bytes_reused = reused;
+	int k = ioq_finish(q, th);
+	if (k == -ETIMEDOUT && r == 0)
+		r = k;
+	chunk_hasher_done(&h);
+	if (r == 0 && cbs && cbs->progress)
+		cbs->progress(cbs->userdata, w->src->mapped, w->src->mapped);
+	return r;
+}

@@ -1,0 +1,3 @@
+# Config loader and size/duration parser suites (no database).
+uf_test(NAME test_config SOURCES test_config.c LIBS uf_config)
+uf_test(NAME test_size SOURCES test_size.c LIBS uf_config)

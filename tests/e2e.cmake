@@ -1,0 +1,6 @@
+# The real-kernel USB end-to-end test (issue 4): Debian's kernel under QEMU (TCG) with two
+# emulated usb-storage sticks, the usbforge binary in a busybox initramfs (tests/e2e/).
+# Needs the usbforge target built; installs what it needs through scripts/setup --e2e and
+# fails loudly (never skips) when the kernel or QEMU cannot be had.
+add_test(NAME usb_e2e COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/run-usb-e2e ${CMAKE_BINARY_DIR})
+set_tests_properties(usb_e2e PROPERTIES TIMEOUT 600 LABELS e2e)

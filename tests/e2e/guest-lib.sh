@@ -1,0 +1,85 @@
+# Helpers for guest scripts of the e2e harness (busybox sh), installed in the guest as
+# /e2e/lib.sh: `. /e2e/lib.sh`. The host (tests/e2e/run-guest) attaches the sticks in order with
+# serials UFSTICK0001, UFSTICK0002, … and QEMU ids stick1, stick2, …, and watches the serial
+# console for "@@E2E-UNPLUG stickN@@" lines, on which it removes that stick (QMP device_del).
+
+# e2e_dev_by_serial SERIAL: print /dev/sdX of the USB disk whose usb_device has SERIAL; 1 if none.
+e2e_dev_by_serial() {
+	for b in /sys/block/sd*; do
+		[ -e "$b" ] || continue
+		d=$(readlink -f "$b/device")
+		while [ -n "$d" ] && [ "$d" != / ] && [ "$d" != /sys ]; do
+			if [ -f "$d/serial" ] && [ -f "$d/idVendor" ]; then
+				if [ "$(cat "$d/serial")" = "$1" ]; then
+					echo "/dev/${b##*/}"
+					return 0
+				fi
+				break
+			fi
+			d=${d%/*}
+		done
+	done
+	return 1
+}
+
+# e2e_usb_dir DEV: print the sysfs directory of the usb_device above block device DEV (/dev/sdX).
+e2e_usb_dir() {
+	d=$(readlink -f "/sys/block/${1##*/}/device")
+	while [ -n "$d" ] && [ "$d" != /sys ]; do
+		[ -f "$d/idVendor" ] && { echo "$d"; return 0; }
+		d=${d%/*}
+	done
+	return 1
+}
+
+# e2e_unplug ID: ask the host to remove stick ID (stick1, stick2, …) now.
+e2e_unplug() {
+	echo "@@E2E-UNPLUG $1@@"
+}
+
+# e2e_wait_io DEV TENTHS: wait until DEV has completed writes (sectors written > 0: a write
+# is under way and has reached the disk); 0 when it did, 1 after TENTHS × 0.1 s.
+e2e_wait_io() {
+	i=0
+	while [ $i -lt "$2" ]; do
+		set -- "$1" "$2" $(cat "/sys/block/${1##*/}/stat" 2>/dev/null)
+		# stat field 7 = sectors written (shifted by the two arguments)
+		[ "${9:-0}" -gt 0 ] && return 0
+		i=$((i + 1))
+		sleep 0.1
+	done
+	return 1
+}
+
+# e2e_wait_gone DEV TENTHS: wait until DEV has disappeared; 0 when it did, 1 after the bound.
+e2e_wait_gone() {
+	i=0
+	while [ $i -lt "$2" ]; do
+		[ -e "/sys/block/${1##*/}" ] || return 0
+		i=$((i + 1))
+		sleep 0.1
+	done
+	return 1
+}
+
+# Test bookkeeping: e2e_check DESCRIPTION COMMAND… runs COMMAND, prints "ok"/"FAIL" lines and
+# counts failures in E2E_FAILS; e2e_summary prints the totals and returns 1 on any failure.
+E2E_FAILS=0
+E2E_CHECKS=0
+e2e_ok() { E2E_CHECKS=$((E2E_CHECKS + 1)); echo "ok   - $*"; }
+e2e_fail() { E2E_CHECKS=$((E2E_CHECKS + 1)); E2E_FAILS=$((E2E_FAILS + 1)); echo "FAIL - $*"; }
+e2e_check() {
+	desc=$1
+	shift
+	if "$@"; then e2e_ok "$desc"; else e2e_fail "$desc"; fi
+}
+e2e_summary() {
+	echo "guest checks: $E2E_CHECKS, failed: $E2E_FAILS"
+	[ "$E2E_FAILS" -eq 0 ]
+}
+
+# e2e_uptime_cs: the guest's uptime in hundredths of a second (for durations).
+e2e_uptime_cs() {
+	read -r up _ </proc/uptime
+	echo "${up%.*}${up#*.}"
+}

@@ -1,0 +1,72 @@
+# Guest script of the real-kernel USB end-to-end test (run by tests/e2e/run-usb-e2e).
+# In the guest: /bin/usbforge, /etc/usbforge.conf (udev mode, no slots, verify + reset before
+# verify), /img1.raw and /img2.raw; stick 1 (UFSTICK0001) and stick 2 (UFSTICK0002, its writes
+# throttled by QEMU so that a write lasts). Checks:
+#   1. `usbforge --json devices` exits 0; the JSON goes to the host between markers, which
+#      checks both sticks: eligible, serial, vendor, model, devnode, port_path, usb_speed_mbps,
+#      capacity, slot named after the port path.
+#   2. `usbforge write --yes STICK1 /img1.raw` exits 0 after verification, with exactly one USB
+#      reset of stick 1 (kernel log) and stick 1 back with its serial; the host compares the
+#      backing file byte for byte.
+#   3. `usbforge write --yes STICK2 /img2.raw` while the host pulls stick 2 (QMP device_del)
+#      exits 1 with DEVICE_GONE within 60 s — never a hang, never a success.
+. /e2e/lib.sh
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+UF="usbforge --config /etc/usbforge.conf"
+
+for n in 1 2; do
+	serial=UFSTICK000$n
+	dev=$(e2e_dev_by_serial $serial) || { e2e_fail "stick $serial present"; continue; }
+	u=$(e2e_usb_dir "$dev")
+	e2e_ok "stick $serial is $dev on USB port ${u##*/}"
+	echo "FACT stick$n.dev=$dev stick$n.port=${u##*/} stick$n.speed=$(cat "$u/speed")"
+done
+dev1=$(e2e_dev_by_serial UFSTICK0001)
+dev2=$(e2e_dev_by_serial UFSTICK0002)
+port1=$(e2e_usb_dir "$dev1")
+port1=${port1##*/}
+
+# 1. devices
+$UF --json devices >/tmp/devices.json 2>/tmp/devices.err
+rc=$?
+e2e_check "usbforge --json devices exits 0 (got $rc)" [ $rc = 0 ]
+cat /tmp/devices.err
+echo "@@DEVICES-JSON-BEGIN@@"
+cat /tmp/devices.json
+echo
+echo "@@DEVICES-JSON-END@@"
+$UF devices 2>&1
+
+# 2. write + reset + verify
+resets0=$(dmesg | grep -c "usb $port1: reset")
+t0=$(e2e_uptime_cs)
+$UF write --yes "$dev1" /img1.raw >/tmp/w1.out 2>&1
+rc=$?
+t1=$(e2e_uptime_cs)
+cat /tmp/w1.out
+e2e_check "usbforge write --yes $dev1 /img1.raw exits 0 (got $rc)" [ $rc = 0 ]
+resets=$(($(dmesg | grep -c "usb $port1: reset") - resets0))
+echo "FACT write1.exit=$rc write1.centis=$((t1 - t0)) write1.resets=$resets"
+e2e_check "stick 1 was reset exactly once before verification (got $resets)" [ "$resets" = 1 ]
+back=$(e2e_dev_by_serial UFSTICK0001)
+e2e_check "stick 1 is back after the reset as $back" [ -n "$back" ]
+
+# 3. a stick pulled mid-write
+timeout 60 $UF write --yes "$dev2" /img2.raw >/tmp/w2.out 2>&1 &
+pid=$!
+if e2e_wait_io "$dev2" 300; then
+	e2e_ok "the write to $dev2 is under way"
+else
+	e2e_fail "the write to $dev2 started within 30 s"
+fi
+t0=$(e2e_uptime_cs)
+e2e_unplug stick2
+wait $pid
+rc=$?
+t1=$(e2e_uptime_cs)
+cat /tmp/w2.out
+echo "FACT remove.exit=$rc remove.centis=$((t1 - t0))"
+e2e_check "the write to the pulled stick exits 1, not hung (143), not 0 (got $rc)" [ $rc = 1 ]
+e2e_check "the write to the pulled stick reports DEVICE_GONE" grep -q DEVICE_GONE /tmp/w2.out
+e2e_check "$dev2 is gone" e2e_wait_gone "$dev2" 100
+e2e_summary

@@ -1,0 +1,118 @@
+/* The fake-capacity probe (stages/probe.c, stage_probe_device): genuine targets are called
+ * genuine and left byte-for-byte as they were; wrap-around fakes (large and small real
+ * sizes, not powers of two) and limbo fakes (0x00 and 0xff fill) are classified and their
+ * real size named to the byte; the stage maps a fake to DEVICE_FAKE_CAPACITY. */
+#include <errno.h>
+
+#include "stages/probe.h"
+#include "stages/stage_write.h"
+#include "wtest.h"
+
+#define MiB (1u << 20)
+
+Test(probe, genuine_is_restored)
+{
+	char *dir = tu_tmpdir("pr"), *tpath;
+	uint8_t *data;
+	char *img = wt_image(dir, "t.bin", 64 * MiB, 21, &data);
+	struct dev *d = NULL;
+	cr_assert_eq(dev_open(img, DEV_OPEN_WRITE, &d), 0);
+	tpath = img;
+	struct probe_result pr;
+	cr_assert_eq(probe_run(d, NULL, &pr), 0);
+	cr_assert_eq(pr.verdict, PROBE_GENUINE);
+	cr_assert_eq(pr.usable_size, 64 * MiB);
+	cr_assert_eq(pr.reported_size, 64 * MiB);
+	cr_assert_eq(pr.restored, true);
+	cr_assert_eq(pr.blocks_probed, 128 + 127 + 1); /* m = 128: run, giants, last block */
+	uint8_t *got = wt_read_file(tpath, 64 * MiB);
+	cr_assert(memcmp(got, data, 64 * MiB) == 0, "probe did not restore the target");
+	free(got);
+	free(data);
+	dev_free(d);
+	tu_rmrf(dir);
+}
+
+static struct probe_result probe_fake(uint64_t real, bool wrap, uint8_t fill)
+{
+	char *dir = tu_tmpdir("pr");
+	struct dev *inner = wt_target(dir, "t.bin", 64 * MiB, NULL), *d = NULL;
+	struct dev_fault f = { .real_size = real, .wrap = wrap, .limbo_fill = fill };
+	cr_assert_eq(dev_new_faulty(inner, &f, &d), 0);
+	struct probe_result pr;
+	cr_assert_eq(probe_run(d, NULL, &pr), 0);
+	dev_free(d);
+	tu_rmrf(dir);
+	return pr;
+}
+
+Test(probe, wraparound_large)
+{
+	uint64_t real = 40 * MiB + 12 * 4096;
+	struct probe_result pr = probe_fake(real, true, 0);
+	cr_assert_eq(pr.verdict, PROBE_WRAPAROUND);
+	cr_assert_eq(pr.usable_size, real);
+	cr_assert_eq(pr.alias_from - pr.alias_to, real);
+}
+
+Test(probe, wraparound_smaller_than_the_run)
+{
+	uint64_t real = 75 * 4096; /* below m = 128 blocks */
+	struct probe_result pr = probe_fake(real, true, 0);
+	cr_assert_eq(pr.verdict, PROBE_WRAPAROUND);
+	cr_assert_eq(pr.usable_size, real);
+}
+
+Test(probe, wraparound_power_of_two)
+{
+	struct probe_result pr = probe_fake(32 * MiB, true, 0);
+	cr_assert_eq(pr.verdict, PROBE_WRAPAROUND);
+	cr_assert_eq(pr.usable_size, 32 * MiB);
+}
+
+Test(probe, limbo_zeros)
+{
+	uint64_t real = 40 * MiB + 20 * 4096;
+	struct probe_result pr = probe_fake(real, false, 0x00);
+	cr_assert_eq(pr.verdict, PROBE_LIMBO);
+	cr_assert_eq(pr.usable_size, real);
+}
+
+Test(probe, limbo_ff_on_a_point)
+{
+	uint64_t real = 16 * MiB; /* exactly on a probed block */
+	struct probe_result pr = probe_fake(real, false, 0xff);
+	cr_assert_eq(pr.verdict, PROBE_LIMBO);
+	cr_assert_eq(pr.usable_size, real);
+}
+
+Test(probe, stage_maps_fake_to_code)
+{
+	char *dir = tu_tmpdir("pr");
+	struct dev *inner = wt_target(dir, "t.bin", 64 * MiB, NULL), *d = NULL;
+	struct dev_fault f = { .real_size = 48 * MiB + 4096, .wrap = true };
+	cr_assert_eq(dev_new_faulty(inner, &f, &d), 0);
+	struct write_opts o = wt_opts();
+	struct job_spec job = { 0 };
+	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o };
+	cr_assert_eq(stage_probe_device(&ctx), UFC_DEVICE_FAKE_CAPACITY);
+	cr_assert_eq(ctx.usable_size, 48 * MiB + 4096);
+	cr_assert_eq(ctx.bad_offset, 48 * MiB + 4096);
+	stage_ctx_done(&ctx);
+	dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(probe, stage_genuine_sets_usable)
+{
+	char *dir = tu_tmpdir("pr");
+	struct dev *d = wt_target(dir, "t.bin", 32 * MiB, NULL);
+	struct write_opts o = wt_opts();
+	struct job_spec job = { 0 };
+	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o };
+	cr_assert_eq(stage_probe_device(&ctx), UFC_NONE);
+	cr_assert_eq(ctx.usable_size, 32 * MiB);
+	stage_ctx_done(&ctx);
+	dev_free(d);
+	tu_rmrf(dir);
+}

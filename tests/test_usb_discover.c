@@ -1,0 +1,663 @@
+/* Tests of discovery and the safety rules (usb/discover.c, usb/safety.c): on a fake sysfs tree
+ * with fake mountinfo/swaps under a tmpdir (USB sticks, a virtual disk, partitions, holders,
+ * a dm stack holding /), and on the real system with loop devices this test creates (static
+ * mode eligible, udev mode "not on USB", a mounted file system refused, the disk holding /
+ * refused — found through mountinfo and probed in sysfs only, never opened). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers/testutil.h"
+#include "test_usb_loop.h"
+#include "usb/dev.h"
+#include "usb/discover.h"
+#include "usb/safety.h"
+
+static char *tmp;
+static char *sysfs;
+static char *mountinfo;
+static char *swaps;
+static struct usb_env env;
+static char *mounted_dir; /* unmounted by teardown if a test stops half-way */
+
+static void setup(void)
+{
+	tmp = tu_tmpdir("disc");
+	sysfs = tu_path(tmp, "sys");
+	mountinfo = tu_path(tmp, "mountinfo");
+	swaps = tu_path(tmp, "swaps");
+	cr_assert_eq(mkdir(sysfs, 0755), 0);
+	const char *mi = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+	                 "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
+	tu_write_file(mountinfo, mi, strlen(mi));
+	const char *sw = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+	tu_write_file(swaps, sw, strlen(sw));
+	env = (struct usb_env){ .sysfs = sysfs, .mountinfo = mountinfo, .swaps = swaps };
+}
+
+static void teardown(void)
+{
+	if (mounted_dir) {
+		umount2(mounted_dir, MNT_DETACH);
+		free(mounted_dir);
+		mounted_dir = NULL;
+	}
+	tu_rmrf(tmp);
+	free(tmp);
+	free(sysfs);
+	free(mountinfo);
+	free(swaps);
+}
+
+TestSuite(fakesys, .init = setup, .fini = teardown);
+TestSuite(realsys, .init = setup, .fini = teardown);
+
+/* ---- building a fake sysfs ----------------------------------------------------------------- */
+
+static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *pathf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p = NULL;
+	va_start(ap, fmt);
+	cr_assert(vasprintf(&p, fmt, ap) > 0);
+	va_end(ap);
+	return p;
+}
+
+static void mkdirs(const char *path)
+{
+	char *p = strdup(path);
+	for (char *s = p + 1; *s; s++)
+		if (*s == '/') {
+			*s = '\0';
+			mkdir(p, 0755);
+			*s = '/';
+		}
+	mkdir(p, 0755);
+	free(p);
+}
+
+static void attr(const char *dir, const char *name, const char *value)
+{
+	char *p = pathf("%s/%s", dir, name);
+	char *slash = strrchr(p, '/');
+	*slash = '\0';
+	mkdirs(p);
+	*slash = '/';
+	char *v = pathf("%s\n", value);
+	tu_write_file(p, v, strlen(v));
+	free(v);
+	free(p);
+}
+
+static void link_to(const char *target, const char *linkpath)
+{
+	char *p = strdup(linkpath);
+	*strrchr(p, '/') = '\0';
+	mkdirs(p);
+	free(p);
+	cr_assert_eq(symlink(target, linkpath), 0, "symlink %s: %s", linkpath, strerror(errno));
+}
+
+/* A block device directory at devdir (absolute), registered in class/block and dev/block. */
+static void fake_block(const char *devdir, const char *name, const char *devnum, uint64_t sectors, bool partition)
+{
+	mkdirs(devdir);
+	attr(devdir, "dev", devnum);
+	char *s = pathf("%llu", (unsigned long long)sectors);
+	attr(devdir, "size", s);
+	free(s);
+	attr(devdir, "ro", "0");
+	char *ue = pathf("MAJOR=%u\nMINOR=%u\nDEVNAME=%s\nDEVTYPE=%s", 0u, 0u, name, partition ? "partition" : "disk");
+	attr(devdir, "uevent", ue);
+	free(ue);
+	if (partition) {
+		attr(devdir, "partition", "1");
+	} else {
+		attr(devdir, "removable", "1");
+		attr(devdir, "queue/logical_block_size", "512");
+	}
+	char *h = pathf("%s/holders", devdir);
+	mkdirs(h);
+	free(h);
+	char *l1 = pathf("%s/class/block/%s", sysfs, name);
+	link_to(devdir, l1);
+	char *l2 = pathf("%s/dev/block/%s", sysfs, devnum);
+	link_to(devdir, l2);
+	free(l1);
+	free(l2);
+}
+
+/* A USB stick at port (e.g. "2-1.3" on bus 2) whose disk is name/devnum. Returns the disk dir. */
+static char *fake_stick(const char *port, const char *name, const char *devnum, const char *serial, uint64_t sectors)
+{
+	unsigned bus = (unsigned)(port[0] - '0');
+	char *usbdev = pathf("%s/devices/pci0000:00/0000:00:14.0/usb%u/%s", sysfs, bus, port);
+	mkdirs(usbdev);
+	attr(usbdev, "uevent", "MAJOR=189\nMINOR=1\nDEVNAME=bus/usb/002/002\nDEVTYPE=usb_device\nDRIVER=usb");
+	char *sub = pathf("%s/subsystem", usbdev);
+	link_to("../../../../../bus/usb", sub);
+	free(sub);
+	attr(usbdev, "idVendor", "46f4");
+	attr(usbdev, "idProduct", "0001");
+	attr(usbdev, "manufacturer", "QEMU");
+	attr(usbdev, "product", "QEMU USB HARDDRIVE");
+	if (serial)
+		attr(usbdev, "serial", serial);
+	attr(usbdev, "speed", "5000");
+	char *b = pathf("%u", bus);
+	attr(usbdev, "busnum", b);
+	free(b);
+	/* The interface (subsystem usb too, but DEVTYPE=usb_interface) and the SCSI chain. */
+	char *intf = pathf("%s/%s:1.0", usbdev, port);
+	attr(intf, "uevent", "DEVTYPE=usb_interface\nDRIVER=usb-storage");
+	char *isub = pathf("%s/subsystem", intf);
+	link_to("../../../../../../bus/usb", isub);
+	free(isub);
+	char *disk = pathf("%s/host6/target6:0:0/6:0:0:0/block/%s", intf, name);
+	fake_block(disk, name, devnum, sectors, false);
+	free(intf);
+	free(usbdev);
+	return disk;
+}
+
+static char *fake_partition(const char *disk, const char *name, const char *devnum)
+{
+	char *p = pathf("%s/%s", disk, name);
+	fake_block(p, name, devnum, 1000, true);
+	return p;
+}
+
+static char *fake_vda(void)
+{
+	char *d = pathf("%s/devices/pci0000:00/0000:00:04.0/virtio1/block/vda", sysfs);
+	fake_block(d, "vda", "254:0", 1000000, false);
+	attr(d, "removable", "0");
+	return d;
+}
+
+static struct uf_config cfg_udev(void)
+{
+	struct uf_config c;
+	memset(&c, 0, sizeof(c));
+	c.usb.mode = USB_MODE_UDEV;
+	return c;
+}
+
+static void list(const struct uf_config *cfg, struct usb_candidate **ret, size_t *ret_n)
+{
+	cr_assert_eq(usb_list_candidates_env(&env, cfg, ret, ret_n), 0);
+}
+
+static void put(const char *path, const char *text)
+{
+	tu_write_file(path, text, strlen(text));
+}
+
+static void append(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "ae");
+	cr_assert(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* ---- fake sysfs: identity and slots -------------------------------------------------------- */
+
+Test(fakesys, usb_stick_is_eligible_slot_named_after_port)
+{
+	free(fake_stick("2-1.3", "sdb", "8:16", "SN-B", 2097152));
+	free(fake_vda());
+	struct uf_config cfg = cfg_udev();
+	struct usb_candidate *c;
+	size_t n;
+	list(&cfg, &c, &n);
+	cr_assert_eq(n, 2);
+	/* Slot "2-1.3" is not a configured slot: both rank equal, sorted by devnode. */
+	cr_assert_str_eq(c[0].devnode, "/dev/sdb");
+	cr_assert_str_eq(c[0].slot, "2-1.3");
+	cr_assert_str_eq(c[0].serial, "SN-B");
+	cr_assert_str_eq(c[0].vendor, "QEMU");
+	cr_assert_str_eq(c[0].model, "QEMU USB HARDDRIVE");
+	cr_assert_eq(c[0].capacity_bytes, 2097152ULL * 512);
+	cr_assert_eq(c[0].logical_block_size, 512);
+	cr_assert_eq(c[0].usb_speed_mbps, 5000);
+	cr_assert_str_eq(c[0].port_path, "2-1.3");
+	cr_assert_str_eq(c[0].root_hub, "usb2");
+	cr_assert(c[0].eligible);
+	cr_assert_null(c[0].reason);
+	cr_assert(c[0].is_block);
+	cr_assert_eq(c[0].devnum, makedev(8, 16));
+
+	cr_assert_str_eq(c[1].devnode, "/dev/vda");
+	cr_assert_null(c[1].slot);
+	cr_assert_not(c[1].eligible);
+	cr_assert_str_eq(c[1].reason, "holds the root filesystem");
+	cr_assert_null(c[1].port_path);
+	cr_assert_eq(c[1].usb_speed_mbps, 0);
+	usb_candidates_free(c, n);
+}
+
+Test(fakesys, non_usb_disk_and_empty_loop)
+{
+	/* A virtual disk with a medium is listed as "not on USB"; an empty loop is skipped. */
+	char *d = pathf("%s/devices/virtual/block/loop0", sysfs);
+	fake_block(d, "loop0", "7:0", 0, false);
+	free(d);
+	d = pathf("%s/devices/virtual/block/loop1", sysfs);
+	fake_block(d, "loop1", "7:1", 2048, false);
+	free(d);
+	struct uf_config cfg = cfg_udev();
+	struct usb_candidate *c;
+	size_t n;
+	list(&cfg, &c, &n);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(c[0].devnode, "/dev/loop1");
+	cr_assert_not(c[0].eligible);
+	cr_assert_str_eq(c[0].reason, "not on USB");
+	cr_assert_null(c[0].slot);
+	usb_candidates_free(c, n);
+}
+
+Test(fakesys, configured_slots_map_ports)
+{
+	free(fake_stick("2-1.3", "sdb", "8:16", "SN-B", 2048));
+	free(fake_stick("2-1.9", "sdc", "8:32", "SN-C", 2048));
+	struct slot_conf slots[] = {
+		{ .name = "B", .port = "2-1.4" },
+		{ .name = "A", .port = "2-1.3" },
+	};
+	struct uf_config cfg = cfg_udev();
+	cfg.usb.slots = slots;
+	cfg.usb.n_slots = 2;
+	struct usb_candidate *c;
+	size_t n;
+	list(&cfg, &c, &n);
+	cr_assert_eq(n, 3);
+	cr_assert_str_eq(c[0].slot, "B");
+	cr_assert_null(c[0].devnode);
+	cr_assert_str_eq(c[0].port_path, "2-1.4");
+	cr_assert_not(c[0].eligible);
+	cr_assert_str_eq(c[0].reason, "empty");
+	cr_assert_str_eq(c[1].slot, "A");
+	cr_assert_str_eq(c[1].devnode, "/dev/sdb");
+	cr_assert(c[1].eligible);
+	cr_assert_null(c[2].slot);
+	cr_assert_str_eq(c[2].devnode, "/dev/sdc");
+	cr_assert_not(c[2].eligible);
+	cr_assert_str_eq(c[2].reason, "port 2-1.9 is not mapped to a slot");
+	usb_candidates_free(c, n);
+}
+
+Test(fakesys, usb_stick_without_medium_and_serial_fallback)
+{
+	char *d = fake_stick("1-2", "sdb", "8:16", NULL, 0);
+	attr(d, "serial", "DISK-SERIAL");
+	free(d);
+	struct uf_config cfg = cfg_udev();
+	struct usb_candidate *c;
+	size_t n;
+	list(&cfg, &c, &n);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(c[0].serial, "DISK-SERIAL");
+	cr_assert_str_eq(c[0].root_hub, "usb1");
+	cr_assert_not(c[0].eligible);
+	cr_assert_str_eq(c[0].reason, "no medium");
+	cr_assert_null(c[0].slot);
+	usb_candidates_free(c, n);
+}
+
+/* ---- fake sysfs: the safety rules ---------------------------------------------------------- */
+
+static char *reason_of_sdb(void)
+{
+	struct uf_config cfg = cfg_udev();
+	struct usb_candidate *c;
+	size_t n;
+	list(&cfg, &c, &n);
+	for (size_t i = 0; i < n; i++)
+		if (c[i].devnode && strcmp(c[i].devnode, "/dev/sdb") == 0) {
+			cr_assert_not(c[i].eligible);
+			cr_assert_null(c[i].slot);
+			char *r = strdup(c[i].reason);
+			usb_candidates_free(c, n);
+			return r;
+		}
+	cr_assert_fail("sdb not listed");
+	return NULL;
+}
+
+Test(fakesys, mounted_partition)
+{
+	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
+	free(fake_partition(d, "sdb1", "8:17"));
+	free(fake_partition(d, "sdb2", "8:18"));
+	append(mountinfo, "90 27 8:18 / /media/my\\040stick rw - vfat /dev/sdb2 rw\n");
+	char *r = reason_of_sdb();
+	cr_assert_str_eq(r, "mounted at /media/my stick (sdb2)");
+	free(r);
+	free(d);
+}
+
+Test(fakesys, mounted_whole_disk)
+{
+	free(fake_stick("2-1", "sdb", "8:16", "S", 2048));
+	append(mountinfo, "90 27 8:16 / /mnt rw - ext4 /dev/sdb rw\n");
+	char *r = reason_of_sdb();
+	cr_assert_str_eq(r, "mounted at /mnt (sdb)");
+	free(r);
+}
+
+Test(fakesys, swap_partition)
+{
+	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
+	free(fake_partition(d, "sdb1", "8:17"));
+	append(swaps, "/dev/sdb1                               partition\t1048572\t\t0\t\t-2\n");
+	char *r = reason_of_sdb();
+	cr_assert_str_eq(r, "used as swap (sdb1)");
+	free(r);
+	free(d);
+}
+
+Test(fakesys, root_on_a_partition)
+{
+	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
+	free(fake_partition(d, "sdb1", "8:17"));
+	put(mountinfo, "1 0 8:17 / / rw - ext4 /dev/sdb1 rw\n");
+	char *r = reason_of_sdb();
+	cr_assert_str_eq(r, "holds the root filesystem");
+	free(r);
+	free(d);
+}
+
+Test(fakesys, root_through_device_mapper)
+{
+	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
+	char *p = fake_partition(d, "sdb1", "8:17");
+	char *dm = pathf("%s/devices/virtual/block/dm-0", sysfs);
+	fake_block(dm, "dm-0", "253:0", 2000, false);
+	char *sl = pathf("%s/slaves/sdb1", dm);
+	link_to(p, sl);
+	char *hl = pathf("%s/holders/dm-0", p);
+	link_to(dm, hl);
+	put(mountinfo, "1 0 253:0 / / rw - ext4 /dev/mapper/root rw\n");
+	char *r = reason_of_sdb();
+	cr_assert_str_eq(r, "holds the root filesystem");
+	free(r);
+
+	/* Not root any more: the stack is still in use. */
+	put(mountinfo, "1 0 254:0 / / rw - ext4 /dev/vda rw\n");
+	r = reason_of_sdb();
+	cr_assert_str_eq(r, "in use by dm-0");
+	free(r);
+	free(sl);
+	free(hl);
+	free(dm);
+	free(p);
+	free(d);
+}
+
+Test(fakesys, read_only)
+{
+	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
+	attr(d, "ro", "1");
+	char *r = reason_of_sdb();
+	cr_assert_str_eq(r, "read-only");
+	free(r);
+	free(d);
+}
+
+Test(fakesys, facts_and_rules_directly)
+{
+	char *d = fake_stick("2-1.2", "sdb", "8:16", "S", 2048);
+	char *p = fake_partition(d, "sdb1", "8:17");
+	struct usb_disk_facts f;
+	cr_assert_eq(usb_disk_facts_from_devnum(&env, makedev(8, 17), &f), 0);
+	cr_assert_str_eq(f.sysname, "sdb1");
+	cr_assert_not(f.whole_disk);
+	cr_assert(f.on_usb);
+	cr_assert_str_eq(f.port_path, "2-1.2");
+	char *reason = NULL;
+	cr_assert_eq(usb_disk_check(&f, USB_MODE_UDEV, &reason), -EPERM);
+	cr_assert_str_eq(reason, "not a whole disk (sdb1 is a partition)");
+	free(reason);
+	usb_disk_facts_done(&f);
+
+	cr_assert_eq(usb_disk_facts_from_devnum(&env, makedev(8, 16), &f), 0);
+	cr_assert(f.whole_disk);
+	cr_assert_eq(usb_disk_check(&f, USB_MODE_UDEV, &reason), 0);
+	cr_assert_eq(usb_disk_check(&f, USB_MODE_STATIC, &reason), 0);
+	f.on_usb = false;
+	cr_assert_eq(usb_disk_check(&f, USB_MODE_STATIC, &reason), 0);
+	cr_assert_eq(usb_disk_check(&f, USB_MODE_UDEV, &reason), -EPERM);
+	cr_assert_str_eq(reason, "not on USB");
+	free(reason);
+	usb_disk_facts_done(&f);
+
+	cr_assert_eq(usb_disk_facts_from_devnum(&env, makedev(9, 9), &f), -ENOENT);
+	free(p);
+	free(d);
+}
+
+/* ---- the real system, with loop devices ---------------------------------------------------- */
+
+static char *make_image(const char *name, size_t size)
+{
+	char *p = tu_path(tmp, name);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert(fd >= 0);
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	close(fd);
+	return p;
+}
+
+Test(realsys, static_and_udev_modes_on_a_loop_device)
+{
+	if (!tul_can_loop())
+		cr_skip_test("needs root and /dev/loop-control");
+	char *img = make_image("stick.img", 8 << 20);
+	char *file = make_image("target.img", 1 << 20);
+	char *missing = tu_path(tmp, "missing.img");
+	struct tul_loop l;
+	tul_attach(img, false, &l);
+
+	struct slot_conf slots[] = {
+		{ .name = "A", .path = l.path },
+		{ .name = "B", .path = file },
+		{ .name = "C", .path = missing },
+		{ .name = "D", .path = "/dev/null" },
+	};
+	struct uf_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.usb.mode = USB_MODE_STATIC;
+	cfg.usb.slots = slots;
+	cfg.usb.n_slots = 4;
+	struct usb_candidate *c;
+	size_t n;
+	cr_assert_eq(usb_list_candidates(&cfg, &c, &n), 0);
+	cr_assert_eq(n, 4);
+	cr_assert_str_eq(c[0].slot, "A");
+	cr_assert_str_eq(c[0].devnode, l.path);
+	cr_assert(c[0].eligible, "loop: %s", c[0].reason);
+	cr_assert_eq(c[0].capacity_bytes, 8 << 20);
+	cr_assert_eq(c[0].logical_block_size, 512);
+	cr_assert(c[0].is_block);
+	cr_assert_null(c[0].port_path);
+	cr_assert_str_eq(c[1].slot, "B");
+	cr_assert(c[1].eligible);
+	cr_assert_not(c[1].is_block);
+	cr_assert_eq(c[1].capacity_bytes, 1 << 20);
+	cr_assert_str_eq(c[2].slot, "C");
+	cr_assert_not(c[2].eligible);
+	cr_assert_str_eq(c[2].reason, "cannot access: No such file or directory");
+	cr_assert_str_eq(c[3].slot, "D");
+	cr_assert_not(c[3].eligible);
+	cr_assert_str_eq(c[3].reason, "not a block device or regular file");
+	usb_candidates_free(c, n);
+
+	char *reason = NULL;
+	cr_assert_eq(usb_target_check(&cfg, l.path, &reason), 0);
+	cr_assert_eq(usb_target_check(&cfg, file, &reason), 0);
+
+	/* udev mode: the loop device is not on USB; a regular file is still fine. */
+	cfg.usb.mode = USB_MODE_UDEV;
+	cfg.usb.slots = NULL;
+	cfg.usb.n_slots = 0;
+	cr_assert_eq(usb_target_check(&cfg, l.path, &reason), -EPERM);
+	cr_assert_str_eq(reason, "not on USB");
+	free(reason);
+	cr_assert_eq(usb_target_check(&cfg, file, &reason), 0);
+	cr_assert_eq(usb_target_check(&cfg, "/dev/null", &reason), -EPERM);
+	cr_assert_str_eq(reason, "not a block device or regular file");
+	free(reason);
+	cr_assert_eq(usb_target_check(&cfg, missing, &reason), -ENOENT);
+	free(reason);
+
+	cr_assert_eq(usb_list_candidates(&cfg, &c, &n), 0);
+	size_t found = 0;
+	for (size_t i = 0; i < n; i++)
+		if (c[i].devnode && strcmp(c[i].devnode, l.path) == 0) {
+			found++;
+			cr_assert_not(c[i].eligible);
+			cr_assert_null(c[i].slot);
+			cr_assert_str_eq(c[i].reason, "not on USB");
+			cr_assert_eq(c[i].capacity_bytes, 8 << 20);
+		}
+	cr_assert_eq(found, 1);
+	usb_candidates_free(c, n);
+
+	tul_detach(&l);
+	free(img);
+	free(file);
+	free(missing);
+}
+
+static void run(const char *const argv[])
+{
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		dup2(null, 1);
+		dup2(null, 2);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed", argv[0]);
+}
+
+Test(realsys, mounted_loop_device_is_refused)
+{
+	if (!tul_can_loop() || access("/usr/sbin/mkfs.ext4", X_OK) < 0)
+		cr_skip_test("needs root, /dev/loop-control and mkfs.ext4");
+	char *img = make_image("fs.img", 8 << 20);
+	run((const char *const[]){ "mkfs.ext4", "-q", "-F", img, NULL });
+	struct tul_loop l;
+	tul_attach(img, false, &l);
+	char *mnt = tu_path(tmp, "mnt");
+	cr_assert_eq(mkdir(mnt, 0755), 0);
+	cr_assert_eq(mount(l.path, mnt, "ext4", 0, NULL), 0, "mount: %s", strerror(errno));
+	mounted_dir = strdup(mnt);
+
+	struct slot_conf slots[] = { { .name = "A", .path = l.path } };
+	struct uf_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.usb.mode = USB_MODE_STATIC;
+	cfg.usb.slots = slots;
+	cfg.usb.n_slots = 1;
+	struct usb_candidate *c;
+	size_t n;
+	cr_assert_eq(usb_list_candidates(&cfg, &c, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_not(c[0].eligible);
+	const char *name = strrchr(l.path, '/') + 1;
+	char *want = pathf("mounted at %s (%s)", mnt, name);
+	cr_assert_str_eq(c[0].reason, want);
+	usb_candidates_free(c, n);
+	char *reason = NULL;
+	cr_assert_eq(usb_target_check(&cfg, l.path, &reason), -EPERM);
+	cr_assert_str_eq(reason, want);
+	free(reason);
+	/* And the kernel refuses the exclusive open too. */
+	struct dev *d = NULL;
+	cr_assert_eq(dev_open(l.path, DEV_OPEN_WRITE, &d), -EBUSY);
+
+	cr_assert_eq(umount(mnt), 0);
+	free(mounted_dir);
+	mounted_dir = NULL;
+	cr_assert_eq(usb_target_check(&cfg, l.path, &reason), 0);
+	free(want);
+	free(mnt);
+	tul_detach(&l);
+	free(img);
+}
+
+Test(realsys, disk_holding_root_is_refused)
+{
+	/* Find "/" in mountinfo; probe its disk in sysfs only. */
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	cr_assert(f);
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned ma = 0, mi = 0;
+	bool found = false;
+	while (!found && getline(&line, &cap, f) >= 0) {
+		char mp[4096];
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &ma, &mi, mp) == 3 && strcmp(mp, "/") == 0)
+			found = true;
+	}
+	free(line);
+	fclose(f);
+	cr_assert(found);
+	if (ma == 0)
+		cr_skip_test("/ is not on a block device (%u:%u)", ma, mi);
+
+	char *link = pathf("/sys/dev/block/%u:%u", ma, mi);
+	char *dir = realpath(link, NULL);
+	cr_assert(dir);
+	char *part = pathf("%s/partition", dir);
+	if (access(part, F_OK) == 0)
+		*strrchr(dir, '/') = '\0'; /* the whole disk */
+	struct usb_disk_facts facts;
+	cr_assert_eq(usb_disk_facts_from_syspath(NULL, dir, NULL, &facts), 0);
+	cr_assert(facts.whole_disk);
+	cr_assert(facts.holds_root);
+	char *reason = NULL;
+	cr_assert_eq(usb_disk_check(&facts, USB_MODE_STATIC, &reason), -EPERM);
+	cr_assert_str_eq(reason, "holds the root filesystem");
+	free(reason);
+	cr_assert_eq(usb_disk_check(&facts, USB_MODE_UDEV, &reason), -EPERM);
+	cr_assert_str_eq(reason, "holds the root filesystem");
+	free(reason);
+
+	/* The udev-mode list names it with the same reason. */
+	struct uf_config cfg = cfg_udev();
+	struct usb_candidate *c;
+	size_t n, hits = 0;
+	cr_assert_eq(usb_list_candidates(&cfg, &c, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (c[i].devnum == facts.devnum) {
+			hits++;
+			cr_assert_not(c[i].eligible);
+			cr_assert_str_eq(c[i].reason, "holds the root filesystem");
+		}
+	cr_assert_eq(hits, 1);
+	usb_candidates_free(c, n);
+	usb_disk_facts_done(&facts);
+	free(part);
+	free(dir);
+	free(link);
+}

@@ -1,0 +1,493 @@
+/* The writer and the verifier (stages/writer.c, verify.c, stage_write.c) on regular files and
+ * on the faulty device: byte-exact round trips, every write/read fault with its code and exact
+ * offset, the held-back head, cancellation, the stall watchdog, resume with exact byte counts,
+ * and a proof that verification cannot be satisfied by the page cache (loop device). */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
+
+#include "stages/stage_write.h"
+#include "stages/verify.h"
+#include "stages/writer.h"
+#include "util/macro.h"
+#include "wtest.h"
+
+#define MiB (1u << 20)
+
+static struct verify_opts vopts(void)
+{
+	return (struct verify_opts){ .buffer_size = MiB, .queue_depth = 4, .stall_timeout = 60 };
+}
+
+static int reopen_path(void *ud, struct blksrc **ret) { return blksrc_open_image(ud, ret, NULL); }
+
+/* Write image at path onto d; returns writer_run's result, the writer in *ret_w. */
+static int write_img(struct dev *d, const char *img, const struct write_opts *o, const char *resume,
+		     uint64_t sync_every, struct blksrc **ret_src, struct writer **ret_w)
+{
+	struct blksrc *src = NULL;
+	cr_assert_eq(blksrc_open_image(img, &src, NULL), 0);
+	struct writer *w = NULL;
+	cr_assert_eq(writer_new(d, src, o, resume, &w), 0);
+	if (sync_every)
+		writer_set_sync_every(w, sync_every);
+	int r = writer_run(w, NULL, NULL);
+	*ret_src = src;
+	*ret_w = w;
+	return r;
+}
+
+Test(writer, raw_roundtrip_unaligned_tail)
+{
+	char *dir = tu_tmpdir("wr"), *tpath;
+	uint8_t *data;
+	size_t len = 8 * MiB + 1000;
+	char *img = wt_image(dir, "a.img", len, 7, &data);
+	struct dev *d = wt_target(dir, "t.bin", 16 * MiB, &tpath);
+	struct write_opts o = wt_opts();
+	struct blksrc *src;
+	struct writer *w;
+
+	cr_assert_eq(write_img(d, img, &o, NULL, 0, &src, &w), 0);
+	size_t padded = ALIGN_UP(len, dev_block_size(d));
+	cr_assert_eq(writer_stats(w)->bytes_written, padded);
+	struct verify_opts vo = vopts();
+	struct verify_result vr;
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+	cr_assert_eq(vr.bytes_read, padded);
+	uint8_t *got = wt_read_file(tpath, 9 * MiB);
+	cr_assert(memcmp(got, data, len) == 0);
+	for (size_t i = len; i < 9 * MiB; i++)
+		cr_assert_eq(got[i], 0, "byte %zu", i);
+	size_t nc;
+	writer_chunks(w, &nc);
+	cr_assert_eq(nc, 9); /* [0,1M) head + 7 full windows + the tail window */
+	free(got);
+	free(data);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+static struct dev *faulty(const char *dir, uint64_t size, const struct dev_fault *f, char **ret_path)
+{
+	struct dev *inner = wt_target(dir, "t.bin", size, ret_path), *d = NULL;
+	cr_assert_eq(dev_new_faulty(inner, f, &d), 0);
+	return d;
+}
+
+static void stage_ctx_for(struct stage_ctx *ctx, struct job_spec *job, struct dev *d, const struct write_opts *o,
+			  const char *img)
+{
+	*ctx = (struct stage_ctx){ .job = job, .dev = d, .opts = o };
+	*job = (struct job_spec){ .image_path = (char *)img };
+	char *err = NULL;
+	cr_assert_eq(blksrc_open_image(img, &ctx->src, &err), 0);
+}
+
+Test(writer, eio_on_write_names_the_block)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 8 * MiB, 1, NULL);
+	struct dev_fault f = { .fail_write_at = 5 * MiB + 12345 };
+	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	struct write_opts o = wt_opts();
+	struct stage_ctx ctx;
+	struct job_spec job;
+
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	cr_assert_eq(stage_writing(&ctx), UFC_WRITE_IO);
+	cr_assert_eq(ctx.code, UFC_WRITE_IO);
+	cr_assert_eq(ctx.bad_offset, ALIGN_DOWN(5 * MiB + 12345, dev_block_size(d)));
+	cr_assert(strstr(ctx.message, "offset 5255168"), "%s", ctx.message);
+	stage_ctx_done(&ctx);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(writer, short_write_caught_by_verify_exact_byte)
+{
+	char *dir = tu_tmpdir("wr");
+	uint8_t *data;
+	char *img = wt_image(dir, "a.img", 8 * MiB, 2, &data);
+	uint64_t at = 3 * MiB + 3 * 4096 + 100;
+	struct dev_fault f = { .short_write_at = at };
+	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	struct write_opts o = wt_opts();
+	struct stage_ctx ctx;
+	struct job_spec job;
+
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
+	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
+	uint64_t expect = at;
+	while (data[expect] == 0) /* lost bytes read as the target's zeros */
+		expect++;
+	cr_assert_eq(ctx.bad_offset, expect);
+	stage_ctx_done(&ctx);
+	free(data);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(writer, bit_flip_on_read_exact_byte)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 8 * MiB, 3, NULL);
+	struct dev_fault f = { .flip_read_at = 6 * MiB + 777 };
+	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	struct write_opts o = wt_opts();
+	struct stage_ctx ctx;
+	struct job_spec job;
+
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
+	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
+	cr_assert_eq(ctx.bad_offset, 6 * MiB + 777);
+	stage_ctx_done(&ctx);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(writer, bit_flip_without_reopen_names_the_chunk)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 8 * MiB, 3, NULL);
+	struct dev_fault f = { .flip_read_at = 6 * MiB + 777 };
+	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	struct write_opts o = wt_opts();
+	struct blksrc *src;
+	struct writer *w;
+
+	cr_assert_eq(write_img(d, img, &o, NULL, 0, &src, &w), 0);
+	struct verify_opts vo = vopts();
+	struct verify_result vr;
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), -EBADMSG);
+	cr_assert_eq(vr.bad_offset, 6 * MiB);
+	cr_assert_eq(vr.exact, false);
+	vo.reopen = reopen_path;
+	vo.reopen_userdata = img;
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), -EBADMSG);
+	cr_assert_eq(vr.bad_offset, 6 * MiB + 777);
+	cr_assert_eq(vr.exact, true);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(writer, eio_on_read_back)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 8 * MiB, 4, NULL);
+	struct dev_fault f = { .fail_read_at = 7 * MiB + 5000 };
+	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	struct write_opts o = wt_opts();
+	struct stage_ctx ctx;
+	struct job_spec job;
+
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
+	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
+	cr_assert_eq(ctx.bad_offset, ALIGN_DOWN(7 * MiB + 5000, dev_block_size(d)));
+	stage_ctx_done(&ctx);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(writer, gone_mid_write_is_device_gone)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 8 * MiB, 5, NULL);
+	struct dev_fault f = { .gone_after = 4 * MiB };
+	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	struct write_opts o = wt_opts();
+	struct stage_ctx ctx;
+	struct job_spec job;
+
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	cr_assert_eq(stage_writing(&ctx), UFC_DEVICE_GONE);
+	stage_ctx_done(&ctx);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(writer, image_larger_than_stick)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 9 * MiB, 5, NULL);
+	struct dev *d = wt_target(dir, "t.bin", 8 * MiB, NULL);
+	struct write_opts o = wt_opts();
+	struct stage_ctx ctx;
+	struct job_spec job;
+
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	cr_assert_eq(stage_writing(&ctx), UFC_CONTENT_TOO_LARGE);
+	stage_ctx_done(&ctx);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+/* Cancel after the third buffer: -ECANCELED, and the head (first MiB) never reached the
+ * target, so the interrupted stick does not look valid. */
+static atomic_bool cancel_flag;
+static unsigned progress_calls;
+static void cancel_after_3(void *ud, uint64_t done, uint64_t total)
+{
+	(void)ud;
+	(void)done;
+	(void)total;
+	if (++progress_calls == 3)
+		atomic_store(&cancel_flag, true);
+}
+
+Test(writer, cancel_leaves_head_unwritten)
+{
+	char *dir = tu_tmpdir("wr"), *tpath;
+	char *img = wt_image(dir, "a.img", 8 * MiB, 6, NULL);
+	struct dev *d = wt_target(dir, "t.bin", 16 * MiB, &tpath);
+	struct write_opts o = wt_opts();
+	struct blksrc *src;
+	struct writer *w;
+
+	cr_assert_eq(blksrc_open_image(img, &src, NULL), 0);
+	cr_assert_eq(writer_new(d, src, &o, NULL, &w), 0);
+	struct writer_cbs cbs = { .progress = cancel_after_3 };
+	atomic_store(&cancel_flag, false);
+	progress_calls = 0;
+	cr_assert_eq(writer_run(w, &cancel_flag, &cbs), -ECANCELED);
+	cr_assert_eq(progress_calls, 3);
+	uint8_t *got = wt_read_file(tpath, MiB);
+	for (size_t i = 0; i < MiB; i++)
+		cr_assert_eq(got[i], 0);
+	free(got);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+/* ---- resume ------------------------------------------------------------------------------- */
+
+static void resume_case(uint64_t corrupt_at, uint64_t expect_from)
+{
+	char *dir = tu_tmpdir("wr"), *tpath;
+	uint8_t *data;
+	char *img = wt_image(dir, "a.img", 16 * MiB, 8, &data);
+	struct dev_fault f = { .gone_after = 9 * MiB + MiB / 2 };
+	struct dev *d = faulty(dir, 32 * MiB, &f, &tpath);
+	struct write_opts o = wt_opts();
+	struct blksrc *src;
+	struct writer *w;
+
+	int r = write_img(d, img, &o, NULL, 2 * MiB, &src, &w);
+	cr_assert(dev_errno_is_gone(r), "r=%d", r);
+	char *state = NULL;
+	cr_assert_eq(writer_state_json(w, &state), 0);
+	cr_assert(strstr(state, "\"hwm\":9437184"), "%s", state);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+
+	if (corrupt_at) {
+		int fd = open(tpath, O_WRONLY | O_CLOEXEC);
+		cr_assert(fd >= 0);
+		uint8_t x = (uint8_t)~data[corrupt_at];
+		cr_assert_eq(pwrite(fd, &x, 1, (off_t)corrupt_at), 1);
+		close(fd);
+	}
+	cr_assert_eq(dev_open(tpath, DEV_OPEN_WRITE, &d), 0);
+	cr_assert_eq(write_img(d, img, &o, state, 2 * MiB, &src, &w), 0);
+	const struct writer_stats *st = writer_stats(w);
+	cr_assert_eq(st->resumed, true);
+	cr_assert_eq(st->resume_from, expect_from);
+	cr_assert_eq(st->bytes_written, MiB + (16 * MiB - expect_from));
+	cr_assert_eq(st->bytes_reused, expect_from - MiB);
+	struct verify_opts vo = vopts();
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, NULL), 0);
+	uint8_t *got = wt_read_file(tpath, 16 * MiB);
+	cr_assert(memcmp(got, data, 16 * MiB) == 0);
+	free(got);
+	free(state);
+	free(data);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(writer, resume_continues_after_last_sync) { resume_case(0, 9 * MiB); }
+Test(writer, resume_rewrites_from_corrupted_chunk) { resume_case(5 * MiB + 100, 5 * MiB); }
+
+Test(writer, resume_refuses_a_changed_image)
+{
+	char *dir = tu_tmpdir("wr"), *tpath;
+	char *img = wt_image(dir, "a.img", 16 * MiB, 8, NULL);
+	struct dev_fault f = { .gone_after = 9 * MiB + MiB / 2 };
+	struct dev *d = faulty(dir, 32 * MiB, &f, &tpath);
+	struct write_opts o = wt_opts();
+	struct blksrc *src;
+	struct writer *w;
+
+	write_img(d, img, &o, NULL, 2 * MiB, &src, &w);
+	char *state = NULL;
+	cr_assert_eq(writer_state_json(w, &state), 0);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+	char *img2 = wt_image(dir, "b.img", 16 * MiB, 9, NULL);
+	cr_assert_eq(dev_open(tpath, DEV_OPEN_WRITE, &d), 0);
+	/* The device still matches the state, but the new image's chunks differ from it. */
+	cr_assert_eq(write_img(d, img2, &o, state, 2 * MiB, &src, &w), -ESTALE);
+	cr_assert_eq(writer_stats(w)->bad_offset, MiB);
+	free(state);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+/* ---- the stall watchdog ----------------------------------------------------------------------- */
+
+/* A device whose writes at or beyond stall_at block until `release` (an eventfd) is written;
+ * its free() writes `freed`. */
+struct stall_dev {
+	struct dev base;
+	int release, freed;
+	uint64_t stall_at;
+};
+static int sd_pread(struct dev *d, void *buf, size_t len, uint64_t off) { memset(buf, 0, len); (void)d; (void)off; return 0; }
+static int sd_pwrite(struct dev *d, const void *buf, size_t len, uint64_t off)
+{
+	struct stall_dev *s = (struct stall_dev *)d;
+	(void)buf;
+	if (off + len > s->stall_at) {
+		struct pollfd p = { .fd = s->release, .events = POLLIN };
+		poll(&p, 1, 60000);
+		return -EIO;
+	}
+	return 0;
+}
+static int sd_sync(struct dev *d) { (void)d; return 0; }
+static int sd_reset(struct dev *d) { (void)d; return 0; }
+static void sd_free(struct dev *d)
+{
+	struct stall_dev *s = (struct stall_dev *)d;
+	uint64_t one = 1;
+	cr_assert_eq(write(s->freed, &one, 8), 8);
+	free(s->base.name);
+	free(s);
+}
+static const struct dev_ops sd_ops = { sd_pread, sd_pwrite, sd_sync, sd_reset, sd_free };
+
+Test(writer, stall_watchdog_abandons_stuck_write)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 8 * MiB, 10, NULL);
+	struct stall_dev *s = calloc(1, sizeof(*s));
+	s->base = (struct dev){ .ops = &sd_ops, .name = strdup("stall"), .size = 64 * MiB, .block_size = 512 };
+	s->release = eventfd(0, EFD_CLOEXEC);
+	s->freed = eventfd(0, EFD_CLOEXEC);
+	s->stall_at = 4 * MiB;
+	int release = s->release, freed = s->freed;
+	struct write_opts o = wt_opts();
+	o.stall_timeout = 0.2;
+	struct blksrc *src;
+	struct writer *w;
+
+	cr_assert_eq(write_img(&s->base, img, &o, NULL, 0, &src, &w), -ETIMEDOUT);
+	cr_assert_eq(writer_stats(w)->stalled, true);
+	cr_assert_eq(writer_stats(w)->bad_offset, 4 * MiB); /* the write of [4M, 5M) hangs */
+	writer_free(w);
+	blksrc_free(src);
+	/* The stuck thread still holds the device: freeing is handed to it. */
+	writer_dev_free(&s->base);
+	struct pollfd p = { .fd = freed, .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 0), 0, "freed while a thread was inside it");
+	uint64_t one = 1;
+	cr_assert_eq(write(release, &one, 8), 8);
+	cr_assert_eq(poll(&p, 1, 10000), 1, "abandoned thread did not free the device");
+	close(release);
+	close(freed);
+	tu_rmrf(dir);
+}
+
+/* ---- the page cache cannot satisfy verification ----------------------------------------------
+ * A loop device over a file. usbforge writes through the loop device; then the loop device's
+ * page cache is filled with the good data by a buffered read, and the backing file is changed
+ * behind the loop device's back with O_DIRECT (so the loop device's cache still holds the old,
+ * good bytes). The test first proves the trap is armed (a buffered read of the loop device
+ * still returns the good byte), then that verification (with and without dev_reset) reads the
+ * medium and reports the exact changed byte. A verifier that read through the page cache
+ * would pass here. */
+Test(writer, verification_is_not_fooled_by_page_cache)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root for losetup");
+	char *dir = tu_tmpdir("wr");
+	uint8_t *data;
+	char *img = wt_image(dir, "a.img", 8 * MiB, 11, &data);
+	char *back = tu_path(dir, "back.bin");
+	int fd = open(back, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	cr_assert(fd >= 0 && ftruncate(fd, 16 * MiB) == 0);
+	close(fd);
+	char *cmd = NULL, loop[64] = "";
+	cr_assert(asprintf(&cmd, "losetup -f --show %s", back) > 0);
+	FILE *p = popen(cmd, "r");
+	cr_assert(p && fgets(loop, sizeof(loop), p));
+	pclose(p);
+	loop[strcspn(loop, "\n")] = 0;
+	cr_assert(strncmp(loop, "/dev/loop", 9) == 0, "losetup: %s", loop);
+
+	struct dev *d = NULL;
+	cr_assert_eq(dev_open(loop, DEV_OPEN_WRITE, &d), 0);
+	struct write_opts o = wt_opts();
+	struct blksrc *src;
+	struct writer *w;
+	cr_assert_eq(write_img(d, img, &o, NULL, 0, &src, &w), 0);
+
+	/* Fill the loop device's page cache with the good bytes. */
+	uint64_t at = 5 * MiB + 4242;
+	int lfd = open(loop, O_RDONLY | O_CLOEXEC);
+	cr_assert(lfd >= 0);
+	uint8_t c;
+	cr_assert_eq(pread(lfd, &c, 1, (off_t)at), 1);
+	cr_assert_eq(c, data[at]);
+	/* Change the medium behind it (O_DIRECT on the backing file, a whole block). */
+	int bfd = open(back, O_RDWR | O_DIRECT | O_CLOEXEC);
+	cr_assert(bfd >= 0);
+	uint8_t *blk = dev_alloc_buf(4096);
+	cr_assert_eq(pread(bfd, blk, 4096, (off_t)ALIGN_DOWN(at, 4096)), 4096);
+	blk[at % 4096] ^= 0x40;
+	cr_assert_eq(pwrite(bfd, blk, 4096, (off_t)ALIGN_DOWN(at, 4096)), 4096);
+	close(bfd);
+	/* The trap is armed: the cache still says the data is good. */
+	cr_assert_eq(pread(lfd, &c, 1, (off_t)at), 1);
+	cr_assert_eq(c, data[at], "page cache was not holding the old byte; the proof would be void");
+
+	struct verify_opts vo = vopts();
+	vo.reopen = reopen_path;
+	vo.reopen_userdata = img;
+	struct verify_result vr;
+	/* No reset: O_DIRECT alone must see the medium. */
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), -EBADMSG);
+	cr_assert_eq(vr.bad_offset, at);
+	/* And with the reset the stage does. */
+	cr_assert_eq(dev_reset(d), 0);
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), -EBADMSG);
+	cr_assert_eq(vr.bad_offset, at);
+
+	close(lfd);
+	free(blk);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+	free(cmd);
+	cr_assert(asprintf(&cmd, "losetup -d %s", loop) > 0);
+	cr_assert_eq(system(cmd), 0);
+	free(cmd);
+	free(data);
+	tu_rmrf(dir);
+}

@@ -1,0 +1,691 @@
+/* The facts about a block device (sysfs attributes, its USB ancestor, mounts, swap, holders,
+ * the root file system) and the eligibility rules over them. Reads sysfs and procfs text only;
+ * never opens a device node. See usb/safety.h. */
+#include "usb/safety.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "usb/sysfs.h"
+#include "util/macro.h"
+
+struct usb_env usb_env_resolve(const struct usb_env *env)
+{
+	struct usb_env e = { 0 };
+	if (env)
+		e = *env;
+	if (!e.sysfs)
+		e.sysfs = "/sys";
+	if (!e.mountinfo)
+		e.mountinfo = "/proc/self/mountinfo";
+	if (!e.swaps)
+		e.swaps = "/proc/swaps";
+	return e;
+}
+
+/* ---- small sysfs readers (shared with discover.c through usb/sysfs.h) ---------------------- */
+
+int sysfs_read(const char *dir, const char *name, char **ret)
+{
+	_cleanup_free_ char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return -ENOMEM;
+	_cleanup_fclose_ FILE *f = fopen(p, "re");
+	if (!f)
+		return -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+	if (n < 0) {
+		free(line);
+		if (ferror(f))
+			return -EIO;
+		line = strdup("");
+		if (!line)
+			return -ENOMEM;
+		n = 0;
+	}
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+		line[--n] = '\0';
+	*ret = line;
+	return 0;
+}
+
+int sysfs_read_u64(const char *dir, const char *name, uint64_t *ret)
+{
+	_cleanup_free_ char *s = NULL;
+	int r = sysfs_read(dir, name, &s);
+	if (r < 0)
+		return r;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+int sysfs_uevent_get(const char *dir, const char *key, char **ret)
+{
+	_cleanup_free_ char *p = NULL;
+	if (asprintf(&p, "%s/uevent", dir) < 0)
+		return -ENOMEM;
+	_cleanup_fclose_ FILE *f = fopen(p, "re");
+	if (!f)
+		return -errno;
+	size_t klen = strlen(key);
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		if (n > 0 && line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (strncmp(line, key, klen) == 0 && line[klen] == '=') {
+			char *v = strdup(line + klen + 1);
+			if (!v)
+				return -ENOMEM;
+			*ret = v;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+bool sysfs_exists(const char *dir, const char *name)
+{
+	_cleanup_free_ char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return false;
+	return access(p, F_OK) == 0;
+}
+
+int sysfs_parse_devnum(const char *s, dev_t *ret)
+{
+	unsigned ma, mi;
+	char extra;
+	if (sscanf(s, "%u:%u%c", &ma, &mi, &extra) != 2)
+		return -EINVAL;
+	*ret = makedev(ma, mi);
+	return 0;
+}
+
+static int read_devnum(const char *dir, dev_t *ret)
+{
+	_cleanup_free_ char *s = NULL;
+	int r = sysfs_read(dir, "dev", &s);
+	if (r < 0)
+		return r;
+	return sysfs_parse_devnum(s, ret);
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s ? s + 1 : p;
+}
+
+/* True when dir is a usb_device: "subsystem" links to .../usb and uevent has DEVTYPE=usb_device. */
+static bool is_usb_device(const char *dir)
+{
+	_cleanup_free_ char *link = NULL, *sub = NULL, *devtype = NULL;
+	if (asprintf(&link, "%s/subsystem", dir) < 0)
+		return false;
+	char buf[PATH_MAX];
+	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if (strcmp(base_name(buf), "usb") != 0)
+		return false;
+	return sysfs_uevent_get(dir, "DEVTYPE", &devtype) == 0 && strcmp(devtype, "usb_device") == 0;
+}
+
+/* Walk up from syspath to (not including) <sysfs>/devices looking for the usb_device. */
+static int find_usb_ancestor(const char *sysfs, const char *syspath, char **ret)
+{
+	_cleanup_free_ char *stop = NULL, *cur = strdup(syspath);
+	if (!cur || asprintf(&stop, "%s/devices", sysfs) < 0)
+		return -ENOMEM;
+	char *stop_real = realpath(stop, NULL);
+	if (stop_real) {
+		free(stop);
+		stop = stop_real;
+	}
+	for (;;) {
+		char *slash = strrchr(cur, '/');
+		if (!slash || slash == cur)
+			return -ENOENT;
+		*slash = '\0';
+		if (strlen(cur) <= strlen(stop))
+			return -ENOENT;
+		if (is_usb_device(cur)) {
+			*ret = TAKE_PTR(cur);
+			return 0;
+		}
+	}
+}
+
+/* ---- mounts, swap, root -------------------------------------------------------------------- */
+
+/* Next space-separated field of *p (modified in place), NULL at the end of the line. */
+static char *next_field(char **p)
+{
+	char *s = *p;
+	while (*s == ' ' || *s == '\t' || *s == '\n')
+		s++;
+	if (!*s) {
+		*p = s;
+		return NULL;
+	}
+	char *e = s;
+	while (*e && *e != ' ' && *e != '\t' && *e != '\n')
+		e++;
+	if (*e)
+		*e++ = '\0';
+	*p = e;
+	return s;
+}
+
+/* Undo the \ooo escapes of mountinfo and /proc/swaps in place. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r;) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
+		    r[3] <= '7') {
+			*w++ = (char)(((r[1] - '0') << 6) | ((r[2] - '0') << 3) | (r[3] - '0'));
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+/* The device numbers of a whole disk and its partitions, with their sysnames. */
+struct devset {
+	dev_t *nums;
+	char **names;
+	size_t n;
+};
+
+static void devset_done(struct devset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->names[i]);
+	free(s->nums);
+	free(s->names);
+	*s = (struct devset){ 0 };
+}
+
+static int devset_add(struct devset *s, dev_t d, const char *name)
+{
+	dev_t *nn = realloc(s->nums, (s->n + 1) * sizeof(*nn));
+	if (!nn)
+		return -ENOMEM;
+	s->nums = nn;
+	char **nm = realloc(s->names, (s->n + 1) * sizeof(*nm));
+	if (!nm)
+		return -ENOMEM;
+	s->names = nm;
+	nm[s->n] = strdup(name);
+	if (!nm[s->n])
+		return -ENOMEM;
+	nn[s->n++] = d;
+	return 0;
+}
+
+static const char *devset_find(const struct devset *s, dev_t d)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nums[i] == d)
+			return s->names[i];
+	return NULL;
+}
+
+static const char *devset_find_name(const struct devset *s, const char *name)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->names[i], name) == 0)
+			return s->names[i];
+	return NULL;
+}
+
+/* The disk itself and every partition directory below it. */
+static int disk_devset(const char *syspath, const char *sysname, dev_t disk, struct devset *ret)
+{
+	struct devset s = { 0 };
+	int r = devset_add(&s, disk, sysname);
+	if (r < 0)
+		goto fail;
+	DIR *d = opendir(syspath);
+	if (!d) {
+		r = -errno;
+		goto fail;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *sub = NULL;
+		if (asprintf(&sub, "%s/%s", syspath, de->d_name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		dev_t pd;
+		if (!sysfs_exists(sub, "partition") || read_devnum(sub, &pd) < 0)
+			continue;
+		r = devset_add(&s, pd, de->d_name);
+		if (r < 0)
+			break;
+	}
+	closedir(d);
+	if (r < 0)
+		goto fail;
+	*ret = s;
+	return 0;
+fail:
+	devset_done(&s);
+	return r;
+}
+
+/* Resolve a mount's or swap's device: a real device number, or for "0:N" mounts (btrfs,
+ * overlay) the device named by a /dev source path, found by stat() (never opened). */
+static bool source_devnum(const char *source, dev_t *ret)
+{
+	struct stat st;
+	if (!source || strncmp(source, "/dev/", 5) != 0)
+		return false;
+	if (stat(source, &st) < 0 || !S_ISBLK(st.st_mode))
+		return false;
+	*ret = st.st_rdev;
+	return true;
+}
+
+struct mount_hit {
+	char *mount_point;
+	char *dev_name;
+};
+
+/* First mount whose device is in s. mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS
+ * [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS". */
+static int find_mount(const char *mountinfo, const struct devset *s, struct mount_hit *ret)
+{
+	_cleanup_fclose_ FILE *f = fopen(mountinfo, "re");
+	if (!f)
+		return -errno;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) >= 0) {
+		char *cur = line, *fields[6] = { 0 }, *tok;
+		size_t i = 0;
+		while (i < 6 && (tok = next_field(&cur)))
+			fields[i++] = tok;
+		if (i < 6)
+			continue;
+		char *source = NULL;
+		while ((tok = next_field(&cur)))
+			if (strcmp(tok, "-") == 0) {
+				next_field(&cur); /* fstype */
+				source = next_field(&cur);
+				break;
+			}
+		if (source)
+			unescape_octal(source);
+		dev_t d;
+		const char *hit = NULL;
+		if (sysfs_parse_devnum(fields[2], &d) == 0 && major(d) != 0)
+			hit = devset_find(s, d);
+		if (!hit && source_devnum(source, &d))
+			hit = devset_find(s, d);
+		if (!hit)
+			continue;
+		unescape_octal(fields[4]);
+		ret->mount_point = strdup(fields[4]);
+		ret->dev_name = strdup(hit);
+		if (!ret->mount_point || !ret->dev_name) {
+			free(ret->mount_point);
+			free(ret->dev_name);
+			return -ENOMEM;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+/* The device numbers of "/" (first match in mountinfo). */
+static int root_devnum(const char *mountinfo, dev_t *ret)
+{
+	_cleanup_fclose_ FILE *f = fopen(mountinfo, "re");
+	if (!f)
+		return -errno;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) >= 0) {
+		char *cur = line, *fields[5] = { 0 }, *tok;
+		size_t i = 0;
+		while (i < 5 && (tok = next_field(&cur)))
+			fields[i++] = tok;
+		if (i < 5 || strcmp(fields[4], "/") != 0)
+			continue;
+		dev_t d;
+		if (sysfs_parse_devnum(fields[2], &d) == 0 && major(d) != 0) {
+			*ret = d;
+			return 0;
+		}
+		char *source = NULL;
+		while ((tok = next_field(&cur)))
+			if (strcmp(tok, "-") == 0) {
+				next_field(&cur);
+				source = next_field(&cur);
+				break;
+			}
+		if (source) {
+			unescape_octal(source);
+			if (source_devnum(source, &d)) {
+				*ret = d;
+				return 0;
+			}
+		}
+		return -ENOENT;
+	}
+	return -ENOENT;
+}
+
+/* Does the device at dir (a disk, partition or stacked device) lie on the disk target_syspath?
+ * Follows "slaves" down through dm/md stacks; depth-bounded. */
+static bool lies_on(const char *dir, const char *target_syspath, int depth)
+{
+	if (depth > 8)
+		return false;
+	_cleanup_free_ char *real = realpath(dir, NULL);
+	if (!real)
+		return false;
+	/* The disk itself, or one of its partitions (a subdirectory). */
+	size_t tl = strlen(target_syspath);
+	if (strcmp(real, target_syspath) == 0 || (strncmp(real, target_syspath, tl) == 0 && real[tl] == '/'))
+		return true;
+	_cleanup_free_ char *slaves = NULL;
+	if (asprintf(&slaves, "%s/slaves", real) < 0)
+		return false;
+	DIR *d = opendir(slaves);
+	if (!d)
+		return false;
+	bool found = false;
+	struct dirent *de;
+	while (!found && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *sub = NULL;
+		if (asprintf(&sub, "%s/%s", slaves, de->d_name) < 0)
+			break;
+		found = lies_on(sub, target_syspath, depth + 1);
+	}
+	closedir(d);
+	return found;
+}
+
+static int holds_root(const struct usb_env *env, const char *syspath, bool *ret)
+{
+	dev_t rd;
+	int r = root_devnum(env->mountinfo, &rd);
+	if (r == -ENOENT) {
+		*ret = false;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *p = NULL;
+	if (asprintf(&p, "%s/dev/block/%u:%u", env->sysfs, major(rd), minor(rd)) < 0)
+		return -ENOMEM;
+	*ret = lies_on(p, syspath, 0);
+	return 0;
+}
+
+/* First swap entry naming the disk or a partition (by device number or by name). */
+static int find_swap(const char *swaps, const struct devset *s, char **ret)
+{
+	_cleanup_fclose_ FILE *f = fopen(swaps, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	bool header = true;
+	while (getline(&line, &cap, f) >= 0) {
+		if (header) {
+			header = false;
+			continue;
+		}
+		char *cur = line;
+		char *name = next_field(&cur);
+		if (!name)
+			continue;
+		unescape_octal(name);
+		dev_t d;
+		const char *hit = NULL;
+		if (strncmp(name, "/dev/", 5) == 0)
+			hit = devset_find_name(s, base_name(name));
+		if (!hit && source_devnum(name, &d))
+			hit = devset_find(s, d);
+		if (hit) {
+			*ret = strdup(hit);
+			return *ret ? 1 : -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* First entry of <dir>/holders for the disk or any partition. */
+static int find_holder(const char *syspath, const struct devset *s, char **ret)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		_cleanup_free_ char *h = NULL;
+		int r = i == 0 ? asprintf(&h, "%s/holders", syspath) : asprintf(&h, "%s/%s/holders", syspath, s->names[i]);
+		if (r < 0)
+			return -ENOMEM;
+		DIR *d = opendir(h);
+		if (!d)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			*ret = strdup(de->d_name);
+			closedir(d);
+			return *ret ? 1 : -ENOMEM;
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
+/* ---- facts ----------------------------------------------------------------------------------- */
+
+static void usb_identity(struct usb_disk_facts *f, const char *blockdir)
+{
+	const char *u = f->usb_syspath;
+	uint64_t v;
+	f->port_path = strdup(base_name(u));
+	sysfs_read(u, "idVendor", &f->id_vendor);
+	sysfs_read(u, "idProduct", &f->id_product);
+	sysfs_read(u, "manufacturer", &f->vendor);
+	sysfs_read(u, "product", &f->model);
+	sysfs_read(u, "serial", &f->serial);
+	if (sysfs_read_u64(u, "busnum", &v) == 0) {
+		f->busnum = (unsigned)v;
+		if (asprintf(&f->root_hub, "usb%u", f->busnum) < 0)
+			f->root_hub = NULL;
+	}
+	_cleanup_free_ char *speed = NULL;
+	if (sysfs_read(u, "speed", &speed) == 0) {
+		char *end;
+		double s = strtod(speed, &end);
+		if (end != speed && s > 0 && s < 1e6)
+			f->speed_mbps = (unsigned)s;
+	}
+	(void)blockdir;
+}
+
+int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspath, const char *usb_syspath,
+                                struct usb_disk_facts *ret)
+{
+	struct usb_env env = usb_env_resolve(env_in);
+	struct usb_disk_facts f = { 0 };
+	struct devset set = { 0 };
+	uint64_t v;
+	int r;
+
+	f.syspath = realpath(syspath, NULL);
+	if (!f.syspath)
+		return errno == ENOMEM ? -ENOMEM : -ENOENT;
+	f.sysname = strdup(base_name(f.syspath));
+	if (!f.sysname) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = read_devnum(f.syspath, &f.devnum);
+	if (r < 0) {
+		r = r == -ENOMEM ? r : -ENOENT; /* not a block device directory */
+		goto fail;
+	}
+	_cleanup_free_ char *devname = NULL;
+	if (sysfs_uevent_get(f.syspath, "DEVNAME", &devname) == 0)
+		r = asprintf(&f.devnode, "/dev/%s", devname);
+	else
+		r = asprintf(&f.devnode, "/dev/%s", f.sysname);
+	if (r < 0) {
+		f.devnode = NULL;
+		r = -ENOMEM;
+		goto fail;
+	}
+	f.whole_disk = !sysfs_exists(f.syspath, "partition");
+	f.ro = sysfs_read_u64(f.syspath, "ro", &v) == 0 && v != 0;
+	f.removable = sysfs_read_u64(f.syspath, "removable", &v) == 0 && v != 0;
+	if (sysfs_read_u64(f.syspath, "size", &v) == 0)
+		f.size_bytes = v * 512;
+	f.logical_block_size = 512;
+	if (sysfs_read_u64(f.syspath, "queue/logical_block_size", &v) == 0 && v >= 512 && v <= 65536)
+		f.logical_block_size = (unsigned)v;
+
+	if (usb_syspath) {
+		f.usb_syspath = realpath(usb_syspath, NULL);
+		if (!f.usb_syspath)
+			f.usb_syspath = strdup(usb_syspath);
+	} else {
+		r = find_usb_ancestor(env.sysfs, f.syspath, &f.usb_syspath);
+		if (r == -ENOMEM)
+			goto fail;
+	}
+	f.on_usb = f.usb_syspath != NULL;
+	if (f.on_usb)
+		usb_identity(&f, f.syspath);
+	/* Fallbacks from the SCSI device and the disk. */
+	if (!f.vendor)
+		sysfs_read(f.syspath, "device/vendor", &f.vendor);
+	if (!f.model)
+		sysfs_read(f.syspath, "device/model", &f.model);
+	if (!f.serial)
+		sysfs_read(f.syspath, "serial", &f.serial);
+	if (f.serial && !*f.serial) {
+		free(f.serial);
+		f.serial = NULL;
+	}
+	if (!f.vendor && f.id_vendor)
+		f.vendor = strdup(f.id_vendor);
+	if (!f.model && f.id_product)
+		f.model = strdup(f.id_product);
+
+	/* Safety. A partition is judged with its own number only; the whole-disk rule refuses it. */
+	r = disk_devset(f.syspath, f.sysname, f.devnum, &set);
+	if (r < 0)
+		goto fail;
+	struct mount_hit mh = { 0 };
+	r = find_mount(env.mountinfo, &set, &mh);
+	if (r < 0)
+		goto fail;
+	f.mounted_at = mh.mount_point;
+	f.mounted_dev = mh.dev_name;
+	r = find_swap(env.swaps, &set, &f.swap_dev);
+	if (r < 0)
+		goto fail;
+	r = find_holder(f.syspath, &set, &f.holder);
+	if (r < 0)
+		goto fail;
+	r = holds_root(&env, f.syspath, &f.holds_root);
+	if (r < 0)
+		goto fail;
+	devset_done(&set);
+	*ret = f;
+	return 0;
+fail:
+	devset_done(&set);
+	usb_disk_facts_done(&f);
+	return r;
+}
+
+int usb_disk_facts_from_devnum(const struct usb_env *env_in, dev_t devnum, struct usb_disk_facts *ret)
+{
+	struct usb_env env = usb_env_resolve(env_in);
+	_cleanup_free_ char *p = NULL;
+	if (asprintf(&p, "%s/dev/block/%u:%u", env.sysfs, major(devnum), minor(devnum)) < 0)
+		return -ENOMEM;
+	return usb_disk_facts_from_syspath(&env, p, NULL, ret);
+}
+
+void usb_disk_facts_done(struct usb_disk_facts *f)
+{
+	free(f->syspath);
+	free(f->sysname);
+	free(f->devnode);
+	free(f->usb_syspath);
+	free(f->port_path);
+	free(f->root_hub);
+	free(f->id_vendor);
+	free(f->id_product);
+	free(f->vendor);
+	free(f->model);
+	free(f->serial);
+	free(f->mounted_at);
+	free(f->mounted_dev);
+	free(f->swap_dev);
+	free(f->holder);
+	*f = (struct usb_disk_facts){ 0 };
+}
+
+int usb_disk_check(const struct usb_disk_facts *f, enum usb_mode mode, char **ret_reason)
+{
+	char *reason = NULL;
+	int r = 0;
+
+	if (!f->whole_disk)
+		r = asprintf(&reason, "not a whole disk (%s is a partition)", f->sysname);
+	else if (f->holds_root)
+		r = asprintf(&reason, "holds the root filesystem");
+	else if (f->mounted_at)
+		r = asprintf(&reason, "mounted at %s (%s)", f->mounted_at, f->mounted_dev);
+	else if (f->swap_dev)
+		r = asprintf(&reason, "used as swap (%s)", f->swap_dev);
+	else if (f->holder)
+		r = asprintf(&reason, "in use by %s", f->holder);
+	else if (mode == USB_MODE_UDEV && !f->on_usb)
+		r = asprintf(&reason, "not on USB");
+	else if (f->ro)
+		r = asprintf(&reason, "read-only");
+	else if (f->size_bytes == 0)
+		r = asprintf(&reason, "no medium");
+	else
+		return 0;
+	if (r < 0)
+		return -ENOMEM;
+	*ret_reason = reason;
+	return -EPERM;
+}

@@ -1,0 +1,72 @@
+/* What usb/ knows about one block device before it may be written, and the rules that decide
+ * it: whole disk, on USB (udev mode), not mounted (itself or any partition), not swap, not
+ * holding the root filesystem, not held by another device, not read-only. Facts come from
+ * sysfs, /proc/self/mountinfo and /proc/swaps only — the device itself is never opened — and
+ * every one of those paths is injectable (struct usb_env) so the rules run on a fake sysfs
+ * tree in the unit tests. Used by discover.c and by the CLI's write command (through
+ * usb_target_check in discover.h). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config/config.h"
+
+/* Where the facts are read from. NULL members mean the real system's path. */
+struct usb_env {
+	const char *sysfs;     /* "/sys" */
+	const char *mountinfo; /* "/proc/self/mountinfo" */
+	const char *swaps;     /* "/proc/swaps" */
+};
+
+struct usb_disk_facts {
+	char *syspath;    /* resolved sysfs directory of the block device */
+	char *sysname;    /* "sdb", "loop3" */
+	char *devnode;    /* "/dev/sdb" (from uevent DEVNAME) */
+	dev_t devnum;
+	bool whole_disk;  /* no "partition" attribute */
+	bool ro;          /* sysfs "ro" */
+	bool removable;   /* sysfs "removable" (informational only) */
+	uint64_t size_bytes;          /* sysfs "size" × 512 */
+	unsigned logical_block_size;  /* queue/logical_block_size, 512 when absent */
+
+	/* The USB device ancestor (udev mode identity); all NULL/0 when not on USB. */
+	bool on_usb;
+	char *usb_syspath;
+	char *port_path;  /* sysname of the usb_device: "2-1.3" */
+	char *root_hub;   /* "usb2" */
+	unsigned busnum;
+	char *id_vendor, *id_product; /* "46f4", "0001" */
+	char *vendor;     /* manufacturer, else the SCSI vendor, else idVendor */
+	char *model;      /* product, else the SCSI model, else idProduct */
+	char *serial;     /* usb serial, else the block device's "serial" attribute */
+	unsigned speed_mbps;
+
+	/* Safety. */
+	bool holds_root;
+	char *mounted_at;   /* first mount point of the disk or a partition, NULL when none */
+	char *mounted_dev;  /* the sysname mounted there */
+	char *swap_dev;     /* the sysname used as swap, NULL when none */
+	char *holder;       /* a device stacked on it or a partition (dm-0, md0), NULL when none */
+};
+
+/* Fill in the defaults for NULL members (the returned struct points to static strings). */
+struct usb_env usb_env_resolve(const struct usb_env *env);
+
+/* Gather the facts of the block device whose sysfs directory is syspath (any path resolving
+ * to it, e.g. <sysfs>/class/block/sdb). usb_syspath names its usb_device ancestor when the
+ * caller already knows it (libudev), or NULL to find it by walking the sysfs parents (a
+ * directory whose "subsystem" links to "usb" and whose uevent says DEVTYPE=usb_device).
+ * Returns 0, -ENOENT when syspath does not exist, -ENOMEM. ret is initialised only on
+ * success; release with usb_disk_facts_done(). */
+int usb_disk_facts_from_syspath(const struct usb_env *env, const char *syspath, const char *usb_syspath,
+                                struct usb_disk_facts *ret);
+/* The same for a device number (<sysfs>/dev/block/MAJ:MIN). -ENOENT when unknown. */
+int usb_disk_facts_from_devnum(const struct usb_env *env, dev_t devnum, struct usb_disk_facts *ret);
+void usb_disk_facts_done(struct usb_disk_facts *f);
+
+/* Apply the rules of mode to f. Returns 0 when eligible; -EPERM when not, with *ret_reason
+ * (malloc'd) saying why, the gravest reason first; -ENOMEM. Port-to-slot mapping is not
+ * judged here (discover.c does it). */
+int usb_disk_check(const struct usb_disk_facts *f, enum usb_mode mode, char **ret_reason);

@@ -1,0 +1,16 @@
+/* Tiny sysfs attribute readers shared inside usb/ (implemented in safety.c). All take a
+ * directory and an attribute name relative to it, and return 0 or -errno; strings are
+ * malloc'd with trailing whitespace removed. Private to usb/. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+int sysfs_read(const char *dir, const char *name, char **ret);
+int sysfs_read_u64(const char *dir, const char *name, uint64_t *ret);
+/* Value of KEY=value in dir/uevent; -ENOENT when absent. */
+int sysfs_uevent_get(const char *dir, const char *key, char **ret);
+bool sysfs_exists(const char *dir, const char *name);
+/* "8:16" → makedev(8, 16); -EINVAL otherwise. */
+int sysfs_parse_devnum(const char *s, dev_t *ret);
