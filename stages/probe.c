@@ -241,7 +241,7 @@ static int pctx_alloc(struct pctx *c, size_t n)
 {
 	c->n = n;
 	c->pt = calloc(n, sizeof(*c->pt));
-	c->saved = malloc(n * PB);
+	c->saved = dev_alloc_buf(n * PB); /* written back with O_DIRECT by g_restore */
 	c->have_saved = calloc(n, sizeof(bool));
 	c->st = calloc(n, 1);
 	c->tagof = calloc(n, sizeof(uint64_t));
