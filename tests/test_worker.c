@@ -490,3 +490,44 @@ Test(worker, sigterm_hands_the_job_back)
 	free(s0);
 	free(cfg);
 }
+
+Test(worker, no_database_means_waiting_not_exiting)
+{
+	char *s0 = make_stick("s0.img", 64 << 20);
+	char *conf = tu_path(dir, "nodb.conf");
+	char *text = NULL;
+	cr_assert(asprintf(&text,
+			   "database = { socket = \"%s/nosock\"; user = \"root\"; };\n"
+			   "worker = { poll_interval = 0.1; };\n"
+			   "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"%s\"; } ); };\n",
+			   dir, s0) > 0);
+	tu_write_file(conf, text, strlen(text));
+	char *bin = tu_path(tu_binary_dir(), "worker/usbforged");
+	char *errp = tu_path(dir, "daemon.err");
+	char *argv[] = { bin, (char *)"--config", conf, (char *)"--once", NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	/* several reconnect attempts happen in 3 s (backoff from 0.5 s) */
+	(void)poll(NULL, 0, 3000);
+	cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "usbforged must not exit without its database");
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_exit(pid, 20), 0);
+	FILE *f = fopen(errp, "re");
+	cr_assert(f);
+	char line[1024];
+	int unavailable = 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "DB_UNAVAILABLE"))
+			unavailable++;
+	fclose(f);
+	cr_assert_eq(unavailable, 1, "the outage is logged once, not once per retry");
+	free(text);
+	free(conf);
+	free(bin);
+	free(errp);
+	free(s0);
+}
