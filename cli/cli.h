@@ -58,5 +58,8 @@ void table_addf(struct table *t, ...); /* cols char* arguments */
 void table_print(struct table *t, FILE *out);
 struct table *table_free(struct table *t);
 
+/* Who is acting, for audit rows: $SUDO_USER, else $USER, else "cli". */
+const char *cli_actor(void);
+
 /* Parse a positive integer id argument; returns 0 or -EINVAL. */
 int cli_parse_id(const char *s, long long *ret);

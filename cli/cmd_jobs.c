@@ -12,14 +12,6 @@
 #include "db/jobs.h"
 #include "util/macro.h"
 
-static const char *actor_default(void)
-{
-	const char *u = getenv("SUDO_USER");
-	if (!u || !*u)
-		u = getenv("USER");
-	return u && *u ? u : "cli";
-}
-
 /* Wait ms milliseconds without spinning (poll on nothing). */
 static void wait_ms(int ms) { (void)poll(NULL, 0, ms); }
 
@@ -35,7 +27,7 @@ static int parse_job_id(const char *cmd, const char *usage, int argc, char **arg
 int cmd_job_cancel(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { "by", required_argument, NULL, 'b' }, {} };
-	const char *by = actor_default(), *status = NULL;
+	const char *by = cli_actor(), *status = NULL;
 	long long id;
 	struct db *db = NULL;
 	int o, r;
@@ -79,7 +71,7 @@ int cmd_job_retry(struct cli *c, int argc, char **argv)
 		return r;
 	if ((r = cli_db_open(c, &db)))
 		return r;
-	r = job_retry(db, id, actor_default(), 1 + (int)c->cfg.retry.n_delays);
+	r = job_retry(db, id, cli_actor(), 1 + (int)c->cfg.retry.n_delays);
 	if (r == -ENOENT)
 		r = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
 	else if (r == -EBUSY)

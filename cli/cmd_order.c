@@ -14,14 +14,6 @@
 #include "util/macro.h"
 #include "util/size.h"
 
-static const char *actor_name(void)
-{
-	const char *u = getenv("SUDO_USER");
-	if (!u || !*u)
-		u = getenv("USER");
-	return u && *u ? u : "cli";
-}
-
 static bool order_number_ok(const char *s)
 {
 	size_t n = strlen(s);
@@ -214,7 +206,7 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 	r = cli_db_open(c, &db);
 	if (r)
 		return r;
-	r = order_confirm(db, argv[optind], corr, 1 + (int)c->cfg.retry.n_delays, actor_name(), &res);
+	r = order_confirm(db, argv[optind], corr, 1 + (int)c->cfg.retry.n_delays, cli_actor(), &res);
 	if (r == -ENOENT) {
 		db_close(db);
 		return cli_error(CLI_EXIT_NOTFOUND, "order '%s' not found", argv[optind]);

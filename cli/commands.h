@@ -35,3 +35,7 @@ struct usb_candidate;
 json_t *devices_to_json(const struct usb_candidate *c, size_t n);
 /* The human table of `devices`. */
 void devices_print_table(const struct usb_candidate *c, size_t n, FILE *out);
+/* cmd_write.c: one-off write / verify / probe of one target, no database */
+int cmd_write(struct cli *c, int argc, char **argv);
+int cmd_verify(struct cli *c, int argc, char **argv);
+int cmd_probe(struct cli *c, int argc, char **argv);

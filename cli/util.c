@@ -156,3 +156,11 @@ struct table *table_free(struct table *t)
 	free(t);
 	return NULL;
 }
+
+const char *cli_actor(void)
+{
+	const char *u = getenv("SUDO_USER");
+	if (!u || !*u)
+		u = getenv("USER");
+	return u && *u ? u : "cli";
+}

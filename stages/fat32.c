@@ -136,11 +136,11 @@ struct ffile {
 };
 
 struct fdir {
-	char *name;          /* NULL for the root */
+	char *name; /* NULL for the root */
 	int64_t mtime;
-	size_t *files;       /* indexes into files[] */
+	size_t *files; /* indexes into files[] */
 	size_t n_files;
-	size_t *subdirs;     /* root only: indexes into dirs[] */
+	size_t *subdirs; /* root only: indexes into dirs[] */
 	size_t n_subdirs;
 	uint64_t entries;
 	uint32_t first_cluster, n_clusters;
@@ -165,12 +165,12 @@ struct extent {
 #define RA_CHUNK (1u << 20)
 
 struct ra_slot {
-	uint8_t *data;  /* RA_CHUNK bytes, owned */
-	size_t len;     /* bytes of file data in data */
+	uint8_t *data; /* RA_CHUNK bytes, owned */
+	size_t len;    /* bytes of file data in data */
 	size_t file;
-	uint64_t off;   /* file offset of data[0] */
-	int err;        /* < 0: the file failed (open, read, or the SHA-256 verdict carried by its
-			 * last chunk); msg says why; the consumer fails before copying */
+	uint64_t off; /* file offset of data[0] */
+	int err;      /* < 0: the file failed (open, read, or the SHA-256 verdict carried by its
+		       * last chunk); msg says why; the consumer fails before copying */
 	char *msg;
 };
 
@@ -271,12 +271,12 @@ static void put_dirent(uint8_t *e, const uint8_t sname[11], uint8_t attr, uint32
 	memset(e, 0, 32);
 	memcpy(e, sname, 11);
 	e[11] = attr;
-	put16(e + 14, t);       /* creation time */
-	put16(e + 16, d);       /* creation date */
-	put16(e + 18, d);       /* last access date */
+	put16(e + 14, t); /* creation time */
+	put16(e + 16, d); /* creation date */
+	put16(e + 18, d); /* last access date */
 	put16(e + 20, (uint16_t)(cluster >> 16));
-	put16(e + 22, t);       /* write time */
-	put16(e + 24, d);       /* write date */
+	put16(e + 22, t); /* write time */
+	put16(e + 24, d); /* write date */
 	put16(e + 26, (uint16_t)cluster);
 	put32(e + 28, size);
 }
@@ -462,7 +462,8 @@ static int build_segments(struct fat32_src *s)
 	r = add_seg(s, &cap, (struct seg){0, SECTOR, SEG_BUF, s->mbr, 0});
 	if (r >= 0)
 		r = add_seg(s, &cap,
-			    (struct seg){FAT_PART_OFFSET, (uint64_t)L->reserved_sectors * SECTOR, SEG_BUF, s->reserved, 0});
+			    (struct seg){FAT_PART_OFFSET, (uint64_t)L->reserved_sectors * SECTOR, SEG_BUF,
+					 s->reserved, 0});
 	if (r >= 0)
 		r = add_seg(s, &cap, (struct seg){L->fat_offset, fat_bytes, SEG_FAT, NULL, 0});
 	if (r >= 0)
@@ -478,8 +479,8 @@ static int build_segments(struct fat32_src *s)
 		if (f->size == 0)
 			continue;
 		r = add_seg(s, &cap,
-			    (struct seg){L->data_offset + (uint64_t)(f->first_cluster - 2) * L->cluster_size, f->size,
-					 SEG_FILE, NULL, i});
+			    (struct seg){L->data_offset + (uint64_t)(f->first_cluster - 2) * L->cluster_size,
+					 f->size, SEG_FILE, NULL, i});
 	}
 	if (r < 0)
 		return r;
@@ -491,7 +492,8 @@ static int build_segments(struct fat32_src *s)
 	s->ext[0] = (struct extent){0, FAT_PART_OFFSET};
 	s->n_ext = 1;
 	for (size_t i = 0; i < s->n_segs; i++) {
-		uint64_t a = ALIGN_DOWN(s->segs[i].off, 4096), b = ALIGN_UP(s->segs[i].off + s->segs[i].len, 4096);
+		uint64_t a = ALIGN_DOWN(s->segs[i].off, 4096),
+			 b = ALIGN_UP(s->segs[i].off + s->segs[i].len, 4096);
 		struct extent *last = &s->ext[s->n_ext - 1];
 		if (a <= last->end)
 			last->end = MAX(last->end, b);
@@ -659,8 +661,8 @@ static int ra_file(struct fat32_src *s, size_t i, EVP_MD_CTX *md)
 			}
 			if (n == 0) {
 				err = -EBADMSG;
-				ra_set_msg(sl, "%s: shorter than %llu bytes (changed while reading)", f->rel_path,
-					   (unsigned long long)f->size);
+				ra_set_msg(sl, "%s: shorter than %llu bytes (changed while reading)",
+					   f->rel_path, (unsigned long long)f->size);
 				goto fail;
 			}
 			got += (size_t)n;
@@ -687,8 +689,8 @@ static int ra_file(struct fat32_src *s, size_t i, EVP_MD_CTX *md)
 				snprintf(hex + 2 * k, 3, "%02x", h[k]);
 			if (f->sha256[0] && strcmp(hex, f->sha256) != 0) {
 				err = -EBADMSG;
-				ra_set_msg(sl, "%s: sha256 mismatch (library %s, file %s)", f->rel_path, f->sha256,
-					   hex);
+				ra_set_msg(sl, "%s: sha256 mismatch (library %s, file %s)", f->rel_path,
+					   f->sha256, hex);
 				goto fail;
 			}
 		}
@@ -907,8 +909,8 @@ static void fat32_free(struct blksrc *b)
 }
 
 static const struct blksrc_ops fat32_ops = {
-	.read = fat32_read,
-	.free = fat32_free,
+    .read = fat32_read,
+    .free = fat32_free,
 };
 
 /* ---- composing ---- */
@@ -953,7 +955,8 @@ static uint32_t derive_volume_id(const struct job_item *items, size_t n)
 			EVP_DigestUpdate(md, meta, (size_t)l);
 		}
 		if (EVP_DigestFinal_ex(md, h, &hl) == 1 && hl >= 4)
-			id = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+			id = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 |
+			     (uint32_t)h[3] << 24;
 	}
 	EVP_MD_CTX_free(md);
 	return id ? id : 1;
@@ -968,7 +971,8 @@ static void make_label(const char *in, char out[11])
 		unsigned char c = (unsigned char)*in;
 		if (c >= 'a' && c <= 'z')
 			c = (unsigned char)(c - 32);
-		if (c == ' ' || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (c && strchr("!#$%&'()-@^_`{}~", c)))
+		if (c == ' ' || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    (c && strchr("!#$%&'()-@^_`{}~", c)))
 			out[k++] = (char)c;
 		else
 			out[k++] = '_';
@@ -1023,8 +1027,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 			if (di == s->n_dirs) {
 				struct fdir *nd;
 				if (fatname_set_contains(s->dirs[0].names, folder))
-					return fail(ret_error, -EINVAL, "%s: folder name taken (case-insensitive)",
-						    f->dest_path);
+					return fail(ret_error, -EINVAL,
+						    "%s: folder name taken (case-insensitive)", f->dest_path);
 				nd = realloc(s->dirs, (s->n_dirs + 1) * sizeof(*nd));
 				if (!nd)
 					return -ENOMEM;
@@ -1046,7 +1050,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		if (!fatname_is_valid(f->name))
 			return fail(ret_error, -EINVAL, "%s: invalid file name", f->dest_path);
 		if (fatname_set_contains(s->dirs[di].names, f->name))
-			return fail(ret_error, -EINVAL, "%s: duplicate name (case-insensitive)", f->dest_path);
+			return fail(ret_error, -EINVAL, "%s: duplicate name (case-insensitive)",
+				    f->dest_path);
 		{
 			_cleanup_free_ char *got = NULL;
 			r = fatname_set_add_unique(s->dirs[di].names, f->name, &got);
@@ -1073,7 +1078,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 			d->entries += fatname_entries(s->files[d->files[i]].name);
 		if (d->entries > FAT_DIR_MAX_ENTRIES)
 			return fail(ret_error, -ENOSPC, "folder '%s' would need %llu entries (FAT allows %u)",
-				    d->name ? d->name : "/", (unsigned long long)d->entries, FAT_DIR_MAX_ENTRIES);
+				    d->name ? d->name : "/", (unsigned long long)d->entries,
+				    FAT_DIR_MAX_ENTRIES);
 	}
 
 	/* Allocation: directories first, then files in item order. */
@@ -1085,7 +1091,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		struct fdir *d = &s->dirs[di];
 		uint64_t c = fat_dir_clusters(L, d->entries);
 		if (cl + c > (uint64_t)L->n_clusters + 2)
-			return fail(ret_error, -ENOSPC, "directories alone need more than %u clusters", L->n_clusters);
+			return fail(ret_error, -ENOSPC, "directories alone need more than %u clusters",
+				    L->n_clusters);
 		d->first_cluster = (uint32_t)cl;
 		d->n_clusters = (uint32_t)c;
 		cl += c;
@@ -1099,8 +1106,9 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 			continue;
 		if (cl + c > (uint64_t)L->n_clusters + 2)
 			return fail(ret_error, -ENOSPC,
-				    "content does not fit: %s needs %llu clusters, %llu of %u are free", f->dest_path,
-				    (unsigned long long)c, (unsigned long long)(L->n_clusters + 2 - cl), L->n_clusters);
+				    "content does not fit: %s needs %llu clusters, %llu of %u are free",
+				    f->dest_path, (unsigned long long)c,
+				    (unsigned long long)(L->n_clusters + 2 - cl), L->n_clusters);
 		f->first_cluster = (uint32_t)cl;
 		f->n_clusters = (uint32_t)c;
 		cl += c;
@@ -1110,8 +1118,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 	return 0;
 }
 
-int fat32_compose(const struct fat_opts *opts, const struct job_item *items, size_t n,
-		  struct blksrc **ret, char **ret_error)
+int fat32_compose(const struct fat_opts *opts, const struct job_item *items, size_t n, struct blksrc **ret,
+		  char **ret_error)
 {
 	struct fat32_src *s;
 	int r;
@@ -1168,10 +1176,10 @@ void fat32_stats(const struct blksrc *b, struct fat_stats *ret)
 	const struct fat32_src *s = (const struct fat32_src *)b;
 
 	*ret = (struct fat_stats){
-		.layout = s->L,
-		.used_clusters = s->next_free - 2,
-		.free_clusters = s->L.n_clusters - (s->next_free - 2),
-		.dir_clusters = s->dir_clusters,
-		.volume_id = s->volume_id,
+	    .layout = s->L,
+	    .used_clusters = s->next_free - 2,
+	    .free_clusters = s->L.n_clusters - (s->next_free - 2),
+	    .dir_clusters = s->dir_clusters,
+	    .volume_id = s->volume_id,
 	};
 }

@@ -37,20 +37,20 @@
 #include "stages/blksrc.h"
 #include "stages/stage.h"
 
-#define FAT_PART_OFFSET     (UINT64_C(1) << 20) /* partition start: 1 MiB, LBA 2048 */
-#define FAT_MIN_CLUSTERS    65525u              /* fewer clusters would make it FAT16 */
-#define FAT_DIR_MAX_ENTRIES 65536u              /* 32-byte entries a directory may hold */
+#define FAT_PART_OFFSET	    (UINT64_C(1) << 20) /* partition start: 1 MiB, LBA 2048 */
+#define FAT_MIN_CLUSTERS    65525u		/* fewer clusters would make it FAT16 */
+#define FAT_DIR_MAX_ENTRIES 65536u		/* 32-byte entries a directory may hold */
 #define FAT_MAX_FILE_SIZE   UINT64_C(0xFFFFFFFF)
 
 struct fat_layout {
-	uint64_t size;             /* partition end = blksrc.size (≤ the usable size) */
-	uint32_t part_sectors;     /* 512-byte sectors in the partition */
-	uint32_t cluster_size;     /* bytes: 512 … 32768 */
+	uint64_t size;		   /* partition end = blksrc.size (≤ the usable size) */
+	uint32_t part_sectors;	   /* 512-byte sectors in the partition */
+	uint32_t cluster_size;	   /* bytes: 512 … 32768 */
 	uint32_t reserved_sectors; /* ≥ 32 */
-	uint32_t fat_sectors;      /* per FAT, multiple of 8 */
-	uint32_t n_clusters;       /* data clusters, numbered 2 … n_clusters + 1 */
-	uint64_t fat_offset;       /* device offset of FAT #1 */
-	uint64_t data_offset;      /* device offset of cluster 2 */
+	uint32_t fat_sectors;	   /* per FAT, multiple of 8 */
+	uint32_t n_clusters;	   /* data clusters, numbered 2 … n_clusters + 1 */
+	uint64_t fat_offset;	   /* device offset of FAT #1 */
+	uint64_t data_offset;	   /* device offset of cluster 2 */
 };
 
 /* The layout of a FAT32 filesystem on a stick of usable_size bytes.
@@ -63,18 +63,18 @@ uint64_t fat_file_clusters(const struct fat_layout *l, uint64_t size);
 uint64_t fat_dir_clusters(const struct fat_layout *l, uint64_t entries);
 
 struct fat_opts {
-	uint64_t usable_size;     /* stick bytes to use (the partition ends at or below it) */
+	uint64_t usable_size;	  /* stick bytes to use (the partition ends at or below it) */
 	const char *content_root; /* item rel_paths are under it; borrowed during the call */
-	const char *label;        /* volume label; NULL → "USBFORGE"; upper-cased, cut to 11 */
-	uint32_t volume_id;       /* 0 → derived from the items (deterministic) */
+	const char *label;	  /* volume label; NULL → "USBFORGE"; upper-cased, cut to 11 */
+	uint32_t volume_id;	  /* 0 → derived from the items (deterministic) */
 };
 
 /* What a composed filesystem holds, for callers and tests. */
 struct fat_stats {
 	struct fat_layout layout;
-	uint32_t used_clusters;   /* directories + files */
-	uint32_t free_clusters;   /* = FSInfo free count */
-	uint32_t dir_clusters;    /* root + folders */
+	uint32_t used_clusters; /* directories + files */
+	uint32_t free_clusters; /* = FSInfo free count */
+	uint32_t dir_clusters;	/* root + folders */
 	uint32_t volume_id;
 };
 
@@ -87,8 +87,8 @@ struct fat_stats {
  *   -EINVAL  a dest_path that is not "Name" or "Folder/Name" with valid mapped names, a
  *            duplicate (case-insensitive) name in a folder, or a file of 4 GiB or more;
  *   -ENOMEM. */
-int fat32_compose(const struct fat_opts *opts, const struct job_item *items, size_t n,
-		  struct blksrc **ret, char **ret_error);
+int fat32_compose(const struct fat_opts *opts, const struct job_item *items, size_t n, struct blksrc **ret,
+		  char **ret_error);
 
 /* Stats of a source made by fat32_compose() (undefined for other sources). */
 void fat32_stats(const struct blksrc *s, struct fat_stats *ret);

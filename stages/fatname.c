@@ -250,7 +250,8 @@ unsigned fatname_entries(const char *name)
 	if (fatname_is_short(name))
 		return 1;
 	if (decode(name, true, &cps, &n) < 0)
-		return 1 + (FATNAME_MAX_UNITS + FATNAME_LFN_UNITS - 1) / FATNAME_LFN_UNITS; /* OOM: upper bound */
+		return 1 +
+		       (FATNAME_MAX_UNITS + FATNAME_LFN_UNITS - 1) / FATNAME_LFN_UNITS; /* OOM: upper bound */
 	return 1 + (unsigned)((units_of(cps, n) + FATNAME_LFN_UNITS - 1) / FATNAME_LFN_UNITS);
 }
 
@@ -366,6 +367,7 @@ static size_t set_find(const struct fatname_set *s, const char *key)
 	return i;
 }
 
+/* Takes ownership of key (freed when already present or on failure). */
 static int set_insert_folded(struct fatname_set *s, char *key)
 {
 	if ((s->n + 1) * 2 > s->cap) {
@@ -374,6 +376,7 @@ static int set_insert_folded(struct fatname_set *s, char *key)
 		s->slots = calloc(oc * 2, sizeof(char *));
 		if (!s->slots) {
 			s->slots = old;
+			free(key);
 			return -ENOMEM;
 		}
 		s->cap = oc * 2;
@@ -503,7 +506,10 @@ static size_t sn_slot(const struct sn_set *t, const uint8_t k[11])
 	return i;
 }
 
-static bool sn_has(const struct sn_set *t, const uint8_t k[11]) { return t->used[sn_slot(t, k)]; }
+static bool sn_has(const struct sn_set *t, const uint8_t k[11])
+{
+	return t->used[sn_slot(t, k)];
+}
 
 static void sn_add(struct sn_set *t, const uint8_t k[11])
 {

@@ -45,10 +45,12 @@ static void on_skip(void *userdata, const struct content_item *it, const char *r
 	if (!ctx->sink.log)
 		return;
 	esc = json_escape(it->rel_path);
-	if (esc && asprintf(&details, "{\"content_item_id\": %lld, \"rel_path\": \"%s\", \"size_bytes\": %llu}",
-			    (long long)it->id, esc, (unsigned long long)it->size) < 0)
+	if (esc &&
+	    asprintf(&details, "{\"content_item_id\": %lld, \"rel_path\": \"%s\", \"size_bytes\": %llu}",
+		     (long long)it->id, esc, (unsigned long long)it->size) < 0)
 		details = NULL;
-	if (asprintf(&msg, "skipped %s (%llu bytes): %s", it->rel_path, (unsigned long long)it->size, reason) < 0)
+	if (asprintf(&msg, "skipped %s (%llu bytes): %s", it->rel_path, (unsigned long long)it->size,
+		     reason) < 0)
 		msg = NULL;
 	ctx->sink.log(ctx->sink.userdata, LOG_LVL_WARNING, STAGE_SELECTION, "stage", UFC_NONE, details,
 		      msg ? msg : "skipped a file of 4 GiB or more");
@@ -76,15 +78,18 @@ static enum uf_code check_files(struct stage_ctx *ctx)
 			return stage_fail(ctx, UFC_PROCESSING_FAILED, "out of memory");
 		if (stat(path, &st) < 0) {
 			if (errno == ENOENT || errno == ENOTDIR)
-				return stage_fail(ctx, UFC_CONTENT_MISSING, "%s: vanished from the content root",
-						  it->rel_path);
-			return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s: %s", it->rel_path, strerror(errno));
+				return stage_fail(ctx, UFC_CONTENT_MISSING,
+						  "%s: vanished from the content root", it->rel_path);
+			return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s: %s", it->rel_path,
+					  strerror(errno));
 		}
 		if (!S_ISREG(st.st_mode))
-			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: not a regular file any more", it->rel_path);
+			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: not a regular file any more",
+					  it->rel_path);
 		if ((uint64_t)st.st_size != it->size)
-			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: size changed (%llu bytes, library %llu)",
-					  it->rel_path, (unsigned long long)st.st_size, (unsigned long long)it->size);
+			return stage_fail(ctx, UFC_CONTENT_CHANGED,
+					  "%s: size changed (%llu bytes, library %llu)", it->rel_path,
+					  (unsigned long long)st.st_size, (unsigned long long)it->size);
 		if ((int64_t)st.st_mtime != it->mtime)
 			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: mtime changed (%lld, library %lld)",
 					  it->rel_path, (long long)st.st_mtime, (long long)it->mtime);
@@ -138,8 +143,8 @@ enum uf_code stage_selection_content(struct stage_ctx *ctx)
 		return c;
 
 	struct fat_opts opts = {
-		.usable_size = usable,
-		.content_root = job->content_root,
+	    .usable_size = usable,
+	    .content_root = job->content_root,
 	};
 	r = fat32_compose(&opts, job->items, job->n_items, &src, &err);
 	if (r < 0) {
@@ -167,15 +172,17 @@ enum uf_code stage_selection_content(struct stage_ctx *ctx)
 		for (size_t i = 0; i < job->n_items; i++)
 			bytes += job->items[i].size;
 		if (asprintf(&details,
-			     "{\"items\": %zu, \"content_bytes\": %llu, \"bytes_total\": %llu, \"cluster_size\": %u,"
+			     "{\"items\": %zu, \"content_bytes\": %llu, \"bytes_total\": %llu, "
+			     "\"cluster_size\": %u,"
 			     " \"clusters\": %u, \"free_clusters\": %u, \"reused\": %s}",
 			     job->n_items, (unsigned long long)bytes, (unsigned long long)src->mapped,
 			     st.layout.cluster_size, st.layout.n_clusters, st.free_clusters,
 			     job->items_reused ? "true" : "false") < 0)
 			details = NULL;
 		if (asprintf(&msg, "%zu files, %s of content, %s to write (FAT32, %u-byte clusters, %u free)",
-			     job->n_items, format_size(bytes, a, sizeof(a)), format_size(src->mapped, b, sizeof(b)),
-			     st.layout.cluster_size, st.free_clusters) < 0)
+			     job->n_items, format_size(bytes, a, sizeof(a)),
+			     format_size(src->mapped, b, sizeof(b)), st.layout.cluster_size,
+			     st.free_clusters) < 0)
 			msg = NULL;
 		ctx->sink.log(ctx->sink.userdata, LOG_LVL_INFO, STAGE_SELECTION, "stage", UFC_NONE, details,
 			      msg ? msg : "content selected");

@@ -8,6 +8,7 @@
 
 #include "stages/probe.h"
 #include "stages/stage_write.h"
+#include "stages/stage_select.h"
 #include "stages/verify.h"
 #include "stages/writer.h"
 #include "util/macro.h"
@@ -185,6 +186,15 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details, "wrote %s",
 		     format_size(st->bytes_written, a, sizeof(a)));
 		return UFC_NONE;
+	}
+	if (st->image_error && !ctx->job->image_path) {
+		/* a content file changed or vanished since the scan (the composer checks size, mtime
+		 * and sha256 as it reads): CONTENT_CHANGED / CONTENT_MISSING, a permanent error */
+		enum uf_code cc = stage_selection_map_read_error(r);
+		if (cc != UFC_NONE) {
+			slog(ctx, LOG_LVL_ERR, STAGE_WRITING, cc, NULL, "%s", st->error ? st->error : "content changed");
+			return stage_fail(ctx, cc, "%s", st->error ? st->error : "content changed");
+		}
 	}
 	if (st->image_error) {
 		slog(ctx, LOG_LVL_ERR, STAGE_WRITING, UFC_IMAGE_UNREADABLE, NULL, "%s", st->error ? st->error : "image error");

@@ -49,8 +49,8 @@ void ft_sha256_file(const char *path, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime, const char *dest,
-		  struct job_item *it)
+void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime,
+		  const char *dest, struct job_item *it)
 {
 	char *path = NULL;
 	uint8_t *buf = malloc(size ? size : 1);
@@ -206,8 +206,14 @@ bool ft_fsck_ok(const char *part_img, char **ret_out)
 
 /* ---- the reader ---- */
 
-static uint16_t g16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t g32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint16_t g16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+static uint32_t g32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 
 uint32_t ft_fs_fat(const struct ft_fs *fs, uint32_t c)
 {
@@ -356,7 +362,8 @@ static void read_dir(struct ft_fs *fs, uint32_t first, const char *prefix, uint3
 			fe.wdate = g16(e + 24);
 			add_entry(fs, fe);
 			if (fe.is_dir)
-				read_dir(fs, cl, fs->e[fs->n - 1].path, first == fs->root_cluster ? 0 : first, depth + 1);
+				read_dir(fs, cl, fs->e[fs->n - 1].path, first == fs->root_cluster ? 0 : first,
+					 depth + 1);
 		}
 	}
 }

@@ -12,8 +12,8 @@
 
 /* Write `size` pattern bytes (seed) to root/rel (creating folders), set its mtime, and fill
  * *it (rel_path, size, sha256, mtime; dest_path = dest, strdup'd). */
-void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime, const char *dest,
-		  struct job_item *it);
+void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime,
+		  const char *dest, struct job_item *it);
 void ft_items_free(struct job_item *items, size_t n);
 /* Lowercase hex SHA-256 of a file (buf of 65). */
 void ft_sha256_file(const char *path, char out[65]);
@@ -32,7 +32,7 @@ int ft_run(const char *cmd, char **ret_out);
 
 /* The independent reader. */
 struct ft_entry {
-	char *path;        /* "Folder/Name" (UTF-8 long name, or the short name when no LFN) */
+	char *path; /* "Folder/Name" (UTF-8 long name, or the short name when no LFN) */
 	char shortname[13];
 	bool is_dir;
 	uint32_t cluster;

@@ -89,14 +89,14 @@ Test(fatname, entries_and_short)
 	cr_assert_not(fatname_is_short(".TXT"));
 	cr_assert_eq(fatname_entries("README.TXT"), 1);
 	cr_assert_eq(fatname_entries("readme.txt"), 2);
-	cr_assert_eq(fatname_entries("1234567890123"), 2);   /* 13 units: one LFN entry */
-	cr_assert_eq(fatname_entries("12345678901234"), 3);  /* 14 units: two */
+	cr_assert_eq(fatname_entries("1234567890123"), 2);  /* 13 units: one LFN entry */
+	cr_assert_eq(fatname_entries("12345678901234"), 3); /* 14 units: two */
 	cr_assert_eq(fatname_entries("日本語.mp3"), 2);
 }
 
 static void expect_shorts(const char *const *names, size_t n, const char *const *want)
 {
-	uint8_t (*sn)[11] = calloc(n, 11);
+	uint8_t(*sn)[11] = calloc(n, 11);
 	cr_assert_eq(fatname_short_names(names, n, sn), 0);
 	for (size_t i = 0; i < n; i++) {
 		char t[13];
@@ -108,11 +108,13 @@ static void expect_shorts(const char *const *names, size_t n, const char *const 
 
 Test(fatname, short_names_windows_like)
 {
-	const char *names[] = {"Song.mp3",       "My File.txt",      "Track number 1.mp3", "Track number 2.mp3",
-			       "TRACKN~1.MP3",   "日本語.mp3",       ".hidden",            "a+b,c;d=e[f].txt",
-			       "archive.tar.gz", "README.TXT",       "readme.md",          "x.jpeg"};
-	const char *want[] = {"SONG.MP3",     "MYFILE~1.TXT", "TRACKN~2.MP3", "TRACKN~3.MP3", "TRACKN~1.MP3", "___~1.MP3",
-			      "HIDDEN~1",     "A_B_C_~1.TXT", "ARCHIV~1.GZ",  "README.TXT",   "README.MD",   "X~1.JPE"};
+	const char *names[] = {
+	    "Song.mp3",	  "My File.txt", "Track number 1.mp3", "Track number 2.mp3", "TRACKN~1.MP3",
+	    "日本語.mp3", ".hidden",	 "a+b,c;d=e[f].txt",   "archive.tar.gz",     "README.TXT",
+	    "readme.md",  "x.jpeg"};
+	const char *want[] = {"SONG.MP3",     "MYFILE~1.TXT", "TRACKN~2.MP3", "TRACKN~3.MP3",
+			      "TRACKN~1.MP3", "___~1.MP3",    "HIDDEN~1",     "A_B_C_~1.TXT",
+			      "ARCHIV~1.GZ",  "README.TXT",   "README.MD",    "X~1.JPE"};
 	expect_shorts(names, sizeof(names) / sizeof(names[0]), want);
 
 	/* 12 twins: tails grow past 9 and the base shrinks to keep 8 characters */
@@ -164,9 +166,9 @@ Test(layout, cluster_size_table)
 		uint64_t size;
 		uint32_t cs;
 	} cases[] = {
-		{48 * MiB, 512},         {64 * MiB, 512},           {100 * MiB, 1024}, {200 * MiB, 2048},
-		{300 * MiB, 4096},       {8 * GiB, 4096},           {8 * GiB + 4096, 8192}, {16 * GiB, 8192},
-		{16000000000ULL, 8192},  {32 * GiB, 16384},         {64 * GiB, 32768}, {1024 * GiB, 32768},
+	    {48 * MiB, 512},	    {64 * MiB, 512},   {100 * MiB, 1024},      {200 * MiB, 2048},
+	    {300 * MiB, 4096},	    {8 * GiB, 4096},   {8 * GiB + 4096, 8192}, {16 * GiB, 8192},
+	    {16000000000ULL, 8192}, {32 * GiB, 16384}, {64 * GiB, 32768},      {1024 * GiB, 32768},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct fat_layout l;
@@ -177,7 +179,8 @@ Test(layout, cluster_size_table)
 		cr_assert_eq(l.data_offset % (l.cluster_size > 4096 ? l.cluster_size : 4096), 0);
 		cr_assert_eq(l.fat_offset % 4096, 0);
 		cr_assert_geq((uint64_t)l.fat_sectors * 128, (uint64_t)l.n_clusters + 2);
-		cr_assert_lt((uint64_t)(l.fat_sectors - 8) * 128, (uint64_t)l.n_clusters + 2, "FAT larger than needed");
+		cr_assert_lt((uint64_t)(l.fat_sectors - 8) * 128, (uint64_t)l.n_clusters + 2,
+			     "FAT larger than needed");
 		cr_assert_geq(l.reserved_sectors, 32);
 		cr_assert_leq(l.data_offset + (uint64_t)l.n_clusters * l.cluster_size, l.size);
 		cr_assert_gt(l.data_offset + (uint64_t)(l.n_clusters + 1) * l.cluster_size, l.size);
@@ -251,8 +254,8 @@ static void check_image(struct tree *t, uint64_t usable)
 		if (e->size) {
 			uint32_t nc = (uint32_t)((e->size + fs.spc * fs.bps - 1) / (fs.spc * fs.bps));
 			for (uint32_t k = 0; k + 1 < nc; k++)
-				cr_assert_eq(ft_fs_fat(&fs, e->cluster + k), e->cluster + k + 1, "%s not contiguous",
-					     e->path);
+				cr_assert_eq(ft_fs_fat(&fs, e->cluster + k), e->cluster + k + 1,
+					     "%s not contiguous", e->path);
 			uint8_t *data = ft_fs_read(&fs, e), *want = malloc(e->size);
 			char *src = tu_path(t->root, t->items[i].rel_path);
 			FILE *f = fopen(src, "rbe");
@@ -351,8 +354,9 @@ Test(compose, ascii_tree_small_clusters_mtools_and_fsck, .timeout = 300)
 	for (size_t i = 0; i < t.n; i++) {
 		char *dst = tu_path(t.dir, "copy.out"), *src = tu_path(t.root, t.items[i].rel_path);
 		unlink(dst);
-		cr_assert(asprintf(&cmd, "MTOOLS_SKIP_CHECK=1 mcopy -n -i '%s@@1M' '::/%s' '%s' && cmp '%s' '%s'", t.img,
-				   t.items[i].dest_path, dst, dst, src) > 0);
+		cr_assert(asprintf(&cmd,
+				   "MTOOLS_SKIP_CHECK=1 mcopy -n -i '%s@@1M' '::/%s' '%s' && cmp '%s' '%s'",
+				   t.img, t.items[i].dest_path, dst, dst, src) > 0);
 		cr_assert_eq(ft_run(cmd, &out), 0, "%s: %s", cmd, out);
 		free(out), free(cmd), free(dst), free(src);
 	}
@@ -385,7 +389,8 @@ Test(compose, four_kib_clusters_and_boot_fields, .timeout = 300)
 	cr_assert_eq(mbr[450], 0x0C);
 	cr_assert_eq(mbr[446], 0x00);
 	cr_assert_eq(mbr[454] | mbr[455] << 8 | mbr[456] << 16, 2048);
-	cr_assert_eq((uint32_t)(mbr[458] | mbr[459] << 8 | mbr[460] << 16 | (uint32_t)mbr[461] << 24), l.part_sectors);
+	cr_assert_eq((uint32_t)(mbr[458] | mbr[459] << 8 | mbr[460] << 16 | (uint32_t)mbr[461] << 24),
+		     l.part_sectors);
 	cr_assert_eq(mbr[510], 0x55);
 	cr_assert_eq(mbr[511], 0xAA);
 	/* boot sector */
@@ -491,7 +496,8 @@ Test(compose, emoji_lfn_bytes)
 	cr_assert(memcmp(d + 32, "_~1     MP3", 11) == 0);
 	for (int i = 0; i < 32; i++)
 		if (i != 13)
-			cr_assert_eq(d[i], want_lfn[i], "LFN byte %d: %02x, expected %02x", i, d[i], want_lfn[i]);
+			cr_assert_eq(d[i], want_lfn[i], "LFN byte %d: %02x, expected %02x", i, d[i],
+				     want_lfn[i]);
 	cr_assert_eq(d[13], sum);
 	tree_done(&t);
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db/content.h"
 #include "db/jobs.h"
 #include "db/orders.h"
 #include "helpers/testdb.h"
@@ -530,4 +531,70 @@ Test(worker, no_database_means_waiting_not_exiting)
 	free(bin);
 	free(errp);
 	free(s0);
+}
+
+static void put_file(const char *root, const char *rel, size_t len, uint64_t seed)
+{
+	char *p = tu_path(root, rel);
+	char *slash = strrchr(p, '/');
+	*slash = 0;
+	mkdir(p, 0755);
+	*slash = '/';
+	char *buf = malloc(len ? len : 1);
+	tu_fill_pattern(buf, len, seed);
+	tu_write_file(p, buf, len);
+	free(buf);
+	free(p);
+}
+
+static int64_t add_content_order(const char *number, const char *spec, uint64_t capacity)
+{
+	struct order_new o = { .number = number, .capacity_bytes = capacity, .quantity = 1, .content_spec = spec };
+	int64_t id;
+	cr_assert_eq(order_add(db, &o, &id), 0, "%s", db_error(db));
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, number, NULL, 4, "test", &r), 0, "%s", db_error(db));
+	json_decref(r);
+	return id;
+}
+
+Test(worker, content_order_composes_a_fat32_stick)
+{
+	char *root = tu_path(dir, "content");
+	mkdir(root, 0755);
+	put_file(root, "Salsa/Uno – canción.mp3", 300000, 1);
+	put_file(root, "Salsa/Dos.mp3", 200000, 2);
+	put_file(root, "Reggaetón/Tres.mp3", 250000, 3);
+	struct content_scan_stats st;
+	cr_assert_eq(content_scan(db, root, NULL, NULL, &st), 0);
+	cr_assert_eq(st.added, 3);
+	char *s0 = make_stick("s0.img", 96 << 20);
+	const char *slots[] = { s0, NULL };
+	char *extra = NULL;
+	cr_assert(asprintf(&extra, "content = { root = \"%s\"; };", root) > 0);
+	char *cfg = config(slots, extra);
+	add_content_order("M-1", "{\"categories\": [\"Salsa\", \"Reggaetón\"], \"items\": []}", 96 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_exit(pid, 120), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_items"), 3);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_items WHERE dest_path = 'Salsa/Uno – canción.mp3'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.done', 'order.done')"), 2);
+	/* an outside oracle: dosfstools checks the partition at 1 MiB */
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "dd if=%s of=%s.part bs=1M skip=1 status=none && fsck.fat -n %s.part >/dev/null", s0, s0, s0);
+	cr_assert_eq(system(cmd), 0, "fsck.fat found errors on the composed stick");
+
+	/* a file that changes after the scan fails the next order at once: CONTENT_CHANGED */
+	put_file(root, "Salsa/Dos.mp3", 200000, 99); /* same size, new bytes and mtime */
+	add_content_order("M-2", "{\"categories\": [\"Salsa\"], \"items\": []}", 96 << 20);
+	pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_exit(pid, 120), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+				   " WHERE o.order_number = 'M-2' AND j.status = 'failed' AND j.error_code = 'CONTENT_CHANGED' AND j.attempts = 1"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.failed'"), 1);
+	free(extra);
+	free(cfg);
+	free(s0);
+	free(root);
 }
