@@ -509,7 +509,7 @@ static int retry_txn(struct db *db, void *userdata)
 		    "UPDATE processing_jobs SET status = 'queued', stage = 'pending', progress = 0, progress_detail = NULL,"
 		    " attempts = 0, max_attempts = ?, generation = generation + 1, next_attempt_at = NOW(6),"
 		    " locked_by = NULL, heartbeat_at = NULL, slot = NULL, device_serial = NULL, device_capacity_bytes = NULL,"
-		    " bytes_written = 0, resume_state = NULL, created_at = created_at, started_at = NULL, completed_at = NULL,"
+		    " bytes_written = 0, resume_state = NULL, started_at = NULL, completed_at = NULL,"
 		    " failed_at = NULL, cancel_requested_at = NULL, cancelled_at = NULL, cancelled_by = NULL,"
 		    " fail_reason = NULL, error_code = NULL, stuck_reported_at = NULL"
 		    " WHERE id = ? AND status IN ('failed', 'cancelled')",

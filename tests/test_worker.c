@@ -187,6 +187,9 @@ Test(worker, three_units_on_two_slots)
 	assert_same_bytes(img, s0, 8 << 20);
 	assert_same_bytes(img, s1, 8 << 20);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM workers WHERE stopped_at IS NOT NULL"), 1);
+	/* the devices table mirrors the slots: both present, free again, sizes known */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE station = 'test-station' AND state = 'ready'"
+				   " AND capacity_bytes = 67108864 AND current_job_id IS NULL"), 2);
 	free(img);
 	free(s0);
 	free(s1);
