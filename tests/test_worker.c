@@ -601,3 +601,50 @@ Test(worker, content_order_composes_a_fat32_stick)
 	free(s0);
 	free(root);
 }
+
+static int64_t order_with(const char *number, uint64_t capacity, const char *station, uint64_t image_bytes)
+{
+	struct order_new o = { .number = number, .capacity_bytes = capacity, .quantity = 1, .image_path = "/x.img",
+			       .image_bytes = image_bytes, .station = station };
+	int64_t id;
+	cr_assert_eq(order_add(db, &o, &id), 0, "%s", db_error(db));
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, number, NULL, 4, "t", &r), 0);
+	int64_t jid = json_integer_value(json_object_get(json_array_get(json_object_get(r, "jobs"), 0), "id"));
+	json_decref(r);
+	return jid;
+}
+
+static int64_t claim_for(const char *station, uint64_t device_bytes)
+{
+	struct claim_req q = { .worker_id = "w", .station = station, .slot = "A", .device_bytes = device_bytes,
+			       .capacity_tolerance = 0.10 };
+	struct claimed_job *j = NULL;
+	int r = job_claim(db, &q, &j);
+	if (r == -ENOENT)
+		return 0;
+	cr_assert_eq(r, 0, "%s", db_error(db));
+	int64_t id = j->id;
+	claimed_job_free(j);
+	return id;
+}
+
+Test(worker, claim_matches_stick_station_and_size)
+{
+	int64_t small = order_with("S8", 8000000000ULL, NULL, 0);
+	int64_t big_other = order_with("B16-other", 16000000000ULL, "kiosk-2", 0);
+	int64_t big_a = order_with("B16-a", 16000000000ULL, NULL, 0);
+	int64_t big_b = order_with("B16-b", 16000000000ULL, "test-station", 0);
+	int64_t huge_img = order_with("IMG", 8000000000ULL, NULL, 9000000000ULL);
+	/* a "16 GB" stick that really holds 14.9 GB: ≥ 16 GB × 0.9 */
+	cr_assert_eq(claim_for("test-station", 14900000000ULL), big_a, "largest capacity first, then the oldest");
+	cr_assert_eq(claim_for("test-station", 14900000000ULL), big_b);
+	/* kiosk-2's job is not ours; the image job needs 9 GB; the 8 GB job fits */
+	cr_assert_eq(claim_for("test-station", 7300000000ULL), small, "8 GB × 0.9 = 7.2 GB fits a 7.3 GB stick");
+	cr_assert_eq(claim_for("test-station", 7100000000ULL), 0, "the image needs 9 GB, nothing else fits");
+	cr_assert_eq(claim_for("test-station", 9100000000ULL), huge_img);
+	cr_assert_eq(claim_for("test-station", 64000000000ULL), 0, "kiosk-2's job stays for kiosk-2");
+	cr_assert_eq(claim_for("kiosk-2", 15000000000ULL), big_other);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND attempts = 1"), 5);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'processing'"), 5);
+}
