@@ -7,9 +7,11 @@
 #      capacity, slot named after the port path.
 #   2. `usbforge write --yes STICK1 /img1.raw` exits 0 after verification, with exactly one USB
 #      reset of stick 1 (kernel log) and stick 1 back with its serial; the host compares the
-#      backing file byte for byte.
+#      backing file byte for byte. `usbforge verify` of stick 1 against /img1.raw exits 0, against
+#      /img2.raw exits 1 with VERIFY_MISMATCH at offset 13 (the first differing byte).
 #   3. `usbforge write --yes STICK2 /img2.raw` while the host pulls stick 2 (QMP device_del)
-#      exits 1 with DEVICE_GONE within 60 s — never a hang, never a success.
+#      exits 1 with DEVICE_GONE within 15 s of the removal (hard bound 60 s) — never a hang,
+#      never a success.
 . /e2e/lib.sh
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 UF="usbforge --config /etc/usbforge.conf"
@@ -51,6 +53,19 @@ e2e_check "stick 1 was reset exactly once before verification (got $resets)" [ "
 back=$(e2e_dev_by_serial UFSTICK0001)
 e2e_check "stick 1 is back after the reset as $back" [ -n "$back" ]
 
+# 2b. verify: the written stick matches its image, and not another one (img2 differs from img1
+# from byte 13 on: "usbforge e2e one" vs "usbforge e2e two").
+$UF verify "$back" /img1.raw >/tmp/v1.out 2>&1
+rc=$?
+cat /tmp/v1.out
+e2e_check "usbforge verify $back /img1.raw exits 0 (got $rc)" [ $rc = 0 ]
+$UF verify "$back" /img2.raw >/tmp/v2.out 2>&1
+rc=$?
+cat /tmp/v2.out
+e2e_check "usbforge verify $back /img2.raw exits 1 (got $rc)" [ $rc = 1 ]
+e2e_check "usbforge verify $back /img2.raw reports VERIFY_MISMATCH at offset 13" \
+	grep -Eq "VERIFY_MISMATCH.*offset 13([^0-9]|$)" /tmp/v2.out
+
 # 3. a stick pulled mid-write
 timeout 60 $UF write --yes "$dev2" /img2.raw >/tmp/w2.out 2>&1 &
 pid=$!
@@ -68,5 +83,7 @@ cat /tmp/w2.out
 echo "FACT remove.exit=$rc remove.centis=$((t1 - t0))"
 e2e_check "the write to the pulled stick exits 1, not hung (143), not 0 (got $rc)" [ $rc = 1 ]
 e2e_check "the write to the pulled stick reports DEVICE_GONE" grep -q DEVICE_GONE /tmp/w2.out
+e2e_check "the writer ended within 15 s of the removal request (took $(($t1 - $t0))0 ms)" \
+	[ $((t1 - t0)) -le 1500 ]
 e2e_check "$dev2 is gone" e2e_wait_gone "$dev2" 100
 e2e_summary
