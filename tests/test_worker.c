@@ -648,3 +648,57 @@ Test(worker, claim_matches_stick_station_and_size)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND attempts = 1"), 5);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'processing'"), 5);
 }
+
+Test(worker, read_only_stick_is_never_claimed)
+{
+	char *backing = make_stick("ro.img", 64 << 20);
+	char cmd[1024], loop[64] = "";
+	snprintf(cmd, sizeof(cmd), "losetup -r -f --show %s", backing);
+	FILE *p = popen(cmd, "r");
+	cr_assert(p);
+	cr_assert(fgets(loop, sizeof(loop), p), "losetup failed");
+	pclose(p);
+	loop[strcspn(loop, "\n")] = 0;
+	char *img = make_image("img.raw", 4, 7);
+	const char *slots[] = { loop, NULL };
+	char *cfg = config(slots, NULL);
+	add_confirm("RO-1", 1, img, 64 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	int rc = wait_exit(pid, 60);
+	snprintf(cmd, sizeof(cmd), "losetup -d %s", loop);
+	int detach = system(cmd);
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(detach, 0);
+	/* the safety check sees it first: the slot is unsafe, the job untouched, --once ends */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
+				   " AND started_at IS NULL"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE slot = 'S0' AND state = 'unsafe' AND state_reason = 'read-only'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	free(backing);
+	free(img);
+	free(cfg);
+}
+
+Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
+{
+	int64_t id = order_with("FAKE", 16000000000ULL, NULL, 0);
+	cr_assert_eq(claim_for("test-station", 15000000000ULL), id);
+	const char *st = NULL;
+	double d[] = { 5, 15, 60 };
+	cr_assert_eq(job_finish_fail(db, id, "w", UFC_DEVICE_FAKE_CAPACITY, "only 1 GiB real", d, 3, &st), 0);
+	cr_assert_str_eq(st, "queued");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
+				   " AND error_code = 'DEVICE_FAKE_CAPACITY' AND slot IS NULL AND locked_by IS NULL"), 1);
+	/* and the next stick takes it as a first attempt */
+	cr_assert_eq(claim_for("test-station", 15000000000ULL), id);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE attempts = 1"), 1);
+	/* a permanent error fails at once, with its events */
+	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", d, 3, &st), 0);
+	cr_assert_str_eq(st, "failed");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"), 2);
+	/* finalizing again is refused and writes nothing */
+	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", d, 3, &st), -ESTALE);
+	cr_assert_eq(job_finish_done(db, id, "w", 0), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+}

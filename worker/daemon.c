@@ -97,6 +97,10 @@ static struct slot *slot_add(struct daemon *d, const char *name)
 	return &n[d->n_slots++];
 }
 
+/* What identifies the stick in a slot: its USB serial, or (static slots, sticks without one)
+ * its device path — such a slot stays bad until the daemon restarts. */
+static const char *slot_identity(const struct slot *s) { return s->serial ? s->serial : s->devnode ? s->devnode : ""; }
+
 /* Re-read what every slot holds (cheap: sysfs and stat). A busy slot keeps its runner; if its
  * stick vanished the runner sees DEVICE_GONE through its I/O. */
 static void refresh_slots(struct daemon *d)
@@ -129,7 +133,7 @@ static void refresh_slots(struct daemon *d)
 		s->reason = sdup(c[i].reason);
 		s->capacity = c[i].capacity_bytes;
 		s->speed = c[i].usb_speed_mbps;
-		if (s->bad_serial && (!s->serial || strcmp(s->bad_serial, s->serial) != 0)) {
+		if (s->bad_serial && strcmp(s->bad_serial, slot_identity(s)) != 0) {
 			free(s->bad_serial); /* replaced */
 			s->bad_serial = NULL;
 		}
@@ -279,10 +283,11 @@ static void join_finished(struct daemon *d)
 		runner_join(s->runner, &bad);
 		s->runner = NULL;
 		d->busy--;
-		if (bad && s->serial) {
+		if (bad && s->devnode) {
 			free(s->bad_serial);
-			s->bad_serial = strdup(s->serial);
-			log_warning("slot %s: stick %s refused; the slot stays bad until the stick is replaced", s->name, s->serial);
+			s->bad_serial = strdup(slot_identity(s));
+			log_warning("slot %s: stick %s refused; the slot stays bad until the stick is replaced", s->name,
+				    s->bad_serial);
 		}
 	}
 }
