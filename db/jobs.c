@@ -323,9 +323,12 @@ static int done_txn(struct db *db, void *userdata)
 	r = db_exec(db, &aff,
 		    "UPDATE processing_jobs SET status = 'done', stage = 'done', progress = 100, completed_at = NOW(6),"
 		    " bytes_written = ?, bytes_total = GREATEST(COALESCE(bytes_total, 0), ?), locked_by = NULL,"
+		    " progress_detail = JSON_OBJECT('stage', 'done', 'bytes_done', ?, 'bytes_total', ?,"
+		    "  'duration_seconds', TIMESTAMPDIFF(MICROSECOND, started_at, NOW(6)) / 1e6),"
 		    " heartbeat_at = NOW(6), resume_state = NULL, error_code = NULL, fail_reason = NULL"
 		    " WHERE id = ? AND status = 'processing' AND locked_by = ?",
-		    DB_U64(f->bytes), DB_U64(f->bytes), DB_I64(f->id), DB_STR(f->worker_id), DB_END);
+		    DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), DB_I64(f->id),
+		    DB_STR(f->worker_id), DB_END);
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
 	if (r >= 0)

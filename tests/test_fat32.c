@@ -53,7 +53,7 @@ Test(fatname, map_cuts_to_255_units_keeping_extension)
 {
 	char in[400], *m = NULL;
 	memset(in, 'x', 300);
-	strcpy(in + 300, ".mp3");
+	memcpy(in + 300, ".mp3", 5);
 	cr_assert_eq(fatname_map(in, &m), 0);
 	cr_assert_eq(strlen(m), 255);
 	cr_assert_str_eq(m + 251, ".mp3");
@@ -61,9 +61,10 @@ Test(fatname, map_cuts_to_255_units_keeping_extension)
 
 	/* emoji count as 2 units: 130 of them = 260 units → 125 emoji + ".mp3" = 254 units */
 	char big[1024] = "";
+	size_t bl = 0;
 	for (int i = 0; i < 130; i++)
-		strcat(big, "🎵");
-	strcat(big, ".mp3");
+		bl += (size_t)snprintf(big + bl, sizeof(big) - bl, "🎵");
+	snprintf(big + bl, sizeof(big) - bl, ".mp3");
 	cr_assert_eq(fatname_map(big, &m), 0);
 	cr_assert_eq(strlen(m), 125 * 4 + 4);
 	uint16_t *u = NULL;
@@ -323,7 +324,8 @@ Test(compose, ascii_tree_small_clusters_mtools_and_fsck, .timeout = 300)
 	free(cmd);
 	{
 		/* expected: every folder and file as ::/Folder/ and ::/Folder/Name */
-		char *want = calloc(1, 65536), *w = want;
+		size_t wsz = 65536, wl = 0;
+		char *want = calloc(1, wsz);
 		const char *lines[64];
 		size_t nl = 0;
 		lines[nl++] = "::/Jazz and Blues/";
@@ -343,8 +345,7 @@ Test(compose, ascii_tree_small_clusters_mtools_and_fsck, .timeout = 300)
 					lines[j] = x;
 				}
 		for (size_t i = 0; i < nl; i++)
-			w += sprintf(w, "%s\n", lines[i]);
-		(void)w;
+			wl += (size_t)snprintf(want + wl, wsz - wl, "%s\n", lines[i]);
 		cr_assert_str_eq(out, want, "mdir listed:\n%s\nexpected:\n%s", out, want);
 		free(want);
 	}
