@@ -85,7 +85,8 @@ static uint64_t write_src(struct blksrc *s, int fd, size_t bufsize)
 		ssize_t n = blksrc_read(s, buf, bufsize, &off);
 		t_read += now() - t;
 		if (n < 0) {
-			fprintf(stderr, "read: %s: %s\n", strerror((int)-n), blksrc_error(s) ? blksrc_error(s) : "");
+			fprintf(stderr, "read: %s: %s\n", strerror((int)-n),
+				blksrc_error(s) ? blksrc_error(s) : "");
 			exit(1);
 		}
 		if (n == 0)
@@ -197,7 +198,8 @@ static int cmd_compose(const char *root, const char *manifest, const char *targe
 
 	fd = open_target(target, &size);
 	double t0 = now();
-	struct job_spec job = {.content_root = (char *)root, .categories = cats, .library = lib, .n_library = n};
+	struct job_spec job = {
+	    .content_root = (char *)root, .categories = cats, .library = lib, .n_library = n};
 	struct select_result res;
 	char *err = NULL;
 	int r = select_content(&job, size, NULL, NULL, &res, &err);
@@ -237,9 +239,11 @@ static int cmd_compose(const char *root, const char *manifest, const char *targe
 int main(int argc, char **argv)
 {
 	if (argc >= 5 && strcmp(argv[1], "compose") == 0)
-		return cmd_compose(argv[2], argv[3], argv[4], argc > 5 ? strtoul(argv[5], NULL, 10) : 4u << 20);
+		return cmd_compose(argv[2], argv[3], argv[4],
+				   argc > 5 ? strtoul(argv[5], NULL, 10) : 4u << 20);
 	if (argc >= 4 && strcmp(argv[1], "raw") == 0)
 		return cmd_raw(argv[2], argv[3], argc > 4 ? strtoul(argv[4], NULL, 10) : 4u << 20);
-	fprintf(stderr, "usage: uf_fat_bench compose ROOT MANIFEST TARGET [BUFSIZE] | raw IMAGE TARGET [BUFSIZE]\n");
+	fprintf(stderr,
+		"usage: uf_fat_bench compose ROOT MANIFEST TARGET [BUFSIZE] | raw IMAGE TARGET [BUFSIZE]\n");
 	return 2;
 }

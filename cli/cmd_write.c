@@ -222,6 +222,22 @@ static int open_source(struct job *j, struct blksrc **ret)
 	return 0;
 }
 
+/* Static mode names its targets: a block device that no slot names is not one of them, even
+ * when it passes the mount/root/holder rules (usb_target_check judges only those there). */
+static bool static_slot_ok(const struct uf_config *cfg, const char *path)
+{
+	struct stat st, ss;
+
+	if (cfg->usb.mode != USB_MODE_STATIC || stat(path, &st) < 0 || !S_ISBLK(st.st_mode))
+		return true;
+	for (size_t i = 0; i < cfg->usb.n_slots; i++) {
+		const char *p = cfg->usb.slots[i].path;
+		if (p && stat(p, &ss) == 0 && S_ISBLK(ss.st_mode) && ss.st_rdev == st.st_rdev)
+			return true;
+	}
+	return false;
+}
+
 /* The safety rule of DESIGN.md: a regular file always, a block device only when eligible
  * under the mode in force. *ret_missing tells a target that does not exist (allowed only
  * when allow_missing: write creates it). */
@@ -242,6 +258,10 @@ static int check_target(struct job *j, bool allow_missing, bool *ret_missing)
 	if (r < 0)
 		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s: cannot check the target: %s", j->device,
 		                reason ? reason : strerror(-r));
+	if (!static_slot_ok(&j->c->cfg, j->device))
+		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
+		                "%s is a block device that is not a configured slot (static mode writes only the "
+		                "block devices named in usb.slots)", j->device);
 	return 0;
 }
 
