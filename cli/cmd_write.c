@@ -46,7 +46,7 @@ static void on_signal(int sig)
 
 static void install_signals(void)
 {
-	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -62,18 +62,18 @@ static double now_mono(void)
 /* One invocation's target and report state. */
 struct job {
 	struct cli *c;
-	const char *cmd;      /* "write", "verify", "probe" */
+	const char *cmd; /* "write", "verify", "probe" */
 	const char *usage;
 	const char *device;
-	const char *source;   /* NULL for probe */
-	struct stat st0;      /* the target as it was opened (to tell "gone" from "I/O error") */
+	const char *source; /* NULL for probe */
+	struct stat st0;    /* the target as it was opened (to tell "gone" from "I/O error") */
 	bool have_st0;
 	struct dev *dev;
 	struct usbdev_reset *usbreset;
-	bool tty;             /* progress line on stderr */
-	double t_phase;       /* start of the current phase */
-	double t_last;        /* last progress line */
-	const char *phase;    /* "writing", "verifying" */
+	bool tty;	   /* progress line on stderr */
+	double t_phase;	   /* start of the current phase */
+	double t_last;	   /* last progress line */
+	const char *phase; /* "writing", "verifying" */
 };
 
 static void job_done(struct job *j)
@@ -84,7 +84,8 @@ static void job_done(struct job *j)
 
 /* Print "usbforge: CODE: message" (and, with --json, a JSON document naming the failure) and
  * return CLI_EXIT_FAIL. bad_offset UINT64_MAX: none. */
-static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const char *fmt, ...) _printf_(4, 5);
+static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const char *fmt, ...)
+    _printf_(4, 5);
 static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const char *fmt, ...)
 {
 	va_list ap;
@@ -99,10 +100,10 @@ static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const
 	j->phase = NULL;
 	cli_error(CLI_EXIT_FAIL, "%s: %s", uf_code_name(code), msg ? msg : "out of memory");
 	if (j->c->json) {
-		json_t *doc = json_pack("{s:s, s:s?, s:s, s:s?, s:o}", "device", j->device, "source", j->source,
-		                        "error_code", uf_code_name(code), "error", msg,
-		                        "bad_offset", bad_offset == UINT64_MAX ? json_null()
-		                                                               : json_integer((json_int_t)bad_offset));
+		json_t *doc =
+		    json_pack("{s:s, s:s?, s:s, s:s?, s:o}", "device", j->device, "source", j->source,
+			      "error_code", uf_code_name(code), "error", msg, "bad_offset",
+			      bad_offset == UINT64_MAX ? json_null() : json_integer((json_int_t)bad_offset));
 		if (doc)
 			cli_print_json(doc);
 	}
@@ -148,16 +149,16 @@ static int job_fail_io(struct job *j, int r, uint64_t off, const char *what)
 	if (r == -ECANCELED)
 		return job_fail(j, UFC_CANCELLED, off, "%s of %s interrupted", what, j->device);
 	if (target_gone(j, r))
-		return job_fail(j, UFC_DEVICE_GONE, off, "%s disappeared during the %s (at offset %llu)", j->device,
-		                what, (unsigned long long)off);
+		return job_fail(j, UFC_DEVICE_GONE, off, "%s disappeared during the %s (at offset %llu)",
+				j->device, what, (unsigned long long)off);
 	if (r == -EROFS)
 		return job_fail(j, UFC_DEVICE_READ_ONLY, off, "%s is read-only", j->device);
 	if (r == -ETIMEDOUT)
-		return job_fail(j, UFC_WRITE_IO, off, "%s: %s did not return in time at offset %llu", j->device,
-		                what, (unsigned long long)off);
+		return job_fail(j, UFC_WRITE_IO, off, "%s: %s did not return in time at offset %llu",
+				j->device, what, (unsigned long long)off);
 	if (r == -EIO || r == -ENOSPC)
 		return job_fail(j, UFC_WRITE_IO, off, "%s: %s failed (%s) at offset %llu", j->device, what,
-		                strerror(-r), (unsigned long long)off);
+				strerror(-r), (unsigned long long)off);
 	return job_fail(j, UFC_PROCESSING_FAILED, off, "%s: %s failed: %s", j->device, what, strerror(-r));
 }
 
@@ -176,7 +177,7 @@ static void progress(void *ud, uint64_t done, uint64_t total)
 	double rate = el > 0 ? (double)done / el : 0;
 	double pct = total ? 100.0 * (double)done / (double)total : 100.0;
 	fprintf(stderr, "\r%-9s %5.1f%%  %s / %s  %.1f MB/s", j->phase, pct, format_size(done, a, sizeof(a)),
-	        format_size(total, b, sizeof(b)), rate / 1e6);
+		format_size(total, b, sizeof(b)), rate / 1e6);
 	if (rate > 0 && done < total) {
 		unsigned long eta = (unsigned long)((double)(total - done) / rate + 0.5);
 		fprintf(stderr, "  eta %lu:%02lu", eta / 60, eta % 60);
@@ -201,13 +202,13 @@ static void phase_end(struct job *j)
 static void write_opts_from_config(const struct uf_config *cfg, struct write_opts *ret)
 {
 	*ret = (struct write_opts){
-		.buffer_size = (size_t)cfg->write.buffer_size,
-		.queue_depth = cfg->write.queue_depth,
-		.verify = cfg->write.verify,
-		.reset_before_verify = cfg->write.reset_before_verify,
-		.stall_timeout = cfg->write.stall_timeout,
-		.capacity_tolerance = cfg->worker.capacity_tolerance,
-		.probe = cfg->write.probe,
+	    .buffer_size = (size_t)cfg->write.buffer_size,
+	    .queue_depth = cfg->write.queue_depth,
+	    .verify = cfg->write.verify,
+	    .reset_before_verify = cfg->write.reset_before_verify,
+	    .stall_timeout = cfg->write.stall_timeout,
+	    .capacity_tolerance = cfg->worker.capacity_tolerance,
+	    .probe = cfg->write.probe,
 	};
 }
 
@@ -252,16 +253,19 @@ static int check_target(struct job *j, bool allow_missing, bool *ret_missing)
 		return 0;
 	}
 	if (r == -ENOENT)
-		return job_fail(j, UFC_DEVICE_GONE, UINT64_MAX, "%s: %s", j->device, reason ? reason : strerror(ENOENT));
+		return job_fail(j, UFC_DEVICE_GONE, UINT64_MAX, "%s: %s", j->device,
+				reason ? reason : strerror(ENOENT));
 	if (r == -EPERM)
 		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s", reason ? reason : j->device);
 	if (r < 0)
-		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s: cannot check the target: %s", j->device,
-		                reason ? reason : strerror(-r));
+		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s: cannot check the target: %s",
+				j->device, reason ? reason : strerror(-r));
 	if (!static_slot_ok(&j->c->cfg, j->device))
-		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
-		                "%s is a block device that is not a configured slot (static mode writes only the "
-		                "block devices named in usb.slots)", j->device);
+		return job_fail(
+		    j, UFC_DEVICE_UNSAFE, UINT64_MAX,
+		    "%s is a block device that is not a configured slot (static mode writes only the "
+		    "block devices named in usb.slots)",
+		    j->device);
 	return 0;
 }
 
@@ -275,31 +279,34 @@ static int confirm(struct job *j, bool yes, bool missing, uint64_t image_size)
 		return 0;
 	if (!isatty(STDIN_FILENO))
 		return cli_usage_error(j->cmd, j->usage,
-		                       "stdin is not a terminal: add --yes to confirm overwriting %s", j->device);
+				       "stdin is not a terminal: add --yes to confirm overwriting %s",
+				       j->device);
 	if (missing) {
 		fprintf(stderr, "%s does not exist: it will be created as a file of %s.\n", j->device,
-		        format_size(image_size, a, sizeof(a)));
+			format_size(image_size, a, sizeof(a)));
 	} else if (stat(j->device, &st) == 0 && S_ISBLK(st.st_mode)) {
 		struct usb_disk_facts f;
 		if (usb_disk_facts_from_devnum(NULL, st.st_rdev, &f) == 0) {
 			fprintf(stderr, "%s: %s block device%s%s%s%s%s%s%s\n", j->device,
-			        format_size(f.size_bytes, a, sizeof(a)), f.vendor || f.model ? ", " : "",
-			        f.vendor ? f.vendor : "", f.vendor && f.model ? " " : "", f.model ? f.model : "",
-			        f.serial ? " (serial " : "", f.serial ? f.serial : "", f.serial ? ")" : "");
+				format_size(f.size_bytes, a, sizeof(a)), f.vendor || f.model ? ", " : "",
+				f.vendor ? f.vendor : "", f.vendor && f.model ? " " : "",
+				f.model ? f.model : "", f.serial ? " (serial " : "", f.serial ? f.serial : "",
+				f.serial ? ")" : "");
 			usb_disk_facts_done(&f);
 		} else {
 			fprintf(stderr, "%s: block device\n", j->device);
 		}
 	} else if (stat(j->device, &st) == 0) {
-		fprintf(stderr, "%s: regular file of %s\n", j->device, format_size((uint64_t)st.st_size, a, sizeof(a)));
+		fprintf(stderr, "%s: regular file of %s\n", j->device,
+			format_size((uint64_t)st.st_size, a, sizeof(a)));
 	}
-	fprintf(stderr, "Everything on %s will be overwritten with %s (%s). Continue? [y/N] ", j->device, j->source,
-	        format_size(image_size, b, sizeof(b)));
+	fprintf(stderr, "Everything on %s will be overwritten with %s (%s). Continue? [y/N] ", j->device,
+		j->source, format_size(image_size, b, sizeof(b)));
 	fflush(stderr);
 	_cleanup_free_ char *line = NULL;
 	size_t n = 0;
 	if (getline(&line, &n, stdin) < 0 || (strcmp(line, "y\n") != 0 && strcmp(line, "Y\n") != 0 &&
-	                                       strcmp(line, "yes\n") != 0 && strcmp(line, "YES\n") != 0))
+					      strcmp(line, "yes\n") != 0 && strcmp(line, "YES\n") != 0))
 		return cli_error(CLI_EXIT_FAIL, "not confirmed; %s left untouched", j->device);
 	return 0;
 }
@@ -309,7 +316,8 @@ static int create_target(struct job *j, uint64_t size)
 {
 	_cleanup_close_ int fd = open(j->device, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
-		return job_fail(j, UFC_WRITE_IO, UINT64_MAX, "cannot create %s: %s", j->device, strerror(errno));
+		return job_fail(j, UFC_WRITE_IO, UINT64_MAX, "cannot create %s: %s", j->device,
+				strerror(errno));
 	return 0;
 }
 
@@ -321,8 +329,8 @@ static int open_target(struct job *j, unsigned flags, bool want_reset)
 	int r = dev_open(j->device, flags, &j->dev);
 	if (r < 0) {
 		if (r == -EBUSY)
-			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s is busy (mounted or in use): %s", j->device,
-			                strerror(-r));
+			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
+					"%s is busy (mounted or in use): %s", j->device, strerror(-r));
 		if (r == -EROFS)
 			return job_fail(j, UFC_DEVICE_READ_ONLY, UINT64_MAX, "%s is read-only", j->device);
 		if (r == -ENOENT || dev_errno_is_gone(r))
@@ -333,8 +341,11 @@ static int open_target(struct job *j, unsigned flags, bool want_reset)
 	if (want_reset && j->c->cfg.usb.mode == USB_MODE_UDEV && j->dev->is_block) {
 		r = usbdev_install_reset_hook(j->dev, RESET_TIMEOUT_MS, &j->usbreset);
 		if (r < 0)
-			fprintf(stderr, "usbforge: warning: no USB reset before verification (%s); relying on O_DIRECT "
-			                "and dropped caches\n", strerror(-r));
+			fprintf(
+			    stderr,
+			    "usbforge: warning: no USB reset before verification (%s); relying on O_DIRECT "
+			    "and dropped caches\n",
+			    strerror(-r));
 	}
 	return 0;
 }
@@ -348,13 +359,13 @@ static int reopen_source(void *ud, struct blksrc **ret)
 static void verify_opts_from(const struct write_opts *wo, struct job *j, struct verify_opts *ret)
 {
 	*ret = (struct verify_opts){
-		.buffer_size = wo->buffer_size,
-		.queue_depth = wo->queue_depth,
-		.stall_timeout = wo->stall_timeout,
-		.reopen = reopen_source,
-		.reopen_userdata = j,
-		.progress = progress,
-		.progress_userdata = j,
+	    .buffer_size = wo->buffer_size,
+	    .queue_depth = wo->queue_depth,
+	    .stall_timeout = wo->stall_timeout,
+	    .reopen = reopen_source,
+	    .reopen_userdata = j,
+	    .progress = progress,
+	    .progress_userdata = j,
 	};
 }
 
@@ -363,21 +374,22 @@ static int report_verify_error(struct job *j, int r, const struct verify_result 
 {
 	if (r == -EBADMSG)
 		return job_fail(j, UFC_VERIFY_MISMATCH, vr->bad_offset, "first bad byte at offset %llu%s",
-		                (unsigned long long)vr->bad_offset, vr->exact ? "" : " (start of the bad chunk)");
+				(unsigned long long)vr->bad_offset,
+				vr->exact ? "" : " (start of the bad chunk)");
 	if (r == -EIO && !target_gone(j, r))
 		return job_fail(j, UFC_VERIFY_MISMATCH, vr->bad_offset, "read error at offset %llu",
-		                (unsigned long long)vr->bad_offset);
+				(unsigned long long)vr->bad_offset);
 	return job_fail_io(j, r, vr->bad_offset, "read-back");
 }
 
 static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *yes, bool *no_verify)
 {
 	static const struct option opts[] = {
-		{ "yes", no_argument, NULL, 'y' },
-		{ "no-verify", no_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{},
+	    {"yes", no_argument, NULL, 'y'},
+	    {"no-verify", no_argument, NULL, 'n'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {},
 	};
 	int o;
 
@@ -404,8 +416,8 @@ static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *y
 		}
 	}
 	if (argc - optind != nargs)
-		return cli_usage_error(j->cmd, j->usage, "expected %d argument%s, got %d", nargs, nargs == 1 ? "" : "s",
-		                       argc - optind);
+		return cli_usage_error(j->cmd, j->usage, "expected %d argument%s, got %d", nargs,
+				       nargs == 1 ? "" : "s", argc - optind);
 	j->device = argv[optind];
 	j->source = nargs > 1 ? argv[optind + 1] : NULL;
 	if (!*j->device || (j->source && !*j->source))
@@ -415,12 +427,12 @@ static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *y
 
 int cmd_write(struct cli *c, int argc, char **argv)
 {
-	struct job j = { .c = c, .cmd = "write", .usage = "DEVICE SOURCE [--no-verify] [--yes]" };
+	struct job j = {.c = c, .cmd = "write", .usage = "DEVICE SOURCE [--no-verify] [--yes]"};
 	bool yes = false, no_verify = false, missing = false;
 	struct blksrc *src = NULL;
 	struct writer *w = NULL;
 	struct write_opts wo;
-	struct verify_result vr = { 0 };
+	struct verify_result vr = {0};
 	uint64_t image_size = 0, orig_size = 0;
 	double t0, t_write = 0, t_verify = 0;
 	bool verified = false;
@@ -467,20 +479,23 @@ int cmd_write(struct cli *c, int argc, char **argv)
 	if (r == -EFBIG) {
 		char a[32], b[32];
 		r = job_fail(&j, UFC_DEVICE_TOO_SMALL, dev_size(j.dev), "the image needs %s, %s holds %s",
-		             format_size(src->size, a, sizeof(a)), j.device, format_size(dev_size(j.dev), b, sizeof(b)));
+			     format_size(src->size, a, sizeof(a)), j.device,
+			     format_size(dev_size(j.dev), b, sizeof(b)));
 		goto out;
 	}
 	if (r < 0) {
-		r = job_fail(&j, UFC_PROCESSING_FAILED, UINT64_MAX, "cannot set up the writer: %s", strerror(-r));
+		r = job_fail(&j, UFC_PROCESSING_FAILED, UINT64_MAX, "cannot set up the writer: %s",
+			     strerror(-r));
 		goto out;
 	}
-	struct writer_cbs cbs = { .userdata = &j, .progress = progress };
+	struct writer_cbs cbs = {.userdata = &j, .progress = progress};
 	phase_begin(&j, "writing");
 	r = writer_run(w, &cancel_flag, &cbs);
 	if (r < 0) {
 		const struct writer_stats *st = writer_stats(w);
 		if (st->image_error)
-			r = job_fail(&j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s", st->error ? st->error : j.source);
+			r = job_fail(&j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s",
+				     st->error ? st->error : j.source);
 		else
 			r = job_fail_io(&j, r, st->bad_offset, "write");
 		goto out;
@@ -513,9 +528,10 @@ int cmd_write(struct cli *c, int argc, char **argv)
 	/* The writer pads the last block: give a regular file its size back. */
 	if (!j.dev->is_block) {
 		struct stat st;
-		if (stat(j.device, &st) == 0 && (uint64_t)st.st_size > orig_size && truncate(j.device, (off_t)orig_size) < 0) {
-			r = job_fail(&j, UFC_WRITE_IO, orig_size, "cannot trim %s to %llu bytes: %s", j.device,
-			             (unsigned long long)orig_size, strerror(errno));
+		if (stat(j.device, &st) == 0 && (uint64_t)st.st_size > orig_size &&
+		    truncate(j.device, (off_t)orig_size) < 0) {
+			r = job_fail(&j, UFC_WRITE_IO, orig_size, "cannot trim %s to %llu bytes: %s",
+				     j.device, (unsigned long long)orig_size, strerror(errno));
 			goto out;
 		}
 	}
@@ -524,13 +540,13 @@ int cmd_write(struct cli *c, int argc, char **argv)
 	const struct writer_stats *st = writer_stats(w);
 	double rate = secs > 0 ? (double)src->mapped / secs : 0;
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source", j.source,
-		                         "bytes_written", (json_int_t)st->bytes_written, "verified", (int)verified,
-		                         "seconds", secs, "rate_bytes_per_s", rate));
+		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source",
+					 j.source, "bytes_written", (json_int_t)st->bytes_written, "verified",
+					 (int)verified, "seconds", secs, "rate_bytes_per_s", rate));
 	} else {
 		char a[32];
-		printf("wrote %s to %s in %.2f s (%.1f MB/s)", format_size(st->bytes_written, a, sizeof(a)), j.device,
-		       t_write, t_write > 0 ? (double)st->bytes_written / t_write / 1e6 : 0.0);
+		printf("wrote %s to %s in %.2f s (%.1f MB/s)", format_size(st->bytes_written, a, sizeof(a)),
+		       j.device, t_write, t_write > 0 ? (double)st->bytes_written / t_write / 1e6 : 0.0);
 		if (verified)
 			printf(", verified in %.2f s (%.1f MB/s)", t_verify,
 			       t_verify > 0 ? (double)vr.bytes_read / t_verify / 1e6 : 0.0);
@@ -548,11 +564,11 @@ out:
 
 int cmd_verify(struct cli *c, int argc, char **argv)
 {
-	struct job j = { .c = c, .cmd = "verify", .usage = "DEVICE SOURCE" };
+	struct job j = {.c = c, .cmd = "verify", .usage = "DEVICE SOURCE"};
 	struct blksrc *src = NULL;
 	struct write_opts wo;
 	struct verify_opts vo;
-	struct verify_result vr = { 0 };
+	struct verify_result vr = {0};
 	bool missing;
 	int r;
 
@@ -579,9 +595,9 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 	if (src->size > dev_size(j.dev)) {
 		char a[32], b[32];
 		r = job_fail(&j, UFC_VERIFY_MISMATCH, dev_size(j.dev),
-		             "%s holds %s, the image %s: first bad byte at offset %llu", j.device,
-		             format_size(dev_size(j.dev), a, sizeof(a)), format_size(src->size, b, sizeof(b)),
-		             (unsigned long long)dev_size(j.dev));
+			     "%s holds %s, the image %s: first bad byte at offset %llu", j.device,
+			     format_size(dev_size(j.dev), a, sizeof(a)), format_size(src->size, b, sizeof(b)),
+			     (unsigned long long)dev_size(j.dev));
 		goto out;
 	}
 	install_signals();
@@ -600,7 +616,7 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 	if (r < 0) {
 		if (vr.bad_offset == UINT64_MAX && r != -ECANCELED && !dev_errno_is_gone(r))
 			r = job_fail(&j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s: %s", j.source,
-			             blksrc_error(src) ? blksrc_error(src) : strerror(-r));
+				     blksrc_error(src) ? blksrc_error(src) : strerror(-r));
 		else
 			r = report_verify_error(&j, r, &vr);
 		goto out;
@@ -609,9 +625,9 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 	double secs = now_mono() - t0;
 	double rate = secs > 0 ? (double)vr.bytes_read / secs : 0;
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source", j.source,
-		                         "bytes_read", (json_int_t)vr.bytes_read, "verified", 1, "seconds", secs,
-		                         "rate_bytes_per_s", rate));
+		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source",
+					 j.source, "bytes_read", (json_int_t)vr.bytes_read, "verified", 1,
+					 "seconds", secs, "rate_bytes_per_s", rate));
 	} else {
 		char a[32];
 		printf("%s matches %s: %s read in %.2f s (%.1f MB/s)\n", j.device, j.source,
@@ -626,7 +642,7 @@ out:
 
 int cmd_probe(struct cli *c, int argc, char **argv)
 {
-	struct job j = { .c = c, .cmd = "probe", .usage = "DEVICE" };
+	struct job j = {.c = c, .cmd = "probe", .usage = "DEVICE"};
 	struct probe_result pr;
 	char a[32], b[32];
 	bool missing;
@@ -654,9 +670,10 @@ int cmd_probe(struct cli *c, int argc, char **argv)
 	double secs = now_mono() - t0;
 	if (c->json)
 		cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:f}", "device", j.device, "verdict",
-		                         probe_verdict_name(pr.verdict), "reported_bytes", (json_int_t)pr.reported_size,
-		                         "usable_bytes", (json_int_t)pr.usable_size, "blocks_probed",
-		                         (json_int_t)pr.blocks_probed, "seconds", secs));
+					 probe_verdict_name(pr.verdict), "reported_bytes",
+					 (json_int_t)pr.reported_size, "usable_bytes",
+					 (json_int_t)pr.usable_size, "blocks_probed",
+					 (json_int_t)pr.blocks_probed, "seconds", secs));
 	if (!c->json)
 		printf("%s: %s, %s reported, %s usable (%llu blocks probed in %.2f s)\n", j.device,
 		       probe_verdict_name(pr.verdict), format_size(pr.reported_size, a, sizeof(a)),
@@ -665,8 +682,9 @@ int cmd_probe(struct cli *c, int argc, char **argv)
 		bool json = c->json;
 		c->json = false; /* the document above already says it */
 		r = job_fail(&j, UFC_DEVICE_FAKE_CAPACITY, pr.usable_size,
-		             "%s is fake (%s): only %s of %s reported is real", j.device, probe_verdict_name(pr.verdict),
-		             format_size(pr.usable_size, a, sizeof(a)), format_size(pr.reported_size, b, sizeof(b)));
+			     "%s is fake (%s): only %s of %s reported is real", j.device,
+			     probe_verdict_name(pr.verdict), format_size(pr.usable_size, a, sizeof(a)),
+			     format_size(pr.reported_size, b, sizeof(b)));
 		c->json = json;
 		goto out;
 	}

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader, ZSTD_frameHeader */
 #include <zstd.h>
 
 #include "stages/src_internal.h"
@@ -79,41 +79,57 @@ static void zstd_done(struct stream_src *s)
 	free(z->in);
 }
 
-/* Sum the content sizes of every frame; -ENODATA when a frame does not record it. */
+/* Sum the content sizes of every frame; -ENODATA when a frame does not record it. Walks the
+ * frame and block headers with small preads (a few bytes per 128 KiB block), so sizing a large
+ * image neither maps nor reads it. */
 static int zstd_frames_size(int fd, uint64_t file_size, uint64_t *ret)
 {
 	uint64_t total = 0, off = 0;
+	uint8_t hdr[ZSTD_FRAMEHEADERSIZE_MAX];
 
 	if (file_size == 0)
 		return -EINVAL;
-	void *map = mmap(NULL, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED)
-		return -errno;
-	int r = 0;
 	while (off < file_size) {
-		const char *p = (const char *)map + off;
-		size_t left = (size_t)(file_size - off);
-		unsigned long long cs = ZSTD_getFrameContentSize(p, left);
-		if (cs == ZSTD_CONTENTSIZE_ERROR) {
-			r = -EINVAL;
-			break;
+		ssize_t n = pread(fd, hdr, sizeof(hdr), (off_t)off);
+		if (n < 0)
+			return -errno;
+		if (n < 8)
+			return -EINVAL;
+		uint32_t magic = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+		if ((magic & 0xFFFFFFF0u) == ZSTD_MAGIC_SKIPPABLE_START) {
+			uint32_t len = (uint32_t)hdr[4] | (uint32_t)hdr[5] << 8 | (uint32_t)hdr[6] << 16 | (uint32_t)hdr[7] << 24;
+			off += 8 + (uint64_t)len;
+			continue;
 		}
-		if (cs == ZSTD_CONTENTSIZE_UNKNOWN) {
-			r = -ENODATA;
-			break;
+		ZSTD_frameHeader fh;
+		size_t hr = ZSTD_getFrameHeader(&fh, hdr, (size_t)n);
+		if (ZSTD_isError(hr) || hr != 0)
+			return -EINVAL;
+		if (fh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN)
+			return -ENODATA;
+		total += fh.frameContentSize;
+		off += fh.headerSize;
+		for (;;) { /* block headers: 3 bytes, little endian: last(1) type(2) size(21) */
+			uint8_t b[3];
+			if (pread(fd, b, 3, (off_t)off) != 3)
+				return -EINVAL;
+			uint32_t bh = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16;
+			unsigned type = (bh >> 1) & 3;
+			if (type == 3)
+				return -EINVAL; /* reserved */
+			off += 3 + (type == 1 ? 1 : (uint64_t)(bh >> 3)); /* RLE blocks store one byte */
+			if (off > file_size)
+				return -EINVAL;
+			if (bh & 1)
+				break;
 		}
-		size_t fl = ZSTD_findFrameCompressedSize(p, left);
-		if (ZSTD_isError(fl) || fl == 0) {
-			r = -EINVAL;
-			break;
-		}
-		total += cs;
-		off += fl;
+		if (fh.checksumFlag)
+			off += 4;
+		if (off > file_size)
+			return -EINVAL;
 	}
-	munmap(map, file_size);
-	if (r == 0)
-		*ret = total;
-	return r;
+	*ret = total;
+	return 0;
 }
 
 int src_zstd_new(const char *path, int fd, uint64_t file_size, struct stream_src **ret, char **ret_error)

@@ -1,0 +1,458 @@
+/* `usbforge write / verify / probe` through the real binary: images of every format written to
+ * files and compared byte for byte, the --yes rule when stdin is not a terminal, verification
+ * of a good and of a tampered target (exact offset), the probe on a genuine file, and the
+ * safety refusals on loop devices (a mounted one, and one that is not a configured slot) with
+ * their data proven untouched. Loop cases need root and skip without /dev/loop-control. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers/testutil.h"
+#include "test_usb_loop.h"
+
+extern char **environ;
+
+#define IMG_SIZE ((size_t)3 * 1024 * 1024 + 1234) /* not a multiple of the block size */
+
+static char *dir;
+static char *img;      /* raw image, IMG_SIZE bytes of pattern */
+static uint8_t *data;  /* its bytes */
+static char *fileconf; /* static mode, one file slot */
+static char *mnt;      /* mount point while a loop device is mounted, else NULL */
+static struct tul_loop loop = {.fd = -1};
+
+struct run {
+	int status;
+	char *out, *err;
+};
+
+static char *slurp(const char *path, size_t *ret_len)
+{
+	FILE *f = fopen(path, "re");
+	cr_assert(f, "open %s: %s", path, strerror(errno));
+	char *s = NULL;
+	size_t cap = 0, len = 0;
+	for (;;) {
+		if (len + 65536 + 1 > cap) {
+			cap = (len + 65536 + 1) * 2;
+			s = realloc(s, cap);
+			cr_assert(s);
+		}
+		size_t n = fread(s + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	fclose(f);
+	s[len] = 0;
+	if (ret_len)
+		*ret_len = len;
+	return s;
+}
+
+/* Run argv (NULL-terminated; argv[0] the program) with stdin from /dev/null and output into
+ * files; returns the exit status (128+signal when killed). */
+static struct run spawn(const char *const *argv)
+{
+	char *outp = tu_path(dir, "stdout"), *errp = tu_path(dir, "stderr");
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int st;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_eq(posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0, "spawn %s",
+		     argv[0]);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	struct run r = {
+	    .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+	    .out = slurp(outp, NULL),
+	    .err = slurp(errp, NULL),
+	};
+	free(outp);
+	free(errp);
+	return r;
+}
+
+/* usbforge with args, the config first. */
+static struct run uf(const char *conf, const char *const *args)
+{
+	char *bin = tu_path(tu_binary_dir(), "cli/usbforge");
+	const char *argv[16] = {bin, "--config", conf};
+	int n = 3;
+	for (int i = 0; args[i]; i++) {
+		cr_assert(n < 15);
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	struct run r = spawn(argv);
+	free(bin);
+	return r;
+}
+#define UF(conf, ...) uf(conf, (const char *const[]){__VA_ARGS__, NULL})
+
+static void run_ok(const char *const *argv)
+{
+	struct run r = spawn(argv);
+	cr_assert_eq(r.status, 0, "%s failed (%d): %s", argv[0], r.status, r.err);
+	free(r.out);
+	free(r.err);
+}
+#define RUN_OK(...) run_ok((const char *const[]){__VA_ARGS__, NULL})
+
+static void done(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+static void write_conf(const char *path, const char *slot_path)
+{
+	char *text = NULL;
+	cr_assert(asprintf(&text,
+			   "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"%s\"; } ); };\n",
+			   slot_path) > 0);
+	tu_write_file(path, text, strlen(text));
+	free(text);
+}
+
+static void setup(void)
+{
+	dir = tu_tmpdir("cli_write");
+	img = tu_path(dir, "in.img");
+	data = malloc(IMG_SIZE);
+	cr_assert(data);
+	tu_fill_pattern(data, IMG_SIZE, 77);
+	/* A run of zeros inside, so that compressors and sparse paths have something to do. */
+	memset(data + 1024 * 1024, 0, 512 * 1024);
+	tu_write_file(img, data, IMG_SIZE);
+	fileconf = tu_path(dir, "file.conf");
+	char *slot = tu_path(dir, "slot.img");
+	write_conf(fileconf, slot);
+	free(slot);
+}
+
+static void teardown(void)
+{
+	if (mnt) {
+		RUN_OK("umount", mnt);
+		free(mnt);
+		mnt = NULL;
+	}
+	if (loop.path)
+		tul_detach(&loop);
+	free(data);
+	free(img);
+	free(fileconf);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+TestSuite(cli_write, .init = setup, .fini = teardown);
+
+/* The file at path holds exactly the image. */
+static void assert_is_image(const char *path)
+{
+	size_t len;
+	char *got = slurp(path, &len);
+	cr_assert_eq(len, IMG_SIZE, "%s: %zu bytes", path, len);
+	cr_assert(memcmp(got, data, IMG_SIZE) == 0, "%s differs from the image", path);
+	free(got);
+}
+
+static void write_format(const char *tool, const char *ext)
+{
+	char *src = NULL, *out = NULL, *name = NULL;
+	if (tool) {
+		RUN_OK(tool, "-k", "-q", "-f", img);
+		cr_assert(asprintf(&src, "%s.%s", img, ext) > 0);
+	} else {
+		src = strdup(img);
+	}
+	cr_assert(asprintf(&name, "out-%s.img", ext) > 0);
+	out = tu_path(dir, name);
+	struct run r = UF(fileconf, "write", out, src, "--yes");
+	cr_assert_eq(r.status, 0, "%s: %s", ext, r.err);
+	cr_assert(strstr(r.out, "wrote ") && strstr(r.out, "verified in"), "%s", r.out);
+	done(&r);
+	assert_is_image(out);
+	free(src);
+	free(out);
+	free(name);
+}
+
+Test(cli_write, raw_to_new_file)
+{
+	write_format(NULL, "raw");
+}
+Test(cli_write, zst_to_new_file)
+{
+	write_format("zstd", "zst");
+}
+Test(cli_write, gz_to_new_file)
+{
+	write_format("gzip", "gz");
+}
+Test(cli_write, xz_to_new_file)
+{
+	write_format("xz", "xz");
+}
+
+Test(cli_write, json_document_of_a_write)
+{
+	char *out = tu_path(dir, "j.img");
+	struct run r = UF(fileconf, "--json", "write", out, img, "--yes");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* bytes_written counts the padded last block: 3 MiB + 4096. */
+	cr_assert(strstr(r.out, "\"bytes_written\": 3149824"), "%s", r.out);
+	cr_assert(strstr(r.out, "\"verified\": true"), "%s", r.out);
+	cr_assert(strstr(r.out, "\"rate_bytes_per_s\": "), "%s", r.out);
+	done(&r);
+	r = UF(fileconf, "--json", "write", out, img, "--yes", "--no-verify");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\"verified\": false"), "%s", r.out);
+	done(&r);
+	assert_is_image(out);
+	free(out);
+}
+
+Test(cli_write, yes_required_without_a_terminal)
+{
+	char *out = tu_path(dir, "new.img");
+	struct run r = UF(fileconf, "write", out, img);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "stdin is not a terminal: add --yes"), "%s", r.err);
+	done(&r);
+	cr_assert(access(out, F_OK) < 0 && errno == ENOENT, "the target was created without --yes");
+
+	/* An existing target is left as it was. */
+	uint8_t z[8192] = {0};
+	tu_write_file(out, z, sizeof(z));
+	r = UF(fileconf, "write", out, img);
+	cr_assert_eq(r.status, 2);
+	done(&r);
+	size_t len;
+	char *got = slurp(out, &len);
+	cr_assert_eq(len, sizeof(z));
+	cr_assert(memcmp(got, z, sizeof(z)) == 0);
+	free(got);
+	free(out);
+}
+
+Test(cli_write, usage_errors)
+{
+	struct run r = UF(fileconf, "write", img);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "usage: usbforge write DEVICE SOURCE [--no-verify] [--yes]"), "%s", r.err);
+	done(&r);
+	r = UF(fileconf, "verify", img, img, img);
+	cr_assert_eq(r.status, 2);
+	done(&r);
+	r = UF(fileconf, "probe", img, "--bogus");
+	cr_assert_eq(r.status, 2);
+	done(&r);
+}
+
+Test(cli_write, unreadable_and_too_large_images)
+{
+	char *bad = tu_path(dir, "bad.img.zst");
+	char *out = tu_path(dir, "o.img");
+	/* zstd magic, then garbage */
+	const uint8_t junk[] = {0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8};
+	tu_write_file(bad, junk, sizeof(junk));
+	struct run r = UF(fileconf, "write", out, bad, "--yes");
+	cr_assert_eq(r.status, 1);
+	cr_assert(strncmp(r.err, "usbforge: IMAGE_UNREADABLE: ", 28) == 0, "%s", r.err);
+	done(&r);
+	cr_assert(access(out, F_OK) < 0, "created a target for an unreadable image");
+
+	char *missing = tu_path(dir, "nope.img");
+	r = UF(fileconf, "write", out, missing, "--yes");
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "IMAGE_UNREADABLE: "), "%s", r.err);
+	done(&r);
+
+	/* An existing file keeps its size: one smaller than the image is too small. */
+	uint8_t z[4096] = {0};
+	tu_write_file(out, z, sizeof(z));
+	r = UF(fileconf, "write", out, img, "--yes");
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "DEVICE_TOO_SMALL: the image needs 3.0 MiB"), "%s", r.err);
+	done(&r);
+	free(bad);
+	free(out);
+	free(missing);
+}
+
+Test(cli_write, verify_good_and_tampered)
+{
+	char *out = tu_path(dir, "v.img");
+	char *zst = NULL;
+	RUN_OK("zstd", "-k", "-q", "-f", img);
+	cr_assert(asprintf(&zst, "%s.zst", img) > 0);
+	tu_write_file(out, data, IMG_SIZE);
+
+	struct run r = UF(fileconf, "verify", out, zst);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "matches"), "%s", r.out);
+	done(&r);
+
+	/* One flipped byte deep inside, past the first chunk. */
+	const uint64_t at = 2 * 1024 * 1024 + 4321;
+	int fd = open(out, O_WRONLY | O_CLOEXEC);
+	cr_assert(fd >= 0);
+	uint8_t b = data[at] ^ 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, (off_t)at), 1);
+	close(fd);
+	r = UF(fileconf, "verify", out, zst);
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.err, "usbforge: VERIFY_MISMATCH: first bad byte at offset 2101473\n");
+	done(&r);
+	r = UF(fileconf, "--json", "verify", out, img);
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.out, "\"error_code\": \"VERIFY_MISMATCH\""), "%s", r.out);
+	cr_assert(strstr(r.out, "\"bad_offset\": 2101473"), "%s", r.out);
+	done(&r);
+
+	/* A target shorter than the image differs where it ends. */
+	cr_assert_eq(truncate(out, 1024 * 1024), 0);
+	r = UF(fileconf, "verify", out, img);
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "VERIFY_MISMATCH: ") && strstr(r.err, "first bad byte at offset 1048576"),
+		  "%s", r.err);
+	done(&r);
+
+	char *gone = tu_path(dir, "gone.img");
+	r = UF(fileconf, "verify", gone, img);
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "DEVICE_GONE: "), "%s", r.err);
+	done(&r);
+	free(gone);
+	free(zst);
+	free(out);
+}
+
+Test(cli_write, probe_genuine_file_and_restores_it)
+{
+	char *out = tu_path(dir, "p.img");
+	tu_write_file(out, data, IMG_SIZE);
+	struct run r = UF(fileconf, "probe", out);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, ": genuine, "), "%s", r.out);
+	done(&r);
+	r = UF(fileconf, "--json", "probe", out);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\"verdict\": \"genuine\""), "%s", r.out);
+	cr_assert(strstr(r.out, "\"reported_bytes\": 3146962"), "%s", r.out);
+	cr_assert(strstr(r.out, "\"usable_bytes\": 3146962"), "%s", r.out);
+	done(&r);
+	assert_is_image(out);
+	free(out);
+}
+
+/* A loop device over a file of 16 MiB whose bytes are the pattern (seed 5). */
+static char *make_loop(void)
+{
+	if (!tul_can_loop())
+		cr_skip_test("needs root and /dev/loop-control");
+	char *back = tu_path(dir, "loop.bin");
+	size_t n = 16 * 1024 * 1024;
+	uint8_t *p = malloc(n);
+	cr_assert(p);
+	tu_fill_pattern(p, n, 5);
+	tu_write_file(back, p, n);
+	free(p);
+	tul_attach(back, false, &loop);
+	return back;
+}
+
+Test(cli_write, mounted_loop_device_is_refused_untouched)
+{
+	char *back = make_loop();
+	char *conf = tu_path(dir, "loop.conf");
+	write_conf(conf, loop.path);
+	RUN_OK("mkfs.ext4", "-q", "-F", loop.path);
+	char *m = tu_path(dir, "mnt");
+	cr_assert_eq(mkdir(m, 0755), 0);
+	/* read-only: the file system itself writes nothing, so any change would be ours */
+	RUN_OK("mount", "-o", "ro", loop.path, m);
+	mnt = m;
+	size_t len0, len1;
+	char *before = slurp(back, &len0);
+
+	struct run r = UF(conf, "write", loop.path, img, "--yes");
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "usbforge: DEVICE_UNSAFE: mounted at "), "%s", r.err);
+	done(&r);
+	r = UF(conf, "probe", loop.path);
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "usbforge: DEVICE_UNSAFE: mounted at "), "%s", r.err);
+	done(&r);
+
+	RUN_OK("umount", m);
+	mnt = NULL;
+	char *after = slurp(back, &len1);
+	cr_assert_eq(len0, len1);
+	cr_assert(memcmp(before, after, len0) == 0, "the mounted device was modified");
+	free(before);
+	free(after);
+	free(m);
+	free(conf);
+	free(back);
+}
+
+Test(cli_write, loop_device_slot_written_other_refused)
+{
+	char *back = make_loop();
+	char *conf = tu_path(dir, "loop.conf");
+	write_conf(conf, loop.path);
+
+	/* Not a configured slot under the file config: refused, untouched. */
+	size_t len0, len1;
+	char *before = slurp(back, &len0);
+	struct run r = UF(fileconf, "write", loop.path, img, "--yes");
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "DEVICE_UNSAFE: ") && strstr(r.err, "not a configured slot"), "%s", r.err);
+	done(&r);
+	char *after = slurp(back, &len1);
+	cr_assert(len0 == len1 && memcmp(before, after, len0) == 0);
+	free(after);
+
+	/* Its slot: written, the rest of the device kept, verified again by `verify`. */
+	r = UF(conf, "write", loop.path, img, "--yes");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	after = slurp(back, &len1);
+	cr_assert_eq(len1, len0);
+	cr_assert(memcmp(after, data, IMG_SIZE) == 0, "image not on the loop device");
+	/* the last block, padded to the loop's 512-byte logical blocks, is zeros; past it, the
+	 * old bytes */
+	size_t pad_end = (IMG_SIZE + 511) / 512 * 512;
+	for (size_t i = IMG_SIZE; i < pad_end; i++)
+		cr_assert_eq(after[i], 0, "padding byte %zu", i);
+	cr_assert(memcmp(after + pad_end, before + pad_end, len0 - pad_end) == 0);
+	r = UF(conf, "verify", loop.path, img);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	r = UF(conf, "probe", loop.path);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "genuine, 16.0 MiB reported, 16.0 MiB usable"), "%s", r.out);
+	done(&r);
+	char *again = slurp(back, &len1);
+	cr_assert(memcmp(again, after, len0) == 0, "the probe did not restore the device");
+	free(again);
+	free(before);
+	free(after);
+	free(conf);
+	free(back);
+}
