@@ -88,7 +88,7 @@ void config_init_defaults(struct uf_config *cfg)
 	    .usb = {.mode = USB_MODE_UDEV, .slots = NULL, .n_slots = 0},
 	    .write =
 		{
-		    .buffer_size = 4ULL * 1024 * 1024,
+		    .buffer_size = 2ULL * 1024 * 1024,
 		    .queue_depth = 4,
 		    .verify = true,
 		    .reset_before_verify = true,

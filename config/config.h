@@ -52,7 +52,7 @@ struct uf_config {
 		size_t n_slots;
 	} usb;
 	struct {
-		uint64_t buffer_size;     /* 4 MiB */
+		uint64_t buffer_size;     /* 2 MiB */
 		unsigned queue_depth;     /* 4 */
 		bool verify;              /* true */
 		bool reset_before_verify; /* true */

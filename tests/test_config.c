@@ -113,7 +113,7 @@ static void assert_defaults_except_path(const struct uf_config *c)
 	cr_assert_eq(c->usb.mode, USB_MODE_UDEV);
 	cr_assert_eq(c->usb.n_slots, 0);
 	cr_assert_null(c->usb.slots);
-	cr_assert_eq(c->write.buffer_size, 4194304);
+	cr_assert_eq(c->write.buffer_size, 2097152);
 	cr_assert_eq(c->write.queue_depth, 4);
 	cr_assert_eq(c->write.verify, true);
 	cr_assert_eq(c->write.reset_before_verify, true);

@@ -1,6 +1,7 @@
 /* usbforged: the kiosk's worker daemon (see worker/daemon.h). */
 #include <getopt.h>
 #include <locale.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,6 +22,9 @@ int main(int argc, char **argv)
 	int o;
 
 	setlocale(LC_ALL, "");
+	/* I/O buffers (MiBs each) come from mmap and go back to the system when freed, instead of
+	 * lingering in per-thread malloc arenas: keeps a busy kiosk's RSS to what is in use. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	while ((o = getopt_long(argc, argv, "c:ovhV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
