@@ -4,6 +4,11 @@
 
 #include "stages/chunkmap.h"
 #include "util/macro.h"
+#if defined(__x86_64__) || defined(__i386__)
+/* Debian's libxxhash is built for baseline x86-64; its dispatch entry points pick AVX2 or
+ * AVX-512 at run time (this header routes the XXH3 calls below to them). */
+#include <xxh_x86dispatch.h>
+#endif
 
 uint64_t chunk_window_start(uint64_t off, uint64_t cs)
 {
