@@ -4,3 +4,8 @@
 # fails loudly (never skips) when the kernel or QEMU cannot be had.
 add_test(NAME usb_e2e COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/run-usb-e2e ${CMAKE_BINARY_DIR})
 set_tests_properties(usb_e2e PROPERTIES TIMEOUT 600 LABELS e2e)
+
+# uf_monitor_watch: the hotplug watcher as a program for the guest (prints one line per event);
+# run-usb-e2e passes it in with --bin when it is built.
+add_executable(uf_monitor_watch ${CMAKE_CURRENT_SOURCE_DIR}/e2e/uf_monitor_watch.c)
+target_link_libraries(uf_monitor_watch PRIVATE uf_usb uf_config uf_util)

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libusb.h>
 #include <linux/loop.h>
 #include <poll.h>
 #include <pthread.h>
@@ -47,6 +48,9 @@ static void on_event(void *userdata, const struct usb_monitor_event *ev)
 	struct seen *s = userdata;
 	if (strcmp(ev->sysname, s->want) != 0 || s->n == MAX_EV)
 		return;
+	/* block events carry no port path; USB events are never about a block device's name */
+	cr_assert_null(ev->port_path, "%s %s with port path %s", usb_monitor_action_name(ev->action),
+		       ev->sysname, ev->port_path);
 	s->actions[s->n] = ev->action;
 	s->devnode[s->n] = ev->devnode ? strdup(ev->devnode) : NULL;
 	s->devnum[s->n] = ev->devnum;
@@ -79,6 +83,10 @@ Test(monitor, loop_add_attach_detach_remove)
 	struct usb_monitor *m = NULL;
 	cr_assert_eq(usb_monitor_new(NULL, &m), 0);
 	cr_assert_str_eq(usb_monitor_source(m), access("/run/udev/control", F_OK) == 0 ? "udev" : "kernel");
+	/* libusb hotplug is on too (Debian's libusb has it; libusb_init works without a USB bus):
+	 * the exact counts below prove its descriptors in the same epoll set add no block events
+	 * and no duplicates. */
+	cr_assert(usb_monitor_has_libusb(m));
 	cr_assert_geq(usb_monitor_fd(m), 0);
 	cr_assert_eq(usb_monitor_process(m, NULL, NULL) >= 0, 1);
 
@@ -161,12 +169,74 @@ Test(monitor, loop_add_attach_detach_remove)
 	usb_monitor_free(m);
 }
 
+/* The number of "tfd:" lines in /proc/self/fdinfo/FD: the descriptors an epoll set watches. */
+static int epoll_watch_count(int fd)
+{
+	char *p = NULL;
+	cr_assert(asprintf(&p, "/proc/self/fdinfo/%d", fd) > 0);
+	FILE *f = fopen(p, "re");
+	cr_assert_not_null(f, "%s", p);
+	char *line = NULL;
+	size_t cap = 0;
+	int n = 0;
+	while (getline(&line, &cap, f) > 0)
+		n += strncmp(line, "tfd:", 4) == 0;
+	free(line);
+	fclose(f);
+	free(p);
+	return n;
+}
+
+Test(monitor, one_epoll_fd_for_netlink_and_libusb)
+{
+	struct usb_monitor *m = NULL, *m2 = NULL;
+	cr_assert_eq(usb_monitor_new(NULL, &m), 0);
+	cr_assert(usb_monitor_has_libusb(m));
+	int fd = usb_monitor_fd(m);
+	char *link = NULL, target[64] = "";
+	cr_assert(asprintf(&link, "/proc/self/fd/%d", fd) > 0);
+	ssize_t k = readlink(link, target, sizeof(target) - 1);
+	cr_assert_gt(k, 0);
+	target[k] = '\0';
+	cr_assert_str_eq(target, "anon_inode:[eventpoll]");
+	cr_assert_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+
+	/* Exactly the netlink socket plus every descriptor a libusb context asks to be polled. */
+	libusb_context *ctx = NULL;
+	cr_assert_eq(libusb_init(&ctx), 0);
+	const struct libusb_pollfd **fds = libusb_get_pollfds(ctx);
+	cr_assert_not_null(fds);
+	int n_usb = 0;
+	while (fds[n_usb])
+		n_usb++;
+	libusb_free_pollfds(fds);
+	libusb_exit(ctx);
+	cr_assert_gt(n_usb, 0);
+	cr_assert_eq(epoll_watch_count(fd), 1 + n_usb);
+
+	/* A second monitor has its own set and context; freeing one leaves the other whole. */
+	cr_assert_eq(usb_monitor_new(NULL, &m2), 0);
+	cr_assert_neq(usb_monitor_fd(m2), fd);
+	cr_assert_eq(epoll_watch_count(usb_monitor_fd(m2)), 1 + n_usb);
+	cr_assert_null(usb_monitor_free(m));
+	cr_assert(usb_monitor_has_libusb(m2));
+	cr_assert_geq(usb_monitor_process(m2, NULL, NULL), 0);
+	cr_assert_null(usb_monitor_free(m2));
+	free(link);
+}
+
 Test(monitor, names)
 {
 	cr_assert_str_eq(usb_monitor_action_name(USB_MONITOR_ADD), "add");
 	cr_assert_str_eq(usb_monitor_action_name(USB_MONITOR_REMOVE), "remove");
 	cr_assert_str_eq(usb_monitor_action_name(USB_MONITOR_CHANGE), "change");
+	cr_assert_str_eq(usb_monitor_action_name(USB_MONITOR_USB_ADD), "usb_add");
+	cr_assert_str_eq(usb_monitor_action_name(USB_MONITOR_USB_REMOVE), "usb_remove");
+	cr_assert_eq(_USB_MONITOR_ACTION_MAX, 5);
+	for (int a = 0; a < _USB_MONITOR_ACTION_MAX; a++)
+		cr_assert_not_null(usb_monitor_action_name((enum usb_monitor_action)a), "%d", a);
 	cr_assert_null(usb_monitor_action_name(_USB_MONITOR_ACTION_MAX));
+	cr_assert_null(usb_monitor_action_name((enum usb_monitor_action)-1));
 	cr_assert_null(usb_monitor_free(NULL));
 }
 

@@ -332,10 +332,21 @@ static void notify_status(struct daemon *d)
 }
 
 /* A stick pulled from a busy slot: tell its runner at once, so the attempt ends with
- * DEVICE_GONE within seconds instead of waiting for an I/O error to surface. */
+ * DEVICE_GONE within seconds instead of waiting for an I/O error to surface. Told either by
+ * its block device leaving (devnode) or by its USB device leaving (port path). */
 static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
 {
 	struct daemon *d = userdata;
+	if (ev->action == USB_MONITOR_USB_REMOVE && ev->port_path) {
+		for (size_t i = 0; i < d->n_slots; i++) {
+			struct slot *s = &d->slots[i];
+			if (s->runner && s->port_path && strcmp(s->port_path, ev->port_path) == 0) {
+				log_warning("slot %s: USB device on port %s removed while busy", s->name, ev->port_path);
+				runner_device_gone(s->runner);
+			}
+		}
+		return;
+	}
 	if (ev->action != USB_MONITOR_REMOVE || !ev->devnode)
 		return;
 	for (size_t i = 0; i < d->n_slots; i++) {

@@ -12,6 +12,10 @@
 #   3. `usbforge write --yes STICK2 /img2.raw` while the host pulls stick 2 (QMP device_del)
 #      exits 1 with DEVICE_GONE within 15 s of the removal (hard bound 60 s) — never a hang,
 #      never a success.
+#   4. The hotplug watcher (/bin/uf_monitor_watch, usb/monitor.c: netlink + libusb hotplug),
+#      listening from before step 2 on, printed exactly one "usb_remove PORT2" and exactly one
+#      "remove sdX" for stick 2's removal (no event lost, none twice), and nothing of stick 1's
+#      USB device leaving during its reset; it exits 0 on SIGTERM (ASan leak check included).
 . /e2e/lib.sh
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 UF="usbforge --config /etc/usbforge.conf"
@@ -27,6 +31,8 @@ dev1=$(e2e_dev_by_serial UFSTICK0001)
 dev2=$(e2e_dev_by_serial UFSTICK0002)
 port1=$(e2e_usb_dir "$dev1")
 port1=${port1##*/}
+port2=$(e2e_usb_dir "$dev2")
+port2=${port2##*/}
 
 # 1. devices
 $UF --json devices >/tmp/devices.json 2>/tmp/devices.err
@@ -38,6 +44,18 @@ cat /tmp/devices.json
 echo
 echo "@@DEVICES-JSON-END@@"
 $UF devices 2>&1
+
+# The hotplug watcher listens from here on (through the reset of stick 1 and the removal of
+# stick 2); -v: its debug lines (a USB report dropped as already delivered) go to watch.err.
+W=/tmp/watch.out
+uf_monitor_watch -v 600 >$W 2>/tmp/watch.err &
+wpid=$!
+i=0
+while ! grep -q '^# ready' $W 2>/dev/null && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+e2e_check "uf_monitor_watch listens: $(head -n 1 $W 2>/dev/null)" grep -q '^# ready' $W
 
 # 2. write + reset + verify
 resets0=$(dmesg | grep -c "usb $port1: reset")
@@ -86,4 +104,29 @@ e2e_check "the write to the pulled stick reports DEVICE_GONE" grep -q DEVICE_GON
 e2e_check "the writer ended within 15 s of the removal request (took $(($t1 - $t0))0 ms)" \
 	[ $((t1 - t0)) -le 1500 ]
 e2e_check "$dev2 is gone" e2e_wait_gone "$dev2" 100
+
+# 4. what the watcher saw: wait (at most 10 s) for both removals of stick 2, then 1 s more for
+# any duplicate, then stop it.
+t0=$(e2e_uptime_cs)
+i=0
+while [ $i -lt 100 ] && ! { grep -qx "usb_remove $port2" $W && grep -qx "remove ${dev2##*/}" $W; }; do
+	sleep 0.1
+	i=$((i + 1))
+done
+t1=$(e2e_uptime_cs)
+sleep 1
+kill $wpid
+wait $wpid
+wrc=$?
+sed 's/^/watch| /' $W
+sed 's/^/watch-err| /' /tmp/watch.err
+n_usb=$(grep -cx "usb_remove $port2" $W)
+n_blk=$(grep -cx "remove ${dev2##*/}" $W)
+n_usb1=$(grep -cx "usb_remove $port1" $W)
+echo "FACT watch.exit=$wrc watch.usb_remove=$n_usb watch.remove=$n_blk watch.wait_centis=$((t1 - t0))"
+e2e_check "the watcher printed exactly one 'usb_remove $port2' (got $n_usb)" [ "$n_usb" = 1 ]
+e2e_check "the watcher printed exactly one 'remove ${dev2##*/}' (got $n_blk)" [ "$n_blk" = 1 ]
+e2e_check "the watcher printed no 'usb_remove $port1' (stick 1's reset is no departure; got $n_usb1)" \
+	[ "$n_usb1" = 0 ]
+e2e_check "the watcher exits 0 on SIGTERM (got $wrc)" [ "$wrc" = 0 ]
 e2e_summary
