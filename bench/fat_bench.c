@@ -1,29 +1,36 @@
 /* Bench driver for bench/fat_compose_bench (built as uf_fat_bench from tests/fat.cmake; not a
- * product binary). Two modes, one writer loop, so that only the source differs:
+ * product binary). It runs the product's content path, the same code the daemon runs for a
+ * content order: selection (select_content), the FAT32 composer (fat32_compose, which reads
+ * every file and checks its SHA-256) and the pipelined O_DIRECT writer (writer_new/writer_run,
+ * write options from the usbforge config: buffer_size, queue_depth, stall_timeout), no verify.
  *
- *   uf_fat_bench compose ROOT MANIFEST TARGET [BUFSIZE]
+ *   uf_fat_bench compose ROOT MANIFEST TARGET [CONF]
  *       MANIFEST = `sha256sum` output for files under ROOT (paths relative to ROOT, category =
- *       first folder); selects them all (select_content, categories in first-seen order) for
- *       TARGET's size, composes FAT32 and writes the extents to TARGET.
- *   uf_fat_bench raw IMAGE TARGET [BUFSIZE]
- *       writes IMAGE to TARGET sequentially.
+ *       first folder; categories in first-seen order). Selects for TARGET's size, composes and
+ *       writes onto TARGET (dev_open DEV_OPEN_WRITE). CONF: a usbforge config file (default:
+ *       the built-in defaults).
+ *   uf_fat_bench image ROOT MANIFEST SIZE OUT
+ *       the same selection and composition for a SIZE-byte stick, its extents written into
+ *       the regular file OUT (holes left as holes), which is then cut at the end of the last
+ *       extent: a raw image of exactly the bytes `compose` writes. OUT "-" discards the bytes
+ *       (the source alone: selection + composer reading and hashing every file).
  *
- * The writer: one thread, BUFSIZE-byte (default 4 MiB) aligned buffers, O_DIRECT pwrite at the
- * source's offsets (buffered when the target refuses O_DIRECT), fdatasync at the end. Prints
- * one line "mode=… bytes=… seconds=… MiB/s=… files=…". Exit 0 on success. */
+ * Prints one line "mode=… bytes=… seconds=… MiB/s=… files=… …" (seconds: from the manifest
+ * loaded to the last byte synced). Exit 0 on success, 1 on a failure (message on stderr). */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "stages/fat32.h"
 #include "stages/select.h"
+#include "stages/writer.h"
+#include "usb/dev.h"
 
 static double now(void)
 {
@@ -32,218 +39,223 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int open_target(const char *path, uint64_t *ret_size)
+static void die(const char *what, const char *detail)
 {
-	struct stat st;
-	int fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
-
-	if (fd < 0 && errno == EINVAL)
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		fprintf(stderr, "%s: %s\n", path, strerror(errno));
-		exit(1);
-	}
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, ret_size) < 0) {
-			fprintf(stderr, "%s: BLKGETSIZE64: %s\n", path, strerror(errno));
-			exit(1);
-		}
-	} else
-		*ret_size = (uint64_t)st.st_size;
-	return fd;
+	fprintf(stderr, "uf_fat_bench: %s: %s\n", what, detail ? detail : "(no detail)");
+	exit(1);
 }
 
-static void pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t w = pwrite(fd, p, len, (off_t)off);
-		if (w <= 0) {
-			fprintf(stderr, "pwrite at %llu: %s\n", (unsigned long long)off, strerror(errno));
-			exit(1);
-		}
-		p += w;
-		len -= (size_t)w;
-		off += (uint64_t)w;
-	}
-}
+/* The library described by a sha256sum manifest. */
+struct lib {
+	struct content_item *items;
+	size_t n;
+	char **cats; /* NULL-terminated; borrowed from items[].category */
+	size_t ncat;
+};
 
-static double t_read, t_write;
-
-static uint64_t write_src(struct blksrc *s, int fd, size_t bufsize)
-{
-	uint8_t *buf = NULL;
-	uint64_t total = 0;
-	double t;
-
-	if (posix_memalign((void **)&buf, 4096, bufsize)) {
-		fprintf(stderr, "out of memory\n");
-		exit(1);
-	}
-	for (;;) {
-		uint64_t off;
-		t = now();
-		ssize_t n = blksrc_read(s, buf, bufsize, &off);
-		t_read += now() - t;
-		if (n < 0) {
-			fprintf(stderr, "read: %s: %s\n", strerror((int)-n),
-				blksrc_error(s) ? blksrc_error(s) : "");
-			exit(1);
-		}
-		if (n == 0)
-			break;
-		size_t wl = ((size_t)n + 4095) / 4096 * 4096;
-		if (wl != (size_t)n)
-			memset(buf + n, 0, wl - (size_t)n);
-		t = now();
-		pwrite_all(fd, buf, wl, off);
-		t_write += now() - t;
-		total += (uint64_t)n;
-	}
-	free(buf);
-	return total;
-}
-
-static int cmd_raw(const char *img, const char *target, size_t bufsize)
-{
-	uint64_t size, total = 0;
-	int in = open(img, O_RDONLY | O_CLOEXEC), fd = open_target(target, &size);
-	uint8_t *buf = NULL;
-	double t0 = now();
-
-	if (in < 0 || posix_memalign((void **)&buf, 4096, bufsize)) {
-		fprintf(stderr, "%s: %s\n", img, strerror(errno));
-		return 1;
-	}
-	(void)posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
-	for (;;) {
-		size_t got = 0;
-		while (got < bufsize) {
-			ssize_t n = read(in, buf + got, bufsize - got);
-			if (n < 0) {
-				fprintf(stderr, "%s: %s\n", img, strerror(errno));
-				return 1;
-			}
-			if (n == 0)
-				break;
-			got += (size_t)n;
-		}
-		if (got == 0)
-			break;
-		size_t wl = (got + 4095) / 4096 * 4096;
-		memset(buf + got, 0, wl - got);
-		pwrite_all(fd, buf, wl, total);
-		total += got;
-		if (got < bufsize)
-			break;
-	}
-	fdatasync(fd);
-	double dt = now() - t0;
-	printf("mode=raw bytes=%llu seconds=%.3f MiB/s=%.1f\n", (unsigned long long)total, dt,
-	       (double)total / 1048576.0 / dt);
-	close(fd);
-	close(in);
-	free(buf);
-	return 0;
-}
-
-static int cmd_compose(const char *root, const char *manifest, const char *target, size_t bufsize)
+static void lib_load(const char *root, const char *manifest, struct lib *ret)
 {
 	FILE *m = fopen(manifest, "re");
-	struct content_item *lib = NULL;
-	char **cats = NULL;
-	size_t n = 0, ncat = 0;
-	char line[8192];
-	uint64_t size;
-	int fd;
+	struct lib l = {0};
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
 
-	if (!m) {
-		fprintf(stderr, "%s: %s\n", manifest, strerror(errno));
-		return 1;
-	}
-	while (fgets(line, sizeof(line), m)) {
-		char *rel = line + 66, *nl = strchr(line, '\n'), *path = NULL, *slash;
+	if (!m)
+		die(manifest, strerror(errno));
+	while ((len = getline(&line, &cap, m)) > 0) {
+		char *path = NULL, *rel = line + 66, *slash;
 		struct stat st;
-		if (nl)
-			*nl = 0;
+		struct content_item *it;
+		size_t c;
+
+		if (line[len - 1] == '\n')
+			line[len - 1] = 0;
 		if (strlen(line) < 67)
 			continue;
-		lib = realloc(lib, (n + 1) * sizeof(*lib));
-		if (!lib || asprintf(&path, "%s/%s", root, rel) < 0 || stat(path, &st) < 0) {
-			fprintf(stderr, "%s: %s\n", rel, strerror(errno));
-			return 1;
-		}
+		l.items = realloc(l.items, (l.n + 1) * sizeof(*l.items));
+		if (!l.items || asprintf(&path, "%s/%s", root, rel) < 0)
+			die("manifest", "out of memory");
+		if (stat(path, &st) < 0)
+			die(path, strerror(errno));
 		free(path);
-		struct content_item *it = &lib[n];
+		it = &l.items[l.n];
 		memset(it, 0, sizeof(*it));
-		it->id = (int64_t)n + 1;
+		it->id = (int64_t)l.n + 1;
 		it->rel_path = strdup(rel);
 		slash = strchr(rel, '/');
 		it->category = slash ? strndup(rel, (size_t)(slash - rel)) : strdup("Misc");
 		it->title = strdup(rel);
+		if (!it->rel_path || !it->category || !it->title)
+			die("manifest", "out of memory");
 		memcpy(it->sha256, line, 64);
 		it->sha256[64] = 0;
 		it->size = (uint64_t)st.st_size;
 		it->mtime = (int64_t)st.st_mtime;
-		size_t c;
-		for (c = 0; c < ncat && strcmp(cats[c], it->category); c++)
+		for (c = 0; c < l.ncat && strcmp(l.cats[c], it->category); c++)
 			;
-		if (c == ncat) {
-			cats = realloc(cats, (ncat + 2) * sizeof(char *));
-			cats[ncat++] = it->category;
-			cats[ncat] = NULL;
+		if (c == l.ncat) {
+			l.cats = realloc(l.cats, (l.ncat + 2) * sizeof(char *));
+			if (!l.cats)
+				die("manifest", "out of memory");
+			l.cats[l.ncat++] = it->category;
+			l.cats[l.ncat] = NULL;
 		}
-		n++;
+		l.n++;
 	}
+	free(line);
 	fclose(m);
+	*ret = l;
+}
 
-	fd = open_target(target, &size);
-	double t0 = now();
-	struct job_spec job = {
-	    .content_root = (char *)root, .categories = cats, .library = lib, .n_library = n};
-	struct select_result res;
-	char *err = NULL;
-	int r = select_content(&job, size, NULL, NULL, &res, &err);
-	if (r < 0) {
-		fprintf(stderr, "select: %s\n", err ? err : strerror(-r));
-		return 1;
+static void lib_free(struct lib *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].rel_path);
+		free(l->items[i].category);
+		free(l->items[i].title);
 	}
+	free(l->items);
+	free(l->cats);
+}
+
+/* Selection + composer for a stick of `size` bytes; *ret_n = files placed. */
+static struct blksrc *compose(const char *root, struct lib *l, uint64_t size, size_t *ret_n)
+{
+	struct job_spec job = {
+	    .content_root = (char *)root, .categories = l->cats, .library = l->items, .n_library = l->n};
+	struct select_result res;
 	struct fat_opts o = {.usable_size = size, .content_root = root};
 	struct blksrc *s = NULL;
+	char *err = NULL;
+	int r;
+
+	r = select_content(&job, size, NULL, NULL, &res, &err);
+	if (r < 0)
+		die("select", err ? err : strerror(-r));
 	r = fat32_compose(&o, res.items, res.n_items, &s, &err);
-	if (r < 0) {
-		fprintf(stderr, "compose: %s\n", err ? err : strerror(-r));
-		return 1;
-	}
-	uint64_t total = write_src(s, fd, bufsize);
-	fdatasync(fd);
-	double dt = now() - t0;
-	struct fat_stats st;
-	fat32_stats(s, &st);
-	printf("mode=compose bytes=%llu seconds=%.3f MiB/s=%.1f files=%zu of=%zu cluster=%u free_clusters=%u"
-	       " in_read=%.3f in_write=%.3f\n",
-	       (unsigned long long)total, dt, (double)total / 1048576.0 / dt, res.n_items, n,
-	       st.layout.cluster_size, st.free_clusters, t_read, t_write);
-	s->ops->free(s);
+	if (r < 0)
+		die("compose", err ? err : strerror(-r));
+	*ret_n = res.n_items;
 	select_items_free(res.items, res.n_items);
-	for (size_t i = 0; i < n; i++) {
-		free(lib[i].rel_path);
-		free(lib[i].category);
-		free(lib[i].title);
+	return s;
+}
+
+static int cmd_compose(const char *root, const char *manifest, const char *target, const char *conf)
+{
+	struct uf_config cfg;
+	struct write_opts wo;
+	struct dev *d = NULL;
+	struct writer *w = NULL;
+	struct lib l;
+	char *err = NULL;
+	size_t nfiles;
+	int r;
+
+	if (conf) {
+		r = config_load(conf, &cfg, &err);
+		if (r < 0)
+			die(conf, err ? err : strerror(-r));
+	} else
+		config_init_defaults(&cfg);
+	wo = (struct write_opts){
+	    .buffer_size = (size_t)cfg.write.buffer_size,
+	    .queue_depth = cfg.write.queue_depth,
+	    .verify = false,
+	    .stall_timeout = cfg.write.stall_timeout,
+	};
+
+	double t0 = now();
+	lib_load(root, manifest, &l);
+	r = dev_open(target, DEV_OPEN_WRITE, &d);
+	if (r < 0)
+		die(target, strerror(-r));
+	double t1 = now();
+	struct blksrc *s = compose(root, &l, d->size, &nfiles);
+	double t2 = now();
+	r = writer_new(d, s, &wo, NULL, &w);
+	if (r < 0)
+		die("writer_new", strerror(-r));
+	r = writer_run(w, NULL, NULL);
+	if (r < 0)
+		die("writer_run", writer_stats(w)->error ? writer_stats(w)->error : strerror(-r));
+	double t3 = now();
+
+	struct fat_stats st;
+	uint64_t written = writer_stats(w)->bytes_written;
+	fat32_stats(s, &st);
+	printf("mode=compose bytes=%llu seconds=%.3f MiB/s=%.1f files=%zu of=%zu cluster=%u buffer=%zu queue=%u"
+	       " load=%.3f plan=%.3f write=%.3f\n",
+	       (unsigned long long)written, t3 - t0, (double)written / 1048576.0 / (t3 - t0), nfiles, l.n,
+	       st.layout.cluster_size, wo.buffer_size, wo.queue_depth, t1 - t0, t2 - t1, t3 - t2);
+	writer_free(w);
+	blksrc_free(s);
+	writer_dev_free(d);
+	lib_free(&l);
+	config_done(&cfg);
+	return 0;
+}
+
+static int cmd_image(const char *root, const char *manifest, uint64_t size, const char *out)
+{
+	const size_t bufsize = 4u << 20;
+	bool discard = strcmp(out, "-") == 0;
+	uint64_t total = 0, end = 0;
+	uint8_t *buf = NULL;
+	struct lib l;
+	size_t nfiles;
+	int fd = -1;
+
+	if (posix_memalign((void **)&buf, 4096, bufsize))
+		die("buffer", "out of memory");
+	if (!discard) {
+		fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			die(out, strerror(errno));
 	}
-	free(lib);
-	free(cats);
-	close(fd);
+	double t0 = now();
+	lib_load(root, manifest, &l);
+	struct blksrc *s = compose(root, &l, size, &nfiles);
+	for (;;) {
+		uint64_t off;
+		ssize_t n = blksrc_read(s, buf, bufsize, &off);
+		if (n < 0)
+			die("read", blksrc_error(s) ? blksrc_error(s) : strerror((int)-n));
+		if (n == 0)
+			break;
+		for (size_t done = 0; !discard && done < (size_t)n;) {
+			ssize_t k = pwrite(fd, buf + done, (size_t)n - done, (off_t)(off + done));
+			if (k <= 0)
+				die(out, strerror(errno));
+			done += (size_t)k;
+		}
+		total += (uint64_t)n;
+		end = off + (uint64_t)n;
+	}
+	if (!discard && (ftruncate(fd, (off_t)end) < 0 || fsync(fd) < 0 || close(fd) < 0))
+		die(out, strerror(errno));
+	double dt = now() - t0;
+	printf("mode=%s bytes=%llu end=%llu seconds=%.3f MiB/s=%.1f files=%zu of=%zu\n", discard ? "source" : "image",
+	       (unsigned long long)total, (unsigned long long)end, dt, (double)total / 1048576.0 / dt, nfiles, l.n);
+	blksrc_free(s);
+	lib_free(&l);
+	free(buf);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc >= 5 && strcmp(argv[1], "compose") == 0)
-		return cmd_compose(argv[2], argv[3], argv[4],
-				   argc > 5 ? strtoul(argv[5], NULL, 10) : 4u << 20);
-	if (argc >= 4 && strcmp(argv[1], "raw") == 0)
-		return cmd_raw(argv[2], argv[3], argc > 4 ? strtoul(argv[4], NULL, 10) : 4u << 20);
-	fprintf(stderr,
-		"usage: uf_fat_bench compose ROOT MANIFEST TARGET [BUFSIZE] | raw IMAGE TARGET [BUFSIZE]\n");
+	if ((argc == 5 || argc == 6) && strcmp(argv[1], "compose") == 0)
+		return cmd_compose(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);
+	if (argc == 6 && strcmp(argv[1], "image") == 0) {
+		char *e;
+		errno = 0;
+		unsigned long long size = strtoull(argv[4], &e, 10);
+		if (errno || *e || size == 0)
+			die("SIZE", argv[4]);
+		return cmd_image(argv[2], argv[3], size, argv[5]);
+	}
+	fprintf(stderr, "usage: uf_fat_bench compose ROOT MANIFEST TARGET [CONF]\n"
+			"       uf_fat_bench image ROOT MANIFEST SIZE OUT|-\n");
 	return 2;
 }

@@ -2,9 +2,9 @@
  * directory contents, boot sectors) and then serves blksrc reads from a sorted list of
  * segments — fixed buffers (MBR, reserved area, directories), the two FATs generated on the
  * fly from the allocation, and file data read from the content files — with zeros filling the
- * gaps inside the 4 KiB-aligned extents. It owns everything it allocates, including a
- * read-ahead thread (started by the first read of file data, stopped and joined by free) that
- * holds at most one open content file at a time. */
+ * gaps inside the 4 KiB-aligned extents. It owns everything it allocates, including the
+ * read-ahead workers (started by the first read of file data, stopped and joined by free),
+ * each of which holds at most one open content file at a time. */
 #include "stages/fat32.h"
 
 #include <errno.h>
@@ -161,11 +161,14 @@ struct extent {
 	uint64_t start, end;
 };
 
-#define RA_SLOTS 16
-#define RA_CHUNK (1u << 20)
+#define RA_SLOTS	16
+#define RA_CHUNK	(1u << 20)
+#define RA_MAX_WORKERS	4
 
 struct ra_slot {
 	uint8_t *data; /* RA_CHUNK bytes, owned */
+	uint64_t seq;  /* position in the chunk sequence (slot = seq % RA_SLOTS) */
+	bool ready;    /* filled and published, not yet consumed */
 	size_t len;    /* bytes of file data in data */
 	size_t file;
 	uint64_t off; /* file offset of data[0] */
@@ -206,10 +209,13 @@ struct fat32_src {
 
 	/* read-ahead (see below) */
 	struct ra_slot ra[RA_SLOTS];
-	size_t ra_head, ra_count;
-	uint64_t ra_used; /* bytes of the head slot already copied out */
-	bool ra_stop, ra_started;
-	pthread_t ra_thread;
+	uint64_t ra_head;      /* sequence number of the chunk the consumer reads next */
+	uint64_t ra_used;      /* bytes of the head slot already copied out */
+	size_t ra_next_file;   /* next file a worker claims */
+	uint64_t ra_next_seq;  /* sequence number of that file's first chunk */
+	bool ra_stop, ra_failed, ra_started;
+	pthread_t ra_threads[RA_MAX_WORKERS];
+	size_t n_ra_threads;
 	pthread_mutex_t ra_lock;
 	pthread_cond_t ra_can_put, ra_can_get;
 };
@@ -546,12 +552,20 @@ static void emit_fat(const struct fat32_src *s, uint8_t *buf, uint64_t rel, uint
 	}
 }
 
-/* ---- the read-ahead thread ----
- * One producer thread reads the content files in placement order (RA_CHUNK-byte reads),
- * hashes them and queues the chunks in a ring of RA_SLOTS buffers; blksrc reads copy from the
- * ring. A file's last chunk carries its SHA-256 verdict, so a mismatch surfaces at the read
- * that reaches the file's last chunk; open/fstat/read failures come as an error slot. Reading
- * and SHA-256 thus overlap with the caller's writes. Started by the first read of file data. */
+/* ---- the read-ahead workers ----
+ * Up to RA_MAX_WORKERS threads (one per online CPU, at least 2) read the content files,
+ * check them and hash them with SHA-256, so that hashing, which costs more CPU than anything
+ * else on the path, runs on several cores and overlaps with the caller's writes. Each worker
+ * claims the next whole file in placement order (a file's SHA-256 is sequential) and fills
+ * its chunks (RA_CHUNK-byte reads) into a ring of RA_SLOTS buffers. Chunks are numbered in
+ * placement order when a file is claimed (a file of size z takes ceil(z / RA_CHUNK) numbers),
+ * chunk g goes into slot g % RA_SLOTS once the consumer is within RA_SLOTS of it, and blksrc
+ * reads copy the chunks out in number order. The lowest chunk not yet filled always belongs
+ * to a claimed file whose worker can fill it, so the ring cannot deadlock. A file's last
+ * chunk carries its SHA-256 verdict, so a mismatch surfaces at the read that reaches the
+ * file's last chunk; open/fstat/read failures come as an error chunk in place of the failing
+ * one, and after a failure no worker claims another file. Started by the first read of file
+ * data. */
 
 static void ra_set_msg(struct ra_slot *sl, const char *fmt, ...) _printf_(2, 3);
 static void ra_set_msg(struct ra_slot *sl, const char *fmt, ...)
@@ -566,35 +580,36 @@ static void ra_set_msg(struct ra_slot *sl, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Wait for a free slot (reset for file i); NULL when asked to stop. */
-static struct ra_slot *ra_reserve(struct fat32_src *s, size_t i)
+/* Wait until chunk seq's slot is free and reset it for file i; NULL when asked to stop. */
+static struct ra_slot *ra_reserve(struct fat32_src *s, size_t i, uint64_t seq)
 {
 	struct ra_slot *sl = NULL;
 
 	pthread_mutex_lock(&s->ra_lock);
-	while (s->ra_count == RA_SLOTS && !s->ra_stop)
+	while (seq >= s->ra_head + RA_SLOTS && !s->ra_stop)
 		pthread_cond_wait(&s->ra_can_put, &s->ra_lock);
 	if (!s->ra_stop)
-		sl = &s->ra[(s->ra_head + s->ra_count) % RA_SLOTS];
+		sl = &s->ra[seq % RA_SLOTS];
 	pthread_mutex_unlock(&s->ra_lock);
 	if (sl) {
 		free(sl->msg);
-		*sl = (struct ra_slot){.data = sl->data, .file = i};
+		*sl = (struct ra_slot){.data = sl->data, .seq = seq, .file = i};
 	}
 	return sl;
 }
 
-static void ra_publish(struct fat32_src *s)
+static void ra_publish(struct fat32_src *s, struct ra_slot *sl)
 {
 	pthread_mutex_lock(&s->ra_lock);
-	s->ra_count++;
-	pthread_cond_signal(&s->ra_can_get);
+	sl->ready = true;
+	if (sl->seq == s->ra_head)
+		pthread_cond_signal(&s->ra_can_get);
 	pthread_mutex_unlock(&s->ra_lock);
 }
 
-/* Read, check and hash file i into the ring. Returns 0, or < 0 after queueing an error slot
- * (or when stopped). */
-static int ra_file(struct fat32_src *s, size_t i, EVP_MD_CTX *md)
+/* Read, check and hash file i into the ring as chunks seq, seq + 1, … Returns 0, or < 0
+ * after queueing an error chunk (or when stopped). */
+static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, EVP_MD_CTX *md)
 {
 	const struct ffile *f = &s->files[i];
 	_cleanup_free_ char *path = NULL;
@@ -604,7 +619,7 @@ static int ra_file(struct fat32_src *s, size_t i, EVP_MD_CTX *md)
 	uint64_t off = 0;
 	int err = 0;
 
-	sl = ra_reserve(s, i);
+	sl = ra_reserve(s, i, seq);
 	if (!sl)
 		return -ECANCELED;
 	if (asprintf(&path, "%s/%s", s->root, f->rel_path) < 0) {
@@ -645,7 +660,7 @@ static int ra_file(struct fat32_src *s, size_t i, EVP_MD_CTX *md)
 		size_t want = (size_t)MIN((uint64_t)RA_CHUNK, f->size - off), got = 0;
 
 		if (off > 0) {
-			sl = ra_reserve(s, i);
+			sl = ra_reserve(s, i, ++seq);
 			if (!sl)
 				return -ECANCELED;
 		}
@@ -694,34 +709,64 @@ static int ra_file(struct fat32_src *s, size_t i, EVP_MD_CTX *md)
 				goto fail;
 			}
 		}
-		ra_publish(s);
+		ra_publish(s, sl);
 	}
 	return 0;
 fail:
 	sl->err = err;
 	sl->len = 0;
-	ra_publish(s);
+	ra_publish(s, sl);
 	return err;
+}
+
+/* Claim the next non-empty file and its first chunk number; false when there is none left,
+ * a file failed, or the source is being freed. */
+static bool ra_claim(struct fat32_src *s, size_t *ret_i, uint64_t *ret_seq)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&s->ra_lock);
+	while (s->ra_next_file < s->n_files && s->files[s->ra_next_file].size == 0)
+		s->ra_next_file++;
+	if (!s->ra_stop && !s->ra_failed && s->ra_next_file < s->n_files) {
+		const struct ffile *f = &s->files[s->ra_next_file];
+		*ret_i = s->ra_next_file++;
+		*ret_seq = s->ra_next_seq;
+		s->ra_next_seq += (f->size + RA_CHUNK - 1) / RA_CHUNK;
+		ok = true;
+	}
+	pthread_mutex_unlock(&s->ra_lock);
+	return ok;
+}
+
+static void ra_mark_failed(struct fat32_src *s)
+{
+	pthread_mutex_lock(&s->ra_lock);
+	s->ra_failed = true;
+	pthread_mutex_unlock(&s->ra_lock);
 }
 
 static void *ra_main(void *userdata)
 {
 	struct fat32_src *s = userdata;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint64_t seq;
+	size_t i;
 
-	for (size_t i = 0; i < s->n_files; i++) {
-		if (s->files[i].size == 0)
-			continue;
+	while (ra_claim(s, &i, &seq)) {
 		if (!md) {
-			struct ra_slot *sl = ra_reserve(s, i);
+			struct ra_slot *sl = ra_reserve(s, i, seq);
 			if (sl) {
 				sl->err = -ENOMEM;
-				ra_publish(s);
+				ra_publish(s, sl);
 			}
+			ra_mark_failed(s);
 			break;
 		}
-		if (ra_file(s, i, md) < 0)
+		if (ra_file(s, i, seq, md) < 0) {
+			ra_mark_failed(s);
 			break;
+		}
 	}
 	EVP_MD_CTX_free(md);
 	return NULL;
@@ -729,26 +774,28 @@ static void *ra_main(void *userdata)
 
 static int ra_start(struct fat32_src *s)
 {
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t want = cpus < 2 ? 2 : cpus > RA_MAX_WORKERS ? RA_MAX_WORKERS : (size_t)cpus;
+
 	for (size_t k = 0; k < RA_SLOTS; k++) {
 		s->ra[k].data = malloc(RA_CHUNK);
 		if (!s->ra[k].data)
 			return -ENOMEM;
 	}
-	if (pthread_create(&s->ra_thread, NULL, ra_main, s) != 0)
-		return -EAGAIN;
-	s->ra_started = true;
-	return 0;
+	s->ra_started = true; /* free() joins whatever was started */
+	while (s->n_ra_threads < want && pthread_create(&s->ra_threads[s->n_ra_threads], NULL, ra_main, s) == 0)
+		s->n_ra_threads++;
+	return s->n_ra_threads > 0 ? 0 : -EAGAIN;
 }
 
-/* The head slot, waiting for the producer. */
+/* The head chunk, waiting for the workers. */
 static struct ra_slot *ra_head(struct fat32_src *s)
 {
-	struct ra_slot *sl;
+	struct ra_slot *sl = &s->ra[s->ra_head % RA_SLOTS];
 
 	pthread_mutex_lock(&s->ra_lock);
-	while (s->ra_count == 0)
+	while (!sl->ready)
 		pthread_cond_wait(&s->ra_can_get, &s->ra_lock);
-	sl = &s->ra[s->ra_head];
 	pthread_mutex_unlock(&s->ra_lock);
 	return sl;
 }
@@ -756,10 +803,10 @@ static struct ra_slot *ra_head(struct fat32_src *s)
 static void ra_release(struct fat32_src *s)
 {
 	pthread_mutex_lock(&s->ra_lock);
-	s->ra_head = (s->ra_head + 1) % RA_SLOTS;
-	s->ra_count--;
+	s->ra[s->ra_head % RA_SLOTS].ready = false;
+	s->ra_head++;
 	s->ra_used = 0;
-	pthread_cond_signal(&s->ra_can_put);
+	pthread_cond_broadcast(&s->ra_can_put);
 	pthread_mutex_unlock(&s->ra_lock);
 }
 
@@ -876,7 +923,8 @@ static void fat32_free(struct blksrc *b)
 		s->ra_stop = true;
 		pthread_cond_broadcast(&s->ra_can_put);
 		pthread_mutex_unlock(&s->ra_lock);
-		pthread_join(s->ra_thread, NULL);
+		for (size_t k = 0; k < s->n_ra_threads; k++)
+			pthread_join(s->ra_threads[k], NULL);
 	}
 	for (size_t k = 0; k < RA_SLOTS; k++) {
 		free(s->ra[k].data);

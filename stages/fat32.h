@@ -21,11 +21,12 @@
  * fatname_map() and unique per folder; short names are derived here (fatname_short_names).
  * Timestamps come from each file's mtime (UTC); a folder's is its newest file's.
  *
- * Content check: a read-ahead thread (started by the first read of file data, joined by
- * free) opens each file (content_root/rel_path) in placement order, checks it against the
- * item's size and mtime (fstat), reads it once with 1 MiB reads into a ring of 16 buffers and
- * hashes it with SHA-256, so that reading and hashing overlap with the caller's writes; reads
- * copy from the ring. A mismatch fails the read with
+ * Content check: read-ahead workers (one per CPU, 2 to 4; started by the first read of file
+ * data, joined by free) take the files (content_root/rel_path) in placement order, one whole
+ * file each at a time, check each against the item's size and mtime (fstat), read it once
+ * with 1 MiB reads into a ring of 16 buffers and hash it with SHA-256, so that reading and
+ * hashing run on several cores and overlap with the caller's writes; reads copy from the ring
+ * in placement order. A mismatch fails the read with
  * -EBADMSG and blksrc_error() = "<rel_path>: sha256 mismatch …" / "size changed" / "mtime
  * changed" / "shorter than …"; a vanished file fails with -ENOENT ("<rel_path>: …"). The stage
  * maps -EBADMSG to CONTENT_CHANGED and -ENOENT to CONTENT_MISSING. Errors are sticky. */

@@ -349,9 +349,12 @@ static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
 	}
 	if (ev->action != USB_MONITOR_REMOVE || !ev->devnode)
 		return;
+	/* A stick on a USB port is "gone" when its USB device leaves (above): its disk node also
+	 * comes and goes across the USB reset before verification, which must not end the job.
+	 * Slots without a port (static mode, loop devices) go by the disk node. */
 	for (size_t i = 0; i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
-		if (s->runner && s->devnode && strcmp(s->devnode, ev->devnode) == 0) {
+		if (s->runner && !s->port_path && s->devnode && strcmp(s->devnode, ev->devnode) == 0) {
 			log_warning("slot %s: stick %s removed while busy", s->name, ev->devnode);
 			runner_device_gone(s->runner);
 		}
