@@ -161,8 +161,9 @@ struct extent {
 	uint64_t start, end;
 };
 
-#define RA_SLOTS	16
-#define RA_CHUNK	(1u << 20)
+#define RA_SLOTS	64
+#define RA_CHUNK	(256u << 10)
+#define RA_PIECE	(256u << 10) /* read and hash in pieces that stay in the CPU cache */
 #define RA_MAX_WORKERS	4
 
 struct ra_slot {
@@ -584,17 +585,19 @@ static void ra_set_msg(struct ra_slot *sl, const char *fmt, ...)
 static struct ra_slot *ra_reserve(struct fat32_src *s, size_t i, uint64_t seq)
 {
 	struct ra_slot *sl = NULL;
+	char *old_msg = NULL;
 
 	pthread_mutex_lock(&s->ra_lock);
 	while (seq >= s->ra_head + RA_SLOTS && !s->ra_stop)
 		pthread_cond_wait(&s->ra_can_put, &s->ra_lock);
-	if (!s->ra_stop)
+	if (!s->ra_stop) {
+		/* reset under the lock: the consumer may be polling this slot's ready flag */
 		sl = &s->ra[seq % RA_SLOTS];
-	pthread_mutex_unlock(&s->ra_lock);
-	if (sl) {
-		free(sl->msg);
+		old_msg = sl->msg;
 		*sl = (struct ra_slot){.data = sl->data, .seq = seq, .file = i};
 	}
+	pthread_mutex_unlock(&s->ra_lock);
+	free(old_msg);
 	return sl;
 }
 
@@ -665,7 +668,7 @@ static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, EVP_MD_CTX *md)
 				return -ECANCELED;
 		}
 		while (got < want) {
-			ssize_t n = read(fd, sl->data + got, want - got);
+			ssize_t n = read(fd, sl->data + got, MIN(want - got, (size_t)RA_PIECE));
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0) {
@@ -680,12 +683,12 @@ static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, EVP_MD_CTX *md)
 					   f->rel_path, (unsigned long long)f->size);
 				goto fail;
 			}
+			if (EVP_DigestUpdate(md, sl->data + got, (size_t)n) != 1) {
+				err = -EIO;
+				ra_set_msg(sl, "%s: SHA-256 failed", f->rel_path);
+				goto fail;
+			}
 			got += (size_t)n;
-		}
-		if (EVP_DigestUpdate(md, sl->data, want) != 1) {
-			err = -EIO;
-			ra_set_msg(sl, "%s: SHA-256 failed", f->rel_path);
-			goto fail;
 		}
 		sl->off = off;
 		sl->len = want;
