@@ -5,7 +5,7 @@
  * write options from the usbforge config: buffer_size, queue_depth, stall_timeout), no verify.
  *
  *   uf_fat_bench compose ROOT MANIFEST TARGET [CONF]
- *       MANIFEST = `sha256sum` output for files under ROOT (paths relative to ROOT, category =
+ *       MANIFEST = `xxh128sum` (or `sha256sum`) output for files under ROOT (paths relative to ROOT, category =
  *       first folder; categories in first-seen order). Selects for TARGET's size, composes and
  *       writes onto TARGET (dev_open DEV_OPEN_WRITE). CONF: a usbforge config file (default:
  *       the built-in defaults).
@@ -45,7 +45,8 @@ static void die(const char *what, const char *detail)
 	exit(1);
 }
 
-/* The library described by a sha256sum manifest. */
+/* The library described by an xxh128sum manifest (the digest the composer checks; a sha256sum
+ * manifest works too and makes the composer check SHA-256, as for rows scanned before v2). */
 struct lib {
 	struct content_item *items;
 	size_t n;
@@ -64,15 +65,17 @@ static void lib_load(const char *root, const char *manifest, struct lib *ret)
 	if (!m)
 		die(manifest, strerror(errno));
 	while ((len = getline(&line, &cap, m)) > 0) {
-		char *path = NULL, *rel = line + 66, *slash;
+		char *path = NULL, *rel, *slash;
 		struct stat st;
 		struct content_item *it;
 		size_t c;
 
 		if (line[len - 1] == '\n')
 			line[len - 1] = 0;
-		if (strlen(line) < 67)
+		size_t dl = strcspn(line, " ");
+		if ((dl != 32 && dl != 64) || strlen(line) < dl + 3)
 			continue;
+		rel = line + dl + 2;
 		l.items = realloc(l.items, (l.n + 1) * sizeof(*l.items));
 		if (!l.items || asprintf(&path, "%s/%s", root, rel) < 0)
 			die("manifest", "out of memory");
@@ -88,8 +91,10 @@ static void lib_load(const char *root, const char *manifest, struct lib *ret)
 		it->title = strdup(rel);
 		if (!it->rel_path || !it->category || !it->title)
 			die("manifest", "out of memory");
-		memcpy(it->sha256, line, 64);
-		it->sha256[64] = 0;
+		if (dl == 64)
+			memcpy(it->sha256, line, 64);
+		else
+			memcpy(it->xxh128, line, 32);
 		it->size = (uint64_t)st.st_size;
 		it->mtime = (int64_t)st.st_mtime;
 		for (c = 0; c < l.ncat && strcmp(l.cats[c], it->category); c++)

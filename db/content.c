@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,58 +13,9 @@
 #include <unistd.h>
 
 #include "db/orders.h"
+#include "util/filehash.h"
 #include "util/log.h"
 #include "util/macro.h"
-
-int content_sha256_file(const char *path, char ret_hex[65], uint64_t *ret_size)
-{
-	static const size_t bufsz = 1 << 20;
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	_cleanup_free_ unsigned char *buf = NULL;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	uint64_t total = 0;
-	int r = 0;
-
-	if (fd < 0)
-		return -errno;
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	buf = malloc(bufsz);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!buf || !ctx) {
-		EVP_MD_CTX_free(ctx);
-		return -ENOMEM;
-	}
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		r = -EIO;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf, bufsz);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-		total += (uint64_t)n;
-	}
-	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
-		r = -EIO;
-		goto out;
-	}
-	for (unsigned i = 0; i < mdlen && i < 32; i++)
-		snprintf(ret_hex + 2 * i, 3, "%02x", md[i]);
-	ret_hex[64] = 0;
-	if (ret_size)
-		*ret_size = total;
-out:
-	EVP_MD_CTX_free(ctx);
-	return r;
-}
 
 /* Title: the file name without its last extension. */
 static char *title_of(const char *name)
@@ -112,13 +62,15 @@ static int scan_file(struct scan *s, const char *category, const char *rel, cons
 	snprintf(mtime, sizeof(mtime), "%lld.%06ld", (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec / 1000);
 	s->st.files++;
 	r = db_query(s->db, &res,
-		     "SELECT id, size_bytes, UNIX_TIMESTAMP(mtime) = ?, active FROM content_items"
+		     "SELECT id, size_bytes, UNIX_TIMESTAMP(mtime) = ?, active, xxh128 IS NOT NULL FROM content_items"
 		     " WHERE rel_path_hash = UNHEX(SHA2(?, 256)) AND rel_path = ?",
 		     DB_RAW(mtime), DB_STR(rel), DB_STR(rel), DB_END);
 	if (r < 0)
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
-	if (row && db_row_u64(row, 1) == (uint64_t)st->st_size && db_row_i64(row, 2) == 1) {
+	/* Unchanged in size and mtime: not re-read, unless the row predates the xxh128 column. */
+	if (row && db_row_u64(row, 1) == (uint64_t)st->st_size && db_row_i64(row, 2) == 1 &&
+	    db_row_i64(row, 4) == 1) {
 		if (db_row_i64(row, 3) == 0)
 			s->st.reactivated++;
 		else
@@ -126,11 +78,11 @@ static int scan_file(struct scan *s, const char *category, const char *rel, cons
 		return db_exec(s->db, NULL, "UPDATE content_items SET active = 1, scan_mark = ? WHERE id = ?",
 			       DB_I64(s->run), DB_I64(db_row_i64(row, 0)), DB_END);
 	}
-	char hex[65];
+	char hex[FILEHASH_SHA256_HEX], xxh[FILEHASH_XXH128_HEX];
 	uint64_t size = 0;
 	if (asprintf(&abs, "%s/%s", s->root, rel) < 0)
 		return -ENOMEM;
-	r = content_sha256_file(abs, hex, &size);
+	r = filehash_file(abs, hex, xxh, &size);
 	if (r < 0) {
 		warnf(s, "%s: cannot read: %s", abs, strerror(-r));
 		return 0;
@@ -140,17 +92,18 @@ static int scan_file(struct scan *s, const char *category, const char *rel, cons
 	if (row) {
 		s->st.updated++;
 		return db_exec(s->db, NULL,
-			       "UPDATE content_items SET category = ?, title = ?, size_bytes = ?, sha256 = ?,"
+			       "UPDATE content_items SET category = ?, title = ?, size_bytes = ?, sha256 = ?, xxh128 = ?,"
 			       " mtime = FROM_UNIXTIME(?), active = 1, scan_mark = ? WHERE id = ?",
-			       DB_STR(category), DB_STR(title), DB_U64(size), DB_STR(hex), DB_RAW(mtime), DB_I64(s->run),
+			       DB_STR(category), DB_STR(title), DB_U64(size), DB_STR(hex), DB_STR(xxh), DB_RAW(mtime),
+			       DB_I64(s->run),
 			       DB_I64(db_row_i64(row, 0)), DB_END);
 	}
 	s->st.added++;
 	return db_exec(s->db, NULL,
-		       "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime, active, scan_mark)"
-		       " VALUES (?, ?, ?, ?, ?, FROM_UNIXTIME(?), 1, ?)",
-		       DB_STR(category), DB_STR(title), DB_STR(rel), DB_U64(size), DB_STR(hex), DB_RAW(mtime),
-		       DB_I64(s->run), DB_END);
+		       "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, xxh128, mtime, active,"
+		       " scan_mark) VALUES (?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?), 1, ?)",
+		       DB_STR(category), DB_STR(title), DB_STR(rel), DB_U64(size), DB_STR(hex), DB_STR(xxh),
+		       DB_RAW(mtime), DB_I64(s->run), DB_END);
 }
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -255,7 +208,7 @@ int content_list(struct db *db, const char *category, json_t **ret)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	int r = db_query(db, &res,
-			 "SELECT id, category, title, rel_path, size_bytes, sha256, mtime FROM content_items"
+			 "SELECT id, category, title, rel_path, size_bytes, sha256, xxh128, mtime FROM content_items"
 			 " WHERE active = 1 AND (? IS NULL OR category = ?) ORDER BY category, rel_path",
 			 DB_STR(category), DB_STR(category), DB_END);
 	if (r < 0)
@@ -314,12 +267,12 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 			_cleanup_result_ MYSQL_RES *res = NULL;
 			if (pass == 0)
 				r = db_query(db, &res,
-					     "SELECT id, category, title, rel_path, size_bytes, sha256, FLOOR(UNIX_TIMESTAMP(mtime))"
+					     "SELECT id, category, title, rel_path, size_bytes, sha256, FLOOR(UNIX_TIMESTAMP(mtime)), xxh128"
 					     " FROM content_items WHERE id = ? AND active = 1",
 					     DB_I64(ids[k]), DB_END);
 			else
 				r = db_query(db, &res,
-					     "SELECT id, category, title, rel_path, size_bytes, sha256, FLOOR(UNIX_TIMESTAMP(mtime))"
+					     "SELECT id, category, title, rel_path, size_bytes, sha256, FLOOR(UNIX_TIMESTAMP(mtime)), xxh128"
 					     " FROM content_items WHERE category = ? AND active = 1 ORDER BY rel_path",
 					     DB_STR(categories[k]), DB_END);
 			if (r < 0)
@@ -349,6 +302,7 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 				it->size = db_row_u64(row, 4);
 				snprintf(it->sha256, sizeof(it->sha256), "%s", row[5]);
 				it->mtime = db_row_i64(row, 6);
+				snprintf(it->xxh128, sizeof(it->xxh128), "%s", row[7] ? row[7] : "");
 			}
 		}
 	}

@@ -41,5 +41,3 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 			    struct content_item **ret, size_t *ret_n);
 void content_items_free(struct content_item *items, size_t n);
 
-/* SHA-256 of a file as lowercase hex (65 bytes with NUL). Reads with 1 MiB reads. */
-int content_sha256_file(const char *path, char ret_hex[65], uint64_t *ret_size);

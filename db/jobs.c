@@ -179,7 +179,7 @@ int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT i.position, i.content_item_id, i.size_bytes, i.dest_path, c.rel_path, c.sha256,"
-			 " FLOOR(UNIX_TIMESTAMP(c.mtime)), c.active"
+			 " FLOOR(UNIX_TIMESTAMP(c.mtime)), c.active, c.xxh128"
 			 " FROM processing_job_items i JOIN content_items c ON c.id = i.content_item_id"
 			 " WHERE i.job_id = ? ORDER BY i.position",
 			 DB_I64(id), DB_END);
@@ -199,6 +199,7 @@ int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret
 		it->rel_path = sdup(row[4]);
 		snprintf(it->sha256, sizeof(it->sha256), "%s", row[5] ? row[5] : "");
 		it->mtime = db_row_i64(row, 6);
+		snprintf(it->xxh128, sizeof(it->xxh128), "%s", row[8] ? row[8] : "");
 	}
 	*ret = items;
 	*ret_n = k;

@@ -240,7 +240,7 @@ int job_show(struct db *db, int64_t id, json_t **ret)
 	json_t *o = db_row_to_json(res, row);
 	json_object_del(o, "claimable");
 	r = db_query(db, &ires,
-		     "SELECT i.position, i.content_item_id, i.size_bytes, i.dest_path, c.rel_path, c.sha256"
+		     "SELECT i.position, i.content_item_id, i.size_bytes, i.dest_path, c.rel_path, c.sha256, c.xxh128"
 		     " FROM processing_job_items i JOIN content_items c ON c.id = i.content_item_id"
 		     " WHERE i.job_id = ? ORDER BY i.position",
 		     DB_I64(id), DB_END);

@@ -252,6 +252,16 @@ static const char *const v1[] = {
 	" JOIN orders o ON o.id = j.order_id",
 };
 
+/* v2: the XXH3-128 of every library file, computed by the scan in the same pass as its SHA-256.
+ * The composer checks each file against it as it copies the bytes to a stick (util/filehash.h
+ * says why). Existing rows keep NULL until the next scan fills it in; until then the composer
+ * checks their SHA-256 instead. */
+static const char *const v2[] = {
+	"ALTER TABLE content_items ADD COLUMN IF NOT EXISTS xxh128 CHAR(32) CHARACTER SET ascii NULL AFTER sha256",
+	"ALTER TABLE content_items ADD CONSTRAINT IF NOT EXISTS ck_content_xxh"
+	" CHECK (xxh128 IS NULL OR xxh128 REGEXP '^[0-9a-f]{32}$')",
+};
+
 struct migration {
 	int version;
 	const char *name;
@@ -261,6 +271,7 @@ struct migration {
 
 static const struct migration migrations[] = {
 	{ 1, "initial schema", v1, ARRAY_SIZE(v1) },
+	{ 2, "content_items.xxh128", v2, ARRAY_SIZE(v2) },
 };
 
 int db_schema_latest(void) { return migrations[ARRAY_SIZE(migrations) - 1].version; }

@@ -19,8 +19,14 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h>
+#else
+#include <xxhash.h>
+#endif
 
 #include "stages/fatname.h"
+#include "util/filehash.h"
 #include "util/macro.h"
 
 #define SECTOR 512u
@@ -132,6 +138,7 @@ struct ffile {
 	uint64_t size;
 	int64_t mtime;
 	char sha256[65];
+	char xxh128[33];
 	uint32_t first_cluster, n_clusters;
 };
 
@@ -612,7 +619,66 @@ static void ra_publish(struct fat32_src *s, struct ra_slot *sl)
 
 /* Read, check and hash file i into the ring as chunks seq, seq + 1, … Returns 0, or < 0
  * after queueing an error chunk (or when stopped). */
-static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, EVP_MD_CTX *md)
+/* Each read-ahead worker's hash state. A file is checked against the library's XXH3-128 when
+ * the library has it (every file scanned since schema v2; util/filehash.h says why), else
+ * against its SHA-256, else not at all (an empty digest: tests and tools). */
+struct ra_hash {
+	EVP_MD_CTX *md;
+	XXH3_state_t *xs;
+	enum { RA_HASH_NONE, RA_HASH_XXH128, RA_HASH_SHA256 } kind;
+};
+
+static int ra_hash_begin(struct ra_hash *h, const struct ffile *f)
+{
+	h->kind = f->xxh128[0] ? RA_HASH_XXH128 : f->sha256[0] ? RA_HASH_SHA256 : RA_HASH_NONE;
+	if (h->kind == RA_HASH_XXH128)
+		return XXH3_128bits_reset(h->xs) == XXH_OK ? 0 : -EIO;
+	if (h->kind == RA_HASH_SHA256)
+		return EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+	return 0;
+}
+
+static int ra_hash_update(struct ra_hash *h, const void *p, size_t n)
+{
+	if (h->kind == RA_HASH_XXH128)
+		return XXH3_128bits_update(h->xs, p, n) == XXH_OK ? 0 : -EIO;
+	if (h->kind == RA_HASH_SHA256)
+		return EVP_DigestUpdate(h->md, p, n) == 1 ? 0 : -EIO;
+	return 0;
+}
+
+/* 0 when the file's bytes match the library, -EBADMSG (message in sl) when not, -EIO. */
+static int ra_hash_check(struct ra_hash *h, const struct ffile *f, struct ra_slot *sl)
+{
+	char hex[FILEHASH_SHA256_HEX];
+	const char *want = NULL, *name = NULL;
+
+	if (h->kind == RA_HASH_XXH128) {
+		XXH128_hash_t x = XXH3_128bits_digest(h->xs);
+		filehash_xxh128_hex(x.high64, x.low64, hex);
+		want = f->xxh128;
+		name = "xxh128";
+	} else if (h->kind == RA_HASH_SHA256) {
+		unsigned char d[EVP_MAX_MD_SIZE];
+		unsigned dl = 0;
+		if (EVP_DigestFinal_ex(h->md, d, &dl) != 1 || dl != 32) {
+			ra_set_msg(sl, "%s: SHA-256 failed", f->rel_path);
+			return -EIO;
+		}
+		filehash_hex(d, 32, hex);
+		want = f->sha256;
+		name = "sha256";
+	} else
+		return 0;
+	if (strcmp(hex, want) != 0) {
+		ra_set_msg(sl, "%s: content changed since the scan: %s mismatch (library %s, file %s)",
+			   f->rel_path, name, want, hex);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, struct ra_hash *hs)
 {
 	const struct ffile *f = &s->files[i];
 	_cleanup_free_ char *path = NULL;
@@ -653,9 +719,9 @@ static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, EVP_MD_CTX *md)
 	}
 	err = 0;
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+	if (ra_hash_begin(hs, f) < 0) {
 		err = -EIO;
-		ra_set_msg(sl, "%s: cannot start SHA-256", f->rel_path);
+		ra_set_msg(sl, "%s: cannot start the content hash", f->rel_path);
 		goto fail;
 	}
 
@@ -683,9 +749,9 @@ static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, EVP_MD_CTX *md)
 					   f->rel_path, (unsigned long long)f->size);
 				goto fail;
 			}
-			if (EVP_DigestUpdate(md, sl->data + got, (size_t)n) != 1) {
+			if (ra_hash_update(hs, sl->data + got, (size_t)n) < 0) {
 				err = -EIO;
-				ra_set_msg(sl, "%s: SHA-256 failed", f->rel_path);
+				ra_set_msg(sl, "%s: content hash failed", f->rel_path);
 				goto fail;
 			}
 			got += (size_t)n;
@@ -694,23 +760,9 @@ static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, EVP_MD_CTX *md)
 		sl->len = want;
 		off += want;
 		if (off == f->size) { /* the verdict travels with the last chunk */
-			unsigned char h[EVP_MAX_MD_SIZE];
-			unsigned hl = 0;
-			char hex[65];
-
-			if (EVP_DigestFinal_ex(md, h, &hl) != 1 || hl != 32) {
-				err = -EIO;
-				ra_set_msg(sl, "%s: SHA-256 failed", f->rel_path);
+			err = ra_hash_check(hs, f, sl);
+			if (err < 0)
 				goto fail;
-			}
-			for (unsigned k = 0; k < 32; k++)
-				snprintf(hex + 2 * k, 3, "%02x", h[k]);
-			if (f->sha256[0] && strcmp(hex, f->sha256) != 0) {
-				err = -EBADMSG;
-				ra_set_msg(sl, "%s: sha256 mismatch (library %s, file %s)", f->rel_path,
-					   f->sha256, hex);
-				goto fail;
-			}
 		}
 		ra_publish(s, sl);
 	}
@@ -752,12 +804,12 @@ static void ra_mark_failed(struct fat32_src *s)
 static void *ra_main(void *userdata)
 {
 	struct fat32_src *s = userdata;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	struct ra_hash hs = { .md = EVP_MD_CTX_new(), .xs = XXH3_createState() };
 	uint64_t seq;
 	size_t i;
 
 	while (ra_claim(s, &i, &seq)) {
-		if (!md) {
+		if (!hs.md || !hs.xs) {
 			struct ra_slot *sl = ra_reserve(s, i, seq);
 			if (sl) {
 				sl->err = -ENOMEM;
@@ -766,12 +818,14 @@ static void *ra_main(void *userdata)
 			ra_mark_failed(s);
 			break;
 		}
-		if (ra_file(s, i, seq, md) < 0) {
+		if (ra_file(s, i, seq, &hs) < 0) {
 			ra_mark_failed(s);
 			break;
 		}
 	}
-	EVP_MD_CTX_free(md);
+	EVP_MD_CTX_free(hs.md);
+	if (hs.xs)
+		XXH3_freeState(hs.xs);
 	return NULL;
 }
 
@@ -1061,6 +1115,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		f->mtime = items[i].mtime;
 		memcpy(f->sha256, items[i].sha256, sizeof(f->sha256));
 		f->sha256[64] = 0;
+		memcpy(f->xxh128, items[i].xxh128, sizeof(f->xxh128));
+		f->xxh128[32] = 0;
 		if (f->size > FAT_MAX_FILE_SIZE)
 			return fail(ret_error, -EINVAL, "%s: 4 GiB or more does not fit FAT32", f->dest_path);
 

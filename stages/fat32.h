@@ -24,10 +24,11 @@
  * Content check: read-ahead workers (one per CPU, 2 to 4; started by the first read of file
  * data, joined by free) take the files (content_root/rel_path) in placement order, one whole
  * file each at a time, check each against the item's size and mtime (fstat), read it once
- * with 1 MiB reads into a ring of 16 buffers and hash it with SHA-256, so that reading and
- * hashing run on several cores and overlap with the caller's writes; reads copy from the ring
- * in placement order. A mismatch fails the read with
- * -EBADMSG and blksrc_error() = "<rel_path>: sha256 mismatch …" / "size changed" / "mtime
+ * in 256 KiB pieces into a ring of 64 buffers and hash each piece while it is in the CPU's cache
+ * (XXH3-128 against the library's xxh128; SHA-256 for items that have no xxh128 yet), so that
+ * reading and hashing run on several cores and overlap with the caller's writes; reads copy
+ * from the ring in placement order. A mismatch fails the read with -EBADMSG and blksrc_error()
+ * = "<rel_path>: content changed since the scan: xxh128 mismatch …" / "size changed" / "mtime
  * changed" / "shorter than …"; a vanished file fails with -ENOENT ("<rel_path>: …"). The stage
  * maps -EBADMSG to CONTENT_CHANGED and -ENOENT to CONTENT_MISSING. Errors are sticky. */
 #pragma once
@@ -79,8 +80,8 @@ struct fat_stats {
 	uint32_t volume_id;
 };
 
-/* Build the composer for items[0..n) (dest_path, rel_path, size, mtime, sha256 are used; an
- * empty sha256 string skips the hash check). Nothing is opened or read here: files are read by
+/* Build the composer for items[0..n) (dest_path, rel_path, size, mtime, xxh128 or sha256 are
+ * used; with both digests empty the bytes are not checked). Nothing is opened or read here: files are read by
  * blksrc_read(). The items are copied. *ret->size = layout.size, ->mapped = bytes produced.
  * Errors (with a message in *ret_error, malloc'd, when ret_error is not NULL):
  *   -ERANGE  stick too small for FAT32;

@@ -171,6 +171,8 @@ static int try_add(struct sel *s, const struct content_item *it)
 	};
 	memcpy(ji->sha256, it->sha256, sizeof(ji->sha256));
 	ji->sha256[64] = 0;
+	memcpy(ji->xxh128, it->xxh128, sizeof(ji->xxh128));
+	ji->xxh128[32] = 0;
 	s->n_items++;
 	return 1;
 }

@@ -20,7 +20,6 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +28,7 @@
 
 #include "stages/fat32.h"
 #include "stages/select.h"
+#include "util/filehash.h"
 #include "util/macro.h"
 #include "util/size.h"
 
@@ -38,50 +38,6 @@ struct lib {
 	char **cats; /* distinct categories, sorted; NULL-terminated */
 	size_t n_cats;
 };
-
-static int sha256_file(const char *path, char out[65], uint64_t *ret_size)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned ml = 0;
-	uint64_t total = 0;
-	_cleanup_close_ int fd = -EBADF;
-	_cleanup_free_ unsigned char *buf = NULL;
-	EVP_MD_CTX *c;
-	ssize_t k;
-	int r = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	buf = malloc(1u << 20);
-	c = EVP_MD_CTX_new();
-	if (!buf || !c) {
-		EVP_MD_CTX_free(c);
-		return -ENOMEM;
-	}
-	if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1)
-		r = -EIO;
-	while (r == 0 && (k = read(fd, buf, 1u << 20)) != 0) {
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			break;
-		}
-		if (EVP_DigestUpdate(c, buf, (size_t)k) != 1)
-			r = -EIO;
-		total += (uint64_t)k;
-	}
-	if (r == 0 && EVP_DigestFinal_ex(c, md, &ml) != 1)
-		r = -EIO;
-	EVP_MD_CTX_free(c);
-	if (r < 0)
-		return r;
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	*ret_size = total;
-	return 0;
-}
 
 static int lib_add(struct lib *l, const char *root, const char *rel)
 {
@@ -113,7 +69,7 @@ static int lib_add(struct lib *l, const char *root, const char *rel)
 	}
 	it = &l->it[l->n];
 	*it = (struct content_item){.id = (int64_t)l->n + 1, .mtime = (int64_t)st.st_mtime};
-	r = sha256_file(path, it->sha256, &size);
+	r = filehash_file(path, it->sha256, it->xxh128, &size);
 	if (r < 0) {
 		fprintf(stderr, "%s: %s\n", path, strerror(-r));
 		return r;

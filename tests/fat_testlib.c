@@ -5,7 +5,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "helpers/testutil.h"
+#include "util/filehash.h"
 #include "util/macro.h"
 
 static void mkdirs_for(const char *path)
@@ -30,23 +30,9 @@ static void mkdirs_for(const char *path)
 	free(p);
 }
 
-void ft_sha256_file(const char *path, char out[65])
+void ft_hash_file(const char *path, char sha256[65], char xxh128[33])
 {
-	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
-	unsigned ml = 0;
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	cr_assert(fd >= 0 && c);
-	cr_assert(EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		EVP_DigestUpdate(c, buf, (size_t)n);
-	close(fd);
-	EVP_DigestFinal_ex(c, md, &ml);
-	EVP_MD_CTX_free(c);
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	cr_assert_eq(filehash_file(path, sha256, xxh128, NULL), 0, "%s", path);
 }
 
 void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime,
@@ -67,7 +53,7 @@ void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t see
 	it->dest_path = dest ? strdup(dest) : NULL;
 	it->size = size;
 	it->mtime = mtime;
-	ft_sha256_file(path, it->sha256);
+	ft_hash_file(path, it->sha256, it->xxh128);
 	free(buf);
 	free(path);
 }

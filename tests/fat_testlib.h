@@ -16,7 +16,7 @@ void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t see
 		  const char *dest, struct job_item *it);
 void ft_items_free(struct job_item *items, size_t n);
 /* Lowercase hex SHA-256 of a file (buf of 65). */
-void ft_sha256_file(const char *path, char out[65]);
+void ft_hash_file(const char *path, char sha256[65], char xxh128[33]);
 
 /* Compose items into IMG (the whole stick, sparse) and IMG.part (the partition alone, sparse)
  * pulling with `bufsize`-byte reads; asserts the blksrc contract (aligned, increasing,

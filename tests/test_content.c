@@ -40,6 +40,19 @@ static void put(const char *rel, const char *data)
 	free(p);
 }
 
+static const char *xxh128sum(const char *path)
+{
+	static char hex[33];
+	char *cmd = NULL;
+	cr_assert(asprintf(&cmd, "xxh128sum '%s'", path) > 0);
+	FILE *p = popen(cmd, "r");
+	cr_assert(p, "%s", cmd);
+	cr_assert(fscanf(p, "%32s", hex) == 1, "%s", cmd);
+	cr_assert_eq(pclose(p), 0, "%s", cmd);
+	free(cmd);
+	return hex;
+}
+
 static struct content_scan_stats scan(void)
 {
 	struct content_scan_stats st;
@@ -66,6 +79,15 @@ Test(content, incremental_rescan)
 	/* the server's SHA2 as an independent oracle for ours */
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Salsa/Uno.mp3' AND sha256 = SHA2('uno', 256)"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Salsa/uno.mp3' AND sha256 = SHA2('UNO!', 256)"), 1);
+	/* xxh128sum (Debian's xxhash) as the oracle for the XXH3-128 column */
+	char *elise = tu_path(root, "Música Clásica/Für Elise.flac");
+	char *q = NULL;
+	cr_assert(asprintf(&q, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Música Clásica/Für Elise.flac'"
+			       " AND xxh128 = '%s'", xxh128sum(elise)) > 0);
+	cr_assert_eq(tdb_count(db, q), 1, "%s", q);
+	free(q);
+	free(elise);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE xxh128 IS NULL"), 0);
 
 	st = scan();
 	cr_assert_eq(st.unchanged, 4);
@@ -103,6 +125,23 @@ Test(content, incremental_rescan)
 	cr_assert_eq(n, 0, "categories are exact, not case-folded");
 }
 
+Test(content, rows_from_before_v2_get_their_xxh128_on_the_next_scan)
+{
+	put("A/1.mp3", "1");
+	put("A/2.mp3", "22");
+	scan();
+	/* as after the v2 upgrade of an appliance scanned under v1 */
+	cr_assert_eq(db_exec(db, NULL, "UPDATE content_items SET xxh128 = NULL WHERE rel_path = 'A/2.mp3'", DB_END), 0);
+	struct content_scan_stats st = scan();
+	cr_assert_eq(st.unchanged, 1);
+	cr_assert_eq(st.updated, 1);
+	cr_assert_eq(st.bytes_hashed, 2, "only the row without xxh128 is read again");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE xxh128 IS NULL"), 0);
+	st = scan();
+	cr_assert_eq(st.unchanged, 2);
+	cr_assert_eq(st.bytes_hashed, 0);
+}
+
 Test(content, candidates_and_errors)
 {
 	put("A/1.mp3", "1");
@@ -120,6 +159,7 @@ Test(content, candidates_and_errors)
 	cr_assert_str_eq(it[2].rel_path, "A/2.mp3");
 	cr_assert_eq(it[2].size, 2);
 	cr_assert_eq(strlen(it[2].sha256), 64);
+	cr_assert_eq(strlen(it[2].xxh128), 32);
 	content_items_free(it, n);
 	struct content_scan_stats st;
 	char *missing = tu_path(root, "nope");

@@ -551,15 +551,26 @@ Test(compose, sha_mismatch_and_vanished_files)
 	o.content_root = t.root;
 	tree_add(&t, "A/one.bin", "A/one.bin", 10000);
 	tree_add(&t, "A/two.bin", "A/two.bin", 20000);
+	char xxh[33];
+	memcpy(xxh, t.items[1].xxh128, sizeof(xxh));
+	t.items[1].xxh128[0] = t.items[1].xxh128[0] == '0' ? '1' : '0';
+	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 1 * MiB, &msg), -EBADMSG);
+	cr_assert(msg && strstr(msg, "A/two.bin: content changed since the scan: xxh128 mismatch"), "%s", msg);
+	free(msg), msg = NULL;
+	/* an item scanned before schema v2 has no xxh128: its SHA-256 is checked instead */
+	t.items[1].xxh128[0] = 0;
 	t.items[1].sha256[0] = t.items[1].sha256[0] == '0' ? '1' : '0';
 	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 1 * MiB, &msg), -EBADMSG);
-	cr_assert(msg && strstr(msg, "A/two.bin: sha256 mismatch"), "%s", msg);
+	cr_assert(msg && strstr(msg, "A/two.bin: content changed since the scan: sha256 mismatch"), "%s", msg);
 	free(msg), msg = NULL;
 
-	/* same bytes count, different content → sha check catches it even with a 4 KiB buffer */
+	/* the right digests (either kind) pass, also with a 4 KiB buffer */
 	char *two = tu_path(t.root, "A/two.bin");
-	ft_sha256_file(two, t.items[1].sha256);
+	char unused[33];
+	ft_hash_file(two, t.items[1].sha256, unused);
 	free(two);
+	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 4096, NULL), 0);
+	memcpy(t.items[1].xxh128, xxh, sizeof(xxh));
 	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 4096, NULL), 0);
 
 	/* size changed */

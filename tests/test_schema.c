@@ -49,6 +49,28 @@ Test(schema, rows_survive_a_rerun)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE order_number = 'K1' AND quantity = 2"), 1);
 }
 
+Test(schema, v1_database_upgrades_in_place)
+{
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime)"
+			     " VALUES ('A', 'b', 'A/b.mp3', 3, SHA2('abc', 256), NOW())",
+			     DB_END),
+		     0, "%s", db_error(db));
+	/* Turn the database back into a v1 one, as an appliance installed before v2 has it. */
+	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP CONSTRAINT ck_content_xxh", DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP COLUMN xxh128", DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version >= 2", DB_END), 0);
+	int cur = -1, applied = -1;
+	cr_assert_eq(db_schema_current(db, &cur), 0);
+	cr_assert_eq(cur, 1);
+	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
+	cr_assert_eq(applied, db_schema_latest() - 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'A/b.mp3' AND xxh128 IS NULL"), 1,
+		     "the row survives, its xxh128 waits for the next scan");
+	cr_assert_eq(db_exec(db, NULL, "UPDATE content_items SET xxh128 = 'not hex' WHERE rel_path = 'A/b.mp3'", DB_END),
+		     -EPERM, "the v2 CHECK constraint is in force");
+}
+
 static void insert_order(void)
 {
 	cr_assert_eq(db_exec(db, NULL,

@@ -240,6 +240,7 @@ Test(select, tricky_names_compose_cleanly, .timeout = 300)
 		lib_add(&l, (int64_t)i + 1, rels[i][0], rels[i][1], tmp.size);
 		l.it[i].mtime = tmp.mtime;
 		memcpy(l.it[i].sha256, tmp.sha256, 65);
+		memcpy(l.it[i].xxh128, tmp.xxh128, 33);
 		free(tmp.rel_path);
 	}
 	struct job_spec job = {.categories = cats, .library = l.it, .n_library = l.n};
@@ -446,6 +447,7 @@ Test(select, property_random_libraries, .timeout = 600)
 				ft_make_file(root, r.items[i].rel_path, r.items[i].size, (uint64_t)i,
 					     r.items[i].mtime, dest, &tmp);
 				memcpy(r.items[i].sha256, tmp.sha256, sizeof(tmp.sha256));
+				memcpy(r.items[i].xxh128, tmp.xxh128, sizeof(tmp.xxh128));
 				free(tmp.rel_path);
 				free(tmp.dest_path);
 			}
@@ -532,6 +534,7 @@ static void fixture_init(struct stage_fixture *f)
 		lib_add(&f->l, i + 1, "Salsa", rels[i], tmp.size);
 		f->l.it[i].mtime = tmp.mtime;
 		memcpy(f->l.it[i].sha256, tmp.sha256, 65);
+		memcpy(f->l.it[i].xxh128, tmp.xxh128, 33);
 		free(tmp.rel_path);
 	}
 	lib_add(&f->l, 4, "Salsa", "Salsa/huge.mkv", UINT64_C(5) << 30); /* not on disk: skipped */
@@ -630,12 +633,12 @@ Test(stage, missing_changed_and_bad_hash)
 
 	/* same size and mtime, other bytes: the read path fails with -EBADMSG → CONTENT_CHANGED */
 	fixture_init(&f);
-	f.l.it[2].sha256[5] ^= 1;
+	f.l.it[2].xxh128[5] ^= 1;
 	cr_assert_eq(stage_selection_content(&f.ctx), UFC_NONE);
 	int r = drain(f.ctx.src);
 	cr_assert_eq(r, -EBADMSG);
 	cr_assert_eq(stage_selection_map_read_error(r), UFC_CONTENT_CHANGED);
-	cr_assert(strstr(blksrc_error(f.ctx.src), "Salsa/three.mp3: sha256 mismatch"), "%s",
+	cr_assert(strstr(blksrc_error(f.ctx.src), "Salsa/three.mp3: content changed since the scan: xxh128 mismatch"), "%s",
 		  blksrc_error(f.ctx.src));
 	cr_assert_eq(stage_selection_map_read_error(-ENOENT), UFC_CONTENT_MISSING);
 	cr_assert_eq(stage_selection_map_read_error(-EIO), UFC_NONE);

@@ -13,6 +13,7 @@ struct content_item {
 	char *rel_path;     /* path under content.root, as on disk */
 	uint64_t size;
 	char sha256[65];    /* lowercase hex */
+	char xxh128[33];    /* lowercase hex, canonical (as xxh128sum prints); "" when not known */
 	int64_t mtime;      /* seconds since the epoch */
 };
 
@@ -24,6 +25,7 @@ struct job_item {
 	char *dest_path;    /* "Category/File name" on the stick, after FAT name mapping */
 	char *rel_path;     /* source, under content.root */
 	char sha256[65];
+	char xxh128[33];    /* "" for an item scanned before the column existed */
 	int64_t mtime;
 };
 

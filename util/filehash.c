@@ -1,0 +1,96 @@
+/* Implementation of filehash.h. */
+#include "util/filehash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h> /* Debian's libxxhash picks AVX2/AVX-512 at run time */
+#else
+#include <xxhash.h>
+#endif
+
+#include "util/macro.h"
+
+void filehash_hex(const unsigned char *p, unsigned n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (unsigned i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+void filehash_xxh128_hex(uint64_t high64, uint64_t low64, char out[FILEHASH_XXH128_HEX])
+{
+	unsigned char b[16];
+
+	for (int i = 0; i < 8; i++) {
+		b[i] = (unsigned char)(high64 >> (56 - 8 * i));
+		b[8 + i] = (unsigned char)(low64 >> (56 - 8 * i));
+	}
+	filehash_hex(b, 16, out);
+}
+
+int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX],
+		  char ret_xxh128[FILEHASH_XXH128_HEX], uint64_t *ret_size)
+{
+	static const size_t bufsz = 1 << 20;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ unsigned char *buf = NULL;
+	EVP_MD_CTX *md = NULL;
+	XXH3_state_t *xs = NULL;
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned dl = 0;
+	uint64_t total = 0;
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	buf = malloc(bufsz);
+	md = EVP_MD_CTX_new();
+	xs = XXH3_createState();
+	if (!buf || !md || !xs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 || XXH3_128bits_reset(xs) != XXH_OK) {
+		r = -EIO;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, bufsz);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (EVP_DigestUpdate(md, buf, (size_t)n) != 1 || XXH3_128bits_update(xs, buf, (size_t)n) != XXH_OK) {
+			r = -EIO;
+			goto out;
+		}
+		total += (uint64_t)n;
+	}
+	if (EVP_DigestFinal_ex(md, d, &dl) != 1 || dl != 32) {
+		r = -EIO;
+		goto out;
+	}
+	XXH128_hash_t x = XXH3_128bits_digest(xs);
+	filehash_hex(d, 32, ret_sha256);
+	filehash_xxh128_hex(x.high64, x.low64, ret_xxh128);
+	if (ret_size)
+		*ret_size = total;
+out:
+	EVP_MD_CTX_free(md);
+	if (xs)
+		XXH3_freeState(xs);
+	return r;
+}
