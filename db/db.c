@@ -66,17 +66,20 @@ const char *db_error(struct db *db) { return db->error ? db->error : mysql_error
 const char *db_server_version(struct db *db) { return mysql_get_server_info(db->my); }
 uint64_t db_insert_id(struct db *db) { return mysql_insert_id(db->my); }
 
-bool db_version_supported(const char *v)
+const char *db_version_problem(const char *v)
 {
 	unsigned a = 0, b = 0, c = 0;
 	bool maria = strstr(v, "MariaDB") != NULL;
 	if (maria && strncmp(v, "5.5.5-", 6) == 0) /* old replication-compatibility prefix */
 		v += 6;
 	if (sscanf(v, "%u.%u.%u", &a, &b, &c) < 2)
-		return false;
+		return "its version cannot be read: usbforge needs MariaDB >= 10.6";
 	if (maria)
-		return a > 10 || (a == 10 && b >= 6);
-	return a > 8 || (a == 8 && (b > 0 || c >= 1));
+		return a > 10 || (a == 10 && b >= 6) ? NULL
+						     : "it is too old: usbforge needs MariaDB >= 10.6 (FOR UPDATE SKIP LOCKED)";
+	if (a > 8 || (a == 8 && (b > 0 || c >= 1)))
+		return "it is MySQL: usbforge's schema is written and tested for MariaDB >= 10.6 only";
+	return "it is too old and not MariaDB: usbforge needs MariaDB >= 10.6 (FOR UPDATE SKIP LOCKED)";
 }
 
 static int do_connect(struct db *db, char **ret_error)
@@ -123,9 +126,9 @@ static int do_connect(struct db *db, char **ret_error)
 		return r;
 	}
 	const char *v = mysql_get_server_info(db->my);
-	if (!db_version_supported(v)) {
-		if (asprintf(&e, "server %s at %s is too old: usbforge needs MariaDB >= 10.6 or MySQL >= 8.0.1 "
-				 "(FOR UPDATE SKIP LOCKED)", v, where) < 0)
+	const char *why = db_version_problem(v);
+	if (why) {
+		if (asprintf(&e, "server %s at %s is refused: %s", v, where, why) < 0)
 			e = NULL;
 		mysql_close(db->my);
 		db->my = NULL;

@@ -12,14 +12,20 @@
 #include "util/macro.h"
 
 /* Claim: a runnable job (queued, or retry whose time has come) for this station or any, that
- * fits the stick; the largest nominal capacity first, then the oldest. `claimable` is a
- * persistent generated column (1 for queued/retry, NULL otherwise) so the index below serves
- * both the predicate and the ORDER BY (directions included): no filesort. */
+ * fits the stick; the largest nominal capacity first, then the oldest. Two persistent
+ * generated columns let one ascending index serve both the predicate and the ORDER BY with no
+ * filesort: `claimable` (1 for queued/retry, NULL otherwise) and `claim_rank` (2^64 − 1 −
+ * capacity_bytes, i.e. ~capacity_bytes, so "largest capacity first, then oldest" is ascending
+ * (claim_rank, id) and "capacity ≤ limit" is the range claim_rank ≥ ~limit). An ascending
+ * index works on every MariaDB from 10.6; descending index columns only count from 10.8
+ * (schema v1 used them).
+ * The hint keeps the plan when the statistics are odd; the schema test EXPLAINs the query with
+ * and without it. */
 const char db_claim_select_sql[] =
-	"SELECT id FROM processing_jobs FORCE INDEX (ix_jobs_claim)"
-	" WHERE claimable = 1 AND capacity_bytes <= ? AND next_attempt_at <= NOW(6)"
+	"SELECT id FROM processing_jobs FORCE INDEX (ix_jobs_claim_rank)"
+	" WHERE claimable = 1 AND claim_rank >= ~? AND next_attempt_at <= NOW(6)"
 	" AND (station IS NULL OR station = ?) AND min_device_bytes <= ?"
-	" ORDER BY claimable DESC, capacity_bytes DESC, id ASC LIMIT 1 FOR UPDATE SKIP LOCKED";
+	" ORDER BY claim_rank, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 static const char *const v1[] = {
 	"CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -252,11 +258,18 @@ static const char *const v1[] = {
 	" JOIN orders o ON o.id = j.order_id",
 };
 
-/* v2: the XXH3-128 of every library file, computed by the scan in the same pass as its SHA-256.
+/* v2: a claim index that MariaDB 10.6 and 10.7 can use for the claim's ORDER BY too; and the
+ * XXH3-128 of every library file, computed by the scan in the same pass as its SHA-256.
  * The composer checks each file against it as it copies the bytes to a stick (util/filehash.h
  * says why). Existing rows keep NULL until the next scan fills it in; until then the composer
  * checks their SHA-256 instead. */
 static const char *const v2[] = {
+	/* the claim index without descending columns (see db_claim_select_sql) */
+	"ALTER TABLE processing_jobs ADD COLUMN IF NOT EXISTS claim_rank BIGINT UNSIGNED"
+	" AS (~capacity_bytes) PERSISTENT AFTER capacity_bytes",
+	"CREATE INDEX IF NOT EXISTS ix_jobs_claim_rank ON processing_jobs"
+	" (claimable, claim_rank, id, station, next_attempt_at, min_device_bytes)",
+	"ALTER TABLE processing_jobs DROP INDEX IF EXISTS ix_jobs_claim",
 	"ALTER TABLE content_items ADD COLUMN IF NOT EXISTS xxh128 CHAR(32) CHARACTER SET ascii NULL AFTER sha256",
 	"ALTER TABLE content_items ADD CONSTRAINT IF NOT EXISTS ck_content_xxh"
 	" CHECK (xxh128 IS NULL OR xxh128 REGEXP '^[0-9a-f]{32}$')",
@@ -271,7 +284,7 @@ struct migration {
 
 static const struct migration migrations[] = {
 	{ 1, "initial schema", v1, ARRAY_SIZE(v1) },
-	{ 2, "content_items.xxh128", v2, ARRAY_SIZE(v2) },
+	{ 2, "ascending claim index; content_items.xxh128", v2, ARRAY_SIZE(v2) },
 };
 
 int db_schema_latest(void) { return migrations[ARRAY_SIZE(migrations) - 1].version; }

@@ -104,6 +104,13 @@ Test(schema, check_constraints_refuse_bad_rows)
 			     " VALUES ('T0', 1, 1, '/x', NOW(6), NOW(6) - INTERVAL 1 SECOND)", DB_END), -EPERM);
 	/* processing_jobs */
 	cr_assert_eq(job_with("progress", "101"), -EPERM);
+	cr_assert_eq(job_with("progress", "-1"), -EPERM);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes) VALUES (1, -1, 1000)",
+			     DB_END), -EPERM, "ck_jobs_unit");
+	cr_assert_eq(job_with("resume_state", "'{no'"), -EPERM);
+	cr_assert_eq(job_with("created_at, cancelled_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND"), -EPERM);
+	cr_assert_eq(job_with("created_at, cancel_requested_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND"), -EPERM);
+	cr_assert_eq(job_with("created_at, heartbeat_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND"), -EPERM);
 	cr_assert_eq(job_with("attempts", "-1"), -EPERM);
 	cr_assert_eq(job_with("attempts, max_attempts", "5, 4"), -EPERM);
 	cr_assert_eq(job_with("max_attempts", "0"), -EPERM);
@@ -126,6 +133,15 @@ Test(schema, check_constraints_refuse_bad_rows)
 	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')", DB_END), 0);
 	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')", DB_END), -EEXIST);
 	cr_assert_eq(db_exec(db, NULL, "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,'XYZ',NOW())", DB_END), -EPERM);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{no')", DB_END), -EPERM);
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{}')", DB_END), 0,
+		     "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,SHA2('b',256),NOW())", DB_END), 0,
+		     "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+				       " SELECT j.id, -1, c.id, 1, 'a/b' FROM processing_jobs j, content_items c", DB_END), -EPERM, "ck_items_position");
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+				       " SELECT j.id, 0, c.id, 1, 'a/b' FROM processing_jobs j, content_items c", DB_END), 0, "%s", db_error(db));
 }
 
 Test(schema, times_come_from_the_server)
@@ -136,19 +152,8 @@ Test(schema, times_come_from_the_server)
 				   " AND table_name = 'processing_jobs' AND column_name = 'heartbeat_at'"), 6);
 }
 
-Test(schema, claim_uses_the_claim_index_without_filesort)
+static void explain_uses_claim_index(const char *sel)
 {
-	insert_order();
-	/* Enough rows that the optimizer has a real choice. */
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes, status)"
-			     " SELECT 1, seq, 1000000 * (seq % 7 + 1), ELT(seq % 4 + 1, 'queued', 'retry', 'done', 'failed')"
-			     " FROM seq_0_to_1999", DB_END),
-		     0, "%s", db_error(db));
-	cr_assert_eq(db_exec(db, NULL, "ANALYZE TABLE processing_jobs", DB_END), 0);
-	const struct db_arg args[] = { DB_U64(4000000), DB_STR("test-station"), DB_U64(4000000) };
-	char *sel = db_format(db, db_claim_select_sql, args, 3);
-	cr_assert(sel);
 	char *q = NULL;
 	cr_assert(asprintf(&q, "EXPLAIN %s", sel) > 0);
 	MYSQL_RES *res = NULL;
@@ -164,12 +169,45 @@ Test(schema, claim_uses_the_claim_index_without_filesort)
 		if (strcmp(f[i].name, "Extra") == 0)
 			extra = row[i];
 	}
-	cr_assert_str_eq(key, "ix_jobs_claim");
+	cr_assert(key, "%s", q);
+	cr_assert_str_eq(key, "ix_jobs_claim_rank", "%s", q);
 	cr_assert(extra && strstr(extra, "Using index") && !strstr(extra, "filesort"), "Extra: %s", extra ? extra : "(null)");
 	cr_assert_null(mysql_fetch_row(res), "one table, one row of EXPLAIN");
 	mysql_free_result(res);
 	free(q);
+}
+
+Test(schema, claim_uses_the_claim_index_without_filesort)
+{
+	insert_order();
+	/* Enough rows that the optimizer has a real choice. */
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes, status)"
+			     " SELECT 1, seq, 1000000 * (seq % 7 + 1), ELT(seq % 4 + 1, 'queued', 'retry', 'done', 'failed')"
+			     " FROM seq_0_to_1999", DB_END),
+		     0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "ANALYZE TABLE processing_jobs", DB_END), 0);
+	const struct db_arg args[] = { DB_U64(4000000), DB_STR("test-station"), DB_U64(4000000) };
+	char *sel = db_format(db, db_claim_select_sql, args, 3);
+	cr_assert(sel);
+	explain_uses_claim_index(sel);
+	/* and the optimizer picks the index by itself: the hint only guards against odd statistics */
+	char *hint = strstr(sel, " FORCE INDEX (ix_jobs_claim_rank)");
+	cr_assert(hint, "%s", sel);
+	memmove(hint, hint + strlen(" FORCE INDEX (ix_jobs_claim_rank)"), strlen(hint + strlen(" FORCE INDEX (ix_jobs_claim_rank)")) + 1);
+	explain_uses_claim_index(sel);
 	free(sel);
+
+	/* the order itself: largest capacity that fits first, then the oldest */
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND", DB_END), 0);
+	int64_t want = tdb_count(db, "SELECT MIN(id) FROM processing_jobs WHERE capacity_bytes = 4000000 AND claimable = 1");
+	int64_t got = -1;
+	cr_assert_eq(db_query_i64(db, &got, db_claim_select_sql, DB_U64(4000000), DB_STR("test-station"), DB_U64(4000000), DB_END), 0,
+		     "%s", db_error(db));
+	cr_assert_eq(got, want);
+	cr_assert_eq(db_query_i64(db, &got, db_claim_select_sql, DB_U64(UINT64_MAX), DB_STR("test-station"), DB_U64(UINT64_MAX), DB_END), 0);
+	cr_assert_eq(got, tdb_count(db, "SELECT MIN(id) FROM processing_jobs WHERE capacity_bytes = 7000000 AND claimable = 1"),
+		     "no limit: the largest capacity");
 }
 
 Test(schema, old_servers_are_refused)
@@ -177,8 +215,10 @@ Test(schema, old_servers_are_refused)
 	cr_assert(db_version_supported("10.11.6-MariaDB-0+deb12u1"));
 	cr_assert(db_version_supported("10.6.0-MariaDB"));
 	cr_assert(db_version_supported("11.4.2-MariaDB"));
-	cr_assert(db_version_supported("8.0.1"));
-	cr_assert(db_version_supported("8.4.0"));
+	/* MySQL has SKIP LOCKED, but the schema is MariaDB's: refused with that reason */
+	cr_assert_str_eq(db_version_problem("8.0.36"), "it is MySQL: usbforge's schema is written and tested for MariaDB >= 10.6 only");
+	cr_assert_not(db_version_supported("8.4.0"));
+	cr_assert(strstr(db_version_problem("10.5.23-MariaDB"), "too old: usbforge needs MariaDB >= 10.6"));
 	cr_assert_not(db_version_supported("10.5.23-MariaDB"));
 	cr_assert_not(db_version_supported("5.5.5-10.3.39-MariaDB"));
 	cr_assert(db_version_supported("5.5.5-10.11.6-MariaDB"), "replication-compat prefix skipped");
