@@ -49,6 +49,8 @@ Test(schema, rows_survive_a_rerun)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE order_number = 'K1' AND quantity = 2"), 1);
 }
 
+static void insert_order(void);
+
 Test(schema, v1_database_upgrades_in_place)
 {
 	cr_assert_eq(db_exec(db, NULL,
@@ -59,7 +61,12 @@ Test(schema, v1_database_upgrades_in_place)
 	/* Turn the database back into a v1 one, as an appliance installed before v2 has it. */
 	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP CONSTRAINT ck_content_xxh", DB_END), 0, "%s", db_error(db));
 	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP COLUMN xxh128", DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE processing_jobs DROP INDEX ix_jobs_claim_rank, DROP COLUMN claim_rank,"
+				       " ADD KEY ix_jobs_claim (claimable DESC, capacity_bytes DESC, id, station, next_attempt_at, min_device_bytes)",
+			     DB_END), 0, "%s", db_error(db));
 	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version >= 2", DB_END), 0);
+	insert_order();
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes) VALUES (1, 0, 1000)", DB_END), 0);
 	int cur = -1, applied = -1;
 	cr_assert_eq(db_schema_current(db, &cur), 0);
 	cr_assert_eq(cur, 1);
@@ -69,6 +76,9 @@ Test(schema, v1_database_upgrades_in_place)
 		     "the row survives, its xxh128 waits for the next scan");
 	cr_assert_eq(db_exec(db, NULL, "UPDATE content_items SET xxh128 = 'not hex' WHERE rel_path = 'A/b.mp3'", DB_END),
 		     -EPERM, "the v2 CHECK constraint is in force");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE capacity_bytes = 1000 AND claim_rank = ~1000"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE()"
+				   " AND table_name = 'processing_jobs' AND index_name = 'ix_jobs_claim'"), 0, "the v1 index is gone");
 }
 
 static void insert_order(void)
