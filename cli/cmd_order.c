@@ -233,9 +233,16 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 	printf("order %s confirmed: %zu job%s%s\n", argv[optind], json_array_size(json_object_get(res, "jobs")),
 	       json_array_size(json_object_get(res, "jobs")) == 1 ? "" : "s",
 	       json_integer_value(json_object_get(res, "created")) ? "" : " (already confirmed, nothing created)");
-	json_array_foreach(json_object_get(res, "jobs"), i, j)
-		printf("%lld\t%s\n", (long long)json_integer_value(json_object_get(j, "id")),
-		       json_string_value(json_object_get(j, "status")));
+	static const char *const hdr[] = { "JOB", "UNIT", "STATUS" };
+	struct table *t = table_new(3, hdr);
+	json_array_foreach(json_object_get(res, "jobs"), i, j) {
+		char id[24], unit[24];
+		snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(j, "id")));
+		snprintf(unit, sizeof(unit), "%lld", (long long)json_integer_value(json_object_get(j, "unit_index")));
+		table_addf(t, id, unit, json_string_value(json_object_get(j, "status")));
+	}
+	table_print(t, stdout);
+	table_free(t);
 	json_decref(res);
 	return CLI_EXIT_OK;
 }
