@@ -33,6 +33,18 @@ Test(probe, genuine_is_restored)
 	tu_rmrf(dir);
 }
 
+static struct probe_result probe_fake_spec(const struct dev_fault *f)
+{
+	char *dir = tu_tmpdir("pr");
+	struct dev *inner = wt_target(dir, "t.bin", 64 * MiB, NULL), *d = NULL;
+	cr_assert_eq(dev_new_faulty(inner, f, &d), 0);
+	struct probe_result pr;
+	cr_assert_eq(probe_run(d, NULL, &pr), 0);
+	dev_free(d);
+	tu_rmrf(dir);
+	return pr;
+}
+
 static struct probe_result probe_fake(uint64_t real, bool wrap, uint8_t fill)
 {
 	char *dir = tu_tmpdir("pr");
@@ -84,6 +96,16 @@ Test(probe, limbo_ff_on_a_point)
 	struct probe_result pr = probe_fake(real, false, 0xff);
 	cr_assert_eq(pr.verdict, PROBE_LIMBO);
 	cr_assert_eq(pr.usable_size, real);
+}
+
+Test(probe, short_stick_fails_beyond_its_real_size)
+{
+	uint64_t real = 24 * MiB + 7 * 4096;
+	struct dev_fault f = { .real_size = real, .short_eio = true };
+	struct probe_result pr = probe_fake_spec(&f);
+	cr_assert_eq(pr.verdict, PROBE_SHORT, "%s", probe_verdict_name(pr.verdict));
+	cr_assert_eq(pr.usable_size, real);
+	cr_assert_eq(pr.reported_size, 64 * MiB);
 }
 
 Test(probe, stage_maps_fake_to_code)

@@ -90,6 +90,8 @@ struct dev_fault {
 	                         /*   false: writes beyond real_size are dropped ("limbo"),
 	                          *          reads there return the fill pattern below */
 	uint8_t limbo_fill;      /* what limbo reads return (0x00 or 0xff usually) */
+	bool short_eio;          /* with wrap false: I/O beyond real_size fails with -EIO instead of
+	                          * limbo (a "short" fake: the controller refuses the addresses) */
 	uint64_t fail_write_at;  /* 0: never. A write covering this offset fails with -EIO */
 	uint64_t fail_read_at;   /* 0: never. A read covering this offset fails with -EIO */
 	uint64_t flip_read_at;   /* 0: never. Reads covering this offset see bit 0 of that byte flipped */

@@ -40,7 +40,7 @@ static int map_write(struct dev_faulty *f, const uint8_t *buf, size_t len, uint6
 			ioff = off % real;
 		} else {
 			if (off >= real)
-				return 0; /* limbo: silently dropped */
+				return f->spec.short_eio ? -EIO : 0; /* short, or limbo: silently dropped */
 			ioff = off;
 		}
 		seg = (size_t)MIN((uint64_t)len, real - ioff);
@@ -65,6 +65,8 @@ static int map_read(struct dev_faulty *f, uint8_t *buf, size_t len, uint64_t off
 		if (f->spec.wrap) {
 			ioff = off % real;
 		} else if (off >= real) {
+			if (f->spec.short_eio)
+				return -EIO;
 			memset(buf, f->spec.limbo_fill, len);
 			return 0;
 		} else {
