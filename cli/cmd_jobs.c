@@ -300,8 +300,8 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(json_pack("{s:i, s:i, s:i, s:o}", "retried", st.retried, "failed", st.failed, "stuck_reported",
-					 st.stuck_reported, "actions", st.actions));
+		cli_print_json(json_pack("{s:i, s:i, s:i, s:i, s:o}", "retried", st.retried, "failed", st.failed, "cancelled",
+					 st.cancelled, "stuck_reported", st.stuck_reported, "actions", st.actions));
 		return CLI_EXIT_OK;
 	}
 	size_t i;
@@ -309,8 +309,8 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 	json_array_foreach(st.actions, i, a)
 		printf("job %lld: %s\n", (long long)json_integer_value(json_object_get(a, "job_id")),
 		       json_string_value(json_object_get(a, "action")));
-	printf("%u stuck job(s) sent to retry, %u failed, %u reported stuck in the queue\n", st.retried, st.failed,
-	       st.stuck_reported);
+	printf("%u stuck job(s) sent to retry, %u failed, %u cancelled (cancel requested), %u reported stuck in the queue\n",
+	       st.retried, st.failed, st.cancelled, st.stuck_reported);
 	json_decref(st.actions);
 	return CLI_EXIT_OK;
 }

@@ -10,9 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/log.h"
 #include "util/macro.h"
+
+#define DB_IO_TIMEOUT 20 /* seconds */
 
 struct db {
 	MYSQL *my;
@@ -86,15 +89,21 @@ static int do_connect(struct db *db, char **ret_error)
 {
 	const char *where;
 	char *e = NULL;
-	unsigned timeout = 5;
+	/* A server that stops answering must not hang the daemon past its watchdog (60 s): reads
+	 * and writes time out after DB_IO_TIMEOUT (the connection then counts as lost and is
+	 * reconnected), and no statement waits for a row lock longer than 10 s (error 1205, which
+	 * retries the transaction). No statement of usbforge's legitimately takes longer. */
+	unsigned timeout = 5, io_timeout = DB_IO_TIMEOUT;
 
 	db->my = mysql_init(NULL);
 	if (!db->my)
 		return -ENOMEM;
 	mysql_options(db->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+	mysql_options(db->my, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
+	mysql_options(db->my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
 	mysql_options(db->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	mysql_options(db->my, MYSQL_INIT_COMMAND,
-		      "SET time_zone='+00:00', "
+		      "SET time_zone='+00:00', innodb_lock_wait_timeout=10, "
 		      "sql_mode='STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
 		      "NO_ENGINE_SUBSTITUTION'");
 	bool use_socket = db->c.socket && *db->c.socket;
@@ -367,6 +376,13 @@ int db_transaction(struct db *db, int (*fn)(struct db *db, void *userdata), void
 {
 	int r = -EAGAIN;
 	for (int attempt = 0; attempt < 8 && r == -EAGAIN; attempt++) {
+		if (attempt > 0) {
+			/* deadlock / lock wait: back off a little (1–2 ms, doubling, jittered) so the
+			 * transactions that collided do not collide again in lockstep */
+			long us = (1000L << (attempt - 1)) + (long)(rand() % 1000);
+			struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+			nanosleep(&ts, NULL);
+		}
 		r = db_begin(db);
 		if (r < 0)
 			return r;

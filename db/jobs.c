@@ -309,9 +309,18 @@ struct fin {
 	const double *delays;
 	size_t n_delays;
 	uint64_t bytes;
+	const struct job_log_row *row;
 	const char *status; /* out */
 	bool reaper;
 };
+
+static int log_row_add(struct db *db, int64_t id, const struct job_log_row *row)
+{
+	if (!row)
+		return 0;
+	return job_log(db, id, row->attempt, row->level, row->stage, row->category, row->message, row->error_code,
+		       row->details_json);
+}
 
 static int done_txn(struct db *db, void *userdata)
 {
@@ -339,15 +348,18 @@ static int done_txn(struct db *db, void *userdata)
 					"slot", j.slot, "device_serial", j.serial, "bytes_written", (json_int_t)f->bytes,
 					"duration_seconds", j.duration));
 	if (r >= 0)
+		r = log_row_add(db, f->id, f->row);
+	if (r >= 0)
 		r = order_maybe_done(db, &j);
 	f->status = "done";
 	jrow_done(&j);
 	return r;
 }
 
-int job_finish_done(struct db *db, int64_t id, const char *worker_id, uint64_t bytes_written)
+int job_finish_done(struct db *db, int64_t id, const char *worker_id, uint64_t bytes_written,
+		    const struct job_log_row *row)
 {
-	struct fin f = { .id = id, .worker_id = worker_id, .bytes = bytes_written };
+	struct fin f = { .id = id, .worker_id = worker_id, .bytes = bytes_written, .row = row };
 	return db_transaction(db, done_txn, &f);
 }
 
@@ -408,31 +420,48 @@ static int fail_txn(struct db *db, void *userdata)
 	}
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
+	if (r >= 0)
+		r = log_row_add(db, f->id, f->row);
 	jrow_done(&j);
 	return r;
 }
 
 int job_finish_fail(struct db *db, int64_t id, const char *worker_id, enum uf_code code, const char *reason,
-		    const double *delays, size_t n_delays, const char **ret_status)
+		    const struct job_log_row *row, const double *delays, size_t n_delays, const char **ret_status)
 {
 	struct fin f = { .id = id, .worker_id = worker_id, .code = code, .reason = reason, .delays = delays,
-			 .n_delays = n_delays };
+			 .n_delays = n_delays, .row = row };
 	int r = db_transaction(db, fail_txn, &f);
 	if (r >= 0 && ret_status)
 		*ret_status = f.status;
 	return r;
 }
 
-int job_hand_back(struct db *db, int64_t id, const char *worker_id, const char *why)
+struct hand_back {
+	int64_t id;
+	const char *worker_id, *why;
+	const struct job_log_row *row;
+};
+
+static int hand_back_txn(struct db *db, void *userdata)
 {
+	struct hand_back *h = userdata;
 	uint64_t aff = 0;
 	int r = db_exec(db, &aff,
 			"UPDATE processing_jobs SET status = 'retry', attempts = GREATEST(attempts - 1, 0), locked_by = NULL,"
 			" next_attempt_at = NOW(6), fail_reason = ? WHERE id = ? AND status = 'processing' AND locked_by = ?",
-			DB_STR(why), DB_I64(id), DB_STR(worker_id), DB_END);
+			DB_STR(h->why), DB_I64(h->id), DB_STR(h->worker_id), DB_END);
 	if (r < 0)
 		return r;
-	return aff == 1 ? 0 : -ESTALE;
+	if (aff != 1)
+		return -ESTALE;
+	return log_row_add(db, h->id, h->row);
+}
+
+int job_hand_back(struct db *db, int64_t id, const char *worker_id, const char *why, const struct job_log_row *row)
+{
+	struct hand_back h = { id, worker_id, why, row };
+	return db_transaction(db, hand_back_txn, &h);
 }
 
 struct cancel_ctx {
@@ -550,23 +579,32 @@ struct reap_one {
 static int reap_txn(struct db *db, void *userdata)
 {
 	struct reap_one *c = userdata;
-	int64_t stale = 0;
-	int r = db_query_i64(db, &stale,
-			     "SELECT COUNT(*) FROM processing_jobs WHERE id = ? AND status = 'processing'"
-			     " AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND FOR UPDATE",
-			     DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 "SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs"
+			 " WHERE id = ? AND status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND FOR UPDATE",
+			 DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
 	if (r < 0)
 		return r;
-	if (!stale)
-		return -ESTALE;
-	struct fin f = { .id = c->id, .code = UFC_STUCK_TIMEOUT, .delays = c->delays, .n_delays = c->n_delays,
-			 .reaper = true, .reason = "no heartbeat from the worker (it died or lost the database)" };
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -ESTALE; /* it beat or finished meanwhile */
+	/* An operator asked to cancel a job whose worker then died: the cancel wins (no retry, no
+	 * failure and no refund event for a unit the operator stopped). */
+	bool cancel = db_row_i64(row, 2) != 0;
+	struct job_log_row lr = {
+		.attempt = (int)db_row_i64(row, 0), .level = "warn", .stage = row[1], .category = "system",
+		.message = cancel ? "stuck job cancelled by the reaper: cancel was requested and its worker stopped answering"
+				  : "stuck job recovered by the reaper: no heartbeat from its worker",
+		.error_code = cancel ? "CANCELLED" : "STUCK_TIMEOUT",
+	};
+	struct fin f = { .id = c->id, .code = cancel ? UFC_CANCELLED : UFC_STUCK_TIMEOUT, .delays = c->delays,
+			 .n_delays = c->n_delays, .reaper = true, .row = &lr,
+			 .reason = cancel ? "cancelled (its worker stopped answering before it could stop)"
+					  : "no heartbeat from the worker (it died or lost the database)" };
 	r = fail_txn(db, &f);
-	if (r >= 0) {
+	if (r >= 0)
 		c->status = f.status;
-		r = job_log(db, c->id, 0, "warn", "pending", "system", "stuck job recovered by the reaper", "STUCK_TIMEOUT",
-			    NULL);
-	}
 	return r;
 }
 
@@ -576,7 +614,7 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 	uint64_t aff = 0;
 	int r = db_exec(db, &aff,
 			"UPDATE processing_jobs SET stuck_reported_at = NOW(6) WHERE id = ? AND status = 'queued'"
-			" AND stuck_reported_at IS NULL AND created_at < NOW(6) - INTERVAL ? MICROSECOND",
+			" AND stuck_reported_at IS NULL AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND",
 			DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
 	if (r < 0)
 		return r;
@@ -584,7 +622,7 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 		return -ESTALE;
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	r = db_query(db, &res,
-		     "SELECT o.order_number, j.generation, TIMESTAMPDIFF(SECOND, j.created_at, NOW(6))"
+		     "SELECT o.order_number, j.generation, TIMESTAMPDIFF(SECOND, j.next_attempt_at, NOW(6)), j.attempts"
 		     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
 		     DB_I64(c->id), DB_END);
 	if (r < 0)
@@ -596,7 +634,7 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 		      json_pack("{s:I, s:s, s:s, s:I}", "job_id", (json_int_t)c->id, "order_number", row[0], "status",
 				"queued", "queued_seconds", (json_int_t)db_row_i64(row, 2)));
 	if (r >= 0)
-		r = job_log(db, c->id, 0, "warn", "pending", "system",
+		r = job_log(db, c->id, (int)db_row_i64(row, 3), "warn", "pending", "system",
 			    "job has waited in the queue longer than stuck.queued_timeout (no fitting stick?)", "STUCK_TIMEOUT",
 			    NULL);
 	return r;
@@ -615,7 +653,7 @@ int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, c
 					     DB_I64((int64_t)llround(to * 1e6)), DB_END)
 				  : db_query(db, &res,
 					     "SELECT id FROM processing_jobs WHERE status = 'queued' AND stuck_reported_at IS NULL"
-					     " AND created_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
+					     " AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
 					     DB_I64((int64_t)llround(to * 1e6)), DB_END);
 		if (r < 0) {
 			json_decref(st.actions);
@@ -634,6 +672,8 @@ int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, c
 			if (pass == 0) {
 				if (strcmp(c.status, "failed") == 0)
 					st.failed++;
+				else if (strcmp(c.status, "cancelled") == 0)
+					st.cancelled++;
 				else
 					st.retried++;
 			} else {

@@ -63,18 +63,30 @@ void job_items_free(struct job_item *items, size_t n);
 /* Store the writer's resume state (JSON) for a later attempt. Guarded like job_progress. */
 int job_resume_store(struct db *db, int64_t id, const char *worker_id, const char *resume_json);
 
-/* Finalize. Each is one transaction guarded on (id, processing, locked_by):
+/* The log row of a final transition. It is written in the transition's own transaction and only
+ * when the guarded update took place, so a worker that lost its job (rescued by the reaper,
+ * changed by an operator) writes nothing more for it, and a transition is never recorded
+ * without its row. NULL: no row. */
+struct job_log_row {
+	int attempt;
+	const char *level, *stage, *category, *message, *error_code, *details_json;
+};
+
+/* Finalize. Each is one transaction guarded on (id, processing, locked_by), with *row (may be
+ * NULL) inserted when the guard matched:
  *  done:      done, progress 100, completed_at, job.done; order.done when every unit is done.
  *  fail:      by uf_code_class(code): RETRYABLE with attempts left → retry at now + delays[attempt−1];
  *             else (PERMANENT, or no attempts left) → failed + job.failed + order.failed
  *             (payload "refund_due": true); BAD_STICK → queued again, the attempt not spent;
  *             CANCELLED → cancelled (cancelled_at, cancelled_by from the request).
  * *ret_status (may be NULL) = the status the job went to. */
-int job_finish_done(struct db *db, int64_t id, const char *worker_id, uint64_t bytes_written);
+int job_finish_done(struct db *db, int64_t id, const char *worker_id, uint64_t bytes_written,
+		    const struct job_log_row *row);
 int job_finish_fail(struct db *db, int64_t id, const char *worker_id, enum uf_code code, const char *reason,
+		    const struct job_log_row *row,
 		    const double *delays, size_t n_delays, const char **ret_status);
 /* Hand a running job back (daemon stopping): retry, next_attempt_at now, attempt not spent. */
-int job_hand_back(struct db *db, int64_t id, const char *worker_id, const char *why);
+int job_hand_back(struct db *db, int64_t id, const char *worker_id, const char *why, const struct job_log_row *row);
 
 /* Operator: queued/retry → cancelled now; processing → cancel_requested_at (the worker stops at
  * its next chunk boundary). *ret_status = "cancelled" or "cancel_requested". -EALREADY when the
@@ -87,6 +99,7 @@ int job_retry(struct db *db, int64_t id, const char *actor, int max_attempts);
 struct reap_stats {
 	unsigned retried;        /* stale processing → retry */
 	unsigned failed;         /* stale processing, no attempts left → failed */
+	unsigned cancelled;      /* stale processing with a cancel request → cancelled */
 	unsigned stuck_reported; /* queued too long → job.stuck event + warn log */
 	json_t *actions;         /* [{"job_id", "action", "reason"}], owned by the caller */
 };

@@ -258,8 +258,8 @@ static const char *const v1[] = {
 	" JOIN orders o ON o.id = j.order_id",
 };
 
-/* v2: a claim index that MariaDB 10.6 and 10.7 can use for the claim's ORDER BY too; and the
- * XXH3-128 of every library file, computed by the scan in the same pass as its SHA-256.
+/* v2: a claim index that MariaDB 10.6 and 10.7 can use for the claim's ORDER BY too; queued
+ * age in v_stuck_jobs from the last requeue; and the XXH3-128 of every library file, computed by the scan in the same pass as its SHA-256.
  * The composer checks each file against it as it copies the bytes to a stick (util/filehash.h
  * says why). Existing rows keep NULL until the next scan fills it in; until then the composer
  * checks their SHA-256 instead. */
@@ -273,6 +273,19 @@ static const char *const v2[] = {
 	"ALTER TABLE content_items ADD COLUMN IF NOT EXISTS xxh128 CHAR(32) CHARACTER SET ascii NULL AFTER sha256",
 	"ALTER TABLE content_items ADD CONSTRAINT IF NOT EXISTS ck_content_xxh"
 	" CHECK (xxh128 IS NULL OR xxh128 REGEXP '^[0-9a-f]{32}$')",
+	/* a queued job's age counts from when it last entered the queue (next_attempt_at: set on
+	 * every requeue, created_at for a new job), not from its creation */
+	"CREATE OR REPLACE VIEW v_stuck_jobs AS"
+	" SELECT j.id AS job_id, o.order_number, j.status, j.stage, j.locked_by, j.slot, j.attempts,"
+	"  j.heartbeat_at, j.created_at,"
+	"  CASE WHEN j.status = 'processing' THEN 'processing' ELSE 'queued' END AS stuck_kind,"
+	"  TIMESTAMPDIFF(MICROSECOND, IF(j.status = 'processing', j.heartbeat_at, j.next_attempt_at), NOW(6)) / 1e6"
+	"   AS age_seconds"
+	" FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+	" WHERE (j.status = 'processing' AND j.heartbeat_at < NOW(6) - INTERVAL"
+	"        (SELECT value FROM settings WHERE name = 'stuck.processing_timeout') * 1000000 MICROSECOND)"
+	"    OR (j.status = 'queued' AND j.next_attempt_at < NOW(6) - INTERVAL"
+	"        (SELECT value FROM settings WHERE name = 'stuck.queued_timeout') * 1000000 MICROSECOND)",
 };
 
 struct migration {
@@ -284,7 +297,7 @@ struct migration {
 
 static const struct migration migrations[] = {
 	{ 1, "initial schema", v1, ARRAY_SIZE(v1) },
-	{ 2, "ascending claim index; content_items.xxh128", v2, ARRAY_SIZE(v2) },
+	{ 2, "ascending claim index; content_items.xxh128; queued age from the last requeue", v2, ARRAY_SIZE(v2) },
 };
 
 int db_schema_latest(void) { return migrations[ARRAY_SIZE(migrations) - 1].version; }
@@ -315,9 +328,12 @@ int db_migrate(struct db *db, int *ret_applied)
 	int64_t got = 0;
 	int applied = 0, cur = 0, r;
 
-	r = db_query_i64(db, &got, "SELECT GET_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'), 60)", DB_END);
-	if (r < 0)
-		return r;
+	/* up to a minute for another migrating process, in waits shorter than the read timeout */
+	for (int i = 0; i < 6 && got != 1; i++) {
+		r = db_query_i64(db, &got, "SELECT GET_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'), 10)", DB_END);
+		if (r < 0)
+			return r;
+	}
 	if (got != 1)
 		return -ETIMEDOUT;
 	r = db_schema_current(db, &cur);

@@ -224,7 +224,7 @@ static void *claimer_main(void *p)
 			break;
 		}
 		c->seen[c->claimed++] = j->id;
-		r = job_finish_done(cdb, j->id, wid, 0);
+		r = job_finish_done(cdb, j->id, wid, 0, NULL);
 		claimed_job_free(j);
 		if (r < 0) {
 			c->rc = r;
@@ -397,7 +397,8 @@ Test(worker, finish_racing_the_reaper_stays_done)
 	/* wait until the reaper's locking read is waiting on the row (a PK lookup waits in the
 	 * optimizer's "Statistics" phase, before InnoDB lists it as LOCK WAIT) */
 	cr_assert_eq(wait_for("SELECT COUNT(*) FROM information_schema.processlist WHERE command = 'Query'"
-			      " AND info LIKE 'SELECT COUNT(*) FROM processing_jobs WHERE id = % FOR UPDATE'", 1, 10), 1);
+			      " AND info LIKE 'SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs%FOR UPDATE'",
+			      1, 10), 1);
 	(void)poll(NULL, 0, 200); /* let it settle into the lock wait; the outcome must not depend on it */
 	cr_assert_eq(db_exec(w, NULL,
 			     "UPDATE processing_jobs SET status = 'done', stage = 'done', progress = 100, completed_at = NOW(6),"
@@ -410,7 +411,7 @@ Test(worker, finish_racing_the_reaper_stays_done)
 	json_decref(ra.st.actions);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"), 0);
-	/* and the reverse order through the real finalizer: a reaped job cannot be finished by its old worker */
+	/* the reverse order (reaper first, then the real finalizer) is the next test */
 	db_close(w);
 	claimed_job_free(j);
 }
@@ -433,12 +434,188 @@ Test(worker, reaped_job_cannot_be_finished_by_its_old_worker)
 	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
 	json_decref(rs.actions);
-	cr_assert_eq(job_finish_done(db, j->id, "w1", 0), -ESTALE);
+	cr_assert_eq(job_finish_done(db, j->id, "w1", 0, NULL), -ESTALE);
 	bool cancel;
 	cr_assert_eq(job_progress(db, j->id, "w1", "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry'"), 1);
 	claimed_job_free(j);
+}
+
+Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
+{
+	struct order_new o = { .number = "CR", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0);
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, "CR", NULL, 4, "t", &r), 0);
+	json_decref(r);
+	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
+	struct claimed_job *j = NULL;
+	cr_assert_eq(job_claim(db, &q, &j), 0);
+	const char *st = NULL;
+	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
+	cr_assert_str_eq(st, "cancel_requested");
+	/* the worker dies before it sees the request */
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
+			     " cancel_requested_at = NOW(6) - INTERVAL 20 SECOND, heartbeat_at = NOW(6) - INTERVAL 10 SECOND", DB_END), 0);
+	struct reap_stats rs;
+	double d[] = { 5 };
+	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, &rs), 0);
+	cr_assert_eq(rs.cancelled, 1);
+	cr_assert_eq(rs.retried + rs.failed + rs.stuck_reported, 0);
+	json_decref(rs.actions);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
+				   " AND cancelled_by = 'ops' AND locked_by IS NULL"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0, "no job.failed, no order.failed, no refund");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE error_code = 'CANCELLED' AND attempt = 1"
+				   " AND message LIKE 'stuck job cancelled by the reaper%'"), 1);
+	cr_assert_eq(job_finish_done(db, j->id, "w1", 0, NULL), -ESTALE);
+	claimed_job_free(j);
+}
+
+Test(worker, queued_too_long_is_reported_once_from_its_last_requeue)
+{
+	struct order_new o = { .number = "SQ", .capacity_bytes = 1 << 20, .quantity = 2, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0);
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, "SQ", NULL, 4, "t", &r), 0);
+	json_decref(r);
+	/* unit 0 has waited 2 hours; unit 1 was created as long ago but requeued a minute ago */
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 2 HOUR,"
+			     " next_attempt_at = IF(unit_index = 0, NOW(6) - INTERVAL 2 HOUR, NOW(6) - INTERVAL 1 MINUTE)", DB_END), 0);
+	double d[] = { 5 };
+	for (int pass = 0; pass < 2; pass++) {
+		struct reap_stats rs;
+		cr_assert_eq(jobs_reap(db, 60, 900, d, 1, &rs), 0);
+		cr_assert_eq(rs.stuck_reported, pass == 0 ? 1u : 0u, "pass %d", pass);
+		cr_assert_eq(rs.retried + rs.failed + rs.cancelled, 0);
+		json_decref(rs.actions);
+	}
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.stuck'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events e JOIN processing_jobs j ON j.id = e.aggregate_id"
+				   " WHERE e.event_type = 'job.stuck' AND j.unit_index = 0"
+				   " AND JSON_VALUE(e.payload, '$.queued_seconds') >= 7200"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'warn' AND error_code = 'STUCK_TIMEOUT'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued'"), 2, "reporting changes no state");
+}
+
+Test(worker, final_log_row_only_with_its_transition)
+{
+	struct order_new o = { .number = "FL", .capacity_bytes = 1 << 20, .quantity = 2, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0);
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, "FL", NULL, 4, "t", &r), 0);
+	json_decref(r);
+	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
+	struct claimed_job *a = NULL, *b = NULL;
+	cr_assert_eq(job_claim(db, &q, &a), 0);
+	cr_assert_eq(job_claim(db, &q, &b), 0);
+	struct job_log_row row = { .attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done" };
+	/* a is taken away (an operator's hand, as the reaper would): its worker's final row is not written */
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET locked_by = 'w2' WHERE id = ?", DB_I64(a->id), DB_END), 0);
+	cr_assert_eq(job_finish_done(db, a->id, "w1", 0, &row), -ESTALE);
+	struct job_log_row frow = { .attempt = 1, .level = "error", .stage = "writing", .category = "stage",
+				    .message = "WRITE_IO: x", .error_code = "WRITE_IO" };
+	cr_assert_eq(job_finish_fail(db, a->id, "w1", UFC_WRITE_IO, "x", &frow, (double[]){ 5 }, 1, NULL), -ESTALE);
+	cr_assert_eq(job_hand_back(db, a->id, "w1", "stopping", &row), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 0);
+	/* b is still ours: the transition and its row land together */
+	cr_assert_eq(job_finish_done(db, b->id, "w1", 0, &row), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done' AND attempt = 1"), 1);
+	char *sql = NULL;
+	cr_assert(asprintf(&sql, "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld", (long long)b->id) > 0);
+	cr_assert_eq(tdb_count(db, sql), 1);
+	free(sql);
+	claimed_job_free(a);
+	claimed_job_free(b);
+}
+
+struct killer_arg {
+	double window;   /* seconds of killing */
+	int kills;
+	long long spare; /* the test's own connection */
+};
+
+/* Kill every connection of the daemon (all but the test's) every 20 ms for k->window seconds. */
+static void *killer_main(void *p)
+{
+	struct killer_arg *k = p;
+	struct db *kdb = tdb_connect(DBNAME);
+	double end = mono() + k->window;
+	while (mono() < end) {
+		MYSQL_RES *res = NULL;
+		if (db_query(kdb, &res, "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()"
+					" AND id <> ? AND command <> 'Killed'", DB_STR(DBNAME), DB_I64(k->spare), DB_END) == 0) {
+			MYSQL_ROW row;
+			while ((row = mysql_fetch_row(res)))
+				if (db_exec(kdb, NULL, "KILL CONNECTION ?", DB_I64(db_row_i64(row, 0)), DB_END) == 0)
+					k->kills++;
+			mysql_free_result(res);
+		}
+		(void)poll(NULL, 0, 20);
+	}
+	db_close(kdb);
+	return NULL;
+}
+
+static int count_lines(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "re");
+	cr_assert(f, "%s", path);
+	char line[2048];
+	int n = 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle))
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* The database drops every connection from 80% of the write until after the job has ended: the
+ * end (done, job.done, order.done, its log row) is recorded once, when the database is back. */
+Test(worker, database_lost_at_the_end_of_a_job_still_records_it_once)
+{
+	char *img = make_image("flaky.img", 24, 77);
+	char *s0 = make_stick("s0.img", 64 << 20);
+	const char *slots[] = { s0, NULL };
+	char *cfg = config(slots, "write = { max_rate = \"4MiB\"; probe = false; };\n"
+				  "stuck = { processing_timeout = 30; queued_timeout = 3600; check_interval = 60; };");
+	add_confirm("FLAKY", 1, img, 64 << 20);
+	char *bin = tu_path(tu_binary_dir(), "worker/usbforged");
+	char *errp = tu_path(dir, "daemon.err");
+	char *argv[] = { bin, (char *)"--config", cfg, (char *)"--once", NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	/* writing is 30–80% and takes 6 s at 4 MiB/s; progress is written once a second: 70% is
+	 * 80% of the write, a second or so before the job ends, inside the 3 s of killing */
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE progress >= 70", 1, 60), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing'"), 1);
+	struct killer_arg k = { .window = 3.0, .spare = tdb_count(db, "SELECT CONNECTION_ID()") };
+	pthread_t t;
+	pthread_create(&t, NULL, killer_main, &k);
+	pthread_join(t, NULL);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	cr_assert(k.kills >= 3, "the outage was real: %d connections killed", k.kills);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 1);
+	cr_assert_eq(count_lines(errp, "cannot record its end yet"), 1, "the end was tried while the database was gone");
+	cr_assert_eq(count_lines(errp, "end recorded after the database came back"), 1);
+	assert_same_bytes(img, s0, 24 << 20);
+	free(bin);
+	free(errp);
+	free(img);
+	free(s0);
+	free(cfg);
 }
 
 Test(worker, cancel_queued_and_running)
@@ -686,7 +863,7 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 	cr_assert_eq(claim_for("test-station", 15000000000ULL), id);
 	const char *st = NULL;
 	double d[] = { 5, 15, 60 };
-	cr_assert_eq(job_finish_fail(db, id, "w", UFC_DEVICE_FAKE_CAPACITY, "only 1 GiB real", d, 3, &st), 0);
+	cr_assert_eq(job_finish_fail(db, id, "w", UFC_DEVICE_FAKE_CAPACITY, "only 1 GiB real", NULL, d, 3, &st), 0);
 	cr_assert_str_eq(st, "queued");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
 				   " AND error_code = 'DEVICE_FAKE_CAPACITY' AND slot IS NULL AND locked_by IS NULL"), 1);
@@ -694,11 +871,11 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 	cr_assert_eq(claim_for("test-station", 15000000000ULL), id);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE attempts = 1"), 1);
 	/* a permanent error fails at once, with its events */
-	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", d, 3, &st), 0);
+	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), 0);
 	cr_assert_str_eq(st, "failed");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"), 2);
 	/* finalizing again is refused and writes nothing */
-	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", d, 3, &st), -ESTALE);
-	cr_assert_eq(job_finish_done(db, id, "w", 0), -ESTALE);
+	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), -ESTALE);
+	cr_assert_eq(job_finish_done(db, id, "w", 0, NULL), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
 }

@@ -234,9 +234,9 @@ static void reap(struct daemon *d)
 		db_check(d, r);
 		return;
 	}
-	if (st.retried || st.failed || st.stuck_reported)
-		log_notice("reaper: %u stuck job(s) back to retry, %u failed, %u reported stuck in the queue", st.retried,
-			   st.failed, st.stuck_reported);
+	if (st.retried || st.failed || st.cancelled || st.stuck_reported)
+		log_notice("reaper: %u stuck job(s) back to retry, %u failed, %u cancelled, %u reported stuck in the queue",
+			   st.retried, st.failed, st.cancelled, st.stuck_reported);
 	json_decref(st.actions);
 }
 
@@ -265,7 +265,7 @@ static void claim_for_free_slots(struct daemon *d)
 		r = runner_start(&a, &s->runner);
 		if (r < 0) {
 			log_error_errno(r, "cannot start a runner: %m");
-			(void)job_hand_back(d->db, job->id, d->worker_id, "runner could not start");
+			(void)job_hand_back(d->db, job->id, d->worker_id, "runner could not start", NULL);
 			claimed_job_free(job);
 			continue;
 		}

@@ -46,6 +46,8 @@ struct runner {
 	uint64_t done, total, bytes_total, bytes_written;
 	int last_decile[_STAGE_MAX];
 	struct timespec stage_start, last_ok_beat;
+	double last_beat;        /* monotonic time of the last heartbeat UPDATE tried */
+	bool log_warned;         /* a failed log row was reported; reset when one is written again */
 	double rate; /* bytes/s in the current stage */
 	bool bad_stick;
 	bool stage_logged_error; /* the stage wrote its own error row for this failure */
@@ -82,8 +84,13 @@ static void log_row_locked(struct runner *r, const char *level, enum stage_id st
 	if (atomic_load(&r->lost))
 		return;
 	int q = job_log(r->db, r->job->id, r->job->attempt, level, stage_name(st), category, msg, uf_code_name(code), details);
-	if (q < 0)
-		log_warning("job %lld: cannot write log row (%s): %s", (long long)r->job->id, msg, db_error(r->db));
+	if (q >= 0)
+		r->log_warned = false;
+	else if (!r->log_warned) { /* once per outage: the heartbeat path says the rest */
+		log_warning("job %lld: cannot write log rows (first lost: %s): %s", (long long)r->job->id, msg,
+			    db_error(r->db));
+		r->log_warned = true;
+	}
 }
 
 static void log_row(struct runner *r, const char *level, enum stage_id st, const char *category, const char *msg,
@@ -110,6 +117,7 @@ static void beat_locked(struct runner *r)
 {
 	if (atomic_load(&r->lost))
 		return;
+	r->last_beat = now_mono();
 	double el = now_mono() - ts_to_d(&r->stage_start);
 	double eta = (r->rate > 0 && r->total > r->done) ? (double)(r->total - r->done) / r->rate : 0;
 	json_t *d = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "stage", stage_name(r->stage), "bytes_done",
@@ -242,7 +250,10 @@ static void enter_stage(struct runner *r, enum stage_id st)
 	r->total = 0;
 	r->rate = 0;
 	clock_gettime(CLOCK_MONOTONIC, &r->stage_start);
-	beat_locked(r);
+	/* the new stage shows at once unless a beat went out less than a second ago (then the
+	 * ticker's next beat carries it): progress is written at most once a second */
+	if (now_mono() - r->last_beat >= 1.0)
+		beat_locked(r);
 	char msg[64];
 	snprintf(msg, sizeof(msg), "%s started", stage_name(st));
 	log_row_locked(r, "info", st, "stage", msg, UFC_NONE, NULL);
@@ -306,6 +317,73 @@ static void spec_done(struct job_spec *s)
 	free(s->item_ids);
 	content_items_free(s->library, s->n_library);
 	job_items_free(s->items, s->n_items);
+}
+
+enum final_kind { FINAL_DONE, FINAL_FAIL, FINAL_HAND_BACK };
+
+struct final {
+	enum final_kind kind;
+	const struct job_log_row *row;
+	uint64_t bytes;          /* done */
+	enum uf_code code;       /* fail */
+	const char *reason;      /* fail, hand back */
+	const char *status;      /* out (fail): where the job went */
+};
+
+/* Record how the job ended: one guarded transaction with its log row (db/jobs.h). Database
+ * trouble (a lost connection, or deadlocks beyond db_transaction's own retries) does not lose
+ * the result: reconnect and try again, backing off, until it lands, the job turns out not to
+ * be ours (-ESTALE: the reaper or an operator took it), or half the stuck timeout has passed
+ * since our last heartbeat; from then on the reaper may hand the job to another worker, so
+ * we must not write for it any more (it is then retried, never run twice at once). Returns 0
+ * when recorded. */
+static int finish(struct runner *r, struct final *f)
+{
+	const double deadline = ts_to_d(&r->last_ok_beat) + r->a.cfg->stuck.processing_timeout / 2;
+	double backoff = 0.25;
+	bool warned = false;
+
+	for (;;) {
+		int q;
+		switch (f->kind) {
+		case FINAL_DONE:
+			q = job_finish_done(r->db, r->job->id, r->worker_id, f->bytes, f->row);
+			break;
+		case FINAL_HAND_BACK:
+			q = job_hand_back(r->db, r->job->id, r->worker_id, f->reason, f->row);
+			break;
+		default:
+			q = job_finish_fail(r->db, r->job->id, r->worker_id, f->code, f->reason, f->row,
+					    r->a.cfg->retry.delays, r->a.cfg->retry.n_delays, &f->status);
+			break;
+		}
+		if (q >= 0) {
+			if (warned)
+				log_notice("job %lld: end recorded after the database came back", (long long)r->job->id);
+			return 0;
+		}
+		if (q == -ESTALE) {
+			log_warning("job %lld: not recorded: the job is no longer ours (rescued by the reaper or changed "
+				    "by an operator)", (long long)r->job->id);
+			return q;
+		}
+		if ((q != -ENOTCONN && q != -EAGAIN) || now_mono() + backoff > deadline) {
+			log_error("job %lld: cannot record its end: %s; the reaper will return it", (long long)r->job->id,
+				  db_error(r->db));
+			return q;
+		}
+		if (!warned)
+			log_warning("job %lld: cannot record its end yet (%s); retrying", (long long)r->job->id,
+				    db_error(r->db));
+		warned = true;
+		struct timespec ts = { (time_t)backoff, (long)((backoff - floor(backoff)) * 1e9) };
+		nanosleep(&ts, NULL);
+		backoff = MIN(backoff * 2, 4.0);
+		if (q == -ENOTCONN) {
+			_cleanup_free_ char *err = NULL;
+			(void)db_reconnect(r->db, &err);
+		}
+	}
 }
 
 static int connect_db(struct runner *r)
@@ -422,22 +500,20 @@ static void *runner_main(void *p)
 
 	if (atomic_load(&r->lost))
 		goto out;
-	int q;
 	if (code == UFC_NONE) {
+		struct job_log_row row = { .attempt = r->job->attempt, .level = "info", .stage = "done", .category = "stage",
+					   .message = "job done" };
+		struct final fin = { .kind = FINAL_DONE, .row = &row,
+				     .bytes = ctx.bytes_written ? ctx.bytes_written : ctx.bytes_total };
 		r->stage = STAGE_DONE;
-		log_row(r, "info", STAGE_DONE, "stage", "job done", UFC_NONE, NULL);
-		q = job_finish_done(r->db, r->job->id, r->worker_id, ctx.bytes_written ? ctx.bytes_written : ctx.bytes_total);
-		if (q < 0)
-			log_error("job %lld: cannot record done: %s", (long long)r->job->id, q == -ESTALE ? "no longer ours" : db_error(r->db));
-		else
+		if (finish(r, &fin) == 0)
 			log_info("job %lld: done on slot %s", (long long)r->job->id, r->slot);
 	} else if (hand_back) {
-		log_row(r, "info", st, "system", "daemon stopping: job handed back, attempt not spent", UFC_NONE, NULL);
-		q = job_hand_back(r->db, r->job->id, r->worker_id, "daemon stopped");
-		if (q < 0)
-			log_error("job %lld: cannot hand back: %s", (long long)r->job->id, db_error(r->db));
+		struct job_log_row row = { .attempt = r->job->attempt, .level = "info", .stage = stage_name(st),
+					   .category = "system", .message = "daemon stopping: job handed back, attempt not spent" };
+		struct final fin = { .kind = FINAL_HAND_BACK, .row = &row, .reason = "daemon stopped" };
+		(void)finish(r, &fin);
 	} else {
-		const char *status = NULL;
 		const char *cname = uf_code_name(code);
 		json_t *d = json_pack("{s:s, s:s?, s:I}", "slot", r->slot, "device", r->devpath, "bad_offset",
 				      (json_int_t)ctx.bad_offset);
@@ -445,15 +521,16 @@ static void *runner_main(void *p)
 		json_decref(d);
 		snprintf(line, sizeof(line), "%s: %s", cname ? cname : "PROCESSING_FAILED", msg ? msg : "failed");
 		/* one error row per failure: the stage's own (with its details) when it wrote one */
-		if (!r->stage_logged_error || code == UFC_CANCELLED || atomic_load(&r->gone))
-			log_row(r, code == UFC_CANCELLED ? "warn" : "error", st,
-				uf_code_class(code) == UFC_CLASS_BAD_STICK ? "device" : "stage", line, code, dj);
-		q = job_finish_fail(r->db, r->job->id, r->worker_id, code, msg ? msg : cname, r->a.cfg->retry.delays,
-				    r->a.cfg->retry.n_delays, &status);
-		if (q < 0)
-			log_error("job %lld: cannot record failure: %s", (long long)r->job->id, q == -ESTALE ? "no longer ours" : db_error(r->db));
-		else
-			log_notice("job %lld: %s on slot %s (%s) -> %s", (long long)r->job->id, cname, r->slot, msg ? msg : "", status);
+		bool own_row = !r->stage_logged_error || code == UFC_CANCELLED || atomic_load(&r->gone);
+		struct job_log_row row = { .attempt = r->job->attempt, .level = code == UFC_CANCELLED ? "warn" : "error",
+					   .stage = stage_name(st),
+					   .category = uf_code_class(code) == UFC_CLASS_BAD_STICK ? "device" : "stage",
+					   .message = line, .error_code = cname, .details_json = dj };
+		struct final fin = { .kind = FINAL_FAIL, .row = own_row ? &row : NULL, .code = code,
+				     .reason = msg ? msg : cname };
+		if (finish(r, &fin) == 0)
+			log_notice("job %lld: %s on slot %s (%s) -> %s", (long long)r->job->id, cname, r->slot, msg ? msg : "",
+				   fin.status);
 		if (uf_code_class(code) == UFC_CLASS_BAD_STICK)
 			r->bad_stick = true;
 	}
