@@ -22,6 +22,7 @@
 #include "usb/dev.h"
 #include "usb/discover.h"
 #include "usb/safety.h"
+#include "usb/usbdev.h"
 
 static char *tmp;
 static char *sysfs;
@@ -139,7 +140,14 @@ static void fake_block(const char *devdir, const char *name, const char *devnum,
 	free(l2);
 }
 
-/* A USB stick at port (e.g. "2-1.3" on bus 2) whose disk is name/devnum. Returns the disk dir. */
+/* The USB address fake_stick gives the stick of disk name: 2 + its last letter ("sdb" → 3). */
+static unsigned fake_addr(const char *name)
+{
+	return 2u + (unsigned)(name[strlen(name) - 1] - 'a');
+}
+
+/* A USB stick at port (e.g. "2-1.3" on bus 2, address fake_addr(name)) whose disk is
+ * name/devnum. Returns the disk dir. */
 static char *fake_stick(const char *port, const char *name, const char *devnum, const char *serial, uint64_t sectors)
 {
 	unsigned bus = (unsigned)(port[0] - '0');
@@ -159,6 +167,9 @@ static char *fake_stick(const char *port, const char *name, const char *devnum, 
 	char *b = pathf("%u", bus);
 	attr(usbdev, "busnum", b);
 	free(b);
+	char *a = pathf("%u", fake_addr(name));
+	attr(usbdev, "devnum", a);
+	free(a);
 	/* The interface (subsystem usb too, but DEVTYPE=usb_interface) and the SCSI chain. */
 	char *intf = pathf("%s/%s:1.0", usbdev, port);
 	attr(intf, "uevent", "DEVTYPE=usb_interface\nDRIVER=usb-storage");
@@ -316,6 +327,211 @@ Test(fakesys, usb_stick_without_medium_and_serial_fallback)
 	cr_assert_str_eq(c[0].reason, "no medium");
 	cr_assert_null(c[0].slot);
 	usb_candidates_free(c, n);
+}
+
+/* ---- fake sysfs: identity from libusb, capacity from the node ------------------------------ */
+
+/* A stand-in for libusb (env.usb_info): answers `result`, or with `info` (strings copied) when
+ * result is 0 and bus/address match; counts the calls. */
+static struct {
+	int result;
+	struct usbdev_info info;
+	unsigned calls, bus, addr;
+} fusb;
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static int fake_usb_info(unsigned bus, unsigned addr, struct usbdev_info *ret)
+{
+	fusb.calls++;
+	fusb.bus = bus;
+	fusb.addr = addr;
+	if (fusb.result)
+		return fusb.result;
+	if (bus != fusb.info.busnum || addr != fusb.info.devaddr)
+		return -ENODEV;
+	*ret = fusb.info;
+	ret->manufacturer = dup_or_null(fusb.info.manufacturer);
+	ret->product = dup_or_null(fusb.info.product);
+	ret->serial = dup_or_null(fusb.info.serial);
+	return 0;
+}
+
+/* A stand-in for the read-only BLKGETSIZE64 query (env.node_size). */
+static struct {
+	int result;
+	uint64_t bytes;
+	unsigned calls;
+	char devnode[64];
+	dev_t devnum;
+} fnode;
+
+static int fake_node_size(const char *devnode, dev_t devnum, uint64_t *ret)
+{
+	fnode.calls++;
+	snprintf(fnode.devnode, sizeof(fnode.devnode), "%s", devnode);
+	fnode.devnum = devnum;
+	if (fnode.result)
+		return fnode.result;
+	*ret = fnode.bytes;
+	return 0;
+}
+
+static void fakes_reset(void)
+{
+	memset(&fusb, 0, sizeof(fusb));
+	memset(&fnode, 0, sizeof(fnode));
+}
+
+/* sdb on 2-1.3 (sysfs: serial SN-B, QEMU / QEMU USB HARDDRIVE, 5000 Mbit/s, 2097152 sectors)
+ * beside vda, listed with both stand-ins; returns the candidate of sdb in *ret (array in
+ * *ret_all, 2 entries). */
+static const struct usb_candidate *list_sdb_with_fakes(struct usb_candidate **ret_all)
+{
+	struct usb_env e = env;
+	e.usb_info = fake_usb_info;
+	e.node_size = fake_node_size;
+	struct uf_config cfg = cfg_udev();
+	struct usb_candidate *c;
+	size_t n;
+	cr_assert_eq(usb_list_candidates_env(&e, &cfg, &c, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(c[0].devnode, "/dev/sdb");
+	cr_assert_str_eq(c[1].devnode, "/dev/vda");
+	/* vda is not on USB: neither libusb nor its node was asked about it. */
+	cr_assert_not(c[1].usb_descriptors);
+	cr_assert_not(c[1].size_from_node);
+	cr_assert_eq(c[1].capacity_bytes, 1000000ULL * 512);
+	*ret_all = c;
+	return &c[0];
+}
+
+Test(fakesys, libusb_descriptors_over_sysfs)
+{
+	char *d = fake_stick("2-1.3", "sdb", "8:16", "SN-B", 2097152);
+	free(d);
+	free(fake_vda());
+	/* sysfs lacks the manufacturer string (the kernel could not read it). */
+	char *m = pathf("%s/devices/pci0000:00/0000:00:14.0/usb2/2-1.3/manufacturer", sysfs);
+	cr_assert_eq(unlink(m), 0);
+	free(m);
+	fakes_reset();
+	fusb.info = (struct usbdev_info){ .busnum = 2, .devaddr = fake_addr("sdb"), .ports = { 1, 4 }, .n_ports = 2,
+		                          .id_vendor = 0x1234, .id_product = 0x5678, .speed_mbps = 480,
+		                          .manufacturer = "Acme", .product = "Acme Stick", .serial = "LIBUSB-SN" };
+	fnode.bytes = 1000 * 4096;
+
+	struct usb_candidate *all;
+	const struct usb_candidate *c = list_sdb_with_fakes(&all);
+	/* Exactly one lookup each, for sdb's usb_device (bus 2, address 3) and node. */
+	cr_assert_eq(fusb.calls, 1);
+	cr_assert_eq(fusb.bus, 2);
+	cr_assert_eq(fusb.addr, 3);
+	cr_assert_eq(fnode.calls, 1);
+	cr_assert_str_eq(fnode.devnode, "/dev/sdb");
+	cr_assert_eq(fnode.devnum, makedev(8, 16));
+	cr_assert(c->usb_descriptors);
+	cr_assert(c->size_from_node);
+	/* libusb's serial, speed and port numbers win; its strings only fill what sysfs lacks. */
+	cr_assert_str_eq(c->serial, "LIBUSB-SN");
+	cr_assert_eq(c->usb_speed_mbps, 480);
+	/* (ports 1.4 differ from the sysfs name 2-1.3 here only to show which one is taken) */
+	cr_assert_str_eq(c->port_path, "2-1.4");
+	cr_assert_str_eq(c->slot, "2-1.4");
+	cr_assert_str_eq(c->vendor, "Acme");
+	cr_assert_str_eq(c->model, "QEMU USB HARDDRIVE");
+	cr_assert_eq(c->capacity_bytes, 1000 * 4096);
+	cr_assert(c->eligible);
+	usb_candidates_free(all, 2);
+}
+
+Test(fakesys, libusb_ids_when_sysfs_has_no_strings)
+{
+	char *d = fake_stick("2-1", "sdb", "8:16", NULL, 2097152);
+	free(fake_vda());
+	char *u = pathf("%s/devices/pci0000:00/0000:00:14.0/usb2/2-1", sysfs);
+	const char *gone[] = { "manufacturer", "product", "idVendor", "idProduct", "speed" };
+	for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+		char *p = pathf("%s/%s", u, gone[i]);
+		cr_assert_eq(unlink(p), 0, "%s", p);
+		free(p);
+	}
+	free(u);
+	/* no SCSI vendor/model either */
+	free(d);
+	fakes_reset();
+	/* libusb sees it but may not open it (no usbfs access): no strings. */
+	fusb.info = (struct usbdev_info){ .busnum = 2, .devaddr = fake_addr("sdb"), .ports = { 1 }, .n_ports = 1,
+		                          .id_vendor = 0x46f4, .id_product = 0x0001, .speed_mbps = 5000 };
+	fnode.result = -EACCES;
+
+	struct usb_candidate *all;
+	const struct usb_candidate *c = list_sdb_with_fakes(&all);
+	cr_assert_eq(fusb.calls, 1);
+	cr_assert_eq(fnode.calls, 1);
+	cr_assert(c->usb_descriptors);
+	cr_assert_not(c->size_from_node);
+	cr_assert_str_eq(c->vendor, "46f4");
+	cr_assert_str_eq(c->model, "0001");
+	cr_assert_null(c->serial);
+	cr_assert_eq(c->usb_speed_mbps, 5000);
+	cr_assert_str_eq(c->port_path, "2-1");
+	cr_assert_eq(c->capacity_bytes, 2097152ULL * 512);
+	usb_candidates_free(all, 2);
+}
+
+/* libusb absent (lists 0 devices: -ENODEV), unable to start (-EIO) or refused (-EACCES), and
+ * the node not openable: the sysfs identity and size stand, exactly as without the hooks. */
+Test(fakesys, libusb_absent_falls_back_to_sysfs)
+{
+	free(fake_stick("2-1.3", "sdb", "8:16", "SN-B", 2097152));
+	free(fake_vda());
+	const int results[] = { -ENODEV, -EIO, -EACCES };
+	const int node_results[] = { -ENOENT, -ENOMEDIUM, -EACCES };
+	for (size_t i = 0; i < 3; i++) {
+		fakes_reset();
+		fusb.result = results[i];
+		fnode.result = node_results[i];
+		struct usb_candidate *all;
+		const struct usb_candidate *c = list_sdb_with_fakes(&all);
+		cr_assert_eq(fusb.calls, 1);
+		cr_assert_eq(fusb.bus, 2);
+		cr_assert_eq(fusb.addr, 3);
+		cr_assert_eq(fnode.calls, 1);
+		cr_assert_not(c->usb_descriptors);
+		cr_assert_not(c->size_from_node);
+		cr_assert_str_eq(c->serial, "SN-B");
+		cr_assert_str_eq(c->vendor, "QEMU");
+		cr_assert_str_eq(c->model, "QEMU USB HARDDRIVE");
+		cr_assert_eq(c->usb_speed_mbps, 5000);
+		cr_assert_str_eq(c->port_path, "2-1.3");
+		cr_assert_str_eq(c->slot, "2-1.3");
+		cr_assert_eq(c->capacity_bytes, 2097152ULL * 512);
+		cr_assert(c->eligible);
+		usb_candidates_free(all, 2);
+	}
+	/* A usb_device without a "devnum" cannot be matched: libusb is not asked. */
+	char *dn = pathf("%s/devices/pci0000:00/0000:00:14.0/usb2/2-1.3/devnum", sysfs);
+	cr_assert_eq(unlink(dn), 0);
+	free(dn);
+	fakes_reset();
+	struct usb_candidate *all;
+	const struct usb_candidate *c = list_sdb_with_fakes(&all);
+	cr_assert_eq(fusb.calls, 0);
+	cr_assert_not(c->usb_descriptors);
+	cr_assert_str_eq(c->serial, "SN-B");
+	usb_candidates_free(all, 2);
+	/* And an injected sysfs without hooks asks neither (the default off /sys). */
+	fakes_reset();
+	struct uf_config cfg = cfg_udev();
+	size_t n;
+	struct usb_candidate *c2;
+	list(&cfg, &c2, &n);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(fusb.calls + fnode.calls, 0);
+	cr_assert_not(c2[0].usb_descriptors);
+	cr_assert_not(c2[0].size_from_node);
+	usb_candidates_free(c2, n);
 }
 
 /* ---- fake sysfs: the safety rules ---------------------------------------------------------- */
@@ -660,4 +876,95 @@ Test(realsys, disk_holding_root_is_refused)
 	free(part);
 	free(dir);
 	free(link);
+}
+
+/* ---- real libusb and real nodes ------------------------------------------------------------- */
+
+/* This host has no USB bus (libusb_init succeeds and lists 0 devices): the real lookup says
+ * -ENODEV, and a listing that uses it keeps the sysfs identity. */
+Test(realsys, real_libusb_without_a_bus_falls_back_to_sysfs)
+{
+	if (access("/sys/bus/usb/devices", F_OK) == 0)
+		cr_skip_test("this machine has a USB bus");
+	struct usbdev_info info;
+	cr_assert_eq(usbdev_info_get_by_address(2, 3, &info), -ENODEV);
+	cr_assert_eq(usbdev_info_get_by_address(1, 1, &info), -ENODEV);
+	cr_assert_eq(usbdev_info_get_by_address(0, 1, &info), -EINVAL);
+	cr_assert_eq(usbdev_info_get_by_address(1, 0, &info), -EINVAL);
+	cr_assert_eq(usbdev_info_get_by_address(256, 1, &info), -EINVAL);
+
+	free(fake_stick("2-1.3", "sdb", "8:16", "SN-B", 2097152));
+	struct usb_env e = env;
+	e.usb_info = usbdev_info_get_by_address; /* no node_size: /dev/sdb of this host is not the fake's */
+	struct uf_config cfg = cfg_udev();
+	struct usb_candidate *c;
+	size_t n;
+	cr_assert_eq(usb_list_candidates_env(&e, &cfg, &c, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_not(c[0].usb_descriptors);
+	cr_assert_not(c[0].size_from_node);
+	cr_assert_str_eq(c[0].serial, "SN-B");
+	cr_assert_str_eq(c[0].vendor, "QEMU");
+	cr_assert_str_eq(c[0].model, "QEMU USB HARDDRIVE");
+	cr_assert_eq(c[0].usb_speed_mbps, 5000);
+	cr_assert_str_eq(c[0].port_path, "2-1.3");
+	cr_assert_eq(c[0].capacity_bytes, 2097152ULL * 512);
+	cr_assert(c[0].eligible);
+	usb_candidates_free(c, n);
+}
+
+/* usb_node_size on a loop device (the only node this suite opens): its exact size; refusals for
+ * a stale device number, a regular file and a missing node. Then a fake stick whose disk is that
+ * loop device: the listing's capacity is BLKGETSIZE64, not the (deliberately wrong) sysfs size,
+ * and falls back to sysfs when the node is another device. */
+Test(realsys, capacity_from_the_node_read_only)
+{
+	if (!tul_can_loop())
+		cr_skip_test("needs root and /dev/loop-control");
+	char *img = make_image("stick.img", 8 << 20);
+	struct tul_loop l;
+	tul_attach(img, false, &l);
+	struct stat st;
+	cr_assert_eq(stat(l.path, &st), 0);
+	uint64_t bytes = 0;
+	cr_assert_eq(usb_node_size(l.path, st.st_rdev, &bytes), 0);
+	cr_assert_eq(bytes, 8 << 20);
+	cr_assert_eq(usb_node_size(l.path, makedev(major(st.st_rdev), minor(st.st_rdev) + 1000), &bytes), -ENODEV);
+	cr_assert_eq(usb_node_size(img, st.st_rdev, &bytes), -ENOTBLK);
+	char *missing = tu_path(tmp, "missing");
+	cr_assert_eq(usb_node_size(missing, st.st_rdev, &bytes), -ENOENT);
+
+	const char *name = strrchr(l.path, '/') + 1; /* "loopN" */
+	char *devnum = pathf("%u:%u", major(st.st_rdev), minor(st.st_rdev));
+	char *d = fake_stick("2-1", "sdb", devnum, "SN-L", 1000);
+	char *ue = pathf("MAJOR=%u\nMINOR=%u\nDEVNAME=%s\nDEVTYPE=disk", major(st.st_rdev), minor(st.st_rdev), name);
+	attr(d, "uevent", ue);
+	struct usb_env e = env;
+	e.node_size = usb_node_size;
+	struct uf_config cfg = cfg_udev();
+	struct usb_candidate *c;
+	size_t n;
+	cr_assert_eq(usb_list_candidates_env(&e, &cfg, &c, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(c[0].devnode, l.path);
+	cr_assert(c[0].size_from_node);
+	cr_assert_eq(c[0].capacity_bytes, 8 << 20);
+	usb_candidates_free(c, n);
+
+	/* The fake disk claims another device number than the node has: sysfs size × 512. */
+	char *other = pathf("%u:%u", major(st.st_rdev), minor(st.st_rdev) + 1000);
+	attr(d, "dev", other);
+	cr_assert_eq(usb_list_candidates_env(&e, &cfg, &c, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_not(c[0].size_from_node);
+	cr_assert_eq(c[0].capacity_bytes, 1000 * 512);
+	usb_candidates_free(c, n);
+
+	tul_detach(&l);
+	free(other);
+	free(ue);
+	free(d);
+	free(devnum);
+	free(missing);
+	free(img);
 }

@@ -1,6 +1,8 @@
 /* The candidate list (udev and static mode) and the one-off target check. Enumeration uses
  * libudev on the real sysfs (only sysfs attributes: udevd need not run) and a plain directory
- * walk on an injected sysfs tree; both feed the same facts and rules of usb/safety.c. See
+ * walk on an injected sysfs tree; both feed the same facts and rules of usb/safety.c. In udev
+ * mode on the real sysfs, a USB disk's identity also comes from libusb (usb/usbdev.c) and its
+ * capacity from BLKGETSIZE64 on its node opened read-only (usb_node_size). See
  * usb/discover.h. */
 #include "usb/discover.h"
 
@@ -10,8 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "usb/usbdev.h"
 #include "util/macro.h"
 
 static bool env_is_real(const struct usb_env *env)
@@ -83,6 +90,8 @@ static int candidate_from_facts(const struct usb_disk_facts *f, enum usb_mode mo
 	c->usb_speed_mbps = f->speed_mbps;
 	c->is_block = true;
 	c->devnum = f->devnum;
+	c->usb_descriptors = f->usb_descriptors;
+	c->size_from_node = f->size_from_node;
 	int r = usb_disk_check(f, mode, &c->reason);
 	if (r == -ENOMEM)
 		return r;
@@ -282,6 +291,29 @@ static int cand_cmp(const void *a, const void *b, void *cfg)
 	return strcmp(x->devnode, y->devnode);
 }
 
+int usb_node_size(const char *devnode, dev_t devnum, uint64_t *ret_bytes)
+{
+	struct stat st;
+	uint64_t bytes;
+
+	/* Read-only: a size query needs no write access and no O_EXCL (which would fail on a
+	 * stick a runner is writing); a read-only close also triggers no udev "change" event
+	 * (udev watches for IN_CLOSE_WRITE). Nothing is read from or written to the node. */
+	_cleanup_close_ int fd = open(devnode, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISBLK(st.st_mode))
+		return -ENOTBLK;
+	if (st.st_rdev != devnum)
+		return -ENODEV; /* the name now belongs to another disk */
+	if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+		return -errno;
+	*ret_bytes = bytes;
+	return 0;
+}
+
 int usb_list_candidates_env(const struct usb_env *env_in, const struct uf_config *cfg, struct usb_candidate **ret,
                             size_t *ret_n)
 {
@@ -295,6 +327,13 @@ int usb_list_candidates_env(const struct usb_env *env_in, const struct uf_config
 			r = c ? static_slot(&env, &cfg->usb.slots[i], c) : -ENOMEM;
 		}
 	} else {
+		/* The sticks of the real sysfs are on this host's buses and nodes: ask libusb for
+		 * their descriptors and the nodes for their size. An injected sysfs describes no
+		 * device of this host; its tests pass hooks of their own (or none: sysfs only). */
+		if (env_is_real(&env) && !env.usb_info)
+			env.usb_info = usbdev_info_get_by_address;
+		if (env_is_real(&env) && !env.node_size)
+			env.node_size = usb_node_size;
 		r = env_is_real(&env) ? enumerate_libudev(&env, cfg, &l) : enumerate_sysfs(&env, cfg, &l);
 		/* Configured slots with nothing in them. */
 		for (size_t i = 0; i < cfg->usb.n_slots && r >= 0; i++) {

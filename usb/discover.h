@@ -2,7 +2,10 @@
  * `usbforge devices` and the worker's slot scan, and the one-off target check of `usbforge
  * write`. udev mode enumerates whole-disk block devices (libudev over sysfs; udevd need not
  * run) and identifies their USB ancestor; static mode takes each configured slot's path.
- * Eligibility follows usb/safety.h. Nothing here opens a device node. */
+ * Eligibility follows usb/safety.h. In udev mode on the real sysfs, a USB disk's identity
+ * comes from libusb's descriptors where libusb sees the device (sysfs otherwise) and its
+ * capacity from BLKGETSIZE64 where its node opens read-only (sysfs size × 512 otherwise);
+ * nothing here opens a node for writing, or any node of a disk that is not on USB. */
 #pragma once
 
 #include <stdbool.h>
@@ -28,9 +31,14 @@ struct usb_candidate {
 	/* Additions beyond the DESIGN.md columns (usb/ extension): */
 	bool is_block;     /* a block device (false for a regular file or an empty slot) */
 	dev_t devnum;      /* device number of a block device, 0 otherwise */
+	bool usb_descriptors; /* speed, serial, port path read from libusb (else sysfs only) */
+	bool size_from_node;  /* capacity_bytes is BLKGETSIZE64 (else sysfs size × 512) */
 };
 
 /* List every candidate under cfg->usb.mode:
+ * - identity and capacity of a USB disk in udev mode: see above (the hooks of struct usb_env;
+ *   on the real sysfs usbdev_info_get_by_address() and usb_node_size() unless env sets
+ *   others; on an injected sysfs only the hooks env sets).
  * - udev: every whole disk that is on USB, or has a medium (size > 0), in sysfs. With
  *   configured slots, a USB disk on a mapped port gets that slot's name; a USB disk on an
  *   unmapped port is ineligible ("port P is not mapped to a slot"); a configured slot with
@@ -47,6 +55,13 @@ int usb_list_candidates(const struct uf_config *cfg, struct usb_candidate **ret,
 int usb_list_candidates_env(const struct usb_env *env, const struct uf_config *cfg, struct usb_candidate **ret,
                             size_t *ret_n);
 void usb_candidates_free(struct usb_candidate *c, size_t n);
+
+/* The size in bytes of the block device node devnode, which must still be device devnum:
+ * opened O_RDONLY|O_CLOEXEC (no O_EXCL, never for writing), BLKGETSIZE64, closed. Returns 0;
+ * -errno of open (-ENOENT, -EACCES, -ENOMEDIUM for a reader without a card…); -ENOTBLK when
+ * devnode is not a block device; -ENODEV when it is another device than devnum; -errno of
+ * the ioctl. */
+int usb_node_size(const char *devnode, dev_t devnum, uint64_t *ret_bytes);
 
 /* May path be written under the mode in force? A regular file always may (0). A block device
  * must pass the safety rules of the mode (udev: on USB, and on a mapped port when slots are

@@ -1,6 +1,7 @@
 /* The facts about a block device (sysfs attributes, its USB ancestor, mounts, swap, holders,
- * the root file system) and the eligibility rules over them. Reads sysfs and procfs text only;
- * never opens a device node. See usb/safety.h. */
+ * the root file system) and the eligibility rules over them. Reads sysfs and procfs text, and
+ * through the optional hooks of struct usb_env libusb's descriptors and the node's size; never
+ * opens a device node itself. See usb/safety.h. */
 #include "usb/safety.h"
 
 #include <dirent.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "usb/sysfs.h"
+#include "usb/usbdev.h"
 #include "util/macro.h"
 
 struct usb_env usb_env_resolve(const struct usb_env *env)
@@ -510,11 +512,73 @@ static int find_holder(const char *syspath, const struct devset *s, char **ret)
 
 /* ---- facts ----------------------------------------------------------------------------------- */
 
-static void usb_identity(struct usb_disk_facts *f, const char *blockdir)
+/* Replace *field by v (NULL or empty: keep *field). 0 or -ENOMEM. */
+static int take_string(char **field, const char *v)
+{
+	if (!v || !*v)
+		return 0;
+	char *c = strdup(v);
+	if (!c)
+		return -ENOMEM;
+	free(*field);
+	*field = c;
+	return 0;
+}
+
+/* What libusb says about the usb_device at f->busnum/f->devaddr, over the sysfs identity:
+ * libusb's speed, serial string descriptor and port numbers win (they are what the device
+ * itself reports); its vendor/product ids and strings fill in only what sysfs lacks. Without
+ * the hook, or when libusb cannot see the device (no bus, not yet enumerated, gone), sysfs
+ * stands. 0 or -ENOMEM. */
+static int usb_identity_libusb(const struct usb_env *env, struct usb_disk_facts *f)
+{
+	struct usbdev_info ui = { 0 };
+	int r;
+
+	if (!env->usb_info || f->busnum == 0 || f->devaddr == 0)
+		return 0;
+	r = env->usb_info(f->busnum, f->devaddr, &ui);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return 0; /* sysfs is the fallback */
+	f->usb_descriptors = true;
+	if (ui.speed_mbps)
+		f->speed_mbps = ui.speed_mbps;
+	r = take_string(&f->serial, ui.serial);
+	if (r >= 0 && !f->vendor)
+		r = take_string(&f->vendor, ui.manufacturer);
+	if (r >= 0 && !f->model)
+		r = take_string(&f->model, ui.product);
+	if (r >= 0 && !f->id_vendor && asprintf(&f->id_vendor, "%04x", ui.id_vendor) < 0) {
+		f->id_vendor = NULL;
+		r = -ENOMEM;
+	}
+	if (r >= 0 && !f->id_product && asprintf(&f->id_product, "%04x", ui.id_product) < 0) {
+		f->id_product = NULL;
+		r = -ENOMEM;
+	}
+	char *port = NULL;
+	if (r >= 0) {
+		int k = usbdev_info_port_path(&ui, &port);
+		if (k == -ENOMEM)
+			r = k;
+		else if (k == 0) {
+			free(f->port_path);
+			f->port_path = port;
+		}
+	}
+	usbdev_info_done(&ui);
+	return r;
+}
+
+static int usb_identity(const struct usb_env *env, struct usb_disk_facts *f)
 {
 	const char *u = f->usb_syspath;
 	uint64_t v;
 	f->port_path = strdup(base_name(u));
+	if (!f->port_path)
+		return -ENOMEM;
 	sysfs_read(u, "idVendor", &f->id_vendor);
 	sysfs_read(u, "idProduct", &f->id_product);
 	sysfs_read(u, "manufacturer", &f->vendor);
@@ -525,6 +589,8 @@ static void usb_identity(struct usb_disk_facts *f, const char *blockdir)
 		if (asprintf(&f->root_hub, "usb%u", f->busnum) < 0)
 			f->root_hub = NULL;
 	}
+	if (sysfs_read_u64(u, "devnum", &v) == 0 && v <= 255)
+		f->devaddr = (unsigned)v;
 	_cleanup_free_ char *speed = NULL;
 	if (sysfs_read(u, "speed", &speed) == 0) {
 		char *end;
@@ -532,7 +598,7 @@ static void usb_identity(struct usb_disk_facts *f, const char *blockdir)
 		if (end != speed && s > 0 && s < 1e6)
 			f->speed_mbps = (unsigned)s;
 	}
-	(void)blockdir;
+	return usb_identity_libusb(env, f);
 }
 
 int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspath, const char *usb_syspath,
@@ -586,8 +652,22 @@ int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspat
 			goto fail;
 	}
 	f.on_usb = f.usb_syspath != NULL;
-	if (f.on_usb)
-		usb_identity(&f, f.syspath);
+	if (f.on_usb) {
+		r = usb_identity(&env, &f);
+		if (r < 0)
+			goto fail;
+		/* Capacity: BLKGETSIZE64 of the node when env asks and the node opens read-only
+		 * (what the kernel's block layer says the disk holds now), else sysfs size × 512. */
+		if (f.whole_disk && env.node_size) {
+			r = env.node_size(f.devnode, f.devnum, &v);
+			if (r == -ENOMEM)
+				goto fail;
+			if (r == 0) {
+				f.size_bytes = v;
+				f.size_from_node = true;
+			}
+		}
+	}
 	/* Fallbacks from the SCSI device and the disk. */
 	if (!f.vendor)
 		sysfs_read(f.syspath, "device/vendor", &f.vendor);

@@ -1,9 +1,12 @@
 /* What usb/ knows about one block device before it may be written, and the rules that decide
  * it: whole disk, on USB (udev mode), not mounted (itself or any partition), not swap, not
  * holding the root filesystem, not held by another device, not read-only. Facts come from
- * sysfs, /proc/self/mountinfo and /proc/swaps only — the device itself is never opened — and
- * every one of those paths is injectable (struct usb_env) so the rules run on a fake sysfs
- * tree in the unit tests. Used by discover.c and by the CLI's write command (through
+ * sysfs, /proc/self/mountinfo and /proc/swaps, and every one of those paths is injectable
+ * (struct usb_env) so the rules run on a fake sysfs tree in the unit tests. Only when the
+ * caller's env asks for it (the udev-mode listing of discover.c does, on the real sysfs) are a
+ * USB disk's identity and size also taken from libusb's descriptors and from the device node
+ * opened read-only for BLKGETSIZE64; the safety facts never depend on either, and nothing
+ * here opens a node for writing. Used by discover.c and by the CLI's write command (through
  * usb_target_check in discover.h). */
 #pragma once
 
@@ -13,11 +16,21 @@
 
 #include "config/config.h"
 
-/* Where the facts are read from. NULL members mean the real system's path. */
+struct usbdev_info;
+
+/* Where the facts are read from. NULL paths mean the real system's path. */
 struct usb_env {
 	const char *sysfs;     /* "/sys" */
 	const char *mountinfo; /* "/proc/self/mountinfo" */
 	const char *swaps;     /* "/proc/swaps" */
+	/* Optional sources beside sysfs for a disk on USB; NULL: not asked (usb_env_resolve keeps
+	 * them NULL; discover.c's udev listing sets the real ones when env's sysfs is /sys).
+	 * usb_info: usbdev_info_get_by_address()'s contract (usb/usbdev.h), called with the
+	 * usb_device's busnum and devnum; any error but -ENOMEM means "libusb does not know it"
+	 * and sysfs stands. node_size: usb_node_size()'s contract (usb/discover.h); on any error
+	 * but -ENOMEM the capacity is sysfs size × 512. */
+	int (*usb_info)(unsigned busnum, unsigned devaddr, struct usbdev_info *ret);
+	int (*node_size)(const char *devnode, dev_t devnum, uint64_t *ret_bytes);
 };
 
 struct usb_disk_facts {
@@ -28,20 +41,25 @@ struct usb_disk_facts {
 	bool whole_disk;  /* no "partition" attribute */
 	bool ro;          /* sysfs "ro" */
 	bool removable;   /* sysfs "removable" (informational only) */
-	uint64_t size_bytes;          /* sysfs "size" × 512 */
+	uint64_t size_bytes;          /* sysfs "size" × 512, or env->node_size's answer */
+	bool size_from_node;          /* size_bytes is BLKGETSIZE64 of the node (env->node_size) */
 	unsigned logical_block_size;  /* queue/logical_block_size, 512 when absent */
 
 	/* The USB device ancestor (udev mode identity); all NULL/0 when not on USB. */
 	bool on_usb;
 	char *usb_syspath;
-	char *port_path;  /* sysname of the usb_device: "2-1.3" */
+	char *port_path;  /* "2-1.3": libusb's bus + port numbers, else the usb_device's sysname */
 	char *root_hub;   /* "usb2" */
 	unsigned busnum;
-	char *id_vendor, *id_product; /* "46f4", "0001" */
-	char *vendor;     /* manufacturer, else the SCSI vendor, else idVendor */
-	char *model;      /* product, else the SCSI model, else idProduct */
-	char *serial;     /* usb serial, else the block device's "serial" attribute */
-	unsigned speed_mbps;
+	unsigned devaddr; /* the usb_device's "devnum": its address on the bus */
+	char *id_vendor, *id_product; /* "46f4", "0001" (sysfs, else libusb's descriptor) */
+	char *vendor;     /* manufacturer (sysfs, else libusb's string), else the SCSI vendor, else idVendor */
+	char *model;      /* product (sysfs, else libusb's string), else the SCSI model, else idProduct */
+	char *serial;     /* libusb's serial string, else the sysfs usb serial, else the block
+	                   * device's "serial" attribute */
+	unsigned speed_mbps; /* libusb's, else sysfs "speed" */
+	bool usb_descriptors; /* env->usb_info found the device: libusb's speed, serial and port
+	                       * path are in, sysfs filled in only what libusb lacked */
 
 	/* Safety. */
 	bool holds_root;

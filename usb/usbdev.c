@@ -1,5 +1,5 @@
-/* libusb lookups by port path, the USB reset between write and verify, and the bounded wait
- * for the stick's block device to be back. See usb/usbdev.h. */
+/* libusb lookups by port path or by bus + address, the USB reset between write and verify,
+ * and the bounded wait for the stick's block device to be back. See usb/usbdev.h. */
 #include "usb/usbdev.h"
 
 #include <dirent.h>
@@ -124,16 +124,41 @@ static char *string_desc(libusb_device_handle *h, uint8_t index)
 	return strndup((const char *)buf, (size_t)n);
 }
 
-int usbdev_info_get(const char *port_path, struct usbdev_info *ret)
+/* Descriptors, speed, address and port numbers of dev into *info (strings only when usbfs lets
+ * us open it). 0, or -errno of the device descriptor. */
+static int info_fill(libusb_device *dev, struct usbdev_info *info)
+{
+	struct libusb_device_descriptor dd;
+	int r = errno_from_libusb(libusb_get_device_descriptor(dev, &dd));
+	if (r < 0)
+		return r;
+	info->busnum = libusb_get_bus_number(dev);
+	info->devaddr = libusb_get_device_address(dev);
+	int k = libusb_get_port_numbers(dev, info->ports, USBDEV_MAX_PORTS);
+	info->n_ports = k > 0 ? k : 0;
+	info->id_vendor = dd.idVendor;
+	info->id_product = dd.idProduct;
+	info->speed_mbps = speed_mbps(libusb_get_device_speed(dev));
+	libusb_device_handle *h = NULL;
+	if (libusb_open(dev, &h) == 0) {
+		info->manufacturer = string_desc(h, dd.iManufacturer);
+		info->product = string_desc(h, dd.iProduct);
+		info->serial = string_desc(h, dd.iSerialNumber);
+		libusb_close(h);
+	}
+	return 0;
+}
+
+/* The device on bus busnum with (n_ports > 0) these port numbers or (n_ports == 0) address
+ * devaddr, looked up in a libusb context of its own. */
+static int info_lookup(unsigned busnum, const uint8_t *ports, int n_ports, unsigned devaddr, struct usbdev_info *ret)
 {
 	struct usbdev_info info = { 0 };
 	libusb_context *ctx = NULL;
 	libusb_device **list = NULL;
+	libusb_device *dev = NULL;
 	int r;
 
-	r = usbdev_parse_port_path(port_path, &info.busnum, info.ports, &info.n_ports);
-	if (r < 0)
-		return r;
 	if (libusb_init(&ctx) != 0)
 		return -EIO;
 	ssize_t n = libusb_get_device_list(ctx, &list);
@@ -141,32 +166,64 @@ int usbdev_info_get(const char *port_path, struct usbdev_info *ret)
 		r = errno_from_libusb((int)n);
 		goto out;
 	}
-	libusb_device *dev = find_device(list, n, info.busnum, info.ports, info.n_ports);
+	if (n_ports > 0)
+		dev = find_device(list, n, busnum, ports, n_ports);
+	else
+		for (ssize_t i = 0; i < n && !dev; i++)
+			if (libusb_get_bus_number(list[i]) == busnum && libusb_get_device_address(list[i]) == devaddr)
+				dev = list[i];
 	if (!dev) {
 		r = -ENODEV;
 		goto out;
 	}
-	struct libusb_device_descriptor dd;
-	r = errno_from_libusb(libusb_get_device_descriptor(dev, &dd));
+	r = info_fill(dev, &info);
 	if (r < 0)
 		goto out;
-	info.id_vendor = dd.idVendor;
-	info.id_product = dd.idProduct;
-	info.speed_mbps = speed_mbps(libusb_get_device_speed(dev));
-	libusb_device_handle *h = NULL;
-	if (libusb_open(dev, &h) == 0) {
-		info.manufacturer = string_desc(h, dd.iManufacturer);
-		info.product = string_desc(h, dd.iProduct);
-		info.serial = string_desc(h, dd.iSerialNumber);
-		libusb_close(h);
-	}
 	*ret = info;
 	r = 0;
 out:
+	if (r < 0)
+		usbdev_info_done(&info);
 	if (list)
 		libusb_free_device_list(list, 1);
 	libusb_exit(ctx);
 	return r;
+}
+
+int usbdev_info_get(const char *port_path, struct usbdev_info *ret)
+{
+	unsigned bus;
+	uint8_t ports[USBDEV_MAX_PORTS];
+	int n_ports;
+	int r = usbdev_parse_port_path(port_path, &bus, ports, &n_ports);
+	if (r < 0)
+		return r;
+	return info_lookup(bus, ports, n_ports, 0, ret);
+}
+
+int usbdev_info_get_by_address(unsigned busnum, unsigned devaddr, struct usbdev_info *ret)
+{
+	if (busnum == 0 || busnum > 255 || devaddr == 0 || devaddr > 255)
+		return -EINVAL;
+	return info_lookup(busnum, NULL, 0, devaddr, ret);
+}
+
+int usbdev_info_port_path(const struct usbdev_info *i, char **ret)
+{
+	if (i->n_ports <= 0 || i->n_ports > USBDEV_MAX_PORTS)
+		return -EINVAL;
+	/* "255-" + 7 × "255." fits in 40 bytes */
+	char buf[40];
+	int len = snprintf(buf, sizeof(buf), "%u-%u", i->busnum, i->ports[0]);
+	for (int k = 1; k < i->n_ports && len > 0 && (size_t)len < sizeof(buf); k++)
+		len += snprintf(buf + len, sizeof(buf) - (size_t)len, ".%u", i->ports[k]);
+	if (len < 0 || (size_t)len >= sizeof(buf))
+		return -EINVAL;
+	char *s = strdup(buf);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
 }
 
 void usbdev_info_done(struct usbdev_info *i)

@@ -1,5 +1,6 @@
 /* libusb side of a stick: find the USB device behind a port path ("2-1.3" = bus 2, ports 1
- * then 3), read its descriptors, and reset it between write and verify so the read-back comes
+ * then 3) or a bus number + device address, read its descriptors (the udev-mode listing's
+ * identity, usb/discover.c), and reset it between write and verify so the read-back comes
  * from flash and not from the stick's own cache. The reset hook waits — on a udev monitor,
  * bounded by a timeout, never by sleeping — until a block device with the same serial (or, for
  * sticks without one, on the same port) is back, and hands its devnode to the device table.
@@ -16,7 +17,8 @@
 
 struct usbdev_info {
 	unsigned busnum;
-	uint8_t ports[USBDEV_MAX_PORTS];
+	unsigned devaddr;     /* device address on the bus (sysfs "devnum") */
+	uint8_t ports[USBDEV_MAX_PORTS]; /* libusb_get_port_numbers() */
 	int n_ports;
 	uint16_t id_vendor, id_product;
 	unsigned speed_mbps;  /* 0 when libusb does not know */
@@ -34,6 +36,17 @@ int usbdev_parse_port_path(const char *port_path, unsigned *ret_bus, uint8_t ret
  * malformed path; -ENODEV when no such device (always so without a USB bus); -ENOMEM; -EIO
  * when libusb cannot start. Release with usbdev_info_done(). */
 int usbdev_info_get(const char *port_path, struct usbdev_info *ret);
+/* The same for the device at address devaddr on bus busnum (the "busnum" and "devnum"
+ * attributes of its sysfs usb_device): how the udev-mode listing matches a block device's USB
+ * ancestor to libusb's device list. Opens the device (usbfs) only to read its string
+ * descriptors; when that is refused the strings are NULL and the rest is still returned.
+ * Returns 0; -EINVAL (bus or address 0, or > 255); -ENODEV when libusb does not list such a
+ * device (always so without a USB bus: libusb_init succeeds and lists 0 devices); -ENOMEM;
+ * -EIO when libusb cannot start. Release with usbdev_info_done(). */
+int usbdev_info_get_by_address(unsigned busnum, unsigned devaddr, struct usbdev_info *ret);
+/* "2-1.3" from i's bus number and port numbers; -EINVAL when i has no ports (a root hub),
+ * -ENOMEM. *ret is malloc'd. */
+int usbdev_info_port_path(const struct usbdev_info *i, char **ret);
 void usbdev_info_done(struct usbdev_info *i);
 
 /* Wait until a whole-disk block device on USB with this serial (or, when serial is NULL, on
