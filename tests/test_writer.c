@@ -1,6 +1,7 @@
 /* The writer and the verifier (stages/writer.c, verify.c, stage_write.c) on regular files and
  * on the faulty device: byte-exact round trips, every write/read fault with its code and exact
- * offset, the held-back head, cancellation, the stall watchdog, resume with exact byte counts,
+ * offset (a stick gone mid-write, and fake capacity — wrap-around and limbo — caught by the
+ * read-back at the first bad byte), the held-back head, cancellation, the stall watchdog, resume with exact byte counts,
  * and a proof that verification cannot be satisfied by the page cache (loop device). */
 #include <errno.h>
 #include <poll.h>
@@ -209,7 +210,107 @@ Test(writer, gone_mid_write_is_device_gone)
 
 	stage_ctx_for(&ctx, &job, d, &o, img);
 	cr_assert_eq(stage_writing(&ctx), UFC_DEVICE_GONE);
+	cr_assert_eq(ctx.code, UFC_DEVICE_GONE);
+	/* The head is held back, so the gone_after bytes that reached the stick are
+	 * [WRITER_HEAD, WRITER_HEAD + gone_after) (gone_after is a whole number of buffers); the
+	 * write after them is the first to fail, at its start. */
+	uint64_t expect = WRITER_HEAD + f.gone_after;
+	cr_assert_eq(ctx.bad_offset, expect);
+	char *want = NULL;
+	cr_assert(asprintf(&want, "at offset %llu:", (unsigned long long)expect) > 0);
+	cr_assert(strstr(ctx.message, want), "%s", ctx.message);
+	free(want);
 	stage_ctx_done(&ctx);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+/* ---- fake capacity through the writer and the verifier -----------------------------------------
+ * Sticks that claim more than they hold, with no probe before the write (as with probe = false):
+ * every write "succeeds", and it is the read-back that must name the first byte that is not
+ * the image. The expected offset is worked out here from the fault and the writer's documented
+ * order (writer.h: [WRITER_HEAD, end) in offset order, the held-back head last). */
+
+/* What a reader of offset o sees after the writer wrote data[0, len) onto a stick whose
+ * addresses wrap around real bytes: the last write that landed on o % real. Returns the first
+ * offset where that is not data[o], or len. */
+static uint64_t first_bad_after_wrap(const uint8_t *data, uint64_t len, uint64_t real)
+{
+	uint8_t *medium = calloc(1, real);
+	cr_assert(medium);
+	for (uint64_t o = WRITER_HEAD; o < len; o++)
+		medium[o % real] = data[o];
+	for (uint64_t o = 0; o < MIN(len, WRITER_HEAD); o++)
+		medium[o % real] = data[o];
+	uint64_t bad = len;
+	for (uint64_t o = 0; o < len && bad == len; o++)
+		if (medium[o % real] != data[o])
+			bad = o;
+	free(medium);
+	return bad;
+}
+
+/* The stick's limbo: writes at or past real are dropped, reads there return fill. */
+static uint64_t first_bad_after_limbo(const uint8_t *data, uint64_t len, uint64_t real, uint8_t fill)
+{
+	for (uint64_t o = real; o < len; o++)
+		if (data[o] != fill)
+			return o;
+	return len;
+}
+
+Test(writer, wrap_around_stick_caught_by_verify_exact_byte)
+{
+	char *dir = tu_tmpdir("wr");
+	uint8_t *data;
+	uint64_t len = 8 * MiB;
+	char *img = wt_image(dir, "a.img", len, 12, &data);
+	/* 16 MiB claimed, 3 MiB + 64 KiB real: the image past 3 MiB + 64 KiB lands again on the
+	 * stick's first 3 MiB + 64 KiB (twice over), the head rewritten last. */
+	struct dev_fault f = { .real_size = 3 * MiB + 64 * 1024, .wrap = true };
+	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	struct write_opts o = wt_opts();
+	o.probe = false;
+	struct stage_ctx ctx;
+	struct job_spec job;
+
+	uint64_t expect = first_bad_after_wrap(data, len, f.real_size);
+	cr_assert_lt(expect, len, "the fault would not show");
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
+	cr_assert_eq(ctx.bytes_written, len);
+	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
+	cr_assert_eq(ctx.code, UFC_VERIFY_MISMATCH);
+	cr_assert_eq(ctx.bad_offset, expect);
+	stage_ctx_done(&ctx);
+	free(data);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+Test(writer, limbo_stick_caught_by_verify_exact_byte)
+{
+	char *dir = tu_tmpdir("wr");
+	uint8_t *data;
+	uint64_t len = 8 * MiB;
+	char *img = wt_image(dir, "a.img", len, 13, &data);
+	/* Writes at or past 5 MiB + 8 KiB vanish; reads there return 0xff. */
+	struct dev_fault f = { .real_size = 5 * MiB + 8192, .limbo_fill = 0xff };
+	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	struct write_opts o = wt_opts();
+	o.probe = false;
+	struct stage_ctx ctx;
+	struct job_spec job;
+
+	uint64_t expect = first_bad_after_limbo(data, len, f.real_size, f.limbo_fill);
+	cr_assert_lt(expect, len, "the fault would not show");
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
+	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
+	cr_assert_eq(ctx.code, UFC_VERIFY_MISMATCH);
+	cr_assert_eq(ctx.bad_offset, expect);
+	stage_ctx_done(&ctx);
+	free(data);
 	writer_dev_free(d);
 	tu_rmrf(dir);
 }
