@@ -1,11 +1,14 @@
 /* `usbforge write / verify / probe` through the real binary: images of every format written to
- * files and compared byte for byte, the --yes rule when stdin is not a terminal, verification
+ * files and compared byte for byte, the --yes rule when stdin is not a terminal, the
+ * confirmation prompt on a terminal (a pty: "n" leaves the target untouched, "y" writes and
+ * verifies; the prompt names the target and its size), verification
  * of a good and of a tampered target (exact offset), the probe on a genuine file, and the
  * safety refusals on loop devices (a mounted one, and one that is not a configured slot) with
  * their data proven untouched. Loop cases need root and skip without /dev/loop-control. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +252,151 @@ Test(cli_write, yes_required_without_a_terminal)
 	free(out);
 }
 
+/* ---- the confirmation prompt, on a terminal --------------------------------------------------- */
+
+struct pty_run {
+	int status;
+	char *tty;  /* everything the terminal showed: stderr (prompt, progress) and the echo */
+	char *out;  /* stdout */
+};
+
+/* Run `usbforge --config conf write target img` with stdin and stderr on the slave side of a
+ * new pty (its controlling terminal), stdout into a file. When the terminal shows "[y/N] ",
+ * type answer and Enter; then read until the program closes the terminal and reap it. Bounded:
+ * 60 s without output fails the test (poll, no sleeping). */
+static struct pty_run write_on_pty(const char *conf, const char *target, const char *answer)
+{
+	char *bin = tu_path(tu_binary_dir(), "cli/usbforge");
+	char *outp = tu_path(dir, "pty-stdout");
+	const char *argv[] = {bin, "--config", conf, "write", target, img, NULL};
+
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	cr_assert(m >= 0, "posix_openpt: %s", strerror(errno));
+	cr_assert_eq(grantpt(m), 0);
+	cr_assert_eq(unlockpt(m), 0);
+	char *slave = strdup(ptsname(m));
+	int outfd = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert(slave && outfd >= 0);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		/* only async-signal-safe calls until exec */
+		if (setsid() < 0)
+			_exit(126);
+		int s = open(slave, O_RDWR); /* the first tty a session leader opens is its terminal */
+		if (s < 0 || dup2(s, 0) < 0 || dup2(s, 2) < 0 || dup2(outfd, 1) < 0)
+			_exit(126);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	close(outfd);
+
+	size_t len = 0, cap = 65536;
+	char *t = malloc(cap);
+	cr_assert(t);
+	bool answered = false;
+	for (;;) {
+		struct pollfd p = {.fd = m, .events = POLLIN};
+		int k = poll(&p, 1, 60000);
+		cr_assert(k >= 0 || errno == EINTR);
+		cr_assert(k != 0, "no output from usbforge for 60 s; terminal so far: %.*s", (int)len, t);
+		if (k < 0)
+			continue;
+		if (len + 4096 + 1 > cap) {
+			cap *= 2;
+			t = realloc(t, cap);
+			cr_assert(t);
+		}
+		ssize_t n = read(m, t + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* EIO: the program closed its side of the terminal */
+		len += (size_t)n;
+		t[len] = 0;
+		if (!answered && strstr(t, "[y/N] ")) {
+			char line[16];
+			int l = snprintf(line, sizeof(line), "%s\n", answer);
+			cr_assert_eq(write(m, line, (size_t)l), l);
+			answered = true;
+		}
+	}
+	t[len] = 0;
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	close(m);
+	cr_assert(answered, "usbforge never asked (wait status %d); terminal: %s", st, t);
+	struct pty_run r = {
+	    .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+	    .tty = t,
+	    .out = slurp(outp, NULL),
+	};
+	free(slave);
+	free(outp);
+	free(bin);
+	return r;
+}
+
+static void pty_done(struct pty_run *r)
+{
+	free(r->tty);
+	free(r->out);
+}
+
+/* The prompt text of confirm() in cli/cmd_write.c for a target described as what. */
+static void assert_prompt(const struct pty_run *r, const char *target, const char *what)
+{
+	char *want = NULL;
+	cr_assert(asprintf(&want, "%s: %s\r\nEverything on %s will be overwritten with %s (3.0 MiB). Continue? [y/N] ",
+			   target, what, target, img) > 0);
+	cr_assert(strstr(r->tty, want), "want the prompt\n%s\ngot\n%s", want, r->tty);
+	free(want);
+}
+
+Test(cli_write, prompt_on_a_terminal_no_keeps_yes_writes)
+{
+	/* An existing 8 MiB file with its own bytes. */
+	char *target = tu_path(dir, "stick.img");
+	size_t tlen = 8 * 1024 * 1024;
+	uint8_t *old = malloc(tlen);
+	cr_assert(old);
+	tu_fill_pattern(old, tlen, 31);
+	tu_write_file(target, old, tlen);
+
+	/* "n": exit 1 (a failure, DESIGN.md's CLI exit status; not a usage error), untouched. */
+	struct pty_run r = write_on_pty(fileconf, target, "n");
+	assert_prompt(&r, target, "regular file of 8.0 MiB");
+	cr_assert_eq(r.status, 1, "exit %d; terminal: %s", r.status, r.tty);
+	char *want = NULL;
+	cr_assert(asprintf(&want, "not confirmed; %s left untouched", target) > 0);
+	cr_assert(strstr(r.tty, want), "%s", r.tty);
+	free(want);
+	cr_assert_not(strstr(r.out, "wrote "), "%s", r.out);
+	pty_done(&r);
+	size_t len;
+	char *got = slurp(target, &len);
+	cr_assert_eq(len, tlen);
+	cr_assert(memcmp(got, old, tlen) == 0, "the target was modified after \"n\"");
+	free(got);
+
+	/* "y": written and verified; the rest of the file past the image keeps its bytes. */
+	r = write_on_pty(fileconf, target, "y");
+	assert_prompt(&r, target, "regular file of 8.0 MiB");
+	cr_assert_eq(r.status, 0, "exit %d; terminal: %s", r.status, r.tty);
+	cr_assert(strstr(r.out, "wrote ") && strstr(r.out, "verified in"), "%s", r.out);
+	pty_done(&r);
+	got = slurp(target, &len);
+	cr_assert_eq(len, tlen);
+	cr_assert(memcmp(got, data, IMG_SIZE) == 0, "image not on the target");
+	size_t pad_end = (IMG_SIZE + 4095) / 4096 * 4096;
+	for (size_t i = IMG_SIZE; i < pad_end; i++)
+		cr_assert_eq((uint8_t)got[i], 0, "padding byte %zu", i);
+	cr_assert(memcmp(got + pad_end, old + pad_end, tlen - pad_end) == 0);
+	free(got);
+	free(old);
+	free(target);
+}
+
 Test(cli_write, usage_errors)
 {
 	struct run r = UF(fileconf, "write", img);
@@ -453,6 +601,29 @@ Test(cli_write, loop_device_slot_written_other_refused)
 	free(again);
 	free(before);
 	free(after);
+	free(conf);
+	free(back);
+}
+
+/* The prompt for a block device (a loop device named as the static slot): its size from sysfs;
+ * "n" leaves every byte of it as it was. */
+Test(cli_write, prompt_names_a_block_device_and_its_size)
+{
+	char *back = make_loop();
+	char *conf = tu_path(dir, "loop.conf");
+	write_conf(conf, loop.path);
+	size_t len0, len1;
+	char *before = slurp(back, &len0);
+
+	struct pty_run r = write_on_pty(conf, loop.path, "n");
+	assert_prompt(&r, loop.path, "16.0 MiB block device");
+	cr_assert_eq(r.status, 1, "exit %d; terminal: %s", r.status, r.tty);
+	cr_assert(strstr(r.tty, "left untouched"), "%s", r.tty);
+	pty_done(&r);
+	char *after = slurp(back, &len1);
+	cr_assert(len0 == len1 && memcmp(before, after, len0) == 0, "the loop device was modified after \"n\"");
+	free(after);
+	free(before);
 	free(conf);
 	free(back);
 }
