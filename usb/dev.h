@@ -76,7 +76,8 @@ static inline const char *dev_name(const struct dev *d) { return d->name; }
 /* Accepts NULL; returns NULL. */
 struct dev *dev_free(struct dev *d);
 
-/* Buffer aligned for O_DIRECT on any device (4096-byte alignment); free() it. NULL on OOM. */
+/* Buffer aligned for O_DIRECT on any device (4096-byte alignment; 2 MiB and backed by
+ * transparent huge pages where the kernel allows, when len >= 2 MiB); free() it. NULL on OOM. */
 void *dev_alloc_buf(size_t len);
 
 /* True for errors that mean "the device went away" (ENODEV, ENXIO, ENOMEDIUM, ESHUTDOWN). */
