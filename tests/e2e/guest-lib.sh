@@ -1,7 +1,8 @@
 # Helpers for guest scripts of the e2e harness (busybox sh), installed in the guest as
 # /e2e/lib.sh: `. /e2e/lib.sh`. The host (tests/e2e/run-guest) attaches the sticks in order with
 # serials UFSTICK0001, UFSTICK0002, … and QEMU ids stick1, stick2, …, and watches the serial
-# console for "@@E2E-UNPLUG stickN@@" lines, on which it removes that stick (QMP device_del).
+# console for "@@E2E-UNPLUG stickN@@" lines, on which it removes that stick (QMP device_del), and
+# "@@E2E-PLUG stickN@@" lines, on which it plugs spare stick N in (blockdev-add + device_add).
 
 # e2e_dev_by_serial SERIAL: print /dev/sdX of the USB disk whose usb_device has SERIAL; 1 if none.
 e2e_dev_by_serial() {
@@ -35,6 +36,11 @@ e2e_usb_dir() {
 # e2e_unplug ID: ask the host to remove stick ID (stick1, stick2, …) now.
 e2e_unplug() {
 	echo "@@E2E-UNPLUG $1@@"
+}
+
+# e2e_plug ID: ask the host to plug in spare stick ID (run-guest --spare) now.
+e2e_plug() {
+	echo "@@E2E-PLUG $1@@"
 }
 
 # e2e_wait_io DEV TENTHS: wait until DEV has completed writes (sectors written > 0: a write
