@@ -12,8 +12,8 @@
 #   3. `usbforge write --yes STICK2 /img2.raw` while the host pulls stick 2 (QMP device_del)
 #      exits 1 with DEVICE_GONE within 15 s of the removal (hard bound 60 s) — never a hang,
 #      never a success.
-#   4. The hotplug watcher (/bin/uf_monitor_watch, usb/monitor.c: netlink + libusb hotplug),
-#      listening from before step 2 on, printed exactly one "usb_remove PORT2" and exactly one
+#   4. The hotplug watcher (/bin/uf_monitor_watch, usb/monitor.c: netlink + libusb hotplug,
+#      libusb=1 on its ready line), listening from before step 2 on, printed exactly one "usb_remove PORT2" and exactly one
 #      "remove sdX" for stick 2's removal (no event lost, none twice), and nothing of stick 1's
 #      USB device leaving during its reset; it exits 0 on SIGTERM (ASan leak check included).
 . /e2e/lib.sh
@@ -56,6 +56,8 @@ while ! grep -q '^# ready' $W 2>/dev/null && [ $i -lt 100 ]; do
 	i=$((i + 1))
 done
 e2e_check "uf_monitor_watch listens: $(head -n 1 $W 2>/dev/null)" grep -q '^# ready' $W
+# Without libusb hotplug the monitor still runs on netlink alone; here it must have both.
+e2e_check "the watcher has libusb hotplug (libusb=1 on its ready line)" grep -Eq '^# ready .*libusb=1( |$)' $W
 
 # 2. write + reset + verify
 resets0=$(dmesg | grep -c "usb $port1: reset")
