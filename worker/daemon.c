@@ -284,6 +284,11 @@ static void join_finished(struct daemon *d)
 		runner_join(s->runner, &bad);
 		s->runner = NULL;
 		d->busy--;
+		/* While busy the slot was not re-read (refresh_slots skips it): the hotplug events of
+		 * its stick leaving, or of its disk node coming back under another name after the
+		 * reset, may all have come before the runner ended. Rescan before the slot is
+		 * claimed or mirrored again. */
+		d->next_poll = 0;
 		if (bad && s->devnode) {
 			free(s->bad_serial);
 			s->bad_serial = strdup(slot_identity(s));
