@@ -47,3 +47,10 @@ static inline void fclosep(FILE **f)
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #define ALIGN_UP(x, a) ((((x) + (a) - 1) / (a)) * (a))
 #define ALIGN_DOWN(x, a) (((x) / (a)) * (a))
+
+/* free(p) and return NULL: p = mfree(p); */
+static inline void *mfree(void *p)
+{
+	free(p);
+	return NULL;
+}

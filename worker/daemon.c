@@ -34,8 +34,11 @@ struct slot {
 	char *devnode, *serial, *vendor, *model, *port_path, *reason;
 	uint64_t capacity;
 	unsigned speed;
-	/* a stick refused as bad stays refused until it is replaced (another serial) */
-	char *bad_serial;
+	/* a stick refused as bad stays refused until it is replaced (another serial, or the slot
+	 * seen empty); in udev mode a finished stick (its job done) is not written again until it
+	 * is taken out: it is a sold unit waiting for its customer */
+	char *bad_serial, *done_serial;
+	bool seen; /* refresh_slots: a stick was listed in it this time */
 	struct runner *runner;
 };
 
@@ -113,9 +116,11 @@ static void refresh_slots(struct daemon *d)
 		log_warning_errno(r, "cannot list devices: %m");
 		return;
 	}
-	for (size_t i = 0; i < d->n_slots; i++)
+	for (size_t i = 0; i < d->n_slots; i++) {
+		d->slots[i].seen = d->slots[i].runner != NULL;
 		if (!d->slots[i].runner)
 			slot_clear(&d->slots[i]);
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!c[i].slot)
 			continue;
@@ -134,12 +139,21 @@ static void refresh_slots(struct daemon *d)
 		s->reason = sdup(c[i].reason);
 		s->capacity = c[i].capacity_bytes;
 		s->speed = c[i].usb_speed_mbps;
-		if (s->bad_serial && strcmp(s->bad_serial, slot_identity(s)) != 0) {
-			free(s->bad_serial); /* replaced */
-			s->bad_serial = NULL;
-		}
+		s->seen = s->present;
 	}
 	usb_candidates_free(c, n);
+	for (size_t i = 0; i < d->n_slots; i++) {
+		struct slot *s = &d->slots[i];
+		if (s->runner)
+			continue;
+		/* replaced by another stick, or taken out */
+		if (s->bad_serial && (!s->seen || strcmp(s->bad_serial, slot_identity(s)) != 0))
+			s->bad_serial = mfree(s->bad_serial);
+		if (s->done_serial && (!s->seen || strcmp(s->done_serial, slot_identity(s)) != 0)) {
+			log_info("slot %s: finished stick taken out; the slot takes the next job", s->name);
+			s->done_serial = mfree(s->done_serial);
+		}
+	}
 }
 
 static const char *slot_state(const struct slot *s)
@@ -152,6 +166,8 @@ static const char *slot_state(const struct slot *s)
 		return "unsafe";
 	if (s->bad_serial)
 		return "bad";
+	if (s->done_serial)
+		return "done";
 	return "ready";
 }
 
@@ -171,7 +187,9 @@ static void mirror_devices(struct daemon *d)
 			      DB_STR(d->cfg->station), DB_STR(s->name), DB_STR(s->devnode), DB_STR(s->serial), DB_STR(s->vendor),
 			      DB_STR(s->model), s->present ? DB_U64(s->capacity) : DB_NULL, s->speed ? DB_I64(s->speed) : DB_NULL,
 			      DB_STR(s->port_path), DB_STR(slot_state(s)),
-			      DB_STR(s->bad_serial ? "stick refused (bad stick); replace it" : s->eligible ? NULL : s->reason),
+			      DB_STR(s->bad_serial ? "stick refused (bad stick); replace it"
+				     : s->done_serial ? "job done; take the stick out to start the next one"
+				     : s->eligible ? NULL : s->reason),
 			      s->runner ? DB_I64(runner_job_id(s->runner)) : DB_NULL, DB_END);
 	}
 }
@@ -245,7 +263,7 @@ static void claim_for_free_slots(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_slots && d->busy < d->cfg->worker.max_concurrent && !d->stopping; i++) {
 		struct slot *s = &d->slots[i];
-		if (s->runner || !s->present || !s->eligible || s->bad_serial || !s->devnode)
+		if (s->runner || !s->present || !s->eligible || s->bad_serial || s->done_serial || !s->devnode)
 			continue;
 		struct claim_req q = { .worker_id = d->worker_id, .station = d->cfg->station, .slot = s->name,
 				       .device_serial = s->serial, .device_bytes = s->capacity,
@@ -278,10 +296,10 @@ static void join_finished(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
-		bool bad = false;
+		bool bad = false, done = false;
 		if (!s->runner || !runner_finished(s->runner))
 			continue;
-		runner_join(s->runner, &bad);
+		runner_join(s->runner, &bad, &done);
 		s->runner = NULL;
 		d->busy--;
 		/* While busy the slot was not re-read (refresh_slots skips it): the hotplug events of
@@ -294,6 +312,12 @@ static void join_finished(struct daemon *d)
 			s->bad_serial = strdup(slot_identity(s));
 			log_warning("slot %s: stick %s refused; the slot stays bad until the stick is replaced", s->name,
 				    s->bad_serial);
+		}
+		/* Static slots (files, loop devices: tests, demo, bench) stand for a stick that is
+		 * replaced at once; a real stick must be taken out first. */
+		if (done && s->devnode && d->cfg->usb.mode == USB_MODE_UDEV) {
+			free(s->done_serial);
+			s->done_serial = strdup(slot_identity(s));
 		}
 	}
 }
@@ -308,7 +332,7 @@ static int work_left(struct daemon *d, bool *ret)
 	*ret = false;
 	for (size_t i = 0; i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
-		if (!s->present || !s->eligible || s->bad_serial)
+		if (!s->present || !s->eligible || s->bad_serial || s->done_serial)
 			continue;
 		double tol = d->cfg->worker.capacity_tolerance;
 		uint64_t max_cap = tol < 1 ? (uint64_t)floor((double)s->capacity / (1.0 - tol)) : UINT64_MAX;
@@ -491,7 +515,7 @@ int daemon_run(const struct uf_config *cfg, bool once)
 	for (size_t i = 0; i < d.n_slots; i++)
 		if (d.slots[i].runner) {
 			runner_request_stop(d.slots[i].runner);
-			runner_join(d.slots[i].runner, NULL);
+			runner_join(d.slots[i].runner, NULL, NULL);
 			d.slots[i].runner = NULL;
 		}
 	if (d.db) {
@@ -506,6 +530,7 @@ out:
 		slot_clear(&d.slots[i]);
 		free(d.slots[i].name);
 		free(d.slots[i].bad_serial);
+		free(d.slots[i].done_serial);
 	}
 	free(d.slots);
 	usb_monitor_free(d.mon);

@@ -50,6 +50,7 @@ struct runner {
 	bool log_warned;         /* a failed log row was reported; reset when one is written again */
 	double rate; /* bytes/s in the current stage */
 	bool bad_stick;
+	bool ended_done;         /* the job ended done (recorded) */
 	bool stage_logged_error; /* the stage wrote its own error row for this failure */
 };
 
@@ -506,8 +507,10 @@ static void *runner_main(void *p)
 		struct final fin = { .kind = FINAL_DONE, .row = &row,
 				     .bytes = ctx.bytes_written ? ctx.bytes_written : ctx.bytes_total };
 		r->stage = STAGE_DONE;
-		if (finish(r, &fin) == 0)
+		if (finish(r, &fin) == 0) {
 			log_info("job %lld: done on slot %s", (long long)r->job->id, r->slot);
+			r->ended_done = true;
+		}
 	} else if (hand_back) {
 		struct job_log_row row = { .attempt = r->job->attempt, .level = "info", .stage = stage_name(st),
 					   .category = "system", .message = "daemon stopping: job handed back, attempt not spent" };
@@ -602,11 +605,13 @@ void runner_device_gone(struct runner *r)
 bool runner_finished(struct runner *r) { return atomic_load(&r->finished); }
 int64_t runner_job_id(struct runner *r) { return r->job->id; }
 
-void runner_join(struct runner *r, bool *ret_bad_stick)
+void runner_join(struct runner *r, bool *ret_bad_stick, bool *ret_done)
 {
 	pthread_join(r->thread, NULL);
 	if (ret_bad_stick)
 		*ret_bad_stick = r->bad_stick;
+	if (ret_done)
+		*ret_done = r->ended_done;
 	db_close(r->db);
 	claimed_job_free(r->job);
 	pthread_mutex_destroy(&r->lock);

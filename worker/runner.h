@@ -32,6 +32,7 @@ void runner_request_stop(struct runner *r);
 /* The stick was pulled: stop now; the attempt ends with DEVICE_GONE. */
 void runner_device_gone(struct runner *r);
 bool runner_finished(struct runner *r);
-/* Join the thread and free it; *ret_bad_stick = the stick was refused (mark the slot bad). */
-void runner_join(struct runner *r, bool *ret_bad_stick);
+/* Join the thread and free it; *ret_bad_stick = the stick was refused (mark the slot bad),
+ * *ret_done = the job ended done and that was recorded (either may be NULL). */
+void runner_join(struct runner *r, bool *ret_bad_stick, bool *ret_done);
 int64_t runner_job_id(struct runner *r);
