@@ -89,18 +89,25 @@ int cmd_job_retry(struct cli *c, int argc, char **argv)
 	return r;
 }
 
-static void print_log_rows(json_t *rows, int64_t *since)
+/* Log rows as they arrive: one compact JSON object per line with --json (a stream: --follow),
+ * aligned text otherwise. *since = the last row's id. */
+static void print_log_rows(bool json, json_t *rows, int64_t *since)
 {
 	size_t i;
 	json_t *l;
 	json_array_foreach(rows, i, l)
 	{
+		*since = json_integer_value(json_object_get(l, "id"));
+		if (json) {
+			json_dumpf(l, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			fputc('\n', stdout);
+			continue;
+		}
 		const char *code = json_string_value(json_object_get(l, "error_code"));
 		printf("%s  %-5s %-12s %-8s %s%s%s\n", json_string_value(json_object_get(l, "created_at")),
 		       json_string_value(json_object_get(l, "level")), json_string_value(json_object_get(l, "stage")),
 		       json_string_value(json_object_get(l, "category")), code ? code : "", code ? " " : "",
 		       json_string_value(json_object_get(l, "message")));
-		*since = json_integer_value(json_object_get(l, "id"));
 	}
 	fflush(stdout);
 }
@@ -155,19 +162,7 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 			cli_print_json(rows);
 			break;
 		}
-		if (c->json) {
-			size_t i;
-			json_t *l;
-			json_array_foreach(rows, i, l)
-			{
-				json_dumpf(l, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
-				fputc('\n', stdout);
-				since = json_integer_value(json_object_get(l, "id"));
-			}
-			fflush(stdout);
-		} else {
-			print_log_rows(rows, &since);
-		}
+		print_log_rows(c->json, rows, &since);
 		json_decref(rows);
 		if (!follow)
 			break;
@@ -176,7 +171,7 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 		if (job_status(db, id, &st) == 0 && terminal(st)) {
 			/* one last read for rows written with the final transition */
 			if (job_logs(db, id, since, &rows) == 0) {
-				print_log_rows(rows, &since);
+				print_log_rows(c->json, rows, &since);
 				json_decref(rows);
 			}
 			break;
@@ -186,6 +181,8 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 	db_close(db);
 	return CLI_EXIT_OK;
 }
+
+#define EVENTS_PAGE 1000
 
 int cmd_job_watch(struct cli *c, int argc, char **argv)
 {
@@ -338,22 +335,25 @@ int cmd_events(struct cli *c, int argc, char **argv)
 		return cli_usage_error("events", "[--follow] [--since ID]", "unexpected argument '%s'", argv[optind]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
+	/* Every event after --since, read in pages of 1000; --follow then keeps reading. Without
+	 * --follow, --json prints them all as one array. */
+	json_t *all = c->json && !follow ? json_array() : NULL;
 	for (;;) {
 		json_t *rows = NULL;
-		if ((r = events_list(db, since, 1000, &rows)) < 0) {
+		if ((r = events_list(db, since, EVENTS_PAGE, &rows)) < 0) {
 			cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+			json_decref(all);
 			db_close(db);
 			return CLI_EXIT_FAIL;
 		}
-		if (c->json && !follow) {
-			cli_print_json(rows);
-			break;
-		}
-		size_t i;
+		size_t i, n = json_array_size(rows);
 		json_t *e;
 		json_array_foreach(rows, i, e)
 		{
-			if (c->json) {
+			since = json_integer_value(json_object_get(e, "id"));
+			if (all) {
+				json_array_append(all, e);
+			} else if (c->json) {
 				json_dumpf(e, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
 				fputc('\n', stdout);
 			} else {
@@ -364,14 +364,17 @@ int cmd_events(struct cli *c, int argc, char **argv)
 				       json_string_value(json_object_get(e, "aggregate_type")),
 				       (long long)json_integer_value(json_object_get(e, "aggregate_id")), p ? p : "");
 			}
-			since = json_integer_value(json_object_get(e, "id"));
 		}
 		fflush(stdout);
 		json_decref(rows);
+		if (n == EVENTS_PAGE)
+			continue; /* more are waiting */
 		if (!follow)
 			break;
 		wait_ms(1000);
 	}
+	if (all)
+		cli_print_json(all);
 	db_close(db);
 	return CLI_EXIT_OK;
 }

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "db/jobs.h"
+#include "db/orders.h"
 #include "db/schema.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
@@ -182,6 +184,111 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	cr_assert_eq(r.status, 2);
 	done(&r);
 	free(img);
+}
+
+static int count_char(const char *s, char c)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == c;
+	return n;
+}
+
+/* events (paged past 1000), job logs (--json, --follow --json), job watch, stuck check. */
+Test(cli, monitoring_commands)
+{
+	struct order_new o = { .number = "M-1", .capacity_bytes = 1 << 20, .quantity = 2, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0);
+	json_t *cj = NULL;
+	cr_assert_eq(order_confirm(db, "M-1", NULL, 4, "t", &cj), 0);
+	json_decref(cj);
+	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
+	struct claimed_job *a = NULL, *b = NULL;
+	cr_assert_eq(job_claim(db, &q, &a), 0);
+	cr_assert_eq(job_claim(db, &q, &b), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(job_log(db, a->id, 1, "info", "writing", "progress", "writing 10%", NULL, NULL), 0);
+	struct job_log_row row = { .attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done" };
+	cr_assert_eq(job_finish_done(db, a->id, "w1", 0, &row), 0);
+	char ida[32], idb[32];
+	snprintf(ida, sizeof(ida), "%lld", (long long)a->id);
+	snprintf(idb, sizeof(idb), "%lld", (long long)b->id);
+
+	struct run r = RUN("--config", cfg, "--json", "job", "logs", ida);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = json_loads(r.out, 0, NULL);
+	cr_assert_eq(json_array_size(j), 4, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 3), "message")), "job done");
+	json_decref(j);
+	done(&r);
+	/* --follow on a job that has ended: every row, as JSON lines, then exit */
+	r = RUN("--config", cfg, "--json", "job", "logs", ida, "--follow");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(count_char(r.out, '\n'), 4, "%s", r.out);
+	for (char *line = r.out, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+		*nl = 0;
+		json_t *l = json_loads(line, 0, NULL);
+		cr_assert(json_is_object(l), "not a JSON object: %s", line);
+		json_decref(l);
+	}
+	done(&r);
+	r = RUN("--config", cfg, "job", "logs", ida);
+	cr_assert_eq(r.status, 0);
+	cr_assert_eq(count_char(r.out, '\n'), 4, "%s", r.out);
+	cr_assert(strstr(r.out, "job done"), "%s", r.out);
+	done(&r);
+	r = RUN("--config", cfg, "job", "logs", "999999");
+	cr_assert_eq(r.status, 3);
+	done(&r);
+
+	/* job watch on a finished job, not a terminal: one plain line, exit 0 */
+	r = RUN("--config", cfg, "job", "watch", ida);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(count_char(r.out, '\n'), 1, "%s", r.out);
+	cr_assert(strstr(r.out, " done ") && strstr(r.out, "100%"), "%s", r.out);
+	cr_assert_null(strchr(r.out, '\r'), "no terminal control codes on a pipe");
+	done(&r);
+
+	/* events: more than one page */
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload)"
+				       " SELECT 'test', seq, 'test.event', '{}' FROM seq_1_to_2500", DB_END), 0, "%s", db_error(db));
+	long long total = tdb_count(db, "SELECT COUNT(*) FROM events");
+	cr_assert_eq(total, 2500 + 1, "2500 + job.done (the order has a second unit: no order.done)");
+	r = RUN("--config", cfg, "--json", "events");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = json_loads(r.out, 0, NULL);
+	cr_assert_eq((long long)json_array_size(j), total);
+	json_decref(j);
+	done(&r);
+	long long mid = tdb_count(db, "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET 99");
+	char since[32];
+	snprintf(since, sizeof(since), "%lld", mid);
+	r = RUN("--config", cfg, "events", "--since", since);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(count_char(r.out, '\n'), total - 100, "one line per event after --since");
+	done(&r);
+
+	/* stuck check: b's worker stopped beating an hour ago */
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 2 HOUR,"
+			     " started_at = NOW(6) - INTERVAL 90 MINUTE, heartbeat_at = NOW(6) - INTERVAL 1 HOUR WHERE id = ?",
+			     DB_I64(b->id), DB_END), 0);
+	r = RUN("--config", cfg, "--json", "stuck", "check");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = json_loads(r.out, 0, NULL);
+	cr_assert_eq(json_integer_value(json_object_get(j, "retried")), 1, "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(j, "failed")) + json_integer_value(json_object_get(j, "cancelled")), 0);
+	cr_assert_eq(json_array_size(json_object_get(j, "actions")), 1);
+	json_decref(j);
+	done(&r);
+	r = RUN("--config", cfg, "stuck", "check");
+	cr_assert_eq(r.status, 0);
+	cr_assert(strstr(r.out, "0 stuck job(s) sent to retry"), "the second run finds nothing: %s", r.out);
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"), 1);
+	claimed_job_free(a);
+	claimed_job_free(b);
+	(void)idb;
 }
 
 Test(cli, config_and_usage_errors)

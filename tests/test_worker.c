@@ -474,6 +474,30 @@ Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
 	claimed_job_free(j);
 }
 
+Test(worker, cancel_that_comes_after_the_end_leaves_it_done)
+{
+	struct order_new o = { .number = "CD", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0);
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, "CD", NULL, 4, "t", &r), 0);
+	json_decref(r);
+	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
+	struct claimed_job *j = NULL;
+	cr_assert_eq(job_claim(db, &q, &j), 0);
+	/* the operator asks while the worker is on its last chunk; the worker finishes first */
+	const char *st = NULL;
+	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
+	cr_assert_str_eq(st, "cancel_requested");
+	cr_assert_eq(job_finish_done(db, j->id, "w1", 0, NULL), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND cancelled_at IS NULL"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.done', 'order.done')"), 2);
+	/* and a cancel of the finished job is refused */
+	cr_assert_eq(job_cancel(db, j->id, "ops", &st), -EALREADY);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
+	claimed_job_free(j);
+}
+
 Test(worker, queued_too_long_is_reported_once_from_its_last_requeue)
 {
 	struct order_new o = { .number = "SQ", .capacity_bytes = 1 << 20, .quantity = 2, .image_path = "/dev/null" };

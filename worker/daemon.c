@@ -203,8 +203,10 @@ static int db_up(struct daemon *d)
 		return -EAGAIN;
 	int r = db_connect(d->cfg, &d->db, &err);
 	if (r < 0) {
-		if (!d->db_down_logged)
+		if (!d->db_down_logged) {
 			log_error("DB_UNAVAILABLE: %s; retrying with backoff", err ? err : "cannot connect");
+			sd_notifyf(0, "STATUS=waiting for the database: %s", err ? err : "cannot connect");
+		}
 		d->db_down_logged = true;
 		d->db_backoff = d->db_backoff ? MIN(d->db_backoff * 2, 30.0) : 0.5;
 		d->db_retry_at = now() + d->db_backoff;
