@@ -74,6 +74,7 @@ struct job {
 	double t_phase;	   /* start of the current phase */
 	double t_last;	   /* last progress line */
 	const char *phase; /* "writing", "verifying" */
+	bool full_verify;  /* write --full-verify: read back the whole device */
 };
 
 static void job_done(struct job *j)
@@ -197,19 +198,6 @@ static void phase_end(struct job *j)
 	if (j->tty && j->phase)
 		fputc('\n', stderr);
 	j->phase = NULL;
-}
-
-static void write_opts_from_config(const struct uf_config *cfg, struct write_opts *ret)
-{
-	*ret = (struct write_opts){
-	    .buffer_size = (size_t)cfg->write.buffer_size,
-	    .queue_depth = cfg->write.queue_depth,
-	    .verify = cfg->write.verify,
-	    .reset_before_verify = cfg->write.reset_before_verify,
-	    .stall_timeout = cfg->write.stall_timeout,
-	    .capacity_tolerance = cfg->worker.capacity_tolerance,
-	    .probe = cfg->write.probe,
-	};
 }
 
 static int open_source(struct job *j, struct blksrc **ret)
@@ -359,6 +347,7 @@ static int reopen_source(void *ud, struct blksrc **ret)
 static void verify_opts_from(const struct write_opts *wo, struct job *j, struct verify_opts *ret)
 {
 	*ret = (struct verify_opts){
+	    .full = wo->verify_full,
 	    .buffer_size = wo->buffer_size,
 	    .queue_depth = wo->queue_depth,
 	    .stall_timeout = wo->stall_timeout,
@@ -387,6 +376,7 @@ static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *y
 	static const struct option opts[] = {
 	    {"yes", no_argument, NULL, 'y'},
 	    {"no-verify", no_argument, NULL, 'n'},
+	    {"full-verify", no_argument, NULL, 'F'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {},
@@ -404,6 +394,11 @@ static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *y
 			if (!no_verify)
 				return cli_usage_error(j->cmd, j->usage, "unknown option '--no-verify'");
 			*no_verify = true;
+			break;
+		case 'F':
+			if (!no_verify) /* write only */
+				return cli_usage_error(j->cmd, j->usage, "unknown option '--full-verify'");
+			j->full_verify = true;
 			break;
 		case 'j':
 			j->c->json = true;
@@ -427,7 +422,7 @@ static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *y
 
 int cmd_write(struct cli *c, int argc, char **argv)
 {
-	struct job j = {.c = c, .cmd = "write", .usage = "DEVICE SOURCE [--no-verify] [--yes]"};
+	struct job j = {.c = c, .cmd = "write", .usage = "DEVICE SOURCE [--no-verify | --full-verify] [--yes]"};
 	bool yes = false, no_verify = false, missing = false;
 	struct blksrc *src = NULL;
 	struct writer *w = NULL;
@@ -446,8 +441,12 @@ int cmd_write(struct cli *c, int argc, char **argv)
 		return r;
 	j.tty = isatty(STDERR_FILENO) && !c->json;
 	write_opts_from_config(&c->cfg, &wo);
+	if (no_verify && j.full_verify)
+		return cli_usage_error(j.cmd, j.usage, "--no-verify and --full-verify exclude each other");
 	if (no_verify)
 		wo.verify = false;
+	if (j.full_verify)
+		wo.verify_full = true;
 
 	r = open_source(&j, &src);
 	if (r)

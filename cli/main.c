@@ -27,7 +27,7 @@ static const struct cli_cmd commands[] = {
 	{ "stuck", "check", cmd_stuck_check, "", "run stuck-job recovery once and print what it did" },
 	{ NULL, "devices", cmd_devices, "[--json]", "sticks and slots the daemon would use, and why not" },
 	{ NULL, "events", cmd_events, "[--follow] [--since ID]", "the outbox events" },
-	{ NULL, "write", cmd_write, "DEVICE SOURCE [--no-verify] [--yes]", "one-off write, no database" },
+	{ NULL, "write", cmd_write, "DEVICE SOURCE [--no-verify | --full-verify] [--yes]", "one-off write, no database" },
 	{ NULL, "verify", cmd_verify, "DEVICE SOURCE", "read DEVICE back and compare with SOURCE" },
 	{ NULL, "probe", cmd_probe, "DEVICE", "fake-capacity check" },
 };

@@ -55,7 +55,9 @@ struct uf_config {
 		uint64_t buffer_size;     /* 2 MiB */
 		unsigned queue_depth;     /* 4 */
 		bool verify;              /* true */
+		bool verify_full;         /* false: read back the written ranges only */
 		bool reset_before_verify; /* true */
+		uint64_t sync_interval;   /* 256 MiB: fdatasync (and resume checkpoint) interval */
 		double stall_timeout;     /* 180 */
 		bool probe;               /* true: fake-capacity probe in validation */
 		uint64_t max_rate;        /* bytes/s per slot while writing; 0 = unlimited */

@@ -14,6 +14,10 @@
 
 static char *sdup(const char *s) { return s ? strdup(s) : NULL; }
 
+/* The stick a job is on, as the resume state records it: its USB serial, else its slot
+ * (static slots and sticks without a serial). */
+#define RESUME_DEVICE_SQL "COALESCE(device_serial, CONCAT('slot:', slot))"
+
 void claimed_job_free(struct claimed_job *j)
 {
 	if (!j)
@@ -61,7 +65,8 @@ static int claim_txn(struct db *db, void *userdata)
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	r = db_query(db, &res,
 		     "SELECT j.id, j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
-		     " j.capacity_bytes, o.image_path, o.content_spec, j.resume_state, j.cancel_requested_at IS NOT NULL"
+		     " j.capacity_bytes, o.image_path, o.content_spec, j.resume_state, j.cancel_requested_at IS NOT NULL,"
+		     " j.resume_state IS NOT NULL AND NOT (j.resume_device <=> " RESUME_DEVICE_SQL ")"
 		     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
 		     DB_I64(id), DB_END);
 	if (r < 0)
@@ -82,7 +87,10 @@ static int claim_txn(struct db *db, void *userdata)
 	j->capacity_bytes = db_row_u64(row, 7);
 	j->image_path = sdup(row[8]);
 	j->content_spec = sdup(row[9]);
-	j->resume_state = sdup(row[10]);
+	/* the resume state only serves the stick it was written on (it is kept in the row: the
+	 * job may still come back to that stick) */
+	j->resume_other_stick = db_row_i64(row, 12) != 0;
+	j->resume_state = j->resume_other_stick ? NULL : sdup(row[10]);
 	j->cancel_requested = db_row_i64(row, 11) != 0;
 	c->job = j;
 	r = db_exec(db, NULL,
@@ -210,7 +218,8 @@ int job_resume_store(struct db *db, int64_t id, const char *worker_id, const cha
 {
 	uint64_t aff = 0;
 	int r = db_exec(db, &aff,
-			"UPDATE processing_jobs SET resume_state = ? WHERE id = ? AND status = 'processing' AND locked_by = ?",
+			"UPDATE processing_jobs SET resume_state = ?, resume_device = " RESUME_DEVICE_SQL
+			" WHERE id = ? AND status = 'processing' AND locked_by = ?",
 			DB_STR(resume_json), DB_I64(id), DB_STR(worker_id), DB_END);
 	if (r < 0)
 		return r;

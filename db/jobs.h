@@ -36,7 +36,8 @@ struct claimed_job {
 	uint64_t capacity_bytes;
 	char *image_path;   /* NULL for content orders */
 	char *content_spec; /* JSON text, NULL for image orders */
-	char *resume_state; /* JSON text left by an earlier attempt, or NULL */
+	char *resume_state; /* JSON text left by an earlier attempt on this stick, or NULL */
+	bool resume_other_stick; /* an earlier attempt left a resume state, but on another stick */
 	bool cancel_requested;
 };
 void claimed_job_free(struct claimed_job *j);

@@ -273,6 +273,8 @@ static const char *const v2[] = {
 	"ALTER TABLE content_items ADD COLUMN IF NOT EXISTS xxh128 CHAR(32) CHARACTER SET ascii NULL AFTER sha256",
 	"ALTER TABLE content_items ADD CONSTRAINT IF NOT EXISTS ck_content_xxh"
 	" CHECK (xxh128 IS NULL OR xxh128 REGEXP '^[0-9a-f]{32}$')",
+	/* the stick a resume state belongs to (db/jobs.c RESUME_DEVICE_SQL) */
+	"ALTER TABLE processing_jobs ADD COLUMN IF NOT EXISTS resume_device VARCHAR(160) NULL AFTER resume_state",
 	/* a slot holding a finished stick (udev mode) waits for it to be taken out */
 	"ALTER TABLE devices MODIFY state ENUM('empty','ready','busy','bad','unsafe','done') NOT NULL DEFAULT 'empty'",
 	/* a queued job's age counts from when it last entered the queue (next_attempt_at: set on

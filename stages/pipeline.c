@@ -9,11 +9,27 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config/config.h"
 #include "stages/stage.h"
 #include "stages/stage_select.h"
 #include "stages/stage_write.h"
 #include "util/macro.h"
 #include "util/size.h"
+
+void write_opts_from_config(const struct uf_config *cfg, struct write_opts *ret)
+{
+	*ret = (struct write_opts){
+		.buffer_size = (size_t)cfg->write.buffer_size,
+		.queue_depth = cfg->write.queue_depth,
+		.verify = cfg->write.verify,
+		.verify_full = cfg->write.verify_full,
+		.reset_before_verify = cfg->write.reset_before_verify,
+		.sync_interval = cfg->write.sync_interval,
+		.stall_timeout = cfg->write.stall_timeout,
+		.capacity_tolerance = cfg->worker.capacity_tolerance,
+		.probe = cfg->write.probe,
+	};
+}
 
 static const char *const stage_names[_STAGE_MAX] = {
 	[STAGE_PENDING] = "pending",       [STAGE_VALIDATION] = "validation",     [STAGE_SELECTION] = "selection",

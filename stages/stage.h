@@ -49,11 +49,20 @@ struct write_opts {
 	size_t buffer_size;          /* bytes per I/O buffer (multiple of 4096) */
 	unsigned queue_depth;        /* buffers in flight between reader and writer */
 	bool verify;
+	bool verify_full;            /* verification reads the whole device (every block must read back;
+	                              * the written ranges are compared), not only what was written */
 	bool reset_before_verify;
+	uint64_t sync_interval;      /* fdatasync after this many bytes (0: WRITER_SYNC_EVERY); it also
+	                              * paces the resume checkpoints */
 	double stall_timeout;        /* seconds a write/sync may take before WRITE_IO */
 	double capacity_tolerance;   /* 0.10: a stick may be 10% under its nominal size */
 	bool probe;                  /* fake-capacity probe in validation */
 };
+
+struct uf_config;
+/* The write options of a configuration (write.* and worker.capacity_tolerance): the daemon and
+ * the CLI write the same way. */
+void write_opts_from_config(const struct uf_config *cfg, struct write_opts *ret);
 
 /* Where stages report to. Called from the stage's thread; the worker throttles. */
 struct stage_sink {

@@ -238,6 +238,7 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 		.buffer_size = ctx->opts->buffer_size,
 		.queue_depth = ctx->opts->queue_depth,
 		.stall_timeout = ctx->opts->stall_timeout,
+		.full = ctx->opts->verify_full,
 		.reopen = ctx->job && ctx->job->image_path ? reopen_image : NULL,
 		.reopen_userdata = ctx,
 		.progress = v_progress,

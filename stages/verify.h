@@ -27,8 +27,10 @@ struct verify_opts {
 	size_t buffer_size;    /* bytes per read (multiple of 4096 and of the block size) */
 	unsigned queue_depth;  /* reads in flight (>= 2) */
 	double stall_timeout;  /* seconds a read may take; <= 0: no watchdog */
-	bool full;             /* hash mode: read every byte of [0, end of data), not only the
-	                        * written extents (holes are read for readability, not compared) */
+	bool full;             /* hash mode: read the whole device, [0, its size), not only the
+	                        * written extents: every block must read back (a failing or
+	                        * missing block is -EIO at its offset), the written bytes are
+	                        * compared; the rest is read for readability, not compared */
 	/* Optional: open the source again to name the exact bad byte of a bad chunk. */
 	int (*reopen)(void *userdata, struct blksrc **ret);
 	void *reopen_userdata;

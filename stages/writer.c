@@ -215,7 +215,7 @@ int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts,
 	w->src = src;
 	w->opts = opts;
 	w->cs = opts->buffer_size;
-	w->sync_every = WRITER_SYNC_EVERY;
+	w->sync_every = opts->sync_interval ? opts->sync_interval : WRITER_SYNC_EVERY;
 	w->write_from = CHUNK_HEAD;
 	if (resume_json) {
 		int r = parse_state(w, resume_json);

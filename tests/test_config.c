@@ -180,7 +180,8 @@ Test(config, full_file_every_value)
 		"                  { name = \"hub-3\"; port = \"3-2.4.1\"; } ); };\n"
 		"write = { buffer_size = \"8MiB\"; queue_depth = 16; verify = false; reset_before_verify = "
 		"false;\n"
-		"          stall_timeout = 45.5; probe = false; max_rate = \"32MiB\"; };\n",
+		"          stall_timeout = 45.5; probe = false; max_rate = \"32MiB\";\n"
+		"          verify_full = true; sync_interval = \"64M\"; };\n",
 		pwf) > 0);
 	load_ok(text, &c);
 	cr_assert_str_eq(c.station, "kiosk-1");
@@ -220,6 +221,8 @@ Test(config, full_file_every_value)
 	cr_assert_eq(c.write.stall_timeout, 45.5);
 	cr_assert_eq(c.write.probe, false);
 	cr_assert_eq(c.write.max_rate, 33554432);
+	cr_assert_eq(c.write.verify_full, true);
+	cr_assert_eq(c.write.sync_interval, 64000000, "64M is decimal, and a multiple of 4 KiB");
 	config_done(&c);
 	free(text);
 	free(pwf);
@@ -380,6 +383,10 @@ Test(config, out_of_range)
 	load_bad("write = { stall_timeout = 1e400; };\n", -EINVAL,
 		 ":1: key 'write.stall_timeout': must be a number of seconds greater than 0 and at most "
 		 "86400 (got inf)");
+	load_bad("write = {\n  sync_interval = \"512KiB\";\n};\n", -EINVAL,
+		 ":2: key 'write.sync_interval': must be a multiple of 4 KiB between 1 MiB and 64 GiB (got \"512KiB\")");
+	load_bad("write = { verify_full = \"yes\"; };\n", -EINVAL,
+		 ":1: key 'write.verify_full': must be true or false (got \"yes\")");
 	load_bad("write = { queue_depth = 0; };\n", -EINVAL,
 		 ":1: key 'write.queue_depth': must be an integer between 1 and 64 (got 0)");
 	load_bad("retry = { delays = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]; };\n",

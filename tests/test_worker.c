@@ -322,25 +322,34 @@ Test(worker, enospc_retries_at_the_delays_then_fails_once)
 	free(cfg);
 }
 
-Test(worker, killed_mid_write_is_recovered_once)
+/* usbforged killed mid-write (after a few periodic syncs: write.sync_interval = 32 MiB) →
+ * the stuck check returns the job → the next attempt on the same stick re-checks the chunks
+ * the first one made durable and continues after them (resume), → done, exactly one job.done. */
+Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 {
-	char *img = make_image("big.raw", 512, 3);
+	char *img = make_image("big.raw", 256, 3);
 	char *s0 = make_stick("s0.img", 1ULL << 30);
 	const char *slots[] = { s0, NULL };
-	/* throttled so "mid-write" lasts a few seconds */
-	char *cfg = config(slots, "write = { max_rate = \"64MiB\"; probe = false; };\nstuck = { processing_timeout = 1; queued_timeout = 3600; check_interval = 0.5; };");
+	/* throttled so "mid-write" lasts a few seconds; processing_timeout well above the 1 s
+	 * heartbeat so the second daemon never reaps its own job */
+	char *cfg = config(slots, "write = { max_rate = \"48MiB\"; probe = false; sync_interval = \"32MiB\"; };\n"
+				  "stuck = { processing_timeout = 3; queued_timeout = 3600; check_interval = 0.5; };");
 	add_confirm("K-1", 1, img, 1ULL << 30);
 	pid_t pid = spawn_daemon(cfg, false);
-	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND progress > 35", 1, 60), 1);
+	/* at least two checkpoints stored (64 MiB of 256 durable), the write still going */
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND resume_state IS NOT NULL"
+			      " AND JSON_VALUE(resume_state, '$.hwm') >= 67108864", 1, 60), 1);
 	kill(pid, SIGKILL);
 	int st;
 	waitpid(pid, &st, 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing'"), 1);
+	long long hwm = tdb_count(db, "SELECT JSON_VALUE(resume_state, '$.hwm') FROM processing_jobs");
+	cr_assert(hwm >= 64 << 20 && hwm < 256 << 20, "durable high-water mark %lld", hwm);
 	/* the stuck check (as `usbforge stuck check` runs it) */
-	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE heartbeat_at < NOW(6) - INTERVAL 1 SECOND", 1, 10), 1);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE heartbeat_at < NOW(6) - INTERVAL 3 SECOND", 1, 15), 1);
 	struct reap_stats rs;
 	double delays[] = { 0.1, 0.1, 0.1 };
-	cr_assert_eq(jobs_reap(db, 1.0, 3600, delays, 3, &rs), 0);
+	cr_assert_eq(jobs_reap(db, 3.0, 3600, delays, 3, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
 	cr_assert_eq(rs.failed, 0);
 	json_decref(rs.actions);
@@ -350,10 +359,52 @@ Test(worker, killed_mid_write_is_recovered_once)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 2"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
-	assert_same_bytes(img, s0, 512 << 20);
+	/* attempt 2 resumed where attempt 1's last sync left the stick, and reused what it had */
+	char *q = NULL;
+	cr_assert(asprintf(&q, "SELECT COUNT(*) FROM processing_job_logs WHERE attempt = 2 AND stage = 'writing'"
+			       " AND message LIKE 'resumed at offset %%' AND JSON_VALUE(details, '$.resume_from') = %lld"
+			       " AND JSON_VALUE(details, '$.bytes_reused') = %lld", hwm, hwm - (1 << 20)) > 0);
+	cr_assert_eq(tdb_count(db, q), 1, "%s", q);
+	free(q);
+	assert_same_bytes(img, s0, 256 << 20);
 	free(img);
 	free(s0);
 	free(cfg);
+}
+
+/* A resume state belongs to its stick: the same job claimed on another stick is written from
+ * the start, and says so. */
+Test(worker, resume_state_of_another_stick_is_not_used)
+{
+	struct order_new o = { .number = "RS", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0);
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, "RS", NULL, 4, "t", &r), 0);
+	json_decref(r);
+	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_serial = "SER-A",
+			       .device_bytes = 1 << 30 };
+	struct claimed_job *j = NULL;
+	cr_assert_eq(job_claim(db, &q, &j), 0);
+	cr_assert_eq(job_resume_store(db, j->id, "w1", "{\"v\":1}"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE resume_device = 'SER-A'"), 1);
+	cr_assert_eq(job_finish_fail(db, j->id, "w1", UFC_WRITE_IO, "x", NULL, (double[]){ 0 }, 1, NULL), 0);
+	claimed_job_free(j);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND", DB_END), 0);
+	/* another stick */
+	struct claim_req q2 = q;
+	q2.device_serial = "SER-B";
+	cr_assert_eq(job_claim(db, &q2, &j), 0);
+	cr_assert(j->resume_other_stick);
+	cr_assert_null(j->resume_state);
+	cr_assert_eq(job_finish_fail(db, j->id, "w1", UFC_WRITE_IO, "x", NULL, (double[]){ 0 }, 1, NULL), 0);
+	claimed_job_free(j);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND", DB_END), 0);
+	/* back on the first one: its state is there again */
+	cr_assert_eq(job_claim(db, &q, &j), 0);
+	cr_assert_not(j->resume_other_stick);
+	cr_assert_str_eq(j->resume_state, "{\"v\":1}");
+	claimed_job_free(j);
 }
 
 struct reaper_arg {

@@ -400,15 +400,8 @@ static void *runner_main(void *p)
 {
 	struct runner *r = p;
 	struct job_spec spec = { 0 };
-	struct write_opts wo = {
-		.buffer_size = r->a.cfg->write.buffer_size,
-		.queue_depth = r->a.cfg->write.queue_depth,
-		.verify = r->a.cfg->write.verify,
-		.reset_before_verify = r->a.cfg->write.reset_before_verify,
-		.stall_timeout = r->a.cfg->write.stall_timeout,
-		.capacity_tolerance = r->a.cfg->worker.capacity_tolerance,
-		.probe = r->a.cfg->write.probe,
-	};
+	struct write_opts wo;
+	write_opts_from_config(r->a.cfg, &wo);
 	struct stage_ctx ctx = {
 		.job = &spec,
 		.opts = &wo,
@@ -433,6 +426,9 @@ static void *runner_main(void *p)
 	snprintf(line, sizeof(line), "attempt %d/%d on slot %s (%s%s%s)", r->job->attempt, r->job->max_attempts, r->slot,
 		 r->devpath, r->serial ? ", serial " : "", r->serial ? r->serial : "");
 	log_row(r, "info", STAGE_PENDING, "system", line, UFC_NONE, NULL);
+	if (r->job->resume_other_stick)
+		log_row(r, "info", STAGE_PENDING, "system",
+			"the interrupted attempt was on another stick: this one is written from the start", UFC_NONE, NULL);
 
 	code = build_spec(r, &spec, &msg);
 	if (code == UFC_NONE) {
