@@ -539,9 +539,10 @@ int cmd_write(struct cli *c, int argc, char **argv)
 	const struct writer_stats *st = writer_stats(w);
 	double rate = secs > 0 ? (double)src->mapped / secs : 0;
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source",
+		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:I, s:b, s:f, s:f}", "device", j.device, "source",
 					 j.source, "bytes_written", (json_int_t)st->bytes_written, "verified",
-					 (int)verified, "seconds", secs, "rate_bytes_per_s", rate));
+					 (int)verified, "bytes_verified", (json_int_t)vr.bytes_read, "full_verify",
+					 (int)(verified && wo.verify_full), "seconds", secs, "rate_bytes_per_s", rate));
 	} else {
 		char a[32];
 		printf("wrote %s to %s in %.2f s (%.1f MB/s)", format_size(st->bytes_written, a, sizeof(a)),

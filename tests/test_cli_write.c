@@ -229,6 +229,28 @@ Test(cli_write, json_document_of_a_write)
 	free(out);
 }
 
+/* --full-verify reads the whole target back, not only the 3 MiB written */
+Test(cli_write, full_verify_reads_the_whole_target)
+{
+	char *out = tu_path(dir, "full.img");
+	int fd = open(out, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+	cr_assert(fd >= 0);
+	cr_assert_eq(ftruncate(fd, 16 << 20), 0);
+	close(fd);
+	struct run r = UF(fileconf, "--json", "write", out, img, "--yes");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\"bytes_verified\": 3149824") && strstr(r.out, "\"full_verify\": false"), "%s", r.out);
+	done(&r);
+	r = UF(fileconf, "--json", "write", out, img, "--yes", "--full-verify");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\"bytes_verified\": 16777216") && strstr(r.out, "\"full_verify\": true"), "%s", r.out);
+	done(&r);
+	struct stat st;
+	cr_assert_eq(stat(out, &st), 0);
+	cr_assert_eq(st.st_size, 16 << 20, "the target keeps its size");
+	free(out);
+}
+
 Test(cli_write, yes_required_without_a_terminal)
 {
 	char *out = tu_path(dir, "new.img");
@@ -401,7 +423,14 @@ Test(cli_write, usage_errors)
 {
 	struct run r = UF(fileconf, "write", img);
 	cr_assert_eq(r.status, 2);
-	cr_assert(strstr(r.err, "usage: usbforge write DEVICE SOURCE [--no-verify] [--yes]"), "%s", r.err);
+	cr_assert(strstr(r.err, "usage: usbforge write DEVICE SOURCE [--no-verify | --full-verify] [--yes]"), "%s", r.err);
+	done(&r);
+	r = UF(fileconf, "write", "--no-verify", "--full-verify", "--yes", img, img);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--no-verify and --full-verify exclude each other"), "%s", r.err);
+	done(&r);
+	r = UF(fileconf, "verify", "--full-verify", img, img);
+	cr_assert_eq(r.status, 2, "--full-verify is write's");
 	done(&r);
 	r = UF(fileconf, "verify", img, img, img);
 	cr_assert_eq(r.status, 2);
