@@ -2,15 +2,13 @@
  * directory contents, boot sectors) and then serves blksrc reads from a sorted list of
  * segments — fixed buffers (MBR, reserved area, directories), the two FATs generated on the
  * fly from the allocation, and file data read from the content files — with zeros filling the
- * gaps inside the 4 KiB-aligned extents. It owns everything it allocates, including the
- * read-ahead workers (started by the first read of file data, stopped and joined by free),
- * each of which holds at most one open content file at a time. */
+ * gaps inside the 4 KiB-aligned extents. It owns everything it allocates, including the one
+ * content file open at a time (closed by free). */
 #include "stages/fat32.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -168,21 +166,21 @@ struct extent {
 	uint64_t start, end;
 };
 
-#define RA_SLOTS	64
-#define RA_CHUNK	(256u << 10)
-#define RA_PIECE	(256u << 10) /* read and hash in pieces that stay in the CPU cache */
-#define RA_MAX_WORKERS	4
+/* Content files are read straight into the writer's buffer in pieces of this size, each hashed
+ * while it is still in the CPU's cache. */
+#define FILE_PIECE	(256u << 10)
+/* How far ahead of the file being copied the kernel is asked to read (posix_fadvise
+ * WILLNEED), so that a cold library on a slow disk streams instead of seeking per file. */
+#define READAHEAD_BYTES	(32u << 20)
+#define READAHEAD_FILES	64
 
-struct ra_slot {
-	uint8_t *data; /* RA_CHUNK bytes, owned */
-	uint64_t seq;  /* position in the chunk sequence (slot = seq % RA_SLOTS) */
-	bool ready;    /* filled and published, not yet consumed */
-	size_t len;    /* bytes of file data in data */
-	size_t file;
-	uint64_t off; /* file offset of data[0] */
-	int err;      /* < 0: the file failed (open, read, or the SHA-256 verdict carried by its
-		       * last chunk); msg says why; the consumer fails before copying */
-	char *msg;
+/* The hash a file is checked against: the library's XXH3-128 when it has one (every file
+ * scanned since schema v2; util/filehash.h says why), else its SHA-256, else none (an empty
+ * digest: tests and tools). */
+struct fhash {
+	EVP_MD_CTX *md;
+	XXH3_state_t *xs;
+	enum { FHASH_NONE, FHASH_XXH128, FHASH_SHA256 } kind;
 };
 
 struct fat32_src {
@@ -215,17 +213,12 @@ struct fat32_src {
 	size_t seg_idx;
 	int err;
 
-	/* read-ahead (see below) */
-	struct ra_slot ra[RA_SLOTS];
-	uint64_t ra_head;      /* sequence number of the chunk the consumer reads next */
-	uint64_t ra_used;      /* bytes of the head slot already copied out */
-	size_t ra_next_file;   /* next file a worker claims */
-	uint64_t ra_next_seq;  /* sequence number of that file's first chunk */
-	bool ra_stop, ra_failed, ra_started;
-	pthread_t ra_threads[RA_MAX_WORKERS];
-	size_t n_ra_threads;
-	pthread_mutex_t ra_lock;
-	pthread_cond_t ra_can_put, ra_can_get;
+	/* the content file being copied (see emit_file) */
+	size_t cur_file;       /* index into files[], SIZE_MAX when none is open */
+	int cur_fd;
+	uint64_t cur_pos;      /* bytes of it copied and hashed */
+	size_t ra_next;        /* the next file not yet advised for read-ahead */
+	struct fhash fh;
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -560,109 +553,52 @@ static void emit_fat(const struct fat32_src *s, uint8_t *buf, uint64_t rel, uint
 	}
 }
 
-/* ---- the read-ahead workers ----
- * Up to RA_MAX_WORKERS threads (one per online CPU, at least 2) read the content files,
- * check them and hash them with SHA-256, so that hashing, which costs more CPU than anything
- * else on the path, runs on several cores and overlaps with the caller's writes. Each worker
- * claims the next whole file in placement order (a file's SHA-256 is sequential) and fills
- * its chunks (RA_CHUNK-byte reads) into a ring of RA_SLOTS buffers. Chunks are numbered in
- * placement order when a file is claimed (a file of size z takes ceil(z / RA_CHUNK) numbers),
- * chunk g goes into slot g % RA_SLOTS once the consumer is within RA_SLOTS of it, and blksrc
- * reads copy the chunks out in number order. The lowest chunk not yet filled always belongs
- * to a claimed file whose worker can fill it, so the ring cannot deadlock. A file's last
- * chunk carries its SHA-256 verdict, so a mismatch surfaces at the read that reaches the
- * file's last chunk; open/fstat/read failures come as an error chunk in place of the failing
- * one, and after a failure no worker claims another file. Started by the first read of file
- * data. */
+/* ---- copying the content files ----
+ * Each file is read once, in placement order, by the caller's thread (the writer's producer),
+ * straight into the buffer the writer is filling, FILE_PIECE bytes per read() and each piece
+ * hashed at once, while it sits in the cache: no copy from a staging ring, no thread hand-off.
+ * Opening a file checks it against the item (a regular file of the same size and mtime); the
+ * hash verdict comes when its last byte has been read, so a file that changed since the scan
+ * fails the read that reaches its end (CONTENT_CHANGED), before the writer has finished and
+ * before anything is verified. The kernel reads ahead: POSIX_FADV_SEQUENTIAL on the open file
+ * and WILLNEED on the next files, up to READAHEAD_BYTES / READAHEAD_FILES ahead. */
 
-static void ra_set_msg(struct ra_slot *sl, const char *fmt, ...) _printf_(2, 3);
-static void ra_set_msg(struct ra_slot *sl, const char *fmt, ...)
+static int fhash_begin(struct fhash *h, const struct ffile *f)
 {
-	va_list ap;
-
-	free(sl->msg);
-	sl->msg = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&sl->msg, fmt, ap) < 0)
-		sl->msg = NULL;
-	va_end(ap);
-}
-
-/* Wait until chunk seq's slot is free and reset it for file i; NULL when asked to stop. */
-static struct ra_slot *ra_reserve(struct fat32_src *s, size_t i, uint64_t seq)
-{
-	struct ra_slot *sl = NULL;
-	char *old_msg = NULL;
-
-	pthread_mutex_lock(&s->ra_lock);
-	while (seq >= s->ra_head + RA_SLOTS && !s->ra_stop)
-		pthread_cond_wait(&s->ra_can_put, &s->ra_lock);
-	if (!s->ra_stop) {
-		/* reset under the lock: the consumer may be polling this slot's ready flag */
-		sl = &s->ra[seq % RA_SLOTS];
-		old_msg = sl->msg;
-		*sl = (struct ra_slot){.data = sl->data, .seq = seq, .file = i};
-	}
-	pthread_mutex_unlock(&s->ra_lock);
-	free(old_msg);
-	return sl;
-}
-
-static void ra_publish(struct fat32_src *s, struct ra_slot *sl)
-{
-	pthread_mutex_lock(&s->ra_lock);
-	sl->ready = true;
-	if (sl->seq == s->ra_head)
-		pthread_cond_signal(&s->ra_can_get);
-	pthread_mutex_unlock(&s->ra_lock);
-}
-
-/* Read, check and hash file i into the ring as chunks seq, seq + 1, … Returns 0, or < 0
- * after queueing an error chunk (or when stopped). */
-/* Each read-ahead worker's hash state. A file is checked against the library's XXH3-128 when
- * the library has it (every file scanned since schema v2; util/filehash.h says why), else
- * against its SHA-256, else not at all (an empty digest: tests and tools). */
-struct ra_hash {
-	EVP_MD_CTX *md;
-	XXH3_state_t *xs;
-	enum { RA_HASH_NONE, RA_HASH_XXH128, RA_HASH_SHA256 } kind;
-};
-
-static int ra_hash_begin(struct ra_hash *h, const struct ffile *f)
-{
-	h->kind = f->xxh128[0] ? RA_HASH_XXH128 : f->sha256[0] ? RA_HASH_SHA256 : RA_HASH_NONE;
-	if (h->kind == RA_HASH_XXH128)
+	h->kind = f->xxh128[0] ? FHASH_XXH128 : f->sha256[0] ? FHASH_SHA256 : FHASH_NONE;
+	if (h->kind == FHASH_XXH128)
 		return XXH3_128bits_reset(h->xs) == XXH_OK ? 0 : -EIO;
-	if (h->kind == RA_HASH_SHA256)
+	if (h->kind == FHASH_SHA256)
 		return EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
 	return 0;
 }
 
-static int ra_hash_update(struct ra_hash *h, const void *p, size_t n)
+static int fhash_update(struct fhash *h, const void *p, size_t n)
 {
-	if (h->kind == RA_HASH_XXH128)
+	if (h->kind == FHASH_XXH128)
 		return XXH3_128bits_update(h->xs, p, n) == XXH_OK ? 0 : -EIO;
-	if (h->kind == RA_HASH_SHA256)
+	if (h->kind == FHASH_SHA256)
 		return EVP_DigestUpdate(h->md, p, n) == 1 ? 0 : -EIO;
 	return 0;
 }
 
-/* 0 when the file's bytes match the library, -EBADMSG (message in sl) when not, -EIO. */
-static int ra_hash_check(struct ra_hash *h, const struct ffile *f, struct ra_slot *sl)
+/* 0 when the file's bytes match the library; -EBADMSG (with the error set) when not; -EIO. */
+static int fhash_check(struct fat32_src *s, const struct ffile *f)
 {
+	struct fhash *h = &s->fh;
 	char hex[FILEHASH_SHA256_HEX];
 	const char *want = NULL, *name = NULL;
 
-	if (h->kind == RA_HASH_XXH128) {
+	if (h->kind == FHASH_XXH128) {
 		XXH128_hash_t x = XXH3_128bits_digest(h->xs);
 		filehash_xxh128_hex(x.high64, x.low64, hex);
 		want = f->xxh128;
 		name = "xxh128";
-	} else if (h->kind == RA_HASH_SHA256) {
+	} else if (h->kind == FHASH_SHA256) {
 		unsigned char d[EVP_MAX_MD_SIZE];
 		unsigned dl = 0;
 		if (EVP_DigestFinal_ex(h->md, d, &dl) != 1 || dl != 32) {
-			ra_set_msg(sl, "%s: SHA-256 failed", f->rel_path);
+			set_error(s, "%s: SHA-256 failed", f->rel_path);
 			return -EIO;
 		}
 		filehash_hex(d, 32, hex);
@@ -671,237 +607,147 @@ static int ra_hash_check(struct ra_hash *h, const struct ffile *f, struct ra_slo
 	} else
 		return 0;
 	if (strcmp(hex, want) != 0) {
-		ra_set_msg(sl, "%s: content changed since the scan: %s mismatch (library %s, file %s)",
-			   f->rel_path, name, want, hex);
+		set_error(s, "%s: content changed since the scan: %s mismatch (library %s, file %s)", f->rel_path,
+			  name, want, hex);
 		return -EBADMSG;
 	}
 	return 0;
 }
 
-static int ra_file(struct fat32_src *s, size_t i, uint64_t seq, struct ra_hash *hs)
+static void close_file(struct fat32_src *s)
+{
+	if (s->cur_fd >= 0)
+		close(s->cur_fd);
+	s->cur_fd = -1;
+	s->cur_file = SIZE_MAX;
+	s->cur_pos = 0;
+}
+
+/* Ask the kernel to start reading the files after i (they are read in index order). */
+static void advise_ahead(struct fat32_src *s, size_t i)
+{
+	uint64_t ahead = 0;
+	size_t k;
+
+	if (s->ra_next <= i)
+		s->ra_next = i + 1;
+	for (k = i + 1; k < s->ra_next; k++)
+		ahead += s->files[k].size;
+	for (; s->ra_next < s->n_files && s->ra_next - i <= READAHEAD_FILES && ahead < READAHEAD_BYTES;
+	     s->ra_next++) {
+		const struct ffile *f = &s->files[s->ra_next];
+		_cleanup_free_ char *path = NULL;
+		if (f->size == 0 || asprintf(&path, "%s/%s", s->root, f->rel_path) < 0)
+			continue;
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		if (fd < 0)
+			continue; /* it fails properly when its turn comes */
+		(void)posix_fadvise(fd, 0, (off_t)MIN(f->size, (uint64_t)READAHEAD_BYTES), POSIX_FADV_WILLNEED);
+		close(fd);
+		ahead += f->size;
+	}
+}
+
+static int open_file(struct fat32_src *s, size_t i)
 {
 	const struct ffile *f = &s->files[i];
 	_cleanup_free_ char *path = NULL;
-	_cleanup_close_ int fd = -1;
-	struct ra_slot *sl;
 	struct stat st;
-	uint64_t off = 0;
-	int err = 0;
 
-	sl = ra_reserve(s, i, seq);
-	if (!sl)
-		return -ECANCELED;
-	if (asprintf(&path, "%s/%s", s->root, f->rel_path) < 0) {
-		err = -ENOMEM;
-		ra_set_msg(sl, "%s: out of memory", f->rel_path);
-		goto fail;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	close_file(s);
+	if (asprintf(&path, "%s/%s", s->root, f->rel_path) < 0)
+		return -ENOMEM;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
-		err = -errno;
-		ra_set_msg(sl, "%s: %s", f->rel_path, strerror(errno));
-		goto fail;
+		int r = -errno;
+		set_error(s, "%s: %s", f->rel_path, strerror(-r));
+		return r;
 	}
-	err = -EBADMSG;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		ra_set_msg(sl, "%s: not a regular file any more", f->rel_path);
-		goto fail;
+		close(fd);
+		set_error(s, "%s: not a regular file any more", f->rel_path);
+		return -EBADMSG;
 	}
 	if ((uint64_t)st.st_size != f->size) {
-		ra_set_msg(sl, "%s: size changed (%llu bytes, expected %llu)", f->rel_path,
-			   (unsigned long long)st.st_size, (unsigned long long)f->size);
-		goto fail;
+		close(fd);
+		set_error(s, "%s: size changed (%llu bytes, expected %llu)", f->rel_path,
+			  (unsigned long long)st.st_size, (unsigned long long)f->size);
+		return -EBADMSG;
 	}
 	if ((int64_t)st.st_mtime != f->mtime) {
-		ra_set_msg(sl, "%s: mtime changed (%lld, expected %lld)", f->rel_path, (long long)st.st_mtime,
-			   (long long)f->mtime);
-		goto fail;
+		close(fd);
+		set_error(s, "%s: mtime changed (%lld, expected %lld)", f->rel_path, (long long)st.st_mtime,
+			  (long long)f->mtime);
+		return -EBADMSG;
 	}
-	err = 0;
+	if (!s->fh.xs)
+		s->fh.xs = XXH3_createState();
+	if (!s->fh.md)
+		s->fh.md = EVP_MD_CTX_new();
+	if (!s->fh.xs || !s->fh.md) {
+		close(fd);
+		return -ENOMEM;
+	}
+	if (fhash_begin(&s->fh, f) < 0) {
+		close(fd);
+		set_error(s, "%s: cannot start the content hash", f->rel_path);
+		return -EIO;
+	}
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if (ra_hash_begin(hs, f) < 0) {
-		err = -EIO;
-		ra_set_msg(sl, "%s: cannot start the content hash", f->rel_path);
-		goto fail;
-	}
-
-	while (off < f->size) {
-		size_t want = (size_t)MIN((uint64_t)RA_CHUNK, f->size - off), got = 0;
-
-		if (off > 0) {
-			sl = ra_reserve(s, i, ++seq);
-			if (!sl)
-				return -ECANCELED;
-		}
-		while (got < want) {
-			ssize_t n = read(fd, sl->data + got, MIN(want - got, (size_t)RA_PIECE));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				err = -errno;
-				ra_set_msg(sl, "%s: read failed at byte %llu: %s", f->rel_path,
-					   (unsigned long long)(off + got), strerror(errno));
-				goto fail;
-			}
-			if (n == 0) {
-				err = -EBADMSG;
-				ra_set_msg(sl, "%s: shorter than %llu bytes (changed while reading)",
-					   f->rel_path, (unsigned long long)f->size);
-				goto fail;
-			}
-			if (ra_hash_update(hs, sl->data + got, (size_t)n) < 0) {
-				err = -EIO;
-				ra_set_msg(sl, "%s: content hash failed", f->rel_path);
-				goto fail;
-			}
-			got += (size_t)n;
-		}
-		sl->off = off;
-		sl->len = want;
-		off += want;
-		if (off == f->size) { /* the verdict travels with the last chunk */
-			err = ra_hash_check(hs, f, sl);
-			if (err < 0)
-				goto fail;
-		}
-		ra_publish(s, sl);
-	}
+	s->cur_fd = fd;
+	s->cur_file = i;
+	s->cur_pos = 0;
+	advise_ahead(s, i);
 	return 0;
-fail:
-	sl->err = err;
-	sl->len = 0;
-	ra_publish(s, sl);
-	return err;
 }
 
-/* Claim the next non-empty file and its first chunk number; false when there is none left,
- * a file failed, or the source is being freed. */
-static bool ra_claim(struct fat32_src *s, size_t *ret_i, uint64_t *ret_seq)
-{
-	bool ok = false;
-
-	pthread_mutex_lock(&s->ra_lock);
-	while (s->ra_next_file < s->n_files && s->files[s->ra_next_file].size == 0)
-		s->ra_next_file++;
-	if (!s->ra_stop && !s->ra_failed && s->ra_next_file < s->n_files) {
-		const struct ffile *f = &s->files[s->ra_next_file];
-		*ret_i = s->ra_next_file++;
-		*ret_seq = s->ra_next_seq;
-		s->ra_next_seq += (f->size + RA_CHUNK - 1) / RA_CHUNK;
-		ok = true;
-	}
-	pthread_mutex_unlock(&s->ra_lock);
-	return ok;
-}
-
-static void ra_mark_failed(struct fat32_src *s)
-{
-	pthread_mutex_lock(&s->ra_lock);
-	s->ra_failed = true;
-	pthread_mutex_unlock(&s->ra_lock);
-}
-
-static void *ra_main(void *userdata)
-{
-	struct fat32_src *s = userdata;
-	struct ra_hash hs = { .md = EVP_MD_CTX_new(), .xs = XXH3_createState() };
-	uint64_t seq;
-	size_t i;
-
-	while (ra_claim(s, &i, &seq)) {
-		if (!hs.md || !hs.xs) {
-			struct ra_slot *sl = ra_reserve(s, i, seq);
-			if (sl) {
-				sl->err = -ENOMEM;
-				ra_publish(s, sl);
-			}
-			ra_mark_failed(s);
-			break;
-		}
-		if (ra_file(s, i, seq, &hs) < 0) {
-			ra_mark_failed(s);
-			break;
-		}
-	}
-	EVP_MD_CTX_free(hs.md);
-	if (hs.xs)
-		XXH3_freeState(hs.xs);
-	return NULL;
-}
-
-static int ra_start(struct fat32_src *s)
-{
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t want = cpus < 2 ? 2 : cpus > RA_MAX_WORKERS ? RA_MAX_WORKERS : (size_t)cpus;
-
-	for (size_t k = 0; k < RA_SLOTS; k++) {
-		s->ra[k].data = malloc(RA_CHUNK);
-		if (!s->ra[k].data)
-			return -ENOMEM;
-	}
-	s->ra_started = true; /* free() joins whatever was started */
-	while (s->n_ra_threads < want && pthread_create(&s->ra_threads[s->n_ra_threads], NULL, ra_main, s) == 0)
-		s->n_ra_threads++;
-	return s->n_ra_threads > 0 ? 0 : -EAGAIN;
-}
-
-/* The head chunk, waiting for the workers. */
-static struct ra_slot *ra_head(struct fat32_src *s)
-{
-	struct ra_slot *sl = &s->ra[s->ra_head % RA_SLOTS];
-
-	pthread_mutex_lock(&s->ra_lock);
-	while (!sl->ready)
-		pthread_cond_wait(&s->ra_can_get, &s->ra_lock);
-	pthread_mutex_unlock(&s->ra_lock);
-	return sl;
-}
-
-static void ra_release(struct fat32_src *s)
-{
-	pthread_mutex_lock(&s->ra_lock);
-	s->ra[s->ra_head % RA_SLOTS].ready = false;
-	s->ra_head++;
-	s->ra_used = 0;
-	pthread_cond_broadcast(&s->ra_can_put);
-	pthread_mutex_unlock(&s->ra_lock);
-}
-
-static int ra_fail(struct fat32_src *s, struct ra_slot *sl)
-{
-	free(s->base.error);
-	s->base.error = sl->msg ? strdup(sl->msg) : NULL;
-	return sl->err;
-}
-
+/* Copy bytes [rel, rel + len) of file i into buf. Files are copied in order, each from its
+ * first byte to its last. */
 static int emit_file(struct fat32_src *s, size_t i, uint8_t *buf, uint64_t rel, uint64_t len)
 {
 	const struct ffile *f = &s->files[i];
-	struct ra_slot *sl;
-	uint64_t copied = 0;
 	int r;
 
-	if (!s->ra_started) {
-		r = ra_start(s);
-		if (r < 0) {
-			set_error(s, "cannot start the content reader: %s", strerror(-r));
-			return r;
-		}
-	}
-	while (copied < len) {
-		sl = ra_head(s);
-		if (sl->err)
-			return ra_fail(s, sl);
-		if (sl->file != i || sl->off + s->ra_used != rel + copied) {
+	if (s->cur_file != i) {
+		if (rel != 0) {
 			set_error(s, "%s: internal error: non-sequential read", f->rel_path);
 			return -EIO;
 		}
-		uint64_t n = MIN(sl->len - s->ra_used, len - copied);
-		memcpy(buf + copied, sl->data + s->ra_used, n);
-		s->ra_used += n;
-		copied += n;
-		if (s->ra_used == sl->len)
-			ra_release(s);
+		r = open_file(s, i);
+		if (r < 0)
+			return r;
+	}
+	if (rel != s->cur_pos) {
+		set_error(s, "%s: internal error: non-sequential read", f->rel_path);
+		return -EIO;
+	}
+	for (uint64_t got = 0; got < len;) {
+		ssize_t n = read(s->cur_fd, buf + got, (size_t)MIN(len - got, (uint64_t)FILE_PIECE));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			set_error(s, "%s: read failed at byte %llu: %s", f->rel_path,
+				  (unsigned long long)(s->cur_pos + got), strerror(-r));
+			return r;
+		}
+		if (n == 0) {
+			set_error(s, "%s: shorter than %llu bytes (changed while reading)", f->rel_path,
+				  (unsigned long long)f->size);
+			return -EBADMSG;
+		}
+		if (fhash_update(&s->fh, buf + got, (size_t)n) < 0) {
+			set_error(s, "%s: content hash failed", f->rel_path);
+			return -EIO;
+		}
+		got += (uint64_t)n;
+	}
+	s->cur_pos += len;
+	if (s->cur_pos == f->size) { /* the verdict */
+		close_file(s);
+		r = fhash_check(s, f);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -975,21 +821,10 @@ static void fat32_free(struct blksrc *b)
 {
 	struct fat32_src *s = (struct fat32_src *)b;
 
-	if (s->ra_started) {
-		pthread_mutex_lock(&s->ra_lock);
-		s->ra_stop = true;
-		pthread_cond_broadcast(&s->ra_can_put);
-		pthread_mutex_unlock(&s->ra_lock);
-		for (size_t k = 0; k < s->n_ra_threads; k++)
-			pthread_join(s->ra_threads[k], NULL);
-	}
-	for (size_t k = 0; k < RA_SLOTS; k++) {
-		free(s->ra[k].data);
-		free(s->ra[k].msg);
-	}
-	pthread_mutex_destroy(&s->ra_lock);
-	pthread_cond_destroy(&s->ra_can_put);
-	pthread_cond_destroy(&s->ra_can_get);
+	close_file(s);
+	EVP_MD_CTX_free(s->fh.md);
+	if (s->fh.xs)
+		XXH3_freeState(s->fh.xs);
 	for (size_t i = 0; i < s->n_files; i++) {
 		free(s->files[i].rel_path);
 		free(s->files[i].dest_path);
@@ -1237,9 +1072,8 @@ int fat32_compose(const struct fat_opts *opts, const struct job_item *items, siz
 	if (!s)
 		return -ENOMEM;
 	s->base.ops = &fat32_ops;
-	pthread_mutex_init(&s->ra_lock, NULL);
-	pthread_cond_init(&s->ra_can_put, NULL);
-	pthread_cond_init(&s->ra_can_get, NULL);
+	s->cur_fd = -1;
+	s->cur_file = SIZE_MAX;
 
 	r = fat_layout_compute(opts->usable_size, &s->L);
 	if (r < 0) {

@@ -21,15 +21,15 @@
  * fatname_map() and unique per folder; short names are derived here (fatname_short_names).
  * Timestamps come from each file's mtime (UTC); a folder's is its newest file's.
  *
- * Content check: read-ahead workers (one per CPU, 2 to 4; started by the first read of file
- * data, joined by free) take the files (content_root/rel_path) in placement order, one whole
- * file each at a time, check each against the item's size and mtime (fstat), read it once
- * in 256 KiB pieces into a ring of 64 buffers and hash each piece while it is in the CPU's cache
- * (XXH3-128 against the library's xxh128; SHA-256 for items that have no xxh128 yet), so that
- * reading and hashing run on several cores and overlap with the caller's writes; reads copy
- * from the ring in placement order. A mismatch fails the read with -EBADMSG and blksrc_error()
- * = "<rel_path>: content changed since the scan: xxh128 mismatch …" / "size changed" / "mtime
- * changed" / "shorter than …"; a vanished file fails with -ENOENT ("<rel_path>: …"). The stage
+ * Content check: the files (content_root/rel_path) are read in placement order by the thread
+ * that calls blksrc_read, straight into its buffer, once each, in 256 KiB reads; each piece is
+ * hashed while it is in the CPU's cache (XXH3-128 against the library's xxh128; SHA-256 for
+ * items that have no xxh128 yet). A file is checked against the item's size and mtime when it
+ * is opened (fstat) and against its hash when its last byte is read; the kernel is asked to
+ * read the next files ahead (posix_fadvise). A mismatch fails the read with -EBADMSG and
+ * blksrc_error() = "<rel_path>: content changed since the scan: xxh128 mismatch …" / "size
+ * changed" / "mtime changed" / "shorter than …"; a vanished file fails with -ENOENT
+ * ("<rel_path>: …"). The stage
  * maps -EBADMSG to CONTENT_CHANGED and -ENOENT to CONTENT_MISSING. Errors are sticky. */
 #pragma once
 
