@@ -1,12 +1,15 @@
 /* The writer and the verifier (stages/writer.c, verify.c, stage_write.c) on regular files and
  * on the faulty device: byte-exact round trips, every write/read fault with its code and exact
  * offset (a stick gone mid-write, and fake capacity — wrap-around and limbo — caught by the
- * read-back at the first bad byte), the held-back head, cancellation, the stall watchdog, resume with exact byte counts,
- * and a proof that verification cannot be satisfied by the page cache (loop device). */
+ * read-back at the first bad byte), the held-back head, cancellation, the stall watchdog (a
+ * stuck write abandoned safely; a stuck write and a stuck sync each failing the writing stage
+ * with WRITE_IO), resume with exact byte counts, and a proof that verification cannot be
+ * satisfied by the page cache (loop device). */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
+#include <time.h>
 
 #include "stages/stage_write.h"
 #include "stages/verify.h"
@@ -483,15 +486,23 @@ static void sd_free(struct dev *d)
 }
 static const struct dev_ops sd_ops = { sd_pread, sd_pwrite, sd_sync, sd_reset, sd_free };
 
+static struct stall_dev *stall_dev_new(uint64_t stall_at)
+{
+	struct stall_dev *s = calloc(1, sizeof(*s));
+	cr_assert(s);
+	s->base = (struct dev){ .ops = &sd_ops, .name = strdup("stall"), .size = 64 * MiB, .block_size = 512 };
+	s->release = eventfd(0, EFD_CLOEXEC);
+	s->freed = eventfd(0, EFD_CLOEXEC);
+	cr_assert(s->base.name && s->release >= 0 && s->freed >= 0);
+	s->stall_at = stall_at;
+	return s;
+}
+
 Test(writer, stall_watchdog_abandons_stuck_write)
 {
 	char *dir = tu_tmpdir("wr");
 	char *img = wt_image(dir, "a.img", 8 * MiB, 10, NULL);
-	struct stall_dev *s = calloc(1, sizeof(*s));
-	s->base = (struct dev){ .ops = &sd_ops, .name = strdup("stall"), .size = 64 * MiB, .block_size = 512 };
-	s->release = eventfd(0, EFD_CLOEXEC);
-	s->freed = eventfd(0, EFD_CLOEXEC);
-	s->stall_at = 4 * MiB;
+	struct stall_dev *s = stall_dev_new(4 * MiB);
 	int release = s->release, freed = s->freed;
 	struct write_opts o = wt_opts();
 	o.stall_timeout = 0.2;
@@ -513,6 +524,137 @@ Test(writer, stall_watchdog_abandons_stuck_write)
 	close(release);
 	close(freed);
 	tu_rmrf(dir);
+}
+
+/* The log rows a stage wrote, for exact counts. */
+struct logcap {
+	unsigned n, n_err;
+	enum uf_code code;  /* of the last error row */
+	char details[256];  /* of the last error row */
+};
+static void cap_log(void *ud, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,
+		    const char *details, const char *message)
+{
+	struct logcap *c = ud;
+	(void)st;
+	(void)category;
+	(void)message;
+	c->n++;
+	if (lvl == LOG_LVL_ERR) {
+		c->n_err++;
+		c->code = code;
+		snprintf(c->details, sizeof(c->details), "%s", details ? details : "");
+	}
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Through the writing stage, write.stall_timeout = 0.3 s: a write that never returns fails the
+ * stage with WRITE_IO at the stuck write's offset, after the watchdog and not after the write. */
+Test(writer, stage_write_stall_is_write_io)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 8 * MiB, 14, NULL);
+	struct stall_dev *s = stall_dev_new(4 * MiB);
+	int release = s->release, freed = s->freed;
+	struct write_opts o = wt_opts();
+	o.stall_timeout = 0.3;
+	struct stage_ctx ctx;
+	struct job_spec job;
+	struct logcap lc = { 0 };
+
+	stage_ctx_for(&ctx, &job, &s->base, &o, img);
+	ctx.sink = (struct stage_sink){ .userdata = &lc, .log = cap_log };
+	double t0 = now_s();
+	cr_assert_eq(stage_writing(&ctx), UFC_WRITE_IO);
+	double took = now_s() - t0;
+	cr_assert_lt(took, 10.0, "the stage waited %.1f s: for the write, not the watchdog", took);
+	cr_assert_eq(ctx.code, UFC_WRITE_IO);
+	cr_assert_eq(ctx.bad_offset, 4 * MiB); /* the write of [4M, 5M) hangs */
+	const struct writer_stats *st = writer_stats(ctx.write_state);
+	cr_assert_eq(st->stalled, true);
+	cr_assert_eq(st->bad_offset, 4 * MiB);
+	cr_assert(strstr(st->error, "write at offset 4194304 did not return within"), "%s", st->error);
+	cr_assert(strstr(ctx.message, "at offset 4194304"), "%s", ctx.message);
+	cr_assert(strstr(ctx.message, "did not return"), "%s", ctx.message);
+	cr_assert_eq(lc.n, 1);
+	cr_assert_eq(lc.n_err, 1);
+	cr_assert_eq(lc.code, UFC_WRITE_IO);
+	char want[64];
+	snprintf(want, sizeof(want), "{\"offset\":4194304,\"errno\":%d}", ETIMEDOUT);
+	cr_assert_str_eq(lc.details, want);
+	stage_ctx_done(&ctx);
+	writer_dev_free(&s->base);
+	uint64_t one = 1;
+	cr_assert_eq(write(release, &one, 8), 8);
+	struct pollfd p = { .fd = freed, .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 10000), 1, "abandoned thread did not free the device");
+	close(release);
+	close(freed);
+	tu_rmrf(dir);
+	free(img);
+	free(dir);
+}
+
+/* The same for a sync (fdatasync) that hangs: the faulty device's every sync takes 5 s, the
+ * watchdog 0.3 s. The writer syncs the body [1M, 8M) before it writes the held-back head, so
+ * the stuck call is that sync, at the end of the data: WRITE_IO at offset 8 MiB, the body on
+ * the target, the head not (the interrupted stick does not look valid). */
+Test(writer, stage_sync_stall_is_write_io)
+{
+	char *dir = tu_tmpdir("wr"), *tpath;
+	uint8_t *data;
+	char *img = wt_image(dir, "a.img", 8 * MiB, 15, &data);
+	struct dev_fault f = { .stall_sync_ms = 5000 };
+	struct dev *d = faulty(dir, 16 * MiB, &f, &tpath);
+	struct write_opts o = wt_opts();
+	o.stall_timeout = 0.3;
+	struct stage_ctx ctx;
+	struct job_spec job;
+	struct logcap lc = { 0 };
+
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	ctx.sink = (struct stage_sink){ .userdata = &lc, .log = cap_log };
+	double t0 = now_s();
+	cr_assert_eq(stage_writing(&ctx), UFC_WRITE_IO);
+	double took = now_s() - t0;
+	/* Read the target while the sync still sleeps (it wakes 5 s after it began). */
+	uint8_t *got = wt_read_file(tpath, 16 * MiB);
+	cr_assert_lt(took, 3.0, "the stage waited %.1f s: for the sync, not the watchdog", took);
+	cr_assert_eq(ctx.code, UFC_WRITE_IO);
+	cr_assert_eq(ctx.bad_offset, 8 * MiB);
+	cr_assert_eq(ctx.bytes_written, 7 * MiB); /* the body; the head is still held back */
+	const struct writer_stats *st = writer_stats(ctx.write_state);
+	cr_assert_eq(st->stalled, true);
+	cr_assert_eq(st->bad_offset, 8 * MiB);
+	cr_assert(strstr(st->error, "sync at offset 8388608 did not return within"), "%s", st->error);
+	cr_assert(strstr(ctx.message, "at offset 8388608"), "%s", ctx.message);
+	cr_assert(strstr(ctx.message, "did not return"), "%s", ctx.message);
+	cr_assert_eq(lc.n, 1);
+	cr_assert_eq(lc.n_err, 1);
+	cr_assert_eq(lc.code, UFC_WRITE_IO);
+	char want[64];
+	snprintf(want, sizeof(want), "{\"offset\":8388608,\"errno\":%d}", ETIMEDOUT);
+	cr_assert_str_eq(lc.details, want);
+	for (size_t i = 0; i < MiB; i++)
+		cr_assert_eq(got[i], 0, "head byte %zu written before the stalled sync returned", i);
+	cr_assert(memcmp(got + MiB, data + MiB, 7 * MiB) == 0);
+	for (size_t i = 8 * MiB; i < 16 * MiB; i++)
+		cr_assert_eq(got[i], 0, "byte %zu", i);
+	free(got);
+	free(data);
+	stage_ctx_done(&ctx);
+	/* The sync is still sleeping inside d: freeing is handed to the abandoned thread. */
+	writer_dev_free(d);
+	tu_rmrf(dir);
+	free(tpath);
+	free(img);
+	free(dir);
 }
 
 /* ---- the page cache cannot satisfy verification ----------------------------------------------

@@ -100,6 +100,9 @@ struct dev_fault {
 	                          *    silently (the data past it is lost, success returned) */
 	uint64_t gone_after;     /* 0: never. After this many bytes written, every op is -ENODEV */
 	uint64_t report_size;    /* 0: inner size. Otherwise the size the device claims */
+	unsigned stall_sync_ms;  /* 0: never. Every sync blocks this many milliseconds before it
+	                          *    syncs (a stick whose cache flush hangs; for the stall
+	                          *    watchdog: set it well above write.stall_timeout) */
 };
 /* Wrap inner (ownership taken, also on failure) with the faults described. Offsets in the
  * spec use 0 to mean "off"; to fault at offset 0 use the faulty device with fail_*_at = 1

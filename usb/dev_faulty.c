@@ -1,14 +1,15 @@
 /* The faulty device: wraps another device of the table and misbehaves exactly as described by
  * struct dev_fault (usb/dev.h), the way fake or failing sticks do: addresses wrapping around a
  * smaller real capacity, writes vanishing past it, I/O errors at an offset, a flipped bit on
- * read, a silently short write, a stick that disappears. Owns the inner device. Used by tests
- * of the stages and the worker; never by the product on a real target. */
+ * read, a silently short write, a sync that hangs, a stick that disappears. Owns the inner
+ * device. Used by tests of the stages and the worker; never by the product on a real target. */
 #include "usb/dev.h"
 #include "usb/dev_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/macro.h"
 
@@ -168,7 +169,17 @@ static int faulty_pread(struct dev *base, void *buf, size_t len, uint64_t off)
 static int faulty_sync(struct dev *base)
 {
 	struct dev_faulty *f = (struct dev_faulty *)base;
-	return f->gone ? -ENODEV : dev_sync(f->inner);
+
+	if (f->gone)
+		return -ENODEV;
+	if (f->spec.stall_sync_ms) {
+		/* One timed sleep, not a poll: the caller's watchdog is what is under test. */
+		struct timespec ts = { .tv_sec = f->spec.stall_sync_ms / 1000,
+				       .tv_nsec = (long)(f->spec.stall_sync_ms % 1000) * 1000000L };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return dev_sync(f->inner);
 }
 
 static int faulty_reset(struct dev *base)
