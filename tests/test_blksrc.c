@@ -1,7 +1,8 @@
 /* Block sources (stages/blksrc.c, src_*.c): raw, .zst (with and without a recorded size),
  * .xz and .gz images decode to the exact bytes and size, written through the writer they
  * round-trip byte for byte; corrupt/truncated images fail with a message; bmap files (hand
- * written, and by bmaptool) restrict the extents to the mapped ranges. */
+ * written, and by bmaptool) restrict the extents to the mapped ranges, also beside a .zst,
+ * .xz or .gz image under bmaptool's naming (disk.img.zst + disk.img.bmap). */
 #include <errno.h>
 #include <stdio.h>
 
@@ -176,13 +177,16 @@ Test(blksrc, bmap_parse_ranges)
 	free(err);
 }
 
-static void bmap_roundtrip(bool use_bmaptool)
+/* A sparse 16 MiB image dir/sp.img with data at [1M,1M+12K) , [5M, 7M) and the last 5000
+ * bytes; returns its path and its bytes (holes zero) in *ret_data. */
+#define SP_LEN ((size_t)16 * MiB)
+#define SP_MAPPED ((uint64_t)12288 + 2 * MiB + 8192) /* last range: blocks 4094..4095 */
+static char *sparse_image(const char *dir, uint8_t **ret_data)
 {
-	char *dir = tu_tmpdir("src");
-	/* A sparse 16 MiB image with data at [1M,1M+12K) , [5M, 7M) and the last 5000 bytes. */
-	size_t len = 16 * MiB;
+	size_t len = SP_LEN;
 	char *p = tu_path(dir, "sp.img");
 	uint8_t *data = calloc(1, len);
+	cr_assert(data);
 	tu_fill_pattern(data + MiB, 12288, 1);
 	tu_fill_pattern(data + 5 * MiB, 2 * MiB, 2);
 	tu_fill_pattern(data + len - 5000, 5000, 3);
@@ -192,7 +196,22 @@ static void bmap_roundtrip(bool use_bmaptool)
 	cr_assert_eq(pwrite(fd, data + 5 * MiB, 2 * MiB, 5 * MiB), 2 * MiB);
 	cr_assert_eq(pwrite(fd, data + len - 5000, 5000, (off_t)(len - 5000)), 5000);
 	close(fd);
-	uint64_t expect_mapped = 12288 + 2 * MiB + 8192; /* last range: blocks 4094..4095 */
+	*ret_data = data;
+	return p;
+}
+
+static bool sp_is_mapped(size_t i)
+{
+	return (i >= MiB && i < MiB + 12288) || (i >= 5 * MiB && i < 7 * MiB) || i >= SP_LEN - 8192;
+}
+
+static void bmap_roundtrip(bool use_bmaptool)
+{
+	char *dir = tu_tmpdir("src");
+	size_t len = SP_LEN;
+	uint8_t *data;
+	char *p = sparse_image(dir, &data);
+	uint64_t expect_mapped = SP_MAPPED;
 	if (use_bmaptool) {
 		run("bmaptool -q create -o @/sp.img.bmap @/sp.img", dir);
 	} else {
@@ -231,10 +250,8 @@ static void bmap_roundtrip(bool use_bmaptool)
 	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
 	cr_assert_eq(vr.bytes_read, len);
 	uint8_t *on = wt_read_file(tpath, len);
-	for (size_t i = 0; i < len; i++) {
-		bool mapped = (i >= MiB && i < MiB + 12288) || (i >= 5 * MiB && i < 7 * MiB) || i >= len - 8192;
-		cr_assert_eq(on[i], mapped ? data[i] : 0xaa, "byte %zu", i);
-	}
+	for (size_t i = 0; i < len; i++)
+		cr_assert_eq(on[i], sp_is_mapped(i) ? data[i] : 0xaa, "byte %zu", i);
 	free(on);
 	free(aa);
 	writer_free(w);
@@ -247,3 +264,77 @@ static void bmap_roundtrip(bool use_bmaptool)
 
 Test(blksrc, bmap_handwritten) { bmap_roundtrip(false); }
 Test(blksrc, bmap_from_bmaptool) { bmap_roundtrip(true); }
+
+/* A compressed image whose bmap is named after the uncompressed image (bmaptool's naming:
+ * sp.img.zst beside sp.img.bmap; the raw sp.img is gone): the source yields exactly the three
+ * mapped ranges, the writer writes only them onto a target full of 0xAA (the holes keep it),
+ * and both read-backs (the writer's hashes, the compressed source decoded again) pass. */
+static void bmap_compressed(const char *name, const char *compress)
+{
+	char *dir = tu_tmpdir("src");
+	size_t len = SP_LEN;
+	uint8_t *data;
+	free(sparse_image(dir, &data));
+	run("bmaptool -q create -o @/sp.img.bmap @/sp.img", dir);
+	run(compress, dir);
+	char *raw = tu_path(dir, "sp.img"), *p = tu_path(dir, name);
+	cr_assert_eq(access(raw, F_OK), -1, "%s must not be there", raw);
+
+	struct blksrc *s = NULL;
+	char *err = NULL;
+	cr_assert_eq(blksrc_open_image(p, &s, &err), 0, "%s: %s", name, err);
+	cr_assert_eq(s->size, len);
+	cr_assert_eq(s->mapped, SP_MAPPED);
+
+	char *tpath;
+	struct dev *d = wt_target(dir, "t.bin", len, &tpath);
+	uint8_t *aa = malloc(len);
+	memset(aa, 0xaa, len);
+	tu_write_file(tpath, aa, len);
+	struct write_opts o = wt_opts();
+	struct writer *w;
+	cr_assert_eq(writer_new(d, s, &o, NULL, &w), 0);
+	cr_assert_eq(writer_run(w, NULL, NULL), 0);
+	cr_assert_eq(writer_stats(w)->bytes_written, SP_MAPPED);
+	size_t ne;
+	const struct wextent *ext = writer_extents(w, &ne);
+	cr_assert_eq(ne, 3);
+	cr_assert_eq(ext[0].off, MiB);
+	cr_assert_eq(ext[0].len, 12288);
+	cr_assert_eq(ext[1].off, 5 * MiB);
+	cr_assert_eq(ext[1].len, 2 * MiB);
+	cr_assert_eq(ext[2].off, len - 8192);
+	cr_assert_eq(ext[2].len, 8192);
+
+	struct verify_opts vo = { .buffer_size = MiB, .queue_depth = 3, .stall_timeout = 60 };
+	struct verify_result vr;
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+	cr_assert_eq(vr.bytes_read, SP_MAPPED);
+	vo.full = true;
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+	cr_assert_eq(vr.bytes_read, len);
+	blksrc_free(s);
+	cr_assert_eq(blksrc_open_image(p, &s, NULL), 0);
+	vo.full = false;
+	cr_assert_eq(verify_source(d, s, &vo, NULL, &vr), 0);
+	cr_assert_eq(vr.bytes_read, SP_MAPPED);
+
+	uint8_t *on = wt_read_file(tpath, len);
+	for (size_t i = 0; i < len; i++)
+		cr_assert_eq(on[i], sp_is_mapped(i) ? data[i] : 0xaa, "byte %zu", i);
+	free(on);
+	free(aa);
+	writer_free(w);
+	blksrc_free(s);
+	dev_free(d);
+	free(tpath);
+	free(data);
+	free(raw);
+	free(p);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+Test(blksrc, bmap_beside_zstd) { bmap_compressed("sp.img.zst", "zstd -q -3 --rm @/sp.img -o @/sp.img.zst"); }
+Test(blksrc, bmap_beside_xz) { bmap_compressed("sp.img.xz", "xz -q -1 @/sp.img"); }
+Test(blksrc, bmap_beside_gzip) { bmap_compressed("sp.img.gz", "gzip -q -1 @/sp.img"); }
