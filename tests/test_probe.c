@@ -1,8 +1,10 @@
 /* The fake-capacity probe (stages/probe.c, stage_probe_device): genuine targets are called
  * genuine and left byte-for-byte as they were; wrap-around fakes (large and small real
  * sizes, not powers of two) and limbo fakes (0x00 and 0xff fill) are classified and their
- * real size named to the byte; the stage maps a fake to DEVICE_FAKE_CAPACITY. */
+ * real size named to the byte; the stage maps every kind of fake (wrap-around, limbo, short)
+ * to DEVICE_FAKE_CAPACITY at the first byte that is not real. */
 #include <errno.h>
+#include <stdio.h>
 
 #include "stages/probe.h"
 #include "stages/stage_write.h"
@@ -108,21 +110,74 @@ Test(probe, short_stick_fails_beyond_its_real_size)
 	cr_assert_eq(pr.reported_size, 64 * MiB);
 }
 
-Test(probe, stage_maps_fake_to_code)
+/* The validation stage on a fake: DEVICE_FAKE_CAPACITY, usable size and bad offset = the real
+ * size, the verdict named in the message, exactly one error log row carrying the code. */
+struct logcap {
+	unsigned n_err;
+	enum uf_code code;
+};
+static void cap_log(void *ud, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,
+		    const char *details, const char *message)
+{
+	struct logcap *c = ud;
+	(void)st;
+	(void)category;
+	(void)details;
+	(void)message;
+	if (lvl == LOG_LVL_ERR) {
+		c->n_err++;
+		c->code = code;
+	}
+}
+
+static void stage_fake_case(const struct dev_fault *f, const char *verdict)
 {
 	char *dir = tu_tmpdir("pr");
 	struct dev *inner = wt_target(dir, "t.bin", 64 * MiB, NULL), *d = NULL;
-	struct dev_fault f = { .real_size = 48 * MiB + 4096, .wrap = true };
-	cr_assert_eq(dev_new_faulty(inner, &f, &d), 0);
+	cr_assert_eq(dev_new_faulty(inner, f, &d), 0);
 	struct write_opts o = wt_opts();
 	struct job_spec job = { 0 };
-	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o };
+	struct logcap lc = { 0 };
+	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o,
+				 .sink = { .userdata = &lc, .log = cap_log } };
 	cr_assert_eq(stage_probe_device(&ctx), UFC_DEVICE_FAKE_CAPACITY);
-	cr_assert_eq(ctx.usable_size, 48 * MiB + 4096);
-	cr_assert_eq(ctx.bad_offset, 48 * MiB + 4096);
+	cr_assert_eq(ctx.code, UFC_DEVICE_FAKE_CAPACITY);
+	cr_assert_eq(ctx.usable_size, f->real_size);
+	cr_assert_eq(ctx.bad_offset, f->real_size);
+	char *want = NULL;
+	cr_assert(asprintf(&want, "is fake (%s)", verdict) > 0);
+	cr_assert(strstr(ctx.message, want), "%s", ctx.message);
+	free(want);
+	cr_assert_eq(lc.n_err, 1);
+	cr_assert_eq(lc.code, UFC_DEVICE_FAKE_CAPACITY);
 	stage_ctx_done(&ctx);
 	dev_free(d);
 	tu_rmrf(dir);
+	free(dir);
+}
+
+Test(probe, stage_maps_fake_to_code)
+{
+	struct dev_fault f = { .real_size = 48 * MiB + 4096, .wrap = true };
+	stage_fake_case(&f, "wraparound");
+}
+
+Test(probe, stage_maps_limbo_fake_to_code)
+{
+	struct dev_fault f = { .real_size = 40 * MiB + 20 * 4096, .limbo_fill = 0x00 };
+	stage_fake_case(&f, "limbo");
+}
+
+Test(probe, stage_maps_limbo_ff_fake_to_code)
+{
+	struct dev_fault f = { .real_size = 16 * MiB, .limbo_fill = 0xff };
+	stage_fake_case(&f, "limbo");
+}
+
+Test(probe, stage_maps_short_fake_to_code)
+{
+	struct dev_fault f = { .real_size = 24 * MiB + 7 * 4096, .short_eio = true };
+	stage_fake_case(&f, "short");
 }
 
 Test(probe, stage_genuine_sets_usable)
