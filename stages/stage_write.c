@@ -204,6 +204,14 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 		w_checkpoint(ctx, NULL);
 		return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s", st->error ? st->error : "resume state stale");
 	}
+	if (r == -ETIMEDOUT && st->error) {
+		/* the watchdog: say which call stalled ("sync at offset N did not return within S s") */
+		ctx->bad_offset = st->bad_offset;
+		snprintf(details, sizeof(details), "{\"offset\":%llu,\"errno\":%d}", (unsigned long long)st->bad_offset,
+			 ETIMEDOUT);
+		slog(ctx, LOG_LVL_ERR, STAGE_WRITING, UFC_WRITE_IO, details, "%s", st->error);
+		return stage_fail(ctx, UFC_WRITE_IO, "%s: %s", dev_name(ctx->dev), st->error);
+	}
 	return fail_io(ctx, STAGE_WRITING, r, st->bad_offset, "write");
 }
 

@@ -396,7 +396,13 @@ static void *writer_thread(void *arg)
 		goto fail;
 	pthread_mutex_lock(&q->lock);
 	q->synced = MAX(last_end, CHUNK_HEAD);
+	bool abandoned = q->stop; /* the watchdog gave up on that sync: the job has failed */
 	pthread_mutex_unlock(&q->lock);
+	if (abandoned) {
+		/* Never complete a stick whose attempt has ended: it would look valid. */
+		r = -ECANCELED;
+		goto fail;
+	}
 	for (size_t i = 0; i < t->n_hext; i++) {
 		r = write_exact(t, (char *)t->head + t->hext[i].off, (size_t)t->hext[i].len, t->hext[i].off, &bad);
 		if (r < 0)
@@ -640,7 +646,7 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 	} else if (r == -ETIMEDOUT) {
 		w->st.stalled = true;
 		w->st.bad_offset = q->op_off;
-		set_error(w, "%s at offset %llu did not return within %.0f s", q->op_what ? q->op_what : "I/O",
+		set_error(w, "%s at offset %llu did not return within %g s", q->op_what ? q->op_what : "I/O",
 			  (unsigned long long)q->op_off, w->opts->stall_timeout);
 	}
 	pthread_mutex_lock(&q->lock);
