@@ -1,7 +1,8 @@
 /* Bench driver for bench/fat_compose_bench (built as uf_fat_bench from tests/fat.cmake; not a
  * product binary). It runs the product's content path, the same code the daemon runs for a
  * content order: selection (select_content), the FAT32 composer (fat32_compose, which reads
- * every file and checks its SHA-256) and the pipelined O_DIRECT writer (writer_new/writer_run,
+ * every file and checks its XXH3-128, or SHA-256 with a sha256sum manifest) and the pipelined
+ * O_DIRECT writer (writer_new/writer_run,
  * write options from the usbforge config: buffer_size, queue_depth, stall_timeout), no verify.
  *
  *   uf_fat_bench compose ROOT MANIFEST TARGET [CONF]
