@@ -151,6 +151,13 @@ enum uf_code stage_selection_content(struct stage_ctx *ctx)
 		const char *m = err ? err : strerror(-r);
 		switch (r) {
 		case -ENOSPC:
+			/* A retry reuses the content chosen on the first stick: when this stick is
+			 * smaller and that content does not fit, the stick is too small for the job
+			 * (it goes back to the queue for a larger one, no attempt spent), the order is
+			 * not at fault. */
+			if (job->items_reused)
+				return stage_fail(ctx, UFC_DEVICE_TOO_SMALL,
+						  "the content chosen for this job on an earlier attempt does not fit this stick: %s", m);
 			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "%s", m);
 		case -ERANGE:
 			return stage_fail(ctx, UFC_DEVICE_TOO_SMALL, "%s", m);

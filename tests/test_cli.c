@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -289,6 +290,83 @@ Test(cli, monitoring_commands)
 	claimed_job_free(a);
 	claimed_job_free(b);
 	(void)idb;
+}
+
+static void put(const char *root, const char *rel, const char *text)
+{
+	char *p = tu_path(root, rel);
+	char *slash = strrchr(p, '/');
+	*slash = 0;
+	mkdir(p, 0755);
+	*slash = '/';
+	tu_write_file(p, text, strlen(text));
+	free(p);
+}
+
+/* content scan / content list [--category C], and job show's items of a content order. */
+Test(cli, content_commands_and_job_items)
+{
+	char *root = tu_path(dir, "content");
+	cr_assert_eq(mkdir(root, 0755), 0);
+	put(root, "Salsa/Uno.mp3", "uno");
+	put(root, "Salsa/Dos.mp3", "dos!");
+	put(root, "Reggaetón/Tres canción.mp3", "tres");
+	struct run r = RUN("--config", cfg, "--json", "content", "scan", root);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = json_loads(r.out, 0, NULL);
+	cr_assert_eq(json_integer_value(json_object_get(j, "added")), 3, "%s", r.out);
+	json_decref(j);
+	done(&r);
+	r = RUN("--config", cfg, "--json", "content", "list");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = json_loads(r.out, 0, NULL);
+	cr_assert_eq(json_array_size(j), 3, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "category")), "Reggaetón");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "title")), "Tres canción");
+	json_decref(j);
+	done(&r);
+	r = RUN("--config", cfg, "--json", "content", "list", "--category", "Salsa");
+	j = json_loads(r.out, 0, NULL);
+	cr_assert_eq(json_array_size(j), 2, "%s", r.out);
+	json_decref(j);
+	done(&r);
+	r = RUN("--config", cfg, "content", "list", "--category", "Cumbia");
+	cr_assert_eq(r.status, 0, "an empty category is an empty list, not an error");
+	done(&r);
+
+	r = RUN("--config", cfg, "order", "add", "C-1", "--capacity", "1G", "--category", "Salsa", "--category", "Reggaetón");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	r = RUN("--config", cfg, "order", "add", "C-2", "--capacity", "1G", "--category", "Cumbia");
+	cr_assert_eq(r.status, 1, "a category with no content is refused at order time");
+	cr_assert(strstr(r.err, "Cumbia"), "%s", r.err);
+	done(&r);
+	r = RUN("--config", cfg, "--json", "order", "confirm", "C-1");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = json_loads(r.out, 0, NULL);
+	json_int_t id = json_integer_value(json_object_get(json_array_get(json_object_get(j, "jobs"), 0), "id"));
+	json_decref(j);
+	done(&r);
+	/* what the selection stage records */
+	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+				       " SELECT ?, ROW_NUMBER() OVER (ORDER BY rel_path) - 1, id, size_bytes, rel_path FROM content_items",
+			     DB_I64(id), DB_END), 0, "%s", db_error(db));
+	char ids[32];
+	snprintf(ids, sizeof(ids), "%lld", (long long)id);
+	r = RUN("--config", cfg, "--json", "job", "show", ids);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = json_loads(r.out, 0, NULL);
+	json_t *items = json_object_get(j, "items");
+	cr_assert_eq(json_array_size(items), 3, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "dest_path")), "Reggaetón/Tres canción.mp3");
+	cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 2), "size_bytes")), 3);
+	json_decref(j);
+	done(&r);
+	r = RUN("--config", cfg, "job", "show", ids);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "Salsa/Uno.mp3") && strstr(r.out, "Reggaetón/Tres canción.mp3"), "%s", r.out);
+	done(&r);
+	free(root);
 }
 
 Test(cli, config_and_usage_errors)

@@ -611,6 +611,43 @@ Test(stage, reused_items_are_kept)
 	fixture_done(&f);
 }
 
+/* A retry reuses the first attempt's choice; on a smaller stick that choice may not fit: the
+ * stick is too small for the job (bad-stick class: requeued, no attempt spent), not the order's
+ * content too large (which would fail the order for good). */
+Test(stage, reused_choice_on_a_smaller_stick_is_device_too_small)
+{
+	struct stage_fixture f;
+	fixture_init(&f);
+	char *big = tu_path(f.root, "Salsa/big.bin");
+	int fd = open(big, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+	cr_assert(fd >= 0);
+	cr_assert_eq(ftruncate(fd, 48 * MiB), 0);
+	close(fd);
+	struct stat st;
+	cr_assert_eq(stat(big, &st), 0);
+	struct job_item *it = calloc(1, sizeof(*it));
+	cr_assert(it);
+	*it = (struct job_item){ .content_item_id = 9, .size = 48 * MiB, .mtime = (int64_t)st.st_mtime,
+				 .dest_path = strdup("Salsa/big.bin"), .rel_path = strdup("Salsa/big.bin") };
+	ft_hash_file(big, it->sha256, it->xxh128);
+	f.job.items = it;
+	f.job.n_items = 1;
+	f.job.items_reused = true; /* chosen on a 64 MiB stick */
+	f.ctx.usable_size = 40 * MiB;
+	cr_assert_eq(stage_selection_content(&f.ctx), UFC_DEVICE_TOO_SMALL);
+	cr_assert(strstr(f.ctx.message, "the content chosen for this job on an earlier attempt does not fit this stick"),
+		  "%s", f.ctx.message);
+	cr_assert_eq(uf_code_class(UFC_DEVICE_TOO_SMALL), UFC_CLASS_BAD_STICK);
+	/* on a stick as large as the first one it is written as chosen */
+	free(f.ctx.message);
+	f.ctx.message = NULL;
+	f.ctx.usable_size = 64 * MiB;
+	cr_assert_eq(stage_selection_content(&f.ctx), UFC_NONE, "%s", f.ctx.message ?: "");
+	cr_assert_eq(f.job.n_items, 1);
+	free(big);
+	fixture_done(&f);
+}
+
 Test(stage, missing_changed_and_bad_hash)
 {
 	struct stage_fixture f;
