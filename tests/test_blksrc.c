@@ -205,6 +205,43 @@ static bool sp_is_mapped(size_t i)
 	return (i >= MiB && i < MiB + 12288) || (i >= 5 * MiB && i < 7 * MiB) || i >= SP_LEN - 8192;
 }
 
+/* Write s onto a target of len bytes full of 0xAA (the holes must keep it), check the bytes
+ * written, and read it back through the writer's hashes: the written ranges only
+ * (expect_written bytes read), then the whole device (len). */
+static struct writer *write_over_aa(const char *dir, struct blksrc *s, size_t len, uint64_t expect_written,
+				    struct dev **ret_d, char **ret_tpath)
+{
+	struct dev *d = wt_target(dir, "t.bin", len, ret_tpath);
+	uint8_t *aa = malloc(len);
+	cr_assert(aa);
+	memset(aa, 0xaa, len);
+	tu_write_file(*ret_tpath, aa, len);
+	free(aa);
+	struct write_opts o = wt_opts();
+	struct writer *w;
+	cr_assert_eq(writer_new(d, s, &o, NULL, &w), 0);
+	cr_assert_eq(writer_run(w, NULL, NULL), 0);
+	cr_assert_eq(writer_stats(w)->bytes_written, expect_written);
+	struct verify_opts vo = { .buffer_size = MiB, .queue_depth = 3, .stall_timeout = 60 };
+	struct verify_result vr;
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+	cr_assert_eq(vr.bytes_read, expect_written);
+	vo.full = true;
+	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+	cr_assert_eq(vr.bytes_read, len);
+	*ret_d = d;
+	return w;
+}
+
+/* The target holds the image in its mapped ranges and 0xAA everywhere else. */
+static void assert_sparse_on_target(const char *tpath, const uint8_t *data, size_t len)
+{
+	uint8_t *on = wt_read_file(tpath, len);
+	for (size_t i = 0; i < len; i++)
+		cr_assert_eq(on[i], sp_is_mapped(i) ? data[i] : 0xaa, "byte %zu", i);
+	free(on);
+}
+
 static void bmap_roundtrip(bool use_bmaptool)
 {
 	char *dir = tu_tmpdir("src");
@@ -231,29 +268,10 @@ static void bmap_roundtrip(bool use_bmaptool)
 	cr_assert_eq(s->size, len);
 	cr_assert_eq(s->mapped, expect_mapped);
 
-	/* Write onto a target full of 0xAA: holes must keep it, data must land. */
 	char *tpath;
-	struct dev *d = wt_target(dir, "t.bin", len, &tpath);
-	uint8_t *aa = malloc(len);
-	memset(aa, 0xaa, len);
-	tu_write_file(tpath, aa, len);
-	struct write_opts o = wt_opts();
-	struct writer *w;
-	cr_assert_eq(writer_new(d, s, &o, NULL, &w), 0);
-	cr_assert_eq(writer_run(w, NULL, NULL), 0);
-	cr_assert_eq(writer_stats(w)->bytes_written, expect_mapped);
-	struct verify_opts vo = { .buffer_size = MiB, .queue_depth = 3, .stall_timeout = 60 };
-	struct verify_result vr;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
-	cr_assert_eq(vr.bytes_read, expect_mapped);
-	vo.full = true;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
-	cr_assert_eq(vr.bytes_read, len);
-	uint8_t *on = wt_read_file(tpath, len);
-	for (size_t i = 0; i < len; i++)
-		cr_assert_eq(on[i], sp_is_mapped(i) ? data[i] : 0xaa, "byte %zu", i);
-	free(on);
-	free(aa);
+	struct dev *d;
+	struct writer *w = write_over_aa(dir, s, len, expect_mapped, &d, &tpath);
+	assert_sparse_on_target(tpath, data, len);
 	writer_free(w);
 	blksrc_free(s);
 	dev_free(d);
@@ -287,15 +305,8 @@ static void bmap_compressed(const char *name, const char *compress)
 	cr_assert_eq(s->mapped, SP_MAPPED);
 
 	char *tpath;
-	struct dev *d = wt_target(dir, "t.bin", len, &tpath);
-	uint8_t *aa = malloc(len);
-	memset(aa, 0xaa, len);
-	tu_write_file(tpath, aa, len);
-	struct write_opts o = wt_opts();
-	struct writer *w;
-	cr_assert_eq(writer_new(d, s, &o, NULL, &w), 0);
-	cr_assert_eq(writer_run(w, NULL, NULL), 0);
-	cr_assert_eq(writer_stats(w)->bytes_written, SP_MAPPED);
+	struct dev *d;
+	struct writer *w = write_over_aa(dir, s, len, SP_MAPPED, &d, &tpath);
 	size_t ne;
 	const struct wextent *ext = writer_extents(w, &ne);
 	cr_assert_eq(ne, 3);
@@ -306,24 +317,13 @@ static void bmap_compressed(const char *name, const char *compress)
 	cr_assert_eq(ext[2].off, len - 8192);
 	cr_assert_eq(ext[2].len, 8192);
 
-	struct verify_opts vo = { .buffer_size = MiB, .queue_depth = 3, .stall_timeout = 60 };
-	struct verify_result vr;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
-	cr_assert_eq(vr.bytes_read, SP_MAPPED);
-	vo.full = true;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
-	cr_assert_eq(vr.bytes_read, len);
 	blksrc_free(s);
 	cr_assert_eq(blksrc_open_image(p, &s, NULL), 0);
-	vo.full = false;
+	struct verify_opts vo = { .buffer_size = MiB, .queue_depth = 3, .stall_timeout = 60 };
+	struct verify_result vr;
 	cr_assert_eq(verify_source(d, s, &vo, NULL, &vr), 0);
 	cr_assert_eq(vr.bytes_read, SP_MAPPED);
-
-	uint8_t *on = wt_read_file(tpath, len);
-	for (size_t i = 0; i < len; i++)
-		cr_assert_eq(on[i], sp_is_mapped(i) ? data[i] : 0xaa, "byte %zu", i);
-	free(on);
-	free(aa);
+	assert_sparse_on_target(tpath, data, len);
 	writer_free(w);
 	blksrc_free(s);
 	dev_free(d);

@@ -198,16 +198,9 @@ static int count_char(const char *s, char c)
 /* events (paged past 1000), job logs (--json, --follow --json), job watch, stuck check. */
 Test(cli, monitoring_commands)
 {
-	struct order_new o = { .number = "M-1", .capacity_bytes = 1 << 20, .quantity = 2, .image_path = "/dev/null" };
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0);
-	json_t *cj = NULL;
-	cr_assert_eq(order_confirm(db, "M-1", NULL, 4, "t", &cj), 0);
-	json_decref(cj);
-	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
-	struct claimed_job *a = NULL, *b = NULL;
-	cr_assert_eq(job_claim(db, &q, &a), 0);
-	cr_assert_eq(job_claim(db, &q, &b), 0);
+	tdb_order_confirmed(db, "M-1", 2);
+	struct claimed_job *a = tdb_claim(db, "w1", NULL);
+	struct claimed_job *b = tdb_claim(db, "w1", NULL);
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(job_log(db, a->id, 1, "info", "writing", "progress", "writing 10%", NULL, NULL), 0);
 	struct job_log_row row = { .attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done" };

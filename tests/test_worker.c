@@ -376,12 +376,7 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
  * the start, and says so. */
 Test(worker, resume_state_of_another_stick_is_not_used)
 {
-	struct order_new o = { .number = "RS", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0);
-	json_t *r = NULL;
-	cr_assert_eq(order_confirm(db, "RS", NULL, 4, "t", &r), 0);
-	json_decref(r);
+	tdb_order_confirmed(db, "RS", 1);
 	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_serial = "SER-A",
 			       .device_bytes = 1 << 30 };
 	struct claimed_job *j = NULL;
@@ -424,15 +419,8 @@ static void *reaper_main(void *p)
 
 Test(worker, finish_racing_the_reaper_stays_done)
 {
-	struct order_new o = { .number = "RACE", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0);
-	json_t *r = NULL;
-	cr_assert_eq(order_confirm(db, "RACE", NULL, 4, "t", &r), 0);
-	json_decref(r);
-	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
-	struct claimed_job *j = NULL;
-	cr_assert_eq(job_claim(db, &q, &j), 0);
+	tdb_order_confirmed(db, "RACE", 1);
+	struct claimed_job *j = tdb_claim(db, "w1", NULL);
 	/* the worker's heartbeat looks stale… */
 	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
 			     " heartbeat_at = NOW(6) - INTERVAL 10 SECOND WHERE id = ?",
@@ -469,15 +457,8 @@ Test(worker, finish_racing_the_reaper_stays_done)
 
 Test(worker, reaped_job_cannot_be_finished_by_its_old_worker)
 {
-	struct order_new o = { .number = "OLD", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0);
-	json_t *r = NULL;
-	cr_assert_eq(order_confirm(db, "OLD", NULL, 4, "t", &r), 0);
-	json_decref(r);
-	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
-	struct claimed_job *j = NULL;
-	cr_assert_eq(job_claim(db, &q, &j), 0);
+	tdb_order_confirmed(db, "OLD", 1);
+	struct claimed_job *j = tdb_claim(db, "w1", NULL);
 	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
 			     " heartbeat_at = NOW(6) - INTERVAL 10 SECOND", DB_END), 0);
 	struct reap_stats rs;
@@ -495,15 +476,8 @@ Test(worker, reaped_job_cannot_be_finished_by_its_old_worker)
 
 Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
 {
-	struct order_new o = { .number = "CR", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0);
-	json_t *r = NULL;
-	cr_assert_eq(order_confirm(db, "CR", NULL, 4, "t", &r), 0);
-	json_decref(r);
-	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
-	struct claimed_job *j = NULL;
-	cr_assert_eq(job_claim(db, &q, &j), 0);
+	tdb_order_confirmed(db, "CR", 1);
+	struct claimed_job *j = tdb_claim(db, "w1", NULL);
 	const char *st = NULL;
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
 	cr_assert_str_eq(st, "cancel_requested");
@@ -527,15 +501,8 @@ Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
 
 Test(worker, cancel_that_comes_after_the_end_leaves_it_done)
 {
-	struct order_new o = { .number = "CD", .capacity_bytes = 1 << 20, .quantity = 1, .image_path = "/dev/null" };
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0);
-	json_t *r = NULL;
-	cr_assert_eq(order_confirm(db, "CD", NULL, 4, "t", &r), 0);
-	json_decref(r);
-	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
-	struct claimed_job *j = NULL;
-	cr_assert_eq(job_claim(db, &q, &j), 0);
+	tdb_order_confirmed(db, "CD", 1);
+	struct claimed_job *j = tdb_claim(db, "w1", NULL);
 	/* the operator asks while the worker is on its last chunk; the worker finishes first */
 	const char *st = NULL;
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
@@ -551,12 +518,7 @@ Test(worker, cancel_that_comes_after_the_end_leaves_it_done)
 
 Test(worker, queued_too_long_is_reported_once_from_its_last_requeue)
 {
-	struct order_new o = { .number = "SQ", .capacity_bytes = 1 << 20, .quantity = 2, .image_path = "/dev/null" };
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0);
-	json_t *r = NULL;
-	cr_assert_eq(order_confirm(db, "SQ", NULL, 4, "t", &r), 0);
-	json_decref(r);
+	tdb_order_confirmed(db, "SQ", 2);
 	/* unit 0 has waited 2 hours; unit 1 was created as long ago but requeued a minute ago */
 	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 2 HOUR,"
 			     " next_attempt_at = IF(unit_index = 0, NOW(6) - INTERVAL 2 HOUR, NOW(6) - INTERVAL 1 MINUTE)", DB_END), 0);
@@ -578,16 +540,9 @@ Test(worker, queued_too_long_is_reported_once_from_its_last_requeue)
 
 Test(worker, final_log_row_only_with_its_transition)
 {
-	struct order_new o = { .number = "FL", .capacity_bytes = 1 << 20, .quantity = 2, .image_path = "/dev/null" };
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0);
-	json_t *r = NULL;
-	cr_assert_eq(order_confirm(db, "FL", NULL, 4, "t", &r), 0);
-	json_decref(r);
-	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_bytes = 1 << 30 };
-	struct claimed_job *a = NULL, *b = NULL;
-	cr_assert_eq(job_claim(db, &q, &a), 0);
-	cr_assert_eq(job_claim(db, &q, &b), 0);
+	tdb_order_confirmed(db, "FL", 2);
+	struct claimed_job *a = tdb_claim(db, "w1", NULL);
+	struct claimed_job *b = tdb_claim(db, "w1", NULL);
 	struct job_log_row row = { .attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done" };
 	/* a is taken away (an operator's hand, as the reaper would): its worker's final row is not written */
 	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET locked_by = 'w2' WHERE id = ?", DB_I64(a->id), DB_END), 0);

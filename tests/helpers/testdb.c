@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/jobs.h"
+#include "db/orders.h"
 #include "db/schema.h"
 #include "helpers/testutil.h"
 
@@ -90,4 +92,23 @@ char *tdb_write_config(const char *dir, const char *dbname, const char *extra)
 		tdb_socket(), dbname, extra ? extra : "");
 	cr_assert_eq(fclose(f), 0);
 	return path;
+}
+
+void tdb_order_confirmed(struct db *db, const char *number, int qty)
+{
+	struct order_new o = { .number = number, .capacity_bytes = 1 << 20, .quantity = qty, .image_path = "/dev/null" };
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0, "%s", db_error(db));
+	json_t *r = NULL;
+	cr_assert_eq(order_confirm(db, number, NULL, 4, "t", &r), 0, "%s", db_error(db));
+	json_decref(r);
+}
+
+struct claimed_job *tdb_claim(struct db *db, const char *worker_id, const char *serial)
+{
+	struct claim_req q = { .worker_id = worker_id, .station = "test-station", .slot = "A",
+			       .device_serial = serial, .device_bytes = 1 << 30 };
+	struct claimed_job *j = NULL;
+	cr_assert_eq(job_claim(db, &q, &j), 0, "%s", db_error(db));
+	return j;
 }

@@ -19,3 +19,11 @@ long long tdb_count(struct db *db, const char *sql);
 /* Write a config file for CLI/daemon runs into dir; returns its malloc'd path. extra is
  * appended verbatim (e.g. a usb = {...} block). */
 char *tdb_write_config(const char *dir, const char *dbname, const char *extra);
+
+struct claimed_job;
+/* Add order number (an image order of /dev/null, 1 MiB nominal, qty units, any station) and
+ * confirm it with 4 attempts per job. Asserts. */
+void tdb_order_confirmed(struct db *db, const char *number, int qty);
+/* Claim the next job as worker_id on a 1 GiB stick (serial may be NULL) in slot "A" of
+ * station "test-station". Asserts that one is claimed. */
+struct claimed_job *tdb_claim(struct db *db, const char *worker_id, const char *serial);
