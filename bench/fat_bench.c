@@ -58,7 +58,7 @@ struct lib {
 static void lib_load(const char *root, const char *manifest, struct lib *ret)
 {
 	FILE *m = fopen(manifest, "re");
-	struct lib l = {0};
+	struct lib l = { 0 };
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
@@ -129,9 +129,10 @@ static void lib_free(struct lib *l)
 static struct blksrc *compose(const char *root, struct lib *l, uint64_t size, size_t *ret_n)
 {
 	struct job_spec job = {
-	    .content_root = (char *)root, .categories = l->cats, .library = l->items, .n_library = l->n};
+		.content_root = (char *)root, .categories = l->cats, .library = l->items, .n_library = l->n
+	};
 	struct select_result res;
-	struct fat_opts o = {.usable_size = size, .content_root = root};
+	struct fat_opts o = { .usable_size = size, .content_root = root };
 	struct blksrc *s = NULL;
 	char *err = NULL;
 	int r;
@@ -165,10 +166,10 @@ static int cmd_compose(const char *root, const char *manifest, const char *targe
 	} else
 		config_init_defaults(&cfg);
 	wo = (struct write_opts){
-	    .buffer_size = (size_t)cfg.write.buffer_size,
-	    .queue_depth = cfg.write.queue_depth,
-	    .verify = false,
-	    .stall_timeout = cfg.write.stall_timeout,
+		.buffer_size = (size_t)cfg.write.buffer_size,
+		.queue_depth = cfg.write.queue_depth,
+		.verify = false,
+		.stall_timeout = cfg.write.stall_timeout,
 	};
 
 	double t0 = now();

@@ -18,10 +18,10 @@ enum {
 
 struct cli {
 	const char *config_path; /* --config, or NULL */
-	bool json;               /* --json */
+	bool json;		 /* --json */
 	bool config_loaded;
 	struct uf_config cfg;
-	const char *prog;        /* "usbforge" */
+	const char *prog; /* "usbforge" */
 };
 
 /* A command: argv[0] is the last word of the command's name ("add" for "order add"); options
@@ -44,8 +44,7 @@ int cli_load_config(struct cli *c);
 /* Print "usbforge: <msg>" to stderr; returns status. */
 int cli_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a usage error for cmd plus its usage line; returns CLI_EXIT_USAGE. */
-int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Dump one JSON document to stdout (indent 2) and steal the reference. */
 void cli_print_json(json_t *doc);

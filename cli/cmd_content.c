@@ -34,7 +34,8 @@ int cmd_content_scan(struct cli *c, int argc, char **argv)
 	}
 	_cleanup_free_ char *cfg_root = realpath(c->cfg.content.root, NULL);
 	if (!cfg_root || strcmp(cfg_root, abs) != 0)
-		fprintf(stderr, "usbforge: warning: '%s' is not content.root ('%s'); the daemon reads files under content.root\n",
+		fprintf(stderr,
+			"usbforge: warning: '%s' is not content.root ('%s'); the daemon reads files under content.root\n",
 			abs, c->cfg.content.root);
 	r = content_scan(db, abs, warn_cb, NULL, &st);
 	if (r < 0) {
@@ -47,10 +48,10 @@ int cmd_content_scan(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "root", abs, "files", st.files, "added",
-					 st.added, "updated", st.updated, "unchanged", st.unchanged, "reactivated",
-					 st.reactivated, "deactivated", st.deactivated, "skipped", st.skipped, "bytes_hashed",
-					 (json_int_t)st.bytes_hashed));
+		cli_print_json(json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "root", abs, "files",
+					 st.files, "added", st.added, "updated", st.updated, "unchanged", st.unchanged,
+					 "reactivated", st.reactivated, "deactivated", st.deactivated, "skipped",
+					 st.skipped, "bytes_hashed", (json_int_t)st.bytes_hashed));
 		return CLI_EXIT_OK;
 	}
 	printf("%s: %u files: %u added, %u updated, %u unchanged, %u reactivated, %u gone (inactive), %u skipped; %s hashed\n",

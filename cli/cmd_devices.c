@@ -34,17 +34,13 @@ json_t *devices_to_json(const struct usb_candidate *c, size_t n)
 	if (!a)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:o, s:b, s:o}",
-		                      "slot", str_or_null(c[i].slot),
-		                      "devnode", str_or_null(c[i].devnode),
-		                      "serial", str_or_null(c[i].serial),
-		                      "vendor", str_or_null(c[i].vendor),
-		                      "model", str_or_null(c[i].model),
-		                      "capacity_bytes", (json_int_t)c[i].capacity_bytes,
-		                      "usb_speed_mbps", (json_int_t)c[i].usb_speed_mbps,
-		                      "port_path", str_or_null(c[i].port_path),
-		                      "eligible", (int)c[i].eligible,
-		                      "reason", str_or_null(c[i].reason));
+		json_t *o =
+			json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:o, s:b, s:o}", "slot", str_or_null(c[i].slot),
+				  "devnode", str_or_null(c[i].devnode), "serial", str_or_null(c[i].serial), "vendor",
+				  str_or_null(c[i].vendor), "model", str_or_null(c[i].model), "capacity_bytes",
+				  (json_int_t)c[i].capacity_bytes, "usb_speed_mbps", (json_int_t)c[i].usb_speed_mbps,
+				  "port_path", str_or_null(c[i].port_path), "eligible", (int)c[i].eligible, "reason",
+				  str_or_null(c[i].reason));
 		if (!o || json_array_append_new(a, o) < 0) {
 			json_decref(a);
 			return NULL;
@@ -55,8 +51,8 @@ json_t *devices_to_json(const struct usb_candidate *c, size_t n)
 
 void devices_print_table(const struct usb_candidate *c, size_t n, FILE *out)
 {
-	static const char *const headers[] = { "SLOT", "DEVICE", "SIZE", "SPEED", "PORT", "VENDOR", "MODEL",
-		                               "SERIAL", "ELIGIBLE" };
+	static const char *const headers[] = { "SLOT",	 "DEVICE", "SIZE",   "SPEED",	"PORT",
+					       "VENDOR", "MODEL",  "SERIAL", "ELIGIBLE" };
 	struct table *t = table_new(ARRAY_SIZE(headers), headers);
 	for (size_t i = 0; i < n; i++) {
 		char size[32], speed[32];
@@ -71,8 +67,8 @@ void devices_print_table(const struct usb_candidate *c, size_t n, FILE *out)
 			eligible = strdup("yes");
 		else if (asprintf(&eligible, "no: %s", c[i].reason ? c[i].reason : "?") < 0)
 			eligible = NULL;
-		const char *cells[] = { c[i].slot, c[i].devnode, sz, sp, c[i].port_path, c[i].vendor,
-			                c[i].model, c[i].serial, eligible };
+		const char *cells[] = { c[i].slot,   c[i].devnode, sz,		sp,	 c[i].port_path,
+					c[i].vendor, c[i].model,   c[i].serial, eligible };
 		table_add(t, cells);
 		free(eligible);
 	}

@@ -222,8 +222,10 @@ int cmd_job_watch(struct cli *c, int argc, char **argv)
 		for (int i = 0; i < 40; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[40] = 0;
-		snprintf(line, sizeof(line), "job %lld %-10s %-12s [%s] %3d%%  %.1f MB/s  eta %.0fs  attempt %s/%s  slot %s %s",
-			 id, row[0], row[1], bar, pct, db_row_dbl(row, 6) / 1e6, db_row_dbl(row, 7), row[3], row[4], row[8], row[5]);
+		snprintf(line, sizeof(line),
+			 "job %lld %-10s %-12s [%s] %3d%%  %.1f MB/s  eta %.0fs  attempt %s/%s  slot %s %s", id, row[0],
+			 row[1], bar, pct, db_row_dbl(row, 6) / 1e6, db_row_dbl(row, 7), row[3], row[4], row[8],
+			 row[5]);
 		bool end = terminal(row[0]);
 		bool failed = strcmp(row[0], "done") != 0;
 		mysql_free_result(res);
@@ -267,7 +269,8 @@ int cmd_queue_stats(struct cli *c, int argc, char **argv)
 		cli_print_json(o);
 		return CLI_EXIT_OK;
 	}
-	static const char *const keys[] = { "queued", "retry", "processing", "done", "failed", "cancelled", "stuck_processing", "stuck_queued" };
+	static const char *const keys[] = { "queued", "retry",	   "processing",       "done",
+					    "failed", "cancelled", "stuck_processing", "stuck_queued" };
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
 		printf("%-22s %lld\n", keys[i], (long long)json_integer_value(json_object_get(o, keys[i])));
 	json_t *avg = json_object_get(o, "avg_duration_seconds");
@@ -297,8 +300,9 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(json_pack("{s:i, s:i, s:i, s:i, s:o}", "retried", st.retried, "failed", st.failed, "cancelled",
-					 st.cancelled, "stuck_reported", st.stuck_reported, "actions", st.actions));
+		cli_print_json(json_pack("{s:i, s:i, s:i, s:i, s:o}", "retried", st.retried, "failed", st.failed,
+					 "cancelled", st.cancelled, "stuck_reported", st.stuck_reported, "actions",
+					 st.actions));
 		return CLI_EXIT_OK;
 	}
 	size_t i;
@@ -314,7 +318,9 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 
 int cmd_events(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { "follow", no_argument, NULL, 'f' }, { "since", required_argument, NULL, 's' }, {} };
+	static const struct option opts[] = { { "follow", no_argument, NULL, 'f' },
+					      { "since", required_argument, NULL, 's' },
+					      {} };
 	bool follow = false;
 	long long since = 0;
 	struct db *db = NULL;
@@ -327,7 +333,8 @@ int cmd_events(struct cli *c, int argc, char **argv)
 			errno = 0;
 			since = strtoll(optarg, &end, 10);
 			if (errno || *end || since < 0)
-				return cli_usage_error("events", "[--follow] [--since ID]", "--since: '%s' is not an event id", optarg);
+				return cli_usage_error("events", "[--follow] [--since ID]",
+						       "--since: '%s' is not an event id", optarg);
 		} else
 			return cli_usage_error("events", "[--follow] [--since ID]", "bad option");
 	}
@@ -358,7 +365,8 @@ int cmd_events(struct cli *c, int argc, char **argv)
 				fputc('\n', stdout);
 			} else {
 				_cleanup_free_ char *p = json_dumps(json_object_get(e, "payload"), JSON_COMPACT);
-				printf("%lld  %s  %-13s %s %lld  %s\n", (long long)json_integer_value(json_object_get(e, "id")),
+				printf("%lld  %s  %-13s %s %lld  %s\n",
+				       (long long)json_integer_value(json_object_get(e, "id")),
 				       json_string_value(json_object_get(e, "created_at")),
 				       json_string_value(json_object_get(e, "event_type")),
 				       json_string_value(json_object_get(e, "aggregate_type")),

@@ -25,8 +25,8 @@ static bool order_number_ok(const char *s)
 	return true;
 }
 
-#define ADD_USAGE                                                                                           \
-	"NUMBER --capacity SIZE [--quantity N] [--customer NAME] [--station S] (--image PATH | --category C … " \
+#define ADD_USAGE                                                                                                      \
+	"NUMBER --capacity SIZE [--quantity N] [--customer NAME] [--station S] (--image PATH | --category C … "      \
 	"[--item ID …])"
 
 int cmd_order_add(struct cli *c, int argc, char **argv)
@@ -49,14 +49,16 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		switch (opt) {
 		case 'C':
 			if (parse_size(optarg, &o.capacity_bytes) < 0 || o.capacity_bytes == 0) {
-				r = cli_usage_error("order add", ADD_USAGE, "--capacity: '%s' is not a size (e.g. 16G, 16GiB, 512M)", optarg);
+				r = cli_usage_error("order add", ADD_USAGE,
+						    "--capacity: '%s' is not a size (e.g. 16G, 16GiB, 512M)", optarg);
 				goto out;
 			}
 			have_cap = true;
 			break;
 		case 'q':
 			if (cli_parse_id(optarg, &v) < 0 || v > 10000) {
-				r = cli_usage_error("order add", ADD_USAGE, "--quantity: '%s' is not a number between 1 and 10000", optarg);
+				r = cli_usage_error("order add", ADD_USAGE,
+						    "--quantity: '%s' is not a number between 1 and 10000", optarg);
 				goto out;
 			}
 			o.quantity = (int)v;
@@ -90,13 +92,15 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1) {
-		r = cli_usage_error("order add", ADD_USAGE, optind >= argc ? "missing NUMBER" : "unexpected argument '%s'",
+		r = cli_usage_error("order add", ADD_USAGE,
+				    optind >= argc ? "missing NUMBER" : "unexpected argument '%s'",
 				    argv[optind + 1 < argc ? optind + 1 : optind]);
 		goto out;
 	}
 	o.number = argv[optind];
 	if (!order_number_ok(o.number)) {
-		r = cli_usage_error("order add", ADD_USAGE, "NUMBER '%s': 1 to 64 printable characters, no spaces", o.number);
+		r = cli_usage_error("order add", ADD_USAGE, "NUMBER '%s': 1 to 64 printable characters, no spaces",
+				    o.number);
 		goto out;
 	}
 	if (!have_cap) {
@@ -122,7 +126,8 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		}
 		int q = blksrc_open_image(image_abs, &src, &err);
 		if (q < 0) {
-			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: image '%s': %s", image_abs, err ? err : strerror(-q));
+			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: image '%s': %s", image_abs,
+				      err ? err : strerror(-q));
 			goto out;
 		}
 		o.image_bytes = src->size;
@@ -140,8 +145,10 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 				goto out;
 			}
 			if (n == 0) {
-				r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: category '%s' has no active content (run 'usbforge content scan')",
-					      json_string_value(v));
+				r = cli_error(
+					CLI_EXIT_FAIL,
+					"ORDER_INVALID: category '%s' has no active content (run 'usbforge content scan')",
+					json_string_value(v));
 				goto out;
 			}
 		}
@@ -154,7 +161,8 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 				goto out;
 			}
 			if (!active) {
-				r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: content item %lld %s", (long long)json_integer_value(v),
+				r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: content item %lld %s",
+					      (long long)json_integer_value(v),
 					      q == -ENOENT ? "does not exist" : "is inactive (its file is gone)");
 				goto out;
 			}
@@ -235,7 +243,8 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 	       json_integer_value(json_object_get(res, "created")) ? "" : " (already confirmed, nothing created)");
 	static const char *const hdr[] = { "JOB", "UNIT", "STATUS" };
 	struct table *t = table_new(3, hdr);
-	json_array_foreach(json_object_get(res, "jobs"), i, j) {
+	json_array_foreach(json_object_get(res, "jobs"), i, j)
+	{
 		char id[24], unit[24];
 		snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(j, "id")));
 		snprintf(unit, sizeof(unit), "%lld", (long long)json_integer_value(json_object_get(j, "unit_index")));
@@ -330,7 +339,8 @@ int cmd_order_show(struct cli *c, int argc, char **argv)
 	}
 	print_object(o, "jobs");
 	printf("\n");
-	static const char *const keys[] = { "id", "unit_index", "status", "stage", "progress", "attempts", "slot", "error_code" };
+	static const char *const keys[] = { "id",	"unit_index", "status", "stage",
+					    "progress", "attempts",   "slot",	"error_code" };
 	static const char *const hdr[] = { "JOB", "UNIT", "STATUS", "STAGE", "PROGRESS", "ATTEMPTS", "SLOT", "ERROR" };
 	print_rows(json_object_get(o, "jobs"), keys, hdr, ARRAY_SIZE(keys));
 	json_decref(o);
@@ -359,12 +369,15 @@ int cmd_jobs(struct cli *c, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's') {
 			if (!job_status_ok(optarg))
-				return cli_usage_error("jobs", "[--status S] [--limit N]",
-						       "--status: '%s' is not one of queued, processing, retry, done, failed, cancelled", optarg);
+				return cli_usage_error(
+					"jobs", "[--status S] [--limit N]",
+					"--status: '%s' is not one of queued, processing, retry, done, failed, cancelled",
+					optarg);
 			status = optarg;
 		} else if (opt == 'l') {
 			if (cli_parse_id(optarg, &limit) < 0)
-				return cli_usage_error("jobs", "[--status S] [--limit N]", "--limit: '%s' is not a positive number", optarg);
+				return cli_usage_error("jobs", "[--status S] [--limit N]",
+						       "--limit: '%s' is not a positive number", optarg);
 		} else {
 			return cli_usage_error("jobs", "[--status S] [--limit N]", "bad option");
 		}
@@ -385,8 +398,10 @@ int cmd_jobs(struct cli *c, int argc, char **argv)
 		cli_print_json(rows);
 		return CLI_EXIT_OK;
 	}
-	static const char *const keys[] = { "id", "order_number", "unit_index", "status", "stage", "progress", "attempts", "slot", "error_code", "updated_at" };
-	static const char *const hdr[] = { "ID", "ORDER", "UNIT", "STATUS", "STAGE", "PROGRESS", "ATTEMPTS", "SLOT", "ERROR", "UPDATED" };
+	static const char *const keys[] = { "id",	"order_number", "unit_index", "status",	    "stage",
+					    "progress", "attempts",	"slot",	      "error_code", "updated_at" };
+	static const char *const hdr[] = { "ID",       "ORDER",	   "UNIT", "STATUS", "STAGE",
+					   "PROGRESS", "ATTEMPTS", "SLOT", "ERROR",  "UPDATED" };
 	print_rows(rows, keys, hdr, ARRAY_SIZE(keys));
 	json_decref(rows);
 	return CLI_EXIT_OK;

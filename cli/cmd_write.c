@@ -46,7 +46,7 @@ static void on_signal(int sig)
 
 static void install_signals(void)
 {
-	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -85,8 +85,7 @@ static void job_done(struct job *j)
 
 /* Print "usbforge: CODE: message" (and, with --json, a JSON document naming the failure) and
  * return CLI_EXIT_FAIL. bad_offset UINT64_MAX: none. */
-static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const char *fmt, ...)
-    _printf_(4, 5);
+static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const char *fmt, ...) _printf_(4, 5);
 static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const char *fmt, ...)
 {
 	va_list ap;
@@ -101,10 +100,9 @@ static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const
 	j->phase = NULL;
 	cli_error(CLI_EXIT_FAIL, "%s: %s", uf_code_name(code), msg ? msg : "out of memory");
 	if (j->c->json) {
-		json_t *doc =
-		    json_pack("{s:s, s:s?, s:s, s:s?, s:o}", "device", j->device, "source", j->source,
-			      "error_code", uf_code_name(code), "error", msg, "bad_offset",
-			      bad_offset == UINT64_MAX ? json_null() : json_integer((json_int_t)bad_offset));
+		json_t *doc = json_pack("{s:s, s:s?, s:s, s:s?, s:o}", "device", j->device, "source", j->source,
+					"error_code", uf_code_name(code), "error", msg, "bad_offset",
+					bad_offset == UINT64_MAX ? json_null() : json_integer((json_int_t)bad_offset));
 		if (doc)
 			cli_print_json(doc);
 	}
@@ -150,13 +148,13 @@ static int job_fail_io(struct job *j, int r, uint64_t off, const char *what)
 	if (r == -ECANCELED)
 		return job_fail(j, UFC_CANCELLED, off, "%s of %s interrupted", what, j->device);
 	if (target_gone(j, r))
-		return job_fail(j, UFC_DEVICE_GONE, off, "%s disappeared during the %s (at offset %llu)",
-				j->device, what, (unsigned long long)off);
+		return job_fail(j, UFC_DEVICE_GONE, off, "%s disappeared during the %s (at offset %llu)", j->device,
+				what, (unsigned long long)off);
 	if (r == -EROFS)
 		return job_fail(j, UFC_DEVICE_READ_ONLY, off, "%s is read-only", j->device);
 	if (r == -ETIMEDOUT)
-		return job_fail(j, UFC_WRITE_IO, off, "%s: %s did not return in time at offset %llu",
-				j->device, what, (unsigned long long)off);
+		return job_fail(j, UFC_WRITE_IO, off, "%s: %s did not return in time at offset %llu", j->device, what,
+				(unsigned long long)off);
 	if (r == -EIO || r == -ENOSPC)
 		return job_fail(j, UFC_WRITE_IO, off, "%s: %s failed (%s) at offset %llu", j->device, what,
 				strerror(-r), (unsigned long long)off);
@@ -246,14 +244,13 @@ static int check_target(struct job *j, bool allow_missing, bool *ret_missing)
 	if (r == -EPERM)
 		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s", reason ? reason : j->device);
 	if (r < 0)
-		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s: cannot check the target: %s",
-				j->device, reason ? reason : strerror(-r));
+		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s: cannot check the target: %s", j->device,
+				reason ? reason : strerror(-r));
 	if (!static_slot_ok(&j->c->cfg, j->device))
-		return job_fail(
-		    j, UFC_DEVICE_UNSAFE, UINT64_MAX,
-		    "%s is a block device that is not a configured slot (static mode writes only the "
-		    "block devices named in usb.slots)",
-		    j->device);
+		return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
+				"%s is a block device that is not a configured slot (static mode writes only the "
+				"block devices named in usb.slots)",
+				j->device);
 	return 0;
 }
 
@@ -266,8 +263,7 @@ static int confirm(struct job *j, bool yes, bool missing, uint64_t image_size)
 	if (yes)
 		return 0;
 	if (!isatty(STDIN_FILENO))
-		return cli_usage_error(j->cmd, j->usage,
-				       "stdin is not a terminal: add --yes to confirm overwriting %s",
+		return cli_usage_error(j->cmd, j->usage, "stdin is not a terminal: add --yes to confirm overwriting %s",
 				       j->device);
 	if (missing) {
 		fprintf(stderr, "%s does not exist: it will be created as a file of %s.\n", j->device,
@@ -277,19 +273,17 @@ static int confirm(struct job *j, bool yes, bool missing, uint64_t image_size)
 		if (usb_disk_facts_from_devnum(NULL, st.st_rdev, &f) == 0) {
 			fprintf(stderr, "%s: %s block device%s%s%s%s%s%s%s\n", j->device,
 				format_size(f.size_bytes, a, sizeof(a)), f.vendor || f.model ? ", " : "",
-				f.vendor ? f.vendor : "", f.vendor && f.model ? " " : "",
-				f.model ? f.model : "", f.serial ? " (serial " : "", f.serial ? f.serial : "",
-				f.serial ? ")" : "");
+				f.vendor ? f.vendor : "", f.vendor && f.model ? " " : "", f.model ? f.model : "",
+				f.serial ? " (serial " : "", f.serial ? f.serial : "", f.serial ? ")" : "");
 			usb_disk_facts_done(&f);
 		} else {
 			fprintf(stderr, "%s: block device\n", j->device);
 		}
 	} else if (stat(j->device, &st) == 0) {
-		fprintf(stderr, "%s: regular file of %s\n", j->device,
-			format_size((uint64_t)st.st_size, a, sizeof(a)));
+		fprintf(stderr, "%s: regular file of %s\n", j->device, format_size((uint64_t)st.st_size, a, sizeof(a)));
 	}
-	fprintf(stderr, "Everything on %s will be overwritten with %s (%s). Continue? [y/N] ", j->device,
-		j->source, format_size(image_size, b, sizeof(b)));
+	fprintf(stderr, "Everything on %s will be overwritten with %s (%s). Continue? [y/N] ", j->device, j->source,
+		format_size(image_size, b, sizeof(b)));
 	fflush(stderr);
 	_cleanup_free_ char *line = NULL;
 	size_t n = 0;
@@ -304,8 +298,7 @@ static int create_target(struct job *j, uint64_t size)
 {
 	_cleanup_close_ int fd = open(j->device, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
-		return job_fail(j, UFC_WRITE_IO, UINT64_MAX, "cannot create %s: %s", j->device,
-				strerror(errno));
+		return job_fail(j, UFC_WRITE_IO, UINT64_MAX, "cannot create %s: %s", j->device, strerror(errno));
 	return 0;
 }
 
@@ -317,8 +310,8 @@ static int open_target(struct job *j, unsigned flags, bool want_reset)
 	int r = dev_open(j->device, flags, &j->dev);
 	if (r < 0) {
 		if (r == -EBUSY)
-			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
-					"%s is busy (mounted or in use): %s", j->device, strerror(-r));
+			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s is busy (mounted or in use): %s",
+					j->device, strerror(-r));
 		if (r == -EROFS)
 			return job_fail(j, UFC_DEVICE_READ_ONLY, UINT64_MAX, "%s is read-only", j->device);
 		if (r == -ENOENT || dev_errno_is_gone(r))
@@ -329,11 +322,10 @@ static int open_target(struct job *j, unsigned flags, bool want_reset)
 	if (want_reset && j->c->cfg.usb.mode == USB_MODE_UDEV && j->dev->is_block) {
 		r = usbdev_install_reset_hook(j->dev, RESET_TIMEOUT_MS, &j->usbreset);
 		if (r < 0)
-			fprintf(
-			    stderr,
-			    "usbforge: warning: no USB reset before verification (%s); relying on O_DIRECT "
-			    "and dropped caches\n",
-			    strerror(-r));
+			fprintf(stderr,
+				"usbforge: warning: no USB reset before verification (%s); relying on O_DIRECT "
+				"and dropped caches\n",
+				strerror(-r));
 	}
 	return 0;
 }
@@ -347,14 +339,14 @@ static int reopen_source(void *ud, struct blksrc **ret)
 static void verify_opts_from(const struct write_opts *wo, struct job *j, struct verify_opts *ret)
 {
 	*ret = (struct verify_opts){
-	    .full = wo->verify_full,
-	    .buffer_size = wo->buffer_size,
-	    .queue_depth = wo->queue_depth,
-	    .stall_timeout = wo->stall_timeout,
-	    .reopen = reopen_source,
-	    .reopen_userdata = j,
-	    .progress = progress,
-	    .progress_userdata = j,
+		.full = wo->verify_full,
+		.buffer_size = wo->buffer_size,
+		.queue_depth = wo->queue_depth,
+		.stall_timeout = wo->stall_timeout,
+		.reopen = reopen_source,
+		.reopen_userdata = j,
+		.progress = progress,
+		.progress_userdata = j,
 	};
 }
 
@@ -363,8 +355,7 @@ static int report_verify_error(struct job *j, int r, const struct verify_result 
 {
 	if (r == -EBADMSG)
 		return job_fail(j, UFC_VERIFY_MISMATCH, vr->bad_offset, "first bad byte at offset %llu%s",
-				(unsigned long long)vr->bad_offset,
-				vr->exact ? "" : " (start of the bad chunk)");
+				(unsigned long long)vr->bad_offset, vr->exact ? "" : " (start of the bad chunk)");
 	if (r == -EIO && !target_gone(j, r))
 		return job_fail(j, UFC_VERIFY_MISMATCH, vr->bad_offset, "read error at offset %llu",
 				(unsigned long long)vr->bad_offset);
@@ -374,12 +365,9 @@ static int report_verify_error(struct job *j, int r, const struct verify_result 
 static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *yes, bool *no_verify)
 {
 	static const struct option opts[] = {
-	    {"yes", no_argument, NULL, 'y'},
-	    {"no-verify", no_argument, NULL, 'n'},
-	    {"full-verify", no_argument, NULL, 'F'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {},
+		{ "yes", no_argument, NULL, 'y' },	   { "no-verify", no_argument, NULL, 'n' },
+		{ "full-verify", no_argument, NULL, 'F' }, { "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },	   {},
 	};
 	int o;
 
@@ -411,8 +399,8 @@ static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *y
 		}
 	}
 	if (argc - optind != nargs)
-		return cli_usage_error(j->cmd, j->usage, "expected %d argument%s, got %d", nargs,
-				       nargs == 1 ? "" : "s", argc - optind);
+		return cli_usage_error(j->cmd, j->usage, "expected %d argument%s, got %d", nargs, nargs == 1 ? "" : "s",
+				       argc - optind);
 	j->device = argv[optind];
 	j->source = nargs > 1 ? argv[optind + 1] : NULL;
 	if (!*j->device || (j->source && !*j->source))
@@ -422,12 +410,12 @@ static int parse_common(struct job *j, int argc, char **argv, int nargs, bool *y
 
 int cmd_write(struct cli *c, int argc, char **argv)
 {
-	struct job j = {.c = c, .cmd = "write", .usage = "DEVICE SOURCE [--no-verify | --full-verify] [--yes]"};
+	struct job j = { .c = c, .cmd = "write", .usage = "DEVICE SOURCE [--no-verify | --full-verify] [--yes]" };
 	bool yes = false, no_verify = false, missing = false;
 	struct blksrc *src = NULL;
 	struct writer *w = NULL;
 	struct write_opts wo;
-	struct verify_result vr = {0};
+	struct verify_result vr = { 0 };
 	uint64_t image_size = 0, orig_size = 0;
 	double t0, t_write = 0, t_verify = 0;
 	bool verified = false;
@@ -483,18 +471,16 @@ int cmd_write(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	if (r < 0) {
-		r = job_fail(&j, UFC_PROCESSING_FAILED, UINT64_MAX, "cannot set up the writer: %s",
-			     strerror(-r));
+		r = job_fail(&j, UFC_PROCESSING_FAILED, UINT64_MAX, "cannot set up the writer: %s", strerror(-r));
 		goto out;
 	}
-	struct writer_cbs cbs = {.userdata = &j, .progress = progress};
+	struct writer_cbs cbs = { .userdata = &j, .progress = progress };
 	phase_begin(&j, "writing");
 	r = writer_run(w, &cancel_flag, &cbs);
 	if (r < 0) {
 		const struct writer_stats *st = writer_stats(w);
 		if (st->image_error)
-			r = job_fail(&j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s",
-				     st->error ? st->error : j.source);
+			r = job_fail(&j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s", st->error ? st->error : j.source);
 		else
 			r = job_fail_io(&j, r, st->bad_offset, "write");
 		goto out;
@@ -529,8 +515,8 @@ int cmd_write(struct cli *c, int argc, char **argv)
 		struct stat st;
 		if (stat(j.device, &st) == 0 && (uint64_t)st.st_size > orig_size &&
 		    truncate(j.device, (off_t)orig_size) < 0) {
-			r = job_fail(&j, UFC_WRITE_IO, orig_size, "cannot trim %s to %llu bytes: %s",
-				     j.device, (unsigned long long)orig_size, strerror(errno));
+			r = job_fail(&j, UFC_WRITE_IO, orig_size, "cannot trim %s to %llu bytes: %s", j.device,
+				     (unsigned long long)orig_size, strerror(errno));
 			goto out;
 		}
 	}
@@ -545,8 +531,8 @@ int cmd_write(struct cli *c, int argc, char **argv)
 					 (int)(verified && wo.verify_full), "seconds", secs, "rate_bytes_per_s", rate));
 	} else {
 		char a[32];
-		printf("wrote %s to %s in %.2f s (%.1f MB/s)", format_size(st->bytes_written, a, sizeof(a)),
-		       j.device, t_write, t_write > 0 ? (double)st->bytes_written / t_write / 1e6 : 0.0);
+		printf("wrote %s to %s in %.2f s (%.1f MB/s)", format_size(st->bytes_written, a, sizeof(a)), j.device,
+		       t_write, t_write > 0 ? (double)st->bytes_written / t_write / 1e6 : 0.0);
 		if (verified)
 			printf(", verified in %.2f s (%.1f MB/s)", t_verify,
 			       t_verify > 0 ? (double)vr.bytes_read / t_verify / 1e6 : 0.0);
@@ -564,11 +550,11 @@ out:
 
 int cmd_verify(struct cli *c, int argc, char **argv)
 {
-	struct job j = {.c = c, .cmd = "verify", .usage = "DEVICE SOURCE"};
+	struct job j = { .c = c, .cmd = "verify", .usage = "DEVICE SOURCE" };
 	struct blksrc *src = NULL;
 	struct write_opts wo;
 	struct verify_opts vo;
-	struct verify_result vr = {0};
+	struct verify_result vr = { 0 };
 	bool missing;
 	int r;
 
@@ -625,9 +611,9 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 	double secs = now_mono() - t0;
 	double rate = secs > 0 ? (double)vr.bytes_read / secs : 0;
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source",
-					 j.source, "bytes_read", (json_int_t)vr.bytes_read, "verified", 1,
-					 "seconds", secs, "rate_bytes_per_s", rate));
+		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source", j.source,
+					 "bytes_read", (json_int_t)vr.bytes_read, "verified", 1, "seconds", secs,
+					 "rate_bytes_per_s", rate));
 	} else {
 		char a[32];
 		printf("%s matches %s: %s read in %.2f s (%.1f MB/s)\n", j.device, j.source,
@@ -642,7 +628,7 @@ out:
 
 int cmd_probe(struct cli *c, int argc, char **argv)
 {
-	struct job j = {.c = c, .cmd = "probe", .usage = "DEVICE"};
+	struct job j = { .c = c, .cmd = "probe", .usage = "DEVICE" };
 	struct probe_result pr;
 	char a[32], b[32];
 	bool missing;
@@ -670,9 +656,8 @@ int cmd_probe(struct cli *c, int argc, char **argv)
 	double secs = now_mono() - t0;
 	if (c->json)
 		cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:f}", "device", j.device, "verdict",
-					 probe_verdict_name(pr.verdict), "reported_bytes",
-					 (json_int_t)pr.reported_size, "usable_bytes",
-					 (json_int_t)pr.usable_size, "blocks_probed",
+					 probe_verdict_name(pr.verdict), "reported_bytes", (json_int_t)pr.reported_size,
+					 "usable_bytes", (json_int_t)pr.usable_size, "blocks_probed",
 					 (json_int_t)pr.blocks_probed, "seconds", secs));
 	if (!c->json)
 		printf("%s: %s, %s reported, %s usable (%llu blocks probed in %.2f s)\n", j.device,

@@ -12,10 +12,14 @@
 
 static const struct cli_cmd commands[] = {
 	{ "db", "migrate", cmd_db_migrate, "", "create or upgrade the schema (idempotent)" },
-	{ "content", "scan", cmd_content_scan, "[DIR]", "index a content tree (category = first folder; default content.root)" },
+	{ "content", "scan", cmd_content_scan, "[DIR]",
+	  "index a content tree (category = first folder; default content.root)" },
 	{ "content", "list", cmd_content_list, "[--category C]", "the active content library" },
-	{ "order", "add", cmd_order_add, "NUMBER --capacity SIZE [--quantity N] [--customer NAME] [--station S] (--image PATH | --category C … [--item ID …])", "record a pending order" },
-	{ "order", "confirm", cmd_order_confirm, "NUMBER [--correlation-id ID]", "confirm an order; prints the job ids (idempotent)" },
+	{ "order", "add", cmd_order_add,
+	  "NUMBER --capacity SIZE [--quantity N] [--customer NAME] [--station S] (--image PATH | --category C … [--item ID …])",
+	  "record a pending order" },
+	{ "order", "confirm", cmd_order_confirm, "NUMBER [--correlation-id ID]",
+	  "confirm an order; prints the job ids (idempotent)" },
 	{ "order", "show", cmd_order_show, "NUMBER", "an order and its jobs" },
 	{ NULL, "jobs", cmd_jobs, "[--status S] [--limit N]", "list jobs, newest first" },
 	{ "job", "show", cmd_job_show, "ID", "state, stage, progress, attempts, device, items" },
@@ -27,7 +31,8 @@ static const struct cli_cmd commands[] = {
 	{ "stuck", "check", cmd_stuck_check, "", "run stuck-job recovery once and print what it did" },
 	{ NULL, "devices", cmd_devices, "[--json]", "sticks and slots the daemon would use, and why not" },
 	{ NULL, "events", cmd_events, "[--follow] [--since ID]", "the outbox events" },
-	{ NULL, "write", cmd_write, "DEVICE SOURCE [--no-verify | --full-verify] [--yes]", "one-off write, no database" },
+	{ NULL, "write", cmd_write, "DEVICE SOURCE [--no-verify | --full-verify] [--yes]",
+	  "one-off write, no database" },
 	{ NULL, "verify", cmd_verify, "DEVICE SOURCE", "read DEVICE back and compare with SOURCE" },
 	{ NULL, "probe", cmd_probe, "DEVICE", "fake-capacity check" },
 };
@@ -47,12 +52,9 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{},
+		{ "config", required_argument, NULL, 'c' }, { "json", no_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'v' },	    { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },	    {},
 	};
 	struct cli c = { .prog = "usbforge" };
 	int o, r;

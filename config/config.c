@@ -32,8 +32,8 @@
 #define MAX_RETRY_DELAYS     16
 
 static const char *const usb_mode_table[_USB_MODE_MAX] = {
-    [USB_MODE_UDEV] = "udev",
-    [USB_MODE_STATIC] = "static",
+	[USB_MODE_UDEV] = "udev",
+	[USB_MODE_STATIC] = "static",
 };
 
 const char *usb_mode_to_string(enum usb_mode m)
@@ -57,7 +57,7 @@ static char *default_station(void)
 
 void config_init_defaults(struct uf_config *cfg)
 {
-	static const double delays[] = {5, 15, 60};
+	static const double delays[] = { 5, 15, 60 };
 
 	*cfg = (struct uf_config){
 	    .path = NULL,
@@ -107,8 +107,8 @@ void config_init_defaults(struct uf_config *cfg)
 
 static bool defaults_complete(const struct uf_config *cfg)
 {
-	return cfg->station && cfg->db.host && cfg->db.socket && cfg->db.user && cfg->db.name &&
-	       cfg->content.root && cfg->retry.delays;
+	return cfg->station && cfg->db.host && cfg->db.socket && cfg->db.user && cfg->db.name && cfg->content.root &&
+	       cfg->retry.delays;
 }
 
 static void slots_free(struct slot_conf *slots, size_t n)
@@ -224,10 +224,10 @@ static char *describe(const config_setting_t *s)
 }
 
 /* fail() with " (got DESCRIPTION)" appended. */
-#define fail_got(l, s, key, fmt, ...)                                                                        \
-	({                                                                                                   \
-		_cleanup_free_ char *_got = describe(s);                                                     \
-		_got ? fail((l), (s), (key), fmt " (got %s)", ##__VA_ARGS__, _got) : oom(l);                 \
+#define fail_got(l, s, key, fmt, ...)                                                                                  \
+	({                                                                                                             \
+		_cleanup_free_ char *_got = describe(s);                                                               \
+		_got ? fail((l), (s), (key), fmt " (got %s)", ##__VA_ARGS__, _got) : oom(l);                           \
 	})
 
 static char *key_join(const char *prefix, const char *name)
@@ -246,10 +246,7 @@ static bool is_int(const config_setting_t *s)
 	return config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64;
 }
 
-static bool is_number(const config_setting_t *s)
-{
-	return is_int(s) || config_setting_type(s) == CONFIG_TYPE_FLOAT;
-}
+static bool is_number(const config_setting_t *s) { return is_int(s) || config_setting_type(s) == CONFIG_TYPE_FLOAT; }
 
 /* "greater than 0 and at most 3600", "between 0 and 86400". */
 static char *range_text(double min, bool min_exclusive, double max)
@@ -263,8 +260,8 @@ static char *range_text(double min, bool min_exclusive, double max)
 static bool name_ok(const char *v)
 {
 	for (const char *p = v; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '.' || *p == '_' || *p == ':' || *p == '-'))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+		      *p == '_' || *p == ':' || *p == '-'))
 			return false;
 	return true;
 }
@@ -307,7 +304,7 @@ struct key_def {
 	size_t off;
 	double min, max;
 	unsigned flags;
-	uint64_t align;   /* K_SIZE: 0 = any */
+	uint64_t align;	  /* K_SIZE: 0 = any */
 	const char *hint; /* K_SIZE: what is wrong when out of [min, max] or unaligned */
 	int (*fn)(struct loader *l, const config_setting_t *s, const char *key);
 	const struct key_def *sub;
@@ -411,8 +408,7 @@ static char *known_keys(const struct key_def *defs, size_t n)
 	return t;
 }
 
-static int load_string(struct loader *l, const struct key_def *def, const config_setting_t *s,
-		       const char *key)
+static int load_string(struct loader *l, const struct key_def *def, const config_setting_t *s, const char *key)
 {
 	const char *v;
 	char **field = AT(l, def, char *);
@@ -456,8 +452,7 @@ static bool in_range(double v, double min, bool min_exclusive, double max)
 	return min_exclusive ? v > min : v >= min;
 }
 
-static int load_seconds(struct loader *l, const struct key_def *def, const config_setting_t *s,
-			const char *key)
+static int load_seconds(struct loader *l, const struct key_def *def, const config_setting_t *s, const char *key)
 {
 	bool excl = def->flags & F_MIN_EXCLUSIVE;
 	_cleanup_free_ char *range = range_text(def->min, excl, def->max);
@@ -467,8 +462,7 @@ static int load_seconds(struct loader *l, const struct key_def *def, const confi
 		return oom(l);
 	if (is_number(s))
 		v = is_int(s) ? (double)config_setting_get_int64(s) : config_setting_get_float(s);
-	else if (config_setting_type(s) != CONFIG_TYPE_STRING ||
-		 parse_duration(config_setting_get_string(s), &v) < 0)
+	else if (config_setting_type(s) != CONFIG_TYPE_STRING || parse_duration(config_setting_get_string(s), &v) < 0)
 		return fail_got(l, s, key, "must be a number of seconds %s", range);
 	if (!in_range(v, def->min, excl, def->max))
 		return fail_got(l, s, key, "must be a number of seconds %s", range);
@@ -476,8 +470,7 @@ static int load_seconds(struct loader *l, const struct key_def *def, const confi
 	return 0;
 }
 
-static int load_number(struct loader *l, const struct key_def *def, const config_setting_t *s,
-		       const char *key)
+static int load_number(struct loader *l, const struct key_def *def, const config_setting_t *s, const char *key)
 {
 	bool excl = def->flags & F_MIN_EXCLUSIVE;
 	_cleanup_free_ char *range = range_text(def->min, excl, def->max);
@@ -522,8 +515,8 @@ static int load_size(struct loader *l, const struct key_def *def, const config_s
 	return 0;
 }
 
-static int load_group(struct loader *l, const config_setting_t *g, const char *prefix,
-		      const struct key_def *defs, size_t n_defs);
+static int load_group(struct loader *l, const config_setting_t *g, const char *prefix, const struct key_def *defs,
+		      size_t n_defs);
 
 static int load_key(struct loader *l, const struct key_def *def, const config_setting_t *s, const char *key)
 {
@@ -550,8 +543,8 @@ static int load_key(struct loader *l, const struct key_def *def, const config_se
 	return -EINVAL;
 }
 
-static int load_group(struct loader *l, const config_setting_t *g, const char *prefix,
-		      const struct key_def *defs, size_t n_defs)
+static int load_group(struct loader *l, const config_setting_t *g, const char *prefix, const struct key_def *defs,
+		      size_t n_defs)
 {
 	int n = config_setting_length(g);
 
@@ -571,8 +564,8 @@ static int load_group(struct loader *l, const config_setting_t *g, const char *p
 			_cleanup_free_ char *known = known_keys(defs, n_defs);
 			if (!known)
 				return oom(l);
-			return fail(l, s, key, "unknown key (known keys%s%s: %s)", *prefix ? " in " : "",
-				    prefix, known);
+			return fail(l, s, key, "unknown key (known keys%s%s: %s)", *prefix ? " in " : "", prefix,
+				    known);
 		}
 		r = load_key(l, def, s, key);
 		if (r < 0)
@@ -732,7 +725,7 @@ static bool same_file(const char *a, const char *b)
 
 static int load_slot(struct loader *l, const config_setting_t *e, const char *ekey, struct slot_conf *slot)
 {
-	static const char *const members[] = {"name", "port", "path"};
+	static const char *const members[] = { "name", "port", "path" };
 	bool is_static = l->cfg->usb.mode == USB_MODE_STATIC;
 	int n = config_setting_length(e);
 
@@ -760,8 +753,7 @@ static int load_slot(struct loader *l, const config_setting_t *e, const char *ek
 		switch (which) {
 		case 0:
 			if (!*v || strlen(v) > NAME_MAX_LEN || !name_ok(v))
-				return fail_got(l, m, mkey,
-						"must be 1 to %d letters, digits, '.', '_', ':' or '-'",
+				return fail_got(l, m, mkey, "must be 1 to %d letters, digits, '.', '_', ':' or '-'",
 						NAME_MAX_LEN);
 			field = &slot->name;
 			break;
@@ -776,10 +768,9 @@ static int load_slot(struct loader *l, const config_setting_t *e, const char *ek
 			break;
 		default:
 			if (!is_static)
-				return fail(
-				    l, m, mkey,
-				    "is only used in static mode (usb.mode = \"static\"); a udev slot is "
-				    "matched by 'port'");
+				return fail(l, m, mkey,
+					    "is only used in static mode (usb.mode = \"static\"); a udev slot is "
+					    "matched by 'port'");
 			if (!*v)
 				return fail(l, m, mkey, "must not be empty");
 			field = &slot->path;
@@ -816,20 +807,17 @@ static int check_slots(struct loader *l)
 		if (!is_static)
 			return 0;
 		config_setting_t *mode = config_lookup(&l->lc, "usb.mode");
-		return fail(
-		    l, mode, "usb.slots",
-		    "static mode needs at least one slot: slots = ( { name = \"A\"; path = \"…\"; } )");
+		return fail(l, mode, "usb.slots",
+			    "static mode needs at least one slot: slots = ( { name = \"A\"; path = \"…\"; } )");
 	}
 	n = config_setting_length(s);
-	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
-	    !(config_setting_type(s) == CONFIG_TYPE_ARRAY && n == 0))
+	if (config_setting_type(s) != CONFIG_TYPE_LIST && !(config_setting_type(s) == CONFIG_TYPE_ARRAY && n == 0))
 		return fail_got(l, s, "usb.slots", "must be a list of groups ( { name = …; … }, … )");
 	if (n > MAX_SLOTS)
 		return fail(l, s, "usb.slots", "must hold at most %d slots (got %d)", MAX_SLOTS, n);
 	if (n == 0 && is_static)
-		return fail(
-		    l, s, "usb.slots",
-		    "static mode needs at least one slot: slots = ( { name = \"A\"; path = \"…\"; } )");
+		return fail(l, s, "usb.slots",
+			    "static mode needs at least one slot: slots = ( { name = \"A\"; path = \"…\"; } )");
 	slots = calloc(n > 0 ? (size_t)n : 1, sizeof(*slots));
 	if (!slots)
 		return oom(l);
@@ -903,16 +891,14 @@ static int check_cross(struct loader *l)
 		config_setting_t *pt = config_lookup(&l->lc, "stuck.processing_timeout");
 		config_setting_t *hb = config_lookup(&l->lc, "worker.heartbeat_interval");
 		if (pt)
-			return fail_got(
-			    l, pt, "stuck.processing_timeout",
-			    "must be at least twice worker.heartbeat_interval (%.15g s), or live jobs "
-			    "would be taken for stuck",
-			    l->cfg->worker.heartbeat_interval);
-		return fail_got(
-		    l, hb, "worker.heartbeat_interval",
-		    "must be at most half of stuck.processing_timeout (%.15g s), or live jobs would "
-		    "be taken for stuck",
-		    l->cfg->stuck.processing_timeout);
+			return fail_got(l, pt, "stuck.processing_timeout",
+					"must be at least twice worker.heartbeat_interval (%.15g s), or live jobs "
+					"would be taken for stuck",
+					l->cfg->worker.heartbeat_interval);
+		return fail_got(l, hb, "worker.heartbeat_interval",
+				"must be at most half of stuck.processing_timeout (%.15g s), or live jobs would "
+				"be taken for stuck",
+				l->cfg->stuck.processing_timeout);
 	}
 	return 0;
 }
@@ -927,14 +913,11 @@ struct scan_result {
 
 static bool ident_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-	       c == '-' || c == '*';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+	       c == '*';
 }
 
-static bool digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
+static bool digit(char c) { return c >= '0' && c <= '9'; }
 
 /* Walks the text like libconfig's scanner (comments, strings, names, numbers) and records the
  * first @include and the first integer literal that does not fit: 32 bits without an L suffix,
@@ -973,8 +956,7 @@ static int scan_text(const char *t, struct scan_result *res)
 		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '*') {
 			while (ident_char(*p))
 				p++;
-		} else if (digit(*p) || ((*p == '-' || *p == '+') && digit(p[1])) ||
-			   (*p == '.' && digit(p[1]))) {
+		} else if (digit(*p) || ((*p == '-' || *p == '+') && digit(p[1])) || (*p == '.' && digit(p[1]))) {
 			const char *start = p;
 			bool hex = false, is_float = false;
 
@@ -982,17 +964,15 @@ static int scan_text(const char *t, struct scan_result *res)
 				p++;
 			if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
 				hex = true;
-				for (p += 2;
-				     digit(*p) || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'); p++)
+				for (p += 2; digit(*p) || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'); p++)
 					;
 			} else {
 				while (digit(*p))
 					p++;
 				if (*p == '.' || *p == 'e' || *p == 'E') {
 					is_float = true;
-					for (p++;
-					     digit(*p) || *p == '.' || *p == 'e' || *p == 'E' ||
-					     ((*p == '-' || *p == '+') && (p[-1] == 'e' || p[-1] == 'E'));
+					for (p++; digit(*p) || *p == '.' || *p == 'e' || *p == 'E' ||
+						  ((*p == '-' || *p == '+') && (p[-1] == 'e' || p[-1] == 'E'));
 					     p++)
 						;
 				}
@@ -1138,7 +1118,7 @@ static char *dir_of(const char *path)
 
 static int load_text(struct loader *l, const char *text)
 {
-	struct scan_result scan = {0};
+	struct scan_result scan = { 0 };
 	_cleanup_free_ char *int_text = NULL;
 	int r;
 
@@ -1155,8 +1135,7 @@ static int load_text(struct loader *l, const char *text)
 		const char *what = config_error_text(&l->lc);
 		_cleanup_free_ char *name = NULL;
 
-		if (what && strcmp(what, "duplicate setting name") == 0 &&
-		    (name = line_name(text, (unsigned)line)))
+		if (what && strcmp(what, "duplicate setting name") == 0 && (name = line_name(text, (unsigned)line)))
 			return failv(l, (unsigned)line, NULL, -EINVAL, "duplicate setting name '%s'", name);
 		return failv(l, line > 0 ? (unsigned)line : 0, NULL, -EINVAL, "%s",
 			     what ? what : "cannot parse the file");
@@ -1166,8 +1145,7 @@ static int load_text(struct loader *l, const char *text)
 		const config_setting_t *s = find_int_at(config_root_setting(&l->lc), scan.int_line);
 		_cleanup_free_ char *key = s ? setting_path(s) : NULL;
 		return failv(l, scan.int_line, key, -EINVAL,
-			     "integer %s is out of range (libconfig reads whole numbers as 32 bits)",
-			     int_text);
+			     "integer %s is out of range (libconfig reads whole numbers as 32 bits)", int_text);
 	}
 
 	r = load_group(l, config_root_setting(&l->lc), "", root_keys, ARRAY_SIZE(root_keys));
@@ -1179,7 +1157,7 @@ static int load_text(struct loader *l, const char *text)
 int config_load(const char *path, struct uf_config *cfg, char **ret_error)
 {
 	struct uf_config tmp;
-	struct loader l = {.file = path, .cfg = &tmp};
+	struct loader l = { .file = path, .cfg = &tmp };
 	_cleanup_free_ char *text = NULL;
 	int r;
 
@@ -1195,8 +1173,7 @@ int config_load(const char *path, struct uf_config *cfg, char **ret_error)
 		if (r == -EBADMSG) {
 			r = failv(&l, 0, NULL, -EINVAL, "not a text file (contains a NUL byte)");
 		} else if (r == -EFBIG) {
-			failv(&l, 0, NULL, r, "larger than %d bytes: not a configuration file",
-			      CONFIG_MAX_FILE_SIZE);
+			failv(&l, 0, NULL, r, "larger than %d bytes: not a configuration file", CONFIG_MAX_FILE_SIZE);
 		} else if (r != -ENOMEM) {
 			failv(&l, 0, NULL, r, "cannot read the configuration: %s", strerror(-r));
 		}

@@ -18,18 +18,18 @@ struct slot_conf {
 };
 
 struct uf_config {
-	char *path;      /* the file it was read from, or NULL for defaults only */
-	char *station;   /* default: the host name */
+	char *path;    /* the file it was read from, or NULL for defaults only */
+	char *station; /* default: the host name */
 	struct {
-		char *host;     /* "127.0.0.1" */
-		unsigned port;  /* 3306 */
-		char *socket;   /* "" = TCP */
-		char *user;     /* "usbforge" */
+		char *host;	/* "127.0.0.1" */
+		unsigned port;	/* 3306 */
+		char *socket;	/* "" = TCP */
+		char *user;	/* "usbforge" */
 		char *password; /* from password or password_file; NULL when neither */
-		char *name;     /* "usbforge" */
+		char *name;	/* "usbforge" */
 	} db;
 	struct {
-		double poll_interval;      /* 5.0 */
+		double poll_interval;	   /* 5.0 */
 		unsigned max_concurrent;   /* 3 */
 		double heartbeat_interval; /* 5.0 */
 		double capacity_tolerance; /* 0.10 */
@@ -40,8 +40,8 @@ struct uf_config {
 	} retry;
 	struct {
 		double processing_timeout; /* 300 */
-		double queued_timeout;     /* 900 */
-		double check_interval;     /* 60 */
+		double queued_timeout;	   /* 900 */
+		double check_interval;	   /* 60 */
 	} stuck;
 	struct {
 		char *root; /* "/var/lib/usbforge/content" */
@@ -52,15 +52,15 @@ struct uf_config {
 		size_t n_slots;
 	} usb;
 	struct {
-		uint64_t buffer_size;     /* 2 MiB */
-		unsigned queue_depth;     /* 4 */
-		bool verify;              /* true */
-		bool verify_full;         /* false: read back the written ranges only */
+		uint64_t buffer_size;	  /* 2 MiB */
+		unsigned queue_depth;	  /* 4 */
+		bool verify;		  /* true */
+		bool verify_full;	  /* false: read back the written ranges only */
 		bool reset_before_verify; /* true */
-		uint64_t sync_interval;   /* 256 MiB: fdatasync (and resume checkpoint) interval */
-		double stall_timeout;     /* 180 */
-		bool probe;               /* true: fake-capacity probe in validation */
-		uint64_t max_rate;        /* bytes/s per slot while writing; 0 = unlimited */
+		uint64_t sync_interval;	  /* 256 MiB: fdatasync (and resume checkpoint) interval */
+		double stall_timeout;	  /* 180 */
+		bool probe;		  /* true: fake-capacity probe in validation */
+		uint64_t max_rate;	  /* bytes/s per slot while writing; 0 = unlimited */
 	} write;
 };
 

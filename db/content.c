@@ -69,8 +69,7 @@ static int scan_file(struct scan *s, const char *category, const char *rel, cons
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
 	/* Unchanged in size and mtime: not re-read, unless the row predates the xxh128 column. */
-	if (row && db_row_u64(row, 1) == (uint64_t)st->st_size && db_row_i64(row, 2) == 1 &&
-	    db_row_i64(row, 4) == 1) {
+	if (row && db_row_u64(row, 1) == (uint64_t)st->st_size && db_row_i64(row, 2) == 1 && db_row_i64(row, 4) == 1) {
 		if (db_row_i64(row, 3) == 0)
 			s->st.reactivated++;
 		else
@@ -95,8 +94,7 @@ static int scan_file(struct scan *s, const char *category, const char *rel, cons
 			       "UPDATE content_items SET category = ?, title = ?, size_bytes = ?, sha256 = ?, xxh128 = ?,"
 			       " mtime = FROM_UNIXTIME(?), active = 1, scan_mark = ? WHERE id = ?",
 			       DB_STR(category), DB_STR(title), DB_U64(size), DB_STR(hex), DB_STR(xxh), DB_RAW(mtime),
-			       DB_I64(s->run),
-			       DB_I64(db_row_i64(row, 0)), DB_END);
+			       DB_I64(s->run), DB_I64(db_row_i64(row, 0)), DB_END);
 	}
 	s->st.added++;
 	return db_exec(s->db, NULL,

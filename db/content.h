@@ -11,8 +11,8 @@
 #include "util/items.h"
 
 struct content_scan_stats {
-	unsigned files;       /* regular files seen under a category folder */
-	unsigned added;       /* new rows */
+	unsigned files;	      /* regular files seen under a category folder */
+	unsigned added;	      /* new rows */
 	unsigned updated;     /* size or mtime changed: re-hashed */
 	unsigned unchanged;   /* size and mtime equal: not re-hashed */
 	unsigned reactivated; /* were inactive, present again */
@@ -40,4 +40,3 @@ int content_item_active(struct db *db, int64_t id, bool *ret);
 int content_load_candidates(struct db *db, char *const *categories, const int64_t *ids, size_t n_ids,
 			    struct content_item **ret, size_t *ret_n);
 void content_items_free(struct content_item *items, size_t n);
-

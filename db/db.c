@@ -78,8 +78,9 @@ const char *db_version_problem(const char *v)
 	if (sscanf(v, "%u.%u.%u", &a, &b, &c) < 2)
 		return "its version cannot be read: usbforge needs MariaDB >= 10.6";
 	if (maria)
-		return a > 10 || (a == 10 && b >= 6) ? NULL
-						     : "it is too old: usbforge needs MariaDB >= 10.6 (FOR UPDATE SKIP LOCKED)";
+		return a > 10 || (a == 10 && b >= 6)
+			       ? NULL
+			       : "it is too old: usbforge needs MariaDB >= 10.6 (FOR UPDATE SKIP LOCKED)";
 	if (a > 8 || (a == 8 && (b > 0 || c >= 1)))
 		return "it is MySQL: usbforge's schema is written and tested for MariaDB >= 10.6 only";
 	return "it is too old and not MariaDB: usbforge needs MariaDB >= 10.6 (FOR UPDATE SKIP LOCKED)";
@@ -108,9 +109,8 @@ static int do_connect(struct db *db, char **ret_error)
 		      "NO_ENGINE_SUBSTITUTION'");
 	bool use_socket = db->c.socket && *db->c.socket;
 	where = use_socket ? db->c.socket : db->c.host;
-	if (!mysql_real_connect(db->my, use_socket ? "localhost" : db->c.host, db->c.user, db->c.password,
-				db->dbname, use_socket ? 0 : db->c.port, use_socket ? db->c.socket : NULL,
-				CLIENT_FOUND_ROWS)) {
+	if (!mysql_real_connect(db->my, use_socket ? "localhost" : db->c.host, db->c.user, db->c.password, db->dbname,
+				use_socket ? 0 : db->c.port, use_socket ? db->c.socket : NULL, CLIENT_FOUND_ROWS)) {
 		int r = fail(db);
 		char port[16] = "";
 		if (!use_socket)

@@ -35,10 +35,10 @@ struct db_arg {
 #define DB_U64(x) ((struct db_arg){ .type = DBA_U64, .u = (uint64_t)(x) })
 #define DB_DBL(x) ((struct db_arg){ .type = DBA_DBL, .d = (double)(x) })
 #define DB_STR(x) ((struct db_arg){ .type = DBA_STR, .s = (x) })
-#define DB_NULL ((struct db_arg){ .type = DBA_NULL })
+#define DB_NULL	  ((struct db_arg){ .type = DBA_NULL })
 /* Pasted verbatim: only for SQL fragments built from constants, never from input. */
 #define DB_RAW(x) ((struct db_arg){ .type = DBA_RAW, .s = (x) })
-#define DB_END ((struct db_arg){ .type = DBA_END })
+#define DB_END	  ((struct db_arg){ .type = DBA_END })
 
 /* Connect with cfg->db (socket when set, else host:port), check the server version (MariaDB
  * ≥ 10.6 or MySQL ≥ 8.0.1, for SKIP LOCKED; an older server is -EPROTO with a message saying

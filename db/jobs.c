@@ -47,7 +47,8 @@ static int claim_txn(struct db *db, void *userdata)
 	/* capacity × (1 − tol) ≤ device  ⇔  capacity ≤ device / (1 − tol) */
 	double lim = q->capacity_tolerance < 1.0 ? (double)q->device_bytes / (1.0 - q->capacity_tolerance) : 1.8e19;
 	uint64_t max_cap = lim >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(lim);
-	r = db_query_i64(db, &id, db_claim_select_sql, DB_U64(max_cap), DB_STR(q->station), DB_U64(q->device_bytes), DB_END);
+	r = db_query_i64(db, &id, db_claim_select_sql, DB_U64(max_cap), DB_STR(q->station), DB_U64(q->device_bytes),
+			 DB_END);
 	if (r < 0)
 		return r;
 	r = db_exec(db, &aff,
@@ -56,8 +57,8 @@ static int claim_txn(struct db *db, void *userdata)
 		    " started_at = COALESCE(started_at, NOW(6)), slot = ?, device_serial = ?, device_capacity_bytes = ?,"
 		    " bytes_written = 0, error_code = NULL, fail_reason = NULL"
 		    " WHERE id = ? AND status IN ('queued', 'retry')",
-		    DB_STR(q->worker_id), DB_STR(q->slot), DB_STR(q->device_serial), DB_U64(q->device_bytes), DB_I64(id),
-		    DB_END);
+		    DB_STR(q->worker_id), DB_STR(q->slot), DB_STR(q->device_serial), DB_U64(q->device_bytes),
+		    DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
 	if (aff != 1)
@@ -121,16 +122,21 @@ int job_progress(struct db *db, int64_t id, const char *worker_id, const char *s
 			" progress_detail = COALESCE(?, progress_detail), bytes_total = IF(? > 0, ?, bytes_total),"
 			" bytes_written = LEAST(?, COALESCE(IF(? > 0, ?, bytes_total), ?))"
 			" WHERE id = ? AND status = 'processing' AND locked_by = ?",
-			DB_STR(stage), DB_I64(progress < 0 ? 0 : progress > 100 ? 100 : progress), DB_STR(detail_json),
-			DB_U64(bytes_total), DB_U64(bytes_total), DB_U64(bytes_written), DB_U64(bytes_total),
-			DB_U64(bytes_total), DB_U64(bytes_written), DB_I64(id), DB_STR(worker_id), DB_END);
+			DB_STR(stage),
+			DB_I64(progress < 0	? 0
+			       : progress > 100 ? 100
+						: progress),
+			DB_STR(detail_json), DB_U64(bytes_total), DB_U64(bytes_total), DB_U64(bytes_written),
+			DB_U64(bytes_total), DB_U64(bytes_total), DB_U64(bytes_written), DB_I64(id), DB_STR(worker_id),
+			DB_END);
 	if (r < 0)
 		return r;
 	if (aff != 1)
 		return -ESTALE;
 	if (ret_cancel) {
 		r = db_query_i64(db, &cancel,
-				 "SELECT cancel_requested_at IS NOT NULL FROM processing_jobs WHERE id = ?", DB_I64(id), DB_END);
+				 "SELECT cancel_requested_at IS NOT NULL FROM processing_jobs WHERE id = ?", DB_I64(id),
+				 DB_END);
 		if (r < 0)
 			return r;
 		*ret_cancel = cancel != 0;
@@ -297,8 +303,8 @@ static int order_maybe_done(struct db *db, const struct jrow *j)
 			     DB_I64(j->order_id), DB_END);
 	if (r < 0 || open)
 		return r;
-	r = db_exec(db, &aff, "UPDATE orders SET status = 'done' WHERE id = ? AND status <> 'done'", DB_I64(j->order_id),
-		    DB_END);
+	r = db_exec(db, &aff, "UPDATE orders SET status = 'done' WHERE id = ? AND status <> 'done'",
+		    DB_I64(j->order_id), DB_END);
 	if (r < 0 || aff == 0)
 		return r;
 	int64_t units = 0;
@@ -306,8 +312,8 @@ static int order_maybe_done(struct db *db, const struct jrow *j)
 	if (r < 0)
 		return r;
 	return event_add(db, "order", j->order_id, "order.done", 0,
-			 json_pack("{s:I, s:s, s:I}", "order_id", (json_int_t)j->order_id, "order_number", j->order_number,
-				   "units", (json_int_t)units));
+			 json_pack("{s:I, s:s, s:I}", "order_id", (json_int_t)j->order_id, "order_number",
+				   j->order_number, "units", (json_int_t)units));
 }
 
 struct fin {
@@ -353,9 +359,9 @@ static int done_txn(struct db *db, void *userdata)
 	if (r >= 0)
 		r = event_add(db, "job", f->id, "job.done", j.generation,
 			      json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:f}", "job_id", (json_int_t)f->id,
-					"order_number", j.order_number, "unit_index", j.unit_index, "attempts", j.attempts,
-					"slot", j.slot, "device_serial", j.serial, "bytes_written", (json_int_t)f->bytes,
-					"duration_seconds", j.duration));
+					"order_number", j.order_number, "unit_index", j.unit_index, "attempts",
+					j.attempts, "slot", j.slot, "device_serial", j.serial, "bytes_written",
+					(json_int_t)f->bytes, "duration_seconds", j.duration));
 	if (r >= 0)
 		r = log_row_add(db, f->id, f->row);
 	if (r >= 0)
@@ -406,7 +412,8 @@ static int fail_txn(struct db *db, void *userdata)
 			    "UPDATE processing_jobs SET status = 'retry', locked_by = NULL,"
 			    " next_attempt_at = NOW(6) + INTERVAL ? MICROSECOND, error_code = ?, fail_reason = ?"
 			    " WHERE id = ? AND status = 'processing'",
-			    DB_I64((int64_t)llround(delay * 1e6)), DB_STR(code), DB_STR(f->reason), DB_I64(f->id), DB_END);
+			    DB_I64((int64_t)llround(delay * 1e6)), DB_STR(code), DB_STR(f->reason), DB_I64(f->id),
+			    DB_END);
 	} else {
 		f->status = "failed";
 		r = db_exec(db, &aff,
@@ -415,17 +422,17 @@ static int fail_txn(struct db *db, void *userdata)
 			    DB_STR(code), DB_STR(f->reason), DB_I64(f->id), DB_END);
 		if (r >= 0 && aff == 1)
 			r = event_add(db, "job", f->id, "job.failed", j.generation,
-				      json_pack("{s:I, s:s, s:i, s:i, s:s, s:s?}", "job_id", (json_int_t)f->id, "order_number",
-						j.order_number, "unit_index", j.unit_index, "attempts", j.attempts,
-						"error_code", code, "reason", f->reason));
+				      json_pack("{s:I, s:s, s:i, s:i, s:s, s:s?}", "job_id", (json_int_t)f->id,
+						"order_number", j.order_number, "unit_index", j.unit_index, "attempts",
+						j.attempts, "error_code", code, "reason", f->reason));
 		if (r >= 0 && aff == 1)
 			r = db_exec(db, NULL, "UPDATE orders SET status = 'failed' WHERE id = ? AND status <> 'failed'",
 				    DB_I64(j.order_id), DB_END);
 		if (r >= 0 && aff == 1)
 			r = event_add(db, "order", j.order_id, "order.failed", 0,
 				      json_pack("{s:I, s:s, s:I, s:s, s:b}", "order_id", (json_int_t)j.order_id,
-						"order_number", j.order_number, "job_id", (json_int_t)f->id, "error_code", code,
-						"refund_due", 1));
+						"order_number", j.order_number, "job_id", (json_int_t)f->id,
+						"error_code", code, "refund_due", 1));
 	}
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
@@ -438,8 +445,13 @@ static int fail_txn(struct db *db, void *userdata)
 int job_finish_fail(struct db *db, int64_t id, const char *worker_id, enum uf_code code, const char *reason,
 		    const struct job_log_row *row, const double *delays, size_t n_delays, const char **ret_status)
 {
-	struct fin f = { .id = id, .worker_id = worker_id, .code = code, .reason = reason, .delays = delays,
-			 .n_delays = n_delays, .row = row };
+	struct fin f = { .id = id,
+			 .worker_id = worker_id,
+			 .code = code,
+			 .reason = reason,
+			 .delays = delays,
+			 .n_delays = n_delays,
+			 .row = row };
 	int r = db_transaction(db, fail_txn, &f);
 	if (r >= 0 && ret_status)
 		*ret_status = f.status;
@@ -456,10 +468,11 @@ static int hand_back_txn(struct db *db, void *userdata)
 {
 	struct hand_back *h = userdata;
 	uint64_t aff = 0;
-	int r = db_exec(db, &aff,
-			"UPDATE processing_jobs SET status = 'retry', attempts = GREATEST(attempts - 1, 0), locked_by = NULL,"
-			" next_attempt_at = NOW(6), fail_reason = ? WHERE id = ? AND status = 'processing' AND locked_by = ?",
-			DB_STR(h->why), DB_I64(h->id), DB_STR(h->worker_id), DB_END);
+	int r = db_exec(
+		db, &aff,
+		"UPDATE processing_jobs SET status = 'retry', attempts = GREATEST(attempts - 1, 0), locked_by = NULL,"
+		" next_attempt_at = NOW(6), fail_reason = ? WHERE id = ? AND status = 'processing' AND locked_by = ?",
+		DB_STR(h->why), DB_I64(h->id), DB_STR(h->worker_id), DB_END);
 	if (r < 0)
 		return r;
 	if (aff != 1)
@@ -536,8 +549,8 @@ static int retry_txn(struct db *db, void *userdata)
 	struct retry_ctx *c = userdata;
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	uint64_t aff = 0;
-	int r = db_query(db, &res, "SELECT status, order_id FROM processing_jobs WHERE id = ? FOR UPDATE", DB_I64(c->id),
-			 DB_END);
+	int r = db_query(db, &res, "SELECT status, order_id FROM processing_jobs WHERE id = ? FOR UPDATE",
+			 DB_I64(c->id), DB_END);
 	if (r < 0)
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
@@ -589,10 +602,11 @@ static int reap_txn(struct db *db, void *userdata)
 {
 	struct reap_one *c = userdata;
 	_cleanup_result_ MYSQL_RES *res = NULL;
-	int r = db_query(db, &res,
-			 "SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs"
-			 " WHERE id = ? AND status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND FOR UPDATE",
-			 DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
+	int r = db_query(
+		db, &res,
+		"SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs"
+		" WHERE id = ? AND status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND FOR UPDATE",
+		DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
 	if (r < 0)
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
@@ -602,13 +616,21 @@ static int reap_txn(struct db *db, void *userdata)
 	 * failure and no refund event for a unit the operator stopped). */
 	bool cancel = db_row_i64(row, 2) != 0;
 	struct job_log_row lr = {
-		.attempt = (int)db_row_i64(row, 0), .level = "warn", .stage = row[1], .category = "system",
-		.message = cancel ? "stuck job cancelled by the reaper: cancel was requested and its worker stopped answering"
-				  : "stuck job recovered by the reaper: no heartbeat from its worker",
+		.attempt = (int)db_row_i64(row, 0),
+		.level = "warn",
+		.stage = row[1],
+		.category = "system",
+		.message =
+			cancel ? "stuck job cancelled by the reaper: cancel was requested and its worker stopped answering"
+			       : "stuck job recovered by the reaper: no heartbeat from its worker",
 		.error_code = cancel ? "CANCELLED" : "STUCK_TIMEOUT",
 	};
-	struct fin f = { .id = c->id, .code = cancel ? UFC_CANCELLED : UFC_STUCK_TIMEOUT, .delays = c->delays,
-			 .n_delays = c->n_delays, .reaper = true, .row = &lr,
+	struct fin f = { .id = c->id,
+			 .code = cancel ? UFC_CANCELLED : UFC_STUCK_TIMEOUT,
+			 .delays = c->delays,
+			 .n_delays = c->n_delays,
+			 .reaper = true,
+			 .row = &lr,
 			 .reason = cancel ? "cancelled (its worker stopped answering before it could stop)"
 					  : "no heartbeat from the worker (it died or lost the database)" };
 	r = fail_txn(db, &f);
@@ -644,33 +666,36 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 				"queued", "queued_seconds", (json_int_t)db_row_i64(row, 2)));
 	if (r >= 0)
 		r = job_log(db, c->id, (int)db_row_i64(row, 3), "warn", "pending", "system",
-			    "job has waited in the queue longer than stuck.queued_timeout (no fitting stick?)", "STUCK_TIMEOUT",
-			    NULL);
+			    "job has waited in the queue longer than stuck.queued_timeout (no fitting stick?)",
+			    "STUCK_TIMEOUT", NULL);
 	return r;
 }
 
-int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays,
-	      size_t n_delays, struct reap_stats *ret)
+int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays, size_t n_delays,
+	      struct reap_stats *ret)
 {
 	struct reap_stats st = { .actions = json_array() };
 	for (int pass = 0; pass < 2; pass++) {
 		_cleanup_result_ MYSQL_RES *res = NULL;
 		double to = pass == 0 ? processing_timeout : queued_timeout;
-		int r = pass == 0 ? db_query(db, &res,
-					     "SELECT id FROM processing_jobs WHERE status = 'processing'"
-					     " AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
-					     DB_I64((int64_t)llround(to * 1e6)), DB_END)
-				  : db_query(db, &res,
-					     "SELECT id FROM processing_jobs WHERE status = 'queued' AND stuck_reported_at IS NULL"
-					     " AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
-					     DB_I64((int64_t)llround(to * 1e6)), DB_END);
+		int r = pass == 0
+				? db_query(db, &res,
+					   "SELECT id FROM processing_jobs WHERE status = 'processing'"
+					   " AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
+					   DB_I64((int64_t)llround(to * 1e6)), DB_END)
+				: db_query(db, &res,
+					   "SELECT id FROM processing_jobs WHERE status = 'queued' AND stuck_reported_at IS NULL"
+					   " AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
+					   DB_I64((int64_t)llround(to * 1e6)), DB_END);
 		if (r < 0) {
 			json_decref(st.actions);
 			return r;
 		}
 		MYSQL_ROW row;
 		while ((row = mysql_fetch_row(res))) {
-			struct reap_one c = { .id = db_row_i64(row, 0), .timeout = to, .delays = delays, .n_delays = n_delays };
+			struct reap_one c = {
+				.id = db_row_i64(row, 0), .timeout = to, .delays = delays, .n_delays = n_delays
+			};
 			r = db_transaction(db, pass == 0 ? reap_txn : stuck_queued_txn, &c);
 			if (r == -ESTALE)
 				continue; /* it beat, finished or was reported meanwhile */
@@ -688,9 +713,8 @@ int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, c
 			} else {
 				st.stuck_reported++;
 			}
-			json_array_append_new(st.actions,
-					      json_pack("{s:I, s:s}", "job_id", (json_int_t)c.id, "action",
-							pass == 0 ? c.status : "reported_stuck"));
+			json_array_append_new(st.actions, json_pack("{s:I, s:s}", "job_id", (json_int_t)c.id, "action",
+								    pass == 0 ? c.status : "reported_stuck"));
 		}
 	}
 	*ret = st;
@@ -715,13 +739,15 @@ int queue_stats(struct db *db, double processing_timeout, double queued_timeout,
 		}
 	}
 	int64_t sp = 0, sq = 0;
-	r = db_query_i64(db, &sp,
-			 "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND",
-			 DB_I64((int64_t)llround(processing_timeout * 1e6)), DB_END);
+	r = db_query_i64(
+		db, &sp,
+		"SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND",
+		DB_I64((int64_t)llround(processing_timeout * 1e6)), DB_END);
 	if (r >= 0)
-		r = db_query_i64(db, &sq,
-				 "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND created_at < NOW(6) - INTERVAL ? MICROSECOND",
-				 DB_I64((int64_t)llround(queued_timeout * 1e6)), DB_END);
+		r = db_query_i64(
+			db, &sq,
+			"SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND created_at < NOW(6) - INTERVAL ? MICROSECOND",
+			DB_I64((int64_t)llround(queued_timeout * 1e6)), DB_END);
 	if (r < 0) {
 		json_decref(o);
 		return r;

@@ -34,9 +34,9 @@ struct claimed_job {
 	int max_attempts;
 	int generation;
 	uint64_t capacity_bytes;
-	char *image_path;   /* NULL for content orders */
-	char *content_spec; /* JSON text, NULL for image orders */
-	char *resume_state; /* JSON text left by an earlier attempt on this stick, or NULL */
+	char *image_path;	 /* NULL for content orders */
+	char *content_spec;	 /* JSON text, NULL for image orders */
+	char *resume_state;	 /* JSON text left by an earlier attempt on this stick, or NULL */
 	bool resume_other_stick; /* an earlier attempt left a resume state, but on another stick */
 	bool cancel_requested;
 };
@@ -84,8 +84,7 @@ struct job_log_row {
 int job_finish_done(struct db *db, int64_t id, const char *worker_id, uint64_t bytes_written,
 		    const struct job_log_row *row);
 int job_finish_fail(struct db *db, int64_t id, const char *worker_id, enum uf_code code, const char *reason,
-		    const struct job_log_row *row,
-		    const double *delays, size_t n_delays, const char **ret_status);
+		    const struct job_log_row *row, const double *delays, size_t n_delays, const char **ret_status);
 /* Hand a running job back (daemon stopping): retry, next_attempt_at now, attempt not spent. */
 int job_hand_back(struct db *db, int64_t id, const char *worker_id, const char *why, const struct job_log_row *row);
 
@@ -98,16 +97,16 @@ int job_cancel(struct db *db, int64_t id, const char *by, const char **ret_statu
 int job_retry(struct db *db, int64_t id, const char *actor, int max_attempts);
 
 struct reap_stats {
-	unsigned retried;        /* stale processing → retry */
-	unsigned failed;         /* stale processing, no attempts left → failed */
-	unsigned cancelled;      /* stale processing with a cancel request → cancelled */
+	unsigned retried;	 /* stale processing → retry */
+	unsigned failed;	 /* stale processing, no attempts left → failed */
+	unsigned cancelled;	 /* stale processing with a cancel request → cancelled */
 	unsigned stuck_reported; /* queued too long → job.stuck event + warn log */
-	json_t *actions;         /* [{"job_id", "action", "reason"}], owned by the caller */
+	json_t *actions;	 /* [{"job_id", "action", "reason"}], owned by the caller */
 };
 /* Stuck-job recovery, one transaction per job, guarded on the stale heartbeat so a job that just
  * beat or finished is never touched. */
-int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays,
-	      size_t n_delays, struct reap_stats *ret);
+int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays, size_t n_delays,
+	      struct reap_stats *ret);
 
 /* queue stats as DESIGN.md's JSON: one key per status, stuck_processing, stuck_queued,
  * avg_duration_seconds. */

@@ -9,8 +9,8 @@
 
 static bool is_json_column(const char *name)
 {
-	static const char *const cols[] = { "content_spec", "progress_detail", "details", "payload",
-					    "metadata", "resume_state" };
+	static const char *const cols[] = { "content_spec", "progress_detail", "details",
+					    "payload",	    "metadata",	       "resume_state" };
 	for (size_t i = 0; i < ARRAY_SIZE(cols); i++)
 		if (strcmp(name, cols[i]) == 0)
 			return true;
@@ -164,18 +164,17 @@ static int confirm_txn(struct db *db, void *userdata)
 		json_array_append_new(jobs, json_pack("{s:I, s:i, s:s}", "id", (json_int_t)db_row_i64(jrow, 0),
 						      "unit_index", unit, "status", jrow[1]));
 	}
-	a->result = json_pack("{s:s, s:I, s:s, s:i, s:o}", "order_number", a->number, "order_id",
-			      (json_int_t)order_id, "order_status",
-			      strcmp(status, "pending") == 0 ? "confirmed" : status, "created", created, "jobs",
-			      jobs);
+	a->result = json_pack("{s:s, s:I, s:s, s:i, s:o}", "order_number", a->number, "order_id", (json_int_t)order_id,
+			      "order_status", strcmp(status, "pending") == 0 ? "confirmed" : status, "created", created,
+			      "jobs", jobs);
 	return 0;
 fail:
 	json_decref(jobs);
 	return r;
 }
 
-int order_confirm(struct db *db, const char *number, const char *correlation_id, int max_attempts,
-		  const char *actor, json_t **ret)
+int order_confirm(struct db *db, const char *number, const char *correlation_id, int max_attempts, const char *actor,
+		  json_t **ret)
 {
 	struct confirm_args a = { number, correlation_id, actor, max_attempts, NULL };
 	int r = db_transaction(db, confirm_txn, &a);

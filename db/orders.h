@@ -9,12 +9,12 @@
 
 struct order_new {
 	const char *number;
-	const char *customer;     /* may be NULL */
-	const char *station;      /* NULL = any kiosk */
+	const char *customer; /* may be NULL */
+	const char *station;  /* NULL = any kiosk */
 	uint64_t capacity_bytes;
 	int quantity;
-	const char *image_path;   /* exactly one of image_path / content_spec */
-	uint64_t image_bytes;     /* size of the decoded image (a stick must hold it) */
+	const char *image_path;	  /* exactly one of image_path / content_spec */
+	uint64_t image_bytes;	  /* size of the decoded image (a stick must hold it) */
 	const char *content_spec; /* JSON text {"categories": [...], "items": [...]} */
 };
 
@@ -27,8 +27,8 @@ int order_add(struct db *db, const struct order_new *o, int64_t *ret_id);
  * ids and creates nothing. *ret = {"order_number", "order_id", "created": n,
  * "jobs": [{"id", "unit_index", "status"}…]}. Errors: -ENOENT unknown order, -ECANCELED a
  * cancelled order, db errors. */
-int order_confirm(struct db *db, const char *number, const char *correlation_id, int max_attempts,
-		  const char *actor, json_t **ret);
+int order_confirm(struct db *db, const char *number, const char *correlation_id, int max_attempts, const char *actor,
+		  json_t **ret);
 
 /* The order's row (every column) plus "jobs": its job rows (id, unit_index, status, stage,
  * progress, attempts, slot, error_code). -ENOENT when unknown. */

@@ -21,11 +21,10 @@
  * (schema v1 used them).
  * The hint keeps the plan when the statistics are odd; the schema test EXPLAINs the query with
  * and without it. */
-const char db_claim_select_sql[] =
-	"SELECT id FROM processing_jobs FORCE INDEX (ix_jobs_claim_rank)"
-	" WHERE claimable = 1 AND claim_rank >= ~? AND next_attempt_at <= NOW(6)"
-	" AND (station IS NULL OR station = ?) AND min_device_bytes <= ?"
-	" ORDER BY claim_rank, id LIMIT 1 FOR UPDATE SKIP LOCKED";
+const char db_claim_select_sql[] = "SELECT id FROM processing_jobs FORCE INDEX (ix_jobs_claim_rank)"
+				   " WHERE claimable = 1 AND claim_rank >= ~? AND next_attempt_at <= NOW(6)"
+				   " AND (station IS NULL OR station = ?) AND min_device_bytes <= ?"
+				   " ORDER BY claim_rank, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 static const char *const v1[] = {
 	"CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -354,8 +353,8 @@ int db_migrate(struct db *db, int *ret_applied)
 				goto out;
 			}
 		}
-		r = db_exec(db, NULL, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
-			    DB_I64(m->version), DB_STR(m->name), DB_END);
+		r = db_exec(db, NULL, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", DB_I64(m->version),
+			    DB_STR(m->name), DB_END);
 		if (r < 0)
 			goto out;
 		applied++;

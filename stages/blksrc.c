@@ -46,8 +46,8 @@ ssize_t stream_read(struct stream_src *s, void *buf, size_t len, uint64_t *ret_o
 		if (n < 0)
 			return n;
 		if (n > 0)
-			return src_fail(&s->base, -EINVAL, "%s: image is longer than its declared size %llu",
-					s->path, (unsigned long long)s->base.size);
+			return src_fail(&s->base, -EINVAL, "%s: image is longer than its declared size %llu", s->path,
+					(unsigned long long)s->base.size);
 		return 0;
 	}
 	len = (size_t)MIN((uint64_t)len, s->base.size - s->pos);
@@ -199,7 +199,10 @@ int blksrc_open_image(const char *path, struct blksrc **ret, char **ret_error)
 	bool compressed = true;
 	if (n >= 4 && !memcmp(magic, "\x28\xb5\x2f\xfd", 4))
 		r = src_zstd_new(path, fd, (uint64_t)st.st_size, &s, ret_error);
-	else if (n >= 6 && !memcmp(magic, "\xfd" "7zXZ\0", 6))
+	else if (n >= 6 && !memcmp(magic,
+				   "\xfd"
+				   "7zXZ\0",
+				   6))
 		r = src_xz_new(path, fd, (uint64_t)st.st_size, &s, ret_error);
 	else if (n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b)
 		r = src_gzip_new(path, fd, (uint64_t)st.st_size, &s, ret_error);

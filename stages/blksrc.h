@@ -27,9 +27,9 @@ struct blksrc_ops {
 /* Embed first in every implementation. */
 struct blksrc {
 	const struct blksrc_ops *ops;
-	uint64_t size;   /* end offset: the device must hold at least this many bytes */
+	uint64_t size;	 /* end offset: the device must hold at least this many bytes */
 	uint64_t mapped; /* bytes of data the source will produce (== size when not sparse) */
-	char *error;     /* owned; last error text, NULL when none */
+	char *error;	 /* owned; last error text, NULL when none */
 };
 
 static inline ssize_t blksrc_read(struct blksrc *s, void *buf, size_t len, uint64_t *ret_off)

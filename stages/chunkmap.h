@@ -10,9 +10,9 @@
 #define CHUNK_HEAD (UINT64_C(1) << 20)
 
 struct wchunk {
-	uint64_t off;       /* window start */
-	uint64_t data_end;  /* end of the last data byte in the window */
-	uint8_t hash[16];   /* XXH3-128, canonical (big-endian) bytes */
+	uint64_t off;	   /* window start */
+	uint64_t data_end; /* end of the last data byte in the window */
+	uint8_t hash[16];  /* XXH3-128, canonical (big-endian) bytes */
 };
 struct wextent {
 	uint64_t off, len;
@@ -27,7 +27,7 @@ typedef int (*chunk_cb)(void *userdata, const struct wchunk *c);
 
 struct chunk_hasher {
 	uint64_t cs;
-	uint64_t ws;        /* current window start; UINT64_MAX: none */
+	uint64_t ws; /* current window start; UINT64_MAX: none */
 	uint64_t data_end;
 	XXH3_state_t *st;
 	chunk_cb cb;

@@ -97,7 +97,7 @@ static int layout_for(uint32_t total, uint32_t cs, struct fat_layout *l)
 
 int fat_layout_compute(uint64_t usable_size, struct fat_layout *ret)
 {
-	struct fat_layout l = {0};
+	struct fat_layout l = { 0 };
 	uint64_t sectors;
 	uint32_t cs;
 
@@ -168,11 +168,11 @@ struct extent {
 
 /* Content files are read straight into the writer's buffer in pieces of this size, each hashed
  * while it is still in the CPU's cache. */
-#define FILE_PIECE	(256u << 10)
+#define FILE_PIECE (256u << 10)
 /* How far ahead of the file being copied the kernel is asked to read (posix_fadvise
  * WILLNEED), so that a cold library on a slow disk streams instead of seeking per file. */
-#define READAHEAD_BYTES	(32u << 20)
-#define READAHEAD_FILES	64
+#define READAHEAD_BYTES (32u << 20)
+#define READAHEAD_FILES 64
 
 /* The hash a file is checked against: the library's XXH3-128 when it has one (every file
  * scanned since schema v2; util/filehash.h says why), else its SHA-256, else none (an empty
@@ -214,10 +214,10 @@ struct fat32_src {
 	int err;
 
 	/* the content file being copied (see emit_file) */
-	size_t cur_file;       /* index into files[], SIZE_MAX when none is open */
+	size_t cur_file; /* index into files[], SIZE_MAX when none is open */
 	int cur_fd;
-	uint64_t cur_pos;      /* bytes of it copied and hashed */
-	size_t ra_next;        /* the next file not yet advised for read-ahead */
+	uint64_t cur_pos; /* bytes of it copied and hashed */
+	size_t ra_next;	  /* the next file not yet advised for read-ahead */
 	struct fhash fh;
 };
 
@@ -302,7 +302,7 @@ static int put_named(uint8_t **p, const char *name, const uint8_t sname[11], uin
 			return r;
 		cnt = (n + FATNAME_LFN_UNITS - 1) / FATNAME_LFN_UNITS;
 		for (size_t k = cnt; k >= 1; k--) {
-			static const uint8_t pos[13] = {1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30};
+			static const uint8_t pos[13] = { 1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30 };
 			uint8_t *e = *p;
 
 			memset(e, 0, 32);
@@ -466,28 +466,28 @@ static int build_segments(struct fat32_src *s)
 	size_t cap = 0;
 	int r;
 
-	r = add_seg(s, &cap, (struct seg){0, SECTOR, SEG_BUF, s->mbr, 0});
+	r = add_seg(s, &cap, (struct seg){ 0, SECTOR, SEG_BUF, s->mbr, 0 });
 	if (r >= 0)
 		r = add_seg(s, &cap,
-			    (struct seg){FAT_PART_OFFSET, (uint64_t)L->reserved_sectors * SECTOR, SEG_BUF,
-					 s->reserved, 0});
+			    (struct seg){ FAT_PART_OFFSET, (uint64_t)L->reserved_sectors * SECTOR, SEG_BUF, s->reserved,
+					  0 });
 	if (r >= 0)
-		r = add_seg(s, &cap, (struct seg){L->fat_offset, fat_bytes, SEG_FAT, NULL, 0});
+		r = add_seg(s, &cap, (struct seg){ L->fat_offset, fat_bytes, SEG_FAT, NULL, 0 });
 	if (r >= 0)
-		r = add_seg(s, &cap, (struct seg){L->fat_offset + fat_bytes, fat_bytes, SEG_FAT, NULL, 0});
+		r = add_seg(s, &cap, (struct seg){ L->fat_offset + fat_bytes, fat_bytes, SEG_FAT, NULL, 0 });
 	for (size_t i = 0; r >= 0 && i < s->n_dirs; i++) {
 		struct fdir *d = &s->dirs[i];
 		r = add_seg(s, &cap,
-			    (struct seg){L->data_offset + (uint64_t)(d->first_cluster - 2) * L->cluster_size,
-					 (uint64_t)d->n_clusters * L->cluster_size, SEG_BUF, d->buf, 0});
+			    (struct seg){ L->data_offset + (uint64_t)(d->first_cluster - 2) * L->cluster_size,
+					  (uint64_t)d->n_clusters * L->cluster_size, SEG_BUF, d->buf, 0 });
 	}
 	for (size_t i = 0; r >= 0 && i < s->n_files; i++) {
 		struct ffile *f = &s->files[i];
 		if (f->size == 0)
 			continue;
 		r = add_seg(s, &cap,
-			    (struct seg){L->data_offset + (uint64_t)(f->first_cluster - 2) * L->cluster_size,
-					 f->size, SEG_FILE, NULL, i});
+			    (struct seg){ L->data_offset + (uint64_t)(f->first_cluster - 2) * L->cluster_size, f->size,
+					  SEG_FILE, NULL, i });
 	}
 	if (r < 0)
 		return r;
@@ -496,16 +496,15 @@ static int build_segments(struct fat32_src *s)
 	s->ext = calloc(s->n_segs + 1, sizeof(*s->ext));
 	if (!s->ext)
 		return -ENOMEM;
-	s->ext[0] = (struct extent){0, FAT_PART_OFFSET};
+	s->ext[0] = (struct extent){ 0, FAT_PART_OFFSET };
 	s->n_ext = 1;
 	for (size_t i = 0; i < s->n_segs; i++) {
-		uint64_t a = ALIGN_DOWN(s->segs[i].off, 4096),
-			 b = ALIGN_UP(s->segs[i].off + s->segs[i].len, 4096);
+		uint64_t a = ALIGN_DOWN(s->segs[i].off, 4096), b = ALIGN_UP(s->segs[i].off + s->segs[i].len, 4096);
 		struct extent *last = &s->ext[s->n_ext - 1];
 		if (a <= last->end)
 			last->end = MAX(last->end, b);
 		else
-			s->ext[s->n_ext++] = (struct extent){a, b};
+			s->ext[s->n_ext++] = (struct extent){ a, b };
 	}
 	for (size_t i = 0; i < s->n_ext; i++)
 		mapped += s->ext[i].end - s->ext[i].start;
@@ -607,8 +606,8 @@ static int fhash_check(struct fat32_src *s, const struct ffile *f)
 	} else
 		return 0;
 	if (strcmp(hex, want) != 0) {
-		set_error(s, "%s: content changed since the scan: %s mismatch (library %s, file %s)", f->rel_path,
-			  name, want, hex);
+		set_error(s, "%s: content changed since the scan: %s mismatch (library %s, file %s)", f->rel_path, name,
+			  want, hex);
 		return -EBADMSG;
 	}
 	return 0;
@@ -633,8 +632,7 @@ static void advise_ahead(struct fat32_src *s, size_t i)
 		s->ra_next = i + 1;
 	for (k = i + 1; k < s->ra_next; k++)
 		ahead += s->files[k].size;
-	for (; s->ra_next < s->n_files && s->ra_next - i <= READAHEAD_FILES && ahead < READAHEAD_BYTES;
-	     s->ra_next++) {
+	for (; s->ra_next < s->n_files && s->ra_next - i <= READAHEAD_FILES && ahead < READAHEAD_BYTES; s->ra_next++) {
 		const struct ffile *f = &s->files[s->ra_next];
 		_cleanup_free_ char *path = NULL;
 		if (f->size == 0 || asprintf(&path, "%s/%s", s->root, f->rel_path) < 0)
@@ -849,8 +847,8 @@ static void fat32_free(struct blksrc *b)
 }
 
 static const struct blksrc_ops fat32_ops = {
-    .read = fat32_read,
-    .free = fat32_free,
+	.read = fat32_read,
+	.free = fat32_free,
 };
 
 /* ---- composing ---- */
@@ -895,8 +893,7 @@ static uint32_t derive_volume_id(const struct job_item *items, size_t n)
 			EVP_DigestUpdate(md, meta, (size_t)l);
 		}
 		if (EVP_DigestFinal_ex(md, h, &hl) == 1 && hl >= 4)
-			id = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 |
-			     (uint32_t)h[3] << 24;
+			id = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
 	}
 	EVP_MD_CTX_free(md);
 	return id ? id : 1;
@@ -969,8 +966,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 			if (di == s->n_dirs) {
 				struct fdir *nd;
 				if (fatname_set_contains(s->dirs[0].names, folder))
-					return fail(ret_error, -EINVAL,
-						    "%s: folder name taken (case-insensitive)", f->dest_path);
+					return fail(ret_error, -EINVAL, "%s: folder name taken (case-insensitive)",
+						    f->dest_path);
 				nd = realloc(s->dirs, (s->n_dirs + 1) * sizeof(*nd));
 				if (!nd)
 					return -ENOMEM;
@@ -992,8 +989,7 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		if (!fatname_is_valid(f->name))
 			return fail(ret_error, -EINVAL, "%s: invalid file name", f->dest_path);
 		if (fatname_set_contains(s->dirs[di].names, f->name))
-			return fail(ret_error, -EINVAL, "%s: duplicate name (case-insensitive)",
-				    f->dest_path);
+			return fail(ret_error, -EINVAL, "%s: duplicate name (case-insensitive)", f->dest_path);
 		{
 			_cleanup_free_ char *got = NULL;
 			r = fatname_set_add_unique(s->dirs[di].names, f->name, &got);
@@ -1020,8 +1016,7 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 			d->entries += fatname_entries(s->files[d->files[i]].name);
 		if (d->entries > FAT_DIR_MAX_ENTRIES)
 			return fail(ret_error, -ENOSPC, "folder '%s' would need %llu entries (FAT allows %u)",
-				    d->name ? d->name : "/", (unsigned long long)d->entries,
-				    FAT_DIR_MAX_ENTRIES);
+				    d->name ? d->name : "/", (unsigned long long)d->entries, FAT_DIR_MAX_ENTRIES);
 	}
 
 	/* Allocation: directories first, then files in item order. */
@@ -1033,8 +1028,7 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		struct fdir *d = &s->dirs[di];
 		uint64_t c = fat_dir_clusters(L, d->entries);
 		if (cl + c > (uint64_t)L->n_clusters + 2)
-			return fail(ret_error, -ENOSPC, "directories alone need more than %u clusters",
-				    L->n_clusters);
+			return fail(ret_error, -ENOSPC, "directories alone need more than %u clusters", L->n_clusters);
 		d->first_cluster = (uint32_t)cl;
 		d->n_clusters = (uint32_t)c;
 		cl += c;
@@ -1048,9 +1042,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 			continue;
 		if (cl + c > (uint64_t)L->n_clusters + 2)
 			return fail(ret_error, -ENOSPC,
-				    "content does not fit: %s needs %llu clusters, %llu of %u are free",
-				    f->dest_path, (unsigned long long)c,
-				    (unsigned long long)(L->n_clusters + 2 - cl), L->n_clusters);
+				    "content does not fit: %s needs %llu clusters, %llu of %u are free", f->dest_path,
+				    (unsigned long long)c, (unsigned long long)(L->n_clusters + 2 - cl), L->n_clusters);
 		f->first_cluster = (uint32_t)cl;
 		f->n_clusters = (uint32_t)c;
 		cl += c;
@@ -1117,10 +1110,10 @@ void fat32_stats(const struct blksrc *b, struct fat_stats *ret)
 	const struct fat32_src *s = (const struct fat32_src *)b;
 
 	*ret = (struct fat_stats){
-	    .layout = s->L,
-	    .used_clusters = s->next_free - 2,
-	    .free_clusters = s->L.n_clusters - (s->next_free - 2),
-	    .dir_clusters = s->dir_clusters,
-	    .volume_id = s->volume_id,
+		.layout = s->L,
+		.used_clusters = s->next_free - 2,
+		.free_clusters = s->L.n_clusters - (s->next_free - 2),
+		.dir_clusters = s->dir_clusters,
+		.volume_id = s->volume_id,
 	};
 }

@@ -119,10 +119,7 @@ static size_t units_of(const uint32_t *cps, size_t n)
 	return u;
 }
 
-static bool is_reserved(uint32_t cp)
-{
-	return cp < 0x20 || (cp < 0x80 && strchr("\"*/:<>?\\|", (int)cp));
-}
+static bool is_reserved(uint32_t cp) { return cp < 0x20 || (cp < 0x80 && strchr("\"*/:<>?\\|", (int)cp)); }
 
 /* Index of the extension's dot in cps[0..n) (not at index 0), or n when none. */
 static size_t ext_dot(const uint32_t *cps, size_t n)
@@ -177,7 +174,7 @@ int fatname_map(const char *name, char **ret)
 		n = strip_tail(cps, n);
 	}
 	if (n == 0)
-		return encode((const uint32_t[]){'_'}, 1, ret);
+		return encode((const uint32_t[]){ '_' }, 1, ret);
 	return encode(cps, n, ret);
 }
 
@@ -250,8 +247,7 @@ unsigned fatname_entries(const char *name)
 	if (fatname_is_short(name))
 		return 1;
 	if (decode(name, true, &cps, &n) < 0)
-		return 1 +
-		       (FATNAME_MAX_UNITS + FATNAME_LFN_UNITS - 1) / FATNAME_LFN_UNITS; /* OOM: upper bound */
+		return 1 + (FATNAME_MAX_UNITS + FATNAME_LFN_UNITS - 1) / FATNAME_LFN_UNITS; /* OOM: upper bound */
 	return 1 + (unsigned)((units_of(cps, n) + FATNAME_LFN_UNITS - 1) / FATNAME_LFN_UNITS);
 }
 
@@ -506,10 +502,7 @@ static size_t sn_slot(const struct sn_set *t, const uint8_t k[11])
 	return i;
 }
 
-static bool sn_has(const struct sn_set *t, const uint8_t k[11])
-{
-	return t->used[sn_slot(t, k)];
-}
+static bool sn_has(const struct sn_set *t, const uint8_t k[11]) { return t->used[sn_slot(t, k)]; }
 
 static void sn_add(struct sn_set *t, const uint8_t k[11])
 {
@@ -590,7 +583,7 @@ static int short_basis(const char *name, uint8_t out[11], size_t *ret_base_len, 
 
 int fatname_short_names(const char *const *names, size_t n, uint8_t (*ret)[11])
 {
-	struct sn_set t = {0};
+	struct sn_set t = { 0 };
 	bool *done = NULL;
 	int r = 0;
 

@@ -27,42 +27,42 @@ enum {
 };
 
 struct ioq_buf {
-	void *data;            /* aligned, ioq->buf_size bytes */
-	void *aux;             /* second buffer when asked for (source bytes), else NULL */
-	uint64_t off;          /* device offset of data[0] */
-	size_t len;            /* bytes of the request (aligned); 0 = end of stream */
-	size_t data_len;       /* meaningful bytes (<= len) */
+	void *data;		   /* aligned, ioq->buf_size bytes */
+	void *aux;		   /* second buffer when asked for (source bytes), else NULL */
+	uint64_t off;		   /* device offset of data[0] */
+	size_t len;		   /* bytes of the request (aligned); 0 = end of stream */
+	size_t data_len;	   /* meaningful bytes (<= len) */
 	uint64_t skip_lo, skip_hi; /* writer: do not write this device range */
-	int err;               /* device thread's result for this buffer */
-	uint64_t err_off;      /* offset of the failing block when err */
+	int err;		   /* device thread's result for this buffer */
+	uint64_t err_off;	   /* offset of the failing block when err */
 };
 
 struct ioq {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;   /* CLOCK_MONOTONIC; broadcast on every change */
+	pthread_cond_t cond; /* CLOCK_MONOTONIC; broadcast on every change */
 	size_t buf_size;
 	unsigned n;
 	struct ioq_buf *bufs;
 	unsigned *fifo[_IOQ_MAX];
 	unsigned head[_IOQ_MAX], count[_IOQ_MAX];
 
-	bool stop;             /* caller → device thread: leave at the next pop */
-	bool io_done;          /* device thread has finished (successfully or not) */
-	int io_err;            /* its error, 0 when none */
+	bool stop;    /* caller → device thread: leave at the next pop */
+	bool io_done; /* device thread has finished (successfully or not) */
+	int io_err;   /* its error, 0 when none */
 	uint64_t io_err_off;
 
-	double stall;          /* seconds; <= 0: no watchdog */
+	double stall; /* seconds; <= 0: no watchdog */
 	bool in_op;
 	uint64_t op_start_ns;
 	uint64_t op_off;
 	const char *op_what;
 
-	uint64_t io_bytes;     /* bytes moved by the device thread */
-	uint64_t synced;       /* writer: device offset below which data is durable */
-	uint64_t sync_gen;     /* bumped at each periodic sync */
+	uint64_t io_bytes; /* bytes moved by the device thread */
+	uint64_t synced;   /* writer: device offset below which data is durable */
+	uint64_t sync_gen; /* bumped at each periodic sync */
 
 	int refs;
-	struct dev *dev;       /* for the abandoned registry */
+	struct dev *dev; /* for the abandoned registry */
 	bool abandoned, io_exited, free_dev;
 	struct ioq *next_abandoned;
 };

@@ -32,8 +32,8 @@ void write_opts_from_config(const struct uf_config *cfg, struct write_opts *ret)
 }
 
 static const char *const stage_names[_STAGE_MAX] = {
-	[STAGE_PENDING] = "pending",       [STAGE_VALIDATION] = "validation",     [STAGE_SELECTION] = "selection",
-	[STAGE_WRITING] = "writing",       [STAGE_VERIFICATION] = "verification", [STAGE_DONE] = "done",
+	[STAGE_PENDING] = "pending", [STAGE_VALIDATION] = "validation",	    [STAGE_SELECTION] = "selection",
+	[STAGE_WRITING] = "writing", [STAGE_VERIFICATION] = "verification", [STAGE_DONE] = "done",
 };
 
 const char *stage_name(enum stage_id s)
@@ -109,10 +109,12 @@ static enum uf_code validation(struct stage_ctx *ctx)
 		_cleanup_free_ char *err = NULL;
 		int r = blksrc_open_image(job->image_path, &ctx->src, &err);
 		if (r < 0)
-			return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "image '%s': %s", job->image_path, err ? err : strerror(-r));
+			return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "image '%s': %s", job->image_path,
+					  err ? err : strerror(-r));
 		if (ctx->src->size > devsz)
-			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "image '%s' needs %s, the stick holds %s", job->image_path,
-					  format_size(ctx->src->size, a, sizeof(a)), format_size(devsz, b, sizeof(b)));
+			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "image '%s' needs %s, the stick holds %s",
+					  job->image_path, format_size(ctx->src->size, a, sizeof(a)),
+					  format_size(devsz, b, sizeof(b)));
 	} else {
 		struct stat st;
 		if (!job->content_root || stat(job->content_root, &st) < 0 || !S_ISDIR(st.st_mode))
@@ -125,16 +127,19 @@ static enum uf_code validation(struct stage_ctx *ctx)
 	double tol = ctx->opts->capacity_tolerance;
 	uint64_t need = (uint64_t)((double)job->capacity_bytes * (1.0 - tol));
 	if (devsz < need)
-		return stage_fail(ctx, UFC_DEVICE_TOO_SMALL, "%s holds %s; the order is for %s (at least %s with %.0f%% tolerance)",
+		return stage_fail(ctx, UFC_DEVICE_TOO_SMALL,
+				  "%s holds %s; the order is for %s (at least %s with %.0f%% tolerance)",
 				  dev_name(ctx->dev), format_size(devsz, a, sizeof(a)),
-				  format_size(job->capacity_bytes, b, sizeof(b)), format_size(need, b, sizeof(b)), tol * 100);
+				  format_size(job->capacity_bytes, b, sizeof(b)), format_size(need, b, sizeof(b)),
+				  tol * 100);
 	ctx->usable_size = devsz;
 	c = stage_probe_device(ctx); /* writable, genuine capacity; sets usable_size */
 	if (c != UFC_NONE)
 		return c;
 	if (ctx->usable_size < need)
-		return stage_fail(ctx, UFC_DEVICE_FAKE_CAPACITY, "%s: only %s usable of %s reported", dev_name(ctx->dev),
-				  format_size(ctx->usable_size, a, sizeof(a)), format_size(devsz, b, sizeof(b)));
+		return stage_fail(ctx, UFC_DEVICE_FAKE_CAPACITY, "%s: only %s usable of %s reported",
+				  dev_name(ctx->dev), format_size(ctx->usable_size, a, sizeof(a)),
+				  format_size(devsz, b, sizeof(b)));
 	if (ctx->src && ctx->src->size > ctx->usable_size)
 		return stage_fail(ctx, UFC_DEVICE_FAKE_CAPACITY, "%s: the image needs %s but only %s is usable",
 				  dev_name(ctx->dev), format_size(ctx->src->size, a, sizeof(a)),

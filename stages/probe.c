@@ -11,21 +11,21 @@
 #include "stages/probe.h"
 #include "util/macro.h"
 
-#define PB 4096u            /* probe block */
-#define RUN_PIECE 256u      /* blocks per I/O in a contiguous run (1 MiB) */
+#define PB	  4096u /* probe block */
+#define RUN_PIECE 256u	/* blocks per I/O in a contiguous run (1 MiB) */
 
 enum pstate { P_UNTESTED, P_GOOD, P_ALIAS, P_GARBAGE, P_IOERR };
 
 struct pctx {
 	struct dev *d;
 	uint8_t nonce[16];
-	uint64_t *pt;       /* block numbers, ascending */
-	size_t n, run;      /* points; pt[0..run) are contiguous from pt[0] */
-	uint8_t *saved;     /* n * PB */
+	uint64_t *pt;	/* block numbers, ascending */
+	size_t n, run;	/* points; pt[0..run) are contiguous from pt[0] */
+	uint8_t *saved; /* n * PB */
 	bool *have_saved;
-	uint8_t *st;        /* enum pstate */
-	uint64_t *tagof;    /* P_ALIAS: whose tag was read */
-	uint8_t *buf;       /* RUN_PIECE * PB, aligned */
+	uint8_t *st;	 /* enum pstate */
+	uint64_t *tagof; /* P_ALIAS: whose tag was read */
+	uint8_t *buf;	 /* RUN_PIECE * PB, aligned */
 	uint64_t written;
 	uint64_t restore_limit; /* restore(): blocks below this are written back */
 };
@@ -37,10 +37,7 @@ static const char *const verdict_names[_PROBE_MAX] = {
 	[PROBE_SHORT] = "short",
 };
 
-const char *probe_verdict_name(enum probe_verdict v)
-{
-	return (unsigned)v < _PROBE_MAX ? verdict_names[v] : NULL;
-}
+const char *probe_verdict_name(enum probe_verdict v) { return (unsigned)v < _PROBE_MAX ? verdict_names[v] : NULL; }
 
 static void make_tag(const struct pctx *c, uint64_t blk, uint8_t *p)
 {

@@ -20,8 +20,8 @@
 enum probe_verdict {
 	PROBE_GENUINE,
 	PROBE_WRAPAROUND, /* high addresses alias low ones */
-	PROBE_LIMBO,      /* writes beyond the real size are lost */
-	PROBE_SHORT,      /* I/O beyond the real size fails */
+	PROBE_LIMBO,	  /* writes beyond the real size are lost */
+	PROBE_SHORT,	  /* I/O beyond the real size fails */
 	_PROBE_MAX,
 };
 /* "genuine", "wraparound", "limbo", "short"; NULL out of range. */
@@ -29,11 +29,11 @@ const char *probe_verdict_name(enum probe_verdict v);
 
 struct probe_result {
 	enum probe_verdict verdict;
-	uint64_t reported_size;  /* dev_size() */
-	uint64_t usable_size;    /* bytes proven real (== reported_size when genuine) */
-	uint64_t blocks_probed;  /* tagged blocks written */
+	uint64_t reported_size;	       /* dev_size() */
+	uint64_t usable_size;	       /* bytes proven real (== reported_size when genuine) */
+	uint64_t blocks_probed;	       /* tagged blocks written */
 	uint64_t alias_from, alias_to; /* wraparound: a block at alias_from read alias_to's tag */
-	bool restored;           /* the overwritten blocks were written back */
+	bool restored;		       /* the overwritten blocks were written back */
 };
 
 /* Probe d (opened for writing). cancel may be NULL. Returns 0 with the verdict in *ret (a fake

@@ -143,7 +143,7 @@ static int try_add(struct sel *s, const struct content_item *it)
 			return -ENOMEM;
 		s->folders = nf;
 		f = &nf[s->n_folders];
-		*f = (struct sfolder){.category = it->category, .entries = 2};
+		*f = (struct sfolder){ .category = it->category, .entries = 2 };
 		r = fatname_set_new(&f->names);
 		if (r < 0)
 			return r;
@@ -162,12 +162,12 @@ static int try_add(struct sel *s, const struct content_item *it)
 
 	struct job_item *ji = &s->items[s->n_items];
 	*ji = (struct job_item){
-	    .position = (int)s->n_items,
-	    .content_item_id = it->id,
-	    .size = it->size,
-	    .dest_path = TAKE_PTR(dest),
-	    .rel_path = TAKE_PTR(rel),
-	    .mtime = it->mtime,
+		.position = (int)s->n_items,
+		.content_item_id = it->id,
+		.size = it->size,
+		.dest_path = TAKE_PTR(dest),
+		.rel_path = TAKE_PTR(rel),
+		.mtime = it->mtime,
 	};
 	memcpy(ji->sha256, it->sha256, sizeof(ji->sha256));
 	ji->sha256[64] = 0;
@@ -190,7 +190,7 @@ static int cmp_rel(const void *a, const void *b, void *lib)
 int select_content(const struct job_spec *job, uint64_t usable_size, select_skip_fn skip, void *userdata,
 		   struct select_result *ret, char **ret_error)
 {
-	struct sel s = {0};
+	struct sel s = { 0 };
 	size_t n_cat = 0, n_candidates = 0;
 	size_t **cand = NULL, *n_cand = NULL, *next = NULL;
 	bool *skipped = NULL;
@@ -285,8 +285,7 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 				if (job->library[i].size > FAT_MAX_FILE_SIZE) {
 					skipped[i] = true;
 					if (skip)
-						skip(userdata, &job->library[i],
-						     "4 GiB or more does not fit FAT32");
+						skip(userdata, &job->library[i], "4 GiB or more does not fit FAT32");
 					continue;
 				}
 				r = try_add(&s, &job->library[i]);
@@ -305,17 +304,16 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 
 	if (s.n_items == 0) {
 		if (job->n_item_ids == 0 && n_candidates == 0)
-			r = fail(ret_error, -ENODATA,
-				 "the order names no content that exists in the library");
+			r = fail(ret_error, -ENODATA, "the order names no content that exists in the library");
 		else
 			r = fail(ret_error, -ENOSPC, "no file of the order fits the stick");
 		goto out;
 	}
 	*ret = (struct select_result){
-	    .items = TAKE_PTR(s.items),
-	    .n_items = s.n_items,
-	    .used_clusters = s.used,
-	    .free_clusters = s.L.n_clusters - s.used,
+		.items = TAKE_PTR(s.items),
+		.n_items = s.n_items,
+		.used_clusters = s.used,
+		.free_clusters = s.L.n_clusters - s.used,
 	};
 	s.n_items = 0;
 	r = 0;

@@ -32,8 +32,8 @@ static const char *xml_next(const char *p, const char *end, const char *tag, con
 		const char *lt = memchr(p, '<', (size_t)(end - p));
 		if (!lt || (size_t)(end - lt) < tl + 2)
 			return NULL;
-		if (!strncmp(lt + 1, tag, tl) && (lt[1 + tl] == '>' || lt[1 + tl] == ' ' ||
-						  lt[1 + tl] == '\t' || lt[1 + tl] == '\n' || lt[1 + tl] == '\r')) {
+		if (!strncmp(lt + 1, tag, tl) && (lt[1 + tl] == '>' || lt[1 + tl] == ' ' || lt[1 + tl] == '\t' ||
+						  lt[1 + tl] == '\n' || lt[1 + tl] == '\r')) {
 			const char *gt = memchr(lt, '>', (size_t)(end - lt));
 			if (!gt)
 				return NULL;
@@ -116,8 +116,8 @@ static char *strip_comments(const char *xml, size_t len, size_t *ret_len)
 	return out;
 }
 
-int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64_t **ret_ranges,
-	       size_t *ret_n, char **ret_error)
+int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64_t **ret_ranges, size_t *ret_n,
+	       char **ret_error)
 {
 	size_t len;
 	_cleanup_free_ char *xml = strip_comments(raw, raw_len, &len);
@@ -130,7 +130,11 @@ int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64
 	const char *why = NULL;
 	int r;
 
-#define BAD(msg) do { why = (msg); goto bad; } while (0)
+#define BAD(msg)                                                                                                       \
+	do {                                                                                                           \
+		why = (msg);                                                                                           \
+		goto bad;                                                                                              \
+	} while (0)
 	if (!xml_next(xml, end, "bmap", &(const char *){ NULL }, &(const char *){ NULL }))
 		BAD("no <bmap> element");
 	if (parse_tag_u64(xml, end, "ImageSize", &image_size) < 0)
@@ -288,9 +292,9 @@ int src_bmap_new(struct stream_src *inner, const char *bmap_path, struct blksrc 
 		return r;
 	}
 	if (image_size != inner->base.size) {
-		if (ret_error && asprintf(ret_error, "%s: ImageSize %llu differs from the image's %llu bytes",
-					  bmap_path, (unsigned long long)image_size,
-					  (unsigned long long)inner->base.size) < 0)
+		if (ret_error &&
+		    asprintf(ret_error, "%s: ImageSize %llu differs from the image's %llu bytes", bmap_path,
+			     (unsigned long long)image_size, (unsigned long long)inner->base.size) < 0)
 			*ret_error = NULL;
 		bmap_free(&m->base);
 		return -EINVAL;

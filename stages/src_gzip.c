@@ -72,8 +72,8 @@ static ssize_t gz_fill(struct stream_src *s, void *buf, size_t len)
 		if (zr == Z_STREAM_END)
 			g->member_end = true;
 		else if (zr != Z_OK && zr != Z_BUF_ERROR)
-			return src_fail(&s->base, -EINVAL, "%s: corrupt gzip data near input byte %llu: %s",
-					s->path, (unsigned long long)(g->in_off - g->z.avail_in),
+			return src_fail(&s->base, -EINVAL, "%s: corrupt gzip data near input byte %llu: %s", s->path,
+					(unsigned long long)(g->in_off - g->z.avail_in),
 					g->z.msg ? g->z.msg : "inflate error");
 	}
 	return (ssize_t)done;
@@ -124,8 +124,7 @@ int src_gzip_new(const char *path, int fd, uint64_t file_size, struct stream_src
 		stream_free(&g->s.base);
 		return -EINVAL;
 	}
-	uint64_t isize = (uint64_t)tail[0] | (uint64_t)tail[1] << 8 | (uint64_t)tail[2] << 16 |
-			 (uint64_t)tail[3] << 24;
+	uint64_t isize = (uint64_t)tail[0] | (uint64_t)tail[1] << 8 | (uint64_t)tail[2] << 16 | (uint64_t)tail[3] << 24;
 	/* Candidates isize + k*2^32 within [file_size - overhead, 1032 * file_size]. */
 	uint64_t lo = file_size > 1024 ? file_size - file_size / 64 - 1024 : 0;
 	uint64_t hi = file_size * 1032;

@@ -15,9 +15,9 @@
  * callbacks; blksrc's read() for a stream is stream_read() below. */
 struct stream_src {
 	struct blksrc base;
-	char *path;     /* owned; for messages */
-	int fd;         /* owned; the image file */
-	uint64_t pos;   /* next offset produced */
+	char *path;   /* owned; for messages */
+	int fd;	      /* owned; the image file */
+	uint64_t pos; /* next offset produced */
 	/* Fill up to len bytes; fewer only at the end of the data, 0 at the end, or -errno with
 	 * base.error set. */
 	ssize_t (*fill)(struct stream_src *s, void *buf, size_t len);
@@ -58,5 +58,5 @@ int src_bmap_new(struct stream_src *inner, const char *bmap_path, struct blksrc 
 
 /* Parse bmap XML text into sorted, merged, 4096-aligned byte ranges clipped to the image size.
  * ret_ranges: malloc'd array of 2*n uint64 (start, end). Exposed for tests. */
-int bmap_parse(const char *xml, size_t len, uint64_t *ret_image_size, uint64_t **ret_ranges,
-	       size_t *ret_n, char **ret_error);
+int bmap_parse(const char *xml, size_t len, uint64_t *ret_image_size, uint64_t **ret_ranges, size_t *ret_n,
+	       char **ret_error);

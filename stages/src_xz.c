@@ -43,12 +43,18 @@ static int xz_refill(struct xz_src *x)
 static const char *xz_strerror(lzma_ret r)
 {
 	switch (r) {
-	case LZMA_MEM_ERROR: return "out of memory";
-	case LZMA_FORMAT_ERROR: return "not xz data";
-	case LZMA_OPTIONS_ERROR: return "unsupported options";
-	case LZMA_DATA_ERROR: return "corrupt data";
-	case LZMA_BUF_ERROR: return "truncated data";
-	default: return "decoder error";
+	case LZMA_MEM_ERROR:
+		return "out of memory";
+	case LZMA_FORMAT_ERROR:
+		return "not xz data";
+	case LZMA_OPTIONS_ERROR:
+		return "unsupported options";
+	case LZMA_DATA_ERROR:
+		return "corrupt data";
+	case LZMA_BUF_ERROR:
+		return "truncated data";
+	default:
+		return "decoder error";
 	}
 }
 
@@ -70,8 +76,7 @@ static ssize_t xz_fill(struct stream_src *s, void *buf, size_t len)
 			break;
 		}
 		if (lr != LZMA_OK)
-			return src_fail(&s->base, -EINVAL, "%s: xz: %s near input byte %llu", s->path,
-					xz_strerror(lr),
+			return src_fail(&s->base, -EINVAL, "%s: xz: %s near input byte %llu", s->path, xz_strerror(lr),
 					(unsigned long long)(x->in_off - x->strm.avail_in));
 	}
 	return (ssize_t)(len - x->strm.avail_out);

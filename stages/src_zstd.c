@@ -19,9 +19,9 @@ struct zstd_src {
 	void *in;
 	ZSTD_inBuffer ib;
 	size_t in_cap;
-	uint64_t in_off;   /* file offset of the next input read */
+	uint64_t in_off; /* file offset of the next input read */
 	bool in_eof;
-	size_t last_ret;   /* last ZSTD_decompressStream result: 0 = at a frame end */
+	size_t last_ret; /* last ZSTD_decompressStream result: 0 = at a frame end */
 };
 
 static int zstd_refill(struct zstd_src *z)
@@ -61,8 +61,7 @@ static ssize_t zstd_fill(struct stream_src *s, void *buf, size_t len)
 		}
 		size_t ret = ZSTD_decompressStream(z->ds, &ob, &z->ib);
 		if (ZSTD_isError(ret))
-			return src_fail(&s->base, -EINVAL, "%s: corrupt zstd data near input byte %llu: %s",
-					s->path,
+			return src_fail(&s->base, -EINVAL, "%s: corrupt zstd data near input byte %llu: %s", s->path,
 					(unsigned long long)(z->in_off - z->ib.size + z->ib.pos),
 					ZSTD_getErrorName(ret));
 		z->last_ret = ret;
@@ -95,9 +94,11 @@ static int zstd_frames_size(int fd, uint64_t file_size, uint64_t *ret)
 			return -errno;
 		if (n < 8)
 			return -EINVAL;
-		uint32_t magic = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+		uint32_t magic =
+			(uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
 		if ((magic & 0xFFFFFFF0u) == ZSTD_MAGIC_SKIPPABLE_START) {
-			uint32_t len = (uint32_t)hdr[4] | (uint32_t)hdr[5] << 8 | (uint32_t)hdr[6] << 16 | (uint32_t)hdr[7] << 24;
+			uint32_t len = (uint32_t)hdr[4] | (uint32_t)hdr[5] << 8 | (uint32_t)hdr[6] << 16 |
+				       (uint32_t)hdr[7] << 24;
 			off += 8 + (uint64_t)len;
 			continue;
 		}
@@ -116,7 +117,7 @@ static int zstd_frames_size(int fd, uint64_t file_size, uint64_t *ret)
 			uint32_t bh = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16;
 			unsigned type = (bh >> 1) & 3;
 			if (type == 3)
-				return -EINVAL; /* reserved */
+				return -EINVAL;				  /* reserved */
 			off += 3 + (type == 1 ? 1 : (uint64_t)(bh >> 3)); /* RLE blocks store one byte */
 			if (off > file_size)
 				return -EINVAL;

@@ -31,32 +31,32 @@ struct job_spec {
 	int64_t job_id;
 	int64_t order_id;
 	int attempt;
-	uint64_t capacity_bytes;     /* nominal capacity sold */
-	char *image_path;            /* image orders; NULL for content orders */
+	uint64_t capacity_bytes; /* nominal capacity sold */
+	char *image_path;	 /* image orders; NULL for content orders */
 	/* content orders: */
 	char *content_root;
-	char **categories;           /* NULL-terminated, in the order's order */
-	int64_t *item_ids;           /* explicit items, n_item_ids of them */
+	char **categories; /* NULL-terminated, in the order's order */
+	int64_t *item_ids; /* explicit items, n_item_ids of them */
 	size_t n_item_ids;
 	struct content_item *library; /* active candidates (explicit ids and the categories) */
 	size_t n_library;
-	struct job_item *items;      /* chosen; filled by selection, or reused from a prior attempt */
+	struct job_item *items; /* chosen; filled by selection, or reused from a prior attempt */
 	size_t n_items;
 	bool items_reused;
 };
 
 struct write_opts {
-	size_t buffer_size;          /* bytes per I/O buffer (multiple of 4096) */
-	unsigned queue_depth;        /* buffers in flight between reader and writer */
+	size_t buffer_size;   /* bytes per I/O buffer (multiple of 4096) */
+	unsigned queue_depth; /* buffers in flight between reader and writer */
 	bool verify;
-	bool verify_full;            /* verification reads the whole device (every block must read back;
+	bool verify_full; /* verification reads the whole device (every block must read back;
 	                              * the written ranges are compared), not only what was written */
 	bool reset_before_verify;
-	uint64_t sync_interval;      /* fdatasync after this many bytes (0: WRITER_SYNC_EVERY); it also
+	uint64_t sync_interval;	   /* fdatasync after this many bytes (0: WRITER_SYNC_EVERY); it also
 	                              * paces the resume checkpoints */
-	double stall_timeout;        /* seconds a write/sync may take before WRITE_IO */
-	double capacity_tolerance;   /* 0.10: a stick may be 10% under its nominal size */
-	bool probe;                  /* fake-capacity probe in validation */
+	double stall_timeout;	   /* seconds a write/sync may take before WRITE_IO */
+	double capacity_tolerance; /* 0.10: a stick may be 10% under its nominal size */
+	bool probe;		   /* fake-capacity probe in validation */
 };
 
 struct uf_config;
@@ -71,8 +71,8 @@ struct stage_sink {
 	void (*progress)(void *userdata, enum stage_id st, uint64_t done, uint64_t total);
 	/* A log row: level, category ("stage", "progress", "device", "system"), error code
 	 * (UFC_NONE when none), details as a JSON object text or NULL, message. */
-	void (*log)(void *userdata, enum log_level lvl, enum stage_id st, const char *category,
-		    enum uf_code code, const char *details_json, const char *message);
+	void (*log)(void *userdata, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,
+		    const char *details_json, const char *message);
 	/* Writing: the resume state to store for this job after each periodic sync (JSON text;
 	 * NULL: forget any stored state). Optional (NULL: not stored). */
 	void (*checkpoint)(void *userdata, const char *resume_json);
@@ -80,23 +80,23 @@ struct stage_sink {
 
 struct stage_ctx {
 	struct job_spec *job;
-	struct dev *dev;             /* opened target, borrowed */
+	struct dev *dev; /* opened target, borrowed */
 	const struct write_opts *opts;
-	atomic_bool *cancel;         /* set by the worker: stop at the next chunk boundary */
+	atomic_bool *cancel; /* set by the worker: stop at the next chunk boundary */
 	struct stage_sink sink;
-	const char *resume_json;     /* writing: the state a previous attempt checkpointed, or NULL */
+	const char *resume_json; /* writing: the state a previous attempt checkpointed, or NULL */
 
 	/* Passed between stages (owned by the context; stage_ctx_done() frees): */
-	struct blksrc *src;          /* built by selection, consumed by writing */
-	void *write_state;           /* writer's chunk hashes for the verifier */
-	uint64_t bytes_total;        /* set by selection */
-	uint64_t bytes_written;      /* updated by writing */
-	uint64_t usable_size;        /* set by validation: real usable bytes of the stick */
+	struct blksrc *src;	/* built by selection, consumed by writing */
+	void *write_state;	/* writer's chunk hashes for the verifier */
+	uint64_t bytes_total;	/* set by selection */
+	uint64_t bytes_written; /* updated by writing */
+	uint64_t usable_size;	/* set by validation: real usable bytes of the stick */
 
 	/* Result of the failing stage: */
 	enum uf_code code;
-	char *message;               /* owned */
-	uint64_t bad_offset;         /* VERIFY_MISMATCH / WRITE_IO: first bad byte offset */
+	char *message;	     /* owned */
+	uint64_t bad_offset; /* VERIFY_MISMATCH / WRITE_IO: first bad byte offset */
 };
 
 /* Run one stage. Returns UFC_NONE on success, or a code with ctx->message set. */

@@ -45,12 +45,10 @@ static void on_skip(void *userdata, const struct content_item *it, const char *r
 	if (!ctx->sink.log)
 		return;
 	esc = json_escape(it->rel_path);
-	if (esc &&
-	    asprintf(&details, "{\"content_item_id\": %lld, \"rel_path\": \"%s\", \"size_bytes\": %llu}",
-		     (long long)it->id, esc, (unsigned long long)it->size) < 0)
+	if (esc && asprintf(&details, "{\"content_item_id\": %lld, \"rel_path\": \"%s\", \"size_bytes\": %llu}",
+			    (long long)it->id, esc, (unsigned long long)it->size) < 0)
 		details = NULL;
-	if (asprintf(&msg, "skipped %s (%llu bytes): %s", it->rel_path, (unsigned long long)it->size,
-		     reason) < 0)
+	if (asprintf(&msg, "skipped %s (%llu bytes): %s", it->rel_path, (unsigned long long)it->size, reason) < 0)
 		msg = NULL;
 	ctx->sink.log(ctx->sink.userdata, LOG_LVL_WARNING, STAGE_SELECTION, "stage", UFC_NONE, details,
 		      msg ? msg : "skipped a file of 4 GiB or more");
@@ -78,18 +76,15 @@ static enum uf_code check_files(struct stage_ctx *ctx)
 			return stage_fail(ctx, UFC_PROCESSING_FAILED, "out of memory");
 		if (stat(path, &st) < 0) {
 			if (errno == ENOENT || errno == ENOTDIR)
-				return stage_fail(ctx, UFC_CONTENT_MISSING,
-						  "%s: vanished from the content root", it->rel_path);
-			return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s: %s", it->rel_path,
-					  strerror(errno));
+				return stage_fail(ctx, UFC_CONTENT_MISSING, "%s: vanished from the content root",
+						  it->rel_path);
+			return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s: %s", it->rel_path, strerror(errno));
 		}
 		if (!S_ISREG(st.st_mode))
-			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: not a regular file any more",
-					  it->rel_path);
+			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: not a regular file any more", it->rel_path);
 		if ((uint64_t)st.st_size != it->size)
-			return stage_fail(ctx, UFC_CONTENT_CHANGED,
-					  "%s: size changed (%llu bytes, library %llu)", it->rel_path,
-					  (unsigned long long)st.st_size, (unsigned long long)it->size);
+			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: size changed (%llu bytes, library %llu)",
+					  it->rel_path, (unsigned long long)st.st_size, (unsigned long long)it->size);
 		if ((int64_t)st.st_mtime != it->mtime)
 			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: mtime changed (%lld, library %lld)",
 					  it->rel_path, (long long)st.st_mtime, (long long)it->mtime);
@@ -143,8 +138,8 @@ enum uf_code stage_selection_content(struct stage_ctx *ctx)
 		return c;
 
 	struct fat_opts opts = {
-	    .usable_size = usable,
-	    .content_root = job->content_root,
+		.usable_size = usable,
+		.content_root = job->content_root,
 	};
 	r = fat32_compose(&opts, job->items, job->n_items, &src, &err);
 	if (r < 0) {
@@ -156,8 +151,10 @@ enum uf_code stage_selection_content(struct stage_ctx *ctx)
 			 * (it goes back to the queue for a larger one, no attempt spent), the order is
 			 * not at fault. */
 			if (job->items_reused)
-				return stage_fail(ctx, UFC_DEVICE_TOO_SMALL,
-						  "the content chosen for this job on an earlier attempt does not fit this stick: %s", m);
+				return stage_fail(
+					ctx, UFC_DEVICE_TOO_SMALL,
+					"the content chosen for this job on an earlier attempt does not fit this stick: %s",
+					m);
 			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "%s", m);
 		case -ERANGE:
 			return stage_fail(ctx, UFC_DEVICE_TOO_SMALL, "%s", m);
@@ -187,9 +184,8 @@ enum uf_code stage_selection_content(struct stage_ctx *ctx)
 			     job->items_reused ? "true" : "false") < 0)
 			details = NULL;
 		if (asprintf(&msg, "%zu files, %s of content, %s to write (FAT32, %u-byte clusters, %u free)",
-			     job->n_items, format_size(bytes, a, sizeof(a)),
-			     format_size(src->mapped, b, sizeof(b)), st.layout.cluster_size,
-			     st.free_clusters) < 0)
+			     job->n_items, format_size(bytes, a, sizeof(a)), format_size(src->mapped, b, sizeof(b)),
+			     st.layout.cluster_size, st.free_clusters) < 0)
 			msg = NULL;
 		ctx->sink.log(ctx->sink.userdata, LOG_LVL_INFO, STAGE_SELECTION, "stage", UFC_NONE, details,
 			      msg ? msg : "content selected");

@@ -14,10 +14,10 @@
 #include "util/macro.h"
 #include "util/size.h"
 
-static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, enum uf_code code,
-		 const char *details, const char *fmt, ...) _printf_(6, 7);
-static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, enum uf_code code,
-		 const char *details, const char *fmt, ...)
+static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, enum uf_code code, const char *details,
+		 const char *fmt, ...) _printf_(6, 7);
+static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, enum uf_code code, const char *details,
+		 const char *fmt, ...)
 {
 	va_list ap;
 	char *m = NULL;
@@ -32,10 +32,7 @@ static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, en
 	free(m);
 }
 
-void stage_write_state_free(struct stage_ctx *ctx)
-{
-	ctx->write_state = writer_free(ctx->write_state);
-}
+void stage_write_state_free(struct stage_ctx *ctx) { ctx->write_state = writer_free(ctx->write_state); }
 
 /* Device errno → job code for a failure at offset off. */
 static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint64_t off, const char *what)
@@ -168,7 +165,8 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 	}
 	if (!w) {
 		if (r == -EFBIG)
-			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "the image is larger than %s", dev_name(ctx->dev));
+			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "the image is larger than %s",
+					  dev_name(ctx->dev));
 		return stage_fail(ctx, UFC_PROCESSING_FAILED, "writer setup failed: %s", strerror(-r));
 	}
 	const struct writer_stats *st = writer_stats(w);
@@ -177,8 +175,9 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 	if (st->resumed && r != -ESTALE) {
 		snprintf(details, sizeof(details), "{\"resume_from\":%llu,\"bytes_reused\":%llu}",
 			 (unsigned long long)st->resume_from, (unsigned long long)st->bytes_reused);
-		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details, "resumed at offset %llu (%s already on the stick)",
-		     (unsigned long long)st->resume_from, format_size(st->bytes_reused, a, sizeof(a)));
+		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details,
+		     "resumed at offset %llu (%s already on the stick)", (unsigned long long)st->resume_from,
+		     format_size(st->bytes_reused, a, sizeof(a)));
 	}
 	if (r == 0) {
 		snprintf(details, sizeof(details), "{\"bytes_written\":%llu,\"bytes_reused\":%llu}",
@@ -192,12 +191,14 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 		 * and sha256 as it reads): CONTENT_CHANGED / CONTENT_MISSING, a permanent error */
 		enum uf_code cc = stage_selection_map_read_error(r);
 		if (cc != UFC_NONE) {
-			slog(ctx, LOG_LVL_ERR, STAGE_WRITING, cc, NULL, "%s", st->error ? st->error : "content changed");
+			slog(ctx, LOG_LVL_ERR, STAGE_WRITING, cc, NULL, "%s",
+			     st->error ? st->error : "content changed");
 			return stage_fail(ctx, cc, "%s", st->error ? st->error : "content changed");
 		}
 	}
 	if (st->image_error) {
-		slog(ctx, LOG_LVL_ERR, STAGE_WRITING, UFC_IMAGE_UNREADABLE, NULL, "%s", st->error ? st->error : "image error");
+		slog(ctx, LOG_LVL_ERR, STAGE_WRITING, UFC_IMAGE_UNREADABLE, NULL, "%s",
+		     st->error ? st->error : "image error");
 		return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "%s", st->error ? st->error : "image unreadable");
 	}
 	if (r == -ESTALE) {
@@ -262,10 +263,12 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 		ctx->bad_offset = vr.bad_offset;
 		snprintf(details, sizeof(details), "{\"first_bad_offset\":%llu,\"exact\":%s,\"read_error\":%s}",
 			 (unsigned long long)vr.bad_offset, vr.exact ? "true" : "false", r == -EIO ? "true" : "false");
-		slog(ctx, LOG_LVL_ERR, STAGE_VERIFICATION, UFC_VERIFY_MISMATCH, details, "first bad byte at offset %llu",
-		     (unsigned long long)vr.bad_offset);
+		slog(ctx, LOG_LVL_ERR, STAGE_VERIFICATION, UFC_VERIFY_MISMATCH, details,
+		     "first bad byte at offset %llu", (unsigned long long)vr.bad_offset);
 		return stage_fail(ctx, UFC_VERIFY_MISMATCH, "%s: %s at offset %llu", dev_name(ctx->dev),
-				  r == -EIO ? "read error" : vr.exact ? "wrong data" : "wrong data in the chunk",
+				  r == -EIO  ? "read error"
+				  : vr.exact ? "wrong data"
+					     : "wrong data in the chunk",
 				  (unsigned long long)vr.bad_offset);
 	}
 	return fail_io(ctx, STAGE_VERIFICATION, r, vr.bad_offset, "read-back");

@@ -52,8 +52,7 @@ static void *reader_thread(void *arg)
 static int check_opts(struct dev *d, const struct verify_opts *o)
 {
 	unsigned bs = dev_block_size(d);
-	if (!o || o->buffer_size == 0 || o->buffer_size % 4096 || (bs && o->buffer_size % bs) ||
-	    o->queue_depth < 2)
+	if (!o || o->buffer_size == 0 || o->buffer_size % 4096 || (bs && o->buffer_size % bs) || o->queue_depth < 2)
 		return -EINVAL;
 	return 0;
 }
@@ -79,15 +78,14 @@ static int start(struct dev *d, const struct verify_opts *o, bool aux, struct io
 struct hcheck {
 	const struct wchunk *chunks;
 	size_t n_chunks, ci;
-	uint64_t bad;  /* window start of the first bad chunk */
+	uint64_t bad; /* window start of the first bad chunk */
 };
 
 static int on_chunk(void *userdata, const struct wchunk *c)
 {
 	struct hcheck *h = userdata;
 
-	if (h->ci >= h->n_chunks || h->chunks[h->ci].off != c->off ||
-	    memcmp(h->chunks[h->ci].hash, c->hash, 16) != 0) {
+	if (h->ci >= h->n_chunks || h->chunks[h->ci].off != c->off || memcmp(h->chunks[h->ci].hash, c->hash, 16) != 0) {
 		h->bad = c->off;
 		return -EBADMSG;
 	}
@@ -95,9 +93,8 @@ static int on_chunk(void *userdata, const struct wchunk *c)
 	return 0;
 }
 
-int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const struct wchunk *chunks,
-		  size_t n_chunks, uint64_t cs, const struct verify_opts *o, atomic_bool *cancel,
-		  struct verify_result *ret)
+int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const struct wchunk *chunks, size_t n_chunks,
+		  uint64_t cs, const struct verify_opts *o, atomic_bool *cancel, struct verify_result *ret)
 {
 	struct verify_result res = { 0 };
 	struct hcheck hc = { .chunks = chunks, .n_chunks = n_chunks, .bad = UINT64_MAX };
@@ -131,7 +128,7 @@ int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const 
 			total += ext[i].len;
 
 	/* Planner state: next request position. */
-	size_t pe = 0;           /* extent index (extent mode) */
+	size_t pe = 0; /* extent index (extent mode) */
 	uint64_t ppos = o->full ? 0 : ext[0].off;
 	bool planned_all = false;
 	/* Consumer state. */
@@ -245,8 +242,8 @@ int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const 
 	return r;
 }
 
-int verify_writer(struct dev *d, const struct writer *w, const struct verify_opts *o,
-		  atomic_bool *cancel, struct verify_result *ret)
+int verify_writer(struct dev *d, const struct writer *w, const struct verify_opts *o, atomic_bool *cancel,
+		  struct verify_result *ret)
 {
 	size_t ne, nc;
 	const struct wextent *e = writer_extents(w, &ne);

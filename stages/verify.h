@@ -24,10 +24,10 @@ struct writer;
 typedef void (*verify_progress_fn)(void *userdata, uint64_t done, uint64_t total);
 
 struct verify_opts {
-	size_t buffer_size;    /* bytes per read (multiple of 4096 and of the block size) */
-	unsigned queue_depth;  /* reads in flight (>= 2) */
-	double stall_timeout;  /* seconds a read may take; <= 0: no watchdog */
-	bool full;             /* hash mode: read the whole device, [0, its size), not only the
+	size_t buffer_size;   /* bytes per read (multiple of 4096 and of the block size) */
+	unsigned queue_depth; /* reads in flight (>= 2) */
+	double stall_timeout; /* seconds a read may take; <= 0: no watchdog */
+	bool full;	      /* hash mode: read the whole device, [0, its size), not only the
 	                        * written extents: every block must read back (a failing or
 	                        * missing block is -EIO at its offset), the written bytes are
 	                        * compared; the rest is read for readability, not compared */
@@ -39,9 +39,9 @@ struct verify_opts {
 };
 
 struct verify_result {
-	uint64_t bad_offset;   /* first bad byte (or start of the bad chunk when !exact) */
-	bool exact;            /* bad_offset names the exact byte/block */
-	uint64_t bytes_read;   /* bytes read from the device */
+	uint64_t bad_offset; /* first bad byte (or start of the bad chunk when !exact) */
+	bool exact;	     /* bad_offset names the exact byte/block */
+	uint64_t bytes_read; /* bytes read from the device */
 };
 
 /* Check the device against chunk hashes: ext/n_ext the written extents (sorted), chunks the
@@ -49,12 +49,11 @@ struct verify_result {
  * Errors: -EBADMSG (a chunk differs), -EIO (a read failed; bad_offset = the failing block),
  * gone (dev_errno_is_gone), -ETIMEDOUT (a read stalled), -ECANCELED, -ENOMEM, -EINVAL (bad
  * opts). ret is filled on success and on -EBADMSG/-EIO/-ETIMEDOUT. */
-int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const struct wchunk *chunks,
-		  size_t n_chunks, uint64_t cs, const struct verify_opts *o, atomic_bool *cancel,
-		  struct verify_result *ret);
+int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const struct wchunk *chunks, size_t n_chunks,
+		  uint64_t cs, const struct verify_opts *o, atomic_bool *cancel, struct verify_result *ret);
 /* verify_chunks with a writer's extents and hashes. */
-int verify_writer(struct dev *d, const struct writer *w, const struct verify_opts *o,
-		  atomic_bool *cancel, struct verify_result *ret);
+int verify_writer(struct dev *d, const struct writer *w, const struct verify_opts *o, atomic_bool *cancel,
+		  struct verify_result *ret);
 /* Compare the device with src, decoded again, byte for byte (mapped extents only). Same
  * errors as verify_chunks; -EBADMSG names the exact byte; source errors are returned as
  * they come from blksrc_read with ret->bad_offset = UINT64_MAX. */

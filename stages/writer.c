@@ -35,10 +35,10 @@ struct writer {
 	struct wextent *rext;
 	size_t n_rext;
 	uint64_t rhwm;
-	uint64_t write_from;   /* data in [CHUNK_HEAD, write_from) is already on the device */
-	size_t rci;            /* next recorded chunk to compare with the source */
+	uint64_t write_from; /* data in [CHUNK_HEAD, write_from) is already on the device */
+	size_t rci;	     /* next recorded chunk to compare with the source */
 
-	uint64_t synced;       /* durable high-water mark (data >= CHUNK_HEAD below it is on disk) */
+	uint64_t synced; /* durable high-water mark (data >= CHUNK_HEAD below it is on disk) */
 	struct writer_stats st;
 	char *error;
 	char *resume_note;
@@ -123,8 +123,8 @@ int writer_state_json(const struct writer *w, char **ret)
 		if (s < e)
 			json_array_append_new(ext, json_pack("[II]", (json_int_t)s, (json_int_t)(e - s)));
 	}
-	json_t *o = json_pack("{s:i, s:I, s:I, s:o, s:s}", "v", 1, "cs", (json_int_t)w->cs, "hwm",
-			      (json_int_t)end, "ext", ext, "chunks", b64);
+	json_t *o = json_pack("{s:i, s:I, s:I, s:o, s:s}", "v", 1, "cs", (json_int_t)w->cs, "hwm", (json_int_t)end,
+			      "ext", ext, "chunks", b64);
 	if (!o)
 		return -ENOMEM;
 	char *s = json_dumps(o, JSON_COMPACT);
@@ -147,8 +147,9 @@ static int parse_state(struct writer *w, const char *text)
 
 	if (!o)
 		goto out;
-	if (json_unpack(o, "{s:I, s:I, s:I, s:o, s:s}", "v", &v, "cs", &cs, "hwm", &hwm, "ext", &ext,
-			"chunks", &chunks) < 0 || v != 1 || !json_is_array(ext))
+	if (json_unpack(o, "{s:I, s:I, s:I, s:o, s:s}", "v", &v, "cs", &cs, "hwm", &hwm, "ext", &ext, "chunks",
+			&chunks) < 0 ||
+	    v != 1 || !json_is_array(ext))
 		goto out;
 	if ((uint64_t)cs != w->cs) {
 		r = -ERANGE;
@@ -172,7 +173,8 @@ static int parse_state(struct writer *w, const char *text)
 	size_t i;
 	json_t *e;
 	uint64_t prev = 0;
-	json_array_foreach(ext, i, e) {
+	json_array_foreach(ext, i, e)
+	{
 		json_int_t a, l;
 		if (json_unpack(e, "[II]", &a, &l) < 0 || a < 0 || l <= 0 || (uint64_t)a < prev)
 			goto out;
@@ -198,8 +200,8 @@ out:
 
 /* ---- construction ---------------------------------------------------------------------------- */
 
-int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts,
-	       const char *resume_json, struct writer **ret)
+int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts, const char *resume_json,
+	       struct writer **ret)
 {
 	unsigned bs = dev_block_size(d);
 
@@ -293,10 +295,10 @@ struct wthread {
 	struct ioq *q;
 	struct dev *d;
 	uint64_t sync_every;
-	void *head;             /* CHUNK_HEAD bytes, aligned */
-	struct wextent *hext;   /* head pieces */
+	void *head;	      /* CHUNK_HEAD bytes, aligned */
+	struct wextent *hext; /* head pieces */
 	size_t n_hext, cap_hext;
-	uint64_t written;       /* bytes sent to the device */
+	uint64_t written; /* bytes sent to the device */
 };
 
 /* Write len bytes at off; on -EIO, write block by block to find the failing block. */
@@ -462,7 +464,8 @@ static int on_chunk(void *userdata, const struct wchunk *c)
 /* Resume: find the first recorded chunk the device no longer holds. */
 static int resume_check(struct writer *w, atomic_bool *cancel)
 {
-	struct verify_opts vo = { .buffer_size = w->opts->buffer_size, .queue_depth = w->opts->queue_depth,
+	struct verify_opts vo = { .buffer_size = w->opts->buffer_size,
+				  .queue_depth = w->opts->queue_depth,
 				  .stall_timeout = w->opts->stall_timeout };
 	struct verify_result vr = { 0 };
 
@@ -578,8 +581,8 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 			set_error(w, "%s", blksrc_error(w->src) ? blksrc_error(w->src) : "image read failed");
 			break;
 		}
-		if (n > 0 && (unaligned_end || off % 4096 || off < last_end ||
-			      off + (uint64_t)n > w->src->size || (size_t)n > w->opts->buffer_size)) {
+		if (n > 0 && (unaligned_end || off % 4096 || off < last_end || off + (uint64_t)n > w->src->size ||
+			      (size_t)n > w->opts->buffer_size)) {
 			ioq_push(q, IOQ_FREE, b);
 			r = -EINVAL;
 			w->st.image_error = true;
@@ -641,8 +644,7 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 	if (r == -EPIPE) {
 		r = q->io_err;
 		w->st.bad_offset = q->io_err_off;
-		set_error(w, "%s failed at offset %llu: %s", "write", (unsigned long long)q->io_err_off,
-			  strerror(-r));
+		set_error(w, "%s failed at offset %llu: %s", "write", (unsigned long long)q->io_err_off, strerror(-r));
 	} else if (r == -ETIMEDOUT) {
 		w->st.stalled = true;
 		w->st.bad_offset = q->op_off;

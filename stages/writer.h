@@ -29,7 +29,7 @@
 #include "stages/stage.h"
 #include "usb/dev.h"
 
-#define WRITER_HEAD (UINT64_C(1) << 20)
+#define WRITER_HEAD	  (UINT64_C(1) << 20)
 #define WRITER_SYNC_EVERY (UINT64_C(256) << 20)
 
 struct writer;
@@ -44,15 +44,15 @@ struct writer_cbs {
 };
 
 struct writer_stats {
-	uint64_t bytes_written;  /* bytes sent to the device in this run (padding included) */
-	uint64_t bytes_reused;   /* bytes found good on the device by the resume check */
-	uint64_t resume_from;    /* device offset the resumed run wrote from (0: not resumed) */
-	bool resumed;            /* a usable resume state was given */
+	uint64_t bytes_written;	 /* bytes sent to the device in this run (padding included) */
+	uint64_t bytes_reused;	 /* bytes found good on the device by the resume check */
+	uint64_t resume_from;	 /* device offset the resumed run wrote from (0: not resumed) */
+	bool resumed;		 /* a usable resume state was given */
 	const char *resume_note; /* why a given resume state was not used, or NULL */
-	uint64_t bad_offset;     /* the failing offset (device I/O error, stall, resume check) */
-	const char *error;       /* human-readable failure, or NULL */
-	bool stalled;            /* the run ended by the watchdog */
-	bool image_error;        /* the failure came from the source, not the device */
+	uint64_t bad_offset;	 /* the failing offset (device I/O error, stall, resume check) */
+	const char *error;	 /* human-readable failure, or NULL */
+	bool stalled;		 /* the run ended by the watchdog */
+	bool image_error;	 /* the failure came from the source, not the device */
 };
 
 /* Prepare a write of src onto d. Borrowed: d, src, opts (must outlive the writer). resume_json
@@ -60,8 +60,8 @@ struct writer_stats {
  * in writer_stats()->resume_note. Errors: -EINVAL (buffer_size not a positive multiple of
  * 4096 and of the device block size, queue_depth < 2), -EFBIG (src->size > dev_size(d)),
  * -ENOMEM. */
-int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts,
-	       const char *resume_json, struct writer **ret);
+int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts, const char *resume_json,
+	       struct writer **ret);
 /* Override the periodic sync interval (bytes, > 0; default WRITER_SYNC_EVERY). For tests. */
 void writer_set_sync_every(struct writer *w, uint64_t bytes);
 /* Run the write; once per writer. cancel may be NULL; it is checked at each buffer. Returns 0

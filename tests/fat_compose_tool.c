@@ -68,7 +68,7 @@ static int lib_add(struct lib *l, const char *root, const char *rel)
 		l->cap = nc;
 	}
 	it = &l->it[l->n];
-	*it = (struct content_item){.id = (int64_t)l->n + 1, .mtime = (int64_t)st.st_mtime};
+	*it = (struct content_item){ .id = (int64_t)l->n + 1, .mtime = (int64_t)st.st_mtime };
 	r = filehash_file(path, it->sha256, it->xxh128, &size);
 	if (r < 0) {
 		fprintf(stderr, "%s: %s\n", path, strerror(-r));
@@ -137,10 +137,7 @@ static int walk(struct lib *l, const char *root, const char *rel)
 	return r;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int lib_categories(struct lib *l)
 {
@@ -256,16 +253,15 @@ static int write_image(struct blksrc *s, const char *image, uint64_t size)
 		}
 		r = pwrite_all(fd, buf, (size_t)got, off);
 		if (r < 0) {
-			fprintf(stderr, "%s: write at %llu: %s\n", image, (unsigned long long)off,
-				strerror(-r));
+			fprintf(stderr, "%s: write at %llu: %s\n", image, (unsigned long long)off, strerror(-r));
 			return r;
 		}
 		total += (uint64_t)got;
 		last_end = off + (uint64_t)got;
 	}
 	if (total != s->mapped) {
-		fprintf(stderr, "compose: produced %llu bytes, the source announced %llu\n",
-			(unsigned long long)total, (unsigned long long)s->mapped);
+		fprintf(stderr, "compose: produced %llu bytes, the source announced %llu\n", (unsigned long long)total,
+			(unsigned long long)s->mapped);
 		return -EIO;
 	}
 	if (fsync(fd) < 0) {
@@ -287,8 +283,8 @@ static int write_manifest(const char *path, const struct select_result *res)
 	}
 	for (size_t i = 0; i < res->n_items; i++) {
 		const struct job_item *it = &res->items[i];
-		fprintf(f, "%s\t%llu\t%lld\t%s\t%s\n", it->sha256, (unsigned long long)it->size,
-			(long long)it->mtime, it->dest_path, it->rel_path);
+		fprintf(f, "%s\t%llu\t%lld\t%s\t%s\n", it->sha256, (unsigned long long)it->size, (long long)it->mtime,
+			it->dest_path, it->rel_path);
 	}
 	if (fflush(f) != 0 || ferror(f)) {
 		fprintf(stderr, "%s: write failed\n", path);
@@ -318,11 +314,10 @@ static int cmd_layout(const char *size_s)
 	return 0;
 }
 
-static int cmd_compose(const char *root, const char *image, const char *size_s, const char *manifest,
-		       const char *list)
+static int cmd_compose(const char *root, const char *image, const char *size_s, const char *manifest, const char *list)
 {
-	struct lib l = {0};
-	struct select_result res = {0};
+	struct lib l = { 0 };
+	struct select_result res = { 0 };
 	struct blksrc *s = NULL;
 	int64_t *ids = NULL;
 	char *err = NULL;
@@ -347,12 +342,12 @@ static int cmd_compose(const char *root, const char *image, const char *size_s, 
 			goto out;
 	}
 	struct job_spec job = {
-	    .content_root = (char *)root,
-	    .categories = list ? NULL : l.cats,
-	    .item_ids = ids,
-	    .n_item_ids = n_ids,
-	    .library = l.it,
-	    .n_library = l.n,
+		.content_root = (char *)root,
+		.categories = list ? NULL : l.cats,
+		.item_ids = ids,
+		.n_item_ids = n_ids,
+		.library = l.it,
+		.n_library = l.n,
 	};
 	r = select_content(&job, size, NULL, NULL, &res, &err);
 	if (r < 0) {
@@ -361,7 +356,7 @@ static int cmd_compose(const char *root, const char *image, const char *size_s, 
 	}
 	free(err);
 	err = NULL;
-	struct fat_opts o = {.usable_size = size, .content_root = root, .label = "UF E2E"};
+	struct fat_opts o = { .usable_size = size, .content_root = root, .label = "UF E2E" };
 	r = fat32_compose(&o, res.items, res.n_items, &s, &err);
 	if (r < 0) {
 		fprintf(stderr, "compose: %s (%s)\n", err ? err : "", strerror(-r));
@@ -379,8 +374,8 @@ static int cmd_compose(const char *root, const char *image, const char *size_s, 
 	if (r < 0)
 		goto out;
 	fat32_stats(s, &st);
-	printf("files=%zu of=%zu cluster_size=%u used_clusters=%u free_clusters=%u dir_clusters=%u\n",
-	       res.n_items, l.n, st.layout.cluster_size, st.used_clusters, st.free_clusters, st.dir_clusters);
+	printf("files=%zu of=%zu cluster_size=%u used_clusters=%u free_clusters=%u dir_clusters=%u\n", res.n_items, l.n,
+	       st.layout.cluster_size, st.used_clusters, st.free_clusters, st.dir_clusters);
 	rc = 0;
 out:
 	free(err);

@@ -35,12 +35,12 @@ void ft_hash_file(const char *path, char sha256[65], char xxh128[33])
 	cr_assert_eq(filehash_file(path, sha256, xxh128, NULL), 0, "%s", path);
 }
 
-void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime,
-		  const char *dest, struct job_item *it)
+void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime, const char *dest,
+		  struct job_item *it)
 {
 	char *path = NULL;
 	uint8_t *buf = malloc(size ? size : 1);
-	struct timespec ts[2] = {{mtime, 0}, {mtime, 0}};
+	struct timespec ts[2] = { { mtime, 0 }, { mtime, 0 } };
 
 	cr_assert(buf);
 	cr_assert(asprintf(&path, "%s/%s", root, rel) > 0);
@@ -79,8 +79,8 @@ static void pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 	}
 }
 
-int ft_compose_image(const struct fat_opts *o, const struct job_item *items, size_t n, const char *img,
-		     size_t bufsize, char **ret_msg)
+int ft_compose_image(const struct fat_opts *o, const struct job_item *items, size_t n, const char *img, size_t bufsize,
+		     char **ret_msg)
 {
 	struct blksrc *s = NULL;
 	char *err = NULL, *part = NULL;
@@ -192,10 +192,7 @@ bool ft_fsck_ok(const char *part_img, char **ret_out)
 
 /* ---- the reader ---- */
 
-static uint16_t g16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
+static uint16_t g16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t g32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -290,7 +287,7 @@ static void read_dir(struct ft_fs *fs, uint32_t first, const char *prefix, uint3
 				} else if (ord != lfn_next - 1 || e[13] != lfn_sum) {
 					seterr(fs, "LFN ordinals or checksums out of sequence", prefix);
 				}
-				static const int pos[13] = {1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30};
+				static const int pos[13] = { 1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30 };
 				cr_assert(ord >= 1 && ord <= 20);
 				for (int j = 0; j < 13; j++)
 					lfn[(ord - 1) * 13 + j] = g16(e + pos[j]);
@@ -337,7 +334,7 @@ static void read_dir(struct ft_fs *fs, uint32_t first, const char *prefix, uint3
 			} else
 				name = strdup(sn);
 			lfn_count = 0;
-			struct ft_entry fe = {0};
+			struct ft_entry fe = { 0 };
 			cr_assert(asprintf(&fe.path, "%s%s%s", prefix, *prefix ? "/" : "", name) > 0);
 			free(name);
 			memcpy(fe.shortname, sn, sizeof(sn));

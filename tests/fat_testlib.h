@@ -12,8 +12,8 @@
 
 /* Write `size` pattern bytes (seed) to root/rel (creating folders), set its mtime, and fill
  * *it (rel_path, size, sha256, mtime; dest_path = dest, strdup'd). */
-void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime,
-		  const char *dest, struct job_item *it);
+void ft_make_file(const char *root, const char *rel, uint64_t size, uint64_t seed, int64_t mtime, const char *dest,
+		  struct job_item *it);
 void ft_items_free(struct job_item *items, size_t n);
 /* Lowercase hex SHA-256 of a file (buf of 65). */
 void ft_hash_file(const char *path, char sha256[65], char xxh128[33]);
@@ -22,8 +22,8 @@ void ft_hash_file(const char *path, char sha256[65], char xxh128[33]);
  * pulling with `bufsize`-byte reads; asserts the blksrc contract (aligned, increasing,
  * non-overlapping extents, sum == mapped, within size). Returns the blksrc read result: 0 on a
  * full pass, or the negative error (with *ret_msg = blksrc_error, strdup'd). */
-int ft_compose_image(const struct fat_opts *o, const struct job_item *items, size_t n, const char *img,
-		     size_t bufsize, char **ret_msg);
+int ft_compose_image(const struct fat_opts *o, const struct job_item *items, size_t n, const char *img, size_t bufsize,
+		     char **ret_msg);
 
 /* fsck.fat -n -v on path: exit status 0 and none of the error phrases. Output in *ret_out. */
 bool ft_fsck_ok(const char *part_img, char **ret_out);

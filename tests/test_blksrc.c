@@ -109,10 +109,7 @@ static void check_format(const char *name, const char *cmd)
 
 Test(blksrc, raw) { check_format("disk.img", "true @"); }
 Test(blksrc, zstd) { check_format("disk.img.zst", "zstd -q -3 @/disk.img -o @/disk.img.zst"); }
-Test(blksrc, zstd_no_recorded_size)
-{
-	check_format("s.zst", "cat @/disk.img | zstd -q -c > @/s.zst");
-}
+Test(blksrc, zstd_no_recorded_size) { check_format("s.zst", "cat @/disk.img | zstd -q -c > @/s.zst"); }
 Test(blksrc, zstd_multi_frame)
 {
 	check_format("m.zst", "cd @ && head -c 2000000 disk.img | zstd -q -c > m.zst && "
@@ -179,7 +176,7 @@ Test(blksrc, bmap_parse_ranges)
 
 /* A sparse 16 MiB image dir/sp.img with data at [1M,1M+12K) , [5M, 7M) and the last 5000
  * bytes; returns its path and its bytes (holes zero) in *ret_data. */
-#define SP_LEN ((size_t)16 * MiB)
+#define SP_LEN	  ((size_t)16 * MiB)
 #define SP_MAPPED ((uint64_t)12288 + 2 * MiB + 8192) /* last range: blocks 4094..4095 */
 static char *sparse_image(const char *dir, uint8_t **ret_data)
 {
@@ -253,10 +250,12 @@ static void bmap_roundtrip(bool use_bmaptool)
 		run("bmaptool -q create -o @/sp.img.bmap @/sp.img", dir);
 	} else {
 		char *xml = NULL;
-		cr_assert(asprintf(&xml, "<bmap version=\"2.0\"><ImageSize>%zu</ImageSize><BlockSize>4096</BlockSize>"
-					 "<MappedBlocksCount>517</MappedBlocksCount><BlockMap>"
-					 "<Range>256-258</Range><Range>1280-1791</Range><Range>4094-4095</Range>"
-					 "</BlockMap></bmap>", len) > 0);
+		cr_assert(asprintf(&xml,
+				   "<bmap version=\"2.0\"><ImageSize>%zu</ImageSize><BlockSize>4096</BlockSize>"
+				   "<MappedBlocksCount>517</MappedBlocksCount><BlockMap>"
+				   "<Range>256-258</Range><Range>1280-1791</Range><Range>4094-4095</Range>"
+				   "</BlockMap></bmap>",
+				   len) > 0);
 		char *bp = tu_path(dir, "sp.img.bmap");
 		tu_write_file(bp, xml, strlen(xml));
 		free(bp);

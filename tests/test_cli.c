@@ -27,7 +27,9 @@ static void setup(void)
 {
 	db = tdb_fresh(DBNAME);
 	dir = tu_tmpdir("cli");
-	cfg = tdb_write_config(dir, DBNAME, "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/nonexistent/a.img\"; } ); };");
+	cfg = tdb_write_config(
+		dir, DBNAME,
+		"usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/nonexistent/a.img\"; } ); };");
 }
 static void teardown(void)
 {
@@ -74,7 +76,9 @@ static struct run run(const char *const *args)
 	posix_spawn_file_actions_destroy(&fa);
 	int st;
 	waitpid(pid, &st, 0);
-	struct run r = { .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), .out = slurp(outp), .err = slurp(errp) };
+	struct run r = { .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+			 .out = slurp(outp),
+			 .err = slurp(errp) };
 	free(bin);
 	free(outp);
 	free(errp);
@@ -96,7 +100,8 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	tu_fill_pattern(buf, sizeof(buf), 9);
 	tu_write_file(img, buf, sizeof(buf));
 
-	struct run r = RUN("--config", cfg, "order", "add", "N-1", "--capacity", "16GB", "--quantity", "2", "--image", img);
+	struct run r =
+		RUN("--config", cfg, "order", "add", "N-1", "--capacity", "16GB", "--quantity", "2", "--image", img);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	done(&r);
 	r = RUN("--config", cfg, "order", "add", "N-1", "--capacity", "16GB", "--image", img);
@@ -149,7 +154,8 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	json_t *js = json_loads(r.out, 0, NULL);
 	cr_assert_str_eq(json_string_value(json_object_get(js, "status")), "queued");
 	cr_assert(json_is_array(json_object_get(js, "items")));
-	cr_assert(json_object_get(js, "cancel_requested_at") && json_is_null(json_object_get(js, "cancel_requested_at")));
+	cr_assert(json_object_get(js, "cancel_requested_at") &&
+		  json_is_null(json_object_get(js, "cancel_requested_at")));
 	json_decref(js);
 	done(&r);
 
@@ -168,8 +174,10 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	r = RUN("--config", cfg, "--json", "queue", "stats");
 	cr_assert_eq(r.status, 0);
 	json_t *qs = json_loads(r.out, 0, NULL);
-	static const char *const keys[] = { "queued", "processing", "retry", "done", "failed", "cancelled",
-					    "stuck_processing", "stuck_queued", "avg_duration_seconds" };
+	static const char *const keys[] = {
+		"queued",	"processing",	       "retry", "done", "failed", "cancelled", "stuck_processing",
+		"stuck_queued", "avg_duration_seconds"
+	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		cr_assert(json_object_get(qs, keys[i]), "queue stats lacks %s", keys[i]);
 	cr_assert_eq(json_integer_value(json_object_get(qs, "queued")), 2);
@@ -203,7 +211,9 @@ Test(cli, monitoring_commands)
 	struct claimed_job *b = tdb_claim(db, "w1", NULL);
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(job_log(db, a->id, 1, "info", "writing", "progress", "writing 10%", NULL, NULL), 0);
-	struct job_log_row row = { .attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done" };
+	struct job_log_row row = {
+		.attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done"
+	};
 	cr_assert_eq(job_finish_done(db, a->id, "w1", 0, &row), 0);
 	char ida[32], idb[32];
 	snprintf(ida, sizeof(ida), "%lld", (long long)a->id);
@@ -245,8 +255,11 @@ Test(cli, monitoring_commands)
 	done(&r);
 
 	/* events: more than one page */
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload)"
-				       " SELECT 'test', seq, 'test.event', '{}' FROM seq_1_to_2500", DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload)"
+			     " SELECT 'test', seq, 'test.event', '{}' FROM seq_1_to_2500",
+			     DB_END),
+		     0, "%s", db_error(db));
 	long long total = tdb_count(db, "SELECT COUNT(*) FROM events");
 	cr_assert_eq(total, 2500 + 1, "2500 + job.done (the order has a second unit: no order.done)");
 	r = RUN("--config", cfg, "--json", "events");
@@ -264,14 +277,18 @@ Test(cli, monitoring_commands)
 	done(&r);
 
 	/* stuck check: b's worker stopped beating an hour ago */
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 2 HOUR,"
+	cr_assert_eq(db_exec(db, NULL,
+			     "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 2 HOUR,"
 			     " started_at = NOW(6) - INTERVAL 90 MINUTE, heartbeat_at = NOW(6) - INTERVAL 1 HOUR WHERE id = ?",
-			     DB_I64(b->id), DB_END), 0);
+			     DB_I64(b->id), DB_END),
+		     0);
 	r = RUN("--config", cfg, "--json", "stuck", "check");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	j = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_integer_value(json_object_get(j, "retried")), 1, "%s", r.out);
-	cr_assert_eq(json_integer_value(json_object_get(j, "failed")) + json_integer_value(json_object_get(j, "cancelled")), 0);
+	cr_assert_eq(json_integer_value(json_object_get(j, "failed")) +
+			     json_integer_value(json_object_get(j, "cancelled")),
+		     0);
 	cr_assert_eq(json_array_size(json_object_get(j, "actions")), 1);
 	json_decref(j);
 	done(&r);
@@ -279,7 +296,10 @@ Test(cli, monitoring_commands)
 	cr_assert_eq(r.status, 0);
 	cr_assert(strstr(r.out, "0 stuck job(s) sent to retry"), "the second run finds nothing: %s", r.out);
 	done(&r);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"),
+		1);
 	claimed_job_free(a);
 	claimed_job_free(b);
 	(void)idb;
@@ -327,7 +347,8 @@ Test(cli, content_commands_and_job_items)
 	cr_assert_eq(r.status, 0, "an empty category is an empty list, not an error");
 	done(&r);
 
-	r = RUN("--config", cfg, "order", "add", "C-1", "--capacity", "1G", "--category", "Salsa", "--category", "Reggaetón");
+	r = RUN("--config", cfg, "order", "add", "C-1", "--capacity", "1G", "--category", "Salsa", "--category",
+		"Reggaetón");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	done(&r);
 	r = RUN("--config", cfg, "order", "add", "C-2", "--capacity", "1G", "--category", "Cumbia");
@@ -341,9 +362,12 @@ Test(cli, content_commands_and_job_items)
 	json_decref(j);
 	done(&r);
 	/* what the selection stage records */
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
-				       " SELECT ?, ROW_NUMBER() OVER (ORDER BY rel_path) - 1, id, size_bytes, rel_path FROM content_items",
-			     DB_I64(id), DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(
+		db_exec(db, NULL,
+			"INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+			" SELECT ?, ROW_NUMBER() OVER (ORDER BY rel_path) - 1, id, size_bytes, rel_path FROM content_items",
+			DB_I64(id), DB_END),
+		0, "%s", db_error(db));
 	char ids[32];
 	snprintf(ids, sizeof(ids), "%lld", (long long)id);
 	r = RUN("--config", cfg, "--json", "job", "show", ids);
@@ -351,7 +375,8 @@ Test(cli, content_commands_and_job_items)
 	j = json_loads(r.out, 0, NULL);
 	json_t *items = json_object_get(j, "items");
 	cr_assert_eq(json_array_size(items), 3, "%s", r.out);
-	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "dest_path")), "Reggaetón/Tres canción.mp3");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "dest_path")),
+			 "Reggaetón/Tres canción.mp3");
 	cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 2), "size_bytes")), 3);
 	json_decref(j);
 	done(&r);

@@ -29,7 +29,7 @@ static char *img;      /* raw image, IMG_SIZE bytes of pattern */
 static uint8_t *data;  /* its bytes */
 static char *fileconf; /* static mode, one file slot */
 static char *mnt;      /* mount point while a loop device is mounted, else NULL */
-static struct tul_loop loop = {.fd = -1};
+static struct tul_loop loop = { .fd = -1 };
 
 struct run {
 	int status;
@@ -73,14 +73,13 @@ static struct run spawn(const char *const *argv)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert_eq(posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0, "spawn %s",
-		     argv[0]);
+	cr_assert_eq(posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0, "spawn %s", argv[0]);
 	posix_spawn_file_actions_destroy(&fa);
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	struct run r = {
-	    .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
-	    .out = slurp(outp, NULL),
-	    .err = slurp(errp, NULL),
+		.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+		.out = slurp(outp, NULL),
+		.err = slurp(errp, NULL),
 	};
 	free(outp);
 	free(errp);
@@ -91,7 +90,7 @@ static struct run spawn(const char *const *argv)
 static struct run uf(const char *conf, const char *const *args)
 {
 	char *bin = tu_path(tu_binary_dir(), "cli/usbforge");
-	const char *argv[16] = {bin, "--config", conf};
+	const char *argv[16] = { bin, "--config", conf };
 	int n = 3;
 	for (int i = 0; args[i]; i++) {
 		cr_assert(n < 15);
@@ -102,7 +101,7 @@ static struct run uf(const char *conf, const char *const *args)
 	free(bin);
 	return r;
 }
-#define UF(conf, ...) uf(conf, (const char *const[]){__VA_ARGS__, NULL})
+#define UF(conf, ...) uf(conf, (const char *const[]){ __VA_ARGS__, NULL })
 
 static void run_ok(const char *const *argv)
 {
@@ -111,7 +110,7 @@ static void run_ok(const char *const *argv)
 	free(r.out);
 	free(r.err);
 }
-#define RUN_OK(...) run_ok((const char *const[]){__VA_ARGS__, NULL})
+#define RUN_OK(...) run_ok((const char *const[]){ __VA_ARGS__, NULL })
 
 static void done(struct run *r)
 {
@@ -122,8 +121,7 @@ static void done(struct run *r)
 static void write_conf(const char *path, const char *slot_path)
 {
 	char *text = NULL;
-	cr_assert(asprintf(&text,
-			   "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"%s\"; } ); };\n",
+	cr_assert(asprintf(&text, "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"%s\"; } ); };\n",
 			   slot_path) > 0);
 	tu_write_file(path, text, strlen(text));
 	free(text);
@@ -194,22 +192,10 @@ static void write_format(const char *tool, const char *ext)
 	free(name);
 }
 
-Test(cli_write, raw_to_new_file)
-{
-	write_format(NULL, "raw");
-}
-Test(cli_write, zst_to_new_file)
-{
-	write_format("zstd", "zst");
-}
-Test(cli_write, gz_to_new_file)
-{
-	write_format("gzip", "gz");
-}
-Test(cli_write, xz_to_new_file)
-{
-	write_format("xz", "xz");
-}
+Test(cli_write, raw_to_new_file) { write_format(NULL, "raw"); }
+Test(cli_write, zst_to_new_file) { write_format("zstd", "zst"); }
+Test(cli_write, gz_to_new_file) { write_format("gzip", "gz"); }
+Test(cli_write, xz_to_new_file) { write_format("xz", "xz"); }
 
 Test(cli_write, json_document_of_a_write)
 {
@@ -261,7 +247,7 @@ Test(cli_write, yes_required_without_a_terminal)
 	cr_assert(access(out, F_OK) < 0 && errno == ENOENT, "the target was created without --yes");
 
 	/* An existing target is left as it was. */
-	uint8_t z[8192] = {0};
+	uint8_t z[8192] = { 0 };
 	tu_write_file(out, z, sizeof(z));
 	r = UF(fileconf, "write", out, img);
 	cr_assert_eq(r.status, 2);
@@ -278,8 +264,8 @@ Test(cli_write, yes_required_without_a_terminal)
 
 struct pty_run {
 	int status;
-	char *tty;  /* everything the terminal showed: stderr (prompt, progress) and the echo */
-	char *out;  /* stdout */
+	char *tty; /* everything the terminal showed: stderr (prompt, progress) and the echo */
+	char *out; /* stdout */
 };
 
 /* Run `usbforge --config conf write target img` with stdin and stderr on the slave side of a
@@ -290,7 +276,7 @@ static struct pty_run write_on_pty(const char *conf, const char *target, const c
 {
 	char *bin = tu_path(tu_binary_dir(), "cli/usbforge");
 	char *outp = tu_path(dir, "pty-stdout");
-	const char *argv[] = {bin, "--config", conf, "write", target, img, NULL};
+	const char *argv[] = { bin, "--config", conf, "write", target, img, NULL };
 
 	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 	cr_assert(m >= 0, "posix_openpt: %s", strerror(errno));
@@ -318,7 +304,7 @@ static struct pty_run write_on_pty(const char *conf, const char *target, const c
 	cr_assert(t);
 	bool answered = false;
 	for (;;) {
-		struct pollfd p = {.fd = m, .events = POLLIN};
+		struct pollfd p = { .fd = m, .events = POLLIN };
 		int k = poll(&p, 1, 60000);
 		cr_assert(k >= 0 || errno == EINTR);
 		cr_assert(k != 0, "no output from usbforge for 60 s; terminal so far: %.*s", (int)len, t);
@@ -349,9 +335,9 @@ static struct pty_run write_on_pty(const char *conf, const char *target, const c
 	close(m);
 	cr_assert(answered, "usbforge never asked (wait status %d); terminal: %s", st, t);
 	struct pty_run r = {
-	    .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
-	    .tty = t,
-	    .out = slurp(outp, NULL),
+		.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+		.tty = t,
+		.out = slurp(outp, NULL),
 	};
 	free(slave);
 	free(outp);
@@ -423,7 +409,8 @@ Test(cli_write, usage_errors)
 {
 	struct run r = UF(fileconf, "write", img);
 	cr_assert_eq(r.status, 2);
-	cr_assert(strstr(r.err, "usage: usbforge write DEVICE SOURCE [--no-verify | --full-verify] [--yes]"), "%s", r.err);
+	cr_assert(strstr(r.err, "usage: usbforge write DEVICE SOURCE [--no-verify | --full-verify] [--yes]"), "%s",
+		  r.err);
 	done(&r);
 	r = UF(fileconf, "write", "--no-verify", "--full-verify", "--yes", img, img);
 	cr_assert_eq(r.status, 2);
@@ -445,7 +432,7 @@ Test(cli_write, unreadable_and_too_large_images)
 	char *bad = tu_path(dir, "bad.img.zst");
 	char *out = tu_path(dir, "o.img");
 	/* zstd magic, then garbage */
-	const uint8_t junk[] = {0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8};
+	const uint8_t junk[] = { 0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8 };
 	tu_write_file(bad, junk, sizeof(junk));
 	struct run r = UF(fileconf, "write", out, bad, "--yes");
 	cr_assert_eq(r.status, 1);
@@ -460,7 +447,7 @@ Test(cli_write, unreadable_and_too_large_images)
 	done(&r);
 
 	/* An existing file keeps its size: one smaller than the image is too small. */
-	uint8_t z[4096] = {0};
+	uint8_t z[4096] = { 0 };
 	tu_write_file(out, z, sizeof(z));
 	r = UF(fileconf, "write", out, img, "--yes");
 	cr_assert_eq(r.status, 1);
@@ -505,8 +492,7 @@ Test(cli_write, verify_good_and_tampered)
 	cr_assert_eq(truncate(out, 1024 * 1024), 0);
 	r = UF(fileconf, "verify", out, img);
 	cr_assert_eq(r.status, 1);
-	cr_assert(strstr(r.err, "VERIFY_MISMATCH: ") && strstr(r.err, "first bad byte at offset 1048576"),
-		  "%s", r.err);
+	cr_assert(strstr(r.err, "VERIFY_MISMATCH: ") && strstr(r.err, "first bad byte at offset 1048576"), "%s", r.err);
 	done(&r);
 
 	char *gone = tu_path(dir, "gone.img");

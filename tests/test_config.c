@@ -33,10 +33,7 @@ static void teardown(void)
 
 TestSuite(config, .init = setup, .fini = teardown);
 
-static void write_text(const char *path, const char *text)
-{
-	tu_write_file(path, text, strlen(text));
-}
+static void write_text(const char *path, const char *text) { tu_write_file(path, text, strlen(text)); }
 
 /* dir/name with mode, holding text. Returns the malloc'd path. */
 static char *write_in_dir(const char *name, const char *text, mode_t mode)
@@ -163,26 +160,24 @@ Test(config, full_file_every_value)
 	struct uf_config c;
 	char *pwf = write_in_dir("db.password", "s3cret\nsecond line ignored\n", 0600);
 	char *text = NULL;
-	cr_assert(
-	    asprintf(
-		&text,
-		"station = \"kiosk-1\";\n"
-		"database = { host = \"db.example\"; port = 3307; socket = \"/run/mysqld/mysqld.sock\";\n"
-		"             user = \"forge\"; password_file = \"%s\"; name = \"forge_db\"; };\n"
-		"worker = { poll_interval = 2.5; max_concurrent = 8; heartbeat_interval = 2;\n"
-		"           capacity_tolerance = 0.05; };\n"
-		"retry = { delays = [1.5, 30.0, 120.0, 600.0]; };\n"
-		"stuck = { processing_timeout = \"120s\"; queued_timeout = 3600; check_interval = 0.5; };\n"
-		"content = { root = \"/srv/content\"; };\n"
-		"usb = { mode = \"udev\";\n"
-		"        slots = ( { name = \"A\"; port = \"2-1.1\"; }, { name = \"B\"; port = \"2-1.2\"; "
-		"},\n"
-		"                  { name = \"hub-3\"; port = \"3-2.4.1\"; } ); };\n"
-		"write = { buffer_size = \"8MiB\"; queue_depth = 16; verify = false; reset_before_verify = "
-		"false;\n"
-		"          stall_timeout = 45.5; probe = false; max_rate = \"32MiB\";\n"
-		"          verify_full = true; sync_interval = \"64M\"; };\n",
-		pwf) > 0);
+	cr_assert(asprintf(&text,
+			   "station = \"kiosk-1\";\n"
+			   "database = { host = \"db.example\"; port = 3307; socket = \"/run/mysqld/mysqld.sock\";\n"
+			   "             user = \"forge\"; password_file = \"%s\"; name = \"forge_db\"; };\n"
+			   "worker = { poll_interval = 2.5; max_concurrent = 8; heartbeat_interval = 2;\n"
+			   "           capacity_tolerance = 0.05; };\n"
+			   "retry = { delays = [1.5, 30.0, 120.0, 600.0]; };\n"
+			   "stuck = { processing_timeout = \"120s\"; queued_timeout = 3600; check_interval = 0.5; };\n"
+			   "content = { root = \"/srv/content\"; };\n"
+			   "usb = { mode = \"udev\";\n"
+			   "        slots = ( { name = \"A\"; port = \"2-1.1\"; }, { name = \"B\"; port = \"2-1.2\"; "
+			   "},\n"
+			   "                  { name = \"hub-3\"; port = \"3-2.4.1\"; } ); };\n"
+			   "write = { buffer_size = \"8MiB\"; queue_depth = 16; verify = false; reset_before_verify = "
+			   "false;\n"
+			   "          stall_timeout = 45.5; probe = false; max_rate = \"32MiB\";\n"
+			   "          verify_full = true; sync_interval = \"64M\"; };\n",
+			   pwf) > 0);
 	load_ok(text, &c);
 	cr_assert_str_eq(c.station, "kiosk-1");
 	cr_assert_str_eq(c.db.host, "db.example");
@@ -334,8 +329,7 @@ Test(config, wrong_types)
 		 ":1: key 'worker.max_concurrent': must be an integer between 1 and 64 (got 3)");
 	load_bad("\nstation = 5;\n", -EINVAL, ":2: key 'station': must be a string (got 5)");
 	load_bad("worker = 5;\n", -EINVAL, ":1: key 'worker': must be a group { … } (got 5)");
-	load_bad("write = { verify = 1; };\n", -EINVAL,
-		 ":1: key 'write.verify': must be true or false (got 1)");
+	load_bad("write = { verify = 1; };\n", -EINVAL, ":1: key 'write.verify': must be true or false (got 1)");
 	load_bad("write = {\n verify = true;\n probe = \"yes\"; };\n", -EINVAL,
 		 ":3: key 'write.probe': must be true or false (got \"yes\")");
 	load_bad("worker = { capacity_tolerance = \"10%\"; };\n", -EINVAL,
@@ -376,10 +370,9 @@ Test(config, out_of_range)
 		 "(got -0.5)");
 	load_bad("worker = { capacity_tolerance = 0.75; };\n", -EINVAL,
 		 ":1: key 'worker.capacity_tolerance': must be a number between 0 and 0.5 (got 0.75)");
-	load_bad(
-	    "stuck = { queued_timeout = \"15 min\"; };\n", -EINVAL,
-	    ":1: key 'stuck.queued_timeout': must be a number of seconds greater than 0 and at most 2592000 "
-	    "(got \"15 min\")");
+	load_bad("stuck = { queued_timeout = \"15 min\"; };\n", -EINVAL,
+		 ":1: key 'stuck.queued_timeout': must be a number of seconds greater than 0 and at most 2592000 "
+		 "(got \"15 min\")");
 	load_bad("write = { stall_timeout = 1e400; };\n", -EINVAL,
 		 ":1: key 'write.stall_timeout': must be a number of seconds greater than 0 and at most "
 		 "86400 (got inf)");
@@ -389,22 +382,20 @@ Test(config, out_of_range)
 		 ":1: key 'write.verify_full': must be true or false (got \"yes\")");
 	load_bad("write = { queue_depth = 0; };\n", -EINVAL,
 		 ":1: key 'write.queue_depth': must be an integer between 1 and 64 (got 0)");
-	load_bad("retry = { delays = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]; };\n",
-		 -EINVAL, ":1: key 'retry.delays': must hold at most 16 delays (got 17)");
+	load_bad("retry = { delays = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]; };\n", -EINVAL,
+		 ":1: key 'retry.delays': must hold at most 16 delays (got 17)");
 	load_bad("retry = { delays = [5, -1]; };\n", -EINVAL,
 		 ":1: key 'retry.delays[1]': must be a number of seconds between 0 and 86400 (got -1)");
 	load_bad("station = \"\";\n", -EINVAL, ":1: key 'station': must not be empty");
-	load_bad(
-	    "station = \"kiosk 1\";\n", -EINVAL,
-	    ":1: key 'station': may contain only letters, digits, '.', '_', ':' and '-' (got \"kiosk 1\")");
+	load_bad("station = \"kiosk 1\";\n", -EINVAL,
+		 ":1: key 'station': may contain only letters, digits, '.', '_', ':' and '-' (got \"kiosk 1\")");
 	load_bad("worker = { heartbeat_interval = 200; };\n", -EINVAL,
 		 ":1: key 'worker.heartbeat_interval': must be at most half of stuck.processing_timeout (300 "
 		 "s), or "
 		 "live jobs would be taken for stuck (got 200)");
-	load_bad(
-	    "worker = { heartbeat_interval = 10; };\nstuck = { processing_timeout = 15; };\n", -EINVAL,
-	    ":2: key 'stuck.processing_timeout': must be at least twice worker.heartbeat_interval (10 s), or "
-	    "live jobs would be taken for stuck (got 15)");
+	load_bad("worker = { heartbeat_interval = 10; };\nstuck = { processing_timeout = 15; };\n", -EINVAL,
+		 ":2: key 'stuck.processing_timeout': must be at least twice worker.heartbeat_interval (10 s), or "
+		 "live jobs would be taken for stuck (got 15)");
 }
 
 Test(config, unknown_keys)
@@ -419,8 +410,7 @@ Test(config, unknown_keys)
 		 "write)");
 	load_bad("usb = { mode = \"udev\"; slots = ( { name = \"A\";\n port = \"1-1\";\n prot = \"1-2\"; } "
 		 "); };\n",
-		 -EINVAL,
-		 ":3: key 'usb.slots[0].prot': unknown key (known keys in a slot: name, port, path)");
+		 -EINVAL, ":3: key 'usb.slots[0].prot': unknown key (known keys in a slot: name, port, path)");
 }
 
 Test(config, bad_sizes)
@@ -463,29 +453,23 @@ Test(config, usb_mode_and_slots)
 		 ":2: key 'usb.mode': must be \"udev\" or \"static\" (got \"hotplug\")");
 	load_bad("usb = { mode = \"static\";\n  slots = ( { name = \"A\"; path = \"/tmp/a.img\"; },\n"
 		 "            { name = \"B\"; } ); };\n",
-		 -EINVAL,
-		 ":3: key 'usb.slots[1]': has no 'path': in static mode every slot needs a name and a path");
+		 -EINVAL, ":3: key 'usb.slots[1]': has no 'path': in static mode every slot needs a name and a path");
 	load_bad("usb = { slots = ( { name = \"A\";\n port = \"2-1\"; },\n { name = \"a\"; port = \"2-2\"; } "
 		 ");\n };\n",
-		 -EINVAL,
-		 ":3: key 'usb.slots[1].name': slot name \"a\" is already used by usb.slots[0] (line 1)");
+		 -EINVAL, ":3: key 'usb.slots[1].name': slot name \"a\" is already used by usb.slots[0] (line 1)");
 	load_bad("usb = { slots = ( { name = \"A\"; port = \"2-1\"; },\n { name = \"B\";\n port = \"2-1\"; } "
 		 "); };\n",
+		 -EINVAL, ":3: key 'usb.slots[1].port': port \"2-1\" is already used by usb.slots[0] (line 1)");
+	load_bad("usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/srv/x.img\"; },\n"
+		 " { name = \"B\"; path = \"/srv/x.img\"; } ); };\n",
 		 -EINVAL,
-		 ":3: key 'usb.slots[1].port': port \"2-1\" is already used by usb.slots[0] (line 1)");
-	load_bad(
-	    "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/srv/x.img\"; },\n"
-	    " { name = \"B\"; path = \"/srv/x.img\"; } ); };\n",
-	    -EINVAL,
-	    ":2: key 'usb.slots[1].path': device \"/srv/x.img\" is already used by usb.slots[0] (line 1)");
-	load_bad("usb = { slots = ( { port = \"2-1\"; } ); };\n", -EINVAL,
-		 ":1: key 'usb.slots[0]': has no 'name'");
+		 ":2: key 'usb.slots[1].path': device \"/srv/x.img\" is already used by usb.slots[0] (line 1)");
+	load_bad("usb = { slots = ( { port = \"2-1\"; } ); };\n", -EINVAL, ":1: key 'usb.slots[0]': has no 'name'");
 	load_bad("usb = { slots = ( { name = \"A\"; } ); };\n", -EINVAL,
 		 ":1: key 'usb.slots[0]': has no 'port': in udev mode every slot needs a name and a port");
 	load_bad("usb = { slots = ( { name = \"A\"; port = \"2.1\"; } ); };\n", -EINVAL,
 		 ":1: key 'usb.slots[0].port': must be a USB port path such as \"2-1.1\" (got \"2.1\")");
-	load_bad("usb = { slots = ( { name = \"A\"; port = \"2-1\"; path = \"/dev/loop0\"; } ); };\n",
-		 -EINVAL,
+	load_bad("usb = { slots = ( { name = \"A\"; port = \"2-1\"; path = \"/dev/loop0\"; } ); };\n", -EINVAL,
 		 ":1: key 'usb.slots[0].path': is only used in static mode (usb.mode = \"static\"); a udev "
 		 "slot is "
 		 "matched by 'port'");
@@ -500,9 +484,8 @@ Test(config, usb_mode_and_slots)
 	load_bad("usb = { mode = \"static\";\n slots = (); };\n", -EINVAL,
 		 ":2: key 'usb.slots': static mode needs at least one slot: slots = ( { name = \"A\"; path = "
 		 "\"…\"; } )");
-	load_bad(
-	    "usb = { slots = ( 5 ); };\n", -EINVAL,
-	    ":1: key 'usb.slots[0]': must be a group such as { name = \"A\"; port = \"2-1.1\"; } (got 5)");
+	load_bad("usb = { slots = ( 5 ); };\n", -EINVAL,
+		 ":1: key 'usb.slots[0]': must be a group such as { name = \"A\"; port = \"2-1.1\"; } (got 5)");
 }
 
 Test(config, duplicate_path_through_a_symlink)
@@ -516,11 +499,9 @@ Test(config, duplicate_path_through_a_symlink)
 			   "{ name = \"B\"; path = \"b.img\"; } ); };\n",
 			   img) > 0);
 	/* the message shows the path as written in the file */
-	cr_assert(
-	    asprintf(
-		&tail,
-		":2: key 'usb.slots[1].path': device \"b.img\" is already used by usb.slots[0] (line 1)") >
-	    0);
+	cr_assert(asprintf(&tail,
+			   ":2: key 'usb.slots[1].path': device \"b.img\" is already used by usb.slots[0] (line 1)") >
+		  0);
 	load_bad(text, -EINVAL, tail);
 	free(text);
 	free(tail);
@@ -532,8 +513,7 @@ Test(config, password_and_password_file_together)
 {
 	char *pwf = write_in_dir("pw", "x\n", 0600);
 	char *text = NULL;
-	cr_assert(asprintf(&text, "database = {\n  password = \"a\";\n  password_file = \"%s\";\n};\n", pwf) >
-		  0);
+	cr_assert(asprintf(&text, "database = {\n  password = \"a\";\n  password_file = \"%s\";\n};\n", pwf) > 0);
 	load_bad(text, -EINVAL,
 		 ":3: key 'database.password_file': cannot be used together with 'database.password' (line "
 		 "2): set only one");
@@ -546,22 +526,18 @@ Test(config, password_file_readable_by_others)
 	char *pwf = write_in_dir("pw", "secret\n", 0644);
 	char *text = NULL, *tail = NULL;
 	cr_assert(asprintf(&text, "\ndatabase = { password_file = \"%s\"; };\n", pwf) > 0);
-	cr_assert(
-	    asprintf(
-		&tail,
-		":2: key 'database.password_file': '%s' has mode 0644: it must not be readable or writable "
-		"by group or others (chmod 600 '%s')",
-		pwf, pwf) > 0);
+	cr_assert(asprintf(&tail,
+			   ":2: key 'database.password_file': '%s' has mode 0644: it must not be readable or writable "
+			   "by group or others (chmod 600 '%s')",
+			   pwf, pwf) > 0);
 	load_bad(text, -EINVAL, tail);
 	/* group-writable only is refused too */
 	cr_assert_eq(chmod(pwf, 0620), 0);
 	free(tail);
-	cr_assert(
-	    asprintf(
-		&tail,
-		":2: key 'database.password_file': '%s' has mode 0620: it must not be readable or writable "
-		"by group or others (chmod 600 '%s')",
-		pwf, pwf) > 0);
+	cr_assert(asprintf(&tail,
+			   ":2: key 'database.password_file': '%s' has mode 0620: it must not be readable or writable "
+			   "by group or others (chmod 600 '%s')",
+			   pwf, pwf) > 0);
 	load_bad(text, -EINVAL, tail);
 	free(text);
 	free(tail);
@@ -572,8 +548,7 @@ Test(config, password_file_missing_empty_or_not_a_file)
 {
 	char *text = NULL, *tail = NULL, *missing = tu_path(dir, "nope");
 	cr_assert(asprintf(&text, "database = { password_file = \"%s\"; };\n", missing) > 0);
-	cr_assert(asprintf(&tail,
-			   ":1: key 'database.password_file': cannot read '%s': No such file or directory",
+	cr_assert(asprintf(&tail, ":1: key 'database.password_file': cannot read '%s': No such file or directory",
 			   missing) > 0);
 	load_bad(text, -EINVAL, tail);
 	free(text);
@@ -581,10 +556,9 @@ Test(config, password_file_missing_empty_or_not_a_file)
 
 	char *empty = write_in_dir("empty", "", 0600);
 	cr_assert(asprintf(&text, "database = { password_file = \"%s\"; };\n", empty) > 0);
-	cr_assert(
-	    asprintf(&tail,
-		     ":1: key 'database.password_file': '%s' is empty: its first line must be the password",
-		     empty) > 0);
+	cr_assert(asprintf(&tail,
+			   ":1: key 'database.password_file': '%s' is empty: its first line must be the password",
+			   empty) > 0);
 	load_bad(text, -EINVAL, tail);
 	free(text);
 	free(tail);
@@ -631,8 +605,7 @@ Test(config, missing_explicit_file)
 
 	memset(&c, 0x5a, sizeof(c));
 	cr_assert_eq(config_load_default(missing, &c, &err), -ENOENT);
-	cr_assert(asprintf(&want, "%s: cannot read the configuration: No such file or directory", missing) >
-		  0);
+	cr_assert(asprintf(&want, "%s: cannot read the configuration: No such file or directory", missing) > 0);
 	cr_assert_str_eq(err, want);
 	cr_assert_null(c.station);
 	free(err);

@@ -63,7 +63,7 @@ static struct content_scan_stats scan(void)
 Test(content, incremental_rescan)
 {
 	put("Salsa/Uno.mp3", "uno");
-	put("Salsa/uno.mp3", "UNO!");                /* case-only twin: a different file */
+	put("Salsa/uno.mp3", "UNO!");		       /* case-only twin: a different file */
 	put("Música Clásica/Für Elise.flac", "elise"); /* UTF-8 kept exactly */
 	put("日本/曲 1.mp3", "kyoku");
 	put("top-level.mp3", "no category");
@@ -73,17 +73,26 @@ Test(content, incremental_rescan)
 	cr_assert_eq(st.skipped, 1);
 	cr_assert_eq(st.bytes_hashed, 3 + 4 + 5 + 5);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Música Clásica/Für Elise.flac'"
-				   " AND category = 'Música Clásica' AND title = 'Für Elise' AND size_bytes = 5"), 1);
+				   " AND category = 'Música Clásica' AND title = 'Für Elise' AND size_bytes = 5"),
+		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE category = '日本' AND title = '曲 1'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE category = 'Salsa'"), 2);
 	/* the server's SHA2 as an independent oracle for ours */
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Salsa/Uno.mp3' AND sha256 = SHA2('uno', 256)"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Salsa/uno.mp3' AND sha256 = SHA2('UNO!', 256)"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Salsa/Uno.mp3' AND sha256 = SHA2('uno', 256)"),
+		1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Salsa/uno.mp3' AND sha256 = SHA2('UNO!', 256)"),
+		1);
 	/* xxh128sum (Debian's xxhash) as the oracle for the XXH3-128 column */
 	char *elise = tu_path(root, "Música Clásica/Für Elise.flac");
 	char *q = NULL;
-	cr_assert(asprintf(&q, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Música Clásica/Für Elise.flac'"
-			       " AND xxh128 = '%s'", xxh128sum(elise)) > 0);
+	cr_assert(asprintf(&q,
+			   "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Música Clásica/Für Elise.flac'"
+			   " AND xxh128 = '%s'",
+			   xxh128sum(elise)) > 0);
 	cr_assert_eq(tdb_count(db, q), 1, "%s", q);
 	free(q);
 	free(elise);
@@ -104,7 +113,10 @@ Test(content, incremental_rescan)
 	cr_assert_eq(st.deactivated, 1);
 	cr_assert_eq(st.bytes_hashed, 10);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active = 0 AND category = '日本'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Salsa/Uno.mp3' AND sha256 = SHA2('uno-longer', 256)"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM content_items WHERE rel_path = 'Salsa/Uno.mp3' AND sha256 = SHA2('uno-longer', 256)"),
+		1);
 	/* it comes back */
 	put("日本/曲 1.mp3", "kyoku");
 	struct timeval tv[2] = { { 1700000000, 0 }, { 1700000000, 0 } };

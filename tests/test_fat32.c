@@ -109,13 +109,11 @@ static void expect_shorts(const char *const *names, size_t n, const char *const 
 
 Test(fatname, short_names_windows_like)
 {
-	const char *names[] = {
-	    "Song.mp3",	  "My File.txt", "Track number 1.mp3", "Track number 2.mp3", "TRACKN~1.MP3",
-	    "日本語.mp3", ".hidden",	 "a+b,c;d=e[f].txt",   "archive.tar.gz",     "README.TXT",
-	    "readme.md",  "x.jpeg"};
-	const char *want[] = {"SONG.MP3",     "MYFILE~1.TXT", "TRACKN~2.MP3", "TRACKN~3.MP3",
-			      "TRACKN~1.MP3", "___~1.MP3",    "HIDDEN~1",     "A_B_C_~1.TXT",
-			      "ARCHIV~1.GZ",  "README.TXT",   "README.MD",    "X~1.JPE"};
+	const char *names[] = { "Song.mp3",   "My File.txt", "Track number 1.mp3", "Track number 2.mp3", "TRACKN~1.MP3",
+				"日本語.mp3", ".hidden",     "a+b,c;d=e[f].txt",   "archive.tar.gz",	 "README.TXT",
+				"readme.md",  "x.jpeg" };
+	const char *want[] = { "SONG.MP3", "MYFILE~1.TXT", "TRACKN~2.MP3", "TRACKN~3.MP3", "TRACKN~1.MP3", "___~1.MP3",
+			       "HIDDEN~1", "A_B_C_~1.TXT", "ARCHIV~1.GZ",  "README.TXT",   "README.MD",	   "X~1.JPE" };
 	expect_shorts(names, sizeof(names) / sizeof(names[0]), want);
 
 	/* 12 twins: tails grow past 9 and the base shrinks to keep 8 characters */
@@ -167,9 +165,9 @@ Test(layout, cluster_size_table)
 		uint64_t size;
 		uint32_t cs;
 	} cases[] = {
-	    {48 * MiB, 512},	    {64 * MiB, 512},   {100 * MiB, 1024},      {200 * MiB, 2048},
-	    {300 * MiB, 4096},	    {8 * GiB, 4096},   {8 * GiB + 4096, 8192}, {16 * GiB, 8192},
-	    {16000000000ULL, 8192}, {32 * GiB, 16384}, {64 * GiB, 32768},      {1024 * GiB, 32768},
+		{ 48 * MiB, 512 },	  { 64 * MiB, 512 },   { 100 * MiB, 1024 },	 { 200 * MiB, 2048 },
+		{ 300 * MiB, 4096 },	  { 8 * GiB, 4096 },   { 8 * GiB + 4096, 8192 }, { 16 * GiB, 8192 },
+		{ 16000000000ULL, 8192 }, { 32 * GiB, 16384 }, { 64 * GiB, 32768 },	 { 1024 * GiB, 32768 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct fat_layout l;
@@ -180,8 +178,7 @@ Test(layout, cluster_size_table)
 		cr_assert_eq(l.data_offset % (l.cluster_size > 4096 ? l.cluster_size : 4096), 0);
 		cr_assert_eq(l.fat_offset % 4096, 0);
 		cr_assert_geq((uint64_t)l.fat_sectors * 128, (uint64_t)l.n_clusters + 2);
-		cr_assert_lt((uint64_t)(l.fat_sectors - 8) * 128, (uint64_t)l.n_clusters + 2,
-			     "FAT larger than needed");
+		cr_assert_lt((uint64_t)(l.fat_sectors - 8) * 128, (uint64_t)l.n_clusters + 2, "FAT larger than needed");
 		cr_assert_geq(l.reserved_sectors, 32);
 		cr_assert_leq(l.data_offset + (uint64_t)l.n_clusters * l.cluster_size, l.size);
 		cr_assert_gt(l.data_offset + (uint64_t)(l.n_clusters + 1) * l.cluster_size, l.size);
@@ -255,8 +252,8 @@ static void check_image(struct tree *t, uint64_t usable)
 		if (e->size) {
 			uint32_t nc = (uint32_t)((e->size + fs.spc * fs.bps - 1) / (fs.spc * fs.bps));
 			for (uint32_t k = 0; k + 1 < nc; k++)
-				cr_assert_eq(ft_fs_fat(&fs, e->cluster + k), e->cluster + k + 1,
-					     "%s not contiguous", e->path);
+				cr_assert_eq(ft_fs_fat(&fs, e->cluster + k), e->cluster + k + 1, "%s not contiguous",
+					     e->path);
 			uint8_t *data = ft_fs_read(&fs, e), *want = malloc(e->size);
 			char *src = tu_path(t->root, t->items[i].rel_path);
 			FILE *f = fopen(src, "rbe");
@@ -296,7 +293,7 @@ static uint32_t part_u32(const char *img, uint64_t off)
 Test(compose, ascii_tree_small_clusters_mtools_and_fsck, .timeout = 300)
 {
 	struct tree t;
-	struct fat_opts o = {.usable_size = 48 * MiB};
+	struct fat_opts o = { .usable_size = 48 * MiB };
 	char *out = NULL, *cmd = NULL;
 
 	tree_init(&t, "fat-ascii");
@@ -355,8 +352,7 @@ Test(compose, ascii_tree_small_clusters_mtools_and_fsck, .timeout = 300)
 	for (size_t i = 0; i < t.n; i++) {
 		char *dst = tu_path(t.dir, "copy.out"), *src = tu_path(t.root, t.items[i].rel_path);
 		unlink(dst);
-		cr_assert(asprintf(&cmd,
-				   "MTOOLS_SKIP_CHECK=1 mcopy -n -i '%s@@1M' '::/%s' '%s' && cmp '%s' '%s'",
+		cr_assert(asprintf(&cmd, "MTOOLS_SKIP_CHECK=1 mcopy -n -i '%s@@1M' '::/%s' '%s' && cmp '%s' '%s'",
 				   t.img, t.items[i].dest_path, dst, dst, src) > 0);
 		cr_assert_eq(ft_run(cmd, &out), 0, "%s: %s", cmd, out);
 		free(out), free(cmd), free(dst), free(src);
@@ -367,7 +363,7 @@ Test(compose, ascii_tree_small_clusters_mtools_and_fsck, .timeout = 300)
 Test(compose, four_kib_clusters_and_boot_fields, .timeout = 300)
 {
 	struct tree t;
-	struct fat_opts o = {.usable_size = 300 * MiB, .label = "My Music", .volume_id = 0x12345678};
+	struct fat_opts o = { .usable_size = 300 * MiB, .label = "My Music", .volume_id = 0x12345678 };
 	struct fat_layout l;
 
 	tree_init(&t, "fat-4k");
@@ -390,8 +386,7 @@ Test(compose, four_kib_clusters_and_boot_fields, .timeout = 300)
 	cr_assert_eq(mbr[450], 0x0C);
 	cr_assert_eq(mbr[446], 0x00);
 	cr_assert_eq(mbr[454] | mbr[455] << 8 | mbr[456] << 16, 2048);
-	cr_assert_eq((uint32_t)(mbr[458] | mbr[459] << 8 | mbr[460] << 16 | (uint32_t)mbr[461] << 24),
-		     l.part_sectors);
+	cr_assert_eq((uint32_t)(mbr[458] | mbr[459] << 8 | mbr[460] << 16 | (uint32_t)mbr[461] << 24), l.part_sectors);
 	cr_assert_eq(mbr[510], 0x55);
 	cr_assert_eq(mbr[511], 0xAA);
 	/* boot sector */
@@ -411,7 +406,7 @@ Test(compose, four_kib_clusters_and_boot_fields, .timeout = 300)
 	{
 		char *part = part_of(t.img), *out = NULL;
 		FILE *pf = fopen(part, "r+be");
-		uint8_t v[4] = {5, 0, 0, 0}, fatent[4] = {4, 0, 0, 0};
+		uint8_t v[4] = { 5, 0, 0, 0 }, fatent[4] = { 4, 0, 0, 0 };
 		cr_assert(pf);
 		cr_assert(fseeko(pf, 512 + 488, SEEK_SET) == 0 && fwrite(v, 1, 4, pf) == 4);
 		cr_assert(fflush(pf) == 0);
@@ -437,7 +432,7 @@ Test(compose, four_kib_clusters_and_boot_fields, .timeout = 300)
 Test(compose, unicode_names_independent_reader, .timeout = 300)
 {
 	struct tree t;
-	struct fat_opts o = {.usable_size = 40 * MiB};
+	struct fat_opts o = { .usable_size = 40 * MiB };
 	struct ft_fs fs;
 	char *part;
 
@@ -474,7 +469,7 @@ Test(compose, emoji_lfn_bytes)
 {
 	/* One file "🎵.mp3": UTF-16 D83C DFB5 002E 006D 0070 0033, then 0x0000 and 0xFFFF padding. */
 	struct tree t;
-	struct fat_opts o = {.usable_size = 40 * MiB};
+	struct fat_opts o = { .usable_size = 40 * MiB };
 	struct fat_layout l;
 	uint8_t d[96];
 
@@ -490,15 +485,14 @@ Test(compose, emoji_lfn_bytes)
 	cr_assert(fseeko(f, (off_t)(l.data_offset + l.cluster_size + 64), SEEK_SET) == 0);
 	cr_assert(fread(d, 1, 64, f) == 64);
 	fclose(f);
-	static const uint8_t want_lfn[32] = {0x41, 0x3C, 0xD8, 0xB5, 0xDF, 0x2E, 0x00, 0x6D, 0x00, 0x70, 0x00,
-					     0x0F, 0x00, 0,    0x33, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF,
-					     0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF};
+	static const uint8_t want_lfn[32] = { 0x41, 0x3C, 0xD8, 0xB5, 0xDF, 0x2E, 0x00, 0x6D, 0x00, 0x70, 0x00,
+					      0x0F, 0x00, 0,	0x33, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF,
+					      0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF };
 	uint8_t sum = fatname_checksum(d + 32);
 	cr_assert(memcmp(d + 32, "_~1     MP3", 11) == 0);
 	for (int i = 0; i < 32; i++)
 		if (i != 13)
-			cr_assert_eq(d[i], want_lfn[i], "LFN byte %d: %02x, expected %02x", i, d[i],
-				     want_lfn[i]);
+			cr_assert_eq(d[i], want_lfn[i], "LFN byte %d: %02x, expected %02x", i, d[i], want_lfn[i]);
 	cr_assert_eq(d[13], sum);
 	tree_done(&t);
 }
@@ -506,7 +500,7 @@ Test(compose, emoji_lfn_bytes)
 Test(compose, filled_to_the_last_cluster, .timeout = 300)
 {
 	struct tree t;
-	struct fat_opts o = {.usable_size = 40 * MiB};
+	struct fat_opts o = { .usable_size = 40 * MiB };
 	struct fat_layout l;
 	struct blksrc *s = NULL;
 	struct fat_stats st;
@@ -544,7 +538,7 @@ Test(compose, filled_to_the_last_cluster, .timeout = 300)
 Test(compose, sha_mismatch_and_vanished_files)
 {
 	struct tree t;
-	struct fat_opts o = {.usable_size = 40 * MiB};
+	struct fat_opts o = { .usable_size = 40 * MiB };
 	char *msg = NULL;
 
 	tree_init(&t, "fat-sha");
@@ -596,9 +590,9 @@ Test(compose, sha_mismatch_and_vanished_files)
 
 Test(compose, invalid_plans)
 {
-	struct fat_opts o = {.usable_size = 40 * MiB, .content_root = "/nonexistent"};
-	struct job_item it[2] = {{.dest_path = "A/x:y", .rel_path = "r", .size = 1},
-				 {.dest_path = "A/b", .rel_path = "r2", .size = 1}};
+	struct fat_opts o = { .usable_size = 40 * MiB, .content_root = "/nonexistent" };
+	struct job_item it[2] = { { .dest_path = "A/x:y", .rel_path = "r", .size = 1 },
+				  { .dest_path = "A/b", .rel_path = "r2", .size = 1 } };
 	struct blksrc *s = NULL;
 	char *err = NULL;
 
@@ -625,7 +619,7 @@ Test(compose, invalid_plans)
 Test(compose, deterministic_and_buffer_size_independent, .timeout = 300)
 {
 	struct tree t;
-	struct fat_opts o = {.usable_size = 40 * MiB};
+	struct fat_opts o = { .usable_size = 40 * MiB };
 	char *cmd = NULL, *out = NULL;
 
 	tree_init(&t, "fat-det");
@@ -649,7 +643,7 @@ Test(compose, deterministic_and_buffer_size_independent, .timeout = 300)
 Test(compose, free_in_the_middle_of_reading)
 {
 	struct tree t;
-	struct fat_opts o = {.usable_size = 40 * MiB};
+	struct fat_opts o = { .usable_size = 40 * MiB };
 	struct blksrc *s = NULL;
 	uint8_t *buf = malloc(64 * 1024);
 	uint64_t off;
@@ -674,12 +668,12 @@ Test(compose, free_in_the_middle_of_reading)
 
 Test(compose, one_and_two_kib_clusters, .timeout = 300)
 {
-	const uint64_t sizes[] = {100 * MiB, 200 * MiB};
-	const uint32_t want_cs[] = {1024, 2048};
+	const uint64_t sizes[] = { 100 * MiB, 200 * MiB };
+	const uint32_t want_cs[] = { 1024, 2048 };
 
 	for (int k = 0; k < 2; k++) {
 		struct tree t;
-		struct fat_opts o = {.usable_size = sizes[k]};
+		struct fat_opts o = { .usable_size = sizes[k] };
 		struct fat_layout l;
 
 		cr_assert_eq(fat_layout_compute(sizes[k], &l), 0);

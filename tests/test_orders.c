@@ -16,8 +16,12 @@ TestSuite(orders, .init = setup, .fini = teardown);
 
 static int64_t add(const char *number, int quantity)
 {
-	struct order_new o = { .number = number, .capacity_bytes = 16000000000ULL, .quantity = quantity,
-			       .image_path = "/srv/img.raw", .image_bytes = 1 << 20, .customer = "Ana" };
+	struct order_new o = { .number = number,
+			       .capacity_bytes = 16000000000ULL,
+			       .quantity = quantity,
+			       .image_path = "/srv/img.raw",
+			       .image_bytes = 1 << 20,
+			       .customer = "Ana" };
 	int64_t id = 0;
 	cr_assert_eq(order_add(db, &o, &id), 0, "%s", db_error(db));
 	return id;
@@ -44,10 +48,18 @@ Test(orders, confirm_creates_quantity_jobs_once)
 	cr_assert_eq(json_integer_value(json_object_get(r2, "created")), 0);
 	cr_assert(json_equal(json_object_get(r1, "jobs"), json_object_get(r2, "jobs")), "same job ids");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 3);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND max_attempts = 4"
-				   " AND capacity_bytes = 16000000000 AND min_device_bytes = 1048576 AND correlation_id = 'corr-1'"), 3);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE entity_type = 'job' AND action = 'created' AND actor = 'tester'"), 3);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'confirmed' AND confirmed_at >= created_at"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND max_attempts = 4"
+			  " AND capacity_bytes = 16000000000 AND min_device_bytes = 1048576 AND correlation_id = 'corr-1'"),
+		3);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM audit_log WHERE entity_type = 'job' AND action = 'created' AND actor = 'tester'"),
+		3);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM orders WHERE status = 'confirmed' AND confirmed_at >= created_at"),
+		     1);
 	json_decref(r1);
 	json_decref(r2);
 }
@@ -127,12 +139,38 @@ Test(orders, show_and_job_show_carry_columns)
 	cr_assert_eq(json_array_size(json_object_get(o, "jobs")), 2);
 	json_int_t id = json_integer_value(json_object_get(json_array_get(json_object_get(c, "jobs"), 0), "id"));
 	cr_assert_eq(job_show(db, id, &j), 0);
-	static const char *const cols[] = { "id", "order_id", "unit_index", "schema_version", "correlation_id", "station",
-					    "capacity_bytes", "status", "stage", "progress", "progress_detail", "attempts",
-					    "max_attempts", "next_attempt_at", "locked_by", "heartbeat_at", "slot",
-					    "device_serial", "device_capacity_bytes", "bytes_total", "bytes_written",
-					    "created_at", "started_at", "completed_at", "failed_at", "cancel_requested_at",
-					    "cancelled_at", "cancelled_by", "fail_reason", "error_code", "updated_at", "items" };
+	static const char *const cols[] = { "id",
+					    "order_id",
+					    "unit_index",
+					    "schema_version",
+					    "correlation_id",
+					    "station",
+					    "capacity_bytes",
+					    "status",
+					    "stage",
+					    "progress",
+					    "progress_detail",
+					    "attempts",
+					    "max_attempts",
+					    "next_attempt_at",
+					    "locked_by",
+					    "heartbeat_at",
+					    "slot",
+					    "device_serial",
+					    "device_capacity_bytes",
+					    "bytes_total",
+					    "bytes_written",
+					    "created_at",
+					    "started_at",
+					    "completed_at",
+					    "failed_at",
+					    "cancel_requested_at",
+					    "cancelled_at",
+					    "cancelled_by",
+					    "fail_reason",
+					    "error_code",
+					    "updated_at",
+					    "items" };
 	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
 		cr_assert(json_object_get(j, cols[i]), "job show lacks %s", cols[i]);
 	cr_assert_eq(json_integer_value(json_object_get(j, "progress")), 0);

@@ -138,8 +138,7 @@ static void stage_fake_case(const struct dev_fault *f, const char *verdict)
 	struct write_opts o = wt_opts();
 	struct job_spec job = { 0 };
 	struct logcap lc = { 0 };
-	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o,
-				 .sink = { .userdata = &lc, .log = cap_log } };
+	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o, .sink = { .userdata = &lc, .log = cap_log } };
 	cr_assert_eq(stage_probe_device(&ctx), UFC_DEVICE_FAKE_CAPACITY);
 	cr_assert_eq(ctx.code, UFC_DEVICE_FAKE_CAPACITY);
 	cr_assert_eq(ctx.usable_size, f->real_size);

@@ -42,7 +42,9 @@ Test(schema, rows_survive_a_rerun)
 			     DB_END),
 		     0, "%s", db_error(db));
 	/* An interrupted upgrade replays the newest migration: drop its version row and rerun. */
-	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version = ?", DB_I64(db_schema_latest()), DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version = ?", DB_I64(db_schema_latest()),
+			     DB_END),
+		     0);
 	int applied = -1;
 	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
 	cr_assert_eq(applied, 1);
@@ -59,26 +61,36 @@ Test(schema, v1_database_upgrades_in_place)
 			     DB_END),
 		     0, "%s", db_error(db));
 	/* Turn the database back into a v1 one, as an appliance installed before v2 has it. */
-	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP CONSTRAINT ck_content_xxh", DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP CONSTRAINT ck_content_xxh", DB_END), 0, "%s",
+		     db_error(db));
 	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP COLUMN xxh128", DB_END), 0, "%s", db_error(db));
-	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE processing_jobs DROP INDEX ix_jobs_claim_rank, DROP COLUMN claim_rank,"
-				       " ADD KEY ix_jobs_claim (claimable DESC, capacity_bytes DESC, id, station, next_attempt_at, min_device_bytes)",
-			     DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL,
+			     "ALTER TABLE processing_jobs DROP INDEX ix_jobs_claim_rank, DROP COLUMN claim_rank,"
+			     " ADD KEY ix_jobs_claim (claimable DESC, capacity_bytes DESC, id, station, next_attempt_at, min_device_bytes)",
+			     DB_END),
+		     0, "%s", db_error(db));
 	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version >= 2", DB_END), 0);
 	insert_order();
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes) VALUES (1, 0, 1000)", DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes) VALUES (1, 0, 1000)",
+			     DB_END),
+		     0);
 	int cur = -1, applied = -1;
 	cr_assert_eq(db_schema_current(db, &cur), 0);
 	cr_assert_eq(cur, 1);
 	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
 	cr_assert_eq(applied, db_schema_latest() - 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'A/b.mp3' AND xxh128 IS NULL"), 1,
-		     "the row survives, its xxh128 waits for the next scan");
-	cr_assert_eq(db_exec(db, NULL, "UPDATE content_items SET xxh128 = 'not hex' WHERE rel_path = 'A/b.mp3'", DB_END),
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'A/b.mp3' AND xxh128 IS NULL"),
+		     1, "the row survives, its xxh128 waits for the next scan");
+	cr_assert_eq(db_exec(db, NULL, "UPDATE content_items SET xxh128 = 'not hex' WHERE rel_path = 'A/b.mp3'",
+			     DB_END),
 		     -EPERM, "the v2 CHECK constraint is in force");
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE capacity_bytes = 1000 AND claim_rank = ~1000"), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE capacity_bytes = 1000 AND claim_rank = ~1000"),
+		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE()"
-				   " AND table_name = 'processing_jobs' AND index_name = 'ix_jobs_claim'"), 0, "the v1 index is gone");
+				   " AND table_name = 'processing_jobs' AND index_name = 'ix_jobs_claim'"),
+		     0, "the v1 index is gone");
 }
 
 static void insert_order(void)
@@ -93,8 +105,10 @@ static void insert_order(void)
 static int job_with(const char *cols, const char *vals)
 {
 	char *q = NULL;
-	cr_assert(asprintf(&q, "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes%s%s) VALUES (1, 0, 1000%s%s)",
-			   *cols ? ", " : "", cols, *vals ? ", " : "", vals) > 0);
+	cr_assert(
+		asprintf(&q,
+			 "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes%s%s) VALUES (1, 0, 1000%s%s)",
+			 *cols ? ", " : "", cols, *vals ? ", " : "", vals) > 0);
 	int r = db_exec(db, NULL, q, DB_END);
 	free(q);
 	return r;
@@ -104,19 +118,33 @@ Test(schema, check_constraints_refuse_bad_rows)
 {
 	insert_order();
 	/* orders */
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('Q0', 1, 0, '/x')", DB_END), -EPERM);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('C0', 0, 1, '/x')", DB_END), -EPERM);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO orders (order_number, capacity_bytes, quantity) VALUES ('N0', 1, 1)", DB_END), -EPERM,
-		     "neither image nor content");
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO orders (order_number, capacity_bytes, quantity, content_spec) VALUES ('J0', 1, 1, '{bad')", DB_END), -EPERM);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('Q0', 1, 0, '/x')",
+			     DB_END),
+		     -EPERM);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('C0', 0, 1, '/x')",
+			     DB_END),
+		     -EPERM);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (order_number, capacity_bytes, quantity) VALUES ('N0', 1, 1)", DB_END),
+		     -EPERM, "neither image nor content");
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (order_number, capacity_bytes, quantity, content_spec) VALUES ('J0', 1, 1, '{bad')",
+			     DB_END),
+		     -EPERM);
 	cr_assert_eq(db_exec(db, NULL,
 			     "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path, created_at, confirmed_at)"
-			     " VALUES ('T0', 1, 1, '/x', NOW(6), NOW(6) - INTERVAL 1 SECOND)", DB_END), -EPERM);
+			     " VALUES ('T0', 1, 1, '/x', NOW(6), NOW(6) - INTERVAL 1 SECOND)",
+			     DB_END),
+		     -EPERM);
 	/* processing_jobs */
 	cr_assert_eq(job_with("progress", "101"), -EPERM);
 	cr_assert_eq(job_with("progress", "-1"), -EPERM);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes) VALUES (1, -1, 1000)",
-			     DB_END), -EPERM, "ck_jobs_unit");
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes) VALUES (1, -1, 1000)",
+			     DB_END),
+		     -EPERM, "ck_jobs_unit");
 	cr_assert_eq(job_with("resume_state", "'{no'"), -EPERM);
 	cr_assert_eq(job_with("created_at, cancelled_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND"), -EPERM);
 	cr_assert_eq(job_with("created_at, cancel_requested_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND"), -EPERM);
@@ -125,41 +153,77 @@ Test(schema, check_constraints_refuse_bad_rows)
 	cr_assert_eq(job_with("attempts, max_attempts", "5, 4"), -EPERM);
 	cr_assert_eq(job_with("max_attempts", "0"), -EPERM);
 	cr_assert_eq(job_with("started_at", "NOW(6) - INTERVAL 1 HOUR"), -EPERM);
-	cr_assert_eq(job_with("started_at, completed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"), -EPERM);
+	cr_assert_eq(job_with("started_at, completed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"),
+		     -EPERM);
 	cr_assert_eq(job_with("completed_at", "NOW(6) + INTERVAL 1 SECOND"), -EPERM, "completed without a start");
-	cr_assert_eq(job_with("started_at, failed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"), -EPERM);
-	cr_assert_eq(job_with("started_at, cancelled_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"), -EPERM);
+	cr_assert_eq(job_with("started_at, failed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"),
+		     -EPERM);
+	cr_assert_eq(job_with("started_at, cancelled_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"),
+		     -EPERM);
 	cr_assert_eq(job_with("failed_at", "NOW(6) - INTERVAL 1 HOUR"), -EPERM);
 	cr_assert_eq(job_with("progress_detail", "'not json'"), -EPERM);
 	cr_assert_eq(job_with("bytes_total, bytes_written", "10, 11"), -EPERM);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
 	/* and a good one passes */
-	cr_assert_eq(job_with("progress, started_at, completed_at", "100, NOW(6), NOW(6) + INTERVAL 1 SECOND"), 0, "%s", db_error(db));
+	cr_assert_eq(job_with("progress, started_at, completed_at", "100, NOW(6), NOW(6) + INTERVAL 1 SECOND"), 0, "%s",
+		     db_error(db));
 	cr_assert_eq(job_with("", ""), -EEXIST, "unit key (order, unit, version) is unique");
 	/* logs, events, audit */
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_job_logs (job_id, level, stage, category, message, details)"
-				       " SELECT id, 'info', 'writing', 'stage', 'm', '{x' FROM processing_jobs", DB_END), -EPERM);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', 'x')", DB_END), -EPERM);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')", DB_END), 0);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')", DB_END), -EEXIST);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,'XYZ',NOW())", DB_END), -EPERM);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{no')", DB_END), -EPERM);
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{}')", DB_END), 0,
-		     "%s", db_error(db));
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,SHA2('b',256),NOW())", DB_END), 0,
-		     "%s", db_error(db));
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
-				       " SELECT j.id, -1, c.id, 1, 'a/b' FROM processing_jobs j, content_items c", DB_END), -EPERM, "ck_items_position");
-	cr_assert_eq(db_exec(db, NULL, "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
-				       " SELECT j.id, 0, c.id, 1, 'a/b' FROM processing_jobs j, content_items c", DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_job_logs (job_id, level, stage, category, message, details)"
+			     " SELECT id, 'info', 'writing', 'stage', 'm', '{x' FROM processing_jobs",
+			     DB_END),
+		     -EPERM);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', 'x')",
+			     DB_END),
+		     -EPERM);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')",
+			     DB_END),
+		     0);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')",
+			     DB_END),
+		     -EEXIST);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,'XYZ',NOW())",
+			     DB_END),
+		     -EPERM);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{no')",
+			     DB_END),
+		     -EPERM);
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{}')",
+			     DB_END),
+		     0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,SHA2('b',256),NOW())",
+			     DB_END),
+		     0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+			     " SELECT j.id, -1, c.id, 1, 'a/b' FROM processing_jobs j, content_items c",
+			     DB_END),
+		     -EPERM, "ck_items_position");
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+			     " SELECT j.id, 0, c.id, 1, 'a/b' FROM processing_jobs j, content_items c",
+			     DB_END),
+		     0, "%s", db_error(db));
 }
 
 Test(schema, times_come_from_the_server)
 {
 	insert_order();
-	cr_assert_eq(tdb_count(db, "SELECT ABS(TIMESTAMPDIFF(SECOND, created_at, NOW(6))) < 5 FROM orders WHERE id = 1"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT DATETIME_PRECISION FROM information_schema.columns WHERE table_schema = DATABASE()"
-				   " AND table_name = 'processing_jobs' AND column_name = 'heartbeat_at'"), 6);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT ABS(TIMESTAMPDIFF(SECOND, created_at, NOW(6))) < 5 FROM orders WHERE id = 1"),
+		     1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT DATETIME_PRECISION FROM information_schema.columns WHERE table_schema = DATABASE()"
+			       " AND table_name = 'processing_jobs' AND column_name = 'heartbeat_at'"),
+		     6);
 }
 
 static void explain_uses_claim_index(const char *sel)
@@ -181,7 +245,8 @@ static void explain_uses_claim_index(const char *sel)
 	}
 	cr_assert(key, "%s", q);
 	cr_assert_str_eq(key, "ix_jobs_claim_rank", "%s", q);
-	cr_assert(extra && strstr(extra, "Using index") && !strstr(extra, "filesort"), "Extra: %s", extra ? extra : "(null)");
+	cr_assert(extra && strstr(extra, "Using index") && !strstr(extra, "filesort"), "Extra: %s",
+		  extra ? extra : "(null)");
 	cr_assert_null(mysql_fetch_row(res), "one table, one row of EXPLAIN");
 	mysql_free_result(res);
 	free(q);
@@ -194,7 +259,8 @@ Test(schema, claim_uses_the_claim_index_without_filesort)
 	cr_assert_eq(db_exec(db, NULL,
 			     "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes, status)"
 			     " SELECT 1, seq, 1000000 * (seq % 7 + 1), ELT(seq % 4 + 1, 'queued', 'retry', 'done', 'failed')"
-			     " FROM seq_0_to_1999", DB_END),
+			     " FROM seq_0_to_1999",
+			     DB_END),
 		     0, "%s", db_error(db));
 	cr_assert_eq(db_exec(db, NULL, "ANALYZE TABLE processing_jobs", DB_END), 0);
 	const struct db_arg args[] = { DB_U64(4000000), DB_STR("test-station"), DB_U64(4000000) };
@@ -204,19 +270,28 @@ Test(schema, claim_uses_the_claim_index_without_filesort)
 	/* and the optimizer picks the index by itself: the hint only guards against odd statistics */
 	char *hint = strstr(sel, " FORCE INDEX (ix_jobs_claim_rank)");
 	cr_assert(hint, "%s", sel);
-	memmove(hint, hint + strlen(" FORCE INDEX (ix_jobs_claim_rank)"), strlen(hint + strlen(" FORCE INDEX (ix_jobs_claim_rank)")) + 1);
+	memmove(hint, hint + strlen(" FORCE INDEX (ix_jobs_claim_rank)"),
+		strlen(hint + strlen(" FORCE INDEX (ix_jobs_claim_rank)")) + 1);
 	explain_uses_claim_index(sel);
 	free(sel);
 
 	/* the order itself: largest capacity that fits first, then the oldest */
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND", DB_END), 0);
-	int64_t want = tdb_count(db, "SELECT MIN(id) FROM processing_jobs WHERE capacity_bytes = 4000000 AND claimable = 1");
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND",
+			     DB_END),
+		     0);
+	int64_t want =
+		tdb_count(db, "SELECT MIN(id) FROM processing_jobs WHERE capacity_bytes = 4000000 AND claimable = 1");
 	int64_t got = -1;
-	cr_assert_eq(db_query_i64(db, &got, db_claim_select_sql, DB_U64(4000000), DB_STR("test-station"), DB_U64(4000000), DB_END), 0,
-		     "%s", db_error(db));
+	cr_assert_eq(db_query_i64(db, &got, db_claim_select_sql, DB_U64(4000000), DB_STR("test-station"),
+				  DB_U64(4000000), DB_END),
+		     0, "%s", db_error(db));
 	cr_assert_eq(got, want);
-	cr_assert_eq(db_query_i64(db, &got, db_claim_select_sql, DB_U64(UINT64_MAX), DB_STR("test-station"), DB_U64(UINT64_MAX), DB_END), 0);
-	cr_assert_eq(got, tdb_count(db, "SELECT MIN(id) FROM processing_jobs WHERE capacity_bytes = 7000000 AND claimable = 1"),
+	cr_assert_eq(db_query_i64(db, &got, db_claim_select_sql, DB_U64(UINT64_MAX), DB_STR("test-station"),
+				  DB_U64(UINT64_MAX), DB_END),
+		     0);
+	cr_assert_eq(got,
+		     tdb_count(db,
+			       "SELECT MIN(id) FROM processing_jobs WHERE capacity_bytes = 7000000 AND claimable = 1"),
 		     "no limit: the largest capacity");
 }
 
@@ -226,7 +301,8 @@ Test(schema, old_servers_are_refused)
 	cr_assert(db_version_supported("10.6.0-MariaDB"));
 	cr_assert(db_version_supported("11.4.2-MariaDB"));
 	/* MySQL has SKIP LOCKED, but the schema is MariaDB's: refused with that reason */
-	cr_assert_str_eq(db_version_problem("8.0.36"), "it is MySQL: usbforge's schema is written and tested for MariaDB >= 10.6 only");
+	cr_assert_str_eq(db_version_problem("8.0.36"),
+			 "it is MySQL: usbforge's schema is written and tested for MariaDB >= 10.6 only");
 	cr_assert_not(db_version_supported("8.4.0"));
 	cr_assert(strstr(db_version_problem("10.5.23-MariaDB"), "too old: usbforge needs MariaDB >= 10.6"));
 	cr_assert_not(db_version_supported("10.5.23-MariaDB"));

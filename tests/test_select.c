@@ -64,9 +64,9 @@ static void count_skip(void *ud, const struct content_item *it, const char *reas
 
 Test(select, explicit_first_then_round_robin)
 {
-	struct lib l = {0};
-	char *cats[] = {"Salsa", "Reggaeton", NULL};
-	int64_t ids[] = {9};
+	struct lib l = { 0 };
+	char *cats[] = { "Salsa", "Reggaeton", NULL };
+	int64_t ids[] = { 9 };
 	struct select_result r;
 
 	lib_add(&l, 1, "Salsa", "Salsa/c.mp3", 1000);
@@ -76,12 +76,13 @@ Test(select, explicit_first_then_round_robin)
 	lib_add(&l, 5, "Reggaeton", "Reggaeton/y.mp3", 1000);
 	lib_add(&l, 9, "Rock", "Rock/Explicit.mp3", 5000);
 	struct job_spec job = {
-	    .categories = cats, .item_ids = ids, .n_item_ids = 1, .library = l.it, .n_library = l.n};
+		.categories = cats, .item_ids = ids, .n_item_ids = 1, .library = l.it, .n_library = l.n
+	};
 
 	cr_assert_eq(select_content(&job, 40 * MiB, NULL, NULL, &r, NULL), 0);
-	const char *want[] = {"Rock/Explicit.mp3", "Salsa/B.mp3",     "Reggaeton/y.mp3",
-			      "Salsa/a.mp3",	   "Reggaeton/z.mp3", "Salsa/c.mp3"};
-	const int64_t want_id[] = {9, 3, 5, 2, 4, 1};
+	const char *want[] = { "Rock/Explicit.mp3", "Salsa/B.mp3",     "Reggaeton/y.mp3",
+			       "Salsa/a.mp3",	    "Reggaeton/z.mp3", "Salsa/c.mp3" };
+	const int64_t want_id[] = { 9, 3, 5, 2, 4, 1 };
 	cr_assert_eq(r.n_items, 6);
 	for (size_t i = 0; i < 6; i++) {
 		cr_assert_str_eq(r.items[i].dest_path, want[i], "item %zu: %s", i, r.items[i].dest_path);
@@ -91,8 +92,7 @@ Test(select, explicit_first_then_round_robin)
 	}
 	cr_assert_eq(r.items[0].size, 5000);
 	cr_assert_eq(r.items[0].mtime, 1700000009);
-	cr_assert_str_eq(r.items[0].sha256,
-			 "0000000000000000000000000000000000000000000000000000000000000009");
+	cr_assert_str_eq(r.items[0].sha256, "0000000000000000000000000000000000000000000000000000000000000009");
 	/* 512-byte clusters: root 1 (label + 3 folders x 2 entries) + 3 folders + 10 + 5 x 2 */
 	cr_assert_eq(r.used_clusters, 1 + 3 + 10 + 5 * 2);
 	select_items_free(r.items, r.n_items);
@@ -101,10 +101,10 @@ Test(select, explicit_first_then_round_robin)
 
 Test(select, errors)
 {
-	struct lib l = {0};
-	char *cats[] = {"A", NULL};
-	char *none[] = {"Nope", NULL};
-	int64_t ids[] = {1, 77};
+	struct lib l = { 0 };
+	char *cats[] = { "A", NULL };
+	char *none[] = { "Nope", NULL };
+	int64_t ids[] = { 1, 77 };
 	struct select_result r;
 	char *err = NULL;
 
@@ -112,7 +112,8 @@ Test(select, errors)
 	lib_add(&l, 2, "A", "A/huge", UINT64_C(4) << 30);
 	lib_add(&l, 3, "A", "A/big", 50 * MiB);
 	struct job_spec job = {
-	    .categories = cats, .item_ids = ids, .n_item_ids = 2, .library = l.it, .n_library = l.n};
+		.categories = cats, .item_ids = ids, .n_item_ids = 2, .library = l.it, .n_library = l.n
+	};
 
 	cr_assert_eq(select_content(&job, 40 * MiB, NULL, NULL, &r, &err), -ENOENT);
 	cr_assert_str_eq(err, "content item 77 is unknown or inactive");
@@ -142,11 +143,11 @@ Test(select, errors)
 	select_items_free(r.items, r.n_items);
 
 	/* nothing ordered exists */
-	struct job_spec empty = {.categories = none, .library = l.it, .n_library = l.n};
+	struct job_spec empty = { .categories = none, .library = l.it, .n_library = l.n };
 	cr_assert_eq(select_content(&empty, 40 * MiB, NULL, NULL, &r, &err), -ENODATA);
 	free(err);
 	/* candidates, none fits */
-	struct job_spec nofit = {.categories = cats, .library = l.it + 2, .n_library = 1};
+	struct job_spec nofit = { .categories = cats, .library = l.it + 2, .n_library = 1 };
 	cr_assert_eq(select_content(&nofit, 40 * MiB, NULL, NULL, &r, &err), -ENOSPC);
 	free(err);
 	/* stick too small for FAT32 */
@@ -157,8 +158,8 @@ Test(select, errors)
 
 Test(select, names_are_mapped_and_unique)
 {
-	struct lib l = {0};
-	char *cats[] = {"rock", "Rock.", "Bad:Cat", NULL};
+	struct lib l = { 0 };
+	char *cats[] = { "rock", "Rock.", "Bad:Cat", NULL };
 	struct select_result r;
 
 	lib_add(&l, 1, "rock", "rock/Song.mp3", 1);
@@ -167,10 +168,10 @@ Test(select, names_are_mapped_and_unique)
 	lib_add(&l, 4, "rock", "rock/trailing dot. ", 1);
 	lib_add(&l, 5, "Rock.", "Rock./x.mp3", 1);
 	lib_add(&l, 6, "Bad:Cat", "Bad:Cat/\001ctl.mp3", 0);
-	struct job_spec job = {.categories = cats, .library = l.it, .n_library = l.n};
+	struct job_spec job = { .categories = cats, .library = l.it, .n_library = l.n };
 	cr_assert_eq(select_content(&job, 40 * MiB, NULL, NULL, &r, NULL), 0);
-	const char *want[] = {"rock/Song.mp3",	"Rock (2)/x.mp3",    "Bad_Cat/_ctl.mp3",
-			      "rock/What_.mp3", "rock/song (2).MP3", "rock/trailing dot"};
+	const char *want[] = { "rock/Song.mp3",	 "Rock (2)/x.mp3",    "Bad_Cat/_ctl.mp3",
+			       "rock/What_.mp3", "rock/song (2).MP3", "rock/trailing dot" };
 	cr_assert_eq(r.n_items, 6);
 	for (size_t i = 0; i < 6; i++)
 		cr_assert_str_eq(r.items[i].dest_path, want[i], "item %zu: %s", i, r.items[i].dest_path);
@@ -180,8 +181,8 @@ Test(select, names_are_mapped_and_unique)
 
 Test(select, fills_to_the_last_cluster_exactly)
 {
-	struct lib l = {0};
-	char *cats[] = {"C", NULL};
+	struct lib l = { 0 };
+	char *cats[] = { "C", NULL };
 	struct fat_layout L;
 	struct select_result r;
 
@@ -193,7 +194,7 @@ Test(select, fills_to_the_last_cluster_exactly)
 	lib_add(&l, 3, "C", "C/c", cs);	    /* exactly the last cluster */
 	lib_add(&l, 4, "C", "C/d", 1);	    /* nothing left */
 	lib_add(&l, 5, "C", "C/e", 0);	    /* empty: entries only, and the folder cluster has room */
-	struct job_spec job = {.categories = cats, .library = l.it, .n_library = l.n};
+	struct job_spec job = { .categories = cats, .library = l.it, .n_library = l.n };
 	cr_assert_eq(select_content(&job, 40 * MiB, NULL, NULL, &r, NULL), 0);
 	cr_assert_eq(r.n_items, 3);
 	cr_assert_eq(r.items[0].content_item_id, 1);
@@ -204,7 +205,7 @@ Test(select, fills_to_the_last_cluster_exactly)
 
 	struct blksrc *s = NULL;
 	struct fat_stats st;
-	struct fat_opts o = {.usable_size = 40 * MiB, .content_root = "/nonexistent"};
+	struct fat_opts o = { .usable_size = 40 * MiB, .content_root = "/nonexistent" };
 	cr_assert_eq(fat32_compose(&o, r.items, r.n_items, &s, NULL), 0);
 	fat32_stats(s, &st);
 	cr_assert_eq(st.free_clusters, 0);
@@ -215,21 +216,19 @@ Test(select, fills_to_the_last_cluster_exactly)
 
 Test(select, tricky_names_compose_cleanly, .timeout = 300)
 {
-	char *dir = tu_tmpdir("fat-tricky"), *root = tu_path(dir, "c"), *img = tu_path(dir, "s.img"),
-	     *part = NULL;
-	char *cats[] = {"Rock", "rock", "Bad:Cat.", NULL};
-	const char *rels[][2] = {{"Rock", "Rock/Song.mp3"},
-				 {"Rock", "Rock/a/song.MP3"},
-				 {"Rock", "Rock/b/SONG.mp3"},
-				 {"Rock", "Rock/What? Why*.mp3"},
-				 {"Rock", "Rock/dots... "},
-				 {"rock", "rock/x.mp3"},
-				 {"Bad:Cat.", "Bad:Cat./<in>|out\\.txt"},
-				 {"Bad:Cat.", "Bad:Cat./ .."}};
-	const char *want[] = {
-	    "Rock/Song.mp3",	     "rock (2)/x.mp3",	  "Bad_Cat/_",	       "Rock/What_ Why_.mp3",
-	    "Bad_Cat/_in__out_.txt", "Rock/song (2).MP3", "Rock/SONG (3).mp3", "Rock/dots"};
-	struct lib l = {0};
+	char *dir = tu_tmpdir("fat-tricky"), *root = tu_path(dir, "c"), *img = tu_path(dir, "s.img"), *part = NULL;
+	char *cats[] = { "Rock", "rock", "Bad:Cat.", NULL };
+	const char *rels[][2] = { { "Rock", "Rock/Song.mp3" },
+				  { "Rock", "Rock/a/song.MP3" },
+				  { "Rock", "Rock/b/SONG.mp3" },
+				  { "Rock", "Rock/What? Why*.mp3" },
+				  { "Rock", "Rock/dots... " },
+				  { "rock", "rock/x.mp3" },
+				  { "Bad:Cat.", "Bad:Cat./<in>|out\\.txt" },
+				  { "Bad:Cat.", "Bad:Cat./ .." } };
+	const char *want[] = { "Rock/Song.mp3",		"rock (2)/x.mp3",    "Bad_Cat/_",	  "Rock/What_ Why_.mp3",
+			       "Bad_Cat/_in__out_.txt", "Rock/song (2).MP3", "Rock/SONG (3).mp3", "Rock/dots" };
+	struct lib l = { 0 };
 	struct select_result r;
 	char *out = NULL;
 
@@ -243,13 +242,13 @@ Test(select, tricky_names_compose_cleanly, .timeout = 300)
 		memcpy(l.it[i].xxh128, tmp.xxh128, 33);
 		free(tmp.rel_path);
 	}
-	struct job_spec job = {.categories = cats, .library = l.it, .n_library = l.n};
+	struct job_spec job = { .categories = cats, .library = l.it, .n_library = l.n };
 	cr_assert_eq(select_content(&job, 40 * MiB, NULL, NULL, &r, NULL), 0);
 	cr_assert_eq(r.n_items, 8);
 	for (size_t i = 0; i < 8; i++)
 		cr_assert_str_eq(r.items[i].dest_path, want[i], "item %zu: %s", i, r.items[i].dest_path);
 
-	struct fat_opts o = {.usable_size = 40 * MiB, .content_root = root};
+	struct fat_opts o = { .usable_size = 40 * MiB, .content_root = root };
 	cr_assert_eq(ft_compose_image(&o, r.items, r.n_items, img, 1 * MiB, NULL), 0);
 	cr_assert(asprintf(&part, "%s.part", img) > 0);
 	cr_assert(ft_fsck_ok(part, &out), "fsck.fat:\n%s", out);
@@ -265,8 +264,7 @@ Test(select, tricky_names_compose_cleanly, .timeout = 300)
 	ft_fs_close(&fs);
 	/* mtools sees the same ASCII tree */
 	char *cmd = NULL;
-	cr_assert(asprintf(&cmd, "MTOOLS_SKIP_CHECK=1 mdir -/ -b -i '%s@@1M' ::/ | grep -c -v '/$'", img) >
-		  0);
+	cr_assert(asprintf(&cmd, "MTOOLS_SKIP_CHECK=1 mdir -/ -b -i '%s@@1M' ::/ | grep -c -v '/$'", img) > 0);
 	cr_assert_eq(ft_run(cmd, &out), 0);
 	cr_assert_str_eq(out, "8\n");
 	free(out), free(cmd), free(part);
@@ -287,22 +285,21 @@ static uint64_t rnd(void)
 	return rng;
 }
 
-static const char *const stems[] = {
-    "Song",
-    "song",
-    "Track 01",
-    "Ñandú",
-    "日本語",
-    "🎵 emoji",
-    "a:b?c",
-    "trailing.",
-    "x",
-    "README",
-    "Café",
-    "CAFÉ",
-    "A very long file name that certainly goes past sixty four characters in length"};
-static const char *const exts[] = {".mp3", ".MP3", ".flac", "", ".jpeg", ". "};
-static const char *const catnames[] = {"Salsa", "salsa", "Reggaeton", "Música", "Rock:Pop", "Jazz "};
+static const char *const stems[] = { "Song",
+				     "song",
+				     "Track 01",
+				     "Ñandú",
+				     "日本語",
+				     "🎵 emoji",
+				     "a:b?c",
+				     "trailing.",
+				     "x",
+				     "README",
+				     "Café",
+				     "CAFÉ",
+				     "A very long file name that certainly goes past sixty four characters in length" };
+static const char *const exts[] = { ".mp3", ".MP3", ".flac", "", ".jpeg", ". " };
+static const char *const catnames[] = { "Salsa", "salsa", "Reggaeton", "Música", "Rock:Pop", "Jazz " };
 
 static void random_library(struct lib *l, int *ret_ncat)
 {
@@ -312,11 +309,10 @@ static void random_library(struct lib *l, int *ret_ncat)
 		char rel[600];
 		const char *cat = catnames[rnd() % (uint64_t)ncat];
 		snprintf(rel, sizeof(rel), "%s/%s%s%s%u%s", cat, rnd() % 4 == 0 ? "sub/" : "",
-			 stems[rnd() % (sizeof(stems) / sizeof(stems[0]))], rnd() % 3 ? "" : " ",
-			 (unsigned)(rnd() % 5), exts[rnd() % (sizeof(exts) / sizeof(exts[0]))]);
+			 stems[rnd() % (sizeof(stems) / sizeof(stems[0]))], rnd() % 3 ? "" : " ", (unsigned)(rnd() % 5),
+			 exts[rnd() % (sizeof(exts) / sizeof(exts[0]))]);
 		for (size_t j = 0; j < l->n; j++)
-			if (strcmp(l->it[j].rel_path, rel) ==
-			    0) { /* keep rel_path unique, the base name twin */
+			if (strcmp(l->it[j].rel_path, rel) == 0) { /* keep rel_path unique, the base name twin */
 				char *slash = strchr(rel, '/');
 				char tmp[512];
 				snprintf(tmp, sizeof(tmp), "%.*s/d%zu%s", (int)(slash - rel), rel, i, slash);
@@ -364,7 +360,7 @@ Test(select, property_random_libraries, .timeout = 600)
 	int composed = 0;
 
 	for (int iter = 0; iter < 300; iter++) {
-		struct lib l = {0};
+		struct lib l = { 0 };
 		int ncat;
 		rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(iter + 1) * 0xBF58476D1CE4E5B9ULL;
 		random_library(&l, &ncat);
@@ -383,11 +379,9 @@ Test(select, property_random_libraries, .timeout = 600)
 		if (iter % 5 == 4) /* big sticks: only the plan is compared (4-32 KiB clusters) */
 			usable = 300 * MiB + rnd() % (64 * GiB);
 
-		struct job_spec job = {.categories = cats,
-				       .item_ids = ids,
-				       .n_item_ids = nids,
-				       .library = l.it,
-				       .n_library = l.n};
+		struct job_spec job = {
+			.categories = cats, .item_ids = ids, .n_item_ids = nids, .library = l.it, .n_library = l.n
+		};
 		struct select_result r, r2;
 		char *err = NULL;
 		int rc = select_content(&job, usable, NULL, NULL, &r, &err);
@@ -410,8 +404,8 @@ Test(select, property_random_libraries, .timeout = 600)
 				dup = dup || ids[j] == ids[i];
 			if (dup || l.it[ids[i] - 1].size > FAT_MAX_FILE_SIZE)
 				continue;
-			cr_assert_eq(r.items[pos].content_item_id, ids[i],
-				     "iter %d: explicit item %zu not first", iter, i);
+			cr_assert_eq(r.items[pos].content_item_id, ids[i], "iter %d: explicit item %zu not first", iter,
+				     i);
 			pos++;
 		}
 		for (size_t i = 0; i < r.n_items; i++) {
@@ -426,26 +420,25 @@ Test(select, property_random_libraries, .timeout = 600)
 		cr_assert_leq(r.used_clusters, L.n_clusters);
 		struct blksrc *s = NULL;
 		struct fat_stats st;
-		struct fat_opts o = {.usable_size = usable, .content_root = "/nonexistent"};
+		struct fat_opts o = { .usable_size = usable, .content_root = "/nonexistent" };
 		rc = fat32_compose(&o, r.items, r.n_items, &s, &err);
 		cr_assert_eq(rc, 0, "iter %d: composer refuses the selection: %s", iter, err);
 		fat32_stats(s, &st);
-		cr_assert_eq(st.used_clusters, r.used_clusters, "iter %d: composer %u vs selection %llu",
-			     iter, st.used_clusters, (unsigned long long)r.used_clusters);
+		cr_assert_eq(st.used_clusters, r.used_clusters, "iter %d: composer %u vs selection %llu", iter,
+			     st.used_clusters, (unsigned long long)r.used_clusters);
 		blksrc_free(s);
 
 		/* a sample is written out and checked by fsck.fat and the reader */
 		if (iter % 30 == 0 && usable < GiB) {
-			char *dir = tu_tmpdir("fat-prop"), *root = tu_path(dir, "c"),
-			     *img = tu_path(dir, "s.img");
+			char *dir = tu_tmpdir("fat-prop"), *root = tu_path(dir, "c"), *img = tu_path(dir, "s.img");
 			char *part = NULL, *out = NULL;
 			struct ft_fs fs;
 			cr_assert(mkdir(root, 0755) == 0);
 			for (size_t i = 0; i < r.n_items; i++) {
 				struct job_item tmp;
 				char *dest = r.items[i].dest_path;
-				ft_make_file(root, r.items[i].rel_path, r.items[i].size, (uint64_t)i,
-					     r.items[i].mtime, dest, &tmp);
+				ft_make_file(root, r.items[i].rel_path, r.items[i].size, (uint64_t)i, r.items[i].mtime,
+					     dest, &tmp);
 				memcpy(r.items[i].sha256, tmp.sha256, sizeof(tmp.sha256));
 				memcpy(r.items[i].xxh128, tmp.xxh128, sizeof(tmp.xxh128));
 				free(tmp.rel_path);
@@ -526,11 +519,10 @@ static void fixture_init(struct stage_fixture *f)
 	f->dir = tu_tmpdir("fat-stage");
 	f->root = tu_path(f->dir, "c");
 	cr_assert(mkdir(f->root, 0755) == 0);
-	const char *rels[] = {"Salsa/one.mp3", "Salsa/two.mp3", "Salsa/three.mp3"};
+	const char *rels[] = { "Salsa/one.mp3", "Salsa/two.mp3", "Salsa/three.mp3" };
 	for (int i = 0; i < 3; i++) {
 		struct job_item tmp;
-		ft_make_file(f->root, rels[i], 5000 + (uint64_t)i * 10000, (uint64_t)i, 1700000000 + i, NULL,
-			     &tmp);
+		ft_make_file(f->root, rels[i], 5000 + (uint64_t)i * 10000, (uint64_t)i, 1700000000 + i, NULL, &tmp);
 		lib_add(&f->l, i + 1, "Salsa", rels[i], tmp.size);
 		f->l.it[i].mtime = tmp.mtime;
 		memcpy(f->l.it[i].sha256, tmp.sha256, 65);
@@ -541,8 +533,9 @@ static void fixture_init(struct stage_fixture *f)
 	f->cats[0] = "Salsa";
 	f->cats[1] = NULL;
 	f->job = (struct job_spec){
-	    .content_root = f->root, .categories = f->cats, .library = f->l.it, .n_library = f->l.n};
-	f->ctx = (struct stage_ctx){.job = &f->job, .cancel = &f->cancel, .usable_size = 64 * MiB};
+		.content_root = f->root, .categories = f->cats, .library = f->l.it, .n_library = f->l.n
+	};
+	f->ctx = (struct stage_ctx){ .job = &f->job, .cancel = &f->cancel, .usable_size = 64 * MiB };
 	f->ctx.sink.log = cap_log;
 	rows_clear();
 }
@@ -584,9 +577,8 @@ Test(stage, selects_composes_and_logs)
 	cr_assert_eq(f.ctx.src->size, 64 * MiB);
 	cr_assert_eq(n_rows, 2);
 	cr_assert_eq(rows[0].lvl, LOG_LVL_WARNING);
-	cr_assert_str_eq(
-	    rows[0].details,
-	    "{\"content_item_id\": 4, \"rel_path\": \"Salsa/huge.mkv\", \"size_bytes\": 5368709120}");
+	cr_assert_str_eq(rows[0].details,
+			 "{\"content_item_id\": 4, \"rel_path\": \"Salsa/huge.mkv\", \"size_bytes\": 5368709120}");
 	cr_assert_eq(rows[1].lvl, LOG_LVL_INFO);
 	cr_assert_eq(drain(f.ctx.src), 0);
 	fixture_done(&f);
@@ -627,15 +619,19 @@ Test(stage, reused_choice_on_a_smaller_stick_is_device_too_small)
 	cr_assert_eq(stat(big, &st), 0);
 	struct job_item *it = calloc(1, sizeof(*it));
 	cr_assert(it);
-	*it = (struct job_item){ .content_item_id = 9, .size = 48 * MiB, .mtime = (int64_t)st.st_mtime,
-				 .dest_path = strdup("Salsa/big.bin"), .rel_path = strdup("Salsa/big.bin") };
+	*it = (struct job_item){ .content_item_id = 9,
+				 .size = 48 * MiB,
+				 .mtime = (int64_t)st.st_mtime,
+				 .dest_path = strdup("Salsa/big.bin"),
+				 .rel_path = strdup("Salsa/big.bin") };
 	ft_hash_file(big, it->sha256, it->xxh128);
 	f.job.items = it;
 	f.job.n_items = 1;
 	f.job.items_reused = true; /* chosen on a 64 MiB stick */
 	f.ctx.usable_size = 40 * MiB;
 	cr_assert_eq(stage_selection_content(&f.ctx), UFC_DEVICE_TOO_SMALL);
-	cr_assert(strstr(f.ctx.message, "the content chosen for this job on an earlier attempt does not fit this stick"),
+	cr_assert(strstr(f.ctx.message,
+			 "the content chosen for this job on an earlier attempt does not fit this stick"),
 		  "%s", f.ctx.message);
 	cr_assert_eq(uf_code_class(UFC_DEVICE_TOO_SMALL), UFC_CLASS_BAD_STICK);
 	/* on a stick as large as the first one it is written as chosen */
@@ -661,7 +657,7 @@ Test(stage, missing_changed_and_bad_hash)
 
 	fixture_init(&f);
 	p = tu_path(f.root, "Salsa/one.mp3");
-	struct timespec ts[2] = {{1800000000, 0}, {1800000000, 0}};
+	struct timespec ts[2] = { { 1800000000, 0 }, { 1800000000, 0 } };
 	cr_assert(utimensat(AT_FDCWD, p, ts, 0) == 0);
 	cr_assert_eq(stage_selection_content(&f.ctx), UFC_CONTENT_CHANGED);
 	cr_assert(strstr(f.ctx.message, "Salsa/one.mp3: mtime changed"), "%s", f.ctx.message);
@@ -675,8 +671,8 @@ Test(stage, missing_changed_and_bad_hash)
 	int r = drain(f.ctx.src);
 	cr_assert_eq(r, -EBADMSG);
 	cr_assert_eq(stage_selection_map_read_error(r), UFC_CONTENT_CHANGED);
-	cr_assert(strstr(blksrc_error(f.ctx.src), "Salsa/three.mp3: content changed since the scan: xxh128 mismatch"), "%s",
-		  blksrc_error(f.ctx.src));
+	cr_assert(strstr(blksrc_error(f.ctx.src), "Salsa/three.mp3: content changed since the scan: xxh128 mismatch"),
+		  "%s", blksrc_error(f.ctx.src));
 	cr_assert_eq(stage_selection_map_read_error(-ENOENT), UFC_CONTENT_MISSING);
 	cr_assert_eq(stage_selection_map_read_error(-EIO), UFC_NONE);
 	fixture_done(&f);
@@ -685,7 +681,7 @@ Test(stage, missing_changed_and_bad_hash)
 Test(stage, order_errors)
 {
 	struct stage_fixture f;
-	int64_t ids[] = {42};
+	int64_t ids[] = { 42 };
 
 	fixture_init(&f);
 	f.job.item_ids = ids;

@@ -169,8 +169,7 @@ static void fmt_is(uint64_t bytes, const char *want)
 	char buf[32];
 	memset(buf, 'x', sizeof(buf));
 	cr_assert_eq(format_size(bytes, buf, sizeof(buf)), buf);
-	cr_assert_str_eq(buf, want, "format_size(%llu) = \"%s\", want \"%s\"", (unsigned long long)bytes, buf,
-			 want);
+	cr_assert_str_eq(buf, want, "format_size(%llu) = \"%s\", want \"%s\"", (unsigned long long)bytes, buf, want);
 }
 
 Test(format, values)

@@ -26,22 +26,33 @@ TestSuite(devices, .init = setup, .fini = teardown);
 Test(devices, json_document_exact)
 {
 	struct usb_candidate c[2] = {
-		{ .slot = "2-1.3", .devnode = "/dev/sda", .serial = "SN1", .vendor = "QEMU",
-		  .model = "QEMU USB HARDDRIVE", .capacity_bytes = 268435456, .logical_block_size = 512,
-		  .usb_speed_mbps = 5000, .port_path = "2-1.3", .root_hub = "usb2", .eligible = true },
-		{ .devnode = "/dev/vda", .capacity_bytes = 512, .eligible = false,
-		  .reason = "holds the root filesystem", .serial = "bad\xff" },
+		{ .slot = "2-1.3",
+		  .devnode = "/dev/sda",
+		  .serial = "SN1",
+		  .vendor = "QEMU",
+		  .model = "QEMU USB HARDDRIVE",
+		  .capacity_bytes = 268435456,
+		  .logical_block_size = 512,
+		  .usb_speed_mbps = 5000,
+		  .port_path = "2-1.3",
+		  .root_hub = "usb2",
+		  .eligible = true },
+		{ .devnode = "/dev/vda",
+		  .capacity_bytes = 512,
+		  .eligible = false,
+		  .reason = "holds the root filesystem",
+		  .serial = "bad\xff" },
 	};
 	json_t *doc = devices_to_json(c, 2);
 	cr_assert(doc);
 	char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	cr_assert_str_eq(s,
-		"[{\"slot\":\"2-1.3\",\"devnode\":\"/dev/sda\",\"serial\":\"SN1\",\"vendor\":\"QEMU\","
-		"\"model\":\"QEMU USB HARDDRIVE\",\"capacity_bytes\":268435456,\"usb_speed_mbps\":5000,"
-		"\"port_path\":\"2-1.3\",\"eligible\":true,\"reason\":null},"
-		"{\"slot\":null,\"devnode\":\"/dev/vda\",\"serial\":\"bad?\",\"vendor\":null,\"model\":null,"
-		"\"capacity_bytes\":512,\"usb_speed_mbps\":0,\"port_path\":null,\"eligible\":false,"
-		"\"reason\":\"holds the root filesystem\"}]");
+			 "[{\"slot\":\"2-1.3\",\"devnode\":\"/dev/sda\",\"serial\":\"SN1\",\"vendor\":\"QEMU\","
+			 "\"model\":\"QEMU USB HARDDRIVE\",\"capacity_bytes\":268435456,\"usb_speed_mbps\":5000,"
+			 "\"port_path\":\"2-1.3\",\"eligible\":true,\"reason\":null},"
+			 "{\"slot\":null,\"devnode\":\"/dev/vda\",\"serial\":\"bad?\",\"vendor\":null,\"model\":null,"
+			 "\"capacity_bytes\":512,\"usb_speed_mbps\":0,\"port_path\":null,\"eligible\":false,"
+			 "\"reason\":\"holds the root filesystem\"}]");
 	free(s);
 	json_decref(doc);
 
@@ -55,8 +66,15 @@ Test(devices, json_document_exact)
 Test(devices, table_rows)
 {
 	struct usb_candidate c[2] = {
-		{ .slot = "A", .devnode = "/dev/sdb", .serial = "SN1", .vendor = "QEMU", .model = "STICK",
-		  .capacity_bytes = 1073741824, .usb_speed_mbps = 480, .port_path = "1-2", .eligible = true },
+		{ .slot = "A",
+		  .devnode = "/dev/sdb",
+		  .serial = "SN1",
+		  .vendor = "QEMU",
+		  .model = "STICK",
+		  .capacity_bytes = 1073741824,
+		  .usb_speed_mbps = 480,
+		  .port_path = "1-2",
+		  .eligible = true },
 		{ .slot = "B", .port_path = "1-3", .eligible = false, .reason = "empty" },
 	};
 	char *out = NULL;
@@ -119,11 +137,11 @@ Test(devices, command_in_static_mode)
 	char *conf = tu_path(tmp, "usbforge.conf");
 	char *text = NULL;
 	cr_assert(asprintf(&text,
-	                   "usb = { mode = \"static\";\n"
-	                   "  slots = ( { name = \"A\"; path = \"%s\"; },\n"
-	                   "            { name = \"B\"; path = \"%s\"; },\n"
-	                   "            { name = \"C\"; path = \"%s\"; } ); };\n",
-	                   a_path, file, missing) > 0);
+			   "usb = { mode = \"static\";\n"
+			   "  slots = ( { name = \"A\"; path = \"%s\"; },\n"
+			   "            { name = \"B\"; path = \"%s\"; },\n"
+			   "            { name = \"C\"; path = \"%s\"; } ); };\n",
+			   a_path, file, missing) > 0);
 	tu_write_file(conf, text, strlen(text));
 
 	char *argv[] = { "devices", NULL };

@@ -39,7 +39,7 @@ static void setup(void)
 	swaps = tu_path(tmp, "swaps");
 	cr_assert_eq(mkdir(sysfs, 0755), 0);
 	const char *mi = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
-	                 "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
+			 "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
 	tu_write_file(mountinfo, mi, strlen(mi));
 	const char *sw = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
 	tu_write_file(swaps, sw, strlen(sw));
@@ -141,10 +141,7 @@ static void fake_block(const char *devdir, const char *name, const char *devnum,
 }
 
 /* The USB address fake_stick gives the stick of disk name: 2 + its last letter ("sdb" → 3). */
-static unsigned fake_addr(const char *name)
-{
-	return 2u + (unsigned)(name[strlen(name) - 1] - 'a');
-}
+static unsigned fake_addr(const char *name) { return 2u + (unsigned)(name[strlen(name) - 1] - 'a'); }
 
 /* A USB stick at port (e.g. "2-1.3" on bus 2, address fake_addr(name)) whose disk is
  * name/devnum. Returns the disk dir. */
@@ -211,10 +208,7 @@ static void list(const struct uf_config *cfg, struct usb_candidate **ret, size_t
 	cr_assert_eq(usb_list_candidates_env(&env, cfg, ret, ret_n), 0);
 }
 
-static void put(const char *path, const char *text)
-{
-	tu_write_file(path, text, strlen(text));
-}
+static void put(const char *path, const char *text) { tu_write_file(path, text, strlen(text)); }
 
 static void append(const char *path, const char *text)
 {
@@ -416,9 +410,16 @@ Test(fakesys, libusb_descriptors_over_sysfs)
 	cr_assert_eq(unlink(m), 0);
 	free(m);
 	fakes_reset();
-	fusb.info = (struct usbdev_info){ .busnum = 2, .devaddr = fake_addr("sdb"), .ports = { 1, 4 }, .n_ports = 2,
-		                          .id_vendor = 0x1234, .id_product = 0x5678, .speed_mbps = 480,
-		                          .manufacturer = "Acme", .product = "Acme Stick", .serial = "LIBUSB-SN" };
+	fusb.info = (struct usbdev_info){ .busnum = 2,
+					  .devaddr = fake_addr("sdb"),
+					  .ports = { 1, 4 },
+					  .n_ports = 2,
+					  .id_vendor = 0x1234,
+					  .id_product = 0x5678,
+					  .speed_mbps = 480,
+					  .manufacturer = "Acme",
+					  .product = "Acme Stick",
+					  .serial = "LIBUSB-SN" };
 	fnode.bytes = 1000 * 4096;
 
 	struct usb_candidate *all;
@@ -461,8 +462,13 @@ Test(fakesys, libusb_ids_when_sysfs_has_no_strings)
 	free(d);
 	fakes_reset();
 	/* libusb sees it but may not open it (no usbfs access): no strings. */
-	fusb.info = (struct usbdev_info){ .busnum = 2, .devaddr = fake_addr("sdb"), .ports = { 1 }, .n_ports = 1,
-		                          .id_vendor = 0x46f4, .id_product = 0x0001, .speed_mbps = 5000 };
+	fusb.info = (struct usbdev_info){ .busnum = 2,
+					  .devaddr = fake_addr("sdb"),
+					  .ports = { 1 },
+					  .n_ports = 1,
+					  .id_vendor = 0x46f4,
+					  .id_product = 0x0001,
+					  .speed_mbps = 5000 };
 	fnode.result = -EACCES;
 
 	struct usb_candidate *all;

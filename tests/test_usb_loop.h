@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 struct tul_loop {
-	int fd;     /* held open (non-exclusive) until tul_detach */
+	int fd;	    /* held open (non-exclusive) until tul_detach */
 	char *path; /* "/dev/loopN" */
 	char *file; /* the backing file */
 };

@@ -49,8 +49,8 @@ static void on_event(void *userdata, const struct usb_monitor_event *ev)
 	if (strcmp(ev->sysname, s->want) != 0 || s->n == MAX_EV)
 		return;
 	/* block events carry no port path; USB events are never about a block device's name */
-	cr_assert_null(ev->port_path, "%s %s with port path %s", usb_monitor_action_name(ev->action),
-		       ev->sysname, ev->port_path);
+	cr_assert_null(ev->port_path, "%s %s with port path %s", usb_monitor_action_name(ev->action), ev->sysname,
+		       ev->port_path);
 	s->actions[s->n] = ev->action;
 	s->devnode[s->n] = ev->devnode ? strdup(ev->devnode) : NULL;
 	s->devnum[s->n] = ev->devnum;
@@ -236,7 +236,7 @@ Test(monitor, names)
 	for (int a = 0; a < _USB_MONITOR_ACTION_MAX; a++)
 		cr_assert_not_null(usb_monitor_action_name((enum usb_monitor_action)a), "%d", a);
 	cr_assert_null(usb_monitor_action_name(_USB_MONITOR_ACTION_MAX));
-	cr_assert_null(usb_monitor_action_name((enum usb_monitor_action)-1));
+	cr_assert_null(usb_monitor_action_name((enum usb_monitor_action) - 1));
 	cr_assert_null(usb_monitor_free(NULL));
 }
 
@@ -260,8 +260,9 @@ Test(usbdev, parse_port_path)
 	cr_assert_eq(n, 7);
 	cr_assert_eq(ports[6], 255);
 
-	const char *bad[] = { "", "usb2", "2", "2-", "2-1.", "x-1", "0-1", "2-0", "2-1..3", "2-256", "256-1",
-		              "2-1.2.3.4.5.6.7.8", "2-1a", "-1", "2--1", "2-+1" };
+	const char *bad[] = { "",     "usb2", "2",	"2-",	 "2-1.",  "x-1",
+			      "0-1",  "2-0",  "2-1..3", "2-256", "256-1", "2-1.2.3.4.5.6.7.8",
+			      "2-1a", "-1",   "2--1",	"2-+1" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		bus = 99;
 		n = -1;
@@ -272,10 +273,7 @@ Test(usbdev, parse_port_path)
 	cr_assert_eq(usbdev_parse_port_path(NULL, &bus, ports, &n), -EINVAL);
 }
 
-static bool have_usb_bus(void)
-{
-	return access("/sys/bus/usb/devices", F_OK) == 0;
-}
+static bool have_usb_bus(void) { return access("/sys/bus/usb/devices", F_OK) == 0; }
 
 Test(usbdev, no_bus_no_device)
 {

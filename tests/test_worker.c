@@ -171,25 +171,36 @@ Test(worker, three_units_on_two_slots)
 	add_confirm("W-1", 3, img, 64 << 20);
 	pid_t pid = spawn_daemon(cfg, true);
 	cr_assert_eq(wait_exit(pid, 120), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND progress = 100 AND attempts = 1"), 3);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND progress = 100 AND attempts = 1"),
+		3);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 3);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 4);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(DISTINCT slot) FROM processing_jobs"), 2);
 	/* one start and one end row per stage per job */
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'stage' AND message LIKE '% started'"), 12);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'stage' AND message LIKE '% done' AND stage <> 'done'"), 12);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'stage' AND message LIKE '% started'"),
+		12);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'stage' AND message LIKE '% done' AND stage <> 'done'"),
+		12);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 0);
 	/* at most one progress row per 10% of a stage */
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM (SELECT job_id, stage, COUNT(*) c FROM processing_job_logs"
-				   " WHERE category = 'progress' GROUP BY job_id, stage HAVING c > 9) x"), 0);
+				   " WHERE category = 'progress' GROUP BY job_id, stage HAVING c > 9) x"),
+		     0);
 	assert_same_bytes(img, s0, 8 << 20);
 	assert_same_bytes(img, s1, 8 << 20);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM workers WHERE stopped_at IS NOT NULL"), 1);
 	/* the devices table mirrors the slots: both present, free again, sizes known */
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE station = 'test-station' AND state = 'ready'"
-				   " AND capacity_bytes = 67108864 AND current_job_id IS NULL"), 2);
+				   " AND capacity_bytes = 67108864 AND current_job_id IS NULL"),
+		     2);
 	free(img);
 	free(s0);
 	free(s1);
@@ -211,7 +222,10 @@ static void *claimer_main(void *p)
 	char wid[32], slot[16];
 	snprintf(wid, sizeof(wid), "claimer-%d", c->idx);
 	snprintf(slot, sizeof(slot), "C%d", c->idx);
-	struct claim_req q = { .worker_id = wid, .station = "test-station", .slot = slot, .device_bytes = 1ULL << 40,
+	struct claim_req q = { .worker_id = wid,
+			       .station = "test-station",
+			       .slot = slot,
+			       .device_bytes = 1ULL << 40,
 			       .capacity_tolerance = 0.1 };
 	pthread_barrier_wait(c->b);
 	for (;;) {
@@ -238,7 +252,9 @@ static void *claimer_main(void *p)
 Test(worker, eight_claimers_take_each_of_1000_jobs_once)
 {
 	enum { N = 8, JOBS = 1000 };
-	struct order_new o = { .number = "BULK", .capacity_bytes = 1 << 30, .quantity = JOBS, .image_path = "/dev/null" };
+	struct order_new o = {
+		.number = "BULK", .capacity_bytes = 1 << 30, .quantity = JOBS, .image_path = "/dev/null"
+	};
 	int64_t id;
 	cr_assert_eq(order_add(db, &o, &id), 0);
 	json_t *r = NULL;
@@ -272,7 +288,8 @@ Test(worker, eight_claimers_take_each_of_1000_jobs_once)
 	free(hit);
 	for (int i = 0; i < N; i++)
 		free(c[i].seen);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), JOBS);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"),
+		     JOBS);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), JOBS);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
 	pthread_barrier_destroy(&b);
@@ -296,14 +313,22 @@ Test(worker, enospc_retries_at_the_delays_then_fails_once)
 	int rc = wait_exit(pid, 120);
 	umount2(mnt, MNT_DETACH);
 	cr_assert_eq(rc, 0, "failed jobs are results, not daemon failures");
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'failed' AND error_code = 'WRITE_IO'"
-				   " AND attempts = 4 AND failed_at IS NOT NULL"), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'failed' AND error_code = 'WRITE_IO'"
+			       " AND attempts = 4 AND failed_at IS NOT NULL"),
+		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.failed'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.failed'"
-				   " AND JSON_TYPE(JSON_EXTRACT(payload, '$.refund_due')) = 'BOOLEAN' AND JSON_VALUE(payload, '$.refund_due') = 1"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM events WHERE event_type = 'order.failed'"
+			  " AND JSON_TYPE(JSON_EXTRACT(payload, '$.refund_due')) = 'BOOLEAN' AND JSON_VALUE(payload, '$.refund_due') = 1"),
+		1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
 	/* one error row per attempt, attempts 1..4 */
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(DISTINCT attempt) FROM processing_job_logs WHERE level = 'error' AND error_code = 'WRITE_IO'"), 4);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(DISTINCT attempt) FROM processing_job_logs WHERE level = 'error' AND error_code = 'WRITE_IO'"),
+		4);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 4);
 	/* the delays: attempt n+1 starts at least delays[n-1] after attempt n failed */
 	for (int a = 2; a <= 4; a++) {
@@ -338,7 +363,9 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 	pid_t pid = spawn_daemon(cfg, false);
 	/* at least two checkpoints stored (64 MiB of 256 durable), the write still going */
 	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND resume_state IS NOT NULL"
-			      " AND JSON_VALUE(resume_state, '$.hwm') >= 67108864", 1, 60), 1);
+			      " AND JSON_VALUE(resume_state, '$.hwm') >= 67108864",
+			      1, 60),
+		     1);
 	kill(pid, SIGKILL);
 	int st;
 	waitpid(pid, &st, 0);
@@ -346,14 +373,19 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 	long long hwm = tdb_count(db, "SELECT JSON_VALUE(resume_state, '$.hwm') FROM processing_jobs");
 	cr_assert(hwm >= 64 << 20 && hwm < 256 << 20, "durable high-water mark %lld", hwm);
 	/* the stuck check (as `usbforge stuck check` runs it) */
-	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE heartbeat_at < NOW(6) - INTERVAL 3 SECOND", 1, 15), 1);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE heartbeat_at < NOW(6) - INTERVAL 3 SECOND", 1,
+			      15),
+		     1);
 	struct reap_stats rs;
 	double delays[] = { 0.1, 0.1, 0.1 };
 	cr_assert_eq(jobs_reap(db, 3.0, 3600, delays, 3, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
 	cr_assert_eq(rs.failed, 0);
 	json_decref(rs.actions);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"),
+		1);
 	pid = spawn_daemon(cfg, true);
 	cr_assert_eq(wait_exit(pid, 180), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 2"), 1);
@@ -361,9 +393,11 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
 	/* attempt 2 resumed where attempt 1's last sync left the stick, and reused what it had */
 	char *q = NULL;
-	cr_assert(asprintf(&q, "SELECT COUNT(*) FROM processing_job_logs WHERE attempt = 2 AND stage = 'writing'"
-			       " AND message LIKE 'resumed at offset %%' AND JSON_VALUE(details, '$.resume_from') = %lld"
-			       " AND JSON_VALUE(details, '$.bytes_reused') = %lld", hwm, hwm - (1 << 20)) > 0);
+	cr_assert(asprintf(&q,
+			   "SELECT COUNT(*) FROM processing_job_logs WHERE attempt = 2 AND stage = 'writing'"
+			   " AND message LIKE 'resumed at offset %%' AND JSON_VALUE(details, '$.resume_from') = %lld"
+			   " AND JSON_VALUE(details, '$.bytes_reused') = %lld",
+			   hwm, hwm - (1 << 20)) > 0);
 	cr_assert_eq(tdb_count(db, q), 1, "%s", q);
 	free(q);
 	assert_same_bytes(img, s0, 256 << 20);
@@ -377,7 +411,10 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 Test(worker, resume_state_of_another_stick_is_not_used)
 {
 	tdb_order_confirmed(db, "RS", 1);
-	struct claim_req q = { .worker_id = "w1", .station = "test-station", .slot = "A", .device_serial = "SER-A",
+	struct claim_req q = { .worker_id = "w1",
+			       .station = "test-station",
+			       .slot = "A",
+			       .device_serial = "SER-A",
 			       .device_bytes = 1 << 30 };
 	struct claimed_job *j = NULL;
 	cr_assert_eq(job_claim(db, &q, &j), 0);
@@ -385,7 +422,9 @@ Test(worker, resume_state_of_another_stick_is_not_used)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE resume_device = 'SER-A'"), 1);
 	cr_assert_eq(job_finish_fail(db, j->id, "w1", UFC_WRITE_IO, "x", NULL, (double[]){ 0 }, 1, NULL), 0);
 	claimed_job_free(j);
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND", DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND",
+			     DB_END),
+		     0);
 	/* another stick */
 	struct claim_req q2 = q;
 	q2.device_serial = "SER-B";
@@ -394,7 +433,9 @@ Test(worker, resume_state_of_another_stick_is_not_used)
 	cr_assert_null(j->resume_state);
 	cr_assert_eq(job_finish_fail(db, j->id, "w1", UFC_WRITE_IO, "x", NULL, (double[]){ 0 }, 1, NULL), 0);
 	claimed_job_free(j);
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND", DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND",
+			     DB_END),
+		     0);
 	/* back on the first one: its state is there again */
 	cr_assert_eq(job_claim(db, &q, &j), 0);
 	cr_assert_not(j->resume_other_stick);
@@ -422,14 +463,18 @@ Test(worker, finish_racing_the_reaper_stays_done)
 	tdb_order_confirmed(db, "RACE", 1);
 	struct claimed_job *j = tdb_claim(db, "w1", NULL);
 	/* the worker's heartbeat looks stale… */
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
+	cr_assert_eq(db_exec(db, NULL,
+			     "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
 			     " heartbeat_at = NOW(6) - INTERVAL 10 SECOND WHERE id = ?",
-			     DB_I64(j->id), DB_END), 0);
+			     DB_I64(j->id), DB_END),
+		     0);
 	/* …but it is finishing: its transaction holds the row when the reaper comes. */
 	struct db *w = tdb_connect(DBNAME);
 	cr_assert_eq(db_begin(w), 0);
 	int64_t locked = 0;
-	cr_assert_eq(db_query_i64(w, &locked, "SELECT id FROM processing_jobs WHERE id = ? FOR UPDATE", DB_I64(j->id), DB_END), 0);
+	cr_assert_eq(db_query_i64(w, &locked, "SELECT id FROM processing_jobs WHERE id = ? FOR UPDATE", DB_I64(j->id),
+				  DB_END),
+		     0);
 	pthread_t t;
 	struct reaper_arg ra = { 0 };
 	pthread_create(&t, NULL, reaper_main, &ra);
@@ -437,19 +482,22 @@ Test(worker, finish_racing_the_reaper_stays_done)
 	 * optimizer's "Statistics" phase, before InnoDB lists it as LOCK WAIT) */
 	cr_assert_eq(wait_for("SELECT COUNT(*) FROM information_schema.processlist WHERE command = 'Query'"
 			      " AND info LIKE 'SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs%FOR UPDATE'",
-			      1, 10), 1);
+			      1, 10),
+		     1);
 	(void)poll(NULL, 0, 200); /* let it settle into the lock wait; the outcome must not depend on it */
 	cr_assert_eq(db_exec(w, NULL,
 			     "UPDATE processing_jobs SET status = 'done', stage = 'done', progress = 100, completed_at = NOW(6),"
 			     " heartbeat_at = NOW(6) WHERE id = ? AND status = 'processing' AND locked_by = 'w1'",
-			     DB_I64(j->id), DB_END), 0);
+			     DB_I64(j->id), DB_END),
+		     0);
 	cr_assert_eq(db_commit(w), 0);
 	pthread_join(t, NULL);
 	cr_assert_eq(ra.rc, 0);
 	cr_assert_eq(ra.st.retried + ra.st.failed, 0, "the reaper left the finished job alone");
 	json_decref(ra.st.actions);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"),
+		     0);
 	/* the reverse order (reaper first, then the real finalizer) is the next test */
 	db_close(w);
 	claimed_job_free(j);
@@ -459,8 +507,11 @@ Test(worker, reaped_job_cannot_be_finished_by_its_old_worker)
 {
 	tdb_order_confirmed(db, "OLD", 1);
 	struct claimed_job *j = tdb_claim(db, "w1", NULL);
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
-			     " heartbeat_at = NOW(6) - INTERVAL 10 SECOND", DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL,
+			     "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
+			     " heartbeat_at = NOW(6) - INTERVAL 10 SECOND",
+			     DB_END),
+		     0);
 	struct reap_stats rs;
 	double d[] = { 5 };
 	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, &rs), 0);
@@ -482,19 +533,27 @@ Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
 	cr_assert_str_eq(st, "cancel_requested");
 	/* the worker dies before it sees the request */
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
-			     " cancel_requested_at = NOW(6) - INTERVAL 20 SECOND, heartbeat_at = NOW(6) - INTERVAL 10 SECOND", DB_END), 0);
+	cr_assert_eq(
+		db_exec(db, NULL,
+			"UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR, started_at = NOW(6) - INTERVAL 30 MINUTE,"
+			" cancel_requested_at = NOW(6) - INTERVAL 20 SECOND, heartbeat_at = NOW(6) - INTERVAL 10 SECOND",
+			DB_END),
+		0);
 	struct reap_stats rs;
 	double d[] = { 5 };
 	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, &rs), 0);
 	cr_assert_eq(rs.cancelled, 1);
 	cr_assert_eq(rs.retried + rs.failed + rs.stuck_reported, 0);
 	json_decref(rs.actions);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
-				   " AND cancelled_by = 'ops' AND locked_by IS NULL"), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
+			       " AND cancelled_by = 'ops' AND locked_by IS NULL"),
+		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0, "no job.failed, no order.failed, no refund");
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE error_code = 'CANCELLED' AND attempt = 1"
-				   " AND message LIKE 'stuck job cancelled by the reaper%'"), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_job_logs WHERE error_code = 'CANCELLED' AND attempt = 1"
+			       " AND message LIKE 'stuck job cancelled by the reaper%'"),
+		     1);
 	cr_assert_eq(job_finish_done(db, j->id, "w1", 0, NULL), -ESTALE);
 	claimed_job_free(j);
 }
@@ -508,7 +567,9 @@ Test(worker, cancel_that_comes_after_the_end_leaves_it_done)
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
 	cr_assert_str_eq(st, "cancel_requested");
 	cr_assert_eq(job_finish_done(db, j->id, "w1", 0, NULL), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND cancelled_at IS NULL"), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND cancelled_at IS NULL"),
+		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.done', 'order.done')"), 2);
 	/* and a cancel of the finished job is refused */
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), -EALREADY);
@@ -520,8 +581,11 @@ Test(worker, queued_too_long_is_reported_once_from_its_last_requeue)
 {
 	tdb_order_confirmed(db, "SQ", 2);
 	/* unit 0 has waited 2 hours; unit 1 was created as long ago but requeued a minute ago */
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 2 HOUR,"
-			     " next_attempt_at = IF(unit_index = 0, NOW(6) - INTERVAL 2 HOUR, NOW(6) - INTERVAL 1 MINUTE)", DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL,
+			     "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 2 HOUR,"
+			     " next_attempt_at = IF(unit_index = 0, NOW(6) - INTERVAL 2 HOUR, NOW(6) - INTERVAL 1 MINUTE)",
+			     DB_END),
+		     0);
 	double d[] = { 5 };
 	for (int pass = 0; pass < 2; pass++) {
 		struct reap_stats rs;
@@ -533,9 +597,14 @@ Test(worker, queued_too_long_is_reported_once_from_its_last_requeue)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.stuck'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events e JOIN processing_jobs j ON j.id = e.aggregate_id"
 				   " WHERE e.event_type = 'job.stuck' AND j.unit_index = 0"
-				   " AND JSON_VALUE(e.payload, '$.queued_seconds') >= 7200"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'warn' AND error_code = 'STUCK_TIMEOUT'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued'"), 2, "reporting changes no state");
+				   " AND JSON_VALUE(e.payload, '$.queued_seconds') >= 7200"),
+		     1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'warn' AND error_code = 'STUCK_TIMEOUT'"),
+		1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued'"), 2,
+		     "reporting changes no state");
 }
 
 Test(worker, final_log_row_only_with_its_transition)
@@ -543,18 +612,28 @@ Test(worker, final_log_row_only_with_its_transition)
 	tdb_order_confirmed(db, "FL", 2);
 	struct claimed_job *a = tdb_claim(db, "w1", NULL);
 	struct claimed_job *b = tdb_claim(db, "w1", NULL);
-	struct job_log_row row = { .attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done" };
+	struct job_log_row row = {
+		.attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done"
+	};
 	/* a is taken away (an operator's hand, as the reaper would): its worker's final row is not written */
-	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET locked_by = 'w2' WHERE id = ?", DB_I64(a->id), DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET locked_by = 'w2' WHERE id = ?", DB_I64(a->id),
+			     DB_END),
+		     0);
 	cr_assert_eq(job_finish_done(db, a->id, "w1", 0, &row), -ESTALE);
-	struct job_log_row frow = { .attempt = 1, .level = "error", .stage = "writing", .category = "stage",
-				    .message = "WRITE_IO: x", .error_code = "WRITE_IO" };
+	struct job_log_row frow = { .attempt = 1,
+				    .level = "error",
+				    .stage = "writing",
+				    .category = "stage",
+				    .message = "WRITE_IO: x",
+				    .error_code = "WRITE_IO" };
 	cr_assert_eq(job_finish_fail(db, a->id, "w1", UFC_WRITE_IO, "x", &frow, (double[]){ 5 }, 1, NULL), -ESTALE);
 	cr_assert_eq(job_hand_back(db, a->id, "w1", "stopping", &row), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 0);
 	/* b is still ours: the transition and its row land together */
 	cr_assert_eq(job_finish_done(db, b->id, "w1", 0, &row), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done' AND attempt = 1"), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done' AND attempt = 1"),
+		     1);
 	char *sql = NULL;
 	cr_assert(asprintf(&sql, "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld", (long long)b->id) > 0);
 	cr_assert_eq(tdb_count(db, sql), 1);
@@ -564,7 +643,7 @@ Test(worker, final_log_row_only_with_its_transition)
 }
 
 struct killer_arg {
-	double window;   /* seconds of killing */
+	double window; /* seconds of killing */
 	int kills;
 	long long spare; /* the test's own connection */
 };
@@ -577,8 +656,10 @@ static void *killer_main(void *p)
 	double end = mono() + k->window;
 	while (mono() < end) {
 		MYSQL_RES *res = NULL;
-		if (db_query(kdb, &res, "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()"
-					" AND id <> ? AND command <> 'Killed'", DB_STR(DBNAME), DB_I64(k->spare), DB_END) == 0) {
+		if (db_query(kdb, &res,
+			     "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()"
+			     " AND id <> ? AND command <> 'Killed'",
+			     DB_STR(DBNAME), DB_I64(k->spare), DB_END) == 0) {
 			MYSQL_ROW row;
 			while ((row = mysql_fetch_row(res)))
 				if (db_exec(kdb, NULL, "KILL CONNECTION ?", DB_I64(db_row_i64(row, 0)), DB_END) == 0)
@@ -638,7 +719,8 @@ Test(worker, database_lost_at_the_end_of_a_job_still_records_it_once)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 1);
-	cr_assert_eq(count_lines(errp, "cannot record its end yet"), 1, "the end was tried while the database was gone");
+	cr_assert_eq(count_lines(errp, "cannot record its end yet"), 1,
+		     "the end was tried while the database was gone");
 	cr_assert_eq(count_lines(errp, "end recorded after the database came back"), 1);
 	assert_same_bytes(img, s0, 24 << 20);
 	free(bin);
@@ -662,19 +744,26 @@ Test(worker, cancel_queued_and_running)
 	cr_assert_str_eq(st, "cancelled");
 	pid_t pid = spawn_daemon(cfg, true);
 	char q[256];
-	snprintf(q, sizeof(q), "SELECT COUNT(*) FROM processing_jobs WHERE id = %lld AND stage = 'writing' AND progress > 32", (long long)first);
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_jobs WHERE id = %lld AND stage = 'writing' AND progress > 32",
+		 (long long)first);
 	cr_assert_eq(wait_for(q, 1, 60), 1);
 	cr_assert_eq(job_cancel(db, first, "tester", &st), 0);
 	cr_assert_str_eq(st, "cancel_requested");
 	cr_assert_eq(wait_exit(pid, 60), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
-				   " AND cancelled_by = 'tester' AND cancelled_at IS NOT NULL"), 2);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
+			       " AND cancelled_by = 'tester' AND cancelled_at IS NOT NULL"),
+		     2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'cancel'"), 2);
 	/* a finished job cannot be cancelled; the cancelled one can be retried */
 	cr_assert_eq(job_cancel(db, first, "tester", &st), -EALREADY);
 	cr_assert_eq(job_retry(db, first, "tester", 4), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0 AND generation = 1"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0 AND generation = 1"),
+		1);
 	cr_assert_eq(job_retry(db, first, "tester", 4), -EBUSY);
 	free(img);
 	free(s0);
@@ -689,11 +778,13 @@ Test(worker, sigterm_hands_the_job_back)
 	char *cfg = config(slots, "write = { max_rate = \"32MiB\"; probe = false; };");
 	add_confirm("T-1", 1, img, 1ULL << 30);
 	pid_t pid = spawn_daemon(cfg, false);
-	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND progress > 32", 1, 60), 1);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND progress > 32", 1, 60),
+		     1);
 	kill(pid, SIGTERM);
 	cr_assert_eq(wait_exit(pid, 60), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND attempts = 0"
-				   " AND locked_by IS NULL AND next_attempt_at <= NOW(6)"), 1);
+				   " AND locked_by IS NULL AND next_attempt_at <= NOW(6)"),
+		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message LIKE '%handed back%'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM workers WHERE stopped_at IS NOT NULL"), 1);
@@ -788,11 +879,14 @@ Test(worker, content_order_composes_a_fat32_stick)
 	cr_assert_eq(wait_exit(pid, 120), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_items"), 3);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_items WHERE dest_path = 'Salsa/Uno – canción.mp3'"), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_job_items WHERE dest_path = 'Salsa/Uno – canción.mp3'"),
+		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.done', 'order.done')"), 2);
 	/* an outside oracle: dosfstools checks the partition at 1 MiB */
 	char cmd[4096];
-	snprintf(cmd, sizeof(cmd), "dd if=%s of=%s.part bs=1M skip=1 status=none && fsck.fat -n %s.part >/dev/null", s0, s0, s0);
+	snprintf(cmd, sizeof(cmd), "dd if=%s of=%s.part bs=1M skip=1 status=none && fsck.fat -n %s.part >/dev/null", s0,
+		 s0, s0);
 	cr_assert_eq(system(cmd), 0, "fsck.fat found errors on the composed stick");
 
 	/* a file that changes after the scan fails the next order at once: CONTENT_CHANGED */
@@ -800,8 +894,11 @@ Test(worker, content_order_composes_a_fat32_stick)
 	add_content_order("M-2", "{\"categories\": [\"Salsa\"], \"items\": []}", 96 << 20);
 	pid = spawn_daemon(cfg, true);
 	cr_assert_eq(wait_exit(pid, 120), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
-				   " WHERE o.order_number = 'M-2' AND j.status = 'failed' AND j.error_code = 'CONTENT_CHANGED' AND j.attempts = 1"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+			  " WHERE o.order_number = 'M-2' AND j.status = 'failed' AND j.error_code = 'CONTENT_CHANGED' AND j.attempts = 1"),
+		1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.failed'"), 1);
 	free(extra);
 	free(cfg);
@@ -811,8 +908,12 @@ Test(worker, content_order_composes_a_fat32_stick)
 
 static int64_t order_with(const char *number, uint64_t capacity, const char *station, uint64_t image_bytes)
 {
-	struct order_new o = { .number = number, .capacity_bytes = capacity, .quantity = 1, .image_path = "/x.img",
-			       .image_bytes = image_bytes, .station = station };
+	struct order_new o = { .number = number,
+			       .capacity_bytes = capacity,
+			       .quantity = 1,
+			       .image_path = "/x.img",
+			       .image_bytes = image_bytes,
+			       .station = station };
 	int64_t id;
 	cr_assert_eq(order_add(db, &o, &id), 0, "%s", db_error(db));
 	json_t *r = NULL;
@@ -824,7 +925,10 @@ static int64_t order_with(const char *number, uint64_t capacity, const char *sta
 
 static int64_t claim_for(const char *station, uint64_t device_bytes)
 {
-	struct claim_req q = { .worker_id = "w", .station = station, .slot = "A", .device_bytes = device_bytes,
+	struct claim_req q = { .worker_id = "w",
+			       .station = station,
+			       .slot = "A",
+			       .device_bytes = device_bytes,
 			       .capacity_tolerance = 0.10 };
 	struct claimed_job *j = NULL;
 	int r = job_claim(db, &q, &j);
@@ -852,7 +956,8 @@ Test(worker, claim_matches_stick_station_and_size)
 	cr_assert_eq(claim_for("test-station", 9100000000ULL), huge_img);
 	cr_assert_eq(claim_for("test-station", 64000000000ULL), 0, "kiosk-2's job stays for kiosk-2");
 	cr_assert_eq(claim_for("kiosk-2", 15000000000ULL), big_other);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND attempts = 1"), 5);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND attempts = 1"),
+		     5);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'processing'"), 5);
 }
 
@@ -878,9 +983,13 @@ Test(worker, read_only_stick_is_never_claimed)
 	cr_assert_eq(detach, 0);
 	/* the safety check sees it first: the slot is unsafe, the job untouched, --once ends */
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
-				   " AND started_at IS NULL"), 1);
+				   " AND started_at IS NULL"),
+		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE slot = 'S0' AND state = 'unsafe' AND state_reason = 'read-only'"), 1);
+	cr_assert_eq(
+		tdb_count(db,
+			  "SELECT COUNT(*) FROM devices WHERE slot = 'S0' AND state = 'unsafe' AND state_reason = 'read-only'"),
+		1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
 	free(backing);
 	free(img);
@@ -896,14 +1005,16 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 	cr_assert_eq(job_finish_fail(db, id, "w", UFC_DEVICE_FAKE_CAPACITY, "only 1 GiB real", NULL, d, 3, &st), 0);
 	cr_assert_str_eq(st, "queued");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
-				   " AND error_code = 'DEVICE_FAKE_CAPACITY' AND slot IS NULL AND locked_by IS NULL"), 1);
+				   " AND error_code = 'DEVICE_FAKE_CAPACITY' AND slot IS NULL AND locked_by IS NULL"),
+		     1);
 	/* and the next stick takes it as a first attempt */
 	cr_assert_eq(claim_for("test-station", 15000000000ULL), id);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE attempts = 1"), 1);
 	/* a permanent error fails at once, with its events */
 	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), 0);
 	cr_assert_str_eq(st, "failed");
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"),
+		     2);
 	/* finalizing again is refused and writes nothing */
 	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), -ESTALE);
 	cr_assert_eq(job_finish_done(db, id, "w", 0, NULL), -ESTALE);

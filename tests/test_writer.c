@@ -462,7 +462,13 @@ struct stall_dev {
 	int release, freed;
 	uint64_t stall_at;
 };
-static int sd_pread(struct dev *d, void *buf, size_t len, uint64_t off) { memset(buf, 0, len); (void)d; (void)off; return 0; }
+static int sd_pread(struct dev *d, void *buf, size_t len, uint64_t off)
+{
+	memset(buf, 0, len);
+	(void)d;
+	(void)off;
+	return 0;
+}
 static int sd_pwrite(struct dev *d, const void *buf, size_t len, uint64_t off)
 {
 	struct stall_dev *s = (struct stall_dev *)d;
@@ -474,8 +480,16 @@ static int sd_pwrite(struct dev *d, const void *buf, size_t len, uint64_t off)
 	}
 	return 0;
 }
-static int sd_sync(struct dev *d) { (void)d; return 0; }
-static int sd_reset(struct dev *d) { (void)d; return 0; }
+static int sd_sync(struct dev *d)
+{
+	(void)d;
+	return 0;
+}
+static int sd_reset(struct dev *d)
+{
+	(void)d;
+	return 0;
+}
 static void sd_free(struct dev *d)
 {
 	struct stall_dev *s = (struct stall_dev *)d;
@@ -529,8 +543,8 @@ Test(writer, stall_watchdog_abandons_stuck_write)
 /* The log rows a stage wrote, for exact counts. */
 struct logcap {
 	unsigned n, n_err;
-	enum uf_code code;  /* of the last error row */
-	char details[256];  /* of the last error row */
+	enum uf_code code; /* of the last error row */
+	char details[256]; /* of the last error row */
 };
 static void cap_log(void *ud, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,
 		    const char *details, const char *message)

@@ -15,8 +15,12 @@
 
 static inline struct write_opts wt_opts(void)
 {
-	return (struct write_opts){ .buffer_size = 1 << 20, .queue_depth = 4, .verify = true,
-				    .reset_before_verify = true, .stall_timeout = 60, .probe = true };
+	return (struct write_opts){ .buffer_size = 1 << 20,
+				    .queue_depth = 4,
+				    .verify = true,
+				    .reset_before_verify = true,
+				    .stall_timeout = 60,
+				    .probe = true };
 }
 
 /* A file of len pattern bytes at dir/name; returns the path and (when ret_data) the bytes. */

@@ -23,10 +23,10 @@
 struct dev_fd {
 	struct dev base;
 	int fd;
-	char *path;      /* what to reopen after a reset */
-	unsigned flags;  /* DEV_OPEN_* as given */
-	bool direct;     /* O_DIRECT in use */
-	dev_t rdev;      /* block devices: the device number, to notice removal */
+	char *path;	/* what to reopen after a reset */
+	unsigned flags; /* DEV_OPEN_* as given */
+	bool direct;	/* O_DIRECT in use */
+	dev_t rdev;	/* block devices: the device number, to notice removal */
 	dev_reset_hook_t hook;
 	void *hook_userdata;
 };

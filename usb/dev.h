@@ -36,14 +36,14 @@ struct dev_ops {
 /* Embed first in every implementation. */
 struct dev {
 	const struct dev_ops *ops;
-	char *name;           /* path or description, for messages; owned */
-	uint64_t size;        /* bytes the device reports */
-	unsigned block_size;  /* logical block size (alignment unit) */
-	bool is_block;        /* a block device rather than a regular file */
+	char *name;	     /* path or description, for messages; owned */
+	uint64_t size;	     /* bytes the device reports */
+	unsigned block_size; /* logical block size (alignment unit) */
+	bool is_block;	     /* a block device rather than a regular file */
 };
 
 enum dev_open_flags {
-	DEV_OPEN_WRITE = 1 << 0,   /* open read-write (O_EXCL for block devices) */
+	DEV_OPEN_WRITE = 1 << 0,     /* open read-write (O_EXCL for block devices) */
 	DEV_OPEN_NO_DIRECT = 1 << 1, /* buffered I/O (only for filesystems without O_DIRECT) */
 };
 
@@ -86,21 +86,21 @@ bool dev_errno_is_gone(int r);
 /* ---- the faulty device, for tests -------------------------------------------------------- */
 
 struct dev_fault {
-	uint64_t real_size;      /* 0: no limit. Otherwise the stick's true capacity: */
-	bool wrap;               /*   true: addresses beyond real_size alias (off % real_size) */
-	                         /*   false: writes beyond real_size are dropped ("limbo"),
+	uint64_t real_size;	 /* 0: no limit. Otherwise the stick's true capacity: */
+	bool wrap;		 /*   true: addresses beyond real_size alias (off % real_size) */
+				 /*   false: writes beyond real_size are dropped ("limbo"),
 	                          *          reads there return the fill pattern below */
-	uint8_t limbo_fill;      /* what limbo reads return (0x00 or 0xff usually) */
-	bool short_eio;          /* with wrap false: I/O beyond real_size fails with -EIO instead of
+	uint8_t limbo_fill;	 /* what limbo reads return (0x00 or 0xff usually) */
+	bool short_eio;		 /* with wrap false: I/O beyond real_size fails with -EIO instead of
 	                          * limbo (a "short" fake: the controller refuses the addresses) */
-	uint64_t fail_write_at;  /* 0: never. A write covering this offset fails with -EIO */
-	uint64_t fail_read_at;   /* 0: never. A read covering this offset fails with -EIO */
-	uint64_t flip_read_at;   /* 0: never. Reads covering this offset see bit 0 of that byte flipped */
+	uint64_t fail_write_at;	 /* 0: never. A write covering this offset fails with -EIO */
+	uint64_t fail_read_at;	 /* 0: never. A read covering this offset fails with -EIO */
+	uint64_t flip_read_at;	 /* 0: never. Reads covering this offset see bit 0 of that byte flipped */
 	uint64_t short_write_at; /* 0: never. A write covering this offset writes only up to it,
 	                          *    silently (the data past it is lost, success returned) */
-	uint64_t gone_after;     /* 0: never. After this many bytes written, every op is -ENODEV */
-	uint64_t report_size;    /* 0: inner size. Otherwise the size the device claims */
-	unsigned stall_sync_ms;  /* 0: never. Every sync blocks this many milliseconds before it
+	uint64_t gone_after;	 /* 0: never. After this many bytes written, every op is -ENODEV */
+	uint64_t report_size;	 /* 0: inner size. Otherwise the size the device claims */
+	unsigned stall_sync_ms;	 /* 0: never. Every sync blocks this many milliseconds before it
 	                          *    syncs (a stick whose cache flush hangs; for the stall
 	                          *    watchdog: set it well above write.stall_timeout) */
 };

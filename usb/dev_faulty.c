@@ -23,10 +23,7 @@ struct dev_faulty {
 
 static const struct dev_ops faulty_ops;
 
-static bool covers(uint64_t at, uint64_t off, size_t len)
-{
-	return at != 0 && at >= off && at - off < len;
-}
+static bool covers(uint64_t at, uint64_t off, size_t len) { return at != 0 && at >= off && at - off < len; }
 
 /* Write [off, off+len) through the capacity mapping (wrap or limbo). len is block-aligned. */
 static int map_write(struct dev_faulty *f, const uint8_t *buf, size_t len, uint64_t off)

@@ -21,15 +21,9 @@
 #include "usb/usbdev.h"
 #include "util/macro.h"
 
-static bool env_is_real(const struct usb_env *env)
-{
-	return strcmp(env->sysfs, "/sys") == 0;
-}
+static bool env_is_real(const struct usb_env *env) { return strcmp(env->sysfs, "/sys") == 0; }
 
-static char *strdup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
+static char *strdup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 static void candidate_done(struct usb_candidate *c)
 {
@@ -139,7 +133,7 @@ static int assign_udev_slot(const struct uf_config *cfg, struct usb_candidate *c
 
 /* One whole disk (syspath, optional usb ancestor from libudev) into the list. */
 static int add_disk(const struct usb_env *env, const struct uf_config *cfg, const char *syspath,
-                    const char *usb_syspath, struct cand_list *l)
+		    const char *usb_syspath, struct cand_list *l)
 {
 	struct usb_disk_facts f;
 	int r = usb_disk_facts_from_syspath(env, syspath, usb_syspath, &f);
@@ -315,7 +309,7 @@ int usb_node_size(const char *devnode, dev_t devnum, uint64_t *ret_bytes)
 }
 
 int usb_list_candidates_env(const struct usb_env *env_in, const struct uf_config *cfg, struct usb_candidate **ret,
-                            size_t *ret_n)
+			    size_t *ret_n)
 {
 	struct usb_env env = usb_env_resolve(env_in);
 	struct cand_list l = { 0 };
@@ -371,8 +365,7 @@ int usb_list_candidates(const struct uf_config *cfg, struct usb_candidate **ret,
 	return usb_list_candidates_env(NULL, cfg, ret, ret_n);
 }
 
-int usb_target_check_env(const struct usb_env *env_in, const struct uf_config *cfg, const char *path,
-                         char **ret_reason)
+int usb_target_check_env(const struct usb_env *env_in, const struct uf_config *cfg, const char *path, char **ret_reason)
 {
 	struct usb_env env = usb_env_resolve(env_in);
 	struct stat st;

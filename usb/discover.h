@@ -16,21 +16,21 @@
 #include "usb/safety.h"
 
 struct usb_candidate {
-	char *slot;        /* slot name; NULL when the device is not (or cannot be) a slot */
-	char *devnode;     /* "/dev/sdb" or a static slot's path; NULL for an empty slot */
+	char *slot;    /* slot name; NULL when the device is not (or cannot be) a slot */
+	char *devnode; /* "/dev/sdb" or a static slot's path; NULL for an empty slot */
 	char *serial;
 	char *vendor;
 	char *model;
 	uint64_t capacity_bytes;
 	unsigned logical_block_size;
-	unsigned usb_speed_mbps;  /* 0 when unknown or not USB */
-	char *port_path;   /* "2-1.3"; for an empty udev slot, the configured port */
-	char *root_hub;    /* "usb2" */
+	unsigned usb_speed_mbps; /* 0 when unknown or not USB */
+	char *port_path;	 /* "2-1.3"; for an empty udev slot, the configured port */
+	char *root_hub;		 /* "usb2" */
 	bool eligible;
-	char *reason;      /* why not eligible; NULL when eligible */
+	char *reason; /* why not eligible; NULL when eligible */
 	/* Additions beyond the DESIGN.md columns (usb/ extension): */
-	bool is_block;     /* a block device (false for a regular file or an empty slot) */
-	dev_t devnum;      /* device number of a block device, 0 otherwise */
+	bool is_block;	      /* a block device (false for a regular file or an empty slot) */
+	dev_t devnum;	      /* device number of a block device, 0 otherwise */
 	bool usb_descriptors; /* speed, serial, port path read from libusb (else sysfs only) */
 	bool size_from_node;  /* capacity_bytes is BLKGETSIZE64 (else sysfs size × 512) */
 };
@@ -53,7 +53,7 @@ int usb_list_candidates(const struct uf_config *cfg, struct usb_candidate **ret,
 /* The same against another sysfs root / mountinfo / swaps (tests). With a non-default sysfs,
  * enumeration reads <sysfs>/class/block instead of asking libudev. */
 int usb_list_candidates_env(const struct usb_env *env, const struct uf_config *cfg, struct usb_candidate **ret,
-                            size_t *ret_n);
+			    size_t *ret_n);
 void usb_candidates_free(struct usb_candidate *c, size_t n);
 
 /* The size in bytes of the block device node devnode, which must still be device devnum:
@@ -69,5 +69,4 @@ int usb_node_size(const char *devnode, dev_t devnum, uint64_t *ret_bytes);
  * -EPERM with *ret_reason (malloc'd) when refused; -ENOENT (and a reason) when path does not
  * exist; -ENOMEM. Never opens path. */
 int usb_target_check(const struct uf_config *cfg, const char *path, char **ret_reason);
-int usb_target_check_env(const struct usb_env *env, const struct uf_config *cfg, const char *path,
-                         char **ret_reason);
+int usb_target_check_env(const struct usb_env *env, const struct uf_config *cfg, const char *path, char **ret_reason);

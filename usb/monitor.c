@@ -56,11 +56,8 @@ struct usb_monitor {
 };
 
 static const char *const action_names[_USB_MONITOR_ACTION_MAX] = {
-	[USB_MONITOR_ADD] = "add",
-	[USB_MONITOR_REMOVE] = "remove",
-	[USB_MONITOR_CHANGE] = "change",
-	[USB_MONITOR_USB_ADD] = "usb_add",
-	[USB_MONITOR_USB_REMOVE] = "usb_remove",
+	[USB_MONITOR_ADD] = "add",	   [USB_MONITOR_REMOVE] = "remove",	    [USB_MONITOR_CHANGE] = "change",
+	[USB_MONITOR_USB_ADD] = "usb_add", [USB_MONITOR_USB_REMOVE] = "usb_remove",
 };
 
 const char *usb_monitor_action_name(enum usb_monitor_action a)
@@ -226,10 +223,12 @@ static void libusb_start(struct usb_monitor *m)
 		ok = ep_add(m->epfd, fds[i]->fd, fds[i]->events) >= 0;
 	libusb_free_pollfds(fds);
 	if (ok) {
-		r = libusb_hotplug_register_callback(
-		    m->usb, LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED | LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT,
-		    LIBUSB_HOTPLUG_NO_FLAGS, LIBUSB_HOTPLUG_MATCH_ANY, LIBUSB_HOTPLUG_MATCH_ANY,
-		    LIBUSB_HOTPLUG_MATCH_ANY, on_libusb_hotplug, m, &m->cb_handle);
+		r = libusb_hotplug_register_callback(m->usb,
+						     LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED |
+							     LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT,
+						     LIBUSB_HOTPLUG_NO_FLAGS, LIBUSB_HOTPLUG_MATCH_ANY,
+						     LIBUSB_HOTPLUG_MATCH_ANY, LIBUSB_HOTPLUG_MATCH_ANY,
+						     on_libusb_hotplug, m, &m->cb_handle);
 		ok = r == LIBUSB_SUCCESS;
 	}
 	if (!ok) {
@@ -289,20 +288,11 @@ struct usb_monitor *usb_monitor_free(struct usb_monitor *m)
 	return NULL;
 }
 
-int usb_monitor_fd(const struct usb_monitor *m)
-{
-	return m->epfd;
-}
+int usb_monitor_fd(const struct usb_monitor *m) { return m->epfd; }
 
-const char *usb_monitor_source(const struct usb_monitor *m)
-{
-	return m->source;
-}
+const char *usb_monitor_source(const struct usb_monitor *m) { return m->source; }
 
-bool usb_monitor_has_libusb(const struct usb_monitor *m)
-{
-	return m->usb != NULL;
-}
+bool usb_monitor_has_libusb(const struct usb_monitor *m) { return m->usb != NULL; }
 
 /* One netlink uevent: delivered when it is about a whole disk or a (non-root-hub) USB device. */
 static bool process_uevent(struct usb_monitor *m, struct udev_device *d, usb_monitor_cb cb, void *userdata)
@@ -375,8 +365,7 @@ int usb_monitor_process(struct usb_monitor *m, usb_monitor_cb cb, void *userdata
 			log_debug("monitor: libusb_handle_events: %s", libusb_error_name(r));
 		for (size_t i = 0; i < m->n_pending; i++) {
 			struct usb_pending *p = &m->pending[i];
-			if (deliver_usb(m, SRC_LIBUSB, p->action, p->bus, p->addr, p->port_path, cb,
-					userdata))
+			if (deliver_usb(m, SRC_LIBUSB, p->action, p->bus, p->addr, p->port_path, cb, userdata))
 				n++;
 			free(p->port_path);
 		}

@@ -18,8 +18,8 @@
 enum usb_monitor_action {
 	USB_MONITOR_ADD,
 	USB_MONITOR_REMOVE,
-	USB_MONITOR_CHANGE,     /* media or size change (also loop attach/detach) */
-	USB_MONITOR_USB_ADD,    /* a USB device (not a root hub) arrived: port_path is set */
+	USB_MONITOR_CHANGE,	/* media or size change (also loop attach/detach) */
+	USB_MONITOR_USB_ADD,	/* a USB device (not a root hub) arrived: port_path is set */
 	USB_MONITOR_USB_REMOVE, /* a USB device left: port_path is set */
 	_USB_MONITOR_ACTION_MAX,
 };
@@ -29,9 +29,9 @@ const char *usb_monitor_action_name(enum usb_monitor_action a);
 
 struct usb_monitor_event {
 	enum usb_monitor_action action;
-	const char *sysname; /* "sdb"; for USB events the usb_device's name, equal to port_path */
-	const char *devnode; /* "/dev/sdb", or NULL when the event carries none (always for USB) */
-	dev_t devnum; /* for USB events the usbfs node's number, 189:(bus-1)*128+address-1 (0 if unknown) */
+	const char *sysname;   /* "sdb"; for USB events the usb_device's name, equal to port_path */
+	const char *devnode;   /* "/dev/sdb", or NULL when the event carries none (always for USB) */
+	dev_t devnum;	       /* for USB events the usbfs node's number, 189:(bus-1)*128+address-1 (0 if unknown) */
 	const char *port_path; /* USB events: "2-1.3" (bus 2, port 1, then port 3); NULL otherwise */
 };
 

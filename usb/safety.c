@@ -491,7 +491,8 @@ static int find_holder(const char *syspath, const struct devset *s, char **ret)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		_cleanup_free_ char *h = NULL;
-		int r = i == 0 ? asprintf(&h, "%s/holders", syspath) : asprintf(&h, "%s/%s/holders", syspath, s->names[i]);
+		int r = i == 0 ? asprintf(&h, "%s/holders", syspath)
+			       : asprintf(&h, "%s/%s/holders", syspath, s->names[i]);
 		if (r < 0)
 			return -ENOMEM;
 		DIR *d = opendir(h);
@@ -602,7 +603,7 @@ static int usb_identity(const struct usb_env *env, struct usb_disk_facts *f)
 }
 
 int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspath, const char *usb_syspath,
-                                struct usb_disk_facts *ret)
+				struct usb_disk_facts *ret)
 {
 	struct usb_env env = usb_env_resolve(env_in);
 	struct usb_disk_facts f = { 0 };

@@ -34,39 +34,39 @@ struct usb_env {
 };
 
 struct usb_disk_facts {
-	char *syspath;    /* resolved sysfs directory of the block device */
-	char *sysname;    /* "sdb", "loop3" */
-	char *devnode;    /* "/dev/sdb" (from uevent DEVNAME) */
+	char *syspath; /* resolved sysfs directory of the block device */
+	char *sysname; /* "sdb", "loop3" */
+	char *devnode; /* "/dev/sdb" (from uevent DEVNAME) */
 	dev_t devnum;
-	bool whole_disk;  /* no "partition" attribute */
-	bool ro;          /* sysfs "ro" */
-	bool removable;   /* sysfs "removable" (informational only) */
-	uint64_t size_bytes;          /* sysfs "size" × 512, or env->node_size's answer */
-	bool size_from_node;          /* size_bytes is BLKGETSIZE64 of the node (env->node_size) */
-	unsigned logical_block_size;  /* queue/logical_block_size, 512 when absent */
+	bool whole_disk;	     /* no "partition" attribute */
+	bool ro;		     /* sysfs "ro" */
+	bool removable;		     /* sysfs "removable" (informational only) */
+	uint64_t size_bytes;	     /* sysfs "size" × 512, or env->node_size's answer */
+	bool size_from_node;	     /* size_bytes is BLKGETSIZE64 of the node (env->node_size) */
+	unsigned logical_block_size; /* queue/logical_block_size, 512 when absent */
 
 	/* The USB device ancestor (udev mode identity); all NULL/0 when not on USB. */
 	bool on_usb;
 	char *usb_syspath;
-	char *port_path;  /* "2-1.3": libusb's bus + port numbers, else the usb_device's sysname */
-	char *root_hub;   /* "usb2" */
+	char *port_path; /* "2-1.3": libusb's bus + port numbers, else the usb_device's sysname */
+	char *root_hub;	 /* "usb2" */
 	unsigned busnum;
-	unsigned devaddr; /* the usb_device's "devnum": its address on the bus */
+	unsigned devaddr;	      /* the usb_device's "devnum": its address on the bus */
 	char *id_vendor, *id_product; /* "46f4", "0001" (sysfs, else libusb's descriptor) */
-	char *vendor;     /* manufacturer (sysfs, else libusb's string), else the SCSI vendor, else idVendor */
-	char *model;      /* product (sysfs, else libusb's string), else the SCSI model, else idProduct */
-	char *serial;     /* libusb's serial string, else the sysfs usb serial, else the block
+	char *vendor;	      /* manufacturer (sysfs, else libusb's string), else the SCSI vendor, else idVendor */
+	char *model;	      /* product (sysfs, else libusb's string), else the SCSI model, else idProduct */
+	char *serial;	      /* libusb's serial string, else the sysfs usb serial, else the block
 	                   * device's "serial" attribute */
-	unsigned speed_mbps; /* libusb's, else sysfs "speed" */
+	unsigned speed_mbps;  /* libusb's, else sysfs "speed" */
 	bool usb_descriptors; /* env->usb_info found the device: libusb's speed, serial and port
 	                       * path are in, sysfs filled in only what libusb lacked */
 
 	/* Safety. */
 	bool holds_root;
-	char *mounted_at;   /* first mount point of the disk or a partition, NULL when none */
-	char *mounted_dev;  /* the sysname mounted there */
-	char *swap_dev;     /* the sysname used as swap, NULL when none */
-	char *holder;       /* a device stacked on it or a partition (dm-0, md0), NULL when none */
+	char *mounted_at;  /* first mount point of the disk or a partition, NULL when none */
+	char *mounted_dev; /* the sysname mounted there */
+	char *swap_dev;	   /* the sysname used as swap, NULL when none */
+	char *holder;	   /* a device stacked on it or a partition (dm-0, md0), NULL when none */
 };
 
 /* Fill in the defaults for NULL members (the returned struct points to static strings). */
@@ -79,7 +79,7 @@ struct usb_env usb_env_resolve(const struct usb_env *env);
  * Returns 0, -ENOENT when syspath does not exist, -ENOMEM. ret is initialised only on
  * success; release with usb_disk_facts_done(). */
 int usb_disk_facts_from_syspath(const struct usb_env *env, const char *syspath, const char *usb_syspath,
-                                struct usb_disk_facts *ret);
+				struct usb_disk_facts *ret);
 /* The same for a device number (<sysfs>/dev/block/MAJ:MIN). -ENOENT when unknown. */
 int usb_disk_facts_from_devnum(const struct usb_env *env, dev_t devnum, struct usb_disk_facts *ret);
 void usb_disk_facts_done(struct usb_disk_facts *f);

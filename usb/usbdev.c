@@ -48,7 +48,7 @@ static int errno_from_libusb(int r)
 }
 
 int usbdev_parse_port_path(const char *port_path, unsigned *ret_bus, uint8_t ret_ports[USBDEV_MAX_PORTS],
-                           int *ret_n_ports)
+			   int *ret_n_ports)
 {
 	uint8_t ports[USBDEV_MAX_PORTS];
 	int n = 0;
@@ -271,8 +271,8 @@ static int scan_for_disk(const struct usb_env *env, const char *serial, const ch
 		if (k < 0)
 			continue;
 		bool match = f.whole_disk && f.on_usb && f.size_bytes > 0 &&
-		             (serial ? f.serial && strcmp(f.serial, serial) == 0
-		                     : f.port_path && port_path && strcmp(f.port_path, port_path) == 0);
+			     (serial ? f.serial && strcmp(f.serial, serial) == 0
+				     : f.port_path && port_path && strcmp(f.port_path, port_path) == 0);
 		if (match) {
 			*ret_devnode = TAKE_PTR(f.devnode);
 			r = 1;
@@ -284,7 +284,7 @@ static int scan_for_disk(const struct usb_env *env, const char *serial, const ch
 }
 
 int usbdev_wait_for_disk(const struct usb_env *env_in, const char *serial, const char *port_path, unsigned timeout_ms,
-                         char **ret_devnode)
+			 char **ret_devnode)
 {
 	struct usb_env env = usb_env_resolve(env_in);
 	int64_t deadline = now_ms() + timeout_ms;

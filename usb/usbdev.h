@@ -17,12 +17,12 @@
 
 struct usbdev_info {
 	unsigned busnum;
-	unsigned devaddr;     /* device address on the bus (sysfs "devnum") */
+	unsigned devaddr;		 /* device address on the bus (sysfs "devnum") */
 	uint8_t ports[USBDEV_MAX_PORTS]; /* libusb_get_port_numbers() */
 	int n_ports;
 	uint16_t id_vendor, id_product;
-	unsigned speed_mbps;  /* 0 when libusb does not know */
-	char *manufacturer;   /* string descriptors; NULL when unreadable (needs access to usbfs) */
+	unsigned speed_mbps; /* 0 when libusb does not know */
+	char *manufacturer;  /* string descriptors; NULL when unreadable (needs access to usbfs) */
 	char *product;
 	char *serial;
 };
@@ -30,7 +30,7 @@ struct usbdev_info {
 /* "2-1.3" → bus 2, ports {1, 3}. Returns 0 or -EINVAL (malformed, bus 0, port 0 or > 255,
  * more than USBDEV_MAX_PORTS). Root hubs ("usb2") are not port paths. */
 int usbdev_parse_port_path(const char *port_path, unsigned *ret_bus, uint8_t ret_ports[USBDEV_MAX_PORTS],
-                           int *ret_n_ports);
+			   int *ret_n_ports);
 
 /* Descriptors and speed of the device on port_path through libusb. Returns 0; -EINVAL for a
  * malformed path; -ENODEV when no such device (always so without a USB bus); -ENOMEM; -EIO
@@ -54,7 +54,7 @@ void usbdev_info_done(struct usbdev_info *i);
  * then after each block uevent (kernel netlink monitor). Returns 0 and the devnode
  * (malloc'd); -ETIMEDOUT; -ENOMEM; -errno of the monitor. */
 int usbdev_wait_for_disk(const struct usb_env *env, const char *serial, const char *port_path, unsigned timeout_ms,
-                         char **ret_devnode);
+			 char **ret_devnode);
 
 /* The state of a reset hook for one stick. */
 struct usbdev_reset;

@@ -36,8 +36,8 @@ void filehash_xxh128_hex(uint64_t high64, uint64_t low64, char out[FILEHASH_XXH1
 	filehash_hex(b, 16, out);
 }
 
-int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX],
-		  char ret_xxh128[FILEHASH_XXH128_HEX], uint64_t *ret_size)
+int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX], char ret_xxh128[FILEHASH_XXH128_HEX],
+		  uint64_t *ret_size)
 {
 	static const size_t bufsz = 1 << 20;
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);

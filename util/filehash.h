@@ -16,8 +16,8 @@
 
 /* Hash the whole file at path with 1 MiB reads. Writes both digests and the number of bytes
  * read (written only on success). Errors: -errno from open/read, -ENOMEM, -EIO (libcrypto). */
-int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX],
-		  char ret_xxh128[FILEHASH_XXH128_HEX], uint64_t *ret_size);
+int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX], char ret_xxh128[FILEHASH_XXH128_HEX],
+		  uint64_t *ret_size);
 
 /* Lowercase hex of n bytes into out (2n + 1 bytes). */
 void filehash_hex(const unsigned char *p, unsigned n, char *out);

@@ -10,11 +10,11 @@ struct content_item {
 	int64_t id;
 	char *category;
 	char *title;
-	char *rel_path;     /* path under content.root, as on disk */
+	char *rel_path; /* path under content.root, as on disk */
 	uint64_t size;
-	char sha256[65];    /* lowercase hex */
-	char xxh128[33];    /* lowercase hex, canonical (as xxh128sum prints); "" when not known */
-	int64_t mtime;      /* seconds since the epoch */
+	char sha256[65]; /* lowercase hex */
+	char xxh128[33]; /* lowercase hex, canonical (as xxh128sum prints); "" when not known */
+	int64_t mtime;	 /* seconds since the epoch */
 };
 
 /* One chosen file: what processing_job_items records. */
@@ -22,10 +22,9 @@ struct job_item {
 	int position;
 	int64_t content_item_id;
 	uint64_t size;
-	char *dest_path;    /* "Category/File name" on the stick, after FAT name mapping */
-	char *rel_path;     /* source, under content.root */
+	char *dest_path; /* "Category/File name" on the stick, after FAT name mapping */
+	char *rel_path;	 /* source, under content.root */
 	char sha256[65];
-	char xxh128[33];    /* "" for an item scanned before the column existed */
+	char xxh128[33]; /* "" for an item scanned before the column existed */
 	int64_t mtime;
 };
-

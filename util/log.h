@@ -15,12 +15,12 @@ void log_set_prefix(int on);
 /* Logs and returns -abs(err) so callers can "return log_error_errno(r, ...)". err may be 0. */
 int log_internal(enum log_level l, int err, const char *fmt, ...) _printf_(3, 4);
 
-#define log_debug(...) log_internal(LOG_LVL_DEBUG, 0, __VA_ARGS__)
-#define log_info(...) log_internal(LOG_LVL_INFO, 0, __VA_ARGS__)
-#define log_notice(...) log_internal(LOG_LVL_NOTICE, 0, __VA_ARGS__)
+#define log_debug(...)	 log_internal(LOG_LVL_DEBUG, 0, __VA_ARGS__)
+#define log_info(...)	 log_internal(LOG_LVL_INFO, 0, __VA_ARGS__)
+#define log_notice(...)	 log_internal(LOG_LVL_NOTICE, 0, __VA_ARGS__)
 #define log_warning(...) log_internal(LOG_LVL_WARNING, 0, __VA_ARGS__)
-#define log_error(...) log_internal(LOG_LVL_ERR, 0, __VA_ARGS__)
+#define log_error(...)	 log_internal(LOG_LVL_ERR, 0, __VA_ARGS__)
 /* errno-carrying forms: %m in fmt prints strerror(err). */
-#define log_debug_errno(e, ...) log_internal(LOG_LVL_DEBUG, (e), __VA_ARGS__)
+#define log_debug_errno(e, ...)	  log_internal(LOG_LVL_DEBUG, (e), __VA_ARGS__)
 #define log_warning_errno(e, ...) log_internal(LOG_LVL_WARNING, (e), __VA_ARGS__)
-#define log_error_errno(e, ...) log_internal(LOG_LVL_ERR, (e), __VA_ARGS__)
+#define log_error_errno(e, ...)	  log_internal(LOG_LVL_ERR, (e), __VA_ARGS__)

@@ -31,7 +31,7 @@ const char *uf_code_name(enum uf_code c);
 int uf_code_from_name(const char *s);
 
 enum uf_code_class {
-	UFC_CLASS_NONE,      /* success */
+	UFC_CLASS_NONE,	     /* success */
 	UFC_CLASS_RETRYABLE, /* spend an attempt, retry after the configured delay */
 	UFC_CLASS_PERMANENT, /* fail at once */
 	UFC_CLASS_BAD_STICK, /* release to the queue without spending an attempt; mark slot bad */

@@ -176,21 +176,23 @@ static void mirror_devices(struct daemon *d)
 {
 	for (size_t i = 0; d->db && i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
-		(void)db_exec(d->db, NULL,
-			      "INSERT INTO devices (station, slot, devnode, serial, vendor, model, capacity_bytes, usb_speed_mbps,"
-			      " port_path, state, state_reason, current_job_id, last_seen_at)"
-			      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
-			      " devnode = VALUES(devnode), serial = VALUES(serial), vendor = VALUES(vendor), model = VALUES(model),"
-			      " capacity_bytes = VALUES(capacity_bytes), usb_speed_mbps = VALUES(usb_speed_mbps),"
-			      " port_path = VALUES(port_path), state = VALUES(state), state_reason = VALUES(state_reason),"
-			      " current_job_id = VALUES(current_job_id), last_seen_at = NOW(6)",
-			      DB_STR(d->cfg->station), DB_STR(s->name), DB_STR(s->devnode), DB_STR(s->serial), DB_STR(s->vendor),
-			      DB_STR(s->model), s->present ? DB_U64(s->capacity) : DB_NULL, s->speed ? DB_I64(s->speed) : DB_NULL,
-			      DB_STR(s->port_path), DB_STR(slot_state(s)),
-			      DB_STR(s->bad_serial ? "stick refused (bad stick); replace it"
-				     : s->done_serial ? "job done; take the stick out to start the next one"
-				     : s->eligible ? NULL : s->reason),
-			      s->runner ? DB_I64(runner_job_id(s->runner)) : DB_NULL, DB_END);
+		(void)db_exec(
+			d->db, NULL,
+			"INSERT INTO devices (station, slot, devnode, serial, vendor, model, capacity_bytes, usb_speed_mbps,"
+			" port_path, state, state_reason, current_job_id, last_seen_at)"
+			" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
+			" devnode = VALUES(devnode), serial = VALUES(serial), vendor = VALUES(vendor), model = VALUES(model),"
+			" capacity_bytes = VALUES(capacity_bytes), usb_speed_mbps = VALUES(usb_speed_mbps),"
+			" port_path = VALUES(port_path), state = VALUES(state), state_reason = VALUES(state_reason),"
+			" current_job_id = VALUES(current_job_id), last_seen_at = NOW(6)",
+			DB_STR(d->cfg->station), DB_STR(s->name), DB_STR(s->devnode), DB_STR(s->serial),
+			DB_STR(s->vendor), DB_STR(s->model), s->present ? DB_U64(s->capacity) : DB_NULL,
+			s->speed ? DB_I64(s->speed) : DB_NULL, DB_STR(s->port_path), DB_STR(slot_state(s)),
+			DB_STR(s->bad_serial	? "stick refused (bad stick); replace it"
+			       : s->done_serial ? "job done; take the stick out to start the next one"
+			       : s->eligible	? NULL
+						: s->reason),
+			s->runner ? DB_I64(runner_job_id(s->runner)) : DB_NULL, DB_END);
 	}
 }
 
@@ -225,8 +227,8 @@ static int db_up(struct daemon *d)
 	(void)db_exec(d->db, NULL,
 		      "INSERT INTO workers (id, station, hostname, pid, version) VALUES (?, ?, ?, ?, ?)"
 		      " ON DUPLICATE KEY UPDATE heartbeat_at = NOW(6), stopped_at = NULL",
-		      DB_STR(d->worker_id), DB_STR(d->cfg->station), DB_STR(d->hostname), DB_I64(getpid()), DB_STR(UF_VERSION),
-		      DB_END);
+		      DB_STR(d->worker_id), DB_STR(d->cfg->station), DB_STR(d->hostname), DB_I64(getpid()),
+		      DB_STR(UF_VERSION), DB_END);
 	(void)db_exec(d->db, NULL,
 		      "INSERT INTO settings (name, value) VALUES ('stuck.processing_timeout', ?), ('stuck.queued_timeout', ?)"
 		      " ON DUPLICATE KEY UPDATE value = VALUES(value)",
@@ -267,8 +269,11 @@ static void claim_for_free_slots(struct daemon *d)
 		struct slot *s = &d->slots[i];
 		if (s->runner || !s->present || !s->eligible || s->bad_serial || s->done_serial || !s->devnode)
 			continue;
-		struct claim_req q = { .worker_id = d->worker_id, .station = d->cfg->station, .slot = s->name,
-				       .device_serial = s->serial, .device_bytes = s->capacity,
+		struct claim_req q = { .worker_id = d->worker_id,
+				       .station = d->cfg->station,
+				       .slot = s->name,
+				       .device_serial = s->serial,
+				       .device_bytes = s->capacity,
 				       .capacity_tolerance = d->cfg->worker.capacity_tolerance };
 		struct claimed_job *job = NULL;
 		int r = job_claim(d->db, &q, &job);
@@ -279,8 +284,13 @@ static void claim_for_free_slots(struct daemon *d)
 			db_check(d, r);
 			return;
 		}
-		struct runner_args a = { .cfg = d->cfg, .worker_id = d->worker_id, .slot = s->name, .devpath = s->devnode,
-					 .serial = s->serial, .job = job, .notify_fd = d->efd };
+		struct runner_args a = { .cfg = d->cfg,
+					 .worker_id = d->worker_id,
+					 .slot = s->name,
+					 .devpath = s->devnode,
+					 .serial = s->serial,
+					 .job = job,
+					 .notify_fd = d->efd };
 		log_info("job %lld (order %s unit %d, attempt %d/%d) claimed for slot %s (%s)", (long long)job->id,
 			 job->order_number, job->unit_index, job->attempt, job->max_attempts, s->name, s->devnode);
 		r = runner_start(&a, &s->runner);
@@ -312,8 +322,8 @@ static void join_finished(struct daemon *d)
 		if (bad && s->devnode) {
 			free(s->bad_serial);
 			s->bad_serial = strdup(slot_identity(s));
-			log_warning("slot %s: stick %s refused; the slot stays bad until the stick is replaced", s->name,
-				    s->bad_serial);
+			log_warning("slot %s: stick %s refused; the slot stays bad until the stick is replaced",
+				    s->name, s->bad_serial);
 		}
 		/* Static slots (files, loop devices: tests, demo, bench) stand for a stick that is
 		 * replaced at once; a real stick must be taken out first. */
@@ -339,10 +349,11 @@ static int work_left(struct daemon *d, bool *ret)
 		double tol = d->cfg->worker.capacity_tolerance;
 		uint64_t max_cap = tol < 1 ? (uint64_t)floor((double)s->capacity / (1.0 - tol)) : UINT64_MAX;
 		int64_t n = 0;
-		int r = db_query_i64(d->db, &n,
-				     "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')"
-				     " AND capacity_bytes <= ? AND min_device_bytes <= ? AND (station IS NULL OR station = ?)",
-				     DB_U64(max_cap), DB_U64(s->capacity), DB_STR(d->cfg->station), DB_END);
+		int r = db_query_i64(
+			d->db, &n,
+			"SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')"
+			" AND capacity_bytes <= ? AND min_device_bytes <= ? AND (station IS NULL OR station = ?)",
+			DB_U64(max_cap), DB_U64(s->capacity), DB_STR(d->cfg->station), DB_END);
 		if (r < 0)
 			return r;
 		if (n) {
@@ -357,8 +368,8 @@ static void notify_status(struct daemon *d)
 {
 	int64_t queued = -1;
 	if (d->db)
-		(void)db_query_i64(d->db, &queued, "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')",
-				   DB_END);
+		(void)db_query_i64(d->db, &queued,
+				   "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')", DB_END);
 	sd_notifyf(0, "STATUS=%u/%zu slots busy, %lld queued%s", d->busy, d->n_slots, (long long)queued,
 		   d->db ? "" : ", database unavailable");
 }
@@ -373,7 +384,8 @@ static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
 		for (size_t i = 0; i < d->n_slots; i++) {
 			struct slot *s = &d->slots[i];
 			if (s->runner && s->port_path && strcmp(s->port_path, ev->port_path) == 0) {
-				log_warning("slot %s: USB device on port %s removed while busy", s->name, ev->port_path);
+				log_warning("slot %s: USB device on port %s removed while busy", s->name,
+					    ev->port_path);
 				runner_device_gone(s->runner);
 			}
 		}
@@ -421,7 +433,8 @@ int daemon_run(const struct uf_config *cfg, bool once)
 	if (cfg->usb.mode == USB_MODE_UDEV) {
 		r = usb_monitor_new(cfg, &d.mon);
 		if (r < 0)
-			log_warning_errno(r, "udev monitor unavailable (%m): polling every %.1f s instead", cfg->worker.poll_interval);
+			log_warning_errno(r, "udev monitor unavailable (%m): polling every %.1f s instead",
+					  cfg->worker.poll_interval);
 	}
 	bool wd = sd_watchdog_enabled(0, &wd_usec) > 0;
 
@@ -447,8 +460,8 @@ int daemon_run(const struct uf_config *cfg, bool once)
 		}
 		if (d.db) {
 			if (t >= d.next_beat) {
-				int q = db_exec(d.db, NULL, "UPDATE workers SET heartbeat_at = NOW(6) WHERE id = ?", DB_STR(d.worker_id),
-						DB_END);
+				int q = db_exec(d.db, NULL, "UPDATE workers SET heartbeat_at = NOW(6) WHERE id = ?",
+						DB_STR(d.worker_id), DB_END);
 				db_check(&d, q);
 				d.next_beat = t + cfg->worker.heartbeat_interval;
 			}

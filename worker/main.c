@@ -14,8 +14,8 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' }, { "once", no_argument, NULL, 'o' },
-		{ "verbose", no_argument, NULL, 'v' },     { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },     {},
+		{ "verbose", no_argument, NULL, 'v' },	    { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },	    {},
 	};
 	const char *config_path = NULL;
 	bool once = false;
@@ -48,7 +48,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "usbforged: unexpected argument '%s'\nusage: usbforged [--config FILE] [--once] [--verbose]\n",
+		fprintf(stderr,
+			"usbforged: unexpected argument '%s'\nusage: usbforged [--config FILE] [--once] [--verbose]\n",
 			argv[optind]);
 		return 2;
 	}

@@ -18,10 +18,12 @@
 #include "util/macro.h"
 
 /* Global progress range of each stage (DESIGN/issue: 0–10, 10–30, 30–80, 80–100). */
-static const int range_lo[_STAGE_MAX] = { [STAGE_VALIDATION] = 0, [STAGE_SELECTION] = 10, [STAGE_WRITING] = 30,
-					  [STAGE_VERIFICATION] = 80, [STAGE_DONE] = 100 };
-static const int range_hi[_STAGE_MAX] = { [STAGE_VALIDATION] = 10, [STAGE_SELECTION] = 30, [STAGE_WRITING] = 80,
-					  [STAGE_VERIFICATION] = 100, [STAGE_DONE] = 100 };
+static const int range_lo[_STAGE_MAX] = {
+	[STAGE_VALIDATION] = 0, [STAGE_SELECTION] = 10, [STAGE_WRITING] = 30, [STAGE_VERIFICATION] = 80, [STAGE_DONE] = 100
+};
+static const int range_hi[_STAGE_MAX] = {
+	[STAGE_VALIDATION] = 10, [STAGE_SELECTION] = 30, [STAGE_WRITING] = 80, [STAGE_VERIFICATION] = 100, [STAGE_DONE] = 100
+};
 
 struct runner {
 	pthread_t thread, ticker;
@@ -34,23 +36,23 @@ struct runner {
 	pthread_cond_t throttle_cond; /* write.max_rate: the writer waits here between chunks */
 	bool ticker_quit;
 
-	atomic_bool cancel;      /* the pipeline's flag: any reason to stop */
-	atomic_bool stop;        /* daemon shutdown: hand back */
-	atomic_bool op_cancel;   /* operator cancel seen in the database */
-	atomic_bool lost;        /* job no longer ours, or database lost too long: write nothing more */
+	atomic_bool cancel;    /* the pipeline's flag: any reason to stop */
+	atomic_bool stop;      /* daemon shutdown: hand back */
+	atomic_bool op_cancel; /* operator cancel seen in the database */
+	atomic_bool lost;      /* job no longer ours, or database lost too long: write nothing more */
 	atomic_bool finished;
-	atomic_bool gone;        /* the stick was pulled (hotplug) */
+	atomic_bool gone; /* the stick was pulled (hotplug) */
 
 	/* progress state (under lock) */
 	enum stage_id stage;
 	uint64_t done, total, bytes_total, bytes_written;
 	int last_decile[_STAGE_MAX];
 	struct timespec stage_start, last_ok_beat;
-	double last_beat;        /* monotonic time of the last heartbeat UPDATE tried */
-	bool log_warned;         /* a failed log row was reported; reset when one is written again */
-	double rate; /* bytes/s in the current stage */
+	double last_beat; /* monotonic time of the last heartbeat UPDATE tried */
+	bool log_warned;  /* a failed log row was reported; reset when one is written again */
+	double rate;	  /* bytes/s in the current stage */
 	bool bad_stick;
-	bool ended_done;         /* the job ended done (recorded) */
+	bool ended_done;	 /* the job ended done (recorded) */
 	bool stage_logged_error; /* the stage wrote its own error row for this failure */
 };
 
@@ -79,12 +81,13 @@ static const char *level_name(enum log_level l)
 
 /* Write a log row (caller holds the lock). Failures are logged to stderr only: a lost row must
  * not fail the job. */
-static void log_row_locked(struct runner *r, const char *level, enum stage_id st, const char *category,
-			   const char *msg, enum uf_code code, const char *details)
+static void log_row_locked(struct runner *r, const char *level, enum stage_id st, const char *category, const char *msg,
+			   enum uf_code code, const char *details)
 {
 	if (atomic_load(&r->lost))
 		return;
-	int q = job_log(r->db, r->job->id, r->job->attempt, level, stage_name(st), category, msg, uf_code_name(code), details);
+	int q = job_log(r->db, r->job->id, r->job->attempt, level, stage_name(st), category, msg, uf_code_name(code),
+			details);
 	if (q >= 0)
 		r->log_warned = false;
 	else if (!r->log_warned) { /* once per outage: the heartbeat path says the rest */
@@ -127,8 +130,8 @@ static void beat_locked(struct runner *r)
 	_cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
 	json_decref(d);
 	bool cancel = false;
-	int q = job_progress(r->db, r->job->id, r->worker_id, stage_name(r->stage), global_progress(r), dj, r->bytes_total,
-			     r->bytes_written, &cancel);
+	int q = job_progress(r->db, r->job->id, r->worker_id, stage_name(r->stage), global_progress(r), dj,
+			     r->bytes_total, r->bytes_written, &cancel);
 	if (q == 0) {
 		clock_gettime(CLOCK_MONOTONIC, &r->last_ok_beat);
 		if (cancel && !atomic_load(&r->op_cancel)) {
@@ -203,8 +206,8 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 		char msg[128];
 		r->last_decile[st] = decile;
 		snprintf(msg, sizeof(msg), "%s %d%%", stage_name(st), decile * 10);
-		json_t *d = json_pack("{s:I, s:I, s:f}", "done", (json_int_t)done, "total", (json_int_t)total, "rate_bytes_per_s",
-				      r->rate);
+		json_t *d = json_pack("{s:I, s:I, s:f}", "done", (json_int_t)done, "total", (json_int_t)total,
+				      "rate_bytes_per_s", r->rate);
 		_cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
 		json_decref(d);
 		log_row_locked(r, "info", st, "progress", msg, UFC_NONE, dj);
@@ -325,10 +328,10 @@ enum final_kind { FINAL_DONE, FINAL_FAIL, FINAL_HAND_BACK };
 struct final {
 	enum final_kind kind;
 	const struct job_log_row *row;
-	uint64_t bytes;          /* done */
-	enum uf_code code;       /* fail */
-	const char *reason;      /* fail, hand back */
-	const char *status;      /* out (fail): where the job went */
+	uint64_t bytes;	    /* done */
+	enum uf_code code;  /* fail */
+	const char *reason; /* fail, hand back */
+	const char *status; /* out (fail): where the job went */
 };
 
 /* Record how the job ended: one guarded transaction with its log row (db/jobs.h). Database
@@ -360,17 +363,19 @@ static int finish(struct runner *r, struct final *f)
 		}
 		if (q >= 0) {
 			if (warned)
-				log_notice("job %lld: end recorded after the database came back", (long long)r->job->id);
+				log_notice("job %lld: end recorded after the database came back",
+					   (long long)r->job->id);
 			return 0;
 		}
 		if (q == -ESTALE) {
 			log_warning("job %lld: not recorded: the job is no longer ours (rescued by the reaper or changed "
-				    "by an operator)", (long long)r->job->id);
+				    "by an operator)",
+				    (long long)r->job->id);
 			return q;
 		}
 		if ((q != -ENOTCONN && q != -EAGAIN) || now_mono() + backoff > deadline) {
-			log_error("job %lld: cannot record its end: %s; the reaper will return it", (long long)r->job->id,
-				  db_error(r->db));
+			log_error("job %lld: cannot record its end: %s; the reaper will return it",
+				  (long long)r->job->id, db_error(r->db));
 			return q;
 		}
 		if (!warned)
@@ -423,21 +428,22 @@ static void *runner_main(void *p)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &r->last_ok_beat);
 	pthread_create(&r->ticker, NULL, ticker_main, r);
-	snprintf(line, sizeof(line), "attempt %d/%d on slot %s (%s%s%s)", r->job->attempt, r->job->max_attempts, r->slot,
-		 r->devpath, r->serial ? ", serial " : "", r->serial ? r->serial : "");
+	snprintf(line, sizeof(line), "attempt %d/%d on slot %s (%s%s%s)", r->job->attempt, r->job->max_attempts,
+		 r->slot, r->devpath, r->serial ? ", serial " : "", r->serial ? r->serial : "");
 	log_row(r, "info", STAGE_PENDING, "system", line, UFC_NONE, NULL);
 	if (r->job->resume_other_stick)
 		log_row(r, "info", STAGE_PENDING, "system",
-			"the interrupted attempt was on another stick: this one is written from the start", UFC_NONE, NULL);
+			"the interrupted attempt was on another stick: this one is written from the start", UFC_NONE,
+			NULL);
 
 	code = build_spec(r, &spec, &msg);
 	if (code == UFC_NONE) {
 		int q = dev_open(r->devpath, DEV_OPEN_WRITE, &ctx.dev);
 		if (q < 0) {
-			code = q == -EROFS ? UFC_DEVICE_READ_ONLY
-			       : (q == -EBUSY) ? UFC_DEVICE_UNSAFE
+			code = q == -EROFS			      ? UFC_DEVICE_READ_ONLY
+			       : (q == -EBUSY)			      ? UFC_DEVICE_UNSAFE
 			       : dev_errno_is_gone(q) || q == -ENOENT ? UFC_DEVICE_GONE
-								     : UFC_WRITE_IO;
+								      : UFC_WRITE_IO;
 			if (asprintf(&msg, "cannot open %s: %s", r->devpath, strerror(-q)) < 0)
 				msg = NULL;
 		} else if (r->a.cfg->usb.mode == USB_MODE_UDEV && wo.reset_before_verify && ctx.dev->is_block) {
@@ -498,9 +504,13 @@ static void *runner_main(void *p)
 	if (atomic_load(&r->lost))
 		goto out;
 	if (code == UFC_NONE) {
-		struct job_log_row row = { .attempt = r->job->attempt, .level = "info", .stage = "done", .category = "stage",
+		struct job_log_row row = { .attempt = r->job->attempt,
+					   .level = "info",
+					   .stage = "done",
+					   .category = "stage",
 					   .message = "job done" };
-		struct final fin = { .kind = FINAL_DONE, .row = &row,
+		struct final fin = { .kind = FINAL_DONE,
+				     .row = &row,
 				     .bytes = ctx.bytes_written ? ctx.bytes_written : ctx.bytes_total };
 		r->stage = STAGE_DONE;
 		if (finish(r, &fin) == 0) {
@@ -508,8 +518,11 @@ static void *runner_main(void *p)
 			r->ended_done = true;
 		}
 	} else if (hand_back) {
-		struct job_log_row row = { .attempt = r->job->attempt, .level = "info", .stage = stage_name(st),
-					   .category = "system", .message = "daemon stopping: job handed back, attempt not spent" };
+		struct job_log_row row = { .attempt = r->job->attempt,
+					   .level = "info",
+					   .stage = stage_name(st),
+					   .category = "system",
+					   .message = "daemon stopping: job handed back, attempt not spent" };
 		struct final fin = { .kind = FINAL_HAND_BACK, .row = &row, .reason = "daemon stopped" };
 		(void)finish(r, &fin);
 	} else {
@@ -521,15 +534,19 @@ static void *runner_main(void *p)
 		snprintf(line, sizeof(line), "%s: %s", cname ? cname : "PROCESSING_FAILED", msg ? msg : "failed");
 		/* one error row per failure: the stage's own (with its details) when it wrote one */
 		bool own_row = !r->stage_logged_error || code == UFC_CANCELLED || atomic_load(&r->gone);
-		struct job_log_row row = { .attempt = r->job->attempt, .level = code == UFC_CANCELLED ? "warn" : "error",
+		struct job_log_row row = { .attempt = r->job->attempt,
+					   .level = code == UFC_CANCELLED ? "warn" : "error",
 					   .stage = stage_name(st),
 					   .category = uf_code_class(code) == UFC_CLASS_BAD_STICK ? "device" : "stage",
-					   .message = line, .error_code = cname, .details_json = dj };
-		struct final fin = { .kind = FINAL_FAIL, .row = own_row ? &row : NULL, .code = code,
-				     .reason = msg ? msg : cname };
+					   .message = line,
+					   .error_code = cname,
+					   .details_json = dj };
+		struct final fin = {
+			.kind = FINAL_FAIL, .row = own_row ? &row : NULL, .code = code, .reason = msg ? msg : cname
+		};
 		if (finish(r, &fin) == 0)
-			log_notice("job %lld: %s on slot %s (%s) -> %s", (long long)r->job->id, cname, r->slot, msg ? msg : "",
-				   fin.status);
+			log_notice("job %lld: %s on slot %s (%s) -> %s", (long long)r->job->id, cname, r->slot,
+				   msg ? msg : "", fin.status);
 		if (uf_code_class(code) == UFC_CLASS_BAD_STICK)
 			r->bad_stick = true;
 	}

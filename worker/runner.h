@@ -18,11 +18,11 @@ struct runner;
 struct runner_args {
 	const struct uf_config *cfg;
 	const char *worker_id;
-	const char *slot;       /* slot name */
-	const char *devpath;    /* device node or file to write */
-	const char *serial;     /* device identity, for log rows */
+	const char *slot;	 /* slot name */
+	const char *devpath;	 /* device node or file to write */
+	const char *serial;	 /* device identity, for log rows */
 	struct claimed_job *job; /* ownership taken */
-	int notify_fd;          /* eventfd written when the runner ends (main loop wakes) */
+	int notify_fd;		 /* eventfd written when the runner ends (main loop wakes) */
 };
 
 /* Start a runner thread. Errors: -errno of pthread_create, -ENOMEM. */

@@ -106,8 +106,11 @@ void tdb_order_confirmed(struct db *db, const char *number, int qty)
 
 struct claimed_job *tdb_claim(struct db *db, const char *worker_id, const char *serial)
 {
-	struct claim_req q = { .worker_id = worker_id, .station = "test-station", .slot = "A",
-			       .device_serial = serial, .device_bytes = 1 << 30 };
+	struct claim_req q = { .worker_id = worker_id,
+			       .station = "test-station",
+			       .slot = "A",
+			       .device_serial = serial,
+			       .device_bytes = 1 << 30 };
 	struct claimed_job *j = NULL;
 	cr_assert_eq(job_claim(db, &q, &j), 0, "%s", db_error(db));
 	return j;
