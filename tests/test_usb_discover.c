@@ -319,7 +319,7 @@ Test(fakesys, usb_stick_without_medium_and_serial_fallback)
 	cr_assert_str_eq(c[0].root_hub, "usb1");
 	cr_assert_not(c[0].eligible);
 	cr_assert_str_eq(c[0].reason, "no medium");
-	cr_assert_null(c[0].slot);
+	cr_assert_str_eq(c[0].slot, "1-2", "the port's slot, shown with its reason");
 	usb_candidates_free(c, n);
 }
 
@@ -551,7 +551,9 @@ static char *reason_of_sdb(void)
 	for (size_t i = 0; i < n; i++)
 		if (c[i].devnode && strcmp(c[i].devnode, "/dev/sdb") == 0) {
 			cr_assert_not(c[i].eligible);
-			cr_assert_null(c[i].slot);
+			/* still a slot named after its port (shown as unsafe), never claimed */
+			cr_assert(c[i].slot && c[i].port_path, "an ineligible USB stick keeps its port's slot");
+			cr_assert_str_eq(c[i].slot, c[i].port_path);
 			char *r = strdup(c[i].reason);
 			usb_candidates_free(c, n);
 			return r;

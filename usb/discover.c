@@ -109,12 +109,10 @@ static int assign_udev_slot(const struct uf_config *cfg, struct usb_candidate *c
 	if (!on_usb)
 		return 0;
 	if (cfg->usb.n_slots == 0) {
-		if (c->eligible) {
-			c->slot = strdup(c->port_path ? c->port_path : "?");
-			if (!c->slot)
-				return -ENOMEM;
-		}
-		return 0;
+		/* every USB disk is a slot named after its port, the ineligible ones too: the daemon
+		 * then shows them in the devices table as unsafe, with the reason, and never claims */
+		c->slot = strdup(c->port_path ? c->port_path : "?");
+		return c->slot ? 0 : -ENOMEM;
 	}
 	const struct slot_conf *s = slot_by_port(cfg, c->port_path);
 	if (s) {
