@@ -367,6 +367,18 @@ static int finish(struct runner *r, struct final *f)
 					   (long long)r->job->id);
 			return 0;
 		}
+		if (q == -ESTALE && warned && f->kind == FINAL_DONE) {
+			/* A commit can succeed while its answer is lost with the connection: the retry
+			 * then finds the job no longer processing. Only this transition makes it done. */
+			int64_t done = 0;
+			if (db_query_i64(r->db, &done, "SELECT status = 'done' FROM processing_jobs WHERE id = ?",
+					 DB_I64(r->job->id), DB_END) == 0 &&
+			    done) {
+				log_notice("job %lld: end recorded (its commit went through as the connection dropped)",
+					   (long long)r->job->id);
+				return 0;
+			}
+		}
 		if (q == -ESTALE) {
 			log_warning("job %lld: not recorded: the job is no longer ours (rescued by the reaper or changed "
 				    "by an operator)",
