@@ -60,6 +60,7 @@ struct ioq {
 	uint64_t io_bytes; /* bytes moved by the device thread */
 	uint64_t synced;   /* writer: device offset below which data is durable */
 	uint64_t sync_gen; /* bumped at each periodic sync */
+	uint64_t reused;   /* writer: resumed bytes the device thread hashed, not written */
 
 	int refs;
 	struct dev *dev; /* for the abandoned registry */

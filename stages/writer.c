@@ -1,6 +1,7 @@
-/* Implementation of writer.h: the producer loop (source → hash → queue) runs in the caller's
- * thread, the device thread writes, the head is held back, and the resume state is kept
- * and (de)serialized here. */
+/* Implementation of writer.h: the producer loop (source → queue) runs in the caller's thread;
+ * the device thread hashes each buffer per chunk (and, on resume, compares with the recorded
+ * chunks) before it writes it, so decoding and hashing run on different cores; the head is
+ * held back, and the resume state is kept and (de)serialized here. */
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -23,11 +24,20 @@ struct writer {
 	uint64_t sync_every;
 	bool ran;
 
-	/* What this run produced (hashes of the whole source, extents as written). */
+	/* What this run produced (hashes of the whole source, extents as written). During a run
+	 * the device thread appends to chunks under chunks_lock, and the caller's thread reads them
+	 * under it (writer_state_json); before and after a run (the thread joined, or abandoned:
+	 * see hash_buf) only the caller's thread touches them. ext is the caller's thread's. */
+	pthread_mutex_t chunks_lock;
 	struct wchunk *chunks;
 	size_t n_chunks, cap_chunks;
 	struct wextent *ext;
 	size_t n_ext, cap_ext;
+	/* The device thread's hashing failure (-ESTALE: the chunk at hash_bad differs from the
+	 * recorded one; -ENOMEM), set before it calls ioq_io_finish(); read by the caller only once
+	 * it has seen io_done under the queue lock (which orders the two). */
+	int hash_err;
+	uint64_t hash_bad;
 
 	/* Resume: the recorded state, and the offset from which this run writes. */
 	struct wchunk *rchunks;
@@ -36,7 +46,7 @@ struct writer {
 	size_t n_rext;
 	uint64_t rhwm;
 	uint64_t write_from; /* data in [CHUNK_HEAD, write_from) is already on the device */
-	size_t rci;	     /* next recorded chunk to compare with the source */
+	size_t rci;	     /* next recorded chunk to compare with the source (device thread) */
 
 	uint64_t synced; /* durable high-water mark (data >= CHUNK_HEAD below it is on disk) */
 	struct writer_stats st;
@@ -100,11 +110,13 @@ int writer_state_json(const struct writer *w, char **ret)
 	_cleanup_free_ char *b64 = NULL;
 
 	/* Chunks durable on the device: outside the head, all their data below hwm, and closed
-	 * (a later chunk exists or the run finished). */
+	 * (a later chunk exists or the run finished). The device thread may be appending: hold
+	 * chunks_lock while reading the list (the lock is not part of the writer's value, hence
+	 * the cast). */
+	pthread_mutex_t *lock = (pthread_mutex_t *)&w->chunks_lock;
+	pthread_mutex_lock(lock);
 	bin = malloc(w->n_chunks * 24 + 1);
-	if (!bin)
-		return -ENOMEM;
-	for (size_t i = 0; i < w->n_chunks; i++) {
+	for (size_t i = 0; bin && i < w->n_chunks; i++) {
 		const struct wchunk *c = &w->chunks[i];
 		if (c->off < CHUNK_HEAD)
 			continue;
@@ -114,6 +126,9 @@ int writer_state_json(const struct writer *w, char **ret)
 		memcpy(bin + nc * 24 + 8, c->hash, 16);
 		nc++;
 	}
+	pthread_mutex_unlock(lock);
+	if (!bin)
+		return -ENOMEM;
 	uint64_t end = nc ? chunk_window_end(get_le64(bin + (nc - 1) * 24), w->cs) : CHUNK_HEAD;
 	if (b64_encode(bin, nc * 24, &b64) < 0)
 		return -ENOMEM;
@@ -219,9 +234,11 @@ int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts,
 	w->cs = opts->buffer_size;
 	w->sync_every = opts->sync_interval ? opts->sync_interval : WRITER_SYNC_EVERY;
 	w->write_from = CHUNK_HEAD;
+	pthread_mutex_init(&w->chunks_lock, NULL);
 	if (resume_json) {
 		int r = parse_state(w, resume_json);
 		if (r == -ENOMEM) {
+			pthread_mutex_destroy(&w->chunks_lock);
 			free(w);
 			return r;
 		}
@@ -252,6 +269,7 @@ struct writer *writer_free(struct writer *w)
 	free(w->rext);
 	free(w->error);
 	free(w->resume_note);
+	pthread_mutex_destroy(&w->chunks_lock);
 	free(w);
 	return NULL;
 }
@@ -291,9 +309,14 @@ static void set_error(struct writer *w, const char *fmt, ...)
 
 /* ---- the device thread ------------------------------------------------------------------------ */
 
+/* The device thread's state: owned by it (freed on its way out), set up by writer_run. */
 struct wthread {
 	struct ioq *q;
 	struct dev *d;
+	struct writer *w;      /* borrowed: rchunks/write_from (read-only during a run), rci,
+				* chunks (under chunks_lock), hash_err; see hash_buf() */
+	struct chunk_hasher h; /* XXH3 per chunk window, in stream order (a window may span buffers) */
+	uint64_t bad_chunk;    /* on_chunk's -ESTALE: the chunk that differs */
 	uint64_t sync_every;
 	void *head;	      /* CHUNK_HEAD bytes, aligned */
 	struct wextent *hext; /* head pieces */
@@ -337,6 +360,59 @@ static int do_sync(struct wthread *t, uint64_t off, uint64_t *ret_bad)
 	return r;
 }
 
+/* Device thread, for each completed chunk window: on resume, a chunk the device already holds
+ * must be the same data as recorded; then append it to w->chunks (under chunks_lock: the
+ * caller's thread reads the list for checkpoints). Errors: -ESTALE (t->bad_chunk set),
+ * -ENOMEM. */
+static int on_chunk(void *userdata, const struct wchunk *c)
+{
+	struct wthread *t = userdata;
+	struct writer *w = t->w;
+	int r = 0;
+
+	if (w->st.resumed && c->off >= CHUNK_HEAD && c->off < w->write_from) {
+		while (w->rci < w->n_rchunks && w->rchunks[w->rci].off < c->off)
+			w->rci++;
+		if (w->rci >= w->n_rchunks || w->rchunks[w->rci].off != c->off ||
+		    memcmp(w->rchunks[w->rci].hash, c->hash, 16) != 0) {
+			t->bad_chunk = c->off;
+			return -ESTALE;
+		}
+	}
+	pthread_mutex_lock(&w->chunks_lock);
+	if (w->n_chunks == w->cap_chunks) {
+		size_t nc = w->cap_chunks ? w->cap_chunks * 2 : 256;
+		struct wchunk *na = realloc(w->chunks, nc * sizeof(*na));
+		if (na) {
+			w->chunks = na;
+			w->cap_chunks = nc;
+		} else
+			r = -ENOMEM;
+	}
+	if (r == 0)
+		w->chunks[w->n_chunks++] = *c;
+	pthread_mutex_unlock(&w->chunks_lock);
+	return r;
+}
+
+/* Device thread: hash a buffer (b->len == 0: close the last window). This is the only place
+ * the thread touches the writer, and it always runs before any device call for the buffer
+ * (and the final flush before the final sync). So a thread abandoned inside a stuck device
+ * call never touches the writer again: once its call returns it finishes that buffer's writes
+ * and its next ioq_pop() fails with -ECANCELED; the caller may free the writer meanwhile. On
+ * failure records it in w->hash_err/hash_bad (read by the caller after io_done). */
+static int hash_buf(struct wthread *t, const struct ioq_buf *b, uint64_t *ret_bad)
+{
+	int r = b->len ? chunk_hasher_feed(&t->h, b->off, b->data, b->len) : chunk_hasher_flush(&t->h);
+
+	if (r < 0) {
+		t->w->hash_err = r;
+		t->w->hash_bad = r == -ESTALE ? t->bad_chunk : b->off;
+		*ret_bad = t->w->hash_bad;
+	}
+	return r;
+}
+
 static void *writer_thread(void *arg)
 {
 	struct wthread *t = arg;
@@ -349,11 +425,28 @@ static void *writer_thread(void *arg)
 		r = ioq_pop(q, IOQ_WORK, 0, &b);
 		if (r < 0)
 			goto fail;
+		r = hash_buf(t, b, &bad);
+		if (r < 0) {
+			ioq_push(q, IOQ_FREE, b);
+			goto fail;
+		}
 		if (b->len == 0) {
 			ioq_push(q, IOQ_FREE, b);
 			break;
 		}
 		uint64_t off = b->off, end = b->off + b->len;
+		uint64_t ks = MAX(off, b->skip_lo), ke = MIN(end, b->skip_hi);
+		if (ke > ks) {
+			/* Resume: hashed and matching the recorded chunks so far. */
+			pthread_mutex_lock(&q->lock);
+			q->reused += ke - ks;
+			pthread_mutex_unlock(&q->lock);
+		}
+		if (off >= b->skip_lo && end <= b->skip_hi) {
+			/* Resume: all on the device already; hashed (and compared) only. */
+			ioq_push(q, IOQ_FREE, b);
+			continue;
+		}
 		/* Head part: keep for the end. */
 		if (off < CHUNK_HEAD) {
 			uint64_t he = MIN(end, CHUNK_HEAD);
@@ -426,6 +519,7 @@ fail:
 	pthread_mutex_unlock(&q->lock);
 	ioq_io_finish(q, r, bad);
 out:
+	chunk_hasher_done(&t->h);
 	free(t->head);
 	free(t->hext);
 	free(t);
@@ -434,32 +528,6 @@ out:
 }
 
 /* ---- the producer ----------------------------------------------------------------------------- */
-
-static int on_chunk(void *userdata, const struct wchunk *c)
-{
-	struct writer *w = userdata;
-
-	/* Resume: a chunk the device already holds must be the same data. */
-	if (w->st.resumed && c->off >= CHUNK_HEAD && c->off < w->write_from) {
-		while (w->rci < w->n_rchunks && w->rchunks[w->rci].off < c->off)
-			w->rci++;
-		if (w->rci >= w->n_rchunks || w->rchunks[w->rci].off != c->off ||
-		    memcmp(w->rchunks[w->rci].hash, c->hash, 16) != 0) {
-			w->st.bad_offset = c->off;
-			return -ESTALE;
-		}
-	}
-	if (w->n_chunks == w->cap_chunks) {
-		size_t nc = w->cap_chunks ? w->cap_chunks * 2 : 256;
-		struct wchunk *na = realloc(w->chunks, nc * sizeof(*na));
-		if (!na)
-			return -ENOMEM;
-		w->chunks = na;
-		w->cap_chunks = nc;
-	}
-	w->chunks[w->n_chunks++] = *c;
-	return 0;
-}
 
 /* Resume: find the first recorded chunk the device no longer holds. */
 static int resume_check(struct writer *w, atomic_bool *cancel)
@@ -503,11 +571,10 @@ static void maybe_checkpoint(struct writer *w, struct ioq *q, uint64_t *gen, con
 
 int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *cbs)
 {
-	struct chunk_hasher h;
 	struct ioq *q = NULL;
 	struct wthread *t = NULL;
 	pthread_t th;
-	uint64_t last_end = 0, gen = 0, reused = 0;
+	uint64_t last_end = 0, gen = 0, reused = 0; /* reused: for progress; the stat is the device thread's */
 	bool unaligned_end = false;
 	unsigned bs = dev_block_size(w->d);
 	int r;
@@ -527,37 +594,38 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 		w->synced = w->write_from;
 	}
 
-	r = chunk_hasher_init(&h, w->cs, on_chunk, w);
+	r = ioq_new(w->opts->queue_depth, w->opts->buffer_size, false, w->opts->stall_timeout, w->d, &q);
 	if (r < 0)
 		return r;
-	r = ioq_new(w->opts->queue_depth, w->opts->buffer_size, false, w->opts->stall_timeout, w->d, &q);
-	if (r < 0) {
-		chunk_hasher_done(&h);
-		return r;
-	}
 	t = calloc(1, sizeof(*t));
-	if (t)
+	if (t) {
 		t->head = dev_alloc_buf(CHUNK_HEAD);
-	if (!t || !t->head) {
-		if (t)
+		r = chunk_hasher_init(&t->h, w->cs, on_chunk, t);
+	}
+	if (!t || !t->head || r < 0) {
+		if (t) {
+			chunk_hasher_done(&t->h);
 			free(t->head);
+		}
 		free(t);
 		q->refs = 1;
 		ioq_unref(q);
-		chunk_hasher_done(&h);
 		return -ENOMEM;
 	}
 	memset(t->head, 0, CHUNK_HEAD);
 	t->q = q;
 	t->d = w->d;
+	t->w = w;
 	t->sync_every = w->sync_every;
+	/* From here until the thread has finished (or was abandoned), w->chunks is shared: see
+	 * struct writer. */
 	r = -pthread_create(&th, NULL, writer_thread, t);
 	if (r < 0) {
+		chunk_hasher_done(&t->h);
 		free(t->head);
 		free(t);
 		q->refs = 1;
 		ioq_unref(q);
-		chunk_hasher_done(&h);
 		return r;
 	}
 
@@ -602,14 +670,9 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 			len = al;
 			unaligned_end = true;
 		}
-		r = chunk_hasher_feed(&h, off, b->data, len);
-		if (r == 0)
-			r = wextent_append(&w->ext, &w->n_ext, &w->cap_ext, off, len);
+		r = wextent_append(&w->ext, &w->n_ext, &w->cap_ext, off, len);
 		if (r < 0) {
 			ioq_push(q, IOQ_FREE, b);
-			if (r == -ESTALE)
-				set_error(w, "the image differs from the interrupted attempt at chunk %llu",
-					  (unsigned long long)w->st.bad_offset);
 			break;
 		}
 		last_end = off + len;
@@ -621,10 +684,9 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 		uint64_t ks = MAX(off, CHUNK_HEAD), ke = MIN(off + len, w->write_from);
 		if (ke > ks)
 			reused += ke - ks;
-		if (off >= CHUNK_HEAD && off + len <= w->write_from)
-			ioq_push(q, IOQ_FREE, b); /* all on the device already */
-		else
-			ioq_push(q, IOQ_WORK, b);
+		/* Every buffer goes to the device thread, which hashes it (in stream order) and writes
+		 * what is outside [skip_lo, skip_hi). */
+		ioq_push(q, IOQ_WORK, b);
 		maybe_checkpoint(w, q, &gen, cbs);
 		if (cbs && cbs->progress) {
 			pthread_mutex_lock(&q->lock);
@@ -633,15 +695,24 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 			cbs->progress(cbs->userdata, MIN(io + reused, w->src->mapped), w->src->mapped);
 		}
 	}
-	if (r == 0)
-		r = chunk_hasher_flush(&h);
 	if (r == 0) {
-		/* Wait for the device thread to write the rest, the head, and sync. */
+		/* Wait for the device thread to hash and write the rest, the head, and sync. */
 		r = ioq_wait_done(q, IOQ_WATCH);
 		if (r == 0 && q->io_err)
 			r = -EPIPE;
 	}
-	if (r == -EPIPE) {
+	pthread_mutex_lock(&q->lock);
+	int hash_err = q->io_done ? w->hash_err : 0; /* settled once io_done */
+	pthread_mutex_unlock(&q->lock);
+	if (r == -EPIPE && hash_err) {
+		/* The device thread stopped while hashing. */
+		r = hash_err;
+		if (r == -ESTALE) {
+			w->st.bad_offset = w->hash_bad;
+			set_error(w, "the image differs from the interrupted attempt at chunk %llu",
+				  (unsigned long long)w->st.bad_offset);
+		}
+	} else if (r == -EPIPE) {
 		r = q->io_err;
 		w->st.bad_offset = q->io_err_off;
 		set_error(w, "%s failed at offset %llu: %s", "write", (unsigned long long)q->io_err_off, strerror(-r));
@@ -653,13 +724,12 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 	}
 	pthread_mutex_lock(&q->lock);
 	w->st.bytes_written = q->io_bytes;
+	w->st.bytes_reused = q->reused;
 	w->synced = MAX(w->synced, q->synced);
 	pthread_mutex_unlock(&q->lock);
-	w->st.bytes_reused = reused;
 	int k = ioq_finish(q, th);
 	if (k == -ETIMEDOUT && r == 0)
 		r = k;
-	chunk_hasher_done(&h);
 	if (r == 0 && cbs && cbs->progress)
 		cbs->progress(cbs->userdata, w->src->mapped, w->src->mapped);
 	return r;

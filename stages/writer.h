@@ -1,6 +1,6 @@
 /* The pipelined block writer. It pulls extents from a block source in the calling thread
- * (decoding happens there), hashes them per chunk (XXH3-128) as they pass, and hands aligned
- * buffers to one device thread that writes them with O_DIRECT (dev_pwrite). The first 1 MiB
+ * (decoding happens there) and hands aligned buffers to one device thread that hashes them
+ * per chunk (XXH3-128) and writes them with O_DIRECT (dev_pwrite). The first 1 MiB
  * of the device is held back and written last, after a sync, so an interrupted stick never
  * carries a valid partition table or boot sector; dirty data is bounded by a sync every
  * WRITER_SYNC_EVERY bytes. A stall watchdog fails the run with -ETIMEDOUT when one device
