@@ -2,6 +2,7 @@
 #include "helpers/testdb.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +12,23 @@
 #include "db/schema.h"
 #include "helpers/testutil.h"
 
-const char *tdb_socket(void)
+static char socket_path[4096];
+
+static void socket_path_init(void)
 {
-	static char buf[4096];
 	const char *s = getenv("UF_DB_SOCKET");
 	if (s && *s)
-		return s;
-	snprintf(buf, sizeof(buf), "%s/.run/db/sock", tu_source_dir());
-	return buf;
+		snprintf(socket_path, sizeof(socket_path), "%s", s);
+	else
+		snprintf(socket_path, sizeof(socket_path), "%s/.run/db/sock", tu_source_dir());
+}
+
+const char *tdb_socket(void)
+{
+	/* computed once: suites call this from several threads at a time */
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, socket_path_init);
+	return socket_path;
 }
 
 void tdb_config(struct uf_config *cfg, const char *dbname)
