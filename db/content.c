@@ -16,6 +16,7 @@
 #include "util/filehash.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/utf8.h"
 
 /* Title: the file name without its last extension. */
 static char *title_of(const char *name)
@@ -144,6 +145,12 @@ static int scan_dir(struct scan *s, const char *category, const char *rel)
 	for (size_t i = 0; i < n && r >= 0; i++) {
 		_cleanup_free_ char *crel = NULL, *cabs = NULL;
 		struct stat st;
+		if (!utf8_valid(names[i])) {
+			/* the library keeps names exactly, as UTF-8 text: this one cannot be kept */
+			_cleanup_free_ char *shown = utf8_escape(names[i]);
+			warnf(s, "%s/%s: the name is not valid UTF-8; skipped (rename it)", abs, shown ? shown : "?");
+			continue;
+		}
 		if (asprintf(&crel, "%s%s%s", rel ? rel : "", rel ? "/" : "", names[i]) < 0 ||
 		    asprintf(&cabs, "%s/%s", s->root, crel) < 0) {
 			r = -ENOMEM;

@@ -254,7 +254,8 @@ static void fat_time(int64_t t, uint16_t *ret_date, uint16_t *ret_time)
 	struct tm tm;
 	time_t tt = (time_t)t;
 
-	if (t < 315532800 || !gmtime_r(&tt, &tm)) { /* before 1980-01-01 */
+	/* FAT times are local times (as every FAT reader shows them): the kiosk's time zone */
+	if (t < 315532800 || !localtime_r(&tt, &tm)) { /* before 1980-01-01 */
 		*ret_date = (0 << 9) | (1 << 5) | 1;
 		*ret_time = 0;
 		return;

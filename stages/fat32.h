@@ -19,7 +19,8 @@
  *
  * Names are taken as given in job_item.dest_path ("Folder/Name" or "Name"), already mapped by
  * fatname_map() and unique per folder; short names are derived here (fatname_short_names).
- * Timestamps come from each file's mtime (UTC); a folder's is its newest file's.
+ * Timestamps come from each file's mtime, in the local time zone (FAT stores local times;
+ * TZ / /etc/localtime of the kiosk); a folder's is its newest file's.
  *
  * Content check: the files (content_root/rel_path) are read in placement order by the thread
  * that calls blksrc_read, straight into its buffer, once each, in 256 KiB reads; each piece is

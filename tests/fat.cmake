@@ -19,4 +19,5 @@ add_test(NAME fat_e2e_tool COMMAND ${CMAKE_COMMAND} --build ${CMAKE_BINARY_DIR} 
 set_tests_properties(fat_e2e_tool PROPERTIES FIXTURES_SETUP fat_e2e_tool LABELS e2e)
 add_test(NAME fat_e2e COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/run-fat-e2e ${CMAKE_BINARY_DIR}
          $<TARGET_FILE:uf_fat_compose_tool>)
-set_tests_properties(fat_e2e PROPERTIES TIMEOUT 600 LABELS e2e FIXTURES_REQUIRED fat_e2e_tool)
+set_tests_properties(fat_e2e PROPERTIES TIMEOUT 600 LABELS e2e FIXTURES_REQUIRED fat_e2e_tool
+  ENVIRONMENT "TZ=UTC") # FAT times are local: the guest's vfat reads them as UTC

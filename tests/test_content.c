@@ -154,6 +154,27 @@ Test(content, rows_from_before_v2_get_their_xxh128_on_the_next_scan)
 	cr_assert_eq(st.bytes_hashed, 0);
 }
 
+static char warned[1024];
+static void collect_warning(void *ud, const char *msg)
+{
+	(void)ud;
+	snprintf(warned, sizeof(warned), "%s", msg);
+}
+
+/* A name that is not UTF-8 (here Latin-1 "café") cannot be kept as the library's text: it is
+ * skipped with a warning naming it, and the rest of the tree is indexed. */
+Test(content, non_utf8_names_are_skipped_with_a_warning)
+{
+	put("Salsa/Uno.mp3", "uno");
+	put("Salsa/caf\xe9.mp3", "latin-1");
+	struct content_scan_stats st;
+	cr_assert_eq(content_scan(db, root, collect_warning, NULL, &st), 0, "%s", db_error(db));
+	cr_assert_eq(st.added, 1);
+	cr_assert_eq(st.skipped, 1);
+	cr_assert(strstr(warned, "/Salsa/caf\\xe9.mp3: the name is not valid UTF-8; skipped"), "%s", warned);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items"), 1);
+}
+
 Test(content, candidates_and_errors)
 {
 	put("A/1.mp3", "1");

@@ -3,6 +3,7 @@
  * independent reader in fat_testlib.c (long names, bytes, contiguity, FSInfo). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,13 +457,40 @@ Test(compose, unicode_names_independent_reader, .timeout = 300)
 	e = ft_fs_find(&fs, "Música");
 	cr_assert(e && e->is_dir);
 	cr_assert_str_eq(e->shortname, "M_SICA~1");
-	/* timestamps: T0 + 7*k seconds, UTC */
+	/* timestamps: T0 + 7*k seconds, in local time (the suites run with TZ=UTC) */
 	e = ft_fs_find(&fs, "Latino/Café con leche.mp3");
 	cr_assert_eq(e->wdate, ((2023 - 1980) << 9) | (11 << 5) | 14);
 	cr_assert_eq(e->wtime, (22 << 11) | (13 << 5) | (20 / 2));
 	ft_fs_close(&fs);
 	free(part);
 	tree_done(&t);
+}
+
+/* FAT stores local times: the same file composed in UTC+2 carries its time two hours later
+ * (here across midnight: 22:13:20 UTC on Nov 14 is 00:13:20 on Nov 15). */
+Test(compose, timestamps_are_local_time)
+{
+	struct tree t;
+	struct fat_opts o = { .usable_size = 40 * MiB };
+	struct ft_fs fs;
+
+	cr_assert_eq(setenv("TZ", "UTC-2", 1), 0); /* POSIX: two hours east of UTC */
+	tzset();
+	tree_init(&t, "fat-tz");
+	o.content_root = t.root;
+	tree_add(&t, "Latino/cafe.mp3", "Latino/Café con leche.mp3", 2000);
+	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 64 * 1024, NULL), 0);
+	char *part = part_of(t.img);
+	ft_fs_open(&fs, part);
+	const struct ft_entry *e = ft_fs_find(&fs, "Latino/Café con leche.mp3");
+	cr_assert(e);
+	cr_assert_eq(e->wdate, ((2023 - 1980) << 9) | (11 << 5) | 15);
+	cr_assert_eq(e->wtime, (0 << 11) | (13 << 5) | (20 / 2));
+	ft_fs_close(&fs);
+	free(part);
+	tree_done(&t);
+	cr_assert_eq(setenv("TZ", "UTC", 1), 0);
+	tzset();
 }
 
 Test(compose, emoji_lfn_bytes)
