@@ -114,104 +114,80 @@ static int job_with(const char *cols, const char *vals)
 	return r;
 }
 
+/* Run sql; it must give want (0, -EPERM for a CHECK constraint, -EEXIST for a unique key). */
+static void exec_is(int want, const char *sql)
+{
+	int r = db_exec(db, NULL, sql, DB_END);
+	cr_assert_eq(r, want, "%s: got %d, want %d (%s)", sql, r, want, db_error(db));
+}
+
 Test(schema, check_constraints_refuse_bad_rows)
 {
 	insert_order();
 	/* orders */
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('Q0', 1, 0, '/x')",
-			     DB_END),
-		     -EPERM);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('C0', 0, 1, '/x')",
-			     DB_END),
-		     -EPERM);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO orders (order_number, capacity_bytes, quantity) VALUES ('N0', 1, 1)", DB_END),
-		     -EPERM, "neither image nor content");
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO orders (order_number, capacity_bytes, quantity, content_spec) VALUES ('J0', 1, 1, '{bad')",
-			     DB_END),
-		     -EPERM);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO orders (order_number, capacity_bytes, quantity, image_path, created_at, confirmed_at)"
-			     " VALUES ('T0', 1, 1, '/x', NOW(6), NOW(6) - INTERVAL 1 SECOND)",
-			     DB_END),
-		     -EPERM);
+	exec_is(-EPERM,
+		"INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('Q0', 1, 0, '/x')");
+	exec_is(-EPERM,
+		"INSERT INTO orders (order_number, capacity_bytes, quantity, image_path) VALUES ('C0', 0, 1, '/x')");
+	exec_is(-EPERM,
+		"INSERT INTO orders (order_number, capacity_bytes, quantity) VALUES ('N0', 1, 1)"); /* no source */
+	exec_is(-EPERM,
+		"INSERT INTO orders (order_number, capacity_bytes, quantity, content_spec) VALUES ('J0', 1, 1, '{bad')");
+	exec_is(-EPERM,
+		"INSERT INTO orders (order_number, capacity_bytes, quantity, image_path, created_at, confirmed_at)"
+		" VALUES ('T0', 1, 1, '/x', NOW(6), NOW(6) - INTERVAL 1 SECOND)");
 	/* processing_jobs */
-	cr_assert_eq(job_with("progress", "101"), -EPERM);
-	cr_assert_eq(job_with("progress", "-1"), -EPERM);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes) VALUES (1, -1, 1000)",
-			     DB_END),
-		     -EPERM, "ck_jobs_unit");
-	cr_assert_eq(job_with("resume_state", "'{no'"), -EPERM);
-	cr_assert_eq(job_with("created_at, cancelled_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND"), -EPERM);
-	cr_assert_eq(job_with("created_at, cancel_requested_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND"), -EPERM);
-	cr_assert_eq(job_with("created_at, heartbeat_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND"), -EPERM);
-	cr_assert_eq(job_with("attempts", "-1"), -EPERM);
-	cr_assert_eq(job_with("attempts, max_attempts", "5, 4"), -EPERM);
-	cr_assert_eq(job_with("max_attempts", "0"), -EPERM);
-	cr_assert_eq(job_with("started_at", "NOW(6) - INTERVAL 1 HOUR"), -EPERM);
-	cr_assert_eq(job_with("started_at, completed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"),
-		     -EPERM);
-	cr_assert_eq(job_with("completed_at", "NOW(6) + INTERVAL 1 SECOND"), -EPERM, "completed without a start");
-	cr_assert_eq(job_with("started_at, failed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"),
-		     -EPERM);
-	cr_assert_eq(job_with("started_at, cancelled_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND"),
-		     -EPERM);
-	cr_assert_eq(job_with("failed_at", "NOW(6) - INTERVAL 1 HOUR"), -EPERM);
-	cr_assert_eq(job_with("progress_detail", "'not json'"), -EPERM);
-	cr_assert_eq(job_with("bytes_total, bytes_written", "10, 11"), -EPERM);
+	static const struct {
+		const char *cols, *vals;
+	} bad_jobs[] = {
+		{ "progress", "101" },
+		{ "progress", "-1" },
+		{ "resume_state", "'{no'" },
+		{ "created_at, cancelled_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND" },
+		{ "created_at, cancel_requested_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND" },
+		{ "created_at, heartbeat_at", "NOW(6), NOW(6) - INTERVAL 1 SECOND" },
+		{ "attempts", "-1" },
+		{ "attempts, max_attempts", "5, 4" },
+		{ "max_attempts", "0" },
+		{ "started_at", "NOW(6) - INTERVAL 1 HOUR" },
+		{ "started_at, completed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND" },
+		{ "completed_at", "NOW(6) + INTERVAL 1 SECOND" },
+		{ "started_at, failed_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND" },
+		{ "started_at, cancelled_at", "NOW(6) + INTERVAL 2 SECOND, NOW(6) + INTERVAL 1 SECOND" },
+		{ "failed_at", "NOW(6) - INTERVAL 1 HOUR" },
+		{ "progress_detail", "'not json'" },
+		{ "bytes_total, bytes_written", "10, 11" },
+	};
+	for (size_t i = 0; i < sizeof(bad_jobs) / sizeof(bad_jobs[0]); i++)
+		cr_assert_eq(job_with(bad_jobs[i].cols, bad_jobs[i].vals), -EPERM, "job (%s) = (%s) was accepted",
+			     bad_jobs[i].cols, bad_jobs[i].vals);
+	exec_is(-EPERM, "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes) VALUES (1, -1, 1000)");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
 	/* and a good one passes */
 	cr_assert_eq(job_with("progress, started_at, completed_at", "100, NOW(6), NOW(6) + INTERVAL 1 SECOND"), 0, "%s",
 		     db_error(db));
 	cr_assert_eq(job_with("", ""), -EEXIST, "unit key (order, unit, version) is unique");
 	/* logs, events, audit */
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO processing_job_logs (job_id, level, stage, category, message, details)"
-			     " SELECT id, 'info', 'writing', 'stage', 'm', '{x' FROM processing_jobs",
-			     DB_END),
-		     -EPERM);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', 'x')",
-			     DB_END),
-		     -EPERM);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')",
-			     DB_END),
-		     0);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')",
-			     DB_END),
-		     -EEXIST);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,'XYZ',NOW())",
-			     DB_END),
-		     -EPERM);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{no')",
-			     DB_END),
-		     -EPERM);
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{}')",
-			     DB_END),
-		     0, "%s", db_error(db));
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,SHA2('b',256),NOW())",
-			     DB_END),
-		     0, "%s", db_error(db));
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
-			     " SELECT j.id, -1, c.id, 1, 'a/b' FROM processing_jobs j, content_items c",
-			     DB_END),
-		     -EPERM, "ck_items_position");
-	cr_assert_eq(db_exec(db, NULL,
-			     "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
-			     " SELECT j.id, 0, c.id, 1, 'a/b' FROM processing_jobs j, content_items c",
-			     DB_END),
-		     0, "%s", db_error(db));
+	exec_is(-EPERM, "INSERT INTO processing_job_logs (job_id, level, stage, category, message, details)"
+			" SELECT id, 'info', 'writing', 'stage', 'm', '{x' FROM processing_jobs");
+	exec_is(-EPERM,
+		"INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', 'x')");
+	exec_is(0,
+		"INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')");
+	exec_is(-EEXIST,
+		"INSERT INTO events (aggregate_type, aggregate_id, event_type, payload) VALUES ('job', 1, 'job.done', '{}')");
+	exec_is(-EPERM,
+		"INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,'XYZ',NOW())");
+	exec_is(-EPERM,
+		"INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{no')");
+	exec_is(0,
+		"INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata) VALUES ('t', 'job', 1, 'x', '{}')");
+	exec_is(0,
+		"INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime) VALUES ('a','b','a/b',1,SHA2('b',256),NOW())");
+	exec_is(-EPERM, "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+			" SELECT j.id, -1, c.id, 1, 'a/b' FROM processing_jobs j, content_items c");
+	exec_is(0, "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+		   " SELECT j.id, 0, c.id, 1, 'a/b' FROM processing_jobs j, content_items c");
 }
 
 Test(schema, times_come_from_the_server)
