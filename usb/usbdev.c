@@ -7,6 +7,8 @@
 #include <libudev.h>
 #include <libusb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,11 +203,82 @@ int usbdev_info_get(const char *port_path, struct usbdev_info *ret)
 	return info_lookup(bus, ports, n_ports, 0, ret);
 }
 
+/* The daemon lists its sticks every poll: without a cache each listing would open every
+ * stick's usb_device node and send it string-descriptor requests, busy sticks included. A
+ * device keeps its bus address until it is unplugged or re-enumerated (a new address), so
+ * answers are kept per (bus, address) for INFO_CACHE_TTL seconds. Successes only. */
+#define INFO_CACHE_SIZE 32
+#define INFO_CACHE_TTL	60.0 /* an address comes back only after 127 enumerations on its bus */
+
+static struct {
+	struct usbdev_info info;
+	double at;
+	bool used;
+} info_cache[INFO_CACHE_SIZE];
+static pthread_mutex_t info_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double mono_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static char *sdup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Deep copy (strings duplicated). -ENOMEM. */
+static int info_copy(const struct usbdev_info *from, struct usbdev_info *to)
+{
+	*to = *from;
+	to->manufacturer = sdup_or_null(from->manufacturer);
+	to->product = sdup_or_null(from->product);
+	to->serial = sdup_or_null(from->serial);
+	if ((from->manufacturer && !to->manufacturer) || (from->product && !to->product) ||
+	    (from->serial && !to->serial)) {
+		usbdev_info_done(to);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int usbdev_info_get_by_address(unsigned busnum, unsigned devaddr, struct usbdev_info *ret)
 {
+	struct usbdev_info fresh;
+	double now = mono_s();
+	int r = -ENOENT;
+
 	if (busnum == 0 || busnum > 255 || devaddr == 0 || devaddr > 255)
 		return -EINVAL;
-	return info_lookup(busnum, NULL, 0, devaddr, ret);
+	pthread_mutex_lock(&info_cache_lock);
+	for (size_t i = 0; i < INFO_CACHE_SIZE && r == -ENOENT; i++)
+		if (info_cache[i].used && info_cache[i].info.busnum == busnum &&
+		    info_cache[i].info.devaddr == devaddr && now - info_cache[i].at < INFO_CACHE_TTL)
+			r = info_copy(&info_cache[i].info, ret);
+	pthread_mutex_unlock(&info_cache_lock);
+	if (r != -ENOENT)
+		return r;
+
+	r = info_lookup(busnum, NULL, 0, devaddr, &fresh);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&info_cache_lock);
+	size_t slot = 0; /* the same address, else a free or the oldest entry */
+	for (size_t i = 0; i < INFO_CACHE_SIZE; i++) {
+		if (info_cache[i].used && info_cache[i].info.busnum == busnum &&
+		    info_cache[i].info.devaddr == devaddr) {
+			slot = i;
+			break;
+		}
+		if (!info_cache[i].used || (info_cache[slot].used && info_cache[i].at < info_cache[slot].at))
+			slot = i;
+	}
+	if (info_cache[slot].used)
+		usbdev_info_done(&info_cache[slot].info);
+	info_cache[slot].used = info_copy(&fresh, &info_cache[slot].info) == 0;
+	info_cache[slot].at = now;
+	pthread_mutex_unlock(&info_cache_lock);
+	*ret = fresh;
+	return 0;
 }
 
 int usbdev_info_port_path(const struct usbdev_info *i, char **ret)

@@ -42,7 +42,9 @@ int usbdev_info_get(const char *port_path, struct usbdev_info *ret);
  * descriptors; when that is refused the strings are NULL and the rest is still returned.
  * Returns 0; -EINVAL (bus or address 0, or > 255); -ENODEV when libusb does not list such a
  * device (always so without a USB bus: libusb_init succeeds and lists 0 devices); -ENOMEM;
- * -EIO when libusb cannot start. Release with usbdev_info_done(). */
+ * -EIO when libusb cannot start. Release with usbdev_info_done(). Successful answers are
+ * cached per (bus, address) for a minute (thread-safe), so listing the sticks every poll does
+ * not send each one descriptor requests every time. */
 int usbdev_info_get_by_address(unsigned busnum, unsigned devaddr, struct usbdev_info *ret);
 /* "2-1.3" from i's bus number and port numbers; -EINVAL when i has no ports (a root hub),
  * -ENOMEM. *ret is malloc'd. */

@@ -105,7 +105,8 @@ static struct slot *slot_add(struct daemon *d, const char *name)
 static const char *slot_identity(const struct slot *s) { return s->serial ? s->serial : s->devnode ? s->devnode : ""; }
 
 /* Re-read what every slot holds (sysfs and stat; in udev mode also each USB stick's libusb
- * descriptors and a read-only BLKGETSIZE64, see usb/discover.h). A busy slot keeps its runner;
+ * descriptors, cached per device for a minute, and a read-only BLKGETSIZE64; see usb/discover.h).
+ * A busy slot keeps its runner;
  * if its stick vanished the runner sees DEVICE_GONE through its I/O. */
 static void refresh_slots(struct daemon *d)
 {
