@@ -106,8 +106,8 @@ static const char *slot_identity(const struct slot *s) { return s->serial ? s->s
 
 /* Re-read what every slot holds (sysfs and stat; in udev mode also each USB stick's libusb
  * descriptors, cached per device for a minute, and a read-only BLKGETSIZE64; see usb/discover.h).
- * A busy slot keeps its runner;
- * if its stick vanished the runner sees DEVICE_GONE through its I/O. */
+ * A busy slot keeps its runner; if its stick vanished the runner sees DEVICE_GONE through its
+ * I/O. */
 static void refresh_slots(struct daemon *d)
 {
 	struct usb_candidate *c = NULL;
