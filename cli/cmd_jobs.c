@@ -182,8 +182,6 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
-#define EVENTS_PAGE 1000
-
 int cmd_job_watch(struct cli *c, int argc, char **argv)
 {
 	long long id;
@@ -315,6 +313,8 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 	json_decref(st.actions);
 	return CLI_EXIT_OK;
 }
+
+#define EVENTS_PAGE 1000 /* events read per query */
 
 int cmd_events(struct cli *c, int argc, char **argv)
 {

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "util/log.h"
 #include "util/macro.h"
@@ -147,8 +146,6 @@ static int do_connect(struct db *db, char **ret_error)
 	return 0;
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
 int db_connect_to(const struct uf_config *cfg, const char *dbname, struct db **ret, char **ret_error)
 {
 	struct db *db = calloc(1, sizeof(*db));
@@ -157,12 +154,12 @@ int db_connect_to(const struct uf_config *cfg, const char *dbname, struct db **r
 	*ret_error = NULL;
 	if (!db)
 		return -ENOMEM;
-	db->c.host = dup_or_null(cfg->db.host ? cfg->db.host : "127.0.0.1");
-	db->c.socket = dup_or_null(cfg->db.socket);
-	db->c.user = dup_or_null(cfg->db.user ? cfg->db.user : "usbforge");
-	db->c.password = dup_or_null(cfg->db.password);
+	db->c.host = strdup_or_null(cfg->db.host ? cfg->db.host : "127.0.0.1");
+	db->c.socket = strdup_or_null(cfg->db.socket);
+	db->c.user = strdup_or_null(cfg->db.user ? cfg->db.user : "usbforge");
+	db->c.password = strdup_or_null(cfg->db.password);
 	db->c.port = cfg->db.port ? cfg->db.port : 3306;
-	db->dbname = dup_or_null(dbname);
+	db->dbname = strdup_or_null(dbname);
 	r = do_connect(db, ret_error);
 	if (r < 0) {
 		db_close(db);
@@ -376,13 +373,6 @@ int db_transaction(struct db *db, int (*fn)(struct db *db, void *userdata), void
 {
 	int r = -EAGAIN;
 	for (int attempt = 0; attempt < 8 && r == -EAGAIN; attempt++) {
-		if (attempt > 0) {
-			/* deadlock / lock wait: back off a little (1–2 ms, doubling, jittered) so the
-			 * transactions that collided do not collide again in lockstep */
-			long us = (1000L << (attempt - 1)) + (long)(rand() % 1000);
-			struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
-			nanosleep(&ts, NULL);
-		}
 		r = db_begin(db);
 		if (r < 0)
 			return r;

@@ -12,8 +12,6 @@
 #include "util/log.h"
 #include "util/macro.h"
 
-static char *sdup(const char *s) { return s ? strdup(s) : NULL; }
-
 /* The stick a job is on, as the resume state records it: its USB serial, else its slot
  * (static slots and sticks without a serial). */
 #define RESUME_DEVICE_SQL "COALESCE(device_serial, CONCAT('slot:', slot))"
@@ -80,18 +78,18 @@ static int claim_txn(struct db *db, void *userdata)
 		return -ENOMEM;
 	j->id = db_row_i64(row, 0);
 	j->order_id = db_row_i64(row, 1);
-	j->order_number = sdup(row[2]);
+	j->order_number = strdup_or_null(row[2]);
 	j->unit_index = (int)db_row_i64(row, 3);
 	j->attempt = (int)db_row_i64(row, 4);
 	j->max_attempts = (int)db_row_i64(row, 5);
 	j->generation = (int)db_row_i64(row, 6);
 	j->capacity_bytes = db_row_u64(row, 7);
-	j->image_path = sdup(row[8]);
-	j->content_spec = sdup(row[9]);
+	j->image_path = strdup_or_null(row[8]);
+	j->content_spec = strdup_or_null(row[9]);
 	/* the resume state only serves the stick it was written on (it is kept in the row: the
 	 * job may still come back to that stick) */
 	j->resume_other_stick = db_row_i64(row, 12) != 0;
-	j->resume_state = j->resume_other_stick ? NULL : sdup(row[10]);
+	j->resume_state = j->resume_other_stick ? NULL : strdup_or_null(row[10]);
 	j->cancel_requested = db_row_i64(row, 11) != 0;
 	c->job = j;
 	r = db_exec(db, NULL,
@@ -209,8 +207,8 @@ int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret
 		it->position = (int)db_row_i64(row, 0);
 		it->content_item_id = db_row_i64(row, 1);
 		it->size = db_row_u64(row, 2);
-		it->dest_path = sdup(row[3]);
-		it->rel_path = sdup(row[4]);
+		it->dest_path = strdup_or_null(row[3]);
+		it->rel_path = strdup_or_null(row[4]);
 		snprintf(it->sha256, sizeof(it->sha256), "%s", row[5] ? row[5] : "");
 		it->mtime = db_row_i64(row, 6);
 		snprintf(it->xxh128, sizeof(it->xxh128), "%s", row[8] ? row[8] : "");
@@ -282,14 +280,14 @@ static int lock_job(struct db *db, int64_t id, const char *worker_id, const char
 		return -ESTALE;
 	memset(ret, 0, sizeof(*ret));
 	ret->order_id = db_row_i64(row, 0);
-	ret->order_number = sdup(row[1]);
+	ret->order_number = strdup_or_null(row[1]);
 	ret->unit_index = (int)db_row_i64(row, 2);
 	ret->attempts = (int)db_row_i64(row, 3);
 	ret->max_attempts = (int)db_row_i64(row, 4);
 	ret->generation = (int)db_row_i64(row, 5);
-	ret->slot = sdup(row[6]);
-	ret->serial = sdup(row[7]);
-	ret->cancelled_by = sdup(row[8]);
+	ret->slot = strdup_or_null(row[6]);
+	ret->serial = strdup_or_null(row[7]);
+	ret->cancelled_by = strdup_or_null(row[8]);
 	ret->duration = db_row_dbl(row, 9);
 	return 0;
 }

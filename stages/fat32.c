@@ -216,8 +216,9 @@ struct fat32_src {
 	/* the content file being copied (see emit_file) */
 	size_t cur_file; /* index into files[], SIZE_MAX when none is open */
 	int cur_fd;
-	uint64_t cur_pos; /* bytes of it copied and hashed */
-	size_t ra_next;	  /* the next file not yet advised for read-ahead */
+	uint64_t cur_pos;  /* bytes of it copied and hashed */
+	size_t ra_next;	   /* the next file not yet advised for read-ahead */
+	uint64_t ra_ahead; /* bytes advised ahead of the open file (see advise_ahead) */
 	struct fhash fh;
 };
 
@@ -626,16 +627,17 @@ static void close_file(struct fat32_src *s)
 /* Ask the kernel to start reading the files after i (they are read in index order). */
 static void advise_ahead(struct fat32_src *s, size_t i)
 {
-	uint64_t ahead = 0;
-	size_t k;
-
-	if (s->ra_next <= i)
+	/* ra_ahead = the bytes of the files (i, ra_next) already advised (files open in order) */
+	if (s->ra_next <= i) {
 		s->ra_next = i + 1;
-	for (k = i + 1; k < s->ra_next; k++)
-		ahead += s->files[k].size;
-	for (; s->ra_next < s->n_files && s->ra_next - i <= READAHEAD_FILES && ahead < READAHEAD_BYTES; s->ra_next++) {
+		s->ra_ahead = 0;
+	} else
+		s->ra_ahead -= s->files[i].size;
+	for (; s->ra_next < s->n_files && s->ra_next - i <= READAHEAD_FILES && s->ra_ahead < READAHEAD_BYTES;
+	     s->ra_next++) {
 		const struct ffile *f = &s->files[s->ra_next];
 		_cleanup_free_ char *path = NULL;
+		s->ra_ahead += f->size;
 		if (f->size == 0 || asprintf(&path, "%s/%s", s->root, f->rel_path) < 0)
 			continue;
 		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -643,7 +645,6 @@ static void advise_ahead(struct fat32_src *s, size_t i)
 			continue; /* it fails properly when its turn comes */
 		(void)posix_fadvise(fd, 0, (off_t)MIN(f->size, (uint64_t)READAHEAD_BYTES), POSIX_FADV_WILLNEED);
 		close(fd);
-		ahead += f->size;
 	}
 }
 

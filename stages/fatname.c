@@ -8,43 +8,7 @@
 #include <string.h>
 
 #include "util/macro.h"
-
-/* Decode one UTF-8 sequence at s. Returns its length (1-4) and *cp, or -1 for an invalid
- * sequence (the caller consumes one byte). */
-static int utf8_next(const unsigned char *s, uint32_t *cp)
-{
-	unsigned char c = s[0];
-	uint32_t v, min;
-	int len;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if ((c & 0xE0) == 0xC0) {
-		len = 2;
-		v = c & 0x1F;
-		min = 0x80;
-	} else if ((c & 0xF0) == 0xE0) {
-		len = 3;
-		v = c & 0x0F;
-		min = 0x800;
-	} else if ((c & 0xF8) == 0xF0) {
-		len = 4;
-		v = c & 0x07;
-		min = 0x10000;
-	} else
-		return -1;
-	for (int i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return -1;
-		v = (v << 6) | (s[i] & 0x3F);
-	}
-	if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return -1;
-	*cp = v;
-	return len;
-}
+#include "util/utf8.h"
 
 static size_t utf8_put(uint32_t cp, char *out)
 {
@@ -81,7 +45,7 @@ static int decode(const char *s, bool lenient, uint32_t **ret, size_t *ret_n)
 		return -ENOMEM;
 	for (size_t i = 0; i < len;) {
 		uint32_t cp;
-		int l = utf8_next((const unsigned char *)s + i, &cp);
+		int l = utf8_decode((const unsigned char *)s + i, &cp);
 		if (l < 0) {
 			if (!lenient) {
 				free(cps);

@@ -34,8 +34,11 @@ static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, en
 
 void stage_write_state_free(struct stage_ctx *ctx) { ctx->write_state = writer_free(ctx->write_state); }
 
-/* Device errno → job code for a failure at offset off. */
-static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint64_t off, const char *what)
+/* Device errno → job code for a failure at offset off. stalled: for -ETIMEDOUT, the
+ * watchdog's own account of which call stalled ("sync at offset N did not return within S s"),
+ * used as the message when given. */
+static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint64_t off, const char *what,
+			    const char *stalled)
 {
 	enum uf_code c;
 
@@ -52,6 +55,10 @@ static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint
 	ctx->bad_offset = off;
 	char details[128];
 	snprintf(details, sizeof(details), "{\"offset\":%llu,\"errno\":%d}", (unsigned long long)off, -r);
+	if (r == -ETIMEDOUT && stalled) {
+		slog(ctx, LOG_LVL_ERR, st, c, details, "%s", stalled);
+		return stage_fail(ctx, c, "%s: %s", dev_name(ctx->dev), stalled);
+	}
 	slog(ctx, LOG_LVL_ERR, st, c, details, "%s failed at offset %llu: %s", what, (unsigned long long)off,
 	     r == -ETIMEDOUT ? "stalled" : strerror(-r));
 	return stage_fail(ctx, c, "%s %s at offset %llu: %s", dev_name(ctx->dev), what, (unsigned long long)off,
@@ -75,13 +82,13 @@ enum uf_code stage_probe_device(struct stage_ctx *ctx)
 		if (r >= 0)
 			r = dev_sync(ctx->dev);
 		if (r < 0)
-			return fail_io(ctx, STAGE_VALIDATION, r, 0, "write test");
+			return fail_io(ctx, STAGE_VALIDATION, r, 0, "write test", NULL);
 		ctx->usable_size = dev_size(ctx->dev);
 		return UFC_NONE;
 	}
 	r = probe_run(ctx->dev, ctx->cancel, &pr);
 	if (r < 0)
-		return fail_io(ctx, STAGE_VALIDATION, r, 0, "capacity probe");
+		return fail_io(ctx, STAGE_VALIDATION, r, 0, "capacity probe", NULL);
 	snprintf(details, sizeof(details),
 		 "{\"verdict\":\"%s\",\"reported_bytes\":%llu,\"usable_bytes\":%llu,\"blocks_probed\":%llu}",
 		 probe_verdict_name(pr.verdict), (unsigned long long)pr.reported_size,
@@ -205,15 +212,7 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 		w_checkpoint(ctx, NULL);
 		return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s", st->error ? st->error : "resume state stale");
 	}
-	if (r == -ETIMEDOUT && st->error) {
-		/* the watchdog: say which call stalled ("sync at offset N did not return within S s") */
-		ctx->bad_offset = st->bad_offset;
-		snprintf(details, sizeof(details), "{\"offset\":%llu,\"errno\":%d}", (unsigned long long)st->bad_offset,
-			 ETIMEDOUT);
-		slog(ctx, LOG_LVL_ERR, STAGE_WRITING, UFC_WRITE_IO, details, "%s", st->error);
-		return stage_fail(ctx, UFC_WRITE_IO, "%s: %s", dev_name(ctx->dev), st->error);
-	}
-	return fail_io(ctx, STAGE_WRITING, r, st->bad_offset, "write");
+	return fail_io(ctx, STAGE_WRITING, r, st->bad_offset, "write", st->error);
 }
 
 static int reopen_image(void *ud, struct blksrc **ret)
@@ -241,7 +240,7 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 	if (ctx->opts->reset_before_verify) {
 		r = dev_reset(ctx->dev);
 		if (r < 0)
-			return fail_io(ctx, STAGE_VERIFICATION, r, 0, "reset before verify");
+			return fail_io(ctx, STAGE_VERIFICATION, r, 0, "reset before verify", NULL);
 	}
 	struct verify_opts vo = {
 		.buffer_size = ctx->opts->buffer_size,
@@ -271,5 +270,5 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 					     : "wrong data in the chunk",
 				  (unsigned long long)vr.bad_offset);
 	}
-	return fail_io(ctx, STAGE_VERIFICATION, r, vr.bad_offset, "read-back");
+	return fail_io(ctx, STAGE_VERIFICATION, r, vr.bad_offset, "read-back", NULL);
 }

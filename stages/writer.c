@@ -574,7 +574,7 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 	struct ioq *q = NULL;
 	struct wthread *t = NULL;
 	pthread_t th;
-	uint64_t last_end = 0, gen = 0, reused = 0; /* reused: for progress; the stat is the device thread's */
+	uint64_t last_end = 0, gen = 0;
 	bool unaligned_end = false;
 	unsigned bs = dev_block_size(w->d);
 	int r;
@@ -681,18 +681,15 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 		b->data_len = (size_t)n;
 		b->skip_lo = CHUNK_HEAD;
 		b->skip_hi = w->write_from;
-		uint64_t ks = MAX(off, CHUNK_HEAD), ke = MIN(off + len, w->write_from);
-		if (ke > ks)
-			reused += ke - ks;
 		/* Every buffer goes to the device thread, which hashes it (in stream order) and writes
 		 * what is outside [skip_lo, skip_hi). */
 		ioq_push(q, IOQ_WORK, b);
 		maybe_checkpoint(w, q, &gen, cbs);
 		if (cbs && cbs->progress) {
 			pthread_mutex_lock(&q->lock);
-			uint64_t io = q->io_bytes;
+			uint64_t done = q->io_bytes + q->reused; /* written, or found already on the stick */
 			pthread_mutex_unlock(&q->lock);
-			cbs->progress(cbs->userdata, MIN(io + reused, w->src->mapped), w->src->mapped);
+			cbs->progress(cbs->userdata, MIN(done, w->src->mapped), w->src->mapped);
 		}
 	}
 	if (r == 0) {

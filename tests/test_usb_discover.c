@@ -23,6 +23,7 @@
 #include "usb/discover.h"
 #include "usb/safety.h"
 #include "usb/usbdev.h"
+#include "util/macro.h"
 
 static char *tmp;
 static char *sysfs;
@@ -333,8 +334,6 @@ static struct {
 	unsigned calls, bus, addr;
 } fusb;
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
 static int fake_usb_info(unsigned bus, unsigned addr, struct usbdev_info *ret)
 {
 	fusb.calls++;
@@ -345,9 +344,9 @@ static int fake_usb_info(unsigned bus, unsigned addr, struct usbdev_info *ret)
 	if (bus != fusb.info.busnum || addr != fusb.info.devaddr)
 		return -ENODEV;
 	*ret = fusb.info;
-	ret->manufacturer = dup_or_null(fusb.info.manufacturer);
-	ret->product = dup_or_null(fusb.info.product);
-	ret->serial = dup_or_null(fusb.info.serial);
+	ret->manufacturer = strdup_or_null(fusb.info.manufacturer);
+	ret->product = strdup_or_null(fusb.info.product);
+	ret->serial = strdup_or_null(fusb.info.serial);
 	return 0;
 }
 

@@ -568,6 +568,27 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The writing stage failed on the watchdog: WRITE_IO at off, the stalled call ("write" or
+ * "sync") and the 0.3 s timeout named in the writer's error and the stage's message, exactly one
+ * log row, an error row with the offset and ETIMEDOUT. */
+static void assert_stalled(const struct stage_ctx *ctx, const struct logcap *lc, const char *call, uint64_t off)
+{
+	char want[128];
+	cr_assert_eq(ctx->code, UFC_WRITE_IO);
+	cr_assert_eq(ctx->bad_offset, off);
+	const struct writer_stats *st = writer_stats(ctx->write_state);
+	cr_assert_eq(st->stalled, true);
+	cr_assert_eq(st->bad_offset, off);
+	snprintf(want, sizeof(want), ": %s at offset %llu did not return within 0.3 s", call, (unsigned long long)off);
+	cr_assert(strstr(st->error, want + 2), "%s", st->error);
+	cr_assert(strstr(ctx->message, want), "%s", ctx->message);
+	cr_assert_eq(lc->n, 1);
+	cr_assert_eq(lc->n_err, 1);
+	cr_assert_eq(lc->code, UFC_WRITE_IO);
+	snprintf(want, sizeof(want), "{\"offset\":%llu,\"errno\":%d}", (unsigned long long)off, ETIMEDOUT);
+	cr_assert_str_eq(lc->details, want);
+}
+
 /* Through the writing stage, write.stall_timeout = 0.3 s: a write that never returns fails the
  * stage with WRITE_IO at the stuck write's offset, after the watchdog and not after the write. */
 Test(writer, stage_write_stall_is_write_io)
@@ -588,19 +609,7 @@ Test(writer, stage_write_stall_is_write_io)
 	cr_assert_eq(stage_writing(&ctx), UFC_WRITE_IO);
 	double took = now_s() - t0;
 	cr_assert_lt(took, 10.0, "the stage waited %.1f s: for the write, not the watchdog", took);
-	cr_assert_eq(ctx.code, UFC_WRITE_IO);
-	cr_assert_eq(ctx.bad_offset, 4 * MiB); /* the write of [4M, 5M) hangs */
-	const struct writer_stats *st = writer_stats(ctx.write_state);
-	cr_assert_eq(st->stalled, true);
-	cr_assert_eq(st->bad_offset, 4 * MiB);
-	cr_assert(strstr(st->error, "write at offset 4194304 did not return within 0.3 s"), "%s", st->error);
-	cr_assert(strstr(ctx.message, ": write at offset 4194304 did not return within 0.3 s"), "%s", ctx.message);
-	cr_assert_eq(lc.n, 1);
-	cr_assert_eq(lc.n_err, 1);
-	cr_assert_eq(lc.code, UFC_WRITE_IO);
-	char want[64];
-	snprintf(want, sizeof(want), "{\"offset\":4194304,\"errno\":%d}", ETIMEDOUT);
-	cr_assert_str_eq(lc.details, want);
+	assert_stalled(&ctx, &lc, "write", 4 * MiB); /* the write of [4M, 5M) hangs */
 	stage_ctx_done(&ctx);
 	writer_dev_free(&s->base);
 	uint64_t one = 1;
@@ -639,20 +648,8 @@ Test(writer, stage_sync_stall_is_write_io)
 	/* Read the target while the sync still sleeps (it wakes 1.5 s after it began). */
 	uint8_t *got = wt_read_file(tpath, 16 * MiB);
 	cr_assert_lt(took, 3.0, "the stage waited %.1f s: for the sync, not the watchdog", took);
-	cr_assert_eq(ctx.code, UFC_WRITE_IO);
-	cr_assert_eq(ctx.bad_offset, 8 * MiB);
+	assert_stalled(&ctx, &lc, "sync", 8 * MiB);
 	cr_assert_eq(ctx.bytes_written, 7 * MiB); /* the body; the head is still held back */
-	const struct writer_stats *st = writer_stats(ctx.write_state);
-	cr_assert_eq(st->stalled, true);
-	cr_assert_eq(st->bad_offset, 8 * MiB);
-	cr_assert(strstr(st->error, "sync at offset 8388608 did not return within 0.3 s"), "%s", st->error);
-	cr_assert(strstr(ctx.message, ": sync at offset 8388608 did not return within 0.3 s"), "%s", ctx.message);
-	cr_assert_eq(lc.n, 1);
-	cr_assert_eq(lc.n_err, 1);
-	cr_assert_eq(lc.code, UFC_WRITE_IO);
-	char want[64];
-	snprintf(want, sizeof(want), "{\"offset\":8388608,\"errno\":%d}", ETIMEDOUT);
-	cr_assert_str_eq(lc.details, want);
 	for (size_t i = 0; i < MiB; i++)
 		cr_assert_eq(got[i], 0, "head byte %zu written before the stalled sync returned", i);
 	cr_assert(memcmp(got + MiB, data + MiB, 7 * MiB) == 0);

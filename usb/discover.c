@@ -23,8 +23,6 @@
 
 static bool env_is_real(const struct usb_env *env) { return strcmp(env->sysfs, "/sys") == 0; }
 
-static char *strdup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
 static void candidate_done(struct usb_candidate *c)
 {
 	free(c->slot);

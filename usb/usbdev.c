@@ -17,6 +17,13 @@
 
 #include "util/macro.h"
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 struct usbdev_reset {
 	char *port_path;
 	char *serial;
@@ -206,33 +213,24 @@ int usbdev_info_get(const char *port_path, struct usbdev_info *ret)
 /* The daemon lists its sticks every poll: without a cache each listing would open every
  * stick's usb_device node and send it string-descriptor requests, busy sticks included. A
  * device keeps its bus address until it is unplugged or re-enumerated (a new address), so
- * answers are kept per (bus, address) for INFO_CACHE_TTL seconds. Successes only. */
-#define INFO_CACHE_SIZE 32
-#define INFO_CACHE_TTL	60.0 /* an address comes back only after 127 enumerations on its bus */
+ * answers are kept per (bus, address) for INFO_CACHE_TTL_MS. Successes only. */
+#define INFO_CACHE_SIZE	  32
+#define INFO_CACHE_TTL_MS 60000 /* an address comes back only after 127 enumerations on its bus */
 
 static struct {
 	struct usbdev_info info;
-	double at;
+	int64_t at_ms;
 	bool used;
 } info_cache[INFO_CACHE_SIZE];
 static pthread_mutex_t info_cache_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static double mono_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static char *sdup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 /* Deep copy (strings duplicated). -ENOMEM. */
 static int info_copy(const struct usbdev_info *from, struct usbdev_info *to)
 {
 	*to = *from;
-	to->manufacturer = sdup_or_null(from->manufacturer);
-	to->product = sdup_or_null(from->product);
-	to->serial = sdup_or_null(from->serial);
+	to->manufacturer = strdup_or_null(from->manufacturer);
+	to->product = strdup_or_null(from->product);
+	to->serial = strdup_or_null(from->serial);
 	if ((from->manufacturer && !to->manufacturer) || (from->product && !to->product) ||
 	    (from->serial && !to->serial)) {
 		usbdev_info_done(to);
@@ -244,7 +242,7 @@ static int info_copy(const struct usbdev_info *from, struct usbdev_info *to)
 int usbdev_info_get_by_address(unsigned busnum, unsigned devaddr, struct usbdev_info *ret)
 {
 	struct usbdev_info fresh;
-	double now = mono_s();
+	int64_t now = now_ms();
 	int r = -ENOENT;
 
 	if (busnum == 0 || busnum > 255 || devaddr == 0 || devaddr > 255)
@@ -252,7 +250,7 @@ int usbdev_info_get_by_address(unsigned busnum, unsigned devaddr, struct usbdev_
 	pthread_mutex_lock(&info_cache_lock);
 	for (size_t i = 0; i < INFO_CACHE_SIZE && r == -ENOENT; i++)
 		if (info_cache[i].used && info_cache[i].info.busnum == busnum &&
-		    info_cache[i].info.devaddr == devaddr && now - info_cache[i].at < INFO_CACHE_TTL)
+		    info_cache[i].info.devaddr == devaddr && now - info_cache[i].at_ms < INFO_CACHE_TTL_MS)
 			r = info_copy(&info_cache[i].info, ret);
 	pthread_mutex_unlock(&info_cache_lock);
 	if (r != -ENOENT)
@@ -269,13 +267,13 @@ int usbdev_info_get_by_address(unsigned busnum, unsigned devaddr, struct usbdev_
 			slot = i;
 			break;
 		}
-		if (!info_cache[i].used || (info_cache[slot].used && info_cache[i].at < info_cache[slot].at))
+		if (!info_cache[i].used || (info_cache[slot].used && info_cache[i].at_ms < info_cache[slot].at_ms))
 			slot = i;
 	}
 	if (info_cache[slot].used)
 		usbdev_info_done(&info_cache[slot].info);
 	info_cache[slot].used = info_copy(&fresh, &info_cache[slot].info) == 0;
-	info_cache[slot].at = now;
+	info_cache[slot].at_ms = now;
 	pthread_mutex_unlock(&info_cache_lock);
 	*ret = fresh;
 	return 0;
@@ -308,13 +306,6 @@ void usbdev_info_done(struct usbdev_info *i)
 }
 
 /* ---- waiting for the disk ------------------------------------------------------------------ */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* 1 and *ret_devnode when a matching disk exists now, 0 when not, -errno. */
 static int scan_for_disk(const struct usb_env *env, const char *serial, const char *port_path, char **ret_devnode)

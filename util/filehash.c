@@ -27,13 +27,9 @@ void filehash_hex(const unsigned char *p, unsigned n, char *out)
 
 void filehash_xxh128_hex(uint64_t high64, uint64_t low64, char out[FILEHASH_XXH128_HEX])
 {
-	unsigned char b[16];
-
-	for (int i = 0; i < 8; i++) {
-		b[i] = (unsigned char)(high64 >> (56 - 8 * i));
-		b[8 + i] = (unsigned char)(low64 >> (56 - 8 * i));
-	}
-	filehash_hex(b, 16, out);
+	XXH128_canonical_t c;
+	XXH128_canonicalFromHash(&c, (XXH128_hash_t){ .low64 = low64, .high64 = high64 });
+	filehash_hex(c.digest, 16, out);
 }
 
 int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX], char ret_xxh128[FILEHASH_XXH128_HEX],

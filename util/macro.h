@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <stdio.h>
 
@@ -47,6 +48,9 @@ static inline void fclosep(FILE **f)
 #define MAX(a, b)	 ((a) > (b) ? (a) : (b))
 #define ALIGN_UP(x, a)	 ((((x) + (a)-1) / (a)) * (a))
 #define ALIGN_DOWN(x, a) (((x) / (a)) * (a))
+
+/* strdup(s), or NULL for NULL (and on ENOMEM). */
+static inline char *strdup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 /* free(p) and return NULL: p = mfree(p); */
 static inline void *mfree(void *p)

@@ -1,48 +1,53 @@
 /* Implementation of utf8.h. */
 #include "util/utf8.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the well-formed sequence at p (1–4), or 0 when it is not one. */
-static size_t seq_len(const unsigned char *p)
+int utf8_decode(const unsigned char *s, uint32_t *ret_cp)
 {
-	unsigned char c = p[0];
-	size_t n;
-	uint32_t cp;
+	unsigned char c = s[0];
+	uint32_t v, min;
+	int len;
 
-	if (c < 0x80)
+	if (c < 0x80) {
+		*ret_cp = c;
 		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
 	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
+	if ((c & 0xE0) == 0xC0) {
+		len = 2;
+		v = c & 0x1F;
+		min = 0x80;
+	} else if ((c & 0xF0) == 0xE0) {
+		len = 3;
+		v = c & 0x0F;
+		min = 0x800;
+	} else if ((c & 0xF8) == 0xF0) {
+		len = 4;
+		v = c & 0x07;
+		min = 0x10000;
+	} else
+		return -1;
+	for (int i = 1; i < len; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return -1;
+		v = (v << 6) | (s[i] & 0x3F);
+	}
+	if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+		return -1;
+	*ret_cp = v;
+	return len;
 }
 
 bool utf8_valid(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	uint32_t cp;
 
 	while (*p) {
-		size_t n = seq_len(p);
-		if (n == 0)
+		int n = utf8_decode(p, &cp);
+		if (n < 0)
 			return false;
 		p += n;
 	}
@@ -53,17 +58,18 @@ char *utf8_escape(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	char *out = malloc(4 * strlen(s) + 1), *o = out;
+	uint32_t cp;
 
 	if (!out)
 		return NULL;
 	while (*p) {
-		size_t n = seq_len(p);
-		if (n == 0) {
+		int n = utf8_decode(p, &cp);
+		if (n < 0) {
 			o += snprintf(o, 5, "\\x%02x", *p);
 			p++;
 			continue;
 		}
-		memcpy(o, p, n);
+		memcpy(o, p, (size_t)n);
 		o += n;
 		p += n;
 	}

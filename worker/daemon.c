@@ -79,8 +79,6 @@ static void slot_clear(struct slot *s)
 	s->speed = 0;
 }
 
-static char *sdup(const char *s) { return s ? strdup(s) : NULL; }
-
 static struct slot *slot_find(struct daemon *d, const char *name)
 {
 	for (size_t i = 0; i < d->n_slots; i++)
@@ -132,12 +130,12 @@ static void refresh_slots(struct daemon *d)
 			continue;
 		s->present = c[i].devnode != NULL; /* a configured slot with no stick is listed empty */
 		s->eligible = c[i].eligible;
-		s->devnode = sdup(c[i].devnode);
-		s->serial = sdup(c[i].serial);
-		s->vendor = sdup(c[i].vendor);
-		s->model = sdup(c[i].model);
-		s->port_path = sdup(c[i].port_path);
-		s->reason = sdup(c[i].reason);
+		s->devnode = strdup_or_null(c[i].devnode);
+		s->serial = strdup_or_null(c[i].serial);
+		s->vendor = strdup_or_null(c[i].vendor);
+		s->model = strdup_or_null(c[i].model);
+		s->port_path = strdup_or_null(c[i].port_path);
+		s->reason = strdup_or_null(c[i].reason);
 		s->capacity = c[i].capacity_bytes;
 		s->speed = c[i].usb_speed_mbps;
 		s->seen = s->present;

@@ -33,7 +33,8 @@ struct runner {
 	struct db *db;
 	pthread_mutex_t lock; /* guards db and the progress state below */
 	pthread_cond_t tick_cond;
-	pthread_cond_t throttle_cond; /* write.max_rate: the writer waits here between chunks */
+	pthread_cond_t throttle_cond; /* the writer (write.max_rate) and finish()'s retries wait here;
+	                               * broadcast on a stop request and when the stick is gone */
 	bool ticker_quit;
 
 	atomic_bool cancel;    /* the pipeline's flag: any reason to stop */
@@ -323,6 +324,22 @@ static void spec_done(struct job_spec *s)
 	job_items_free(s->items, s->n_items);
 }
 
+/* Wait up to seconds on throttle_cond, which a stop request broadcasts. True when the daemon
+ * is stopping. */
+static bool wait_or_stop(struct runner *r, double seconds)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	double t = ts_to_d(&until) + seconds;
+	until.tv_sec = (time_t)t;
+	until.tv_nsec = (long)((t - floor(t)) * 1e9);
+	pthread_mutex_lock(&r->lock);
+	while (!atomic_load(&r->stop) && pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&r->lock);
+	return atomic_load(&r->stop);
+}
+
 enum final_kind { FINAL_DONE, FINAL_FAIL, FINAL_HAND_BACK };
 
 struct final {
@@ -339,8 +356,8 @@ struct final {
  * the result: reconnect and try again, backing off, until it lands, the job turns out not to
  * be ours (-ESTALE: the reaper or an operator took it), or half the stuck timeout has passed
  * since our last heartbeat; from then on the reaper may hand the job to another worker, so
- * we must not write for it any more (it is then retried, never run twice at once). Returns 0
- * when recorded. */
+ * we must not write for it any more (it is then retried, never run twice at once). A stop
+ * request ends the waiting too (the reaper returns the job). Returns 0 when recorded. */
 static int finish(struct runner *r, struct final *f)
 {
 	const double deadline = ts_to_d(&r->last_ok_beat) + r->a.cfg->stuck.processing_timeout / 2;
@@ -394,8 +411,11 @@ static int finish(struct runner *r, struct final *f)
 			log_warning("job %lld: cannot record its end yet (%s); retrying", (long long)r->job->id,
 				    db_error(r->db));
 		warned = true;
-		struct timespec ts = { (time_t)backoff, (long)((backoff - floor(backoff)) * 1e9) };
-		nanosleep(&ts, NULL);
+		if (wait_or_stop(r, backoff)) {
+			log_error("job %lld: daemon stopping before its end could be recorded; the reaper will return it",
+				  (long long)r->job->id);
+			return q;
+		}
 		backoff = MIN(backoff * 2, 4.0);
 		if (q == -ENOTCONN) {
 			_cleanup_free_ char *err = NULL;
