@@ -744,7 +744,7 @@ int queue_stats(struct db *db, double processing_timeout, double queued_timeout,
 	if (r >= 0)
 		r = db_query_i64(
 			db, &sq,
-			"SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND created_at < NOW(6) - INTERVAL ? MICROSECOND",
+			"SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND",
 			DB_I64((int64_t)llround(queued_timeout * 1e6)), DB_END);
 	if (r < 0) {
 		json_decref(o);

@@ -277,7 +277,10 @@ static const char *const v2[] = {
 	/* a slot holding a finished stick (udev mode) waits for it to be taken out */
 	"ALTER TABLE devices MODIFY state ENUM('empty','ready','busy','bad','unsafe','done') NOT NULL DEFAULT 'empty'",
 	/* a queued job's age counts from when it last entered the queue (next_attempt_at: set on
-	 * every requeue, created_at for a new job), not from its creation */
+	 * every requeue, created_at for a new job), not from its creation: the reaper, queue stats
+	 * and v_stuck_jobs read it through this index */
+	"CREATE INDEX IF NOT EXISTS ix_jobs_queued_since ON processing_jobs (status, next_attempt_at)",
+	"ALTER TABLE processing_jobs DROP INDEX IF EXISTS ix_jobs_queued_age",
 	"CREATE OR REPLACE VIEW v_stuck_jobs AS"
 	" SELECT j.id AS job_id, o.order_number, j.status, j.stage, j.locked_by, j.slot, j.attempts,"
 	"  j.heartbeat_at, j.created_at,"
