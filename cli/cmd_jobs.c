@@ -290,7 +290,7 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 	if ((r = cli_db_open(c, &db)))
 		return r;
 	r = jobs_reap(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, c->cfg.retry.delays,
-		      c->cfg.retry.n_delays, &st);
+		      c->cfg.retry.n_delays, NULL, 0, &st);
 	if (r < 0) {
 		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 		db_close(db);

@@ -1238,3 +1238,81 @@ int config_load_default(const char *explicit_path, struct uf_config *cfg, char *
 		*ret_error = TAKE_PTR(err);
 	return r;
 }
+
+/* ---- reload ----------------------------------------------------------------------------------- */
+
+static bool str_differs(const char *a, const char *b) { return (a == NULL) != (b == NULL) || (a && strcmp(a, b)); }
+
+static bool slots_differ(const struct uf_config *a, const struct uf_config *b)
+{
+	if (a->usb.n_slots != b->usb.n_slots)
+		return true;
+	for (size_t i = 0; i < a->usb.n_slots; i++)
+		if (str_differs(a->usb.slots[i].name, b->usb.slots[i].name) ||
+		    str_differs(a->usb.slots[i].port, b->usb.slots[i].port) ||
+		    str_differs(a->usb.slots[i].path, b->usb.slots[i].path))
+			return true;
+	return false;
+}
+
+size_t config_restart_keys_changed(const struct uf_config *running, const struct uf_config *next, const char **ret,
+				   size_t max)
+{
+	const struct {
+		const char *key;
+		bool differs;
+	} keys[] = {
+		{ "station", str_differs(running->station, next->station) },
+		{ "database.host", str_differs(running->db.host, next->db.host) },
+		{ "database.port", running->db.port != next->db.port },
+		{ "database.socket", str_differs(running->db.socket, next->db.socket) },
+		{ "database.user", str_differs(running->db.user, next->db.user) },
+		{ "database.password", str_differs(running->db.password, next->db.password) },
+		{ "database.name", str_differs(running->db.name, next->db.name) },
+		{ "usb.mode", running->usb.mode != next->usb.mode },
+		{ "usb.slots", slots_differ(running, next) },
+	};
+	size_t n = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (keys[i].differs && n < max)
+			ret[n++] = keys[i].key;
+	return n;
+}
+
+int config_keep_restart_keys(struct uf_config *next, const struct uf_config *running)
+{
+	struct uf_config t = { 0 };
+	t.station = strdup_or_null(running->station);
+	t.db = running->db;
+	t.db.host = strdup_or_null(running->db.host);
+	t.db.socket = strdup_or_null(running->db.socket);
+	t.db.user = strdup_or_null(running->db.user);
+	t.db.password = strdup_or_null(running->db.password);
+	t.db.name = strdup_or_null(running->db.name);
+	t.usb.mode = running->usb.mode;
+	t.usb.n_slots = running->usb.n_slots;
+	t.usb.slots = running->usb.n_slots ? calloc(running->usb.n_slots, sizeof(*t.usb.slots)) : NULL;
+	bool oom = (running->station && !t.station) || (running->db.host && !t.db.host) ||
+		   (running->db.socket && !t.db.socket) || (running->db.user && !t.db.user) ||
+		   (running->db.password && !t.db.password) || (running->db.name && !t.db.name) ||
+		   (running->usb.n_slots && !t.usb.slots);
+	for (size_t i = 0; !oom && i < running->usb.n_slots; i++) {
+		const struct slot_conf *s = &running->usb.slots[i];
+		t.usb.slots[i] =
+			(struct slot_conf){ strdup_or_null(s->name), strdup_or_null(s->port), strdup_or_null(s->path) };
+		oom = (s->name && !t.usb.slots[i].name) || (s->port && !t.usb.slots[i].port) ||
+		      (s->path && !t.usb.slots[i].path);
+	}
+	if (oom) {
+		config_done(&t);
+		return -ENOMEM;
+	}
+	/* hand the copies to next, and next's own values to t, which frees them */
+	struct uf_config old = *next;
+	next->station = t.station;
+	next->db = t.db;
+	next->usb = t.usb;
+	t = (struct uf_config){ .station = old.station, .db = old.db, .usb = old.usb };
+	config_done(&t);
+	return 0;
+}

@@ -88,5 +88,14 @@ const char *config_default_path(const char *explicit_path);
  * defaults (cfg->path NULL) and 0 is returned. An explicitly named missing file is an error
  * (-ENOENT, message naming the file). Same contract as config_load otherwise. */
 int config_load_default(const char *explicit_path, struct uf_config *cfg, char **ret_error);
+/* Reload (usbforged's SIGHUP): the keys a running daemon cannot change in place are the
+ * station, the database group and the usb group (its slots, connections and monitor are built
+ * from them). config_restart_keys_changed() names (static strings, up to max, into ret) those
+ * that differ between the running configuration and the next; config_keep_restart_keys()
+ * gives next copies of running's values for them, so that the rest of next can take effect.
+ * -ENOMEM (next unchanged). */
+size_t config_restart_keys_changed(const struct uf_config *running, const struct uf_config *next, const char **ret,
+				   size_t max);
+int config_keep_restart_keys(struct uf_config *next, const struct uf_config *running);
 /* Free every field and zero *cfg. NULL is accepted. */
 void config_done(struct uf_config *cfg);

@@ -54,6 +54,12 @@ static int map_errno(unsigned e)
 	}
 }
 
+static void set_error(struct db *db, const char *msg)
+{
+	free(db->error);
+	db->error = msg ? strdup(msg) : NULL;
+}
+
 static int fail(struct db *db)
 {
 	db->err = mysql_errno(db->my);
@@ -62,11 +68,28 @@ static int fail(struct db *db)
 	return map_errno(db->err);
 }
 
-MYSQL *db_handle(struct db *db) { return db->my; }
+/* Every entry point that would hand db->my to the client library checks this first: after a
+ * failed reconnect there is no handle, and the connection is down until a reconnect succeeds. */
+static int check_up(struct db *db)
+{
+	if (db->my)
+		return 0;
+	db->err = CR_SERVER_GONE_ERROR;
+	if (!db->error)
+		set_error(db, "not connected to MariaDB (the connection was lost; reconnecting)");
+	return -ENOTCONN;
+}
+
+bool db_is_up(const struct db *db) { return db->my != NULL; }
 unsigned db_errno(struct db *db) { return db->err; }
-const char *db_error(struct db *db) { return db->error ? db->error : mysql_error(db->my); }
-const char *db_server_version(struct db *db) { return mysql_get_server_info(db->my); }
-uint64_t db_insert_id(struct db *db) { return mysql_insert_id(db->my); }
+const char *db_error(struct db *db)
+{
+	if (db->error)
+		return db->error;
+	return db->my ? mysql_error(db->my) : "not connected to MariaDB";
+}
+const char *db_server_version(struct db *db) { return db->my ? mysql_get_server_info(db->my) : "(not connected)"; }
+uint64_t db_insert_id(struct db *db) { return db->my ? mysql_insert_id(db->my) : 0; }
 
 const char *db_version_problem(const char *v)
 {
@@ -95,9 +118,12 @@ static int do_connect(struct db *db, char **ret_error)
 	 * retries the transaction). No statement of usbforge's legitimately takes longer. */
 	unsigned timeout = 5, io_timeout = DB_IO_TIMEOUT;
 
+	*ret_error = NULL;
 	db->my = mysql_init(NULL);
-	if (!db->my)
+	if (!db->my) {
+		set_error(db, "cannot set up a MariaDB connection: out of memory");
 		return -ENOMEM;
+	}
 	mysql_options(db->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
 	mysql_options(db->my, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
 	mysql_options(db->my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
@@ -119,6 +145,7 @@ static int do_connect(struct db *db, char **ret_error)
 			e = NULL;
 		mysql_close(db->my);
 		db->my = NULL;
+		set_error(db, e);
 		*ret_error = e;
 		return r == -EIO ? -ENOTCONN : r;
 	}
@@ -130,6 +157,7 @@ static int do_connect(struct db *db, char **ret_error)
 			e = NULL;
 		mysql_close(db->my);
 		db->my = NULL;
+		set_error(db, e);
 		*ret_error = e;
 		return r;
 	}
@@ -140,9 +168,12 @@ static int do_connect(struct db *db, char **ret_error)
 			e = NULL;
 		mysql_close(db->my);
 		db->my = NULL;
+		set_error(db, e);
 		*ret_error = e;
 		return -EPROTO;
 	}
+	set_error(db, NULL);
+	db->err = 0;
 	return 0;
 }
 
@@ -176,10 +207,16 @@ int db_connect(const struct uf_config *cfg, struct db **ret, char **ret_error)
 
 int db_reconnect(struct db *db, char **ret_error)
 {
+	char *e = NULL;
 	if (db->my)
 		mysql_close(db->my);
 	db->my = NULL;
-	return do_connect(db, ret_error);
+	int r = do_connect(db, &e);
+	if (ret_error)
+		*ret_error = e;
+	else
+		free(e);
+	return r;
 }
 
 struct db *db_close(struct db *db)
@@ -208,8 +245,12 @@ char *db_format(struct db *db, const char *sql, const struct db_arg *args, size_
 	size_t ai = 0;
 	char quote = 0;
 
-	if (!f)
+	if (!f || !db->my) {
+		if (f)
+			fclose(f);
+		free(out);
 		return NULL;
+	}
 	for (const char *p = sql; *p; p++) {
 		if (quote) {
 			fputc(*p, f);
@@ -285,6 +326,9 @@ static int run(struct db *db, const char *sql, va_list ap)
 {
 	struct db_arg args[64];
 	size_t n = 0;
+	int r = check_up(db);
+	if (r < 0)
+		return r;
 	for (;;) {
 		struct db_arg a = va_arg(ap, struct db_arg);
 		if (a.type == DBA_END)
@@ -302,7 +346,7 @@ static int run(struct db *db, const char *sql, va_list ap)
 		return -EINVAL;
 	}
 	if (mysql_real_query(db->my, q, strlen(q)) != 0) {
-		int r = fail(db);
+		r = fail(db);
 		log_debug("db: query failed (%u %s): %s", db->err, mysql_error(db->my), q);
 		return r;
 	}
@@ -365,6 +409,8 @@ int db_commit(struct db *db) { return db_exec(db, NULL, "COMMIT", DB_END); }
 void db_rollback(struct db *db)
 {
 	unsigned saved = db->err;
+	if (!db->my)
+		return;
 	(void)mysql_real_query(db->my, "ROLLBACK", 8);
 	db->err = saved;
 }

@@ -8,7 +8,8 @@
  *
  * Errors: -EEXIST duplicate key (1062), -EAGAIN deadlock/lock wait/record changed (1213, 1205,
  * 1020: retry the transaction), -ENOTCONN connection lost or refused (2002, 2003, 2006, 2013),
- * -EPERM CHECK constraint violated (4025, 3819), -EPROTO server too old, -EIO anything else.
+ * -EPERM CHECK constraint violated (4025, 3819), -EPROTO server too old, -EIO anything else;
+ * -ENOTCONN also while the connection is down after a failed reconnect.
  * db_error() gives the server's message for the last failure. A struct db is used by one thread
  * at a time. */
 #pragma once
@@ -56,10 +57,14 @@ struct db *db_close(struct db *db);
  * that reason. The result is a static string. */
 const char *db_version_problem(const char *version);
 static inline bool db_version_supported(const char *version) { return !db_version_problem(version); }
-/* Reconnect a connection whose server went away. */
+/* Reconnect a connection whose server went away (ret_error may be NULL). When it fails the
+ * connection is down: every call below returns -ENOTCONN (db_error says why) without touching
+ * the client library, until a later db_reconnect succeeds. A struct db is never left with a
+ * dead or NULL handle that the client library could be given. */
 int db_reconnect(struct db *db, char **ret_error);
+/* Whether the connection has a handle (it may still turn out lost on the next statement). */
+bool db_is_up(const struct db *db);
 
-MYSQL *db_handle(struct db *db);
 const char *db_error(struct db *db);
 unsigned db_errno(struct db *db);
 /* "10.11.6-MariaDB-…" */

@@ -110,8 +110,12 @@ int job_claim(struct db *db, const struct claim_req *req, struct claimed_job **r
 	return 0;
 }
 
-int job_progress(struct db *db, int64_t id, const char *worker_id, const char *stage, int progress,
-		 const char *detail_json, uint64_t bytes_total, uint64_t bytes_written, bool *ret_cancel)
+/* The guard of every write made under a lease (three placeholders: id, worker, attempt). */
+#define LEASE_GUARD_SQL "id = ? AND status = 'processing' AND locked_by = ? AND attempts = ?"
+#define LEASE_ARGS(l)	DB_I64((l)->id), DB_STR((l)->worker_id), DB_I64((l)->attempt)
+
+int job_progress(struct db *db, const struct job_lease *l, const char *stage, int progress, const char *detail_json,
+		 uint64_t bytes_total, uint64_t bytes_written, bool *ret_cancel)
 {
 	uint64_t aff = 0;
 	int64_t cancel = 0;
@@ -119,22 +123,21 @@ int job_progress(struct db *db, int64_t id, const char *worker_id, const char *s
 			"UPDATE processing_jobs SET heartbeat_at = NOW(6), stage = ?, progress = ?,"
 			" progress_detail = COALESCE(?, progress_detail), bytes_total = IF(? > 0, ?, bytes_total),"
 			" bytes_written = LEAST(?, COALESCE(IF(? > 0, ?, bytes_total), ?))"
-			" WHERE id = ? AND status = 'processing' AND locked_by = ?",
+			" WHERE " LEASE_GUARD_SQL,
 			DB_STR(stage),
 			DB_I64(progress < 0	? 0
 			       : progress > 100 ? 100
 						: progress),
 			DB_STR(detail_json), DB_U64(bytes_total), DB_U64(bytes_total), DB_U64(bytes_written),
-			DB_U64(bytes_total), DB_U64(bytes_total), DB_U64(bytes_written), DB_I64(id), DB_STR(worker_id),
-			DB_END);
+			DB_U64(bytes_total), DB_U64(bytes_total), DB_U64(bytes_written), LEASE_ARGS(l), DB_END);
 	if (r < 0)
 		return r;
 	if (aff != 1)
 		return -ESTALE;
 	if (ret_cancel) {
 		r = db_query_i64(db, &cancel,
-				 "SELECT cancel_requested_at IS NOT NULL FROM processing_jobs WHERE id = ?", DB_I64(id),
-				 DB_END);
+				 "SELECT cancel_requested_at IS NOT NULL FROM processing_jobs WHERE id = ?",
+				 DB_I64(l->id), DB_END);
 		if (r < 0)
 			return r;
 		*ret_cancel = cancel != 0;
@@ -152,8 +155,32 @@ int job_log(struct db *db, int64_t id, int attempt, const char *level, const cha
 		       DB_STR(error_code), DB_STR(details_json), DB_END);
 }
 
+int job_log_leased(struct db *db, const struct job_lease *l, const struct job_log_row *row)
+{
+	uint64_t aff = 0;
+	int r = db_exec(db, &aff,
+			"INSERT INTO processing_job_logs (job_id, attempt, level, stage, category, message, error_code, details)"
+			" SELECT id, attempts, ?, ?, ?, ?, ?, ? FROM processing_jobs WHERE " LEASE_GUARD_SQL
+			" LOCK IN SHARE MODE",
+			DB_STR(row->level), DB_STR(row->stage), DB_STR(row->category), DB_STR(row->message),
+			DB_STR(row->error_code), DB_STR(row->details_json), LEASE_ARGS(l), DB_END);
+	if (r < 0)
+		return r;
+	return aff == 1 ? 0 : -ESTALE;
+}
+
+/* Lock the job row if the lease still holds it: the first statement of every transaction made
+ * under a lease. */
+static int lock_leased(struct db *db, const struct job_lease *l)
+{
+	int64_t one = 0;
+	int r = db_query_i64(db, &one, "SELECT 1 FROM processing_jobs WHERE " LEASE_GUARD_SQL " FOR UPDATE",
+			     LEASE_ARGS(l), DB_END);
+	return r == -ENOENT ? -ESTALE : r;
+}
+
 struct items_ctx {
-	int64_t id;
+	const struct job_lease *l;
 	const struct job_item *items;
 	size_t n;
 };
@@ -161,19 +188,21 @@ struct items_ctx {
 static int items_txn(struct db *db, void *userdata)
 {
 	struct items_ctx *c = userdata;
-	int r = db_exec(db, NULL, "DELETE FROM processing_job_items WHERE job_id = ?", DB_I64(c->id), DB_END);
+	int r = lock_leased(db, c->l);
+	if (r >= 0)
+		r = db_exec(db, NULL, "DELETE FROM processing_job_items WHERE job_id = ?", DB_I64(c->l->id), DB_END);
 	for (size_t i = 0; r >= 0 && i < c->n; i++)
 		r = db_exec(db, NULL,
 			    "INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
 			    " VALUES (?, ?, ?, ?, ?)",
-			    DB_I64(c->id), DB_I64(c->items[i].position), DB_I64(c->items[i].content_item_id),
+			    DB_I64(c->l->id), DB_I64(c->items[i].position), DB_I64(c->items[i].content_item_id),
 			    DB_U64(c->items[i].size), DB_STR(c->items[i].dest_path), DB_END);
 	return r;
 }
 
-int job_items_store(struct db *db, int64_t id, const struct job_item *items, size_t n)
+int job_items_store(struct db *db, const struct job_lease *l, const struct job_item *items, size_t n)
 {
-	struct items_ctx c = { id, items, n };
+	struct items_ctx c = { l, items, n };
 	return db_transaction(db, items_txn, &c);
 }
 
@@ -218,13 +247,13 @@ int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret
 	return 0;
 }
 
-int job_resume_store(struct db *db, int64_t id, const char *worker_id, const char *resume_json)
+int job_resume_store(struct db *db, const struct job_lease *l, const char *resume_json)
 {
 	uint64_t aff = 0;
 	int r = db_exec(db, &aff,
 			"UPDATE processing_jobs SET resume_state = ?, resume_device = " RESUME_DEVICE_SQL
-			" WHERE id = ? AND status = 'processing' AND locked_by = ?",
-			DB_STR(resume_json), DB_I64(id), DB_STR(worker_id), DB_END);
+			" WHERE " LEASE_GUARD_SQL,
+			DB_STR(resume_json), LEASE_ARGS(l), DB_END);
 	if (r < 0)
 		return r;
 	return aff == 1 ? 0 : -ESTALE;
@@ -262,8 +291,9 @@ static void jrow_done(struct jrow *j)
 	free(j->cancelled_by);
 }
 
-/* Lock the job if it is processing and ours (or, worker_id NULL, if it has status st). */
-static int lock_job(struct db *db, int64_t id, const char *worker_id, const char *st, struct jrow *ret)
+/* Lock the job if it is processing under lease l (or, l NULL, if it is processing at all: the
+ * reaper). */
+static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct jrow *ret)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	int r = db_query(db, &res,
@@ -271,8 +301,10 @@ static int lock_job(struct db *db, int64_t id, const char *worker_id, const char
 			 " j.slot, j.device_serial, j.cancelled_by,"
 			 " TIMESTAMPDIFF(MICROSECOND, j.started_at, NOW(6)) / 1e6"
 			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
-			 " WHERE j.id = ? AND j.status = ? AND (? IS NULL OR j.locked_by = ?) FOR UPDATE",
-			 DB_I64(id), DB_STR(st), DB_STR(worker_id), DB_STR(worker_id), DB_END);
+			 " WHERE j.id = ? AND j.status = 'processing' AND (? IS NULL OR (j.locked_by = ? AND j.attempts = ?))"
+			 " FOR UPDATE",
+			 DB_I64(id), l ? DB_STR(l->worker_id) : DB_NULL, DB_STR(l ? l->worker_id : NULL),
+			 DB_I64(l ? l->attempt : 0), DB_END);
 	if (r < 0)
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
@@ -316,7 +348,7 @@ static int order_maybe_done(struct db *db, const struct jrow *j)
 
 struct fin {
 	int64_t id;
-	const char *worker_id;
+	const struct job_lease *lease; /* NULL: the reaper */
 	enum uf_code code;
 	const char *reason;
 	const double *delays;
@@ -324,15 +356,16 @@ struct fin {
 	uint64_t bytes;
 	const struct job_log_row *row;
 	const char *status; /* out */
-	bool reaper;
 };
 
-static int log_row_add(struct db *db, int64_t id, const struct job_log_row *row)
+/* The row of a final transition, in its transaction (after the guarded update, which a leased
+ * insert would no longer match): the lease's attempt, or the row's own for the reaper. */
+static int log_row_add(struct db *db, int64_t id, const struct job_lease *l, const struct job_log_row *row)
 {
 	if (!row)
 		return 0;
-	return job_log(db, id, row->attempt, row->level, row->stage, row->category, row->message, row->error_code,
-		       row->details_json);
+	return job_log(db, id, l ? l->attempt : row->attempt, row->level, row->stage, row->category, row->message,
+		       row->error_code, row->details_json);
 }
 
 static int done_txn(struct db *db, void *userdata)
@@ -340,7 +373,7 @@ static int done_txn(struct db *db, void *userdata)
 	struct fin *f = userdata;
 	struct jrow j;
 	uint64_t aff = 0;
-	int r = lock_job(db, f->id, f->worker_id, "processing", &j);
+	int r = lock_job(db, f->id, f->lease, &j);
 	if (r < 0)
 		return r;
 	r = db_exec(db, &aff,
@@ -349,9 +382,9 @@ static int done_txn(struct db *db, void *userdata)
 		    " progress_detail = JSON_OBJECT('stage', 'done', 'bytes_done', ?, 'bytes_total', ?,"
 		    "  'duration_seconds', TIMESTAMPDIFF(MICROSECOND, started_at, NOW(6)) / 1e6),"
 		    " heartbeat_at = NOW(6), resume_state = NULL, error_code = NULL, fail_reason = NULL"
-		    " WHERE id = ? AND status = 'processing' AND locked_by = ?",
-		    DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), DB_I64(f->id),
-		    DB_STR(f->worker_id), DB_END);
+		    " WHERE " LEASE_GUARD_SQL,
+		    DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), LEASE_ARGS(f->lease),
+		    DB_END);
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
 	if (r >= 0)
@@ -361,7 +394,7 @@ static int done_txn(struct db *db, void *userdata)
 					j.attempts, "slot", j.slot, "device_serial", j.serial, "bytes_written",
 					(json_int_t)f->bytes, "duration_seconds", j.duration));
 	if (r >= 0)
-		r = log_row_add(db, f->id, f->row);
+		r = log_row_add(db, f->id, f->lease, f->row);
 	if (r >= 0)
 		r = order_maybe_done(db, &j);
 	f->status = "done";
@@ -369,11 +402,20 @@ static int done_txn(struct db *db, void *userdata)
 	return r;
 }
 
-int job_finish_done(struct db *db, int64_t id, const char *worker_id, uint64_t bytes_written,
-		    const struct job_log_row *row)
+int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_written, const struct job_log_row *row)
 {
-	struct fin f = { .id = id, .worker_id = worker_id, .bytes = bytes_written, .row = row };
+	struct fin f = { .id = l->id, .lease = l, .bytes = bytes_written, .row = row };
 	return db_transaction(db, done_txn, &f);
+}
+
+int job_is_done(struct db *db, int64_t id, bool *ret)
+{
+	int64_t done = 0;
+	int r = db_query_i64(db, &done, "SELECT status = 'done' FROM processing_jobs WHERE id = ?", DB_I64(id), DB_END);
+	if (r < 0)
+		return r;
+	*ret = done != 0;
+	return 0;
 }
 
 static int fail_txn(struct db *db, void *userdata)
@@ -383,7 +425,7 @@ static int fail_txn(struct db *db, void *userdata)
 	uint64_t aff = 0;
 	const char *code = uf_code_name(f->code) ? uf_code_name(f->code) : "PROCESSING_FAILED";
 	enum uf_code_class cls = uf_code_class(f->code);
-	int r = lock_job(db, f->id, f->reaper ? NULL : f->worker_id, "processing", &j);
+	int r = lock_job(db, f->id, f->lease, &j);
 	if (r < 0)
 		return r;
 
@@ -435,16 +477,16 @@ static int fail_txn(struct db *db, void *userdata)
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
 	if (r >= 0)
-		r = log_row_add(db, f->id, f->row);
+		r = log_row_add(db, f->id, f->lease, f->row);
 	jrow_done(&j);
 	return r;
 }
 
-int job_finish_fail(struct db *db, int64_t id, const char *worker_id, enum uf_code code, const char *reason,
+int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
 		    const struct job_log_row *row, const double *delays, size_t n_delays, const char **ret_status)
 {
-	struct fin f = { .id = id,
-			 .worker_id = worker_id,
+	struct fin f = { .id = l->id,
+			 .lease = l,
 			 .code = code,
 			 .reason = reason,
 			 .delays = delays,
@@ -457,8 +499,8 @@ int job_finish_fail(struct db *db, int64_t id, const char *worker_id, enum uf_co
 }
 
 struct hand_back {
-	int64_t id;
-	const char *worker_id, *why;
+	const struct job_lease *l;
+	const char *why;
 	const struct job_log_row *row;
 };
 
@@ -466,21 +508,23 @@ static int hand_back_txn(struct db *db, void *userdata)
 {
 	struct hand_back *h = userdata;
 	uint64_t aff = 0;
-	int r = db_exec(
-		db, &aff,
-		"UPDATE processing_jobs SET status = 'retry', attempts = GREATEST(attempts - 1, 0), locked_by = NULL,"
-		" next_attempt_at = NOW(6), fail_reason = ? WHERE id = ? AND status = 'processing' AND locked_by = ?",
-		DB_STR(h->why), DB_I64(h->id), DB_STR(h->worker_id), DB_END);
+	/* the row first (its attempt is the lease's, which the update takes back) */
+	int r = lock_leased(db, h->l);
+	if (r >= 0)
+		r = log_row_add(db, h->l->id, h->l, h->row);
+	if (r >= 0)
+		r = db_exec(db, &aff,
+			    "UPDATE processing_jobs SET status = 'retry', attempts = GREATEST(attempts - 1, 0),"
+			    " locked_by = NULL, next_attempt_at = NOW(6), fail_reason = ? WHERE " LEASE_GUARD_SQL,
+			    DB_STR(h->why), LEASE_ARGS(h->l), DB_END);
 	if (r < 0)
 		return r;
-	if (aff != 1)
-		return -ESTALE;
-	return log_row_add(db, h->id, h->row);
+	return aff == 1 ? 0 : -ESTALE;
 }
 
-int job_hand_back(struct db *db, int64_t id, const char *worker_id, const char *why, const struct job_log_row *row)
+int job_hand_back(struct db *db, const struct job_lease *l, const char *why, const struct job_log_row *row)
 {
-	struct hand_back h = { id, worker_id, why, row };
+	struct hand_back h = { l, why, row };
 	return db_transaction(db, hand_back_txn, &h);
 }
 
@@ -610,13 +654,24 @@ static int reap_txn(struct db *db, void *userdata)
 	MYSQL_ROW row = mysql_fetch_row(res);
 	if (!row)
 		return -ESTALE; /* it beat or finished meanwhile */
+	/* The stage: the attempt's last log row says where the worker was (the job row's stage is
+	 * written with the heartbeat and lags a stage start by up to a beat). */
+	_cleanup_result_ MYSQL_RES *sres = NULL;
+	r = db_query(db, &sres,
+		     "SELECT stage FROM processing_job_logs WHERE job_id = ? AND attempt = ?"
+		     " AND stage NOT IN ('pending', 'done') ORDER BY id DESC LIMIT 1",
+		     DB_I64(c->id), DB_I64(db_row_i64(row, 0)), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW srow = mysql_fetch_row(sres);
+	const char *stage = srow && srow[0] ? srow[0] : row[1];
 	/* An operator asked to cancel a job whose worker then died: the cancel wins (no retry, no
 	 * failure and no refund event for a unit the operator stopped). */
 	bool cancel = db_row_i64(row, 2) != 0;
 	struct job_log_row lr = {
 		.attempt = (int)db_row_i64(row, 0),
 		.level = "warn",
-		.stage = row[1],
+		.stage = stage,
 		.category = "system",
 		.message =
 			cancel ? "stuck job cancelled by the reaper: cancel was requested and its worker stopped answering"
@@ -627,7 +682,6 @@ static int reap_txn(struct db *db, void *userdata)
 			 .code = cancel ? UFC_CANCELLED : UFC_STUCK_TIMEOUT,
 			 .delays = c->delays,
 			 .n_delays = c->n_delays,
-			 .reaper = true,
 			 .row = &lr,
 			 .reason = cancel ? "cancelled (its worker stopped answering before it could stop)"
 					  : "no heartbeat from the worker (it died or lost the database)" };
@@ -669,8 +723,16 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 	return r;
 }
 
+static bool in_list(int64_t id, const int64_t *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i] == id)
+			return true;
+	return false;
+}
+
 int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays, size_t n_delays,
-	      struct reap_stats *ret)
+	      const int64_t *skip, size_t n_skip, struct reap_stats *ret)
 {
 	struct reap_stats st = { .actions = json_array() };
 	for (int pass = 0; pass < 2; pass++) {
@@ -694,6 +756,8 @@ int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, c
 			struct reap_one c = {
 				.id = db_row_i64(row, 0), .timeout = to, .delays = delays, .n_delays = n_delays
 			};
+			if (pass == 0 && in_list(c.id, skip, n_skip))
+				continue;
 			r = db_transaction(db, pass == 0 ? reap_txn : stuck_queued_txn, &c);
 			if (r == -ESTALE)
 				continue; /* it beat, finished or was reported meanwhile */

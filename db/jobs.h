@@ -47,22 +47,42 @@ void claimed_job_free(struct claimed_job *j);
  * device identity; the order becomes 'processing'. -ENOENT when nothing fits. */
 int job_claim(struct db *db, const struct claim_req *req, struct claimed_job **ret);
 
-/* Heartbeat + progress (guarded on processing/locked_by). detail_json may be NULL.
- * *ret_cancel = whether an operator asked to cancel. -ESTALE when the job is no longer ours. */
-int job_progress(struct db *db, int64_t id, const char *worker_id, const char *stage, int progress,
-		 const char *detail_json, uint64_t bytes_total, uint64_t bytes_written, bool *ret_cancel);
+/* What a worker holds while it runs a job: the job, its own name (locked_by) and the attempt the
+ * claim gave it. Every write a worker makes for a job is guarded on all three (status
+ * 'processing', locked_by, attempts): once the reaper or an operator has taken the job, or
+ * another claim has started a later attempt, the write matches nothing and returns -ESTALE, so a
+ * worker that lost its job (frozen, cut off from the database) writes nothing more for it. */
+struct job_lease {
+	int64_t id;
+	const char *worker_id;
+	int attempt;
+};
+#define JOB_LEASE(job, worker) ((struct job_lease){ .id = (job)->id, .worker_id = (worker), .attempt = (job)->attempt })
 
-/* Append a log row. level "debug|info|warn|error"; category "stage|progress|device|system". */
+/* Heartbeat + progress (guarded on the lease). detail_json may be NULL.
+ * *ret_cancel = whether an operator asked to cancel. -ESTALE when the job is no longer ours. */
+int job_progress(struct db *db, const struct job_lease *l, const char *stage, int progress, const char *detail_json,
+		 uint64_t bytes_total, uint64_t bytes_written, bool *ret_cancel);
+
+/* Append a log row. level "debug|info|warn|error"; category "stage|progress|device|system".
+ * Unguarded: for the reaper and operators, who write about a job they do not hold. */
 int job_log(struct db *db, int64_t id, int attempt, const char *level, const char *stage, const char *category,
 	    const char *message, const char *error_code, const char *details_json);
 
-/* Record the chosen content (replacing any earlier choice of the same job). */
-int job_items_store(struct db *db, int64_t id, const struct job_item *items, size_t n);
+struct job_log_row;
+/* Append a log row of the lease's attempt only while the lease holds (one INSERT … SELECT that
+ * reads the job row under a shared lock: it waits for a reaper's transaction on it and then sees
+ * its outcome). -ESTALE when the job is no longer ours. row->attempt is ignored. */
+int job_log_leased(struct db *db, const struct job_lease *l, const struct job_log_row *row);
+
+/* Record the chosen content (replacing any earlier choice of the same job); guarded on the
+ * lease, -ESTALE when the job is no longer ours. */
+int job_items_store(struct db *db, const struct job_lease *l, const struct job_item *items, size_t n);
 /* Load a previous attempt's choice; *ret_n = 0 when none. */
 int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret_n);
 void job_items_free(struct job_item *items, size_t n);
 /* Store the writer's resume state (JSON) for a later attempt. Guarded like job_progress. */
-int job_resume_store(struct db *db, int64_t id, const char *worker_id, const char *resume_json);
+int job_resume_store(struct db *db, const struct job_lease *l, const char *resume_json);
 
 /* The log row of a final transition. It is written in the transition's own transaction and only
  * when the guarded update took place, so a worker that lost its job (rescued by the reaper,
@@ -73,20 +93,22 @@ struct job_log_row {
 	const char *level, *stage, *category, *message, *error_code, *details_json;
 };
 
-/* Finalize. Each is one transaction guarded on (id, processing, locked_by), with *row (may be
- * NULL) inserted when the guard matched:
+/* Finalize. Each is one transaction guarded on the lease (id, processing, locked_by, attempts),
+ * with *row (may be NULL; its attempt is the lease's) inserted when the guard matched:
  *  done:      done, progress 100, completed_at, job.done; order.done when every unit is done.
  *  fail:      by uf_code_class(code): RETRYABLE with attempts left → retry at now + delays[attempt−1];
  *             else (PERMANENT, or no attempts left) → failed + job.failed + order.failed
  *             (payload "refund_due": true); BAD_STICK → queued again, the attempt not spent;
  *             CANCELLED → cancelled (cancelled_at, cancelled_by from the request).
  * *ret_status (may be NULL) = the status the job went to. */
-int job_finish_done(struct db *db, int64_t id, const char *worker_id, uint64_t bytes_written,
-		    const struct job_log_row *row);
-int job_finish_fail(struct db *db, int64_t id, const char *worker_id, enum uf_code code, const char *reason,
+int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_written, const struct job_log_row *row);
+int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
 		    const struct job_log_row *row, const double *delays, size_t n_delays, const char **ret_status);
 /* Hand a running job back (daemon stopping): retry, next_attempt_at now, attempt not spent. */
-int job_hand_back(struct db *db, int64_t id, const char *worker_id, const char *why, const struct job_log_row *row);
+int job_hand_back(struct db *db, const struct job_lease *l, const char *why, const struct job_log_row *row);
+/* Whether the job's row says it ended done (a commit whose answer was lost with the connection
+ * is recognised by this). */
+int job_is_done(struct db *db, int64_t id, bool *ret);
 
 /* Operator: queued/retry → cancelled now; processing → cancel_requested_at (the worker stops at
  * its next chunk boundary). *ret_status = "cancelled" or "cancel_requested". -EALREADY when the
@@ -104,9 +126,12 @@ struct reap_stats {
 	json_t *actions;	 /* [{"job_id", "action", "reason"}], owned by the caller */
 };
 /* Stuck-job recovery, one transaction per job, guarded on the stale heartbeat so a job that just
- * beat or finished is never touched. */
+ * beat or finished is never touched. The jobs in skip[0..n_skip) (those the caller's own live
+ * runners hold: their heartbeats lag only because the database was away) are left alone. The
+ * log row names the stage of the attempt's last log row (the job row's stage lags it by up to a
+ * heartbeat). */
 int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays, size_t n_delays,
-	      struct reap_stats *ret);
+	      const int64_t *skip, size_t n_skip, struct reap_stats *ret);
 
 /* queue stats as DESIGN.md's JSON: one key per status, stuck_processing, stuck_queued,
  * avg_duration_seconds. */

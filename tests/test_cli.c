@@ -214,7 +214,7 @@ Test(cli, monitoring_commands)
 	struct job_log_row row = {
 		.attempt = 1, .level = "info", .stage = "done", .category = "stage", .message = "job done"
 	};
-	cr_assert_eq(job_finish_done(db, a->id, "w1", 0, &row), 0);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 0, &row), 0);
 	char ida[32], idb[32];
 	snprintf(ida, sizeof(ida), "%lld", (long long)a->id);
 	snprintf(idb, sizeof(idb), "%lld", (long long)b->id);

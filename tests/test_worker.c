@@ -238,7 +238,7 @@ static void *claimer_main(void *p)
 			break;
 		}
 		c->seen[c->claimed++] = j->id;
-		r = job_finish_done(cdb, j->id, wid, 0, NULL);
+		r = job_finish_done(cdb, &JOB_LEASE(j, wid), 0, NULL);
 		claimed_job_free(j);
 		if (r < 0) {
 			c->rc = r;
@@ -378,7 +378,7 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 		     1);
 	struct reap_stats rs;
 	double delays[] = { 0.1, 0.1, 0.1 };
-	cr_assert_eq(jobs_reap(db, 3.0, 3600, delays, 3, &rs), 0);
+	cr_assert_eq(jobs_reap(db, 3.0, 3600, delays, 3, NULL, 0, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
 	cr_assert_eq(rs.failed, 0);
 	json_decref(rs.actions);
@@ -418,9 +418,9 @@ Test(worker, resume_state_of_another_stick_is_not_used)
 			       .device_bytes = 1 << 30 };
 	struct claimed_job *j = NULL;
 	cr_assert_eq(job_claim(db, &q, &j), 0);
-	cr_assert_eq(job_resume_store(db, j->id, "w1", "{\"v\":1}"), 0);
+	cr_assert_eq(job_resume_store(db, &JOB_LEASE(j, "w1"), "{\"v\":1}"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE resume_device = 'SER-A'"), 1);
-	cr_assert_eq(job_finish_fail(db, j->id, "w1", UFC_WRITE_IO, "x", NULL, (double[]){ 0 }, 1, NULL), 0);
+	cr_assert_eq(job_finish_fail(db, &JOB_LEASE(j, "w1"), UFC_WRITE_IO, "x", NULL, (double[]){ 0 }, 1, NULL), 0);
 	claimed_job_free(j);
 	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND",
 			     DB_END),
@@ -431,7 +431,7 @@ Test(worker, resume_state_of_another_stick_is_not_used)
 	cr_assert_eq(job_claim(db, &q2, &j), 0);
 	cr_assert(j->resume_other_stick);
 	cr_assert_null(j->resume_state);
-	cr_assert_eq(job_finish_fail(db, j->id, "w1", UFC_WRITE_IO, "x", NULL, (double[]){ 0 }, 1, NULL), 0);
+	cr_assert_eq(job_finish_fail(db, &JOB_LEASE(j, "w1"), UFC_WRITE_IO, "x", NULL, (double[]){ 0 }, 1, NULL), 0);
 	claimed_job_free(j);
 	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND",
 			     DB_END),
@@ -453,7 +453,7 @@ static void *reaper_main(void *p)
 	struct reaper_arg *a = p;
 	struct db *rdb = tdb_connect(DBNAME);
 	double delays[] = { 5, 15, 60 };
-	a->rc = jobs_reap(rdb, 1.0, 3600, delays, 3, &a->st);
+	a->rc = jobs_reap(rdb, 1.0, 3600, delays, 3, NULL, 0, &a->st);
 	db_close(rdb);
 	return NULL;
 }
@@ -521,12 +521,12 @@ Test(worker, reaped_job_cannot_be_finished_by_its_old_worker)
 	make_stale("");
 	struct reap_stats rs;
 	double d[] = { 5 };
-	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, &rs), 0);
+	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, NULL, 0, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
 	json_decref(rs.actions);
-	cr_assert_eq(job_finish_done(db, j->id, "w1", 0, NULL), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL), -ESTALE);
 	bool cancel;
-	cr_assert_eq(job_progress(db, j->id, "w1", "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
+	cr_assert_eq(job_progress(db, &JOB_LEASE(j, "w1"), "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry'"), 1);
 	claimed_job_free(j);
@@ -543,7 +543,7 @@ Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
 	make_stale("cancel_requested_at = NOW(6) - INTERVAL 20 SECOND");
 	struct reap_stats rs;
 	double d[] = { 5 };
-	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, &rs), 0);
+	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, NULL, 0, &rs), 0);
 	cr_assert_eq(rs.cancelled, 1);
 	cr_assert_eq(rs.retried + rs.failed + rs.stuck_reported, 0);
 	json_decref(rs.actions);
@@ -556,7 +556,7 @@ Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
 			       "SELECT COUNT(*) FROM processing_job_logs WHERE error_code = 'CANCELLED' AND attempt = 1"
 			       " AND message LIKE 'stuck job cancelled by the reaper%'"),
 		     1);
-	cr_assert_eq(job_finish_done(db, j->id, "w1", 0, NULL), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL), -ESTALE);
 	claimed_job_free(j);
 }
 
@@ -568,7 +568,7 @@ Test(worker, cancel_that_comes_after_the_end_leaves_it_done)
 	const char *st = NULL;
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
 	cr_assert_str_eq(st, "cancel_requested");
-	cr_assert_eq(job_finish_done(db, j->id, "w1", 0, NULL), 0);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL), 0);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND cancelled_at IS NULL"),
 		     1);
@@ -591,7 +591,7 @@ Test(worker, queued_too_long_is_reported_once_from_its_last_requeue)
 	double d[] = { 5 };
 	for (int pass = 0; pass < 2; pass++) {
 		struct reap_stats rs;
-		cr_assert_eq(jobs_reap(db, 60, 900, d, 1, &rs), 0);
+		cr_assert_eq(jobs_reap(db, 60, 900, d, 1, NULL, 0, &rs), 0);
 		cr_assert_eq(rs.stuck_reported, pass == 0 ? 1u : 0u, "pass %d", pass);
 		cr_assert_eq(rs.retried + rs.failed + rs.cancelled, 0);
 		json_decref(rs.actions);
@@ -621,18 +621,19 @@ Test(worker, final_log_row_only_with_its_transition)
 	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET locked_by = 'w2' WHERE id = ?", DB_I64(a->id),
 			     DB_END),
 		     0);
-	cr_assert_eq(job_finish_done(db, a->id, "w1", 0, &row), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 0, &row), -ESTALE);
 	struct job_log_row frow = { .attempt = 1,
 				    .level = "error",
 				    .stage = "writing",
 				    .category = "stage",
 				    .message = "WRITE_IO: x",
 				    .error_code = "WRITE_IO" };
-	cr_assert_eq(job_finish_fail(db, a->id, "w1", UFC_WRITE_IO, "x", &frow, (double[]){ 5 }, 1, NULL), -ESTALE);
-	cr_assert_eq(job_hand_back(db, a->id, "w1", "stopping", &row), -ESTALE);
+	cr_assert_eq(job_finish_fail(db, &JOB_LEASE(a, "w1"), UFC_WRITE_IO, "x", &frow, (double[]){ 5 }, 1, NULL),
+		     -ESTALE);
+	cr_assert_eq(job_hand_back(db, &JOB_LEASE(a, "w1"), "stopping", &row), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 0);
 	/* b is still ours: the transition and its row land together */
-	cr_assert_eq(job_finish_done(db, b->id, "w1", 0, &row), 0);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(b, "w1"), 0, &row), 0);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done' AND attempt = 1"),
 		     1);
@@ -1004,7 +1005,8 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 	cr_assert_eq(claim_for("test-station", 15000000000ULL), id);
 	const char *st = NULL;
 	double d[] = { 5, 15, 60 };
-	cr_assert_eq(job_finish_fail(db, id, "w", UFC_DEVICE_FAKE_CAPACITY, "only 1 GiB real", NULL, d, 3, &st), 0);
+	struct job_lease l = { .id = id, .worker_id = "w", .attempt = 1 };
+	cr_assert_eq(job_finish_fail(db, &l, UFC_DEVICE_FAKE_CAPACITY, "only 1 GiB real", NULL, d, 3, &st), 0);
 	cr_assert_str_eq(st, "queued");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
 				   " AND error_code = 'DEVICE_FAKE_CAPACITY' AND slot IS NULL AND locked_by IS NULL"),
@@ -1013,12 +1015,12 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 	cr_assert_eq(claim_for("test-station", 15000000000ULL), id);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE attempts = 1"), 1);
 	/* a permanent error fails at once, with its events */
-	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), 0);
+	cr_assert_eq(job_finish_fail(db, &l, UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), 0);
 	cr_assert_str_eq(st, "failed");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"),
 		     2);
 	/* finalizing again is refused and writes nothing */
-	cr_assert_eq(job_finish_fail(db, id, "w", UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), -ESTALE);
-	cr_assert_eq(job_finish_done(db, id, "w", 0, NULL), -ESTALE);
+	cr_assert_eq(job_finish_fail(db, &l, UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &l, 0, NULL), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
 }

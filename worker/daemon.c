@@ -3,6 +3,7 @@
  * a timeout for the next poll/heartbeat/reap. Only this thread claims jobs and owns the slots. */
 #include "worker/daemon.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -40,10 +41,21 @@ struct slot {
 	char *bad_serial, *done_serial;
 	bool seen; /* refresh_slots: a stick was listed in it this time */
 	struct runner *runner;
+	struct cfg_ref *runner_cfg; /* the configuration its runner started with */
+};
+
+/* A configuration and the runners that use it. A reload (SIGHUP) makes a new one current; a
+ * runner keeps the one it started with (running jobs are untouched) and the last to end frees
+ * a configuration that is no longer current. */
+struct cfg_ref {
+	struct uf_config c;
+	unsigned users;
 };
 
 struct daemon {
-	const struct uf_config *cfg;
+	const struct uf_config *cfg; /* &cur->c */
+	struct cfg_ref *cur;
+	const char *config_path; /* as given on the command line (NULL: the default) */
 	bool once;
 	struct db *db;
 	bool db_down_logged;
@@ -87,15 +99,31 @@ static struct slot *slot_find(struct daemon *d, const char *name)
 	return NULL;
 }
 
+/* NULL when out of memory (the stick is then not used this round; said once per call). */
 static struct slot *slot_add(struct daemon *d, const char *name)
 {
-	struct slot *n = realloc(d->slots, (d->n_slots + 1) * sizeof(*n));
-	if (!n)
-		abort();
+	char *copy = strdup(name);
+	struct slot *n = copy ? realloc(d->slots, (d->n_slots + 1) * sizeof(*n)) : NULL;
+	if (!n) {
+		free(copy);
+		log_error("slot %s: out of memory; not used", name);
+		return NULL;
+	}
 	d->slots = n;
 	memset(&n[d->n_slots], 0, sizeof(*n));
-	n[d->n_slots].name = strdup(name);
+	n[d->n_slots].name = copy;
 	return &n[d->n_slots++];
+}
+
+static void cfg_unref(struct daemon *d, struct cfg_ref *c)
+{
+	if (!c)
+		return;
+	assert(c->users > 0);
+	if (--c->users == 0 && c != d->cur) {
+		config_done(&c->c);
+		free(c);
+	}
 }
 
 /* What identifies the stick in a slot: its USB serial, or (static slots, sticks without one)
@@ -126,7 +154,7 @@ static void refresh_slots(struct daemon *d)
 		struct slot *s = slot_find(d, c[i].slot);
 		if (!s)
 			s = slot_add(d, c[i].slot);
-		if (s->runner)
+		if (!s || s->runner)
 			continue;
 		s->present = c[i].devnode != NULL; /* a configured slot with no stick is listed empty */
 		s->eligible = c[i].eligible;
@@ -170,12 +198,15 @@ static const char *slot_state(const struct slot *s)
 	return "ready";
 }
 
-/* Mirror the slots into the devices table (best effort). */
+static void db_check(struct daemon *d, int r);
+
+/* Mirror the slots into the devices table; the first failure ends the round (db_check). A slot
+ * whose runner lost its job does not name that job. */
 static void mirror_devices(struct daemon *d)
 {
 	for (size_t i = 0; d->db && i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
-		(void)db_exec(
+		int r = db_exec(
 			d->db, NULL,
 			"INSERT INTO devices (station, slot, devnode, serial, vendor, model, capacity_bytes, usb_speed_mbps,"
 			" port_path, state, state_reason, current_job_id, last_seen_at)"
@@ -191,8 +222,21 @@ static void mirror_devices(struct daemon *d)
 			       : s->done_serial ? "job done; take the stick out to start the next one"
 			       : s->eligible	? NULL
 						: s->reason),
-			s->runner ? DB_I64(runner_job_id(s->runner)) : DB_NULL, DB_END);
+			s->runner && !runner_lost(s->runner) ? DB_I64(runner_job_id(s->runner)) : DB_NULL, DB_END);
+		if (r < 0) {
+			db_check(d, r);
+			return;
+		}
 	}
+}
+
+/* The stuck timeouts, for readers with no config of their own (v_stuck_jobs). */
+static int write_settings(struct daemon *d)
+{
+	return db_exec(d->db, NULL,
+		       "INSERT INTO settings (name, value) VALUES ('stuck.processing_timeout', ?), ('stuck.queued_timeout', ?)"
+		       " ON DUPLICATE KEY UPDATE value = VALUES(value)",
+		       DB_DBL(d->cfg->stuck.processing_timeout), DB_DBL(d->cfg->stuck.queued_timeout), DB_END);
 }
 
 static int db_up(struct daemon *d)
@@ -209,7 +253,8 @@ static int db_up(struct daemon *d)
 			sd_notifyf(0, "STATUS=waiting for the database: %s", err ? err : "cannot connect");
 		}
 		d->db_down_logged = true;
-		d->db_backoff = d->db_backoff ? MIN(d->db_backoff * 2, 30.0) : 0.5;
+		/* at most a second between tries: back at work within a second or two of the server's return */
+		d->db_backoff = d->db_backoff ? MIN(d->db_backoff * 2, 1.0) : 0.25;
 		d->db_retry_at = now() + d->db_backoff;
 		return r;
 	}
@@ -221,37 +266,57 @@ static int db_up(struct daemon *d)
 	if (r < 0) {
 		log_error("migration failed: %s", db_error(d->db));
 		d->db = db_close(d->db);
+		d->db_down_logged = true;
+		d->db_retry_at = now() + 1.0;
 		return r;
 	}
-	(void)db_exec(d->db, NULL,
-		      "INSERT INTO workers (id, station, hostname, pid, version) VALUES (?, ?, ?, ?, ?)"
-		      " ON DUPLICATE KEY UPDATE heartbeat_at = NOW(6), stopped_at = NULL",
-		      DB_STR(d->worker_id), DB_STR(d->cfg->station), DB_STR(d->hostname), DB_I64(getpid()),
-		      DB_STR(UF_VERSION), DB_END);
-	(void)db_exec(d->db, NULL,
-		      "INSERT INTO settings (name, value) VALUES ('stuck.processing_timeout', ?), ('stuck.queued_timeout', ?)"
-		      " ON DUPLICATE KEY UPDATE value = VALUES(value)",
-		      DB_DBL(d->cfg->stuck.processing_timeout), DB_DBL(d->cfg->stuck.queued_timeout), DB_END);
+	r = db_exec(d->db, NULL,
+		    "INSERT INTO workers (id, station, hostname, pid, version) VALUES (?, ?, ?, ?, ?)"
+		    " ON DUPLICATE KEY UPDATE heartbeat_at = NOW(6), stopped_at = NULL",
+		    DB_STR(d->worker_id), DB_STR(d->cfg->station), DB_STR(d->hostname), DB_I64(getpid()),
+		    DB_STR(UF_VERSION), DB_END);
+	if (r >= 0)
+		r = write_settings(d);
+	if (r < 0) {
+		db_check(d, r);
+		return r;
+	}
 	return 0;
 }
 
-/* A failed statement on the main connection: drop it if the server went away. */
+/* A failed statement on the main connection: drop it if the server went away (it is tried
+ * again at once, then at most a second apart). No new job is claimed meanwhile; running jobs
+ * go on (their runners have connections of their own). */
 static void db_check(struct daemon *d, int r)
 {
-	if (r == -ENOTCONN || (r < 0 && db_errno(d->db) >= 2000)) {
+	if (d->db && (r == -ENOTCONN || (r < 0 && db_errno(d->db) >= 2000))) {
 		log_error("DB_UNAVAILABLE: %s; reconnecting", db_error(d->db));
+		sd_notifyf(0, "STATUS=database unavailable (%s); no new job is claimed, running ones go on",
+			   db_error(d->db));
 		d->db_down_logged = true;
 		d->db = db_close(d->db);
-		d->db_backoff = 0.5;
-		d->db_retry_at = now() + d->db_backoff;
+		d->db_backoff = 0;
+		d->db_retry_at = now();
 	}
 }
 
 static void reap(struct daemon *d)
 {
 	struct reap_stats st;
+	/* our own live runners' jobs are not stuck: their heartbeats lag only while the database
+	 * was away, and each runner beats again (or learns it lost the job) on its own */
+	int64_t *live = d->n_slots ? calloc(d->n_slots, sizeof(*live)) : NULL;
+	size_t n_live = 0;
+	if (d->n_slots && !live) {
+		log_error("reaper: out of memory; skipped this round");
+		return;
+	}
+	for (size_t i = 0; i < d->n_slots; i++)
+		if (d->slots[i].runner && !runner_finished(d->slots[i].runner) && !runner_lost(d->slots[i].runner))
+			live[n_live++] = runner_job_id(d->slots[i].runner);
 	int r = jobs_reap(d->db, d->cfg->stuck.processing_timeout, d->cfg->stuck.queued_timeout, d->cfg->retry.delays,
-			  d->cfg->retry.n_delays, &st);
+			  d->cfg->retry.n_delays, live, n_live, &st);
+	free(live);
 	if (r < 0) {
 		db_check(d, r);
 		return;
@@ -283,7 +348,7 @@ static void claim_for_free_slots(struct daemon *d)
 			db_check(d, r);
 			return;
 		}
-		struct runner_args a = { .cfg = d->cfg,
+		struct runner_args a = { .cfg = &d->cur->c,
 					 .worker_id = d->worker_id,
 					 .slot = s->name,
 					 .devpath = s->devnode,
@@ -295,10 +360,16 @@ static void claim_for_free_slots(struct daemon *d)
 		r = runner_start(&a, &s->runner);
 		if (r < 0) {
 			log_error_errno(r, "cannot start a runner: %m");
-			(void)job_hand_back(d->db, job->id, d->worker_id, "runner could not start", NULL);
+			struct job_lease l = JOB_LEASE(job, d->worker_id);
+			db_check(d, job_hand_back(d->db, &l, "runner could not start", NULL));
 			claimed_job_free(job);
+			s->runner = NULL;
+			if (!d->db)
+				return;
 			continue;
 		}
+		s->runner_cfg = d->cur;
+		d->cur->users++;
 		d->busy++;
 	}
 }
@@ -312,6 +383,8 @@ static void join_finished(struct daemon *d)
 			continue;
 		runner_join(s->runner, &bad, &done);
 		s->runner = NULL;
+		cfg_unref(d, s->runner_cfg);
+		s->runner_cfg = NULL;
 		d->busy--;
 		/* While busy the slot was not re-read (refresh_slots skips it): the hotplug events of
 		 * its stick leaving, or of its disk node coming back under another name after the
@@ -320,7 +393,7 @@ static void join_finished(struct daemon *d)
 		d->next_poll = 0;
 		if (bad && s->devnode) {
 			free(s->bad_serial);
-			s->bad_serial = strdup(slot_identity(s));
+			s->bad_serial = strdup(slot_identity(s)); /* NULL (out of memory): not marked */
 			log_warning("slot %s: stick %s refused; the slot stays bad until the stick is replaced",
 				    s->name, s->bad_serial);
 		}
@@ -367,10 +440,65 @@ static void notify_status(struct daemon *d)
 {
 	int64_t queued = -1;
 	if (d->db)
-		(void)db_query_i64(d->db, &queued,
-				   "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')", DB_END);
-	sd_notifyf(0, "STATUS=%u/%zu slots busy, %lld queued%s", d->busy, d->n_slots, (long long)queued,
-		   d->db ? "" : ", database unavailable");
+		db_check(d, db_query_i64(d->db, &queued,
+					 "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')",
+					 DB_END));
+	if (d->db)
+		sd_notifyf(0, "STATUS=%u/%zu slots busy, %lld queued", d->busy, d->n_slots, (long long)queued);
+	else
+		sd_notifyf(0, "STATUS=%u/%zu slots busy; database unavailable: no new job is claimed until it is back",
+			   d->busy, d->n_slots);
+}
+
+/* SIGHUP: read the configuration again. The keys that can change in place take effect for what
+ * starts from now on (claims, new runners, intervals, the reaper); running jobs keep the
+ * configuration they started with. The station and the database and usb groups need a restart:
+ * when they changed, a warning names them and their running values stay. A file that does not
+ * load is refused with its error, and the running configuration stays whole. */
+static void reload(struct daemon *d)
+{
+	const char *path = config_default_path(d->config_path);
+	_cleanup_free_ char *err = NULL;
+	sd_notify(0, "RELOADING=1");
+	struct cfg_ref *n = calloc(1, sizeof(*n));
+	int r = n ? config_load_default(d->config_path, &n->c, &err) : -ENOMEM;
+	if (r < 0) {
+		log_error("CONFIG_INVALID: reload refused, the running configuration stays: %s",
+			  err ? err : "out of memory");
+		free(n);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	const char *changed[16];
+	size_t k = config_restart_keys_changed(d->cfg, &n->c, changed, ARRAY_SIZE(changed));
+	if (k) {
+		char list[256] = "";
+		for (size_t i = 0; i < k; i++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", changed[i]);
+		if (config_keep_restart_keys(&n->c, d->cfg) < 0) {
+			log_error("reload of %s refused (out of memory); the running configuration stays", path);
+			config_done(&n->c);
+			free(n);
+			sd_notify(0, "READY=1");
+			return;
+		}
+		log_warning("reload: %s: %s changed; that takes a restart (systemctl restart usbforged), the running "
+			    "value stays until then",
+			    path, list);
+	}
+	struct cfg_ref *old = d->cur;
+	d->cur = n;
+	d->cfg = &n->c;
+	if (old->users == 0) {
+		config_done(&old->c);
+		free(old);
+	}
+	d->next_poll = d->next_beat = d->next_reap = 0; /* the new intervals start now */
+	if (d->db)
+		db_check(d, write_settings(d));
+	log_notice("configuration reloaded from %s: poll %.2f s, up to %u at once, stuck after %.0f s", path,
+		   d->cfg->worker.poll_interval, d->cfg->worker.max_concurrent, d->cfg->stuck.processing_timeout);
+	sd_notify(0, "READY=1");
 }
 
 /* A stick pulled from a busy slot: tell its runner at once, so the attempt ends with
@@ -404,21 +532,33 @@ static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
 	}
 }
 
-int daemon_run(const struct uf_config *cfg, bool once)
+int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 {
-	struct daemon d = { .cfg = cfg, .once = once, .sfd = -1, .efd = -1 };
+	struct daemon d = { .config_path = config_path, .once = once, .sfd = -1, .efd = -1 };
 	sigset_t mask;
 	char host[256] = "";
 	int r = 0;
 	uint64_t wd_usec = 0;
 
+	d.cur = calloc(1, sizeof(*d.cur));
+	if (!d.cur)
+		return log_error_errno(ENOMEM, "cannot start: %m");
+	d.cur->c = *initial; /* taken over */
+	memset(initial, 0, sizeof(*initial));
+	d.cfg = &d.cur->c;
+	const struct uf_config *cfg = d.cfg; /* the start-up configuration, for start-up only */
+
 	gethostname(host, sizeof(host) - 1);
 	d.hostname = strdup(host);
-	if (asprintf(&d.worker_id, "%s/%s/%d", cfg->station, host, (int)getpid()) < 0)
-		return -ENOMEM;
+	if (!d.hostname || asprintf(&d.worker_id, "%s/%s/%d", cfg->station, host, (int)getpid()) < 0) {
+		d.worker_id = NULL;
+		r = log_error_errno(ENOMEM, "cannot start: %m");
+		goto out;
+	}
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	d.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -428,7 +568,10 @@ int daemon_run(const struct uf_config *cfg, bool once)
 		goto out;
 	}
 	for (size_t i = 0; i < cfg->usb.n_slots; i++)
-		slot_add(&d, cfg->usb.slots[i].name);
+		if (!slot_add(&d, cfg->usb.slots[i].name)) {
+			r = -ENOMEM;
+			goto out;
+		}
 	if (cfg->usb.mode == USB_MODE_UDEV) {
 		r = usb_monitor_new(cfg, &d.mon);
 		if (r < 0)
@@ -455,19 +598,19 @@ int daemon_run(const struct uf_config *cfg, bool once)
 			break;
 		if (t >= d.next_poll || !d.mon) {
 			refresh_slots(&d);
-			d.next_poll = t + cfg->worker.poll_interval;
+			d.next_poll = t + d.cfg->worker.poll_interval;
 		}
 		if (d.db) {
 			if (t >= d.next_beat) {
 				int q = db_exec(d.db, NULL, "UPDATE workers SET heartbeat_at = NOW(6) WHERE id = ?",
 						DB_STR(d.worker_id), DB_END);
 				db_check(&d, q);
-				d.next_beat = t + cfg->worker.heartbeat_interval;
+				d.next_beat = t + d.cfg->worker.heartbeat_interval;
 			}
 		}
 		if (d.db && t >= d.next_reap) {
 			reap(&d);
-			d.next_reap = t + cfg->stuck.check_interval;
+			d.next_reap = t + d.cfg->stuck.check_interval;
 		}
 		if (d.db && !d.stopping)
 			claim_for_free_slots(&d);
@@ -505,7 +648,11 @@ int daemon_run(const struct uf_config *cfg, bool once)
 		}
 		if (pr > 0 && (p[0].revents & POLLIN)) {
 			struct signalfd_siginfo si;
-			if (read(d.sfd, &si, sizeof(si)) == sizeof(si) && !d.stopping) {
+			ssize_t n = read(d.sfd, &si, sizeof(si));
+			if (n == sizeof(si) && si.ssi_signo == SIGHUP) {
+				if (!d.stopping)
+					reload(&d);
+			} else if (n == sizeof(si) && !d.stopping) {
 				log_notice("signal %u: stopping; running jobs are handed back at their next chunk boundary",
 					   si.ssi_signo);
 				sd_notify(0, "STOPPING=1");
@@ -531,6 +678,8 @@ int daemon_run(const struct uf_config *cfg, bool once)
 			runner_request_stop(d.slots[i].runner);
 			runner_join(d.slots[i].runner, NULL, NULL);
 			d.slots[i].runner = NULL;
+			cfg_unref(&d, d.slots[i].runner_cfg);
+			d.slots[i].runner_cfg = NULL;
 		}
 	if (d.db) {
 		d.busy = 0;
@@ -555,5 +704,7 @@ out:
 		close(d.efd);
 	free(d.worker_id);
 	free(d.hostname);
+	config_done(&d.cur->c);
+	free(d.cur);
 	return r < 0 ? r : 0;
 }

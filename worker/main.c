@@ -59,7 +59,7 @@ int main(int argc, char **argv)
 		log_error("CONFIG_INVALID: %s", err ? err : "cannot load the configuration");
 		return 2;
 	}
-	int r = daemon_run(&cfg, once);
+	int r = daemon_run(&cfg, config_path, once);
 	config_done(&cfg);
 	return r < 0 ? 1 : 0;
 }

@@ -25,22 +25,40 @@ static const int range_hi[_STAGE_MAX] = {
 	[STAGE_VALIDATION] = 10, [STAGE_SELECTION] = 30, [STAGE_WRITING] = 80, [STAGE_VERIFICATION] = 100, [STAGE_DONE] = 100
 };
 
+/* A log row waiting for the runner's database thread. */
+struct pending_row {
+	char *level, *stage, *category, *message, *error_code, *details;
+};
+
+/* Log rows are bounded by design (a start and an end row per stage, a progress row per 10 %,
+ * error rows): a full queue means something is looping. */
+#define MAX_PENDING_ROWS 256
+
 struct runner {
-	pthread_t thread, ticker;
+	pthread_t thread, dbthread;
+	bool dbthread_started;
 	struct runner_args a;
 	char *slot, *devpath, *serial, *worker_id;
 	struct claimed_job *job;
+	struct job_lease lease;
+
+	/* The connection. The database thread uses it while the stages run, the runner thread
+	 * before (loading the job) and after (recording its end) and between stages (storing the
+	 * chosen content); dblock serializes them. Nothing that holds `lock` waits for it, so the
+	 * data path never waits for the database. */
 	struct db *db;
-	pthread_mutex_t lock; /* guards db and the progress state below */
-	pthread_cond_t tick_cond;
+	pthread_mutex_t dblock;
+
+	pthread_mutex_t lock;	      /* guards the progress state and the queue below */
+	pthread_cond_t tick_cond;     /* wakes the database thread */
 	pthread_cond_t throttle_cond; /* the writer (write.max_rate) and finish()'s retries wait here;
-	                               * broadcast on a stop request and when the stick is gone */
-	bool ticker_quit;
+	                               * broadcast on a stop request, a lost job and a pulled stick */
+	bool dbthread_quit;
 
 	atomic_bool cancel;    /* the pipeline's flag: any reason to stop */
 	atomic_bool stop;      /* daemon shutdown: hand back */
 	atomic_bool op_cancel; /* operator cancel seen in the database */
-	atomic_bool lost;      /* job no longer ours, or database lost too long: write nothing more */
+	atomic_bool lost;      /* job no longer ours: write nothing more for it */
 	atomic_bool finished;
 	atomic_bool gone; /* the stick was pulled (hotplug) */
 
@@ -48,10 +66,19 @@ struct runner {
 	enum stage_id stage;
 	uint64_t done, total, bytes_total, bytes_written;
 	int last_decile[_STAGE_MAX];
-	struct timespec stage_start, last_ok_beat;
-	double last_beat; /* monotonic time of the last heartbeat UPDATE tried */
-	bool log_warned;  /* a failed log row was reported; reset when one is written again */
-	double rate;	  /* bytes/s in the current stage */
+	struct timespec stage_start;
+	double rate;		  /* bytes/s in the current stage */
+	struct pending_row *rows; /* queued log rows, oldest first */
+	size_t n_rows;
+	unsigned dropped_rows;
+	char *checkpoint; /* the newest resume state not yet stored */
+	bool have_checkpoint;
+
+	/* the database thread's own (no lock) */
+	double last_beat; /* monotonic time of the last heartbeat tried */
+	double next_reconnect;
+	bool db_down; /* the connection failed; rows are kept until it is back */
+
 	bool bad_stick;
 	bool ended_done;	 /* the job ended done (recorded) */
 	bool stage_logged_error; /* the stage wrote its own error row for this failure */
@@ -65,6 +92,11 @@ static double now_mono(void)
 }
 
 static double ts_to_d(const struct timespec *t) { return (double)t->tv_sec + (double)t->tv_nsec / 1e9; }
+
+static struct timespec d_to_ts(double t)
+{
+	return (struct timespec){ .tv_sec = (time_t)t, .tv_nsec = (long)((t - floor(t)) * 1e9) };
+}
 
 static const char *level_name(enum log_level l)
 {
@@ -80,22 +112,66 @@ static const char *level_name(enum log_level l)
 	}
 }
 
-/* Write a log row (caller holds the lock). Failures are logged to stderr only: a lost row must
- * not fail the job. */
+static void pending_row_done(struct pending_row *p)
+{
+	free(p->level);
+	free(p->stage);
+	free(p->category);
+	free(p->message);
+	free(p->error_code);
+	free(p->details);
+}
+
+static void drop_rows_locked(struct runner *r)
+{
+	for (size_t i = 0; i < r->n_rows; i++)
+		pending_row_done(&r->rows[i]);
+	r->n_rows = 0;
+	r->checkpoint = mfree(r->checkpoint);
+	r->have_checkpoint = false;
+}
+
+/* The job is not ours any more (the reaper or an operator took it, or a later attempt began):
+ * stop writing the stick at the next chunk boundary and write nothing more for it. Said once,
+ * on stderr: the job's history belongs to whoever holds it now. */
+static void mark_lost(struct runner *r, const char *why)
+{
+	if (atomic_exchange(&r->lost, true))
+		return;
+	log_warning("job %lld attempt %d: %s; stopping at the next chunk boundary and writing nothing more for it",
+		    (long long)r->job->id, r->job->attempt, why);
+	atomic_store(&r->cancel, true);
+	pthread_mutex_lock(&r->lock);
+	drop_rows_locked(r);
+	pthread_cond_broadcast(&r->throttle_cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Queue a log row for the database thread (caller holds the lock). Never blocks on the
+ * database: the row is written by the database thread, in order, while the job is ours. */
 static void log_row_locked(struct runner *r, const char *level, enum stage_id st, const char *category, const char *msg,
 			   enum uf_code code, const char *details)
 {
 	if (atomic_load(&r->lost))
 		return;
-	int q = job_log(r->db, r->job->id, r->job->attempt, level, stage_name(st), category, msg, uf_code_name(code),
-			details);
-	if (q >= 0)
-		r->log_warned = false;
-	else if (!r->log_warned) { /* once per outage: the heartbeat path says the rest */
-		log_warning("job %lld: cannot write log rows (first lost: %s): %s", (long long)r->job->id, msg,
-			    db_error(r->db));
-		r->log_warned = true;
+	if (r->n_rows == MAX_PENDING_ROWS) {
+		r->dropped_rows++;
+		return;
 	}
+	struct pending_row *p = &r->rows[r->n_rows];
+	*p = (struct pending_row){ .level = strdup_or_null(level),
+				   .stage = strdup_or_null(stage_name(st)),
+				   .category = strdup_or_null(category),
+				   .message = strdup_or_null(msg),
+				   .error_code = strdup_or_null(uf_code_name(code)),
+				   .details = strdup_or_null(details) };
+	if (!p->level || !p->stage || !p->category || !p->message || (details && !p->details)) {
+		pending_row_done(p);
+		r->dropped_rows++;
+		return;
+	}
+	r->n_rows++;
+	pthread_cond_signal(&r->tick_cond);
 }
 
 static void log_row(struct runner *r, const char *level, enum stage_id st, const char *category, const char *msg,
@@ -106,7 +182,7 @@ static void log_row(struct runner *r, const char *level, enum stage_id st, const
 	pthread_mutex_unlock(&r->lock);
 }
 
-static int global_progress(struct runner *r)
+static int global_progress(const struct runner *r)
 {
 	int lo = range_lo[r->stage], hi = range_hi[r->stage];
 	if (!r->total)
@@ -117,69 +193,161 @@ static int global_progress(struct runner *r)
 	return lo + (int)floor(f * (hi - lo));
 }
 
-/* Write heartbeat + progress (caller holds the lock). */
-static void beat_locked(struct runner *r)
+/* A database call failed: -ESTALE means the job was taken from us; a lost connection is
+ * reconnected (at most once a second) while the rows wait. Returns true when it is worth going
+ * on with the next call. Caller holds dblock. */
+static bool db_trouble(struct runner *r, int q, const char *what)
 {
-	if (atomic_load(&r->lost))
-		return;
+	if (q == -ESTALE) {
+		mark_lost(r, "no longer ours (taken by the reaper or an operator, or a later attempt began)");
+		return false;
+	}
+	if (q == -ENOTCONN || !db_is_up(r->db)) {
+		if (!r->db_down)
+			log_warning("job %lld: database unavailable (%s: %s); the stick is still written, its rows "
+				    "are kept until the database is back",
+				    (long long)r->job->id, what, db_error(r->db));
+		r->db_down = true;
+		if (now_mono() >= r->next_reconnect) {
+			r->next_reconnect = now_mono() + 1.0;
+			if (db_reconnect(r->db, NULL) == 0) {
+				log_notice("job %lld: database reachable again", (long long)r->job->id);
+				r->db_down = false;
+				return true;
+			}
+		}
+		return false;
+	}
+	/* lock waits, deadlocks: next time */
+	return false;
+}
+
+/* Write the queued log rows, oldest first, and the newest checkpoint, while the lease holds.
+ * A row the server refuses for what it is (not for the connection or the lease) is dropped
+ * with a warning rather than retried for ever. Caller holds dblock, not lock. Returns 0 when
+ * everything queued was written. */
+static int flush_rows(struct runner *r)
+{
+	for (;;) {
+		if (atomic_load(&r->lost))
+			return -ESTALE;
+		pthread_mutex_lock(&r->lock);
+		if (r->n_rows == 0) {
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
+		struct pending_row p = r->rows[0]; /* only this thread removes rows */
+		pthread_mutex_unlock(&r->lock);
+		struct job_log_row row = { .level = p.level,
+					   .stage = p.stage,
+					   .category = p.category,
+					   .message = p.message,
+					   .error_code = p.error_code,
+					   .details_json = p.details };
+		int q = job_log_leased(r->db, &r->lease, &row);
+		if (q < 0 && q != -EIO && q != -EPERM) {
+			(void)db_trouble(r, q, "log row");
+			return q;
+		}
+		if (q < 0)
+			log_warning("job %lld: log row refused by the server and dropped (%s): %s",
+				    (long long)r->job->id, db_error(r->db), p.message);
+		pthread_mutex_lock(&r->lock);
+		if (r->n_rows && r->rows[0].message == p.message) {
+			memmove(&r->rows[0], &r->rows[1], (r->n_rows - 1) * sizeof(r->rows[0]));
+			r->n_rows--;
+			pending_row_done(&p);
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	pthread_mutex_lock(&r->lock);
+	unsigned dropped = r->dropped_rows;
+	r->dropped_rows = 0;
+	bool have = r->have_checkpoint;
+	char *cp = r->checkpoint;
+	r->checkpoint = NULL;
+	r->have_checkpoint = false;
+	pthread_mutex_unlock(&r->lock);
+	if (dropped)
+		log_warning("job %lld: %u log row(s) dropped (queue full or out of memory)", (long long)r->job->id,
+			    dropped);
+	if (!have)
+		return 0;
+	int q = job_resume_store(r->db, &r->lease, cp);
+	if (q < 0) {
+		pthread_mutex_lock(&r->lock);
+		if (!r->have_checkpoint && !atomic_load(&r->lost)) { /* keep it unless a newer one came */
+			r->checkpoint = cp;
+			r->have_checkpoint = true;
+			cp = NULL;
+		}
+		pthread_mutex_unlock(&r->lock);
+		(void)db_trouble(r, q, "resume state");
+	}
+	free(cp);
+	return q;
+}
+
+/* Write heartbeat + progress. Caller holds dblock, not lock. */
+static void beat(struct runner *r)
+{
 	r->last_beat = now_mono();
+	pthread_mutex_lock(&r->lock);
 	double el = now_mono() - ts_to_d(&r->stage_start);
 	double eta = (r->rate > 0 && r->total > r->done) ? (double)(r->total - r->done) / r->rate : 0;
 	json_t *d = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "stage", stage_name(r->stage), "bytes_done",
 			      (json_int_t)r->done, "bytes_total", (json_int_t)r->total, "rate_bytes_per_s", r->rate,
 			      "eta_seconds", eta, "stage_elapsed_seconds", el);
-	_cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+	const char *stage = stage_name(r->stage);
+	int progress = global_progress(r);
+	uint64_t bytes_total = r->bytes_total, bytes_written = r->bytes_written;
+	pthread_mutex_unlock(&r->lock);
+	_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
 	json_decref(d);
 	bool cancel = false;
-	int q = job_progress(r->db, r->job->id, r->worker_id, stage_name(r->stage), global_progress(r), dj,
-			     r->bytes_total, r->bytes_written, &cancel);
-	if (q == 0) {
-		clock_gettime(CLOCK_MONOTONIC, &r->last_ok_beat);
-		if (cancel && !atomic_load(&r->op_cancel)) {
-			atomic_store(&r->op_cancel, true);
-			atomic_store(&r->cancel, true);
-			pthread_cond_broadcast(&r->throttle_cond);
-		}
+	int q = job_progress(r->db, &r->lease, stage, progress, dj, bytes_total, bytes_written, &cancel);
+	if (q < 0) {
+		(void)db_trouble(r, q, "heartbeat");
 		return;
 	}
-	if (q == -ESTALE) {
-		log_warning("job %lld: no longer ours (rescued by the reaper or changed by an operator); stopping",
-			    (long long)r->job->id);
-		atomic_store(&r->lost, true);
+	if (cancel && !atomic_load(&r->op_cancel)) {
+		atomic_store(&r->op_cancel, true);
 		atomic_store(&r->cancel, true);
-		return;
-	}
-	/* Database trouble: reconnect; if the heartbeat cannot be written for half the stuck
-	 * timeout, stop before the reaper hands the job to someone else, so it never runs twice. */
-	_cleanup_free_ char *err = NULL;
-	if (q == -ENOTCONN)
-		(void)db_reconnect(r->db, &err);
-	if (now_mono() - ts_to_d(&r->last_ok_beat) > r->a.cfg->stuck.processing_timeout / 2) {
-		log_error("job %lld: heartbeat not written for %.0f s (database unavailable); stopping the job",
-			  (long long)r->job->id, now_mono() - ts_to_d(&r->last_ok_beat));
-		atomic_store(&r->lost, true);
-		atomic_store(&r->cancel, true);
+		pthread_mutex_lock(&r->lock);
+		pthread_cond_broadcast(&r->throttle_cond);
+		pthread_mutex_unlock(&r->lock);
 	}
 }
 
-static void *ticker_main(void *p)
+static void *dbthread_main(void *p)
 {
 	struct runner *r = p;
 	/* Heartbeat and progress ride on one UPDATE, once a second (DESIGN: progress at most once
-	 * a second); worker.heartbeat_interval paces the workers row. */
-	double interval = 1.0;
+	 * a second); queued rows (a stage's start, progress, errors) and checkpoints go out as they
+	 * come. While the database is away each round is one reconnect attempt, once a second. */
+	double rows_retry_at = 0;
 	pthread_mutex_lock(&r->lock);
-	while (!r->ticker_quit) {
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		double t = ts_to_d(&until) + interval;
-		until.tv_sec = (time_t)t;
-		until.tv_nsec = (long)((t - floor(t)) * 1e9);
-		int w = pthread_cond_timedwait(&r->tick_cond, &r->lock, &until);
-		if (r->ticker_quit)
-			break;
-		if (w == ETIMEDOUT)
-			beat_locked(r);
+	while (!r->dbthread_quit) {
+		double t = now_mono();
+		bool beat_due = t >= r->last_beat + 1.0;
+		bool rows = (r->n_rows || r->have_checkpoint) && !r->db_down && t >= rows_retry_at;
+		if (atomic_load(&r->lost) || (!beat_due && !rows)) {
+			struct timespec until = d_to_ts(atomic_load(&r->lost) ? t + 1.0 : r->last_beat + 1.0);
+			(void)pthread_cond_timedwait(&r->tick_cond, &r->lock, &until);
+			continue;
+		}
+		pthread_mutex_unlock(&r->lock);
+		pthread_mutex_lock(&r->dblock);
+		if (beat_due)
+			r->last_beat = t;
+		if (!r->db_down || db_trouble(r, -ENOTCONN, "reconnect")) {
+			if (flush_rows(r) < 0)
+				rows_retry_at = now_mono() + 0.5;
+			else if (beat_due && !atomic_load(&r->lost))
+				beat(r);
+		}
+		pthread_mutex_unlock(&r->dblock);
+		pthread_mutex_lock(&r->lock);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
@@ -209,7 +377,7 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 		snprintf(msg, sizeof(msg), "%s %d%%", stage_name(st), decile * 10);
 		json_t *d = json_pack("{s:I, s:I, s:f}", "done", (json_int_t)done, "total", (json_int_t)total,
 				      "rate_bytes_per_s", r->rate);
-		_cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+		_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
 		json_decref(d);
 		log_row_locked(r, "info", st, "progress", msg, UFC_NONE, dj);
 	}
@@ -218,10 +386,7 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 	if (max_rate && st == STAGE_WRITING) {
 		double due = ts_to_d(&r->stage_start) + (double)done / (double)max_rate;
 		while (!atomic_load(&r->cancel) && now_mono() < due) {
-			struct timespec until;
-			double wake = MIN(due, now_mono() + 0.2);
-			until.tv_sec = (time_t)wake;
-			until.tv_nsec = (long)((wake - floor(wake)) * 1e9);
+			struct timespec until = d_to_ts(MIN(due, now_mono() + 0.2));
 			pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until);
 		}
 	}
@@ -237,13 +402,23 @@ static void sink_log(void *ud, enum log_level lvl, enum stage_id st, const char 
 	log_row(r, level_name(lvl), st, category, message, code, details);
 }
 
-/* The writer's resume state after each periodic sync: a retry on this job continues from it. */
+/* The writer's resume state after each periodic sync: a retry on this job continues from it.
+ * Only the newest matters; the database thread stores it after the rows before it. */
 static void sink_checkpoint(void *ud, const char *resume_json)
 {
 	struct runner *r = ud;
+	char *cp = resume_json ? strdup(resume_json) : NULL;
+	if (resume_json && !cp)
+		return; /* out of memory: the previous checkpoint stays, which is safe (older) */
 	pthread_mutex_lock(&r->lock);
-	if (!atomic_load(&r->lost) && job_resume_store(r->db, r->job->id, r->worker_id, resume_json) < 0)
-		log_warning("job %lld: cannot store the resume state: %s", (long long)r->job->id, db_error(r->db));
+	if (atomic_load(&r->lost)) {
+		free(cp);
+	} else {
+		free(r->checkpoint);
+		r->checkpoint = cp;
+		r->have_checkpoint = true;
+		pthread_cond_signal(&r->tick_cond);
+	}
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -255,10 +430,6 @@ static void enter_stage(struct runner *r, enum stage_id st)
 	r->total = 0;
 	r->rate = 0;
 	clock_gettime(CLOCK_MONOTONIC, &r->stage_start);
-	/* the new stage shows at once unless a beat went out less than a second ago (then the
-	 * ticker's next beat carries it): progress is written at most once a second */
-	if (now_mono() - r->last_beat >= 1.0)
-		beat_locked(r);
 	char msg[64];
 	snprintf(msg, sizeof(msg), "%s started", stage_name(st));
 	log_row_locked(r, "info", st, "stage", msg, UFC_NONE, NULL);
@@ -276,7 +447,7 @@ static enum uf_code build_spec(struct runner *r, struct job_spec *spec, char **r
 	spec->capacity_bytes = j->capacity_bytes;
 	if (j->image_path) {
 		spec->image_path = strdup(j->image_path);
-		return UFC_NONE;
+		return spec->image_path ? UFC_NONE : UFC_PROCESSING_FAILED;
 	}
 	spec->content_root = strdup(r->a.cfg->content.root);
 	json_error_t e;
@@ -284,30 +455,33 @@ static enum uf_code build_spec(struct runner *r, struct job_spec *spec, char **r
 	json_t *cats = json_object_get(cs, "categories"), *ids = json_object_get(cs, "items");
 	if (!cs || (cats && !json_is_array(cats)) || (ids && !json_is_array(ids))) {
 		json_decref(cs);
-		if (asprintf(ret_msg, "order content_spec is not {\"categories\": [...], \"items\": [...]}") < 0)
-			*ret_msg = NULL;
+		*ret_msg = strdup("order content_spec is not {\"categories\": [...], \"items\": [...]}");
 		return UFC_ORDER_INVALID;
 	}
 	size_t nc = json_array_size(cats);
 	spec->categories = calloc(nc + 1, sizeof(char *));
-	for (size_t i = 0; i < nc; i++)
-		spec->categories[i] = strdup(json_string_value(json_array_get(cats, i)) ?: "");
 	spec->n_item_ids = json_array_size(ids);
 	spec->item_ids = calloc(spec->n_item_ids + 1, sizeof(int64_t));
-	for (size_t i = 0; i < spec->n_item_ids; i++)
+	bool oom = !spec->content_root || !spec->categories || !spec->item_ids;
+	for (size_t i = 0; !oom && i < nc; i++)
+		oom = !(spec->categories[i] = strdup(json_string_value(json_array_get(cats, i)) ?: ""));
+	for (size_t i = 0; !oom && i < spec->n_item_ids; i++)
 		spec->item_ids[i] = json_integer_value(json_array_get(ids, i));
 	json_decref(cs);
-	pthread_mutex_lock(&r->lock);
+	if (oom) {
+		*ret_msg = strdup("out of memory while reading the order's content");
+		return UFC_PROCESSING_FAILED;
+	}
+	pthread_mutex_lock(&r->dblock);
 	int q = job_items_load(r->db, j->id, &spec->items, &spec->n_items);
 	if (q >= 0)
 		q = content_load_candidates(r->db, spec->categories, spec->item_ids, spec->n_item_ids, &spec->library,
 					    &spec->n_library);
-	pthread_mutex_unlock(&r->lock);
-	if (q < 0) {
-		if (asprintf(ret_msg, "cannot load the content of the order: %s", db_error(r->db)) < 0)
-			*ret_msg = NULL;
-		return UFC_DB_UNAVAILABLE;
-	}
+	if (q < 0 && asprintf(ret_msg, "cannot load the content of the order: %s", db_error(r->db)) < 0)
+		*ret_msg = NULL;
+	pthread_mutex_unlock(&r->dblock);
+	if (q < 0)
+		return q == -ENOMEM ? UFC_PROCESSING_FAILED : UFC_DB_UNAVAILABLE;
 	spec->items_reused = spec->n_items > 0;
 	return UFC_NONE;
 }
@@ -328,11 +502,7 @@ static void spec_done(struct job_spec *s)
  * is stopping. */
 static bool wait_or_stop(struct runner *r, double seconds)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	double t = ts_to_d(&until) + seconds;
-	until.tv_sec = (time_t)t;
-	until.tv_nsec = (long)((t - floor(t)) * 1e9);
+	struct timespec until = d_to_ts(now_mono() + seconds);
 	pthread_mutex_lock(&r->lock);
 	while (!atomic_load(&r->stop) && pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until) == 0)
 		;
@@ -351,32 +521,34 @@ struct final {
 	const char *status; /* out (fail): where the job went */
 };
 
-/* Record how the job ended: one guarded transaction with its log row (db/jobs.h). Database
- * trouble (a lost connection, or deadlocks beyond db_transaction's own retries) does not lose
- * the result: reconnect and try again, backing off, until it lands, the job turns out not to
- * be ours (-ESTALE: the reaper or an operator took it), or half the stuck timeout has passed
- * since our last heartbeat; from then on the reaper may hand the job to another worker, so
- * we must not write for it any more (it is then retried, never run twice at once). A stop
- * request ends the waiting too (the reaper returns the job). Returns 0 when recorded. */
+/* Record how the job ended: the rows still queued, then one guarded transaction with its own
+ * log row (db/jobs.h). Database trouble (a lost connection, a server that went away for a
+ * while, deadlocks beyond db_transaction's own retries) does not lose the result: reconnect
+ * and try again (backing off from 0.25 s to 1 s, so the end lands within a second or so of the
+ * server's return) until it lands or the job turns out not to be ours (-ESTALE: past the
+ * heartbeat horizon the reaper may have returned it; then the retry rewrites the unit and this
+ * end is not recorded, so it is never recorded twice). A stop request ends the waiting too (the
+ * reaper returns the job). Called once the database thread has ended. Returns 0 when recorded. */
 static int finish(struct runner *r, struct final *f)
 {
-	const double deadline = ts_to_d(&r->last_ok_beat) + r->a.cfg->stuck.processing_timeout / 2;
 	double backoff = 0.25;
 	bool warned = false;
 
 	for (;;) {
-		int q;
-		switch (f->kind) {
-		case FINAL_DONE:
-			q = job_finish_done(r->db, r->job->id, r->worker_id, f->bytes, f->row);
-			break;
-		case FINAL_HAND_BACK:
-			q = job_hand_back(r->db, r->job->id, r->worker_id, f->reason, f->row);
-			break;
-		default:
-			q = job_finish_fail(r->db, r->job->id, r->worker_id, f->code, f->reason, f->row,
-					    r->a.cfg->retry.delays, r->a.cfg->retry.n_delays, &f->status);
-			break;
+		int q = flush_rows(r);
+		if (q == 0) {
+			switch (f->kind) {
+			case FINAL_DONE:
+				q = job_finish_done(r->db, &r->lease, f->bytes, f->row);
+				break;
+			case FINAL_HAND_BACK:
+				q = job_hand_back(r->db, &r->lease, f->reason, f->row);
+				break;
+			default:
+				q = job_finish_fail(r->db, &r->lease, f->code, f->reason, f->row,
+						    r->a.cfg->retry.delays, r->a.cfg->retry.n_delays, &f->status);
+				break;
+			}
 		}
 		if (q >= 0) {
 			if (warned)
@@ -387,22 +559,18 @@ static int finish(struct runner *r, struct final *f)
 		if (q == -ESTALE && warned && f->kind == FINAL_DONE) {
 			/* A commit can succeed while its answer is lost with the connection: the retry
 			 * then finds the job no longer processing. Only this transition makes it done. */
-			int64_t done = 0;
-			if (db_query_i64(r->db, &done, "SELECT status = 'done' FROM processing_jobs WHERE id = ?",
-					 DB_I64(r->job->id), DB_END) == 0 &&
-			    done) {
+			bool done = false;
+			if (job_is_done(r->db, r->job->id, &done) == 0 && done) {
 				log_notice("job %lld: end recorded (its commit went through as the connection dropped)",
 					   (long long)r->job->id);
 				return 0;
 			}
 		}
 		if (q == -ESTALE) {
-			log_warning("job %lld: not recorded: the job is no longer ours (rescued by the reaper or changed "
-				    "by an operator)",
-				    (long long)r->job->id);
+			mark_lost(r, "its end is not recorded: no longer ours (taken by the reaper or an operator)");
 			return q;
 		}
-		if ((q != -ENOTCONN && q != -EAGAIN) || now_mono() + backoff > deadline) {
+		if (q != -ENOTCONN && q != -EAGAIN && db_is_up(r->db)) {
 			log_error("job %lld: cannot record its end: %s; the reaper will return it",
 				  (long long)r->job->id, db_error(r->db));
 			return q;
@@ -416,11 +584,9 @@ static int finish(struct runner *r, struct final *f)
 				  (long long)r->job->id);
 			return q;
 		}
-		backoff = MIN(backoff * 2, 4.0);
-		if (q == -ENOTCONN) {
-			_cleanup_free_ char *err = NULL;
-			(void)db_reconnect(r->db, &err);
-		}
+		backoff = MIN(backoff * 2, 1.0);
+		if (q == -ENOTCONN || !db_is_up(r->db))
+			(void)db_reconnect(r->db, NULL);
 	}
 }
 
@@ -458,8 +624,14 @@ static void *runner_main(void *p)
 		atomic_store(&r->lost, true);
 		goto out;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &r->last_ok_beat);
-	pthread_create(&r->ticker, NULL, ticker_main, r);
+	r->last_beat = now_mono(); /* the claim was the first beat */
+	int tq = pthread_create(&r->dbthread, NULL, dbthread_main, r);
+	if (tq != 0) {
+		code = UFC_PROCESSING_FAILED;
+		if (asprintf(&msg, "cannot start the slot's database thread: %s", strerror(tq)) < 0)
+			msg = NULL;
+	}
+	r->dbthread_started = tq == 0;
 	snprintf(line, sizeof(line), "attempt %d/%d on slot %s (%s%s%s)", r->job->attempt, r->job->max_attempts,
 		 r->slot, r->devpath, r->serial ? ", serial " : "", r->serial ? r->serial : "");
 	log_row(r, "info", STAGE_PENDING, "system", line, UFC_NONE, NULL);
@@ -468,7 +640,8 @@ static void *runner_main(void *p)
 			"the interrupted attempt was on another stick: this one is written from the start", UFC_NONE,
 			NULL);
 
-	code = build_spec(r, &spec, &msg);
+	if (code == UFC_NONE)
+		code = build_spec(r, &spec, &msg);
 	if (code == UFC_NONE) {
 		int q = dev_open(r->devpath, DEV_OPEN_WRITE, &ctx.dev);
 		if (q < 0) {
@@ -495,17 +668,28 @@ static void *runner_main(void *p)
 		if (st == STAGE_SELECTION && code == UFC_NONE) {
 			pthread_mutex_lock(&r->lock);
 			r->bytes_total = ctx.bytes_total;
-			if (!spec.items_reused && spec.n_items && !atomic_load(&r->lost) &&
-			    job_items_store(r->db, r->job->id, spec.items, spec.n_items) < 0) {
-				code = UFC_DB_UNAVAILABLE;
-				if (asprintf(&msg, "cannot record the chosen content: %s", db_error(r->db)) < 0)
-					msg = NULL;
-			}
 			pthread_mutex_unlock(&r->lock);
+			/* the choice must be on record before a byte of it is written: a retry reuses it and
+			 * verification checks it */
+			if (!spec.items_reused && spec.n_items && !atomic_load(&r->lost)) {
+				pthread_mutex_lock(&r->dblock);
+				int q = job_items_store(r->db, &r->lease, spec.items, spec.n_items);
+				if (q == -ESTALE)
+					mark_lost(r, "no longer ours when its content choice was to be recorded");
+				if (q < 0) {
+					code = q == -ESTALE ? UFC_CANCELLED : UFC_DB_UNAVAILABLE;
+					if (asprintf(&msg, "cannot record the chosen content: %s", db_error(r->db)) < 0)
+						msg = NULL;
+				}
+				pthread_mutex_unlock(&r->dblock);
+			}
 		}
 		if (code == UFC_NONE) {
-			json_t *d = json_pack("{s:f, s:I}", "seconds", now_mono() - t0, "bytes", (json_int_t)r->done);
-			_cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+			pthread_mutex_lock(&r->lock);
+			uint64_t done = r->done;
+			pthread_mutex_unlock(&r->lock);
+			json_t *d = json_pack("{s:f, s:I}", "seconds", now_mono() - t0, "bytes", (json_int_t)done);
+			_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
 			json_decref(d);
 			snprintf(line, sizeof(line), "%s done", stage_name(st));
 			log_row(r, "info", st, "stage", line, UFC_NONE, dj);
@@ -527,20 +711,21 @@ static void *runner_main(void *p)
 	}
 	bool hand_back = code == UFC_CANCELLED && !atomic_load(&r->op_cancel) && atomic_load(&r->stop);
 
-	pthread_mutex_lock(&r->lock);
-	r->ticker_quit = true;
-	pthread_cond_signal(&r->tick_cond);
-	pthread_mutex_unlock(&r->lock);
-	pthread_join(r->ticker, NULL);
+	if (r->dbthread_started) {
+		pthread_mutex_lock(&r->lock);
+		r->dbthread_quit = true;
+		pthread_cond_signal(&r->tick_cond);
+		pthread_mutex_unlock(&r->lock);
+		pthread_join(r->dbthread, NULL);
+	}
 
+	/* From here on the runner thread is the connection's only user. */
 	if (atomic_load(&r->lost))
 		goto out;
 	if (code == UFC_NONE) {
-		struct job_log_row row = { .attempt = r->job->attempt,
-					   .level = "info",
-					   .stage = "done",
-					   .category = "stage",
-					   .message = "job done" };
+		struct job_log_row row = {
+			.level = "info", .stage = "done", .category = "stage", .message = "job done"
+		};
 		struct final fin = { .kind = FINAL_DONE,
 				     .row = &row,
 				     .bytes = ctx.bytes_written ? ctx.bytes_written : ctx.bytes_total };
@@ -550,8 +735,7 @@ static void *runner_main(void *p)
 			r->ended_done = true;
 		}
 	} else if (hand_back) {
-		struct job_log_row row = { .attempt = r->job->attempt,
-					   .level = "info",
+		struct job_log_row row = { .level = "info",
 					   .stage = stage_name(st),
 					   .category = "system",
 					   .message = "daemon stopping: job handed back, attempt not spent" };
@@ -561,13 +745,12 @@ static void *runner_main(void *p)
 		const char *cname = uf_code_name(code);
 		json_t *d = json_pack("{s:s, s:s?, s:I}", "slot", r->slot, "device", r->devpath, "bad_offset",
 				      (json_int_t)ctx.bad_offset);
-		_cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+		_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
 		json_decref(d);
 		snprintf(line, sizeof(line), "%s: %s", cname ? cname : "PROCESSING_FAILED", msg ? msg : "failed");
 		/* one error row per failure: the stage's own (with its details) when it wrote one */
 		bool own_row = !r->stage_logged_error || code == UFC_CANCELLED || atomic_load(&r->gone);
-		struct job_log_row row = { .attempt = r->job->attempt,
-					   .level = code == UFC_CANCELLED ? "warn" : "error",
+		struct job_log_row row = { .level = code == UFC_CANCELLED ? "warn" : "error",
 					   .stage = stage_name(st),
 					   .category = uf_code_class(code) == UFC_CLASS_BAD_STICK ? "device" : "stage",
 					   .message = line,
@@ -594,6 +777,24 @@ out:
 	return NULL;
 }
 
+static void runner_free(struct runner *r)
+{
+	db_close(r->db);
+	pthread_mutex_lock(&r->lock);
+	drop_rows_locked(r);
+	pthread_mutex_unlock(&r->lock);
+	free(r->rows);
+	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->dblock);
+	pthread_cond_destroy(&r->tick_cond);
+	pthread_cond_destroy(&r->throttle_cond);
+	free(r->slot);
+	free(r->devpath);
+	free(r->serial);
+	free(r->worker_id);
+	free(r);
+}
+
 int runner_start(const struct runner_args *a, struct runner **ret)
 {
 	struct runner *r = calloc(1, sizeof(*r));
@@ -602,27 +803,34 @@ int runner_start(const struct runner_args *a, struct runner **ret)
 	r->a = *a;
 	r->slot = strdup(a->slot);
 	r->devpath = strdup(a->devpath);
-	r->serial = a->serial ? strdup(a->serial) : NULL;
+	r->serial = strdup_or_null(a->serial);
 	r->worker_id = strdup(a->worker_id);
-	r->a.slot = r->slot;
-	r->a.devpath = r->devpath;
-	r->a.serial = r->serial;
-	r->a.worker_id = r->worker_id;
-	r->job = a->job;
+	r->rows = calloc(MAX_PENDING_ROWS, sizeof(*r->rows));
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->dblock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->tick_cond, &ca);
 	pthread_cond_init(&r->throttle_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	if (!r->slot || !r->devpath || (a->serial && !r->serial) || !r->worker_id || !r->rows) {
+		runner_free(r);
+		return -ENOMEM;
+	}
+	r->a.slot = r->slot;
+	r->a.devpath = r->devpath;
+	r->a.serial = r->serial;
+	r->a.worker_id = r->worker_id;
+	r->job = a->job;
+	r->lease = JOB_LEASE(a->job, r->worker_id);
 	if (a->job->cancel_requested) {
 		atomic_store(&r->op_cancel, true);
 		atomic_store(&r->cancel, true);
 	}
 	int q = pthread_create(&r->thread, NULL, runner_main, r);
 	if (q) {
-		free(r);
+		runner_free(r); /* the job stays the caller's */
 		return -q;
 	}
 	*ret = r;
@@ -657,14 +865,8 @@ void runner_join(struct runner *r, bool *ret_bad_stick, bool *ret_done)
 		*ret_bad_stick = r->bad_stick;
 	if (ret_done)
 		*ret_done = r->ended_done;
-	db_close(r->db);
 	claimed_job_free(r->job);
-	pthread_mutex_destroy(&r->lock);
-	pthread_cond_destroy(&r->tick_cond);
-	pthread_cond_destroy(&r->throttle_cond);
-	free(r->slot);
-	free(r->devpath);
-	free(r->serial);
-	free(r->worker_id);
-	free(r);
+	runner_free(r);
 }
+
+bool runner_lost(struct runner *r) { return atomic_load(&r->lost); }

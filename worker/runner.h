@@ -2,7 +2,14 @@
  * with its own database connection. It reports progress and heartbeats (at most once a second),
  * log rows (stage start/end, errors, one progress row per 10% of a stage), honours operator
  * cancellation and daemon shutdown at chunk boundaries, and finalizes the job through the
- * guarded transitions of db/jobs.h. */
+ * guarded transitions of db/jobs.h.
+ *
+ * Two threads per runner: the runner thread drives the stages; a database thread writes what
+ * they report (queued log rows, the resume checkpoint, the heartbeat with progress). The data
+ * path never waits for the database: while it is away the stick is still written to the end,
+ * the rows wait in order, and the end is recorded when the database is back. Every write is
+ * guarded on the lease (db/jobs.h), so a runner whose job was taken (a frozen worker thawed
+ * after the reaper returned it) writes nothing more for it and stops at the next chunk. */
 #pragma once
 
 #include <pthread.h>
@@ -36,3 +43,6 @@ bool runner_finished(struct runner *r);
  * *ret_done = the job ended done and that was recorded (either may be NULL). */
 void runner_join(struct runner *r, bool *ret_bad_stick, bool *ret_done);
 int64_t runner_job_id(struct runner *r);
+/* The job was taken from this runner (reaper, operator, a later attempt): it writes nothing more
+ * for it and ends at the next chunk boundary. */
+bool runner_lost(struct runner *r);
