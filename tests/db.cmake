@@ -1,4 +1,5 @@
 # Database layer suites (real MariaDB: scripts/db start).
+uf_test(NAME test_db SOURCES test_db.c LIBS uf_db DB)
 uf_test(NAME test_schema SOURCES test_schema.c LIBS uf_db DB)
 uf_test(NAME test_orders SOURCES test_orders.c LIBS uf_db DB)
 uf_test(NAME test_worker SOURCES test_worker.c LIBS uf_db DB TIMEOUT 900)

@@ -23,12 +23,32 @@
 #include "db/orders.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
+#include "util/macro.h"
 
 #define DBNAME "uf_t_worker"
 extern char **environ;
 
 static struct db *db;
 static char *dir;
+/* daemons started and not yet waited for: a failed assertion leaves none behind (frozen ones
+ * included) */
+static pid_t spawned[8];
+
+static void track(pid_t pid)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(spawned); i++)
+		if (!spawned[i]) {
+			spawned[i] = pid;
+			return;
+		}
+}
+
+static void untrack(pid_t pid)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(spawned); i++)
+		if (spawned[i] == pid)
+			spawned[i] = 0;
+}
 
 static void setup(void)
 {
@@ -37,6 +57,13 @@ static void setup(void)
 }
 static void teardown(void)
 {
+	for (size_t i = 0; i < ARRAY_SIZE(spawned); i++)
+		if (spawned[i]) {
+			kill(spawned[i], SIGCONT);
+			kill(spawned[i], SIGKILL);
+			waitpid(spawned[i], NULL, 0);
+			spawned[i] = 0;
+		}
 	db = db_close(db);
 	tu_rmrf(dir);
 	free(dir);
@@ -86,8 +113,8 @@ static char *make_stick(const char *name, uint64_t bytes)
 	return p;
 }
 
-/* A config with static slots at the given paths (NULL-terminated). */
-static char *config(const char *const *slots, const char *extra)
+/* A config text with static slots at the given paths (NULL-terminated). */
+static char *config_text(const char *const *slots, const char *extra)
 {
 	char *s = NULL;
 	size_t len = 0;
@@ -100,9 +127,41 @@ static char *config(const char *const *slots, const char *extra)
 		fprintf(f, "%s{ name = \"S%d\"; path = \"%s\"; }", i ? ", " : "", i, slots[i]);
 	fprintf(f, "); };\n%s\n", extra ? extra : "");
 	fclose(f);
+	return s;
+}
+
+static char *config(const char *const *slots, const char *extra)
+{
+	char *s = config_text(slots, extra);
 	char *p = tdb_write_config(dir, DBNAME, s);
 	free(s);
 	return p;
+}
+
+/* The same, as file dir/name, connecting as user (root when NULL). */
+static char *config_as(const char *name, const char *user, const char *password, const char *const *slots,
+		       const char *extra)
+{
+	char *s = config_text(slots, extra);
+	char *p = tdb_write_config_as(dir, name, DBNAME, user ? user : "root", password, s);
+	free(s);
+	return p;
+}
+
+/* usbforged with its stderr in errp. */
+static pid_t spawn_daemon_logged(const char *cfg, bool once, const char *errp)
+{
+	char *bin = tu_path(tu_binary_dir(), "worker/usbforged");
+	char *argv[] = { bin, (char *)"--config", (char *)cfg, once ? (char *)"--once" : NULL, NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	free(bin);
+	track(pid);
+	return pid;
 }
 
 static pid_t spawn_daemon(const char *cfg, bool once)
@@ -112,6 +171,7 @@ static pid_t spawn_daemon(const char *cfg, bool once)
 	pid_t pid;
 	cr_assert_eq(posix_spawn(&pid, bin, NULL, NULL, argv, environ), 0);
 	free(bin);
+	track(pid);
 	return pid;
 }
 
@@ -121,12 +181,15 @@ static int wait_exit(pid_t pid, double timeout)
 	int st;
 	while (mono() < end) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid)
+		if (r == pid) {
+			untrack(pid);
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
 		(void)poll(NULL, 0, 20);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
+	untrack(pid);
 	cr_assert_fail("usbforged did not exit within %.0f s", timeout);
 	return -1;
 }
@@ -369,6 +432,7 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 	kill(pid, SIGKILL);
 	int st;
 	waitpid(pid, &st, 0);
+	untrack(pid);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing'"), 1);
 	long long hwm = tdb_count(db, "SELECT JSON_VALUE(resume_state, '$.hwm') FROM processing_jobs");
 	cr_assert(hwm >= 64 << 20 && hwm < 256 << 20, "durable high-water mark %lld", hwm);
@@ -688,6 +752,28 @@ static int count_lines(const char *path, const char *needle)
 	return n;
 }
 
+/* Wait (bounded) until path has at least want lines holding needle; returns the count. */
+static int wait_line(const char *path, const char *needle, int want, double timeout)
+{
+	double end = mono() + timeout;
+	int n = 0;
+	while (mono() < end) {
+		n = count_lines(path, needle);
+		if (n >= want)
+			return n;
+		(void)poll(NULL, 0, 20);
+	}
+	return n;
+}
+
+/* No sanitizer report in a daemon's stderr. */
+static void assert_clean_stderr(const char *errp)
+{
+	cr_assert_eq(count_lines(errp, "AddressSanitizer"), 0, "%s", errp);
+	cr_assert_eq(count_lines(errp, "LeakSanitizer"), 0, "%s", errp);
+	cr_assert_eq(count_lines(errp, "runtime error:"), 0, "%s", errp);
+}
+
 /* The database drops every connection from 80% of the write until after the job has ended: the
  * end (done, job.done, order.done, its log row) is recorded once, when the database is back. */
 Test(worker, database_lost_at_the_end_of_a_job_still_records_it_once)
@@ -698,15 +784,8 @@ Test(worker, database_lost_at_the_end_of_a_job_still_records_it_once)
 	char *cfg = config(slots, "write = { max_rate = \"4MiB\"; probe = false; };\n"
 				  "stuck = { processing_timeout = 30; queued_timeout = 3600; check_interval = 60; };");
 	add_confirm("FLAKY", 1, img, 64 << 20);
-	char *bin = tu_path(tu_binary_dir(), "worker/usbforged");
 	char *errp = tu_path(dir, "daemon.err");
-	char *argv[] = { bin, (char *)"--config", cfg, (char *)"--once", NULL };
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
+	pid_t pid = spawn_daemon_logged(cfg, true, errp);
 	/* writing is 30–80% and takes 6 s at 4 MiB/s; progress is written once a second: 70% is
 	 * 80% of the write, a second or so before the job ends, inside the 3 s of killing */
 	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE progress >= 70", 1, 60), 1);
@@ -726,7 +805,6 @@ Test(worker, database_lost_at_the_end_of_a_job_still_records_it_once)
 		     "the end was tried while the database was gone");
 	cr_assert_eq(count_lines(errp, "end recorded after the database came back"), 1);
 	assert_same_bytes(img, s0, 24 << 20);
-	free(bin);
 	free(errp);
 	free(img);
 	free(s0);
@@ -807,32 +885,16 @@ Test(worker, no_database_means_waiting_not_exiting)
 			   "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"%s\"; } ); };\n",
 			   dir, s0) > 0);
 	tu_write_file(conf, text, strlen(text));
-	char *bin = tu_path(tu_binary_dir(), "worker/usbforged");
 	char *errp = tu_path(dir, "daemon.err");
-	char *argv[] = { bin, (char *)"--config", conf, (char *)"--once", NULL };
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	/* several reconnect attempts happen in 3 s (backoff from 0.5 s) */
+	pid_t pid = spawn_daemon_logged(conf, true, errp);
+	/* several reconnect attempts happen in 3 s (backoff from 0.25 s to 1 s) */
 	(void)poll(NULL, 0, 3000);
 	cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "usbforged must not exit without its database");
 	kill(pid, SIGTERM);
 	cr_assert_eq(wait_exit(pid, 20), 0);
-	FILE *f = fopen(errp, "re");
-	cr_assert(f);
-	char line[1024];
-	int unavailable = 0;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, "DB_UNAVAILABLE"))
-			unavailable++;
-	fclose(f);
-	cr_assert_eq(unavailable, 1, "the outage is logged once, not once per retry");
+	cr_assert_eq(count_lines(errp, "DB_UNAVAILABLE"), 1, "the outage is logged once, not once per retry");
 	free(text);
 	free(conf);
-	free(bin);
 	free(errp);
 	free(s0);
 }
@@ -1023,4 +1085,258 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 	cr_assert_eq(job_finish_fail(db, &l, UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), -ESTALE);
 	cr_assert_eq(job_finish_done(db, &l, 0, NULL), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+}
+
+/* The server goes away for good while a job writes: its account is locked and every connection
+ * of it killed, so each reconnect fails (before, the handle a failed reconnect left NULL was
+ * handed to libmariadb: SIGSEGV). The write runs to its end, the rows written meanwhile are kept
+ * in order, the end is recorded once the server takes the account back, and the daemon is at
+ * work again at once: it takes the second unit. */
+Test(worker, database_outage_with_refused_reconnects_is_survived_and_nothing_is_lost)
+{
+	const char *user = "uf_t_worker_outage";
+	tdb_user(db, user, "pw-outage", DBNAME);
+	char *img = make_image("outage.img", 24, 91);
+	char *s0 = make_stick("s0.img", 64 << 20);
+	const char *slots[] = { s0, NULL };
+	char *cfg = config_as("outage.conf", user, "pw-outage", slots,
+			      "write = { max_rate = \"4MiB\"; probe = false; };\n"
+			      "stuck = { processing_timeout = 60; queued_timeout = 3600; check_interval = 0.5; };");
+	add_confirm("OUTAGE", 2, img, 64 << 20);
+	long long first = tdb_count(db, "SELECT MIN(id) FROM processing_jobs");
+	char *errp = tu_path(dir, "outage.err");
+	pid_t pid = spawn_daemon_logged(cfg, true, errp);
+	char q[512];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_jobs WHERE id = %lld AND stage = 'writing' AND progress >= 50",
+		 first);
+	cr_assert_eq(wait_for(q, 1, 60), 1);
+	cr_assert_geq(tdb_user_lock(db, user, true), 2, "the daemon's and the runner's connections were cut");
+	/* the write goes on to its end; its end cannot be recorded while the account is locked */
+	cr_assert_eq(wait_line(errp, "cannot record its end yet", 1, 60), 1);
+	cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "usbforged outlives the outage");
+	long long down = tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'");
+	cr_assert_eq(down, 0);
+	/* the server's clock just before the account is back: a row written after this was kept
+	 * while the database was away */
+	cr_assert_eq(db_exec(db, NULL, "CREATE TEMPORARY TABLE t_back AS SELECT NOW(6) AS at", DB_END), 0);
+	cr_assert_eq(tdb_user_lock(db, user, false), 0);
+	cr_assert_eq(wait_exit(pid, 120), 0);
+
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 2);
+	/* nothing reported during the outage was lost: the rows of the rest of the first unit's
+	 * write and of its verification were kept and written when the server was back, once
+	 * each, in order */
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld AND created_at > (SELECT at FROM t_back)"
+		 " AND message IN ('writing done', 'verification started', 'verification done', 'job done')",
+		 first);
+	cr_assert_eq(tdb_count(db, q), 4);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'stage'"
+				   " AND (message LIKE '% started' OR (message LIKE '% done' AND stage <> 'done'))"),
+		     16);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM (SELECT job_id FROM processing_job_logs"
+			       " WHERE category = 'progress' GROUP BY job_id, stage, message HAVING COUNT(*) > 1) x"),
+		     0);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_job_logs a JOIN processing_job_logs b"
+			       " ON b.job_id = a.job_id AND b.id > a.id WHERE"
+			       " FIELD(b.stage, 'pending', 'validation', 'selection', 'writing', 'verification', 'done')"
+			       " < FIELD(a.stage, 'pending', 'validation', 'selection', 'writing', 'verification', 'done')"
+			       " OR (a.category = 'progress' AND b.category = 'progress' AND b.stage = a.stage"
+			       "  AND CAST(SUBSTRING_INDEX(SUBSTRING_INDEX(b.message, ' ', -1), '%', 1) AS UNSIGNED)"
+			       "   < CAST(SUBSTRING_INDEX(SUBSTRING_INDEX(a.message, ' ', -1), '%', 1) AS UNSIGNED))"),
+		     0, "rows are in the order they were reported");
+	/* back at work as soon as the server was: the end recorded and the next unit claimed */
+	long long ms = tdb_count(db, "SELECT TIMESTAMPDIFF(MICROSECOND, (SELECT at FROM t_back), MAX(completed_at))"
+				     " DIV 1000 FROM processing_jobs WHERE unit_index = 0");
+	long long claim_ms = tdb_count(db, "SELECT TIMESTAMPDIFF(MICROSECOND, (SELECT at FROM t_back), started_at)"
+					   " DIV 1000 FROM processing_jobs WHERE unit_index = 1");
+	cr_log_info("outage: end recorded %lld ms and next unit claimed %lld ms after the server was back", ms,
+		    claim_ms);
+	cr_assert_lt(ms, 5000, "the end was recorded %lld ms after the server came back", ms);
+	cr_assert_lt(claim_ms, 5000, "the next unit was claimed %lld ms after the server came back", claim_ms);
+	cr_assert_eq(count_lines(errp, "end recorded after the database came back"), 1);
+	assert_clean_stderr(errp);
+	assert_same_bytes(img, s0, 24 << 20);
+	(void)db_exec(db, NULL, "DROP USER IF EXISTS 'uf_t_worker_outage'@'localhost'", DB_END);
+	free(errp);
+	free(img);
+	free(s0);
+	free(cfg);
+}
+
+/* A worker frozen (SIGSTOP) past the stuck timeout loses its job to another daemon's reaper and
+ * claim; thawed, it writes nothing more for it (before, it wrote "writing 60%" for attempt 1
+ * after attempt 2 had begun) and says so once on stderr. The reaper's row names the stage the
+ * frozen attempt was in (writing), not the lagging job row's. */
+Test(worker, frozen_worker_writes_nothing_for_the_job_it_lost)
+{
+	char *img = make_image("frozen.img", 16, 92);
+	char *sa = make_stick("sa.img", 64 << 20), *sb = make_stick("sb.img", 64 << 20);
+	const char *slots_a[] = { sa, NULL }, *slots_b[] = { sb, NULL };
+	const char *extra = "write = { max_rate = \"4MiB\"; probe = false; };\n"
+			    "retry = { delays = [0.1, 0.1, 0.1]; };\n"
+			    "stuck = { processing_timeout = 2; queued_timeout = 3600; check_interval = 0.25; };";
+	char *cfg_a = config_as("a.conf", NULL, NULL, slots_a, extra);
+	char *cfg_b = config_as("b.conf", NULL, NULL, slots_b, extra);
+	add_confirm("FROZEN", 1, img, 64 << 20);
+	char *err_a = tu_path(dir, "a.err"), *err_b = tu_path(dir, "b.err");
+	pid_t a = spawn_daemon_logged(cfg_a, false, err_a);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND progress >= 40", 1, 60),
+		     1);
+	kill(a, SIGSTOP);
+	pid_t b = spawn_daemon_logged(cfg_b, false, err_b);
+	/* b's reaper returns the job, b claims it: attempt 2 has begun */
+	cr_assert_eq(wait_for("SELECT COUNT(*) > 0 FROM processing_job_logs WHERE attempt = 2", 1, 60), 1);
+	kill(a, SIGCONT);
+	cr_assert_eq(wait_line(err_a, "no longer ours", 1, 30), 1);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'", 1, 60), 1);
+	kill(a, SIGTERM);
+	kill(b, SIGTERM);
+	cr_assert_eq(wait_exit(a, 60), 0);
+	cr_assert_eq(wait_exit(b, 60), 0);
+
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 2"
+				   " AND locked_by IS NULL"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT MAX(attempt) FROM processing_job_logs"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE attempt = 1"
+				   " AND id > (SELECT MIN(id) FROM processing_job_logs WHERE attempt = 2)"),
+		     0, "attempt 1 wrote a row after attempt 2 began");
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_job_logs WHERE attempt = 1"
+			       " AND created_at > (SELECT MIN(created_at) FROM processing_job_logs WHERE attempt = 2)"),
+		     0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE error_code = 'STUCK_TIMEOUT'"
+				   " AND attempt = 1 AND stage = 'writing'"),
+		     1, "the reaper names the stage the frozen attempt was in");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 1);
+	cr_assert_eq(count_lines(err_a, "no longer ours"), 1, "said once, on stderr");
+	assert_clean_stderr(err_a);
+	assert_clean_stderr(err_b);
+	assert_same_bytes(img, sb, 16 << 20);
+	free(err_a);
+	free(err_b);
+	free(cfg_a);
+	free(cfg_b);
+	free(sa);
+	free(sb);
+	free(img);
+}
+
+/* SIGHUP reloads the configuration (before, it killed the daemon: exit 129): the keys that can
+ * change in place do, a restart-only key that changed is named and keeps its running value, a
+ * file that does not load is refused with its name and the running configuration stays, and a
+ * job running through both reloads is untouched. */
+Test(worker, sighup_reloads_the_configuration_and_refuses_a_bad_file)
+{
+	char *img = make_image("hup.img", 16, 93);
+	char *s0 = make_stick("s0.img", 64 << 20);
+	const char *slots[] = { s0, NULL };
+	char *cfg = config(slots, "write = { max_rate = \"8MiB\"; probe = false; };");
+	add_confirm("HUP", 2, img, 64 << 20);
+	char *errp = tu_path(dir, "hup.err");
+	pid_t pid = spawn_daemon_logged(cfg, false, errp);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND progress >= 35", 1, 60),
+		     1);
+
+	/* a good file with a new poll interval and a new station */
+	char *text = config_text(slots, "write = { max_rate = \"8MiB\"; probe = false; };");
+	char *good = NULL;
+	cr_assert(
+		asprintf(&good,
+			 "station = \"other-station\";\ndatabase = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };\n%s",
+			 tdb_socket(), DBNAME, strstr(text, "worker =")) > 0);
+	good = realloc(good, strlen(good) + 64);
+	char *pi = strstr(good, "poll_interval = 0.2");
+	cr_assert(pi);
+	memcpy(pi, "poll_interval = 0.3", 19);
+	tu_write_file(cfg, good, strlen(good));
+	kill(pid, SIGHUP);
+	cr_assert_eq(wait_line(errp, "configuration reloaded", 1, 30), 1);
+	cr_assert_eq(count_lines(errp, "station changed; that takes a restart"), 1);
+	cr_assert_eq(count_lines(errp, "poll 0.30 s"), 1);
+
+	/* a file that does not load */
+	const char *bad = "worker = { poll_interval = ; };\n";
+	tu_write_file(cfg, bad, strlen(bad));
+	kill(pid, SIGHUP);
+	char *needle = NULL;
+	cr_assert(asprintf(&needle, "reload refused, the running configuration stays: %s:1", cfg) > 0);
+	cr_assert_eq(wait_line(errp, needle, 1, 30), 1);
+	cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "usbforged survives SIGHUP");
+
+	/* it goes on working under the running configuration: both units done, each in one attempt */
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1", 2, 60), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE slot IS NOT NULL AND status = 'done'"),
+		     2);
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	cr_assert_eq(count_lines(errp, "configuration reloaded"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 0);
+	assert_clean_stderr(errp);
+	free(needle);
+	free(good);
+	free(text);
+	free(errp);
+	free(img);
+	free(s0);
+	free(cfg);
+}
+
+/* Every write made under a lease stops matching once the job is not the lease's any more: the
+ * reaper took it, or a later claim (even by the same worker) began another attempt. */
+Test(worker, writes_under_a_lost_lease_match_nothing)
+{
+	tdb_order_confirmed(db, "LEASE", 1);
+	struct claimed_job *j = tdb_claim(db, "w1", NULL);
+	struct job_lease l1 = JOB_LEASE(j, "w1");
+	struct job_log_row row = {
+		.level = "info", .stage = "writing", .category = "progress", .message = "writing 10%"
+	};
+	bool cancel = false;
+	cr_assert_eq(job_log_leased(db, &l1, &row), 0, "%s", db_error(db));
+	cr_assert_eq(job_progress(db, &l1, "writing", 40, NULL, 0, 0, &cancel), 0);
+	cr_assert_eq(job_resume_store(db, &l1, "{\"v\":1}"), 0);
+	struct job_item it = { .position = 0, .content_item_id = 1, .size = 1, .dest_path = (char *)"/x" };
+	make_stale("stage = 'validation'"); /* the job row lags its log */
+	struct reap_stats rs;
+	cr_assert_eq(jobs_reap(db, 1.0, 3600, (double[]){ 0 }, 1, NULL, 0, &rs), 0);
+	cr_assert_eq(rs.retried, 1);
+	json_decref(rs.actions);
+	/* the reaper's row names the stage of the attempt's last row, not the job row's */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE error_code = 'STUCK_TIMEOUT'"
+				   " AND stage = 'writing' AND attempt = 1"),
+		     1);
+	cr_assert_eq(job_log_leased(db, &l1, &row), -ESTALE);
+	cr_assert_eq(job_progress(db, &l1, "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
+	cr_assert_eq(job_resume_store(db, &l1, "{\"v\":2}"), -ESTALE);
+	cr_assert_eq(job_items_store(db, &l1, &it, 1), -ESTALE);
+	/* the same worker claims it again: attempt 2; the attempt-1 lease still matches nothing */
+	claimed_job_free(j);
+	j = tdb_claim(db, "w1", NULL);
+	cr_assert_eq(j->attempt, 2);
+	struct job_lease l2 = JOB_LEASE(j, "w1");
+	cr_assert_eq(job_log_leased(db, &l1, &row), -ESTALE);
+	cr_assert_eq(job_progress(db, &l1, "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &l1, 0, NULL), -ESTALE);
+	cr_assert_eq(job_log_leased(db, &l2, &row), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'progress'"), 2);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'progress' AND attempt = 2"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE resume_state = '{\"v\":1}'"), 1);
+	cr_assert_eq(job_finish_done(db, &l2, 0, NULL), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
+	claimed_job_free(j);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "db/jobs.h"
 #include "db/orders.h"
@@ -90,18 +91,59 @@ long long tdb_count(struct db *db, const char *sql)
 	return (long long)v;
 }
 
-char *tdb_write_config(const char *dir, const char *dbname, const char *extra)
+char *tdb_write_config_as(const char *dir, const char *name, const char *dbname, const char *user, const char *password,
+			  const char *extra)
 {
-	char *path = tu_path(dir, "usbforge.conf");
+	char *path = tu_path(dir, name);
 	FILE *f = fopen(path, "we");
 	cr_assert(f, "fopen %s", path);
 	fprintf(f,
 		"station = \"test-station\";\n"
-		"database = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };\n"
+		"database = { socket = \"%s\"; user = \"%s\"; name = \"%s\"; %s%s%s};\n"
 		"%s\n",
-		tdb_socket(), dbname, extra ? extra : "");
+		tdb_socket(), user, dbname, password ? "password = \"" : "", password ? password : "",
+		password ? "\"; " : "", extra ? extra : "");
 	cr_assert_eq(fclose(f), 0);
+	/* an inline password: the file must not be readable by others */
+	cr_assert_eq(chmod(path, 0600), 0);
 	return path;
+}
+
+char *tdb_write_config(const char *dir, const char *dbname, const char *extra)
+{
+	return tdb_write_config_as(dir, "usbforge.conf", dbname, "root", NULL, extra);
+}
+
+void tdb_user(struct db *db, const char *user, const char *password, const char *dbname)
+{
+	char sql[512];
+	snprintf(sql, sizeof(sql), "DROP USER IF EXISTS '%s'@'localhost'", user);
+	cr_assert_eq(db_exec(db, NULL, sql, DB_END), 0, "%s", db_error(db));
+	snprintf(sql, sizeof(sql), "CREATE USER '%s'@'localhost' IDENTIFIED BY '%s'", user, password);
+	cr_assert_eq(db_exec(db, NULL, sql, DB_END), 0, "%s", db_error(db));
+	snprintf(sql, sizeof(sql), "GRANT ALL ON `%s`.* TO '%s'@'localhost'", dbname, user);
+	cr_assert_eq(db_exec(db, NULL, sql, DB_END), 0, "%s", db_error(db));
+}
+
+int tdb_user_lock(struct db *db, const char *user, bool locked)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql), "ALTER USER '%s'@'localhost' ACCOUNT %s", user, locked ? "LOCK" : "UNLOCK");
+	cr_assert_eq(db_exec(db, NULL, sql, DB_END), 0, "%s", db_error(db));
+	if (!locked)
+		return 0;
+	/* and cut every connection it has */
+	MYSQL_RES *res = NULL;
+	int kills = 0;
+	cr_assert_eq(db_query(db, &res, "SELECT id FROM information_schema.processlist WHERE user = ?", DB_STR(user),
+			      DB_END),
+		     0);
+	MYSQL_ROW row;
+	while ((row = mysql_fetch_row(res)))
+		if (db_exec(db, NULL, "KILL CONNECTION ?", DB_I64(db_row_i64(row, 0)), DB_END) == 0)
+			kills++;
+	mysql_free_result(res);
+	return kills;
 }
 
 void tdb_order_confirmed(struct db *db, const char *number, int qty)

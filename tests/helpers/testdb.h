@@ -19,6 +19,15 @@ long long tdb_count(struct db *db, const char *sql);
 /* Write a config file for CLI/daemon runs into dir; returns its malloc'd path. extra is
  * appended verbatim (e.g. a usb = {...} block). */
 char *tdb_write_config(const char *dir, const char *dbname, const char *extra);
+/* The same as file dir/name, connecting as user (password inline when not NULL; mode 0600). */
+char *tdb_write_config_as(const char *dir, const char *name, const char *dbname, const char *user, const char *password,
+			  const char *extra);
+/* (Re)create user@localhost with password and every right on dbname: a suite that cuts its
+ * daemon off the database does it to an account of its own, not to root's other sessions. */
+void tdb_user(struct db *db, const char *user, const char *password, const char *dbname);
+/* Lock (new connections refused, and every connection it has killed; returns how many) or
+ * unlock the account. Asserts. */
+int tdb_user_lock(struct db *db, const char *user, bool locked);
 
 struct claimed_job;
 /* Add order number (an image order of /dev/null, 1 MiB nominal, qty units, any station) and
