@@ -225,7 +225,8 @@ static bool db_trouble(struct runner *r, int q, const char *what)
 /* Write the queued log rows, oldest first, and the newest checkpoint, while the lease holds.
  * A row the server refuses for what it is (not for the connection or the lease) is dropped
  * with a warning rather than retried for ever. Caller holds dblock, not lock. Returns 0 when
- * everything queued was written. */
+ * everything queued was written, else the error, with the job marked lost on -ESTALE; the
+ * caller deals with the connection. */
 static int flush_rows(struct runner *r)
 {
 	for (;;) {
@@ -245,10 +246,10 @@ static int flush_rows(struct runner *r)
 					   .error_code = p.error_code,
 					   .details_json = p.details };
 		int q = job_log_leased(r->db, &r->lease, &row);
-		if (q < 0 && q != -EIO && q != -EPERM) {
-			(void)db_trouble(r, q, "log row");
+		if (q == -ESTALE)
+			mark_lost(r, "no longer ours (taken by the reaper or an operator, or a later attempt began)");
+		if (q < 0 && q != -EIO && q != -EPERM)
 			return q;
-		}
 		if (q < 0)
 			log_warning("job %lld: log row refused by the server and dropped (%s): %s",
 				    (long long)r->job->id, db_error(r->db), p.message);
@@ -282,7 +283,8 @@ static int flush_rows(struct runner *r)
 			cp = NULL;
 		}
 		pthread_mutex_unlock(&r->lock);
-		(void)db_trouble(r, q, "resume state");
+		if (q == -ESTALE)
+			mark_lost(r, "no longer ours (taken by the reaper or an operator, or a later attempt began)");
 	}
 	free(cp);
 	return q;
@@ -341,10 +343,13 @@ static void *dbthread_main(void *p)
 		if (beat_due)
 			r->last_beat = t;
 		if (!r->db_down || db_trouble(r, -ENOTCONN, "reconnect")) {
-			if (flush_rows(r) < 0)
+			int q = flush_rows(r);
+			if (q < 0) {
 				rows_retry_at = now_mono() + 0.5;
-			else if (beat_due && !atomic_load(&r->lost))
+				(void)db_trouble(r, q, "log rows");
+			} else if (beat_due && !atomic_load(&r->lost)) {
 				beat(r);
+			}
 		}
 		pthread_mutex_unlock(&r->dblock);
 		pthread_mutex_lock(&r->lock);
