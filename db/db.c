@@ -14,7 +14,10 @@
 #include "util/log.h"
 #include "util/macro.h"
 
-#define DB_IO_TIMEOUT 20 /* seconds */
+#define DB_IO_TIMEOUT	    20 /* seconds */
+#define DB_IDLE_TXN_TIMEOUT 3  /* seconds */
+#define STR_(x)		    #x
+#define STR(x)		    STR_(x)
 
 struct db {
 	MYSQL *my;
@@ -115,7 +118,11 @@ static int do_connect(struct db *db, char **ret_error)
 	/* A server that stops answering must not hang the daemon past its watchdog (60 s): reads
 	 * and writes time out after DB_IO_TIMEOUT (the connection then counts as lost and is
 	 * reconnected), and no statement waits for a row lock longer than 10 s (error 1205, which
-	 * retries the transaction). No statement of usbforge's legitimately takes longer. */
+	 * retries the transaction). No statement of usbforge's legitimately takes longer.
+	 * A client that goes silent inside a transaction (a frozen or stopped worker: its
+	 * transactions never wait between statements) must not hold its row locks over the other
+	 * kiosks' claims and reapers: the server ends such a session after DB_IDLE_TXN_TIMEOUT
+	 * (idle_transaction_timeout, MariaDB ≥ 10.3), rolling the transaction back. */
 	unsigned timeout = 5, io_timeout = DB_IO_TIMEOUT;
 
 	*ret_error = NULL;
@@ -129,9 +136,10 @@ static int do_connect(struct db *db, char **ret_error)
 	mysql_options(db->my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
 	mysql_options(db->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	mysql_options(db->my, MYSQL_INIT_COMMAND,
-		      "SET time_zone='+00:00', innodb_lock_wait_timeout=10, "
-		      "sql_mode='STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
-		      "NO_ENGINE_SUBSTITUTION'");
+		      "SET time_zone='+00:00', innodb_lock_wait_timeout=10, idle_transaction_timeout=" STR(
+			      DB_IDLE_TXN_TIMEOUT) ", "
+						   "sql_mode='STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+						   "NO_ENGINE_SUBSTITUTION'");
 	bool use_socket = db->c.socket && *db->c.socket;
 	where = use_socket ? db->c.socket : db->c.host;
 	if (!mysql_real_connect(db->my, use_socket ? "localhost" : db->c.host, db->c.user, db->c.password, db->dbname,

@@ -296,6 +296,10 @@ static void jrow_done(struct jrow *j)
 static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct jrow *ret)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;
+	/* The order row is locked too: the ends of two units of one order are serialized, so the
+	 * last one sees every other unit done and marks the order done (under READ COMMITTED,
+	 * without it each would see the other still processing). A session that stalls holding it
+	 * is ended by the server (db.c: idle_transaction_timeout). */
 	int r = db_query(db, &res,
 			 "SELECT j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
 			 " j.slot, j.device_serial, j.cancelled_by,"
@@ -639,16 +643,18 @@ struct reap_one {
 	const char *status;
 };
 
-/* One stale job: lock it only if it is still processing with a stale heartbeat. */
+/* One stale job: lock it only if it is still processing with a stale heartbeat, and only if
+ * nobody holds it right now (SKIP LOCKED: a transaction on it means its worker is ending it;
+ * the reaper never waits behind a worker, and the next round sees how it went). */
 static int reap_txn(struct db *db, void *userdata)
 {
 	struct reap_one *c = userdata;
 	_cleanup_result_ MYSQL_RES *res = NULL;
-	int r = db_query(
-		db, &res,
-		"SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs"
-		" WHERE id = ? AND status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND FOR UPDATE",
-		DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
+	int r = db_query(db, &res,
+			 "SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs"
+			 " WHERE id = ? AND status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND"
+			 " FOR UPDATE SKIP LOCKED",
+			 DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
 	if (r < 0)
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
