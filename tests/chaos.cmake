@@ -1,4 +1,4 @@
-# The chaos suite (issue 10, tests/chaos/run-chaos): 3 daemons x 3 static slots drain 300 image
+# The chaos suite (issue 10, tests/chaos/run-chaos): 3 daemons x 3 static slots drain 400 image
 # jobs while a seeded schedule kill -9s and restarts daemons, freezes one past the stuck
 # timeout, sends SIGHUP, and kill -9s MariaDB (briefly, and longer than the stuck timeout);
 # exact assertions from SQL afterwards. It runs a MariaDB server of its own under
