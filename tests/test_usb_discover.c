@@ -673,6 +673,29 @@ Test(fakesys, facts_and_rules_directly)
 	free(d);
 }
 
+/* Write junk over the stack the next call will use, so a variable read before it is set holds
+ * a wild pointer as it would in the daemon, not a lucky zero. */
+static __attribute__((noinline)) void scribble_stack(void)
+{
+	volatile unsigned char junk[16384];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = 0xa5;
+}
+
+/* A sysfs directory that is not a block device (no "dev" attribute) is -ENOENT, and the
+ * failure path frees nothing that was never set: it once jumped past a cleanup variable's
+ * initialisation and freed stack junk (clang refused it: "cannot jump from this goto statement
+ * to its label"). */
+Test(fakesys, not_a_block_device_is_enoent)
+{
+	char *d = pathf("%s/devices/virtual/misc/thing", sysfs);
+	attr(d, "uevent", "DEVNAME=thing");
+	struct usb_disk_facts f;
+	scribble_stack();
+	cr_assert_eq(usb_disk_facts_from_syspath(&env, d, NULL, &f), -ENOENT);
+	free(d);
+}
+
 /* ---- the real system, with loop devices ---------------------------------------------------- */
 
 static char *make_image(const char *name, size_t size)

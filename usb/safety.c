@@ -138,7 +138,7 @@ static const char *base_name(const char *p)
 /* True when dir is a usb_device: "subsystem" links to .../usb and uevent has DEVTYPE=usb_device. */
 static bool is_usb_device(const char *dir)
 {
-	_cleanup_free_ char *link = NULL, *sub = NULL, *devtype = NULL;
+	_cleanup_free_ char *link = NULL, *devtype = NULL;
 	if (asprintf(&link, "%s/subsystem", dir) < 0)
 		return false;
 	char buf[PATH_MAX];
@@ -602,6 +602,20 @@ static int usb_identity(const struct usb_env *env, struct usb_disk_facts *f)
 	return usb_identity_libusb(env, f);
 }
 
+/* "/dev/" + the uevent's DEVNAME (it may name a subdirectory), else + sysname. 0 or -ENOMEM. */
+static int devnode_of(const char *syspath, const char *sysname, char **ret)
+{
+	_cleanup_free_ char *devname = NULL;
+	char *p;
+	int r = sysfs_uevent_get(syspath, "DEVNAME", &devname);
+	if (r == -ENOMEM)
+		return r;
+	if (asprintf(&p, "/dev/%s", r == 0 ? devname : sysname) < 0)
+		return -ENOMEM;
+	*ret = p;
+	return 0;
+}
+
 int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspath, const char *usb_syspath,
 				struct usb_disk_facts *ret)
 {
@@ -624,16 +638,9 @@ int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspat
 		r = r == -ENOMEM ? r : -ENOENT; /* not a block device directory */
 		goto fail;
 	}
-	_cleanup_free_ char *devname = NULL;
-	if (sysfs_uevent_get(f.syspath, "DEVNAME", &devname) == 0)
-		r = asprintf(&f.devnode, "/dev/%s", devname);
-	else
-		r = asprintf(&f.devnode, "/dev/%s", f.sysname);
-	if (r < 0) {
-		f.devnode = NULL;
-		r = -ENOMEM;
+	r = devnode_of(f.syspath, f.sysname, &f.devnode);
+	if (r < 0)
 		goto fail;
-	}
 	f.whole_disk = !sysfs_exists(f.syspath, "partition");
 	f.ro = sysfs_read_u64(f.syspath, "ro", &v) == 0 && v != 0;
 	f.removable = sysfs_read_u64(f.syspath, "removable", &v) == 0 && v != 0;
