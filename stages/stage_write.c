@@ -193,7 +193,7 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 		     format_size(st->bytes_written, a, sizeof(a)));
 		return UFC_NONE;
 	}
-	if (st->image_error && !ctx->job->image_path) {
+	if (st->image_error && ctx->job && !ctx->job->image_path) {
 		/* a content file changed or vanished since the scan (the composer checks size, mtime
 		 * and sha256 as it reads): CONTENT_CHANGED / CONTENT_MISSING, a permanent error */
 		enum uf_code cc = stage_selection_map_read_error(r);

@@ -14,7 +14,8 @@ enum uf_code stage_probe_device(struct stage_ctx *ctx);
 /* Writing: ctx->src onto ctx->dev (resuming from ctx->resume_json when given). Leaves the
  * writer in ctx->write_state for verification; sets ctx->bytes_written. Codes: WRITE_IO
  * (bad_offset), DEVICE_GONE, DEVICE_READ_ONLY, IMAGE_UNREADABLE, CONTENT_TOO_LARGE (the image
- * is larger than the stick: permanent), CANCELLED, PROCESSING_FAILED. */
+ * is larger than the stick: permanent), CANCELLED, PROCESSING_FAILED. ctx->job may be NULL
+ * (no job: no restart from the image path, and a source failure is IMAGE_UNREADABLE). */
 enum uf_code stage_writing(struct stage_ctx *ctx);
 /* Verification: dev_reset (opts->reset_before_verify), then the device read back with
  * O_DIRECT against the writer's chunk hashes; for an image job the bad chunk is compared

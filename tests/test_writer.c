@@ -334,6 +334,27 @@ Test(writer, image_larger_than_stick)
 	tu_rmrf(dir);
 }
 
+/* The writing stage with no job (the daemon always has one; a caller such as a test or a
+ * one-off tool need not) and an image that shrank after it was opened: IMAGE_UNREADABLE naming
+ * the truncation, where it once dereferenced the absent job. */
+Test(writer, stage_without_job_image_truncated)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 4 * MiB, 6, NULL);
+	struct dev *d = wt_target(dir, "t.bin", 8 * MiB, NULL);
+	struct write_opts o = wt_opts();
+	struct stage_ctx ctx = { .dev = d, .opts = &o };
+
+	cr_assert_eq(blksrc_open_image(img, &ctx.src, NULL), 0);
+	cr_assert_eq(truncate(img, 2 * MiB), 0);
+	cr_assert_eq(stage_writing(&ctx), UFC_IMAGE_UNREADABLE);
+	cr_assert_eq(ctx.code, UFC_IMAGE_UNREADABLE);
+	cr_assert(strstr(ctx.message, "image truncated at byte 2097152 of 4194304"), "%s", ctx.message);
+	stage_ctx_done(&ctx);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
 /* Cancel after the third buffer: -ECANCELED, and the head (first MiB) never reached the
  * target, so the interrupted stick does not look valid. */
 static atomic_bool cancel_flag;
