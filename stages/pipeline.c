@@ -102,7 +102,7 @@ static enum uf_code validation(struct stage_ctx *ctx)
 {
 	struct job_spec *job = ctx->job;
 	uint64_t devsz = dev_size(ctx->dev);
-	char a[32], b[32];
+	char a[32], b[32], n[32];
 	enum uf_code c;
 
 	if (job->image_path) {
@@ -130,7 +130,7 @@ static enum uf_code validation(struct stage_ctx *ctx)
 		return stage_fail(ctx, UFC_DEVICE_TOO_SMALL,
 				  "%s holds %s; the order is for %s (at least %s with %.0f%% tolerance)",
 				  dev_name(ctx->dev), format_size(devsz, a, sizeof(a)),
-				  format_size(job->capacity_bytes, b, sizeof(b)), format_size(need, b, sizeof(b)),
+				  format_size(job->capacity_bytes, b, sizeof(b)), format_size(need, n, sizeof(n)),
 				  tol * 100);
 	ctx->usable_size = devsz;
 	c = stage_probe_device(ctx); /* writable, genuine capacity; sets usable_size */

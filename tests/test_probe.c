@@ -192,3 +192,30 @@ Test(probe, stage_genuine_sets_usable)
 	dev_free(d);
 	tu_rmrf(dir);
 }
+
+/* Validation refuses a stick below the order's capacity less the tolerance, and the message
+ * names the three sizes each as itself: the stick's, the capacity sold, and the least accepted
+ * (it once printed one of the last two twice). */
+Test(probe, validation_too_small_names_every_size)
+{
+	char *dir = tu_tmpdir("pr");
+	char *img = wt_image(dir, "a.img", MiB, 4, NULL);
+	struct dev *d = wt_target(dir, "t.bin", 32 * MiB, NULL);
+	struct write_opts o = wt_opts();
+	o.capacity_tolerance = 0.25;
+	struct job_spec job = { .image_path = img, .capacity_bytes = 64 * MiB };
+	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o };
+
+	cr_assert_eq(stage_run(STAGE_VALIDATION, &ctx), UFC_DEVICE_TOO_SMALL);
+	char *want = NULL;
+	cr_assert(asprintf(&want,
+			   "%s holds 32.0 MiB; the order is for 64.0 MiB (at least 48.0 MiB with 25%% tolerance)",
+			   dev_name(d)) > 0);
+	cr_assert_str_eq(ctx.message, want);
+	free(want);
+	stage_ctx_done(&ctx);
+	dev_free(d);
+	free(img);
+	tu_rmrf(dir);
+	free(dir);
+}
