@@ -25,7 +25,8 @@ struct cli {
 };
 
 /* A command: argv[0] is the last word of the command's name ("add" for "order add"); options
- * follow. Returns a CLI_EXIT_* status. */
+ * follow. Returns a CLI_EXIT_* status, or a negative errno for a failure it has not reported
+ * (-ENOMEM): main() then prints it and exits CLI_EXIT_FAIL (cli_exit_status). */
 typedef int (*cli_cmd_fn)(struct cli *c, int argc, char **argv);
 
 struct cli_cmd {
@@ -46,15 +47,20 @@ int cli_error(int status, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Print a usage error for cmd plus its usage line; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Dump one JSON document to stdout (indent 2) and steal the reference. */
-void cli_print_json(json_t *doc);
+/* Dump one JSON document to stdout (indent 2) and steal the reference. Returns 0 (CLI_EXIT_OK),
+ * or -ENOMEM for a NULL doc (the jansson call that built it ran out of memory). */
+int cli_print_json(json_t *doc);
+/* A command's result as the process's exit status: r itself when r >= 0; for a negative errno,
+ * prints "usbforge: out of memory" (or strerror) and returns CLI_EXIT_FAIL. */
+int cli_exit_status(int r);
 
-/* Aligned text tables: cols column headers; add rows of cols strings (NULL prints "-"). */
+/* Aligned text tables: cols (> 0) column headers; add rows of cols strings (NULL prints "-").
+ * Each returns 0 or -ENOMEM (a row that could not be added is not added). */
 struct table;
-struct table *table_new(size_t cols, const char *const *headers);
-void table_add(struct table *t, const char *const *cells);
-void table_addf(struct table *t, ...); /* cols char* arguments */
-void table_print(struct table *t, FILE *out);
+int table_new(size_t cols, const char *const *headers, struct table **ret);
+int table_add(struct table *t, const char *const *cells);
+int table_addf(struct table *t, ...); /* cols char* arguments */
+int table_print(struct table *t, FILE *out);
 struct table *table_free(struct table *t);
 
 /* Who is acting, for audit rows: $SUDO_USER, else $USER, else "cli". */

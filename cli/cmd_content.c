@@ -48,11 +48,11 @@ int cmd_content_scan(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "root", abs, "files",
-					 st.files, "added", st.added, "updated", st.updated, "unchanged", st.unchanged,
-					 "reactivated", st.reactivated, "deactivated", st.deactivated, "skipped",
-					 st.skipped, "bytes_hashed", (json_int_t)st.bytes_hashed));
-		return CLI_EXIT_OK;
+		return cli_print_json(json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "root", abs, "files",
+						st.files, "added", st.added, "updated", st.updated, "unchanged",
+						st.unchanged, "reactivated", st.reactivated, "deactivated",
+						st.deactivated, "skipped", st.skipped, "bytes_hashed",
+						(json_int_t)st.bytes_hashed));
 	}
 	printf("%s: %u files: %u added, %u updated, %u unchanged, %u reactivated, %u gone (inactive), %u skipped; %s hashed\n",
 	       abs, st.files, st.added, st.updated, st.unchanged, st.reactivated, st.deactivated, st.skipped,
@@ -84,27 +84,33 @@ int cmd_content_list(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(rows);
-		return CLI_EXIT_OK;
+		return cli_print_json(rows);
 	}
 	static const char *const hdr[] = { "ID", "CATEGORY", "SIZE", "PATH" };
-	struct table *t = table_new(4, hdr);
+	struct table *t = NULL;
+	r = table_new(4, hdr, &t);
 	size_t i;
 	json_t *e;
 	uint64_t total = 0;
 	json_array_foreach(rows, i, e)
 	{
 		char id[32], sz[32];
+		if (r < 0)
+			break;
 		snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(e, "id")));
 		uint64_t b = (uint64_t)json_integer_value(json_object_get(e, "size_bytes"));
 		total += b;
-		table_addf(t, id, json_string_value(json_object_get(e, "category")), format_size(b, sz, sizeof(sz)),
-			   json_string_value(json_object_get(e, "rel_path")));
+		r = table_addf(t, id, json_string_value(json_object_get(e, "category")), format_size(b, sz, sizeof(sz)),
+			       json_string_value(json_object_get(e, "rel_path")));
 	}
-	table_print(t, stdout);
+	if (r >= 0)
+		r = table_print(t, stdout);
 	table_free(t);
-	char tb[32];
-	printf("%zu item(s), %s\n", json_array_size(rows), format_size(total, tb, sizeof(tb)));
+	if (r >= 0) {
+		char tb[32];
+		printf("%zu item(s), %s\n", json_array_size(rows), format_size(total, tb, sizeof(tb)));
+		r = CLI_EXIT_OK;
+	}
 	json_decref(rows);
-	return CLI_EXIT_OK;
+	return r;
 }

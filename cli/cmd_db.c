@@ -37,14 +37,15 @@ int cmd_db_migrate(struct cli *c, int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	(void)db_schema_current(db, &cur);
+	r = CLI_EXIT_OK;
 	if (c->json)
-		cli_print_json(json_pack("{s:i, s:i, s:s}", "schema_version", cur, "applied", applied, "server",
-					 db_server_version(db)));
+		r = cli_print_json(json_pack("{s:i, s:i, s:s}", "schema_version", cur, "applied", applied, "server",
+					     db_server_version(db)));
 	else if (applied)
 		printf("schema upgraded to version %d (%d migration%s applied)\n", cur, applied,
 		       applied == 1 ? "" : "s");
 	else
 		printf("schema is current (version %d)\n", cur);
 	db_close(db);
-	return CLI_EXIT_OK;
+	return r;
 }

@@ -49,31 +49,35 @@ json_t *devices_to_json(const struct usb_candidate *c, size_t n)
 	return a;
 }
 
-void devices_print_table(const struct usb_candidate *c, size_t n, FILE *out)
+int devices_print_table(const struct usb_candidate *c, size_t n, FILE *out)
 {
 	static const char *const headers[] = { "SLOT",	 "DEVICE", "SIZE",   "SPEED",	"PORT",
 					       "VENDOR", "MODEL",  "SERIAL", "ELIGIBLE" };
-	struct table *t = table_new(ARRAY_SIZE(headers), headers);
-	for (size_t i = 0; i < n; i++) {
+	struct table *t = NULL;
+	int r = table_new(ARRAY_SIZE(headers), headers, &t);
+	for (size_t i = 0; r == 0 && i < n; i++) {
 		char size[32], speed[32];
-		char *eligible = NULL;
+		_cleanup_free_ char *why = NULL;
 		const char *sz = c[i].devnode ? format_size(c[i].capacity_bytes, size, sizeof(size)) : NULL;
 		const char *sp = NULL;
 		if (c[i].usb_speed_mbps) {
 			snprintf(speed, sizeof(speed), "%u Mb/s", c[i].usb_speed_mbps);
 			sp = speed;
 		}
-		if (c[i].eligible)
-			eligible = strdup("yes");
-		else if (asprintf(&eligible, "no: %s", c[i].reason ? c[i].reason : "?") < 0)
-			eligible = NULL;
-		const char *cells[] = { c[i].slot,   c[i].devnode, sz,		sp,	 c[i].port_path,
-					c[i].vendor, c[i].model,   c[i].serial, eligible };
-		table_add(t, cells);
-		free(eligible);
+		if (!c[i].eligible && asprintf(&why, "no: %s", c[i].reason ? c[i].reason : "?") < 0) {
+			why = NULL;
+			r = -ENOMEM;
+			break;
+		}
+		const char *cells[] = { c[i].slot,  c[i].devnode,   sz,
+					sp,	    c[i].port_path, c[i].vendor,
+					c[i].model, c[i].serial,    c[i].eligible ? "yes" : why };
+		r = table_add(t, cells);
 	}
-	table_print(t, out);
+	if (r == 0)
+		r = table_print(t, out);
 	table_free(t);
+	return r;
 }
 
 int cmd_devices(struct cli *c, int argc, char **argv)
@@ -98,15 +102,12 @@ int cmd_devices(struct cli *c, int argc, char **argv)
 	if (json) {
 		json_t *doc = devices_to_json(cand, n);
 		usb_candidates_free(cand, n);
-		if (!doc)
-			return cli_error(CLI_EXIT_FAIL, "out of memory");
-		cli_print_json(doc);
-		return CLI_EXIT_OK;
+		return cli_print_json(doc);
 	}
 	if (n == 0)
 		printf("No devices (usb.mode = %s).\n", c->cfg.usb.mode == USB_MODE_STATIC ? "static" : "udev");
 	else
-		devices_print_table(cand, n, stdout);
+		r = devices_print_table(cand, n, stdout);
 	usb_candidates_free(cand, n);
-	return CLI_EXIT_OK;
+	return r;
 }

@@ -15,12 +15,17 @@
 /* Wait ms milliseconds without spinning (poll on nothing). */
 static void wait_ms(int ms) { (void)poll(NULL, 0, ms); }
 
+/* The one ID argument: 0 with *ret set, or CLI_EXIT_USAGE (reported). */
 static int parse_job_id(const char *cmd, const char *usage, int argc, char **argv, long long *ret)
 {
-	if (optind != argc - 1)
-		return cli_usage_error(cmd, usage, "expected one job ID");
-	if (cli_parse_id(argv[optind], ret) < 0)
-		return cli_usage_error(cmd, usage, "'%s' is not a job id", argv[optind]);
+	if (optind != argc - 1) {
+		cli_usage_error(cmd, usage, "expected one job ID");
+		return CLI_EXIT_USAGE;
+	}
+	if (cli_parse_id(argv[optind], ret) < 0) {
+		cli_usage_error(cmd, usage, "'%s' is not a job id", argv[optind]);
+		return CLI_EXIT_USAGE;
+	}
 	return 0;
 }
 
@@ -48,13 +53,13 @@ int cmd_job_cancel(struct cli *c, int argc, char **argv)
 	else if (r < 0)
 		r = cli_error(CLI_EXIT_FAIL, "cannot cancel job %lld: %s", id, db_error(db));
 	else {
+		r = CLI_EXIT_OK;
 		if (c->json)
-			cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", status));
+			r = cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", status));
 		else if (strcmp(status, "cancelled") == 0)
 			printf("job %lld cancelled\n", id);
 		else
 			printf("job %lld is running: cancel requested, it stops at its next chunk boundary\n", id);
-		r = CLI_EXIT_OK;
 	}
 	db_close(db);
 	return r;
@@ -79,11 +84,11 @@ int cmd_job_retry(struct cli *c, int argc, char **argv)
 	else if (r < 0)
 		r = cli_error(CLI_EXIT_FAIL, "cannot retry job %lld: %s", id, db_error(db));
 	else {
+		r = CLI_EXIT_OK;
 		if (c->json)
-			cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", "queued"));
+			r = cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", "queued"));
 		else
 			printf("job %lld queued again with %zu attempts\n", id, 1 + c->cfg.retry.n_delays);
-		r = CLI_EXIT_OK;
 	}
 	db_close(db);
 	return r;
@@ -112,6 +117,8 @@ static void print_log_rows(bool json, json_t *rows, int64_t *since)
 	fflush(stdout);
 }
 
+/* The job's status, malloc'd, into *ret. 0, -ENOENT (no such job), -ENOMEM, or db_query's
+ * error (db_error tells). */
 static int job_status(struct db *db, long long id, char **ret)
 {
 	MYSQL_RES *res = NULL;
@@ -119,9 +126,14 @@ static int job_status(struct db *db, long long id, char **ret)
 	if (r < 0)
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
-	*ret = row ? strdup(row[0]) : NULL;
+	char *s = row ? strdup(row[0] ? row[0] : "") : NULL;
 	mysql_free_result(res);
-	return row ? 0 : -ENOENT;
+	if (!row)
+		return -ENOENT;
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
 }
 
 static bool terminal(const char *s)
@@ -147,28 +159,35 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 	if ((r = cli_db_open(c, &db)))
 		return r;
 	_cleanup_free_ char *st = NULL;
-	if ((r = job_status(db, id, &st)) == -ENOENT) {
+	r = job_status(db, id, &st);
+	if (r < 0) {
+		if (r == -ENOENT)
+			r = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
+		else if (r != -ENOMEM)
+			r = cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 		db_close(db);
-		return cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
+		return r;
 	}
 	for (;;) {
 		json_t *rows = NULL;
-		if ((r = job_logs(db, id, since, &rows)) < 0) {
+		if (job_logs(db, id, since, &rows) < 0) {
 			cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 			db_close(db);
 			return CLI_EXIT_FAIL;
 		}
 		if (c->json && !follow) {
-			cli_print_json(rows);
+			r = cli_print_json(rows);
 			break;
 		}
 		print_log_rows(c->json, rows, &since);
 		json_decref(rows);
 		if (!follow)
 			break;
-		free(st);
-		st = NULL;
-		if (job_status(db, id, &st) == 0 && terminal(st)) {
+		st = mfree(st);
+		r = job_status(db, id, &st);
+		if (r == -ENOMEM)
+			break;
+		if (r == 0 && terminal(st)) {
 			/* one last read for rows written with the final transition */
 			if (job_logs(db, id, since, &rows) == 0) {
 				print_log_rows(c->json, rows, &since);
@@ -179,7 +198,7 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 		wait_ms(500);
 	}
 	db_close(db);
-	return CLI_EXIT_OK;
+	return r == -ENOMEM ? r : CLI_EXIT_OK;
 }
 
 int cmd_job_watch(struct cli *c, int argc, char **argv)
@@ -264,8 +283,7 @@ int cmd_queue_stats(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(o);
-		return CLI_EXIT_OK;
+		return cli_print_json(o);
 	}
 	static const char *const keys[] = { "queued", "retry",	   "processing",       "done",
 					    "failed", "cancelled", "stuck_processing", "stuck_queued" };
@@ -298,10 +316,9 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(json_pack("{s:i, s:i, s:i, s:i, s:o}", "retried", st.retried, "failed", st.failed,
-					 "cancelled", st.cancelled, "stuck_reported", st.stuck_reported, "actions",
-					 st.actions));
-		return CLI_EXIT_OK;
+		return cli_print_json(json_pack("{s:i, s:i, s:i, s:i, s:o}", "retried", st.retried, "failed", st.failed,
+						"cancelled", st.cancelled, "stuck_reported", st.stuck_reported,
+						"actions", st.actions));
 	}
 	size_t i;
 	json_t *a;
@@ -344,10 +361,14 @@ int cmd_events(struct cli *c, int argc, char **argv)
 		return r;
 	/* Every event after --since, read in pages of 1000; --follow then keeps reading. Without
 	 * --follow, --json prints them all as one array. */
-	json_t *all = c->json && !follow ? json_array() : NULL;
+	json_t *all = NULL;
+	if (c->json && !follow && !(all = json_array())) {
+		db_close(db);
+		return -ENOMEM;
+	}
 	for (;;) {
 		json_t *rows = NULL;
-		if ((r = events_list(db, since, EVENTS_PAGE, &rows)) < 0) {
+		if (events_list(db, since, EVENTS_PAGE, &rows) < 0) {
 			cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 			json_decref(all);
 			db_close(db);
@@ -381,8 +402,6 @@ int cmd_events(struct cli *c, int argc, char **argv)
 			break;
 		wait_ms(1000);
 	}
-	if (all)
-		cli_print_json(all);
 	db_close(db);
-	return CLI_EXIT_OK;
+	return all ? cli_print_json(all) : CLI_EXIT_OK;
 }

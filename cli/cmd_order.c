@@ -233,8 +233,7 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 		json_t *out = json_pack("{s:O, s:O}", "order_number", json_object_get(res, "order_number"), "jobs",
 					json_object_get(res, "jobs"));
 		json_decref(res);
-		cli_print_json(out);
-		return CLI_EXIT_OK;
+		return cli_print_json(out);
 	}
 	size_t i;
 	json_t *j;
@@ -242,65 +241,84 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 	       json_array_size(json_object_get(res, "jobs")) == 1 ? "" : "s",
 	       json_integer_value(json_object_get(res, "created")) ? "" : " (already confirmed, nothing created)");
 	static const char *const hdr[] = { "JOB", "UNIT", "STATUS" };
-	struct table *t = table_new(3, hdr);
+	struct table *t = NULL;
+	r = table_new(3, hdr, &t);
 	json_array_foreach(json_object_get(res, "jobs"), i, j)
 	{
 		char id[24], unit[24];
+		if (r < 0)
+			break;
 		snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(j, "id")));
 		snprintf(unit, sizeof(unit), "%lld", (long long)json_integer_value(json_object_get(j, "unit_index")));
-		table_addf(t, id, unit, json_string_value(json_object_get(j, "status")));
+		r = table_addf(t, id, unit, json_string_value(json_object_get(j, "status")));
 	}
-	table_print(t, stdout);
+	if (r >= 0)
+		r = table_print(t, stdout);
 	table_free(t);
 	json_decref(res);
-	return CLI_EXIT_OK;
+	return r < 0 ? r : CLI_EXIT_OK;
 }
 
-/* Render any JSON scalar as text for a table cell. */
-static char *cell(json_t *v)
+/* Any JSON value as the text of a table cell, malloc'd into *ret (NULL for a missing value or
+ * JSON null: the table prints "-"). 0 or -ENOMEM. */
+static int cell(json_t *v, char **ret)
 {
 	char *s = NULL;
-	if (!v || json_is_null(v))
-		return NULL;
+	if (!v || json_is_null(v)) {
+		*ret = NULL;
+		return 0;
+	}
 	if (json_is_string(v))
-		return strdup(json_string_value(v));
-	if (json_is_integer(v)) {
+		s = strdup(json_string_value(v));
+	else if (json_is_integer(v)) {
 		if (asprintf(&s, "%lld", (long long)json_integer_value(v)) < 0)
-			return NULL;
-		return s;
-	}
-	if (json_is_real(v)) {
+			s = NULL;
+	} else if (json_is_real(v)) {
 		if (asprintf(&s, "%.1f", json_real_value(v)) < 0)
-			return NULL;
-		return s;
-	}
-	return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+			s = NULL;
+	} else
+		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
 }
 
-/* Print rows (a JSON array of objects) as a table of the given keys. */
-static void print_rows(json_t *rows, const char *const *keys, const char *const *headers, size_t n)
+/* One table row of the given keys of row. 0 or -ENOMEM. */
+static int add_row(struct table *t, json_t *row, const char *const *keys, size_t n)
 {
-	struct table *t = table_new(n, headers);
+	_cleanup_free_ char **cells = calloc(n, sizeof(char *));
+	int r = cells ? 0 : -ENOMEM;
+	for (size_t k = 0; r == 0 && k < n; k++)
+		r = cell(json_object_get(row, keys[k]), &cells[k]);
+	if (r == 0)
+		r = table_add(t, (const char *const *)cells);
+	for (size_t k = 0; cells && k < n; k++)
+		free(cells[k]);
+	return r;
+}
+
+/* Print rows (a JSON array of objects) as a table of the given keys. 0 or -ENOMEM. */
+static int print_rows(json_t *rows, const char *const *keys, const char *const *headers, size_t n)
+{
+	struct table *t = NULL;
+	int r = table_new(n, headers, &t);
 	size_t i;
 	json_t *row;
 	json_array_foreach(rows, i, row)
 	{
-		char **cells = calloc(n, sizeof(char *));
-		if (!cells)
-			abort();
-		for (size_t k = 0; k < n; k++)
-			cells[k] = cell(json_object_get(row, keys[k]));
-		table_add(t, (const char *const *)cells);
-		for (size_t k = 0; k < n; k++)
-			free(cells[k]);
-		free(cells);
+		if (r < 0)
+			break;
+		r = add_row(t, row, keys, n);
 	}
-	table_print(t, stdout);
+	if (r == 0)
+		r = table_print(t, stdout);
 	table_free(t);
+	return r;
 }
 
-/* "key: value" lines of an object's scalar members, in the object's order. */
-static void print_object(json_t *o, const char *skip)
+/* "key: value" lines of an object's members, in the object's order. 0 or -ENOMEM. */
+static int print_object(json_t *o, const char *skip)
 {
 	const char *k;
 	json_t *v;
@@ -308,9 +326,13 @@ static void print_object(json_t *o, const char *skip)
 	{
 		if (skip && strcmp(k, skip) == 0)
 			continue;
-		_cleanup_free_ char *s = cell(v);
+		_cleanup_free_ char *s = NULL;
+		int r = cell(v, &s);
+		if (r < 0)
+			return r;
 		printf("%-22s %s\n", k, s ? s : "-");
 	}
+	return 0;
 }
 
 int cmd_order_show(struct cli *c, int argc, char **argv)
@@ -334,17 +356,18 @@ int cmd_order_show(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(o);
-		return CLI_EXIT_OK;
+		return cli_print_json(o);
 	}
-	print_object(o, "jobs");
-	printf("\n");
 	static const char *const keys[] = { "id",	"unit_index", "status", "stage",
 					    "progress", "attempts",   "slot",	"error_code" };
 	static const char *const hdr[] = { "JOB", "UNIT", "STATUS", "STAGE", "PROGRESS", "ATTEMPTS", "SLOT", "ERROR" };
-	print_rows(json_object_get(o, "jobs"), keys, hdr, ARRAY_SIZE(keys));
+	r = print_object(o, "jobs");
+	if (r == 0) {
+		printf("\n");
+		r = print_rows(json_object_get(o, "jobs"), keys, hdr, ARRAY_SIZE(keys));
+	}
 	json_decref(o);
-	return CLI_EXIT_OK;
+	return r;
 }
 
 static bool job_status_ok(const char *s)
@@ -395,16 +418,15 @@ int cmd_jobs(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(rows);
-		return CLI_EXIT_OK;
+		return cli_print_json(rows);
 	}
 	static const char *const keys[] = { "id",	"order_number", "unit_index", "status",	    "stage",
 					    "progress", "attempts",	"slot",	      "error_code", "updated_at" };
 	static const char *const hdr[] = { "ID",       "ORDER",	   "UNIT", "STATUS", "STAGE",
 					   "PROGRESS", "ATTEMPTS", "SLOT", "ERROR",  "UPDATED" };
-	print_rows(rows, keys, hdr, ARRAY_SIZE(keys));
+	r = print_rows(rows, keys, hdr, ARRAY_SIZE(keys));
 	json_decref(rows);
-	return CLI_EXIT_OK;
+	return r;
 }
 
 int cmd_job_show(struct cli *c, int argc, char **argv)
@@ -429,17 +451,16 @@ int cmd_job_show(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		cli_print_json(o);
-		return CLI_EXIT_OK;
+		return cli_print_json(o);
 	}
-	print_object(o, "items");
+	r = print_object(o, "items");
 	json_t *items = json_object_get(o, "items");
-	if (json_array_size(items)) {
+	if (r == 0 && json_array_size(items)) {
 		printf("\n");
 		static const char *const keys[] = { "position", "content_item_id", "size_bytes", "dest_path" };
 		static const char *const hdr[] = { "POS", "ITEM", "BYTES", "PATH" };
-		print_rows(items, keys, hdr, ARRAY_SIZE(keys));
+		r = print_rows(items, keys, hdr, ARRAY_SIZE(keys));
 	}
 	json_decref(o);
-	return CLI_EXIT_OK;
+	return r;
 }

@@ -103,8 +103,7 @@ static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const
 		json_t *doc = json_pack("{s:s, s:s?, s:s, s:s?, s:o}", "device", j->device, "source", j->source,
 					"error_code", uf_code_name(code), "error", msg, "bad_offset",
 					bad_offset == UINT64_MAX ? json_null() : json_integer((json_int_t)bad_offset));
-		if (doc)
-			cli_print_json(doc);
+		(void)cli_print_json(doc); /* the failure is reported already; a NULL doc adds nothing */
 	}
 	return CLI_EXIT_FAIL;
 }
@@ -524,11 +523,13 @@ int cmd_write(struct cli *c, int argc, char **argv)
 	double secs = now_mono() - t0;
 	const struct writer_stats *st = writer_stats(w);
 	double rate = secs > 0 ? (double)src->mapped / secs : 0;
+	r = CLI_EXIT_OK;
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:I, s:b, s:f, s:f}", "device", j.device, "source",
-					 j.source, "bytes_written", (json_int_t)st->bytes_written, "verified",
-					 (int)verified, "bytes_verified", (json_int_t)vr.bytes_read, "full_verify",
-					 (int)(verified && wo.verify_full), "seconds", secs, "rate_bytes_per_s", rate));
+		r = cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:I, s:b, s:f, s:f}", "device", j.device, "source",
+					     j.source, "bytes_written", (json_int_t)st->bytes_written, "verified",
+					     (int)verified, "bytes_verified", (json_int_t)vr.bytes_read, "full_verify",
+					     (int)(verified && wo.verify_full), "seconds", secs, "rate_bytes_per_s",
+					     rate));
 	} else {
 		char a[32];
 		printf("wrote %s to %s in %.2f s (%.1f MB/s)", format_size(st->bytes_written, a, sizeof(a)), j.device,
@@ -540,7 +541,6 @@ int cmd_write(struct cli *c, int argc, char **argv)
 			printf(", not verified");
 		printf("; total %.2f s, %.1f MB/s\n", secs, rate / 1e6);
 	}
-	r = CLI_EXIT_OK;
 out:
 	w = writer_free(w);
 	job_done(&j);
@@ -610,16 +610,16 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 	phase_end(&j);
 	double secs = now_mono() - t0;
 	double rate = secs > 0 ? (double)vr.bytes_read / secs : 0;
+	r = CLI_EXIT_OK;
 	if (c->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source", j.source,
-					 "bytes_read", (json_int_t)vr.bytes_read, "verified", 1, "seconds", secs,
-					 "rate_bytes_per_s", rate));
+		r = cli_print_json(json_pack("{s:s, s:s, s:I, s:b, s:f, s:f}", "device", j.device, "source", j.source,
+					     "bytes_read", (json_int_t)vr.bytes_read, "verified", 1, "seconds", secs,
+					     "rate_bytes_per_s", rate));
 	} else {
 		char a[32];
 		printf("%s matches %s: %s read in %.2f s (%.1f MB/s)\n", j.device, j.source,
 		       format_size(vr.bytes_read, a, sizeof(a)), secs, rate / 1e6);
 	}
-	r = CLI_EXIT_OK;
 out:
 	job_done(&j);
 	blksrc_free(src);
@@ -654,11 +654,12 @@ int cmd_probe(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	double secs = now_mono() - t0;
+	r = CLI_EXIT_OK;
 	if (c->json)
-		cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:f}", "device", j.device, "verdict",
-					 probe_verdict_name(pr.verdict), "reported_bytes", (json_int_t)pr.reported_size,
-					 "usable_bytes", (json_int_t)pr.usable_size, "blocks_probed",
-					 (json_int_t)pr.blocks_probed, "seconds", secs));
+		r = cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:f}", "device", j.device, "verdict",
+					     probe_verdict_name(pr.verdict), "reported_bytes",
+					     (json_int_t)pr.reported_size, "usable_bytes", (json_int_t)pr.usable_size,
+					     "blocks_probed", (json_int_t)pr.blocks_probed, "seconds", secs));
 	if (!c->json)
 		printf("%s: %s, %s reported, %s usable (%llu blocks probed in %.2f s)\n", j.device,
 		       probe_verdict_name(pr.verdict), format_size(pr.reported_size, a, sizeof(a)),
@@ -673,7 +674,6 @@ int cmd_probe(struct cli *c, int argc, char **argv)
 		c->json = json;
 		goto out;
 	}
-	r = CLI_EXIT_OK;
 out:
 	job_done(&j);
 	return r;

@@ -33,8 +33,8 @@ int cmd_devices(struct cli *c, int argc, char **argv);
 struct usb_candidate;
 /* The `devices --json` document: an array of objects with DESIGN.md's fields (new reference). */
 json_t *devices_to_json(const struct usb_candidate *c, size_t n);
-/* The human table of `devices`. */
-void devices_print_table(const struct usb_candidate *c, size_t n, FILE *out);
+/* The human table of `devices`. 0 or -ENOMEM. */
+int devices_print_table(const struct usb_candidate *c, size_t n, FILE *out);
 /* cmd_write.c: one-off write / verify / probe of one target, no database */
 int cmd_write(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);

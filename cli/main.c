@@ -109,7 +109,7 @@ int main(int argc, char **argv)
 		r = cmd->fn(&c, argc - skip, argv + skip);
 		if (c.config_loaded)
 			config_done(&c.cfg);
-		return r;
+		return cli_exit_status(r);
 	}
 	fprintf(stderr, "usbforge: unknown command '%s%s%s'\n", argv[0], argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
 	usage(stderr);

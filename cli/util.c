@@ -42,11 +42,21 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 	return CLI_EXIT_USAGE;
 }
 
-void cli_print_json(json_t *doc)
+int cli_print_json(json_t *doc)
 {
+	if (!doc)
+		return -ENOMEM;
 	json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
 	fputc('\n', stdout);
 	json_decref(doc);
+	return 0;
+}
+
+int cli_exit_status(int r)
+{
+	if (r >= 0)
+		return r;
+	return cli_error(CLI_EXIT_FAIL, "%s", r == -ENOMEM ? "out of memory" : strerror(-r));
 }
 
 int cli_parse_id(const char *s, long long *ret)
@@ -67,41 +77,55 @@ struct table {
 	char **cells; /* rows+1 (header) × cols */
 };
 
-struct table *table_new(size_t cols, const char *const *headers)
+int table_new(size_t cols, const char *const *headers, struct table **ret)
 {
 	struct table *t = calloc(1, sizeof(*t));
 	if (!t)
-		abort();
+		return -ENOMEM;
 	t->cols = cols;
-	table_add(t, headers);
-	return t;
+	int r = table_add(t, headers);
+	if (r < 0) {
+		table_free(t);
+		return r;
+	}
+	*ret = t;
+	return 0;
 }
 
-void table_add(struct table *t, const char *const *cells)
+int table_add(struct table *t, const char *const *cells)
 {
 	if (t->rows == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 16;
-		t->cells = realloc(t->cells, t->cap * t->cols * sizeof(char *));
-		if (!t->cells)
-			abort();
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		char **c = reallocarray(t->cells, cap * t->cols, sizeof(char *));
+		if (!c)
+			return -ENOMEM;
+		t->cells = c;
+		t->cap = cap;
 	}
-	for (size_t i = 0; i < t->cols; i++)
-		t->cells[t->rows * t->cols + i] = strdup(cells[i] ? cells[i] : "-");
+	char **row = t->cells + t->rows * t->cols;
+	for (size_t i = 0; i < t->cols; i++) {
+		row[i] = strdup(cells[i] ? cells[i] : "-");
+		if (!row[i]) {
+			while (i > 0)
+				free(row[--i]);
+			return -ENOMEM;
+		}
+	}
 	t->rows++;
+	return 0;
 }
 
-void table_addf(struct table *t, ...)
+int table_addf(struct table *t, ...)
 {
 	va_list ap;
-	const char **cells = calloc(t->cols, sizeof(char *));
+	_cleanup_free_ const char **cells = calloc(t->cols, sizeof(char *));
 	if (!cells)
-		abort();
+		return -ENOMEM;
 	va_start(ap, t);
 	for (size_t i = 0; i < t->cols; i++)
 		cells[i] = va_arg(ap, const char *);
 	va_end(ap);
-	table_add(t, cells);
-	free(cells);
+	return table_add(t, cells);
 }
 
 /* Display width of a UTF-8 string (wide characters count 2). */
@@ -125,11 +149,11 @@ static size_t display_width(const char *s)
 	return w;
 }
 
-void table_print(struct table *t, FILE *out)
+int table_print(struct table *t, FILE *out)
 {
-	size_t *w = calloc(t->cols, sizeof(size_t));
+	_cleanup_free_ size_t *w = calloc(t->cols, sizeof(size_t));
 	if (!w)
-		abort();
+		return -ENOMEM;
 	for (size_t r = 0; r < t->rows; r++)
 		for (size_t c = 0; c < t->cols; c++)
 			w[c] = MAX(w[c], display_width(t->cells[r * t->cols + c]));
@@ -143,7 +167,7 @@ void table_print(struct table *t, FILE *out)
 		}
 		fputc('\n', out);
 	}
-	free(w);
+	return 0;
 }
 
 struct table *table_free(struct table *t)

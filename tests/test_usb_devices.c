@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "helpers/failalloc.h"
 #include "helpers/testutil.h"
 #include "test_usb_loop.h"
 #include "usb/discover.h"
@@ -91,6 +92,38 @@ Test(devices, table_rows)
 	cr_assert(strstr(l3, "no: empty"));
 	cr_assert_eq(*(strchr(l3, '\n') + 1), '\0');
 	free(out);
+}
+
+/* Every allocation of the table failed once: -ENOMEM each time (it once called abort()), or
+ * the whole table. */
+Test(devices, table_out_of_memory_is_enomem)
+{
+	struct usb_candidate c[2] = {
+		{ .slot = "A", .devnode = "/dev/sdb", .capacity_bytes = 1073741824, .eligible = true },
+		{ .slot = "B", .port_path = "1-3", .eligible = false, .reason = "empty" },
+	};
+	char *whole = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&whole, &len);
+	cr_assert_eq(devices_print_table(c, 2, f), 0);
+	fclose(f);
+	unsigned failed = 0;
+	FAILALLOC_LOOP(k)
+	{
+		char *out = NULL;
+		f = open_memstream(&out, &len);
+		int r = devices_print_table(c, 2, f);
+		fclose(f);
+		if (r == 0)
+			cr_assert_str_eq(out, whole);
+		else {
+			cr_assert_eq(r, -ENOMEM, "allocation %u: %d", k, r);
+			failed++;
+		}
+		free(out);
+	}
+	cr_assert_geq(failed, 10);
+	free(whole);
 }
 
 /* Run cmd_devices with stdout captured into a string. */

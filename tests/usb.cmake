@@ -6,4 +6,4 @@ uf_test(NAME test_usb_monitor SOURCES test_usb_monitor.c test_usb_loop.c LIBS uf
 # `usbforge devices` below the binary: cli/cmd_devices.c with the CLI helpers.
 uf_test(NAME test_usb_devices
         SOURCES test_usb_devices.c test_usb_loop.c ../cli/cmd_devices.c ../cli/util.c
-        LIBS uf_usb uf_config PkgConfig::JANSSON)
+        LIBS uf_usb uf_config PkgConfig::JANSSON FAILALLOC)
