@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helpers/failalloc.h"
 #include "helpers/testutil.h"
 #include "test_usb_loop.h"
 #include "usb/dev.h"
@@ -343,10 +344,16 @@ static int fake_usb_info(unsigned bus, unsigned addr, struct usbdev_info *ret)
 		return fusb.result;
 	if (bus != fusb.info.busnum || addr != fusb.info.devaddr)
 		return -ENODEV;
-	*ret = fusb.info;
-	ret->manufacturer = strdup_or_null(fusb.info.manufacturer);
-	ret->product = strdup_or_null(fusb.info.product);
-	ret->serial = strdup_or_null(fusb.info.serial);
+	struct usbdev_info i = fusb.info;
+	i.manufacturer = strdup_or_null(fusb.info.manufacturer);
+	i.product = strdup_or_null(fusb.info.product);
+	i.serial = strdup_or_null(fusb.info.serial);
+	if ((fusb.info.manufacturer && !i.manufacturer) || (fusb.info.product && !i.product) ||
+	    (fusb.info.serial && !i.serial)) {
+		usbdev_info_done(&i);
+		return -ENOMEM;
+	}
+	*ret = i;
 	return 0;
 }
 
@@ -693,6 +700,85 @@ Test(fakesys, not_a_block_device_is_enoent)
 	struct usb_disk_facts f;
 	scribble_stack();
 	cr_assert_eq(usb_disk_facts_from_syspath(&env, d, NULL, &f), -ENOENT);
+	free(d);
+}
+
+static bool str_same(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+/* Every member of two sets of facts equal (strings by value). */
+static void assert_facts_eq(const struct usb_disk_facts *a, const struct usb_disk_facts *b, unsigned k)
+{
+	const char *const sa[] = { a->syspath,	a->sysname,    a->devnode,     a->usb_syspath, a->port_path,
+				   a->root_hub, a->id_vendor,  a->id_product,  a->vendor,      a->model,
+				   a->serial,	a->mounted_at, a->mounted_dev, a->swap_dev,    a->holder };
+	const char *const sb[] = { b->syspath,	b->sysname,    b->devnode,     b->usb_syspath, b->port_path,
+				   b->root_hub, b->id_vendor,  b->id_product,  b->vendor,      b->model,
+				   b->serial,	b->mounted_at, b->mounted_dev, b->swap_dev,    b->holder };
+	for (size_t i = 0; i < ARRAY_SIZE(sa); i++)
+		cr_assert(str_same(sa[i], sb[i]), "allocation %u failed: string %zu is '%s', not '%s'", k, i,
+			  sa[i] ? sa[i] : "(null)", sb[i] ? sb[i] : "(null)");
+	cr_assert(a->devnum == b->devnum && a->whole_disk == b->whole_disk && a->ro == b->ro &&
+			  a->removable == b->removable && a->size_bytes == b->size_bytes &&
+			  a->size_from_node == b->size_from_node && a->logical_block_size == b->logical_block_size &&
+			  a->on_usb == b->on_usb && a->busnum == b->busnum && a->devaddr == b->devaddr &&
+			  a->speed_mbps == b->speed_mbps && a->usb_descriptors == b->usb_descriptors &&
+			  a->holds_root == b->holds_root,
+		  "allocation %u failed: a flag or number differs", k);
+}
+
+/* Every allocation of the facts of a stick failed once (its partition holds / through dm-0 and
+ * is mounted, libusb answers): -ENOMEM, or exactly the facts of a run without failure. An
+ * out-of-memory is never read as a "no" (not a partition, not root, not on USB, no vendor):
+ * these facts decide what may be written. */
+Test(fakesys, facts_out_of_memory_is_enomem)
+{
+	char *d = fake_stick("2-1.3", "sdb", "8:16", "SN-B", 2048);
+	char *p = fake_partition(d, "sdb1", "8:17");
+	char *dm = pathf("%s/devices/virtual/block/dm-0", sysfs);
+	fake_block(dm, "dm-0", "253:0", 2000, false);
+	char *sl = pathf("%s/slaves/sdb1", dm);
+	link_to(p, sl);
+	char *hl = pathf("%s/holders/dm-0", p);
+	link_to(dm, hl);
+	put(mountinfo, "1 0 253:0 / / rw - ext4 /dev/mapper/root rw\n"
+		       "2 1 8:17 / /mnt/stick rw - vfat /dev/sdb1 rw\n");
+	fakes_reset();
+	fusb.info = (struct usbdev_info){ .busnum = 2,
+					  .devaddr = fake_addr("sdb"),
+					  .ports = { 1, 3 },
+					  .n_ports = 2,
+					  .speed_mbps = 480,
+					  .manufacturer = "Acme",
+					  .serial = "LIBUSB-SN" };
+	struct usb_env e = env;
+	e.usb_info = fake_usb_info;
+	char *dev = pathf("%s/class/block/sdb", sysfs);
+	struct usb_disk_facts want, got;
+	cr_assert_eq(usb_disk_facts_from_syspath(&e, dev, NULL, &want), 0);
+	cr_assert(want.holds_root && want.on_usb && want.whole_disk && want.usb_descriptors);
+	cr_assert_str_eq(want.mounted_at, "/mnt/stick");
+	cr_assert_str_eq(want.holder, "dm-0");
+
+	unsigned failed = 0;
+	FAILALLOC_LOOP(k)
+	{
+		int r = usb_disk_facts_from_syspath(&e, dev, NULL, &got);
+		failalloc_disarm();
+		if (r == 0) {
+			assert_facts_eq(&got, &want, k);
+			usb_disk_facts_done(&got);
+		} else {
+			cr_assert_eq(r, -ENOMEM, "allocation %u failed: %d", k, r);
+			failed++;
+		}
+	}
+	cr_assert_geq(failed, 20, "%u allocations", failed);
+	usb_disk_facts_done(&want);
+	free(dev);
+	free(hl);
+	free(sl);
+	free(dm);
+	free(p);
 	free(d);
 }
 

@@ -179,8 +179,10 @@ static int LIBUSB_CALL on_libusb_hotplug(libusb_context *ctx, libusb_device *dev
 		m->cap_pending = cap;
 	}
 	char *path = strdup(buf);
-	if (!path)
+	if (!path) {
+		log_debug("monitor: out of memory queueing a libusb hotplug event");
 		return 0;
+	}
 	bool arrived = event == LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED;
 	m->pending[m->n_pending++] = (struct usb_pending){
 		.action = arrived ? USB_MONITOR_USB_ADD : USB_MONITOR_USB_REMOVE,

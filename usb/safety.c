@@ -102,12 +102,34 @@ int sysfs_uevent_get(const char *dir, const char *key, char **ret)
 	return -ENOENT;
 }
 
-bool sysfs_exists(const char *dir, const char *name)
+int sysfs_exists(const char *dir, const char *name)
 {
 	_cleanup_free_ char *p = NULL;
 	if (asprintf(&p, "%s/%s", dir, name) < 0)
-		return false;
+		return -ENOMEM;
 	return access(p, F_OK) == 0;
+}
+
+/* An optional string attribute into *ret (left as it is when absent or unreadable). 0 or
+ * -ENOMEM. */
+static int read_opt(const char *dir, const char *name, char **ret)
+{
+	char *s = NULL;
+	int r = sysfs_read(dir, name, &s);
+	if (r == -ENOMEM)
+		return r;
+	if (r == 0) {
+		free(*ret);
+		*ret = s;
+	}
+	return 0;
+}
+
+/* An optional number attribute: 1 with *ret set, 0 when absent or malformed, -ENOMEM. */
+static int read_u64_opt(const char *dir, const char *name, uint64_t *ret)
+{
+	int r = sysfs_read_u64(dir, name, ret);
+	return r == -ENOMEM ? r : r == 0;
 }
 
 int sysfs_parse_devnum(const char *s, dev_t *ret)
@@ -135,20 +157,24 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p;
 }
 
-/* True when dir is a usb_device: "subsystem" links to .../usb and uevent has DEVTYPE=usb_device. */
-static bool is_usb_device(const char *dir)
+/* 1 when dir is a usb_device ("subsystem" links to .../usb and uevent has
+ * DEVTYPE=usb_device), 0 when not, -ENOMEM. */
+static int is_usb_device(const char *dir)
 {
 	_cleanup_free_ char *link = NULL, *devtype = NULL;
 	if (asprintf(&link, "%s/subsystem", dir) < 0)
-		return false;
+		return -ENOMEM;
 	char buf[PATH_MAX];
 	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
 	if (n <= 0)
-		return false;
+		return 0;
 	buf[n] = '\0';
 	if (strcmp(base_name(buf), "usb") != 0)
-		return false;
-	return sysfs_uevent_get(dir, "DEVTYPE", &devtype) == 0 && strcmp(devtype, "usb_device") == 0;
+		return 0;
+	int r = sysfs_uevent_get(dir, "DEVTYPE", &devtype);
+	if (r == -ENOMEM)
+		return r;
+	return r == 0 && strcmp(devtype, "usb_device") == 0;
 }
 
 /* Walk up from syspath to (not including) <sysfs>/devices looking for the usb_device. */
@@ -169,7 +195,10 @@ static int find_usb_ancestor(const char *sysfs, const char *syspath, char **ret)
 		*slash = '\0';
 		if (strlen(cur) <= strlen(stop))
 			return -ENOENT;
-		if (is_usb_device(cur)) {
+		int r = is_usb_device(cur);
+		if (r < 0)
+			return r;
+		if (r > 0) {
 			*ret = TAKE_PTR(cur);
 			return 0;
 		}
@@ -284,8 +313,18 @@ static int disk_devset(const char *syspath, const char *sysname, dev_t disk, str
 			break;
 		}
 		dev_t pd;
-		if (!sysfs_exists(sub, "partition") || read_devnum(sub, &pd) < 0)
+		r = sysfs_exists(sub, "partition");
+		if (r < 0)
+			break;
+		if (r == 0)
 			continue;
+		r = read_devnum(sub, &pd);
+		if (r == -ENOMEM)
+			break;
+		if (r < 0) {
+			r = 0;
+			continue;
+		}
 		r = devset_add(&s, pd, de->d_name);
 		if (r < 0)
 			break;
@@ -404,33 +443,35 @@ static int root_devnum(const char *mountinfo, dev_t *ret)
 }
 
 /* Does the device at dir (a disk, partition or stacked device) lie on the disk target_syspath?
- * Follows "slaves" down through dm/md stacks; depth-bounded. */
-static bool lies_on(const char *dir, const char *target_syspath, int depth)
+ * Follows "slaves" down through dm/md stacks; depth-bounded. 1 yes, 0 no, -ENOMEM (never a
+ * "no" for want of memory: the answer decides whether the disk holding / may be written). */
+static int lies_on(const char *dir, const char *target_syspath, int depth)
 {
 	if (depth > 8)
-		return false;
+		return 0;
 	_cleanup_free_ char *real = realpath(dir, NULL);
 	if (!real)
-		return false;
+		return errno == ENOMEM ? -ENOMEM : 0;
 	/* The disk itself, or one of its partitions (a subdirectory). */
 	size_t tl = strlen(target_syspath);
 	if (strcmp(real, target_syspath) == 0 || (strncmp(real, target_syspath, tl) == 0 && real[tl] == '/'))
-		return true;
+		return 1;
 	_cleanup_free_ char *slaves = NULL;
 	if (asprintf(&slaves, "%s/slaves", real) < 0)
-		return false;
+		return -ENOMEM;
 	DIR *d = opendir(slaves);
 	if (!d)
-		return false;
-	bool found = false;
+		return errno == ENOMEM ? -ENOMEM : 0;
+	int found = 0;
 	struct dirent *de;
-	while (!found && (de = readdir(d))) {
+	while (found == 0 && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
 		_cleanup_free_ char *sub = NULL;
 		if (asprintf(&sub, "%s/%s", slaves, de->d_name) < 0)
-			break;
-		found = lies_on(sub, target_syspath, depth + 1);
+			found = -ENOMEM;
+		else
+			found = lies_on(sub, target_syspath, depth + 1);
 	}
 	closedir(d);
 	return found;
@@ -449,7 +490,10 @@ static int holds_root(const struct usb_env *env, const char *syspath, bool *ret)
 	_cleanup_free_ char *p = NULL;
 	if (asprintf(&p, "%s/dev/block/%u:%u", env->sysfs, major(rd), minor(rd)) < 0)
 		return -ENOMEM;
-	*ret = lies_on(p, syspath, 0);
+	r = lies_on(p, syspath, 0);
+	if (r < 0)
+		return r;
+	*ret = r > 0;
 	return 0;
 }
 
@@ -580,20 +624,36 @@ static int usb_identity(const struct usb_env *env, struct usb_disk_facts *f)
 	f->port_path = strdup(base_name(u));
 	if (!f->port_path)
 		return -ENOMEM;
-	sysfs_read(u, "idVendor", &f->id_vendor);
-	sysfs_read(u, "idProduct", &f->id_product);
-	sysfs_read(u, "manufacturer", &f->vendor);
-	sysfs_read(u, "product", &f->model);
-	sysfs_read(u, "serial", &f->serial);
-	if (sysfs_read_u64(u, "busnum", &v) == 0) {
+	int r = read_opt(u, "idVendor", &f->id_vendor);
+	if (r >= 0)
+		r = read_opt(u, "idProduct", &f->id_product);
+	if (r >= 0)
+		r = read_opt(u, "manufacturer", &f->vendor);
+	if (r >= 0)
+		r = read_opt(u, "product", &f->model);
+	if (r >= 0)
+		r = read_opt(u, "serial", &f->serial);
+	if (r >= 0)
+		r = read_u64_opt(u, "busnum", &v);
+	if (r < 0)
+		return r;
+	if (r > 0) {
 		f->busnum = (unsigned)v;
-		if (asprintf(&f->root_hub, "usb%u", f->busnum) < 0)
+		if (asprintf(&f->root_hub, "usb%u", f->busnum) < 0) {
 			f->root_hub = NULL;
+			return -ENOMEM;
+		}
 	}
-	if (sysfs_read_u64(u, "devnum", &v) == 0 && v <= 255)
+	r = read_u64_opt(u, "devnum", &v);
+	if (r < 0)
+		return r;
+	if (r > 0 && v <= 255)
 		f->devaddr = (unsigned)v;
 	_cleanup_free_ char *speed = NULL;
-	if (sysfs_read(u, "speed", &speed) == 0) {
+	r = read_opt(u, "speed", &speed);
+	if (r < 0)
+		return r;
+	if (speed) {
 		char *end;
 		double s = strtod(speed, &end);
 		if (end != speed && s > 0 && s < 1e6)
@@ -641,19 +701,38 @@ int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspat
 	r = devnode_of(f.syspath, f.sysname, &f.devnode);
 	if (r < 0)
 		goto fail;
-	f.whole_disk = !sysfs_exists(f.syspath, "partition");
-	f.ro = sysfs_read_u64(f.syspath, "ro", &v) == 0 && v != 0;
-	f.removable = sysfs_read_u64(f.syspath, "removable", &v) == 0 && v != 0;
-	if (sysfs_read_u64(f.syspath, "size", &v) == 0)
+	r = sysfs_exists(f.syspath, "partition");
+	if (r < 0)
+		goto fail;
+	f.whole_disk = r == 0;
+	r = read_u64_opt(f.syspath, "ro", &v);
+	if (r < 0)
+		goto fail;
+	f.ro = r > 0 && v != 0;
+	r = read_u64_opt(f.syspath, "removable", &v);
+	if (r < 0)
+		goto fail;
+	f.removable = r > 0 && v != 0;
+	r = read_u64_opt(f.syspath, "size", &v);
+	if (r < 0)
+		goto fail;
+	if (r > 0)
 		f.size_bytes = v * 512;
 	f.logical_block_size = 512;
-	if (sysfs_read_u64(f.syspath, "queue/logical_block_size", &v) == 0 && v >= 512 && v <= 65536)
+	r = read_u64_opt(f.syspath, "queue/logical_block_size", &v);
+	if (r < 0)
+		goto fail;
+	if (r > 0 && v >= 512 && v <= 65536)
 		f.logical_block_size = (unsigned)v;
 
 	if (usb_syspath) {
 		f.usb_syspath = realpath(usb_syspath, NULL);
 		if (!f.usb_syspath)
 			f.usb_syspath = strdup(usb_syspath);
+		if (!f.usb_syspath) {
+			r = -ENOMEM;
+			goto fail;
+		}
 	} else {
 		r = find_usb_ancestor(env.sysfs, f.syspath, &f.usb_syspath);
 		if (r == -ENOMEM)
@@ -677,20 +756,23 @@ int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspat
 		}
 	}
 	/* Fallbacks from the SCSI device and the disk. */
-	if (!f.vendor)
-		sysfs_read(f.syspath, "device/vendor", &f.vendor);
-	if (!f.model)
-		sysfs_read(f.syspath, "device/model", &f.model);
-	if (!f.serial)
-		sysfs_read(f.syspath, "serial", &f.serial);
-	if (f.serial && !*f.serial) {
-		free(f.serial);
-		f.serial = NULL;
+	r = f.vendor ? 0 : read_opt(f.syspath, "device/vendor", &f.vendor);
+	if (r >= 0 && !f.model)
+		r = read_opt(f.syspath, "device/model", &f.model);
+	if (r >= 0 && !f.serial)
+		r = read_opt(f.syspath, "serial", &f.serial);
+	if (r < 0)
+		goto fail;
+	if (f.serial && !*f.serial)
+		f.serial = mfree(f.serial);
+	if (!f.vendor && f.id_vendor && !(f.vendor = strdup(f.id_vendor))) {
+		r = -ENOMEM;
+		goto fail;
 	}
-	if (!f.vendor && f.id_vendor)
-		f.vendor = strdup(f.id_vendor);
-	if (!f.model && f.id_product)
-		f.model = strdup(f.id_product);
+	if (!f.model && f.id_product && !(f.model = strdup(f.id_product))) {
+		r = -ENOMEM;
+		goto fail;
+	}
 
 	/* Safety. A partition is judged with its own number only; the whole-disk rule refuses it. */
 	r = disk_devset(f.syspath, f.sysname, f.devnum, &set);

@@ -11,6 +11,7 @@ int sysfs_read(const char *dir, const char *name, char **ret);
 int sysfs_read_u64(const char *dir, const char *name, uint64_t *ret);
 /* Value of KEY=value in dir/uevent; -ENOENT when absent. */
 int sysfs_uevent_get(const char *dir, const char *key, char **ret);
-bool sysfs_exists(const char *dir, const char *name);
+/* 1 when dir/name exists, 0 when not, -ENOMEM. */
+int sysfs_exists(const char *dir, const char *name);
 /* "8:16" → makedev(8, 16); -EINVAL otherwise. */
 int sysfs_parse_devnum(const char *s, dev_t *ret);

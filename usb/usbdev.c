@@ -122,19 +122,22 @@ static unsigned speed_mbps(int s)
 	}
 }
 
-static char *string_desc(libusb_device_handle *h, uint8_t index)
+/* String descriptor index as ASCII into *ret (left NULL when the device has none or does not
+ * answer). 0 or -ENOMEM. */
+static int string_desc(libusb_device_handle *h, uint8_t index, char **ret)
 {
 	unsigned char buf[256]; /* a USB string descriptor holds at most 126 UTF-16 units */
 	if (!h || index == 0)
-		return NULL;
+		return 0;
 	int n = libusb_get_string_descriptor_ascii(h, index, buf, sizeof(buf));
 	if (n <= 0)
-		return NULL;
-	return strndup((const char *)buf, (size_t)n);
+		return 0;
+	*ret = strndup((const char *)buf, (size_t)n);
+	return *ret ? 0 : -ENOMEM;
 }
 
 /* Descriptors, speed, address and port numbers of dev into *info (strings only when usbfs lets
- * us open it). 0, or -errno of the device descriptor. */
+ * us open it). 0, -ENOMEM, or -errno of the device descriptor. */
 static int info_fill(libusb_device *dev, struct usbdev_info *info)
 {
 	struct libusb_device_descriptor dd;
@@ -150,12 +153,14 @@ static int info_fill(libusb_device *dev, struct usbdev_info *info)
 	info->speed_mbps = speed_mbps(libusb_get_device_speed(dev));
 	libusb_device_handle *h = NULL;
 	if (libusb_open(dev, &h) == 0) {
-		info->manufacturer = string_desc(h, dd.iManufacturer);
-		info->product = string_desc(h, dd.iProduct);
-		info->serial = string_desc(h, dd.iSerialNumber);
+		r = string_desc(h, dd.iManufacturer, &info->manufacturer);
+		if (r >= 0)
+			r = string_desc(h, dd.iProduct, &info->product);
+		if (r >= 0)
+			r = string_desc(h, dd.iSerialNumber, &info->serial);
 		libusb_close(h);
 	}
-	return 0;
+	return r;
 }
 
 /* The device on bus busnum with (n_ports > 0) these port numbers or (n_ports == 0) address

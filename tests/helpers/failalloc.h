@@ -20,5 +20,5 @@ void failalloc_arm(unsigned n);
 bool failalloc_disarm(void);
 
 #define FAILALLOC_LOOP(k)                                                                                              \
-	for (unsigned k = 1, k##_more = 1; k##_more; k##_more = failalloc_disarm(), k++)                             \
+	for (unsigned k = 1, k##_more = 1; k##_more; k##_more = failalloc_disarm(), k++)                               \
 		for (int k##_once = (failalloc_arm(k), 1); k##_once; k##_once = 0)
