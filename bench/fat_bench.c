@@ -163,8 +163,8 @@ static int cmd_compose(const char *root, const char *manifest, const char *targe
 		r = config_load(conf, &cfg, &err);
 		if (r < 0)
 			die(conf, err ? err : strerror(-r));
-	} else
-		config_init_defaults(&cfg);
+	} else if (config_init_defaults(&cfg) < 0)
+		die("config", "out of memory");
 	wo = (struct write_opts){
 		.buffer_size = (size_t)cfg.write.buffer_size,
 		.queue_depth = cfg.write.queue_depth,

@@ -55,7 +55,9 @@ static char *default_station(void)
 	return strdup(host);
 }
 
-void config_init_defaults(struct uf_config *cfg)
+static bool defaults_complete(const struct uf_config *cfg);
+
+int config_init_defaults(struct uf_config *cfg)
 {
 	static const double delays[] = { 5, 15, 60 };
 
@@ -103,6 +105,11 @@ void config_init_defaults(struct uf_config *cfg)
 		memcpy(cfg->retry.delays, delays, sizeof(delays));
 		cfg->retry.n_delays = ARRAY_SIZE(delays);
 	}
+	if (!defaults_complete(cfg)) {
+		config_done(cfg);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static bool defaults_complete(const struct uf_config *cfg)
@@ -1162,9 +1169,9 @@ int config_load(const char *path, struct uf_config *cfg, char **ret_error)
 	int r;
 
 	assert(path);
-	config_init_defaults(&tmp);
+	r = config_init_defaults(&tmp);
 	config_init(&l.lc);
-	if (!defaults_complete(&tmp) || !(tmp.path = strdup(path)) || !(l.dir = dir_of(path))) {
+	if (r < 0 || !(tmp.path = strdup(path)) || !(l.dir = dir_of(path))) {
 		r = oom(&l);
 		goto out;
 	}
@@ -1226,10 +1233,8 @@ int config_load_default(const char *explicit_path, struct uf_config *cfg, char *
 	r = config_load(config_default_path(explicit_path), cfg, &err);
 	if (r == -ENOENT && !named) {
 		/* No file where the default one would be: the built-in defaults are the config. */
-		config_init_defaults(cfg);
-		if (defaults_complete(cfg))
+		if (config_init_defaults(cfg) == 0)
 			return 0;
-		config_done(cfg);
 		free(err);
 		err = strdup("out of memory");
 		r = -ENOMEM;

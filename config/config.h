@@ -67,8 +67,8 @@ struct uf_config {
 #define CONFIG_DEFAULT_PATH "/etc/usbforge/usbforge.conf"
 
 /* Fill *cfg (overwritten, not freed first) with every default; release with config_done().
- * On allocation failure a string field is left NULL (config_load reports -ENOMEM). */
-void config_init_defaults(struct uf_config *cfg);
+ * 0, or -ENOMEM with *cfg zeroed (nothing to release). */
+int config_init_defaults(struct uf_config *cfg);
 /* Read path and apply it over the defaults into *cfg (overwritten, not freed first; release
  * with config_done()). Relative paths in the file (password_file, content.root, socket, slot
  * paths) are taken relative to the file's directory. Returns 0, or:

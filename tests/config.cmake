@@ -1,4 +1,4 @@
 # Config loader, size/duration parser and UTF-8 suites (no database).
-uf_test(NAME test_config SOURCES test_config.c LIBS uf_config)
+uf_test(NAME test_config SOURCES test_config.c LIBS uf_config FAILALLOC)
 uf_test(NAME test_size SOURCES test_size.c LIBS uf_config)
 uf_test(NAME test_utf8 SOURCES test_utf8.c)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "helpers/failalloc.h"
 #include "helpers/testutil.h"
 
 static char *dir;
@@ -124,7 +125,7 @@ static void assert_defaults_except_path(const struct uf_config *c)
 Test(config, defaults)
 {
 	struct uf_config c;
-	config_init_defaults(&c);
+	cr_assert_eq(config_init_defaults(&c), 0);
 	cr_assert_null(c.path);
 	assert_defaults_except_path(&c);
 	config_done(&c);
@@ -134,6 +135,74 @@ Test(config, defaults)
 	cr_assert_str_eq(usb_mode_to_string(USB_MODE_UDEV), "udev");
 	cr_assert_str_eq(usb_mode_to_string(USB_MODE_STATIC), "static");
 	cr_assert_null(usb_mode_to_string(_USB_MODE_MAX));
+}
+
+/* Each allocation of the defaults failed once: -ENOMEM with nothing to release, else every
+ * default (the station, the four database strings, the content root, the retry delays). */
+Test(config, defaults_out_of_memory)
+{
+	unsigned failed = 0;
+	FAILALLOC_LOOP(k)
+	{
+		struct uf_config c;
+		int r = config_init_defaults(&c);
+		failalloc_disarm();
+		if (r == 0) {
+			assert_defaults_except_path(&c);
+			config_done(&c);
+		} else {
+			cr_assert_eq(r, -ENOMEM, "allocation %u: %d", k, r);
+			cr_assert(!c.station && !c.db.host && !c.content.root && !c.retry.delays);
+			failed++;
+		}
+	}
+	cr_assert_eq(failed, 7);
+}
+
+/* Each allocation of a load failed once: -ENOMEM and "FILE: out of memory" (when even that
+ * could be said), else the file's values exactly. */
+Test(config, load_out_of_memory)
+{
+	char *pwf = write_in_dir("db.password", "s3cret\n", 0600);
+	char *text = NULL;
+	cr_assert(asprintf(&text,
+			   "station = \"kiosk-1\";\n"
+			   "database = { host = \"db.example\"; password_file = \"%s\"; };\n"
+			   "retry = { delays = [1.5, 30.0]; };\n"
+			   "content = { root = \"content\"; };\n"
+			   "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/dev/sdx\"; } ); };\n",
+			   pwf) > 0);
+	write_text(conf, text);
+	char *root = tu_path(dir, "content");
+	unsigned failed = 0;
+	FAILALLOC_LOOP(k)
+	{
+		struct uf_config c;
+		char *err = NULL;
+		int r = config_load(conf, &c, &err);
+		failalloc_disarm();
+		if (r == 0) {
+			cr_assert_null(err);
+			cr_assert_str_eq(c.station, "kiosk-1");
+			cr_assert_str_eq(c.db.host, "db.example");
+			cr_assert_str_eq(c.db.password, "s3cret");
+			cr_assert_str_eq(c.content.root, root);
+			cr_assert(c.retry.n_delays == 2 && c.retry.delays[1] == 30.0);
+			cr_assert(c.usb.n_slots == 1 && strcmp(c.usb.slots[0].path, "/dev/sdx") == 0);
+			config_done(&c);
+		} else {
+			cr_assert_eq(r, -ENOMEM, "allocation %u: %d (%s)", k, r, err ? err : "");
+			if (err) {
+				cr_assert(strstr(err, "out of memory"), "allocation %u: %s", k, err);
+				free(err);
+			}
+			failed++;
+		}
+	}
+	cr_assert_geq(failed, 15, "%u allocations", failed);
+	free(root);
+	free(text);
+	free(pwf);
 }
 
 Test(config, empty_file_is_all_defaults)

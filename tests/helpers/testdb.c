@@ -34,7 +34,7 @@ const char *tdb_socket(void)
 
 void tdb_config(struct uf_config *cfg, const char *dbname)
 {
-	config_init_defaults(cfg);
+	cr_assert_eq(config_init_defaults(cfg), 0);
 	free(cfg->db.socket);
 	cfg->db.socket = strdup(tdb_socket());
 	free(cfg->db.user);
