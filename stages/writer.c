@@ -51,7 +51,6 @@ struct writer {
 	uint64_t synced; /* durable high-water mark (data >= CHUNK_HEAD below it is on disk) */
 	struct writer_stats st;
 	char *error;
-	char *resume_note;
 };
 
 /* ---- resume state (de)serialization ------------------------------------------------------ */
@@ -242,12 +241,11 @@ int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts,
 			free(w);
 			return r;
 		}
-		if (r < 0)
-			w->resume_note = strdup(r == -ERANGE ? "resume state has a different chunk size"
-							     : "resume state is malformed");
+		if (r < 0) /* a static string: nothing to allocate, nothing to fail */
+			w->st.resume_note =
+				r == -ERANGE ? "resume state has a different chunk size" : "resume state is malformed";
 		else
 			w->st.resumed = true;
-		w->st.resume_note = w->resume_note;
 	}
 	*ret = w;
 	return 0;
@@ -268,7 +266,6 @@ struct writer *writer_free(struct writer *w)
 	free(w->rchunks);
 	free(w->rext);
 	free(w->error);
-	free(w->resume_note);
 	pthread_mutex_destroy(&w->chunks_lock);
 	free(w);
 	return NULL;
