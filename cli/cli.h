@@ -44,8 +44,11 @@ int cli_load_config(struct cli *c);
 
 /* Print "usbforge: <msg>" to stderr; returns status. */
 int cli_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Print a usage error for cmd plus its usage line; returns CLI_EXIT_USAGE. */
-int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Print a usage error for cmd plus its usage line. */
+void cli_usage_message(const char *cmd, const char *usage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* cli_usage_message(), then CLI_EXIT_USAGE: `return cli_usage_error(…);`. A macro so that the
+ * value is known where it is returned (no path where a usage error "succeeds"). */
+#define cli_usage_error(cmd, usage, ...) (cli_usage_message((cmd), (usage), __VA_ARGS__), CLI_EXIT_USAGE)
 
 /* Dump one JSON document to stdout (indent 2) and steal the reference. Returns 0 (CLI_EXIT_OK),
  * or -ENOMEM for a NULL doc (the jansson call that built it ran out of memory). */

@@ -18,14 +18,10 @@ static void wait_ms(int ms) { (void)poll(NULL, 0, ms); }
 /* The one ID argument: 0 with *ret set, or CLI_EXIT_USAGE (reported). */
 static int parse_job_id(const char *cmd, const char *usage, int argc, char **argv, long long *ret)
 {
-	if (optind != argc - 1) {
-		cli_usage_error(cmd, usage, "expected one job ID");
-		return CLI_EXIT_USAGE;
-	}
-	if (cli_parse_id(argv[optind], ret) < 0) {
-		cli_usage_error(cmd, usage, "'%s' is not a job id", argv[optind]);
-		return CLI_EXIT_USAGE;
-	}
+	if (optind != argc - 1)
+		return cli_usage_error(cmd, usage, "expected one job ID");
+	if (cli_parse_id(argv[optind], ret) < 0)
+		return cli_usage_error(cmd, usage, "'%s' is not a job id", argv[optind]);
 	return 0;
 }
 

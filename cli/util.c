@@ -31,7 +31,7 @@ int cli_error(int status, const char *fmt, ...)
 	return status;
 }
 
-int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+void cli_usage_message(const char *cmd, const char *usage, const char *fmt, ...)
 {
 	va_list ap;
 	fputs("usbforge: ", stderr);
@@ -39,7 +39,6 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\nusage: usbforge %s %s\n", cmd, usage ? usage : "");
-	return CLI_EXIT_USAGE;
 }
 
 int cli_print_json(json_t *doc)

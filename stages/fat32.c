@@ -29,6 +29,11 @@
 
 #define SECTOR 512u
 
+/* Fixed-width on-disk fields, space padded, no NUL (hence the exact array sizes). */
+static const char oem_name[8] = "MSWIN4.1";
+static const char fs_type[8] = "FAT32   ";
+static const char default_label[11] = "USBFORGE   ";
+
 /* ---- layout ---- */
 
 static uint32_t table_cluster_size(uint64_t bytes)
@@ -407,7 +412,7 @@ static void build_boot(struct fat32_src *s)
 	b[0] = 0xEB;
 	b[1] = 0x58;
 	b[2] = 0x90;
-	memcpy(b + 3, "MSWIN4.1", 8);
+	memcpy(b + 3, oem_name, sizeof(oem_name));
 	put16(b + 11, SECTOR);
 	b[13] = (uint8_t)(L->cluster_size / SECTOR);
 	put16(b + 14, (uint16_t)L->reserved_sectors);
@@ -425,7 +430,7 @@ static void build_boot(struct fat32_src *s)
 	b[66] = 0x29;
 	put32(b + 67, s->volume_id);
 	memcpy(b + 71, s->label, 11);
-	memcpy(b + 82, "FAT32   ", 8);
+	memcpy(b + 82, fs_type, sizeof(fs_type));
 	b[90] = 0xCD; /* int 0x18: not bootable, let the BIOS try the next device */
 	b[91] = 0x18;
 	b[92] = 0xEB; /* jmp $ */
@@ -441,8 +446,8 @@ static void build_boot(struct fat32_src *s)
 	put32(fi + 508, 0xAA550000);
 
 	/* backups at 6 and 7 */
-	memcpy(s->reserved + 6 * SECTOR, b, SECTOR);
-	memcpy(s->reserved + 7 * SECTOR, fi, SECTOR);
+	memcpy(s->reserved + (size_t)6 * SECTOR, b, SECTOR);
+	memcpy(s->reserved + (size_t)7 * SECTOR, fi, SECTOR);
 }
 
 static int add_seg(struct fat32_src *s, size_t *cap, struct seg sg)
@@ -728,7 +733,7 @@ static int emit_file(struct fat32_src *s, size_t i, uint8_t *buf, uint64_t rel, 
 		if (n < 0) {
 			r = -errno;
 			set_error(s, "%s: read failed at byte %llu: %s", f->rel_path,
-				  (unsigned long long)(s->cur_pos + got), strerror(-r));
+				  (unsigned long long)s->cur_pos + got, strerror(-r));
 			return r;
 		}
 		if (n == 0) {
@@ -917,7 +922,7 @@ static void make_label(const char *in, char out[11])
 			out[k++] = '_';
 	}
 	if (k == 0)
-		memcpy(out, "USBFORGE   ", 11);
+		memcpy(out, default_label, sizeof(default_label));
 }
 
 static int plan(struct fat32_src *s, const struct job_item *items, size_t n, char **ret_error)

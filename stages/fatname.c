@@ -480,8 +480,9 @@ static void short_exact(const char *name, uint8_t out[11])
 	const char *dot = strchr(name, '.');
 	size_t base = dot ? (size_t)(dot - name) : strlen(name);
 
+	/* out is the 11-byte 8.3 field of a directory entry: space padded, never NUL terminated */
 	memset(out, ' ', 11);
-	memcpy(out, name, base);
+	memcpy(out, name, base); // NOLINT(bugprone-not-null-terminated-result): a byte field, see above
 	if (dot)
 		memcpy(out + 8, dot + 1, strlen(dot + 1));
 }

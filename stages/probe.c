@@ -39,9 +39,12 @@ static const char *const verdict_names[_PROBE_MAX] = {
 
 const char *probe_verdict_name(enum probe_verdict v) { return (unsigned)v < _PROBE_MAX ? verdict_names[v] : NULL; }
 
+/* The first 8 bytes of a tag (no NUL: a byte field). */
+static const char tag_magic[8] = "UFPROBE\1";
+
 static void make_tag(const struct pctx *c, uint64_t blk, uint8_t *p)
 {
-	memcpy(p, "UFPROBE\1", 8);
+	memcpy(p, tag_magic, sizeof(tag_magic));
 	memcpy(p + 8, c->nonce, 16);
 	for (int i = 0; i < 8; i++)
 		p[24 + i] = (uint8_t)(blk >> (8 * i));
@@ -61,7 +64,7 @@ static bool read_tag(const struct pctx *c, const uint8_t *p, uint64_t *ret_blk)
 {
 	uint64_t h;
 
-	if (memcmp(p, "UFPROBE\1", 8) || memcmp(p + 8, c->nonce, 16))
+	if (memcmp(p, tag_magic, sizeof(tag_magic)) != 0 || memcmp(p + 8, c->nonce, 16) != 0)
 		return false;
 	memcpy(&h, p + PB - 8, 8);
 	if (h != XXH3_64bits(p, PB - 8))

@@ -187,7 +187,8 @@ int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64
 	}
 	if (mapped_count && counted != mapped_count)
 		BAD("<MappedBlocksCount> does not match the ranges");
-	qsort(rg, n, 2 * sizeof(uint64_t), cmp_range);
+	if (n > 1) /* rg is NULL when there is no range */
+		qsort(rg, n, 2 * sizeof(uint64_t), cmp_range);
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (m && rg[2 * i] <= rg[2 * (m - 1) + 1]) {

@@ -19,7 +19,7 @@ static ssize_t raw_fill(struct stream_src *s, void *buf, size_t len)
 				continue;
 			int r = -errno;
 			return src_fail(&s->base, r, "%s: read at byte %llu: %s", s->path,
-					(unsigned long long)(s->pos + done), strerror(-r));
+					(unsigned long long)s->pos + done, strerror(-r));
 		}
 		if (n == 0)
 			break;

@@ -62,8 +62,7 @@ static ssize_t zstd_fill(struct stream_src *s, void *buf, size_t len)
 		size_t ret = ZSTD_decompressStream(z->ds, &ob, &z->ib);
 		if (ZSTD_isError(ret))
 			return src_fail(&s->base, -EINVAL, "%s: corrupt zstd data near input byte %llu: %s", s->path,
-					(unsigned long long)(z->in_off - z->ib.size + z->ib.pos),
-					ZSTD_getErrorName(ret));
+					(unsigned long long)z->in_off - z->ib.size + z->ib.pos, ZSTD_getErrorName(ret));
 		z->last_ret = ret;
 	}
 	if (ob.pos < ob.size && z->in_eof && z->last_ret != 0)

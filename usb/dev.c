@@ -67,7 +67,7 @@ static int open_geom(const char *path, unsigned flags, struct dev_geom *ret)
 	struct stat st;
 
 	if (stat(path, &st) < 0)
-		return -errno;
+		return negative_errno();
 	if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
 		return -ENOTBLK;
 
@@ -85,11 +85,11 @@ static int open_geom(const char *path, unsigned flags, struct dev_geom *ret)
 		fd = open(path, oflags);
 	}
 	if (fd < 0)
-		return -errno;
+		return negative_errno();
 
 	/* Re-check on the descriptor: the path may have been replaced meanwhile. */
 	if (fstat(fd, &st) < 0)
-		return -errno;
+		return negative_errno();
 	if (S_ISBLK(st.st_mode) != is_block)
 		return -ENOTBLK;
 
@@ -98,13 +98,13 @@ static int open_geom(const char *path, unsigned flags, struct dev_geom *ret)
 		uint64_t size;
 		int ssz, ro = 0;
 		if (ioctl(fd, BLKGETSIZE64, &size) < 0)
-			return -errno;
+			return negative_errno();
 		if (ioctl(fd, BLKSSZGET, &ssz) < 0)
-			return -errno;
+			return negative_errno();
 		if (ssz <= 0)
 			return -EIO;
 		if (ioctl(fd, BLKROGET, &ro) < 0)
-			return -errno;
+			return negative_errno();
 		if (ro && write)
 			return -EROFS;
 		g.size = size;

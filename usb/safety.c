@@ -42,7 +42,7 @@ int sysfs_read(const char *dir, const char *name, char **ret)
 		return -ENOMEM;
 	_cleanup_fclose_ FILE *f = fopen(p, "re");
 	if (!f)
-		return -errno;
+		return negative_errno();
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n = getline(&line, &cap, f);
@@ -83,7 +83,7 @@ int sysfs_uevent_get(const char *dir, const char *key, char **ret)
 		return -ENOMEM;
 	_cleanup_fclose_ FILE *f = fopen(p, "re");
 	if (!f)
-		return -errno;
+		return negative_errno();
 	size_t klen = strlen(key);
 	_cleanup_free_ char *line = NULL;
 	size_t cap = 0;
@@ -408,7 +408,7 @@ static int root_devnum(const char *mountinfo, dev_t *ret)
 {
 	_cleanup_fclose_ FILE *f = fopen(mountinfo, "re");
 	if (!f)
-		return -errno;
+		return negative_errno();
 	_cleanup_free_ char *line = NULL;
 	size_t cap = 0;
 	while (getline(&line, &cap, f) >= 0) {

@@ -320,7 +320,7 @@ static int scan_for_disk(const struct usb_env *env, const char *serial, const ch
 		return -ENOMEM;
 	DIR *d = opendir(dir);
 	if (!d)
-		return -errno;
+		return negative_errno();
 	int r = 0;
 	struct dirent *de;
 	while (r == 0 && (de = readdir(d))) {
@@ -395,7 +395,7 @@ int usbdev_wait_for_disk(const struct usb_env *env_in, const char *serial, const
 		struct pollfd pfd = { .fd = udev_monitor_get_fd(mon), .events = POLLIN };
 		int k = poll(&pfd, 1, (int)MIN(left, (int64_t)INT32_MAX));
 		if (k < 0 && errno != EINTR) {
-			r = -errno;
+			r = negative_errno();
 			goto out;
 		}
 		/* Drain whatever arrived; the next scan decides. */

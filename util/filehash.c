@@ -18,11 +18,11 @@ void filehash_hex(const unsigned char *p, unsigned n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 
-	for (unsigned i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		out[2 * i] = digits[p[i] >> 4];
 		out[2 * i + 1] = digits[p[i] & 15];
 	}
-	out[2 * n] = 0;
+	out[2 * (size_t)n] = 0;
 }
 
 void filehash_xxh128_hex(uint64_t high64, uint64_t low64, char out[FILEHASH_XXH128_HEX])

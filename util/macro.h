@@ -2,6 +2,7 @@
  * array sizes. Header only; no state. */
 #pragma once
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,6 +52,23 @@ static inline void fclosep(FILE **f)
 
 /* strdup(s), or NULL for NULL (and on ENOMEM). */
 static inline char *strdup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* -errno right after a failed libc call, to return. Never 0: a failure that left errno at 0
+ * (libc promises it does not) would read as a success whose output parameters were never
+ * written. (systemd's negative_errno()) A macro, not a function, and under clang-tidy it tells
+ * the analyzer the result is negative: clang-tidy 14 knows nothing of errno, cannot follow a
+ * negation, and does not always inline a function. */
+#ifdef __clang_analyzer__
+#define NEGATIVE_ERRNO_ASSUME(r) __builtin_assume((r) < 0)
+#else
+#define NEGATIVE_ERRNO_ASSUME(r) ((void)0)
+#endif
+#define negative_errno()                                                                                               \
+	({                                                                                                             \
+		int _e_ = errno, _r_ = _e_ > 0 ? 0 - _e_ : -EIO;                                                       \
+		NEGATIVE_ERRNO_ASSUME(_r_);                                                                            \
+		_r_;                                                                                                   \
+	})
 
 /* free(p) and return NULL: p = mfree(p); */
 static inline void *mfree(void *p)
