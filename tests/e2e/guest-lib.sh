@@ -43,29 +43,65 @@ e2e_plug() {
 	echo "@@E2E-PLUG $1@@"
 }
 
-# e2e_wait_io DEV TENTHS: wait until DEV has completed writes (sectors written > 0: a write
-# is under way and has reached the disk); 0 when it did, 1 after TENTHS × 0.1 s.
-e2e_wait_io() {
-	i=0
-	while [ $i -lt "$2" ]; do
-		set -- "$1" "$2" $(cat "/sys/block/${1##*/}/stat" 2>/dev/null)
-		# stat field 7 = sectors written (shifted by the two arguments)
-		[ "${9:-0}" -gt 0 ] && return 0
-		i=$((i + 1))
+# e2e_throttle ID BPS: ask the host to set spare stick ID's write limit to BPS bytes/s (run-guest
+# --spare … --throttle): a write held back by a low limit is released with a high one.
+e2e_throttle() {
+	echo "@@E2E-THROTTLE $1 $2@@"
+}
+
+# e2e_wait_until TENTHS COMMAND…: run COMMAND every 0.1 s until it succeeds; 0 when it did, 1
+# when TENTHS × 0.1 s of guest uptime passed first. Every wait of a test is on a state (a device
+# node, a job row, a log line) through this, with a bound generous enough for a TCG guest on a
+# busy host: the bound says "never", not "too slow".
+e2e_wait_until() {
+	_e2e_end=$(($(e2e_uptime_cs) + $1 * 10))
+	shift
+	until "$@"; do
+		[ "$(e2e_uptime_cs)" -ge "$_e2e_end" ] && return 1
 		sleep 0.1
 	done
-	return 1
+	return 0
+}
+
+# e2e_sectors_written DEV: print DEV's count of sectors written (stat field 7; 0 when unknown).
+e2e_sectors_written() {
+	set -- $(cat "/sys/block/${1##*/}/stat" 2>/dev/null)
+	echo "${7:-0}"
+}
+
+# e2e_written DEV [SINCE]: 0 when DEV has completed writes beyond SINCE sectors (default 0).
+e2e_written() {
+	[ "$(e2e_sectors_written "$1")" -gt "${2:-0}" ]
+}
+
+# e2e_absent PATH: 0 when PATH does not exist.
+e2e_absent() {
+	[ ! -e "$1" ]
+}
+
+# e2e_wait_io DEV TENTHS [SINCE]: wait until DEV has completed writes (sectors written >
+# SINCE, default 0: a write is under way and has reached the disk); 0 when it did, 1 after
+# TENTHS × 0.1 s. SINCE: e2e_sectors_written taken when the write of interest began (a job's
+# validation writes to the stick before its image does).
+e2e_wait_io() {
+	e2e_wait_until "$2" e2e_written "$1" "${3:-0}"
 }
 
 # e2e_wait_gone DEV TENTHS: wait until DEV has disappeared; 0 when it did, 1 after the bound.
 e2e_wait_gone() {
-	i=0
-	while [ $i -lt "$2" ]; do
-		[ -e "/sys/block/${1##*/}" ] || return 0
-		i=$((i + 1))
-		sleep 0.1
-	done
-	return 1
+	e2e_wait_until "$2" e2e_absent "/sys/block/${1##*/}"
+}
+
+# e2e_kmsg_count PATTERN: print how many kernel log lines since boot contain PATTERN. Exit 1,
+# printing nothing, when the kernel's ring buffer no longer starts at boot (its first line is
+# not the "Linux version" banner): a count that may have lost lines is no count.
+e2e_kmsg_count() {
+	_e2e_k=$(dmesg) || return 1
+	case $(printf '%s\n' "$_e2e_k" | head -n 1) in
+	*"Linux version "*) ;;
+	*) return 1 ;;
+	esac
+	printf '%s\n' "$_e2e_k" | grep -c -- "$1" || true
 }
 
 # Test bookkeeping: e2e_check DESCRIPTION COMMAND… runs COMMAND, prints "ok"/"FAIL" lines and
