@@ -10,12 +10,17 @@
 #      backing file byte for byte. `usbforge verify` of stick 1 against /img1.raw exits 0, against
 #      /img2.raw exits 1 with VERIFY_MISMATCH at offset 13 (the first differing byte).
 #   3. `usbforge write --yes STICK2 /img2.raw` while the host pulls stick 2 (QMP device_del)
-#      exits 1 with DEVICE_GONE within 15 s of the removal (hard bound 60 s) — never a hang,
-#      never a success.
+#      exits 1 with DEVICE_GONE within 60 s of the removal (stall timeout 120 s, hard bound
+#      300 s) — never a hang, never a success. Stick 2's writes are throttled so that the write
+#      cannot end within the guest's time limit: it is certainly under way when it is pulled.
 #   4. The hotplug watcher (/bin/uf_monitor_watch, usb/monitor.c: netlink + libusb hotplug,
-#      libusb=1 on its ready line), listening from before step 2 on, printed exactly one "usb_remove PORT2" and exactly one
-#      "remove sdX" for stick 2's removal (no event lost, none twice), and nothing of stick 1's
-#      USB device leaving during its reset; it exits 0 on SIGTERM (ASan leak check included).
+#      libusb=1 on its ready line), listening from before step 2 on, printed exactly one
+#      "usb_remove PORT2" and exactly one "remove sdX" for stick 2's removal (no event lost,
+#      none twice), and nothing of stick 1's USB device leaving during its reset; it exits 0 on
+#      SIGTERM (ASan leak check included). Counted once the watcher has printed a "change"
+#      event of stick 1's disk triggered after the removals: the kernel's netlink messages
+#      reach it in order, so every earlier one has been handled by then.
+# Every wait is on a state (a device node, a line of output) with a generous bound.
 . /e2e/lib.sh
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 UF="usbforge --config /etc/usbforge.conf"
@@ -48,26 +53,24 @@ $UF devices 2>&1
 # The hotplug watcher listens from here on (through the reset of stick 1 and the removal of
 # stick 2); -v: its debug lines (a USB report dropped as already delivered) go to watch.err.
 W=/tmp/watch.out
-uf_monitor_watch -v 600 >$W 2>/tmp/watch.err &
+uf_monitor_watch -v 1200 >$W 2>/tmp/watch.err &
 wpid=$!
-i=0
-while ! grep -q '^# ready' $W 2>/dev/null && [ $i -lt 100 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+e2e_wait_until 600 grep -q '^# ready' $W
 e2e_check "uf_monitor_watch listens: $(head -n 1 $W 2>/dev/null)" grep -q '^# ready' $W
 # Without libusb hotplug the monitor still runs on netlink alone; here it must have both.
 e2e_check "the watcher has libusb hotplug (libusb=1 on its ready line)" grep -Eq '^# ready .*libusb=1( |$)' $W
 
 # 2. write + reset + verify
-resets0=$(dmesg | grep -c "usb $port1: reset")
+resets0=$(e2e_kmsg_count "usb $port1: reset") || resets0=unknown
 t0=$(e2e_uptime_cs)
 $UF write --yes "$dev1" /img1.raw >/tmp/w1.out 2>&1
 rc=$?
 t1=$(e2e_uptime_cs)
 cat /tmp/w1.out
 e2e_check "usbforge write --yes $dev1 /img1.raw exits 0 (got $rc)" [ $rc = 0 ]
-resets=$(($(dmesg | grep -c "usb $port1: reset") - resets0))
+resets=$(e2e_kmsg_count "usb $port1: reset") || resets=unknown
+# exact only while the kernel's ring buffer reaches back to boot (e2e_kmsg_count)
+[ "$resets0" != unknown ] && [ "$resets" != unknown ] && resets=$((resets - resets0)) || resets=unknown
 echo "FACT write1.exit=$rc write1.centis=$((t1 - t0)) write1.resets=$resets"
 e2e_check "stick 1 was reset exactly once before verification (got $resets)" [ "$resets" = 1 ]
 back=$(e2e_dev_by_serial UFSTICK0001)
@@ -87,12 +90,12 @@ e2e_check "usbforge verify $back /img2.raw reports VERIFY_MISMATCH at offset 13"
 	grep -Eq "VERIFY_MISMATCH.*offset 13([^0-9]|$)" /tmp/v2.out
 
 # 3. a stick pulled mid-write
-timeout 60 $UF write --yes "$dev2" /img2.raw >/tmp/w2.out 2>&1 &
+timeout 300 $UF write --yes "$dev2" /img2.raw >/tmp/w2.out 2>&1 &
 pid=$!
-if e2e_wait_io "$dev2" 300; then
+if e2e_wait_io "$dev2" 1200; then
 	e2e_ok "the write to $dev2 is under way"
 else
-	e2e_fail "the write to $dev2 started within 30 s"
+	e2e_fail "the write to $dev2 started within 120 s"
 fi
 t0=$(e2e_uptime_cs)
 e2e_unplug stick2
@@ -103,20 +106,22 @@ cat /tmp/w2.out
 echo "FACT remove.exit=$rc remove.centis=$((t1 - t0))"
 e2e_check "the write to the pulled stick exits 1, not hung (143), not 0 (got $rc)" [ $rc = 1 ]
 e2e_check "the write to the pulled stick reports DEVICE_GONE" grep -q DEVICE_GONE /tmp/w2.out
-e2e_check "the writer ended within 15 s of the removal request (took $(($t1 - $t0))0 ms)" \
-	[ $((t1 - t0)) -le 1500 ]
-e2e_check "$dev2 is gone" e2e_wait_gone "$dev2" 100
+e2e_check "the writer ended within 60 s of the removal request (took $(($t1 - $t0))0 ms)" \
+	[ $((t1 - t0)) -le 6000 ]
+e2e_check "$dev2 is gone" e2e_wait_gone "$dev2" 600
 
-# 4. what the watcher saw: wait (at most 10 s) for both removals of stick 2, then 1 s more for
-# any duplicate, then stop it.
+# 4. what the watcher saw: wait for both removals of stick 2; then for a "change" event of stick
+# 1's disk triggered now: netlink delivers in order, so when the watcher prints it, any
+# duplicate report of the removals has been printed too. Then stop it.
 t0=$(e2e_uptime_cs)
-i=0
-while [ $i -lt 100 ] && ! { grep -qx "usb_remove $port2" $W && grep -qx "remove ${dev2##*/}" $W; }; do
-	sleep 0.1
-	i=$((i + 1))
-done
+both_removals() { grep -qx "usb_remove $port2" $W && grep -qx "remove ${dev2##*/}" $W; }
+e2e_check "the watcher reported both removals of stick 2" e2e_wait_until 600 both_removals
 t1=$(e2e_uptime_cs)
-sleep 1
+n_change=$(grep -cx "change ${back##*/}" $W)
+echo change >"/sys/block/${back##*/}/uevent"
+change_seen() { [ "$(grep -cx "change ${back##*/}" $W)" -gt "$n_change" ]; }
+e2e_check "the watcher printed the later change event of ${back##*/} (all before it handled)" \
+	e2e_wait_until 600 change_seen
 kill $wpid
 wait $wpid
 wrc=$?
