@@ -18,6 +18,13 @@ for n in 1 2 3 4 5 6 7 8; do
 	part=${dev}1
 	mnt=/mnt/stick$n
 	mkdir -p "$mnt"
+	# The disk's node comes before the kernel has read its partition table: wait for the
+	# partition's node (generously; it says "never", not "slow").
+	if ! e2e_wait_until 600 [ -b "$part" ]; then
+		echo "FAIL - no partition node $part (stick $n) within 60 s"
+		rc=1
+		continue
+	fi
 	if ! mount -t vfat -o ro,utf8 "$part" "$mnt"; then
 		echo "FAIL - mount -t vfat -o ro,utf8 $part (stick $n)"
 		rc=1
