@@ -42,6 +42,7 @@ struct slot {
 	bool seen; /* refresh_slots: a stick was listed in it this time */
 	struct runner *runner;
 	struct cfg_ref *runner_cfg; /* the configuration its runner started with */
+	bool removal_logged;	    /* the hotplug event of its stick leaving was logged */
 };
 
 /* A configuration and the runners that use it. A reload (SIGHUP) makes a new one current; a
@@ -378,10 +379,16 @@ static void join_finished(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
-		bool bad = false, done = false;
+		struct runner_result res;
 		if (!s->runner || !runner_finished(s->runner))
 			continue;
-		runner_join(s->runner, &bad, &done);
+		runner_join(s->runner, &res);
+		bool bad = res.bad_stick, done = res.done;
+		/* a pull its I/O saw before the hotplug event came: said here, once (the event, when
+		 * it comes, finds the slot idle and says nothing) */
+		if (res.gone && !s->removal_logged)
+			log_warning("slot %s: stick %s removed while busy", s->name, s->devnode ? s->devnode : "");
+		s->removal_logged = false;
 		s->runner = NULL;
 		cfg_unref(d, s->runner_cfg);
 		s->runner_cfg = NULL;
@@ -513,6 +520,7 @@ static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
 			if (s->runner && s->port_path && strcmp(s->port_path, ev->port_path) == 0) {
 				log_warning("slot %s: USB device on port %s removed while busy", s->name,
 					    ev->port_path);
+				s->removal_logged = true;
 				runner_device_gone(s->runner);
 			}
 		}
@@ -527,6 +535,7 @@ static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
 		struct slot *s = &d->slots[i];
 		if (s->runner && !s->port_path && s->devnode && strcmp(s->devnode, ev->devnode) == 0) {
 			log_warning("slot %s: stick %s removed while busy", s->name, ev->devnode);
+			s->removal_logged = true;
 			runner_device_gone(s->runner);
 		}
 	}
@@ -676,7 +685,7 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 	for (size_t i = 0; i < d.n_slots; i++)
 		if (d.slots[i].runner) {
 			runner_request_stop(d.slots[i].runner);
-			runner_join(d.slots[i].runner, NULL, NULL);
+			runner_join(d.slots[i].runner, NULL);
 			d.slots[i].runner = NULL;
 			cfg_unref(&d, d.slots[i].runner_cfg);
 			d.slots[i].runner_cfg = NULL;

@@ -80,8 +80,10 @@ struct runner {
 	bool db_down; /* the connection failed; rows are kept until it is back */
 
 	bool bad_stick;
-	bool ended_done;	 /* the job ended done (recorded) */
-	bool stage_logged_error; /* the stage wrote its own error row for this failure */
+	bool ended_done;	       /* the job ended done (recorded) */
+	bool stage_logged_error;       /* the stage wrote its own error row for this failure */
+	enum uf_code stage_error_code; /* … with this code */
+	bool ended_gone;	       /* the attempt ended because the stick was pulled */
 };
 
 static double now_mono(void)
@@ -402,8 +404,10 @@ static void sink_log(void *ud, enum log_level lvl, enum stage_id st, const char 
 		     const char *details, const char *message)
 {
 	struct runner *r = ud;
-	if (lvl <= LOG_LVL_ERR)
+	if (lvl <= LOG_LVL_ERR) {
 		r->stage_logged_error = true;
+		r->stage_error_code = code;
+	}
 	log_row(r, level_name(lvl), st, category, message, code, details);
 }
 
@@ -513,6 +517,17 @@ static bool wait_or_stop(struct runner *r, double seconds)
 		;
 	pthread_mutex_unlock(&r->lock);
 	return atomic_load(&r->stop);
+}
+
+/* Wait up to seconds for the hotplug event of the stick leaving (or a stop request). */
+static void wait_gone(struct runner *r, double seconds)
+{
+	struct timespec until = d_to_ts(now_mono() + seconds);
+	pthread_mutex_lock(&r->lock);
+	while (!atomic_load(&r->gone) && !atomic_load(&r->stop) &&
+	       pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&r->lock);
 }
 
 enum final_kind { FINAL_DONE, FINAL_FAIL, FINAL_HAND_BACK };
@@ -706,8 +721,14 @@ static void *runner_main(void *p)
 	if (st > STAGE_VERIFICATION || (st == STAGE_VERIFICATION && !wo.verify))
 		st = STAGE_DONE;
 
+	/* A stick pulled mid-write fails its in-flight I/O with EIO before the kernel deletes the
+	 * disk and the hotplug event comes: in udev mode an I/O error waits (bounded) for that
+	 * event before it is taken for a failing stick. */
+	if ((code == UFC_WRITE_IO || code == UFC_VERIFY_MISMATCH) && r->a.cfg->usb.mode == USB_MODE_UDEV)
+		wait_gone(r, 3.0);
 	/* Why did it stop? A stop request or a lost job outranks what the stage saw. */
-	if (code != UFC_NONE && atomic_load(&r->gone) && !atomic_load(&r->op_cancel)) {
+	bool gone = atomic_load(&r->gone);
+	if (code != UFC_NONE && gone && !atomic_load(&r->op_cancel)) {
 		code = UFC_DEVICE_GONE;
 		free(msg);
 		msg = NULL;
@@ -754,7 +775,7 @@ static void *runner_main(void *p)
 		json_decref(d);
 		snprintf(line, sizeof(line), "%s: %s", cname ? cname : "PROCESSING_FAILED", msg ? msg : "failed");
 		/* one error row per failure: the stage's own (with its details) when it wrote one */
-		bool own_row = !r->stage_logged_error || code == UFC_CANCELLED || atomic_load(&r->gone);
+		bool own_row = !r->stage_logged_error || r->stage_error_code != code;
 		struct job_log_row row = { .level = code == UFC_CANCELLED ? "warn" : "error",
 					   .stage = stage_name(st),
 					   .category = uf_code_class(code) == UFC_CLASS_BAD_STICK ? "device" : "stage",
@@ -769,6 +790,7 @@ static void *runner_main(void *p)
 				   msg ? msg : "", fin.status);
 		if (uf_code_class(code) == UFC_CLASS_BAD_STICK)
 			r->bad_stick = true;
+		r->ended_gone = code == UFC_DEVICE_GONE;
 	}
 out:
 	stage_ctx_done(&ctx);
@@ -863,13 +885,13 @@ void runner_device_gone(struct runner *r)
 bool runner_finished(struct runner *r) { return atomic_load(&r->finished); }
 int64_t runner_job_id(struct runner *r) { return r->job->id; }
 
-void runner_join(struct runner *r, bool *ret_bad_stick, bool *ret_done)
+void runner_join(struct runner *r, struct runner_result *ret)
 {
 	pthread_join(r->thread, NULL);
-	if (ret_bad_stick)
-		*ret_bad_stick = r->bad_stick;
-	if (ret_done)
-		*ret_done = r->ended_done;
+	if (ret)
+		*ret = (struct runner_result){ .bad_stick = r->bad_stick,
+					       .done = r->ended_done,
+					       .gone = r->ended_gone };
 	claimed_job_free(r->job);
 	runner_free(r);
 }

@@ -39,9 +39,13 @@ void runner_request_stop(struct runner *r);
 /* The stick was pulled: stop now; the attempt ends with DEVICE_GONE. */
 void runner_device_gone(struct runner *r);
 bool runner_finished(struct runner *r);
-/* Join the thread and free it; *ret_bad_stick = the stick was refused (mark the slot bad),
- * *ret_done = the job ended done and that was recorded (either may be NULL). */
-void runner_join(struct runner *r, bool *ret_bad_stick, bool *ret_done);
+struct runner_result {
+	bool bad_stick; /* the stick was refused: mark the slot bad */
+	bool done;	/* the job ended done and that was recorded */
+	bool gone;	/* the attempt ended DEVICE_GONE: the stick was pulled */
+};
+/* Join the thread and free it; ret (may be NULL) says how the attempt ended. */
+void runner_join(struct runner *r, struct runner_result *ret);
 int64_t runner_job_id(struct runner *r);
 /* The job was taken from this runner (reaper, operator, a later attempt): it writes nothing more
  * for it and ends at the next chunk boundary. */
