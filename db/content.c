@@ -304,6 +304,10 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 				it->category = strdup(row[1]);
 				it->title = strdup(row[2]);
 				it->rel_path = strdup(row[3]);
+				if (!it->category || !it->title || !it->rel_path) {
+					r = -ENOMEM;
+					goto fail;
+				}
 				it->size = db_row_u64(row, 4);
 				snprintf(it->sha256, sizeof(it->sha256), "%s", row[5]);
 				it->mtime = db_row_i64(row, 6);

@@ -605,6 +605,8 @@ static int retry_txn(struct db *db, void *userdata)
 	if (strcmp(row[0], "failed") != 0 && strcmp(row[0], "cancelled") != 0)
 		return -EBUSY;
 	_cleanup_free_ char *prev = strdup(row[0]);
+	if (!prev)
+		return -ENOMEM;
 	int64_t order_id = db_row_i64(row, 1);
 	r = db_exec(db, &aff,
 		    "UPDATE processing_jobs SET status = 'queued', stage = 'pending', progress = 0, progress_detail = NULL,"

@@ -114,8 +114,10 @@ static int confirm_txn(struct db *db, void *userdata)
 	int64_t order_id = db_row_i64(row, 0);
 	_cleanup_free_ char *status = strdup(row[1]);
 	int quantity = (int)db_row_i64(row, 2);
-	_cleanup_free_ char *station = row[3] ? strdup(row[3]) : NULL;
+	_cleanup_free_ char *station = strdup_or_null(row[3]);
 	uint64_t capacity = db_row_u64(row, 4), image_bytes = db_row_u64(row, 5);
+	if (!status || (row[3] && !station))
+		return -ENOMEM;
 
 	if (strcmp(status, "cancelled") == 0)
 		return -ECANCELED;
