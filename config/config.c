@@ -1247,7 +1247,7 @@ int config_load_default(const char *explicit_path, struct uf_config *cfg, char *
 
 /* ---- reload ----------------------------------------------------------------------------------- */
 
-static bool str_differs(const char *a, const char *b) { return (a == NULL) != (b == NULL) || (a && strcmp(a, b)); }
+static bool str_differs(const char *a, const char *b) { return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0); }
 
 static bool slots_differ(const struct uf_config *a, const struct uf_config *b)
 {
