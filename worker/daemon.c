@@ -257,6 +257,7 @@ static int db_up(struct daemon *d)
 		/* at most a second between tries: back at work within a second or two of the server's return */
 		d->db_backoff = d->db_backoff ? MIN(d->db_backoff * 2, 1.0) : 0.25;
 		d->db_retry_at = now() + d->db_backoff;
+		log_debug("database still unavailable; next try in %.2f s", d->db_backoff);
 		return r;
 	}
 	if (d->db_down_logged)
