@@ -2,3 +2,4 @@
 uf_test(NAME test_config SOURCES test_config.c LIBS uf_config FAILALLOC)
 uf_test(NAME test_size SOURCES test_size.c LIBS uf_config)
 uf_test(NAME test_utf8 SOURCES test_utf8.c)
+uf_test(NAME test_openfile SOURCES test_openfile.c)

@@ -1,0 +1,166 @@
+#include "util/openfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util/macro.h"
+
+const char *file_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		return "a regular file";
+	case S_IFDIR:
+		return "a directory";
+	case S_IFIFO:
+		return "a FIFO";
+	case S_IFCHR:
+		return "a character device";
+	case S_IFBLK:
+		return "a block device";
+	case S_IFSOCK:
+		return "a socket";
+	case S_IFLNK:
+		return "a symbolic link";
+	default:
+		return "not a regular file";
+	}
+}
+
+/* The descriptor came from an O_NONBLOCK open: keep it only when it is a regular file, and
+ * make its reads blocking again (O_NONBLOCK means nothing for regular files, but the flag
+ * would be inherited by anyone the descriptor is handed to). */
+static int finish_regular(int fd, struct stat *ret_st)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	if (ret_st)
+		*ret_st = st;
+	return fd;
+}
+
+int open_regular(const char *path, struct stat *ret_st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	return finish_regular(fd, ret_st);
+}
+
+int open_root_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ELOOP ? -ENOTDIR : -errno;
+	return fd;
+}
+
+bool path_is_safe_relative(const char *rel)
+{
+	size_t n = rel ? strlen(rel) : 0;
+
+	if (n == 0 || n >= PATH_MAX || rel[0] == '/')
+		return false;
+	for (const char *p = rel; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	for (const char *c = rel; *c;) {
+		size_t len = strcspn(c, "/");
+		if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		c += len;
+		if (*c == '/')
+			c++;
+		if (!*c && c[-1] == '/')
+			return false; /* trailing slash */
+	}
+	return true;
+}
+
+/* openat2 without the kernel's help: walk the components with O_NOFOLLOW, refusing ".." and
+ * anything that is not a directory on the way. Used only where openat2 is missing (ENOSYS). */
+static int walk_beneath(int rootfd, const char *rel)
+{
+	_cleanup_free_ char *copy = strdup(rel);
+	if (!copy)
+		return -ENOMEM;
+	int dfd = rootfd;
+	char *save = NULL;
+	char *c = strtok_r(copy, "/", &save);
+	while (c) {
+		char *next = strtok_r(NULL, "/", &save);
+		if (!strcmp(c, "..")) {
+			if (dfd != rootfd)
+				close(dfd);
+			return -EXDEV;
+		}
+		int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | (next ? O_DIRECTORY : O_NONBLOCK);
+		int fd = openat(dfd, c, flags);
+		int r = fd < 0 ? -errno : 0;
+		struct stat st;
+		/* O_DIRECTORY | O_NOFOLLOW on a symlink says ENOTDIR: say ELOOP as openat2 does */
+		if (r == -ENOTDIR && fstatat(dfd, c, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+			r = -ELOOP;
+		if (dfd != rootfd)
+			close(dfd);
+		if (r < 0)
+			return r;
+		dfd = fd;
+		c = next;
+	}
+	return dfd == rootfd ? -EINVAL : dfd;
+}
+
+int open_beneath_walk(int rootfd, const char *rel, struct stat *ret_st)
+{
+	if (!path_is_safe_relative(rel))
+		return -EXDEV;
+	int fd = walk_beneath(rootfd, rel);
+	if (fd < 0)
+		return fd;
+	return finish_regular(fd, ret_st);
+}
+
+int open_beneath(int rootfd, const char *rel, struct stat *ret_st)
+{
+	static bool no_openat2;
+	int fd;
+
+	if (!path_is_safe_relative(rel))
+		return -EXDEV;
+	if (!__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
+		struct open_how how = {
+			.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+		};
+		fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+		if (fd >= 0)
+			return finish_regular(fd, ret_st);
+		if (errno != ENOSYS)
+			return -errno;
+		__atomic_store_n(&no_openat2, true, __ATOMIC_RELAXED);
+	}
+	return open_beneath_walk(rootfd, rel, ret_st);
+}
