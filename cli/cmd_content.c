@@ -8,6 +8,7 @@
 #include "db/content.h"
 #include "db/db.h"
 #include "util/macro.h"
+#include "util/openfile.h"
 #include "util/size.h"
 
 static void warn_cb(void *ud, const char *msg)
@@ -26,20 +27,31 @@ int cmd_content_scan(struct cli *c, int argc, char **argv)
 		return cli_usage_error("content scan", "[DIR]", "unexpected argument '%s'", argv[2]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
-	const char *root = argc == 2 ? argv[1] : c->cfg.content.root;
-	_cleanup_free_ char *abs = realpath(root, NULL);
+	/* DIR is content.root or a folder beneath it: the library only ever holds files the daemon
+	 * can open beneath content.root, and a scan only retires rows beneath the folder it saw */
+	const char *root = c->cfg.content.root;
+	const char *dir = argc == 2 ? argv[1] : root;
+	_cleanup_free_ char *root_abs = realpath(root, NULL);
+	if (!root_abs) {
+		db_close(db);
+		return cli_error(CLI_EXIT_FAIL, "content.root '%s': %m", root);
+	}
+	_cleanup_free_ char *abs = realpath(dir, NULL);
 	if (!abs) {
 		db_close(db);
-		return cli_error(CLI_EXIT_FAIL, "content folder '%s': %m", root);
+		return cli_error(CLI_EXIT_FAIL, "content folder '%s': %m", dir);
 	}
-	_cleanup_free_ char *cfg_root = realpath(c->cfg.content.root, NULL);
-	if (!cfg_root || strcmp(cfg_root, abs) != 0)
-		fprintf(stderr,
-			"usbforge: warning: '%s' is not content.root ('%s'); the daemon reads files under content.root\n",
-			abs, c->cfg.content.root);
-	r = content_scan(db, abs, warn_cb, NULL, &st);
+	const char *sub = strcmp(abs, root_abs) == 0 ? NULL : path_beneath(root_abs, abs);
+	if (strcmp(abs, root_abs) != 0 && !sub) {
+		db_close(db);
+		return cli_error(CLI_EXIT_FAIL, "content folder '%s' is not content.root ('%s') or a folder beneath it",
+				 abs, root_abs);
+	}
+	r = content_scan(db, root_abs, sub, warn_cb, NULL, &st);
 	if (r < 0) {
-		if (r == -ENOTDIR || r == -ENOENT || r == -EACCES)
+		if (r == -EREMOTEIO)
+			cli_error(CLI_EXIT_FAIL, "content folder '%s' is a kernel pseudo filesystem, not content", abs);
+		else if (r == -ENOTDIR || r == -ENOENT || r == -EACCES || r == -EXDEV)
 			cli_error(CLI_EXIT_FAIL, "content folder '%s': %s", abs, strerror(-r));
 		else
 			cli_error(CLI_EXIT_FAIL, "scan of '%s' failed: %s", abs, db_error(db));

@@ -11,7 +11,9 @@
 #include "db/db.h"
 #include "db/orders.h"
 #include "stages/blksrc.h"
+#include "stages/stage.h"
 #include "util/macro.h"
+#include "util/openfile.h"
 #include "util/size.h"
 
 static bool order_number_ok(const char *s)
@@ -116,18 +118,39 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 	if (r)
 		goto out;
 	if (o.image_path) {
-		/* The image must be readable here and decodable; its decoded size is what a stick must hold. */
-		_cleanup_free_ char *err = NULL;
+		/* The image must lie beneath content.images, and be opened here exactly as the daemon
+		 * will open it (no "..", no symlink, a regular file that decodes to something); its
+		 * decoded size is what a stick must hold. */
+		const char *root = c->cfg.content.images;
+		_cleanup_free_ char *err = NULL, *cwd = NULL, *lexical = NULL, *root_real = NULL;
 		struct blksrc *src = NULL;
-		image_abs = realpath(o.image_path, NULL);
-		if (!image_abs) {
+		if (o.image_path[0] != '/' &&
+		    (!(cwd = getcwd(NULL, 0)) || asprintf(&lexical, "%s/%s", cwd, o.image_path) < 0)) {
 			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: image '%s': %m", o.image_path);
 			goto out;
 		}
-		int q = blksrc_open_image(image_abs, &src, &err);
+		const char *abs = lexical ? lexical : o.image_path;
+		const char *rel = path_beneath(root, abs);
+		if (!rel && (root_real = realpath(root, NULL)))
+			rel = path_beneath(root_real, abs); /* e.g. run from inside a symlinked root */
+		if (!rel) {
+			r = cli_error(CLI_EXIT_FAIL,
+				      "ORDER_INVALID: image '%s' is not beneath content.images ('%s'): orders may only "
+				      "name images there",
+				      o.image_path, root);
+			goto out;
+		}
+		size_t rn = strlen(root);
+		while (rn > 1 && root[rn - 1] == '/')
+			rn--;
+		if (asprintf(&image_abs, "%.*s/%s", (int)rn, root, rel) < 0) {
+			r = cli_error(CLI_EXIT_FAIL, "out of memory");
+			goto out;
+		}
+		struct job_spec probe = { .image_path = image_abs, .image_root = (char *)root };
+		int q = job_spec_open_image(&probe, &src, &err);
 		if (q < 0) {
-			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: image '%s': %s", image_abs,
-				      err ? err : strerror(-q));
+			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: %s", err ? err : strerror(-q));
 			goto out;
 		}
 		o.image_bytes = src->size;

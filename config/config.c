@@ -86,7 +86,7 @@ int config_init_defaults(struct uf_config *cfg)
 		    .queued_timeout = 900,
 		    .check_interval = 60,
 		},
-	    .content = {.root = strdup("/var/lib/usbforge/content")},
+	    .content = {.root = strdup("/var/lib/usbforge/content"), .images = strdup("/var/lib/usbforge/images")},
 	    .usb = {.mode = USB_MODE_UDEV, .slots = NULL, .n_slots = 0},
 	    .write =
 		{
@@ -115,7 +115,7 @@ int config_init_defaults(struct uf_config *cfg)
 static bool defaults_complete(const struct uf_config *cfg)
 {
 	return cfg->station && cfg->db.host && cfg->db.socket && cfg->db.user && cfg->db.name && cfg->content.root &&
-	       cfg->retry.delays;
+	       cfg->content.images && cfg->retry.delays;
 }
 
 static void slots_free(struct slot_conf *slots, size_t n)
@@ -143,6 +143,7 @@ void config_done(struct uf_config *cfg)
 	free(cfg->db.name);
 	free(cfg->retry.delays);
 	free(cfg->content.root);
+	free(cfg->content.images);
 	slots_free(cfg->usb.slots, cfg->usb.n_slots);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -366,6 +367,7 @@ static const struct key_def stuck_keys[] = {
 
 static const struct key_def content_keys[] = {
 	STR("root", content.root, F_PATH),
+	STR("images", content.images, F_PATH),
 };
 
 static const struct key_def usb_keys[] = {

@@ -44,7 +44,8 @@ struct uf_config {
 		double check_interval;	   /* 60 */
 	} stuck;
 	struct {
-		char *root; /* "/var/lib/usbforge/content" */
+		char *root;   /* "/var/lib/usbforge/content": content items, rel_path beneath it */
+		char *images; /* "/var/lib/usbforge/images": an image order's file must lie beneath it */
 	} content;
 	struct {
 		enum usb_mode mode; /* udev */

@@ -9,13 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "db/orders.h"
 #include "util/filehash.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/openfile.h"
 #include "util/utf8.h"
 
 /* Title: the file name without its last extension. */
@@ -29,7 +32,7 @@ static char *title_of(const char *name)
 
 struct scan {
 	struct db *db;
-	const char *root;
+	const char *root; /* for messages */
 	void (*warn)(void *ud, const char *msg);
 	void *ud;
 	struct content_scan_stats st;
@@ -53,14 +56,46 @@ static void warnf(struct scan *s, const char *fmt, ...)
 	free(m);
 }
 
-static int scan_file(struct scan *s, const char *category, const char *rel, const char *name, const struct stat *st)
+/* Filesystems that are views of the kernel, not content: a scan never enters them. */
+static bool pseudo_fs(int fd)
+{
+	static const unsigned long magic[] = {
+		PROC_SUPER_MAGIC,    SYSFS_MAGIC,    DEVPTS_SUPER_MAGIC, CGROUP_SUPER_MAGIC,
+		CGROUP2_SUPER_MAGIC, DEBUGFS_MAGIC,  TRACEFS_MAGIC,	 SECURITYFS_MAGIC,
+		BPF_FS_MAGIC,	     PSTOREFS_MAGIC, EFIVARFS_MAGIC,	 NSFS_MAGIC,
+		SELINUX_MAGIC,	     SMACK_MAGIC,    BINFMTFS_MAGIC,	 FUTEXFS_SUPER_MAGIC,
+	};
+	struct statfs sf;
+	if (fstatfs(fd, &sf) < 0)
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(magic); i++)
+		if ((unsigned long)sf.f_type == magic[i])
+			return true;
+	return false;
+}
+
+/* One entry that lstat called a regular file: opened without following a symlink and
+ * without blocking, checked on the descriptor, and that descriptor hashed. A file swapped
+ * for a symlink or a FIFO after the directory was read is skipped, never followed. */
+static int scan_file(struct scan *s, int dfd, const char *category, const char *rel, const char *name)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;
-	_cleanup_free_ char *abs = NULL, *title = NULL;
+	_cleanup_free_ char *title = NULL;
+	struct stat st, after;
 	char mtime[64];
 	int r;
 
-	snprintf(mtime, sizeof(mtime), "%lld.%06ld", (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec / 1000);
+	_cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		warnf(s, "%s/%s: cannot open: %s", s->root, rel,
+		      errno == ELOOP ? "it became a symbolic link (not followed)" : strerror(errno));
+		return 0;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		warnf(s, "%s/%s: not a regular file, skipped", s->root, rel);
+		return 0;
+	}
+	snprintf(mtime, sizeof(mtime), "%lld.%06ld", (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec / 1000);
 	s->st.files++;
 	r = db_query(s->db, &res,
 		     "SELECT id, size_bytes, UNIX_TIMESTAMP(mtime) = ?, active, xxh128 IS NOT NULL FROM content_items"
@@ -70,7 +105,7 @@ static int scan_file(struct scan *s, const char *category, const char *rel, cons
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
 	/* Unchanged in size and mtime: not re-read, unless the row predates the xxh128 column. */
-	if (row && db_row_u64(row, 1) == (uint64_t)st->st_size && db_row_i64(row, 2) == 1 && db_row_i64(row, 4) == 1) {
+	if (row && db_row_u64(row, 1) == (uint64_t)st.st_size && db_row_i64(row, 2) == 1 && db_row_i64(row, 4) == 1) {
 		if (db_row_i64(row, 3) == 0)
 			s->st.reactivated++;
 		else
@@ -80,14 +115,17 @@ static int scan_file(struct scan *s, const char *category, const char *rel, cons
 	}
 	char hex[FILEHASH_SHA256_HEX], xxh[FILEHASH_XXH128_HEX];
 	uint64_t size = 0;
-	if (asprintf(&abs, "%s/%s", s->root, rel) < 0)
-		return -ENOMEM;
-	r = filehash_file(abs, hex, xxh, &size);
+	r = filehash_fd(fd, hex, xxh, &size);
 	if (r < 0) {
-		warnf(s, "%s: cannot read: %s", abs, strerror(-r));
+		warnf(s, "%s/%s: cannot read: %s", s->root, rel, strerror(-r));
 		return 0;
 	}
 	s->st.bytes_hashed += size;
+	if (fstat(fd, &after) < 0 || size != (uint64_t)st.st_size || after.st_size != st.st_size ||
+	    after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
+		warnf(s, "%s/%s: changed while it was read, skipped (scan again when it is complete)", s->root, rel);
+		return 0;
+	}
 	title = title_of(name);
 	if (row) {
 		s->st.updated++;
@@ -107,19 +145,23 @@ static int scan_file(struct scan *s, const char *category, const char *rel, cons
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Walk dir (relative rel under the root), files sorted by name for a stable order. */
-static int scan_dir(struct scan *s, const char *category, const char *rel)
+/* The names in the directory dfd, sorted for a stable order (., .. and hidden files left out). */
+static int read_names(int dfd, char ***ret, size_t *ret_n)
 {
-	_cleanup_free_ char *abs = NULL;
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	int r = 0;
 
-	if (asprintf(&abs, "%s%s%s", s->root, rel ? "/" : "", rel ? rel : "") < 0)
-		return -ENOMEM;
-	DIR *d = opendir(abs);
-	if (!d)
+	int fd = dup(dfd);
+	if (fd < 0)
 		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	rewinddir(d);
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
@@ -129,79 +171,129 @@ static int scan_dir(struct scan *s, const char *category, const char *rel)
 			char **nn = realloc(names, cap * sizeof(char *));
 			if (!nn) {
 				r = -ENOMEM;
-				goto out;
+				break;
 			}
 			names = nn;
 		}
-		names[n] = strdup(de->d_name);
-		if (!names[n]) {
-			r = -ENOMEM;
-			goto out;
-		}
-		n++;
-	}
-	if (n)
-		qsort(names, n, sizeof(char *), cmp_names);
-	for (size_t i = 0; i < n && r >= 0; i++) {
-		_cleanup_free_ char *crel = NULL, *cabs = NULL;
-		struct stat st;
-		if (!utf8_valid(names[i])) {
-			/* the library keeps names exactly, as UTF-8 text: this one cannot be kept */
-			_cleanup_free_ char *shown = utf8_escape(names[i]);
-			warnf(s, "%s/%s: the name is not valid UTF-8; skipped (rename it)", abs, shown ? shown : "?");
-			continue;
-		}
-		if (asprintf(&crel, "%s%s%s", rel ? rel : "", rel ? "/" : "", names[i]) < 0 ||
-		    asprintf(&cabs, "%s/%s", s->root, crel) < 0) {
+		if (!(names[n] = strdup(de->d_name))) {
 			r = -ENOMEM;
 			break;
 		}
-		if (lstat(cabs, &st) < 0) {
-			warnf(s, "%s: %s", cabs, strerror(errno));
+		n++;
+	}
+	closedir(d);
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		return r;
+	}
+	if (n)
+		qsort(names, n, sizeof(char *), cmp_names);
+	*ret = names;
+	*ret_n = n;
+	return 0;
+}
+
+/* Walk the directory dfd (rel beneath the root, NULL for the root itself). Every entry is
+ * reached from its parent's descriptor without following a symlink: nothing outside the
+ * root is ever read, whatever is swapped in during the scan. */
+static int scan_dir(struct scan *s, int dfd, const char *category, const char *rel)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int r = read_names(dfd, &names, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		_cleanup_free_ char *crel = NULL;
+		struct stat st;
+		bool utf8 = utf8_valid(names[i]);
+		if (!utf8 || !path_is_safe_relative(names[i])) {
+			/* the library keeps names exactly, as UTF-8 text without control characters
+			 * (a name a terminal would act on): this one cannot be kept */
+			_cleanup_free_ char *shown = utf8_escape(names[i]);
+			warnf(s, "%s%s%s/%s: the name is not valid UTF-8%s; skipped (rename it)", s->root,
+			      rel ? "/" : "", rel ? rel : "", shown ? shown : "?",
+			      utf8 ? " text without control characters" : "");
+			continue;
+		}
+		if (asprintf(&crel, "%s%s%s", rel ? rel : "", rel ? "/" : "", names[i]) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		if (fstatat(dfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			warnf(s, "%s/%s: %s", s->root, crel, strerror(errno));
 			continue;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			r = scan_dir(s, category ? category : names[i], crel);
+			int cfd = openat(dfd, names[i], O_RDONLY | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
+			if (cfd < 0) {
+				warnf(s, "%s/%s: %s", s->root, crel,
+				      errno == ENOTDIR || errno == ELOOP ? "it became a symbolic link (not followed)"
+									 : strerror(errno));
+				continue;
+			}
+			if (pseudo_fs(cfd))
+				warnf(s, "%s/%s: a kernel pseudo filesystem, skipped", s->root, crel);
+			else
+				r = scan_dir(s, cfd, category ? category : names[i], crel);
+			close(cfd);
 			if (r == -EACCES) {
-				warnf(s, "%s: permission denied", cabs);
+				warnf(s, "%s/%s: permission denied", s->root, crel);
 				r = 0;
 			}
 		} else if (!S_ISREG(st.st_mode)) {
-			warnf(s, "%s: not a regular file, skipped", cabs);
+			warnf(s, "%s/%s: not a regular file, skipped", s->root, crel);
 		} else if (!category) {
-			warnf(s, "%s: files at the top level have no category, skipped (put it in a folder)", cabs);
+			warnf(s, "%s/%s: files at the top level have no category, skipped (put it in a folder)",
+			      s->root, crel);
 		} else {
-			r = scan_file(s, category, crel, names[i], &st);
+			r = scan_file(s, dfd, category, crel, names[i]);
 		}
 	}
-out:
-	closedir(d);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
 	return r;
 }
 
-int content_scan(struct db *db, const char *root, void (*warn)(void *ud, const char *msg), void *ud,
+int content_scan(struct db *db, const char *root, const char *subdir, void (*warn)(void *ud, const char *msg), void *ud,
 		 struct content_scan_stats *ret)
 {
 	struct scan s = { .db = db, .root = root, .warn = warn, .ud = ud };
-	struct stat st;
 	uint64_t aff = 0;
 	int r;
 
-	if (stat(root, &st) < 0)
-		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return -ENOTDIR;
+	if (subdir && !*subdir)
+		subdir = NULL;
+	_cleanup_close_ int rootfd = open_root_dir(root);
+	if (rootfd < 0)
+		return rootfd;
+	_cleanup_close_ int dfd = open_beneath_dir(rootfd, subdir);
+	if (dfd < 0)
+		return dfd == -ELOOP ? -ENOTDIR : dfd;
+	if (pseudo_fs(dfd))
+		return -EREMOTEIO;
+	/* the category is the first folder beneath the root, whatever folder is scanned */
+	_cleanup_free_ char *category = subdir ? strndup(subdir, strcspn(subdir, "/")) : NULL;
+	if (subdir && !category)
+		return -ENOMEM;
 	r = db_query_i64(db, &s.run, "SELECT COALESCE(MAX(scan_mark), 0) + 1 FROM content_items", DB_END);
 	if (r < 0)
 		return r;
-	r = scan_dir(&s, NULL, NULL);
+	r = scan_dir(&s, dfd, category, subdir);
 	if (r < 0)
 		return r;
-	r = db_exec(db, &aff, "UPDATE content_items SET active = 0 WHERE active = 1 AND scan_mark <> ?", DB_I64(s.run),
-		    DB_END);
+	/* only rows beneath the scanned folder can have vanished from it */
+	if (subdir)
+		r = db_exec(db, &aff,
+			    "UPDATE content_items SET active = 0 WHERE active = 1 AND scan_mark <> ?"
+			    " AND LEFT(rel_path, CHAR_LENGTH(?) + 1) = CONCAT(?, '/')",
+			    DB_I64(s.run), DB_STR(subdir), DB_STR(subdir), DB_END);
+	else
+		r = db_exec(db, &aff, "UPDATE content_items SET active = 0 WHERE active = 1 AND scan_mark <> ?",
+			    DB_I64(s.run), DB_END);
 	if (r < 0)
 		return r;
 	s.st.deactivated = (unsigned)aff;

@@ -21,11 +21,17 @@ struct content_scan_stats {
 	uint64_t bytes_hashed;
 };
 
-/* Scan root: hash new and changed files (SHA-256, OpenSSL), upsert their rows, mark rows whose
- * file vanished inactive. Each file is committed as it is hashed, so an interrupted scan loses
- * nothing done. warn(ud, msg) is told about skipped entries (may be NULL). Errors: -errno for
- * the root itself (-ENOENT, -ENOTDIR, -EACCES), db errors. */
-int content_scan(struct db *db, const char *root, void (*warn)(void *ud, const char *msg), void *ud,
+/* Scan the content library at root (content.root), or only its folder subdir (a path beneath
+ * root, e.g. "Music/Salsa"; NULL or "" for all of it): hash new and changed files (SHA-256
+ * and XXH3-128), upsert their rows, mark rows beneath the scanned folder whose file vanished
+ * inactive (rows elsewhere are left alone). Everything is opened from its parent directory's
+ * descriptor without following symlinks, and the descriptor that was checked is the one
+ * hashed; kernel pseudo filesystems are not entered. Each file is committed as it is hashed,
+ * so an interrupted scan loses nothing done. warn(ud, msg) is told about skipped entries (may
+ * be NULL). Errors: -errno for the root or subdir (-ENOENT, -ENOTDIR: also a symlink on the
+ * way to subdir, -EXDEV: subdir leaves root, -EACCES), -EREMOTEIO: a pseudo filesystem, db
+ * errors. */
+int content_scan(struct db *db, const char *root, const char *subdir, void (*warn)(void *ud, const char *msg), void *ud,
 		 struct content_scan_stats *ret);
 
 /* Active items, optionally of one category, ordered by category then rel_path. */

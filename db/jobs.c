@@ -65,7 +65,8 @@ static int claim_txn(struct db *db, void *userdata)
 	r = db_query(db, &res,
 		     "SELECT j.id, j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
 		     " j.capacity_bytes, o.image_path, o.content_spec, j.resume_state, j.cancel_requested_at IS NOT NULL,"
-		     " j.resume_state IS NOT NULL AND NOT (j.resume_device <=> " RESUME_DEVICE_SQL ")"
+		     " j.resume_state IS NOT NULL AND NOT (j.resume_device <=> " RESUME_DEVICE_SQL "),"
+		     " COALESCE(o.image_bytes, 0)"
 		     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
 		     DB_I64(id), DB_END);
 	if (r < 0)
@@ -85,6 +86,7 @@ static int claim_txn(struct db *db, void *userdata)
 	j->generation = (int)db_row_i64(row, 6);
 	j->capacity_bytes = db_row_u64(row, 7);
 	j->image_path = strdup_or_null(row[8]);
+	j->image_bytes = db_row_u64(row, 13);
 	j->content_spec = strdup_or_null(row[9]);
 	/* the resume state only serves the stick it was written on (it is kept in the row: the
 	 * job may still come back to that stick) */

@@ -35,6 +35,7 @@ struct claimed_job {
 	int generation;
 	uint64_t capacity_bytes;
 	char *image_path;	 /* NULL for content orders */
+	uint64_t image_bytes;	 /* the image's decoded size recorded by the order (0: unknown) */
 	char *content_spec;	 /* JSON text, NULL for image orders */
 	char *resume_state;	 /* JSON text left by an earlier attempt on this stick, or NULL */
 	bool resume_other_stick; /* an earlier attempt left a resume state, but on another stick */

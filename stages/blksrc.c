@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "stages/src_internal.h"
+#include "util/macro.h"
+#include "util/openfile.h"
 
 struct blksrc *blksrc_free(struct blksrc *s)
 {
@@ -135,64 +137,89 @@ struct stream_src *stream_alloc(size_t size, const char *path, int fd)
 	return s;
 }
 
-static bool file_exists(const char *p)
+/* dirfd AT_FDCWD: path is any path (the command line's); else path is opened beneath dirfd. */
+static int open_in(int dirfd, const char *path, struct stat *ret_st)
 {
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+	return dirfd == AT_FDCWD ? open_regular(path, ret_st) : open_beneath(dirfd, path, ret_st);
 }
 
-/* The bmap beside path: PATH.bmap, or for a compressed image NAME.bmap where NAME is PATH
- * without its last suffix (bmaptool's naming: disk.img.zst → disk.img.bmap). NULL: none. */
-static char *find_bmap(const char *path, bool compressed)
+static int set_error(char **ret_error, const char *fmt, ...) _printf_(2, 3);
+static int set_error(char **ret_error, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!ret_error)
+		return 0;
+	va_start(ap, fmt);
+	if (vasprintf(ret_error, fmt, ap) < 0)
+		*ret_error = NULL;
+	va_end(ap);
+	return 0;
+}
+
+/* Open the bmap beside path: PATH.bmap, or for a compressed image NAME.bmap where NAME is PATH
+ * without its last suffix (bmaptool's naming: disk.img.zst → disk.img.bmap). Returns a
+ * descriptor (its name in *ret_name), -ENOENT when there is none, or another -errno when one
+ * exists but cannot be used (a symlink or a FIFO is refused, not skipped). */
+static int open_bmap(int dirfd, const char *path, bool compressed, char **ret_name, char **ret_error)
 {
 	char *p = NULL;
 
-	if (asprintf(&p, "%s.bmap", path) < 0)
-		return NULL;
-	if (file_exists(p))
-		return p;
-	free(p);
-	p = NULL;
-	if (!compressed)
-		return NULL;
-	const char *dot = strrchr(path, '.');
-	const char *slash = strrchr(path, '/');
-	if (!dot || (slash && dot < slash))
-		return NULL;
-	if (asprintf(&p, "%.*s.bmap", (int)(dot - path), path) < 0)
-		return NULL;
-	if (file_exists(p))
-		return p;
-	free(p);
-	return NULL;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 0) {
+			if (asprintf(&p, "%s.bmap", path) < 0)
+				return -ENOMEM;
+		} else {
+			const char *dot = strrchr(path, '.');
+			const char *slash = strrchr(path, '/');
+			if (!compressed || !dot || (slash && dot < slash))
+				return -ENOENT;
+			if (asprintf(&p, "%.*s.bmap", (int)(dot - path), path) < 0)
+				return -ENOMEM;
+		}
+		int fd = open_in(dirfd, p, NULL);
+		if (fd >= 0) {
+			*ret_name = p;
+			return fd;
+		}
+		if (fd != -ENOENT) {
+			set_error(ret_error, "%s: %s", p, open_strerror(dirfd, p, fd));
+			free(p);
+			return fd;
+		}
+		free(p);
+		p = NULL;
+	}
+	return -ENOENT;
 }
 
 int blksrc_open_image(const char *path, struct blksrc **ret, char **ret_error)
+{
+	return blksrc_open_image_at(AT_FDCWD, path, ret, ret_error);
+}
+
+int blksrc_open_image_at(int dirfd, const char *path, struct blksrc **ret, char **ret_error)
 {
 	unsigned char magic[6] = { 0 };
 	struct stream_src *s = NULL;
 	struct stat st;
 	int r;
 
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_in(dirfd, path, &st);
 	if (fd < 0) {
-		r = -errno;
-		if (ret_error && asprintf(ret_error, "%s: %s", path, strerror(-r)) < 0)
-			*ret_error = NULL;
-		return r;
+		set_error(ret_error, "%s: %s", path, open_strerror(dirfd, path, fd));
+		return fd;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (st.st_size == 0) {
 		close(fd);
-		if (ret_error && asprintf(ret_error, "%s: not a regular file", path) < 0)
-			*ret_error = NULL;
+		set_error(ret_error, "%s is empty (0 bytes)", path);
 		return -EINVAL;
 	}
 	ssize_t n = pread(fd, magic, sizeof(magic), 0);
 	if (n < 0) {
 		r = -errno;
 		close(fd);
-		if (ret_error && asprintf(ret_error, "%s: %s", path, strerror(-r)) < 0)
-			*ret_error = NULL;
+		set_error(ret_error, "%s: %s", path, strerror(-r));
 		return r;
 	}
 
@@ -212,10 +239,20 @@ int blksrc_open_image(const char *path, struct blksrc **ret, char **ret_error)
 	}
 	if (r < 0)
 		return r;
+	if (s->base.size == 0) {
+		blksrc_free(&s->base);
+		set_error(ret_error, "%s decodes to 0 bytes", path);
+		return -EINVAL;
+	}
 
-	_cleanup_free_ char *bmap = find_bmap(path, compressed);
-	if (bmap)
-		return src_bmap_new(s, bmap, ret, ret_error);
+	_cleanup_free_ char *bmap = NULL;
+	int bfd = open_bmap(dirfd, path, compressed, &bmap, ret_error);
+	if (bfd >= 0)
+		return src_bmap_new(s, bfd, bmap, ret, ret_error);
+	if (bfd != -ENOENT) {
+		blksrc_free(&s->base);
+		return bfd;
+	}
 	*ret = &s->base;
 	return 0;
 }

@@ -40,11 +40,19 @@ static inline const char *blksrc_error(const struct blksrc *s) { return s->error
 /* Accepts NULL; returns NULL. */
 struct blksrc *blksrc_free(struct blksrc *s);
 
-/* Open an image file by its name: raw (.img, .iso, anything else), .zst, .xz, .gz (by magic
- * bytes, not only the suffix). When PATH.bmap exists beside a raw image (or beside the
- * compressed one), only its mapped ranges are produced and `mapped` says how many bytes.
- * The size of a compressed image is known up front when the format records it (zstd frame
- * content size, xz index, gzip ISIZE for < 4 GiB); otherwise it is found by a decoding pass.
- * Errors: -ENOENT, -EACCES, -EINVAL (corrupt header / bad bmap, with blksrc-independent
- * message in *ret_error when not NULL, malloc'd). */
+/* Open an image file: raw (.img, .iso, anything else), .zst, .xz, .gz (by magic bytes, not
+ * only the suffix). When PATH.bmap exists beside a raw image (or NAME.bmap beside the
+ * compressed NAME.zst, …), only its mapped ranges are produced and `mapped` says how many
+ * bytes. The size of a compressed image is known up front when the format records it (zstd
+ * frame content size, xz index, gzip ISIZE for < 4 GiB); otherwise it is found by a decoding
+ * pass. Only a regular file is opened, and never blocks (a FIFO or a device is refused); an
+ * empty file, or one that decodes to nothing, is refused.
+ *   blksrc_open_image(path)            path as given (the command line's SOURCE);
+ *   blksrc_open_image_at(dirfd, rel)   rel beneath the directory dirfd (an order's image under
+ *                                      content.images): open_beneath() confinement, the bmap
+ *                                      too. dirfd AT_FDCWD means blksrc_open_image().
+ * Errors: -errno from the open (-ENOENT, -EACCES, -EXDEV/-ELOOP for a path leaving dirfd,
+ * -EINVAL for a special file or an empty image), -EINVAL (corrupt header / bad bmap); the
+ * reason, naming the file, in *ret_error when not NULL (malloc'd). */
 int blksrc_open_image(const char *path, struct blksrc **ret, char **ret_error);
+int blksrc_open_image_at(int dirfd, const char *path, struct blksrc **ret, char **ret_error);

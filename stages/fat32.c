@@ -26,6 +26,7 @@
 #include "stages/fatname.h"
 #include "util/filehash.h"
 #include "util/macro.h"
+#include "util/openfile.h"
 
 #define SECTOR 512u
 
@@ -191,7 +192,8 @@ struct fhash {
 struct fat32_src {
 	struct blksrc base;
 	struct fat_layout L;
-	char *root;
+	char *root;  /* content root: every file is opened beneath it (open_beneath) */
+	int root_fd; /* opened at the first file, by the reading thread; -1 before */
 	char label[11];
 	uint32_t volume_id;
 
@@ -641,11 +643,10 @@ static void advise_ahead(struct fat32_src *s, size_t i)
 	for (; s->ra_next < s->n_files && s->ra_next - i <= READAHEAD_FILES && s->ra_ahead < READAHEAD_BYTES;
 	     s->ra_next++) {
 		const struct ffile *f = &s->files[s->ra_next];
-		_cleanup_free_ char *path = NULL;
 		s->ra_ahead += f->size;
-		if (f->size == 0 || asprintf(&path, "%s/%s", s->root, f->rel_path) < 0)
+		if (f->size == 0 || s->root_fd < 0)
 			continue;
-		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		int fd = open_beneath(s->root_fd, f->rel_path, NULL);
 		if (fd < 0)
 			continue; /* it fails properly when its turn comes */
 		(void)posix_fadvise(fd, 0, (off_t)MIN(f->size, (uint64_t)READAHEAD_BYTES), POSIX_FADV_WILLNEED);
@@ -656,22 +657,35 @@ static void advise_ahead(struct fat32_src *s, size_t i)
 static int open_file(struct fat32_src *s, size_t i)
 {
 	const struct ffile *f = &s->files[i];
-	_cleanup_free_ char *path = NULL;
 	struct stat st;
 
 	close_file(s);
-	if (asprintf(&path, "%s/%s", s->root, f->rel_path) < 0)
-		return -ENOMEM;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		int r = -errno;
-		set_error(s, "%s: %s", f->rel_path, strerror(-r));
-		return r;
+	if (s->root_fd < 0) {
+		s->root_fd = open_root_dir(s->root);
+		if (s->root_fd < 0) {
+			int r = s->root_fd;
+			set_error(s, "content root '%s': %s", s->root, strerror(-r));
+			return r == -ENOTDIR ? -ENOENT : r;
+		}
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		set_error(s, "%s: not a regular file any more", f->rel_path);
-		return -EBADMSG;
+	/* beneath the root only, no symlink on the way, never blocking: a row or a file swapped
+	 * since the scan cannot make the composer read anything else */
+	int fd = open_beneath(s->root_fd, f->rel_path, &st);
+	if (fd < 0) {
+		set_error(s, "%s: %s", f->rel_path, open_strerror(s->root_fd, f->rel_path, fd));
+		switch (fd) {
+		case -ENOENT:
+		case -ENOTDIR:
+			return -ENOENT; /* CONTENT_MISSING */
+		case -EXDEV:
+		case -ELOOP:
+		case -EINVAL:
+		case -EISDIR:
+		case -ENXIO:
+			return -EBADMSG; /* not the regular file the scan saw: CONTENT_CHANGED */
+		default:
+			return fd;
+		}
 	}
 	if ((uint64_t)st.st_size != f->size) {
 		close(fd);
@@ -849,6 +863,8 @@ static void fat32_free(struct blksrc *b)
 	free(s->segs);
 	free(s->ext);
 	free(s->root);
+	if (s->root_fd >= 0)
+		close(s->root_fd);
 	free(s->base.error);
 	free(s);
 }
@@ -1073,6 +1089,7 @@ int fat32_compose(const struct fat_opts *opts, const struct job_item *items, siz
 		return -ENOMEM;
 	s->base.ops = &fat32_ops;
 	s->cur_fd = -1;
+	s->root_fd = -1;
 	s->cur_file = SIZE_MAX;
 
 	r = fat_layout_compute(opts->usable_size, &s->L);

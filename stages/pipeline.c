@@ -3,6 +3,7 @@
  * FAT32 composer in stage_select.c. Each stage reports a log row at its start and end through
  * the sink; the worker owns everything the sink does with them. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "stages/stage_select.h"
 #include "stages/stage_write.h"
 #include "util/macro.h"
+#include "util/openfile.h"
 #include "util/size.h"
 
 void write_opts_from_config(const struct uf_config *cfg, struct write_opts *ret)
@@ -29,6 +31,52 @@ void write_opts_from_config(const struct uf_config *cfg, struct write_opts *ret)
 		.capacity_tolerance = cfg->worker.capacity_tolerance,
 		.probe = cfg->write.probe,
 	};
+}
+
+int job_spec_open_image(const struct job_spec *job, struct blksrc **ret, char **ret_error)
+{
+	const char *root = job->image_root;
+	const char *rel = job->image_path;
+	struct blksrc *src = NULL;
+
+	if (!root || !rel) {
+		if (ret_error)
+			*ret_error = strdup(!root ? "content.images is not set" : "the order names no image");
+		return -EINVAL;
+	}
+	if (rel[0] == '/' && !(rel = path_beneath(root, rel))) {
+		if (ret_error &&
+		    asprintf(ret_error, "image '%s' is outside content.images '%s'", job->image_path, root) < 0)
+			*ret_error = NULL;
+		return -EXDEV;
+	}
+	_cleanup_close_ int dfd = open_root_dir(root);
+	if (dfd < 0) {
+		if (ret_error && asprintf(ret_error, "content.images '%s': %s", root, strerror(-dfd)) < 0)
+			*ret_error = NULL;
+		return dfd;
+	}
+	_cleanup_free_ char *err = NULL;
+	int r = blksrc_open_image_at(dfd, rel, &src, &err);
+	if (r < 0) {
+		if (ret_error &&
+		    asprintf(ret_error, "image in content.images '%s': %s", root, err ? err : strerror(-r)) < 0)
+			*ret_error = NULL;
+		return r;
+	}
+	if (job->image_bytes && src->size != job->image_bytes) {
+		char a[32], b[32];
+		if (ret_error && asprintf(ret_error,
+					  "image '%s' changed since the order was added: it decodes to %s, "
+					  "the order recorded %s",
+					  job->image_path, format_size(src->size, a, sizeof(a)),
+					  format_size(job->image_bytes, b, sizeof(b))) < 0)
+			*ret_error = NULL;
+		blksrc_free(src);
+		return -ESTALE;
+	}
+	*ret = src;
+	return 0;
 }
 
 static const char *const stage_names[_STAGE_MAX] = {
@@ -107,10 +155,14 @@ static enum uf_code validation(struct stage_ctx *ctx)
 
 	if (job->image_path) {
 		_cleanup_free_ char *err = NULL;
-		int r = blksrc_open_image(job->image_path, &ctx->src, &err);
-		if (r < 0)
-			return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "image '%s': %s", job->image_path,
-					  err ? err : strerror(-r));
+		int r = job_spec_open_image(job, &ctx->src, &err);
+		if (r < 0) {
+			/* a path that leaves content.images or a symlink: the order itself is bad */
+			enum uf_code ic = r == -EXDEV || r == -ELOOP ? UFC_ORDER_INVALID
+					  : r == -ESTALE	     ? UFC_CONTENT_CHANGED
+								     : UFC_IMAGE_UNREADABLE;
+			return stage_fail(ctx, ic, "%s", err ? err : strerror(-r));
+		}
 		if (ctx->src->size > devsz)
 			return stage_fail(ctx, UFC_CONTENT_TOO_LARGE, "image '%s' needs %s, the stick holds %s",
 					  job->image_path, format_size(ctx->src->size, a, sizeof(a)),

@@ -247,21 +247,13 @@ static const struct blksrc_ops bmap_ops = {
 	.free = bmap_free,
 };
 
-int src_bmap_new(struct stream_src *inner, const char *bmap_path, struct blksrc **ret, char **ret_error)
+int src_bmap_new(struct stream_src *inner, int bmap_fd, const char *bmap_path, struct blksrc **ret, char **ret_error)
 {
 	_cleanup_free_ char *text = NULL, *why = NULL;
 	uint64_t image_size;
 	struct stat st;
-	int r;
+	int r, fd = bmap_fd;
 
-	int fd = open(bmap_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		if (ret_error && asprintf(ret_error, "%s: %s", bmap_path, strerror(-r)) < 0)
-			*ret_error = NULL;
-		blksrc_free(&inner->base);
-		return r;
-	}
 	if (fstat(fd, &st) < 0 || st.st_size > (64 << 20)) {
 		close(fd);
 		if (ret_error && asprintf(ret_error, "%s: unreadable or too large", bmap_path) < 0)

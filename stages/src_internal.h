@@ -51,10 +51,11 @@ int src_gzip_new(const char *path, int fd, uint64_t file_size, struct stream_src
  * NULL on OOM (fd closed). */
 struct stream_src *stream_alloc(size_t size, const char *path, int fd);
 
-/* Wrap a stream with the bmap at bmap_path: only the mapped ranges are produced. Takes
- * ownership of inner (also on failure). Errors: -ENOENT/-EACCES opening the bmap, -EINVAL for
- * a malformed bmap or an ImageSize that differs from the image, with *ret_error. */
-int src_bmap_new(struct stream_src *inner, const char *bmap_path, struct blksrc **ret, char **ret_error);
+/* Wrap a stream with the bmap read from bmap_fd (a regular file, named bmap_path in messages):
+ * only the mapped ranges are produced. Takes ownership of inner and bmap_fd (also on failure).
+ * Errors: -EINVAL for a malformed bmap or an ImageSize that differs from the image, with
+ * *ret_error; -EIO, -ENOMEM. */
+int src_bmap_new(struct stream_src *inner, int bmap_fd, const char *bmap_path, struct blksrc **ret, char **ret_error);
 
 /* Parse bmap XML text into sorted, merged, 4096-aligned byte ranges clipped to the image size.
  * ret_ranges: malloc'd array of 2*n uint64 (start, end). Exposed for tests. */

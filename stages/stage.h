@@ -32,7 +32,12 @@ struct job_spec {
 	int64_t order_id;
 	int attempt;
 	uint64_t capacity_bytes; /* nominal capacity sold */
-	char *image_path;	 /* image orders; NULL for content orders */
+	/* image orders (NULL for content orders): image_path as the order stored it, absolute
+	 * beneath image_root or relative to it; it is opened beneath image_root only (no "..",
+	 * no symlink), and must decode to image_bytes when that is not 0 */
+	char *image_path;
+	char *image_root; /* content.images */
+	uint64_t image_bytes;
 	/* content orders: */
 	char *content_root;
 	char **categories; /* NULL-terminated, in the order's order */
@@ -98,6 +103,12 @@ struct stage_ctx {
 	char *message;	     /* owned */
 	uint64_t bad_offset; /* VERIFY_MISMATCH / WRITE_IO: first bad byte offset */
 };
+
+/* Open the job's image as described at job_spec.image_path. Errors: -EXDEV (outside
+ * image_root: never opened), -ESTALE (it no longer decodes to image_bytes), or those of
+ * blksrc_open_image_at(); the reason, naming the image, in *ret_error (malloc'd). */
+struct blksrc;
+int job_spec_open_image(const struct job_spec *job, struct blksrc **ret, char **ret_error);
 
 /* Run one stage. Returns UFC_NONE on success, or a code with ctx->message set. */
 enum uf_code stage_run(enum stage_id st, struct stage_ctx *ctx);

@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "stages/fat32.h"
 #include "stages/select.h"
 #include "util/macro.h"
+#include "util/openfile.h"
 #include "util/size.h"
 
 /* s as a JSON string body (no quotes), malloc'd; NULL on OOM. */
@@ -63,25 +65,39 @@ enum uf_code stage_selection_map_read_error(int r)
 	return UFC_NONE;
 }
 
+/* Every chosen file, opened as the composer will open it (beneath the content root, no
+ * symlink, never blocking) and checked on that descriptor against what the scan recorded. */
 static enum uf_code check_files(struct stage_ctx *ctx)
 {
 	const struct job_spec *job = ctx->job;
+	_cleanup_close_ int root = open_root_dir(job->content_root);
 
+	if (root < 0)
+		return stage_fail(ctx, UFC_CONTENT_MISSING, "content root '%s': %s", job->content_root,
+				  strerror(-root));
 	for (size_t i = 0; i < job->n_items; i++) {
 		const struct job_item *it = &job->items[i];
-		_cleanup_free_ char *path = NULL;
 		struct stat st;
 
-		if (asprintf(&path, "%s/%s", job->content_root, it->rel_path) < 0)
-			return stage_fail(ctx, UFC_PROCESSING_FAILED, "out of memory");
-		if (stat(path, &st) < 0) {
-			if (errno == ENOENT || errno == ENOTDIR)
+		int fd = open_beneath(root, it->rel_path, &st);
+		if (fd < 0) {
+			const char *why = open_strerror(root, it->rel_path, fd);
+			switch (fd) {
+			case -ENOENT:
+			case -ENOTDIR:
 				return stage_fail(ctx, UFC_CONTENT_MISSING, "%s: vanished from the content root",
 						  it->rel_path);
-			return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s: %s", it->rel_path, strerror(errno));
+			case -EXDEV:
+			case -ELOOP:
+			case -EINVAL:
+			case -EISDIR:
+			case -ENXIO:
+				return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: %s", it->rel_path, why);
+			default:
+				return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s: %s", it->rel_path, why);
+			}
 		}
-		if (!S_ISREG(st.st_mode))
-			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: not a regular file any more", it->rel_path);
+		close(fd);
 		if ((uint64_t)st.st_size != it->size)
 			return stage_fail(ctx, UFC_CONTENT_CHANGED, "%s: size changed (%llu bytes, library %llu)",
 					  it->rel_path, (unsigned long long)st.st_size, (unsigned long long)it->size);

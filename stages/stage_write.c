@@ -164,10 +164,9 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 		w = writer_free(w);
 		ctx->src = blksrc_free(ctx->src);
 		_cleanup_free_ char *err = NULL;
-		r = blksrc_open_image(ctx->job->image_path, &ctx->src, &err);
+		r = job_spec_open_image(ctx->job, &ctx->src, &err);
 		if (r < 0)
-			return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "image '%s': %s", ctx->job->image_path,
-					  err ? err : strerror(-r));
+			return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "%s", err ? err : strerror(-r));
 		r = run_writer(ctx, NULL, &w);
 	}
 	if (!w) {
@@ -218,7 +217,7 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 static int reopen_image(void *ud, struct blksrc **ret)
 {
 	struct stage_ctx *ctx = ud;
-	return blksrc_open_image(ctx->job->image_path, ret, NULL);
+	return job_spec_open_image(ctx->job, ret, NULL);
 }
 
 static void v_progress(void *ud, uint64_t done, uint64_t total)

@@ -27,9 +27,9 @@ static void setup(void)
 {
 	db = tdb_fresh(DBNAME);
 	dir = tu_tmpdir("cli");
-	cfg = tdb_write_config(
-		dir, DBNAME,
-		"usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/nonexistent/a.img\"; } ); };");
+	cfg = tdb_write_config(dir, DBNAME,
+			       "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/nonexistent/a.img\"; } ); };\n"
+			       "content = { root = \"content\"; images = \".\"; };"); /* relative to the config */
 }
 static void teardown(void)
 {

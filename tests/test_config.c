@@ -156,7 +156,7 @@ Test(config, defaults_out_of_memory)
 			failed++;
 		}
 	}
-	cr_assert_eq(failed, 7);
+	cr_assert_eq(failed, 8);
 }
 
 /* Each allocation of a load failed once: -ENOMEM and "FILE: out of memory" (when even that

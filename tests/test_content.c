@@ -56,7 +56,7 @@ static const char *xxh128sum(const char *path)
 static struct content_scan_stats scan(void)
 {
 	struct content_scan_stats st;
-	cr_assert_eq(content_scan(db, root, NULL, NULL, &st), 0, "%s", db_error(db));
+	cr_assert_eq(content_scan(db, root, NULL, NULL, NULL, &st), 0, "%s", db_error(db));
 	return st;
 }
 
@@ -168,7 +168,7 @@ Test(content, non_utf8_names_are_skipped_with_a_warning)
 	put("Salsa/Uno.mp3", "uno");
 	put("Salsa/caf\xe9.mp3", "latin-1");
 	struct content_scan_stats st;
-	cr_assert_eq(content_scan(db, root, collect_warning, NULL, &st), 0, "%s", db_error(db));
+	cr_assert_eq(content_scan(db, root, NULL, collect_warning, NULL, &st), 0, "%s", db_error(db));
 	cr_assert_eq(st.added, 1);
 	cr_assert_eq(st.skipped, 1);
 	cr_assert(strstr(warned, "/Salsa/caf\\xe9.mp3: the name is not valid UTF-8; skipped"), "%s", warned);
@@ -196,9 +196,9 @@ Test(content, candidates_and_errors)
 	content_items_free(it, n);
 	struct content_scan_stats st;
 	char *missing = tu_path(root, "nope");
-	cr_assert_eq(content_scan(db, missing, NULL, NULL, &st), -ENOENT);
+	cr_assert_eq(content_scan(db, missing, NULL, NULL, NULL, &st), -ENOENT);
 	free(missing);
 	char *file = tu_path(root, "A/1.mp3");
-	cr_assert_eq(content_scan(db, file, NULL, NULL, &st), -ENOTDIR);
+	cr_assert_eq(content_scan(db, file, NULL, NULL, NULL, &st), -ENOTDIR);
 	free(file);
 }

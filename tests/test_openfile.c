@@ -82,11 +82,20 @@ static void beneath_cases(int (*open_fn)(int, const char *, struct stat *))
 		const char *rel;
 		int err;
 	} bad[] = {
-		{ "../secret", -EXDEV },      { "sub/../../secret", -EXDEV }, { outside, -EXDEV },
-		{ "link", -ELOOP },	      { "inner-link", -ELOOP },	      { "dirlink/secret", -ELOOP },
-		{ "fifo", -EINVAL },	      { "sub", -EISDIR },	      { "", -EXDEV },
-		{ "sub/./ok.bin", -EXDEV },   { "sub//ok.bin", -EXDEV },      { "missing", -ENOENT },
-		{ "sub/ok.bin/x", -ENOTDIR }, { "a\033]0;x\007", -EXDEV },
+		{ "../secret", -EXDEV },
+		{ "sub/../../secret", -EXDEV },
+		{ outside, -EXDEV },
+		{ "link", -ELOOP },
+		{ "inner-link", -ELOOP },
+		{ "dirlink/secret", -ELOOP },
+		{ "fifo", -EINVAL },
+		{ "sub", -EISDIR },
+		{ "", -EXDEV },
+		{ "sub/./ok.bin", -EXDEV },
+		{ "sub//ok.bin", -EXDEV },
+		{ "missing", -ENOENT },
+		{ "sub/ok.bin/x", -ENOTDIR },
+		{ "a\033]0;x\007", -EXDEV },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct stat keep = { .st_size = 777 };
@@ -135,9 +144,43 @@ Test(openfile, root_dir_must_be_a_directory)
 {
 	char p[PATH_MAX + 16];
 	cr_assert_eq(open_root_dir(outside), -ENOTDIR);
-	snprintf(p, sizeof(p), "%s/root/dirlink", dir);
+	snprintf(p, sizeof(p), "%s/root/dirlink", dir); /* the configured root may be a symlink */
+	int fd = open_root_dir(p);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/root/fifo", dir);
 	cr_assert_eq(open_root_dir(p), -ENOTDIR);
 	cr_assert_eq(open_root_dir("/nonexistent-uf-root"), -ENOENT);
+}
+
+Test(openfile, path_beneath_is_lexical)
+{
+	cr_assert_str_eq(path_beneath("/srv/img", "/srv/img/a.img"), "a.img");
+	cr_assert_str_eq(path_beneath("/srv/img/", "/srv/img/d/a.img"), "d/a.img");
+	cr_assert_str_eq(path_beneath("/srv/img", "/srv/img//a.img"), "a.img");
+	cr_assert_str_eq(path_beneath("/srv/img", "/srv/img/../x"), "../x"); /* open_beneath refuses it */
+	cr_assert_str_eq(path_beneath("/", "/etc/x"), "etc/x");
+	cr_assert_null(path_beneath("/srv/img", "/srv/img"));
+	cr_assert_null(path_beneath("/srv/img", "/srv/img/"));
+	cr_assert_null(path_beneath("/srv/img", "/srv/images/a.img"));
+	cr_assert_null(path_beneath("/srv/img", "/etc/shadow"));
+	cr_assert_null(path_beneath("/srv/img", "a.img"));
+}
+
+Test(openfile, strerror_names_the_kind)
+{
+	char p[PATH_MAX + 16];
+	snprintf(p, sizeof(p), "%s/root/fifo", dir);
+	cr_assert_str_eq(open_strerror(AT_FDCWD, p, open_regular(p, NULL)), "a FIFO, not a regular file");
+	cr_assert_str_eq(open_strerror(AT_FDCWD, "/dev/null", open_regular("/dev/null", NULL)),
+			 "a character device, not a regular file");
+	int root = root_fd();
+	cr_assert_str_eq(open_strerror(root, "link", open_beneath(root, "link", NULL)),
+			 "a symbolic link on the way (not followed)");
+	cr_assert_str_eq(open_strerror(root, "../secret", open_beneath(root, "../secret", NULL)),
+			 "outside its folder (an absolute path, \"..\" or an empty name)");
+	cr_assert_str_eq(open_strerror(root, "nope", open_beneath(root, "nope", NULL)), "No such file or directory");
+	close(root);
 }
 
 Test(openfile, safe_relative)

@@ -203,7 +203,7 @@ Test(probe, validation_too_small_names_every_size)
 	struct dev *d = wt_target(dir, "t.bin", 32 * MiB, NULL);
 	struct write_opts o = wt_opts();
 	o.capacity_tolerance = 0.25;
-	struct job_spec job = { .image_path = img, .capacity_bytes = 64 * MiB };
+	struct job_spec job = { .image_path = img, .image_root = dir, .capacity_bytes = 64 * MiB };
 	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o };
 
 	cr_assert_eq(stage_run(STAGE_VALIDATION, &ctx), UFC_DEVICE_TOO_SMALL);

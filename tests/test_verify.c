@@ -27,7 +27,7 @@ static struct run write_and_verify(const struct dev_fault *f, bool full)
 	cr_assert_eq(dev_new_faulty(inner, f, &d), 0);
 	struct write_opts o = wt_opts();
 	o.verify_full = full;
-	struct job_spec job = { .image_path = img };
+	struct job_spec job = { .image_path = img, .image_root = dir };
 	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o };
 	cr_assert_eq(blksrc_open_image(img, &ctx.src, NULL), 0);
 	cr_assert_eq(stage_writing(&ctx), UFC_NONE);

@@ -126,6 +126,8 @@ static char *config_text(const char *const *slots, const char *extra)
 	for (int i = 0; slots[i]; i++)
 		fprintf(f, "%s{ name = \"S%d\"; path = \"%s\"; }", i ? ", " : "", i, slots[i]);
 	fprintf(f, "); };\n%s\n", extra ? extra : "");
+	if (!extra || !strstr(extra, "content ="))
+		fprintf(f, "content = { images = \"%s\"; };\n", dir); /* the test's images are made there */
 	fclose(f);
 	return s;
 }
@@ -931,7 +933,7 @@ Test(worker, content_order_composes_a_fat32_stick)
 	put_file(root, "Salsa/Dos.mp3", 200000, 2);
 	put_file(root, "Reggaetón/Tres.mp3", 250000, 3);
 	struct content_scan_stats st;
-	cr_assert_eq(content_scan(db, root, NULL, NULL, &st), 0);
+	cr_assert_eq(content_scan(db, root, NULL, NULL, NULL, &st), 0);
 	cr_assert_eq(st.added, 3);
 	char *s0 = make_stick("s0.img", 96 << 20);
 	const char *slots[] = { s0, NULL };

@@ -86,7 +86,10 @@ static void stage_ctx_for(struct stage_ctx *ctx, struct job_spec *job, struct de
 			  const char *img)
 {
 	*ctx = (struct stage_ctx){ .job = job, .dev = d, .opts = o };
-	*job = (struct job_spec){ .image_path = (char *)img };
+	static char root[4096]; /* the image's folder: content.images of this job */
+	snprintf(root, sizeof(root), "%s", img);
+	*strrchr(root, '/') = 0;
+	*job = (struct job_spec){ .image_path = (char *)img, .image_root = root };
 	char *err = NULL;
 	cr_assert_eq(blksrc_open_image(img, &ctx->src, &err), 0);
 }

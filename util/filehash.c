@@ -13,6 +13,7 @@
 #endif
 
 #include "util/macro.h"
+#include "util/openfile.h"
 
 void filehash_hex(const unsigned char *p, unsigned n, char *out)
 {
@@ -35,8 +36,15 @@ void filehash_xxh128_hex(uint64_t high64, uint64_t low64, char out[FILEHASH_XXH1
 int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX], char ret_xxh128[FILEHASH_XXH128_HEX],
 		  uint64_t *ret_size)
 {
+	_cleanup_close_ int fd = open_regular(path, NULL);
+	if (fd < 0)
+		return fd;
+	return filehash_fd(fd, ret_sha256, ret_xxh128, ret_size);
+}
+
+int filehash_fd(int fd, char ret_sha256[FILEHASH_SHA256_HEX], char ret_xxh128[FILEHASH_XXH128_HEX], uint64_t *ret_size)
+{
 	static const size_t bufsz = 1 << 20;
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	_cleanup_free_ unsigned char *buf = NULL;
 	EVP_MD_CTX *md = NULL;
 	XXH3_state_t *xs = NULL;
@@ -45,8 +53,6 @@ int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX], char r
 	uint64_t total = 0;
 	int r = 0;
 
-	if (fd < 0)
-		return -errno;
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	buf = malloc(bufsz);
 	md = EVP_MD_CTX_new();

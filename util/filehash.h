@@ -14,10 +14,13 @@
 #define FILEHASH_SHA256_HEX 65 /* 64 hex digits + NUL */
 #define FILEHASH_XXH128_HEX 33 /* 32 hex digits + NUL */
 
-/* Hash the whole file at path with 1 MiB reads. Writes both digests and the number of bytes
- * read (written only on success). Errors: -errno from open/read, -ENOMEM, -EIO (libcrypto). */
+/* Hash the whole file at path (a regular file: open_regular) with 1 MiB reads. Writes both
+ * digests and the number of bytes read (written only on success). Errors: -errno from
+ * open/read, -EINVAL (not a regular file), -ENOMEM, -EIO (libcrypto). */
 int filehash_file(const char *path, char ret_sha256[FILEHASH_SHA256_HEX], char ret_xxh128[FILEHASH_XXH128_HEX],
 		  uint64_t *ret_size);
+/* The same for an open descriptor, read from its current offset to its end; not closed. */
+int filehash_fd(int fd, char ret_sha256[FILEHASH_SHA256_HEX], char ret_xxh128[FILEHASH_XXH128_HEX], uint64_t *ret_size);
 
 /* Lowercase hex of n bytes into out (2n + 1 bytes). */
 void filehash_hex(const unsigned char *p, unsigned n, char *out);

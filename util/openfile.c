@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -32,6 +33,55 @@ const char *file_kind(mode_t mode)
 	default:
 		return "not a regular file";
 	}
+}
+
+const char *open_strerror(int dirfd, const char *path, int r)
+{
+	struct stat st;
+
+	switch (r) {
+	case -EXDEV:
+		return "outside its folder (an absolute path, \"..\" or an empty name)";
+	case -ELOOP:
+		return "a symbolic link on the way (not followed)";
+	case -EISDIR:
+		return "a directory, not a regular file";
+	case -EINVAL:
+	case -ENXIO:
+		if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			switch (st.st_mode & S_IFMT) {
+			case S_IFIFO:
+				return "a FIFO, not a regular file";
+			case S_IFCHR:
+				return "a character device, not a regular file";
+			case S_IFBLK:
+				return "a block device, not a regular file";
+			case S_IFSOCK:
+				return "a socket, not a regular file";
+			default:
+				break;
+			}
+		}
+		return "not a regular file";
+	default:
+		return strerror(-r);
+	}
+}
+
+const char *path_beneath(const char *root, const char *path)
+{
+	size_t n = strlen(root);
+
+	while (n > 1 && root[n - 1] == '/')
+		n--;
+	if (n == 1 && root[0] == '/')
+		n = 0; /* the root "/" itself: every absolute path is beneath it */
+	if (strncmp(path, root, n) != 0 || path[n] != '/')
+		return NULL;
+	path += n;
+	while (*path == '/')
+		path++;
+	return *path ? path : NULL;
 }
 
 /* The descriptor came from an O_NONBLOCK open: keep it only when it is a regular file, and
@@ -71,10 +121,8 @@ int open_regular(const char *path, struct stat *ret_st)
 
 int open_root_dir(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
-	if (fd < 0)
-		return errno == ELOOP ? -ENOTDIR : -errno;
-	return fd;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+	return fd < 0 ? -errno : fd;
 }
 
 bool path_is_safe_relative(const char *rel)
@@ -101,7 +149,7 @@ bool path_is_safe_relative(const char *rel)
 
 /* openat2 without the kernel's help: walk the components with O_NOFOLLOW, refusing ".." and
  * anything that is not a directory on the way. Used only where openat2 is missing (ENOSYS). */
-static int walk_beneath(int rootfd, const char *rel)
+static int walk_beneath(int rootfd, const char *rel, int last_flags)
 {
 	_cleanup_free_ char *copy = strdup(rel);
 	if (!copy)
@@ -116,7 +164,7 @@ static int walk_beneath(int rootfd, const char *rel)
 				close(dfd);
 			return -EXDEV;
 		}
-		int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | (next ? O_DIRECTORY : O_NONBLOCK);
+		int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | (next ? O_DIRECTORY : last_flags);
 		int fd = openat(dfd, c, flags);
 		int r = fd < 0 ? -errno : 0;
 		struct stat st;
@@ -137,30 +185,48 @@ int open_beneath_walk(int rootfd, const char *rel, struct stat *ret_st)
 {
 	if (!path_is_safe_relative(rel))
 		return -EXDEV;
-	int fd = walk_beneath(rootfd, rel);
+	int fd = walk_beneath(rootfd, rel, O_NONBLOCK);
 	if (fd < 0)
 		return fd;
 	return finish_regular(fd, ret_st);
 }
 
-int open_beneath(int rootfd, const char *rel, struct stat *ret_st)
+static int openat2_beneath(int rootfd, const char *rel, int flags)
 {
 	static bool no_openat2;
-	int fd;
 
-	if (!path_is_safe_relative(rel))
-		return -EXDEV;
 	if (!__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
 		struct open_how how = {
-			.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+			.flags = (uint64_t)(O_RDONLY | O_CLOEXEC | O_NOCTTY | flags),
 			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 		};
-		fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+		int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
 		if (fd >= 0)
-			return finish_regular(fd, ret_st);
+			return fd;
 		if (errno != ENOSYS)
 			return -errno;
 		__atomic_store_n(&no_openat2, true, __ATOMIC_RELAXED);
 	}
-	return open_beneath_walk(rootfd, rel, ret_st);
+	return walk_beneath(rootfd, rel, flags);
+}
+
+int open_beneath(int rootfd, const char *rel, struct stat *ret_st)
+{
+	if (!path_is_safe_relative(rel))
+		return -EXDEV;
+	int fd = openat2_beneath(rootfd, rel, O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	return finish_regular(fd, ret_st);
+}
+
+int open_beneath_dir(int rootfd, const char *rel)
+{
+	if (!rel || !*rel) {
+		int fd = openat(rootfd, ".", O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		return fd < 0 ? -errno : fd;
+	}
+	if (!path_is_safe_relative(rel))
+		return -EXDEV;
+	return openat2_beneath(rootfd, rel, O_DIRECTORY);
 }

@@ -22,11 +22,15 @@
 
 int open_regular(const char *path, struct stat *ret_st);
 int open_beneath(int rootfd, const char *rel, struct stat *ret_st);
+/* A directory beneath rootfd, under the same rules (O_DIRECTORY; -ENOTDIR otherwise); rel
+ * NULL or "" reopens rootfd itself. */
+int open_beneath_dir(int rootfd, const char *rel);
 /* open_beneath's fallback for kernels without openat2; exported so the tests run it here. */
 int open_beneath_walk(int rootfd, const char *rel, struct stat *ret_st);
 
-/* Open a directory that serves as a root (content.root, content.images), following no
- * symlink in its last component; -ENOTDIR when it is something else. */
+/* Open a directory that serves as a root (content.root, content.images). The root itself
+ * comes from the configuration, which is trusted: a symlinked root is followed. -ENOTDIR when
+ * it is not a directory. */
 int open_root_dir(const char *path);
 
 /* True when rel is a path open_beneath can accept at all: relative, not empty, no "..", no
@@ -36,3 +40,12 @@ int open_root_dir(const char *path);
 bool path_is_safe_relative(const char *rel);
 
 const char *file_kind(mode_t mode);
+
+/* Why open_regular(path) (dirfd AT_FDCWD) or open_beneath(dirfd, path) failed with r, for a
+ * message "PATH: why": "a FIFO, not a regular file", "a symbolic link on the way (not
+ * followed)", "outside its folder (…)", or strerror's text. A constant string. */
+const char *open_strerror(int dirfd, const char *path, int r);
+
+/* When path names something beneath root (root + "/" + rel, lexically; root's trailing
+ * slashes ignored), rel; else NULL. Nothing is resolved: open_beneath() does the checking. */
+const char *path_beneath(const char *root, const char *path);

@@ -456,7 +456,9 @@ static enum uf_code build_spec(struct runner *r, struct job_spec *spec, char **r
 	spec->capacity_bytes = j->capacity_bytes;
 	if (j->image_path) {
 		spec->image_path = strdup(j->image_path);
-		return spec->image_path ? UFC_NONE : UFC_PROCESSING_FAILED;
+		spec->image_root = strdup(r->a.cfg->content.images);
+		spec->image_bytes = j->image_bytes;
+		return spec->image_path && spec->image_root ? UFC_NONE : UFC_PROCESSING_FAILED;
 	}
 	spec->content_root = strdup(r->a.cfg->content.root);
 	json_error_t e;
@@ -498,6 +500,7 @@ static enum uf_code build_spec(struct runner *r, struct job_spec *spec, char **r
 static void spec_done(struct job_spec *s)
 {
 	free(s->image_path);
+	free(s->image_root);
 	free(s->content_root);
 	for (size_t i = 0; s->categories && s->categories[i]; i++)
 		free(s->categories[i]);

@@ -4,8 +4,9 @@
 # QEMU's one forwarded port, poll_interval longer than the guest lives so that only a hotplug
 # event can make a new stick claimable, retry delay 600 s so that a failed attempt is not retried
 # here), /e2e/jobs (J1 and J2: the two queued jobs the host created, J1 the older; IMG1 and IMG2:
-# their image paths on the host, under its /tmp, which the guest's /tmp hides: linked here to
-# /e2e/img1.raw and /e2e/img2.raw; RELEASE2: the write limit that releases stick 2). At boot
+# their image paths on the host, under its /tmp, which the guest's /tmp hides: bind-mounted
+# here from /e2e/img1.raw and /e2e/img2.raw, since the daemon follows no symlink beneath
+# content.images; RELEASE2: the write limit that releases stick 2). At boot
 # only stick 1 (UFSTICK0001) is in, its writes throttled so that J1 cannot end within the
 # guest's time limit: it is certainly still writing when it is pulled. Stick 2 (UFSTICK0002) is
 # a spare the host plugs in when asked, its writes held back by a low limit until this script
@@ -36,8 +37,9 @@
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 UF="usbforge --config /etc/usbforge.conf"
 mkdir -p "${IMG1%/*}" "${IMG2%/*}"
-ln -s /e2e/img1.raw "$IMG1"
-ln -s /e2e/img2.raw "$IMG2"
+touch "$IMG1" "$IMG2"
+e2e_check "the images are bind-mounted at their host paths" mount --bind /e2e/img1.raw "$IMG1"
+e2e_check "the second image too" mount --bind /e2e/img2.raw "$IMG2"
 
 # job_field ID FIELD: a scalar field of `usbforge --json job show ID` (empty when unavailable).
 job_field() {
