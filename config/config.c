@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "util/macro.h"
+#include "util/openfile.h"
 #include "util/size.h"
 
 #define CONFIG_MAX_FILE_SIZE 1048576 /* 1 MiB */
@@ -277,13 +278,13 @@ static bool name_ok(const char *v)
 /* A path from the file: relative ones are taken relative to the file's directory. */
 static char *resolve_path(const struct loader *l, const char *v)
 {
-	char *p = NULL;
+	_cleanup_free_ char *p = NULL;
 
-	if (v[0] == '/' || v[0] == '\0')
+	if (v[0] == '\0')
 		return strdup(v);
-	if (asprintf(&p, "%s/%s", l->dir, v) < 0)
+	if (v[0] != '/' && asprintf(&p, "%s/%s", l->dir, v) < 0)
 		return NULL;
-	return p;
+	return path_tidy(p ? p : v); /* "/srv/x/" and "/srv//x" name /srv/x: one spelling */
 }
 
 /* ---- key tables ----------------------------------------------------------------------------- */

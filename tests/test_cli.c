@@ -427,3 +427,104 @@ Test(cli, migrate_is_idempotent_through_the_cli)
 	json_decref(j);
 	done(&r);
 }
+
+/* order add --image: only a regular, non-empty file beneath content.images (the test's folder)
+ * is accepted, opened exactly as the daemon will open it; everything else is refused with the
+ * reason, in well under a second for a FIFO, and no order row is written. */
+Test(cli, order_add_confines_the_image, .timeout = 60)
+{
+	char *outside = tu_tmpdir("cli-outside");
+	char *secret = tu_path(outside, "shadow");
+	tu_write_file(secret, "root:$6$x\n", 10);
+	char *link = tu_path(dir, "link.img"), *fifo = tu_path(dir, "fifo.img"), *empty = tu_path(dir, "empty.img");
+	cr_assert_eq(symlink(secret, link), 0);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	tu_write_file(empty, "", 0);
+	char *up = NULL, *want = NULL;
+	cr_assert(asprintf(&up, "%s/../%s/shadow", dir, strrchr(outside, '/') + 1) > 0);
+
+	struct {
+		const char *image, *err;
+	} bad[] = {
+		{ secret, "is not beneath content.images" },
+		{ "/proc/self/environ", "is not beneath content.images" },
+		{ up, "../" },
+		{ link, "link.img: a symbolic link on the way (not followed)" },
+		{ fifo, "fifo.img: a FIFO, not a regular file" },
+		{ empty, "empty.img is empty (0 bytes)" },
+		{ dir, "is not beneath content.images" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char num[16];
+		snprintf(num, sizeof(num), "H-%zu", i);
+		struct run r = RUN("--config", cfg, "order", "add", num, "--capacity", "1G", "--image", bad[i].image);
+		cr_expect_eq(r.status, 1, "%s: exit %d", bad[i].image, r.status);
+		cr_expect(strstr(r.err, "usbforge: ORDER_INVALID: ") && strstr(r.err, bad[i].err), "%s: %s",
+			  bad[i].image, r.err);
+		done(&r);
+	}
+	/* "../" resolved by the kernel beneath the root: said as leaving it */
+	struct run r = RUN("--config", cfg, "order", "add", "H-up", "--capacity", "1G", "--image", up);
+	cr_assert(strstr(r.err, "outside its folder"), "%s", r.err);
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 0);
+
+	/* a good one, given relative to the working directory: stored beneath the configured root */
+	char img[8192];
+	tu_fill_pattern(img, sizeof(img), 3);
+	char *good = tu_path(dir, "good.img");
+	tu_write_file(good, img, sizeof(img));
+	r = RUN("--config", cfg, "order", "add", "H-ok", "--capacity", "1G", "--image", good);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	cr_assert(asprintf(&want, "SELECT COUNT(*) FROM orders WHERE image_path = '%s' AND image_bytes = 8192", good) >
+		  0);
+	cr_assert_eq(tdb_count(db, want), 1);
+	free(want), free(up), free(secret), free(link), free(fifo), free(empty), free(good);
+	tu_rmrf(outside);
+	free(outside);
+}
+
+/* content scan DIR: content.root or a folder beneath it, nothing else; a pseudo filesystem never. */
+Test(cli, content_scan_stays_in_the_library, .timeout = 60)
+{
+	char *root = tu_path(dir, "content");
+	cr_assert_eq(mkdir(root, 0755), 0);
+	put(root, "A/1.mp3", "1");
+	put(root, "B/2.mp3", "22");
+	char *other = tu_path(dir, "other");
+	cr_assert_eq(mkdir(other, 0755), 0);
+	put(other, "C/3.mp3", "333");
+
+	struct run r = RUN("--config", cfg, "content", "scan");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active"), 2);
+
+	r = RUN("--config", cfg, "content", "scan", other);
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "' is not content.root ('") && strstr(r.err, "') or a folder beneath it"), "%s", r.err);
+	done(&r);
+	r = RUN("--config", cfg, "content", "scan", "/proc");
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "content folder '/proc' is not content.root"), "%s", r.err);
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active"), 2, "nothing retired");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items"), 2, "nothing added");
+
+	/* a folder beneath the root: only its rows can be retired */
+	char *p = tu_path(root, "B/2.mp3");
+	cr_assert_eq(unlink(p), 0);
+	free(p);
+	p = tu_path(root, "A");
+	r = RUN("--config", cfg, "--json", "content", "scan", p);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = json_loads(r.out, 0, NULL);
+	cr_assert_eq(json_integer_value(json_object_get(j, "deactivated")), 0, "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(j, "unchanged")), 1, "%s", r.out);
+	json_decref(j);
+	done(&r);
+	free(p);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active"), 2);
+	free(root), free(other);
+}

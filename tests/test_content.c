@@ -2,6 +2,8 @@
  * bytes hashed), names kept exactly as on disk, candidates loading. Real MariaDB. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "db/content.h"
+#include "util/filehash.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
 
@@ -201,4 +204,111 @@ Test(content, candidates_and_errors)
 	char *file = tu_path(root, "A/1.mp3");
 	cr_assert_eq(content_scan(db, file, NULL, NULL, NULL, &st), -ENOTDIR);
 	free(file);
+}
+
+static atomic_bool stop_swapping;
+struct swapper {
+	char *song, *tmp, *secret;
+	const char *data;
+};
+
+/* Replace song by a symlink to the secret and back, atomically (rename), until told to stop. */
+static void *swap_loop(void *arg)
+{
+	struct swapper *w = arg;
+	while (!atomic_load(&stop_swapping)) {
+		unlink(w->tmp);
+		if (symlink(w->secret, w->tmp) == 0)
+			(void)rename(w->tmp, w->song);
+		tu_write_file(w->tmp, w->data, strlen(w->data));
+		(void)rename(w->tmp, w->song);
+	}
+	return NULL;
+}
+
+/* A file swapped for a symlink to a root-only file between the directory read and the open:
+ * the scan never follows it, so the secret's hash never enters the library (the old scan
+ * checked with lstat and then opened the path following symlinks). 300 scans race the swap. */
+Test(content, a_file_swapped_for_a_symlink_is_never_followed, .timeout = 120)
+{
+	char *outside = tu_tmpdir("content-secret");
+	char *secret = tu_path(outside, "shadow");
+	const char *secret_text = "root:$6$not-for-sticks\n";
+	tu_write_file(secret, secret_text, strlen(secret_text));
+	put("A/song.mp3", "la la la la");
+	struct swapper w = { .song = tu_path(root, "A/song.mp3"),
+			     .tmp = tu_path(root, "A/.swap"), /* hidden: the scan skips it */
+			     .secret = secret,
+			     .data = "la la la la" };
+	pthread_t th;
+	atomic_store(&stop_swapping, false);
+	cr_assert_eq(pthread_create(&th, NULL, swap_loop, &w), 0);
+	char sha[FILEHASH_SHA256_HEX], xxh[FILEHASH_XXH128_HEX];
+	cr_assert_eq(filehash_file(secret, sha, xxh, NULL), 0);
+	char *q = NULL;
+	cr_assert(asprintf(&q, "SELECT COUNT(*) FROM content_items WHERE sha256 = '%s' OR size_bytes = %zu", sha,
+			   strlen(secret_text)) > 0);
+	long long leaked = 0;
+	for (int i = 0; i < 300 && !leaked; i++) {
+		struct content_scan_stats st;
+		cr_assert_eq(content_scan(db, root, NULL, NULL, NULL, &st), 0, "%s", db_error(db));
+		leaked = tdb_count(db, q); /* a later scan may overwrite the row: look after each */
+	}
+	atomic_store(&stop_swapping, true);
+	pthread_join(th, NULL);
+	cr_assert_eq(leaked, 0, "the secret entered the library");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items"), 1);
+	free(q), free(w.song), free(w.tmp), free(secret);
+	tu_rmrf(outside);
+	free(outside);
+}
+
+/* content scan of a folder beneath the root: categories stay the first folder beneath the root,
+ * and only rows beneath the folder can be retired. */
+Test(content, scan_of_a_folder_touches_only_its_rows)
+{
+	put("A/1.mp3", "1");
+	put("A/2.mp3", "22");
+	put("B/3.mp3", "333");
+	cr_assert_eq(scan().added, 3);
+	char *p = tu_path(root, "A/1.mp3");
+	cr_assert_eq(unlink(p), 0);
+	free(p);
+	p = tu_path(root, "B/3.mp3");
+	cr_assert_eq(unlink(p), 0);
+	free(p);
+	put("A/sub/4.mp3", "4444");
+	struct content_scan_stats st;
+	cr_assert_eq(content_scan(db, root, "A", NULL, NULL, &st), 0, "%s", db_error(db));
+	cr_assert_eq(st.files, 2);
+	cr_assert_eq(st.added, 1);
+	cr_assert_eq(st.deactivated, 1, "only A/1.mp3 is gone from A");
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM content_items WHERE active AND rel_path IN ('A/2.mp3', 'B/3.mp3', "
+			       "'A/sub/4.mp3')"),
+		     3);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM content_items WHERE rel_path = 'A/sub/4.mp3' AND category = 'A'"),
+		     1);
+	cr_assert_eq(content_scan(db, root, "A/sub", NULL, NULL, &st), 0);
+	cr_assert_eq(st.files, 1);
+	cr_assert_eq(st.deactivated, 0);
+	/* a folder that leaves the root, or a symlink on the way to it */
+	cr_assert_eq(content_scan(db, root, "../x", NULL, NULL, &st), -EXDEV);
+	cr_assert_eq(content_scan(db, root, "/etc", NULL, NULL, &st), -EXDEV);
+	p = tu_path(root, "L");
+	cr_assert_eq(symlink("A", p), 0);
+	free(p);
+	cr_assert_eq(content_scan(db, root, "L", NULL, NULL, &st), -ENOTDIR);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active"), 3);
+}
+
+/* Kernel pseudo filesystems are refused at once, and no row is written. */
+Test(content, pseudo_filesystems_are_refused, .timeout = 10)
+{
+	struct content_scan_stats st;
+	cr_assert_eq(content_scan(db, "/proc", NULL, NULL, NULL, &st), -EREMOTEIO);
+	cr_assert_eq(content_scan(db, "/sys", "kernel", NULL, NULL, &st), -EREMOTEIO);
+	cr_assert_eq(content_scan(db, "/", "proc", NULL, NULL, &st), -EREMOTEIO);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items"), 0);
 }

@@ -616,6 +616,69 @@ Test(compose, sha_mismatch_and_vanished_files)
 	tree_done(&t);
 }
 
+/* Does the file at path hold the 4 KiB block `needle` anywhere? */
+static bool file_holds(const char *path, const uint8_t *needle, size_t n)
+{
+	FILE *f = fopen(path, "rbe");
+	cr_assert(f, "%s", path);
+	uint8_t *buf = malloc(1 << 20);
+	bool found = false;
+	size_t got;
+	/* blocks are written at 512-byte aligned offsets: compare at every 512 bytes */
+	while (!found && (got = fread(buf, 1, 1 << 20, f)) > 0)
+		for (size_t o = 0; o + n <= got && !found; o += 512)
+			found = memcmp(buf + o, needle, n) == 0;
+	free(buf);
+	fclose(f);
+	return found;
+}
+
+/* A library file swapped for a symlink to a file outside the content root, with the size and
+ * mtime the scan recorded, and a row whose rel_path leaves the root: the composer opens
+ * neither, and not a byte of the other file reaches the image. (Before openat2, the symlink
+ * was followed and its target streamed until the hash check at the file's end.) */
+Test(compose, symlinks_and_escapes_leak_nothing)
+{
+	struct tree t;
+	struct fat_opts o = { .usable_size = 40 * MiB };
+	char *msg = NULL;
+
+	tree_init(&t, "fat-escape");
+	o.content_root = t.root;
+	tree_add(&t, "A/one.bin", "A/one.bin", 300000);
+	struct job_item secret_it;
+	ft_make_file(t.dir, "secret", 300000, 4242, t.items[0].mtime, NULL, &secret_it);
+	char *secret = tu_path(t.dir, "secret"), *one = tu_path(t.root, "A/one.bin");
+	uint8_t needle[4096];
+	FILE *f = fopen(secret, "rbe");
+	cr_assert(f && fread(needle, 1, sizeof(needle), f) == sizeof(needle));
+	fclose(f);
+
+	cr_assert_eq(unlink(one), 0);
+	cr_assert_eq(symlink(secret, one), 0);
+	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 64 * 1024, &msg), -EBADMSG);
+	cr_assert_str_eq(msg, "A/one.bin: a symbolic link on the way (not followed)");
+	free(msg), msg = NULL;
+	cr_assert_not(file_holds(t.img, needle, sizeof(needle)), "the symlink's target reached the image");
+
+	free(t.items[0].rel_path);
+	t.items[0].rel_path = strdup("../secret"); /* a row edited in the database */
+	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 64 * 1024, &msg), -EBADMSG);
+	cr_assert_str_eq(msg, "../secret: outside its folder (an absolute path, \"..\" or an empty name)");
+	free(msg), msg = NULL;
+	cr_assert_not(file_holds(t.img, needle, sizeof(needle)), "a file outside the root reached the image");
+
+	free(t.items[0].rel_path);
+	t.items[0].rel_path = strdup(secret); /* absolute */
+	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 64 * 1024, &msg), -EBADMSG);
+	free(msg);
+	cr_assert_not(file_holds(t.img, needle, sizeof(needle)));
+
+	free(secret_it.rel_path);
+	free(secret), free(one);
+	tree_done(&t);
+}
+
 Test(compose, invalid_plans)
 {
 	struct fat_opts o = { .usable_size = 40 * MiB, .content_root = "/nonexistent" };

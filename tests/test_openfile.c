@@ -167,6 +167,19 @@ Test(openfile, path_beneath_is_lexical)
 	cr_assert_null(path_beneath("/srv/img", "a.img"));
 }
 
+Test(openfile, tidy)
+{
+	const char *cases[][2] = {
+		{ "/a//b/", "/a/b" }, { "dir/.", "dir" },   { ".", "." },	    { "/", "/" },
+		{ "//", "/" },	      { "./x/./y", "x/y" }, { "a/../b", "a/../b" }, { "/srv/img/./", "/srv/img" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *t = path_tidy(cases[i][0]);
+		cr_expect_str_eq(t, cases[i][1], "path_tidy(%s) = %s", cases[i][0], t);
+		free(t);
+	}
+}
+
 Test(openfile, strerror_names_the_kind)
 {
 	char p[PATH_MAX + 16];

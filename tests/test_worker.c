@@ -1341,3 +1341,93 @@ Test(worker, writes_under_a_lost_lease_match_nothing)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
 	claimed_job_free(j);
 }
+
+/* Does the file hold the 4 KiB block needle at any 512-byte aligned offset? */
+static bool file_holds(const char *path, const void *needle, size_t n)
+{
+	FILE *f = fopen(path, "rbe");
+	cr_assert(f, "%s", path);
+	char *buf = malloc(1 << 20);
+	bool found = false;
+	size_t got;
+	while (!found && (got = fread(buf, 1, 1 << 20, f)) > 0)
+		for (size_t o = 0; o + n <= got && !found; o += 512)
+			found = memcmp(buf + o, needle, n) == 0;
+	free(buf);
+	fclose(f);
+	return found;
+}
+
+/* Rows a hostile clerk edited in the database: image paths outside content.images (absolute,
+ * "..", a symlink beneath it) and a library rel_path leaving content.root. Every job fails
+ * permanently after one attempt, and not a byte of the other file reaches any stick. */
+Test(worker, rows_that_leave_the_roots_put_nothing_on_a_stick)
+{
+	char *outside = tu_tmpdir("w-outside");
+	char *secret = tu_path(outside, "secret.img");
+	size_t len = 1 << 20;
+	char *buf = malloc(len);
+	tu_fill_pattern(buf, len, 4242);
+	tu_write_file(secret, buf, len);
+	char needle[4096];
+	memcpy(needle, buf + 8192, sizeof(needle));
+	free(buf);
+	char *img = make_image("ok.img", 1, 5);
+	char *link = tu_path(dir, "link.img");
+	cr_assert_eq(symlink(secret, link), 0);
+	char *root = tu_path(dir, "content");
+	mkdir(root, 0755);
+	put_file(root, "Salsa/Uno.mp3", len, 6);
+	struct content_scan_stats st;
+	cr_assert_eq(content_scan(db, root, NULL, NULL, NULL, &st), 0);
+
+	char *up = NULL, *q = NULL;
+	cr_assert(asprintf(&up, "../%s/secret.img", strrchr(outside, '/') + 1) > 0);
+	const char *paths[] = { secret, up, link };
+	for (int i = 0; i < 3; i++) {
+		char num[8];
+		snprintf(num, sizeof(num), "E-%d", i);
+		add_confirm(num, 1, img, 64 << 20);
+		cr_assert_eq(db_exec(db, NULL, "UPDATE orders SET image_path = ? WHERE order_number = ?",
+				     DB_STR(paths[i]), DB_STR(num), DB_END),
+			     0);
+	}
+	add_content_order("E-3", "{\"categories\": [\"Salsa\"], \"items\": []}", 64 << 20);
+	cr_assert(asprintf(&q, "../../%s/secret.img", strrchr(outside, '/') + 1) > 0);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE content_items SET rel_path = ?", DB_STR(q), DB_END), 0);
+	free(q);
+
+	char *sticks[5];
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "e%d.img", i);
+		sticks[i] = make_stick(name, 64 << 20);
+	}
+	sticks[4] = NULL;
+	char *extra = NULL;
+	cr_assert(asprintf(&extra, "content = { root = \"%s\"; images = \"%s\"; };", root, dir) > 0);
+	char *cfg = config((const char *const *)sticks, extra);
+	pid_t pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_exit(pid, 120), 0);
+
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 4);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+			       " WHERE o.order_number LIKE 'E-_' AND o.order_number <> 'E-3' AND j.status = 'failed'"
+			       " AND j.error_code = 'ORDER_INVALID' AND j.attempts = 1"),
+		     3);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+				   " WHERE o.order_number = 'E-3' AND j.status = 'failed'"
+				   " AND j.error_code = 'CONTENT_CHANGED' AND j.attempts = 1"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE fail_reason LIKE '%outside%'"
+				   " OR fail_reason LIKE '%symbolic link%'"),
+		     4, "each reason names the escape");
+	for (int i = 0; i < 4; i++) {
+		cr_assert_not(file_holds(sticks[i], needle, sizeof(needle)), "%s holds bytes of the secret", sticks[i]);
+		free(sticks[i]);
+	}
+	free(extra), free(cfg), free(up), free(root), free(link), free(img), free(secret);
+	tu_rmrf(outside);
+	free(outside);
+}

@@ -68,6 +68,33 @@ const char *open_strerror(int dirfd, const char *path, int r)
 	}
 }
 
+char *path_tidy(const char *path)
+{
+	size_t n = strlen(path);
+	char *out = malloc(n + 2), *o = out;
+	if (!out)
+		return NULL;
+	bool abs = path[0] == '/';
+	if (abs)
+		*o++ = '/';
+	for (const char *c = path; *c;) {
+		size_t len = strcspn(c, "/");
+		if (len > 0 && !(len == 1 && c[0] == '.')) {
+			if (o > out && o[-1] != '/')
+				*o++ = '/';
+			memcpy(o, c, len);
+			o += len;
+		}
+		c += len;
+		while (*c == '/')
+			c++;
+	}
+	if (o == out)
+		*o++ = abs ? '/' : '.';
+	*o = 0;
+	return out;
+}
+
 const char *path_beneath(const char *root, const char *path)
 {
 	size_t n = strlen(root);

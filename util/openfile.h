@@ -46,6 +46,10 @@ const char *file_kind(mode_t mode);
  * followed)", "outside its folder (…)", or strerror's text. A constant string. */
 const char *open_strerror(int dirfd, const char *path, int r);
 
+/* path with "//", "/./" and a trailing "/" or "/." taken out (".." is left alone): the same
+ * name, spelled once. "dir/." → "dir", "/a//b/" → "/a/b", "." → ".". malloc'd; NULL on ENOMEM. */
+char *path_tidy(const char *path);
+
 /* When path names something beneath root (root + "/" + rel, lexically; root's trailing
  * slashes ignored), rel; else NULL. Nothing is resolved: open_beneath() does the checking. */
 const char *path_beneath(const char *root, const char *path);
