@@ -59,8 +59,7 @@ int job_spec_open_image(const struct job_spec *job, struct blksrc **ret, char **
 	_cleanup_free_ char *err = NULL;
 	int r = blksrc_open_image_at(dfd, rel, &src, &err);
 	if (r < 0) {
-		if (ret_error &&
-		    asprintf(ret_error, "image in content.images '%s': %s", root, err ? err : strerror(-r)) < 0)
+		if (ret_error && asprintf(ret_error, "content.images '%s': %s", root, err ? err : strerror(-r)) < 0)
 			*ret_error = NULL;
 		return r;
 	}
