@@ -616,23 +616,6 @@ Test(compose, sha_mismatch_and_vanished_files)
 	tree_done(&t);
 }
 
-/* Does the file at path hold the 4 KiB block `needle` anywhere? */
-static bool file_holds(const char *path, const uint8_t *needle, size_t n)
-{
-	FILE *f = fopen(path, "rbe");
-	cr_assert(f, "%s", path);
-	uint8_t *buf = malloc(1 << 20);
-	bool found = false;
-	size_t got;
-	/* blocks are written at 512-byte aligned offsets: compare at every 512 bytes */
-	while (!found && (got = fread(buf, 1, 1 << 20, f)) > 0)
-		for (size_t o = 0; o + n <= got && !found; o += 512)
-			found = memcmp(buf + o, needle, n) == 0;
-	free(buf);
-	fclose(f);
-	return found;
-}
-
 /* A library file swapped for a symlink to a file outside the content root, with the size and
  * mtime the scan recorded, and a row whose rel_path leaves the root: the composer opens
  * neither, and not a byte of the other file reaches the image. (Before openat2, the symlink
@@ -659,20 +642,20 @@ Test(compose, symlinks_and_escapes_leak_nothing)
 	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 64 * 1024, &msg), -EBADMSG);
 	cr_assert_str_eq(msg, "A/one.bin: a symbolic link on the way (not followed)");
 	free(msg), msg = NULL;
-	cr_assert_not(file_holds(t.img, needle, sizeof(needle)), "the symlink's target reached the image");
+	cr_assert_not(tu_file_holds(t.img, needle, sizeof(needle)), "the symlink's target reached the image");
 
 	free(t.items[0].rel_path);
 	t.items[0].rel_path = strdup("../secret"); /* a row edited in the database */
 	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 64 * 1024, &msg), -EBADMSG);
 	cr_assert_str_eq(msg, "../secret: outside its folder (an absolute path, \"..\" or an empty name)");
 	free(msg), msg = NULL;
-	cr_assert_not(file_holds(t.img, needle, sizeof(needle)), "a file outside the root reached the image");
+	cr_assert_not(tu_file_holds(t.img, needle, sizeof(needle)), "a file outside the root reached the image");
 
 	free(t.items[0].rel_path);
 	t.items[0].rel_path = strdup(secret); /* absolute */
 	cr_assert_eq(ft_compose_image(&o, t.items, t.n, t.img, 64 * 1024, &msg), -EBADMSG);
 	free(msg);
-	cr_assert_not(file_holds(t.img, needle, sizeof(needle)));
+	cr_assert_not(tu_file_holds(t.img, needle, sizeof(needle)));
 
 	free(secret_it.rel_path);
 	free(secret), free(one);

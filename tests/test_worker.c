@@ -1342,22 +1342,6 @@ Test(worker, writes_under_a_lost_lease_match_nothing)
 	claimed_job_free(j);
 }
 
-/* Does the file hold the 4 KiB block needle at any 512-byte aligned offset? */
-static bool file_holds(const char *path, const void *needle, size_t n)
-{
-	FILE *f = fopen(path, "rbe");
-	cr_assert(f, "%s", path);
-	char *buf = malloc(1 << 20);
-	bool found = false;
-	size_t got;
-	while (!found && (got = fread(buf, 1, 1 << 20, f)) > 0)
-		for (size_t o = 0; o + n <= got && !found; o += 512)
-			found = memcmp(buf + o, needle, n) == 0;
-	free(buf);
-	fclose(f);
-	return found;
-}
-
 /* Rows a hostile clerk edited in the database: image paths outside content.images (absolute,
  * "..", a symlink beneath it) and a library rel_path leaving content.root. Every job fails
  * permanently after one attempt, and not a byte of the other file reaches any stick. */
@@ -1424,7 +1408,8 @@ Test(worker, rows_that_leave_the_roots_put_nothing_on_a_stick)
 				   " OR fail_reason LIKE '%symbolic link%'"),
 		     4, "each reason names the escape");
 	for (int i = 0; i < 4; i++) {
-		cr_assert_not(file_holds(sticks[i], needle, sizeof(needle)), "%s holds bytes of the secret", sticks[i]);
+		cr_assert_not(tu_file_holds(sticks[i], needle, sizeof(needle)), "%s holds bytes of the secret",
+			      sticks[i]);
 		free(sticks[i]);
 	}
 	free(extra), free(cfg), free(up), free(root), free(link), free(img), free(secret);

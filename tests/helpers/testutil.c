@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char *tu_tmpdir(const char *tag)
@@ -78,4 +80,21 @@ const char *tu_binary_dir(void)
 {
 	const char *s = getenv("UF_BINARY_DIR");
 	return s ? s : ".";
+}
+
+bool tu_file_holds(const char *path, const void *needle, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	cr_assert(fd >= 0 && fstat(fd, &st) == 0, "%s: %s", path, strerror(errno));
+	bool found = false;
+	if ((size_t)st.st_size >= n) {
+		const unsigned char *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		cr_assert(m != MAP_FAILED, "%s: %s", path, strerror(errno));
+		for (size_t o = 0; o + n <= (size_t)st.st_size && !found; o += 512)
+			found = memcmp(m + o, needle, n) == 0;
+		munmap((void *)m, (size_t)st.st_size);
+	}
+	close(fd);
+	return found;
 }

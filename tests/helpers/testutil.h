@@ -2,6 +2,7 @@
  * writes lives under a directory it created itself (tu_tmpdir), removed at the end. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,9 @@ void tu_write_file(const char *path, const void *data, size_t len);
 char *tu_path(const char *dir, const char *name);
 /* Fill buf with a deterministic pattern from seed (xorshift). */
 void tu_fill_pattern(void *buf, size_t len, uint64_t seed);
+/* Whether the file at path holds the n bytes of needle at any 512-byte aligned offset (where a
+ * block device or a FAT32 image puts data): "did this secret reach the stick?". */
+bool tu_file_holds(const char *path, const void *needle, size_t n);
 /* Source tree root ($UF_SOURCE_DIR, set by ctest). */
 const char *tu_source_dir(void);
 const char *tu_binary_dir(void);
