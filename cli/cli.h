@@ -42,9 +42,18 @@ struct cli_cmd {
  * (not named explicitly) is fine: defaults are used. */
 int cli_load_config(struct cli *c);
 
-/* Print "usbforge: <msg>" to stderr; returns status. */
+/* Text output. Every string a user or a program could have chosen (names, order numbers, file
+ * names, log messages, argv, database values) is printed through utf8_escape_text() (util/utf8.h):
+ * C0/DEL bytes as \xNN, C1 controls as \u00NN, invalid UTF-8 bytes as \xNN, '\' as "\\"; the
+ * functions below and the table do it for the whole text they print. */
+
+/* Print "usbforge: <msg>" (escaped) to stderr; returns status. */
 int cli_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Print a usage error for cmd plus its usage line. */
+/* Print "usbforge: warning: <msg>" (escaped) to stderr. */
+void cli_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print the formatted line, escaped, and '\n' to out. 0 or -ENOMEM (nothing printed). */
+int cli_line(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a usage error (escaped) for cmd plus its usage line. */
 void cli_usage_message(const char *cmd, const char *usage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* cli_usage_message(), then CLI_EXIT_USAGE: `return cli_usage_error(…);`. A macro so that the
  * value is known where it is returned (no path where a usage error "succeeds"). */
@@ -57,7 +66,8 @@ int cli_print_json(json_t *doc);
  * prints "usbforge: out of memory" (or strerror) and returns CLI_EXIT_FAIL. */
 int cli_exit_status(int r);
 
-/* Aligned text tables: cols (> 0) column headers; add rows of cols strings (NULL prints "-").
+/* Aligned text tables: cols (> 0) column headers; add rows of cols strings (NULL prints "-"),
+ * stored escaped (utf8_escape_text), so the columns align on what is printed.
  * Each returns 0 or -ENOMEM (a row that could not be added is not added). */
 struct table;
 int table_new(size_t cols, const char *const *headers, struct table **ret);

@@ -14,7 +14,7 @@
 static void warn_cb(void *ud, const char *msg)
 {
 	(void)ud;
-	fprintf(stderr, "usbforge: warning: %s\n", msg);
+	cli_warning("%s", msg);
 }
 
 int cmd_content_scan(struct cli *c, int argc, char **argv)
@@ -66,10 +66,11 @@ int cmd_content_scan(struct cli *c, int argc, char **argv)
 						st.deactivated, "skipped", st.skipped, "bytes_hashed",
 						(json_int_t)st.bytes_hashed));
 	}
-	printf("%s: %u files: %u added, %u updated, %u unchanged, %u reactivated, %u gone (inactive), %u skipped; %s hashed\n",
-	       abs, st.files, st.added, st.updated, st.unchanged, st.reactivated, st.deactivated, st.skipped,
-	       format_size(st.bytes_hashed, a, sizeof(a)));
-	return CLI_EXIT_OK;
+	return cli_line(
+		stdout,
+		"%s: %u files: %u added, %u updated, %u unchanged, %u reactivated, %u gone (inactive), %u skipped; %s hashed",
+		abs, st.files, st.added, st.updated, st.unchanged, st.reactivated, st.deactivated, st.skipped,
+		format_size(st.bytes_hashed, a, sizeof(a)));
 }
 
 int cmd_content_list(struct cli *c, int argc, char **argv)

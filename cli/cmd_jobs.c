@@ -11,6 +11,7 @@
 #include "db/db.h"
 #include "db/jobs.h"
 #include "util/macro.h"
+#include "util/utf8.h"
 
 /* Wait ms milliseconds without spinning (poll on nothing). */
 static void wait_ms(int ms) { (void)poll(NULL, 0, ms); }
@@ -105,10 +106,12 @@ static void print_log_rows(bool json, json_t *rows, int64_t *since)
 			continue;
 		}
 		const char *code = json_string_value(json_object_get(l, "error_code"));
-		printf("%s  %-5s %-12s %-8s %s%s%s\n", json_string_value(json_object_get(l, "created_at")),
-		       json_string_value(json_object_get(l, "level")), json_string_value(json_object_get(l, "stage")),
-		       json_string_value(json_object_get(l, "category")), code ? code : "", code ? " " : "",
-		       json_string_value(json_object_get(l, "message")));
+		if (cli_line(stdout, "%s  %-5s %-12s %-8s %s%s%s", json_string_value(json_object_get(l, "created_at")),
+			     json_string_value(json_object_get(l, "level")),
+			     json_string_value(json_object_get(l, "stage")),
+			     json_string_value(json_object_get(l, "category")), code ? code : "", code ? " " : "",
+			     json_string_value(json_object_get(l, "message"))) < 0)
+			fputs("(a log row could not be shown: out of memory)\n", stdout);
 	}
 	fflush(stdout);
 }
@@ -242,11 +245,16 @@ int cmd_job_watch(struct cli *c, int argc, char **argv)
 		bool end = terminal(row[0]);
 		bool failed = strcmp(row[0], "done") != 0;
 		mysql_free_result(res);
+		_cleanup_free_ char *shown = utf8_escape_text(line, 0); /* slot, codes: database values */
+		if (!shown) {
+			rc = -ENOMEM;
+			break;
+		}
 		if (tty) {
-			printf("\r\033[K%s", line);
+			printf("\r\033[K%s", shown);
 			fflush(stdout);
 		} else if (strcmp(line, last) != 0) {
-			printf("%s\n", line);
+			printf("%s\n", shown);
 			fflush(stdout);
 			snprintf(last, sizeof(last), "%s", line);
 		}
@@ -318,9 +326,9 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 	}
 	size_t i;
 	json_t *a;
-	json_array_foreach(st.actions, i, a)
-		printf("job %lld: %s\n", (long long)json_integer_value(json_object_get(a, "job_id")),
-		       json_string_value(json_object_get(a, "action")));
+	json_array_foreach(st.actions, i, a)(void)
+		cli_line(stdout, "job %lld: %s", (long long)json_integer_value(json_object_get(a, "job_id")),
+			 json_string_value(json_object_get(a, "action")));
 	printf("%u stuck job(s) sent to retry, %u failed, %u cancelled (cancel requested), %u reported stuck in the queue\n",
 	       st.retried, st.failed, st.cancelled, st.stuck_reported);
 	json_decref(st.actions);
@@ -381,13 +389,23 @@ int cmd_events(struct cli *c, int argc, char **argv)
 				json_dumpf(e, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
 				fputc('\n', stdout);
 			} else {
+				/* the payload is JSON text, escaped by jansson but for DEL and C1
+				 * controls: those are escaped, its backslashes are its own */
 				_cleanup_free_ char *p = json_dumps(json_object_get(e, "payload"), JSON_COMPACT);
-				printf("%lld  %s  %-13s %s %lld  %s\n",
-				       (long long)json_integer_value(json_object_get(e, "id")),
-				       json_string_value(json_object_get(e, "created_at")),
-				       json_string_value(json_object_get(e, "event_type")),
-				       json_string_value(json_object_get(e, "aggregate_type")),
-				       (long long)json_integer_value(json_object_get(e, "aggregate_id")), p ? p : "");
+				_cleanup_free_ char *ps = utf8_escape_text(p ? p : "", UTF8_ESCAPE_KEEP_BACKSLASH);
+				_cleanup_free_ char *head = NULL;
+				if (asprintf(&head, "%lld  %s  %-13s %s %lld",
+					     (long long)json_integer_value(json_object_get(e, "id")),
+					     json_string_value(json_object_get(e, "created_at")),
+					     json_string_value(json_object_get(e, "event_type")),
+					     json_string_value(json_object_get(e, "aggregate_type")),
+					     (long long)json_integer_value(json_object_get(e, "aggregate_id"))) < 0)
+					head = NULL;
+				_cleanup_free_ char *hs = head ? utf8_escape_text(head, 0) : NULL;
+				if (hs && ps)
+					printf("%s  %s\n", hs, ps);
+				else
+					fputs("(an event could not be shown: out of memory)\n", stdout);
 			}
 		}
 		fflush(stdout);

@@ -208,9 +208,12 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 	json_t *shown = NULL;
 	if (c->json && order_show(db, o.number, &shown) == 0)
 		cli_print_json(shown);
-	else
-		printf("order %s added (id %lld, %d unit%s, pending: confirm it with 'usbforge order confirm %s')\n",
-		       o.number, (long long)id, o.quantity, o.quantity == 1 ? "" : "s", o.number);
+	else if (cli_line(stdout,
+			  "order %s added (id %lld, %d unit%s, pending: confirm it with 'usbforge order confirm %s')",
+			  o.number, (long long)id, o.quantity, o.quantity == 1 ? "" : "s", o.number) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
 	r = CLI_EXIT_OK;
 out:
 	json_decref(cats);
@@ -260,12 +263,15 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 	}
 	size_t i;
 	json_t *j;
-	printf("order %s confirmed: %zu job%s%s\n", argv[optind], json_array_size(json_object_get(res, "jobs")),
-	       json_array_size(json_object_get(res, "jobs")) == 1 ? "" : "s",
-	       json_integer_value(json_object_get(res, "created")) ? "" : " (already confirmed, nothing created)");
 	static const char *const hdr[] = { "JOB", "UNIT", "STATUS" };
 	struct table *t = NULL;
-	r = table_new(3, hdr, &t);
+	r = cli_line(stdout, "order %s confirmed: %zu job%s%s", argv[optind],
+		     json_array_size(json_object_get(res, "jobs")),
+		     json_array_size(json_object_get(res, "jobs")) == 1 ? "" : "s",
+		     json_integer_value(json_object_get(res, "created")) ? ""
+									 : " (already confirmed, nothing created)");
+	if (r == 0)
+		r = table_new(3, hdr, &t);
 	json_array_foreach(json_object_get(res, "jobs"), i, j)
 	{
 		char id[24], unit[24];
@@ -353,7 +359,9 @@ static int print_object(json_t *o, const char *skip)
 		int r = cell(v, &s);
 		if (r < 0)
 			return r;
-		printf("%-22s %s\n", k, s ? s : "-");
+		r = cli_line(stdout, "%-22s %s", k, s ? s : "-");
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

@@ -111,7 +111,7 @@ int main(int argc, char **argv)
 			config_done(&c.cfg);
 		return cli_exit_status(r);
 	}
-	fprintf(stderr, "usbforge: unknown command '%s%s%s'\n", argv[0], argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+	cli_error(CLI_EXIT_USAGE, "unknown command '%s%s%s'", argv[0], argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
 	usage(stderr);
 	return CLI_EXIT_USAGE;
 }

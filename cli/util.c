@@ -1,4 +1,7 @@
-/* Output helpers of cli/cli.h: aligned tables, JSON documents, error messages, config. */
+/* Output helpers of cli/cli.h: aligned tables, JSON documents, error messages, config. Every
+ * text they print goes through utf8_escape_text() (util/utf8.h): a customer name, order number,
+ * file name or log message read from the database or argv never reaches the terminal with its
+ * control characters raw. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -7,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "util/macro.h"
+#include "util/utf8.h"
 
 int cli_load_config(struct cli *c)
 {
@@ -20,25 +24,58 @@ int cli_load_config(struct cli *c)
 	return 0;
 }
 
+/* Print prefix, the formatted message with its control characters escaped, and '\n'. */
+static void print_escaped(FILE *out, const char *prefix, const char *fmt, va_list ap)
+{
+	_cleanup_free_ char *m = NULL, *e = NULL;
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	e = m ? utf8_escape_text(m, 0) : NULL;
+	fputs(prefix, out);
+	fputs(e ? e : "out of memory (while formatting a message)", out);
+	fputc('\n', out);
+}
+
 int cli_error(int status, const char *fmt, ...)
 {
 	va_list ap;
-	fputs("usbforge: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_escaped(stderr, "usbforge: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return status;
+}
+
+void cli_warning(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	print_escaped(stderr, "usbforge: warning: ", fmt, ap);
+	va_end(ap);
 }
 
 void cli_usage_message(const char *cmd, const char *usage, const char *fmt, ...)
 {
 	va_list ap;
-	fputs("usbforge: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_escaped(stderr, "usbforge: ", fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nusage: usbforge %s %s\n", cmd, usage ? usage : "");
+	fprintf(stderr, "usage: usbforge %s %s\n", cmd, usage ? usage : "");
+}
+
+int cli_line(FILE *out, const char *fmt, ...)
+{
+	va_list ap;
+	_cleanup_free_ char *m = NULL, *e = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	e = m ? utf8_escape_text(m, 0) : NULL;
+	if (!e)
+		return -ENOMEM;
+	fputs(e, out);
+	fputc('\n', out);
+	return 0;
 }
 
 int cli_print_json(json_t *doc)
@@ -103,7 +140,7 @@ int table_add(struct table *t, const char *const *cells)
 	}
 	char **row = t->cells + t->rows * t->cols;
 	for (size_t i = 0; i < t->cols; i++) {
-		row[i] = strdup(cells[i] ? cells[i] : "-");
+		row[i] = utf8_escape_text(cells[i] ? cells[i] : "-", 0);
 		if (!row[i]) {
 			while (i > 0)
 				free(row[--i]);

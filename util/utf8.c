@@ -76,3 +76,51 @@ char *utf8_escape(const char *s)
 	*o = 0;
 	return out;
 }
+
+/* A code point that must not reach a terminal raw: C0, DEL, C1. */
+static bool is_control(uint32_t cp) { return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f); }
+
+char *utf8_escape_text(const char *s, unsigned flags)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	/* worst case: every byte becomes "\xNN" (a C1 control is 2 bytes -> 6 characters) */
+	char *out = malloc(4 * strlen(s) + 1), *o = out;
+	uint32_t cp;
+
+	if (!out)
+		return NULL;
+	while (*p) {
+		int n = utf8_decode(p, &cp);
+		if (n < 0 || (n == 1 && is_control(cp))) {
+			o += snprintf(o, 5, "\\x%02x", *p);
+			p++;
+			continue;
+		}
+		if (is_control(cp))
+			o += snprintf(o, 7, "\\u%04x", (unsigned)cp);
+		else if (cp == '\\' && !(flags & UTF8_ESCAPE_KEEP_BACKSLASH)) {
+			*o++ = '\\';
+			*o++ = '\\';
+		} else {
+			memcpy(o, p, (size_t)n);
+			o += n;
+		}
+		p += n;
+	}
+	*o = 0;
+	return out;
+}
+
+bool utf8_has_controls(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	uint32_t cp;
+
+	while (*p) {
+		int n = utf8_decode(p, &cp);
+		if (n < 0 || is_control(cp))
+			return true;
+		p += n;
+	}
+	return false;
+}

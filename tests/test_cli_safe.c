@@ -1,0 +1,245 @@
+/* The CLI against hostile input (issue 11, items 5 and 6). Text output: customer names, order
+ * numbers, file names, log messages and event payloads holding terminal control sequences
+ * (ESC ] 0 ; … BEL retitles a terminal, ESC [2J clears it, CSI 0x9b, DEL) are printed escaped,
+ * exactly as util/utf8.h's utf8_escape_text() says, in every text command and error message.
+ * Orders that can never be fulfilled are refused at `order add` with the reason, and sizes are
+ * shown unsigned. Runs the real binary against MariaDB. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "db/db.h"
+#include "helpers/testdb.h"
+#include "helpers/testutil.h"
+#include "util/utf8.h"
+
+#define DBNAME "uf_t_cli_safe"
+extern char **environ;
+static struct db *db;
+static char *dir, *cfg;
+
+static void setup(void)
+{
+	db = tdb_fresh(DBNAME);
+	dir = tu_tmpdir("clisafe");
+	cfg = tdb_write_config(
+		dir, DBNAME,
+		"usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/nonexistent/a.img\"; } ); };");
+}
+static void teardown(void)
+{
+	db = db_close(db);
+	tu_rmrf(dir);
+	free(dir);
+	free(cfg);
+}
+TestSuite(cli_text, .init = setup, .fini = teardown);
+
+struct run {
+	int status;
+	char *out, *err;
+};
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	cr_assert(f);
+	char *s = NULL;
+	size_t n = 0;
+	cr_assert(getdelim(&s, &n, '\0', f) >= 0 || (s && !*s) || feof(f));
+	fclose(f);
+	return s ? s : strdup("");
+}
+
+/* Run usbforge with args (NULL-terminated), stdin from /dev/null, stdout and stderr to files. */
+static struct run run(const char *const *args)
+{
+	char *bin = tu_path(tu_binary_dir(), "cli/usbforge");
+	char *outp = tu_path(dir, "out"), *errp = tu_path(dir, "err");
+	const char *argv[32] = { bin };
+	int n = 1;
+	for (; args[n - 1]; n++)
+		argv[n] = args[n - 1];
+	argv[n] = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	struct run r = { .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+			 .out = slurp(outp),
+			 .err = slurp(errp) };
+	free(bin);
+	free(outp);
+	free(errp);
+	return r;
+}
+
+static void done(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+#define RUN(...) run((const char *const[]){ __VA_ARGS__, NULL })
+
+/* No control character but the line ends: what reached the terminal is inert. */
+static void assert_inert(const char *text, const char *what)
+{
+	char *copy = strdup(text);
+	cr_assert(copy);
+	for (char *p = copy; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	cr_assert_not(utf8_has_controls(copy), "%s printed a control character: %s", what, text);
+	free(copy);
+}
+
+/* The hostile strings: a retitle (OSC 0 … BEL), a clear screen (CSI 2J), a C1 CSI (U+009B),
+ * DEL, a backslash, and printable UTF-8 that must stay as it is. */
+#define NUMBER	 "N\x1b]0;pwned\x07"
+#define NUMBER_E "N\\x1b]0;pwned\\x07"
+#define CUSTOMER   "Mü\x1b[2Jller\xc2\x9b\x7f 日本"
+#define CUSTOMER_E "Mü\\x1b[2Jller\\u009b\\x7f 日本"
+#define PATH	 "Salsa/a\xc2\x9b\x7f\\b.mp3"
+#define PATH_E	 "Salsa/a\\u009b\\x7f\\\\b.mp3"
+#define LOGMSG	 "skipped Salsa/\x1b]0;x\x07.mp3\r\n"
+#define LOGMSG_E "skipped Salsa/\\x1b]0;x\\x07.mp3\\x0d\\x0a"
+
+Test(cli_text, every_text_command_escapes_control_characters)
+{
+	/* What a web shop with SQL access can write (order add refuses such a number). */
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (order_number, customer, capacity_bytes, quantity, image_path, image_bytes)"
+			     " VALUES (?, ?, 16000000000, 1, '/srv/x.img', 4096)",
+			     DB_STR(NUMBER), DB_STR(CUSTOMER), DB_END),
+		     0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime)"
+			     " VALUES ('Salsa', 'a', ?, 1024, REPEAT('a', 64), NOW(6))",
+			     DB_STR(PATH), DB_END),
+		     0, "%s", db_error(db));
+
+	struct run r = RUN("--config", cfg, "order", "confirm", NUMBER, "--correlation-id", "c\x1b[2J");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strncmp(r.out, "order " NUMBER_E " confirmed: 1 job\n", strlen("order " NUMBER_E " confirmed: 1 job\n")) == 0,
+		  "%s", r.out);
+	assert_inert(r.out, "order confirm");
+	done(&r);
+	long long job = tdb_count(db, "SELECT MAX(id) FROM processing_jobs");
+	char ids[32];
+	snprintf(ids, sizeof(ids), "%lld", job);
+
+	r = RUN("--config", cfg, "order", "show", NUMBER);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\norder_number           " NUMBER_E "\n"), "%s", r.out);
+	cr_assert(strstr(r.out, "\ncustomer               " CUSTOMER_E "\n"), "%s", r.out);
+	assert_inert(r.out, "order show");
+	done(&r);
+
+	r = RUN("--config", cfg, "jobs");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "  " NUMBER_E "  0     queued"), "%s", r.out);
+	assert_inert(r.out, "jobs");
+	done(&r);
+
+	r = RUN("--config", cfg, "job", "show", ids);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\ncorrelation_id         c\\x1b[2J\n"), "%s", r.out);
+	cr_assert(strstr(r.out, "\norder_number           " NUMBER_E "\n"), "%s", r.out);
+	assert_inert(r.out, "job show");
+	done(&r);
+
+	r = RUN("--config", cfg, "content", "list");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	long long item = tdb_count(db, "SELECT id FROM content_items");
+	char expect[256];
+	snprintf(expect, sizeof(expect),
+		 "ID  CATEGORY  SIZE     PATH\n"
+		 "%lld   Salsa     1.0 KiB  " PATH_E "\n"
+		 "1 item(s), 1.0 KiB\n",
+		 item);
+	cr_assert_str_eq(r.out, expect);
+	done(&r);
+
+	/* a log row and an event quoting hostile names */
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_job_logs (job_id, level, stage, category, message, error_code)"
+			     " VALUES (?, 'warn', 'selection', 'stage', ?, 'X\x1b[2J')",
+			     DB_I64(job), DB_STR(LOGMSG), DB_END),
+		     0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO events (aggregate_type, aggregate_id, event_type, payload)"
+			     " VALUES ('order', 1, 'order.\x1b[2J', JSON_OBJECT('order_number', ?, 'c1', ?))",
+			     DB_STR(NUMBER), DB_STR("a\xc2\x9b\x7f"), DB_END),
+		     0, "%s", db_error(db));
+	/* the job ends (job logs --follow returns; job watch prints its slot and code) */
+	cr_assert_eq(db_exec(db, NULL,
+			     "UPDATE processing_jobs SET status = 'failed', failed_at = NOW(6), slot = 'A\x1b[2J',"
+			     " error_code = 'E\xc2\x9b' WHERE id = ?",
+			     DB_I64(job), DB_END),
+		     0, "%s", db_error(db));
+	r = RUN("--config", cfg, "job", "logs", ids);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "  warn  selection    stage    X\\x1b[2J " LOGMSG_E "\n"), "%s", r.out);
+	assert_inert(r.out, "job logs");
+	done(&r);
+	r = RUN("--config", cfg, "job", "logs", ids, "--follow");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "  warn  selection    stage    X\\x1b[2J " LOGMSG_E "\n"), "%s", r.out);
+	assert_inert(r.out, "job logs --follow");
+	done(&r);
+	r = RUN("--config", cfg, "job", "watch", ids);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.out, "  slot A\\x1b[2J E\\u009b\n"), "%s", r.out);
+	assert_inert(r.out, "job watch");
+	done(&r);
+
+	r = RUN("--config", cfg, "events");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* the payload is JSON: jansson escapes C0 (\u001B), the CLI DEL and C1; its own
+	 * backslashes stay single */
+	cr_assert(strstr(r.out, "  order.\\x1b[2J    order 1  "
+				"{\"order_number\":\"N\\u001B]0;pwned\\u0007\",\"c1\":\"a\\u009b\\x7f\"}\n"),
+		  "%s", r.out);
+	assert_inert(r.out, "events");
+	done(&r);
+
+	/* error messages quoting argv */
+	r = RUN("--config", cfg, "order", "show", "X\x1b[2J\x9b");
+	cr_assert_eq(r.status, 3);
+	cr_assert_str_eq(r.err, "usbforge: order 'X\\x1b[2J\\x9b' not found\n");
+	done(&r);
+	r = RUN("--config", cfg, "order", "add", "N\x1b]0;t\x07", "--capacity", "1G", "--image", "/x.img");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strncmp(r.err, "usbforge: NUMBER 'N\\x1b]0;t\\x07': ", strlen("usbforge: NUMBER 'N\\x1b]0;t\\x07': ")) == 0,
+		  "%s", r.err);
+	assert_inert(r.err, "a usage error");
+	done(&r);
+	r = RUN("--config", cfg, "fr\x1b[2Job");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strncmp(r.err, "usbforge: unknown command 'fr\\x1b[2Job'\n",
+			  strlen("usbforge: unknown command 'fr\\x1b[2Job'\n")) == 0,
+		  "%s", r.err);
+	done(&r);
+
+	/* --json keeps its own escaping (jansson): the document parses back to the exact bytes */
+	r = RUN("--config", cfg, "--json", "order", "show", NUMBER);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = json_loads(r.out, 0, NULL);
+	cr_assert(j, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "customer")), CUSTOMER);
+	json_decref(j);
+	done(&r);
+}
