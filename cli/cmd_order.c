@@ -14,7 +14,13 @@
 #include "stages/stage.h"
 #include "util/macro.h"
 #include "util/openfile.h"
+#include "util/name.h"
 #include "util/size.h"
+
+/* The smallest stick an order may be for: below 1 MiB there is no FAT32 (nor a stick). The
+ * largest: a device's size is an off_t, so no stick holds more than 2^63 - 1 bytes. */
+#define ORDER_MIN_CAPACITY (UINT64_C(1) << 20)
+#define ORDER_MAX_CAPACITY ((uint64_t)INT64_MAX)
 
 static bool order_number_ok(const char *s)
 {
@@ -55,6 +61,14 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 						    "--capacity: '%s' is not a size (e.g. 16G, 16GiB, 512M)", optarg);
 				goto out;
 			}
+			if (o.capacity_bytes < ORDER_MIN_CAPACITY || o.capacity_bytes > ORDER_MAX_CAPACITY) {
+				r = cli_usage_error("order add", ADD_USAGE,
+						    "--capacity: '%s' (%llu bytes) is not the size of a stick: it must be "
+						    "between 1 MiB (1048576 bytes) and 8 EiB (%llu bytes)",
+						    optarg, (unsigned long long)o.capacity_bytes,
+						    (unsigned long long)ORDER_MAX_CAPACITY);
+				goto out;
+			}
 			have_cap = true;
 			break;
 		case 'q':
@@ -69,6 +83,15 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 			o.customer = optarg;
 			break;
 		case 's':
+			/* the rule of `station` in the config: an order for any other name could
+			 * never be claimed by a kiosk */
+			if (!name_valid(optarg)) {
+				r = cli_usage_error("order add", ADD_USAGE,
+						    "--station: '%s' is not a station name: 1 to %d letters, digits, "
+						    "'.', '_', ':' or '-' (as 'station' in the config)",
+						    optarg, NAME_MAX_LEN);
+				goto out;
+			}
 			o.station = optarg;
 			break;
 		case 'i':

@@ -25,10 +25,10 @@
 
 #include "util/macro.h"
 #include "util/openfile.h"
+#include "util/name.h"
 #include "util/size.h"
 
 #define CONFIG_MAX_FILE_SIZE 1048576 /* 1 MiB */
-#define NAME_MAX_LEN	     64	     /* VARCHAR(64) of station and slot in the schema */
 #define MAX_SLOTS	     64
 #define MAX_RETRY_DELAYS     16
 
@@ -266,15 +266,6 @@ static char *range_text(double min, bool min_exclusive, double max)
 	return r < 0 ? NULL : t;
 }
 
-static bool name_ok(const char *v)
-{
-	for (const char *p = v; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
-		      *p == '_' || *p == ':' || *p == '-'))
-			return false;
-	return true;
-}
-
 /* A path from the file: relative ones are taken relative to the file's directory. */
 static char *resolve_path(const struct loader *l, const char *v)
 {
@@ -432,7 +423,7 @@ static int load_string(struct loader *l, const struct key_def *def, const config
 		return fail(l, s, key, "must not be empty");
 	if (strlen(v) > max)
 		return fail(l, s, key, "must be at most %zu characters long (got %zu)", max, strlen(v));
-	if ((def->flags & F_NAME) && !name_ok(v))
+	if ((def->flags & F_NAME) && !name_chars_ok(v))
 		return fail_got(l, s, key, "may contain only letters, digits, '.', '_', ':' and '-'");
 	copy = (def->flags & F_PATH) ? resolve_path(l, v) : strdup(v);
 	if (!copy)
@@ -763,7 +754,7 @@ static int load_slot(struct loader *l, const config_setting_t *e, const char *ek
 		v = config_setting_get_string(m);
 		switch (which) {
 		case 0:
-			if (!*v || strlen(v) > NAME_MAX_LEN || !name_ok(v))
+			if (!name_valid(v))
 				return fail_got(l, m, mkey, "must be 1 to %d letters, digits, '.', '_', ':' or '-'",
 						NAME_MAX_LEN);
 			field = &slot->name;

@@ -2,6 +2,7 @@
 #include "db/orders.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -15,6 +16,21 @@ static bool is_json_column(const char *name)
 		if (strcmp(name, cols[i]) == 0)
 			return true;
 	return false;
+}
+
+/* An integer column's text as JSON. The sizes are BIGINT UNSIGNED: a value above 2^63 - 1 (only
+ * SQL can store one: `order add` refuses it) does not fit a JSON integer of jansson (long long),
+ * and a double would round it; it is given as its exact decimal digits in a string rather than
+ * clamped (strtoll) or wrapped to a negative number. */
+static json_t *int_to_json(const char *text, bool is_unsigned)
+{
+	if (is_unsigned) {
+		unsigned long long u = strtoull(text, NULL, 10);
+		if (u > (unsigned long long)INT64_MAX)
+			return json_string(text);
+		return json_integer((json_int_t)u);
+	}
+	return json_integer((json_int_t)strtoll(text, NULL, 10));
 }
 
 json_t *db_row_to_json(MYSQL_RES *res, MYSQL_ROW row)
@@ -37,7 +53,7 @@ json_t *db_row_to_json(MYSQL_RES *res, MYSQL_ROW row)
 			case MYSQL_TYPE_LONG:
 			case MYSQL_TYPE_INT24:
 			case MYSQL_TYPE_LONGLONG:
-				v = json_integer((json_int_t)strtoll(row[i], NULL, 10));
+				v = int_to_json(row[i], f[i].flags & UNSIGNED_FLAG);
 				break;
 			case MYSQL_TYPE_DECIMAL:
 			case MYSQL_TYPE_NEWDECIMAL:

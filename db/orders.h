@@ -42,7 +42,8 @@ int jobs_list(struct db *db, const char *status, int limit, json_t **ret);
 int job_show(struct db *db, int64_t id, json_t **ret);
 
 /* Rows of a result as a JSON array of objects keyed by column name: numbers for numeric
- * columns, null for NULL, parsed JSON for JSON columns, strings otherwise. */
+ * columns (unsigned ones read unsigned; one above 2^63 - 1 as a string of its exact digits),
+ * null for NULL, parsed JSON for JSON columns, strings otherwise. */
 json_t *db_result_to_json(MYSQL_RES *res);
 /* One row of res as an object (the current row). */
 json_t *db_row_to_json(MYSQL_RES *res, MYSQL_ROW row);

@@ -52,9 +52,16 @@ static char *slurp(const char *path)
 	cr_assert(f);
 	char *s = NULL;
 	size_t n = 0;
-	cr_assert(getdelim(&s, &n, '\0', f) >= 0 || (s && !*s) || feof(f));
+	FILE *m = open_memstream(&s, &n);
+	cr_assert(m);
+	char buf[4096];
+	size_t k;
+	while ((k = fread(buf, 1, sizeof(buf), f)) > 0)
+		cr_assert_eq(fwrite(buf, 1, k, m), k);
+	cr_assert_not(ferror(f));
 	fclose(f);
-	return s ? s : strdup("");
+	cr_assert_eq(fclose(m), 0);
+	return s;
 }
 
 /* Run usbforge with args (NULL-terminated), stdin from /dev/null, stdout and stderr to files. */
@@ -108,14 +115,14 @@ static void assert_inert(const char *text, const char *what)
 
 /* The hostile strings: a retitle (OSC 0 … BEL), a clear screen (CSI 2J), a C1 CSI (U+009B),
  * DEL, a backslash, and printable UTF-8 that must stay as it is. */
-#define NUMBER	 "N\x1b]0;pwned\x07"
-#define NUMBER_E "N\\x1b]0;pwned\\x07"
+#define NUMBER	   "N\x1b]0;pwned\x07"
+#define NUMBER_E   "N\\x1b]0;pwned\\x07"
 #define CUSTOMER   "Mü\x1b[2Jller\xc2\x9b\x7f 日本"
 #define CUSTOMER_E "Mü\\x1b[2Jller\\u009b\\x7f 日本"
-#define PATH	 "Salsa/a\xc2\x9b\x7f\\b.mp3"
-#define PATH_E	 "Salsa/a\\u009b\\x7f\\\\b.mp3"
-#define LOGMSG	 "skipped Salsa/\x1b]0;x\x07.mp3\r\n"
-#define LOGMSG_E "skipped Salsa/\\x1b]0;x\\x07.mp3\\x0d\\x0a"
+#define PATH	   "Salsa/a\xc2\x9b\x7f\\b.mp3"
+#define PATH_E	   "Salsa/a\\u009b\\x7f\\\\b.mp3"
+#define LOGMSG	   "skipped Salsa/\x1b]0;x\x07.mp3\r\n"
+#define LOGMSG_E   "skipped Salsa/\\x1b]0;x\\x07.mp3\\x0d\\x0a"
 
 Test(cli_text, every_text_command_escapes_control_characters)
 {
@@ -133,7 +140,8 @@ Test(cli_text, every_text_command_escapes_control_characters)
 
 	struct run r = RUN("--config", cfg, "order", "confirm", NUMBER, "--correlation-id", "c\x1b[2J");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert(strncmp(r.out, "order " NUMBER_E " confirmed: 1 job\n", strlen("order " NUMBER_E " confirmed: 1 job\n")) == 0,
+	cr_assert(strncmp(r.out, "order " NUMBER_E " confirmed: 1 job\n",
+			  strlen("order " NUMBER_E " confirmed: 1 job\n")) == 0,
 		  "%s", r.out);
 	assert_inert(r.out, "order confirm");
 	done(&r);
@@ -223,7 +231,8 @@ Test(cli_text, every_text_command_escapes_control_characters)
 	done(&r);
 	r = RUN("--config", cfg, "order", "add", "N\x1b]0;t\x07", "--capacity", "1G", "--image", "/x.img");
 	cr_assert_eq(r.status, 2);
-	cr_assert(strncmp(r.err, "usbforge: NUMBER 'N\\x1b]0;t\\x07': ", strlen("usbforge: NUMBER 'N\\x1b]0;t\\x07': ")) == 0,
+	cr_assert(strncmp(r.err,
+			  "usbforge: NUMBER 'N\\x1b]0;t\\x07': ", strlen("usbforge: NUMBER 'N\\x1b]0;t\\x07': ")) == 0,
 		  "%s", r.err);
 	assert_inert(r.err, "a usage error");
 	done(&r);
@@ -241,5 +250,142 @@ Test(cli_text, every_text_command_escapes_control_characters)
 	cr_assert(j, "%s", r.out);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "customer")), CUSTOMER);
 	json_decref(j);
+	done(&r);
+}
+
+TestSuite(cli_orders, .init = setup, .fini = teardown);
+
+/* A library item (active) inserted as the scan would; returns its id. */
+static long long add_item(const char *category, const char *rel_path, unsigned long long size)
+{
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime)"
+			     " VALUES (?, ?, ?, ?, REPEAT('a', 64), NOW(6))",
+			     DB_STR(category), DB_STR(rel_path), DB_STR(rel_path), DB_U64(size), DB_END),
+		     0, "%s", db_error(db));
+	return tdb_count(db, "SELECT MAX(id) FROM content_items");
+}
+
+/* The first line of s (without its '\n'), malloc'd. */
+static char *first_line(const char *s)
+{
+	const char *nl = strchr(s, '\n');
+	char *l = strndup(s, nl ? (size_t)(nl - s) : strlen(s));
+	cr_assert(l);
+	return l;
+}
+
+#define ADD_USAGE_LINE                                                                                                 \
+	"usage: usbforge order add NUMBER --capacity SIZE [--quantity N] [--customer NAME] [--station S] (--image "    \
+	"PATH | --category C … [--item ID …])\n"
+
+Test(cli_orders, station_follows_the_config_rule)
+{
+	add_item("Salsa", "Salsa/a.mp3", 1000);
+	static const char *const bad[] = {
+		"'; DROP TABLE orders; --",
+		"",
+		"kiosk 1",
+		"kiosk/1",
+		"kiosk\x1b[2J",
+		"k1234567890123456789012345678901234567890123456789012345678901234"
+	}; /* 65 */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct run r = RUN("--config", cfg, "order", "add", "S-1", "--capacity", "1G", "--category", "Salsa",
+				   "--station", bad[i]);
+		cr_assert_eq(r.status, 2, "'%s': %s", bad[i], r.err);
+		char *shown = utf8_escape_text(bad[i], 0), *expect = NULL;
+		cr_assert(asprintf(&expect,
+				   "usbforge: --station: '%s' is not a station name: 1 to 64 letters, digits, '.', "
+				   "'_', ':' or '-' (as 'station' in the config)\n" ADD_USAGE_LINE,
+				   shown) > 0);
+		cr_assert_str_eq(r.err, expect);
+		free(shown);
+		free(expect);
+		done(&r);
+	}
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 0);
+	/* 64 characters of every allowed kind */
+	const char *ok = "Kiosk-1.b_c:d-12345678901234567890123456789012345678901234567890";
+	cr_assert_eq(strlen(ok), 64);
+	struct run r =
+		RUN("--config", cfg, "order", "add", "S-1", "--capacity", "1G", "--category", "Salsa", "--station", ok);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE station = "
+				   "'Kiosk-1.b_c:d-12345678901234567890123456789012345678901234567890'"),
+		     1);
+}
+
+Test(cli_orders, capacity_is_the_size_of_a_stick)
+{
+	add_item("Salsa", "Salsa/a.mp3", 1000);
+	static const struct {
+		const char *arg;
+		unsigned long long bytes;
+	} bad[] = { { "1", 1 },
+		    { "1048575", 1048575 },
+		    { "1M", 1000000 },
+		    { "18446744073709551615", 18446744073709551615ULL },
+		    { "9223372036854775808", 9223372036854775808ULL } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct run r =
+			RUN("--config", cfg, "order", "add", "C-1", "--capacity", bad[i].arg, "--category", "Salsa");
+		cr_assert_eq(r.status, 2, "%s: %s", bad[i].arg, r.err);
+		char *expect = NULL, *line = first_line(r.err);
+		cr_assert(asprintf(&expect,
+				   "usbforge: --capacity: '%s' (%llu bytes) is not the size of a stick: it must be "
+				   "between 1 MiB (1048576 bytes) and 8 EiB (9223372036854775807 bytes)",
+				   bad[i].arg, bad[i].bytes) > 0);
+		cr_assert_str_eq(line, expect);
+		free(expect);
+		free(line);
+		done(&r);
+	}
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 0);
+	struct run r = RUN("--config", cfg, "order", "add", "C-1", "--capacity", "1MiB", "--category", "Salsa");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	r = RUN("--config", cfg, "order", "add", "C-2", "--capacity", "9223372036854775807", "--category", "Salsa");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM orders WHERE capacity_bytes IN (1048576, 9223372036854775807)"),
+		     2);
+}
+
+/* BIGINT UNSIGNED sizes are shown as the unsigned numbers they are, in text and in JSON, even
+ * one that only SQL can store (2^64 - 1). */
+Test(cli_orders, sizes_are_shown_unsigned)
+{
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO orders (order_number, capacity_bytes, quantity, content_spec)"
+			     " VALUES ('U-1', 18446744073709551615, 1, '{\"categories\": [\"Salsa\"], \"items\": []}'),"
+			     " ('U-2', 9223372036854775807, 1, '{\"categories\": [\"Salsa\"], \"items\": []}')",
+			     DB_END),
+		     0, "%s", db_error(db));
+	struct run r = RUN("--config", cfg, "order", "show", "U-1");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\ncapacity_bytes         18446744073709551615\n"), "%s", r.out);
+	done(&r);
+	r = RUN("--config", cfg, "--json", "order", "show", "U-1");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\"capacity_bytes\": \"18446744073709551615\","), "%s", r.out);
+	done(&r);
+	r = RUN("--config", cfg, "--json", "order", "show", "U-2");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\"capacity_bytes\": 9223372036854775807,"), "%s", r.out);
+	done(&r);
+	/* the job copies it: job show too */
+	r = RUN("--config", cfg, "order", "confirm", "U-1");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE capacity_bytes = 18446744073709551615"),
+		     1);
+	char ids[32];
+	snprintf(ids, sizeof(ids), "%lld", tdb_count(db, "SELECT MAX(id) FROM processing_jobs"));
+	r = RUN("--config", cfg, "job", "show", ids);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\ncapacity_bytes         18446744073709551615\n"), "%s", r.out);
 	done(&r);
 }
