@@ -12,6 +12,7 @@
 #include "db/orders.h"
 #include "stages/blksrc.h"
 #include "stages/stage.h"
+#include "stages/fat32.h"
 #include "util/macro.h"
 #include "util/openfile.h"
 #include "util/name.h"
@@ -33,6 +34,39 @@ static bool order_number_ok(const char *s)
 	return true;
 }
 
+/* Why a file of 4 GiB or more can never be on a stick (content orders are FAT32). */
+#define FAT32_LIMIT "FAT32 holds files of at most 4 GiB - 1 byte (4294967295 bytes)"
+#define MAX_NAMED   10 /* files named in one warning */
+
+/* The warning for a category some of whose n files (big: those of 4 GiB or more, not all of
+ * them) will be skipped by the selection, malloc'd into *ret. 0 or -ENOMEM. */
+static int skip_warning(const char *category, int64_t n, json_t *big, char **ret)
+{
+	char *w = NULL;
+	size_t len = 0, i;
+	json_t *v;
+	FILE *f = open_memstream(&w, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "category '%s': %zu of its %lld files %s 4 GiB or more and will be skipped (" FAT32_LIMIT "): ",
+		category, json_array_size(big), (long long)n, json_array_size(big) == 1 ? "is" : "are");
+	json_array_foreach(big, i, v)
+	{
+		if (i == MAX_NAMED) {
+			fprintf(f, ", and %zu more", json_array_size(big) - MAX_NAMED);
+			break;
+		}
+		fprintf(f, "%s%s (%llu bytes)", i ? ", " : "", json_string_value(json_object_get(v, "rel_path")),
+			(unsigned long long)json_integer_value(json_object_get(v, "size_bytes")));
+	}
+	if (fclose(f) != 0 || !w) {
+		free(w);
+		return -ENOMEM;
+	}
+	*ret = w;
+	return 0;
+}
+
 #define ADD_USAGE                                                                                                      \
 	"NUMBER --capacity SIZE [--quantity N] [--customer NAME] [--station S] (--image PATH | --category C … "      \
 	"[--item ID …])"
@@ -46,7 +80,7 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		{ "item", required_argument, NULL, 'I' },     {},
 	};
 	struct order_new o = { .quantity = 1 };
-	json_t *cats = json_array(), *items = json_array();
+	json_t *cats = json_array(), *items = json_array(), *warnings = json_array();
 	_cleanup_free_ char *spec = NULL, *image_abs = NULL;
 	bool have_cap = false;
 	struct db *db = NULL;
@@ -182,10 +216,21 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 	} else {
 		size_t i;
 		json_t *v;
+		/* A file of 4 GiB or more is never written (FAT32): an explicit item of that size is
+		 * refused, and so is a category of which nothing else could be written; a category
+		 * that has smaller files too is taken with a warning naming what will be skipped. */
 		json_array_foreach(cats, i, v)
 		{
+			const char *cat = json_string_value(v);
 			int64_t n = 0;
-			int q = content_category_count(db, json_string_value(v), &n);
+			json_t *big = NULL;
+			int q = content_category_count(db, cat, &n);
+			if (q == 0 && n > 0)
+				q = content_category_larger(db, cat, FAT_MAX_FILE_SIZE, &big);
+			if (q == -ENOMEM) {
+				r = q;
+				goto out;
+			}
 			if (q < 0) {
 				r = cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
 				goto out;
@@ -194,9 +239,22 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 				r = cli_error(
 					CLI_EXIT_FAIL,
 					"ORDER_INVALID: category '%s' has no active content (run 'usbforge content scan')",
-					json_string_value(v));
+					cat);
 				goto out;
 			}
+			size_t n_big = json_array_size(big);
+			_cleanup_free_ char *w = NULL;
+			if (n_big == (size_t)n)
+				r = cli_error(CLI_EXIT_FAIL,
+					      "ORDER_INVALID: category '%s': nothing of it could ever be written: %s %lld "
+					      "file%s 4 GiB or more, and " FAT32_LIMIT,
+					      cat, n == 1 ? "its" : "all its", (long long)n, n == 1 ? " is" : "s are");
+			else if (n_big && (skip_warning(cat, n, big, &w) < 0 ||
+					   json_array_append_new(warnings, json_string_nocheck(w)) < 0))
+				r = -ENOMEM;
+			json_decref(big);
+			if (n_big == (size_t)n || r == -ENOMEM)
+				goto out;
 		}
 		json_array_foreach(items, i, v)
 		{
@@ -210,6 +268,24 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 				r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: content item %lld %s",
 					      (long long)json_integer_value(v),
 					      q == -ENOENT ? "does not exist" : "is inactive (its file is gone)");
+				goto out;
+			}
+			uint64_t size = 0;
+			_cleanup_free_ char *rel = NULL;
+			q = content_item_size(db, json_integer_value(v), &size, &rel);
+			if (q == -ENOMEM) {
+				r = q;
+				goto out;
+			}
+			if (q < 0) {
+				r = cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
+				goto out;
+			}
+			if (size > FAT_MAX_FILE_SIZE) {
+				r = cli_error(CLI_EXIT_FAIL,
+					      "ORDER_INVALID: content item %lld (%s, %llu bytes) could never be written: "
+					      "it is 4 GiB or more, and " FAT32_LIMIT,
+					      (long long)json_integer_value(v), rel, (unsigned long long)size);
 				goto out;
 			}
 		}
@@ -228,6 +304,9 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		r = cli_error(CLI_EXIT_FAIL, "cannot add order '%s': %s", o.number, db_error(db));
 		goto out;
 	}
+	size_t wi;
+	json_t *wv;
+	json_array_foreach(warnings, wi, wv) cli_warning("order '%s': %s", o.number, json_string_value(wv));
 	json_t *shown = NULL;
 	if (c->json && order_show(db, o.number, &shown) == 0)
 		cli_print_json(shown);
@@ -241,6 +320,7 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 out:
 	json_decref(cats);
 	json_decref(items);
+	json_decref(warnings);
 	db_close(db);
 	return r;
 }

@@ -334,6 +334,48 @@ int content_item_active(struct db *db, int64_t id, bool *ret)
 	return 0;
 }
 
+int content_category_larger(struct db *db, const char *category, uint64_t max_bytes, json_t **ret)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 "SELECT id, rel_path, size_bytes FROM content_items"
+			 " WHERE active = 1 AND category = ? AND size_bytes > ? ORDER BY rel_path",
+			 DB_STR(category), DB_U64(max_bytes), DB_END);
+	if (r < 0)
+		return r;
+	json_t *a = json_array();
+	if (!a)
+		return -ENOMEM;
+	MYSQL_ROW row;
+	while ((row = mysql_fetch_row(res))) {
+		json_t *o = json_pack("{s:I, s:s, s:I}", "id", (json_int_t)db_row_i64(row, 0), "rel_path",
+				      row[1] ? row[1] : "", "size_bytes", (json_int_t)db_row_u64(row, 2));
+		if (!o || json_array_append_new(a, o) < 0) {
+			json_decref(a);
+			return -ENOMEM;
+		}
+	}
+	*ret = a;
+	return 0;
+}
+
+int content_item_size(struct db *db, int64_t id, uint64_t *ret_size, char **ret_rel_path)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res, "SELECT size_bytes, rel_path FROM content_items WHERE id = ?", DB_I64(id), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -ENOENT;
+	char *p = strdup(row[1] ? row[1] : "");
+	if (!p)
+		return -ENOMEM;
+	*ret_size = db_row_u64(row, 0);
+	*ret_rel_path = p;
+	return 0;
+}
+
 void content_items_free(struct content_item *items, size_t n)
 {
 	for (size_t i = 0; items && i < n; i++) {

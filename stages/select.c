@@ -177,6 +177,9 @@ static int try_add(struct sel *s, const struct content_item *it)
 	return 1;
 }
 
+/* Why a file of 4 GiB or more is skipped (the log row says "skipped NAME (N bytes): …"). */
+#define SKIP_REASON "FAT32 holds files of at most 4 GiB - 1 byte (4294967295 bytes)"
+
 static int cmp_rel(const void *a, const void *b, void *lib)
 {
 	const struct content_item *L = lib;
@@ -191,7 +194,7 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 		   struct select_result *ret, char **ret_error)
 {
 	struct sel s = { 0 };
-	size_t n_cat = 0, n_candidates = 0;
+	size_t n_cat = 0, n_candidates = 0, n_skipped = 0, n_tried = 0;
 	size_t **cand = NULL, *n_cand = NULL, *next = NULL;
 	bool *skipped = NULL;
 	int r;
@@ -229,11 +232,13 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 			continue; /* named twice */
 		if (job->library[i].size > FAT_MAX_FILE_SIZE) {
 			skipped[i] = true;
+			n_skipped++;
 			if (skip)
-				skip(userdata, &job->library[i], "4 GiB or more does not fit FAT32");
+				skip(userdata, &job->library[i], SKIP_REASON);
 			continue;
 		}
 		r = try_add(&s, &job->library[i]);
+		n_tried++;
 		if (r < 0)
 			goto out;
 		if (r == 0) {
@@ -284,11 +289,13 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 					continue;
 				if (job->library[i].size > FAT_MAX_FILE_SIZE) {
 					skipped[i] = true;
+					n_skipped++;
 					if (skip)
-						skip(userdata, &job->library[i], "4 GiB or more does not fit FAT32");
+						skip(userdata, &job->library[i], SKIP_REASON);
 					continue;
 				}
 				r = try_add(&s, &job->library[i]);
+				n_tried++;
 				if (r < 0)
 					goto out;
 				if (r == 1) {
@@ -305,8 +312,12 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 	if (s.n_items == 0) {
 		if (job->n_item_ids == 0 && n_candidates == 0)
 			r = fail(ret_error, -ENODATA, "the order names no content that exists in the library");
+		else if (n_tried == 0)
+			r = fail(ret_error, -ENOSPC,
+				 "every file of the order is 4 GiB or more (%zu skipped): " SKIP_REASON, n_skipped);
 		else
-			r = fail(ret_error, -ENOSPC, "no file of the order fits the stick");
+			r = fail(ret_error, -ENOSPC, "no file of the order fits this stick (%llu bytes usable)",
+				 (unsigned long long)usable_size);
 		goto out;
 	}
 	*ret = (struct select_result){

@@ -389,3 +389,55 @@ Test(cli_orders, sizes_are_shown_unsigned)
 	cr_assert(strstr(r.out, "\ncapacity_bytes         18446744073709551615\n"), "%s", r.out);
 	done(&r);
 }
+
+/* FAT32 holds files of at most 4 GiB - 1 byte: an order that names a larger file explicitly,
+ * or a category of which nothing else could be written, is refused at once with the reason; a
+ * category with smaller files too is taken, with a warning naming the files left out. */
+Test(cli_orders, files_of_4_gib_or_more_are_refused_at_order_add)
+{
+	long long big = add_item("Movies", "Movies/big.mkv", 5ULL << 30);
+	long long edge = add_item("Edge", "Edge/max.bin", 4294967295ULL);
+	add_item("Mixed", "Mixed/a.mp3", 1000);
+	add_item("Mixed", "Mixed/huge.iso", 4294967296ULL);
+	add_item("Mixed", "Mixed/b.mp3", 2000);
+	char bigs[32], edges[32];
+	snprintf(bigs, sizeof(bigs), "%lld", big);
+	snprintf(edges, sizeof(edges), "%lld", edge);
+
+	struct run r = RUN("--config", cfg, "order", "add", "F-1", "--capacity", "64G", "--item", bigs);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	char *expect = NULL;
+	cr_assert(asprintf(&expect,
+			   "usbforge: ORDER_INVALID: content item %lld (Movies/big.mkv, 5368709120 bytes) could never "
+			   "be written: it is 4 GiB or more, and FAT32 holds files of at most 4 GiB - 1 byte "
+			   "(4294967295 bytes)\n",
+			   big) > 0);
+	cr_assert_str_eq(r.err, expect);
+	free(expect);
+	done(&r);
+	/* with other content beside it: still refused, the customer named it */
+	r = RUN("--config", cfg, "order", "add", "F-1", "--capacity", "64G", "--category", "Mixed", "--item", bigs);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	done(&r);
+
+	r = RUN("--config", cfg, "order", "add", "F-2", "--capacity", "64G", "--category", "Movies");
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert_str_eq(r.err, "usbforge: ORDER_INVALID: category 'Movies': nothing of it could ever be written: its "
+				"1 file is 4 GiB or more, and FAT32 holds files of at most 4 GiB - 1 byte (4294967295 "
+				"bytes)\n");
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 0);
+
+	r = RUN("--config", cfg, "order", "add", "F-3", "--capacity", "64G", "--category", "Mixed");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "usbforge: warning: order 'F-3': category 'Mixed': 1 of its 3 files is 4 GiB or more "
+				"and will be skipped (FAT32 holds files of at most 4 GiB - 1 byte (4294967295 bytes)): "
+				"Mixed/huge.iso (4294967296 bytes)\n");
+	done(&r);
+	/* 4 GiB - 1 byte fits */
+	r = RUN("--config", cfg, "order", "add", "F-4", "--capacity", "64G", "--item", edges, "--category", "Edge");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "");
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 2);
+}

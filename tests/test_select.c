@@ -149,6 +149,16 @@ Test(select, errors)
 	/* candidates, none fits */
 	struct job_spec nofit = { .categories = cats, .library = l.it + 2, .n_library = 1 };
 	cr_assert_eq(select_content(&nofit, 40 * MiB, NULL, NULL, &r, &err), -ENOSPC);
+	cr_assert_str_eq(err, "no file of the order fits this stick (41943040 bytes usable)");
+	free(err);
+	/* every candidate is 4 GiB or more: said so, not "no file fits the stick" */
+	l.it[1].size = UINT64_C(5) << 30;
+	struct job_spec huge = { .categories = cats, .library = l.it + 1, .n_library = 1 };
+	n_skips = 0;
+	cr_assert_eq(select_content(&huge, 64 * GiB, count_skip, NULL, &r, &err), -ENOSPC);
+	cr_assert_str_eq(err, "every file of the order is 4 GiB or more (1 skipped): FAT32 holds files of at most "
+			      "4 GiB - 1 byte (4294967295 bytes)");
+	cr_assert_eq(n_skips, 1);
 	free(err);
 	/* stick too small for FAT32 */
 	cr_assert_eq(select_content(&job, 30 * MiB, NULL, NULL, &r, &err), -ERANGE);
