@@ -325,6 +325,17 @@ out:
 	return r;
 }
 
+#define CORRELATION_ID_MAX 128 /* processing_jobs.correlation_id VARCHAR(128) */
+
+/* Characters of s as the database counts them: bytes that do not continue a UTF-8 sequence. */
+static size_t utf8_length(const char *s)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		n += (*p & 0xC0) != 0x80;
+	return n;
+}
+
 int cmd_order_confirm(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { "correlation-id", required_argument, NULL, 'r' }, {} };
@@ -340,6 +351,10 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return cli_usage_error("order confirm", "NUMBER [--correlation-id ID]", "expected one order NUMBER");
+	if (corr && utf8_length(corr) > CORRELATION_ID_MAX)
+		return cli_usage_error("order confirm", "NUMBER [--correlation-id ID]",
+				       "--correlation-id: at most %d characters (got %zu)", CORRELATION_ID_MAX,
+				       utf8_length(corr));
 	r = cli_db_open(c, &db);
 	if (r)
 		return r;

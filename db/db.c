@@ -89,7 +89,10 @@ const char *db_error(struct db *db)
 {
 	if (db->error)
 		return db->error;
-	return db->my ? mysql_error(db->my) : "not connected to MariaDB";
+	if (!db->my)
+		return "not connected to MariaDB";
+	const char *m = mysql_error(db->my);
+	return *m ? m : "MariaDB gave no reason";
 }
 const char *db_server_version(struct db *db) { return db->my ? mysql_get_server_info(db->my) : "(not connected)"; }
 uint64_t db_insert_id(struct db *db) { return db->my ? mysql_insert_id(db->my) : 0; }
@@ -359,6 +362,7 @@ static int run(struct db *db, const char *sql, va_list ap)
 		return r;
 	}
 	db->err = 0;
+	set_error(db, NULL); /* a reason kept by db_rollback belongs to a failure now past */
 	return 0;
 }
 
@@ -419,6 +423,10 @@ void db_rollback(struct db *db)
 	unsigned saved = db->err;
 	if (!db->my)
 		return;
+	/* ROLLBACK succeeds and clears the client's message: keep the failure's reason, which
+	 * is what the caller reports (db_error) once the transaction is given up */
+	if (!db->error && saved && *mysql_error(db->my))
+		set_error(db, mysql_error(db->my));
 	(void)mysql_real_query(db->my, "ROLLBACK", 8);
 	db->err = saved;
 }

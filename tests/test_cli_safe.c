@@ -441,3 +441,42 @@ Test(cli_orders, files_of_4_gib_or_more_are_refused_at_order_add)
 	done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 2);
 }
+
+/* An error message is never empty: a correlation id longer than its column is refused with the
+ * limit named (it used to fail with "cannot confirm order 'X': " and nothing after), and one the
+ * server refuses still shows the server's reason. */
+Test(cli_orders, correlation_id_limit_and_reasons)
+{
+	add_item("Salsa", "Salsa/a.mp3", 1000);
+	struct run r = RUN("--config", cfg, "order", "add", "K-1", "--capacity", "1G", "--category", "Salsa");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	char *long_id = malloc(10001);
+	cr_assert(long_id);
+	memset(long_id, 'a', 10000);
+	long_id[10000] = 0;
+	r = RUN("--config", cfg, "order", "confirm", "K-1", "--correlation-id", long_id);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert_str_eq(r.err, "usbforge: --correlation-id: at most 128 characters (got 10000)\n"
+				"usage: usbforge order confirm NUMBER [--correlation-id ID]\n");
+	done(&r);
+	free(long_id);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
+
+	/* bytes the server refuses (not UTF-8): its reason is shown */
+	r = RUN("--config", cfg, "order", "confirm", "K-1", "--correlation-id", "x\xff");
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert_str_eq(r.err, "usbforge: cannot confirm order 'K-1': Incorrect string value: '\\\\xFF' for column "
+				"`uf_t_cli_safe`.`processing_jobs`.`correlation_id` at row 1\n");
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
+
+	/* 128 characters (256 bytes) is the limit */
+	char id128[257] = "";
+	for (int i = 0; i < 128; i++)
+		strcat(id128, "é");
+	r = RUN("--config", cfg, "order", "confirm", "K-1", "--correlation-id", id128);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE CHAR_LENGTH(correlation_id) = 128"), 1);
+}

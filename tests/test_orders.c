@@ -37,6 +37,25 @@ Test(orders, add_then_duplicate_number_refused)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'pending' AND confirmed_at IS NULL"), 1);
 }
 
+/* A statement that fails inside confirm's transaction: the caller gets the server's reason
+ * (the ROLLBACK after it used to wipe it: "cannot confirm order 'X': " with nothing after). */
+Test(orders, a_failed_confirm_keeps_the_servers_reason)
+{
+	add("R-1", 2);
+	char corr[130];
+	memset(corr, 'c', 129);
+	corr[129] = 0;
+	json_t *res = NULL;
+	cr_assert_eq(order_confirm(db, "R-1", corr, 4, "t", &res), -EIO);
+	cr_assert_null(res);
+	cr_assert_str_eq(db_error(db), "Data too long for column 'correlation_id' at row 1");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'pending'"), 1);
+	/* the next failure reports its own reason, not the old one */
+	cr_assert_eq(db_exec(db, NULL, "SELECT * FROM no_such_table", DB_END), -EIO);
+	cr_assert(strstr(db_error(db), "no_such_table"), "%s", db_error(db));
+}
+
 Test(orders, confirm_creates_quantity_jobs_once)
 {
 	add("A-2", 3);

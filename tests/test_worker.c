@@ -966,6 +966,40 @@ Test(worker, content_order_composes_a_fat32_stick)
 			  " WHERE o.order_number = 'M-2' AND j.status = 'failed' AND j.error_code = 'CONTENT_CHANGED' AND j.attempts = 1"),
 		1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.failed'"), 1);
+
+	/* an order whose only file is 4 GiB or more (only SQL can make one: order add refuses it)
+	 * fails at selection saying so, once, and the message does not repeat its code */
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime)"
+			     " VALUES ('Huge', 'big', 'Huge/big.mkv', 5368709120, REPEAT('a', 64), NOW(6))",
+			     DB_END),
+		     0, "%s", db_error(db));
+	add_content_order("M-3", "{\"categories\": [\"Huge\"], \"items\": []}", 96 << 20);
+	pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_exit(pid, 120), 0);
+	static const char why[] = "every file of the order is 4 GiB or more (1 skipped): FAT32 holds files of at most "
+				  "4 GiB - 1 byte (4294967295 bytes)";
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE o.order_number = 'M-3'"
+		 " AND j.status = 'failed' AND j.error_code = 'CONTENT_TOO_LARGE' AND j.fail_reason = '%s'",
+		 why);
+	cr_assert_eq(tdb_count(db, q), 1);
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_job_logs l JOIN processing_jobs j ON j.id = l.job_id"
+		 " JOIN orders o ON o.id = j.order_id WHERE o.order_number = 'M-3' AND l.level = 'error'"
+		 " AND l.error_code = 'CONTENT_TOO_LARGE' AND l.stage = 'selection' AND l.message = '%s'",
+		 why);
+	cr_assert_eq(tdb_count(db, q), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_job_logs l JOIN processing_jobs j ON j.id = l.job_id"
+			       " JOIN orders o ON o.id = j.order_id WHERE o.order_number = 'M-3' AND l.level = 'error'"),
+		     1);
+	/* no row of any job repeats its code in its message, and none is empty */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE error_code IS NOT NULL"
+				   " AND message LIKE CONCAT(error_code, '%')"),
+		     0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = ''"), 0);
 	free(extra);
 	free(cfg);
 	free(s0);

@@ -776,7 +776,8 @@ static void *runner_main(void *p)
 				      (json_int_t)ctx.bad_offset);
 		_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
 		json_decref(d);
-		snprintf(line, sizeof(line), "%s: %s", cname ? cname : "PROCESSING_FAILED", msg ? msg : "failed");
+		/* the code is the row's error_code: the message gives the reason, never the code again */
+		snprintf(line, sizeof(line), "%s", msg && *msg ? msg : "failed (no reason was given)");
 		/* one error row per failure: the stage's own (with its details) when it wrote one */
 		bool own_row = !r->stage_logged_error || r->stage_error_code != code;
 		struct job_log_row row = { .level = code == UFC_CANCELLED ? "warn" : "error",
