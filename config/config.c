@@ -31,6 +31,7 @@
 #define CONFIG_MAX_FILE_SIZE 1048576 /* 1 MiB */
 #define MAX_SLOTS	     64
 #define MAX_RETRY_DELAYS     16
+#define MIN_PERIOD	     0.05 /* s: worker.poll_interval, worker.heartbeat_interval */
 
 static const char *const usb_mode_table[_USB_MODE_MAX] = {
 	[USB_MODE_UDEV] = "udev",
@@ -323,6 +324,8 @@ static int load_usb_slots(struct loader *l, const config_setting_t *s, const cha
 #define STR(n, f, fl)        { .name = (n), .kind = K_STRING, .off = FIELD(f), .flags = (fl) }
 #define UINT(n, f, lo, hi)   { .name = (n), .kind = K_UINT, .off = FIELD(f), .min = (lo), .max = (hi) }
 #define SECONDS(n, f, hi)    { .name = (n), .kind = K_SECONDS, .off = FIELD(f), .max = (hi), .flags = F_MIN_EXCLUSIVE }
+/* a period the daemon runs a statement at: a floor keeps it from spinning on the database */
+#define PERIOD(n, f, lo, hi) { .name = (n), .kind = K_SECONDS, .off = FIELD(f), .min = (lo), .max = (hi) }
 #define NUMBER(n, f, lo, hi) { .name = (n), .kind = K_NUMBER, .off = FIELD(f), .min = (lo), .max = (hi) }
 #define BOOL(n, f)           { .name = (n), .kind = K_BOOL, .off = FIELD(f) }
 #define SIZE(n, f, lo, hi, al, h) \
@@ -341,9 +344,9 @@ static const struct key_def database_keys[] = {
 };
 
 static const struct key_def worker_keys[] = {
-	SECONDS("poll_interval", worker.poll_interval, 3600),
+	PERIOD("poll_interval", worker.poll_interval, MIN_PERIOD, 3600),
 	UINT("max_concurrent", worker.max_concurrent, 1, 64),
-	SECONDS("heartbeat_interval", worker.heartbeat_interval, 3600),
+	PERIOD("heartbeat_interval", worker.heartbeat_interval, MIN_PERIOD, 3600),
 	NUMBER("capacity_tolerance", worker.capacity_tolerance, 0, 0.5),
 };
 
