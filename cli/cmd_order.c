@@ -17,20 +17,29 @@
 #include "util/openfile.h"
 #include "util/name.h"
 #include "util/size.h"
+#include "util/utf8.h"
 
 /* The smallest stick an order may be for: below 1 MiB there is no FAT32 (nor a stick). The
  * largest: a device's size is an off_t, so no stick holds more than 2^63 - 1 bytes. */
 #define ORDER_MIN_CAPACITY (UINT64_C(1) << 20)
 #define ORDER_MAX_CAPACITY ((uint64_t)INT64_MAX)
 
+/* Characters of s as the database counts them: bytes that do not continue a UTF-8 sequence. */
+static size_t utf8_length(const char *s)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		n += (*p & 0xC0) != 0x80;
+	return n;
+}
+
+/* 1 to 64 characters (VARCHAR(64)) of well-formed UTF-8, no control character (C0, DEL, C1),
+ * no space. */
 static bool order_number_ok(const char *s)
 {
-	size_t n = strlen(s);
-	if (n == 0 || n > 64)
+	size_t n = utf8_length(s);
+	if (n == 0 || n > 64 || utf8_has_controls(s) || strchr(s, ' '))
 		return false;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x21 || *p == 0x7f)
-			return false;
 	return true;
 }
 
@@ -326,15 +335,6 @@ out:
 }
 
 #define CORRELATION_ID_MAX 128 /* processing_jobs.correlation_id VARCHAR(128) */
-
-/* Characters of s as the database counts them: bytes that do not continue a UTF-8 sequence. */
-static size_t utf8_length(const char *s)
-{
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		n += (*p & 0xC0) != 0x80;
-	return n;
-}
 
 int cmd_order_confirm(struct cli *c, int argc, char **argv)
 {
