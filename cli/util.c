@@ -26,6 +26,8 @@ int cli_load_config(struct cli *c)
 
 /* Print prefix, the formatted message with its control characters escaped, and '\n'. */
 static void print_escaped(FILE *out, const char *prefix, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static void print_escaped(FILE *out, const char *prefix, const char *fmt, va_list ap)
 {
 	_cleanup_free_ char *m = NULL, *e = NULL;
 	if (vasprintf(&m, fmt, ap) < 0)

@@ -237,9 +237,7 @@ Test(cli_text, every_text_command_escapes_control_characters)
 	assert_inert(r.err, "a usage error");
 	done(&r);
 	/* C1 and bytes that are not UTF-8 are no more printable than ESC in an order number */
-	static const char *const bad_numbers[] = { "N\xc2\x9b"
-						   "1",
-						   "N\x9b", "N\xff", "N 1" };
+	static const char *const bad_numbers[] = { "N\xc2\x9bX", "N\x9b", "N\xff", "N 1" };
 	for (size_t i = 0; i < sizeof(bad_numbers) / sizeof(bad_numbers[0]); i++) {
 		r = RUN("--config", cfg, "order", "add", bad_numbers[i], "--capacity", "1G", "--image", "/x.img");
 		cr_assert_eq(r.status, 2, "%zu: %s", i, r.err);
