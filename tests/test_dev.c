@@ -69,6 +69,54 @@ Test(dev, open_errors)
 	free(missing);
 }
 
+/* A regular file has no O_EXCL: its writer holds an exclusive flock, so that a second writer
+ * (another daemon with the same slot, `usbforge write` on a slot being written) is refused
+ * with -EAGAIN instead of interleaving its blocks; a reader takes a shared lock. */
+Test(dev, a_written_file_is_locked_against_a_second_open)
+{
+	char *p = make_file("locked", 64 * K, 0);
+	struct dev *w = NULL, *w2 = NULL, *r1 = NULL, *r2 = NULL;
+	cr_assert_eq(dev_open(p, DEV_OPEN_WRITE, &w), 0);
+	cr_assert_eq(dev_open(p, DEV_OPEN_WRITE, &w2), -EAGAIN);
+	cr_assert_eq(dev_open(p, 0, &r1), -EAGAIN);
+	cr_assert_null(w2);
+	cr_assert_null(r1);
+	w = dev_free(w);
+	/* two readers share; a writer waits for both to go */
+	cr_assert_eq(dev_open(p, 0, &r1), 0);
+	cr_assert_eq(dev_open(p, 0, &r2), 0);
+	cr_assert_eq(dev_open(p, DEV_OPEN_WRITE, &w), -EAGAIN);
+	r1 = dev_free(r1);
+	r2 = dev_free(r2);
+	cr_assert_eq(dev_open(p, DEV_OPEN_WRITE, &w), 0);
+	dev_free(w);
+	free(p);
+}
+
+/* A file unlinked while it is written: the next sync says the device is gone, and
+ * dev_unlinked() says why. */
+Test(dev, sync_of_an_unlinked_file_is_gone)
+{
+	char *p = make_file("unlinked", 64 * K, 0);
+	struct dev *d = NULL;
+	struct stat st;
+	cr_assert_eq(dev_open(p, DEV_OPEN_WRITE, &d), 0);
+	uint8_t *w = pattern(16 * K, 9);
+	cr_assert_eq(dev_pwrite(d, w, 16 * K, 0), 0);
+	cr_assert_eq(dev_sync(d), 0);
+	cr_assert_not(dev_unlinked(d));
+	cr_assert_eq(dev_stat(d, &st), 0);
+	cr_assert_eq(st.st_nlink, 1);
+	cr_assert_eq(unlink(p), 0);
+	cr_assert_eq(dev_pwrite(d, w, 16 * K, 16 * K), 0);
+	cr_assert_eq(dev_sync(d), -ENODEV);
+	cr_assert(dev_unlinked(d));
+	cr_assert(dev_errno_is_gone(dev_sync(d)));
+	dev_free(d);
+	free(w);
+	free(p);
+}
+
 Test(dev, file_geometry_and_roundtrip)
 {
 	char *p = make_file("f", 64 * K, 0);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -72,7 +73,9 @@ static int open_geom(const char *path, unsigned flags, struct dev_geom *ret)
 		return -ENOTBLK;
 
 	bool is_block = S_ISBLK(st.st_mode);
-	int oflags = (write ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+	/* O_NONBLOCK: should the path have become a FIFO since the stat, the open must not wait
+	 * for a writer; the descriptor is checked below and made blocking again. */
+	int oflags = (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
 	if (is_block && write)
 		oflags |= O_EXCL;
 	bool direct = !(flags & DEV_OPEN_NO_DIRECT);
@@ -90,8 +93,16 @@ static int open_geom(const char *path, unsigned flags, struct dev_geom *ret)
 	/* Re-check on the descriptor: the path may have been replaced meanwhile. */
 	if (fstat(fd, &st) < 0)
 		return negative_errno();
-	if (S_ISBLK(st.st_mode) != is_block)
+	if (S_ISBLK(st.st_mode) != is_block || (!is_block && !S_ISREG(st.st_mode)))
 		return -ENOTBLK;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return negative_errno();
+	/* A regular file has no O_EXCL: whoever writes it holds an exclusive flock on it for as
+	 * long as the descriptor lives (a reader a shared one), so that two writers (two daemons
+	 * with the same slot, `usbforge write` on a slot being written) never interleave. */
+	if (!is_block && flock(fd, (write ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
 
 	struct dev_geom g = { .is_block = is_block, .direct = direct };
 	if (is_block) {
@@ -186,10 +197,15 @@ static int dev_fd_pwrite(struct dev *base, const void *buf, size_t len, uint64_t
 static int dev_fd_sync(struct dev *base)
 {
 	struct dev_fd *d = (struct dev_fd *)base;
+	struct stat st;
 	if (d->fd < 0)
 		return -ENODEV;
 	if (fdatasync(d->fd) < 0)
 		return block_error(d, -errno);
+	/* A regular file whose every name was removed is a stick that was pulled: what was
+	 * written is in an inode nobody can reach any more. */
+	if (!base->is_block && fstat(d->fd, &st) == 0 && st.st_nlink == 0)
+		return -ENODEV;
 	return 0;
 }
 
@@ -347,6 +363,32 @@ bool dev_errno_is_gone(int r)
 	if (r < 0)
 		r = -r;
 	return r == ENODEV || r == ENXIO || r == ENOMEDIUM || r == ESHUTDOWN;
+}
+
+static struct dev_fd *innermost(struct dev *d)
+{
+	while (d && d->ops != &dev_fd_ops)
+		d = dev_faulty_inner(d);
+	return (struct dev_fd *)d;
+}
+
+int dev_stat(struct dev *d, struct stat *ret)
+{
+	struct dev_fd *f = innermost(d);
+	struct stat st;
+
+	if (!f || f->fd < 0)
+		return -ENODEV;
+	if (fstat(f->fd, &st) < 0)
+		return negative_errno();
+	*ret = st;
+	return 0;
+}
+
+bool dev_unlinked(struct dev *d)
+{
+	struct stat st;
+	return d && !d->is_block && dev_stat(d, &st) == 0 && st.st_nlink == 0;
 }
 
 bool dev_is_direct(const struct dev *d)

@@ -24,7 +24,7 @@ struct dev_ops {
 	/* Write exactly len bytes at off (retries short writes; a write that makes no progress
 	 * is -EIO, a full target -ENOSPC). */
 	int (*pwrite)(struct dev *d, const void *buf, size_t len, uint64_t off);
-	/* fdatasync. */
+	/* fdatasync; -ENODEV for a regular file that was unlinked meanwhile (dev_unlinked). */
 	int (*sync)(struct dev *d);
 	/* Make the next reads come from the medium, not from any cache: drop the kernel's
 	 * buffers for the device (BLKFLSBUF / POSIX_FADV_DONTNEED) and, when a reset hook is
@@ -48,10 +48,16 @@ enum dev_open_flags {
 };
 
 /* Open a block device or regular file with O_DIRECT|O_CLOEXEC (O_EXCL for a block device
- * opened for writing, so a mounted or busy device is refused by the kernel). A regular file
- * opened for writing keeps its size; `size` is its current length. Errors: -errno of open,
- * -EROFS when the device is read-only and DEV_OPEN_WRITE was asked, -ENOTBLK when path is
- * neither a block device nor a regular file. */
+ * opened for writing, so a mounted or busy device is refused by the kernel). The open itself
+ * is O_NONBLOCK and the descriptor is checked with fstat, so a path that turned into a FIFO
+ * never blocks. A regular file is held under flock for the life of the device: exclusive when
+ * opened for writing, shared otherwise. A regular file opened for writing keeps its size;
+ * `size` is its current length. Errors: -errno of open (-EBUSY: a block device opened
+ * exclusively by another process, or mounted; -EPERM/-EACCES: no write access, an immutable
+ * file), -EROFS when the device is read-only and DEV_OPEN_WRITE was asked, -ENOTBLK when path
+ * is neither a block device nor a regular file, -EAGAIN when a regular file is locked by
+ * another open (another usbforge writing it; usb_file_lock_holder() in usb/safety.h names
+ * it). */
 int dev_open(const char *path, unsigned flags, struct dev **ret);
 
 /* A hook run by reset() after the caches are dropped, e.g. a libusb port reset that waits
@@ -75,6 +81,14 @@ static inline unsigned dev_block_size(const struct dev *d) { return d->block_siz
 static inline const char *dev_name(const struct dev *d) { return d->name; }
 /* Accepts NULL; returns NULL. */
 struct dev *dev_free(struct dev *d);
+
+/* fstat of the open descriptor under d (through faulty wrappers). 0 or -errno; -ENODEV while
+ * closed (between a reset and its reopen). */
+struct stat;
+int dev_stat(struct dev *d, struct stat *ret);
+/* True when d is a regular file whose every name was removed since it was opened (st_nlink 0):
+ * whatever it holds, no one will ever read it. dev_sync() then fails with -ENODEV. */
+bool dev_unlinked(struct dev *d);
 
 /* Buffer aligned for O_DIRECT on any device (4096-byte alignment; 2 MiB and backed by
  * transparent huge pages where the kernel allows, when len >= 2 MiB); free() it. NULL on OOM. */
