@@ -193,7 +193,8 @@ Test(devices, command_in_static_mode)
 		cr_assert_eq(json_integer_value(json_object_get(a, "capacity_bytes")), 4 << 20);
 	} else {
 		cr_assert(json_is_false(json_object_get(a, "eligible")));
-		cr_assert_str_eq(json_string_value(json_object_get(a, "reason")), "not a block device or regular file");
+		cr_assert_str_eq(json_string_value(json_object_get(a, "reason")),
+				 "a character device, not a block device or regular file");
 	}
 	cr_assert_str_eq(json_string_value(json_object_get(b, "slot")), "B");
 	cr_assert(json_is_true(json_object_get(b, "eligible")));

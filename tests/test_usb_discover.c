@@ -835,7 +835,7 @@ Test(realsys, static_and_udev_modes_on_a_loop_device)
 	cr_assert_str_eq(c[2].reason, "cannot access: No such file or directory");
 	cr_assert_str_eq(c[3].slot, "D");
 	cr_assert_not(c[3].eligible);
-	cr_assert_str_eq(c[3].reason, "not a block device or regular file");
+	cr_assert_str_eq(c[3].reason, "a character device, not a block device or regular file");
 	usb_candidates_free(c, n);
 
 	char *reason = NULL;
@@ -851,7 +851,7 @@ Test(realsys, static_and_udev_modes_on_a_loop_device)
 	free(reason);
 	cr_assert_eq(usb_target_check(&cfg, file, &reason), 0);
 	cr_assert_eq(usb_target_check(&cfg, "/dev/null", &reason), -EPERM);
-	cr_assert_str_eq(reason, "not a block device or regular file");
+	cr_assert_str_eq(reason, "/dev/null is a character device, not a block device or regular file");
 	free(reason);
 	cr_assert_eq(usb_target_check(&cfg, missing, &reason), -ENOENT);
 	free(reason);
@@ -934,6 +934,116 @@ Test(realsys, mounted_loop_device_is_refused)
 	free(want);
 	free(mnt);
 	tul_detach(&l);
+	free(img);
+}
+
+/* One static slot "F" at path, listed: its reason (NULL when eligible). */
+static char *static_reason(const char *path)
+{
+	struct slot_conf slots[] = { { .name = "F", .path = (char *)path } };
+	struct uf_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.usb.mode = USB_MODE_STATIC;
+	cfg.usb.slots = slots;
+	cfg.usb.n_slots = 1;
+	struct usb_candidate *c;
+	size_t n;
+	cr_assert_eq(usb_list_candidates(&cfg, &c, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(c[0].eligible, c[0].reason == NULL, "eligible %d, reason %s", c[0].eligible, c[0].reason);
+	char *r = c[0].reason ? strdup(c[0].reason) : NULL;
+	usb_candidates_free(c, n);
+	return r;
+}
+
+/* A regular file gets the checks a block device gets: the file behind a loop device is refused
+ * (by identity: a hard link of it under another name too), naming the loop device and whether
+ * it is mounted, in the listing and for `usbforge write` (usb_target_check). */
+Test(realsys, file_backing_a_loop_device_is_refused)
+{
+	if (!tul_can_loop() || access("/usr/sbin/mkfs.ext4", X_OK) < 0)
+		cr_skip_test("needs root, /dev/loop-control and mkfs.ext4");
+	char *img = make_image("backing.img", 8 << 20);
+	char *alias = tu_path(tmp, "other-name.img");
+	cr_assert_eq(link(img, alias), 0, "link: %s", strerror(errno));
+	cr_assert_null(static_reason(img), "eligible before it backs anything");
+	run((const char *const[]){ "mkfs.ext4", "-q", "-F", img, NULL });
+	struct tul_loop l;
+	tul_attach(img, false, &l);
+
+	char *want = pathf("backs loop device %s (not mounted)", l.path);
+	char *got = static_reason(img);
+	cr_assert_str_eq(got, want);
+	free(got);
+	got = static_reason(alias);
+	cr_assert_str_eq(got, want);
+	free(got);
+	struct uf_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.usb.mode = USB_MODE_STATIC;
+	char *reason = NULL;
+	cr_assert_eq(usb_target_check(&cfg, alias, &reason), -EPERM);
+	char *want_path = pathf("%s: %s", alias, want);
+	cr_assert_str_eq(reason, want_path);
+	free(reason);
+	free(want_path);
+	free(want);
+
+	char *mnt = tu_path(tmp, "mnt");
+	cr_assert_eq(mkdir(mnt, 0755), 0);
+	cr_assert_eq(mount(l.path, mnt, "ext4", MS_RDONLY, NULL), 0, "mount: %s", strerror(errno));
+	mounted_dir = strdup(mnt);
+	want = pathf("backs loop device %s (mounted at %s)", l.path, mnt);
+	got = static_reason(img);
+	cr_assert_str_eq(got, want);
+	free(got);
+	cr_assert_eq(usb_target_check(&cfg, img, &reason), -EPERM);
+	want_path = pathf("%s: %s", img, want);
+	cr_assert_str_eq(reason, want_path);
+	free(reason);
+	free(want_path);
+	free(want);
+
+	cr_assert_eq(umount(mnt), 0);
+	free(mounted_dir);
+	mounted_dir = NULL;
+	tul_detach(&l);
+	cr_assert_null(static_reason(img), "eligible again once the loop device is gone");
+	cr_assert_eq(usb_target_check(&cfg, img, &reason), 0);
+	free(mnt);
+	free(alias);
+	free(img);
+}
+
+/* A regular file that another open holds under flock (a writer: dev_open for writing) is listed
+ * ineligible, "in use", naming the holder; free again when the holder lets go. */
+Test(realsys, file_locked_by_a_writer_is_in_use)
+{
+	char *img = make_image("locked.img", 1 << 20);
+	struct dev *d = NULL;
+	cr_assert_eq(dev_open(img, DEV_OPEN_WRITE, &d), 0);
+	char comm[64] = "";
+	FILE *f = fopen("/proc/self/comm", "re");
+	cr_assert(f && fgets(comm, sizeof(comm), f));
+	fclose(f);
+	comm[strcspn(comm, "\n")] = 0;
+	char *want = pathf("in use: locked by %s (pid %d)", comm, (int)getpid());
+	char *got = static_reason(img);
+	cr_assert_str_eq(got, want);
+	free(got);
+	struct uf_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.usb.mode = USB_MODE_STATIC;
+	char *reason = NULL;
+	cr_assert_eq(usb_target_check(&cfg, img, &reason), -EPERM);
+	char *want_path = pathf("%s: %s", img, want);
+	cr_assert_str_eq(reason, want_path);
+	free(reason);
+	free(want_path);
+	free(want);
+	d = dev_free(d);
+	cr_assert_null(static_reason(img));
+	cr_assert_eq(usb_target_check(&cfg, img, &reason), 0);
 	free(img);
 }
 

@@ -20,6 +20,7 @@
 
 #include "usb/usbdev.h"
 #include "util/macro.h"
+#include "util/openfile.h"
 
 static bool env_is_real(const struct usb_env *env) { return strcmp(env->sysfs, "/sys") == 0; }
 
@@ -222,6 +223,28 @@ static int enumerate_sysfs(const struct usb_env *env, const struct uf_config *cf
 	return r;
 }
 
+/* The rules a regular-file target shares with a block device: it must not back a loop device
+ * (its file system would be overwritten under the kernel's feet, mounted or not), and no one
+ * else may be writing it (the flock a writer holds; see dev_open). Returns 0; -EPERM with
+ * *ret_reason; -ENOMEM; another -errno (with a reason) when loop devices cannot be listed. */
+static int regular_file_check(const struct usb_env *env, const struct stat *st, char **ret_reason)
+{
+	_cleanup_free_ char *who = NULL;
+	int r = usb_file_backs_loop(env, st->st_dev, st->st_ino, ret_reason);
+	if (r == -EPERM || r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return asprintf(ret_reason, "cannot check whether it backs a loop device: %s", strerror(-r)) < 0
+			       ? -ENOMEM
+			       : -EPERM;
+	r = usb_file_lock_holder(env, st->st_dev, st->st_ino, &who);
+	if (r < 0)
+		return r;
+	if (r > 0)
+		return asprintf(ret_reason, "in use: locked by %s", who) < 0 ? -ENOMEM : -EPERM;
+	return 0;
+}
+
 static int static_slot(const struct usb_env *env, const struct slot_conf *s, struct usb_candidate *c)
 {
 	struct stat st;
@@ -237,11 +260,16 @@ static int static_slot(const struct usb_env *env, const struct slot_conf *s, str
 	if (S_ISREG(st.st_mode)) {
 		c->capacity_bytes = (uint64_t)st.st_size;
 		c->logical_block_size = 4096;
-		c->eligible = true;
+		int r = regular_file_check(env, &st, &c->reason);
+		if (r == -ENOMEM)
+			return r;
+		c->eligible = r == 0;
 		return 0;
 	}
 	if (!S_ISBLK(st.st_mode))
-		return asprintf(&c->reason, "not a block device or regular file") < 0 ? -ENOMEM : 0;
+		return asprintf(&c->reason, "%s, not a block device or regular file", file_kind(st.st_mode)) < 0
+			       ? -ENOMEM
+			       : 0;
 
 	struct usb_disk_facts f;
 	int r = usb_disk_facts_from_devnum(env, st.st_rdev, &f);
@@ -375,10 +403,19 @@ int usb_target_check_env(const struct usb_env *env_in, const struct uf_config *c
 		*ret_reason = reason;
 		return r;
 	}
-	if (S_ISREG(st.st_mode))
-		return 0;
+	if (S_ISREG(st.st_mode)) {
+		r = regular_file_check(&env, &st, &reason);
+		if (r == -EPERM) {
+			char *full = NULL;
+			if (asprintf(&full, "%s: %s", path, reason) < 0)
+				return -ENOMEM;
+			free(reason);
+			*ret_reason = full;
+		}
+		return r;
+	}
 	if (!S_ISBLK(st.st_mode)) {
-		if (asprintf(&reason, "not a block device or regular file") < 0)
+		if (asprintf(&reason, "%s is %s, not a block device or regular file", path, file_kind(st.st_mode)) < 0)
 			return -ENOMEM;
 		*ret_reason = reason;
 		return -EPERM;

@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/loop.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -30,6 +32,8 @@ struct usb_env usb_env_resolve(const struct usb_env *env)
 		e.mountinfo = "/proc/self/mountinfo";
 	if (!e.swaps)
 		e.swaps = "/proc/swaps";
+	if (!e.locks)
+		e.locks = "/proc/locks";
 	return e;
 }
 
@@ -858,4 +862,145 @@ int usb_disk_check(const struct usb_disk_facts *f, enum usb_mode mode, char **re
 		return -ENOMEM;
 	*ret_reason = reason;
 	return -EPERM;
+}
+
+/* ---- regular files: loop devices over them, locks on them ------------------------------------ */
+
+/* The identity of the file behind the loop device at syspath (named sysname): 1 with *ret_dev
+ * and *ret_ino set, 0 when it has none (not attached, or neither source answers), -ENOMEM. */
+static int loop_backing_identity(const struct usb_env *env, const char *syspath, const char *sysname, dev_t *ret_dev,
+				 ino_t *ret_ino)
+{
+	_cleanup_free_ char *backing = NULL;
+	int r = sysfs_read(syspath, "loop/backing_file", &backing);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return 0; /* a loop device with nothing attached */
+	if (strcmp(env->sysfs, "/sys") == 0) {
+		/* The kernel's own answer: the backing file's device and inode (huge_encode_dev). */
+		_cleanup_free_ char *node = NULL;
+		r = devnode_of(syspath, sysname, &node);
+		if (r < 0)
+			return r;
+		_cleanup_close_ int fd = open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		struct loop_info64 li;
+		struct stat nst;
+		if (fd >= 0 && fstat(fd, &nst) == 0 && S_ISBLK(nst.st_mode) && ioctl(fd, LOOP_GET_STATUS64, &li) == 0) {
+			uint64_t enc = li.lo_device;
+			*ret_dev = makedev((unsigned)((enc >> 8) & 0xfff),
+					   (unsigned)((enc & 0xff) | ((enc >> 12) & 0xfff00)));
+			*ret_ino = (ino_t)li.lo_inode;
+			return 1;
+		}
+	}
+	/* No access to the node (an unprivileged daemon) or an injected sysfs: the name the
+	 * kernel shows, resolved here; a backing file deleted since shows " (deleted)" and
+	 * resolves to nothing. */
+	struct stat st;
+	if (stat(backing, &st) < 0)
+		return 0;
+	*ret_dev = st.st_dev;
+	*ret_ino = st.st_ino;
+	return 1;
+}
+
+int usb_file_backs_loop(const struct usb_env *env_in, dev_t dev, ino_t ino, char **ret_reason)
+{
+	struct usb_env env = usb_env_resolve(env_in);
+	_cleanup_free_ char *dir = NULL;
+	int r = 0;
+
+	if (asprintf(&dir, "%s/block", env.sysfs) < 0)
+		return -ENOMEM;
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno; /* no block devices at all (an injected sysfs) */
+	struct dirent *de;
+	while (r == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *sub = NULL;
+		if (asprintf(&sub, "%s/%s", dir, de->d_name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		dev_t bdev;
+		ino_t bino;
+		r = loop_backing_identity(&env, sub, de->d_name, &bdev, &bino);
+		if (r <= 0)
+			continue;
+		r = 0;
+		if (bdev != dev || bino != ino)
+			continue;
+		/* Ours: say which loop device, and what it is used for. */
+		struct usb_disk_facts f;
+		_cleanup_free_ char *use = NULL;
+		int q = usb_disk_facts_from_syspath(&env, sub, NULL, &f);
+		if (q == -ENOMEM) {
+			r = q;
+			break;
+		}
+		if (q < 0) {
+			q = asprintf(ret_reason, "backs loop device %s", de->d_name);
+		} else {
+			if (f.holds_root)
+				q = asprintf(&use, "holding the root filesystem");
+			else if (f.mounted_at)
+				q = asprintf(&use, "mounted at %s", f.mounted_at);
+			else if (f.swap_dev)
+				q = asprintf(&use, "used as swap");
+			else if (f.holder)
+				q = asprintf(&use, "in use by %s", f.holder);
+			else
+				q = asprintf(&use, "not mounted");
+			if (q >= 0)
+				q = asprintf(ret_reason, "backs loop device %s (%s)", f.devnode, use);
+			usb_disk_facts_done(&f);
+		}
+		r = q < 0 ? -ENOMEM : -EPERM;
+	}
+	closedir(d);
+	return r;
+}
+
+int usb_file_lock_holder(const struct usb_env *env_in, dev_t dev, ino_t ino, char **ret_who)
+{
+	struct usb_env env = usb_env_resolve(env_in);
+	_cleanup_fclose_ FILE *f = fopen(env.locks, "re");
+	if (!f)
+		return 0;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) >= 0) {
+		/* "1: FLOCK  ADVISORY  WRITE 1234 fd:00:56789 0 EOF"; blocked waiters have "->" */
+		char *cur = line, *fld[6] = { 0 };
+		size_t i = 0;
+		while (i < 6 && (fld[i] = next_field(&cur)))
+			i++;
+		if (i < 6 || strcmp(fld[1], "FLOCK") != 0)
+			continue;
+		unsigned ma, mi;
+		unsigned long long in;
+		char extra;
+		if (sscanf(fld[5], "%x:%x:%llu%c", &ma, &mi, &in, &extra) != 3)
+			continue;
+		if (makedev(ma, mi) != dev || (ino_t)in != ino)
+			continue;
+		long pid = strtol(fld[4], NULL, 10);
+		_cleanup_free_ char *procdir = NULL, *comm = NULL;
+		if (pid > 0 && asprintf(&procdir, "/proc/%ld", pid) < 0)
+			return -ENOMEM;
+		int q = procdir ? sysfs_read(procdir, "comm", &comm) : -ENOENT;
+		if (q == -ENOMEM)
+			return q;
+		if (q == 0 && *comm)
+			q = asprintf(ret_who, "%s (pid %ld)", comm, pid);
+		else if (pid > 0)
+			q = asprintf(ret_who, "another process (pid %ld)", pid);
+		else
+			q = asprintf(ret_who, "another process");
+		return q < 0 ? -ENOMEM : 1;
+	}
+	return 0;
 }

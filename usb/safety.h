@@ -23,6 +23,7 @@ struct usb_env {
 	const char *sysfs;     /* "/sys" */
 	const char *mountinfo; /* "/proc/self/mountinfo" */
 	const char *swaps;     /* "/proc/swaps" */
+	const char *locks;     /* "/proc/locks" */
 	/* Optional sources beside sysfs for a disk on USB; NULL: not asked (usb_env_resolve keeps
 	 * them NULL; discover.c's udev listing sets the real ones when env's sysfs is /sys).
 	 * usb_info: usbdev_info_get_by_address()'s contract (usb/usbdev.h), called with the
@@ -88,3 +89,20 @@ void usb_disk_facts_done(struct usb_disk_facts *f);
  * (malloc'd) saying why, the gravest reason first; -ENOMEM. Port-to-slot mapping is not
  * judged here (discover.c does it). */
 int usb_disk_check(const struct usb_disk_facts *f, enum usb_mode mode, char **ret_reason);
+
+/* Does the regular file with this identity (st_dev and st_ino of the caller's stat or fstat,
+ * never a name) back a loop device? Each attached loop device of <sysfs>/block is asked for
+ * its backing file's identity: LOOP_GET_STATUS64 on its node opened read-only (real sysfs
+ * only), else stat() of its sysfs loop/backing_file. Returns 0 when none does; -EPERM with
+ * *ret_reason (malloc'd), e.g. "backs loop device /dev/loop3 (mounted at /mnt)" or "backs
+ * loop device /dev/loop3 (not mounted)"; -ENOMEM; -errno when <sysfs>/block cannot be read
+ * (a sysfs without it has no block device, so none).
+ * Never opens a node for writing. */
+int usb_file_backs_loop(const struct usb_env *env, dev_t dev, ino_t ino, char **ret_reason);
+
+/* Is the file with this identity under a flock (an exclusive or shared lock of another open:
+ * another usbforge writing it, or a verify reading it)? Read from env->locks ("/proc/locks").
+ * Returns 0 when not; 1 with *ret_who (malloc'd) naming the holder: "usbforged (pid 1234)",
+ * or "another process" when its pid is not visible here; -ENOMEM. An unreadable locks file
+ * reads as "not locked" (the flock taken at open is what guards; this only names). */
+int usb_file_lock_holder(const struct usb_env *env, dev_t dev, ino_t ino, char **ret_who);
