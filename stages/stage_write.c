@@ -46,8 +46,8 @@ static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint
 		return stage_fail(ctx, UFC_CANCELLED, "cancelled during %s", stage_name(st));
 	if (dev_errno_is_gone(r))
 		c = UFC_DEVICE_GONE;
-	else if (r == -EROFS)
-		c = UFC_DEVICE_READ_ONLY;
+	else if (r == -EROFS || r == -EPERM || r == -EACCES)
+		c = UFC_DEVICE_READ_ONLY; /* a stick that turned read-only, an immutable slot file */
 	else if (r == -EIO || r == -ENOSPC || r == -ETIMEDOUT || r == -EFBIG)
 		c = UFC_WRITE_IO;
 	else
@@ -61,6 +61,13 @@ static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint
 	}
 	slog(ctx, LOG_LVL_ERR, st, c, details, "%s failed at offset %llu: %s", what, (unsigned long long)off,
 	     r == -ETIMEDOUT ? "stalled" : strerror(-r));
+	if (c == UFC_DEVICE_GONE && dev_unlinked(ctx->dev))
+		return stage_fail(ctx, c,
+				  "%s was deleted during the %s (at offset %llu): nothing written to it is on any stick",
+				  dev_name(ctx->dev), what, (unsigned long long)off);
+	if (c == UFC_DEVICE_READ_ONLY)
+		return stage_fail(ctx, c, "read-only: %s refused the %s at offset %llu: %s", dev_name(ctx->dev), what,
+				  (unsigned long long)off, strerror(-r));
 	return stage_fail(ctx, c, "%s %s at offset %llu: %s", dev_name(ctx->dev), what, (unsigned long long)off,
 			  r == -ETIMEDOUT ? "did not return in time" : strerror(-r));
 }

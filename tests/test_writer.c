@@ -114,6 +114,86 @@ Test(writer, eio_on_write_names_the_block)
 	tu_rmrf(dir);
 }
 
+/* A stick that refuses writes as read-only (EROFS), or a slot file made immutable (EPERM) or
+ * unwritable (EACCES) under the writer: DEVICE_READ_ONLY, a bad stick (released without
+ * spending an attempt), with a reason that says read-only and where. */
+Test(writer, write_refused_as_read_only_is_device_read_only)
+{
+	const int errs[] = { EROFS, EPERM, EACCES };
+	for (size_t i = 0; i < ARRAY_SIZE(errs); i++) {
+		char *dir = tu_tmpdir("wr");
+		char *img = wt_image(dir, "a.img", 8 * MiB, 1, NULL);
+		struct dev_fault f = { .fail_write_at = 5 * MiB + 12345, .fail_write_errno = errs[i] };
+		struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+		struct write_opts o = wt_opts();
+		struct stage_ctx ctx;
+		struct job_spec job;
+
+		stage_ctx_for(&ctx, &job, d, &o, img);
+		cr_assert_eq(stage_writing(&ctx), UFC_DEVICE_READ_ONLY, "errno %d", errs[i]);
+		cr_assert_eq(ctx.code, UFC_DEVICE_READ_ONLY);
+		cr_assert_eq(uf_code_class(ctx.code), UFC_CLASS_BAD_STICK);
+		char *want = NULL;
+		/* the write of the 1 MiB buffer that covers the faulty offset is refused */
+		cr_assert_eq(ctx.bad_offset, 5 * MiB);
+		cr_assert(asprintf(&want, "read-only: %s refused the write at offset 5242880: %s", dev_name(d),
+				   strerror(errs[i])) > 0);
+		cr_assert_str_eq(ctx.message, want);
+		free(want);
+		stage_ctx_done(&ctx);
+		writer_dev_free(d);
+		tu_rmrf(dir);
+		free(img);
+		free(dir);
+	}
+}
+
+struct unlinker {
+	const char *path;
+	bool done;
+};
+
+static void unlink_at_2mib(void *ud, enum stage_id st, uint64_t done, uint64_t total)
+{
+	struct unlinker *u = ud;
+	(void)st;
+	(void)total;
+	if (!u->done && done >= 2 * MiB) {
+		cr_assert_eq(unlink(u->path), 0);
+		u->done = true;
+	}
+}
+
+/* The target file is deleted while it is written: the attempt ends DEVICE_GONE naming that, not
+ * done into an inode no one can read. */
+Test(writer, target_unlinked_mid_write_is_device_gone)
+{
+	char *dir = tu_tmpdir("wr");
+	char *img = wt_image(dir, "a.img", 8 * MiB, 3, NULL);
+	char *path = NULL;
+	struct dev *d = wt_target(dir, "t.bin", 16 * MiB, &path);
+	struct write_opts o = wt_opts();
+	struct stage_ctx ctx;
+	struct job_spec job;
+	struct unlinker u = { .path = path };
+
+	stage_ctx_for(&ctx, &job, d, &o, img);
+	ctx.sink = (struct stage_sink){ .userdata = &u, .progress = unlink_at_2mib };
+	cr_assert_eq(stage_writing(&ctx), UFC_DEVICE_GONE, "%s", ctx.message ? ctx.message : "");
+	cr_assert(u.done);
+	char *want = NULL;
+	cr_assert(asprintf(&want, "%s was deleted during the write (at offset ", path) > 0);
+	cr_assert(strncmp(ctx.message, want, strlen(want)) == 0, "%s", ctx.message);
+	cr_assert(strstr(ctx.message, "): nothing written to it is on any stick"), "%s", ctx.message);
+	free(want);
+	stage_ctx_done(&ctx);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+	free(path);
+	free(img);
+	free(dir);
+}
+
 Test(writer, short_write_caught_by_verify_exact_byte)
 {
 	char *dir = tu_tmpdir("wr");

@@ -108,6 +108,7 @@ struct dev_fault {
 	bool short_eio;		 /* with wrap false: I/O beyond real_size fails with -EIO instead of
 	                          * limbo (a "short" fake: the controller refuses the addresses) */
 	uint64_t fail_write_at;	 /* 0: never. A write covering this offset fails with -EIO */
+	int fail_write_errno;	 /*   … or with -this (EROFS, EPERM: a stick that turns read-only) */
 	uint64_t fail_read_at;	 /* 0: never. A read covering this offset fails with -EIO */
 	uint64_t flip_read_at;	 /* 0: never. Reads covering this offset see bit 0 of that byte flipped */
 	uint64_t short_write_at; /* 0: never. A write covering this offset writes only up to it,

@@ -120,7 +120,7 @@ static int faulty_pwrite(struct dev *base, const void *buf, size_t len, uint64_t
 	if (s->report_size && (off > base->size || len > base->size - off))
 		return -ENOSPC;
 	if (covers(s->fail_write_at, off, len))
-		return -EIO;
+		return s->fail_write_errno > 0 ? -s->fail_write_errno : -EIO;
 
 	size_t n = len; /* bytes that actually reach the medium */
 	if (covers(s->short_write_at, off, len))
