@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -23,6 +25,7 @@
 #include "db/orders.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
+#include "test_usb_loop.h"
 #include "util/macro.h"
 
 #define DBNAME "uf_t_worker"
@@ -50,6 +53,26 @@ static void untrack(pid_t pid)
 			spawned[i] = 0;
 }
 
+/* a file a test made immutable (chattr +i): made mutable again by teardown, whatever happened */
+static char *immutable;
+static struct tul_loop loopdev = { .fd = -1 };
+
+/* chattr +i / -i through the ioctl. 0 or -errno (a file system without the flag). */
+static int set_immutable(const char *path, bool on)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	int flags = 0, r = 0;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+		r = -errno;
+	flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+	if (r == 0 && ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 static void setup(void)
 {
 	db = tdb_fresh(DBNAME);
@@ -57,6 +80,13 @@ static void setup(void)
 }
 static void teardown(void)
 {
+	if (immutable) {
+		(void)set_immutable(immutable, false);
+		free(immutable);
+		immutable = NULL;
+	}
+	if (loopdev.path)
+		tul_detach(&loopdev);
 	for (size_t i = 0; i < ARRAY_SIZE(spawned); i++)
 		if (spawned[i]) {
 			kill(spawned[i], SIGCONT);
@@ -1449,4 +1479,246 @@ Test(worker, rows_that_leave_the_roots_put_nothing_on_a_stick)
 	free(extra), free(cfg), free(up), free(root), free(link), free(img), free(secret);
 	tu_rmrf(outside);
 	free(outside);
+}
+
+/* ---- slots that are safe whatever they are ------------------------------------------------------ */
+
+/* A config whose writes take about 2 s per 8 MiB (so that a test can act mid-write), no probe. */
+#define SLOW_WRITE "write = { max_rate = \"4MiB\"; probe = false; };"
+
+/* An immutable slot file (chattr +i: EPERM at open) is a read-only stick: the job goes back to
+ * the queue without spending an attempt, the slot is bad with that reason, no event is written
+ * (before: WRITE_IO retried 4 times, the order failed with a refund). */
+Test(worker, immutable_slot_is_a_read_only_stick_released_unspent)
+{
+	char *stick = make_stick("imm.img", 64 << 20);
+	if (set_immutable(stick, true) < 0)
+		cr_skip_test("chattr +i does not work here");
+	immutable = strdup(stick);
+	char *img = make_image("img.raw", 4, 21);
+	const char *slots[] = { stick, NULL };
+	char *cfg = config(slots, NULL);
+	add_confirm("IMM-1", 1, img, 64 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
+		 " AND error_code = 'DEVICE_READ_ONLY' AND slot IS NULL"
+		 " AND fail_reason = 'read-only: cannot open %s for writing: Operation not permitted'",
+		 stick);
+	cr_assert_eq(tdb_count(db, q), 1);
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM devices WHERE slot = 'S0' AND state = 'bad'"
+		 " AND state_reason = 'read-only: cannot open %s for writing: Operation not permitted; replace it'",
+		 stick);
+	cr_assert_eq(tdb_count(db, q), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"
+				   " AND error_code = 'DEVICE_READ_ONLY' AND category = 'device' AND attempt = 1"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(set_immutable(stick, false), 0);
+	free(stick);
+	free(img);
+	free(cfg);
+}
+
+/* The same when the slot turns immutable while it is written (EPERM from pwrite). */
+Test(worker, slot_turning_read_only_mid_write_is_released_unspent)
+{
+	char *stick = make_stick("imm2.img", 64 << 20);
+	if (set_immutable(stick, true) < 0)
+		cr_skip_test("chattr +i does not work here");
+	cr_assert_eq(set_immutable(stick, false), 0);
+	char *img = make_image("img.raw", 16, 22);
+	const char *slots[] = { stick, NULL };
+	char *cfg = config(slots, SLOW_WRITE);
+	add_confirm("IMM-2", 1, img, 64 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_job_logs WHERE message = 'writing started'", 1, 60), 1);
+	immutable = strdup(stick);
+	cr_assert_eq(set_immutable(stick, true), 0);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
+		 " AND error_code = 'DEVICE_READ_ONLY' AND fail_reason LIKE 'read-only: %s refused the write at offset %%:"
+		 " Operation not permitted'",
+		 stick);
+	cr_assert_eq(tdb_count(db, q), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE slot = 'S0' AND state = 'bad'"
+				   " AND state_reason LIKE 'read-only: %; replace it'"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"
+				   " AND error_code <> 'DEVICE_READ_ONLY'"),
+		     0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	free(stick);
+	free(img);
+	free(cfg);
+}
+
+/* The slot file is deleted while it is written: the attempt ends DEVICE_GONE (retryable, one
+ * attempt spent), not done and verified into an unlinked inode. */
+Test(worker, slot_file_unlinked_mid_write_is_device_gone)
+{
+	char *stick = make_stick("gone.img", 64 << 20);
+	char *img = make_image("img.raw", 16, 23);
+	const char *slots[] = { stick, NULL };
+	char *cfg = config(slots, SLOW_WRITE);
+	add_confirm("GONE-1", 1, img, 64 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_job_logs WHERE message = 'writing started'", 1, 60), 1);
+	cr_assert_eq(unlink(stick), 0);
+	/* the slot's path is gone: nothing left to take the retry, --once ends */
+	cr_assert_eq(wait_exit(pid, 60), 0);
+
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND attempts = 1"
+		 " AND error_code = 'DEVICE_GONE' AND fail_reason LIKE '%s was deleted during the %%'",
+		 stick);
+	cr_assert_eq(tdb_count(db, q), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE stage = 'verification'"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	free(stick);
+	free(img);
+	free(cfg);
+}
+
+/* A static slot whose file backs a loop device is unsafe, naming the loop device: never claimed
+ * (before: listed eligible and the loop device's file system overwritten). */
+Test(worker, slot_file_backing_a_loop_device_is_never_written)
+{
+	if (!tul_can_loop())
+		cr_skip_test("needs root and /dev/loop-control");
+	char *stick = make_stick("backing.img", 64 << 20);
+	tul_attach(stick, false, &loopdev);
+	char *img = make_image("img.raw", 4, 24);
+	const char *slots[] = { stick, NULL };
+	char *cfg = config(slots, NULL);
+	add_confirm("LOOP-1", 1, img, 64 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
+				   " AND started_at IS NULL"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 0);
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM devices WHERE slot = 'S0' AND state = 'unsafe'"
+		 " AND state_reason = 'backs loop device %s (not mounted)'",
+		 loopdev.path);
+	cr_assert_eq(tdb_count(db, q), 1);
+	/* not a byte written */
+	uint8_t *b = malloc(1 << 20);
+	int fd = open(stick, O_RDONLY | O_CLOEXEC);
+	cr_assert(fd >= 0 && b);
+	cr_assert_eq(pread(fd, b, 1 << 20, 0), 1 << 20);
+	close(fd);
+	for (size_t i = 0; i < (1 << 20); i++)
+		cr_assert_eq(b[i], 0, "byte %zu written", i);
+	free(b);
+	tul_detach(&loopdev);
+	free(stick);
+	free(img);
+	free(cfg);
+}
+
+/* A block-device slot that another process holds open exclusively (the kernel says EBUSY at
+ * the daemon's O_EXCL open): "in use", the job handed back without spending an attempt, the
+ * slot not marked bad; once the holder lets go, the same job is written on its first attempt
+ * (before: DEVICE_UNSAFE, the slot bad "until the stick is replaced"). */
+Test(worker, slot_held_exclusively_elsewhere_is_in_use_not_bad)
+{
+	if (!tul_can_loop())
+		cr_skip_test("needs root and /dev/loop-control");
+	char *backing = make_stick("excl.img", 64 << 20);
+	tul_attach(backing, false, &loopdev);
+	int holder = open(loopdev.path, O_RDONLY | O_EXCL | O_CLOEXEC);
+	cr_assert(holder >= 0, "open %s O_EXCL: %s", loopdev.path, strerror(errno));
+	char *img = make_image("img.raw", 4, 25);
+	const char *slots[] = { loopdev.path, NULL };
+	char *cfg = config(slots, "write = { probe = false; };");
+	add_confirm("EXCL-1", 1, img, 64 << 20);
+	pid_t pid = spawn_daemon(cfg, true);
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) > 0 FROM processing_job_logs WHERE level = 'warn' AND category = 'device'"
+		 " AND message = 'slot S0: %s is in use (opened exclusively by another process, or mounted);"
+		 " job handed back, attempt not spent'",
+		 loopdev.path);
+	cr_assert_eq(wait_for(q, 1, 60), 1);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('retry', 'queued', 'processing')"
+			       " AND attempts <= 1"),
+		     1);
+	close(holder);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE attempt <> 1"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 0);
+	/* every claim but the last was handed back as "in use" */
+	long long claims =
+		tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message LIKE 'attempt 1/4 on slot S0 %'");
+	long long in_use =
+		tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message LIKE 'slot S0: % is in use %'");
+	cr_assert_geq(in_use, 1);
+	cr_assert_eq(claims, in_use + 1, "%lld claims, %lld handed back", claims, in_use);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE slot = 'S0' AND state = 'ready'"), 1);
+	assert_same_bytes(img, loopdev.path, 4 << 20);
+	tul_detach(&loopdev);
+	free(backing);
+	free(img);
+	free(cfg);
+}
+
+/* Two daemons with the same regular-file slot: the writer holds it under flock, so exactly one
+ * writes at a time; the other neither writes nor marks the slot bad nor spends an attempt
+ * (before: both wrote at once, one reported a fake stick and marked the slot bad). */
+Test(worker, two_daemons_with_the_same_file_slot_never_write_it_at_once)
+{
+	char *stick = make_stick("shared.img", 64 << 20);
+	char *img = make_image("img.raw", 8, 26);
+	const char *slots[] = { stick, NULL };
+	char *cfg = config(slots, "write = { max_rate = \"4MiB\"; };");
+	add_confirm("TWO-1", 2, img, 64 << 20);
+	char *errb = tu_path(dir, "b.stderr");
+	pid_t a = spawn_daemon(cfg, true);
+	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_job_logs WHERE message = 'writing started'", 1, 60), 1);
+	pid_t b = spawn_daemon_logged(cfg, true, errb);
+	cr_assert_eq(wait_exit(b, 120), 0);
+	cr_assert_eq(wait_exit(a, 120), 0);
+
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE attempt <> 1"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	/* never two writers at once: from a job's first row on its stick to its end, no other job's */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM"
+				   " (SELECT job_id, MAX(IF(message = 'validation started', created_at, NULL)) s,"
+				   "         MAX(IF(message = 'job done', created_at, NULL)) e"
+				   "    FROM processing_job_logs GROUP BY job_id) x"
+				   " JOIN (SELECT job_id, MAX(IF(message = 'validation started', created_at, NULL)) s,"
+				   "         MAX(IF(message = 'job done', created_at, NULL)) e"
+				   "    FROM processing_job_logs GROUP BY job_id) y"
+				   " ON x.job_id < y.job_id AND x.s < y.e AND y.s < x.e"),
+		     0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE state = 'bad'"), 0);
+	cr_assert_eq(count_lines(errb, "refused"), 0);
+	assert_same_bytes(img, stick, 8 << 20);
+	free(errb);
+	free(stick);
+	free(img);
+	free(cfg);
 }

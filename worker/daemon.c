@@ -39,6 +39,10 @@ struct slot {
 	 * seen empty); in udev mode a finished stick (its job done) is not written again until it
 	 * is taken out: it is a sold unit waiting for its customer */
 	char *bad_serial, *done_serial;
+	char *bad_reason; /* with bad_serial: why, for the devices table */
+	/* another writer held the slot (a second daemon with the same slot, `usbforge write`):
+	 * the job went back to the queue; not claimed for this slot again before this time */
+	double in_use_until;
 	bool seen; /* refresh_slots: a stick was listed in it this time */
 	struct runner *runner;
 	struct cfg_ref *runner_cfg; /* the configuration its runner started with */
@@ -175,8 +179,10 @@ static void refresh_slots(struct daemon *d)
 		if (s->runner)
 			continue;
 		/* replaced by another stick, or taken out */
-		if (s->bad_serial && (!s->seen || strcmp(s->bad_serial, slot_identity(s)) != 0))
+		if (s->bad_serial && (!s->seen || strcmp(s->bad_serial, slot_identity(s)) != 0)) {
 			s->bad_serial = mfree(s->bad_serial);
+			s->bad_reason = mfree(s->bad_reason);
+		}
 		if (s->done_serial && (!s->seen || strcmp(s->done_serial, slot_identity(s)) != 0)) {
 			log_info("slot %s: finished stick taken out; the slot takes the next job", s->name);
 			s->done_serial = mfree(s->done_serial);
@@ -219,7 +225,7 @@ static void mirror_devices(struct daemon *d)
 			DB_STR(d->cfg->station), DB_STR(s->name), DB_STR(s->devnode), DB_STR(s->serial),
 			DB_STR(s->vendor), DB_STR(s->model), s->present ? DB_U64(s->capacity) : DB_NULL,
 			s->speed ? DB_I64(s->speed) : DB_NULL, DB_STR(s->port_path), DB_STR(slot_state(s)),
-			DB_STR(s->bad_serial	? "stick refused (bad stick); replace it"
+			DB_STR(s->bad_serial ? (s->bad_reason ? s->bad_reason : "stick refused (bad stick); replace it")
 			       : s->done_serial ? "job done; take the stick out to start the next one"
 			       : s->eligible	? NULL
 						: s->reason),
@@ -333,7 +339,8 @@ static void claim_for_free_slots(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_slots && d->busy < d->cfg->worker.max_concurrent && !d->stopping; i++) {
 		struct slot *s = &d->slots[i];
-		if (s->runner || !s->present || !s->eligible || s->bad_serial || s->done_serial || !s->devnode)
+		if (s->runner || !s->present || !s->eligible || s->bad_serial || s->done_serial || !s->devnode ||
+		    now() < s->in_use_until)
 			continue;
 		struct claim_req q = { .worker_id = d->worker_id,
 				       .station = d->cfg->station,
@@ -401,9 +408,24 @@ static void join_finished(struct daemon *d)
 		d->next_poll = 0;
 		if (bad && s->devnode) {
 			free(s->bad_serial);
+			free(s->bad_reason);
 			s->bad_serial = strdup(slot_identity(s)); /* NULL (out of memory): not marked */
-			log_warning("slot %s: stick %s refused; the slot stays bad until the stick is replaced",
-				    s->name, s->bad_serial);
+			if (asprintf(&s->bad_reason, "%s; replace it",
+				     res.bad_reason ? res.bad_reason : "stick refused (bad stick)") < 0)
+				s->bad_reason = NULL;
+			log_warning("slot %s: stick %s refused (%s); the slot stays bad until the stick is replaced",
+				    s->name, s->bad_serial ? s->bad_serial : s->devnode,
+				    res.bad_reason ? res.bad_reason : "bad stick");
+		}
+		free(res.bad_reason);
+		/* Another writer has it: not a bad stick, and the job went back unspent. Give the
+		 * slot a rest before it is tried again, so that two daemons do not pass a job to
+		 * and fro at full speed. */
+		if (res.in_use) {
+			double rest = MAX(d->cfg->worker.poll_interval, 1.0);
+			s->in_use_until = now() + rest;
+			log_notice("slot %s: in use by another writer; job handed back, the slot is tried again in %.1f s",
+				   s->name, rest);
 		}
 		/* Static slots (files, loop devices: tests, demo, bench) stand for a stick that is
 		 * replaced at once; a real stick must be taken out first. */
@@ -640,8 +662,11 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		double next = d.next_poll;
 		if (d.db)
 			next = MIN(next, MIN(d.next_beat, d.next_reap));
-		else
-			next = MIN(next, d.db_retry_at);
+		for (size_t i = 0; i < d.n_slots; i++)
+			if (d.slots[i].in_use_until > now())
+				next = MIN(next, d.slots[i].in_use_until);
+			else
+				next = MIN(next, d.db_retry_at);
 		if (d.once)
 			next = MIN(next, now() + 0.25); /* retries come due without an event */
 		if (wd)
@@ -703,6 +728,7 @@ out:
 		slot_clear(&d.slots[i]);
 		free(d.slots[i].name);
 		free(d.slots[i].bad_serial);
+		free(d.slots[i].bad_reason);
 		free(d.slots[i].done_serial);
 	}
 	free(d.slots);

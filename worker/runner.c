@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "db/content.h"
 #include "stages/stage.h"
 #include "stages/writer.h"
+#include "usb/safety.h"
 #include "usb/usbdev.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -84,6 +86,8 @@ struct runner {
 	bool stage_logged_error;       /* the stage wrote its own error row for this failure */
 	enum uf_code stage_error_code; /* … with this code */
 	bool ended_gone;	       /* the attempt ended because the stick was pulled */
+	bool in_use;		       /* another writer held the slot: handed back */
+	char *bad_reason;	       /* bad_stick: why (malloc'd) */
 };
 
 static double now_mono(void)
@@ -613,6 +617,45 @@ static int finish(struct runner *r, struct final *f)
 	}
 }
 
+/* Why dev_open refused a slot that someone else holds: q is -EAGAIN (a regular file under
+ * another writer's flock) or -EBUSY (a block device opened exclusively elsewhere, or mounted).
+ * malloc'd; NULL when out of memory. */
+static char *in_use_reason(const char *path, int q)
+{
+	char *m = NULL;
+	if (q == -EAGAIN) {
+		_cleanup_free_ char *who = NULL;
+		struct stat st;
+		if (stat(path, &st) < 0 || usb_file_lock_holder(NULL, st.st_dev, st.st_ino, &who) <= 0)
+			who = NULL;
+		if (asprintf(&m, "%s is in use: locked by %s", path, who ? who : "another process") < 0)
+			m = NULL;
+	} else if (asprintf(&m, "%s is in use (opened exclusively by another process, or mounted)", path) < 0) {
+		m = NULL;
+	}
+	return m;
+}
+
+/* A regular-file slot, checked on the open descriptor (its st_dev and st_ino, not its name):
+ * it must not back a loop device. 0; -EPERM with *ret_msg; -ENOMEM. */
+static int file_slot_check(struct dev *d, char **ret_msg)
+{
+	_cleanup_free_ char *reason = NULL;
+	struct stat st;
+	int q = dev_stat(d, &st);
+	if (q < 0)
+		return 0; /* closed under us: the first write says so */
+	q = usb_file_backs_loop(NULL, st.st_dev, st.st_ino, &reason);
+	if (q == -ENOMEM)
+		return q;
+	if (q == -EPERM) {
+		if (asprintf(ret_msg, "%s %s", dev_name(d), reason) < 0)
+			return -ENOMEM;
+		return -EPERM;
+	}
+	return 0; /* loop devices not listable: the listing judged it a moment ago */
+}
+
 static int connect_db(struct runner *r)
 {
 	_cleanup_free_ char *err = NULL;
@@ -636,6 +679,7 @@ static void *runner_main(void *p)
 		.resume_json = r->job->resume_state,
 	};
 	enum uf_code code = UFC_NONE;
+	bool in_use = false;
 	struct usbdev_reset *usbreset = NULL;
 	_cleanup_free_ char *msg = NULL;
 	enum stage_id st = STAGE_VALIDATION;
@@ -667,13 +711,22 @@ static void *runner_main(void *p)
 		code = build_spec(r, &spec, &msg);
 	if (code == UFC_NONE) {
 		int q = dev_open(r->devpath, DEV_OPEN_WRITE, &ctx.dev);
-		if (q < 0) {
-			code = q == -EROFS			      ? UFC_DEVICE_READ_ONLY
-			       : (q == -EBUSY)			      ? UFC_DEVICE_UNSAFE
-			       : dev_errno_is_gone(q) || q == -ENOENT ? UFC_DEVICE_GONE
-								      : UFC_WRITE_IO;
+		if (q == -EAGAIN || q == -EBUSY) {
+			/* Someone else is writing it: neither the stick's fault nor the job's. */
+			in_use = true;
+			code = UFC_DEVICE_UNSAFE; /* not recorded: the job is handed back */
+			msg = in_use_reason(r->devpath, q);
+		} else if (q == -EROFS || q == -EPERM || q == -EACCES) {
+			code = UFC_DEVICE_READ_ONLY;
+			if (asprintf(&msg, "read-only: cannot open %s for writing: %s", r->devpath, strerror(-q)) < 0)
+				msg = NULL;
+		} else if (q < 0) {
+			code = dev_errno_is_gone(q) || q == -ENOENT ? UFC_DEVICE_GONE : UFC_WRITE_IO;
 			if (asprintf(&msg, "cannot open %s: %s", r->devpath, strerror(-q)) < 0)
 				msg = NULL;
+		} else if (!ctx.dev->is_block && (q = file_slot_check(ctx.dev, &msg)) != 0) {
+			/* checked again on the descriptor: the listing saw the path a moment ago */
+			code = q == -ENOMEM ? UFC_PROCESSING_FAILED : UFC_DEVICE_UNSAFE;
 		} else if (r->a.cfg->usb.mode == USB_MODE_UDEV && wo.reset_before_verify && ctx.dev->is_block) {
 			/* the read-back must come from flash, not from the stick's own cache */
 			q = usbdev_install_reset_hook(ctx.dev, 30000, &usbreset);
@@ -723,6 +776,14 @@ static void *runner_main(void *p)
 	}
 	if (st > STAGE_VERIFICATION || (st == STAGE_VERIFICATION && !wo.verify))
 		st = STAGE_DONE;
+	/* A slot file deleted (or renamed over) while it was written holds the unit in an inode no
+	 * one will ever read: not done. */
+	if (code == UFC_NONE && ctx.dev && dev_unlinked(ctx.dev)) {
+		code = UFC_DEVICE_GONE;
+		if (asprintf(&msg, "%s was deleted during the job: nothing written to it is on any stick", r->devpath) <
+		    0)
+			msg = NULL;
+	}
 
 	/* A stick pulled mid-write fails its in-flight I/O with EIO before the kernel deletes the
 	 * disk and the hotplug event comes: in udev mode an I/O error waits (bounded) for that
@@ -738,7 +799,7 @@ static void *runner_main(void *p)
 		if (asprintf(&msg, "the stick was removed from slot %s during %s", r->slot, stage_name(st)) < 0)
 			msg = NULL;
 	}
-	bool hand_back = code == UFC_CANCELLED && !atomic_load(&r->op_cancel) && atomic_load(&r->stop);
+	bool hand_back = in_use || (code == UFC_CANCELLED && !atomic_load(&r->op_cancel) && atomic_load(&r->stop));
 
 	if (r->dbthread_started) {
 		pthread_mutex_lock(&r->lock);
@@ -763,6 +824,19 @@ static void *runner_main(void *p)
 			log_info("job %lld: done on slot %s", (long long)r->job->id, r->slot);
 			r->ended_done = true;
 		}
+	} else if (in_use) {
+		snprintf(line, sizeof(line), "slot %s: %s; job handed back, attempt not spent", r->slot,
+			 msg ? msg : "in use");
+		struct job_log_row row = { .level = "warn",
+					   .stage = stage_name(st),
+					   .category = "device",
+					   .message = line,
+					   .error_code = NULL };
+		struct final fin = { .kind = FINAL_HAND_BACK, .row = &row, .reason = msg ? msg : "slot in use" };
+		if (finish(r, &fin) == 0)
+			log_notice("job %lld: slot %s: %s; handed back, attempt not spent", (long long)r->job->id,
+				   r->slot, msg ? msg : "in use");
+		r->in_use = true;
 	} else if (hand_back) {
 		struct job_log_row row = { .level = "info",
 					   .stage = stage_name(st),
@@ -792,8 +866,10 @@ static void *runner_main(void *p)
 		if (finish(r, &fin) == 0)
 			log_notice("job %lld: %s on slot %s (%s) -> %s", (long long)r->job->id, cname, r->slot,
 				   msg ? msg : "", fin.status);
-		if (uf_code_class(code) == UFC_CLASS_BAD_STICK)
+		if (uf_code_class(code) == UFC_CLASS_BAD_STICK) {
 			r->bad_stick = true;
+			r->bad_reason = strdup_or_null(msg ? msg : cname);
+		}
 		r->ended_gone = code == UFC_DEVICE_GONE;
 	}
 out:
@@ -823,6 +899,7 @@ static void runner_free(struct runner *r)
 	free(r->devpath);
 	free(r->serial);
 	free(r->worker_id);
+	free(r->bad_reason);
 	free(r);
 }
 
@@ -895,7 +972,9 @@ void runner_join(struct runner *r, struct runner_result *ret)
 	if (ret)
 		*ret = (struct runner_result){ .bad_stick = r->bad_stick,
 					       .done = r->ended_done,
-					       .gone = r->ended_gone };
+					       .gone = r->ended_gone,
+					       .in_use = r->in_use,
+					       .bad_reason = TAKE_PTR(r->bad_reason) };
 	claimed_job_free(r->job);
 	runner_free(r);
 }

@@ -40,9 +40,12 @@ void runner_request_stop(struct runner *r);
 void runner_device_gone(struct runner *r);
 bool runner_finished(struct runner *r);
 struct runner_result {
-	bool bad_stick; /* the stick was refused: mark the slot bad */
-	bool done;	/* the job ended done and that was recorded */
-	bool gone;	/* the attempt ended DEVICE_GONE: the stick was pulled */
+	bool bad_stick;	  /* the stick was refused: mark the slot bad */
+	bool done;	  /* the job ended done and that was recorded */
+	bool gone;	  /* the attempt ended DEVICE_GONE: the stick was pulled */
+	bool in_use;	  /* another writer holds the slot (flock, O_EXCL): the job was handed back
+	                   * without spending an attempt; the slot is not bad, only busy elsewhere */
+	char *bad_reason; /* bad_stick: why ("read-only: …"), malloc'd, the caller's to free */
 };
 /* Join the thread and free it; ret (may be NULL) says how the attempt ended. */
 void runner_join(struct runner *r, struct runner_result *ret);
