@@ -29,6 +29,7 @@
 #include "usb/safety.h"
 #include "usb/usbdev.h"
 #include "util/macro.h"
+#include "util/openfile.h"
 #include "util/size.h"
 #include "util/ufcode.h"
 
@@ -149,8 +150,9 @@ static int job_fail_io(struct job *j, int r, uint64_t off, const char *what)
 	if (target_gone(j, r))
 		return job_fail(j, UFC_DEVICE_GONE, off, "%s disappeared during the %s (at offset %llu)", j->device,
 				what, (unsigned long long)off);
-	if (r == -EROFS)
-		return job_fail(j, UFC_DEVICE_READ_ONLY, off, "%s is read-only", j->device);
+	if (r == -EROFS || r == -EPERM || r == -EACCES)
+		return job_fail(j, UFC_DEVICE_READ_ONLY, off, "read-only: %s refused the %s at offset %llu: %s",
+				j->device, what, (unsigned long long)off, strerror(-r));
 	if (r == -ETIMEDOUT)
 		return job_fail(j, UFC_WRITE_IO, off, "%s: %s did not return in time at offset %llu", j->device, what,
 				(unsigned long long)off);
@@ -197,10 +199,34 @@ static void phase_end(struct job *j)
 	j->phase = NULL;
 }
 
+/* SOURCE must be a regular file that holds something: a FIFO, a directory or a device is
+ * refused at once, naming its kind (opened O_NONBLOCK, then fstat: nothing here can block),
+ * and so is an empty file. */
+static int check_source(struct job *j)
+{
+	struct stat st;
+	int fd = open_regular(j->source, &st);
+	if (fd == -EINVAL || fd == -EISDIR || fd == -ENXIO) {
+		struct stat ls;
+		return job_fail(j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s is %s, not an image file", j->source,
+				stat(j->source, &ls) == 0 ? file_kind(ls.st_mode) : "not a regular file");
+	}
+	if (fd < 0)
+		return job_fail(j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s: %s", j->source, strerror(-fd));
+	close(fd);
+	if (st.st_size == 0)
+		return job_fail(j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s is empty (0 bytes): nothing to %s", j->source,
+				strcmp(j->cmd, "write") == 0 ? "write" : "compare");
+	return 0;
+}
+
 static int open_source(struct job *j, struct blksrc **ret)
 {
 	_cleanup_free_ char *err = NULL;
-	int r = blksrc_open_image(j->source, ret, &err);
+	int r = check_source(j);
+	if (r)
+		return r;
+	r = blksrc_open_image(j->source, ret, &err);
 	if (r < 0 && err)
 		return job_fail(j, UFC_IMAGE_UNREADABLE, UINT64_MAX, "%s", err);
 	if (r < 0)
@@ -308,14 +334,34 @@ static int open_target(struct job *j, unsigned flags, bool want_reset)
 {
 	int r = dev_open(j->device, flags, &j->dev);
 	if (r < 0) {
+		if (r == -EAGAIN) {
+			_cleanup_free_ char *who = NULL;
+			struct stat st;
+			if (stat(j->device, &st) < 0 || usb_file_lock_holder(NULL, st.st_dev, st.st_ino, &who) <= 0)
+				who = NULL;
+			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s is in use: locked by %s", j->device,
+					who ? who : "another process");
+		}
 		if (r == -EBUSY)
-			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s is busy (mounted or in use): %s",
-					j->device, strerror(-r));
-		if (r == -EROFS)
-			return job_fail(j, UFC_DEVICE_READ_ONLY, UINT64_MAX, "%s is read-only", j->device);
+			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
+					"%s is in use (opened exclusively by another process, or mounted)", j->device);
+		if (r == -EROFS || ((flags & DEV_OPEN_WRITE) && (r == -EPERM || r == -EACCES)))
+			return job_fail(j, UFC_DEVICE_READ_ONLY, UINT64_MAX,
+					"read-only: cannot open %s for writing: %s", j->device, strerror(-r));
+		if (r == -ENOTBLK)
+			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
+					"%s is not a block device or regular file (any more)", j->device);
 		if (r == -ENOENT || dev_errno_is_gone(r))
 			return job_fail(j, UFC_DEVICE_GONE, UINT64_MAX, "%s: %s", j->device, strerror(-r));
 		return job_fail(j, UFC_WRITE_IO, UINT64_MAX, "cannot open %s: %s", j->device, strerror(-r));
+	}
+	/* Judged again on the descriptor (st_dev, st_ino: not the name, which may have been
+	 * swapped since the check): a regular file must not back a loop device. */
+	if (!j->dev->is_block) {
+		_cleanup_free_ char *reason = NULL;
+		struct stat st;
+		if (dev_stat(j->dev, &st) == 0 && usb_file_backs_loop(NULL, st.st_dev, st.st_ino, &reason) == -EPERM)
+			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s: %s", j->device, reason);
 	}
 	j->have_st0 = stat(j->device, &j->st0) == 0;
 	if (want_reset && j->c->cfg.usb.mode == USB_MODE_UDEV && j->dev->is_block) {
@@ -509,6 +555,14 @@ int cmd_write(struct cli *c, int argc, char **argv)
 		t_verify = now_mono() - tv;
 	}
 
+	/* A target file deleted (or renamed over) meanwhile holds the image in an inode no one
+	 * will ever read again: that is not a write. */
+	if (dev_unlinked(j.dev)) {
+		r = job_fail(&j, UFC_DEVICE_GONE, UINT64_MAX, "%s was deleted during the write: the image is not on it",
+			     j.device);
+		goto out;
+	}
+
 	/* The writer pads the last block: give a regular file its size back. */
 	if (!j.dev->is_block) {
 		struct stat st;
@@ -646,6 +700,12 @@ int cmd_probe(struct cli *c, int argc, char **argv)
 	r = open_target(&j, DEV_OPEN_WRITE, true);
 	if (r)
 		goto out;
+	if (dev_size(j.dev) < 4096) {
+		r = job_fail(&j, UFC_DEVICE_TOO_SMALL, UINT64_MAX,
+			     "%s holds %llu bytes, less than one 4096-byte block: nothing to probe", j.device,
+			     (unsigned long long)dev_size(j.dev));
+		goto out;
+	}
 	install_signals();
 	double t0 = now_mono();
 	r = probe_run(j.dev, &cancel_flag, &pr);

@@ -13,8 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers/testutil.h"
@@ -30,6 +34,7 @@ static uint8_t *data;  /* its bytes */
 static char *fileconf; /* static mode, one file slot */
 static char *mnt;      /* mount point while a loop device is mounted, else NULL */
 static struct tul_loop loop = { .fd = -1 };
+static char *immutable; /* made mutable again by teardown */
 
 struct run {
 	int status;
@@ -143,8 +148,28 @@ static void setup(void)
 	free(slot);
 }
 
+static int set_immutable(const char *path, bool on)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	int flags = 0, r = 0;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+		r = -errno;
+	flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+	if (r == 0 && ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 static void teardown(void)
 {
+	if (immutable) {
+		(void)set_immutable(immutable, false);
+		free(immutable);
+		immutable = NULL;
+	}
 	if (mnt) {
 		RUN_OK("umount", mnt);
 		free(mnt);
@@ -640,5 +665,229 @@ Test(cli_write, prompt_names_a_block_device_and_its_size)
 	free(after);
 	free(before);
 	free(conf);
+	free(back);
+}
+
+/* ---- what is not a regular file, or not free, is refused with its reason ------------------------ */
+
+static double mono_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* usbforge under `timeout 10` (a hang is exit 124, not a hung test), and how long it took. */
+static struct run uf_timed(const char *conf, const char *const *args, double *ret_secs)
+{
+	char *bin = tu_path(tu_binary_dir(), "cli/usbforge");
+	const char *argv[20] = { "timeout", "10", bin, "--config", conf };
+	int n = 5;
+	for (int i = 0; args[i]; i++) {
+		cr_assert(n < 19);
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	double t0 = mono_s();
+	struct run r = spawn(argv);
+	*ret_secs = mono_s() - t0;
+	free(bin);
+	return r;
+}
+#define UF_TIMED(conf, secs, ...) uf_timed(conf, (const char *const[]){ __VA_ARGS__, NULL }, secs)
+
+static void assert_err(struct run *r, int status, const char *want)
+{
+	cr_assert_eq(r->status, status, "exit %d: %s", r->status, r->err);
+	cr_assert_str_eq(r->err, want);
+	done(r);
+}
+
+/* A FIFO, a directory or a device as SOURCE of write or verify is refused at once (no open
+ * that waits for a writer), naming the path and its kind; no target is created. */
+Test(cli_write, source_that_is_not_a_regular_file_is_refused_at_once)
+{
+	char *fifo = tu_path(dir, "src.fifo");
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	char *out = tu_path(dir, "never.img");
+	char *want = NULL;
+	double secs;
+
+	struct run r = UF_TIMED(fileconf, &secs, "write", out, fifo, "--yes");
+	cr_assert(asprintf(&want, "usbforge: IMAGE_UNREADABLE: %s is a FIFO, not an image file\n", fifo) > 0);
+	assert_err(&r, 1, want);
+	cr_assert_lt(secs, 1.0, "took %.2f s", secs);
+	r = UF_TIMED(fileconf, &secs, "verify", img, fifo);
+	assert_err(&r, 1, want);
+	cr_assert_lt(secs, 1.0, "took %.2f s", secs);
+	free(want);
+
+	r = UF_TIMED(fileconf, &secs, "write", out, dir, "--yes");
+	cr_assert(asprintf(&want, "usbforge: IMAGE_UNREADABLE: %s is a directory, not an image file\n", dir) > 0);
+	assert_err(&r, 1, want);
+	free(want);
+	r = UF_TIMED(fileconf, &secs, "write", out, "/dev/zero", "--yes");
+	assert_err(&r, 1, "usbforge: IMAGE_UNREADABLE: /dev/zero is a character device, not an image file\n");
+	cr_assert(access(out, F_OK) < 0 && errno == ENOENT, "a target was created");
+	free(out);
+	free(fifo);
+}
+
+/* An empty image is refused before anything is created or written. */
+Test(cli_write, empty_source_is_refused)
+{
+	char *empty = tu_path(dir, "empty.img");
+	tu_write_file(empty, "", 0);
+	char *out = tu_path(dir, "never.img");
+	char *want = NULL;
+	double secs;
+	struct run r = UF_TIMED(fileconf, &secs, "write", out, empty, "--yes");
+	cr_assert(asprintf(&want, "usbforge: IMAGE_UNREADABLE: %s is empty (0 bytes): nothing to write\n", empty) > 0);
+	assert_err(&r, 1, want);
+	free(want);
+	cr_assert(access(out, F_OK) < 0 && errno == ENOENT, "a target was created");
+	free(out);
+	free(empty);
+}
+
+/* DEVICE of another kind than a regular file or a block device: refused at once, naming it. */
+Test(cli_write, device_that_is_a_fifo_or_char_device_is_named)
+{
+	char *fifo = tu_path(dir, "dev.fifo");
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	char *want = NULL;
+	double secs;
+	struct run r = UF_TIMED(fileconf, &secs, "verify", fifo, img);
+	cr_assert(asprintf(&want, "usbforge: DEVICE_UNSAFE: %s is a FIFO, not a block device or regular file\n", fifo) >
+		  0);
+	assert_err(&r, 1, want);
+	cr_assert_lt(secs, 1.0, "took %.2f s", secs);
+	r = UF_TIMED(fileconf, &secs, "write", fifo, img, "--yes");
+	assert_err(&r, 1, want);
+	free(want);
+	r = UF_TIMED(fileconf, &secs, "probe", "/dev/null");
+	assert_err(&r, 1,
+		   "usbforge: DEVICE_UNSAFE: /dev/null is a character device, not a block device or regular file\n");
+	free(fifo);
+}
+
+/* `usbforge probe` on an empty file says what is wrong with it (before: PROCESSING_FAILED
+ * "Invalid argument"). */
+Test(cli_write, probe_of_an_empty_file_is_too_small)
+{
+	char *z = tu_path(dir, "zero.img");
+	tu_write_file(z, "", 0);
+	char *want = NULL;
+	double secs;
+	struct run r = UF_TIMED(fileconf, &secs, "probe", z);
+	cr_assert(
+		asprintf(&want,
+			 "usbforge: DEVICE_TOO_SMALL: %s holds 0 bytes, less than one 4096-byte block: nothing to probe\n",
+			 z) > 0);
+	assert_err(&r, 1, want);
+	free(want);
+	free(z);
+}
+
+/* A regular file that is being written (another usbforge holds its flock) is refused as in use,
+ * naming the holder, and left untouched. */
+Test(cli_write, file_being_written_is_in_use)
+{
+	char *target = tu_path(dir, "busy.img");
+	size_t tlen = 4 << 20;
+	uint8_t *old = malloc(tlen);
+	cr_assert(old);
+	tu_fill_pattern(old, tlen, 41);
+	tu_write_file(target, old, tlen);
+	int fd = open(target, O_RDWR | O_CLOEXEC);
+	cr_assert(fd >= 0);
+	cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	char comm[64] = "";
+	FILE *f = fopen("/proc/self/comm", "re");
+	cr_assert(f && fgets(comm, sizeof(comm), f));
+	fclose(f);
+	comm[strcspn(comm, "\n")] = 0;
+
+	char *want = NULL;
+	double secs;
+	cr_assert(asprintf(&want, "usbforge: DEVICE_UNSAFE: %s: in use: locked by %s (pid %d)\n", target, comm,
+			   (int)getpid()) > 0);
+	struct run r = UF_TIMED(fileconf, &secs, "write", target, img, "--yes");
+	assert_err(&r, 1, want);
+	r = UF_TIMED(fileconf, &secs, "probe", target);
+	assert_err(&r, 1, want);
+	free(want);
+	close(fd);
+	size_t len;
+	char *got = slurp(target, &len);
+	cr_assert(len == tlen && memcmp(got, old, tlen) == 0, "the locked file was modified");
+	free(got);
+	/* free again: written */
+	r = UF(fileconf, "write", target, img, "--yes");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	free(old);
+	free(target);
+}
+
+/* An immutable target (chattr +i: EPERM at open) is a read-only stick, said so. */
+Test(cli_write, immutable_target_is_read_only)
+{
+	char *target = tu_path(dir, "imm.img");
+	uint8_t z[8192] = { 0 };
+	tu_write_file(target, z, sizeof(z));
+	if (set_immutable(target, true) < 0)
+		cr_skip_test("chattr +i does not work here");
+	immutable = strdup(target);
+	char *want = NULL;
+	double secs;
+	cr_assert(
+		asprintf(&want,
+			 "usbforge: DEVICE_READ_ONLY: read-only: cannot open %s for writing: Operation not permitted\n",
+			 target) > 0);
+	struct run r = UF_TIMED(fileconf, &secs, "write", target, img, "--yes");
+	assert_err(&r, 1, want);
+	free(want);
+	cr_assert_eq(set_immutable(target, false), 0);
+	free(target);
+}
+
+/* The file behind a loop device is refused by `usbforge write` like the loop device itself would
+ * be, naming the loop device and whether it is mounted; not a byte of it changes. */
+Test(cli_write, file_backing_a_loop_device_is_refused_untouched)
+{
+	char *back = make_loop();
+	size_t len0, len1;
+	char *before = slurp(back, &len0);
+	char *want = NULL;
+	double secs;
+	struct run r = UF_TIMED(fileconf, &secs, "write", back, img, "--yes");
+	cr_assert(asprintf(&want, "usbforge: DEVICE_UNSAFE: %s: backs loop device %s (not mounted)\n", back,
+			   loop.path) > 0);
+	assert_err(&r, 1, want);
+	free(want);
+
+	RUN_OK("mkfs.ext4", "-q", "-F", loop.path);
+	free(before);
+	before = slurp(back, &len0);
+	char *m = tu_path(dir, "mnt");
+	cr_assert_eq(mkdir(m, 0755), 0);
+	RUN_OK("mount", "-o", "ro", loop.path, m);
+	mnt = m;
+	r = UF_TIMED(fileconf, &secs, "write", back, img, "--yes");
+	cr_assert(asprintf(&want, "usbforge: DEVICE_UNSAFE: %s: backs loop device %s (mounted at %s)\n", back,
+			   loop.path, m) > 0);
+	assert_err(&r, 1, want);
+	free(want);
+	r = UF_TIMED(fileconf, &secs, "probe", back);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	done(&r);
+	RUN_OK("umount", m);
+	mnt = NULL;
+	char *after = slurp(back, &len1);
+	cr_assert(len0 == len1 && memcmp(before, after, len0) == 0, "the loop device's file was modified");
+	free(after);
+	free(before);
+	free(m);
 	free(back);
 }
