@@ -4,7 +4,11 @@
  * key tables (one per group), the reading of database.password_file and the slot list checks.
  * libconfig 1.5 silently wraps integer literals that do not fit 32 bits (3000000000 reads as
  * -1294967296), so the file text is also scanned for such literals before the values are used,
- * and @include is refused (included files would escape that scan and the key checks). */
+ * and @include is refused (included files would escape that scan and the key checks).
+ * Secrets: the config file and the password files are opened with open_regular() (a FIFO or a
+ * device is refused at once, never read); a file holding a password (the config file with an
+ * inline database.password, a password_file) must not be accessible to others, and no message
+ * ever shows a password's value. */
 #include "config/config.h"
 
 #include <assert.h>
@@ -143,6 +147,8 @@ void config_done(struct uf_config *cfg)
 		explicit_bzero(cfg->db.password, strlen(cfg->db.password));
 	free(cfg->db.password);
 	free(cfg->db.name);
+	free(cfg->db.admin.user);
+	free(cfg->db.admin.password_file);
 	free(cfg->retry.delays);
 	free(cfg->content.root);
 	free(cfg->content.images);
@@ -161,6 +167,7 @@ struct loader {
 	config_t lc;
 	char *password_file; /* resolved path of database.password_file, read at the end */
 	const config_setting_t *slots;
+	mode_t file_mode; /* of the config file itself (fstat of its descriptor) */
 };
 
 static int oom(struct loader *l)
@@ -297,6 +304,7 @@ enum {
 	F_EMPTY_OK = 1 << 1,	  /* K_STRING: "" allowed */
 	F_NAME = 1 << 2,	  /* K_STRING: [A-Za-z0-9._:-], at most NAME_MAX_LEN */
 	F_PATH = 1 << 3,	  /* K_STRING: relative to the file's directory */
+	F_SECRET = 1 << 4,	  /* K_STRING, K_GROUP: never show the value in a message */
 };
 
 struct key_def {
@@ -316,6 +324,8 @@ struct key_def {
 #define AT(l, def, type) ((type *)((char *)(l)->cfg + (def)->off))
 
 static int load_password_file(struct loader *l, const config_setting_t *s, const char *key);
+static int load_admin_password_file(struct loader *l, const config_setting_t *s, const char *key);
+static int refuse_admin_password(struct loader *l, const config_setting_t *s, const char *key);
 static int load_retry_delays(struct loader *l, const config_setting_t *s, const char *key);
 static int load_usb_mode(struct loader *l, const config_setting_t *s, const char *key);
 static int load_usb_slots(struct loader *l, const config_setting_t *s, const char *key);
@@ -333,14 +343,21 @@ static int load_usb_slots(struct loader *l, const config_setting_t *s, const cha
 #define CUSTOM(n, f)         { .name = (n), .kind = K_CUSTOM, .fn = (f) }
 #define GROUP(n, t)          { .name = (n), .kind = K_GROUP, .sub = (t), .n_sub = ARRAY_SIZE(t) }
 
+static const struct key_def admin_keys[] = {
+	STR("user", db.admin.user, 0),
+	CUSTOM("password_file", load_admin_password_file),
+	CUSTOM("password", refuse_admin_password),
+};
+
 static const struct key_def database_keys[] = {
 	STR("host", db.host, 0),
 	UINT("port", db.port, 1, 65535),
 	STR("socket", db.socket, F_EMPTY_OK | F_PATH),
 	STR("user", db.user, 0),
-	STR("password", db.password, F_EMPTY_OK),
+	STR("password", db.password, F_EMPTY_OK | F_SECRET),
 	CUSTOM("password_file", load_password_file),
 	{ .name = "name", .kind = K_STRING, .off = FIELD(db.name), .max = 64 },
+	{ .name = "admin", .kind = K_GROUP, .flags = F_SECRET, .sub = admin_keys, .n_sub = ARRAY_SIZE(admin_keys) },
 };
 
 static const struct key_def worker_keys[] = {
@@ -419,11 +436,16 @@ static int load_string(struct loader *l, const struct key_def *def, const config
 	char *copy;
 	size_t max = def->max > 0 ? (size_t)def->max : (def->flags & F_NAME) ? NAME_MAX_LEN : 4096;
 
-	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		if (def->flags & F_SECRET)
+			return fail(l, s, key, "must be a string in double quotes (the value is not shown)");
 		return fail_got(l, s, key, "must be a string");
+	}
 	v = config_setting_get_string(s);
 	if (!*v && !(def->flags & F_EMPTY_OK))
 		return fail(l, s, key, "must not be empty");
+	if (strlen(v) > max && (def->flags & F_SECRET))
+		return fail(l, s, key, "must be at most %zu characters long", max);
 	if (strlen(v) > max)
 		return fail(l, s, key, "must be at most %zu characters long (got %zu)", max, strlen(v));
 	if ((def->flags & F_NAME) && !name_chars_ok(v))
@@ -538,6 +560,8 @@ static int load_key(struct loader *l, const struct key_def *def, const config_se
 	case K_SIZE:
 		return load_size(l, def, s, key);
 	case K_GROUP:
+		if (config_setting_type(s) != CONFIG_TYPE_GROUP && (def->flags & F_SECRET))
+			return fail(l, s, key, "must be a group { … } (the value is not shown)");
 		if (config_setting_type(s) != CONFIG_TYPE_GROUP)
 			return fail_got(l, s, key, "must be a group { … }");
 		return load_group(l, s, key, def->sub, def->n_sub);
@@ -594,49 +618,216 @@ static int load_password_file(struct loader *l, const config_setting_t *s, const
 	return l->password_file ? 0 : oom(l);
 }
 
-/* Reads the first line of the password file once the whole file is known to be consistent. */
-static int read_password_file(struct loader *l, const config_setting_t *s, const char *key)
+static int load_admin_password_file(struct loader *l, const config_setting_t *s, const char *key)
 {
-	const char *p = l->password_file;
+	struct uf_config *c = l->cfg;
+	const char *v;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail_got(l, s, key, "must be a string");
+	v = config_setting_get_string(s);
+	if (!*v)
+		return fail(l, s, key, "must not be empty");
+	free(c->db.admin.password_file);
+	c->db.admin.password_file = resolve_path(l, v);
+	c->db.admin.password_file_line = (unsigned)config_setting_source_line(s);
+	return c->db.admin.password_file ? 0 : oom(l);
+}
+
+static int refuse_admin_password(struct loader *l, const config_setting_t *s, const char *key)
+{
+	return fail(l, s, key,
+		    "is not accepted: the admin password belongs in a file only its owner can read "
+		    "(database.admin.password_file, chmod 600), not in a file the usbforge group reads");
+}
+
+/* *ret = the formatted message and r, or *ret = NULL and -ENOMEM. */
+static int _printf_(3, 4) msgf(char **ret, int r, const char *fmt, ...)
+{
+	va_list ap;
+	int q;
+
+	va_start(ap, fmt);
+	q = vasprintf(ret, fmt, ap);
+	va_end(ap);
+	if (q < 0) {
+		*ret = NULL;
+		return -ENOMEM;
+	}
+	return r;
+}
+
+/* Who may hold a file that holds a password. */
+enum secret_rule {
+	SECRET_GROUP_MAY_READ, /* the config file, password_file: the usbforge group (operators) reads them */
+	SECRET_OWNER_ONLY,     /* database.admin.password_file */
+};
+
+/* 0 when a file of mode suits rule; else -EINVAL and *ret_msg (malloc'd) says what is wrong
+ * with path, or -ENOMEM. */
+static int secret_mode_check(const char *path, mode_t mode, enum secret_rule rule, char **ret_msg)
+{
+	if (rule == SECRET_GROUP_MAY_READ) {
+		if (!(mode & (S_IWGRP | S_IRWXO)))
+			return 0;
+		return msgf(ret_msg, -EINVAL,
+			    "'%s' has mode %04o: a file holding a database password must not be readable or "
+			    "writable by others nor writable by its group (chmod g-w,o-rwx '%s'; the usbforge "
+			    "group may read it)",
+			    path, (unsigned)(mode & 07777), path);
+	}
+	if (!(mode & 077))
+		return 0;
+	return msgf(ret_msg, -EINVAL,
+		    "'%s' has mode %04o: the admin password file must be readable by its owner only (chmod 600 '%s')",
+		    path, (unsigned)(mode & 07777), path);
+}
+
+/* "'PATH' is a FIFO, not a regular file" for a path that open_regular() refused with r, else
+ * "cannot read 'PATH': REASON". malloc'd; NULL on ENOMEM. */
+static char *not_regular_text(const char *path, int r)
+{
+	bool special = r == -EINVAL || r == -EISDIR || r == -ENXIO;
+	struct stat st;
+	char *m = NULL;
+	int q;
+
+	if (special && stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
+	    strcmp(file_kind(st.st_mode), "not a regular file") != 0)
+		q = asprintf(&m, "'%s' is %s, not a regular file", path, file_kind(st.st_mode));
+	else if (special)
+		q = asprintf(&m, "'%s' is not a regular file", path);
+	else
+		q = asprintf(&m, "cannot read '%s': %s", path, strerror(-r));
+	return q < 0 ? NULL : m;
+}
+
+/* Reads the first line of a file holding a password: opened with open_regular (never blocks on
+ * a FIFO), its mode checked on that descriptor against rule. 0 and *ret_line (malloc'd), or a
+ * negative errno and *ret_msg (malloc'd, naming the path, never the content; NULL with
+ * -ENOMEM). */
+static int read_secret_file(const char *p, enum secret_rule rule, char **ret_line, char **ret_msg)
+{
 	_cleanup_close_ int fd = -1;
 	_cleanup_fclose_ FILE *f = NULL;
 	_cleanup_free_ char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	struct stat st;
+	int r;
 
-	fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return fail(l, s, key, "cannot read '%s': %s", p, strerror(errno));
-	if (fstat(fd, &st) < 0)
-		return fail(l, s, key, "cannot stat '%s': %s", p, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return fail(l, s, key, "'%s' is not a regular file", p);
-	if (st.st_mode & 077)
-		return fail(l, s, key,
-			    "'%s' has mode %04o: it must not be readable or writable by group or others "
-			    "(chmod 600 '%s')",
-			    p, (unsigned)(st.st_mode & 07777), p);
+	*ret_msg = NULL;
+	fd = open_regular(p, &st);
+	if (fd < 0) {
+		r = fd == -EISDIR || fd == -ENXIO ? -EINVAL : fd;
+		*ret_msg = not_regular_text(p, fd);
+		return *ret_msg ? r : -ENOMEM;
+	}
+	r = secret_mode_check(p, st.st_mode, rule, ret_msg);
+	if (r < 0)
+		return r;
 	f = fdopen(fd, "re");
 	if (!f)
-		return fail(l, s, key, "cannot read '%s': %s", p, strerror(errno));
+		return msgf(ret_msg, -EIO, "cannot read '%s': %s", p, strerror(errno));
 	/* owned by f now; closep reads fd at scope exit, which clang-tidy 14 does not model */
 	fd = -1; // NOLINT(clang-analyzer-deadcode.DeadStores)
 	errno = 0;
 	n = getline(&line, &cap, f);
 	if (n < 0 && ferror(f))
-		return fail(l, s, key, "cannot read '%s': %s", p, strerror(errno ? errno : EIO));
+		return msgf(ret_msg, -EIO, "cannot read '%s': %s", p, strerror(errno ? errno : EIO));
 	if (n > 0 && line[n - 1] == '\n')
 		line[--n] = '\0';
 	if (n > 0 && line[n - 1] == '\r')
 		line[--n] = '\0';
 	if (n <= 0)
-		return fail(l, s, key, "'%s' is empty: its first line must be the password", p);
-	if (memchr(line, '\0', (size_t)n))
-		return fail(l, s, key, "'%s' contains a NUL byte in its first line", p);
-	free(l->cfg->db.password);
-	l->cfg->db.password = TAKE_PTR(line);
+		return msgf(ret_msg, -EINVAL, "'%s' is empty: its first line must be the password", p);
+	if (memchr(line, '\0', (size_t)n)) {
+		explicit_bzero(line, (size_t)n);
+		return msgf(ret_msg, -EINVAL, "'%s' contains a NUL byte in its first line", p);
+	}
+	*ret_line = TAKE_PTR(line);
 	return 0;
+}
+
+/* Reads the password file once the whole file is known to be consistent. */
+static int read_password_file(struct loader *l, const config_setting_t *s, const char *key)
+{
+	_cleanup_free_ char *msg = NULL;
+	char *pw = NULL;
+	int r = read_secret_file(l->password_file, SECRET_GROUP_MAY_READ, &pw, &msg);
+
+	if (r < 0)
+		return msg ? fail(l, s, key, "%s", msg) : oom(l);
+	free(l->cfg->db.password);
+	l->cfg->db.password = pw;
+	return 0;
+}
+
+/* database.admin: a user, and a password file checked here as far as this reader can see it
+ * (kind and mode: stat needs no right on the file) and read only by config_admin_password(). */
+static int check_admin(struct loader *l)
+{
+	config_setting_t *g = config_lookup(&l->lc, "database.admin");
+	config_setting_t *pf = config_lookup(&l->lc, "database.admin.password_file");
+	const char *p = l->cfg->db.admin.password_file;
+	const char *key = "database.admin.password_file";
+	_cleanup_free_ char *m = NULL;
+	struct stat st;
+
+	if (!g)
+		return 0;
+	if (!l->cfg->db.admin.user)
+		return failv(l, (unsigned)config_setting_source_line(g), "database.admin", -EINVAL,
+			     "has no 'user': name the account that may change the schema, e.g. "
+			     "admin = { user = \"usbforge_admin\"; password_file = \"…\"; }");
+	if (!p)
+		return 0;
+	if (stat(p, &st) < 0) {
+		if (errno == EACCES)
+			return 0; /* a directory on the way is closed to this reader: db migrate checks it */
+		return fail(l, pf, key, "cannot read '%s': %s", p, strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		m = not_regular_text(p, -EINVAL);
+		return m ? fail(l, pf, key, "%s", m) : oom(l);
+	}
+	int r = secret_mode_check(p, st.st_mode, SECRET_OWNER_ONLY, &m);
+	if (r < 0)
+		return r == -EINVAL ? fail(l, pf, key, "%s", m) : oom(l);
+	return 0;
+}
+
+int config_admin_password(const struct uf_config *cfg, char **ret_password, char **ret_error)
+{
+	_cleanup_free_ char *msg = NULL;
+	char *pw = NULL, *e = NULL;
+	int r;
+
+	if (!cfg->db.admin.user) {
+		r = -EINVAL;
+		if (asprintf(&e, "%s: no database.admin group: no admin account is configured",
+			     cfg->path ? cfg->path : "(built-in defaults)") < 0)
+			e = NULL;
+	} else if (!cfg->db.admin.password_file) {
+		*ret_password = NULL;
+		return 0;
+	} else {
+		r = read_secret_file(cfg->db.admin.password_file, SECRET_OWNER_ONLY, &pw, &msg);
+		if (r == 0) {
+			*ret_password = pw;
+			return 0;
+		}
+		if (!msg || asprintf(&e, "%s:%u: key 'database.admin.password_file': %s", cfg->path ? cfg->path : "?",
+				     cfg->db.admin.password_file_line, msg) < 0) {
+			r = -ENOMEM;
+			e = NULL;
+		}
+	}
+	if (ret_error)
+		*ret_error = e ? e : strdup("out of memory");
+	else
+		free(e);
+	return r;
 }
 
 static int load_retry_delays(struct loader *l, const config_setting_t *s, const char *key)
@@ -885,6 +1076,18 @@ static int check_cross(struct loader *l)
 		if (r < 0)
 			return r;
 	}
+	/* an inline password is as secret as a password_file: the same rule for the file */
+	if (pw && l->cfg->db.password && *l->cfg->db.password) {
+		_cleanup_free_ char *m = NULL;
+		r = secret_mode_check(l->file, l->file_mode, SECRET_GROUP_MAY_READ, &m);
+		if (r < 0)
+			return r == -EINVAL ? fail(l, pw, "database.password",
+						   "%s, or move the password to a password_file", m)
+					    : oom(l);
+	}
+	r = check_admin(l);
+	if (r < 0)
+		return r;
 
 	r = check_slots(l);
 	if (r < 0)
@@ -1068,19 +1271,17 @@ static char *line_name(const char *text, unsigned line)
 
 /* ---- entry points ------------------------------------------------------------------------------ */
 
-static int read_text(const char *path, char **ret)
+/* The file's text and its mode (fstat of the descriptor read). -errno of open_regular: a FIFO,
+ * a device or a socket is -EINVAL/-ENXIO and a directory -EISDIR, refused without a read. */
+static int read_text(const char *path, char **ret, mode_t *ret_mode)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	struct stat st;
+	_cleanup_close_ int fd = open_regular(path, &st);
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
-	struct stat st;
 
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (S_ISDIR(st.st_mode))
-		return -EISDIR;
+		return fd;
 	buf = malloc(CONFIG_MAX_FILE_SIZE + 1);
 	if (!buf)
 		return -ENOMEM;
@@ -1100,6 +1301,7 @@ static int read_text(const char *path, char **ret)
 		return -EBADMSG;
 	buf[len] = '\0';
 	*ret = TAKE_PTR(buf);
+	*ret_mode = st.st_mode;
 	return 0;
 }
 
@@ -1149,6 +1351,14 @@ static int load_text(struct loader *l, const char *text)
 	if (scan.int_line) {
 		const config_setting_t *s = find_int_at(config_root_setting(&l->lc), scan.int_line);
 		_cleanup_free_ char *key = s ? setting_path(s) : NULL;
+		static const char *const secrets[] = { "database.password", "database.admin.password" };
+		for (size_t i = 0; i < ARRAY_SIZE(secrets); i++) {
+			const config_setting_t *pw = config_lookup(&l->lc, secrets[i]);
+			if (pw && config_setting_source_line(pw) == scan.int_line)
+				/* the literal may be the password: name the key, never the value */
+				return failv(l, scan.int_line, secrets[i], -EINVAL,
+					     "must be a string in double quotes (the value is not shown)");
+		}
 		return failv(l, scan.int_line, key, -EINVAL,
 			     "integer %s is out of range (libconfig reads whole numbers as 32 bits)", int_text);
 	}
@@ -1173,9 +1383,18 @@ int config_load(const char *path, struct uf_config *cfg, char **ret_error)
 		r = oom(&l);
 		goto out;
 	}
-	r = read_text(path, &text);
+	r = read_text(path, &text, &l.file_mode);
 	if (r < 0) {
-		if (r == -EBADMSG) {
+		if (r == -EINVAL || r == -ENXIO || r == -EISDIR) {
+			_cleanup_free_ char *m = not_regular_text(path, r);
+			/* "FILE: is a FIFO, not a regular file": the path leads the message already */
+			const char *tail = m ? strstr(m, "' is ") : NULL;
+			r = r == -EISDIR ? -EISDIR : -EINVAL;
+			if (tail)
+				failv(&l, 0, NULL, r, "%s", tail + 2);
+			else
+				r = oom(&l);
+		} else if (r == -EBADMSG) {
 			r = failv(&l, 0, NULL, -EINVAL, "not a text file (contains a NUL byte)");
 		} else if (r == -EFBIG) {
 			failv(&l, 0, NULL, r, "larger than %d bytes: not a configuration file", CONFIG_MAX_FILE_SIZE);
@@ -1292,12 +1511,16 @@ int config_keep_restart_keys(struct uf_config *next, const struct uf_config *run
 	t.db.user = strdup_or_null(running->db.user);
 	t.db.password = strdup_or_null(running->db.password);
 	t.db.name = strdup_or_null(running->db.name);
+	t.db.admin.user = strdup_or_null(running->db.admin.user);
+	t.db.admin.password_file = strdup_or_null(running->db.admin.password_file);
 	t.usb.mode = running->usb.mode;
 	t.usb.n_slots = running->usb.n_slots;
 	t.usb.slots = running->usb.n_slots ? calloc(running->usb.n_slots, sizeof(*t.usb.slots)) : NULL;
 	bool oom = (running->station && !t.station) || (running->db.host && !t.db.host) ||
 		   (running->db.socket && !t.db.socket) || (running->db.user && !t.db.user) ||
 		   (running->db.password && !t.db.password) || (running->db.name && !t.db.name) ||
+		   (running->db.admin.user && !t.db.admin.user) ||
+		   (running->db.admin.password_file && !t.db.admin.password_file) ||
 		   (running->usb.n_slots && !t.usb.slots);
 	for (size_t i = 0; !oom && i < running->usb.n_slots; i++) {
 		const struct slot_conf *s = &running->usb.slots[i];

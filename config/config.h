@@ -27,6 +27,15 @@ struct uf_config {
 		char *user;	/* "usbforge" */
 		char *password; /* from password or password_file; NULL when neither */
 		char *name;	/* "usbforge" */
+		/* database.admin: the account `usbforge db migrate` uses (DDL rights); read by
+		 * nothing else. user NULL = no admin group: migrate uses the account above. The
+		 * password file is read only by config_admin_password() (it is root-only; the
+		 * daemon and the operators cannot read it). */
+		struct {
+			char *user;
+			char *password_file;	     /* resolved path, NULL = no password */
+			unsigned password_file_line; /* its line in the file, for messages */
+		} admin;
 	} db;
 	struct {
 		double poll_interval;	   /* 5.0 */
@@ -80,6 +89,15 @@ int config_init_defaults(struct uf_config *cfg);
  * NULL, *ret_error is a malloc'd one-line message naming the file, the line and the key:
  * "FILE:LINE: key 'worker.max_concurrent': must be an integer between 1 and 64 (got 0)". */
 int config_load(const char *path, struct uf_config *cfg, char **ret_error);
+/* The admin account's password for `usbforge db migrate`: reads cfg->db.admin.password_file
+ * (opened with open_regular: a FIFO or device is refused at once; it must be a regular file
+ * that neither group nor others can access, and its first line is the password). *ret_password
+ * is NULL when the admin group names no password file. Returns 0, -EINVAL (no database.admin
+ * group, or a bad file), -errno of the open (-ENOENT, -EACCES…) or -ENOMEM; on failure
+ * *ret_error (may be NULL) is a malloc'd message naming the config file, the line and the key
+ * ("FILE:LINE: key 'database.admin.password_file': '/etc/…' has mode 0640: …"). The password
+ * never appears in a message. */
+int config_admin_password(const struct uf_config *cfg, char **ret_password, char **ret_error);
 /* Which file to read: explicit argument, else $USBFORGE_CONFIG, else CONFIG_DEFAULT_PATH.
  * Empty strings count as unset. Returns a borrowed pointer (the argument, the environment's
  * string or the constant). */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -55,15 +56,14 @@ static void load_ok(const char *text, struct uf_config *cfg)
 	cr_assert_str_eq(cfg->path, conf);
 }
 
-/* The file must be refused with want_r and exactly "CONF" + want_tail as the message; *cfg is
- * left zeroed. */
-static void load_bad(const char *text, int want_r, const char *want_tail)
+/* CONF as it is must be refused with want_r and exactly "CONF" + want_tail as the message;
+ * *cfg is left zeroed. */
+static void expect_bad(int want_r, const char *want_tail)
 {
 	struct uf_config cfg;
 	char *err = NULL, *want = NULL;
 
 	memset(&cfg, 0x5a, sizeof(cfg));
-	write_text(conf, text);
 	int r = config_load(conf, &cfg, &err);
 	cr_assert_eq(r, want_r, "config_load = %d, want %d (%s)", r, want_r, err ? err : "(no message)");
 	cr_assert(asprintf(&want, "%s%s", conf, want_tail) > 0);
@@ -75,6 +75,12 @@ static void load_bad(const char *text, int want_r, const char *want_tail)
 	config_done(&cfg);
 	free(err);
 	free(want);
+}
+
+static void load_bad(const char *text, int want_r, const char *want_tail)
+{
+	write_text(conf, text);
+	expect_bad(want_r, want_tail);
 }
 
 static char *hostname(void)
@@ -167,7 +173,8 @@ Test(config, load_out_of_memory)
 	char *text = NULL;
 	cr_assert(asprintf(&text,
 			   "station = \"kiosk-1\";\n"
-			   "database = { host = \"db.example\"; password_file = \"%s\"; };\n"
+			   "database = { host = \"db.example\"; password_file = \"%s\";\n"
+			   "  admin = { user = \"adm\"; password_file = \"db.password\"; }; };\n"
 			   "retry = { delays = [1.5, 30.0]; };\n"
 			   "content = { root = \"content\"; };\n"
 			   "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/dev/sdx\"; } ); };\n",
@@ -186,6 +193,8 @@ Test(config, load_out_of_memory)
 			cr_assert_str_eq(c.station, "kiosk-1");
 			cr_assert_str_eq(c.db.host, "db.example");
 			cr_assert_str_eq(c.db.password, "s3cret");
+			cr_assert_str_eq(c.db.admin.user, "adm");
+			cr_assert_str_eq(c.db.admin.password_file, pwf);
 			cr_assert_str_eq(c.content.root, root);
 			cr_assert(c.retry.n_delays == 2 && c.retry.delays[1] == 30.0);
 			cr_assert(c.usb.n_slots == 1 && strcmp(c.usb.slots[0].path, "/dev/sdx") == 0);
@@ -621,26 +630,34 @@ Test(config, password_and_password_file_together)
 	free(pwf);
 }
 
+/* A password_file follows the rule of a config file holding an inline password: others may
+ * neither read nor write it, its group may read it (operators in the usbforge group). */
 Test(config, password_file_readable_by_others)
 {
 	char *pwf = write_in_dir("pw", "secret\n", 0644);
 	char *text = NULL, *tail = NULL;
 	cr_assert(asprintf(&text, "\ndatabase = { password_file = \"%s\"; };\n", pwf) > 0);
-	cr_assert(asprintf(&tail,
-			   ":2: key 'database.password_file': '%s' has mode 0644: it must not be readable or writable "
-			   "by group or others (chmod 600 '%s')",
-			   pwf, pwf) > 0);
-	load_bad(text, -EINVAL, tail);
-	/* group-writable only is refused too */
-	cr_assert_eq(chmod(pwf, 0620), 0);
-	free(tail);
-	cr_assert(asprintf(&tail,
-			   ":2: key 'database.password_file': '%s' has mode 0620: it must not be readable or writable "
-			   "by group or others (chmod 600 '%s')",
-			   pwf, pwf) > 0);
-	load_bad(text, -EINVAL, tail);
+	static const mode_t refused[] = { 0644, 0604, 0602, 0620, 0660 };
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		cr_assert_eq(chmod(pwf, refused[i]), 0);
+		cr_assert(asprintf(&tail,
+				   ":2: key 'database.password_file': '%s' has mode %04o: a file holding a database "
+				   "password must not be readable or writable by others nor writable by its group "
+				   "(chmod g-w,o-rwx '%s'; the usbforge group may read it)",
+				   pwf, (unsigned)refused[i], pwf) > 0);
+		load_bad(text, -EINVAL, tail);
+		free(tail);
+	}
+	/* group-readable is what operators need */
+	static const mode_t accepted[] = { 0640, 0600, 0400 };
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		struct uf_config c;
+		cr_assert_eq(chmod(pwf, accepted[i]), 0);
+		load_ok(text, &c);
+		cr_assert_str_eq(c.db.password, "secret");
+		config_done(&c);
+	}
 	free(text);
-	free(tail);
 	free(pwf);
 }
 
@@ -664,7 +681,8 @@ Test(config, password_file_missing_empty_or_not_a_file)
 	free(tail);
 
 	cr_assert(asprintf(&text, "database = { password_file = \"%s\"; };\n", dir) > 0);
-	cr_assert(asprintf(&tail, ":1: key 'database.password_file': '%s' is not a regular file", dir) > 0);
+	cr_assert(asprintf(&tail, ":1: key 'database.password_file': '%s' is a directory, not a regular file", dir) >
+		  0);
 	load_bad(text, -EINVAL, tail);
 	free(text);
 	free(tail);
@@ -760,7 +778,7 @@ Test(config, unreadable_config_file_and_directory)
 	char *err = NULL, *want = NULL;
 
 	cr_assert_eq(config_load(dir, &c, &err), -EISDIR);
-	cr_assert(asprintf(&want, "%s: cannot read the configuration: Is a directory", dir) > 0);
+	cr_assert(asprintf(&want, "%s: is a directory, not a regular file", dir) > 0);
 	cr_assert_str_eq(err, want);
 	free(err);
 	free(want);
@@ -792,4 +810,232 @@ Test(config, big_numbers_in_comments_and_strings_are_not_values)
 	load_bad("/* one\n two */\nworker = { max_concurrent = 5000000000; };\n", -EINVAL,
 		 ":3: key 'worker.max_concurrent': integer 5000000000 is out of range (libconfig reads whole numbers "
 		 "as 32 bits)");
+}
+
+/* ---- secrets (issue 11) ---------------------------------------------------------------------- */
+
+/* An inline database.password makes the config file a secret: refused when others can read or
+ * write it (or its group write it), on the mode of the descriptor read; the usbforge group may
+ * read it. An empty password is no secret. */
+Test(config, inline_password_in_a_file_others_can_read)
+{
+	const char *text = "station = \"k\";\ndatabase = {\n  password = \"hunter2\";\n};\n";
+	char *tail = NULL;
+	write_text(conf, text);
+	static const mode_t refused[] = { 0644, 0604, 0664, 0666 };
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		cr_assert_eq(chmod(conf, refused[i]), 0);
+		cr_assert(
+			asprintf(&tail,
+				 ":3: key 'database.password': '%s' has mode %04o: a file holding a database password "
+				 "must not be readable or writable by others nor writable by its group (chmod "
+				 "g-w,o-rwx '%s'; the usbforge group may read it), or move the password to a "
+				 "password_file",
+				 conf, (unsigned)refused[i], conf) > 0);
+		expect_bad(-EINVAL, tail);
+		free(tail);
+	}
+	static const mode_t accepted[] = { 0640, 0600 };
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		struct uf_config c;
+		char *err = NULL;
+		cr_assert_eq(chmod(conf, accepted[i]), 0);
+		cr_assert_eq(config_load(conf, &c, &err), 0, "%s", err ? err : "");
+		cr_assert_str_eq(c.db.password, "hunter2");
+		config_done(&c);
+	}
+	/* no inline password (or an empty one): the file may be world-readable */
+	struct uf_config c;
+	cr_assert_eq(chmod(conf, 0644), 0);
+	load_ok("database = { password = \"\"; user = \"u\"; };\n", &c);
+	cr_assert_str_eq(c.db.password, "");
+	config_done(&c);
+}
+
+/* No message ever shows a password's value: a wrong type, a literal libconfig cannot hold, a
+ * length, the admin group given a string. (Today's loader said "(got 12345)".) */
+Test(config, secret_values_never_in_messages)
+{
+	load_bad("database = {\n  password = 12345;\n};\n", -EINVAL,
+		 ":2: key 'database.password': must be a string in double quotes (the value is not shown)");
+	load_bad("database = { password = 99999999999; };\n", -EINVAL,
+		 ":1: key 'database.password': must be a string in double quotes (the value is not shown)");
+	load_bad("database = { port = 3306; password = 99999999999; };\n", -EINVAL,
+		 ":1: key 'database.password': must be a string in double quotes (the value is not shown)");
+	load_bad("database = { password = 2.5; };\n", -EINVAL,
+		 ":1: key 'database.password': must be a string in double quotes (the value is not shown)");
+	load_bad("database = { password = [\"s3cret\"]; };\n", -EINVAL,
+		 ":1: key 'database.password': must be a string in double quotes (the value is not shown)");
+	char *text = NULL, *longpw = malloc(5001);
+	cr_assert_not_null(longpw);
+	memset(longpw, 'p', 5000);
+	longpw[5000] = '\0';
+	cr_assert(asprintf(&text, "database = { password = \"%s\"; };\n", longpw) > 0);
+	load_bad(text, -EINVAL, ":1: key 'database.password': must be at most 4096 characters long");
+	free(text);
+	free(longpw);
+	load_bad("database = { admin = \"s3cret\"; };\n", -EINVAL,
+		 ":1: key 'database.admin': must be a group { … } (the value is not shown)");
+	load_bad("database = { admin = { user = \"a\"; password = 77777777777; }; };\n", -EINVAL,
+		 ":1: key 'database.admin.password': must be a string in double quotes (the value is not shown)");
+	load_bad("database = {\n admin = { user = \"a\";\n password = \"s3cret\"; };\n};\n", -EINVAL,
+		 ":3: key 'database.admin.password': is not accepted: the admin password belongs in a file only "
+		 "its owner can read (database.admin.password_file, chmod 600), not in a file the usbforge group "
+		 "reads");
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A FIFO (or a device) as the config file is refused at once, never opened for a blocking read;
+ * the timeout makes a hang a failure. */
+Test(config, fifo_or_device_as_config_file, .timeout = 10)
+{
+	char *fifo = tu_path(dir, "fifo.conf"), *want = NULL, *err = NULL;
+	struct uf_config c;
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	double t0 = now_s();
+	cr_assert_eq(config_load(fifo, &c, &err), -EINVAL);
+	cr_assert_lt(now_s() - t0, 0.5);
+	cr_assert(asprintf(&want, "%s: is a FIFO, not a regular file", fifo) > 0);
+	cr_assert_str_eq(err, want);
+	free(err);
+	free(want);
+	/* named through the environment too */
+	setenv("USBFORGE_CONFIG", fifo, 1);
+	cr_assert_eq(config_load_default(NULL, &c, &err), -EINVAL);
+	cr_assert(asprintf(&want, "%s: is a FIFO, not a regular file", fifo) > 0);
+	cr_assert_str_eq(err, want);
+	free(err);
+	free(want);
+	/* a character device reads as an empty file: it used to load as all defaults */
+	cr_assert_eq(config_load("/dev/null", &c, &err), -EINVAL);
+	cr_assert_str_eq(err, "/dev/null: is a character device, not a regular file");
+	free(err);
+	free(fifo);
+}
+
+Test(config, fifo_as_password_file, .timeout = 10)
+{
+	char *fifo = tu_path(dir, "pw.fifo"), *text = NULL, *tail = NULL;
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	cr_assert(asprintf(&text, "database = {\n  password_file = \"pw.fifo\";\n};\n") > 0);
+	cr_assert(asprintf(&tail, ":2: key 'database.password_file': '%s' is a FIFO, not a regular file", fifo) > 0);
+	double t0 = now_s();
+	load_bad(text, -EINVAL, tail);
+	cr_assert_lt(now_s() - t0, 0.5);
+	free(text);
+	free(tail);
+	cr_assert(asprintf(&text, "database = { password_file = \"/dev/zero\"; };\n") > 0);
+	load_bad(text, -EINVAL,
+		 ":1: key 'database.password_file': '/dev/zero' is a character device, not a regular file");
+	free(text);
+	free(fifo);
+}
+
+/* database.admin: the account of db migrate, its password file root-only and read on demand. */
+Test(config, admin_account)
+{
+	struct uf_config c;
+	char *pw = NULL, *err = NULL, *want = NULL;
+	char *apf = write_in_dir("admin.pw", "adm1n-pw\n", 0600);
+	char *dpf = write_in_dir("db.pw", "daemon-pw\n", 0640);
+	load_ok("database = {\n  user = \"forge\"; password_file = \"db.pw\";\n"
+		"  admin = { user = \"forge_admin\";\n    password_file = \"admin.pw\"; };\n};\n",
+		&c);
+	cr_assert_str_eq(c.db.user, "forge");
+	cr_assert_str_eq(c.db.password, "daemon-pw");
+	cr_assert_str_eq(c.db.admin.user, "forge_admin");
+	cr_assert_str_eq(c.db.admin.password_file, apf);
+	cr_assert_eq(c.db.admin.password_file_line, 4);
+	cr_assert_eq(config_admin_password(&c, &pw, &err), 0, "%s", err ? err : "");
+	cr_assert_str_eq(pw, "adm1n-pw");
+	free(pw);
+	pw = NULL;
+	/* read when asked, with the same checks: a file made group-readable since the load */
+	cr_assert_eq(chmod(apf, 0640), 0);
+	cr_assert_eq(config_admin_password(&c, &pw, &err), -EINVAL);
+	cr_assert_null(pw);
+	cr_assert(asprintf(&want,
+			   "%s:4: key 'database.admin.password_file': '%s' has mode 0640: the admin password file "
+			   "must be readable by its owner only (chmod 600 '%s')",
+			   conf, apf, apf) > 0);
+	cr_assert_str_eq(err, want);
+	free(err);
+	free(want);
+	/* replaced by a FIFO: refused at once */
+	cr_assert_eq(unlink(apf), 0);
+	cr_assert_eq(mkfifo(apf, 0600), 0);
+	cr_assert_eq(config_admin_password(&c, &pw, &err), -EINVAL);
+	cr_assert(asprintf(&want, "%s:4: key 'database.admin.password_file': '%s' is a FIFO, not a regular file", conf,
+			   apf) > 0);
+	cr_assert_str_eq(err, want);
+	free(err);
+	free(want);
+	config_done(&c);
+
+	/* checked at load: the mode, the kind, a missing file */
+	char *text = NULL, *tail = NULL;
+	cr_assert(asprintf(&text, "database = { admin = { user = \"a\";\n password_file = \"admin.pw\"; }; };\n") > 0);
+	cr_assert(asprintf(&tail, ":2: key 'database.admin.password_file': '%s' is a FIFO, not a regular file", apf) >
+		  0);
+	load_bad(text, -EINVAL, tail);
+	free(tail);
+	cr_assert_eq(unlink(apf), 0);
+	cr_assert(asprintf(&tail, ":2: key 'database.admin.password_file': cannot read '%s': No such file or directory",
+			   apf) > 0);
+	load_bad(text, -EINVAL, tail);
+	free(tail);
+	write_text(apf, "x\n");
+	cr_assert_eq(chmod(apf, 0604), 0);
+	cr_assert(asprintf(&tail,
+			   ":2: key 'database.admin.password_file': '%s' has mode 0604: the admin password file must "
+			   "be readable by its owner only (chmod 600 '%s')",
+			   apf, apf) > 0);
+	load_bad(text, -EINVAL, tail);
+	free(tail);
+	free(text);
+	load_bad("database = {\n  admin = { password_file = \"admin.pw\"; };\n};\n", -EINVAL,
+		 ":2: key 'database.admin': has no 'user': name the account that may change the schema, e.g. admin = "
+		 "{ user = \"usbforge_admin\"; password_file = \"…\"; }");
+	load_bad("database = { admin = { user = \"a\"; pasword_file = \"x\"; }; };\n", -EINVAL,
+		 ":1: key 'database.admin.pasword_file': unknown key (known keys in database.admin: user, "
+		 "password_file, password)");
+	load_bad("database = { admin = { user = \"\"; }; };\n", -EINVAL,
+		 ":1: key 'database.admin.user': must not be empty");
+
+	/* no password file: an account without a password (unix_socket authentication) */
+	load_ok("database = { admin = { user = \"root\"; }; };\n", &c);
+	pw = (char *)"unchanged";
+	cr_assert_eq(config_admin_password(&c, &pw, &err), 0);
+	cr_assert_null(pw);
+	config_done(&c);
+	/* no admin group */
+	load_ok("database = { user = \"u\"; };\n", &c);
+	cr_assert_null(c.db.admin.user);
+	cr_assert_eq(config_admin_password(&c, &pw, &err), -EINVAL);
+	cr_assert(asprintf(&want, "%s: no database.admin group: no admin account is configured", conf) > 0);
+	cr_assert_str_eq(err, want);
+	free(err);
+	free(want);
+	config_done(&c);
+
+	/* a reload keeps the running database group, admin included, as copies of its own */
+	struct uf_config running, next;
+	write_text(apf, "x\n");
+	cr_assert_eq(chmod(apf, 0600), 0);
+	load_ok("database = { admin = { user = \"a1\"; password_file = \"admin.pw\"; }; };\n", &running);
+	load_ok("database = { admin = { user = \"a2\"; }; };\n", &next);
+	cr_assert_eq(config_keep_restart_keys(&next, &running), 0);
+	cr_assert_str_eq(next.db.admin.user, "a1");
+	cr_assert_str_eq(next.db.admin.password_file, apf);
+	cr_assert_neq(next.db.admin.user, running.db.admin.user);
+	config_done(&running);
+	config_done(&next);
+	free(apf);
+	free(dpf);
 }
