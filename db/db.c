@@ -84,6 +84,11 @@ static int check_up(struct db *db)
 }
 
 bool db_is_up(const struct db *db) { return db->my != NULL; }
+void db_set_error(struct db *db, unsigned err, const char *msg)
+{
+	db->err = err;
+	set_error(db, msg);
+}
 unsigned db_errno(struct db *db) { return db->err; }
 const char *db_error(struct db *db)
 {

@@ -67,6 +67,9 @@ bool db_is_up(const struct db *db);
 
 const char *db_error(struct db *db);
 unsigned db_errno(struct db *db);
+/* Make db_error()/db_errno() report msg (copied) and err again, e.g. after a clean-up statement
+ * that followed the failure a caller must see. */
+void db_set_error(struct db *db, unsigned err, const char *msg);
 /* "10.11.6-MariaDB-…" */
 const char *db_server_version(struct db *db);
 

@@ -5,7 +5,10 @@
 #include "db/schema.h"
 
 #include <errno.h>
+#include <mysqld_error.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -294,6 +297,14 @@ static const char *const v2[] = {
 	"        (SELECT value FROM settings WHERE name = 'stuck.queued_timeout') * 1000000 MICROSECOND)",
 };
 
+/* The server refused a statement for want of a privilege (the daemon's account has only SELECT,
+ * INSERT, UPDATE, DELETE): db_migrate says -EACCES so that its caller can name the admin account. */
+static bool access_denied(unsigned e)
+{
+	return e == ER_TABLEACCESS_DENIED_ERROR || e == ER_DBACCESS_DENIED_ERROR || e == ER_COLUMNACCESS_DENIED_ERROR ||
+	       e == ER_SPECIFIC_ACCESS_DENIED_ERROR || e == ER_PROCACCESS_DENIED_ERROR;
+}
+
 struct migration {
 	int version;
 	const char *name;
@@ -353,18 +364,31 @@ int db_migrate(struct db *db, int *ret_applied)
 			r = db_exec(db, NULL, m->stmts[s], DB_END);
 			if (r < 0) {
 				log_debug("migration %d statement %zu failed: %s", m->version, s, db_error(db));
+				if (access_denied(db_errno(db)))
+					r = -EACCES;
 				goto out;
 			}
 		}
 		r = db_exec(db, NULL, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", DB_I64(m->version),
 			    DB_STR(m->name), DB_END);
-		if (r < 0)
+		if (r < 0) {
+			if (access_denied(db_errno(db)))
+				r = -EACCES;
 			goto out;
+		}
 		applied++;
 	}
 	if (ret_applied)
 		*ret_applied = applied;
 out:
+	if (r < 0) {
+		/* the release must not wipe the reason the caller reports */
+		unsigned e = db_errno(db);
+		_cleanup_free_ char *why = strdup(db_error(db));
+		(void)db_exec(db, NULL, "DO RELEASE_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'))", DB_END);
+		db_set_error(db, e, why ? why : "out of memory");
+		return r;
+	}
 	(void)db_exec(db, NULL, "DO RELEASE_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'))", DB_END);
 	return r;
 }

@@ -51,9 +51,14 @@ static char *slurp(const char *path)
 	cr_assert(f);
 	char *s = NULL;
 	size_t n = 0;
-	cr_assert(getdelim(&s, &n, '\0', f) >= 0 || (s && !*s) || feof(f));
+	ssize_t got = getdelim(&s, &n, '\0', f);
+	cr_assert(got >= 0 || feof(f));
 	fclose(f);
-	return s ? s : strdup("");
+	if (got < 0) { /* an empty file: s holds nothing defined */
+		free(s);
+		return strdup("");
+	}
+	return s;
 }
 
 /* Run usbforge with args (NULL-terminated), stdin from /dev/null. */
@@ -527,4 +532,145 @@ Test(cli, content_scan_stays_in_the_library, .timeout = 60)
 	free(p);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active"), 2);
 	free(root), free(other);
+}
+
+/* ---- least privilege and secrets (issue 11) ---------------------------------------------------- */
+
+#define MIGDB "uf_t_cli_migrate"
+
+/* db migrate on an empty database: the daemon's account alone fails with what to do (exit 1,
+ * nothing created); with database.admin it creates the schema; afterwards the daemon's account
+ * finds it current and the CLI works with it. */
+Test(cli, migrate_needs_the_admin_account)
+{
+	tdb_empty(MIGDB);
+	char *small = tu_path(dir, "small.conf"), *text = NULL;
+	cr_assert(asprintf(&text,
+			   "database = { socket = \"%s\"; user = \"" TDB_APP_USER "\"; password_file = \"%s\";"
+			   " name = \"" MIGDB "\"; };\n",
+			   tdb_socket(), tdb_password_file(false)) > 0);
+	tu_write_file(small, text, strlen(text));
+	free(text);
+	struct run r = RUN("--config", small, "db", "migrate");
+	cr_assert_eq(r.status, 1);
+	char *want = NULL;
+	cr_assert(asprintf(&want,
+			   "usbforge: migration failed: CREATE command denied to user 'usbforge'@'localhost' for table "
+			   "`" MIGDB
+			   "`.`schema_migrations`: db migrate needs CREATE, ALTER, INDEX, DROP, REFERENCES and "
+			   "CREATE VIEW, and 'usbforge' is the daemon's account: run it as the admin account "
+			   "(database.admin in %s)\n",
+			   small) > 0);
+	cr_assert_str_eq(r.err, want);
+	cr_assert_str_eq(r.out, "");
+	free(want);
+	done(&r);
+
+	char *full = tdb_write_config_as(dir, "full.conf", MIGDB, NULL, NULL, NULL);
+	r = RUN("--config", full, "db", "migrate");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "schema upgraded to version 2 (2 migrations applied)\n");
+	done(&r);
+	r = RUN("--config", small, "db", "migrate");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "schema is current (version 2)\n");
+	done(&r);
+	r = RUN("--config", small, "--json", "jobs");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "[]\n");
+	done(&r);
+
+	/* an admin account without the DDL privileges says which it needs */
+	tdb_root_exec("REVOKE ALTER ON `" MIGDB "`.* FROM '" TDB_ADMIN_USER "'@'localhost'");
+	struct db *adm = tdb_connect_admin(MIGDB);
+	cr_assert_eq(db_exec(adm, NULL, "DELETE FROM schema_migrations WHERE version = 2", DB_END), 0);
+	db_close(adm);
+	r = RUN("--config", full, "db", "migrate");
+	cr_assert_eq(r.status, 1);
+	cr_assert_str_eq(r.err,
+			 "usbforge: migration failed: ALTER command denied to user 'usbforge_admin'@'localhost' for "
+			 "table `" MIGDB "`.`processing_jobs`: the admin account 'usbforge_admin' "
+			 "(database.admin) needs SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, "
+			 "REFERENCES, CREATE VIEW on `" MIGDB "`.*\n");
+	done(&r);
+	tdb_root_exec("DROP DATABASE `" MIGDB "`");
+	free(small);
+	free(full);
+}
+
+/* The admin password file is read by db migrate only, and checked when it is: a file others can
+ * read is refused with the file, line and key (exit 2), while every other command works. */
+Test(cli, admin_password_file_is_for_migrate_only)
+{
+	char *apf = tu_path(dir, "admin.pw"), *text = NULL, *conf = tu_path(dir, "adm.conf");
+	tu_write_file(apf, "x\n", 2);
+	cr_assert_eq(chmod(apf, 0600), 0);
+	cr_assert(asprintf(&text,
+			   "database = { socket = \"%s\"; user = \"" TDB_APP_USER "\"; password_file = \"%s\";"
+			   " name = \"" DBNAME "\";\n  admin = { user = \"" TDB_ADMIN_USER "\";\n"
+			   "    password_file = \"admin.pw\"; }; };\n",
+			   tdb_socket(), tdb_password_file(false)) > 0);
+	tu_write_file(conf, text, strlen(text));
+	free(text);
+	cr_assert_eq(chmod(apf, 0644), 0);
+	struct run r = RUN("--config", conf, "db", "migrate");
+	cr_assert_eq(r.status, 2);
+	char *want = NULL;
+	cr_assert(asprintf(&want,
+			   "usbforge: %s:3: key 'database.admin.password_file': '%s' has mode 0644: the admin password "
+			   "file must be readable by its owner only (chmod 600 '%s')\n",
+			   conf, apf, apf) > 0);
+	cr_assert_str_eq(r.err, want);
+	free(want);
+	done(&r);
+	/* a wrong admin password: db migrate cannot connect and says as whom */
+	cr_assert_eq(chmod(apf, 0600), 0);
+	r = RUN("--config", conf, "db", "migrate");
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "usbforge: DB_UNAVAILABLE: cannot connect to MariaDB at ") &&
+			  strstr(r.err, " as 'usbforge_admin', database " DBNAME ": Access denied for user "
+					"'usbforge_admin'@'localhost' (using password: YES)\n"),
+		  "%s", r.err);
+	done(&r);
+	/* nothing else reads it */
+	r = RUN("--config", conf, "--json", "jobs");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	done(&r);
+	free(apf);
+	free(conf);
+}
+
+/* A FIFO as the config file (--config or $USBFORGE_CONFIG) is refused at once, exit 2. */
+Test(cli, fifo_as_config_file, .timeout = 20)
+{
+	char *fifo = tu_path(dir, "fifo.conf"), *want = NULL;
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	struct run r = RUN("--config", fifo, "jobs");
+	cr_assert_eq(r.status, 2);
+	cr_assert(asprintf(&want, "usbforge: %s: is a FIFO, not a regular file\n", fifo) > 0);
+	cr_assert_str_eq(r.err, want);
+	done(&r);
+	free(want);
+	free(fifo);
+}
+
+/* An inline password in a config file others can read: refused, the value never shown. */
+Test(cli, inline_password_in_a_world_readable_config)
+{
+	char *conf = tu_path(dir, "inline.conf"), *want = NULL;
+	const char *text = "database = { user = \"u\";\n  password = \"pa55-w0rd\"; };\n";
+	tu_write_file(conf, text, strlen(text));
+	cr_assert_eq(chmod(conf, 0644), 0);
+	struct run r = RUN("--config", conf, "jobs");
+	cr_assert_eq(r.status, 2);
+	cr_assert(asprintf(&want,
+			   "usbforge: %s:2: key 'database.password': '%s' has mode 0644: a file holding a database "
+			   "password must not be readable or writable by others nor writable by its group (chmod "
+			   "g-w,o-rwx '%s'; the usbforge group may read it), or move the password to a password_file\n",
+			   conf, conf, conf) > 0);
+	cr_assert_str_eq(r.err, want);
+	cr_assert_null(strstr(r.err, "pa55-w0rd"));
+	done(&r);
+	free(want);
+	free(conf);
 }

@@ -3,16 +3,26 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "db/schema.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
 
-static struct db *db;
+static struct db *db;  /* the daemon's account */
+static struct db *adm; /* the admin account: migrations, and faking an old schema */
 
-static void setup(void) { db = tdb_fresh("uf_t_schema"); }
-static void teardown(void) { db = db_close(db); }
+static void setup(void)
+{
+	db = tdb_fresh("uf_t_schema");
+	adm = tdb_connect_admin("uf_t_schema");
+}
+static void teardown(void)
+{
+	db = db_close(db);
+	adm = db_close(adm);
+}
 
 TestSuite(schema, .init = setup, .fini = teardown);
 
@@ -26,7 +36,7 @@ Test(schema, migrate_twice_changes_nothing)
 	long long before = tables();
 	cr_assert_eq(before, 14, "10 tables + settings + 3 views, got %lld", before);
 	int applied = -1;
-	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
+	cr_assert_eq(db_migrate(adm, &applied), 0, "%s", db_error(adm));
 	cr_assert_eq(applied, 0);
 	cr_assert_eq(tables(), before);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM schema_migrations"), db_schema_latest());
@@ -46,7 +56,7 @@ Test(schema, rows_survive_a_rerun)
 			     DB_END),
 		     0);
 	int applied = -1;
-	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
+	cr_assert_eq(db_migrate(adm, &applied), 0, "%s", db_error(adm));
 	cr_assert_eq(applied, 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE order_number = 'K1' AND quantity = 2"), 1);
 }
@@ -61,14 +71,15 @@ Test(schema, v1_database_upgrades_in_place)
 			     DB_END),
 		     0, "%s", db_error(db));
 	/* Turn the database back into a v1 one, as an appliance installed before v2 has it. */
-	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP CONSTRAINT ck_content_xxh", DB_END), 0, "%s",
-		     db_error(db));
-	cr_assert_eq(db_exec(db, NULL, "ALTER TABLE content_items DROP COLUMN xxh128", DB_END), 0, "%s", db_error(db));
-	cr_assert_eq(db_exec(db, NULL,
+	cr_assert_eq(db_exec(adm, NULL, "ALTER TABLE content_items DROP CONSTRAINT ck_content_xxh", DB_END), 0, "%s",
+		     db_error(adm));
+	cr_assert_eq(db_exec(adm, NULL, "ALTER TABLE content_items DROP COLUMN xxh128", DB_END), 0, "%s",
+		     db_error(adm));
+	cr_assert_eq(db_exec(adm, NULL,
 			     "ALTER TABLE processing_jobs DROP INDEX ix_jobs_claim_rank, DROP COLUMN claim_rank,"
 			     " ADD KEY ix_jobs_claim (claimable DESC, capacity_bytes DESC, id, station, next_attempt_at, min_device_bytes)",
 			     DB_END),
-		     0, "%s", db_error(db));
+		     0, "%s", db_error(adm));
 	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version >= 2", DB_END), 0);
 	insert_order();
 	cr_assert_eq(db_exec(db, NULL,
@@ -78,7 +89,7 @@ Test(schema, v1_database_upgrades_in_place)
 	int cur = -1, applied = -1;
 	cr_assert_eq(db_schema_current(db, &cur), 0);
 	cr_assert_eq(cur, 1);
-	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
+	cr_assert_eq(db_migrate(adm, &applied), 0, "%s", db_error(adm));
 	cr_assert_eq(applied, db_schema_latest() - 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE rel_path = 'A/b.mp3' AND xxh128 IS NULL"),
 		     1, "the row survives, its xxh128 waits for the next scan");
@@ -287,4 +298,92 @@ Test(schema, old_servers_are_refused)
 	cr_assert_not(db_version_supported("5.7.44"));
 	cr_assert_not(db_version_supported("8.0.0"));
 	cr_assert_not(db_version_supported("garbage"));
+}
+
+/* ---- least privilege (issue 11) ---------------------------------------------------------------- */
+
+static char *query_str(struct db *c, const char *sql)
+{
+	MYSQL_RES *res = NULL;
+	cr_assert_eq(db_query(c, &res, sql, DB_END), 0, "%s: %s", sql, db_error(c));
+	MYSQL_ROW row = mysql_fetch_row(res);
+	char *v = strdup(row && row[0] ? row[0] : "(null)");
+	mysql_free_result(res);
+	return v;
+}
+
+static void assert_denied(const char *sql, const char *want)
+{
+	cr_assert_eq(db_exec(db, NULL, sql, DB_END), -EIO, "%s", sql);
+	cr_assert_str_eq(db_error(db), want);
+}
+
+/* The daemon's account (the one every suite but the migrations runs as) may read and write rows
+ * and nothing more: it cannot create, drop or alter a table, an index or a view. */
+Test(schema, the_daemons_account_cannot_change_the_schema)
+{
+	assert_denied("CREATE TABLE t_x (id INT)",
+		      "CREATE command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`t_x`");
+	assert_denied("DROP TABLE orders",
+		      "DROP command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`orders`");
+	assert_denied("ALTER TABLE orders ADD COLUMN x INT",
+		      "ALTER command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`orders`");
+	assert_denied("CREATE INDEX ix_x ON orders (customer)",
+		      "INDEX command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`orders`");
+	assert_denied("CREATE OR REPLACE VIEW v_queue_stats AS SELECT 1",
+		      "CREATE VIEW command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`v_queue_stats`");
+	assert_denied("TRUNCATE TABLE events",
+		      "DROP command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`events`");
+	cr_assert_eq(tables(), 14);
+	/* exactly the four privileges on the schema and none on the server */
+	char *privs = query_str(db, "SELECT GROUP_CONCAT(privilege_type ORDER BY privilege_type)"
+				    " FROM information_schema.schema_privileges WHERE table_schema = DATABASE()");
+	cr_assert_str_eq(privs, "DELETE,INSERT,SELECT,UPDATE");
+	free(privs);
+	privs = query_str(db, "SELECT GROUP_CONCAT(privilege_type) FROM information_schema.user_privileges");
+	cr_assert_str_eq(privs, "USAGE");
+	free(privs);
+	privs = query_str(adm, "SELECT GROUP_CONCAT(privilege_type ORDER BY privilege_type)"
+			       " FROM information_schema.schema_privileges WHERE table_schema = DATABASE()");
+	cr_assert_str_eq(privs, "ALTER,CREATE,CREATE VIEW,DELETE,DROP,INDEX,INSERT,REFERENCES,SELECT,UPDATE");
+	free(privs);
+}
+
+/* scripts/db gives its two accounts exactly these privileges on "usbforge" (the demo, bench and
+ * chaos databases get the same through `scripts/db grant`). */
+Test(schema, scripts_db_accounts_have_exactly_their_privileges)
+{
+	char *privs = query_str(db, "SELECT GROUP_CONCAT(privilege_type ORDER BY privilege_type)"
+				    " FROM information_schema.schema_privileges WHERE table_schema = 'usbforge'");
+	cr_assert_str_eq(privs, "DELETE,INSERT,SELECT,UPDATE");
+	free(privs);
+	privs = query_str(adm, "SELECT GROUP_CONCAT(privilege_type ORDER BY privilege_type)"
+			       " FROM information_schema.schema_privileges WHERE table_schema = 'usbforge'");
+	cr_assert_str_eq(privs, "ALTER,CREATE,CREATE VIEW,DELETE,DROP,INDEX,INSERT,REFERENCES,SELECT,UPDATE");
+	free(privs);
+	privs = query_str(adm, "SELECT GROUP_CONCAT(privilege_type) FROM information_schema.user_privileges");
+	cr_assert_str_eq(privs, "USAGE");
+	free(privs);
+}
+
+/* A migration the daemon's account would have to run is refused as -EACCES (the CLI then names
+ * the admin account) and changes nothing; the admin account applies it. */
+Test(schema, migrate_as_the_daemons_account_is_eacces)
+{
+	int applied = -1;
+	/* current: nothing to change, nothing refused */
+	cr_assert_eq(db_migrate(db, &applied), 0, "%s", db_error(db));
+	cr_assert_eq(applied, 0);
+	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version = ?", DB_I64(db_schema_latest()),
+			     DB_END),
+		     0);
+	applied = -1;
+	cr_assert_eq(db_migrate(db, &applied), -EACCES);
+	cr_assert_eq(applied, -1);
+	cr_assert_str_eq(db_error(db),
+			 "ALTER command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`processing_jobs`");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM schema_migrations"), db_schema_latest() - 1);
+	cr_assert_eq(db_migrate(adm, &applied), 0, "%s", db_error(adm));
+	cr_assert_eq(applied, 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM schema_migrations"), db_schema_latest());
 }

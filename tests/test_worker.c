@@ -23,6 +23,7 @@
 #include "db/content.h"
 #include "db/jobs.h"
 #include "db/orders.h"
+#include "db/schema.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
 #include "test_usb_loop.h"
@@ -170,12 +171,12 @@ static char *config(const char *const *slots, const char *extra)
 	return p;
 }
 
-/* The same, as file dir/name, connecting as user (root when NULL). */
+/* The same, as file dir/name, connecting as user (the daemon's account when NULL). */
 static char *config_as(const char *name, const char *user, const char *password, const char *const *slots,
 		       const char *extra)
 {
 	char *s = config_text(slots, extra);
-	char *p = tdb_write_config_as(dir, name, DBNAME, user ? user : "root", password, s);
+	char *p = tdb_write_config_as(dir, name, DBNAME, user, password, s);
 	free(s);
 	return p;
 }
@@ -1184,7 +1185,7 @@ Test(worker, database_outage_with_refused_reconnects_is_survived_and_nothing_is_
 	cr_assert_eq(down, 0);
 	/* the server's clock just before the account is back: a row written after this was kept
 	 * while the database was away */
-	cr_assert_eq(db_exec(db, NULL, "CREATE TEMPORARY TABLE t_back AS SELECT NOW(6) AS at", DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL, "SET @t_back = NOW(6)", DB_END), 0);
 	cr_assert_eq(tdb_user_lock(db, user, false), 0);
 	cr_assert_eq(wait_exit(pid, 120), 0);
 
@@ -1197,7 +1198,7 @@ Test(worker, database_outage_with_refused_reconnects_is_survived_and_nothing_is_
 	 * write and of its verification were kept and written when the server was back, once
 	 * each, in order */
 	snprintf(q, sizeof(q),
-		 "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld AND created_at > (SELECT at FROM t_back)"
+		 "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld AND created_at > @t_back"
 		 " AND message IN ('writing done', 'verification started', 'verification done', 'job done')",
 		 first);
 	cr_assert_eq(tdb_count(db, q), 4);
@@ -1218,9 +1219,9 @@ Test(worker, database_outage_with_refused_reconnects_is_survived_and_nothing_is_
 			       "   < CAST(SUBSTRING_INDEX(SUBSTRING_INDEX(a.message, ' ', -1), '%', 1) AS UNSIGNED))"),
 		     0, "rows are in the order they were reported");
 	/* back at work as soon as the server was: the end recorded and the next unit claimed */
-	long long ms = tdb_count(db, "SELECT TIMESTAMPDIFF(MICROSECOND, (SELECT at FROM t_back), MAX(completed_at))"
+	long long ms = tdb_count(db, "SELECT TIMESTAMPDIFF(MICROSECOND, @t_back, MAX(completed_at))"
 				     " DIV 1000 FROM processing_jobs WHERE unit_index = 0");
-	long long claim_ms = tdb_count(db, "SELECT TIMESTAMPDIFF(MICROSECOND, (SELECT at FROM t_back), started_at)"
+	long long claim_ms = tdb_count(db, "SELECT TIMESTAMPDIFF(MICROSECOND, @t_back, started_at)"
 					   " DIV 1000 FROM processing_jobs WHERE unit_index = 1");
 	cr_log_info("outage: end recorded %lld ms and next unit claimed %lld ms after the server was back", ms,
 		    claim_ms);
@@ -1229,7 +1230,7 @@ Test(worker, database_outage_with_refused_reconnects_is_survived_and_nothing_is_
 	cr_assert_eq(count_lines(errp, "end recorded after the database came back"), 1);
 	assert_clean_stderr(errp);
 	assert_same_bytes(img, s0, 24 << 20);
-	(void)db_exec(db, NULL, "DROP USER IF EXISTS 'uf_t_worker_outage'@'localhost'", DB_END);
+	tdb_root_exec("DROP USER IF EXISTS 'uf_t_worker_outage'@'localhost'");
 	free(errp);
 	free(img);
 	free(s0);
@@ -1317,10 +1318,9 @@ Test(worker, sighup_reloads_the_configuration_and_refuses_a_bad_file)
 	/* a good file with a new poll interval and a new station */
 	char *text = config_text(slots, "write = { max_rate = \"8MiB\"; probe = false; };");
 	char *good = NULL;
-	cr_assert(
-		asprintf(&good,
-			 "station = \"other-station\";\ndatabase = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };\n%s",
-			 tdb_socket(), DBNAME, strstr(text, "worker =")) > 0);
+	char *dbconf = tdb_database_conf(DBNAME);
+	cr_assert(asprintf(&good, "station = \"other-station\";\n%s\n%s", dbconf, strstr(text, "worker =")) > 0);
+	free(dbconf);
 	good = realloc(good, strlen(good) + 64);
 	char *pi = strstr(good, "poll_interval = 0.2");
 	cr_assert(pi);
@@ -1721,4 +1721,41 @@ Test(worker, two_daemons_with_the_same_file_slot_never_write_it_at_once)
 	free(stick);
 	free(img);
 	free(cfg);
+}
+
+/* Least privilege (issue 11): the daemon's account cannot change the schema. A daemon that finds
+ * the schema older than itself says once what to do and starts as soon as `db migrate` has run
+ * as the admin account (before, it logged an empty "migration failed: " every second). */
+Test(worker, schema_behind_waits_for_db_migrate_by_the_admin)
+{
+	char *img = make_image("behind.img", 1, 95);
+	char *s0 = make_stick("s0.img", 64 << 20);
+	const char *slots[] = { s0, NULL };
+	char *cfg = config(slots, "write = { probe = false; };");
+	add_confirm("BEHIND", 1, img, 64 << 20);
+	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version = ?", DB_I64(db_schema_latest()),
+			     DB_END),
+		     0);
+	char *errp = tu_path(dir, "behind.err");
+	pid_t pid = spawn_daemon_logged(cfg, true, errp);
+	const char *said = "may not change it (ALTER command denied to user 'usbforge'@'localhost' for table "
+			   "`uf_t_worker`.`processing_jobs`): run 'usbforge db migrate' as the admin account "
+			   "(database.admin); waiting";
+	cr_assert_eq(wait_line(errp, said, 1, 30), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued'"), 1);
+	struct db *adm = tdb_connect_admin(DBNAME);
+	int applied = -1;
+	cr_assert_eq(db_migrate(adm, &applied), 0, "%s", db_error(adm));
+	cr_assert_eq(applied, 1);
+	db_close(adm);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
+	cr_assert_eq(count_lines(errp, said), 1, "said once");
+	cr_assert_eq(count_lines(errp, "the database schema is current: at work"), 1);
+	cr_assert_eq(count_lines(errp, "migration failed"), 0);
+	assert_clean_stderr(errp);
+	free(errp);
+	free(cfg);
+	free(img);
+	free(s0);
 }

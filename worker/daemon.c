@@ -64,6 +64,7 @@ struct daemon {
 	bool once;
 	struct db *db;
 	bool db_down_logged;
+	bool schema_behind_logged; /* the account may not migrate: said once until it is migrated */
 	double db_retry_at, db_backoff;
 	char *worker_id, *hostname;
 	struct slot *slots;
@@ -271,6 +272,22 @@ static int db_up(struct daemon *d)
 	d->db_down_logged = false;
 	d->db_backoff = 0;
 	r = db_migrate(d->db, NULL);
+	if (r == -EACCES) {
+		/* least privilege: the daemon's account cannot change the schema; the operator runs
+		 * db migrate as the admin account, and the daemon starts as soon as that is done */
+		if (!d->schema_behind_logged) {
+			log_error("the database schema is older than this usbforged (version %d) and '%s' may not "
+				  "change it (%s): run 'usbforge db migrate' as the admin account (database.admin); "
+				  "waiting",
+				  db_schema_latest(), d->cfg->db.user, db_error(d->db));
+			sd_notifyf(0, "STATUS=waiting for 'usbforge db migrate' (schema version %d)",
+				   db_schema_latest());
+		}
+		d->schema_behind_logged = true;
+		d->db = db_close(d->db);
+		d->db_retry_at = now() + 1.0;
+		return r;
+	}
 	if (r < 0) {
 		log_error("migration failed: %s", db_error(d->db));
 		d->db = db_close(d->db);
@@ -278,6 +295,9 @@ static int db_up(struct daemon *d)
 		d->db_retry_at = now() + 1.0;
 		return r;
 	}
+	if (d->schema_behind_logged)
+		log_notice("the database schema is current: at work");
+	d->schema_behind_logged = false;
 	r = db_exec(d->db, NULL,
 		    "INSERT INTO workers (id, station, hostname, pid, version) VALUES (?, ?, ?, ?, ?)"
 		    " ON DUPLICATE KEY UPDATE heartbeat_at = NOW(6), stopped_at = NULL",
