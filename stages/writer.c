@@ -149,8 +149,18 @@ int writer_state_json(const struct writer *w, char **ret)
 	return 0;
 }
 
-static int parse_state(struct writer *w, const char *text)
+void writer_resume_done(struct writer_resume *rs)
 {
+	if (!rs)
+		return;
+	free(rs->chunks);
+	free(rs->ext);
+	memset(rs, 0, sizeof(*rs));
+}
+
+int writer_resume_parse(const char *text, uint64_t cs_expected, uint64_t dev_size, struct writer_resume *ret)
+{
+	struct writer_resume rs = { 0 };
 	json_error_t jerr;
 	json_t *o = json_loads(text, 0, &jerr), *ext = NULL;
 	json_int_t v = 0, cs = 0, hwm = 0;
@@ -165,23 +175,23 @@ static int parse_state(struct writer *w, const char *text)
 			&chunks) < 0 ||
 	    v != 1 || !json_is_array(ext))
 		goto out;
-	if ((uint64_t)cs != w->cs) {
+	if ((uint64_t)cs != cs_expected) {
 		r = -ERANGE;
 		goto out;
 	}
 	if (b64_decode(chunks, &bin, &nbin) < 0 || nbin % 24)
 		goto out;
-	w->n_rchunks = nbin / 24;
-	w->rchunks = calloc(w->n_rchunks + 1, sizeof(*w->rchunks));
-	w->rext = calloc(json_array_size(ext) + 1, sizeof(*w->rext));
-	if (!w->rchunks || !w->rext) {
+	rs.n_chunks = nbin / 24;
+	rs.chunks = calloc(rs.n_chunks + 1, sizeof(*rs.chunks));
+	rs.ext = calloc(json_array_size(ext) + 1, sizeof(*rs.ext));
+	if (!rs.chunks || !rs.ext) {
 		r = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < w->n_rchunks; i++) {
-		w->rchunks[i].off = get_le64(bin + i * 24);
-		memcpy(w->rchunks[i].hash, bin + i * 24 + 8, 16);
-		if (w->rchunks[i].off < CHUNK_HEAD || (i && w->rchunks[i].off <= w->rchunks[i - 1].off))
+	for (size_t i = 0; i < rs.n_chunks; i++) {
+		rs.chunks[i].off = get_le64(bin + i * 24);
+		memcpy(rs.chunks[i].hash, bin + i * 24 + 8, 16);
+		if (rs.chunks[i].off < CHUNK_HEAD || (i && rs.chunks[i].off <= rs.chunks[i - 1].off))
 			goto out;
 	}
 	size_t i;
@@ -192,24 +202,36 @@ static int parse_state(struct writer *w, const char *text)
 		json_int_t a, l;
 		if (json_unpack(e, "[II]", &a, &l) < 0 || a < 0 || l <= 0 || (uint64_t)a < prev)
 			goto out;
-		w->rext[i] = (struct wextent){ (uint64_t)a, (uint64_t)l };
+		rs.ext[i] = (struct wextent){ (uint64_t)a, (uint64_t)l };
 		prev = (uint64_t)(a + l);
 	}
-	w->n_rext = json_array_size(ext);
-	if (hwm < 0 || (uint64_t)hwm > dev_size(w->d))
+	rs.n_ext = json_array_size(ext);
+	if (hwm < 0 || (uint64_t)hwm > dev_size)
 		goto out;
-	w->rhwm = (uint64_t)hwm;
+	rs.hwm = (uint64_t)hwm;
 	r = 0;
 out:
 	json_decref(o);
 	if (r < 0) {
-		free(w->rchunks);
-		free(w->rext);
-		w->rchunks = NULL;
-		w->rext = NULL;
-		w->n_rchunks = w->n_rext = 0;
+		writer_resume_done(&rs);
+		return r;
 	}
-	return r;
+	*ret = rs;
+	return 0;
+}
+
+static int parse_state(struct writer *w, const char *text)
+{
+	struct writer_resume rs;
+	int r = writer_resume_parse(text, w->cs, dev_size(w->d), &rs);
+	if (r < 0)
+		return r;
+	w->rchunks = rs.chunks;
+	w->n_rchunks = rs.n_chunks;
+	w->rext = rs.ext;
+	w->n_rext = rs.n_ext;
+	w->rhwm = rs.hwm;
+	return 0;
 }
 
 /* ---- construction ---------------------------------------------------------------------------- */

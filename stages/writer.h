@@ -76,6 +76,22 @@ const struct writer_stats *writer_stats(const struct writer *w);
 /* The resume state of what is durable on the device now (after a failed run too): malloc'd
  * JSON. Errors: -ENOMEM. */
 int writer_state_json(const struct writer *w, char **ret);
+/* A resume state (writer_state_json's JSON) as the writer reads it back: the chunks recorded
+ * durable, the extents written below them, the high-water mark. */
+struct writer_resume {
+	struct wchunk *chunks; /* increasing offsets, each >= CHUNK_HEAD */
+	size_t n_chunks;
+	struct wextent *ext; /* increasing, not overlapping */
+	size_t n_ext;
+	uint64_t hwm;
+};
+/* Parse TEXT (untrusted: it comes back from the database) for a writer with chunk size cs on
+ * a device of dev_size bytes into *ret (release with writer_resume_done()). Errors: -EINVAL
+ * (malformed or inconsistent), -ERANGE (recorded with another chunk size), -ENOMEM. *ret is
+ * written only on success. */
+int writer_resume_parse(const char *text, uint64_t cs, uint64_t dev_size, struct writer_resume *ret);
+/* Free the arrays and zero *rs. NULL is accepted. */
+void writer_resume_done(struct writer_resume *rs);
 /* Accepts NULL; returns NULL. Does not free d or src. */
 struct writer *writer_free(struct writer *w);
 

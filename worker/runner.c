@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "db/content.h"
+#include "stages/content_spec.h"
 #include "stages/stage.h"
 #include "stages/writer.h"
 #include "usb/safety.h"
@@ -465,25 +466,19 @@ static enum uf_code build_spec(struct runner *r, struct job_spec *spec, char **r
 		return spec->image_path && spec->image_root ? UFC_NONE : UFC_PROCESSING_FAILED;
 	}
 	spec->content_root = strdup(r->a.cfg->content.root);
-	json_error_t e;
-	json_t *cs = json_loads(j->content_spec ? j->content_spec : "", 0, &e);
-	json_t *cats = json_object_get(cs, "categories"), *ids = json_object_get(cs, "items");
-	if (!cs || (cats && !json_is_array(cats)) || (ids && !json_is_array(ids))) {
-		json_decref(cs);
-		*ret_msg = strdup("order content_spec is not {\"categories\": [...], \"items\": [...]}");
+	struct content_spec cs;
+	char *why = NULL;
+	int p = content_spec_parse(j->content_spec, &cs, &why);
+	if (p == -EINVAL) {
+		*ret_msg = why;
 		return UFC_ORDER_INVALID;
 	}
-	size_t nc = json_array_size(cats);
-	spec->categories = calloc(nc + 1, sizeof(char *));
-	spec->n_item_ids = json_array_size(ids);
-	spec->item_ids = calloc(spec->n_item_ids + 1, sizeof(int64_t));
-	bool oom = !spec->content_root || !spec->categories || !spec->item_ids;
-	for (size_t i = 0; !oom && i < nc; i++)
-		oom = !(spec->categories[i] = strdup(json_string_value(json_array_get(cats, i)) ?: ""));
-	for (size_t i = 0; !oom && i < spec->n_item_ids; i++)
-		spec->item_ids[i] = json_integer_value(json_array_get(ids, i));
-	json_decref(cs);
-	if (oom) {
+	if (p == 0) {
+		spec->categories = cs.categories;
+		spec->item_ids = cs.item_ids;
+		spec->n_item_ids = cs.n_item_ids;
+	}
+	if (p < 0 || !spec->content_root) {
 		*ret_msg = strdup("out of memory while reading the order's content");
 		return UFC_PROCESSING_FAILED;
 	}

@@ -1,0 +1,63 @@
+/* Implementation of content_spec.h (jansson). */
+#include "stages/content_spec.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/macro.h"
+
+void content_spec_done(struct content_spec *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; s->categories && s->categories[i]; i++)
+		free(s->categories[i]);
+	free(s->categories);
+	free(s->item_ids);
+	memset(s, 0, sizeof(*s));
+}
+
+static int bad(char **ret_error, const char *why)
+{
+	if (ret_error && asprintf(ret_error, "%s", why) < 0)
+		*ret_error = NULL;
+	return -EINVAL;
+}
+
+int content_spec_parse(const char *text, struct content_spec *ret, char **ret_error)
+{
+	struct content_spec s = { 0 };
+	json_error_t e;
+	json_t *cs = json_loads(text ? text : "", 0, &e);
+	json_t *cats = json_object_get(cs, "categories"), *ids = json_object_get(cs, "items");
+	int r = 0;
+
+	if (!cs || (cats && !json_is_array(cats)) || (ids && !json_is_array(ids))) {
+		json_decref(cs);
+		return bad(ret_error, "order content_spec is not {\"categories\": [...], \"items\": [...]}");
+	}
+	size_t nc = json_array_size(cats);
+	s.categories = calloc(nc + 1, sizeof(char *));
+	s.n_item_ids = json_array_size(ids);
+	s.item_ids = calloc(s.n_item_ids + 1, sizeof(int64_t));
+	if (!s.categories || !s.item_ids)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < nc; i++) {
+		const char *c = json_string_value(json_array_get(cats, i));
+		s.categories[i] = strdup(c ? c : "");
+		if (!s.categories[i])
+			r = -ENOMEM;
+	}
+	for (size_t i = 0; r == 0 && i < s.n_item_ids; i++)
+		s.item_ids[i] = json_integer_value(json_array_get(ids, i));
+	json_decref(cs);
+	if (r < 0) {
+		content_spec_done(&s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
