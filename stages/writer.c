@@ -188,27 +188,37 @@ int writer_resume_parse(const char *text, uint64_t cs_expected, uint64_t dev_siz
 		r = -ENOMEM;
 		goto out;
 	}
+	/* What writer_state_json() writes, and so what resume_check() relies on: hwm in
+	 * [CHUNK_HEAD, dev_size]; chunks at increasing window starts whose windows end by hwm;
+	 * extents increasing, disjoint, within [CHUNK_HEAD, hwm], and present when chunks are (the
+	 * read-back of the recorded chunks reads the extents). */
+	if (hwm < (json_int_t)CHUNK_HEAD || (uint64_t)hwm > dev_size)
+		goto out;
+	rs.hwm = (uint64_t)hwm;
 	for (size_t i = 0; i < rs.n_chunks; i++) {
-		rs.chunks[i].off = get_le64(bin + i * 24);
+		uint64_t off = get_le64(bin + i * 24);
+		rs.chunks[i].off = off;
 		memcpy(rs.chunks[i].hash, bin + i * 24 + 8, 16);
-		if (rs.chunks[i].off < CHUNK_HEAD || (i && rs.chunks[i].off <= rs.chunks[i - 1].off))
+		if (off < CHUNK_HEAD || off >= rs.hwm || (i && off <= rs.chunks[i - 1].off) ||
+		    chunk_window_start(off, cs_expected) != off || chunk_window_end(off, cs_expected) > rs.hwm)
 			goto out;
 	}
 	size_t i;
 	json_t *e;
-	uint64_t prev = 0;
+	uint64_t prev = CHUNK_HEAD;
 	json_array_foreach(ext, i, e)
 	{
 		json_int_t a, l;
-		if (json_unpack(e, "[II]", &a, &l) < 0 || a < 0 || l <= 0 || (uint64_t)a < prev)
+		/* a + l is computed only once both are known to be within hwm (no overflow) */
+		if (json_unpack(e, "[II]", &a, &l) < 0 || a < 0 || l <= 0 || (uint64_t)a < prev ||
+		    (uint64_t)a >= rs.hwm || (uint64_t)l > rs.hwm - (uint64_t)a)
 			goto out;
 		rs.ext[i] = (struct wextent){ (uint64_t)a, (uint64_t)l };
-		prev = (uint64_t)(a + l);
+		prev = (uint64_t)a + (uint64_t)l;
 	}
 	rs.n_ext = json_array_size(ext);
-	if (hwm < 0 || (uint64_t)hwm > dev_size)
+	if (rs.n_chunks && !rs.n_ext)
 		goto out;
-	rs.hwm = (uint64_t)hwm;
 	r = 0;
 out:
 	json_decref(o);

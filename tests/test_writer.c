@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
+#include <openssl/evp.h>
 #include <time.h>
 
 #include "stages/stage_write.h"
@@ -551,6 +552,94 @@ Test(writer, resume_refuses_a_changed_image)
 	cr_assert_eq(write_img(d, img2, &o, state, 2 * MiB, &src, &w), -ESTALE);
 	cr_assert_eq(writer_stats(w)->bad_offset, MiB);
 	free(state);
+	writer_free(w);
+	blksrc_free(src);
+	writer_dev_free(d);
+	tu_rmrf(dir);
+}
+
+/* A resume state as writer_state_json() writes it: chunks at the given offsets (zero hashes),
+ * the extents given as JSON text, hwm. */
+static char *state_text(const uint64_t *offs, size_t n, const char *ext, uint64_t hwm)
+{
+	unsigned char bin[24 * 8] = { 0 };
+	char b64[sizeof(bin) * 2], *s = NULL;
+	cr_assert(n <= 8);
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < 8; k++)
+			bin[i * 24 + (size_t)k] = (unsigned char)(offs[i] >> (8 * k));
+	EVP_EncodeBlock((unsigned char *)b64, bin, (int)(n * 24));
+	cr_assert(asprintf(&s, "{\"v\":1,\"cs\":%u,\"hwm\":%llu,\"ext\":%s,\"chunks\":\"%s\"}", 2 * MiB,
+			   (unsigned long long)hwm, ext, b64) > 0);
+	return s;
+}
+
+/* Found by fuzz_resume_state (fuzz/regress/resume_state): a state from the database is
+ * untrusted; one that writer_state_json() could not have written is refused as a whole
+ * (-EINVAL), and the extent arithmetic never overflows (a + len was signed: UB). */
+Test(writer, resume_parse_refuses_inconsistent_states)
+{
+	const uint64_t three[] = { MiB, 2 * MiB, 4 * MiB }, odd[] = { MiB, 3 * MiB }, low[] = { 4096 };
+	const struct {
+		const uint64_t *offs;
+		size_t n;
+		const char *ext;
+		uint64_t hwm;
+		int want;
+	} cases[] = {
+		{ three, 3, "[[1048576,5242880]]", 6 * MiB, 0 },
+		{ NULL, 0, "[]", MiB, 0 },
+		{ three, 3, "[[1048576,5242880]]", 6 * MiB - 1, -EINVAL },	   /* last window ends past hwm */
+		{ three, 3, "[]", 6 * MiB, -EINVAL },				   /* chunks but no extent */
+		{ odd, 2, "[[1048576,4194304]]", 6 * MiB, -EINVAL },		   /* 3 MiB is no window start */
+		{ low, 1, "[[4096,4096]]", 2 * MiB, -EINVAL },			   /* in the held-back head */
+		{ three, 3, "[[1048576,9223372036854775807]]", 6 * MiB, -EINVAL }, /* overflow */
+		{ three, 3, "[[1048576,4096],[9223372036854775807,1]]", 6 * MiB, -EINVAL }, /* overflow */
+		{ three, 3, "[[0,6291456]]", 6 * MiB, -EINVAL },			    /* below the head */
+		{ three, 3, "[[1048576,5242881]]", 6 * MiB, -EINVAL },			    /* past hwm */
+		{ NULL, 0, "[]", 4096, -EINVAL },					    /* hwm in the head */
+		{ NULL, 0, "[]", 64 * MiB + 4096, -EINVAL },				    /* past the device */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char *t = state_text(cases[i].offs, cases[i].n, cases[i].ext, cases[i].hwm);
+		struct writer_resume rs = { 0 };
+		int r = writer_resume_parse(t, 2 * MiB, 64 * MiB, &rs);
+		cr_assert_eq(r, cases[i].want, "case %zu (%s): %d", i, t, r);
+		if (r == 0) {
+			cr_assert_eq(rs.n_chunks, cases[i].n);
+			cr_assert_eq(rs.hwm, cases[i].hwm);
+			writer_resume_done(&rs);
+		}
+		free(t);
+	}
+}
+
+/* A state with chunks and no extents used to make the resume check fail the whole write
+ * (-EINVAL from verify_chunks); it is now ignored as malformed and the stick written whole. */
+Test(writer, resume_state_without_extents_is_ignored)
+{
+	char *dir = tu_tmpdir("wr"), *tpath;
+	uint8_t *data;
+	char *img = wt_image(dir, "a.img", 16 * MiB, 8, &data);
+	struct dev *d = wt_target(dir, "t.bin", 32 * MiB, &tpath);
+	struct write_opts o = wt_opts();
+	struct blksrc *src;
+	struct writer *w;
+	const uint64_t offs[] = { MiB, 2 * MiB };
+
+	o.buffer_size = 2 * MiB; /* the chunk size state_text() records */
+	char *state = state_text(offs, 2, "[]", 4 * MiB);
+
+	cr_assert_eq(write_img(d, img, &o, state, 2 * MiB, &src, &w), 0);
+	const struct writer_stats *st = writer_stats(w);
+	cr_assert_eq(st->resumed, false);
+	cr_assert_str_eq(st->resume_note, "resume state is malformed");
+	cr_assert_eq(st->bytes_written, 16 * MiB);
+	uint8_t *got = wt_read_file(tpath, 16 * MiB);
+	cr_assert(memcmp(got, data, 16 * MiB) == 0);
+	free(got);
+	free(state);
+	free(data);
 	writer_free(w);
 	blksrc_free(src);
 	writer_dev_free(d);
