@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,14 @@ void content_spec_done(struct content_spec *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int bad(char **ret_error, const char *why)
+static int _printf_(2, 3) bad(char **ret_error, const char *fmt, ...)
 {
-	if (ret_error && asprintf(ret_error, "%s", why) < 0)
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (ret_error && vasprintf(ret_error, fmt, ap) < 0)
 		*ret_error = NULL;
+	va_end(ap);
 	return -EINVAL;
 }
 
@@ -35,7 +40,8 @@ int content_spec_parse(const char *text, struct content_spec *ret, char **ret_er
 	json_t *cats = json_object_get(cs, "categories"), *ids = json_object_get(cs, "items");
 	int r = 0;
 
-	if (!cs || (cats && !json_is_array(cats)) || (ids && !json_is_array(ids))) {
+	/* An array is valid JSON too (json_loads takes both): it is no selection. */
+	if (!json_is_object(cs) || (cats && !json_is_array(cats)) || (ids && !json_is_array(ids))) {
 		json_decref(cs);
 		return bad(ret_error, "order content_spec is not {\"categories\": [...], \"items\": [...]}");
 	}
@@ -45,14 +51,23 @@ int content_spec_parse(const char *text, struct content_spec *ret, char **ret_er
 	s.item_ids = calloc(s.n_item_ids + 1, sizeof(int64_t));
 	if (!s.categories || !s.item_ids)
 		r = -ENOMEM;
+	/* What content_load_candidates() matches: category names and content_items ids. Anything
+	 * else used to become "" or 0 (or a negative id) and be looked up as such. */
 	for (size_t i = 0; r == 0 && i < nc; i++) {
 		const char *c = json_string_value(json_array_get(cats, i));
-		s.categories[i] = strdup(c ? c : "");
-		if (!s.categories[i])
+		if (!c || !*c)
+			r = bad(ret_error,
+				"order content_spec: categories[%zu] is not a category name (a non-empty string)", i);
+		else if (!(s.categories[i] = strdup(c)))
 			r = -ENOMEM;
 	}
-	for (size_t i = 0; r == 0 && i < s.n_item_ids; i++)
-		s.item_ids[i] = json_integer_value(json_array_get(ids, i));
+	for (size_t i = 0; r == 0 && i < s.n_item_ids; i++) {
+		json_t *v = json_array_get(ids, i);
+		if (!json_is_integer(v) || json_integer_value(v) <= 0)
+			r = bad(ret_error, "order content_spec: items[%zu] is not an item id (a positive integer)", i);
+		else
+			s.item_ids[i] = json_integer_value(v);
+	}
 	json_decref(cs);
 	if (r < 0) {
 		content_spec_done(&s);

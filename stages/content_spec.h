@@ -15,8 +15,9 @@ struct content_spec {
 };
 
 /* Parse TEXT (NUL-terminated) into *ret (overwritten; release with content_spec_done()).
- * Errors: -EINVAL when TEXT is not such an object (the reason in *ret_error, malloc'd, when
- * not NULL); -ENOMEM. *ret is written only on success. */
+ * Every category must be a non-empty string and every item a positive integer (an id of
+ * content_items). Errors: -EINVAL when TEXT is not such an object (the reason, naming the bad
+ * element, in *ret_error, malloc'd, when not NULL); -ENOMEM. *ret is written only on success. */
 int content_spec_parse(const char *text, struct content_spec *ret, char **ret_error);
 /* Free the lists and zero *s. NULL is accepted. */
 void content_spec_done(struct content_spec *s);
