@@ -204,9 +204,40 @@ static int _printf_(5, 6) failv(struct loader *l, unsigned line, const char *key
 
 #define fail(l, s, key, ...) failv((l), (s) ? config_setting_source_line(s) : 0, (key), -EINVAL, __VA_ARGS__)
 
+/* T for messages, as a libconfig string would write it: '"' and '\\' escaped, and so are C0
+ * controls, DEL and C1 controls (U+0080–U+009F, shown as \x80–\x9f), so that a message
+ * stays one line and no value sends control sequences to the terminal. malloc'd; NULL on
+ * OOM. */
+static char *escape_text(const char *t)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t len = strlen(t);
+	char *out = malloc(len * 4 + 1), *o = out; /* at most 4 bytes out per byte in */
+
+	if (!out)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+		if (*p == '"' || *p == '\\' || *p == '\n' || *p == '\t') {
+			*o++ = '\\';
+			*o++ = (char)(*p == '\n' ? 'n' : *p == '\t' ? 't' : *p);
+		} else if (*p < 0x20 || *p == 0x7f || (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)) {
+			unsigned c = *p == 0xc2 ? *++p : *p; /* C1: the code point, \x80-\x9f */
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		} else {
+			*o++ = (char)*p;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 /* A short description of what a setting holds, for "(got …)": 0, 2.5, "abc", true, a group. */
 static char *describe(const config_setting_t *s)
 {
+	_cleanup_free_ char *text = NULL;
 	char *d = NULL;
 	int r = -1;
 
@@ -219,7 +250,8 @@ static char *describe(const config_setting_t *s)
 		r = asprintf(&d, "%.15g", config_setting_get_float(s));
 		break;
 	case CONFIG_TYPE_STRING:
-		r = asprintf(&d, "\"%s\"", config_setting_get_string(s));
+		text = escape_text(config_setting_get_string(s));
+		r = text ? asprintf(&d, "\"%s\"", text) : -1;
 		break;
 	case CONFIG_TYPE_BOOL:
 		r = asprintf(&d, "%s", config_setting_get_bool(s) ? "true" : "false");
@@ -1046,8 +1078,12 @@ static int check_slots(struct loader *l)
 				r = oom(l);
 				goto out;
 			}
-			r = fail(l, m, mkey, "%s \"%s\" is already used by usb.slots[%d] (line %u)", what,
-				 config_setting_get_string(m), j,
+			_cleanup_free_ char *shown = escape_text(config_setting_get_string(m));
+			if (!shown) {
+				r = oom(l);
+				goto out;
+			}
+			r = fail(l, m, mkey, "%s \"%s\" is already used by usb.slots[%d] (line %u)", what, shown, j,
 				 config_setting_source_line(slot_member(prev, member)));
 			goto out;
 		}

@@ -507,6 +507,24 @@ Test(config, poll_and_heartbeat_have_a_lower_bound)
 	config_done(&c);
 }
 
+/* Found by fuzz_config (fuzz/regress/config): a string value was echoed raw in "(got …)", so a
+ * newline broke the one-line message and an escape sequence reached the terminal. */
+Test(config, messages_escape_control_characters)
+{
+	load_bad("station = \"kiosk\\n1\\x1b]0;pwned\\x07\";\n", -EINVAL,
+		 ":1: key 'station': may contain only letters, digits, '.', '_', ':' and '-' (got "
+		 "\"kiosk\\n1\\x1b]0;pwned\\x07\")");
+	load_bad("station = \"a\xc2\x9b"
+		 "2J\\t\\\"q\\\\\";\n",
+		 -EINVAL,
+		 ":1: key 'station': may contain only letters, digits, '.', '_', ':' and '-' (got "
+		 "\"a\\x9b"
+		 "2J\\t\\\"q\\\\\")");
+	load_bad("usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"/x\\n\"; },\n"
+		 "  { name = \"B\"; path = \"/x\\n\"; } ); };\n",
+		 -EINVAL, ":2: key 'usb.slots[1].path': device \"/x\\n\" is already used by usb.slots[0] (line 1)");
+}
+
 Test(config, unknown_keys)
 {
 	load_bad("worker = {\n  max_concurent = 3;\n};\n", -EINVAL,
