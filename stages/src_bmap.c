@@ -172,7 +172,10 @@ int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64
 		uint64_t s = ALIGN_DOWN(a * bs, 4096), e = (b + 1) * bs;
 		if (s >= image_size)
 			BAD("<Range> beyond <ImageSize>");
-		e = MIN(ALIGN_UP(e, 4096), image_size);
+		/* rounded up to 4 KiB, clipped to ImageSize; an end within 4 KiB of 2^64 (block size 1)
+		 * would wrap to 0 when rounded */
+		uint64_t up;
+		e = __builtin_add_overflow(e, 4095, &up) ? image_size : MIN(ALIGN_DOWN(up, 4096), image_size);
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
 			uint64_t *nr = realloc(rg, cap * 2 * sizeof(uint64_t));

@@ -174,6 +174,25 @@ Test(blksrc, bmap_parse_ranges)
 	free(err);
 }
 
+/* Found by fuzz_bmap_xml (fuzz/regress/bmap_xml): a range ending within 4095 bytes of 2^64
+ * (block size 1) wrapped to 0 when rounded up to 4 KiB, so a map claiming the whole image
+ * mapped nothing (or, from an offset, a "range" whose end came before its start). It is
+ * clipped to ImageSize like any range past the end. */
+Test(blksrc, bmap_parse_range_end_near_2_64_is_clipped)
+{
+	const char *x = "<bmap><ImageSize>1000000</ImageSize><BlockSize>1</BlockSize><BlockMap>"
+			"<Range>8192-18446744073709551610</Range></BlockMap></bmap>";
+	uint64_t size, *rg = NULL;
+	size_t n;
+	char *err = NULL;
+	cr_assert_eq(bmap_parse(x, strlen(x), &size, &rg, &n, &err), 0, "%s", err);
+	cr_assert_eq(size, 1000000);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(rg[0], 8192);
+	cr_assert_eq(rg[1], 1000000);
+	free(rg);
+}
+
 /* A sparse 16 MiB image dir/sp.img with data at [1M,1M+12K) , [5M, 7M) and the last 5000
  * bytes; returns its path and its bytes (holes zero) in *ret_data. */
 #define SP_LEN	  ((size_t)16 * MiB)
