@@ -32,8 +32,7 @@ static void check_long(const char *what, const char *orig, const char *m)
 		FUZZ_CHECK((unsigned char)*p >= 0x20 && !strchr("\"*/:<>?\\|", *p),
 			   "%s of '%s' holds the reserved byte 0x%02x: '%s'", what, orig, (unsigned char)*p, m);
 	unsigned want = fatname_is_short(m) ? 1 : 1 + (unsigned)((n + FATNAME_LFN_UNITS - 1) / FATNAME_LFN_UNITS);
-	FUZZ_CHECK(fatname_entries(m) == want, "fatname_entries('%s') = %u, expected %u", m, fatname_entries(m),
-		   want);
+	FUZZ_CHECK(fatname_entries(m) == want, "fatname_entries('%s') = %u, expected %u", m, fatname_entries(m), want);
 }
 
 static bool short_ok(uint8_t c)
