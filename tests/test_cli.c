@@ -16,6 +16,7 @@
 #include "db/orders.h"
 #include "db/schema.h"
 #include "helpers/testdb.h"
+#include "helpers/clirun.h"
 #include "helpers/testutil.h"
 
 #define DBNAME "uf_t_cli"
@@ -40,63 +41,7 @@ static void teardown(void)
 }
 TestSuite(cli, .init = setup, .fini = teardown);
 
-struct run {
-	int status;
-	char *out, *err;
-};
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	cr_assert(f);
-	char *s = NULL;
-	size_t n = 0;
-	ssize_t got = getdelim(&s, &n, '\0', f);
-	cr_assert(got >= 0 || feof(f));
-	fclose(f);
-	if (got < 0) { /* an empty file: s holds nothing defined */
-		free(s);
-		return strdup("");
-	}
-	return s;
-}
-
-/* Run usbforge with args (NULL-terminated), stdin from /dev/null. */
-static struct run run(const char *const *args)
-{
-	char *bin = tu_path(tu_binary_dir(), "cli/usbforge");
-	char *outp = tu_path(dir, "out"), *errp = tu_path(dir, "err");
-	const char *argv[32] = { bin };
-	int n = 1;
-	for (; args[n - 1]; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	int st;
-	waitpid(pid, &st, 0);
-	struct run r = { .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
-			 .out = slurp(outp),
-			 .err = slurp(errp) };
-	free(bin);
-	free(outp);
-	free(errp);
-	return r;
-}
-
-static void done(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
-#define RUN(...) run((const char *const[]){ __VA_ARGS__, NULL })
+#define RUN(...) tu_run_cli(dir, (const char *const[]){ __VA_ARGS__, NULL })
 
 Test(cli, orders_end_to_end_with_exit_codes)
 {
@@ -105,25 +50,25 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	tu_fill_pattern(buf, sizeof(buf), 9);
 	tu_write_file(img, buf, sizeof(buf));
 
-	struct run r =
+	struct tu_run r =
 		RUN("--config", cfg, "order", "add", "N-1", "--capacity", "16GB", "--quantity", "2", "--image", img);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "order", "add", "N-1", "--capacity", "16GB", "--image", img);
 	cr_assert_eq(r.status, 1);
 	cr_assert(strstr(r.err, "order 'N-1' already exists"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "order", "add", "N-2", "--capacity", "16 GB", "--image", img);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--capacity: '16 GB' is not a size"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "order", "add", "N-3", "--capacity", "1G", "--image", "/nonexistent.img");
 	cr_assert_eq(r.status, 1);
 	cr_assert(strstr(r.err, "ORDER_INVALID: image '/nonexistent.img'"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "order", "add", "N-4", "--capacity", "1G", "--image", img, "--category", "Salsa");
 	cr_assert_eq(r.status, 2, "image and category together");
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "--json", "order", "confirm", "N-1");
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -131,11 +76,11 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	cr_assert(j1, "not JSON: %s", r.out);
 	cr_assert_str_eq(json_string_value(json_object_get(j1, "order_number")), "N-1");
 	cr_assert_eq(json_array_size(json_object_get(j1, "jobs")), 2);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "--json", "order", "confirm", "N-1");
 	json_t *j2 = json_loads(r.out, 0, NULL);
 	cr_assert(json_equal(j1, j2), "confirm twice prints the same document");
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 2);
 	json_int_t id = json_integer_value(json_object_get(json_array_get(json_object_get(j1, "jobs"), 0), "id"));
 	json_decref(j1);
@@ -144,13 +89,13 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	r = RUN("--config", cfg, "order", "confirm", "NOPE");
 	cr_assert_eq(r.status, 3);
 	cr_assert(strstr(r.err, "order 'NOPE' not found"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "show", "999999");
 	cr_assert_eq(r.status, 3);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "show", "abc");
 	cr_assert_eq(r.status, 2);
-	done(&r);
+	tu_run_done(&r);
 
 	char ids[32];
 	snprintf(ids, sizeof(ids), "%lld", (long long)id);
@@ -162,17 +107,17 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	cr_assert(json_object_get(js, "cancel_requested_at") &&
 		  json_is_null(json_object_get(js, "cancel_requested_at")));
 	json_decref(js);
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "job", "cancel", ids, "--by", "ana");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "cancel", ids);
 	cr_assert_eq(r.status, 1, "a cancelled job cannot be cancelled again");
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "retry", ids);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued'"), 2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action IN ('cancel', 'retry')"), 2);
 
@@ -187,16 +132,16 @@ Test(cli, orders_end_to_end_with_exit_codes)
 		cr_assert(json_object_get(qs, keys[i]), "queue stats lacks %s", keys[i]);
 	cr_assert_eq(json_integer_value(json_object_get(qs, "queued")), 2);
 	json_decref(qs);
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "--json", "jobs", "--status", "queued");
 	json_t *jl = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_array_size(jl), 2);
 	json_decref(jl);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "jobs", "--status", "weird");
 	cr_assert_eq(r.status, 2);
-	done(&r);
+	tu_run_done(&r);
 	free(img);
 }
 
@@ -224,13 +169,13 @@ Test(cli, monitoring_commands)
 	snprintf(ida, sizeof(ida), "%lld", (long long)a->id);
 	snprintf(idb, sizeof(idb), "%lld", (long long)b->id);
 
-	struct run r = RUN("--config", cfg, "--json", "job", "logs", ida);
+	struct tu_run r = RUN("--config", cfg, "--json", "job", "logs", ida);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *j = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_array_size(j), 4, "%s", r.out);
 	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 3), "message")), "job done");
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	/* --follow on a job that has ended: every row, as JSON lines, then exit */
 	r = RUN("--config", cfg, "--json", "job", "logs", ida, "--follow");
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -241,15 +186,15 @@ Test(cli, monitoring_commands)
 		cr_assert(json_is_object(l), "not a JSON object: %s", line);
 		json_decref(l);
 	}
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "logs", ida);
 	cr_assert_eq(r.status, 0);
 	cr_assert_eq(count_char(r.out, '\n'), 4, "%s", r.out);
 	cr_assert(strstr(r.out, "job done"), "%s", r.out);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "logs", "999999");
 	cr_assert_eq(r.status, 3);
-	done(&r);
+	tu_run_done(&r);
 
 	/* job watch on a finished job, not a terminal: one plain line, exit 0 */
 	r = RUN("--config", cfg, "job", "watch", ida);
@@ -257,7 +202,7 @@ Test(cli, monitoring_commands)
 	cr_assert_eq(count_char(r.out, '\n'), 1, "%s", r.out);
 	cr_assert(strstr(r.out, " done ") && strstr(r.out, "100%"), "%s", r.out);
 	cr_assert_null(strchr(r.out, '\r'), "no terminal control codes on a pipe");
-	done(&r);
+	tu_run_done(&r);
 
 	/* events: more than one page */
 	cr_assert_eq(db_exec(db, NULL,
@@ -272,14 +217,14 @@ Test(cli, monitoring_commands)
 	j = json_loads(r.out, 0, NULL);
 	cr_assert_eq((long long)json_array_size(j), total);
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	long long mid = tdb_count(db, "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET 99");
 	char since[32];
 	snprintf(since, sizeof(since), "%lld", mid);
 	r = RUN("--config", cfg, "events", "--since", since);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_eq(count_char(r.out, '\n'), total - 100, "one line per event after --since");
-	done(&r);
+	tu_run_done(&r);
 
 	/* stuck check: b's worker stopped beating an hour ago */
 	cr_assert_eq(db_exec(db, NULL,
@@ -296,11 +241,11 @@ Test(cli, monitoring_commands)
 		     0);
 	cr_assert_eq(json_array_size(json_object_get(j, "actions")), 1);
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "stuck", "check");
 	cr_assert_eq(r.status, 0);
 	cr_assert(strstr(r.out, "0 stuck job(s) sent to retry"), "the second run finds nothing: %s", r.out);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(
 		tdb_count(db,
 			  "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"),
@@ -329,12 +274,12 @@ Test(cli, content_commands_and_job_items)
 	put(root, "Salsa/Uno.mp3", "uno");
 	put(root, "Salsa/Dos.mp3", "dos!");
 	put(root, "Reggaetón/Tres canción.mp3", "tres");
-	struct run r = RUN("--config", cfg, "--json", "content", "scan", root);
+	struct tu_run r = RUN("--config", cfg, "--json", "content", "scan", root);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *j = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_integer_value(json_object_get(j, "added")), 3, "%s", r.out);
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "--json", "content", "list");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	j = json_loads(r.out, 0, NULL);
@@ -342,30 +287,30 @@ Test(cli, content_commands_and_job_items)
 	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "category")), "Reggaetón");
 	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "title")), "Tres canción");
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "--json", "content", "list", "--category", "Salsa");
 	j = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_array_size(j), 2, "%s", r.out);
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "content", "list", "--category", "Cumbia");
 	cr_assert_eq(r.status, 0, "an empty category is an empty list, not an error");
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "order", "add", "C-1", "--capacity", "1G", "--category", "Salsa", "--category",
 		"Reggaetón");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "order", "add", "C-2", "--capacity", "1G", "--category", "Cumbia");
 	cr_assert_eq(r.status, 1, "a category with no content is refused at order time");
 	cr_assert(strstr(r.err, "Cumbia"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "--json", "order", "confirm", "C-1");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	j = json_loads(r.out, 0, NULL);
 	json_int_t id = json_integer_value(json_object_get(json_array_get(json_object_get(j, "jobs"), 0), "id"));
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	/* what the selection stage records */
 	cr_assert_eq(
 		db_exec(db, NULL,
@@ -384,11 +329,11 @@ Test(cli, content_commands_and_job_items)
 			 "Reggaetón/Tres canción.mp3");
 	cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 2), "size_bytes")), 3);
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "show", ids);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "Salsa/Uno.mp3") && strstr(r.out, "Reggaetón/Tres canción.mp3"), "%s", r.out);
-	done(&r);
+	tu_run_done(&r);
 	free(root);
 }
 
@@ -397,18 +342,18 @@ Test(cli, config_and_usage_errors)
 	char *bad = tu_path(dir, "bad.conf");
 	const char *text = "station = \"k\";\nworker = { max_concurrent = 0; };\n";
 	tu_write_file(bad, text, strlen(text));
-	struct run r = RUN("--config", bad, "jobs");
+	struct tu_run r = RUN("--config", bad, "jobs");
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "bad.conf:2") && strstr(r.err, "worker.max_concurrent"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", "/nonexistent/usbforge.conf", "jobs");
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "/nonexistent/usbforge.conf"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("frobnicate");
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "unknown command 'frobnicate'"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	/* a database that is not there: exit 1, DB_UNAVAILABLE, names where */
 	char *nodb = tu_path(dir, "nodb.conf");
 	const char *t2 = "database = { socket = \"/nonexistent/sock\"; user = \"u\"; };\n";
@@ -416,21 +361,21 @@ Test(cli, config_and_usage_errors)
 	r = RUN("--config", nodb, "jobs");
 	cr_assert_eq(r.status, 1);
 	cr_assert(strstr(r.err, "DB_UNAVAILABLE") && strstr(r.err, "/nonexistent/sock"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	free(bad);
 	free(nodb);
 }
 
 Test(cli, migrate_is_idempotent_through_the_cli)
 {
-	struct run r = RUN("--config", cfg, "--json", "db", "migrate");
+	struct tu_run r = RUN("--config", cfg, "--json", "db", "migrate");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *j = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_integer_value(json_object_get(j, "applied")), 0);
 	cr_assert_eq(json_integer_value(json_object_get(j, "schema_version")), db_schema_latest());
 	cr_assert_eq(db_schema_latest(), 2);
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 }
 
 /* order add --image: only a regular, non-empty file beneath content.images (the test's folder)
@@ -462,16 +407,17 @@ Test(cli, order_add_confines_the_image, .timeout = 60)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char num[16];
 		snprintf(num, sizeof(num), "H-%zu", i);
-		struct run r = RUN("--config", cfg, "order", "add", num, "--capacity", "1G", "--image", bad[i].image);
+		struct tu_run r =
+			RUN("--config", cfg, "order", "add", num, "--capacity", "1G", "--image", bad[i].image);
 		cr_expect_eq(r.status, 1, "%s: exit %d", bad[i].image, r.status);
 		cr_expect(strstr(r.err, "usbforge: ORDER_INVALID: ") && strstr(r.err, bad[i].err), "%s: %s",
 			  bad[i].image, r.err);
-		done(&r);
+		tu_run_done(&r);
 	}
 	/* "../" resolved by the kernel beneath the root: said as leaving it */
-	struct run r = RUN("--config", cfg, "order", "add", "H-up", "--capacity", "1G", "--image", up);
+	struct tu_run r = RUN("--config", cfg, "order", "add", "H-up", "--capacity", "1G", "--image", up);
 	cr_assert(strstr(r.err, "outside its folder"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 0);
 
 	/* a good one, given relative to the working directory: stored beneath the configured root */
@@ -481,7 +427,7 @@ Test(cli, order_add_confines_the_image, .timeout = 60)
 	tu_write_file(good, img, sizeof(img));
 	r = RUN("--config", cfg, "order", "add", "H-ok", "--capacity", "1G", "--image", good);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert(asprintf(&want, "SELECT COUNT(*) FROM orders WHERE image_path = '%s' AND image_bytes = 8192", good) >
 		  0);
 	cr_assert_eq(tdb_count(db, want), 1);
@@ -501,19 +447,19 @@ Test(cli, content_scan_stays_in_the_library, .timeout = 60)
 	cr_assert_eq(mkdir(other, 0755), 0);
 	put(other, "C/3.mp3", "333");
 
-	struct run r = RUN("--config", cfg, "content", "scan");
+	struct tu_run r = RUN("--config", cfg, "content", "scan");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active"), 2);
 
 	r = RUN("--config", cfg, "content", "scan", other);
 	cr_assert_eq(r.status, 1);
 	cr_assert(strstr(r.err, "' is not content.root ('") && strstr(r.err, "') or a folder beneath it"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "content", "scan", "/proc");
 	cr_assert_eq(r.status, 1);
 	cr_assert(strstr(r.err, "content folder '/proc' is not content.root"), "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active"), 2, "nothing retired");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items"), 2, "nothing added");
 
@@ -528,7 +474,7 @@ Test(cli, content_scan_stays_in_the_library, .timeout = 60)
 	cr_assert_eq(json_integer_value(json_object_get(j, "deactivated")), 0, "%s", r.out);
 	cr_assert_eq(json_integer_value(json_object_get(j, "unchanged")), 1, "%s", r.out);
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 	free(p);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM content_items WHERE active"), 2);
 	free(root), free(other);
@@ -551,7 +497,7 @@ Test(cli, migrate_needs_the_admin_account)
 			   tdb_socket(), tdb_password_file(false)) > 0);
 	tu_write_file(small, text, strlen(text));
 	free(text);
-	struct run r = RUN("--config", small, "db", "migrate");
+	struct tu_run r = RUN("--config", small, "db", "migrate");
 	cr_assert_eq(r.status, 1);
 	char *want = NULL;
 	cr_assert(asprintf(&want,
@@ -564,21 +510,21 @@ Test(cli, migrate_needs_the_admin_account)
 	cr_assert_str_eq(r.err, want);
 	cr_assert_str_eq(r.out, "");
 	free(want);
-	done(&r);
+	tu_run_done(&r);
 
 	char *full = tdb_write_config_as(dir, "full.conf", MIGDB, NULL, NULL, NULL);
 	r = RUN("--config", full, "db", "migrate");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "schema upgraded to version 2 (2 migrations applied)\n");
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", small, "db", "migrate");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "schema is current (version 2)\n");
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", small, "--json", "jobs");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "[]\n");
-	done(&r);
+	tu_run_done(&r);
 
 	/* an admin account without the DDL privileges says which it needs */
 	tdb_root_exec("REVOKE ALTER ON `" MIGDB "`.* FROM '" TDB_ADMIN_USER "'@'localhost'");
@@ -592,7 +538,7 @@ Test(cli, migrate_needs_the_admin_account)
 			 "table `" MIGDB "`.`processing_jobs`: the admin account 'usbforge_admin' "
 			 "(database.admin) needs SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, "
 			 "REFERENCES, CREATE VIEW on `" MIGDB "`.*\n");
-	done(&r);
+	tu_run_done(&r);
 	tdb_root_exec("DROP DATABASE `" MIGDB "`");
 	free(small);
 	free(full);
@@ -613,7 +559,7 @@ Test(cli, admin_password_file_is_for_migrate_only)
 	tu_write_file(conf, text, strlen(text));
 	free(text);
 	cr_assert_eq(chmod(apf, 0644), 0);
-	struct run r = RUN("--config", conf, "db", "migrate");
+	struct tu_run r = RUN("--config", conf, "db", "migrate");
 	cr_assert_eq(r.status, 2);
 	char *want = NULL;
 	cr_assert(asprintf(&want,
@@ -622,7 +568,7 @@ Test(cli, admin_password_file_is_for_migrate_only)
 			   conf, apf, apf) > 0);
 	cr_assert_str_eq(r.err, want);
 	free(want);
-	done(&r);
+	tu_run_done(&r);
 	/* a wrong admin password: db migrate cannot connect and says as whom */
 	cr_assert_eq(chmod(apf, 0600), 0);
 	r = RUN("--config", conf, "db", "migrate");
@@ -631,11 +577,11 @@ Test(cli, admin_password_file_is_for_migrate_only)
 			  strstr(r.err, " as 'usbforge_admin', database " DBNAME ": Access denied for user "
 					"'usbforge_admin'@'localhost' (using password: YES)\n"),
 		  "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	/* nothing else reads it */
 	r = RUN("--config", conf, "--json", "jobs");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	free(apf);
 	free(conf);
 }
@@ -645,11 +591,11 @@ Test(cli, fifo_as_config_file, .timeout = 20)
 {
 	char *fifo = tu_path(dir, "fifo.conf"), *want = NULL;
 	cr_assert_eq(mkfifo(fifo, 0600), 0);
-	struct run r = RUN("--config", fifo, "jobs");
+	struct tu_run r = RUN("--config", fifo, "jobs");
 	cr_assert_eq(r.status, 2);
 	cr_assert(asprintf(&want, "usbforge: %s: is a FIFO, not a regular file\n", fifo) > 0);
 	cr_assert_str_eq(r.err, want);
-	done(&r);
+	tu_run_done(&r);
 	free(want);
 	free(fifo);
 }
@@ -661,7 +607,7 @@ Test(cli, inline_password_in_a_world_readable_config)
 	const char *text = "database = { user = \"u\";\n  password = \"pa55-w0rd\"; };\n";
 	tu_write_file(conf, text, strlen(text));
 	cr_assert_eq(chmod(conf, 0644), 0);
-	struct run r = RUN("--config", conf, "jobs");
+	struct tu_run r = RUN("--config", conf, "jobs");
 	cr_assert_eq(r.status, 2);
 	cr_assert(asprintf(&want,
 			   "usbforge: %s:2: key 'database.password': '%s' has mode 0644: a file holding a database "
@@ -670,7 +616,7 @@ Test(cli, inline_password_in_a_world_readable_config)
 			   conf, conf, conf) > 0);
 	cr_assert_str_eq(r.err, want);
 	cr_assert_null(strstr(r.err, "pa55-w0rd"));
-	done(&r);
+	tu_run_done(&r);
 	free(want);
 	free(conf);
 }

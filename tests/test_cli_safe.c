@@ -16,6 +16,7 @@
 
 #include "db/db.h"
 #include "helpers/testdb.h"
+#include "helpers/clirun.h"
 #include "helpers/testutil.h"
 #include "util/utf8.h"
 
@@ -41,65 +42,7 @@ static void teardown(void)
 }
 TestSuite(cli_text, .init = setup, .fini = teardown);
 
-struct run {
-	int status;
-	char *out, *err;
-};
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	cr_assert(f);
-	char *s = NULL;
-	size_t n = 0;
-	FILE *m = open_memstream(&s, &n);
-	cr_assert(m);
-	char buf[4096];
-	size_t k;
-	while ((k = fread(buf, 1, sizeof(buf), f)) > 0)
-		cr_assert_eq(fwrite(buf, 1, k, m), k);
-	cr_assert_not(ferror(f));
-	fclose(f);
-	cr_assert_eq(fclose(m), 0);
-	return s;
-}
-
-/* Run usbforge with args (NULL-terminated), stdin from /dev/null, stdout and stderr to files. */
-static struct run run(const char *const *args)
-{
-	char *bin = tu_path(tu_binary_dir(), "cli/usbforge");
-	char *outp = tu_path(dir, "out"), *errp = tu_path(dir, "err");
-	const char *argv[32] = { bin };
-	int n = 1;
-	for (; args[n - 1]; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	struct run r = { .status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
-			 .out = slurp(outp),
-			 .err = slurp(errp) };
-	free(bin);
-	free(outp);
-	free(errp);
-	return r;
-}
-
-static void done(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
-#define RUN(...) run((const char *const[]){ __VA_ARGS__, NULL })
+#define RUN(...) tu_run_cli(dir, (const char *const[]){ __VA_ARGS__, NULL })
 
 /* No control character but the line ends: what reached the terminal is inert. */
 static void assert_inert(const char *text, const char *what)
@@ -138,13 +81,13 @@ Test(cli_text, every_text_command_escapes_control_characters)
 			     DB_STR(PATH), DB_END),
 		     0, "%s", db_error(db));
 
-	struct run r = RUN("--config", cfg, "order", "confirm", NUMBER, "--correlation-id", "c\x1b[2J");
+	struct tu_run r = RUN("--config", cfg, "order", "confirm", NUMBER, "--correlation-id", "c\x1b[2J");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strncmp(r.out, "order " NUMBER_E " confirmed: 1 job\n",
 			  strlen("order " NUMBER_E " confirmed: 1 job\n")) == 0,
 		  "%s", r.out);
 	assert_inert(r.out, "order confirm");
-	done(&r);
+	tu_run_done(&r);
 	long long job = tdb_count(db, "SELECT MAX(id) FROM processing_jobs");
 	char ids[32];
 	snprintf(ids, sizeof(ids), "%lld", job);
@@ -154,20 +97,20 @@ Test(cli_text, every_text_command_escapes_control_characters)
 	cr_assert(strstr(r.out, "\norder_number           " NUMBER_E "\n"), "%s", r.out);
 	cr_assert(strstr(r.out, "\ncustomer               " CUSTOMER_E "\n"), "%s", r.out);
 	assert_inert(r.out, "order show");
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "jobs");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "  " NUMBER_E "  0     queued"), "%s", r.out);
 	assert_inert(r.out, "jobs");
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "job", "show", ids);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "\ncorrelation_id         c\\x1b[2J\n"), "%s", r.out);
 	cr_assert(strstr(r.out, "\norder_number           " NUMBER_E "\n"), "%s", r.out);
 	assert_inert(r.out, "job show");
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "content", "list");
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -179,7 +122,7 @@ Test(cli_text, every_text_command_escapes_control_characters)
 		 "1 item(s), 1.0 KiB\n",
 		 item);
 	cr_assert_str_eq(r.out, expect);
-	done(&r);
+	tu_run_done(&r);
 
 	/* a log row and an event quoting hostile names */
 	cr_assert_eq(db_exec(db, NULL,
@@ -202,17 +145,17 @@ Test(cli_text, every_text_command_escapes_control_characters)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "  warn  selection    stage    X\\x1b[2J " LOGMSG_E "\n"), "%s", r.out);
 	assert_inert(r.out, "job logs");
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "logs", ids, "--follow");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "  warn  selection    stage    X\\x1b[2J " LOGMSG_E "\n"), "%s", r.out);
 	assert_inert(r.out, "job logs --follow");
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "job", "watch", ids);
 	cr_assert_eq(r.status, 1, "%s", r.err);
 	cr_assert(strstr(r.out, "  slot A\\x1b[2J E\\u009b\n"), "%s", r.out);
 	assert_inert(r.out, "job watch");
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "events");
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -222,20 +165,20 @@ Test(cli_text, every_text_command_escapes_control_characters)
 				"{\"order_number\":\"N\\u001B]0;pwned\\u0007\",\"c1\":\"a\\u009b\\x7f\"}\n"),
 		  "%s", r.out);
 	assert_inert(r.out, "events");
-	done(&r);
+	tu_run_done(&r);
 
 	/* error messages quoting argv */
 	r = RUN("--config", cfg, "order", "show", "X\x1b[2J\x9b");
 	cr_assert_eq(r.status, 3);
 	cr_assert_str_eq(r.err, "usbforge: order 'X\\x1b[2J\\x9b' not found\n");
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "order", "add", "N\x1b]0;t\x07", "--capacity", "1G", "--image", "/x.img");
 	cr_assert_eq(r.status, 2);
 	cr_assert(strncmp(r.err,
 			  "usbforge: NUMBER 'N\\x1b]0;t\\x07': ", strlen("usbforge: NUMBER 'N\\x1b]0;t\\x07': ")) == 0,
 		  "%s", r.err);
 	assert_inert(r.err, "a usage error");
-	done(&r);
+	tu_run_done(&r);
 	/* C1 and bytes that are not UTF-8 are no more printable than ESC in an order number */
 	static const char *const bad_numbers[] = { "N\xc2\x9bX", "N\x9b", "N\xff", "N 1" };
 	for (size_t i = 0; i < sizeof(bad_numbers) / sizeof(bad_numbers[0]); i++) {
@@ -243,7 +186,7 @@ Test(cli_text, every_text_command_escapes_control_characters)
 		cr_assert_eq(r.status, 2, "%zu: %s", i, r.err);
 		cr_assert(strstr(r.err, "': 1 to 64 printable characters, no spaces\n"), "%s", r.err);
 		assert_inert(r.err, "a usage error");
-		done(&r);
+		tu_run_done(&r);
 	}
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 1);
 	r = RUN("--config", cfg, "fr\x1b[2Job");
@@ -251,7 +194,7 @@ Test(cli_text, every_text_command_escapes_control_characters)
 	cr_assert(strncmp(r.err, "usbforge: unknown command 'fr\\x1b[2Job'\n",
 			  strlen("usbforge: unknown command 'fr\\x1b[2Job'\n")) == 0,
 		  "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 
 	/* --json keeps its own escaping (jansson): the document parses back to the exact bytes */
 	r = RUN("--config", cfg, "--json", "order", "show", NUMBER);
@@ -260,7 +203,7 @@ Test(cli_text, every_text_command_escapes_control_characters)
 	cr_assert(j, "%s", r.out);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "customer")), CUSTOMER);
 	json_decref(j);
-	done(&r);
+	tu_run_done(&r);
 }
 
 TestSuite(cli_orders, .init = setup, .fini = teardown);
@@ -301,8 +244,8 @@ Test(cli_orders, station_follows_the_config_rule)
 		"k1234567890123456789012345678901234567890123456789012345678901234"
 	}; /* 65 */
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct run r = RUN("--config", cfg, "order", "add", "S-1", "--capacity", "1G", "--category", "Salsa",
-				   "--station", bad[i]);
+		struct tu_run r = RUN("--config", cfg, "order", "add", "S-1", "--capacity", "1G", "--category", "Salsa",
+				      "--station", bad[i]);
 		cr_assert_eq(r.status, 2, "'%s': %s", bad[i], r.err);
 		char *shown = utf8_escape_text(bad[i], 0), *expect = NULL;
 		cr_assert(asprintf(&expect,
@@ -312,16 +255,16 @@ Test(cli_orders, station_follows_the_config_rule)
 		cr_assert_str_eq(r.err, expect);
 		free(shown);
 		free(expect);
-		done(&r);
+		tu_run_done(&r);
 	}
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 0);
 	/* 64 characters of every allowed kind */
 	const char *ok = "Kiosk-1.b_c:d-12345678901234567890123456789012345678901234567890";
 	cr_assert_eq(strlen(ok), 64);
-	struct run r =
+	struct tu_run r =
 		RUN("--config", cfg, "order", "add", "S-1", "--capacity", "1G", "--category", "Salsa", "--station", ok);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE station = "
 				   "'Kiosk-1.b_c:d-12345678901234567890123456789012345678901234567890'"),
 		     1);
@@ -339,7 +282,7 @@ Test(cli_orders, capacity_is_the_size_of_a_stick)
 		    { "18446744073709551615", 18446744073709551615ULL },
 		    { "9223372036854775808", 9223372036854775808ULL } };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct run r =
+		struct tu_run r =
 			RUN("--config", cfg, "order", "add", "C-1", "--capacity", bad[i].arg, "--category", "Salsa");
 		cr_assert_eq(r.status, 2, "%s: %s", bad[i].arg, r.err);
 		char *expect = NULL, *line = first_line(r.err);
@@ -350,15 +293,15 @@ Test(cli_orders, capacity_is_the_size_of_a_stick)
 		cr_assert_str_eq(line, expect);
 		free(expect);
 		free(line);
-		done(&r);
+		tu_run_done(&r);
 	}
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 0);
-	struct run r = RUN("--config", cfg, "order", "add", "C-1", "--capacity", "1MiB", "--category", "Salsa");
+	struct tu_run r = RUN("--config", cfg, "order", "add", "C-1", "--capacity", "1MiB", "--category", "Salsa");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "order", "add", "C-2", "--capacity", "9223372036854775807", "--category", "Salsa");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM orders WHERE capacity_bytes IN (1048576, 9223372036854775807)"),
 		     2);
@@ -374,22 +317,22 @@ Test(cli_orders, sizes_are_shown_unsigned)
 			     " ('U-2', 9223372036854775807, 1, '{\"categories\": [\"Salsa\"], \"items\": []}')",
 			     DB_END),
 		     0, "%s", db_error(db));
-	struct run r = RUN("--config", cfg, "order", "show", "U-1");
+	struct tu_run r = RUN("--config", cfg, "order", "show", "U-1");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "\ncapacity_bytes         18446744073709551615\n"), "%s", r.out);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "--json", "order", "show", "U-1");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "\"capacity_bytes\": \"18446744073709551615\","), "%s", r.out);
-	done(&r);
+	tu_run_done(&r);
 	r = RUN("--config", cfg, "--json", "order", "show", "U-2");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "\"capacity_bytes\": 9223372036854775807,"), "%s", r.out);
-	done(&r);
+	tu_run_done(&r);
 	/* the job copies it: job show too */
 	r = RUN("--config", cfg, "order", "confirm", "U-1");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE capacity_bytes = 18446744073709551615"),
 		     1);
 	char ids[32];
@@ -397,7 +340,7 @@ Test(cli_orders, sizes_are_shown_unsigned)
 	r = RUN("--config", cfg, "job", "show", ids);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "\ncapacity_bytes         18446744073709551615\n"), "%s", r.out);
-	done(&r);
+	tu_run_done(&r);
 }
 
 /* FAT32 holds files of at most 4 GiB - 1 byte: an order that names a larger file explicitly,
@@ -414,7 +357,7 @@ Test(cli_orders, files_of_4_gib_or_more_are_refused_at_order_add)
 	snprintf(bigs, sizeof(bigs), "%lld", big);
 	snprintf(edges, sizeof(edges), "%lld", edge);
 
-	struct run r = RUN("--config", cfg, "order", "add", "F-1", "--capacity", "64G", "--item", bigs);
+	struct tu_run r = RUN("--config", cfg, "order", "add", "F-1", "--capacity", "64G", "--item", bigs);
 	cr_assert_eq(r.status, 1, "%s", r.err);
 	char *expect = NULL;
 	cr_assert(asprintf(&expect,
@@ -424,18 +367,18 @@ Test(cli_orders, files_of_4_gib_or_more_are_refused_at_order_add)
 			   big) > 0);
 	cr_assert_str_eq(r.err, expect);
 	free(expect);
-	done(&r);
+	tu_run_done(&r);
 	/* with other content beside it: still refused, the customer named it */
 	r = RUN("--config", cfg, "order", "add", "F-1", "--capacity", "64G", "--category", "Mixed", "--item", bigs);
 	cr_assert_eq(r.status, 1, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 
 	r = RUN("--config", cfg, "order", "add", "F-2", "--capacity", "64G", "--category", "Movies");
 	cr_assert_eq(r.status, 1, "%s", r.err);
 	cr_assert_str_eq(r.err, "usbforge: ORDER_INVALID: category 'Movies': nothing of it could ever be written: its "
 				"1 file is 4 GiB or more, and FAT32 holds files of at most 4 GiB - 1 byte (4294967295 "
 				"bytes)\n");
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 0);
 
 	r = RUN("--config", cfg, "order", "add", "F-3", "--capacity", "64G", "--category", "Mixed");
@@ -443,12 +386,12 @@ Test(cli_orders, files_of_4_gib_or_more_are_refused_at_order_add)
 	cr_assert_str_eq(r.err, "usbforge: warning: order 'F-3': category 'Mixed': 1 of its 3 files is 4 GiB or more "
 				"and will be skipped (FAT32 holds files of at most 4 GiB - 1 byte (4294967295 bytes)): "
 				"Mixed/huge.iso (4294967296 bytes)\n");
-	done(&r);
+	tu_run_done(&r);
 	/* 4 GiB - 1 byte fits */
 	r = RUN("--config", cfg, "order", "add", "F-4", "--capacity", "64G", "--item", edges, "--category", "Edge");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.err, "");
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 2);
 }
 
@@ -458,9 +401,9 @@ Test(cli_orders, files_of_4_gib_or_more_are_refused_at_order_add)
 Test(cli_orders, correlation_id_limit_and_reasons)
 {
 	add_item("Salsa", "Salsa/a.mp3", 1000);
-	struct run r = RUN("--config", cfg, "order", "add", "K-1", "--capacity", "1G", "--category", "Salsa");
+	struct tu_run r = RUN("--config", cfg, "order", "add", "K-1", "--capacity", "1G", "--category", "Salsa");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	char *long_id = malloc(10001);
 	cr_assert(long_id);
 	memset(long_id, 'a', 10000);
@@ -469,7 +412,7 @@ Test(cli_orders, correlation_id_limit_and_reasons)
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert_str_eq(r.err, "usbforge: --correlation-id: at most 128 characters (got 10000)\n"
 				"usage: usbforge order confirm NUMBER [--correlation-id ID]\n");
-	done(&r);
+	tu_run_done(&r);
 	free(long_id);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
 
@@ -478,7 +421,7 @@ Test(cli_orders, correlation_id_limit_and_reasons)
 	cr_assert_eq(r.status, 1, "%s", r.err);
 	cr_assert_str_eq(r.err, "usbforge: cannot confirm order 'K-1': Incorrect string value: '\\\\xFF' for column "
 				"`uf_t_cli_safe`.`processing_jobs`.`correlation_id` at row 1\n");
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
 
 	/* 128 characters (256 bytes) is the limit */
@@ -487,6 +430,6 @@ Test(cli_orders, correlation_id_limit_and_reasons)
 		strcat(id128, "é");
 	r = RUN("--config", cfg, "order", "confirm", "K-1", "--correlation-id", id128);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	done(&r);
+	tu_run_done(&r);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE CHAR_LENGTH(correlation_id) = 128"), 1);
 }

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -97,4 +99,19 @@ bool tu_file_holds(const char *path, const void *needle, size_t n)
 	}
 	close(fd);
 	return found;
+}
+
+int tu_set_immutable(const char *path, bool on)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	int flags = 0, r = 0;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+		r = -errno;
+	flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+	if (r == 0 && ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
+		r = -errno;
+	close(fd);
+	return r;
 }

@@ -20,6 +20,8 @@ void tu_fill_pattern(void *buf, size_t len, uint64_t seed);
 /* Whether the file at path holds the n bytes of needle at any 512-byte aligned offset (where a
  * block device or a FAT32 image puts data): "did this secret reach the stick?". */
 bool tu_file_holds(const char *path, const void *needle, size_t n);
+/* chattr +i / -i through the ioctl. 0 or -errno (a file system without the flag). */
+int tu_set_immutable(const char *path, bool on);
 /* Source tree root ($UF_SOURCE_DIR, set by ctest). */
 const char *tu_source_dir(void);
 const char *tu_binary_dir(void);
