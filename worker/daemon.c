@@ -682,11 +682,11 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		double next = d.next_poll;
 		if (d.db)
 			next = MIN(next, MIN(d.next_beat, d.next_reap));
-		for (size_t i = 0; i < d.n_slots; i++)
+		else
+			next = MIN(next, d.db_retry_at);
+		for (size_t i = 0; i < d.n_slots; i++) /* a slot in use elsewhere is tried again then */
 			if (d.slots[i].in_use_until > now())
 				next = MIN(next, d.slots[i].in_use_until);
-			else
-				next = MIN(next, d.db_retry_at);
 		if (d.once)
 			next = MIN(next, now() + 0.25); /* retries come due without an event */
 		if (wd)
