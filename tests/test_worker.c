@@ -1743,3 +1743,41 @@ Test(worker, schema_behind_waits_for_db_migrate_by_the_admin)
 	free(img);
 	free(s0);
 }
+
+/* CPU seconds (user + system) the process has used so far, from /proc/PID/stat. */
+static double cpu_seconds(pid_t pid)
+{
+	char p[64], buf[1024];
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(p, "re");
+	cr_assert(f, "%s", p);
+	cr_assert(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	const char *c = strrchr(buf, ')'); /* the command name may hold spaces */
+	cr_assert(c);
+	unsigned long long ut = 0, stime = 0;
+	/* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+	cr_assert_eq(sscanf(c + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stime), 2);
+	return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A daemon with nothing to do sleeps until its next poll, heartbeat or stuck check: it must
+ * not spin. (A slot-rest change once made the main loop wake at once while the database was
+ * up: a whole core, and runners starved of it.) Measured over two idle seconds once the
+ * daemon is at work; a spinning loop burns far more than the bound even on a shared machine. */
+Test(worker, an_idle_daemon_does_not_spin)
+{
+	char *s0 = make_stick("idle.img", 64 << 20);
+	const char *slots[] = { s0, NULL };
+	char *cfg = config(slots, NULL);
+	char *errp = tu_path(dir, "idle.err");
+	pid_t pid = spawn_daemon_logged(cfg, false, errp);
+	cr_assert_eq(wait_line(errp, "ready", 1, 30), 1);
+	double c0 = cpu_seconds(pid), t0 = mono();
+	(void)poll(NULL, 0, 2000);
+	double used = cpu_seconds(pid) - c0, wall = mono() - t0;
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	cr_assert_lt(used, 0.25 * wall, "an idle usbforged used %.2f s of CPU in %.2f s", used, wall);
+	free(errp), free(cfg), free(s0);
+}
