@@ -636,7 +636,8 @@ static int load_group(struct loader *l, const config_setting_t *g, const char *p
 
 /* ---- custom keys ---------------------------------------------------------------------------- */
 
-static int load_password_file(struct loader *l, const config_setting_t *s, const char *key)
+/* A non-empty string naming a file, resolved against the config file's folder, into *slot. */
+static int load_file_path(struct loader *l, const config_setting_t *s, const char *key, char **slot)
 {
 	const char *v;
 
@@ -645,25 +646,23 @@ static int load_password_file(struct loader *l, const config_setting_t *s, const
 	v = config_setting_get_string(s);
 	if (!*v)
 		return fail(l, s, key, "must not be empty");
-	free(l->password_file);
-	l->password_file = resolve_path(l, v);
-	return l->password_file ? 0 : oom(l);
+	free(*slot);
+	*slot = resolve_path(l, v);
+	return *slot ? 0 : oom(l);
+}
+
+static int load_password_file(struct loader *l, const config_setting_t *s, const char *key)
+{
+	return load_file_path(l, s, key, &l->password_file);
 }
 
 static int load_admin_password_file(struct loader *l, const config_setting_t *s, const char *key)
 {
 	struct uf_config *c = l->cfg;
-	const char *v;
-
-	if (config_setting_type(s) != CONFIG_TYPE_STRING)
-		return fail_got(l, s, key, "must be a string");
-	v = config_setting_get_string(s);
-	if (!*v)
-		return fail(l, s, key, "must not be empty");
-	free(c->db.admin.password_file);
-	c->db.admin.password_file = resolve_path(l, v);
-	c->db.admin.password_file_line = (unsigned)config_setting_source_line(s);
-	return c->db.admin.password_file ? 0 : oom(l);
+	int r = load_file_path(l, s, key, &c->db.admin.password_file);
+	if (r == 0)
+		c->db.admin.password_file_line = (unsigned)config_setting_source_line(s);
+	return r;
 }
 
 static int refuse_admin_password(struct loader *l, const config_setting_t *s, const char *key)
