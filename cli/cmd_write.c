@@ -29,6 +29,7 @@
 #include "usb/safety.h"
 #include "usb/usbdev.h"
 #include "util/macro.h"
+#include "util/monotime.h"
 #include "util/openfile.h"
 #include "util/size.h"
 #include "util/ufcode.h"
@@ -51,13 +52,6 @@ static void install_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-}
-
-static double now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* One invocation's target and report state. */
@@ -165,7 +159,7 @@ static int job_fail_io(struct job *j, int r, uint64_t off, const char *what)
 static void progress(void *ud, uint64_t done, uint64_t total)
 {
 	struct job *j = ud;
-	double now = now_mono();
+	double now = mono_s();
 	char a[32], b[32];
 
 	if (!j->tty || !j->phase)
@@ -189,7 +183,7 @@ static void progress(void *ud, uint64_t done, uint64_t total)
 static void phase_begin(struct job *j, const char *phase)
 {
 	j->phase = phase;
-	j->t_phase = j->t_last = now_mono();
+	j->t_phase = j->t_last = mono_s();
 }
 
 static void phase_end(struct job *j)
@@ -506,7 +500,7 @@ int cmd_write(struct cli *c, int argc, char **argv)
 	orig_size = dev_size(j.dev);
 	install_signals();
 
-	t0 = now_mono();
+	t0 = mono_s();
 	r = writer_new(j.dev, src, &wo, NULL, &w);
 	if (r == -EFBIG) {
 		char a[32], b[32];
@@ -531,10 +525,10 @@ int cmd_write(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	phase_end(&j);
-	t_write = now_mono() - t0;
+	t_write = mono_s() - t0;
 
 	if (wo.verify) {
-		double tv = now_mono();
+		double tv = mono_s();
 		struct verify_opts vo;
 		if (wo.reset_before_verify) {
 			r = dev_reset(j.dev);
@@ -552,7 +546,7 @@ int cmd_write(struct cli *c, int argc, char **argv)
 		}
 		phase_end(&j);
 		verified = true;
-		t_verify = now_mono() - tv;
+		t_verify = mono_s() - tv;
 	}
 
 	/* A target file deleted (or renamed over) meanwhile holds the image in an inode no one
@@ -574,7 +568,7 @@ int cmd_write(struct cli *c, int argc, char **argv)
 		}
 	}
 
-	double secs = now_mono() - t0;
+	double secs = mono_s() - t0;
 	const struct writer_stats *st = writer_stats(w);
 	double rate = secs > 0 ? (double)src->mapped / secs : 0;
 	r = CLI_EXIT_OK;
@@ -641,7 +635,7 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	install_signals();
-	double t0 = now_mono();
+	double t0 = mono_s();
 	if (wo.reset_before_verify) {
 		r = dev_reset(j.dev);
 		if (r < 0) {
@@ -662,7 +656,7 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	phase_end(&j);
-	double secs = now_mono() - t0;
+	double secs = mono_s() - t0;
 	double rate = secs > 0 ? (double)vr.bytes_read / secs : 0;
 	r = CLI_EXIT_OK;
 	if (c->json) {
@@ -707,13 +701,13 @@ int cmd_probe(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	install_signals();
-	double t0 = now_mono();
+	double t0 = mono_s();
 	r = probe_run(j.dev, &cancel_flag, &pr);
 	if (r < 0) {
 		r = job_fail_io(&j, r, 0, "probe");
 		goto out;
 	}
-	double secs = now_mono() - t0;
+	double secs = mono_s() - t0;
 	r = CLI_EXIT_OK;
 	if (c->json)
 		r = cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:f}", "device", j.device, "verdict",

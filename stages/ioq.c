@@ -8,16 +8,12 @@
 
 #include "stages/ioq.h"
 #include "util/macro.h"
+#include "util/monotime.h"
 
 static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ioq *abandoned_list;
 
-uint64_t ioq_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+uint64_t ioq_now_ns(void) { return mono_ns(); }
 
 static void ioq_free(struct ioq *q)
 {

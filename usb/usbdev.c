@@ -16,13 +16,9 @@
 #include <time.h>
 
 #include "util/macro.h"
+#include "util/monotime.h"
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(void) { return (int64_t)(mono_ns() / 1000000); }
 
 struct usbdev_reset {
 	char *port_path;

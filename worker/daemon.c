@@ -26,6 +26,7 @@
 #include "usb/monitor.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/monotime.h"
 #include "worker/runner.h"
 
 struct slot {
@@ -75,13 +76,6 @@ struct daemon {
 	bool stopping;
 	unsigned busy;
 };
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void slot_clear(struct slot *s)
 {
@@ -252,7 +246,7 @@ static int db_up(struct daemon *d)
 	_cleanup_free_ char *err = NULL;
 	if (d->db)
 		return 0;
-	if (now() < d->db_retry_at)
+	if (mono_s() < d->db_retry_at)
 		return -EAGAIN;
 	int r = db_connect(d->cfg, &d->db, &err);
 	if (r < 0) {
@@ -263,7 +257,7 @@ static int db_up(struct daemon *d)
 		d->db_down_logged = true;
 		/* at most a second between tries: back at work within a second or two of the server's return */
 		d->db_backoff = d->db_backoff ? MIN(d->db_backoff * 2, 1.0) : 0.25;
-		d->db_retry_at = now() + d->db_backoff;
+		d->db_retry_at = mono_s() + d->db_backoff;
 		log_debug("database still unavailable; next try in %.2f s", d->db_backoff);
 		return r;
 	}
@@ -285,14 +279,14 @@ static int db_up(struct daemon *d)
 		}
 		d->schema_behind_logged = true;
 		d->db = db_close(d->db);
-		d->db_retry_at = now() + 1.0;
+		d->db_retry_at = mono_s() + 1.0;
 		return r;
 	}
 	if (r < 0) {
 		log_error("migration failed: %s", db_error(d->db));
 		d->db = db_close(d->db);
 		d->db_down_logged = true;
-		d->db_retry_at = now() + 1.0;
+		d->db_retry_at = mono_s() + 1.0;
 		return r;
 	}
 	if (d->schema_behind_logged)
@@ -324,7 +318,7 @@ static void db_check(struct daemon *d, int r)
 		d->db_down_logged = true;
 		d->db = db_close(d->db);
 		d->db_backoff = 0;
-		d->db_retry_at = now();
+		d->db_retry_at = mono_s();
 	}
 }
 
@@ -360,7 +354,7 @@ static void claim_for_free_slots(struct daemon *d)
 	for (size_t i = 0; i < d->n_slots && d->busy < d->cfg->worker.max_concurrent && !d->stopping; i++) {
 		struct slot *s = &d->slots[i];
 		if (s->runner || !s->present || !s->eligible || s->bad_serial || s->done_serial || !s->devnode ||
-		    now() < s->in_use_until)
+		    mono_s() < s->in_use_until)
 			continue;
 		struct claim_req q = { .worker_id = d->worker_id,
 				       .station = d->cfg->station,
@@ -443,7 +437,7 @@ static void join_finished(struct daemon *d)
 		 * and fro at full speed. */
 		if (res.in_use) {
 			double rest = MAX(d->cfg->worker.poll_interval, 1.0);
-			s->in_use_until = now() + rest;
+			s->in_use_until = mono_s() + rest;
 			log_notice("slot %s: in use by another writer; job handed back, the slot is tried again in %.1f s",
 				   s->name, rest);
 		}
@@ -637,7 +631,7 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		 cfg->worker.max_concurrent);
 	bool ready = false;
 	for (;;) {
-		double t = now();
+		double t = mono_s();
 		if (wd)
 			sd_notify(0, "WATCHDOG=1");
 		if (!d.db && db_up(&d) == 0 && !ready) {
@@ -685,13 +679,13 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		else
 			next = MIN(next, d.db_retry_at);
 		for (size_t i = 0; i < d.n_slots; i++) /* a slot in use elsewhere is tried again then */
-			if (d.slots[i].in_use_until > now())
+			if (d.slots[i].in_use_until > mono_s())
 				next = MIN(next, d.slots[i].in_use_until);
 		if (d.once)
-			next = MIN(next, now() + 0.25); /* retries come due without an event */
+			next = MIN(next, mono_s() + 0.25); /* retries come due without an event */
 		if (wd)
-			next = MIN(next, now() + (double)wd_usec / 2e6);
-		double wait = next - now();
+			next = MIN(next, mono_s() + (double)wd_usec / 2e6);
+		double wait = next - mono_s();
 		int timeout = wait <= 0 ? 0 : (int)ceil(wait * 1000);
 		struct pollfd p[3] = { { d.sfd, POLLIN, 0 }, { d.efd, POLLIN, 0 }, { -1, POLLIN, 0 } };
 		if (d.mon)

@@ -19,6 +19,7 @@
 #include "usb/usbdev.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/monotime.h"
 
 /* Global progress range of each stage (DESIGN/issue: 0–10, 10–30, 30–80, 80–100). */
 static const int range_lo[_STAGE_MAX] = {
@@ -90,13 +91,6 @@ struct runner {
 	bool in_use;		       /* another writer held the slot: handed back */
 	char *bad_reason;	       /* bad_stick: why (malloc'd) */
 };
-
-static double now_mono(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static double ts_to_d(const struct timespec *t) { return (double)t->tv_sec + (double)t->tv_nsec / 1e9; }
 
@@ -215,8 +209,8 @@ static bool db_trouble(struct runner *r, int q, const char *what)
 				    "are kept until the database is back",
 				    (long long)r->job->id, what, db_error(r->db));
 		r->db_down = true;
-		if (now_mono() >= r->next_reconnect) {
-			r->next_reconnect = now_mono() + 1.0;
+		if (mono_s() >= r->next_reconnect) {
+			r->next_reconnect = mono_s() + 1.0;
 			if (db_reconnect(r->db, NULL) == 0) {
 				log_notice("job %lld: database reachable again", (long long)r->job->id);
 				r->db_down = false;
@@ -300,9 +294,9 @@ static int flush_rows(struct runner *r)
 /* Write heartbeat + progress. Caller holds dblock, not lock. */
 static void beat(struct runner *r)
 {
-	r->last_beat = now_mono();
+	r->last_beat = mono_s();
 	pthread_mutex_lock(&r->lock);
-	double el = now_mono() - ts_to_d(&r->stage_start);
+	double el = mono_s() - ts_to_d(&r->stage_start);
 	double eta = (r->rate > 0 && r->total > r->done) ? (double)(r->total - r->done) / r->rate : 0;
 	json_t *d = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "stage", stage_name(r->stage), "bytes_done",
 			      (json_int_t)r->done, "bytes_total", (json_int_t)r->total, "rate_bytes_per_s", r->rate,
@@ -337,7 +331,7 @@ static void *dbthread_main(void *p)
 	double rows_retry_at = 0;
 	pthread_mutex_lock(&r->lock);
 	while (!r->dbthread_quit) {
-		double t = now_mono();
+		double t = mono_s();
 		bool beat_due = t >= r->last_beat + 1.0;
 		bool rows = (r->n_rows || r->have_checkpoint) && !r->db_down && t >= rows_retry_at;
 		if (atomic_load(&r->lost) || (!beat_due && !rows)) {
@@ -352,7 +346,7 @@ static void *dbthread_main(void *p)
 		if (!r->db_down || db_trouble(r, -ENOTCONN, "reconnect")) {
 			int q = flush_rows(r);
 			if (q < 0) {
-				rows_retry_at = now_mono() + 0.5;
+				rows_retry_at = mono_s() + 0.5;
 				(void)db_trouble(r, q, "log rows");
 			} else if (beat_due && !atomic_load(&r->lost)) {
 				beat(r);
@@ -375,7 +369,7 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 	}
 	r->done = done;
 	r->total = total;
-	double el = now_mono() - ts_to_d(&r->stage_start);
+	double el = mono_s() - ts_to_d(&r->stage_start);
 	r->rate = el > 0 ? (double)done / el : 0;
 	if (st == STAGE_WRITING)
 		r->bytes_written = done;
@@ -397,8 +391,8 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 	uint64_t max_rate = r->a.cfg->write.max_rate;
 	if (max_rate && st == STAGE_WRITING) {
 		double due = ts_to_d(&r->stage_start) + (double)done / (double)max_rate;
-		while (!atomic_load(&r->cancel) && now_mono() < due) {
-			struct timespec until = d_to_ts(MIN(due, now_mono() + 0.2));
+		while (!atomic_load(&r->cancel) && mono_s() < due) {
+			struct timespec until = d_to_ts(MIN(due, mono_s() + 0.2));
 			pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until);
 		}
 	}
@@ -513,7 +507,7 @@ static void spec_done(struct job_spec *s)
  * is stopping. */
 static bool wait_or_stop(struct runner *r, double seconds)
 {
-	struct timespec until = d_to_ts(now_mono() + seconds);
+	struct timespec until = d_to_ts(mono_s() + seconds);
 	pthread_mutex_lock(&r->lock);
 	while (!atomic_load(&r->stop) && pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until) == 0)
 		;
@@ -524,7 +518,7 @@ static bool wait_or_stop(struct runner *r, double seconds)
 /* Wait up to seconds for the hotplug event of the stick leaving (or a stop request). */
 static void wait_gone(struct runner *r, double seconds)
 {
-	struct timespec until = d_to_ts(now_mono() + seconds);
+	struct timespec until = d_to_ts(mono_s() + seconds);
 	pthread_mutex_lock(&r->lock);
 	while (!atomic_load(&r->gone) && !atomic_load(&r->stop) &&
 	       pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until) == 0)
@@ -686,7 +680,7 @@ static void *runner_main(void *p)
 		atomic_store(&r->lost, true);
 		goto out;
 	}
-	r->last_beat = now_mono(); /* the claim was the first beat */
+	r->last_beat = mono_s(); /* the claim was the first beat */
 	int tq = pthread_create(&r->dbthread, NULL, dbthread_main, r);
 	if (tq != 0) {
 		code = UFC_PROCESSING_FAILED;
@@ -734,7 +728,7 @@ static void *runner_main(void *p)
 		if (st == STAGE_VERIFICATION && !wo.verify)
 			break;
 		enter_stage(r, st);
-		double t0 = now_mono();
+		double t0 = mono_s();
 		code = stage_run(st, &ctx);
 		if (st == STAGE_SELECTION && code == UFC_NONE) {
 			pthread_mutex_lock(&r->lock);
@@ -759,7 +753,7 @@ static void *runner_main(void *p)
 			pthread_mutex_lock(&r->lock);
 			uint64_t done = r->done;
 			pthread_mutex_unlock(&r->lock);
-			json_t *d = json_pack("{s:f, s:I}", "seconds", now_mono() - t0, "bytes", (json_int_t)done);
+			json_t *d = json_pack("{s:f, s:I}", "seconds", mono_s() - t0, "bytes", (json_int_t)done);
 			_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
 			json_decref(d);
 			snprintf(line, sizeof(line), "%s done", stage_name(st));

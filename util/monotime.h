@@ -1,0 +1,10 @@
+/* The monotonic clock, in one place: every deadline, rate and timeout of the product reads it
+ * here (CLOCK_MONOTONIC: never steps with the wall clock, an NTP correction or a DST change). */
+#pragma once
+
+#include <stdint.h>
+
+/* Nanoseconds since an arbitrary start. */
+uint64_t mono_ns(void);
+/* The same in seconds. */
+double mono_s(void);
