@@ -25,6 +25,7 @@
 #include "db/orders.h"
 #include "db/schema.h"
 #include "helpers/testdb.h"
+#include "helpers/clirun.h"
 #include "helpers/testutil.h"
 #include "test_usb_loop.h"
 #include "util/macro.h"
@@ -810,7 +811,8 @@ Test(worker, database_lost_at_the_end_of_a_job_still_records_it_once)
 	pthread_t t;
 	pthread_create(&t, NULL, killer_main, &k);
 	pthread_join(t, NULL);
-	cr_assert_eq(wait_exit(pid, 60), 0);
+	int rc = wait_exit(pid, 60);
+	cr_assert_eq(rc, 0, "usbforged exited with %d; its stderr:\n%s", rc, tu_slurp(errp));
 	cr_assert(k.kills >= 3, "the outage was real: %d connections killed", k.kills);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
