@@ -427,7 +427,7 @@ Test(cli_orders, correlation_id_limit_and_reasons)
 	/* 128 characters (256 bytes) is the limit */
 	char id128[257] = "";
 	for (int i = 0; i < 128; i++)
-		strcat(id128, "é");
+		memcpy(id128 + 2 * i, "é", 2); /* U+00E9 is two bytes; id128[256] stays the NUL */
 	r = RUN("--config", cfg, "order", "confirm", "K-1", "--correlation-id", id128);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	tu_run_done(&r);

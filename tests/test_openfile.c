@@ -15,7 +15,7 @@
 
 #include "util/openfile.h"
 
-static char dir[PATH_MAX];
+static char dir[64]; /* "/tmp/uf-openfile-XXXXXX" */
 static char outside[PATH_MAX];
 
 static void put(const char *path, const char *text)
@@ -29,7 +29,7 @@ static void put(const char *path, const char *text)
 static void setup(void)
 {
 	char p[PATH_MAX + 64];
-	strcpy(dir, "/tmp/uf-openfile-XXXXXX");
+	snprintf(dir, sizeof(dir), "%s", "/tmp/uf-openfile-XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(outside, sizeof(outside), "%s/secret", dir);
 	put(outside, "root:$6$secret\n");
@@ -129,7 +129,7 @@ Test(openfile, regular_refuses_special_files_at_once)
 	int s = socket(AF_UNIX, SOCK_STREAM, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	cr_assert_lt(strlen(p), sizeof(sa.sun_path));
-	strcpy(sa.sun_path, p);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", p);
 	cr_assert_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	cr_assert_eq(open_regular(p, NULL), -ENXIO);
 	close(s);

@@ -1775,8 +1775,17 @@ Test(worker, an_idle_daemon_does_not_spin)
 	char *errp = tu_path(dir, "idle.err");
 	pid_t pid = spawn_daemon_logged(cfg, false, errp);
 	cr_assert_eq(wait_line(errp, "ready", 1, 30), 1);
+	/* the window: until the daemon's own heartbeat (every 0.2 s here) is 2 s past its value now */
 	double c0 = cpu_seconds(pid), t0 = mono();
-	(void)poll(NULL, 0, 2000);
+	long long h0 = tdb_count(db, "SELECT CAST(MAX(UNIX_TIMESTAMP(heartbeat_at)) * 1000 AS SIGNED) FROM workers"
+				     " WHERE stopped_at IS NULL");
+	char *q = NULL;
+	cr_assert(asprintf(&q,
+			   "SELECT COUNT(*) FROM workers WHERE stopped_at IS NULL"
+			   " AND UNIX_TIMESTAMP(heartbeat_at) * 1000 >= %lld + 2000",
+			   h0) > 0);
+	cr_assert_eq(wait_for(q, 1, 30), 1);
+	free(q);
 	double used = cpu_seconds(pid) - c0, wall = mono() - t0;
 	kill(pid, SIGTERM);
 	cr_assert_eq(wait_exit(pid, 60), 0);

@@ -178,32 +178,33 @@ bool path_is_safe_relative(const char *rel)
  * anything that is not a directory on the way. Used only where openat2 is missing (ENOSYS). */
 static int walk_beneath(int rootfd, const char *rel, int last_flags)
 {
-	_cleanup_free_ char *copy = strdup(rel);
-	if (!copy)
-		return -ENOMEM;
+	char name[NAME_MAX + 1];
 	int dfd = rootfd;
-	char *save = NULL;
-	char *c = strtok_r(copy, "/", &save);
-	while (c) {
-		char *next = strtok_r(NULL, "/", &save);
-		if (!strcmp(c, "..")) {
+
+	/* rel passed path_is_safe_relative: components are non-empty and not "." or ".." */
+	for (const char *c = rel; *c;) {
+		size_t len = strcspn(c, "/");
+		bool last = c[len] == '\0';
+		if (len > NAME_MAX) {
 			if (dfd != rootfd)
 				close(dfd);
-			return -EXDEV;
+			return -ENAMETOOLONG;
 		}
-		int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | (next ? O_DIRECTORY : last_flags);
-		int fd = openat(dfd, c, flags);
+		memcpy(name, c, len);
+		name[len] = '\0';
+		int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | (last ? last_flags : O_DIRECTORY);
+		int fd = openat(dfd, name, flags);
 		int r = fd < 0 ? -errno : 0;
 		struct stat st;
 		/* O_DIRECTORY | O_NOFOLLOW on a symlink says ENOTDIR: say ELOOP as openat2 does */
-		if (r == -ENOTDIR && fstatat(dfd, c, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		if (r == -ENOTDIR && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
 			r = -ELOOP;
 		if (dfd != rootfd)
 			close(dfd);
 		if (r < 0)
 			return r;
 		dfd = fd;
-		c = next;
+		c += len + !last;
 	}
 	return dfd == rootfd ? -EINVAL : dfd;
 }
