@@ -646,6 +646,9 @@ static int load_file_path(struct loader *l, const config_setting_t *s, const cha
 	v = config_setting_get_string(s);
 	if (!*v)
 		return fail(l, s, key, "must not be empty");
+	for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+		if (*c < 0x20 || *c == 0x7f) /* every later message names the file: keep it one line */
+			return fail_got(l, s, key, "must not contain control characters");
 	free(*slot);
 	*slot = resolve_path(l, v);
 	return *slot ? 0 : oom(l);
