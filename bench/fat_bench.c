@@ -28,10 +28,10 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "stages/fat32.h"
+#include "fatfs/fat32.h"
 #include "stages/select.h"
-#include "stages/writer.h"
-#include "usb/dev.h"
+#include "blkio/writer.h"
+#include "blkio/dev.h"
 
 static double now(void)
 {

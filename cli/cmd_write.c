@@ -20,11 +20,11 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
-#include "stages/blksrc.h"
-#include "stages/probe.h"
+#include "image/blksrc.h"
+#include "blkio/probe.h"
 #include "stages/stage.h"
-#include "stages/verify.h"
-#include "stages/writer.h"
+#include "blkio/verify.h"
+#include "blkio/writer.h"
 #include "usb/discover.h"
 #include "usb/safety.h"
 #include "usb/usbdev.h"
@@ -539,7 +539,7 @@ int cmd_write(struct cli *c, int argc, char **argv)
 		}
 		verify_opts_from(&wo, &j, &vo);
 		phase_begin(&j, "verifying");
-		r = verify_writer(j.dev, w, &vo, &cancel_flag, &vr);
+		r = writer_verify(w, j.dev, &vo, &cancel_flag, &vr);
 		if (r < 0) {
 			r = report_verify_error(&j, r, &vr);
 			goto out;

@@ -1,10 +1,10 @@
 /* Shared by the block-source targets: read a whole block source through the blksrc API and
- * check what the writer relies on (stages/blksrc.h). */
+ * check what the writer relies on (image/blksrc.h). */
 #pragma once
 
 #include <stdint.h>
 
-#include "stages/blksrc.h"
+#include "image/blksrc.h"
 
 /* Read src to its end or its first error. Properties: every extent starts on a 4096-byte
  * boundary, after the previous one, and ends within src->size; only the last extent may end

@@ -1,4 +1,4 @@
-/* libFuzzer target: the bmap-filtered block source (stages/src_bmap.c over the raw, gzip, xz
+/* libFuzzer target: the bmap-filtered block source (image/src_bmap.c over the raw, gzip, xz
  * and zstd sources). At start a fixed image (IMAGE_SIZE bytes: data with zero holes, not a
  * whole number of blocks) is written raw and compressed with zlib, liblzma and libzstd into a
  * private folder. The input's first byte picks the image (raw, .gz, .xz, .zst), the rest is

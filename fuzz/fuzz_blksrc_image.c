@@ -1,4 +1,4 @@
-/* libFuzzer target: a compressed image source (stages/src_gzip.c, src_xz.c, src_zstd.c) on a
+/* libFuzzer target: a compressed image source (image/src_gzip.c, src_xz.c, src_zstd.c) on a
  * mutated image. Built once per format (UF_FUZZ_FORMAT: 1 gzip, 2 xz, 3 zstd): the input's
  * first bytes are replaced by that format's magic, the bytes are written as an image file in
  * a private folder, opened with blksrc_open_image() and read to the end through the blksrc

@@ -1,4 +1,4 @@
-/* libFuzzer target: the bmap XML parser (stages/src_bmap.c bmap_parse), the input being the
+/* libFuzzer target: the bmap XML parser (image/src_bmap.c bmap_parse), the input being the
  * .bmap text. Properties: accepted or refused with a reason, never a crash, hang or leak; an
  * accepted map is what the bmap source relies on: ranges sorted, disjoint, each non-empty,
  * starting on a 4096-byte boundary, ending on one or at ImageSize, and within ImageSize. */
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "fuzz/fuzz_util.h"
-#include "stages/src_internal.h"
+#include "image/src_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

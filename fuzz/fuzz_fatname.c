@@ -1,4 +1,4 @@
-/* libFuzzer target: FAT name mapping (stages/fatname.c). The input is split at '/' and NUL into
+/* libFuzzer target: FAT name mapping (fatfs/fatname.c). The input is split at '/' and NUL into
  * up to 64 names as found on disk (any bytes); they go through fatname_map(), are made unique
  * in one folder (fatname_set_add_unique) and get their 8.3 short names, as the selection and
  * the FAT32 composer do. Properties: a mapped name is valid (fatname_is_valid, mapping it again
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz_util.h"
-#include "stages/fatname.h"
+#include "fatfs/fatname.h"
 
 #define MAX_NAMES 64
 

@@ -1,4 +1,4 @@
-/* libFuzzer target: the writer's resume state (stages/writer.c writer_resume_parse), the JSON
+/* libFuzzer target: the writer's resume state (blkio/writer.c writer_resume_parse), the JSON
  * a retry reads back from processing_jobs.resume_state, for a writer with 2 MiB chunks on a
  * 256 MiB device. Properties: accepted or refused, never a crash, UB or leak; an accepted
  * state is one writer_state_json() could have written, as the resume check relies on: chunks
@@ -8,7 +8,7 @@
 #include <errno.h>
 
 #include "fuzz/fuzz_util.h"
-#include "stages/writer.h"
+#include "blkio/writer.h"
 
 #define CS	 (UINT64_C(2) << 20)
 #define DEV_SIZE (UINT64_C(256) << 20)

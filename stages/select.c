@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stages/fat32.h"
-#include "stages/fatname.h"
+#include "fatfs/fat32.h"
+#include "fatfs/fatname.h"
 #include "util/macro.h"
 
 struct sfolder {

@@ -8,8 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "usb/dev.h"
-#include "stages/blksrc.h"
+#include "blkio/dev.h"
+#include "blkio/writer.h"
+#include "image/blksrc.h"
 #include "util/items.h"
 #include "util/log.h"
 #include "util/ufcode.h"
@@ -48,20 +49,6 @@ struct job_spec {
 	struct job_item *items; /* chosen; filled by selection, or reused from a prior attempt */
 	size_t n_items;
 	bool items_reused;
-};
-
-struct write_opts {
-	size_t buffer_size;   /* bytes per I/O buffer (multiple of 4096) */
-	unsigned queue_depth; /* buffers in flight between reader and writer */
-	bool verify;
-	bool verify_full; /* verification reads the whole device (every block must read back;
-	                              * the written ranges are compared), not only what was written */
-	bool reset_before_verify;
-	uint64_t sync_interval;	   /* fdatasync after this many bytes (0: WRITER_SYNC_EVERY); it also
-	                              * paces the resume checkpoints */
-	double stall_timeout;	   /* seconds a write/sync may take before WRITE_IO */
-	double capacity_tolerance; /* 0.10: a stick may be 10% under its nominal size */
-	bool probe;		   /* fake-capacity probe in validation */
 };
 
 struct uf_config;

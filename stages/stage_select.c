@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "stages/fat32.h"
+#include "fatfs/fat32.h"
 #include "stages/select.h"
 #include "util/macro.h"
 #include "util/openfile.h"

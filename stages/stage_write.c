@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stages/probe.h"
+#include "blkio/probe.h"
 #include "stages/stage_write.h"
 #include "stages/stage_select.h"
-#include "stages/verify.h"
-#include "stages/writer.h"
+#include "blkio/verify.h"
+#include "blkio/writer.h"
 #include "util/macro.h"
 #include "util/size.h"
 
@@ -258,7 +258,7 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 		.progress = v_progress,
 		.progress_userdata = ctx,
 	};
-	r = verify_writer(ctx->dev, w, &vo, ctx->cancel, &vr);
+	r = writer_verify(w, ctx->dev, &vo, ctx->cancel, &vr);
 	if (r == 0) {
 		snprintf(details, sizeof(details), "{\"bytes_read\":%llu}", (unsigned long long)vr.bytes_read);
 		slog(ctx, LOG_LVL_INFO, STAGE_VERIFICATION, UFC_NONE, details, "verified");

@@ -1,12 +1,12 @@
 # FAT32 composer and content selection suites, and the compose benchmark's driver
 # (bench/fat_compose_bench runs it; bench/ is not part of the top-level build).
-uf_test(NAME test_fat32 SOURCES test_fat32.c fat_testlib.c LIBS uf_stages PkgConfig::CRYPTO TIMEOUT 600 LABELS fat)
+uf_test(NAME test_fat32 SOURCES test_fat32.c fat_testlib.c LIBS uf_fatfs PkgConfig::CRYPTO TIMEOUT 600 LABELS fat)
 uf_test(NAME test_select SOURCES test_select.c fat_testlib.c LIBS uf_stages PkgConfig::CRYPTO TIMEOUT 600 LABELS fat)
 
 # uf_fat_bench: selection + composer + the pipelined writer onto a device (the product path);
 # bench/fat_compose_bench builds it in a Release build dir.
 add_executable(uf_fat_bench ${CMAKE_SOURCE_DIR}/bench/fat_bench.c)
-target_link_libraries(uf_fat_bench PRIVATE uf_stages uf_usb uf_config uf_util PkgConfig::CRYPTO)
+target_link_libraries(uf_fat_bench PRIVATE uf_stages uf_config uf_util PkgConfig::CRYPTO)
 
 # The FAT32 oracle with the Linux vfat driver (issue 6): uf_fat_compose_tool composes a stick
 # image from a content folder with the project's selection and composer and writes a manifest;

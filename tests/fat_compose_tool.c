@@ -1,7 +1,7 @@
 /* A host-side test driver for the FAT32 end-to-end oracle (tests/e2e/run-fat-e2e; built as
  * uf_fat_compose_tool from tests/fat.cmake, not a product binary). It turns a content folder
  * into a stick image with the project's own selection (stages/select.c) and composer
- * (stages/fat32.c), exactly as a content order would, and writes down what it chose so that an
+ * (fatfs/fat32.c), exactly as a content order would, and writes down what it chose so that an
  * outside reader (the Linux vfat driver in a QEMU guest, fsck.fat) can be compared with it.
  *
  *   uf_fat_compose_tool layout SIZE
@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "stages/fat32.h"
+#include "fatfs/fat32.h"
 #include "stages/select.h"
 #include "util/filehash.h"
 #include "util/macro.h"

@@ -1,5 +1,5 @@
 /* Implementation of tests/fat_testlib.h. The reader below follows Microsoft's FAT32 spec
- * directly and shares nothing with stages/fat32.c or stages/fatname.c. */
+ * directly and shares nothing with fatfs/fat32.c or fatfs/fatname.c. */
 #include "fat_testlib.h"
 
 #include <criterion/criterion.h>

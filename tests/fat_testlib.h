@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "stages/fat32.h"
+#include "fatfs/fat32.h"
 
 /* Write `size` pattern bytes (seed) to root/rel (creating folders), set its mtime, and fill
  * *it (rel_path, size, sha256, mtime; dest_path = dest, strdup'd). */

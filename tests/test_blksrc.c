@@ -1,4 +1,4 @@
-/* Block sources (stages/blksrc.c, src_*.c): raw, .zst (with and without a recorded size),
+/* Block sources (image/blksrc.c, src_*.c): raw, .zst (with and without a recorded size),
  * .xz and .gz images decode to the exact bytes and size, written through the writer they
  * round-trip byte for byte; corrupt/truncated images fail with a message; bmap files (hand
  * written, and by bmaptool) restrict the extents to the mapped ranges, also beside a .zst,
@@ -6,9 +6,9 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "stages/src_internal.h"
-#include "stages/verify.h"
-#include "stages/writer.h"
+#include "image/src_internal.h"
+#include "blkio/verify.h"
+#include "blkio/writer.h"
 #include "util/macro.h"
 #include "wtest.h"
 
@@ -240,10 +240,10 @@ static struct writer *write_over_aa(const char *dir, struct blksrc *s, size_t le
 	cr_assert_eq(writer_stats(w)->bytes_written, expect_written);
 	struct verify_opts vo = { .buffer_size = MiB, .queue_depth = 3, .stall_timeout = 60 };
 	struct verify_result vr;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+	cr_assert_eq(writer_verify(w, d, &vo, NULL, &vr), 0);
 	cr_assert_eq(vr.bytes_read, expect_written);
 	vo.full = true;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+	cr_assert_eq(writer_verify(w, d, &vo, NULL, &vr), 0);
 	cr_assert_eq(vr.bytes_read, len);
 	*ret_d = d;
 	return w;

@@ -1,5 +1,5 @@
-/* Tests of the device table (usb/dev.c) on regular files and loop devices, and of every fault
- * of the faulty device (usb/dev_faulty.c) through plain writes and reads at exact offsets,
+/* Tests of the device table (blkio/dev.c) on regular files and loop devices, and of every fault
+ * of the faulty device (blkio/dev_faulty.c) through plain writes and reads at exact offsets,
  * including the write + read-back comparison that names the first bad offset. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 
 #include "helpers/testutil.h"
 #include "test_usb_loop.h"
-#include "usb/dev.h"
+#include "blkio/dev.h"
 #include "util/macro.h"
 
 #define K 1024u

@@ -1,4 +1,4 @@
-/* Tests of stages/fatname.c and stages/fat32.c: exact name mapping and short names, the layout
+/* Tests of fatfs/fatname.c and fatfs/fat32.c: exact name mapping and short names, the layout
  * table, and composed images checked by outside oracles (fsck.fat, mtools) and by the
  * independent reader in fat_testlib.c (long names, bytes, contiguity, FSInfo). */
 #include <criterion/criterion.h>
@@ -12,8 +12,8 @@
 
 #include "fat_testlib.h"
 #include "helpers/testutil.h"
-#include "stages/fat32.h"
-#include "stages/fatname.h"
+#include "fatfs/fat32.h"
+#include "fatfs/fatname.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)

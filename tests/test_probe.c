@@ -1,4 +1,4 @@
-/* The fake-capacity probe (stages/probe.c, stage_probe_device): genuine targets are called
+/* The fake-capacity probe (blkio/probe.c, stage_probe_device): genuine targets are called
  * genuine and left byte-for-byte as they were; wrap-around fakes (large and small real
  * sizes, not powers of two) and limbo fakes (0x00 and 0xff fill) are classified and their
  * real size named to the byte; the stage maps every kind of fake (wrap-around, limbo, short)
@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "stages/probe.h"
+#include "blkio/probe.h"
 #include "stages/stage_write.h"
 #include "wtest.h"
 

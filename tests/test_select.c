@@ -14,8 +14,8 @@
 
 #include "fat_testlib.h"
 #include "helpers/testutil.h"
-#include "stages/fat32.h"
-#include "stages/fatname.h"
+#include "fatfs/fat32.h"
+#include "fatfs/fatname.h"
 #include "stages/select.h"
 #include "stages/stage_select.h"
 

@@ -20,7 +20,7 @@
 #include "helpers/failalloc.h"
 #include "helpers/testutil.h"
 #include "test_usb_loop.h"
-#include "usb/dev.h"
+#include "blkio/dev.h"
 #include "usb/discover.h"
 #include "usb/safety.h"
 #include "usb/usbdev.h"

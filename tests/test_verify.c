@@ -1,12 +1,12 @@
-/* The verifier's full-device mode (stages/verify.c, write.verify_full, `usbforge write
+/* The verifier's full-device mode (blkio/verify.c, write.verify_full, `usbforge write
  * --full-verify`): the read-back covers the whole device, so a block that cannot be read
  * beyond the written image fails verification at its offset, while the default mode (the
  * written ranges only) does not read there at all; the written bytes are still compared. */
 #include <errno.h>
 
 #include "stages/stage_write.h"
-#include "stages/verify.h"
-#include "stages/writer.h"
+#include "blkio/verify.h"
+#include "blkio/writer.h"
 #include "util/macro.h"
 #include "wtest.h"
 
@@ -77,7 +77,7 @@ Test(verify_full, reads_every_byte_of_the_device)
 	for (int full = 0; full < 2; full++) {
 		struct verify_opts vo = { .buffer_size = MiB, .queue_depth = 4, .stall_timeout = 60, .full = full };
 		struct verify_result vr = { 0 };
-		cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+		cr_assert_eq(writer_verify(w, d, &vo, NULL, &vr), 0);
 		cr_assert_eq(vr.bytes_read, full ? 24 * MiB : 5 * MiB + 4096, "full=%d: %llu", full,
 			     (unsigned long long)vr.bytes_read);
 	}

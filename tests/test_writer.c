@@ -1,4 +1,4 @@
-/* The writer and the verifier (stages/writer.c, verify.c, stage_write.c) on regular files and
+/* The writer and the verifier (blkio/writer.c, verify.c, stage_write.c) on regular files and
  * on the faulty device: byte-exact round trips, every write/read fault with its code and exact
  * offset (a stick gone mid-write, and fake capacity — wrap-around and limbo — caught by the
  * read-back at the first bad byte), the held-back head, cancellation, the stall watchdog (a
@@ -13,8 +13,8 @@
 #include <time.h>
 
 #include "stages/stage_write.h"
-#include "stages/verify.h"
-#include "stages/writer.h"
+#include "blkio/verify.h"
+#include "blkio/writer.h"
 #include "util/macro.h"
 #include "wtest.h"
 
@@ -59,7 +59,7 @@ Test(writer, raw_roundtrip_unaligned_tail)
 	cr_assert_eq(writer_stats(w)->bytes_written, padded);
 	struct verify_opts vo = vopts();
 	struct verify_result vr;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), 0);
+	cr_assert_eq(writer_verify(w, d, &vo, NULL, &vr), 0);
 	cr_assert_eq(vr.bytes_read, padded);
 	uint8_t *got = wt_read_file(tpath, 9 * MiB);
 	cr_assert(memcmp(got, data, len) == 0);
@@ -252,12 +252,12 @@ Test(writer, bit_flip_without_reopen_names_the_chunk)
 	cr_assert_eq(write_img(d, img, &o, NULL, 0, &src, &w), 0);
 	struct verify_opts vo = vopts();
 	struct verify_result vr;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), -EBADMSG);
+	cr_assert_eq(writer_verify(w, d, &vo, NULL, &vr), -EBADMSG);
 	cr_assert_eq(vr.bad_offset, 6 * MiB);
 	cr_assert_eq(vr.exact, false);
 	vo.reopen = reopen_path;
 	vo.reopen_userdata = img;
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), -EBADMSG);
+	cr_assert_eq(writer_verify(w, d, &vo, NULL, &vr), -EBADMSG);
 	cr_assert_eq(vr.bad_offset, 6 * MiB + 777);
 	cr_assert_eq(vr.exact, true);
 	writer_free(w);
@@ -515,7 +515,7 @@ static void resume_case(uint64_t corrupt_at, uint64_t expect_from)
 	cr_assert_eq(st->bytes_written, MiB + (16 * MiB - expect_from));
 	cr_assert_eq(st->bytes_reused, expect_from - MiB);
 	struct verify_opts vo = vopts();
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, NULL), 0);
+	cr_assert_eq(writer_verify(w, d, &vo, NULL, NULL), 0);
 	uint8_t *got = wt_read_file(tpath, 16 * MiB);
 	cr_assert(memcmp(got, data, 16 * MiB) == 0);
 	free(got);
@@ -691,7 +691,9 @@ static void sd_free(struct dev *d)
 	free(s->base.name);
 	free(s);
 }
-static const struct dev_ops sd_ops = { sd_pread, sd_pwrite, sd_sync, sd_reset, sd_free };
+static const struct dev_ops sd_ops = {
+	.pread = sd_pread, .pwrite = sd_pwrite, .sync = sd_sync, .reset = sd_reset, .free = sd_free
+};
 
 static struct stall_dev *stall_dev_new(uint64_t stall_at)
 {
@@ -926,11 +928,11 @@ Test(writer, verification_is_not_fooled_by_page_cache)
 	vo.reopen_userdata = img;
 	struct verify_result vr;
 	/* No reset: O_DIRECT alone must see the medium. */
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), -EBADMSG);
+	cr_assert_eq(writer_verify(w, d, &vo, NULL, &vr), -EBADMSG);
 	cr_assert_eq(vr.bad_offset, at);
 	/* And with the reset the stage does. */
 	cr_assert_eq(dev_reset(d), 0);
-	cr_assert_eq(verify_writer(d, w, &vo, NULL, &vr), -EBADMSG);
+	cr_assert_eq(writer_verify(w, d, &vo, NULL, &vr), -EBADMSG);
 	cr_assert_eq(vr.bad_offset, at);
 
 	close(lfd);

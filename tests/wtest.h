@@ -11,7 +11,7 @@
 
 #include "helpers/testutil.h"
 #include "stages/stage.h"
-#include "usb/dev.h"
+#include "blkio/dev.h"
 
 static inline struct write_opts wt_opts(void)
 {

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "usb/dev.h"
+#include "blkio/dev.h"
 #include "usb/safety.h"
 
 #define USBDEV_MAX_PORTS 7

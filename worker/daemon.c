@@ -21,7 +21,7 @@
 
 #include "db/jobs.h"
 #include "db/schema.h"
-#include "usb/dev.h"
+#include "blkio/dev.h"
 #include "usb/discover.h"
 #include "usb/monitor.h"
 #include "util/log.h"

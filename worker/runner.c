@@ -14,7 +14,7 @@
 #include "db/content.h"
 #include "stages/content_spec.h"
 #include "stages/stage.h"
-#include "stages/writer.h"
+#include "blkio/writer.h"
 #include "usb/safety.h"
 #include "usb/usbdev.h"
 #include "util/log.h"

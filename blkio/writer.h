@@ -24,13 +24,29 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "stages/blksrc.h"
-#include "stages/chunkmap.h"
-#include "stages/stage.h"
-#include "usb/dev.h"
+#include "image/blksrc.h"
+#include "blkio/chunkmap.h"
+#include "blkio/dev.h"
+#include "blkio/verify.h"
 
 #define WRITER_HEAD	  (UINT64_C(1) << 20)
 #define WRITER_SYNC_EVERY (UINT64_C(256) << 20)
+
+/* How a target is written and read back (write.* and worker.capacity_tolerance of the config;
+ * write_opts_from_config() in stages/stage.h fills it). */
+struct write_opts {
+	size_t buffer_size;   /* bytes per I/O buffer (multiple of 4096) */
+	unsigned queue_depth; /* buffers in flight between reader and writer */
+	bool verify;
+	bool verify_full; /* verification reads the whole device (every block must read back;
+	                              * the written ranges are compared), not only what was written */
+	bool reset_before_verify;
+	uint64_t sync_interval;	   /* fdatasync after this many bytes (0: WRITER_SYNC_EVERY); it also
+	                              * paces the resume checkpoints */
+	double stall_timeout;	   /* seconds a write/sync may take before WRITE_IO */
+	double capacity_tolerance; /* 0.10: a stick may be 10% under its nominal size */
+	bool probe;		   /* fake-capacity probe in validation */
+};
 
 struct writer;
 
@@ -100,6 +116,10 @@ struct writer *writer_free(struct writer *w);
 const struct wchunk *writer_chunks(const struct writer *w, size_t *ret_n);
 const struct wextent *writer_extents(const struct writer *w, size_t *ret_n);
 uint64_t writer_chunk_size(const struct writer *w);
+/* Read the device back against this writer's extents and chunk hashes (verify_chunks() of
+ * verify.h, whose errors it returns). */
+int writer_verify(const struct writer *w, struct dev *d, const struct verify_opts *o, atomic_bool *cancel,
+		  struct verify_result *ret);
 
 /* Free a device after a run, safely: when a stalled device thread was abandoned inside d, d
  * is handed to it and freed when its call returns; otherwise dev_free(d). Use this instead

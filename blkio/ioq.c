@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "stages/ioq.h"
+#include "blkio/ioq.h"
 #include "util/macro.h"
 #include "util/monotime.h"
 

@@ -1,10 +1,9 @@
 /* The faulty device: wraps another device of the table and misbehaves exactly as described by
- * struct dev_fault (usb/dev.h), the way fake or failing sticks do: addresses wrapping around a
+ * struct dev_fault (blkio/dev.h), the way fake or failing sticks do: addresses wrapping around a
  * smaller real capacity, writes vanishing past it, I/O errors at an offset, a flipped bit on
  * read, a silently short write, a sync that hangs, a stick that disappears. Owns the inner
  * device. Used by tests of the stages and the worker; never by the product on a real target. */
-#include "usb/dev.h"
-#include "usb/dev_internal.h"
+#include "blkio/dev.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -193,20 +192,16 @@ static void faulty_free(struct dev *base)
 	free(f);
 }
 
+static struct dev *faulty_inner(struct dev *d) { return ((struct dev_faulty *)d)->inner; }
+
 static const struct dev_ops faulty_ops = {
 	.pread = faulty_pread,
 	.pwrite = faulty_pwrite,
 	.sync = faulty_sync,
 	.reset = faulty_reset,
 	.free = faulty_free,
+	.inner = faulty_inner,
 };
-
-struct dev *dev_faulty_inner(struct dev *d)
-{
-	if (!d || d->ops != &faulty_ops)
-		return NULL;
-	return ((struct dev_faulty *)d)->inner;
-}
 
 int dev_new_faulty(struct dev *inner, const struct dev_fault *spec, struct dev **ret)
 {

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "usb/dev.h"
+#include "blkio/dev.h"
 
 enum { IOQ_FREE, IOQ_WORK, IOQ_DONE, _IOQ_MAX };
 

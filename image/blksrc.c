@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "stages/src_internal.h"
+#include "image/src_internal.h"
 #include "util/macro.h"
 #include "util/openfile.h"
 

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stages/ioq.h"
-#include "stages/verify.h"
-#include "stages/writer.h"
+#include "blkio/ioq.h"
+#include "blkio/verify.h"
+#include "blkio/writer.h"
 #include "util/macro.h"
 
 struct writer {
@@ -759,4 +759,13 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 	if (r == 0 && cbs && cbs->progress)
 		cbs->progress(cbs->userdata, w->src->mapped, w->src->mapped);
 	return r;
+}
+
+int writer_verify(const struct writer *w, struct dev *d, const struct verify_opts *o, atomic_bool *cancel,
+		  struct verify_result *ret)
+{
+	size_t ne, nc;
+	const struct wextent *e = writer_extents(w, &ne);
+	const struct wchunk *c = writer_chunks(w, &nc);
+	return verify_chunks(d, e, ne, c, nc, writer_chunk_size(w), o, cancel, ret);
 }

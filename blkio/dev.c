@@ -1,10 +1,9 @@
 /* The device table's real implementation: block devices and regular files opened with
  * O_DIRECT|O_CLOEXEC (O_EXCL for a block device opened for writing). Owns the file descriptor,
  * the full-length read/write loops, cache dropping and the reopen after a reset hook (the USB
- * port reset of udev mode). Also the helpers of usb/dev.h shared by every implementation
+ * port reset of udev mode). Also the helpers of blkio/dev.h shared by every implementation
  * (dev_free, dev_alloc_buf, dev_errno_is_gone, dev_set_reset_hook). */
-#include "usb/dev.h"
-#include "usb/dev_internal.h"
+#include "blkio/dev.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +25,6 @@ struct dev_fd {
 	int fd;
 	char *path;	/* what to reopen after a reset */
 	unsigned flags; /* DEV_OPEN_* as given */
-	bool direct;	/* O_DIRECT in use */
 	dev_t rdev;	/* block devices: the device number, to notice removal */
 	dev_reset_hook_t hook;
 	void *hook_userdata;
@@ -38,7 +36,6 @@ static const struct dev_ops dev_fd_ops;
 struct dev_geom {
 	int fd;
 	bool is_block;
-	bool direct;
 	uint64_t size;
 	unsigned block_size;
 	dev_t rdev;
@@ -84,7 +81,6 @@ static int open_geom(const char *path, unsigned flags, struct dev_geom *ret)
 	if (fd < 0 && errno == EINVAL && direct && !is_block) {
 		/* A file system without O_DIRECT (tmpfs on old kernels): buffered I/O on a
 		 * regular file is still exact, only slower. */
-		direct = false;
 		fd = open(path, oflags);
 	}
 	if (fd < 0)
@@ -104,7 +100,7 @@ static int open_geom(const char *path, unsigned flags, struct dev_geom *ret)
 	if (!is_block && flock(fd, (write ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
 
-	struct dev_geom g = { .is_block = is_block, .direct = direct };
+	struct dev_geom g = { .is_block = is_block };
 	if (is_block) {
 		uint64_t size;
 		int ssz, ro = 0;
@@ -259,7 +255,6 @@ static int dev_fd_reset(struct dev *base)
 		return -ENODEV;
 	}
 	d->fd = g.fd;
-	d->direct = g.direct;
 	d->rdev = g.rdev;
 	return 0;
 }
@@ -311,19 +306,24 @@ int dev_open(const char *path, unsigned flags, struct dev **ret)
 	d->base.is_block = g.is_block;
 	d->fd = g.fd;
 	d->flags = flags;
-	d->direct = g.direct;
 	d->rdev = g.rdev;
 	*ret = &d->base;
 	return 0;
 }
 
-void dev_set_reset_hook(struct dev *d, dev_reset_hook_t hook, void *userdata)
+/* The dev_fd under any wrappers, or NULL when the innermost device is not one. */
+static struct dev_fd *innermost(struct dev *d)
 {
 	while (d && d->ops != &dev_fd_ops)
-		d = dev_faulty_inner(d);
-	if (!d)
+		d = d->ops->inner ? d->ops->inner(d) : NULL;
+	return (struct dev_fd *)d;
+}
+
+void dev_set_reset_hook(struct dev *d, dev_reset_hook_t hook, void *userdata)
+{
+	struct dev_fd *f = innermost(d);
+	if (!f)
 		return;
-	struct dev_fd *f = (struct dev_fd *)d;
 	f->hook = hook;
 	f->hook_userdata = userdata;
 }
@@ -365,13 +365,6 @@ bool dev_errno_is_gone(int r)
 	return r == ENODEV || r == ENXIO || r == ENOMEDIUM || r == ESHUTDOWN;
 }
 
-static struct dev_fd *innermost(struct dev *d)
-{
-	while (d && d->ops != &dev_fd_ops)
-		d = dev_faulty_inner(d);
-	return (struct dev_fd *)d;
-}
-
 int dev_stat(struct dev *d, struct stat *ret)
 {
 	struct dev_fd *f = innermost(d);
@@ -389,11 +382,4 @@ bool dev_unlinked(struct dev *d)
 {
 	struct stat st;
 	return d && !d->is_block && dev_stat(d, &st) == 0 && st.st_nlink == 0;
-}
-
-bool dev_is_direct(const struct dev *d)
-{
-	while (d && d->ops != &dev_fd_ops)
-		d = dev_faulty_inner((struct dev *)d);
-	return d && ((const struct dev_fd *)d)->direct;
 }

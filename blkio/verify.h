@@ -4,7 +4,7 @@
  * device table, and the stage calls dev_reset() first (drops the kernel's buffers and, in
  * udev mode, resets the stick so its own cache is gone too).
  *
- * Two modes: against a writer's chunk hashes (verify_chunks / verify_writer: only the
+ * Two modes: against a writer's chunk hashes (verify_chunks, or writer_verify() of writer.h: only the
  * written extents are read, or the whole span with `full`), and against a source decoded
  * again (verify_source: byte by byte, for `usbforge verify DEVICE SOURCE`). Both name the
  * first bad byte: the source mode directly; the hash mode names the bad chunk and, when
@@ -15,11 +15,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "stages/blksrc.h"
-#include "stages/chunkmap.h"
-#include "usb/dev.h"
-
-struct writer;
+#include "image/blksrc.h"
+#include "blkio/chunkmap.h"
+#include "blkio/dev.h"
 
 typedef void (*verify_progress_fn)(void *userdata, uint64_t done, uint64_t total);
 
@@ -51,9 +49,6 @@ struct verify_result {
  * opts). ret is filled on success and on -EBADMSG/-EIO/-ETIMEDOUT. */
 int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const struct wchunk *chunks, size_t n_chunks,
 		  uint64_t cs, const struct verify_opts *o, atomic_bool *cancel, struct verify_result *ret);
-/* verify_chunks with a writer's extents and hashes. */
-int verify_writer(struct dev *d, const struct writer *w, const struct verify_opts *o, atomic_bool *cancel,
-		  struct verify_result *ret);
 /* Compare the device with src, decoded again, byte for byte (mapped extents only). Same
  * errors as verify_chunks; -EBADMSG names the exact byte; source errors are returned as
  * they come from blksrc_read with ret->bad_offset = UINT64_MAX. */

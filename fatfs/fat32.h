@@ -37,8 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "stages/blksrc.h"
-#include "stages/stage.h"
+#include "image/blksrc.h"
+#include "util/items.h"
 
 #define FAT_PART_OFFSET	    (UINT64_C(1) << 20) /* partition start: 1 MiB, LBA 2048 */
 #define FAT_MIN_CLUSTERS    65525u		/* fewer clusters would make it FAT16 */

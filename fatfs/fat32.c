@@ -4,7 +4,7 @@
  * fly from the allocation, and file data read from the content files — with zeros filling the
  * gaps inside the 4 KiB-aligned extents. It owns everything it allocates, including the one
  * content file open at a time (closed by free). */
-#include "stages/fat32.h"
+#include "fatfs/fat32.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +23,7 @@
 #include <xxhash.h>
 #endif
 
-#include "stages/fatname.h"
+#include "fatfs/fatname.h"
 #include "util/filehash.h"
 #include "util/macro.h"
 #include "util/openfile.h"

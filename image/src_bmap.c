@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "stages/src_internal.h"
+#include "image/src_internal.h"
 
 struct bmap_src {
 	struct blksrc base;

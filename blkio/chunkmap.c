@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "stages/chunkmap.h"
+#include "blkio/chunkmap.h"
 #include "util/macro.h"
 #if defined(__x86_64__) || defined(__i386__)
 /* Debian's libxxhash is built for baseline x86-64; its dispatch entry points pick AVX2 or

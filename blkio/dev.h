@@ -31,6 +31,10 @@ struct dev_ops {
 	 * installed (udev mode: USB reset via libusb), run it and reopen the device. */
 	int (*reset)(struct dev *d);
 	void (*free)(struct dev *d);
+	/* The device this one wraps and forwards to (a faulty wrapper's inner device), or NULL
+	 * for a device of its own; the operation itself may be NULL for the latter. Lets the
+	 * table reach the real descriptor (dev_stat, dev_set_reset_hook) through any wrapper. */
+	struct dev *(*inner)(struct dev *d);
 };
 
 /* Embed first in every implementation. */

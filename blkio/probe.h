@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "usb/dev.h"
+#include "blkio/dev.h"
 
 enum probe_verdict {
 	PROBE_GENUINE,

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "stages/src_internal.h"
+#include "image/src_internal.h"
 
 #define XZ_IN (1u << 20)
 

@@ -8,7 +8,7 @@
 #include <sys/random.h>
 #include <xxhash.h>
 
-#include "stages/probe.h"
+#include "blkio/probe.h"
 #include "util/macro.h"
 
 #define PB	  4096u /* probe block */

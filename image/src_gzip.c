@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "stages/src_internal.h"
+#include "image/src_internal.h"
 
 #define GZ_IN (1u << 20)
 

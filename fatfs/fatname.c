@@ -1,6 +1,6 @@
 /* FAT long-name mapping, name sets and 8.3 short names; see fatname.h. Code points are
  * handled as uint32_t arrays internally; all strings in and out are UTF-8. */
-#include "stages/fatname.h"
+#include "fatfs/fatname.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stages/ioq.h"
-#include "stages/verify.h"
-#include "stages/writer.h"
+#include "blkio/ioq.h"
+#include "blkio/verify.h"
 #include "util/macro.h"
 
 /* Read len bytes at off; on -EIO, read block by block to find the failing block. */
@@ -240,15 +239,6 @@ int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const 
 	if (ret && (r == 0 || r == -EBADMSG || r == -EIO || r == -ETIMEDOUT || dev_errno_is_gone(r)))
 		*ret = res;
 	return r;
-}
-
-int verify_writer(struct dev *d, const struct writer *w, const struct verify_opts *o, atomic_bool *cancel,
-		  struct verify_result *ret)
-{
-	size_t ne, nc;
-	const struct wextent *e = writer_extents(w, &ne);
-	const struct wchunk *c = writer_chunks(w, &nc);
-	return verify_chunks(d, e, ne, c, nc, writer_chunk_size(w), o, cancel, ret);
 }
 
 int verify_locate(struct dev *d, struct blksrc *src, uint64_t ws, uint64_t we, uint64_t *ret_off)

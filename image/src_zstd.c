@@ -11,7 +11,7 @@
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader, ZSTD_frameHeader */
 #include <zstd.h>
 
-#include "stages/src_internal.h"
+#include "image/src_internal.h"
 
 struct zstd_src {
 	struct stream_src s;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "stages/blksrc.h"
+#include "image/blksrc.h"
 #include "util/macro.h"
 
 /* A dense stream: produces bytes 0..size-1 in order. The format modules fill in the three

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "stages/src_internal.h"
+#include "image/src_internal.h"
 
 static ssize_t raw_fill(struct stream_src *s, void *buf, size_t len)
 {
