@@ -15,6 +15,7 @@
 #include "blkio/verify.h"
 #include "blkio/writer.h"
 #include "util/macro.h"
+#include "util/message.h"
 
 struct writer {
 	struct dev *d;
@@ -325,15 +326,11 @@ static void set_error(struct writer *w, const char *fmt, ...) _printf_(2, 3);
 static void set_error(struct writer *w, const char *fmt, ...)
 {
 	va_list ap;
-	char *m = NULL;
 
 	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
+	str_vset(&w->error, fmt, ap);
 	va_end(ap);
-	free(w->error);
-	w->error = m;
-	w->st.error = m;
+	w->st.error = w->error;
 }
 
 /* ---- the device thread ------------------------------------------------------------------------ */

@@ -33,6 +33,7 @@
 #include "util/openfile.h"
 #include "util/size.h"
 #include "util/ufcode.h"
+#include "util/message.h"
 
 #define RESET_TIMEOUT_MS 30000
 #define PROGRESS_EVERY_S 0.25
@@ -87,8 +88,7 @@ static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const
 	_cleanup_free_ char *msg = NULL;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
+	msg = str_vprintf(fmt, ap);
 	va_end(ap);
 	if (j->tty && j->phase)
 		fputc('\n', stderr); /* end the progress line */

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "util/macro.h"
+#include "util/message.h"
 #include "util/utf8.h"
 
 int cli_load_config(struct cli *c)
@@ -30,8 +31,7 @@ static void print_escaped(FILE *out, const char *prefix, const char *fmt, va_lis
 static void print_escaped(FILE *out, const char *prefix, const char *fmt, va_list ap)
 {
 	_cleanup_free_ char *m = NULL, *e = NULL;
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
+	m = str_vprintf(fmt, ap);
 	e = m ? utf8_escape_text(m, 0) : NULL;
 	fputs(prefix, out);
 	fputs(e ? e : "out of memory (while formatting a message)", out);
@@ -69,8 +69,7 @@ int cli_line(FILE *out, const char *fmt, ...)
 	va_list ap;
 	_cleanup_free_ char *m = NULL, *e = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
+	m = str_vprintf(fmt, ap);
 	va_end(ap);
 	e = m ? utf8_escape_text(m, 0) : NULL;
 	if (!e)

@@ -31,6 +31,7 @@
 #include "util/openfile.h"
 #include "util/name.h"
 #include "util/size.h"
+#include "util/message.h"
 
 #define CONFIG_MAX_FILE_SIZE 1048576 /* 1 MiB */
 #define MAX_SLOTS	     64
@@ -186,8 +187,7 @@ static int _printf_(5, 6) failv(struct loader *l, unsigned line, const char *key
 	if (l->error)
 		return r;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
+	msg = str_vprintf(fmt, ap);
 	va_end(ap);
 	if (!msg)
 		return oom(l);
@@ -679,16 +679,11 @@ static int refuse_admin_password(struct loader *l, const config_setting_t *s, co
 static int _printf_(3, 4) msgf(char **ret, int r, const char *fmt, ...)
 {
 	va_list ap;
-	int q;
 
 	va_start(ap, fmt);
-	q = vasprintf(ret, fmt, ap);
+	*ret = str_vprintf(fmt, ap);
 	va_end(ap);
-	if (q < 0) {
-		*ret = NULL;
-		return -ENOMEM;
-	}
-	return r;
+	return *ret ? r : -ENOMEM;
 }
 
 /* Who may hold a file that holds a password. */

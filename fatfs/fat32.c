@@ -27,6 +27,7 @@
 #include "util/filehash.h"
 #include "util/macro.h"
 #include "util/openfile.h"
+#include "util/message.h"
 
 #define SECTOR 512u
 
@@ -247,14 +248,10 @@ static void set_error(struct fat32_src *s, const char *fmt, ...) _printf_(2, 3);
 static void set_error(struct fat32_src *s, const char *fmt, ...)
 {
 	va_list ap;
-	char *m = NULL;
 
 	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
+	str_vset(&s->base.error, fmt, ap);
 	va_end(ap);
-	free(s->base.error);
-	s->base.error = m;
 }
 
 static void fat_time(int64_t t, uint16_t *ret_date, uint16_t *ret_time)
@@ -886,20 +883,6 @@ static int push_idx(size_t **arr, size_t *n, size_t v)
 	return 0;
 }
 
-static int fail(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ret_error) {
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return r;
-}
-
 static uint32_t derive_volume_id(const struct job_item *items, size_t n)
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -973,7 +956,7 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		memcpy(f->xxh128, items[i].xxh128, sizeof(f->xxh128));
 		f->xxh128[32] = 0;
 		if (f->size > FAT_MAX_FILE_SIZE)
-			return fail(ret_error, -EINVAL, "%s: 4 GiB or more does not fit FAT32", f->dest_path);
+			return error_set(ret_error, -EINVAL, "%s: 4 GiB or more does not fit FAT32", f->dest_path);
 
 		slash = strchr(f->dest_path, '/');
 		f->name = slash ? slash + 1 : f->dest_path;
@@ -982,15 +965,15 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 			if (!folder)
 				return -ENOMEM;
 			if (!fatname_is_valid(folder))
-				return fail(ret_error, -EINVAL, "%s: invalid folder name", f->dest_path);
+				return error_set(ret_error, -EINVAL, "%s: invalid folder name", f->dest_path);
 			for (di = 1; di < s->n_dirs; di++)
 				if (strcmp(s->dirs[di].name, folder) == 0)
 					break;
 			if (di == s->n_dirs) {
 				struct fdir *nd;
 				if (fatname_set_contains(s->dirs[0].names, folder))
-					return fail(ret_error, -EINVAL, "%s: folder name taken (case-insensitive)",
-						    f->dest_path);
+					return error_set(ret_error, -EINVAL, "%s: folder name taken (case-insensitive)",
+							 f->dest_path);
 				nd = realloc(s->dirs, (s->n_dirs + 1) * sizeof(*nd));
 				if (!nd)
 					return -ENOMEM;
@@ -1010,9 +993,9 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 			}
 		}
 		if (!fatname_is_valid(f->name))
-			return fail(ret_error, -EINVAL, "%s: invalid file name", f->dest_path);
+			return error_set(ret_error, -EINVAL, "%s: invalid file name", f->dest_path);
 		if (fatname_set_contains(s->dirs[di].names, f->name))
-			return fail(ret_error, -EINVAL, "%s: duplicate name (case-insensitive)", f->dest_path);
+			return error_set(ret_error, -EINVAL, "%s: duplicate name (case-insensitive)", f->dest_path);
 		{
 			_cleanup_free_ char *got = NULL;
 			r = fatname_set_add_unique(s->dirs[di].names, f->name, &got);
@@ -1038,8 +1021,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		for (size_t i = 0; i < d->n_files; i++)
 			d->entries += fatname_entries(s->files[d->files[i]].name);
 		if (d->entries > FAT_DIR_MAX_ENTRIES)
-			return fail(ret_error, -ENOSPC, "folder '%s' would need %llu entries (FAT allows %u)",
-				    d->name ? d->name : "/", (unsigned long long)d->entries, FAT_DIR_MAX_ENTRIES);
+			return error_set(ret_error, -ENOSPC, "folder '%s' would need %llu entries (FAT allows %u)",
+					 d->name ? d->name : "/", (unsigned long long)d->entries, FAT_DIR_MAX_ENTRIES);
 	}
 
 	/* Allocation: directories first, then files in item order. */
@@ -1051,7 +1034,8 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		struct fdir *d = &s->dirs[di];
 		uint64_t c = fat_dir_clusters(L, d->entries);
 		if (cl + c > (uint64_t)L->n_clusters + 2)
-			return fail(ret_error, -ENOSPC, "directories alone need more than %u clusters", L->n_clusters);
+			return error_set(ret_error, -ENOSPC, "directories alone need more than %u clusters",
+					 L->n_clusters);
 		d->first_cluster = (uint32_t)cl;
 		d->n_clusters = (uint32_t)c;
 		cl += c;
@@ -1064,9 +1048,10 @@ static int plan(struct fat32_src *s, const struct job_item *items, size_t n, cha
 		if (c == 0)
 			continue;
 		if (cl + c > (uint64_t)L->n_clusters + 2)
-			return fail(ret_error, -ENOSPC,
-				    "content does not fit: %s needs %llu clusters, %llu of %u are free", f->dest_path,
-				    (unsigned long long)c, (unsigned long long)(L->n_clusters + 2 - cl), L->n_clusters);
+			return error_set(ret_error, -ENOSPC,
+					 "content does not fit: %s needs %llu clusters, %llu of %u are free",
+					 f->dest_path, (unsigned long long)c,
+					 (unsigned long long)(L->n_clusters + 2 - cl), L->n_clusters);
 		f->first_cluster = (uint32_t)cl;
 		f->n_clusters = (uint32_t)c;
 		cl += c;
@@ -1094,8 +1079,8 @@ int fat32_compose(const struct fat_opts *opts, const struct job_item *items, siz
 
 	r = fat_layout_compute(opts->usable_size, &s->L);
 	if (r < 0) {
-		r = fail(ret_error, r, "a stick of %llu bytes is too small for FAT32",
-			 (unsigned long long)opts->usable_size);
+		r = error_set(ret_error, r, "a stick of %llu bytes is too small for FAT32",
+			      (unsigned long long)opts->usable_size);
 		goto out;
 	}
 	s->root = strdup(opts->content_root ? opts->content_root : ".");

@@ -14,6 +14,7 @@
 #include "image/src_internal.h"
 #include "util/macro.h"
 #include "util/openfile.h"
+#include "util/message.h"
 
 struct blksrc *blksrc_free(struct blksrc *s)
 {
@@ -25,14 +26,10 @@ struct blksrc *blksrc_free(struct blksrc *s)
 int src_fail(struct blksrc *s, int err, const char *fmt, ...)
 {
 	va_list ap;
-	char *m = NULL;
 
 	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
+	str_vset(&s->error, fmt, ap);
 	va_end(ap);
-	free(s->error);
-	s->error = m;
 	return err;
 }
 
@@ -143,20 +140,6 @@ static int open_in(int dirfd, const char *path, struct stat *ret_st)
 	return dirfd == AT_FDCWD ? open_regular(path, ret_st) : open_beneath(dirfd, path, ret_st);
 }
 
-static int set_error(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int set_error(char **ret_error, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!ret_error)
-		return 0;
-	va_start(ap, fmt);
-	if (vasprintf(ret_error, fmt, ap) < 0)
-		*ret_error = NULL;
-	va_end(ap);
-	return 0;
-}
-
 /* Open the bmap beside path: PATH.bmap, or for a compressed image NAME.bmap where NAME is PATH
  * without its last suffix (bmaptool's naming: disk.img.zst → disk.img.bmap). Returns a
  * descriptor (its name in *ret_name), -ENOENT when there is none, or another -errno when one
@@ -183,7 +166,7 @@ static int open_bmap(int dirfd, const char *path, bool compressed, char **ret_na
 			return fd;
 		}
 		if (fd != -ENOENT) {
-			set_error(ret_error, "%s: %s", p, open_strerror(dirfd, p, fd));
+			error_set(ret_error, 0, "%s: %s", p, open_strerror(dirfd, p, fd));
 			free(p);
 			return fd;
 		}
@@ -207,19 +190,19 @@ int blksrc_open_image_at(int dirfd, const char *path, struct blksrc **ret, char 
 
 	int fd = open_in(dirfd, path, &st);
 	if (fd < 0) {
-		set_error(ret_error, "%s: %s", path, open_strerror(dirfd, path, fd));
+		error_set(ret_error, 0, "%s: %s", path, open_strerror(dirfd, path, fd));
 		return fd;
 	}
 	if (st.st_size == 0) {
 		close(fd);
-		set_error(ret_error, "%s is empty (0 bytes)", path);
+		error_set(ret_error, 0, "%s is empty (0 bytes)", path);
 		return -EINVAL;
 	}
 	ssize_t n = pread(fd, magic, sizeof(magic), 0);
 	if (n < 0) {
 		r = -errno;
 		close(fd);
-		set_error(ret_error, "%s: %s", path, strerror(-r));
+		error_set(ret_error, 0, "%s: %s", path, strerror(-r));
 		return r;
 	}
 
@@ -241,7 +224,7 @@ int blksrc_open_image_at(int dirfd, const char *path, struct blksrc **ret, char 
 		return r;
 	if (s->base.size == 0) {
 		blksrc_free(&s->base);
-		set_error(ret_error, "%s decodes to 0 bytes", path);
+		error_set(ret_error, 0, "%s decodes to 0 bytes", path);
 		return -EINVAL;
 	}
 

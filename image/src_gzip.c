@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "image/src_internal.h"
+#include "util/message.h"
 
 #define GZ_IN (1u << 20)
 
@@ -119,8 +120,7 @@ int src_gzip_new(const char *path, int fd, uint64_t file_size, struct stream_src
 		return -ENOMEM;
 	}
 	if (file_size < 18 || pread(fd, tail, 4, (off_t)(file_size - 4)) != 4) {
-		if (ret_error && asprintf(ret_error, "%s: not a valid gzip file", path) < 0)
-			*ret_error = NULL;
+		error_set(ret_error, 0, "%s: not a valid gzip file", path);
 		stream_free(&g->s.base);
 		return -EINVAL;
 	}
@@ -147,8 +147,7 @@ int src_gzip_new(const char *path, int fd, uint64_t file_size, struct stream_src
 		for (;;) {
 			ssize_t n = gz_fill(&g->s, scratch, 1u << 20);
 			if (n < 0) {
-				if (ret_error && asprintf(ret_error, "%s", g->s.base.error) < 0)
-					*ret_error = NULL;
+				error_set(ret_error, 0, "%s", g->s.base.error);
 				stream_free(&g->s.base);
 				return -EINVAL;
 			}

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "image/src_internal.h"
+#include "util/message.h"
 
 #define XZ_IN (1u << 20)
 
@@ -146,8 +147,7 @@ int src_xz_new(const char *path, int fd, uint64_t file_size, struct stream_src *
 	}
 	int r = xz_index_size(fd, file_size, x->in, &size);
 	if (r < 0) {
-		if (ret_error && asprintf(ret_error, "%s: not a valid xz file (index unreadable)", path) < 0)
-			*ret_error = NULL;
+		error_set(ret_error, 0, "%s: not a valid xz file (index unreadable)", path);
 		stream_free(&x->s.base);
 		return -EINVAL;
 	}

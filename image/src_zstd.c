@@ -12,6 +12,7 @@
 #include <zstd.h>
 
 #include "image/src_internal.h"
+#include "util/message.h"
 
 struct zstd_src {
 	struct stream_src s;
@@ -178,9 +179,7 @@ int src_zstd_new(const char *path, int fd, uint64_t file_size, struct stream_src
 		z->last_ret = 0;
 	}
 	if (r < 0) {
-		if (ret_error && asprintf(ret_error, "%s: %s", path,
-					  z->s.base.error ? z->s.base.error : "not a valid zstd file") < 0)
-			*ret_error = NULL;
+		error_set(ret_error, 0, "%s: %s", path, z->s.base.error ? z->s.base.error : "not a valid zstd file");
 		stream_free(&z->s.base);
 		return -EINVAL;
 	}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "util/macro.h"
+#include "util/message.h"
 
 void content_spec_done(struct content_spec *s)
 {
@@ -19,17 +20,6 @@ void content_spec_done(struct content_spec *s)
 	free(s->categories);
 	free(s->item_ids);
 	memset(s, 0, sizeof(*s));
-}
-
-static int _printf_(2, 3) bad(char **ret_error, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (ret_error && vasprintf(ret_error, fmt, ap) < 0)
-		*ret_error = NULL;
-	va_end(ap);
-	return -EINVAL;
 }
 
 int content_spec_parse(const char *text, struct content_spec *ret, char **ret_error)
@@ -43,7 +33,8 @@ int content_spec_parse(const char *text, struct content_spec *ret, char **ret_er
 	/* An array is valid JSON too (json_loads takes both): it is no selection. */
 	if (!json_is_object(cs) || (cats && !json_is_array(cats)) || (ids && !json_is_array(ids))) {
 		json_decref(cs);
-		return bad(ret_error, "order content_spec is not {\"categories\": [...], \"items\": [...]}");
+		return error_set(ret_error, -EINVAL,
+				 "order content_spec is not {\"categories\": [...], \"items\": [...]}");
 	}
 	size_t nc = json_array_size(cats);
 	s.categories = calloc(nc + 1, sizeof(char *));
@@ -56,15 +47,17 @@ int content_spec_parse(const char *text, struct content_spec *ret, char **ret_er
 	for (size_t i = 0; r == 0 && i < nc; i++) {
 		const char *c = json_string_value(json_array_get(cats, i));
 		if (!c || !*c)
-			r = bad(ret_error,
-				"order content_spec: categories[%zu] is not a category name (a non-empty string)", i);
+			r = error_set(ret_error, -EINVAL,
+				      "order content_spec: categories[%zu] is not a category name (a non-empty string)",
+				      i);
 		else if (!(s.categories[i] = strdup(c)))
 			r = -ENOMEM;
 	}
 	for (size_t i = 0; r == 0 && i < s.n_item_ids; i++) {
 		json_t *v = json_array_get(ids, i);
 		if (!json_is_integer(v) || json_integer_value(v) <= 0)
-			r = bad(ret_error, "order content_spec: items[%zu] is not an item id (a positive integer)", i);
+			r = error_set(ret_error, -EINVAL,
+				      "order content_spec: items[%zu] is not an item id (a positive integer)", i);
 		else
 			s.item_ids[i] = json_integer_value(v);
 	}

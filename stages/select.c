@@ -13,6 +13,7 @@
 #include "fatfs/fat32.h"
 #include "fatfs/fatname.h"
 #include "util/macro.h"
+#include "util/message.h"
 
 struct sfolder {
 	const char *category; /* borrowed from the library */
@@ -53,20 +54,6 @@ static void sel_done(struct sel *s)
 	fatname_set_free(s->root_names);
 	select_items_free(s->items, s->n_items);
 	free(s->taken);
-}
-
-static int fail(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ret_error) {
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return r;
 }
 
 static const char *base_name(const char *rel_path)
@@ -203,8 +190,8 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 		*ret_error = NULL;
 	r = fat_layout_compute(usable_size, &s.L);
 	if (r < 0)
-		return fail(ret_error, r, "a stick of %llu bytes is too small for FAT32",
-			    (unsigned long long)usable_size);
+		return error_set(ret_error, r, "a stick of %llu bytes is too small for FAT32",
+				 (unsigned long long)usable_size);
 	s.root_entries = 1; /* volume label */
 	s.used = fat_dir_clusters(&s.L, s.root_entries);
 	r = fatname_set_new(&s.root_names);
@@ -224,8 +211,8 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 			if (job->library[i].id == job->item_ids[k])
 				break;
 		if (i == job->n_library) {
-			r = fail(ret_error, -ENOENT, "content item %lld is unknown or inactive",
-				 (long long)job->item_ids[k]);
+			r = error_set(ret_error, -ENOENT, "content item %lld is unknown or inactive",
+				      (long long)job->item_ids[k]);
 			goto out;
 		}
 		if (s.taken[i] || skipped[i])
@@ -242,10 +229,10 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 		if (r < 0)
 			goto out;
 		if (r == 0) {
-			r = fail(ret_error, -ENOSPC,
-				 "the explicit items do not fit: item %lld (%s, %llu bytes) leaves no room",
-				 (long long)job->library[i].id, job->library[i].rel_path,
-				 (unsigned long long)job->library[i].size);
+			r = error_set(ret_error, -ENOSPC,
+				      "the explicit items do not fit: item %lld (%s, %llu bytes) leaves no room",
+				      (long long)job->library[i].id, job->library[i].rel_path,
+				      (unsigned long long)job->library[i].size);
 			goto out;
 		}
 		s.taken[i] = true;
@@ -311,13 +298,14 @@ int select_content(const struct job_spec *job, uint64_t usable_size, select_skip
 
 	if (s.n_items == 0) {
 		if (job->n_item_ids == 0 && n_candidates == 0)
-			r = fail(ret_error, -ENODATA, "the order names no content that exists in the library");
+			r = error_set(ret_error, -ENODATA, "the order names no content that exists in the library");
 		else if (n_tried == 0)
-			r = fail(ret_error, -ENOSPC,
-				 "every file of the order is 4 GiB or more (%zu skipped): " SKIP_REASON, n_skipped);
+			r = error_set(ret_error, -ENOSPC,
+				      "every file of the order is 4 GiB or more (%zu skipped): " SKIP_REASON,
+				      n_skipped);
 		else
-			r = fail(ret_error, -ENOSPC, "no file of the order fits this stick (%llu bytes usable)",
-				 (unsigned long long)usable_size);
+			r = error_set(ret_error, -ENOSPC, "no file of the order fits this stick (%llu bytes usable)",
+				      (unsigned long long)usable_size);
 		goto out;
 	}
 	*ret = (struct select_result){

@@ -79,11 +79,11 @@ struct stage_ctx {
 	const char *resume_json; /* writing: the state a previous attempt checkpointed, or NULL */
 
 	/* Passed between stages (owned by the context; stage_ctx_done() frees): */
-	struct blksrc *src;	/* built by selection, consumed by writing */
-	void *write_state;	/* writer's chunk hashes for the verifier */
-	uint64_t bytes_total;	/* set by selection */
-	uint64_t bytes_written; /* updated by writing */
-	uint64_t usable_size;	/* set by validation: real usable bytes of the stick */
+	struct blksrc *src;	    /* built by selection, consumed by writing */
+	struct writer *write_state; /* the writer, with its chunk hashes, for the verifier */
+	uint64_t bytes_total;	    /* set by selection */
+	uint64_t bytes_written;	    /* updated by writing */
+	uint64_t usable_size;	    /* set by validation: real usable bytes of the stick */
 
 	/* Result of the failing stage: */
 	enum uf_code code;
@@ -102,3 +102,10 @@ enum uf_code stage_run(enum stage_id st, struct stage_ctx *ctx);
 /* Set ctx->code and ctx->message (printf-style); returns code. */
 enum uf_code stage_fail(struct stage_ctx *ctx, enum uf_code code, const char *fmt, ...) _printf_(3, 4);
 void stage_ctx_done(struct stage_ctx *ctx);
+/* A log row through the sink (nothing when the sink has no log). */
+void stage_log(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,
+	       const char *details, const char *fmt, ...) _printf_(7, 8);
+/* Progress through the sink: done of total within stage st. */
+void stage_progress(struct stage_ctx *ctx, enum stage_id st, uint64_t done, uint64_t total);
+/* Whether the worker asked this job to stop. */
+bool stage_cancelled(const struct stage_ctx *ctx);

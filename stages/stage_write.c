@@ -32,8 +32,6 @@ static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, en
 	free(m);
 }
 
-void stage_write_state_free(struct stage_ctx *ctx) { ctx->write_state = writer_free(ctx->write_state); }
-
 /* Device errno → job code for a failure at offset off. stalled: for -ETIMEDOUT, the
  * watchdog's own account of which call stalled ("sync at offset N did not return within S s"),
  * used as the message when given. */
@@ -161,7 +159,7 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 				  format_size(ctx->src->size, a, sizeof(a)), dev_name(ctx->dev),
 				  format_size(dev_size(ctx->dev), b, sizeof(b)));
 	}
-	stage_write_state_free(ctx);
+	ctx->write_state = writer_free(ctx->write_state);
 	int r = run_writer(ctx, ctx->resume_json, &w);
 	if (r == -ESTALE && ctx->job && ctx->job->image_path) {
 		/* The image is not what the interrupted attempt wrote: start over. */

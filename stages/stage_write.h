@@ -22,5 +22,3 @@ enum uf_code stage_writing(struct stage_ctx *ctx);
  * with the image again to name the exact byte. Codes: VERIFY_MISMATCH (bad_offset; also a
  * read error), DEVICE_GONE, WRITE_IO (a read stalled), CANCELLED, PROCESSING_FAILED. */
 enum uf_code stage_verification(struct stage_ctx *ctx);
-/* Free ctx->write_state (called by stage_ctx_done). */
-void stage_write_state_free(struct stage_ctx *ctx);
