@@ -27,7 +27,7 @@
 #include "blkio/writer.h"
 #include "usb/discover.h"
 #include "usb/safety.h"
-#include "usb/usbdev.h"
+#include "usb/reset.h"
 #include "util/macro.h"
 #include "util/monotime.h"
 #include "util/openfile.h"
@@ -65,7 +65,7 @@ struct job {
 	struct stat st0;    /* the target as it was opened (to tell "gone" from "I/O error") */
 	bool have_st0;
 	struct dev *dev;
-	struct usbdev_reset *usbreset;
+	struct usbreset *usbreset;
 	bool tty;	   /* progress line on stderr */
 	double t_phase;	   /* start of the current phase */
 	double t_last;	   /* last progress line */
@@ -76,7 +76,7 @@ struct job {
 static void job_done(struct job *j)
 {
 	j->dev = writer_dev_free(j->dev);
-	j->usbreset = usbdev_reset_free(j->usbreset);
+	j->usbreset = usbreset_free(j->usbreset);
 }
 
 /* Print "usbforge: CODE: message" (and, with --json, a JSON document naming the failure) and
@@ -359,7 +359,7 @@ static int open_target(struct job *j, unsigned flags, bool want_reset)
 	}
 	j->have_st0 = stat(j->device, &j->st0) == 0;
 	if (want_reset && j->c->cfg.usb.mode == USB_MODE_UDEV && j->dev->is_block) {
-		r = usbdev_install_reset_hook(j->dev, RESET_TIMEOUT_MS, &j->usbreset);
+		r = usbreset_install(j->dev, RESET_TIMEOUT_MS, &j->usbreset);
 		if (r < 0)
 			fprintf(stderr,
 				"usbforge: warning: no USB reset before verification (%s); relying on O_DIRECT "

@@ -30,6 +30,7 @@
 #include "util/macro.h"
 #include "util/openfile.h"
 #include "util/name.h"
+#include "util/portpath.h"
 #include "util/size.h"
 #include "util/message.h"
 
@@ -912,29 +913,6 @@ static int load_usb_slots(struct loader *l, const config_setting_t *s, const cha
 
 /* ---- checks that span keys ------------------------------------------------------------------ */
 
-/* Port paths as the kernel names them: bus "-" port { "." port }, e.g. "2-1.1". */
-static bool port_ok(const char *v)
-{
-	const char *p = v;
-	size_t run = 0;
-
-	while (*p >= '0' && *p <= '9')
-		p++, run++;
-	if (!run || *p++ != '-')
-		return false;
-	for (;;) {
-		run = 0;
-		while (*p >= '0' && *p <= '9')
-			p++, run++;
-		if (!run)
-			return false;
-		if (*p == '\0')
-			return true;
-		if (*p++ != '.')
-			return false;
-	}
-}
-
 static bool same_file(const char *a, const char *b)
 {
 	struct stat sa, sb;
@@ -987,7 +965,7 @@ static int load_slot(struct loader *l, const config_setting_t *e, const char *ek
 				return fail(l, m, mkey,
 					    "is only used in udev mode; a static slot names its device with "
 					    "'path'");
-			if (!port_ok(v))
+			if (port_path_parse(v, NULL, NULL, NULL) < 0)
 				return fail_got(l, m, mkey, "must be a USB port path such as \"2-1.1\"");
 			field = &slot->port;
 			break;

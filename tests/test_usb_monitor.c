@@ -22,6 +22,7 @@
 #include "helpers/testutil.h"
 #include "test_usb_loop.h"
 #include "usb/monitor.h"
+#include "usb/reset.h"
 #include "usb/usbdev.h"
 
 static char *tmp;
@@ -242,37 +243,6 @@ Test(monitor, names)
 
 /* ---- usbdev --------------------------------------------------------------------------------- */
 
-Test(usbdev, parse_port_path)
-{
-	unsigned bus = 99;
-	uint8_t ports[USBDEV_MAX_PORTS];
-	int n = -1;
-	cr_assert_eq(usbdev_parse_port_path("2-1.3", &bus, ports, &n), 0);
-	cr_assert_eq(bus, 2);
-	cr_assert_eq(n, 2);
-	cr_assert_eq(ports[0], 1);
-	cr_assert_eq(ports[1], 3);
-	cr_assert_eq(usbdev_parse_port_path("11-4", &bus, ports, &n), 0);
-	cr_assert_eq(bus, 11);
-	cr_assert_eq(n, 1);
-	cr_assert_eq(ports[0], 4);
-	cr_assert_eq(usbdev_parse_port_path("3-1.2.3.4.5.6.255", &bus, ports, &n), 0);
-	cr_assert_eq(n, 7);
-	cr_assert_eq(ports[6], 255);
-
-	const char *bad[] = { "",     "usb2", "2",	"2-",	 "2-1.",  "x-1",
-			      "0-1",  "2-0",  "2-1..3", "2-256", "256-1", "2-1.2.3.4.5.6.7.8",
-			      "2-1a", "-1",   "2--1",	"2-+1" };
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		bus = 99;
-		n = -1;
-		cr_assert_eq(usbdev_parse_port_path(bad[i], &bus, ports, &n), -EINVAL, "%s", bad[i]);
-		cr_assert_eq(bus, 99, "%s", bad[i]);
-		cr_assert_eq(n, -1, "%s", bad[i]);
-	}
-	cr_assert_eq(usbdev_parse_port_path(NULL, &bus, ports, &n), -EINVAL);
-}
-
 static bool have_usb_bus(void) { return access("/sys/bus/usb/devices", F_OK) == 0; }
 
 Test(usbdev, no_bus_no_device)
@@ -287,14 +257,14 @@ Test(usbdev, no_bus_no_device)
 
 Test(usbdev, reset_hook_refuses_non_usb)
 {
-	struct usbdev_reset *u = NULL;
+	struct usbreset *u = NULL;
 	char *f = tu_path(tmp, "file");
 	tu_write_file(f, "x", 1);
-	cr_assert_eq(usbdev_reset_new(f, 1000, &u), -ENODEV);
+	cr_assert_eq(usbreset_new(f, 1000, &u), -ENODEV);
 	char *missing = tu_path(tmp, "missing");
-	cr_assert_eq(usbdev_reset_new(missing, 1000, &u), -ENOENT);
+	cr_assert_eq(usbreset_new(missing, 1000, &u), -ENOENT);
 	cr_assert_null(u);
-	cr_assert_null(usbdev_reset_free(NULL));
+	cr_assert_null(usbreset_free(NULL));
 	if (tul_can_loop()) {
 		char *img = tu_path(tmp, "img");
 		int fd = open(img, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -302,7 +272,7 @@ Test(usbdev, reset_hook_refuses_non_usb)
 		close(fd);
 		struct tul_loop l;
 		tul_attach(img, false, &l);
-		cr_assert_eq(usbdev_reset_new(l.path, 1000, &u), -ENODEV); /* not on USB */
+		cr_assert_eq(usbreset_new(l.path, 1000, &u), -ENODEV); /* not on USB */
 		tul_detach(&l);
 		free(img);
 	}
@@ -368,19 +338,19 @@ Test(usbdev, wait_for_disk_on_fake_sysfs)
 	free(fake_stick(sys, "SERIAL-1\n"));
 
 	char *node = NULL;
-	cr_assert_eq(usbdev_wait_for_disk(&env, "SERIAL-1", NULL, 1000, &node), 0);
+	cr_assert_eq(usbreset_wait_for_disk(&env, "SERIAL-1", NULL, 1000, &node), 0);
 	cr_assert_str_eq(node, "/dev/sdb");
 	free(node);
 	node = NULL;
-	cr_assert_eq(usbdev_wait_for_disk(&env, NULL, "2-1", 1000, &node), 0);
+	cr_assert_eq(usbreset_wait_for_disk(&env, NULL, "2-1", 1000, &node), 0);
 	cr_assert_str_eq(node, "/dev/sdb");
 	free(node);
 	node = NULL;
 	/* Another serial never comes: bounded by the timeout. */
-	cr_assert_eq(usbdev_wait_for_disk(&env, "SERIAL-2", NULL, 20, &node), -ETIMEDOUT);
-	cr_assert_eq(usbdev_wait_for_disk(&env, NULL, "2-2", 20, &node), -ETIMEDOUT);
+	cr_assert_eq(usbreset_wait_for_disk(&env, "SERIAL-2", NULL, 20, &node), -ETIMEDOUT);
+	cr_assert_eq(usbreset_wait_for_disk(&env, NULL, "2-2", 20, &node), -ETIMEDOUT);
 	cr_assert_null(node);
-	cr_assert_eq(usbdev_wait_for_disk(&env, NULL, NULL, 20, &node), -EINVAL);
+	cr_assert_eq(usbreset_wait_for_disk(&env, NULL, NULL, 20, &node), -EINVAL);
 	free(sys);
 	free(mi);
 	free(sw);
@@ -453,7 +423,7 @@ Test(usbdev, wait_wakes_on_uevent)
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, late_stick, &l), 0);
 	char *node = NULL;
-	int r = usbdev_wait_for_disk(&env, "LATE", NULL, 20000, &node);
+	int r = usbreset_wait_for_disk(&env, "LATE", NULL, 20000, &node);
 	pthread_join(t, NULL);
 	cr_assert(l.saw_poll, "the waiter never blocked in poll");
 	cr_assert_eq(r, 0);

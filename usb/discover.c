@@ -5,6 +5,7 @@
  * capacity from BLKGETSIZE64 on its node opened read-only (usb_node_size). See
  * usb/discover.h. */
 #include "usb/discover.h"
+#include "usb/sysfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -197,30 +198,24 @@ out_udev:
 	return r;
 }
 
+struct sysfs_walk {
+	const struct usb_env *env;
+	const struct uf_config *cfg;
+	struct cand_list *l;
+};
+
+static int add_sysfs_disk(const char *syspath, void *userdata)
+{
+	struct sysfs_walk *w = userdata;
+	int r = add_disk(w->env, w->cfg, syspath, NULL, w->l);
+	return r < 0 ? r : 0;
+}
+
 static int enumerate_sysfs(const struct usb_env *env, const struct uf_config *cfg, struct cand_list *l)
 {
-	_cleanup_free_ char *dir = NULL;
-	if (asprintf(&dir, "%s/class/block", env->sysfs) < 0)
-		return -ENOMEM;
-	DIR *d = opendir(dir);
-	if (!d)
-		return -errno;
-	struct dirent *de;
-	int r = 0;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		_cleanup_free_ char *p = NULL;
-		if (asprintf(&p, "%s/%s", dir, de->d_name) < 0) {
-			r = -ENOMEM;
-			break;
-		}
-		r = add_disk(env, cfg, p, NULL, l);
-		if (r < 0)
-			break;
-	}
-	closedir(d);
-	return r;
+	struct sysfs_walk w = { .env = env, .cfg = cfg, .l = l };
+	int r = sysfs_for_each_block(env->sysfs, add_sysfs_disk, &w);
+	return r > 0 ? 0 : r;
 }
 
 /* The rules a regular-file target shares with a block device: it must not back a loop device

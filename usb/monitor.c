@@ -17,7 +17,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "usb/usbdev.h"
+#include "util/macro.h"
+#include "util/portpath.h"
 #include "util/log.h"
 
 /* The Linux usbfs character devices: major 189, minor (bus - 1) * 128 + (address - 1). */
@@ -157,17 +158,15 @@ static int LIBUSB_CALL on_libusb_hotplug(libusb_context *ctx, libusb_device *dev
 {
 	(void)ctx;
 	struct usb_monitor *m = userdata;
-	uint8_t ports[USBDEV_MAX_PORTS];
-	int n = libusb_get_port_numbers(dev, ports, USBDEV_MAX_PORTS);
+	uint8_t ports[PORT_PATH_MAX_PORTS];
+	int n = libusb_get_port_numbers(dev, ports, PORT_PATH_MAX_PORTS);
 	if (n <= 0) /* a root hub (or deeper than USB allows) */
 		return 0;
-	/* bus and each port ≤ 255: "255-" then ".255" per port, and the NUL */
-	char buf[4 + 4 * USBDEV_MAX_PORTS + 1];
-	int len = snprintf(buf, sizeof(buf), "%u-%u", libusb_get_bus_number(dev), ports[0]);
-	for (int i = 1; i < n && len > 0 && (size_t)len < sizeof(buf); i++)
-		len += snprintf(buf + len, sizeof(buf) - (size_t)len, ".%u", ports[i]);
-	if (len <= 0 || (size_t)len >= sizeof(buf))
+	_cleanup_free_ char *path = NULL;
+	if (port_path_format(libusb_get_bus_number(dev), ports, n, &path) < 0) {
+		log_debug("monitor: out of memory queueing a libusb hotplug event");
 		return 0;
+	}
 	if (m->n_pending == m->cap_pending) {
 		size_t cap = m->cap_pending ? 2 * m->cap_pending : 8;
 		struct usb_pending *p = reallocarray(m->pending, cap, sizeof(*p));
@@ -178,17 +177,12 @@ static int LIBUSB_CALL on_libusb_hotplug(libusb_context *ctx, libusb_device *dev
 		m->pending = p;
 		m->cap_pending = cap;
 	}
-	char *path = strdup(buf);
-	if (!path) {
-		log_debug("monitor: out of memory queueing a libusb hotplug event");
-		return 0;
-	}
 	bool arrived = event == LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED;
 	m->pending[m->n_pending++] = (struct usb_pending){
 		.action = arrived ? USB_MONITOR_USB_ADD : USB_MONITOR_USB_REMOVE,
 		.bus = libusb_get_bus_number(dev),
 		.addr = libusb_get_device_address(dev),
-		.port_path = path,
+		.port_path = TAKE_PTR(path),
 	};
 	return 0; /* stay registered */
 }
@@ -315,9 +309,7 @@ static bool process_uevent(struct usb_monitor *m, struct udev_device *d, usb_mon
 		else
 			return false; /* bind, unbind, change */
 		unsigned path_bus;
-		uint8_t ports[USBDEV_MAX_PORTS];
-		int n_ports;
-		if (usbdev_parse_port_path(sysname, &path_bus, ports, &n_ports) < 0)
+		if (port_path_parse(sysname, &path_bus, NULL, NULL) < 0)
 			return false; /* a root hub ("usb2") */
 		unsigned bus = parse_num(udev_device_get_property_value(d, "BUSNUM"), 255);
 		unsigned addr = parse_num(udev_device_get_property_value(d, "DEVNUM"), 127);

@@ -37,83 +37,6 @@ struct usb_env usb_env_resolve(const struct usb_env *env)
 	return e;
 }
 
-/* ---- small sysfs readers (shared with discover.c through usb/sysfs.h) ---------------------- */
-
-int sysfs_read(const char *dir, const char *name, char **ret)
-{
-	_cleanup_free_ char *p = NULL;
-	if (asprintf(&p, "%s/%s", dir, name) < 0)
-		return -ENOMEM;
-	_cleanup_fclose_ FILE *f = fopen(p, "re");
-	if (!f)
-		return negative_errno();
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n = getline(&line, &cap, f);
-	if (n < 0) {
-		free(line);
-		if (ferror(f))
-			return -EIO;
-		line = strdup("");
-		if (!line)
-			return -ENOMEM;
-		n = 0;
-	}
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' ' || line[n - 1] == '\t'))
-		line[--n] = '\0';
-	*ret = line;
-	return 0;
-}
-
-int sysfs_read_u64(const char *dir, const char *name, uint64_t *ret)
-{
-	_cleanup_free_ char *s = NULL;
-	int r = sysfs_read(dir, name, &s);
-	if (r < 0)
-		return r;
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
-int sysfs_uevent_get(const char *dir, const char *key, char **ret)
-{
-	_cleanup_free_ char *p = NULL;
-	if (asprintf(&p, "%s/uevent", dir) < 0)
-		return -ENOMEM;
-	_cleanup_fclose_ FILE *f = fopen(p, "re");
-	if (!f)
-		return negative_errno();
-	size_t klen = strlen(key);
-	_cleanup_free_ char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		if (n > 0 && line[n - 1] == '\n')
-			line[--n] = '\0';
-		if (strncmp(line, key, klen) == 0 && line[klen] == '=') {
-			char *v = strdup(line + klen + 1);
-			if (!v)
-				return -ENOMEM;
-			*ret = v;
-			return 0;
-		}
-	}
-	return -ENOENT;
-}
-
-int sysfs_exists(const char *dir, const char *name)
-{
-	_cleanup_free_ char *p = NULL;
-	if (asprintf(&p, "%s/%s", dir, name) < 0)
-		return -ENOMEM;
-	return access(p, F_OK) == 0;
-}
-
 /* An optional string attribute into *ret (left as it is when absent or unreadable). 0 or
  * -ENOMEM. */
 static int read_opt(const char *dir, const char *name, char **ret)
@@ -134,16 +57,6 @@ static int read_u64_opt(const char *dir, const char *name, uint64_t *ret)
 {
 	int r = sysfs_read_u64(dir, name, ret);
 	return r == -ENOMEM ? r : r == 0;
-}
-
-int sysfs_parse_devnum(const char *s, dev_t *ret)
-{
-	unsigned ma, mi;
-	char extra;
-	if (sscanf(s, "%u:%u%c", &ma, &mi, &extra) != 2)
-		return -EINVAL;
-	*ret = makedev(ma, mi);
-	return 0;
 }
 
 static int read_devnum(const char *dir, dev_t *ret)
@@ -609,7 +522,7 @@ static int usb_identity_libusb(const struct usb_env *env, struct usb_disk_facts 
 	}
 	char *port = NULL;
 	if (r >= 0) {
-		int k = usbdev_info_port_path(&ui, &port);
+		int k = port_path_format(ui.busnum, ui.ports, ui.n_ports, &port);
 		if (k == -ENOMEM)
 			r = k;
 		else if (k == 0) {

@@ -1,5 +1,5 @@
-/* Tiny sysfs attribute readers shared inside usb/ (implemented in safety.c). All take a
- * directory and an attribute name relative to it, and return 0 or -errno; strings are
+/* Tiny sysfs readers shared inside usb/ (safety.c, discover.c, reset.c). The attribute readers
+ * take a directory and an attribute name relative to it, and return 0 or -errno; strings are
  * malloc'd with trailing whitespace removed. Private to usb/. */
 #pragma once
 
@@ -15,3 +15,7 @@ int sysfs_uevent_get(const char *dir, const char *key, char **ret);
 int sysfs_exists(const char *dir, const char *name);
 /* "8:16" → makedev(8, 16); -EINVAL otherwise. */
 int sysfs_parse_devnum(const char *s, dev_t *ret);
+/* Call fn with the path of every entry of <sysfs>/class/block ("/sys/class/block/sda"), in
+ * directory order, until it returns non-zero; returns that value (> 0: stopped early), 0 after
+ * the last entry, or -errno when the directory cannot be read. */
+int sysfs_for_each_block(const char *sysfs, int (*fn)(const char *syspath, void *userdata), void *userdata);

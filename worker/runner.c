@@ -16,7 +16,7 @@
 #include "stages/stage.h"
 #include "blkio/writer.h"
 #include "usb/safety.h"
-#include "usb/usbdev.h"
+#include "usb/reset.h"
 #include "util/log.h"
 #include "util/macro.h"
 #include "util/monotime.h"
@@ -669,7 +669,7 @@ static void *runner_main(void *p)
 	};
 	enum uf_code code = UFC_NONE;
 	bool in_use = false;
-	struct usbdev_reset *usbreset = NULL;
+	struct usbreset *usbreset = NULL;
 	_cleanup_free_ char *msg = NULL;
 	enum stage_id st = STAGE_VALIDATION;
 	char line[512];
@@ -718,7 +718,7 @@ static void *runner_main(void *p)
 			code = q == -ENOMEM ? UFC_PROCESSING_FAILED : UFC_DEVICE_UNSAFE;
 		} else if (r->a.cfg->usb.mode == USB_MODE_UDEV && wo.reset_before_verify && ctx.dev->is_block) {
 			/* the read-back must come from flash, not from the stick's own cache */
-			q = usbdev_install_reset_hook(ctx.dev, 30000, &usbreset);
+			q = usbreset_install(ctx.dev, 30000, &usbreset);
 			if (q < 0)
 				log_warning("slot %s: no USB reset before verification (%s); relying on O_DIRECT and dropped caches",
 					    r->slot, strerror(-q));
@@ -864,7 +864,7 @@ static void *runner_main(void *p)
 out:
 	stage_ctx_done(&ctx);
 	ctx.dev = writer_dev_free(ctx.dev); /* a stalled write thread may still hold it */
-	usbreset = usbdev_reset_free(usbreset);
+	usbreset = usbreset_free(usbreset);
 	spec_done(&spec);
 	atomic_store(&r->finished, true);
 	uint64_t one = 1;
