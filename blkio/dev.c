@@ -2,7 +2,7 @@
  * O_DIRECT|O_CLOEXEC (O_EXCL for a block device opened for writing). Owns the file descriptor,
  * the full-length read/write loops, cache dropping and the reopen after a reset hook (the USB
  * port reset of udev mode). Also the helpers of blkio/dev.h shared by every implementation
- * (dev_free, dev_alloc_buf, dev_errno_is_gone, dev_set_reset_hook). */
+ * (dev_free, dev_alloc_buf, dev_errno_is_gone, dev_gone, dev_error_code, dev_set_reset_hook). */
 #include "blkio/dev.h"
 
 #include <errno.h>
@@ -376,6 +376,68 @@ int dev_stat(struct dev *d, struct stat *ret)
 		return negative_errno();
 	*ret = st;
 	return 0;
+}
+
+bool dev_gone(struct dev *d, int r)
+{
+	struct dev_fd *f = innermost(d);
+	struct stat open_st, now;
+
+	if (dev_errno_is_gone(r) || r == -ENOENT)
+		return true;
+	if (!f || f->fd < 0 || fstat(f->fd, &open_st) < 0)
+		return false;
+	if (!d->is_block && open_st.st_nlink == 0)
+		return true;
+	if (stat(f->path, &now) < 0)
+		return errno == ENOENT || errno == ENODEV || errno == ENXIO;
+	if (!d->is_block)
+		return now.st_ino != open_st.st_ino || now.st_dev != open_st.st_dev;
+	if (!S_ISBLK(now.st_mode) || now.st_rdev != open_st.st_rdev)
+		return true;
+	char sys[64];
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/size", major(now.st_rdev), minor(now.st_rdev));
+	_cleanup_fclose_ FILE *sz = fopen(sys, "re");
+	if (!sz)
+		return errno == ENOENT;
+	unsigned long long sectors;
+	return fscanf(sz, "%llu", &sectors) == 1 && sectors == 0;
+}
+
+enum uf_code dev_error_code(struct dev *d, int r)
+{
+	if (r == 0)
+		return UFC_NONE;
+	if (r == -ECANCELED)
+		return UFC_CANCELLED;
+	if (dev_gone(d, r))
+		return UFC_DEVICE_GONE;
+	switch (-r) {
+	case EROFS:
+	case EPERM:
+	case EACCES:
+		return UFC_DEVICE_READ_ONLY;
+	case EIO:
+	case ENOSPC:
+	case ETIMEDOUT:
+	case EFBIG:
+		return UFC_WRITE_IO;
+	default:
+		return UFC_PROCESSING_FAILED;
+	}
+}
+
+enum uf_code dev_open_error_code(int r, unsigned flags)
+{
+	if (r == 0)
+		return UFC_NONE;
+	if (r == -EAGAIN || r == -EBUSY || r == -ENOTBLK)
+		return UFC_DEVICE_UNSAFE;
+	if (r == -EROFS || ((flags & DEV_OPEN_WRITE) && (r == -EPERM || r == -EACCES)))
+		return UFC_DEVICE_READ_ONLY;
+	if (dev_gone(NULL, r))
+		return UFC_DEVICE_GONE;
+	return UFC_WRITE_IO;
 }
 
 bool dev_unlinked(struct dev *d)

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/ufcode.h"
+
 struct dev;
 
 struct dev_ops {
@@ -100,6 +102,26 @@ void *dev_alloc_buf(size_t len);
 
 /* True for errors that mean "the device went away" (ENODEV, ENXIO, ENOMEDIUM, ESHUTDOWN). */
 bool dev_errno_is_gone(int r);
+/* Did the device go away, judging by the error r of an operation on d (0: none; d may be NULL
+ * for an open that failed) and, when d is open, by what its path names now? The one check
+ * of usbforge for "gone": a gone errno (above) or -ENOENT; a regular file unlinked or its path
+ * now naming another file; a block device whose node is gone, names another device, has left
+ * sysfs, or is a loop device whose backing file was detached (it stays, with size 0). Checked
+ * after an I/O error, so that a pulled stick reads DEVICE_GONE and not WRITE_IO, and after a
+ * write that succeeded, so that a unit written into a deleted file is not called done. */
+bool dev_gone(struct dev *d, int r);
+/* The job error code for the error r of an operation on d (d may be NULL): the one errno →
+ * code mapping of the device path. UFC_NONE for 0; CANCELLED for -ECANCELED; DEVICE_GONE when
+ * dev_gone(); DEVICE_READ_ONLY for -EROFS, -EPERM, -EACCES (a stick that turned read-only, an
+ * immutable slot file); WRITE_IO for -EIO, -ENOSPC, -ETIMEDOUT (a stalled call), -EFBIG;
+ * PROCESSING_FAILED for anything else. */
+enum uf_code dev_error_code(struct dev *d, int r);
+/* The same for an error r of dev_open(path, flags): DEVICE_UNSAFE for -EAGAIN and -EBUSY (in
+ * use: locked by another writer, opened exclusively, mounted; the caller hands the job back
+ * rather than blame the stick) and -ENOTBLK (neither a block device nor a regular file);
+ * DEVICE_READ_ONLY for -EROFS, and for -EPERM or -EACCES when writing; DEVICE_GONE for a gone
+ * errno or -ENOENT; WRITE_IO for anything else (the target cannot be opened). */
+enum uf_code dev_open_error_code(int r, unsigned flags);
 
 /* ---- the faulty device, for tests -------------------------------------------------------- */
 

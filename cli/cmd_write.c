@@ -62,8 +62,6 @@ struct job {
 	const char *usage;
 	const char *device;
 	const char *source; /* NULL for probe */
-	struct stat st0;    /* the target as it was opened (to tell "gone" from "I/O error") */
-	bool have_st0;
 	struct dev *dev;
 	struct usbreset *usbreset;
 	bool tty;	   /* progress line on stderr */
@@ -103,57 +101,29 @@ static int job_fail(struct job *j, enum uf_code code, uint64_t bad_offset, const
 	return CLI_EXIT_FAIL;
 }
 
-/* Did the target vanish (stick pulled, loop detached, file removed or replaced) since it was
- * opened? Checked after an I/O error, so that a pulled stick reads DEVICE_GONE, not WRITE_IO. */
-static bool target_gone(const struct job *j, int r)
-{
-	struct stat st;
-
-	if (dev_errno_is_gone(r) || r == -ENOENT)
-		return true;
-	if (!j->have_st0)
-		return false;
-	if (stat(j->device, &st) < 0)
-		return errno == ENOENT || errno == ENODEV || errno == ENXIO;
-	if (S_ISBLK(j->st0.st_mode)) {
-		if (!S_ISBLK(st.st_mode) || st.st_rdev != j->st0.st_rdev)
-			return true;
-		_cleanup_free_ char *sys = NULL;
-		if (asprintf(&sys, "/sys/dev/block/%u:%u", major(st.st_rdev), minor(st.st_rdev)) < 0)
-			return false;
-		if (access(sys, F_OK) < 0 && errno == ENOENT)
-			return true;
-		/* A loop device whose backing file was detached stays in sysfs with size 0. */
-		_cleanup_free_ char *szp = NULL;
-		if (asprintf(&szp, "%s/size", sys) < 0)
-			return false;
-		_cleanup_fclose_ FILE *f = fopen(szp, "re");
-		unsigned long long sectors;
-		if (f && fscanf(f, "%llu", &sectors) == 1 && sectors == 0)
-			return true;
-		return false;
-	}
-	return st.st_ino != j->st0.st_ino || st.st_dev != j->st0.st_dev;
-}
-
 /* A device errno at offset off during what ("write", "read-back", "probe") → code + exit. */
 static int job_fail_io(struct job *j, int r, uint64_t off, const char *what)
 {
-	if (r == -ECANCELED)
-		return job_fail(j, UFC_CANCELLED, off, "%s of %s interrupted", what, j->device);
-	if (target_gone(j, r))
-		return job_fail(j, UFC_DEVICE_GONE, off, "%s disappeared during the %s (at offset %llu)", j->device,
-				what, (unsigned long long)off);
-	if (r == -EROFS || r == -EPERM || r == -EACCES)
-		return job_fail(j, UFC_DEVICE_READ_ONLY, off, "read-only: %s refused the %s at offset %llu: %s",
-				j->device, what, (unsigned long long)off, strerror(-r));
-	if (r == -ETIMEDOUT)
-		return job_fail(j, UFC_WRITE_IO, off, "%s: %s did not return in time at offset %llu", j->device, what,
+	enum uf_code c = dev_error_code(j->dev, r);
+
+	switch (c) {
+	case UFC_CANCELLED:
+		return job_fail(j, c, off, "%s of %s interrupted", what, j->device);
+	case UFC_DEVICE_GONE:
+		return job_fail(j, c, off, "%s disappeared during the %s (at offset %llu)", j->device, what,
 				(unsigned long long)off);
-	if (r == -EIO || r == -ENOSPC)
-		return job_fail(j, UFC_WRITE_IO, off, "%s: %s failed (%s) at offset %llu", j->device, what,
-				strerror(-r), (unsigned long long)off);
-	return job_fail(j, UFC_PROCESSING_FAILED, off, "%s: %s failed: %s", j->device, what, strerror(-r));
+	case UFC_DEVICE_READ_ONLY:
+		return job_fail(j, c, off, "read-only: %s refused the %s at offset %llu: %s", j->device, what,
+				(unsigned long long)off, strerror(-r));
+	case UFC_WRITE_IO:
+		if (r == -ETIMEDOUT)
+			return job_fail(j, c, off, "%s: %s did not return in time at offset %llu", j->device, what,
+					(unsigned long long)off);
+		return job_fail(j, c, off, "%s: %s failed (%s) at offset %llu", j->device, what, strerror(-r),
+				(unsigned long long)off);
+	default:
+		return job_fail(j, c, off, "%s: %s failed: %s", j->device, what, strerror(-r));
+	}
 }
 
 static void progress(void *ud, uint64_t done, uint64_t total)
@@ -321,7 +291,7 @@ static int create_target(struct job *j, uint64_t size)
 	return 0;
 }
 
-/* Open the target through the device table; remember its identity for target_gone(). In udev
+/* Open the target through the device table. In udev
  * mode with reset_before_verify, install the USB reset hook on a block device (a failure
  * there only costs the stick-cache reset: O_DIRECT and dropped buffers remain). */
 static int open_target(struct job *j, unsigned flags, bool want_reset)
@@ -336,18 +306,19 @@ static int open_target(struct job *j, unsigned flags, bool want_reset)
 			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s is in use: locked by %s", j->device,
 					who ? who : "another process");
 		}
+		enum uf_code c = dev_open_error_code(r, flags);
 		if (r == -EBUSY)
-			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
+			return job_fail(j, c, UINT64_MAX,
 					"%s is in use (opened exclusively by another process, or mounted)", j->device);
-		if (r == -EROFS || ((flags & DEV_OPEN_WRITE) && (r == -EPERM || r == -EACCES)))
-			return job_fail(j, UFC_DEVICE_READ_ONLY, UINT64_MAX,
-					"read-only: cannot open %s for writing: %s", j->device, strerror(-r));
 		if (r == -ENOTBLK)
-			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX,
-					"%s is not a block device or regular file (any more)", j->device);
-		if (r == -ENOENT || dev_errno_is_gone(r))
-			return job_fail(j, UFC_DEVICE_GONE, UINT64_MAX, "%s: %s", j->device, strerror(-r));
-		return job_fail(j, UFC_WRITE_IO, UINT64_MAX, "cannot open %s: %s", j->device, strerror(-r));
+			return job_fail(j, c, UINT64_MAX, "%s is not a block device or regular file (any more)",
+					j->device);
+		if (c == UFC_DEVICE_READ_ONLY)
+			return job_fail(j, c, UINT64_MAX, "read-only: cannot open %s for writing: %s", j->device,
+					strerror(-r));
+		if (c == UFC_DEVICE_GONE)
+			return job_fail(j, c, UINT64_MAX, "%s: %s", j->device, strerror(-r));
+		return job_fail(j, c, UINT64_MAX, "cannot open %s: %s", j->device, strerror(-r));
 	}
 	/* Judged again on the descriptor (st_dev, st_ino: not the name, which may have been
 	 * swapped since the check): a regular file must not back a loop device. */
@@ -357,7 +328,6 @@ static int open_target(struct job *j, unsigned flags, bool want_reset)
 		if (dev_stat(j->dev, &st) == 0 && usb_file_backs_loop(NULL, st.st_dev, st.st_ino, &reason) == -EPERM)
 			return job_fail(j, UFC_DEVICE_UNSAFE, UINT64_MAX, "%s: %s", j->device, reason);
 	}
-	j->have_st0 = stat(j->device, &j->st0) == 0;
 	if (want_reset && j->c->cfg.usb.mode == USB_MODE_UDEV && j->dev->is_block) {
 		r = usbreset_install(j->dev, RESET_TIMEOUT_MS, &j->usbreset);
 		if (r < 0)
@@ -395,7 +365,7 @@ static int report_verify_error(struct job *j, int r, const struct verify_result 
 	if (r == -EBADMSG)
 		return job_fail(j, UFC_VERIFY_MISMATCH, vr->bad_offset, "first bad byte at offset %llu%s",
 				(unsigned long long)vr->bad_offset, vr->exact ? "" : " (start of the bad chunk)");
-	if (r == -EIO && !target_gone(j, r))
+	if (r == -EIO && !dev_gone(j->dev, r))
 		return job_fail(j, UFC_VERIFY_MISMATCH, vr->bad_offset, "read error at offset %llu",
 				(unsigned long long)vr->bad_offset);
 	return job_fail_io(j, r, vr->bad_offset, "read-back");

@@ -38,18 +38,9 @@ static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, en
 static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint64_t off, const char *what,
 			    const char *stalled)
 {
-	enum uf_code c;
-
 	if (r == -ECANCELED)
 		return stage_fail(ctx, UFC_CANCELLED, "cancelled during %s", stage_name(st));
-	if (dev_errno_is_gone(r))
-		c = UFC_DEVICE_GONE;
-	else if (r == -EROFS || r == -EPERM || r == -EACCES)
-		c = UFC_DEVICE_READ_ONLY; /* a stick that turned read-only, an immutable slot file */
-	else if (r == -EIO || r == -ENOSPC || r == -ETIMEDOUT || r == -EFBIG)
-		c = UFC_WRITE_IO;
-	else
-		c = UFC_PROCESSING_FAILED;
+	enum uf_code c = dev_error_code(ctx->dev, r);
 	ctx->bad_offset = off;
 	char details[128];
 	snprintf(details, sizeof(details), "{\"offset\":%llu,\"errno\":%d}", (unsigned long long)off, -r);

@@ -283,7 +283,10 @@ static int db_up(struct daemon *d)
 		return r;
 	}
 	if (r < 0) {
-		log_error("migration failed: %s", db_error(d->db));
+		if (r == -ENOTCONN || db_errno(d->db) >= 2000)
+			log_error("DB_UNAVAILABLE: %s (while checking the schema); retrying", db_error(d->db));
+		else
+			log_error("migration failed: %s", db_error(d->db));
 		d->db = db_close(d->db);
 		d->db_down_logged = true;
 		d->db_retry_at = mono_s() + 1.0;
@@ -733,9 +736,10 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 	if (d.db) {
 		d.busy = 0;
 		mirror_devices(&d);
+	}
+	if (d.db) /* the mirror may have found the connection lost, and dropped it */
 		(void)db_exec(d.db, NULL, "UPDATE workers SET stopped_at = NOW(6), heartbeat_at = NOW(6) WHERE id = ?",
 			      DB_STR(d.worker_id), DB_END);
-	}
 	log_info("usbforged stopped");
 out:
 	for (size_t i = 0; i < d.n_slots; i++) {

@@ -19,6 +19,7 @@
 #include "usb/reset.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/message.h"
 #include "util/monotime.h"
 
 /* Global progress range of each stage (DESIGN/issue: 0–10, 10–30, 30–80, 80–100). */
@@ -705,14 +706,11 @@ static void *runner_main(void *p)
 			in_use = true;
 			code = UFC_DEVICE_UNSAFE; /* not recorded: the job is handed back */
 			msg = in_use_reason(r->devpath, q);
-		} else if (q == -EROFS || q == -EPERM || q == -EACCES) {
-			code = UFC_DEVICE_READ_ONLY;
-			if (asprintf(&msg, "read-only: cannot open %s for writing: %s", r->devpath, strerror(-q)) < 0)
-				msg = NULL;
 		} else if (q < 0) {
-			code = dev_errno_is_gone(q) || q == -ENOENT ? UFC_DEVICE_GONE : UFC_WRITE_IO;
-			if (asprintf(&msg, "cannot open %s: %s", r->devpath, strerror(-q)) < 0)
-				msg = NULL;
+			code = dev_open_error_code(q, DEV_OPEN_WRITE);
+			msg = str_printf(code == UFC_DEVICE_READ_ONLY ? "read-only: cannot open %s for writing: %s"
+								      : "cannot open %s: %s",
+					 r->devpath, strerror(-q));
 		} else if (!ctx.dev->is_block && (q = file_slot_check(ctx.dev, &msg)) != 0) {
 			/* checked again on the descriptor: the listing saw the path a moment ago */
 			code = q == -ENOMEM ? UFC_PROCESSING_FAILED : UFC_DEVICE_UNSAFE;
@@ -766,12 +764,13 @@ static void *runner_main(void *p)
 	if (st > STAGE_VERIFICATION || (st == STAGE_VERIFICATION && !wo.verify))
 		st = STAGE_DONE;
 	/* A slot file deleted (or renamed over) while it was written holds the unit in an inode no
-	 * one will ever read: not done. */
-	if (code == UFC_NONE && ctx.dev && dev_unlinked(ctx.dev)) {
+	 * one will ever read, a detached loop device or a replaced node the same: not done. */
+	if (code == UFC_NONE && ctx.dev && dev_gone(ctx.dev, 0)) {
 		code = UFC_DEVICE_GONE;
-		if (asprintf(&msg, "%s was deleted during the job: nothing written to it is on any stick", r->devpath) <
-		    0)
-			msg = NULL;
+		msg = str_printf(dev_unlinked(ctx.dev)
+					 ? "%s was deleted during the job: nothing written to it is on any stick"
+					 : "%s went away during the job: what was written cannot be read back",
+				 r->devpath);
 	}
 
 	/* A stick pulled mid-write fails its in-flight I/O with EIO before the kernel deletes the
