@@ -45,7 +45,7 @@ int ioq_new(unsigned n, size_t buf_size, bool aux, double stall, struct dev *d, 
 	q->buf_size = buf_size;
 	q->stall = stall;
 	q->dev = d;
-	q->refs = 2;
+	q->refs = 1;
 	q->bufs = calloc(n, sizeof(*q->bufs));
 	for (int i = 0; i < _IOQ_MAX; i++)
 		q->fifo[i] = calloc(n, sizeof(unsigned));
@@ -68,15 +68,33 @@ int ioq_new(unsigned n, size_t buf_size, bool aux, double stall, struct dev *d, 
 	return 0;
 }
 
-void ioq_unref(struct ioq *q)
+struct ioq *ioq_ref(struct ioq *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->refs++;
+	pthread_mutex_unlock(&q->lock);
+	return q;
+}
+
+struct ioq *ioq_unref(struct ioq *q)
 {
 	if (!q)
-		return;
+		return NULL;
 	pthread_mutex_lock(&q->lock);
 	int left = --q->refs;
 	pthread_mutex_unlock(&q->lock);
 	if (left == 0)
 		ioq_free(q);
+	return NULL;
+}
+
+int ioq_start(struct ioq *q, void *(*fn)(void *arg), void *arg, pthread_t *ret_thread)
+{
+	ioq_ref(q); /* the device thread's, dropped by its ioq_io_exit() */
+	int r = -pthread_create(ret_thread, NULL, fn, arg);
+	if (r < 0)
+		ioq_unref(q);
+	return r;
 }
 
 void ioq_push(struct ioq *q, int which, struct ioq_buf *b)

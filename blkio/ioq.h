@@ -68,11 +68,15 @@ struct ioq {
 	struct ioq *next_abandoned;
 };
 
-/* n buffers of buf_size bytes (aux: a second buffer each), all in IOQ_FREE; refs = 2 (the
- * caller and the device thread). Errors: -ENOMEM. */
+/* n buffers of buf_size bytes (aux: a second buffer each), all in IOQ_FREE; one reference,
+ * the caller's. Errors: -ENOMEM. */
 int ioq_new(unsigned n, size_t buf_size, bool aux, double stall, struct dev *d, struct ioq **ret);
-/* Drop one reference; the last frees everything. Accepts NULL. */
-void ioq_unref(struct ioq *q);
+struct ioq *ioq_ref(struct ioq *q);
+/* Drop one reference; the last frees everything. Accepts NULL; returns NULL. */
+struct ioq *ioq_unref(struct ioq *q);
+/* Start the device thread fn(arg) for q, with a reference of its own (dropped by its
+ * ioq_io_exit()). 0 or -errno of pthread_create (then no thread and no extra reference). */
+int ioq_start(struct ioq *q, void *(*fn)(void *arg), void *arg, pthread_t *ret_thread);
 
 void ioq_push(struct ioq *q, int which, struct ioq_buf *b);
 /* Pop the oldest buffer of a queue. Errors: -ECANCELED (q->stop set), -EPIPE (device thread

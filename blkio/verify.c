@@ -62,9 +62,8 @@ static int start(struct dev *d, const struct verify_opts *o, bool aux, struct io
 	int r = ioq_new(o->queue_depth, o->buffer_size, aux, o->stall_timeout, d, &q);
 	if (r < 0)
 		return r;
-	r = -pthread_create(ret_t, NULL, reader_thread, q);
+	r = ioq_start(q, reader_thread, q, ret_t);
 	if (r < 0) {
-		q->refs = 1;
 		ioq_unref(q);
 		return r;
 	}

@@ -634,7 +634,6 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 			free(t->head);
 		}
 		free(t);
-		q->refs = 1;
 		ioq_unref(q);
 		return -ENOMEM;
 	}
@@ -645,12 +644,11 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 	t->sync_every = w->sync_every;
 	/* From here until the thread has finished (or was abandoned), w->chunks is shared: see
 	 * struct writer. */
-	r = -pthread_create(&th, NULL, writer_thread, t);
+	r = ioq_start(q, writer_thread, t, &th);
 	if (r < 0) {
 		chunk_hasher_done(&t->h);
 		free(t->head);
 		free(t);
-		q->refs = 1;
 		ioq_unref(q);
 		return r;
 	}
