@@ -20,7 +20,7 @@
 struct writer {
 	struct dev *d;
 	struct blksrc *src;
-	const struct write_opts *opts;
+	struct write_opts opts; /* a copy: the caller's may not outlive the writer */
 	uint64_t cs;
 	uint64_t sync_every;
 	bool ran;
@@ -262,7 +262,7 @@ int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts,
 		return -ENOMEM;
 	w->d = d;
 	w->src = src;
-	w->opts = opts;
+	w->opts = *opts;
 	w->cs = opts->buffer_size;
 	w->sync_every = opts->sync_interval ? opts->sync_interval : WRITER_SYNC_EVERY;
 	w->write_from = CHUNK_HEAD;
@@ -282,12 +282,6 @@ int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts,
 	}
 	*ret = w;
 	return 0;
-}
-
-void writer_set_sync_every(struct writer *w, uint64_t bytes)
-{
-	if (bytes > 0)
-		w->sync_every = bytes;
 }
 
 struct writer *writer_free(struct writer *w)
@@ -558,9 +552,9 @@ out:
 /* Resume: find the first recorded chunk the device no longer holds. */
 static int resume_check(struct writer *w, atomic_bool *cancel)
 {
-	struct verify_opts vo = { .buffer_size = w->opts->buffer_size,
-				  .queue_depth = w->opts->queue_depth,
-				  .stall_timeout = w->opts->stall_timeout };
+	struct verify_opts vo = { .buffer_size = w->opts.buffer_size,
+				  .queue_depth = w->opts.queue_depth,
+				  .stall_timeout = w->opts.stall_timeout };
 	struct verify_result vr = { 0 };
 
 	w->write_from = w->n_rchunks ? chunk_window_end(w->rchunks[w->n_rchunks - 1].off, w->cs) : CHUNK_HEAD;
@@ -620,7 +614,7 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 		w->synced = w->write_from;
 	}
 
-	r = ioq_new(w->opts->queue_depth, w->opts->buffer_size, false, w->opts->stall_timeout, w->d, &q);
+	r = ioq_new(w->opts.queue_depth, w->opts.buffer_size, false, w->opts.stall_timeout, w->d, &q);
 	if (r < 0)
 		return r;
 	t = calloc(1, sizeof(*t));
@@ -665,7 +659,7 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 		if (r < 0)
 			break;
 		uint64_t off;
-		ssize_t n = blksrc_read(w->src, b->data, w->opts->buffer_size, &off);
+		ssize_t n = blksrc_read(w->src, b->data, w->opts.buffer_size, &off);
 		if (n < 0) {
 			ioq_push(q, IOQ_FREE, b);
 			r = (int)n;
@@ -674,7 +668,7 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 			break;
 		}
 		if (n > 0 && (unaligned_end || off % 4096 || off < last_end || off + (uint64_t)n > w->src->size ||
-			      (size_t)n > w->opts->buffer_size)) {
+			      (size_t)n > w->opts.buffer_size)) {
 			ioq_push(q, IOQ_FREE, b);
 			r = -EINVAL;
 			w->st.image_error = true;
@@ -741,7 +735,7 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 		w->st.stalled = true;
 		w->st.bad_offset = q->op_off;
 		set_error(w, "%s at offset %llu did not return within %g s", q->op_what ? q->op_what : "I/O",
-			  (unsigned long long)q->op_off, w->opts->stall_timeout);
+			  (unsigned long long)q->op_off, w->opts.stall_timeout);
 	}
 	pthread_mutex_lock(&q->lock);
 	w->st.bytes_written = q->io_bytes;

@@ -71,15 +71,13 @@ struct writer_stats {
 	bool image_error;	 /* the failure came from the source, not the device */
 };
 
-/* Prepare a write of src onto d. Borrowed: d, src, opts (must outlive the writer). resume_json
+/* Prepare a write of src onto d. Borrowed: d, src (must outlive the writer); opts is copied. resume_json
  * may be NULL; an unusable one (different chunk size, malformed) is ignored, with the reason
  * in writer_stats()->resume_note. Errors: -EINVAL (buffer_size not a positive multiple of
  * 4096 and of the device block size, queue_depth < 2), -EFBIG (src->size > dev_size(d)),
  * -ENOMEM. */
 int writer_new(struct dev *d, struct blksrc *src, const struct write_opts *opts, const char *resume_json,
 	       struct writer **ret);
-/* Override the periodic sync interval (bytes, > 0; default WRITER_SYNC_EVERY). For tests. */
-void writer_set_sync_every(struct writer *w, uint64_t bytes);
 /* Run the write; once per writer. cancel may be NULL; it is checked at each buffer. Returns 0
  * when every byte is written and synced (head last). Errors: -ECANCELED; -ETIMEDOUT (stall;
  * bad_offset = the stuck call's offset); device errors from dev_pwrite/dev_sync (-EIO,

@@ -33,10 +33,11 @@ static int write_img(struct dev *d, const char *img, const struct write_opts *o,
 {
 	struct blksrc *src = NULL;
 	cr_assert_eq(blksrc_open_image(img, &src, NULL), 0);
-	struct writer *w = NULL;
-	cr_assert_eq(writer_new(d, src, o, resume, &w), 0);
+	struct write_opts wo = *o;
 	if (sync_every)
-		writer_set_sync_every(w, sync_every);
+		wo.sync_interval = sync_every;
+	struct writer *w = NULL;
+	cr_assert_eq(writer_new(d, src, &wo, resume, &w), 0);
 	int r = writer_run(w, NULL, NULL);
 	*ret_src = src;
 	*ret_w = w;
