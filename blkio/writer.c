@@ -159,50 +159,44 @@ void writer_resume_done(struct writer_resume *rs)
 	memset(rs, 0, sizeof(*rs));
 }
 
-int writer_resume_parse(const char *text, uint64_t cs_expected, uint64_t dev_size, struct writer_resume *ret)
+static int resume_parse(const char *text, uint64_t cs_expected, uint64_t dev_size, struct writer_resume *rs)
 {
-	struct writer_resume rs = { 0 };
 	json_error_t jerr;
-	json_t *o = json_loads(text, 0, &jerr), *ext = NULL;
+	json_auto_t *o = json_loads(text, 0, &jerr);
+	json_t *ext = NULL;
 	json_int_t v = 0, cs = 0, hwm = 0;
 	const char *chunks = NULL;
 	_cleanup_free_ unsigned char *bin = NULL;
 	size_t nbin = 0;
-	int r = -EINVAL;
 
-	if (!o)
-		goto out;
-	if (json_unpack(o, "{s:I, s:I, s:I, s:o, s:s}", "v", &v, "cs", &cs, "hwm", &hwm, "ext", &ext, "chunks",
+	if (!o ||
+	    json_unpack(o, "{s:I, s:I, s:I, s:o, s:s}", "v", &v, "cs", &cs, "hwm", &hwm, "ext", &ext, "chunks",
 			&chunks) < 0 ||
 	    v != 1 || !json_is_array(ext))
-		goto out;
-	if ((uint64_t)cs != cs_expected) {
-		r = -ERANGE;
-		goto out;
-	}
+		return -EINVAL;
+	if ((uint64_t)cs != cs_expected)
+		return -ERANGE;
 	if (b64_decode(chunks, &bin, &nbin) < 0 || nbin % 24)
-		goto out;
-	rs.n_chunks = nbin / 24;
-	rs.chunks = calloc(rs.n_chunks + 1, sizeof(*rs.chunks));
-	rs.ext = calloc(json_array_size(ext) + 1, sizeof(*rs.ext));
-	if (!rs.chunks || !rs.ext) {
-		r = -ENOMEM;
-		goto out;
-	}
+		return -EINVAL;
+	rs->n_chunks = nbin / 24;
+	rs->chunks = calloc(rs->n_chunks + 1, sizeof(*rs->chunks));
+	rs->ext = calloc(json_array_size(ext) + 1, sizeof(*rs->ext));
+	if (!rs->chunks || !rs->ext)
+		return -ENOMEM;
 	/* What writer_state_json() writes, and so what resume_check() relies on: hwm in
 	 * [CHUNK_HEAD, dev_size]; chunks at increasing window starts whose windows end by hwm;
 	 * extents increasing, disjoint, within [CHUNK_HEAD, hwm], and present when chunks are (the
 	 * read-back of the recorded chunks reads the extents). */
 	if (hwm < (json_int_t)CHUNK_HEAD || (uint64_t)hwm > dev_size)
-		goto out;
-	rs.hwm = (uint64_t)hwm;
-	for (size_t i = 0; i < rs.n_chunks; i++) {
+		return -EINVAL;
+	rs->hwm = (uint64_t)hwm;
+	for (size_t i = 0; i < rs->n_chunks; i++) {
 		uint64_t off = get_le64(bin + i * 24);
-		rs.chunks[i].off = off;
-		memcpy(rs.chunks[i].hash, bin + i * 24 + 8, 16);
-		if (off < CHUNK_HEAD || off >= rs.hwm || (i && off <= rs.chunks[i - 1].off) ||
-		    chunk_window_start(off, cs_expected) != off || chunk_window_end(off, cs_expected) > rs.hwm)
-			goto out;
+		rs->chunks[i].off = off;
+		memcpy(rs->chunks[i].hash, bin + i * 24 + 8, 16);
+		if (off < CHUNK_HEAD || off >= rs->hwm || (i && off <= rs->chunks[i - 1].off) ||
+		    chunk_window_start(off, cs_expected) != off || chunk_window_end(off, cs_expected) > rs->hwm)
+			return -EINVAL;
 	}
 	size_t i;
 	json_t *e;
@@ -212,17 +206,21 @@ int writer_resume_parse(const char *text, uint64_t cs_expected, uint64_t dev_siz
 		json_int_t a, l;
 		/* a + l is computed only once both are known to be within hwm (no overflow) */
 		if (json_unpack(e, "[II]", &a, &l) < 0 || a < 0 || l <= 0 || (uint64_t)a < prev ||
-		    (uint64_t)a >= rs.hwm || (uint64_t)l > rs.hwm - (uint64_t)a)
-			goto out;
-		rs.ext[i] = (struct wextent){ (uint64_t)a, (uint64_t)l };
+		    (uint64_t)a >= rs->hwm || (uint64_t)l > rs->hwm - (uint64_t)a)
+			return -EINVAL;
+		rs->ext[i] = (struct wextent){ (uint64_t)a, (uint64_t)l };
 		prev = (uint64_t)a + (uint64_t)l;
 	}
-	rs.n_ext = json_array_size(ext);
-	if (rs.n_chunks && !rs.n_ext)
-		goto out;
-	r = 0;
-out:
-	json_decref(o);
+	rs->n_ext = json_array_size(ext);
+	if (rs->n_chunks && !rs->n_ext)
+		return -EINVAL;
+	return 0;
+}
+
+int writer_resume_parse(const char *text, uint64_t cs_expected, uint64_t dev_size, struct writer_resume *ret)
+{
+	struct writer_resume rs = { 0 };
+	int r = resume_parse(text, cs_expected, dev_size, &rs);
 	if (r < 0) {
 		writer_resume_done(&rs);
 		return r;

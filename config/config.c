@@ -999,6 +999,44 @@ static const config_setting_t *slot_member(const config_setting_t *e, const char
 	return config_setting_get_member(e, name);
 }
 
+/* Load the n groups of usb.slots into slots[], refusing a name, port or device used twice. */
+static int load_slots(struct loader *l, const config_setting_t *s, int n, struct slot_conf *slots)
+{
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		_cleanup_free_ char *ekey = NULL;
+
+		if (asprintf(&ekey, "usb.slots[%d]", i) < 0)
+			return oom(l);
+		int r = load_slot(l, e, ekey, &slots[i]);
+		if (r < 0)
+			return r;
+		for (int j = 0; j < i; j++) {
+			const char *what = NULL, *member = NULL;
+
+			if (strcasecmp(slots[i].name, slots[j].name) == 0)
+				what = "slot name", member = "name";
+			else if (slots[i].port && slots[j].port && strcmp(slots[i].port, slots[j].port) == 0)
+				what = "port", member = "port";
+			else if (slots[i].path && slots[j].path && same_file(slots[i].path, slots[j].path))
+				what = "device", member = "path";
+			if (!what)
+				continue;
+			const config_setting_t *m = slot_member(e, member);
+			const config_setting_t *prev = config_setting_get_elem(s, (unsigned)j);
+			_cleanup_free_ char *mkey = NULL;
+			if (asprintf(&mkey, "%s.%s", ekey, member) < 0)
+				return oom(l);
+			_cleanup_free_ char *shown = escape_text(config_setting_get_string(m));
+			if (!shown)
+				return oom(l);
+			return fail(l, m, mkey, "%s \"%s\" is already used by usb.slots[%d] (line %u)", what, shown, j,
+				    config_setting_source_line(slot_member(prev, member)));
+		}
+	}
+	return 0;
+}
+
 static int check_slots(struct loader *l)
 {
 	const config_setting_t *s = l->slots;
@@ -1024,52 +1062,15 @@ static int check_slots(struct loader *l)
 	slots = calloc(n > 0 ? (size_t)n : 1, sizeof(*slots));
 	if (!slots)
 		return oom(l);
-	for (int i = 0; i < n; i++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		_cleanup_free_ char *ekey = NULL;
-
-		if (asprintf(&ekey, "usb.slots[%d]", i) < 0) {
-			r = oom(l);
-			goto out;
-		}
-		r = load_slot(l, e, ekey, &slots[i]);
-		if (r < 0)
-			goto out;
-		for (int j = 0; j < i; j++) {
-			const char *what = NULL, *member = NULL;
-
-			if (strcasecmp(slots[i].name, slots[j].name) == 0)
-				what = "slot name", member = "name";
-			else if (slots[i].port && slots[j].port && strcmp(slots[i].port, slots[j].port) == 0)
-				what = "port", member = "port";
-			else if (slots[i].path && slots[j].path && same_file(slots[i].path, slots[j].path))
-				what = "device", member = "path";
-			if (!what)
-				continue;
-			const config_setting_t *m = slot_member(e, member);
-			const config_setting_t *prev = config_setting_get_elem(s, (unsigned)j);
-			_cleanup_free_ char *mkey = NULL;
-			if (asprintf(&mkey, "%s.%s", ekey, member) < 0) {
-				r = oom(l);
-				goto out;
-			}
-			_cleanup_free_ char *shown = escape_text(config_setting_get_string(m));
-			if (!shown) {
-				r = oom(l);
-				goto out;
-			}
-			r = fail(l, m, mkey, "%s \"%s\" is already used by usb.slots[%d] (line %u)", what, shown, j,
-				 config_setting_source_line(slot_member(prev, member)));
-			goto out;
-		}
+	r = load_slots(l, s, n, slots);
+	if (r < 0) {
+		slots_free(slots, (size_t)n);
+		return r;
 	}
 	slots_free(l->cfg->usb.slots, l->cfg->usb.n_slots);
 	l->cfg->usb.slots = TAKE_PTR(slots);
 	l->cfg->usb.n_slots = (size_t)n;
 	return 0;
-out:
-	slots_free(slots, (size_t)n);
-	return r;
 }
 
 static int check_cross(struct loader *l)
@@ -1380,48 +1381,45 @@ static int load_text(struct loader *l, const char *text)
 	return check_cross(l);
 }
 
+/* Read and load path into l->cfg (already holding the defaults). */
+static int load_file(struct loader *l, const char *path)
+{
+	_cleanup_free_ char *text = NULL;
+
+	if (!(l->cfg->path = strdup(path)) || !(l->dir = dir_of(path)))
+		return oom(l);
+	int r = read_text(path, &text, &l->file_mode);
+	if (r == -EINVAL || r == -ENXIO || r == -EISDIR) {
+		_cleanup_free_ char *m = not_regular_text(path, r);
+		/* "FILE: is a FIFO, not a regular file": the path leads the message already */
+		const char *tail = m ? strstr(m, "' is ") : NULL;
+		if (!tail)
+			return oom(l);
+		return failv(l, 0, NULL, r == -EISDIR ? -EISDIR : -EINVAL, "%s", tail + 2);
+	}
+	if (r == -EBADMSG)
+		return failv(l, 0, NULL, -EINVAL, "not a text file (contains a NUL byte)");
+	if (r == -EFBIG)
+		return failv(l, 0, NULL, r, "larger than %d bytes: not a configuration file", CONFIG_MAX_FILE_SIZE);
+	if (r < 0 && r != -ENOMEM)
+		return failv(l, 0, NULL, r, "cannot read the configuration: %s", strerror(-r));
+	if (r < 0)
+		return r;
+	return load_text(l, text);
+}
+
 int config_load(const char *path, struct uf_config *cfg, char **ret_error)
 {
 	struct uf_config tmp;
 	struct loader l = { .file = path, .cfg = &tmp };
-	_cleanup_free_ char *text = NULL;
-	int r;
 
 	assert(path);
-	r = config_init_defaults(&tmp);
+	int r = config_init_defaults(&tmp);
 	config_init(&l.lc);
-	if (r < 0 || !(tmp.path = strdup(path)) || !(l.dir = dir_of(path))) {
-		r = oom(&l);
-		goto out;
-	}
-	r = read_text(path, &text, &l.file_mode);
-	if (r < 0) {
-		if (r == -EINVAL || r == -ENXIO || r == -EISDIR) {
-			_cleanup_free_ char *m = not_regular_text(path, r);
-			/* "FILE: is a FIFO, not a regular file": the path leads the message already */
-			const char *tail = m ? strstr(m, "' is ") : NULL;
-			r = r == -EISDIR ? -EISDIR : -EINVAL;
-			if (tail)
-				failv(&l, 0, NULL, r, "%s", tail + 2);
-			else
-				r = oom(&l);
-		} else if (r == -EBADMSG) {
-			r = failv(&l, 0, NULL, -EINVAL, "not a text file (contains a NUL byte)");
-		} else if (r == -EFBIG) {
-			failv(&l, 0, NULL, r, "larger than %d bytes: not a configuration file", CONFIG_MAX_FILE_SIZE);
-		} else if (r != -ENOMEM) {
-			failv(&l, 0, NULL, r, "cannot read the configuration: %s", strerror(-r));
-		}
-		goto out;
-	}
-	r = load_text(&l, text);
-out:
+	r = r < 0 ? oom(&l) : load_file(&l, path);
 	if (l.oom || (r == -ENOMEM && !l.error)) {
 		r = -ENOMEM;
-		free(l.error);
-		l.error = NULL;
-		if (asprintf(&l.error, "%s: out of memory", path) < 0)
-			l.error = NULL;
+		str_set(&l.error, "%s: out of memory", path);
 	}
 	config_destroy(&l.lc);
 	free(l.dir);

@@ -28,6 +28,16 @@
 		_fd_;                                                                                                  \
 	})
 
+/* A cleanup function for a library's own destructor: DEFINE_CLEANUP(EVP_MD_CTX *, EVP_MD_CTX_free)
+ * defines EVP_MD_CTX_freep(), for `_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *md = …;` (no call on
+ * NULL). Prefer the library's own where it has one (jansson: json_auto_t). */
+#define DEFINE_CLEANUP(type, func)                                                                                     \
+	static inline void func##p(type *p)                                                                            \
+	{                                                                                                              \
+		if (*p)                                                                                                \
+			func(*p);                                                                                      \
+	}
+
 static inline void freep(void *p) { free(*(void **)p); }
 #define _cleanup_free_ _cleanup_(freep)
 
