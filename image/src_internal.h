@@ -1,7 +1,7 @@
-/* Private to the block sources (blksrc.c, src_*.c): the "stream" source every image format
+/* Private to the block sources (blksrc.c, stream.c, src_*.c): the "stream" source every image format
  * implements (a dense byte stream from device offset 0, decoded as it is read), the bmap
  * filter that turns a stream into sparse extents, and the error-text helper. Not for use
- * outside stages/src_*.c and blksrc.c. */
+ * outside image/. */
 #pragma once
 
 #include <stdbool.h>

@@ -8,6 +8,7 @@ add_test(NAME clang_build COMMAND ${CMAKE_SOURCE_DIR}/scripts/lint build ${UF_CL
 set_tests_properties(clang_build PROPERTIES LABELS lint FIXTURES_SETUP clang_build TIMEOUT 1200 PROCESSORS 2)
 add_test(NAME clang_tidy COMMAND ${CMAKE_SOURCE_DIR}/scripts/lint tidy ${UF_CLANG_BUILD_DIR})
 set_tests_properties(clang_tidy PROPERTIES LABELS lint FIXTURES_REQUIRED clang_build TIMEOUT 1200 PROCESSORS 2)
-# The architecture as folders: every include points down (scripts/layers).
-add_test(NAME layers_check COMMAND ${CMAKE_SOURCE_DIR}/scripts/layers)
+# The architecture as folders: every include points down, and no two files call each other
+# round a circle (scripts/layers).
+add_test(NAME layers_check COMMAND ${CMAKE_SOURCE_DIR}/scripts/layers --calls ${CMAKE_BINARY_DIR})
 set_tests_properties(layers_check PROPERTIES LABELS lint)
