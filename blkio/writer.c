@@ -2,6 +2,7 @@
  * the device thread hashes each buffer per chunk (and, on resume, compares with the recorded
  * chunks) before it writes it, so decoding and hashing run on different cores; the head is
  * held back, and the resume state is kept and (de)serialized here. */
+#include <endian.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -88,18 +89,18 @@ static int b64_decode(const char *s, unsigned char **ret, size_t *ret_n)
 	return 0;
 }
 
+/* The resume state's chunk offsets are little-endian on the wire, whatever the host. */
 static void put_le64(unsigned char *p, uint64_t v)
 {
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
+	v = htole64(v);
+	memcpy(p, &v, sizeof(v));
 }
 
 static uint64_t get_le64(const unsigned char *p)
 {
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
 }
 
 int writer_state_json(const struct writer *w, char **ret)
