@@ -28,6 +28,7 @@
 #include "util/macro.h"
 #include "util/openfile.h"
 #include "util/message.h"
+#include "util/unaligned.h"
 
 #define SECTOR 512u
 
@@ -230,20 +231,6 @@ struct fat32_src {
 	struct fhash fh;
 };
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
 static void set_error(struct fat32_src *s, const char *fmt, ...) _printf_(2, 3);
 static void set_error(struct fat32_src *s, const char *fmt, ...)
 {
@@ -284,14 +271,14 @@ static void put_dirent(uint8_t *e, const uint8_t sname[11], uint8_t attr, uint32
 	memset(e, 0, 32);
 	memcpy(e, sname, 11);
 	e[11] = attr;
-	put16(e + 14, t); /* creation time */
-	put16(e + 16, d); /* creation date */
-	put16(e + 18, d); /* last access date */
-	put16(e + 20, (uint16_t)(cluster >> 16));
-	put16(e + 22, t); /* write time */
-	put16(e + 24, d); /* write date */
-	put16(e + 26, (uint16_t)cluster);
-	put32(e + 28, size);
+	unaligned_write_le16(e + 14, t); /* creation time */
+	unaligned_write_le16(e + 16, d); /* creation date */
+	unaligned_write_le16(e + 18, d); /* last access date */
+	unaligned_write_le16(e + 20, (uint16_t)(cluster >> 16));
+	unaligned_write_le16(e + 22, t); /* write time */
+	unaligned_write_le16(e + 24, d); /* write date */
+	unaligned_write_le16(e + 26, (uint16_t)cluster);
+	unaligned_write_le32(e + 28, size);
 }
 
 /* LFN entries for name followed by its short entry at *p; advances *p. */
@@ -318,7 +305,7 @@ static int put_named(uint8_t **p, const char *name, const uint8_t sname[11], uin
 			for (size_t j = 0; j < FATNAME_LFN_UNITS; j++) {
 				size_t i = (k - 1) * FATNAME_LFN_UNITS + j;
 				uint16_t v = i < n ? u[i] : i == n ? 0x0000 : 0xFFFF;
-				put16(e + pos[j], v);
+				unaligned_write_le16(e + pos[j], v);
 			}
 			*p += 32;
 		}
@@ -397,13 +384,13 @@ static void build_boot(struct fat32_src *s)
 	uint32_t free_cl = L->n_clusters - (s->next_free - 2);
 
 	/* MBR */
-	put32(s->mbr + 440, s->volume_id);
+	unaligned_write_le32(s->mbr + 440, s->volume_id);
 	s->mbr[446] = 0x00;
 	chs(FAT_PART_OFFSET / SECTOR, s->mbr + 447);
 	s->mbr[450] = 0x0C;
 	chs((uint32_t)(FAT_PART_OFFSET / SECTOR) + L->part_sectors - 1, s->mbr + 451);
-	put32(s->mbr + 454, FAT_PART_OFFSET / SECTOR);
-	put32(s->mbr + 458, L->part_sectors);
+	unaligned_write_le32(s->mbr + 454, FAT_PART_OFFSET / SECTOR);
+	unaligned_write_le32(s->mbr + 458, L->part_sectors);
 	s->mbr[510] = 0x55;
 	s->mbr[511] = 0xAA;
 
@@ -412,22 +399,22 @@ static void build_boot(struct fat32_src *s)
 	b[1] = 0x58;
 	b[2] = 0x90;
 	memcpy(b + 3, oem_name, sizeof(oem_name));
-	put16(b + 11, SECTOR);
+	unaligned_write_le16(b + 11, SECTOR);
 	b[13] = (uint8_t)(L->cluster_size / SECTOR);
-	put16(b + 14, (uint16_t)L->reserved_sectors);
+	unaligned_write_le16(b + 14, (uint16_t)L->reserved_sectors);
 	b[16] = 2;
 	b[21] = 0xF8;
-	put16(b + 24, 63);
-	put16(b + 26, 255);
-	put32(b + 28, FAT_PART_OFFSET / SECTOR);
-	put32(b + 32, L->part_sectors);
-	put32(b + 36, L->fat_sectors);
-	put32(b + 44, 2);
-	put16(b + 48, 1);
-	put16(b + 50, 6);
+	unaligned_write_le16(b + 24, 63);
+	unaligned_write_le16(b + 26, 255);
+	unaligned_write_le32(b + 28, FAT_PART_OFFSET / SECTOR);
+	unaligned_write_le32(b + 32, L->part_sectors);
+	unaligned_write_le32(b + 36, L->fat_sectors);
+	unaligned_write_le32(b + 44, 2);
+	unaligned_write_le16(b + 48, 1);
+	unaligned_write_le16(b + 50, 6);
 	b[64] = 0x80;
 	b[66] = 0x29;
-	put32(b + 67, s->volume_id);
+	unaligned_write_le32(b + 67, s->volume_id);
 	memcpy(b + 71, s->label, 11);
 	memcpy(b + 82, fs_type, sizeof(fs_type));
 	b[90] = 0xCD; /* int 0x18: not bootable, let the BIOS try the next device */
@@ -438,11 +425,11 @@ static void build_boot(struct fat32_src *s)
 	b[511] = 0xAA;
 
 	/* FSInfo */
-	put32(fi, 0x41615252);
-	put32(fi + 484, 0x61417272);
-	put32(fi + 488, free_cl);
-	put32(fi + 492, free_cl ? s->next_free : 0xFFFFFFFF);
-	put32(fi + 508, 0xAA550000);
+	unaligned_write_le32(fi, 0x41615252);
+	unaligned_write_le32(fi + 484, 0x61417272);
+	unaligned_write_le32(fi + 488, free_cl);
+	unaligned_write_le32(fi + 492, free_cl ? s->next_free : 0xFFFFFFFF);
+	unaligned_write_le32(fi + 508, 0xAA550000);
 
 	/* backups at 6 and 7 */
 	memcpy(s->reserved + (size_t)6 * SECTOR, b, SECTOR);
@@ -551,7 +538,7 @@ static void emit_fat(const struct fat32_src *s, uint8_t *buf, uint64_t rel, uint
 	for (uint64_t done = 0; done < len;) {
 		uint64_t in = (rel + done) % 4;
 		uint64_t n = MIN(4 - in, len - done);
-		put32(tmp, fat_entry(s, e, &lo));
+		unaligned_write_le32(tmp, fat_entry(s, e, &lo));
 		memcpy(buf + done, tmp + in, n);
 		done += n;
 		e++;
@@ -899,7 +886,7 @@ static uint32_t derive_volume_id(const struct job_item *items, size_t n)
 			EVP_DigestUpdate(md, meta, (size_t)l);
 		}
 		if (EVP_DigestFinal_ex(md, h, &hl) == 1 && hl >= 4)
-			id = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+			id = unaligned_read_le32(h);
 	}
 	EVP_MD_CTX_free(md);
 	return id ? id : 1;
