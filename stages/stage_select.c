@@ -5,6 +5,7 @@
 #include "stages/stage_select.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,39 +18,18 @@
 #include "util/openfile.h"
 #include "util/size.h"
 
-/* s as a JSON string body (no quotes), malloc'd; NULL on OOM. */
-static char *json_escape(const char *s)
-{
-	size_t len = strlen(s);
-	char *out = malloc(len * 6 + 1), *p = out;
-
-	if (!out)
-		return NULL;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\') {
-			*p++ = '\\';
-			*p++ = (char)c;
-		} else if (c < 0x20) {
-			p += snprintf(p, 7, "\\u%04x", c);
-		} else
-			*p++ = (char)c;
-	}
-	*p = 0;
-	return out;
-}
-
 static void on_skip(void *userdata, const struct content_item *it, const char *reason)
 {
 	struct stage_ctx *ctx = userdata;
-	_cleanup_free_ char *esc = NULL, *details = NULL, *msg = NULL;
+	_cleanup_free_ char *details = NULL, *msg = NULL;
 
 	if (!ctx->sink.log)
 		return;
-	esc = json_escape(it->rel_path);
-	if (esc && asprintf(&details, "{\"content_item_id\": %lld, \"rel_path\": \"%s\", \"size_bytes\": %llu}",
-			    (long long)it->id, esc, (unsigned long long)it->size) < 0)
-		details = NULL;
+	/* NULL (the row goes without details) on OOM; rel_path is UTF-8 (the scan keeps no other) */
+	json_t *o = json_pack("{s:I, s:s, s:I}", "content_item_id", (json_int_t)it->id, "rel_path", it->rel_path,
+			      "size_bytes", (json_int_t)it->size);
+	details = o ? json_dumps(o, JSON_PRESERVE_ORDER) : NULL;
+	json_decref(o);
 	if (asprintf(&msg, "skipped %s (%llu bytes): %s", it->rel_path, (unsigned long long)it->size, reason) < 0)
 		msg = NULL;
 	ctx->sink.log(ctx->sink.userdata, LOG_LVL_WARNING, STAGE_SELECTION, "stage", UFC_NONE, details,
@@ -191,14 +171,13 @@ enum uf_code stage_selection_content(struct stage_ctx *ctx)
 		fat32_stats(src, &st);
 		for (size_t i = 0; i < job->n_items; i++)
 			bytes += job->items[i].size;
-		if (asprintf(&details,
-			     "{\"items\": %zu, \"content_bytes\": %llu, \"bytes_total\": %llu, "
-			     "\"cluster_size\": %u,"
-			     " \"clusters\": %u, \"free_clusters\": %u, \"reused\": %s}",
-			     job->n_items, (unsigned long long)bytes, (unsigned long long)src->mapped,
-			     st.layout.cluster_size, st.layout.n_clusters, st.free_clusters,
-			     job->items_reused ? "true" : "false") < 0)
-			details = NULL;
+		json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "items", (json_int_t)job->n_items,
+				      "content_bytes", (json_int_t)bytes, "bytes_total", (json_int_t)src->mapped,
+				      "cluster_size", (json_int_t)st.layout.cluster_size, "clusters",
+				      (json_int_t)st.layout.n_clusters, "free_clusters", (json_int_t)st.free_clusters,
+				      "reused", job->items_reused);
+		details = o ? json_dumps(o, JSON_PRESERVE_ORDER) : NULL;
+		json_decref(o);
 		if (asprintf(&msg, "%zu files, %s of content, %s to write (FAT32, %u-byte clusters, %u free)",
 			     job->n_items, format_size(bytes, a, sizeof(a)), format_size(src->mapped, b, sizeof(b)),
 			     st.layout.cluster_size, st.free_clusters) < 0)

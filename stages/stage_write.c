@@ -1,6 +1,7 @@
 /* Implementation of stage_write.h: thin wrappers that run probe.c, writer.c and verify.c on
  * a stage context and translate their results into job error codes and log rows. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,21 @@ static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, en
 	free(m);
 }
 
+/* A log row's details: the object json_pack builds from fmt, as compact JSON with the keys in
+ * the order given; malloc'd, NULL when it cannot be built (out of memory: the row goes
+ * without details). Offsets and sizes are json_int_t (they stay below 2^63). */
+static char *details_json(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	json_t *o = json_vpack_ex(NULL, 0, fmt, ap);
+	va_end(ap);
+	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(o);
+	return s;
+}
+
 /* Device errno → job code for a failure at offset off. stalled: for -ETIMEDOUT, the
  * watchdog's own account of which call stalled ("sync at offset N did not return within S s"),
  * used as the message when given. */
@@ -42,8 +58,7 @@ static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint
 		return stage_fail(ctx, UFC_CANCELLED, "cancelled during %s", stage_name(st));
 	enum uf_code c = dev_error_code(ctx->dev, r);
 	ctx->bad_offset = off;
-	char details[128];
-	snprintf(details, sizeof(details), "{\"offset\":%llu,\"errno\":%d}", (unsigned long long)off, -r);
+	_cleanup_free_ char *details = details_json("{s:I, s:i}", "offset", (json_int_t)off, "errno", -r);
 	if (r == -ETIMEDOUT && stalled) {
 		slog(ctx, LOG_LVL_ERR, st, c, details, "%s", stalled);
 		return stage_fail(ctx, c, "%s: %s", dev_name(ctx->dev), stalled);
@@ -64,7 +79,7 @@ static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint
 enum uf_code stage_probe_device(struct stage_ctx *ctx)
 {
 	struct probe_result pr;
-	char a[32], b[32], details[256];
+	char a[32], b[32];
 	int r;
 
 	if (!ctx->opts->probe) {
@@ -85,10 +100,10 @@ enum uf_code stage_probe_device(struct stage_ctx *ctx)
 	r = probe_run(ctx->dev, ctx->cancel, &pr);
 	if (r < 0)
 		return fail_io(ctx, STAGE_VALIDATION, r, 0, "capacity probe", NULL);
-	snprintf(details, sizeof(details),
-		 "{\"verdict\":\"%s\",\"reported_bytes\":%llu,\"usable_bytes\":%llu,\"blocks_probed\":%llu}",
-		 probe_verdict_name(pr.verdict), (unsigned long long)pr.reported_size,
-		 (unsigned long long)pr.usable_size, (unsigned long long)pr.blocks_probed);
+	_cleanup_free_ char *details =
+		details_json("{s:s, s:I, s:I, s:I}", "verdict", probe_verdict_name(pr.verdict), "reported_bytes",
+			     (json_int_t)pr.reported_size, "usable_bytes", (json_int_t)pr.usable_size, "blocks_probed",
+			     (json_int_t)pr.blocks_probed);
 	ctx->usable_size = pr.usable_size;
 	if (pr.verdict != PROBE_GENUINE) {
 		slog(ctx, LOG_LVL_ERR, STAGE_VALIDATION, UFC_DEVICE_FAKE_CAPACITY, details,
@@ -140,7 +155,7 @@ static int run_writer(struct stage_ctx *ctx, const char *resume, struct writer *
 enum uf_code stage_writing(struct stage_ctx *ctx)
 {
 	struct writer *w = NULL;
-	char a[32], b[32], details[256];
+	char a[32], b[32];
 
 	if (!ctx->src)
 		return stage_fail(ctx, UFC_PROCESSING_FAILED, "no block source to write");
@@ -175,15 +190,16 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 	ctx->write_state = w;
 	ctx->bytes_written = st->bytes_written + st->bytes_reused;
 	if (st->resumed && r != -ESTALE) {
-		snprintf(details, sizeof(details), "{\"resume_from\":%llu,\"bytes_reused\":%llu}",
-			 (unsigned long long)st->resume_from, (unsigned long long)st->bytes_reused);
+		_cleanup_free_ char *details = details_json("{s:I, s:I}", "resume_from", (json_int_t)st->resume_from,
+							    "bytes_reused", (json_int_t)st->bytes_reused);
 		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details,
 		     "resumed at offset %llu (%s already on the stick)", (unsigned long long)st->resume_from,
 		     format_size(st->bytes_reused, a, sizeof(a)));
 	}
 	if (r == 0) {
-		snprintf(details, sizeof(details), "{\"bytes_written\":%llu,\"bytes_reused\":%llu}",
-			 (unsigned long long)st->bytes_written, (unsigned long long)st->bytes_reused);
+		_cleanup_free_ char *details =
+			details_json("{s:I, s:I}", "bytes_written", (json_int_t)st->bytes_written, "bytes_reused",
+				     (json_int_t)st->bytes_reused);
 		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details, "wrote %s",
 		     format_size(st->bytes_written, a, sizeof(a)));
 		return UFC_NONE;
@@ -227,7 +243,6 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 {
 	struct writer *w = ctx->write_state;
 	struct verify_result vr = { 0 };
-	char details[256];
 	int r;
 
 	if (!w)
@@ -249,14 +264,15 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 	};
 	r = writer_verify(w, ctx->dev, &vo, ctx->cancel, &vr);
 	if (r == 0) {
-		snprintf(details, sizeof(details), "{\"bytes_read\":%llu}", (unsigned long long)vr.bytes_read);
+		_cleanup_free_ char *details = details_json("{s:I}", "bytes_read", (json_int_t)vr.bytes_read);
 		slog(ctx, LOG_LVL_INFO, STAGE_VERIFICATION, UFC_NONE, details, "verified");
 		return UFC_NONE;
 	}
 	if (r == -EBADMSG || r == -EIO) {
 		ctx->bad_offset = vr.bad_offset;
-		snprintf(details, sizeof(details), "{\"first_bad_offset\":%llu,\"exact\":%s,\"read_error\":%s}",
-			 (unsigned long long)vr.bad_offset, vr.exact ? "true" : "false", r == -EIO ? "true" : "false");
+		_cleanup_free_ char *details =
+			details_json("{s:I, s:b, s:b}", "first_bad_offset", (json_int_t)vr.bad_offset, "exact",
+				     vr.exact, "read_error", r == -EIO);
 		slog(ctx, LOG_LVL_ERR, STAGE_VERIFICATION, UFC_VERIFY_MISMATCH, details,
 		     "first bad byte at offset %llu", (unsigned long long)vr.bad_offset);
 		return stage_fail(ctx, UFC_VERIFY_MISMATCH, "%s: %s at offset %llu", dev_name(ctx->dev),
