@@ -101,10 +101,12 @@ static void check_format(const char *name, const char *cmd)
 	writer_free(w);
 	blksrc_free(s);
 	dev_free(d);
+	free(tpath);
 	free(got);
 	free(data);
 	free(p);
 	tu_rmrf(dir);
+	free(dir);
 }
 
 Test(blksrc, raw) { check_format("disk.img", "true @"); }
@@ -145,6 +147,7 @@ Test(blksrc, truncated_zstd_is_an_error)
 	free(err);
 	free(p);
 	tu_rmrf(dir);
+	free(dir);
 }
 
 Test(blksrc, bmap_parse_ranges)
@@ -191,6 +194,104 @@ Test(blksrc, bmap_parse_range_end_near_2_64_is_clipped)
 	cr_assert_eq(rg[0], 8192);
 	cr_assert_eq(rg[1], 1000000);
 	free(rg);
+}
+
+/* Every refusal of a .bmap, with its exact reason: the checks in order of the old scanner's
+ * messages, then what expat adds (well-formedness, no DOCTYPE so no entities, a depth limit,
+ * a size limit) and the stricter reading of duplicates and of text inside numbers. */
+#define HEAD "<bmap><ImageSize>100000</ImageSize><BlockSize>4096</BlockSize>"
+static const struct {
+	const char *xml, *why;
+} bmap_refusals[] = {
+	{ "<bmap><BlockSize>4096</BlockSize><BlockMap/></bmap>", "missing or bad <ImageSize>" },
+	{ "<bmap><ImageSize>12x</ImageSize><BlockSize>4096</BlockSize><BlockMap/></bmap>",
+	  "missing or bad <ImageSize>" },
+	{ "<bmap><ImageSize>99999999999999999999</ImageSize><BlockSize>4096</BlockSize><BlockMap/></bmap>",
+	  "missing or bad <ImageSize>" },
+	{ "<bmap><ImageSize>1<b/>2</ImageSize><BlockSize>4096</BlockSize><BlockMap/></bmap>",
+	  "missing or bad <ImageSize>" },
+	{ "<bmap><ImageSize>1</ImageSize><ImageSize>1</ImageSize><BlockSize>4096</BlockSize><BlockMap/></bmap>",
+	  "more than one <ImageSize>" },
+	{ "<bmap><ImageSize>100000</ImageSize><BlockSize>0</BlockSize><BlockMap/></bmap>",
+	  "missing or bad <BlockSize>" },
+	{ "<bmap><ImageSize>100000</ImageSize><BlockMap/></bmap>", "missing or bad <BlockSize>" },
+	{ HEAD "<MappedBlocksCount>-1</MappedBlocksCount><BlockMap/></bmap>", "bad <MappedBlocksCount>" },
+	{ HEAD "</bmap>", "no <BlockMap>" },
+	{ HEAD "<BlockMap/><BlockMap/></bmap>", "more than one <BlockMap>" },
+	{ HEAD "<BlockMap><Range>9-3</Range></BlockMap></bmap>", "bad <Range>" },
+	{ HEAD "<BlockMap><Range>1-</Range></BlockMap></bmap>", "bad <Range>" },
+	{ HEAD "<BlockMap><Range>1-2-3</Range></BlockMap></bmap>", "bad <Range>" },
+	/* the ranges before a bad one are judged first, as the scanner did */
+	{ HEAD "<BlockMap><Range>100</Range><Range>x</Range></BlockMap></bmap>", "<Range> beyond <ImageSize>" },
+	{ HEAD "<BlockMap><Range>0-18446744073709551614</Range></BlockMap></bmap>", "<Range> out of bounds" },
+	{ HEAD "<MappedBlocksCount>3</MappedBlocksCount><BlockMap><Range>0</Range></BlockMap></bmap>",
+	  "<MappedBlocksCount> does not match the ranges" },
+	{ "<bmaps><ImageSize>1</ImageSize></bmaps>", "no <bmap> element" },
+	{ "<bmap", "malformed XML (line 1: unclosed token)" },
+	{ HEAD "<BlockMap>\n<Range>0</Rnge>\n</BlockMap></bmap>", "malformed XML (line 2: mismatched tag)" },
+	{ HEAD "<BlockMap><Range>&x;</Range></BlockMap></bmap>", "malformed XML (line 1: undefined entity)" },
+	/* no DTD: no billion laughs, no external entity */
+	{ "<!DOCTYPE bmap [<!ENTITY a \"aaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]>" HEAD "<BlockMap/></bmap>",
+	  "a DOCTYPE is not allowed" },
+	{ "<?xml version=\"1.0\"?><!DOCTYPE bmap SYSTEM \"/etc/passwd\"><bmap>&x;</bmap>", "a DOCTYPE is not allowed" },
+	{ HEAD "<a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>"
+	       "</a></a></a></a></a></a></a></a></a></a></a></a></a></a></a></a><BlockMap/></bmap>",
+	  "elements nested too deep" },
+};
+#undef HEAD
+
+Test(blksrc, bmap_parse_refusals)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(bmap_refusals); i++) {
+		const char *x = bmap_refusals[i].xml;
+		uint64_t size = 0, *rg = NULL;
+		size_t n = 0;
+		char *err = NULL;
+		cr_assert_eq(bmap_parse(x, strlen(x), &size, &rg, &n, &err), -EINVAL, "%s", x);
+		cr_assert_str_eq(err, bmap_refusals[i].why, "%s", x);
+		cr_assert_null(rg);
+		free(err);
+	}
+}
+
+/* Comments (bmaptool's header names the tags), CDATA, character references, attributes, a
+ * processing instruction and elements bmaptool does not write are all just XML; elements
+ * nest up to 16 deep (the <bmap> root counts). */
+Test(blksrc, bmap_parse_is_xml)
+{
+	const char *x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+			"<!-- <ImageSize> 1 </ImageSize> <BlockMap><Range>0-99</Range></BlockMap> -->\n"
+			"<?bmaptool x?><bmap version=\"2.0\"><Extra><ImageSize>7</ImageSize></Extra>\n"
+			"<ImageSize><![CDATA[ 100000 ]]></ImageSize><BlockSize>&#52;096</BlockSize>"
+			"<a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>"
+			"</a></a></a></a></a></a></a></a></a></a></a></a></a></a></a>"
+			"<BlockMap><Range chksum=\"x\"> 2 <!-- two --></Range><Other><Range>9</Range></Other>"
+			"</BlockMap></bmap>\n";
+	uint64_t size, *rg = NULL;
+	size_t n;
+	char *err = NULL;
+	cr_assert_eq(bmap_parse(x, strlen(x), &size, &rg, &n, &err), 0, "%s", err);
+	cr_assert_eq(size, 100000);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(rg[0], 2 * 4096);
+	cr_assert_eq(rg[1], 3 * 4096);
+	free(rg);
+}
+
+/* More than 64 MiB of map is refused before expat sees it. */
+Test(blksrc, bmap_parse_refuses_huge_maps)
+{
+	size_t len = ((size_t)64 << 20) + 1;
+	char *x = malloc(len);
+	cr_assert(x);
+	memset(x, ' ', len);
+	uint64_t size, *rg = NULL;
+	size_t n;
+	char *err = NULL;
+	cr_assert_eq(bmap_parse(x, len, &size, &rg, &n, &err), -EINVAL);
+	cr_assert_str_eq(err, "larger than 64 MiB");
+	free(err);
+	free(x);
 }
 
 /* A sparse 16 MiB image dir/sp.img with data at [1M,1M+12K) , [5M, 7M) and the last 5000
@@ -293,9 +394,11 @@ static void bmap_roundtrip(bool use_bmaptool)
 	writer_free(w);
 	blksrc_free(s);
 	dev_free(d);
+	free(tpath);
 	free(data);
 	free(p);
 	tu_rmrf(dir);
+	free(dir);
 }
 
 Test(blksrc, bmap_handwritten) { bmap_roundtrip(false); }
