@@ -1,12 +1,14 @@
 /* The facts about a block device (sysfs attributes, its USB ancestor, mounts, swap, holders,
- * the root file system) and the eligibility rules over them. Reads sysfs and procfs text, and
- * through the optional hooks of struct usb_env libusb's descriptors and the node's size; never
- * opens a device node itself. See usb/safety.h. */
+ * the root file system) and the eligibility rules over them. Reads sysfs and procfs text (the
+ * mount and swap tables through libmount, which parses and unescapes them), and through the
+ * optional hooks of struct usb_env libusb's descriptors and the node's size; never opens a
+ * device node itself. See usb/safety.h. */
 #include "usb/safety.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libmount.h>
 #include <limits.h>
 #include <linux/loop.h>
 #include <stdio.h>
@@ -122,8 +124,6 @@ static int find_usb_ancestor(const char *sysfs, const char *syspath, char **ret)
 	}
 }
 
-/* ---- mounts, swap, root -------------------------------------------------------------------- */
-
 /* Next space-separated field of *p (modified in place), NULL at the end of the line. */
 static char *next_field(char **p)
 {
@@ -143,21 +143,7 @@ static char *next_field(char **p)
 	return s;
 }
 
-/* Undo the \ooo escapes of mountinfo and /proc/swaps in place. */
-static void unescape_octal(char *s)
-{
-	char *w = s;
-	for (char *r = s; *r;) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
-		    r[3] <= '7') {
-			*w++ = (char)(((r[1] - '0') << 6) | ((r[2] - '0') << 3) | (r[3] - '0'));
-			r += 4;
-		} else {
-			*w++ = *r++;
-		}
-	}
-	*w = '\0';
-}
+/* ---- mounts, swap, root: libmount's tables of env->mountinfo and env->swaps ---------------- */
 
 /* The device numbers of a whole disk and its partitions, with their sysnames. */
 struct devset {
@@ -269,46 +255,60 @@ static bool source_devnum(const char *source, dev_t *ret)
 	return true;
 }
 
+static void table_unrefp(struct libmnt_table **t) { mnt_unref_table(*t); }
+static void iter_freep(struct libmnt_iter **i) { mnt_free_iter(*i); }
+
+/* The table libmount parses from path: a mountinfo file (/proc/self/mountinfo, or the tests'
+ * own; the format is told by its first line) or, swaps, a /proc/swaps file. libmount undoes
+ * the \ooo escapes and skips lines it cannot parse. 0, -errno of opening it (-ENOENT),
+ * -ENOMEM. */
+static int read_table(const char *path, bool swaps, struct libmnt_table **ret)
+{
+	_cleanup_(table_unrefp) struct libmnt_table *tb = mnt_new_table();
+
+	if (!tb)
+		return -ENOMEM;
+	int r = swaps ? mnt_table_parse_swaps(tb, path) : mnt_table_parse_file(tb, path);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(tb);
+	return 0;
+}
+
+/* The member of s an entry of a table is on: its device number (mountinfo's MAJ:MIN; not the
+ * 0:N of btrfs or overlay, nor a swap's, which has none), else the device its /dev source
+ * names. NULL when neither is in s. */
+static const char *fs_device_in(struct libmnt_fs *fs, const struct devset *s)
+{
+	dev_t d = mnt_fs_get_devno(fs);
+	const char *hit = NULL;
+
+	if (major(d) != 0)
+		hit = devset_find(s, d);
+	if (!hit && source_devnum(mnt_fs_get_source(fs), &d))
+		hit = devset_find(s, d);
+	return hit;
+}
+
 struct mount_hit {
 	char *mount_point;
 	char *dev_name;
 };
 
-/* First mount whose device is in s. mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS
- * [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS". */
-static int find_mount(const char *mountinfo, const struct devset *s, struct mount_hit *ret)
+/* First mount (in mountinfo's order) whose device is in s: 1 with ret filled, 0 when none,
+ * -ENOMEM. */
+static int find_mount(struct libmnt_table *mounts, const struct devset *s, struct mount_hit *ret)
 {
-	_cleanup_fclose_ FILE *f = fopen(mountinfo, "re");
-	if (!f)
-		return -errno;
-	_cleanup_free_ char *line = NULL;
-	size_t cap = 0;
-	while (getline(&line, &cap, f) >= 0) {
-		char *cur = line, *fields[6] = { 0 }, *tok;
-		size_t i = 0;
-		while (i < 6 && (tok = next_field(&cur)))
-			fields[i++] = tok;
-		if (i < 6)
+	_cleanup_(iter_freep) struct libmnt_iter *it = mnt_new_iter(MNT_ITER_FORWARD);
+	struct libmnt_fs *fs;
+
+	if (!it)
+		return -ENOMEM;
+	while (mnt_table_next_fs(mounts, it, &fs) == 0) {
+		const char *hit = fs_device_in(fs, s);
+		if (!hit || !mnt_fs_get_target(fs))
 			continue;
-		char *source = NULL;
-		while ((tok = next_field(&cur)))
-			if (strcmp(tok, "-") == 0) {
-				next_field(&cur); /* fstype */
-				source = next_field(&cur);
-				break;
-			}
-		if (source)
-			unescape_octal(source);
-		dev_t d;
-		const char *hit = NULL;
-		if (sysfs_parse_devnum(fields[2], &d) == 0 && major(d) != 0)
-			hit = devset_find(s, d);
-		if (!hit && source_devnum(source, &d))
-			hit = devset_find(s, d);
-		if (!hit)
-			continue;
-		unescape_octal(fields[4]);
-		ret->mount_point = strdup(fields[4]);
+		ret->mount_point = strdup(mnt_fs_get_target(fs));
 		ret->dev_name = strdup(hit);
 		if (!ret->mount_point || !ret->dev_name) {
 			free(ret->mount_point);
@@ -320,39 +320,22 @@ static int find_mount(const char *mountinfo, const struct devset *s, struct moun
 	return 0;
 }
 
-/* The device numbers of "/" (first match in mountinfo). */
-static int root_devnum(const char *mountinfo, dev_t *ret)
+/* The device of "/": the first mount on "/" in mountinfo, by its number, else by its /dev
+ * source. -ENOENT when there is none or it is on no block device (tmpfs, overlay), -ENOMEM. */
+static int root_devnum(struct libmnt_table *mounts, dev_t *ret)
 {
-	_cleanup_fclose_ FILE *f = fopen(mountinfo, "re");
-	if (!f)
-		return negative_errno();
-	_cleanup_free_ char *line = NULL;
-	size_t cap = 0;
-	while (getline(&line, &cap, f) >= 0) {
-		char *cur = line, *fields[5] = { 0 }, *tok;
-		size_t i = 0;
-		while (i < 5 && (tok = next_field(&cur)))
-			fields[i++] = tok;
-		if (i < 5 || strcmp(fields[4], "/") != 0)
+	_cleanup_(iter_freep) struct libmnt_iter *it = mnt_new_iter(MNT_ITER_FORWARD);
+	struct libmnt_fs *fs;
+
+	if (!it)
+		return -ENOMEM;
+	while (mnt_table_next_fs(mounts, it, &fs) == 0) {
+		if (!mnt_fs_streq_target(fs, "/"))
 			continue;
-		dev_t d;
-		if (sysfs_parse_devnum(fields[2], &d) == 0 && major(d) != 0) {
+		dev_t d = mnt_fs_get_devno(fs);
+		if (major(d) != 0 || source_devnum(mnt_fs_get_source(fs), &d)) {
 			*ret = d;
 			return 0;
-		}
-		char *source = NULL;
-		while ((tok = next_field(&cur)))
-			if (strcmp(tok, "-") == 0) {
-				next_field(&cur);
-				source = next_field(&cur);
-				break;
-			}
-		if (source) {
-			unescape_octal(source);
-			if (source_devnum(source, &d)) {
-				*ret = d;
-				return 0;
-			}
 		}
 		return -ENOENT;
 	}
@@ -394,10 +377,10 @@ static int lies_on(const char *dir, const char *target_syspath, int depth)
 	return found;
 }
 
-static int holds_root(const struct usb_env *env, const char *syspath, bool *ret)
+static int holds_root(const struct usb_env *env, struct libmnt_table *mounts, const char *syspath, bool *ret)
 {
 	dev_t rd;
-	int r = root_devnum(env->mountinfo, &rd);
+	int r = root_devnum(mounts, &rd);
 	if (r == -ENOENT) {
 		*ret = false;
 		return 0;
@@ -414,31 +397,28 @@ static int holds_root(const struct usb_env *env, const char *syspath, bool *ret)
 	return 0;
 }
 
-/* First swap entry naming the disk or a partition (by device number or by name). */
+/* First entry of env->swaps naming the disk or a partition (by name, else by device number):
+ * 1 with *ret (its sysname), 0 when none or there is no swaps file, -errno, -ENOMEM. */
 static int find_swap(const char *swaps, const struct devset *s, char **ret)
 {
-	_cleanup_fclose_ FILE *f = fopen(swaps, "re");
-	if (!f)
-		return errno == ENOENT ? 0 : -errno;
-	_cleanup_free_ char *line = NULL;
-	size_t cap = 0;
-	bool header = true;
-	while (getline(&line, &cap, f) >= 0) {
-		if (header) {
-			header = false;
-			continue;
-		}
-		char *cur = line;
-		char *name = next_field(&cur);
-		if (!name)
-			continue;
-		unescape_octal(name);
-		dev_t d;
-		const char *hit = NULL;
-		if (strncmp(name, "/dev/", 5) == 0)
+	_cleanup_(table_unrefp) struct libmnt_table *tb = NULL;
+	_cleanup_(iter_freep) struct libmnt_iter *it = NULL;
+	struct libmnt_fs *fs;
+
+	int r = read_table(swaps, true, &tb);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	it = mnt_new_iter(MNT_ITER_FORWARD);
+	if (!it)
+		return -ENOMEM;
+	while (mnt_table_next_fs(tb, it, &fs) == 0) {
+		const char *name = mnt_fs_get_source(fs), *hit = NULL;
+		if (name && strncmp(name, "/dev/", 5) == 0)
 			hit = devset_find_name(s, base_name(name));
-		if (!hit && source_devnum(name, &d))
-			hit = devset_find(s, d);
+		if (!hit)
+			hit = fs_device_in(fs, s);
 		if (hit) {
 			*ret = strdup(hit);
 			return *ret ? 1 : -ENOMEM;
@@ -599,6 +579,7 @@ int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspat
 	struct usb_env env = usb_env_resolve(env_in);
 	struct usb_disk_facts f = { 0 };
 	struct devset set = { 0 };
+	struct libmnt_table *mounts = NULL;
 	uint64_t v;
 	int r;
 
@@ -695,8 +676,11 @@ int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspat
 	r = disk_devset(f.syspath, f.sysname, f.devnum, &set);
 	if (r < 0)
 		goto fail;
+	r = read_table(env.mountinfo, false, &mounts);
+	if (r < 0)
+		goto fail;
 	struct mount_hit mh = { 0 };
-	r = find_mount(env.mountinfo, &set, &mh);
+	r = find_mount(mounts, &set, &mh);
 	if (r < 0)
 		goto fail;
 	f.mounted_at = mh.mount_point;
@@ -707,13 +691,15 @@ int usb_disk_facts_from_syspath(const struct usb_env *env_in, const char *syspat
 	r = find_holder(f.syspath, &set, &f.holder);
 	if (r < 0)
 		goto fail;
-	r = holds_root(&env, f.syspath, &f.holds_root);
+	r = holds_root(&env, mounts, f.syspath, &f.holds_root);
 	if (r < 0)
 		goto fail;
+	mnt_unref_table(mounts);
 	devset_done(&set);
 	*ret = f;
 	return 0;
 fail:
+	mnt_unref_table(mounts);
 	devset_done(&set);
 	usb_disk_facts_done(&f);
 	return r;

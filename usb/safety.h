@@ -1,13 +1,14 @@
 /* What usb/ knows about one block device before it may be written, and the rules that decide
  * it: whole disk, on USB (udev mode), not mounted (itself or any partition), not swap, not
  * holding the root filesystem, not held by another device, not read-only. Facts come from
- * sysfs, /proc/self/mountinfo and /proc/swaps, and every one of those paths is injectable
- * (struct usb_env) so the rules run on a fake sysfs tree in the unit tests. Only when the
- * caller's env asks for it (the udev-mode listing of discover.c does, on the real sysfs) are a
- * USB disk's identity and size also taken from libusb's descriptors and from the device node
- * opened read-only for BLKGETSIZE64; the safety facts never depend on either, and nothing
- * here opens a node for writing. Used by discover.c and by the CLI's write command (through
- * usb_target_check in discover.h). */
+ * sysfs, /proc/self/mountinfo and /proc/swaps (both read with libmount), and every one of
+ * those paths is injectable (struct usb_env) so the rules run on a fake sysfs tree and fake
+ * mount and swap tables in the unit tests. Only when the caller's env asks for it (the
+ * udev-mode listing of discover.c does, on the real sysfs) are a USB disk's identity and size
+ * also taken from libusb's descriptors and from the device node opened read-only for
+ * BLKGETSIZE64; the safety facts never depend on either, and nothing here opens a node for
+ * writing. Used by discover.c and by the CLI's write command (through usb_target_check in
+ * discover.h). */
 #pragma once
 
 #include <stdbool.h>
