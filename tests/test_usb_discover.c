@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libmount.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -589,6 +590,55 @@ Test(fakesys, mounted_whole_disk)
 	free(r);
 }
 
+/* The tables are libmount's reading of the files: a line it cannot parse is skipped and the
+ * mounts after it still count; escapes (\011, \134) are undone in the mount point. */
+Test(fakesys, mountinfo_unparsable_lines_are_skipped)
+{
+	free(fake_stick("2-1", "sdb", "8:16", "S", 2048));
+	append(mountinfo, "not a mount line\n"
+			  "91 27 8:16 / /mnt/a\\011b\\134c rw\n" /* no " - " separator */
+			  "92 27 8:16 / /mnt/x\\011y\\134z rw,noatime shared:5 - vfat /dev/sdb rw\n");
+	char *r = reason_of_sdb();
+	cr_assert_str_eq(r, "mounted at /mnt/x\ty\\z (sdb)");
+	free(r);
+}
+
+/* A swap file on a mounted partition names no device of its own: the partition's mount is
+ * the reason; a swap device is found by its /dev name, escapes undone. */
+Test(fakesys, swap_file_and_escaped_swap_name)
+{
+	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
+	free(fake_partition(d, "sdb1", "8:17"));
+	append(swaps, "/swap\\040file                             file\t\t1048572\t\t0\t\t-3\n");
+	struct usb_disk_facts f;
+	char *dev = pathf("%s/class/block/sdb", sysfs);
+	cr_assert_eq(usb_disk_facts_from_syspath(&env, dev, NULL, &f), 0);
+	cr_assert_null(f.swap_dev);
+	cr_assert_null(f.mounted_at);
+	usb_disk_facts_done(&f);
+	append(swaps, "/dev/sdb\\061                               partition\t1048572\t\t0\t\t-2\n");
+	cr_assert_eq(usb_disk_facts_from_syspath(&env, dev, NULL, &f), 0);
+	cr_assert_str_eq(f.swap_dev, "sdb1");
+	usb_disk_facts_done(&f);
+	free(dev);
+	free(d);
+}
+
+/* No mount table to read is an error, not "nothing mounted"; no swaps file is no swap. */
+Test(fakesys, missing_mountinfo_is_an_error)
+{
+	free(fake_stick("2-1", "sdb", "8:16", "S", 2048));
+	char *dev = pathf("%s/class/block/sdb", sysfs);
+	struct usb_disk_facts f;
+	cr_assert_eq(unlink(swaps), 0);
+	cr_assert_eq(usb_disk_facts_from_syspath(&env, dev, NULL, &f), 0);
+	cr_assert_null(f.swap_dev);
+	usb_disk_facts_done(&f);
+	cr_assert_eq(unlink(mountinfo), 0);
+	cr_assert_eq(usb_disk_facts_from_syspath(&env, dev, NULL, &f), -ENOENT);
+	free(dev);
+}
+
 Test(fakesys, swap_partition)
 {
 	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
@@ -1050,20 +1100,12 @@ Test(realsys, file_locked_by_a_writer_is_in_use)
 Test(realsys, disk_holding_root_is_refused)
 {
 	/* Find "/" in mountinfo; probe its disk in sysfs only. */
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	cr_assert(f);
-	char *line = NULL;
-	size_t cap = 0;
-	unsigned ma = 0, mi = 0;
-	bool found = false;
-	while (!found && getline(&line, &cap, f) >= 0) {
-		char mp[4096];
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &ma, &mi, mp) == 3 && strcmp(mp, "/") == 0)
-			found = true;
-	}
-	free(line);
-	fclose(f);
-	cr_assert(found);
+	struct libmnt_table *tb = mnt_new_table_from_file("/proc/self/mountinfo");
+	cr_assert(tb);
+	struct libmnt_fs *root = mnt_table_find_target(tb, "/", MNT_ITER_FORWARD);
+	cr_assert(root);
+	unsigned ma = major(mnt_fs_get_devno(root)), mi = minor(mnt_fs_get_devno(root));
+	mnt_unref_table(tb);
 	if (ma == 0)
 		cr_skip_test("/ is not on a block device (%u:%u)", ma, mi);
 
