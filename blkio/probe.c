@@ -10,6 +10,7 @@
 
 #include "blkio/probe.h"
 #include "util/macro.h"
+#include "util/unaligned.h"
 
 #define PB	  4096u /* probe block */
 #define RUN_PIECE 256u	/* blocks per I/O in a contiguous run (1 MiB) */
@@ -46,8 +47,7 @@ static void make_tag(const struct pctx *c, uint64_t blk, uint8_t *p)
 {
 	memcpy(p, tag_magic, sizeof(tag_magic));
 	memcpy(p + 8, c->nonce, 16);
-	for (int i = 0; i < 8; i++)
-		p[24 + i] = (uint8_t)(blk >> (8 * i));
+	unaligned_write_le64(p + 24, blk);
 	uint64_t x = XXH3_64bits_withSeed(c->nonce, 16, blk) | 1;
 	for (size_t i = 32; i + 8 <= PB - 8; i += 8) {
 		x ^= x << 13;
@@ -69,10 +69,7 @@ static bool read_tag(const struct pctx *c, const uint8_t *p, uint64_t *ret_blk)
 	memcpy(&h, p + PB - 8, 8);
 	if (h != XXH3_64bits(p, PB - 8))
 		return false;
-	uint64_t b = 0;
-	for (int i = 0; i < 8; i++)
-		b |= (uint64_t)p[24 + i] << (8 * i);
-	*ret_blk = b;
+	*ret_blk = unaligned_read_le64(p + 24);
 	return true;
 }
 

@@ -2,7 +2,6 @@
  * the device thread hashes each buffer per chunk (and, on resume, compares with the recorded
  * chunks) before it writes it, so decoding and hashing run on different cores; the head is
  * held back, and the resume state is kept and (de)serialized here. */
-#include <endian.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -17,6 +16,7 @@
 #include "blkio/writer.h"
 #include "util/macro.h"
 #include "util/message.h"
+#include "util/unaligned.h"
 
 struct writer {
 	struct dev *d;
@@ -89,20 +89,6 @@ static int b64_decode(const char *s, unsigned char **ret, size_t *ret_n)
 	return 0;
 }
 
-/* The resume state's chunk offsets are little-endian on the wire, whatever the host. */
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
-}
-
 int writer_state_json(const struct writer *w, char **ret)
 {
 	uint64_t hwm = w->synced;
@@ -123,14 +109,14 @@ int writer_state_json(const struct writer *w, char **ret)
 			continue;
 		if (c->data_end > hwm)
 			break;
-		put_le64(bin + nc * 24, c->off);
+		unaligned_write_le64(bin + nc * 24, c->off);
 		memcpy(bin + nc * 24 + 8, c->hash, 16);
 		nc++;
 	}
 	pthread_mutex_unlock(lock);
 	if (!bin)
 		return -ENOMEM;
-	uint64_t end = nc ? chunk_window_end(get_le64(bin + (nc - 1) * 24), w->cs) : CHUNK_HEAD;
+	uint64_t end = nc ? chunk_window_end(unaligned_read_le64(bin + (nc - 1) * 24), w->cs) : CHUNK_HEAD;
 	if (b64_encode(bin, nc * 24, &b64) < 0)
 		return -ENOMEM;
 	json_t *ext = json_array();
@@ -192,7 +178,7 @@ static int resume_parse(const char *text, uint64_t cs_expected, uint64_t dev_siz
 		return -EINVAL;
 	rs->hwm = (uint64_t)hwm;
 	for (size_t i = 0; i < rs->n_chunks; i++) {
-		uint64_t off = get_le64(bin + i * 24);
+		uint64_t off = unaligned_read_le64(bin + i * 24);
 		rs->chunks[i].off = off;
 		memcpy(rs->chunks[i].hash, bin + i * 24 + 8, 16);
 		if (off < CHUNK_HEAD || off >= rs->hwm || (i && off <= rs->chunks[i - 1].off) ||

@@ -11,6 +11,7 @@
 
 #include "image/src_internal.h"
 #include "util/message.h"
+#include "util/unaligned.h"
 
 #define GZ_IN (1u << 20)
 
@@ -124,7 +125,7 @@ int src_gzip_new(const char *path, int fd, uint64_t file_size, struct stream_src
 		stream_free(&g->s.base);
 		return -EINVAL;
 	}
-	uint64_t isize = (uint64_t)tail[0] | (uint64_t)tail[1] << 8 | (uint64_t)tail[2] << 16 | (uint64_t)tail[3] << 24;
+	uint64_t isize = unaligned_read_le32(tail);
 	/* Candidates isize + k*2^32 within [file_size - overhead, 1032 * file_size]. */
 	uint64_t lo = file_size > 1024 ? file_size - file_size / 64 - 1024 : 0;
 	uint64_t hi = file_size * 1032;

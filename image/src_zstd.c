@@ -13,6 +13,7 @@
 
 #include "image/src_internal.h"
 #include "util/message.h"
+#include "util/unaligned.h"
 
 struct zstd_src {
 	struct stream_src s;
@@ -94,11 +95,9 @@ static int zstd_frames_size(int fd, uint64_t file_size, uint64_t *ret)
 			return -errno;
 		if (n < 8)
 			return -EINVAL;
-		uint32_t magic =
-			(uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+		uint32_t magic = unaligned_read_le32(hdr);
 		if ((magic & 0xFFFFFFF0u) == ZSTD_MAGIC_SKIPPABLE_START) {
-			uint32_t len = (uint32_t)hdr[4] | (uint32_t)hdr[5] << 8 | (uint32_t)hdr[6] << 16 |
-				       (uint32_t)hdr[7] << 24;
+			uint32_t len = unaligned_read_le32(hdr + 4);
 			off += 8 + (uint64_t)len;
 			continue;
 		}
