@@ -1,7 +1,7 @@
 /* Test helpers for the FAT suites: making content files and items, composing to sparse image
  * files (checking the blksrc contract on the way), running the outside oracles (fsck.fat,
  * mtools), and an independent minimal FAT32 reader written from the specification (it shares
- * no code with stages/fat*.c) that lists a tree with its long names and reads files back. */
+ * no code with fatfs/fat*.c) that lists a tree with its long names and reads files back. */
 #pragma once
 
 #include <stdbool.h>
