@@ -8,10 +8,10 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
-#include <sys/eventfd.h>
 #include <openssl/evp.h>
 #include <time.h>
 
+#include "helpers/stalldev.h"
 #include "stages/stage_write.h"
 #include "blkio/verify.h"
 #include "blkio/writer.h"
@@ -649,64 +649,7 @@ Test(writer, resume_state_without_extents_is_ignored)
 
 /* ---- the stall watchdog ----------------------------------------------------------------------- */
 
-/* A device whose writes at or beyond stall_at block until `release` (an eventfd) is written;
- * its free() writes `freed`. */
-struct stall_dev {
-	struct dev base;
-	int release, freed;
-	uint64_t stall_at;
-};
-static int sd_pread(struct dev *d, void *buf, size_t len, uint64_t off)
-{
-	memset(buf, 0, len);
-	(void)d;
-	(void)off;
-	return 0;
-}
-static int sd_pwrite(struct dev *d, const void *buf, size_t len, uint64_t off)
-{
-	struct stall_dev *s = (struct stall_dev *)d;
-	(void)buf;
-	if (off + len > s->stall_at) {
-		struct pollfd p = { .fd = s->release, .events = POLLIN };
-		poll(&p, 1, 60000);
-		return -EIO;
-	}
-	return 0;
-}
-static int sd_sync(struct dev *d)
-{
-	(void)d;
-	return 0;
-}
-static int sd_reset(struct dev *d)
-{
-	(void)d;
-	return 0;
-}
-static void sd_free(struct dev *d)
-{
-	struct stall_dev *s = (struct stall_dev *)d;
-	uint64_t one = 1;
-	cr_assert_eq(write(s->freed, &one, 8), 8);
-	free(s->base.name);
-	free(s);
-}
-static const struct dev_ops sd_ops = {
-	.pread = sd_pread, .pwrite = sd_pwrite, .sync = sd_sync, .reset = sd_reset, .free = sd_free
-};
-
-static struct stall_dev *stall_dev_new(uint64_t stall_at)
-{
-	struct stall_dev *s = calloc(1, sizeof(*s));
-	cr_assert(s);
-	s->base = (struct dev){ .ops = &sd_ops, .name = strdup("stall"), .size = 64 * MiB, .block_size = 512 };
-	s->release = eventfd(0, EFD_CLOEXEC);
-	s->freed = eventfd(0, EFD_CLOEXEC);
-	cr_assert(s->base.name && s->release >= 0 && s->freed >= 0);
-	s->stall_at = stall_at;
-	return s;
-}
+/* The stuck device: tests/helpers/stalldev.h. */
 
 Test(writer, stall_watchdog_abandons_stuck_write)
 {
@@ -726,13 +669,10 @@ Test(writer, stall_watchdog_abandons_stuck_write)
 	blksrc_free(src);
 	/* The stuck thread still holds the device: freeing is handed to it. */
 	writer_dev_free(&s->base);
-	struct pollfd p = { .fd = freed, .events = POLLIN };
-	cr_assert_eq(poll(&p, 1, 0), 0, "freed while a thread was inside it");
-	uint64_t one = 1;
-	cr_assert_eq(write(release, &one, 8), 8);
-	cr_assert_eq(poll(&p, 1, 10000), 1, "abandoned thread did not free the device");
-	close(release);
-	close(freed);
+	cr_assert_not(stall_dev_freed(freed, 0), "freed while a thread was inside it");
+	stall_dev_release(release);
+	cr_assert(stall_dev_freed(freed, 10000), "abandoned thread did not free the device");
+	stall_dev_close_fds(release, freed);
 	tu_rmrf(dir);
 }
 
@@ -808,12 +748,9 @@ Test(writer, stage_write_stall_is_write_io)
 	assert_stalled(&ctx, &lc, "write", 4 * MiB); /* the write of [4M, 5M) hangs */
 	stage_ctx_done(&ctx);
 	writer_dev_free(&s->base);
-	uint64_t one = 1;
-	cr_assert_eq(write(release, &one, 8), 8);
-	struct pollfd p = { .fd = freed, .events = POLLIN };
-	cr_assert_eq(poll(&p, 1, 10000), 1, "abandoned thread did not free the device");
-	close(release);
-	close(freed);
+	stall_dev_release(release);
+	cr_assert(stall_dev_freed(freed, 10000), "abandoned thread did not free the device");
+	stall_dev_close_fds(release, freed);
 	tu_rmrf(dir);
 	free(img);
 	free(dir);

@@ -1,6 +1,6 @@
 # Suites of the writing path: block sources (image/), the writer, verifier and probe (blkio/),
 # and the stage wrappers that drive them (stages/stage_write.c).
 uf_test(NAME test_blksrc SOURCES test_blksrc.c LIBS uf_blkio)
-uf_test(NAME test_writer SOURCES test_writer.c LIBS uf_stages)
+uf_test(NAME test_writer SOURCES test_writer.c helpers/stalldev.c LIBS uf_stages)
 uf_test(NAME test_probe SOURCES test_probe.c LIBS uf_stages)
 uf_test(NAME test_verify SOURCES test_verify.c LIBS uf_stages)
