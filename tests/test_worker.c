@@ -107,6 +107,31 @@ static long long wait_for(const char *sql, long long want, double timeout)
 	return v;
 }
 
+/* The test's clock, instead of waiting in real time: the daemon and the reaper decide with the
+ * server's NOW(6) against a job's own timestamps (heartbeat_at for the stuck check,
+ * next_attempt_at for a retry's delay). Moving the whole timeline of the jobs matching where back
+ * by seconds (every timestamp, so the schema's order checks still hold) is the server's clock
+ * running that much ahead for those jobs and nothing else. Only for jobs no running daemon
+ * writes meanwhile (a killed, frozen or waiting one). */
+static void age_jobs(double seconds, const char *where)
+{
+	static const char *const cols[] = { "created_at",	   "next_attempt_at", "heartbeat_at",
+					    "started_at",	   "completed_at",    "failed_at",
+					    "cancel_requested_at", "cancelled_at",    "stuck_reported_at" };
+	char *set = NULL, *q = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&set, &len);
+	cr_assert(f);
+	for (size_t i = 0; i < ARRAY_SIZE(cols); i++)
+		fprintf(f, "%s%s = %s - INTERVAL %lld MICROSECOND", i ? ", " : "", cols[i], cols[i],
+			(long long)(seconds * 1e6));
+	cr_assert_eq(fclose(f), 0);
+	cr_assert(asprintf(&q, "UPDATE processing_jobs SET %s WHERE %s", set, where) > 0);
+	cr_assert_eq(db_exec(db, NULL, q, DB_END), 0, "%s: %s", q, db_error(db));
+	free(q);
+	free(set);
+}
+
 static char *make_image(const char *name, size_t mib, uint64_t seed)
 {
 	char *p = tu_path(dir, name);
@@ -379,6 +404,10 @@ Test(worker, eight_claimers_take_each_of_1000_jobs_once)
 	pthread_barrier_destroy(&b);
 }
 
+/* A stick that fills up fails each attempt with WRITE_IO; with the production retry delays
+ * (5, 15, 60 s: no retry key in the configuration) each retry is due exactly its delay after the
+ * failure, is not taken before that, and the test's clock (age_jobs) makes it due instead of the
+ * test waiting 80 s; the fourth failure fails the job and the order once. */
 Test(worker, enospc_retries_at_the_delays_then_fails_once)
 {
 	char *mnt = tu_path(dir, "tmpfs");
@@ -391,9 +420,28 @@ Test(worker, enospc_retries_at_the_delays_then_fails_once)
 	close(fd);
 	char *img = make_image("img.raw", 16, 2);
 	const char *slots[] = { stick, NULL };
-	char *cfg = config(slots, "retry = { delays = [0.3, 0.6, 0.9]; };\nwrite = { probe = false; };");
+	char *cfg = config(slots, "write = { probe = false; };");
 	add_confirm("E-1", 1, img, 64 << 20);
 	pid_t pid = spawn_daemon(cfg, true);
+	const double delays[] = { 5, 15, 60 };
+	char q[512];
+	for (int a = 1; a <= 3; a++) {
+		snprintf(q, sizeof(q), "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND attempts = %d",
+			 a);
+		cr_assert_eq(wait_for(q, 1, 60), 1, "attempt %d did not end in a retry", a);
+		/* due delays[a-1] after the failure: after its error row, which the runner writes just
+		 * before the transition (within a second) */
+		snprintf(q, sizeof(q),
+			 "SELECT TIMESTAMPDIFF(MICROSECOND, e.created_at, j.next_attempt_at) FROM processing_jobs j"
+			 " JOIN processing_job_logs e ON e.job_id = j.id AND e.attempt = %d AND e.level = 'error'",
+			 a);
+		long long us = tdb_count(db, q), want = (long long)(delays[a - 1] * 1e6);
+		cr_assert(us >= want && us < want + 1000000,
+			  "attempt %d: retry due %lld us after the failure, not %lld", a, us, want);
+		snprintf(q, sizeof(q), "SET @aged%d = NOW(6)", a);
+		cr_assert_eq(db_exec(db, NULL, q, DB_END), 0);
+		age_jobs(delays[a - 1], "status = 'retry'");
+	}
 	int rc = wait_exit(pid, 120);
 	umount2(mnt, MNT_DETACH);
 	cr_assert_eq(rc, 0, "failed jobs are results, not daemon failures");
@@ -414,15 +462,12 @@ Test(worker, enospc_retries_at_the_delays_then_fails_once)
 			  "SELECT COUNT(DISTINCT attempt) FROM processing_job_logs WHERE level = 'error' AND error_code = 'WRITE_IO'"),
 		4);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 4);
-	/* the delays: attempt n+1 starts at least delays[n-1] after attempt n failed */
+	/* attempt n+1 started only once the retry was due: after the test's clock made it so */
 	for (int a = 2; a <= 4; a++) {
-		char q[512];
 		snprintf(q, sizeof(q),
-			 "SELECT COUNT(*) FROM processing_job_logs s JOIN processing_job_logs e"
-			 " ON e.job_id = s.job_id AND e.attempt = s.attempt - 1 AND e.level = 'error'"
-			 " WHERE s.category = 'system' AND s.message LIKE 'attempt %%' AND s.attempt = %d"
-			 " AND TIMESTAMPDIFF(MICROSECOND, e.created_at, s.created_at) >= %d",
-			 a, (a - 1) * 300000);
+			 "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'system' AND message LIKE 'attempt %%'"
+			 " AND attempt = %d AND created_at >= @aged%d",
+			 a, a - 1);
 		cr_assert_eq(tdb_count(db, q), 1, "attempt %d came before its delay", a);
 	}
 	free(mnt);
@@ -457,7 +502,9 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing'"), 1);
 	long long hwm = tdb_count(db, "SELECT JSON_VALUE(resume_state, '$.hwm') FROM processing_jobs");
 	cr_assert(hwm >= 64 << 20 && hwm < 256 << 20, "durable high-water mark %lld", hwm);
-	/* the stuck check (as `usbforge stuck check` runs it) */
+	/* the stuck check (as `usbforge stuck check` runs it), 10 s later by the test's clock (a
+	 * statement of the killed daemon's still in flight could beat again: then real time does) */
+	age_jobs(10, "status = 'processing'");
 	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE heartbeat_at < NOW(6) - INTERVAL 3 SECOND", 1,
 			      15),
 		     1);
@@ -471,8 +518,13 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 		tdb_count(db,
 			  "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"),
 		1);
-	pid = spawn_daemon(cfg, true);
+	/* the second attempt need not be slow: no max_rate */
+	char *cfg2 = config_as("resume.conf", NULL, NULL, slots,
+			       "write = { probe = false; sync_interval = \"32MiB\"; };\n"
+			       "stuck = { processing_timeout = 3; queued_timeout = 3600; check_interval = 0.5; };");
+	pid = spawn_daemon(cfg2, true);
 	cr_assert_eq(wait_exit(pid, 180), 0);
+	free(cfg2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 2"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
@@ -1243,6 +1295,9 @@ Test(worker, frozen_worker_writes_nothing_for_the_job_it_lost)
 	cr_assert_eq(wait_for("SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND progress >= 40", 1, 60),
 		     1);
 	kill(a, SIGSTOP);
+	/* frozen past the stuck timeout by the test's clock (should a heartbeat of a's still in
+	 * flight land after this, the 2 s timeout passes in real time) */
+	age_jobs(10, "status = 'processing'");
 	pid_t b = spawn_daemon_logged(cfg_b, false, err_b);
 	/* b's reaper returns the job, b claims it: attempt 2 has begun */
 	cr_assert_eq(wait_for("SELECT COUNT(*) > 0 FROM processing_job_logs WHERE attempt = 2", 1, 60), 1);
