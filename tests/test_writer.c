@@ -96,24 +96,63 @@ static void stage_ctx_for(struct stage_ctx *ctx, struct job_spec *job, struct de
 	cr_assert_eq(blksrc_open_image(img, &ctx->src, &err), 0);
 }
 
-Test(writer, eio_on_write_names_the_block)
+/* One fault through the writing and verification stages, a row of the fault table below: an
+ * 8 MiB pattern image (seed) written onto a 16 MiB file behind the faulty device; writing ends
+ * with write_code (its bad offset named in the message), or succeeds with every byte counted and
+ * verification ends with verify_code; the bad offset is bad, or what expect() works out from the
+ * image and the fault (then the fault must show before the image's end). */
+struct fault_case {
+	uint64_t seed;
+	struct dev_fault fault;
+	bool no_probe;
+	enum uf_code write_code, verify_code;
+	uint64_t bad;
+	uint64_t (*expect)(const uint8_t *data, uint64_t len, const struct dev_fault *f);
+};
+
+static void fault_case(const struct fault_case *c)
 {
 	char *dir = tu_tmpdir("wr");
-	char *img = wt_image(dir, "a.img", 8 * MiB, 1, NULL);
-	struct dev_fault f = { .fail_write_at = 5 * MiB + 12345 };
-	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
+	uint8_t *data;
+	const uint64_t len = 8 * MiB;
+	char *img = wt_image(dir, "a.img", len, c->seed, &data);
+	struct dev *d = faulty(dir, 16 * MiB, &c->fault, NULL);
 	struct write_opts o = wt_opts();
+	o.probe = !c->no_probe;
 	struct stage_ctx ctx;
 	struct job_spec job;
+	uint64_t bad = c->bad;
 
+	if (c->expect) {
+		bad = c->expect(data, len, &c->fault);
+		cr_assert_lt(bad, len, "the fault would not show");
+	}
 	stage_ctx_for(&ctx, &job, d, &o, img);
-	cr_assert_eq(stage_writing(&ctx), UFC_WRITE_IO);
-	cr_assert_eq(ctx.code, UFC_WRITE_IO);
-	cr_assert_eq(ctx.bad_offset, ALIGN_DOWN(5 * MiB + 12345, dev_block_size(d)));
-	cr_assert(strstr(ctx.message, "offset 5255168"), "%s", ctx.message);
+	cr_assert_eq(stage_writing(&ctx), c->write_code, "%s", ctx.message ? ctx.message : "");
+	if (c->write_code == UFC_NONE) {
+		cr_assert_eq(ctx.bytes_written, len);
+		cr_assert_eq(stage_verification(&ctx), c->verify_code);
+	}
+	enum uf_code want = c->write_code != UFC_NONE ? c->write_code : c->verify_code;
+	cr_assert_eq(ctx.code, want);
+	cr_assert_eq(ctx.bad_offset, bad);
+	char *at = NULL;
+	cr_assert(asprintf(&at, "at offset %llu", (unsigned long long)bad) > 0);
+	cr_assert(strstr(ctx.message, at), "%s", ctx.message);
+	free(at);
 	stage_ctx_done(&ctx);
+	free(data);
 	writer_dev_free(d);
 	tu_rmrf(dir);
+	free(img);
+	free(dir);
+}
+
+Test(writer, eio_on_write_names_the_block)
+{
+	/* the block covering the offset (file blocks are 4096 bytes) */
+	fault_case(&(struct fault_case){
+		.seed = 1, .fault = { .fail_write_at = 5 * MiB + 12345 }, .write_code = UFC_WRITE_IO, .bad = 5255168 });
 }
 
 /* A stick that refuses writes as read-only (EROFS), or a slot file made immutable (EPERM) or
@@ -196,48 +235,30 @@ Test(writer, target_unlinked_mid_write_is_device_gone)
 	free(dir);
 }
 
+/* Lost bytes read back as the target's zeros: the first of them that is not a zero in the
+ * image. */
+static uint64_t first_lost_byte(const uint8_t *data, uint64_t len, const struct dev_fault *f)
+{
+	uint64_t o = f->short_write_at;
+	while (o < len && data[o] == 0)
+		o++;
+	return o;
+}
+
 Test(writer, short_write_caught_by_verify_exact_byte)
 {
-	char *dir = tu_tmpdir("wr");
-	uint8_t *data;
-	char *img = wt_image(dir, "a.img", 8 * MiB, 2, &data);
-	uint64_t at = 3 * MiB + 3 * 4096 + 100;
-	struct dev_fault f = { .short_write_at = at };
-	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
-	struct write_opts o = wt_opts();
-	struct stage_ctx ctx;
-	struct job_spec job;
-
-	stage_ctx_for(&ctx, &job, d, &o, img);
-	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
-	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
-	uint64_t expect = at;
-	while (data[expect] == 0) /* lost bytes read as the target's zeros */
-		expect++;
-	cr_assert_eq(ctx.bad_offset, expect);
-	stage_ctx_done(&ctx);
-	free(data);
-	writer_dev_free(d);
-	tu_rmrf(dir);
+	fault_case(&(struct fault_case){ .seed = 2,
+					 .fault = { .short_write_at = 3 * MiB + 3 * 4096 + 100 },
+					 .verify_code = UFC_VERIFY_MISMATCH,
+					 .expect = first_lost_byte });
 }
 
 Test(writer, bit_flip_on_read_exact_byte)
 {
-	char *dir = tu_tmpdir("wr");
-	char *img = wt_image(dir, "a.img", 8 * MiB, 3, NULL);
-	struct dev_fault f = { .flip_read_at = 6 * MiB + 777 };
-	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
-	struct write_opts o = wt_opts();
-	struct stage_ctx ctx;
-	struct job_spec job;
-
-	stage_ctx_for(&ctx, &job, d, &o, img);
-	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
-	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
-	cr_assert_eq(ctx.bad_offset, 6 * MiB + 777);
-	stage_ctx_done(&ctx);
-	writer_dev_free(d);
-	tu_rmrf(dir);
+	fault_case(&(struct fault_case){ .seed = 3,
+					 .fault = { .flip_read_at = 6 * MiB + 777 },
+					 .verify_code = UFC_VERIFY_MISMATCH,
+					 .bad = 6 * MiB + 777 });
 }
 
 Test(writer, bit_flip_without_reopen_names_the_chunk)
@@ -269,48 +290,22 @@ Test(writer, bit_flip_without_reopen_names_the_chunk)
 
 Test(writer, eio_on_read_back)
 {
-	char *dir = tu_tmpdir("wr");
-	char *img = wt_image(dir, "a.img", 8 * MiB, 4, NULL);
-	struct dev_fault f = { .fail_read_at = 7 * MiB + 5000 };
-	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
-	struct write_opts o = wt_opts();
-	struct stage_ctx ctx;
-	struct job_spec job;
-
-	stage_ctx_for(&ctx, &job, d, &o, img);
-	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
-	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
-	cr_assert_eq(ctx.bad_offset, ALIGN_DOWN(7 * MiB + 5000, dev_block_size(d)));
-	stage_ctx_done(&ctx);
-	writer_dev_free(d);
-	tu_rmrf(dir);
+	/* the block of the failing read */
+	fault_case(&(struct fault_case){ .seed = 4,
+					 .fault = { .fail_read_at = 7 * MiB + 5000 },
+					 .verify_code = UFC_VERIFY_MISMATCH,
+					 .bad = 7 * MiB + 4096 });
 }
 
 Test(writer, gone_mid_write_is_device_gone)
 {
-	char *dir = tu_tmpdir("wr");
-	char *img = wt_image(dir, "a.img", 8 * MiB, 5, NULL);
-	struct dev_fault f = { .gone_after = 4 * MiB };
-	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
-	struct write_opts o = wt_opts();
-	struct stage_ctx ctx;
-	struct job_spec job;
-
-	stage_ctx_for(&ctx, &job, d, &o, img);
-	cr_assert_eq(stage_writing(&ctx), UFC_DEVICE_GONE);
-	cr_assert_eq(ctx.code, UFC_DEVICE_GONE);
 	/* The head is held back, so the gone_after bytes that reached the stick are
 	 * [WRITER_HEAD, WRITER_HEAD + gone_after) (gone_after is a whole number of buffers); the
 	 * write after them is the first to fail, at its start. */
-	uint64_t expect = WRITER_HEAD + f.gone_after;
-	cr_assert_eq(ctx.bad_offset, expect);
-	char *want = NULL;
-	cr_assert(asprintf(&want, "at offset %llu:", (unsigned long long)expect) > 0);
-	cr_assert(strstr(ctx.message, want), "%s", ctx.message);
-	free(want);
-	stage_ctx_done(&ctx);
-	writer_dev_free(d);
-	tu_rmrf(dir);
+	fault_case(&(struct fault_case){ .seed = 5,
+					 .fault = { .gone_after = 4 * MiB },
+					 .write_code = UFC_DEVICE_GONE,
+					 .bad = WRITER_HEAD + 4 * MiB });
 }
 
 /* ---- fake capacity through the writer and the verifier -----------------------------------------
@@ -347,60 +342,35 @@ static uint64_t first_bad_after_limbo(const uint8_t *data, uint64_t len, uint64_
 	return len;
 }
 
+static uint64_t wrap_expect(const uint8_t *data, uint64_t len, const struct dev_fault *f)
+{
+	return first_bad_after_wrap(data, len, f->real_size);
+}
+
+static uint64_t limbo_expect(const uint8_t *data, uint64_t len, const struct dev_fault *f)
+{
+	return first_bad_after_limbo(data, len, f->real_size, f->limbo_fill);
+}
+
 Test(writer, wrap_around_stick_caught_by_verify_exact_byte)
 {
-	char *dir = tu_tmpdir("wr");
-	uint8_t *data;
-	uint64_t len = 8 * MiB;
-	char *img = wt_image(dir, "a.img", len, 12, &data);
 	/* 16 MiB claimed, 3 MiB + 64 KiB real: the image past 3 MiB + 64 KiB lands again on the
 	 * stick's first 3 MiB + 64 KiB (twice over), the head rewritten last. */
-	struct dev_fault f = { .real_size = 3 * MiB + 64 * 1024, .wrap = true };
-	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
-	struct write_opts o = wt_opts();
-	o.probe = false;
-	struct stage_ctx ctx;
-	struct job_spec job;
-
-	uint64_t expect = first_bad_after_wrap(data, len, f.real_size);
-	cr_assert_lt(expect, len, "the fault would not show");
-	stage_ctx_for(&ctx, &job, d, &o, img);
-	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
-	cr_assert_eq(ctx.bytes_written, len);
-	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
-	cr_assert_eq(ctx.code, UFC_VERIFY_MISMATCH);
-	cr_assert_eq(ctx.bad_offset, expect);
-	stage_ctx_done(&ctx);
-	free(data);
-	writer_dev_free(d);
-	tu_rmrf(dir);
+	fault_case(&(struct fault_case){ .seed = 12,
+					 .fault = { .real_size = 3 * MiB + 64 * 1024, .wrap = true },
+					 .no_probe = true,
+					 .verify_code = UFC_VERIFY_MISMATCH,
+					 .expect = wrap_expect });
 }
 
 Test(writer, limbo_stick_caught_by_verify_exact_byte)
 {
-	char *dir = tu_tmpdir("wr");
-	uint8_t *data;
-	uint64_t len = 8 * MiB;
-	char *img = wt_image(dir, "a.img", len, 13, &data);
 	/* Writes at or past 5 MiB + 8 KiB vanish; reads there return 0xff. */
-	struct dev_fault f = { .real_size = 5 * MiB + 8192, .limbo_fill = 0xff };
-	struct dev *d = faulty(dir, 16 * MiB, &f, NULL);
-	struct write_opts o = wt_opts();
-	o.probe = false;
-	struct stage_ctx ctx;
-	struct job_spec job;
-
-	uint64_t expect = first_bad_after_limbo(data, len, f.real_size, f.limbo_fill);
-	cr_assert_lt(expect, len, "the fault would not show");
-	stage_ctx_for(&ctx, &job, d, &o, img);
-	cr_assert_eq(stage_writing(&ctx), UFC_NONE);
-	cr_assert_eq(stage_verification(&ctx), UFC_VERIFY_MISMATCH);
-	cr_assert_eq(ctx.code, UFC_VERIFY_MISMATCH);
-	cr_assert_eq(ctx.bad_offset, expect);
-	stage_ctx_done(&ctx);
-	free(data);
-	writer_dev_free(d);
-	tu_rmrf(dir);
+	fault_case(&(struct fault_case){ .seed = 13,
+					 .fault = { .real_size = 5 * MiB + 8192, .limbo_fill = 0xff },
+					 .no_probe = true,
+					 .verify_code = UFC_VERIFY_MISMATCH,
+					 .expect = limbo_expect });
 }
 
 Test(writer, image_larger_than_stick)
