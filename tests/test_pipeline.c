@@ -24,14 +24,12 @@
 
 static const enum stage_id order[] = { STAGE_VALIDATION, STAGE_SELECTION, STAGE_WRITING, STAGE_VERIFICATION };
 
-/* What the stages reported through the sink. */
+/* What the stages reported through the sink: progress here, log rows in log (wtest.h). */
 struct sink_rec {
 	unsigned progress[_STAGE_MAX]; /* calls per stage */
 	uint64_t last_done[_STAGE_MAX], last_total[_STAGE_MAX];
 	bool backwards; /* a stage's progress went down */
-	unsigned n_log, n_err;
-	enum uf_code err_code; /* of the last error row */
-	char first_log[256];
+	struct wt_logcap log;
 	atomic_bool *cancel;   /* set it … */
 	uint64_t cancel_at;    /* … once the write has passed this many bytes (0: never) */
 	uint64_t cancelled_at; /* progress when it was set */
@@ -56,15 +54,7 @@ static void rec_log(void *ud, enum log_level lvl, enum stage_id st, const char *
 		    const char *details, const char *message)
 {
 	struct sink_rec *r = ud;
-	(void)st;
-	(void)category;
-	(void)details;
-	if (!r->n_log++)
-		snprintf(r->first_log, sizeof(r->first_log), "%s", message);
-	if (lvl <= LOG_LVL_ERR) {
-		r->n_err++;
-		r->err_code = code;
-	}
+	wt_cap_log(&r->log, lvl, st, category, code, details, message);
 }
 
 /* One job on one target: an image of img_len pattern bytes at dir/a.img (content.images = dir),
@@ -127,6 +117,14 @@ static enum uf_code pl_run(struct pl *p, enum stage_id *ret_st)
 	return UFC_NONE;
 }
 
+/* Run the stages: the one named fails with code (and a message), as ctx->code says. */
+static void pl_run_fails(struct pl *p, enum stage_id failing, enum uf_code code)
+{
+	enum stage_id st;
+	cr_assert_eq(pl_run(p, &st), code, "%s", p->ctx.message ? p->ctx.message : "");
+	cr_assert_eq(st, failing, "%s failed, not %s", stage_name(st), stage_name(failing));
+}
+
 /* stage_ctx_done leaves nothing behind and may be called again. */
 static void pl_done(struct pl *p)
 {
@@ -177,7 +175,7 @@ Test(pipeline, image_job_written_and_verified)
 		cr_assert_eq(p.rec.last_done[order[i]], p.rec.last_total[order[i]], "%s", stage_name(order[i]));
 	}
 	cr_assert_not(p.rec.backwards);
-	cr_assert_eq(p.rec.n_err, 0);
+	cr_assert_eq(p.rec.log.n_err, 0);
 	/* the stick holds the image, zeros after it */
 	uint8_t *got = wt_read_file(p.target, 16 * MiB);
 	cr_assert(memcmp(got, p.data, p.img_len) == 0);
@@ -195,12 +193,12 @@ Test(pipeline, selection_names_the_image_and_its_size)
 	p.opts.probe = false;
 
 	cr_assert_eq(stage_run(STAGE_VALIDATION, &p.ctx), UFC_NONE);
-	cr_assert_eq(p.rec.n_log, 0, "no probe, no log row");
+	cr_assert_eq(p.rec.log.n, 0, "no probe, no log row");
 	cr_assert_eq(stage_run(STAGE_SELECTION, &p.ctx), UFC_NONE);
-	cr_assert_eq(p.rec.n_log, 1);
+	cr_assert_eq(p.rec.log.n, 1);
 	char *want = NULL;
 	cr_assert(asprintf(&want, "image a.img: %s to write", sz(4 * MiB, a)) > 0);
-	cr_assert_str_eq(p.rec.first_log, want);
+	cr_assert_str_eq(p.rec.log.first, want);
 	free(want);
 	cr_assert_eq(p.ctx.bytes_total, 4 * MiB);
 	cr_assert_eq(p.rec.last_done[STAGE_SELECTION], 1);
@@ -211,12 +209,10 @@ Test(pipeline, selection_names_the_image_and_its_size)
 Test(pipeline, cancel_during_the_write_stops_at_a_chunk_boundary)
 {
 	struct pl p;
-	enum stage_id st;
 	pl_init(&p, 8 * MiB, 16 * MiB, NULL);
 	p.rec.cancel_at = 3 * MiB;
 
-	cr_assert_eq(pl_run(&p, &st), UFC_CANCELLED);
-	cr_assert_eq(st, STAGE_WRITING);
+	pl_run_fails(&p, STAGE_WRITING, UFC_CANCELLED);
 	assert_message(&p, "cancelled during writing");
 	cr_assert_eq(uf_code_class(p.ctx.code), UFC_CLASS_CANCELLED);
 	cr_assert_geq(p.rec.cancelled_at, 3 * MiB);
@@ -260,12 +256,10 @@ Test(pipeline, cancel_before_a_stage_runs_nothing)
 Test(pipeline, image_outside_the_root_is_order_invalid)
 {
 	struct pl p;
-	enum stage_id st;
 	pl_init(&p, 4 * MiB, 16 * MiB, NULL);
 	p.job.image_path = (char *)"/etc/passwd";
 
-	cr_assert_eq(pl_run(&p, &st), UFC_ORDER_INVALID);
-	cr_assert_eq(st, STAGE_VALIDATION);
+	pl_run_fails(&p, STAGE_VALIDATION, UFC_ORDER_INVALID);
 	assert_message(&p, "image '/etc/passwd' is outside content.images '%s'", p.dir);
 	cr_assert_eq(uf_code_class(p.ctx.code), UFC_CLASS_PERMANENT);
 	cr_assert_null(p.ctx.src);
@@ -275,12 +269,10 @@ Test(pipeline, image_outside_the_root_is_order_invalid)
 Test(pipeline, missing_image_is_image_unreadable)
 {
 	struct pl p;
-	enum stage_id st;
 	pl_init(&p, 4 * MiB, 16 * MiB, NULL);
 	p.job.image_path = (char *)"gone.img";
 
-	cr_assert_eq(pl_run(&p, &st), UFC_IMAGE_UNREADABLE);
-	cr_assert_eq(st, STAGE_VALIDATION);
+	pl_run_fails(&p, STAGE_VALIDATION, UFC_IMAGE_UNREADABLE);
 	char *prefix = NULL;
 	cr_assert(asprintf(&prefix, "content.images '%s': ", p.dir) > 0);
 	cr_assert(strncmp(p.ctx.message, prefix, strlen(prefix)) == 0, "%s", p.ctx.message);
@@ -292,13 +284,11 @@ Test(pipeline, missing_image_is_image_unreadable)
 Test(pipeline, image_changed_since_the_order_is_content_changed)
 {
 	struct pl p;
-	enum stage_id st;
 	char a[32], b[32];
 	pl_init(&p, 4 * MiB, 16 * MiB, NULL);
 	p.job.image_bytes = 4 * MiB + 4096;
 
-	cr_assert_eq(pl_run(&p, &st), UFC_CONTENT_CHANGED);
-	cr_assert_eq(st, STAGE_VALIDATION);
+	pl_run_fails(&p, STAGE_VALIDATION, UFC_CONTENT_CHANGED);
 	assert_message(&p, "image 'a.img' changed since the order was added: it decodes to %s, the order recorded %s",
 		       sz(4 * MiB, a), sz(4 * MiB + 4096, b));
 	pl_done(&p);
@@ -307,12 +297,10 @@ Test(pipeline, image_changed_since_the_order_is_content_changed)
 Test(pipeline, image_larger_than_the_stick_is_content_too_large)
 {
 	struct pl p;
-	enum stage_id st;
 	char a[32], b[32];
 	pl_init(&p, 20 * MiB, 16 * MiB, NULL);
 
-	cr_assert_eq(pl_run(&p, &st), UFC_CONTENT_TOO_LARGE);
-	cr_assert_eq(st, STAGE_VALIDATION);
+	pl_run_fails(&p, STAGE_VALIDATION, UFC_CONTENT_TOO_LARGE);
 	assert_message(&p, "image 'a.img' needs %s, the stick holds %s", sz(20 * MiB, a), sz(16 * MiB, b));
 	pl_done(&p);
 }
@@ -320,13 +308,11 @@ Test(pipeline, image_larger_than_the_stick_is_content_too_large)
 Test(pipeline, stick_below_the_tolerance_is_device_too_small)
 {
 	struct pl p;
-	enum stage_id st;
 	char a[32], b[32], n[32];
 	pl_init(&p, 4 * MiB, 16 * MiB, NULL);
 	p.job.capacity_bytes = 32 * MiB; /* needs 28.8 MiB with 10% tolerance */
 
-	cr_assert_eq(pl_run(&p, &st), UFC_DEVICE_TOO_SMALL);
-	cr_assert_eq(st, STAGE_VALIDATION);
+	pl_run_fails(&p, STAGE_VALIDATION, UFC_DEVICE_TOO_SMALL);
 	uint64_t need = (uint64_t)((double)(32 * MiB) * 0.9);
 	assert_message(&p, "%s holds %s; the order is for %s (at least %s with 10%% tolerance)", dev_name(p.dev),
 		       sz(16 * MiB, a), sz(32 * MiB, b), sz(need, n));
@@ -337,20 +323,18 @@ Test(pipeline, stick_below_the_tolerance_is_device_too_small)
 Test(pipeline, fake_stick_is_device_fake_capacity)
 {
 	struct pl p;
-	enum stage_id st;
 	struct dev_fault f = { .real_size = 8 * MiB, .wrap = true };
 	pl_init(&p, 4 * MiB, 32 * MiB, &f);
 
-	cr_assert_eq(pl_run(&p, &st), UFC_DEVICE_FAKE_CAPACITY);
-	cr_assert_eq(st, STAGE_VALIDATION);
+	pl_run_fails(&p, STAGE_VALIDATION, UFC_DEVICE_FAKE_CAPACITY);
 	cr_assert_eq(p.ctx.usable_size, 8 * MiB);
 	cr_assert_eq(p.ctx.bad_offset, 8 * MiB, "the first byte that is not real");
 	char *prefix = NULL;
 	cr_assert(asprintf(&prefix, "%s is fake (wraparound)", dev_name(p.dev)) > 0);
 	cr_assert(strncmp(p.ctx.message, prefix, strlen(prefix)) == 0, "%s", p.ctx.message);
 	free(prefix);
-	cr_assert_eq(p.rec.n_err, 1);
-	cr_assert_eq(p.rec.err_code, UFC_DEVICE_FAKE_CAPACITY);
+	cr_assert_eq(p.rec.log.n_err, 1);
+	cr_assert_eq(p.rec.log.code, UFC_DEVICE_FAKE_CAPACITY);
 	pl_done(&p);
 }
 
@@ -382,18 +366,16 @@ Test(pipeline, content_order_without_a_root_or_a_selection)
 Test(pipeline, write_error_is_write_io_at_its_block)
 {
 	struct pl p;
-	enum stage_id st;
 	struct dev_fault f = { .fail_write_at = 5 * MiB + 12345 };
 	pl_init(&p, 8 * MiB, 16 * MiB, &f);
 	p.opts.probe = false; /* the probe would meet the fault first */
 
-	cr_assert_eq(pl_run(&p, &st), UFC_WRITE_IO);
-	cr_assert_eq(st, STAGE_WRITING);
+	pl_run_fails(&p, STAGE_WRITING, UFC_WRITE_IO);
 	uint64_t bad = ALIGN_DOWN(5 * MiB + 12345, dev_block_size(p.dev));
 	cr_assert_eq(p.ctx.bad_offset, bad);
 	assert_message(&p, "%s write at offset %llu: %s", dev_name(p.dev), (unsigned long long)bad, strerror(EIO));
-	cr_assert_eq(p.rec.n_err, 1, "one error row");
-	cr_assert_eq(p.rec.err_code, UFC_WRITE_IO);
+	cr_assert_eq(p.rec.log.n_err, 1, "one error row");
+	cr_assert_eq(p.rec.log.code, UFC_WRITE_IO);
 	cr_assert_eq(uf_code_class(p.ctx.code), UFC_CLASS_RETRYABLE);
 	pl_done(&p);
 }
@@ -401,36 +383,32 @@ Test(pipeline, write_error_is_write_io_at_its_block)
 Test(pipeline, stick_gone_mid_write_is_device_gone)
 {
 	struct pl p;
-	enum stage_id st;
 	struct dev_fault f = { .gone_after = 3 * MiB };
 	pl_init(&p, 8 * MiB, 16 * MiB, &f);
 	p.opts.probe = false;
 
-	cr_assert_eq(pl_run(&p, &st), UFC_DEVICE_GONE);
-	cr_assert_eq(st, STAGE_WRITING);
+	pl_run_fails(&p, STAGE_WRITING, UFC_DEVICE_GONE);
 	char *prefix = NULL;
 	cr_assert(asprintf(&prefix, "%s write at offset ", dev_name(p.dev)) > 0);
 	cr_assert(strncmp(p.ctx.message, prefix, strlen(prefix)) == 0, "%s", p.ctx.message);
 	free(prefix);
 	cr_assert(strstr(p.ctx.message, strerror(ENODEV)), "%s", p.ctx.message);
-	cr_assert_eq(p.rec.err_code, UFC_DEVICE_GONE);
+	cr_assert_eq(p.rec.log.code, UFC_DEVICE_GONE);
 	pl_done(&p);
 }
 
 Test(pipeline, flipped_bit_is_verify_mismatch_at_the_exact_byte)
 {
 	struct pl p;
-	enum stage_id st;
 	struct dev_fault f = { .flip_read_at = 3 * MiB + 777 };
 	pl_init(&p, 8 * MiB, 16 * MiB, &f);
 	p.opts.probe = false;
 
-	cr_assert_eq(pl_run(&p, &st), UFC_VERIFY_MISMATCH);
-	cr_assert_eq(st, STAGE_VERIFICATION);
+	pl_run_fails(&p, STAGE_VERIFICATION, UFC_VERIFY_MISMATCH);
 	cr_assert_eq(p.ctx.bad_offset, 3 * MiB + 777);
 	assert_message(&p, "%s: wrong data at offset %llu", dev_name(p.dev), (unsigned long long)(3 * MiB + 777));
-	cr_assert_eq(p.rec.n_err, 1);
-	cr_assert_eq(p.rec.err_code, UFC_VERIFY_MISMATCH);
+	cr_assert_eq(p.rec.log.n_err, 1);
+	cr_assert_eq(p.rec.log.code, UFC_VERIFY_MISMATCH);
 	cr_assert_not_null(p.ctx.write_state);
 	pl_done(&p);
 }

@@ -112,24 +112,6 @@ Test(probe, short_stick_fails_beyond_its_real_size)
 
 /* The validation stage on a fake: DEVICE_FAKE_CAPACITY, usable size and bad offset = the real
  * size, the verdict named in the message, exactly one error log row carrying the code. */
-struct logcap {
-	unsigned n_err;
-	enum uf_code code;
-};
-static void cap_log(void *ud, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,
-		    const char *details, const char *message)
-{
-	struct logcap *c = ud;
-	(void)st;
-	(void)category;
-	(void)details;
-	(void)message;
-	if (lvl == LOG_LVL_ERR) {
-		c->n_err++;
-		c->code = code;
-	}
-}
-
 static void stage_fake_case(const struct dev_fault *f, const char *verdict)
 {
 	char *dir = tu_tmpdir("pr");
@@ -137,8 +119,8 @@ static void stage_fake_case(const struct dev_fault *f, const char *verdict)
 	cr_assert_eq(dev_new_faulty(inner, f, &d), 0);
 	struct write_opts o = wt_opts();
 	struct job_spec job = { 0 };
-	struct logcap lc = { 0 };
-	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o, .sink = { .userdata = &lc, .log = cap_log } };
+	struct wt_logcap lc = { 0 };
+	struct stage_ctx ctx = { .job = &job, .dev = d, .opts = &o, .sink = { .userdata = &lc, .log = wt_cap_log } };
 	cr_assert_eq(stage_probe_device(&ctx), UFC_DEVICE_FAKE_CAPACITY);
 	cr_assert_eq(ctx.code, UFC_DEVICE_FAKE_CAPACITY);
 	cr_assert_eq(ctx.usable_size, f->real_size);

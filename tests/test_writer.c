@@ -646,27 +646,6 @@ Test(writer, stall_watchdog_abandons_stuck_write)
 	tu_rmrf(dir);
 }
 
-/* The log rows a stage wrote, for exact counts. */
-struct logcap {
-	unsigned n, n_err;
-	enum uf_code code; /* of the last error row */
-	char details[256]; /* of the last error row */
-};
-static void cap_log(void *ud, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,
-		    const char *details, const char *message)
-{
-	struct logcap *c = ud;
-	(void)st;
-	(void)category;
-	(void)message;
-	c->n++;
-	if (lvl == LOG_LVL_ERR) {
-		c->n_err++;
-		c->code = code;
-		snprintf(c->details, sizeof(c->details), "%s", details ? details : "");
-	}
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
@@ -677,7 +656,7 @@ static double now_s(void)
 /* The writing stage failed on the watchdog: WRITE_IO at off, the stalled call ("write" or
  * "sync") and the 0.3 s timeout named in the writer's error and the stage's message, exactly one
  * log row, an error row with the offset and ETIMEDOUT. */
-static void assert_stalled(const struct stage_ctx *ctx, const struct logcap *lc, const char *call, uint64_t off)
+static void assert_stalled(const struct stage_ctx *ctx, const struct wt_logcap *lc, const char *call, uint64_t off)
 {
 	char want[128];
 	cr_assert_eq(ctx->code, UFC_WRITE_IO);
@@ -707,10 +686,10 @@ Test(writer, stage_write_stall_is_write_io)
 	o.stall_timeout = 0.3;
 	struct stage_ctx ctx;
 	struct job_spec job;
-	struct logcap lc = { 0 };
+	struct wt_logcap lc = { 0 };
 
 	stage_ctx_for(&ctx, &job, &s->base, &o, img);
-	ctx.sink = (struct stage_sink){ .userdata = &lc, .log = cap_log };
+	ctx.sink = (struct stage_sink){ .userdata = &lc, .log = wt_cap_log };
 	double t0 = now_s();
 	cr_assert_eq(stage_writing(&ctx), UFC_WRITE_IO);
 	double took = now_s() - t0;
@@ -741,10 +720,10 @@ Test(writer, stage_sync_stall_is_write_io)
 	o.stall_timeout = 0.3;
 	struct stage_ctx ctx;
 	struct job_spec job;
-	struct logcap lc = { 0 };
+	struct wt_logcap lc = { 0 };
 
 	stage_ctx_for(&ctx, &job, d, &o, img);
-	ctx.sink = (struct stage_sink){ .userdata = &lc, .log = cap_log };
+	ctx.sink = (struct stage_sink){ .userdata = &lc, .log = wt_cap_log };
 	double t0 = now_s();
 	cr_assert_eq(stage_writing(&ctx), UFC_WRITE_IO);
 	double took = now_s() - t0;

@@ -1,9 +1,11 @@
-/* Helpers shared by the writer-path suites (test_blksrc, test_writer, test_probe): pattern
- * images, target files, default write options. Header-only. */
+/* Helpers shared by the writer-path suites (test_blksrc, test_writer, test_probe,
+ * test_pipeline): pattern images, target files, default write options, a stage sink that
+ * captures log rows. Header-only. */
 #pragma once
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -69,4 +71,27 @@ static inline uint8_t *wt_read_file(const char *path, size_t len)
 	}
 	close(fd);
 	return b;
+}
+
+/* The log rows a stage wrote through its sink (wt_cap_log), for exact counts. */
+struct wt_logcap {
+	unsigned n, n_err;
+	char first[256];   /* message of the first row */
+	enum uf_code code; /* of the last error row */
+	char details[256]; /* of the last error row */
+};
+
+static inline void wt_cap_log(void *ud, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,
+			      const char *details, const char *message)
+{
+	struct wt_logcap *c = ud;
+	(void)st;
+	(void)category;
+	if (!c->n++)
+		snprintf(c->first, sizeof(c->first), "%s", message);
+	if (lvl <= LOG_LVL_ERR) {
+		c->n_err++;
+		c->code = code;
+		snprintf(c->details, sizeof(c->details), "%s", details ? details : "");
+	}
 }
