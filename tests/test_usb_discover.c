@@ -211,6 +211,13 @@ static void list(const struct uf_config *cfg, struct usb_candidate **ret, size_t
 	cr_assert_eq(usb_list_candidates_env(&env, cfg, ret, ret_n), 0);
 }
 
+/* The candidates in udev mode with no configured slot. */
+static void list_udev(struct usb_candidate **ret, size_t *ret_n)
+{
+	struct uf_config cfg = cfg_udev();
+	list(&cfg, ret, ret_n);
+}
+
 static void put(const char *path, const char *text) { tu_write_file(path, text, strlen(text)); }
 
 static void append(const char *path, const char *text)
@@ -227,10 +234,9 @@ Test(fakesys, usb_stick_is_eligible_slot_named_after_port)
 {
 	free(fake_stick("2-1.3", "sdb", "8:16", "SN-B", 2097152));
 	free(fake_vda());
-	struct uf_config cfg = cfg_udev();
 	struct usb_candidate *c;
 	size_t n;
-	list(&cfg, &c, &n);
+	list_udev(&c, &n);
 	cr_assert_eq(n, 2);
 	/* Slot "2-1.3" is not a configured slot: both rank equal, sorted by devnode. */
 	cr_assert_str_eq(c[0].devnode, "/dev/sdb");
@@ -266,10 +272,9 @@ Test(fakesys, non_usb_disk_and_empty_loop)
 	d = pathf("%s/devices/virtual/block/loop1", sysfs);
 	fake_block(d, "loop1", "7:1", 2048, false);
 	free(d);
-	struct uf_config cfg = cfg_udev();
 	struct usb_candidate *c;
 	size_t n;
-	list(&cfg, &c, &n);
+	list_udev(&c, &n);
 	cr_assert_eq(n, 1);
 	cr_assert_str_eq(c[0].devnode, "/dev/loop1");
 	cr_assert_not(c[0].eligible);
@@ -313,10 +318,9 @@ Test(fakesys, usb_stick_without_medium_and_serial_fallback)
 	char *d = fake_stick("1-2", "sdb", "8:16", NULL, 0);
 	attr(d, "serial", "DISK-SERIAL");
 	free(d);
-	struct uf_config cfg = cfg_udev();
 	struct usb_candidate *c;
 	size_t n;
-	list(&cfg, &c, &n);
+	list_udev(&c, &n);
 	cr_assert_eq(n, 1);
 	cr_assert_str_eq(c[0].serial, "DISK-SERIAL");
 	cr_assert_str_eq(c[0].root_hub, "usb1");
@@ -551,10 +555,9 @@ Test(fakesys, libusb_absent_falls_back_to_sysfs)
 
 static char *reason_of_sdb(void)
 {
-	struct uf_config cfg = cfg_udev();
 	struct usb_candidate *c;
 	size_t n;
-	list(&cfg, &c, &n);
+	list_udev(&c, &n);
 	for (size_t i = 0; i < n; i++)
 		if (c[i].devnode && strcmp(c[i].devnode, "/dev/sdb") == 0) {
 			cr_assert_not(c[i].eligible);
@@ -569,25 +572,56 @@ static char *reason_of_sdb(void)
 	return NULL;
 }
 
-Test(fakesys, mounted_partition)
+/* The stick sdb (8:16, 2048 sectors, serial "S") on port 2-1 with partitions sdb1 … sdb<parts>
+ * (8:17, 8:18, …); returns its sysfs folder. */
+static char *sdb_stick(int parts)
 {
 	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
-	free(fake_partition(d, "sdb1", "8:17"));
-	free(fake_partition(d, "sdb2", "8:18"));
-	append(mountinfo, "90 27 8:18 / /media/my\\040stick rw - vfat /dev/sdb2 rw\n");
+	for (int i = 1; i <= parts; i++) {
+		char name[16], devnum[16];
+		snprintf(name, sizeof(name), "sdb%d", i);
+		snprintf(devnum, sizeof(devnum), "8:%d", 16 + i);
+		free(fake_partition(d, name, devnum));
+	}
+	return d;
+}
+
+/* A device-mapper device dm-0 (253:0) stacked on the partition at sysfs folder part (sdb1):
+ * its slaves/ and the partition's holders/ link each other. */
+static void fake_dm_over(const char *part)
+{
+	char *dm = pathf("%s/devices/virtual/block/dm-0", sysfs);
+	fake_block(dm, "dm-0", "253:0", 2000, false);
+	char *sl = pathf("%s/slaves/sdb1", dm);
+	link_to(part, sl);
+	char *hl = pathf("%s/holders/dm-0", part);
+	link_to(dm, hl);
+	free(hl);
+	free(sl);
+	free(dm);
+}
+
+/* sdb's reason is exactly want. */
+static void assert_sdb_reason(const char *want)
+{
 	char *r = reason_of_sdb();
-	cr_assert_str_eq(r, "mounted at /media/my stick (sdb2)");
+	cr_assert_str_eq(r, want);
 	free(r);
+}
+
+Test(fakesys, mounted_partition)
+{
+	char *d = sdb_stick(2);
+	append(mountinfo, "90 27 8:18 / /media/my\\040stick rw - vfat /dev/sdb2 rw\n");
+	assert_sdb_reason("mounted at /media/my stick (sdb2)");
 	free(d);
 }
 
 Test(fakesys, mounted_whole_disk)
 {
-	free(fake_stick("2-1", "sdb", "8:16", "S", 2048));
+	free(sdb_stick(0));
 	append(mountinfo, "90 27 8:16 / /mnt rw - ext4 /dev/sdb rw\n");
-	char *r = reason_of_sdb();
-	cr_assert_str_eq(r, "mounted at /mnt (sdb)");
-	free(r);
+	assert_sdb_reason("mounted at /mnt (sdb)");
 }
 
 /* The tables are libmount's reading of the files: a line it cannot parse is skipped and the
@@ -641,23 +675,17 @@ Test(fakesys, missing_mountinfo_is_an_error)
 
 Test(fakesys, swap_partition)
 {
-	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
-	free(fake_partition(d, "sdb1", "8:17"));
+	char *d = sdb_stick(1);
 	append(swaps, "/dev/sdb1                               partition\t1048572\t\t0\t\t-2\n");
-	char *r = reason_of_sdb();
-	cr_assert_str_eq(r, "used as swap (sdb1)");
-	free(r);
+	assert_sdb_reason("used as swap (sdb1)");
 	free(d);
 }
 
 Test(fakesys, root_on_a_partition)
 {
-	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
-	free(fake_partition(d, "sdb1", "8:17"));
+	char *d = sdb_stick(1);
 	put(mountinfo, "1 0 8:17 / / rw - ext4 /dev/sdb1 rw\n");
-	char *r = reason_of_sdb();
-	cr_assert_str_eq(r, "holds the root filesystem");
-	free(r);
+	assert_sdb_reason("holds the root filesystem");
 	free(d);
 }
 
@@ -665,36 +693,22 @@ Test(fakesys, root_through_device_mapper)
 {
 	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
 	char *p = fake_partition(d, "sdb1", "8:17");
-	char *dm = pathf("%s/devices/virtual/block/dm-0", sysfs);
-	fake_block(dm, "dm-0", "253:0", 2000, false);
-	char *sl = pathf("%s/slaves/sdb1", dm);
-	link_to(p, sl);
-	char *hl = pathf("%s/holders/dm-0", p);
-	link_to(dm, hl);
+	fake_dm_over(p);
 	put(mountinfo, "1 0 253:0 / / rw - ext4 /dev/mapper/root rw\n");
-	char *r = reason_of_sdb();
-	cr_assert_str_eq(r, "holds the root filesystem");
-	free(r);
+	assert_sdb_reason("holds the root filesystem");
 
 	/* Not root any more: the stack is still in use. */
 	put(mountinfo, "1 0 254:0 / / rw - ext4 /dev/vda rw\n");
-	r = reason_of_sdb();
-	cr_assert_str_eq(r, "in use by dm-0");
-	free(r);
-	free(sl);
-	free(hl);
-	free(dm);
+	assert_sdb_reason("in use by dm-0");
 	free(p);
 	free(d);
 }
 
 Test(fakesys, read_only)
 {
-	char *d = fake_stick("2-1", "sdb", "8:16", "S", 2048);
+	char *d = sdb_stick(0);
 	attr(d, "ro", "1");
-	char *r = reason_of_sdb();
-	cr_assert_str_eq(r, "read-only");
-	free(r);
+	assert_sdb_reason("read-only");
 	free(d);
 }
 
@@ -784,12 +798,7 @@ Test(fakesys, facts_out_of_memory_is_enomem)
 {
 	char *d = fake_stick("2-1.3", "sdb", "8:16", "SN-B", 2048);
 	char *p = fake_partition(d, "sdb1", "8:17");
-	char *dm = pathf("%s/devices/virtual/block/dm-0", sysfs);
-	fake_block(dm, "dm-0", "253:0", 2000, false);
-	char *sl = pathf("%s/slaves/sdb1", dm);
-	link_to(p, sl);
-	char *hl = pathf("%s/holders/dm-0", p);
-	link_to(dm, hl);
+	fake_dm_over(p);
 	put(mountinfo, "1 0 253:0 / / rw - ext4 /dev/mapper/root rw\n"
 		       "2 1 8:17 / /mnt/stick rw - vfat /dev/sdb1 rw\n");
 	fakes_reset();
@@ -825,9 +834,6 @@ Test(fakesys, facts_out_of_memory_is_enomem)
 	cr_assert_geq(failed, 20, "%u allocations", failed);
 	usb_disk_facts_done(&want);
 	free(dev);
-	free(hl);
-	free(sl);
-	free(dm);
 	free(p);
 	free(d);
 }
@@ -925,6 +931,17 @@ Test(realsys, static_and_udev_modes_on_a_loop_device)
 	free(missing);
 }
 
+/* A static-mode configuration with the given slots (none: slots NULL, n 0). */
+static struct uf_config cfg_static(struct slot_conf *slots, size_t n)
+{
+	struct uf_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.usb.mode = USB_MODE_STATIC;
+	cfg.usb.slots = slots;
+	cfg.usb.n_slots = n;
+	return cfg;
+}
+
 static void run(const char *const argv[])
 {
 	pid_t pid = fork();
@@ -955,11 +972,7 @@ Test(realsys, mounted_loop_device_is_refused)
 	mounted_dir = strdup(mnt);
 
 	struct slot_conf slots[] = { { .name = "A", .path = l.path } };
-	struct uf_config cfg;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.usb.mode = USB_MODE_STATIC;
-	cfg.usb.slots = slots;
-	cfg.usb.n_slots = 1;
+	struct uf_config cfg = cfg_static(slots, 1);
 	struct usb_candidate *c;
 	size_t n;
 	cr_assert_eq(usb_list_candidates(&cfg, &c, &n), 0);
@@ -991,11 +1004,7 @@ Test(realsys, mounted_loop_device_is_refused)
 static char *static_reason(const char *path)
 {
 	struct slot_conf slots[] = { { .name = "F", .path = (char *)path } };
-	struct uf_config cfg;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.usb.mode = USB_MODE_STATIC;
-	cfg.usb.slots = slots;
-	cfg.usb.n_slots = 1;
+	struct uf_config cfg = cfg_static(slots, 1);
 	struct usb_candidate *c;
 	size_t n;
 	cr_assert_eq(usb_list_candidates(&cfg, &c, &n), 0);
@@ -1004,6 +1013,25 @@ static char *static_reason(const char *path)
 	char *r = c[0].reason ? strdup(c[0].reason) : NULL;
 	usb_candidates_free(c, n);
 	return r;
+}
+
+/* The static slot at path is refused with exactly want. */
+static void assert_static_reason(const char *path, const char *want)
+{
+	char *got = static_reason(path);
+	cr_assert_str_eq(got, want);
+	free(got);
+}
+
+/* `usbforge write` (usb_target_check) refuses path with "path: want". */
+static void assert_target_refused(const struct uf_config *cfg, const char *path, const char *want)
+{
+	char *reason = NULL;
+	cr_assert_eq(usb_target_check(cfg, path, &reason), -EPERM);
+	char *want_path = pathf("%s: %s", path, want);
+	cr_assert_str_eq(reason, want_path);
+	free(reason);
+	free(want_path);
 }
 
 /* A regular file gets the checks a block device gets: the file behind a loop device is refused
@@ -1022,21 +1050,11 @@ Test(realsys, file_backing_a_loop_device_is_refused)
 	tul_attach(img, false, &l);
 
 	char *want = pathf("backs loop device %s (not mounted)", l.path);
-	char *got = static_reason(img);
-	cr_assert_str_eq(got, want);
-	free(got);
-	got = static_reason(alias);
-	cr_assert_str_eq(got, want);
-	free(got);
-	struct uf_config cfg;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.usb.mode = USB_MODE_STATIC;
+	assert_static_reason(img, want);
+	assert_static_reason(alias, want);
+	struct uf_config cfg = cfg_static(NULL, 0);
 	char *reason = NULL;
-	cr_assert_eq(usb_target_check(&cfg, alias, &reason), -EPERM);
-	char *want_path = pathf("%s: %s", alias, want);
-	cr_assert_str_eq(reason, want_path);
-	free(reason);
-	free(want_path);
+	assert_target_refused(&cfg, alias, want);
 	free(want);
 
 	char *mnt = tu_path(tmp, "mnt");
@@ -1044,14 +1062,8 @@ Test(realsys, file_backing_a_loop_device_is_refused)
 	cr_assert_eq(mount(l.path, mnt, "ext4", MS_RDONLY, NULL), 0, "mount: %s", strerror(errno));
 	mounted_dir = strdup(mnt);
 	want = pathf("backs loop device %s (mounted at %s)", l.path, mnt);
-	got = static_reason(img);
-	cr_assert_str_eq(got, want);
-	free(got);
-	cr_assert_eq(usb_target_check(&cfg, img, &reason), -EPERM);
-	want_path = pathf("%s: %s", img, want);
-	cr_assert_str_eq(reason, want_path);
-	free(reason);
-	free(want_path);
+	assert_static_reason(img, want);
+	assert_target_refused(&cfg, img, want);
 	free(want);
 
 	cr_assert_eq(umount(mnt), 0);
@@ -1078,18 +1090,10 @@ Test(realsys, file_locked_by_a_writer_is_in_use)
 	fclose(f);
 	comm[strcspn(comm, "\n")] = 0;
 	char *want = pathf("in use: locked by %s (pid %d)", comm, (int)getpid());
-	char *got = static_reason(img);
-	cr_assert_str_eq(got, want);
-	free(got);
-	struct uf_config cfg;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.usb.mode = USB_MODE_STATIC;
+	assert_static_reason(img, want);
+	struct uf_config cfg = cfg_static(NULL, 0);
 	char *reason = NULL;
-	cr_assert_eq(usb_target_check(&cfg, img, &reason), -EPERM);
-	char *want_path = pathf("%s: %s", img, want);
-	cr_assert_str_eq(reason, want_path);
-	free(reason);
-	free(want_path);
+	assert_target_refused(&cfg, img, want);
 	free(want);
 	d = dev_free(d);
 	cr_assert_null(static_reason(img));
