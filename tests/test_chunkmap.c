@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "helpers/testutil.h"
-#include "stages/chunkmap.h"
+#include "blkio/chunkmap.h"
 #include "util/macro.h"
 
 #define KiB (UINT64_C(1) << 10)

@@ -16,8 +16,8 @@
 
 #include "helpers/stalldev.h"
 #include "helpers/testutil.h"
-#include "stages/ioq.h"
-#include "usb/dev.h"
+#include "blkio/ioq.h"
+#include "blkio/dev.h"
 #include "util/macro.h"
 
 #define KiB (1u << 10)
@@ -31,12 +31,8 @@ static struct ioq *new_queue(unsigned n, size_t buf_size, bool aux, double stall
 	return q;
 }
 
-/* Both references: the caller's and the device thread's (none was started). */
-static void drop_queue(struct ioq *q)
-{
-	ioq_unref(q);
-	ioq_unref(q);
-}
+/* The caller's reference, the only one while no device thread was started. */
+static void drop_queue(struct ioq *q) { cr_assert_null(ioq_unref(q)); }
 
 Test(ioq, new_queue_has_every_buffer_free_and_aligned)
 {
@@ -48,7 +44,7 @@ Test(ioq, new_queue_has_every_buffer_free_and_aligned)
 	cr_assert_eq(q->count[IOQ_FREE], 4);
 	cr_assert_eq(q->count[IOQ_WORK], 0);
 	cr_assert_eq(q->count[IOQ_DONE], 0);
-	cr_assert_eq(q->refs, 2);
+	cr_assert_eq(q->refs, 1, "the caller's; ioq_start() adds the device thread's");
 	for (unsigned i = 0; i < 4; i++) {
 		cr_assert_eq(ioq_pop(q, IOQ_FREE, IOQ_NOWAIT, &b[i]), 0);
 		cr_assert_eq(b[i], &q->bufs[i], "free buffers come in index order");
@@ -69,7 +65,17 @@ Test(ioq, new_queue_has_every_buffer_free_and_aligned)
 	cr_assert_null(q->bufs[0].aux);
 	cr_assert_null(q->bufs[1].aux);
 	drop_queue(q);
-	ioq_unref(NULL);
+	cr_assert_null(ioq_unref(NULL));
+}
+
+Test(ioq, references)
+{
+	struct ioq *q = new_queue(2, 4096, false, 0, NULL);
+	cr_assert_eq(ioq_ref(q), q);
+	cr_assert_eq(q->refs, 2);
+	cr_assert_null(ioq_unref(q));
+	cr_assert_eq(q->refs, 1, "not freed while the caller holds it (ASan would see a use after free)");
+	drop_queue(q);
 }
 
 Test(ioq, queues_are_fifo_through_wrap_around)
@@ -206,7 +212,7 @@ static pthread_t devthread_start(struct devthread *t, struct ioq *q, struct dev 
 	pthread_t th;
 	*t = (struct devthread){ .q = q, .d = d };
 	cr_assert_eq(sem_init(&t->exited, 0, 0), 0);
-	cr_assert_eq(pthread_create(&th, NULL, devthread_main, t), 0);
+	cr_assert_eq(ioq_start(q, devthread_main, t, &th), 0);
 	return th;
 }
 
