@@ -1,4 +1,5 @@
-/* usbforge job cancel / retry / logs / watch, queue stats, stuck check, events. */
+/* usbforge job cancel / retry / logs / watch, queue stats, stuck check, events: db/jobs.h reads
+ * and changes the rows, cli/json.h makes their JSON documents, this file the text. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/json.h"
 #include "db/db.h"
 #include "db/jobs.h"
 #include "util/macro.h"
@@ -29,7 +31,8 @@ static int parse_job_id(const char *cmd, const char *usage, int argc, char **arg
 int cmd_job_cancel(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { "by", required_argument, NULL, 'b' }, {} };
-	const char *by = cli_actor(), *status = NULL;
+	const char *by = cli_actor();
+	enum job_state state;
 	long long id;
 	struct db *db = NULL;
 	int o, r;
@@ -42,7 +45,7 @@ int cmd_job_cancel(struct cli *c, int argc, char **argv)
 		return r;
 	if ((r = cli_db_open(c, &db)))
 		return r;
-	r = job_cancel(db, id, by, &status);
+	r = job_cancel(db, id, by, &state);
 	if (r == -ENOENT)
 		r = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
 	else if (r == -EALREADY)
@@ -51,9 +54,11 @@ int cmd_job_cancel(struct cli *c, int argc, char **argv)
 		r = cli_error(CLI_EXIT_FAIL, "cannot cancel job %lld: %s", id, db_error(db));
 	else {
 		r = CLI_EXIT_OK;
+		bool now = state == JOB_STATE_CANCELLED; /* else running: cancel requested */
 		if (c->json)
-			r = cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", status));
-		else if (strcmp(status, "cancelled") == 0)
+			r = cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status",
+						     now ? job_state_name(state) : "cancel_requested"));
+		else if (now)
 			printf("job %lld cancelled\n", id);
 		else
 			printf("job %lld is running: cancel requested, it stops at its next chunk boundary\n", id);
@@ -83,7 +88,8 @@ int cmd_job_retry(struct cli *c, int argc, char **argv)
 	else {
 		r = CLI_EXIT_OK;
 		if (c->json)
-			r = cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", "queued"));
+			r = cli_print_json(json_pack("{s:I, s:s}", "id", (json_int_t)id, "status",
+						     job_state_name(JOB_STATE_QUEUED)));
 		else
 			printf("job %lld queued again with %zu attempts\n", id, 1 + c->cfg.retry.n_delays);
 	}
@@ -92,52 +98,41 @@ int cmd_job_retry(struct cli *c, int argc, char **argv)
 }
 
 /* Log rows as they arrive: one compact JSON object per line with --json (a stream: --follow),
- * aligned text otherwise. *since = the last row's id. */
-static void print_log_rows(bool json, json_t *rows, int64_t *since)
+ * aligned text otherwise. *since = the last row's id. 0, or -ENOMEM (a row not shown). */
+static int print_log_rows(bool json, const struct job_log_entry *rows, size_t n, int64_t *since)
 {
-	size_t i;
-	json_t *l;
-	json_array_foreach(rows, i, l)
-	{
-		*since = json_integer_value(json_object_get(l, "id"));
+	int r = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct job_log_entry *l = &rows[i];
+		*since = l->id;
 		if (json) {
-			json_dumpf(l, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			json_t *o = cli_json_job_log(l);
+			if (!o) {
+				r = -ENOMEM;
+				continue;
+			}
+			json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
 			fputc('\n', stdout);
+			json_decref(o);
 			continue;
 		}
-		const char *code = json_string_value(json_object_get(l, "error_code"));
-		if (cli_line(stdout, "%s  %-5s %-12s %-8s %s%s%s", json_string_value(json_object_get(l, "created_at")),
-			     json_string_value(json_object_get(l, "level")),
-			     json_string_value(json_object_get(l, "stage")),
-			     json_string_value(json_object_get(l, "category")), code ? code : "", code ? " " : "",
-			     json_string_value(json_object_get(l, "message"))) < 0)
+		const char *code = l->error_code;
+		if (cli_line(stdout, "%s  %-5s %-12s %-8s %s%s%s", l->created_at, l->level, l->stage, l->category,
+			     code ? code : "", code ? " " : "", l->message) < 0)
 			fputs("(a log row could not be shown: out of memory)\n", stdout);
 	}
 	fflush(stdout);
+	return r;
 }
 
-/* The job's status, malloc'd, into *ret. 0, -ENOENT (no such job), -ENOMEM, or db_query's
- * error (db_error tells). */
-static int job_status(struct db *db, long long id, char **ret)
+/* The rows as one JSON array (new reference), NULL when out of memory. */
+static json_t *log_rows_json(const struct job_log_entry *rows, size_t n)
 {
-	MYSQL_RES *res = NULL;
-	int r = db_query(db, &res, "SELECT status FROM processing_jobs WHERE id = ?", DB_I64(id), DB_END);
-	if (r < 0)
-		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
-	char *s = row ? strdup(row[0] ? row[0] : "") : NULL;
-	mysql_free_result(res);
-	if (!row)
-		return -ENOENT;
-	if (!s)
-		return -ENOMEM;
-	*ret = s;
-	return 0;
-}
-
-static bool terminal(const char *s)
-{
-	return strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		if (json_array_append_new(a, cli_json_job_log(&rows[i])) < 0)
+			a = (json_decref(a), NULL);
+	return a;
 }
 
 int cmd_job_logs(struct cli *c, int argc, char **argv)
@@ -157,8 +152,8 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 		return r;
 	if ((r = cli_db_open(c, &db)))
 		return r;
-	_cleanup_free_ char *st = NULL;
-	r = job_status(db, id, &st);
+	enum job_state st;
+	r = job_get_state(db, id, &st);
 	if (r < 0) {
 		if (r == -ENOENT)
 			r = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
@@ -168,29 +163,33 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 		return r;
 	}
 	for (;;) {
-		json_t *rows = NULL;
-		if (job_logs(db, id, since, &rows) < 0) {
+		struct job_log_entry *rows = NULL;
+		size_t n = 0;
+		r = job_log_list(db, id, since, &rows, &n);
+		if (r == -ENOMEM)
+			break;
+		if (r < 0) {
 			cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 			db_close(db);
 			return CLI_EXIT_FAIL;
 		}
 		if (c->json && !follow) {
-			r = cli_print_json(rows);
+			r = cli_print_json(log_rows_json(rows, n));
+			job_log_list_free(rows, n);
 			break;
 		}
-		print_log_rows(c->json, rows, &since);
-		json_decref(rows);
-		if (!follow)
+		r = print_log_rows(c->json, rows, n, &since);
+		job_log_list_free(rows, n);
+		if (!follow || r == -ENOMEM)
 			break;
-		st = mfree(st);
-		r = job_status(db, id, &st);
+		r = job_get_state(db, id, &st);
 		if (r == -ENOMEM)
 			break;
-		if (r == 0 && terminal(st)) {
+		if (r == 0 && job_state_is_terminal(st)) {
 			/* one last read for rows written with the final transition */
-			if (job_logs(db, id, since, &rows) == 0) {
-				print_log_rows(c->json, rows, &since);
-				json_decref(rows);
+			if (job_log_list(db, id, since, &rows, &n) == 0) {
+				r = print_log_rows(c->json, rows, n, &since);
+				job_log_list_free(rows, n);
 			}
 			break;
 		}
@@ -215,36 +214,33 @@ int cmd_job_watch(struct cli *c, int argc, char **argv)
 	char last[256] = "";
 	int rc = CLI_EXIT_OK;
 	for (;;) {
-		MYSQL_RES *res = NULL;
-		r = db_query(db, &res,
-			     "SELECT status, stage, progress, attempts, max_attempts, COALESCE(error_code, ''),"
-			     " COALESCE(JSON_VALUE(progress_detail, '$.rate_bytes_per_s'), 0),"
-			     " COALESCE(JSON_VALUE(progress_detail, '$.eta_seconds'), 0), COALESCE(slot, '-')"
-			     " FROM processing_jobs WHERE id = ?",
-			     DB_I64(id), DB_END);
+		struct job_status js;
+		r = job_get_status(db, id, &js);
+		if (r == -ENOMEM) {
+			rc = r;
+			break;
+		}
+		if (r == -ENOENT) {
+			rc = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
+			break;
+		}
 		if (r < 0) {
 			rc = cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 			break;
 		}
-		MYSQL_ROW row = mysql_fetch_row(res);
-		if (!row) {
-			mysql_free_result(res);
-			rc = cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
-			break;
-		}
-		int pct = (int)db_row_i64(row, 2);
+		int pct = js.progress;
 		char line[256], bar[41];
 		int fill = pct * 40 / 100;
 		for (int i = 0; i < 40; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[40] = 0;
 		snprintf(line, sizeof(line),
-			 "job %lld %-10s %-12s [%s] %3d%%  %.1f MB/s  eta %.0fs  attempt %s/%s  slot %s %s", id, row[0],
-			 row[1], bar, pct, db_row_dbl(row, 6) / 1e6, db_row_dbl(row, 7), row[3], row[4], row[8],
-			 row[5]);
-		bool end = terminal(row[0]);
-		bool failed = strcmp(row[0], "done") != 0;
-		mysql_free_result(res);
+			 "job %lld %-10s %-12s [%s] %3d%%  %.1f MB/s  eta %.0fs  attempt %d/%d  slot %s %s", id,
+			 job_state_name(js.state), js.stage, bar, pct, js.rate_bytes_per_s / 1e6, js.eta_seconds,
+			 js.attempts, js.max_attempts, js.slot ? js.slot : "-", js.error_code ? js.error_code : "");
+		bool end = job_state_is_terminal(js.state);
+		bool failed = js.state != JOB_STATE_DONE;
+		job_status_done(&js);
 		_cleanup_free_ char *shown = utf8_escape_text(line, 0); /* slot, codes: database values */
 		if (!shown) {
 			rc = -ENOMEM;
@@ -273,32 +269,31 @@ int cmd_job_watch(struct cli *c, int argc, char **argv)
 int cmd_queue_stats(struct cli *c, int argc, char **argv)
 {
 	struct db *db = NULL;
-	json_t *o = NULL;
+	struct queue_stats st;
 	int r;
 	if (argc != 1)
 		return cli_usage_error("queue stats", "", "unexpected argument '%s'", argv[1]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
-	r = queue_stats(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, &o);
+	r = queue_get_stats(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, &st);
 	if (r < 0) {
 		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 		db_close(db);
 		return CLI_EXIT_FAIL;
 	}
 	db_close(db);
-	if (c->json) {
-		return cli_print_json(o);
-	}
-	static const char *const keys[] = { "queued", "retry",	   "processing",       "done",
-					    "failed", "cancelled", "stuck_processing", "stuck_queued" };
-	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-		printf("%-22s %lld\n", keys[i], (long long)json_integer_value(json_object_get(o, keys[i])));
-	json_t *avg = json_object_get(o, "avg_duration_seconds");
-	if (json_is_real(avg))
-		printf("%-22s %.1f s\n", "avg_duration", json_real_value(avg));
+	if (c->json)
+		return cli_print_json(cli_json_queue_stats(&st));
+	static const enum job_state states[] = { JOB_STATE_QUEUED, JOB_STATE_RETRY,  JOB_STATE_PROCESSING,
+						 JOB_STATE_DONE,   JOB_STATE_FAILED, JOB_STATE_CANCELLED };
+	for (size_t i = 0; i < ARRAY_SIZE(states); i++)
+		printf("%-22s %lld\n", job_state_name(states[i]), (long long)st.jobs[states[i]]);
+	printf("%-22s %lld\n", "stuck_processing", (long long)st.stuck_processing);
+	printf("%-22s %lld\n", "stuck_queued", (long long)st.stuck_queued);
+	if (st.have_avg_duration)
+		printf("%-22s %.1f s\n", "avg_duration", st.avg_duration_seconds);
 	else
 		printf("%-22s -\n", "avg_duration");
-	json_decref(o);
 	return CLI_EXIT_OK;
 }
 
@@ -311,8 +306,8 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 		return cli_usage_error("stuck check", "", "unexpected argument '%s'", argv[1]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
-	r = jobs_reap(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, c->cfg.retry.delays,
-		      c->cfg.retry.n_delays, NULL, 0, &st);
+	r = queue_reap(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, c->cfg.retry.delays,
+		       c->cfg.retry.n_delays, NULL, 0, &st);
 	if (r < 0) {
 		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 		db_close(db);
@@ -320,18 +315,16 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	if (c->json) {
-		return cli_print_json(json_pack("{s:i, s:i, s:i, s:i, s:o}", "retried", st.retried, "failed", st.failed,
-						"cancelled", st.cancelled, "stuck_reported", st.stuck_reported,
-						"actions", st.actions));
+		r = cli_print_json(cli_json_reap_stats(&st));
+		reap_stats_done(&st);
+		return r;
 	}
-	size_t i;
-	json_t *a;
-	json_array_foreach(st.actions, i, a)(void)
-		cli_line(stdout, "job %lld: %s", (long long)json_integer_value(json_object_get(a, "job_id")),
-			 json_string_value(json_object_get(a, "action")));
+	for (size_t i = 0; i < st.n_actions; i++)
+		(void)cli_line(stdout, "job %lld: %s", (long long)st.actions[i].job_id,
+			       cli_reap_action_name(&st.actions[i]));
 	printf("%u stuck job(s) sent to retry, %u failed, %u cancelled (cancel requested), %u reported stuck in the queue\n",
 	       st.retried, st.failed, st.cancelled, st.stuck_reported);
-	json_decref(st.actions);
+	reap_stats_done(&st);
 	return CLI_EXIT_OK;
 }
 
@@ -371,45 +364,50 @@ int cmd_events(struct cli *c, int argc, char **argv)
 		return -ENOMEM;
 	}
 	for (;;) {
-		json_t *rows = NULL;
-		if (events_list(db, since, EVENTS_PAGE, &rows) < 0) {
-			cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		struct event *rows = NULL;
+		size_t n = 0;
+		r = event_list(db, since, EVENTS_PAGE, &rows, &n);
+		if (r < 0) {
+			if (r != -ENOMEM)
+				r = cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 			json_decref(all);
 			db_close(db);
-			return CLI_EXIT_FAIL;
+			return r;
 		}
-		size_t i, n = json_array_size(rows);
-		json_t *e;
-		json_array_foreach(rows, i, e)
-		{
-			since = json_integer_value(json_object_get(e, "id"));
-			if (all) {
-				json_array_append(all, e);
-			} else if (c->json) {
-				json_dumpf(e, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
-				fputc('\n', stdout);
-			} else {
-				/* the payload is JSON text, escaped by jansson but for DEL and C1
-				 * controls: those are escaped, its backslashes are its own */
-				_cleanup_free_ char *p = json_dumps(json_object_get(e, "payload"), JSON_COMPACT);
-				_cleanup_free_ char *ps = utf8_escape_text(p ? p : "", UTF8_ESCAPE_KEEP_BACKSLASH);
-				_cleanup_free_ char *head = NULL;
-				if (asprintf(&head, "%lld  %s  %-13s %s %lld",
-					     (long long)json_integer_value(json_object_get(e, "id")),
-					     json_string_value(json_object_get(e, "created_at")),
-					     json_string_value(json_object_get(e, "event_type")),
-					     json_string_value(json_object_get(e, "aggregate_type")),
-					     (long long)json_integer_value(json_object_get(e, "aggregate_id"))) < 0)
-					head = NULL;
-				_cleanup_free_ char *hs = head ? utf8_escape_text(head, 0) : NULL;
-				if (hs && ps)
-					printf("%s  %s\n", hs, ps);
-				else
+		for (size_t i = 0; i < n; i++) {
+			const struct event *e = &rows[i];
+			since = e->id;
+			if (c->json) {
+				json_t *ev = cli_json_event(e);
+				if (ev && all) {
+					json_array_append_new(all, ev);
+				} else if (ev) {
+					json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+					fputc('\n', stdout);
+					json_decref(ev);
+				} else {
 					fputs("(an event could not be shown: out of memory)\n", stdout);
+				}
+				continue;
 			}
+			/* the payload is JSON text, shown compact as jansson dumps it, then escaped
+			 * but for its own backslashes (DEL and C1 controls, which jansson leaves) */
+			json_t *pv = cli_json_text(e->payload);
+			_cleanup_free_ char *p = pv ? json_dumps(pv, JSON_COMPACT) : NULL;
+			json_decref(pv);
+			_cleanup_free_ char *ps = utf8_escape_text(p ? p : "", UTF8_ESCAPE_KEEP_BACKSLASH);
+			_cleanup_free_ char *head = NULL;
+			if (asprintf(&head, "%lld  %s  %-13s %s %lld", (long long)e->id, e->created_at, e->event_type,
+				     e->aggregate_type, (long long)e->aggregate_id) < 0)
+				head = NULL;
+			_cleanup_free_ char *hs = head ? utf8_escape_text(head, 0) : NULL;
+			if (hs && ps)
+				printf("%s  %s\n", hs, ps);
+			else
+				fputs("(an event could not be shown: out of memory)\n", stdout);
 		}
 		fflush(stdout);
-		json_decref(rows);
+		event_list_free(rows, n);
 		if (n == EVENTS_PAGE)
 			continue; /* more are waiting */
 		if (!follow)

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "db/content.h"
 #include "db/db.h"
+#include "db/jobstate.h"
 #include "db/orders.h"
 #include "image/blksrc.h"
 #include "stages/stage.h"
@@ -519,15 +520,6 @@ int cmd_order_show(struct cli *c, int argc, char **argv)
 	return r;
 }
 
-static bool job_status_ok(const char *s)
-{
-	static const char *const st[] = { "queued", "processing", "retry", "done", "failed", "cancelled" };
-	for (size_t i = 0; i < ARRAY_SIZE(st); i++)
-		if (strcmp(s, st[i]) == 0)
-			return true;
-	return false;
-}
-
 int cmd_jobs(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { "status", required_argument, NULL, 's' },
@@ -540,7 +532,7 @@ int cmd_jobs(struct cli *c, int argc, char **argv)
 	int opt, r;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's') {
-			if (!job_status_ok(optarg))
+			if (job_state_from_name(optarg) < 0)
 				return cli_usage_error(
 					"jobs", "[--status S] [--limit N]",
 					"--status: '%s' is not one of queued, processing, retry, done, failed, cancelled",

@@ -1,7 +1,10 @@
-/* Implementation of db/jobs.h. */
+/* Implementation of db/jobs.h. The job states are bound into the statements by their names
+ * (db/jobstate.h); SQL text names a state only inside a view or the claim's index predicate
+ * (db/schema.c). The events' payloads are data of the outbox, built here with jansson. */
 #include "db/jobs.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,15 +19,27 @@
  * (static slots and sticks without a serial). */
 #define RESUME_DEVICE_SQL "COALESCE(device_serial, CONCAT('slot:', slot))"
 
-void claimed_job_free(struct claimed_job *j)
+/* A state as a bound argument. */
+#define DB_STATE(s) DB_STR(job_state_name(s))
+
+struct claimed_job *claimed_job_free(struct claimed_job *j)
 {
 	if (!j)
-		return;
+		return NULL;
 	free(j->order_number);
 	free(j->image_path);
 	free(j->content_spec);
 	free(j->resume_state);
 	free(j);
+	return NULL;
+}
+
+/* The largest nominal capacity a stick of device_bytes fits:
+ * capacity × (1 − tol) ≤ device  ⇔  capacity ≤ device / (1 − tol). */
+static uint64_t max_capacity_for(uint64_t device_bytes, double tolerance)
+{
+	double lim = tolerance < 1.0 ? (double)device_bytes / (1.0 - tolerance) : 1.8e19;
+	return lim >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(lim);
 }
 
 struct claim_ctx {
@@ -40,23 +55,20 @@ static int claim_txn(struct db *db, void *userdata)
 	uint64_t aff = 0;
 	int r;
 
-	claimed_job_free(c->job);
-	c->job = NULL;
-	/* capacity × (1 − tol) ≤ device  ⇔  capacity ≤ device / (1 − tol) */
-	double lim = q->capacity_tolerance < 1.0 ? (double)q->device_bytes / (1.0 - q->capacity_tolerance) : 1.8e19;
-	uint64_t max_cap = lim >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(lim);
+	c->job = claimed_job_free(c->job);
+	uint64_t max_cap = max_capacity_for(q->device_bytes, q->capacity_tolerance);
 	r = db_query_i64(db, &id, db_claim_select_sql, DB_U64(max_cap), DB_STR(q->station), DB_U64(q->device_bytes),
 			 DB_END);
 	if (r < 0)
 		return r;
 	r = db_exec(db, &aff,
-		    "UPDATE processing_jobs SET status = 'processing', stage = 'validation', progress = 0,"
+		    "UPDATE processing_jobs SET status = ?, stage = 'validation', progress = 0,"
 		    " attempts = attempts + 1, locked_by = ?, heartbeat_at = NOW(6),"
 		    " started_at = COALESCE(started_at, NOW(6)), slot = ?, device_serial = ?, device_capacity_bytes = ?,"
 		    " bytes_written = 0, error_code = NULL, fail_reason = NULL"
-		    " WHERE id = ? AND status IN ('queued', 'retry')",
-		    DB_STR(q->worker_id), DB_STR(q->slot), DB_STR(q->device_serial), DB_U64(q->device_bytes),
-		    DB_I64(id), DB_END);
+		    " WHERE id = ? AND status IN (?, ?)",
+		    DB_STATE(JOB_STATE_PROCESSING), DB_STR(q->worker_id), DB_STR(q->slot), DB_STR(q->device_serial),
+		    DB_U64(q->device_bytes), DB_I64(id), DB_STATE(JOB_STATE_QUEUED), DB_STATE(JOB_STATE_RETRY), DB_END);
 	if (r < 0)
 		return r;
 	if (aff != 1)
@@ -112,9 +124,9 @@ int job_claim(struct db *db, const struct claim_req *req, struct claimed_job **r
 	return 0;
 }
 
-/* The guard of every write made under a lease (three placeholders: id, worker, attempt). */
-#define LEASE_GUARD_SQL "id = ? AND status = 'processing' AND locked_by = ? AND attempts = ?"
-#define LEASE_ARGS(l)	DB_I64((l)->id), DB_STR((l)->worker_id), DB_I64((l)->attempt)
+/* The guard of every write made under a lease (four placeholders: id, state, worker, attempt). */
+#define LEASE_GUARD_SQL "id = ? AND status = ? AND locked_by = ? AND attempts = ?"
+#define LEASE_ARGS(l)	DB_I64((l)->id), DB_STATE(JOB_STATE_PROCESSING), DB_STR((l)->worker_id), DB_I64((l)->attempt)
 
 int job_progress(struct db *db, const struct job_lease *l, const char *stage, int progress, const char *detail_json,
 		 uint64_t bytes_total, uint64_t bytes_written, bool *ret_cancel)
@@ -208,13 +220,14 @@ int job_items_store(struct db *db, const struct job_lease *l, const struct job_i
 	return db_transaction(db, items_txn, &c);
 }
 
-void job_items_free(struct job_item *items, size_t n)
+struct job_item *job_items_free(struct job_item *items, size_t n)
 {
 	for (size_t i = 0; items && i < n; i++) {
 		free(items[i].dest_path);
 		free(items[i].rel_path);
 	}
 	free(items);
+	return NULL;
 }
 
 int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret_n)
@@ -307,10 +320,10 @@ static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct
 			 " j.slot, j.device_serial, j.cancelled_by,"
 			 " TIMESTAMPDIFF(MICROSECOND, j.started_at, NOW(6)) / 1e6"
 			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
-			 " WHERE j.id = ? AND j.status = 'processing' AND (? IS NULL OR (j.locked_by = ? AND j.attempts = ?))"
+			 " WHERE j.id = ? AND j.status = ? AND (? IS NULL OR (j.locked_by = ? AND j.attempts = ?))"
 			 " FOR UPDATE",
-			 DB_I64(id), l ? DB_STR(l->worker_id) : DB_NULL, DB_STR(l ? l->worker_id : NULL),
-			 DB_I64(l ? l->attempt : 0), DB_END);
+			 DB_I64(id), DB_STATE(JOB_STATE_PROCESSING), l ? DB_STR(l->worker_id) : DB_NULL,
+			 DB_STR(l ? l->worker_id : NULL), DB_I64(l ? l->attempt : 0), DB_END);
 	if (r < 0)
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
@@ -335,8 +348,8 @@ static int order_maybe_done(struct db *db, const struct jrow *j)
 {
 	int64_t open = 0;
 	uint64_t aff = 0;
-	int r = db_query_i64(db, &open, "SELECT COUNT(*) FROM processing_jobs WHERE order_id = ? AND status <> 'done'",
-			     DB_I64(j->order_id), DB_END);
+	int r = db_query_i64(db, &open, "SELECT COUNT(*) FROM processing_jobs WHERE order_id = ? AND status <> ?",
+			     DB_I64(j->order_id), DB_STATE(JOB_STATE_DONE), DB_END);
 	if (r < 0 || open)
 		return r;
 	r = db_exec(db, &aff, "UPDATE orders SET status = 'done' WHERE id = ? AND status <> 'done'",
@@ -361,7 +374,7 @@ struct fin {
 	size_t n_delays;
 	uint64_t bytes;
 	const struct job_log_row *row;
-	const char *status; /* out */
+	enum job_state state; /* out */
 };
 
 /* The row of a final transition, in its transaction (after the guarded update, which a leased
@@ -383,14 +396,14 @@ static int done_txn(struct db *db, void *userdata)
 	if (r < 0)
 		return r;
 	r = db_exec(db, &aff,
-		    "UPDATE processing_jobs SET status = 'done', stage = 'done', progress = 100, completed_at = NOW(6),"
+		    "UPDATE processing_jobs SET status = ?, stage = 'done', progress = 100, completed_at = NOW(6),"
 		    " bytes_written = ?, bytes_total = GREATEST(COALESCE(bytes_total, 0), ?), locked_by = NULL,"
 		    " progress_detail = JSON_OBJECT('stage', 'done', 'bytes_done', ?, 'bytes_total', ?,"
 		    "  'duration_seconds', TIMESTAMPDIFF(MICROSECOND, started_at, NOW(6)) / 1e6),"
 		    " heartbeat_at = NOW(6), resume_state = NULL, error_code = NULL, fail_reason = NULL"
 		    " WHERE " LEASE_GUARD_SQL,
-		    DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), LEASE_ARGS(f->lease),
-		    DB_END);
+		    DB_STATE(JOB_STATE_DONE), DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes),
+		    LEASE_ARGS(f->lease), DB_END);
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
 	if (r >= 0)
@@ -403,7 +416,7 @@ static int done_txn(struct db *db, void *userdata)
 		r = log_row_add(db, f->id, f->lease, f->row);
 	if (r >= 0)
 		r = order_maybe_done(db, &j);
-	f->status = "done";
+	f->state = JOB_STATE_DONE;
 	jrow_done(&j);
 	return r;
 }
@@ -414,13 +427,75 @@ int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_wri
 	return db_transaction(db, done_txn, &f);
 }
 
-int job_is_done(struct db *db, int64_t id, bool *ret)
+/* A status column's text as the enum: -EPROTO for a name the schema does not have. */
+static int state_of(const char *name, enum job_state *ret)
 {
-	int64_t done = 0;
-	int r = db_query_i64(db, &done, "SELECT status = 'done' FROM processing_jobs WHERE id = ?", DB_I64(id), DB_END);
+	enum job_state s = job_state_from_name(name);
+	if (s < 0)
+		return -EPROTO;
+	*ret = s;
+	return 0;
+}
+
+/* The job's state; lock: with its row locked (FOR UPDATE) in the caller's transaction.
+ * -ENOENT: no such job. */
+static int read_state(struct db *db, int64_t id, bool lock, enum job_state *ret)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 lock ? "SELECT status FROM processing_jobs WHERE id = ? FOR UPDATE"
+			      : "SELECT status FROM processing_jobs WHERE id = ?",
+			 DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	*ret = done != 0;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -ENOENT;
+	return state_of(row[0], ret);
+}
+
+int job_get_state(struct db *db, int64_t id, enum job_state *ret) { return read_state(db, id, false, ret); }
+
+void job_status_done(struct job_status *s)
+{
+	free(s->stage);
+	free(s->error_code);
+	free(s->slot);
+	*s = (struct job_status){ 0 };
+}
+
+int job_get_status(struct db *db, int64_t id, struct job_status *ret)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = db_query(db, &res,
+			 "SELECT status, stage, progress, attempts, max_attempts, error_code,"
+			 " COALESCE(JSON_VALUE(progress_detail, '$.rate_bytes_per_s'), 0),"
+			 " COALESCE(JSON_VALUE(progress_detail, '$.eta_seconds'), 0), slot"
+			 " FROM processing_jobs WHERE id = ?",
+			 DB_I64(id), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (!row)
+		return -ENOENT;
+	struct job_status s = {
+		.progress = (int)db_row_i64(row, 2),
+		.attempts = (int)db_row_i64(row, 3),
+		.max_attempts = (int)db_row_i64(row, 4),
+		.rate_bytes_per_s = db_row_dbl(row, 6),
+		.eta_seconds = db_row_dbl(row, 7),
+	};
+	r = state_of(row[0], &s.state);
+	if (r < 0)
+		return r;
+	s.stage = strdup_or_null(row[1]);
+	s.error_code = strdup_or_null(row[5]);
+	s.slot = strdup_or_null(row[8]);
+	if (!s.stage || (row[5] && !s.error_code) || (row[8] && !s.slot)) {
+		job_status_done(&s);
+		return -ENOMEM;
+	}
+	*ret = s;
 	return 0;
 }
 
@@ -436,36 +511,39 @@ static int fail_txn(struct db *db, void *userdata)
 		return r;
 
 	if (cls == UFC_CLASS_BAD_STICK) {
-		f->status = "queued";
+		f->state = JOB_STATE_QUEUED;
 		r = db_exec(db, &aff,
-			    "UPDATE processing_jobs SET status = 'queued', stage = 'pending', progress = 0,"
+			    "UPDATE processing_jobs SET status = ?, stage = 'pending', progress = 0,"
 			    " attempts = GREATEST(attempts - 1, 0), locked_by = NULL, slot = NULL, device_serial = NULL,"
 			    " device_capacity_bytes = NULL, next_attempt_at = NOW(6), error_code = ?, fail_reason = ?"
-			    " WHERE id = ? AND status = 'processing'",
-			    DB_STR(code), DB_STR(f->reason), DB_I64(f->id), DB_END);
+			    " WHERE id = ? AND status = ?",
+			    DB_STATE(f->state), DB_STR(code), DB_STR(f->reason), DB_I64(f->id),
+			    DB_STATE(JOB_STATE_PROCESSING), DB_END);
 	} else if (cls == UFC_CLASS_CANCELLED) {
-		f->status = "cancelled";
+		f->state = JOB_STATE_CANCELLED;
 		r = db_exec(db, &aff,
-			    "UPDATE processing_jobs SET status = 'cancelled', cancelled_at = NOW(6), locked_by = NULL,"
-			    " cancelled_by = COALESCE(cancelled_by, 'operator'), error_code = 'CANCELLED', fail_reason = ?"
-			    " WHERE id = ? AND status = 'processing'",
-			    DB_STR(f->reason), DB_I64(f->id), DB_END);
+			    "UPDATE processing_jobs SET status = ?, cancelled_at = NOW(6), locked_by = NULL,"
+			    " cancelled_by = COALESCE(cancelled_by, 'operator'), error_code = ?, fail_reason = ?"
+			    " WHERE id = ? AND status = ?",
+			    DB_STATE(f->state), DB_STR(uf_code_name(UFC_CANCELLED)), DB_STR(f->reason), DB_I64(f->id),
+			    DB_STATE(JOB_STATE_PROCESSING), DB_END);
 	} else if (cls == UFC_CLASS_RETRYABLE && j.attempts < j.max_attempts && j.attempts >= 1) {
 		size_t k = (size_t)j.attempts - 1;
 		double delay = f->n_delays ? f->delays[k < f->n_delays ? k : f->n_delays - 1] : 0;
-		f->status = "retry";
+		f->state = JOB_STATE_RETRY;
 		r = db_exec(db, &aff,
-			    "UPDATE processing_jobs SET status = 'retry', locked_by = NULL,"
+			    "UPDATE processing_jobs SET status = ?, locked_by = NULL,"
 			    " next_attempt_at = NOW(6) + INTERVAL ? MICROSECOND, error_code = ?, fail_reason = ?"
-			    " WHERE id = ? AND status = 'processing'",
-			    DB_I64((int64_t)llround(delay * 1e6)), DB_STR(code), DB_STR(f->reason), DB_I64(f->id),
-			    DB_END);
+			    " WHERE id = ? AND status = ?",
+			    DB_STATE(f->state), DB_I64((int64_t)llround(delay * 1e6)), DB_STR(code), DB_STR(f->reason),
+			    DB_I64(f->id), DB_STATE(JOB_STATE_PROCESSING), DB_END);
 	} else {
-		f->status = "failed";
+		f->state = JOB_STATE_FAILED;
 		r = db_exec(db, &aff,
-			    "UPDATE processing_jobs SET status = 'failed', failed_at = NOW(6), locked_by = NULL,"
-			    " error_code = ?, fail_reason = ? WHERE id = ? AND status = 'processing'",
-			    DB_STR(code), DB_STR(f->reason), DB_I64(f->id), DB_END);
+			    "UPDATE processing_jobs SET status = ?, failed_at = NOW(6), locked_by = NULL,"
+			    " error_code = ?, fail_reason = ? WHERE id = ? AND status = ?",
+			    DB_STATE(f->state), DB_STR(code), DB_STR(f->reason), DB_I64(f->id),
+			    DB_STATE(JOB_STATE_PROCESSING), DB_END);
 		if (r >= 0 && aff == 1)
 			r = event_add(db, "job", f->id, "job.failed", j.generation,
 				      json_pack("{s:I, s:s, s:i, s:i, s:s, s:s?}", "job_id", (json_int_t)f->id,
@@ -489,7 +567,7 @@ static int fail_txn(struct db *db, void *userdata)
 }
 
 int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
-		    const struct job_log_row *row, const double *delays, size_t n_delays, const char **ret_status)
+		    const struct job_log_row *row, const double *delays, size_t n_delays, enum job_state *ret_state)
 {
 	struct fin f = { .id = l->id,
 			 .lease = l,
@@ -499,8 +577,8 @@ int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code,
 			 .n_delays = n_delays,
 			 .row = row };
 	int r = db_transaction(db, fail_txn, &f);
-	if (r >= 0 && ret_status)
-		*ret_status = f.status;
+	if (r >= 0 && ret_state)
+		*ret_state = f.state;
 	return r;
 }
 
@@ -520,9 +598,9 @@ static int hand_back_txn(struct db *db, void *userdata)
 		r = log_row_add(db, h->l->id, h->l, h->row);
 	if (r >= 0)
 		r = db_exec(db, &aff,
-			    "UPDATE processing_jobs SET status = 'retry', attempts = GREATEST(attempts - 1, 0),"
+			    "UPDATE processing_jobs SET status = ?, attempts = GREATEST(attempts - 1, 0),"
 			    " locked_by = NULL, next_attempt_at = NOW(6), fail_reason = ? WHERE " LEASE_GUARD_SQL,
-			    DB_STR(h->why), LEASE_ARGS(h->l), DB_END);
+			    DB_STATE(JOB_STATE_RETRY), DB_STR(h->why), LEASE_ARGS(h->l), DB_END);
 	if (r < 0)
 		return r;
 	return aff == 1 ? 0 : -ESTALE;
@@ -537,33 +615,31 @@ int job_hand_back(struct db *db, const struct job_lease *l, const char *why, con
 struct cancel_ctx {
 	int64_t id;
 	const char *by;
-	const char *status;
+	enum job_state state;
 };
 
 static int cancel_txn(struct db *db, void *userdata)
 {
 	struct cancel_ctx *c = userdata;
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	enum job_state now;
 	uint64_t aff = 0;
-	int r = db_query(db, &res, "SELECT status FROM processing_jobs WHERE id = ? FOR UPDATE", DB_I64(c->id), DB_END);
+	int r = read_state(db, c->id, true, &now);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
-	if (!row)
-		return -ENOENT;
-	if (strcmp(row[0], "queued") == 0 || strcmp(row[0], "retry") == 0) {
+	if (now == JOB_STATE_QUEUED || now == JOB_STATE_RETRY) {
 		r = db_exec(db, &aff,
-			    "UPDATE processing_jobs SET status = 'cancelled', cancel_requested_at = NOW(6),"
-			    " cancelled_at = NOW(6), cancelled_by = ?, error_code = 'CANCELLED', fail_reason = 'cancelled by operator'"
-			    " WHERE id = ? AND status IN ('queued', 'retry')",
-			    DB_STR(c->by), DB_I64(c->id), DB_END);
-		c->status = "cancelled";
-	} else if (strcmp(row[0], "processing") == 0) {
+			    "UPDATE processing_jobs SET status = ?, cancel_requested_at = NOW(6),"
+			    " cancelled_at = NOW(6), cancelled_by = ?, error_code = ?, fail_reason = 'cancelled by operator'"
+			    " WHERE id = ? AND status = ?",
+			    DB_STATE(JOB_STATE_CANCELLED), DB_STR(c->by), DB_STR(uf_code_name(UFC_CANCELLED)),
+			    DB_I64(c->id), DB_STATE(now), DB_END);
+		c->state = JOB_STATE_CANCELLED;
+	} else if (now == JOB_STATE_PROCESSING) {
 		r = db_exec(db, &aff,
 			    "UPDATE processing_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, NOW(6)),"
-			    " cancelled_by = ? WHERE id = ? AND status = 'processing'",
-			    DB_STR(c->by), DB_I64(c->id), DB_END);
-		c->status = "cancel_requested";
+			    " cancelled_by = ? WHERE id = ? AND status = ?",
+			    DB_STR(c->by), DB_I64(c->id), DB_STATE(JOB_STATE_PROCESSING), DB_END);
+		c->state = JOB_STATE_PROCESSING;
 	} else {
 		return -EALREADY;
 	}
@@ -571,18 +647,18 @@ static int cancel_txn(struct db *db, void *userdata)
 		return r;
 	if (aff != 1)
 		return -EAGAIN;
-	json_t *m = json_pack("{s:s}", "result", c->status);
+	json_t *m = json_pack("{s:s}", "result", c->state == JOB_STATE_CANCELLED ? "cancelled" : "cancel_requested");
 	r = audit_add(db, c->by, "job", c->id, "cancel", m);
 	json_decref(m);
 	return r;
 }
 
-int job_cancel(struct db *db, int64_t id, const char *by, const char **ret_status)
+int job_cancel(struct db *db, int64_t id, const char *by, enum job_state *ret_state)
 {
-	struct cancel_ctx c = { id, by, NULL };
+	struct cancel_ctx c = { .id = id, .by = by };
 	int r = db_transaction(db, cancel_txn, &c);
 	if (r >= 0)
-		*ret_status = c.status;
+		*ret_state = c.state;
 	return r;
 }
 
@@ -596,6 +672,7 @@ static int retry_txn(struct db *db, void *userdata)
 {
 	struct retry_ctx *c = userdata;
 	_cleanup_result_ MYSQL_RES *res = NULL;
+	enum job_state prev;
 	uint64_t aff = 0;
 	int r = db_query(db, &res, "SELECT status, order_id FROM processing_jobs WHERE id = ? FOR UPDATE",
 			 DB_I64(c->id), DB_END);
@@ -604,21 +681,21 @@ static int retry_txn(struct db *db, void *userdata)
 	MYSQL_ROW row = mysql_fetch_row(res);
 	if (!row)
 		return -ENOENT;
-	if (strcmp(row[0], "failed") != 0 && strcmp(row[0], "cancelled") != 0)
+	r = state_of(row[0], &prev);
+	if (r < 0)
+		return r;
+	if (prev != JOB_STATE_FAILED && prev != JOB_STATE_CANCELLED)
 		return -EBUSY;
-	_cleanup_free_ char *prev = strdup(row[0]);
-	if (!prev)
-		return -ENOMEM;
 	int64_t order_id = db_row_i64(row, 1);
 	r = db_exec(db, &aff,
-		    "UPDATE processing_jobs SET status = 'queued', stage = 'pending', progress = 0, progress_detail = NULL,"
+		    "UPDATE processing_jobs SET status = ?, stage = 'pending', progress = 0, progress_detail = NULL,"
 		    " attempts = 0, max_attempts = ?, generation = generation + 1, next_attempt_at = NOW(6),"
 		    " locked_by = NULL, heartbeat_at = NULL, slot = NULL, device_serial = NULL, device_capacity_bytes = NULL,"
 		    " bytes_written = 0, resume_state = NULL, started_at = NULL, completed_at = NULL,"
 		    " failed_at = NULL, cancel_requested_at = NULL, cancelled_at = NULL, cancelled_by = NULL,"
 		    " fail_reason = NULL, error_code = NULL, stuck_reported_at = NULL"
-		    " WHERE id = ? AND status IN ('failed', 'cancelled')",
-		    DB_I64(c->max_attempts), DB_I64(c->id), DB_END);
+		    " WHERE id = ? AND status = ?",
+		    DB_STATE(JOB_STATE_QUEUED), DB_I64(c->max_attempts), DB_I64(c->id), DB_STATE(prev), DB_END);
 	if (r < 0)
 		return r;
 	if (aff != 1)
@@ -627,7 +704,7 @@ static int retry_txn(struct db *db, void *userdata)
 		    DB_I64(order_id), DB_END);
 	if (r < 0)
 		return r;
-	json_t *m = json_pack("{s:s, s:i}", "previous_status", prev, "max_attempts", c->max_attempts);
+	json_t *m = json_pack("{s:s, s:i}", "previous_status", job_state_name(prev), "max_attempts", c->max_attempts);
 	r = audit_add(db, c->actor, "job", c->id, "retry", m);
 	json_decref(m);
 	return r;
@@ -644,7 +721,7 @@ struct reap_one {
 	double timeout;
 	const double *delays;
 	size_t n_delays;
-	const char *status;
+	enum job_state state;
 };
 
 /* One stale job: lock it only if it is still processing with a stale heartbeat, and only if
@@ -656,9 +733,10 @@ static int reap_txn(struct db *db, void *userdata)
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs"
-			 " WHERE id = ? AND status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND"
+			 " WHERE id = ? AND status = ? AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND"
 			 " FOR UPDATE SKIP LOCKED",
-			 DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
+			 DB_I64(c->id), DB_STATE(JOB_STATE_PROCESSING), DB_I64((int64_t)llround(c->timeout * 1e6)),
+			 DB_END);
 	if (r < 0)
 		return r;
 	MYSQL_ROW row = mysql_fetch_row(res);
@@ -686,7 +764,7 @@ static int reap_txn(struct db *db, void *userdata)
 		.message =
 			cancel ? "stuck job cancelled by the reaper: cancel was requested and its worker stopped answering"
 			       : "stuck job recovered by the reaper: no heartbeat from its worker",
-		.error_code = cancel ? "CANCELLED" : "STUCK_TIMEOUT",
+		.error_code = uf_code_name(cancel ? UFC_CANCELLED : UFC_STUCK_TIMEOUT),
 	};
 	struct fin f = { .id = c->id,
 			 .code = cancel ? UFC_CANCELLED : UFC_STUCK_TIMEOUT,
@@ -697,7 +775,7 @@ static int reap_txn(struct db *db, void *userdata)
 					  : "no heartbeat from the worker (it died or lost the database)" };
 	r = fail_txn(db, &f);
 	if (r >= 0)
-		c->status = f.status;
+		c->state = f.state;
 	return r;
 }
 
@@ -706,9 +784,9 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 	struct reap_one *c = userdata;
 	uint64_t aff = 0;
 	int r = db_exec(db, &aff,
-			"UPDATE processing_jobs SET stuck_reported_at = NOW(6) WHERE id = ? AND status = 'queued'"
+			"UPDATE processing_jobs SET stuck_reported_at = NOW(6) WHERE id = ? AND status = ?"
 			" AND stuck_reported_at IS NULL AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND",
-			DB_I64(c->id), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
+			DB_I64(c->id), DB_STATE(JOB_STATE_QUEUED), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
 	if (r < 0)
 		return r;
 	if (aff != 1)
@@ -725,11 +803,11 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 		return -ESTALE;
 	r = event_add(db, "job", c->id, "job.stuck", (int)db_row_i64(row, 1),
 		      json_pack("{s:I, s:s, s:s, s:I}", "job_id", (json_int_t)c->id, "order_number", row[0], "status",
-				"queued", "queued_seconds", (json_int_t)db_row_i64(row, 2)));
+				job_state_name(JOB_STATE_QUEUED), "queued_seconds", (json_int_t)db_row_i64(row, 2)));
 	if (r >= 0)
 		r = job_log(db, c->id, (int)db_row_i64(row, 3), "warn", "pending", "system",
 			    "job has waited in the queue longer than stuck.queued_timeout (no fitting stick?)",
-			    "STUCK_TIMEOUT", NULL);
+			    uf_code_name(UFC_STUCK_TIMEOUT), NULL);
 	return r;
 }
 
@@ -741,97 +819,152 @@ static bool in_list(int64_t id, const int64_t *list, size_t n)
 	return false;
 }
 
-int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays, size_t n_delays,
-	      const int64_t *skip, size_t n_skip, struct reap_stats *ret)
+void reap_stats_done(struct reap_stats *st)
 {
-	struct reap_stats st = { .actions = json_array() };
-	for (int pass = 0; pass < 2; pass++) {
-		_cleanup_result_ MYSQL_RES *res = NULL;
-		double to = pass == 0 ? processing_timeout : queued_timeout;
-		int r = pass == 0
-				? db_query(db, &res,
-					   "SELECT id FROM processing_jobs WHERE status = 'processing'"
-					   " AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
-					   DB_I64((int64_t)llround(to * 1e6)), DB_END)
-				: db_query(db, &res,
-					   "SELECT id FROM processing_jobs WHERE status = 'queued' AND stuck_reported_at IS NULL"
-					   " AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
-					   DB_I64((int64_t)llround(to * 1e6)), DB_END);
-		if (r < 0) {
-			json_decref(st.actions);
+	st->actions = mfree(st->actions);
+	st->n_actions = 0;
+}
+
+static int reap_note(struct reap_stats *st, int64_t id, enum job_state state, bool stuck_reported)
+{
+	struct reap_action *a = reallocarray(st->actions, st->n_actions + 1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	st->actions = a;
+	a[st->n_actions++] = (struct reap_action){ .job_id = id, .state = state, .stuck_reported = stuck_reported };
+	if (stuck_reported)
+		st->stuck_reported++;
+	else if (state == JOB_STATE_FAILED)
+		st->failed++;
+	else if (state == JOB_STATE_CANCELLED)
+		st->cancelled++;
+	else
+		st->retried++;
+	return 0;
+}
+
+/* One pass of the reaper: the stale processing jobs (pass 0) or the jobs queued too long. */
+static int reap_pass(struct db *db, int pass, double timeout, const double *delays, size_t n_delays,
+		     const int64_t *skip, size_t n_skip, struct reap_stats *st)
+{
+	_cleanup_result_ MYSQL_RES *res = NULL;
+	int r = pass == 0 ? db_query(db, &res,
+				     "SELECT id FROM processing_jobs WHERE status = ?"
+				     " AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
+				     DB_STATE(JOB_STATE_PROCESSING), DB_I64((int64_t)llround(timeout * 1e6)), DB_END)
+			  : db_query(db, &res,
+				     "SELECT id FROM processing_jobs WHERE status = ? AND stuck_reported_at IS NULL"
+				     " AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
+				     DB_STATE(JOB_STATE_QUEUED), DB_I64((int64_t)llround(timeout * 1e6)), DB_END);
+	if (r < 0)
+		return r;
+	MYSQL_ROW row;
+	while ((row = mysql_fetch_row(res))) {
+		struct reap_one c = {
+			.id = db_row_i64(row, 0), .timeout = timeout, .delays = delays, .n_delays = n_delays
+		};
+		if (pass == 0 && in_list(c.id, skip, n_skip))
+			continue;
+		r = db_transaction(db, pass == 0 ? reap_txn : stuck_queued_txn, &c);
+		if (r == -ESTALE)
+			continue; /* it beat, finished or was reported meanwhile */
+		if (r < 0)
 			return r;
-		}
-		MYSQL_ROW row;
-		while ((row = mysql_fetch_row(res))) {
-			struct reap_one c = {
-				.id = db_row_i64(row, 0), .timeout = to, .delays = delays, .n_delays = n_delays
-			};
-			if (pass == 0 && in_list(c.id, skip, n_skip))
-				continue;
-			r = db_transaction(db, pass == 0 ? reap_txn : stuck_queued_txn, &c);
-			if (r == -ESTALE)
-				continue; /* it beat, finished or was reported meanwhile */
-			if (r < 0) {
-				json_decref(st.actions);
-				return r;
-			}
-			if (pass == 0) {
-				if (strcmp(c.status, "failed") == 0)
-					st.failed++;
-				else if (strcmp(c.status, "cancelled") == 0)
-					st.cancelled++;
-				else
-					st.retried++;
-			} else {
-				st.stuck_reported++;
-			}
-			json_array_append_new(st.actions, json_pack("{s:I, s:s}", "job_id", (json_int_t)c.id, "action",
-								    pass == 0 ? c.status : "reported_stuck"));
-		}
+		r = reap_note(st, c.id, pass == 0 ? c.state : JOB_STATE_QUEUED, pass != 0);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int queue_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays, size_t n_delays,
+	       const int64_t *skip, size_t n_skip, struct reap_stats *ret)
+{
+	struct reap_stats st = {};
+	int r = reap_pass(db, 0, processing_timeout, delays, n_delays, skip, n_skip, &st);
+	if (r >= 0)
+		r = reap_pass(db, 1, queued_timeout, delays, n_delays, skip, n_skip, &st);
+	if (r < 0) {
+		reap_stats_done(&st);
+		return r;
 	}
 	*ret = st;
 	return 0;
 }
 
-int queue_stats(struct db *db, double processing_timeout, double queued_timeout, json_t **ret)
+int queue_get_stats(struct db *db, double processing_timeout, double queued_timeout, struct queue_stats *ret)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;
+	struct queue_stats st = {};
 	int r = db_query(db, &res, "SELECT status, jobs, avg_duration_seconds FROM v_queue_stats", DB_END);
 	if (r < 0)
 		return r;
-	json_t *o = json_object();
 	MYSQL_ROW row;
-	double avg = 0;
-	bool have_avg = false;
 	while ((row = mysql_fetch_row(res))) {
-		json_object_set_new(o, row[0], json_integer(db_row_i64(row, 1)));
-		if (strcmp(row[0], "done") == 0 && row[2]) {
-			avg = db_row_dbl(row, 2);
-			have_avg = true;
+		enum job_state s;
+		r = state_of(row[0], &s);
+		if (r < 0)
+			return r;
+		st.jobs[s] = db_row_i64(row, 1);
+		if (s == JOB_STATE_DONE && row[2]) {
+			st.avg_duration_seconds = db_row_dbl(row, 2);
+			st.have_avg_duration = true;
 		}
 	}
-	int64_t sp = 0, sq = 0;
 	r = db_query_i64(
-		db, &sp,
-		"SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND",
-		DB_I64((int64_t)llround(processing_timeout * 1e6)), DB_END);
-	if (r >= 0)
-		r = db_query_i64(
-			db, &sq,
-			"SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND",
-			DB_I64((int64_t)llround(queued_timeout * 1e6)), DB_END);
-	if (r < 0) {
-		json_decref(o);
+		db, &st.stuck_processing,
+		"SELECT COUNT(*) FROM processing_jobs WHERE status = ? AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND",
+		DB_STATE(JOB_STATE_PROCESSING), DB_I64((int64_t)llround(processing_timeout * 1e6)), DB_END);
+	if (r < 0)
 		return r;
-	}
-	json_object_set_new(o, "stuck_processing", json_integer(sp));
-	json_object_set_new(o, "stuck_queued", json_integer(sq));
-	json_object_set_new(o, "avg_duration_seconds", have_avg ? json_real(avg) : json_null());
-	*ret = o;
+	r = db_query_i64(
+		db, &st.stuck_queued,
+		"SELECT COUNT(*) FROM processing_jobs WHERE status = ? AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND",
+		DB_STATE(JOB_STATE_QUEUED), DB_I64((int64_t)llround(queued_timeout * 1e6)), DB_END);
+	if (r < 0)
+		return r;
+	*ret = st;
 	return 0;
 }
 
-int events_list(struct db *db, int64_t since, int limit, json_t **ret)
+int queue_count_runnable(struct db *db, int64_t *ret)
+{
+	return db_query_i64(db, ret, "SELECT COUNT(*) FROM processing_jobs WHERE status IN (?, ?)",
+			    DB_STATE(JOB_STATE_QUEUED), DB_STATE(JOB_STATE_RETRY), DB_END);
+}
+
+int queue_count_fitting(struct db *db, const char *station, uint64_t device_bytes, double capacity_tolerance,
+			int64_t *ret)
+{
+	return db_query_i64(db, ret,
+			    "SELECT COUNT(*) FROM processing_jobs WHERE status IN (?, ?)"
+			    " AND capacity_bytes <= ? AND min_device_bytes <= ? AND (station IS NULL OR station = ?)",
+			    DB_STATE(JOB_STATE_QUEUED), DB_STATE(JOB_STATE_RETRY),
+			    DB_U64(max_capacity_for(device_bytes, capacity_tolerance)), DB_U64(device_bytes),
+			    DB_STR(station), DB_END);
+}
+
+struct event *event_list_free(struct event *e, size_t n)
+{
+	for (size_t i = 0; e && i < n; i++) {
+		free(e[i].aggregate_type);
+		free(e[i].event_type);
+		free(e[i].payload);
+		free(e[i].created_at);
+		free(e[i].published_at);
+	}
+	free(e);
+	return NULL;
+}
+
+/* strdup of a column that may be NULL: 0, or -ENOMEM when a non-NULL value could not be copied. */
+static int dup_col(const char *v, char **ret)
+{
+	*ret = v ? strdup(v) : NULL;
+	return v && !*ret ? -ENOMEM : 0;
+}
+
+int event_list(struct db *db, int64_t since, int limit, struct event **ret, size_t *ret_n)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	int r = db_query(db, &res,
@@ -840,11 +973,51 @@ int events_list(struct db *db, int64_t since, int limit, json_t **ret)
 			 DB_I64(since), DB_I64(limit > 0 ? limit : 1000), DB_END);
 	if (r < 0)
 		return r;
-	*ret = db_result_to_json(res);
+	size_t n = mysql_num_rows(res), k = 0;
+	struct event *e = n ? calloc(n, sizeof(*e)) : NULL;
+	if (n && !e)
+		return -ENOMEM;
+	MYSQL_ROW row;
+	while (r >= 0 && k < n && (row = mysql_fetch_row(res))) {
+		struct event *v = &e[k++];
+		v->id = db_row_i64(row, 0);
+		v->aggregate_id = db_row_i64(row, 2);
+		v->generation = (int)db_row_i64(row, 4);
+		r = dup_col(row[1], &v->aggregate_type);
+		if (r >= 0)
+			r = dup_col(row[3], &v->event_type);
+		if (r >= 0)
+			r = dup_col(row[5], &v->payload);
+		if (r >= 0)
+			r = dup_col(row[6], &v->created_at);
+		if (r >= 0)
+			r = dup_col(row[7], &v->published_at);
+	}
+	if (r < 0) {
+		event_list_free(e, k);
+		return r;
+	}
+	*ret = e;
+	*ret_n = k;
 	return 0;
 }
 
-int job_logs(struct db *db, int64_t id, int64_t since, json_t **ret)
+struct job_log_entry *job_log_list_free(struct job_log_entry *l, size_t n)
+{
+	for (size_t i = 0; l && i < n; i++) {
+		free(l[i].created_at);
+		free(l[i].level);
+		free(l[i].stage);
+		free(l[i].category);
+		free(l[i].message);
+		free(l[i].error_code);
+		free(l[i].details);
+	}
+	free(l);
+	return NULL;
+}
+
+int job_log_list(struct db *db, int64_t id, int64_t since, struct job_log_entry **ret, size_t *ret_n)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	int r = db_query(db, &res,
@@ -853,6 +1026,34 @@ int job_logs(struct db *db, int64_t id, int64_t since, json_t **ret)
 			 DB_I64(id), DB_I64(since), DB_END);
 	if (r < 0)
 		return r;
-	*ret = db_result_to_json(res);
+	size_t n = mysql_num_rows(res), k = 0;
+	struct job_log_entry *l = n ? calloc(n, sizeof(*l)) : NULL;
+	if (n && !l)
+		return -ENOMEM;
+	MYSQL_ROW row;
+	while (r >= 0 && k < n && (row = mysql_fetch_row(res))) {
+		struct job_log_entry *v = &l[k++];
+		v->id = db_row_i64(row, 0);
+		v->attempt = (int)db_row_i64(row, 2);
+		r = dup_col(row[1], &v->created_at);
+		if (r >= 0)
+			r = dup_col(row[3], &v->level);
+		if (r >= 0)
+			r = dup_col(row[4], &v->stage);
+		if (r >= 0)
+			r = dup_col(row[5], &v->category);
+		if (r >= 0)
+			r = dup_col(row[6], &v->message);
+		if (r >= 0)
+			r = dup_col(row[7], &v->error_code);
+		if (r >= 0)
+			r = dup_col(row[8], &v->details);
+	}
+	if (r < 0) {
+		job_log_list_free(l, k);
+		return r;
+	}
+	*ret = l;
+	*ret_n = k;
 	return 0;
 }

@@ -1,18 +1,25 @@
 /* Job state transitions (DESIGN.md "Job states"): claim, heartbeat/progress, log rows, the
- * guarded finalizer with its outbox events, operator cancel/retry, hand-back, and the reaper.
+ * guarded finalizer with its outbox events, operator cancel/retry, hand-back, and the reaper;
+ * and the read side of jobs, the queue and the outbox (status, log rows, queue counts, events)
+ * returned as structs (cli/ makes the JSON and the text of them).
  * Every transition is one guarded statement or one transaction checking affected rows; an event
  * is written in the same transaction as the transition it reports, and at most once
  * (unique aggregate_type, aggregate_id, event_type, generation).
+ *
+ * Names: job_* act on one job, queue_* on the queue as a whole (reaper, counts), event_* on the
+ * outbox; a struct's destructor is <struct>_free (accepts NULL, returns NULL) or _done for one
+ * the caller holds by value.
  *
  * Errors: -ESTALE when the guard did not match (the job is no longer ours / no longer in the
  * expected state: stop and write nothing more for it), -ENOENT unknown job, db errors. */
 #pragma once
 
-#include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "db/db.h"
+#include "db/jobstate.h"
 #include "util/items.h"
 #include "util/ufcode.h"
 
@@ -41,7 +48,8 @@ struct claimed_job {
 	bool resume_other_stick; /* an earlier attempt left a resume state, but on another stick */
 	bool cancel_requested;
 };
-void claimed_job_free(struct claimed_job *j);
+/* Accepts NULL; returns NULL. */
+struct claimed_job *claimed_job_free(struct claimed_job *j);
 
 /* Claim the runnable job that best fits the stick (SKIP LOCKED, claim index) and move it to
  * processing with attempts+1, locked_by, heartbeat, started_at (first attempt), slot and
@@ -81,7 +89,8 @@ int job_log_leased(struct db *db, const struct job_lease *l, const struct job_lo
 int job_items_store(struct db *db, const struct job_lease *l, const struct job_item *items, size_t n);
 /* Load a previous attempt's choice; *ret_n = 0 when none. */
 int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret_n);
-void job_items_free(struct job_item *items, size_t n);
+/* Accepts NULL; returns NULL. */
+struct job_item *job_items_free(struct job_item *items, size_t n);
 /* Store the writer's resume state (JSON) for a later attempt. Guarded like job_progress. */
 int job_resume_store(struct db *db, const struct job_lease *l, const char *resume_json);
 
@@ -101,43 +110,108 @@ struct job_log_row {
  *             else (PERMANENT, or no attempts left) → failed + job.failed + order.failed
  *             (payload "refund_due": true); BAD_STICK → queued again, the attempt not spent;
  *             CANCELLED → cancelled (cancelled_at, cancelled_by from the request).
- * *ret_status (may be NULL) = the status the job went to. */
+ * *ret_state (may be NULL) = the state the job went to. */
 int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_written, const struct job_log_row *row);
 int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
-		    const struct job_log_row *row, const double *delays, size_t n_delays, const char **ret_status);
+		    const struct job_log_row *row, const double *delays, size_t n_delays, enum job_state *ret_state);
 /* Hand a running job back (daemon stopping): retry, next_attempt_at now, attempt not spent. */
 int job_hand_back(struct db *db, const struct job_lease *l, const char *why, const struct job_log_row *row);
-/* Whether the job's row says it ended done (a commit whose answer was lost with the connection
- * is recognised by this). */
-int job_is_done(struct db *db, int64_t id, bool *ret);
+/* The job's state (a commit whose answer was lost with the connection is recognised by it).
+ * -ENOENT when there is no such job. */
+int job_get_state(struct db *db, int64_t id, enum job_state *ret);
 
-/* Operator: queued/retry → cancelled now; processing → cancel_requested_at (the worker stops at
- * its next chunk boundary). *ret_status = "cancelled" or "cancel_requested". -EALREADY when the
- * job has ended (done/failed/cancelled). */
-int job_cancel(struct db *db, int64_t id, const char *by, const char **ret_status);
+/* What `job watch` shows of a job. */
+struct job_status {
+	enum job_state state;
+	char *stage;
+	int progress;
+	int attempts, max_attempts;
+	char *error_code;	 /* NULL when none */
+	double rate_bytes_per_s; /* progress_detail's rate, 0 when unknown */
+	double eta_seconds;	 /* progress_detail's eta, 0 when unknown */
+	char *slot;		 /* NULL when none */
+};
+/* -ENOENT when there is no such job, -ENOMEM, db errors. Free with job_status_done. */
+int job_get_status(struct db *db, int64_t id, struct job_status *ret);
+void job_status_done(struct job_status *s);
+
+/* Operator: queued/retry → cancelled now (*ret_state = JOB_STATE_CANCELLED); processing →
+ * cancel_requested_at, the worker stops at its next chunk boundary (*ret_state =
+ * JOB_STATE_PROCESSING). -EALREADY when the job has ended (done/failed/cancelled). */
+int job_cancel(struct db *db, int64_t id, const char *by, enum job_state *ret_state);
 /* Operator: failed/cancelled → queued with a fresh attempt budget (generation+1), audited.
  * -EBUSY when the job is not failed or cancelled. */
 int job_retry(struct db *db, int64_t id, const char *actor, int max_attempts);
 
-struct reap_stats {
-	unsigned retried;	 /* stale processing → retry */
-	unsigned failed;	 /* stale processing, no attempts left → failed */
-	unsigned cancelled;	 /* stale processing with a cancel request → cancelled */
-	unsigned stuck_reported; /* queued too long → job.stuck event + warn log */
-	json_t *actions;	 /* [{"job_id", "action", "reason"}], owned by the caller */
+/* What the reaper did to one job: a stale processing job went to state (retry, failed or
+ * cancelled), or (stuck_reported) a job waiting in the queue too long was reported stuck. */
+struct reap_action {
+	int64_t job_id;
+	enum job_state state;
+	bool stuck_reported;
 };
+
+struct reap_stats {
+	unsigned retried;	     /* stale processing → retry */
+	unsigned failed;	     /* stale processing, no attempts left → failed */
+	unsigned cancelled;	     /* stale processing with a cancel request → cancelled */
+	unsigned stuck_reported;     /* queued too long → job.stuck event + warn log */
+	struct reap_action *actions; /* in the order taken; free with reap_stats_done */
+	size_t n_actions;
+};
+void reap_stats_done(struct reap_stats *st);
 /* Stuck-job recovery, one transaction per job, guarded on the stale heartbeat so a job that just
  * beat or finished is never touched. The jobs in skip[0..n_skip) (those the caller's own live
  * runners hold: their heartbeats lag only because the database was away) are left alone. The
  * log row names the stage of the attempt's last log row (the job row's stage lags it by up to a
- * heartbeat). */
-int jobs_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays, size_t n_delays,
-	      const int64_t *skip, size_t n_skip, struct reap_stats *ret);
+ * heartbeat). *ret is written on success only (its actions then belong to the caller). */
+int queue_reap(struct db *db, double processing_timeout, double queued_timeout, const double *delays, size_t n_delays,
+	       const int64_t *skip, size_t n_skip, struct reap_stats *ret);
 
-/* queue stats as DESIGN.md's JSON: one key per status, stuck_processing, stuck_queued,
- * avg_duration_seconds. */
-int queue_stats(struct db *db, double processing_timeout, double queued_timeout, json_t **ret);
-/* Events with id > since, oldest first (limit rows). */
-int events_list(struct db *db, int64_t since, int limit, json_t **ret);
-/* Log rows of a job with id > since. */
-int job_logs(struct db *db, int64_t id, int64_t since, json_t **ret);
+/* Queue counts (DESIGN.md `queue stats`). */
+struct queue_stats {
+	int64_t jobs[_JOB_STATE_MAX]; /* per state */
+	int64_t stuck_processing;     /* processing, heartbeat older than processing_timeout */
+	int64_t stuck_queued;	      /* queued longer than queued_timeout */
+	bool have_avg_duration;	      /* false while no job is done */
+	double avg_duration_seconds;  /* of the done jobs */
+};
+int queue_get_stats(struct db *db, double processing_timeout, double queued_timeout, struct queue_stats *ret);
+/* Jobs queued or waiting to retry (whatever their stick). */
+int queue_count_runnable(struct db *db, int64_t *ret);
+/* Jobs queued or waiting to retry that a stick of device_bytes in station could take (the
+ * claim's fit, capacity_tolerance as in struct claim_req), due now or later. */
+int queue_count_fitting(struct db *db, const char *station, uint64_t device_bytes, double capacity_tolerance,
+			int64_t *ret);
+
+/* An outbox row. payload is its JSON text. */
+struct event {
+	int64_t id;
+	char *aggregate_type;
+	int64_t aggregate_id;
+	char *event_type;
+	int generation;
+	char *payload;
+	char *created_at;   /* "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) */
+	char *published_at; /* NULL while unpublished */
+};
+/* Events with id > since, oldest first (at most limit; limit ≤ 0 means 1000) into a malloc'd
+ * array (*ret NULL when none). 0, -ENOMEM, db errors. */
+int event_list(struct db *db, int64_t since, int limit, struct event **ret, size_t *ret_n);
+/* Accepts NULL; returns NULL. */
+struct event *event_list_free(struct event *e, size_t n);
+
+/* A log row as read back. details is its JSON text or NULL. */
+struct job_log_entry {
+	int64_t id;
+	char *created_at; /* "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) */
+	int attempt;
+	char *level, *stage, *category, *message;
+	char *error_code; /* NULL when none */
+	char *details;	  /* NULL when none */
+};
+/* Log rows of a job with id > since, oldest first, into a malloc'd array (*ret NULL when none).
+ * 0, -ENOMEM, db errors. */
+int job_log_list(struct db *db, int64_t id, int64_t since, struct job_log_entry **ret, size_t *ret_n);
+/* Accepts NULL; returns NULL. */
+struct job_log_entry *job_log_list_free(struct job_log_entry *l, size_t n);

@@ -510,10 +510,10 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 		     1);
 	struct reap_stats rs;
 	double delays[] = { 0.1, 0.1, 0.1 };
-	cr_assert_eq(jobs_reap(db, 3.0, 3600, delays, 3, NULL, 0, &rs), 0);
+	cr_assert_eq(queue_reap(db, 3.0, 3600, delays, 3, NULL, 0, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
 	cr_assert_eq(rs.failed, 0);
-	json_decref(rs.actions);
+	reap_stats_done(&rs);
 	cr_assert_eq(
 		tdb_count(db,
 			  "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry' AND error_code = 'STUCK_TIMEOUT'"),
@@ -590,7 +590,7 @@ static void run_reaper(struct reaper_arg *a)
 {
 	struct db *rdb = tdb_connect(DBNAME);
 	double delays[] = { 5, 15, 60 };
-	a->rc = jobs_reap(rdb, 1.0, 3600, delays, 3, NULL, 0, &a->st);
+	a->rc = queue_reap(rdb, 1.0, 3600, delays, 3, NULL, 0, &a->st);
 	db_close(rdb);
 }
 
@@ -627,7 +627,7 @@ Test(worker, finish_racing_the_reaper_stays_done)
 	run_reaper(&ra);
 	cr_assert_eq(ra.rc, 0);
 	cr_assert_eq(ra.st.retried + ra.st.failed + ra.st.cancelled, 0, "the reaper left the job being finished alone");
-	json_decref(ra.st.actions);
+	reap_stats_done(&ra.st);
 	cr_assert_eq(db_exec(w, NULL,
 			     "UPDATE processing_jobs SET status = 'done', stage = 'done', progress = 100, completed_at = NOW(6),"
 			     " heartbeat_at = NOW(6) WHERE id = ? AND status = 'processing' AND locked_by = 'w1'",
@@ -638,7 +638,7 @@ Test(worker, finish_racing_the_reaper_stays_done)
 	run_reaper(&ra);
 	cr_assert_eq(ra.rc, 0);
 	cr_assert_eq(ra.st.retried + ra.st.failed + ra.st.cancelled, 0);
-	json_decref(ra.st.actions);
+	reap_stats_done(&ra.st);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"),
 		     0);
@@ -654,9 +654,9 @@ Test(worker, reaped_job_cannot_be_finished_by_its_old_worker)
 	make_stale("");
 	struct reap_stats rs;
 	double d[] = { 5 };
-	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, NULL, 0, &rs), 0);
+	cr_assert_eq(queue_reap(db, 1.0, 3600, d, 1, NULL, 0, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
-	json_decref(rs.actions);
+	reap_stats_done(&rs);
 	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL), -ESTALE);
 	bool cancel;
 	cr_assert_eq(job_progress(db, &JOB_LEASE(j, "w1"), "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
@@ -669,17 +669,17 @@ Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
 {
 	tdb_order_confirmed(db, "CR", 1);
 	struct claimed_job *j = tdb_claim(db, "w1", NULL);
-	const char *st = NULL;
+	enum job_state st;
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
-	cr_assert_str_eq(st, "cancel_requested");
+	cr_assert_eq(st, JOB_STATE_PROCESSING);
 	/* the worker dies before it sees the request */
 	make_stale("cancel_requested_at = NOW(6) - INTERVAL 20 SECOND");
 	struct reap_stats rs;
 	double d[] = { 5 };
-	cr_assert_eq(jobs_reap(db, 1.0, 3600, d, 1, NULL, 0, &rs), 0);
+	cr_assert_eq(queue_reap(db, 1.0, 3600, d, 1, NULL, 0, &rs), 0);
 	cr_assert_eq(rs.cancelled, 1);
 	cr_assert_eq(rs.retried + rs.failed + rs.stuck_reported, 0);
-	json_decref(rs.actions);
+	reap_stats_done(&rs);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
 			       " AND cancelled_by = 'ops' AND locked_by IS NULL"),
@@ -698,9 +698,9 @@ Test(worker, cancel_that_comes_after_the_end_leaves_it_done)
 	tdb_order_confirmed(db, "CD", 1);
 	struct claimed_job *j = tdb_claim(db, "w1", NULL);
 	/* the operator asks while the worker is on its last chunk; the worker finishes first */
-	const char *st = NULL;
+	enum job_state st;
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
-	cr_assert_str_eq(st, "cancel_requested");
+	cr_assert_eq(st, JOB_STATE_PROCESSING);
 	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL), 0);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND cancelled_at IS NULL"),
@@ -724,10 +724,10 @@ Test(worker, queued_too_long_is_reported_once_from_its_last_requeue)
 	double d[] = { 5 };
 	for (int pass = 0; pass < 2; pass++) {
 		struct reap_stats rs;
-		cr_assert_eq(jobs_reap(db, 60, 900, d, 1, NULL, 0, &rs), 0);
+		cr_assert_eq(queue_reap(db, 60, 900, d, 1, NULL, 0, &rs), 0);
 		cr_assert_eq(rs.stuck_reported, pass == 0 ? 1u : 0u, "pass %d", pass);
 		cr_assert_eq(rs.retried + rs.failed + rs.cancelled, 0);
-		json_decref(rs.actions);
+		reap_stats_done(&rs);
 	}
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.stuck'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events e JOIN processing_jobs j ON j.id = e.aggregate_id"
@@ -889,10 +889,10 @@ Test(worker, cancel_queued_and_running)
 	char *cfg = config(slots, "write = { max_rate = \"32MiB\"; probe = false; };");
 	add_confirm("C-1", 2, img, 1ULL << 30);
 	int64_t first = tdb_count(db, "SELECT MIN(id) FROM processing_jobs");
-	const char *st = NULL;
+	enum job_state st;
 	/* the second unit is cancelled while queued */
 	cr_assert_eq(job_cancel(db, first + 1, "tester", &st), 0);
-	cr_assert_str_eq(st, "cancelled");
+	cr_assert_eq(st, JOB_STATE_CANCELLED);
 	pid_t pid = spawn_daemon(cfg, true);
 	char q[256];
 	snprintf(q, sizeof(q),
@@ -900,7 +900,7 @@ Test(worker, cancel_queued_and_running)
 		 (long long)first);
 	cr_assert_eq(wait_for(q, 1, 60), 1);
 	cr_assert_eq(job_cancel(db, first, "tester", &st), 0);
-	cr_assert_str_eq(st, "cancel_requested");
+	cr_assert_eq(st, JOB_STATE_PROCESSING);
 	cr_assert_eq(wait_exit(pid, 60), 0);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
@@ -1169,11 +1169,11 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 {
 	int64_t id = order_with("FAKE", 16000000000ULL, NULL, 0);
 	cr_assert_eq(claim_for("test-station", 15000000000ULL), id);
-	const char *st = NULL;
+	enum job_state st;
 	double d[] = { 5, 15, 60 };
 	struct job_lease l = { .id = id, .worker_id = "w", .attempt = 1 };
 	cr_assert_eq(job_finish_fail(db, &l, UFC_DEVICE_FAKE_CAPACITY, "only 1 GiB real", NULL, d, 3, &st), 0);
-	cr_assert_str_eq(st, "queued");
+	cr_assert_eq(st, JOB_STATE_QUEUED);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
 				   " AND error_code = 'DEVICE_FAKE_CAPACITY' AND slot IS NULL AND locked_by IS NULL"),
 		     1);
@@ -1182,7 +1182,7 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE attempts = 1"), 1);
 	/* a permanent error fails at once, with its events */
 	cr_assert_eq(job_finish_fail(db, &l, UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), 0);
-	cr_assert_str_eq(st, "failed");
+	cr_assert_eq(st, JOB_STATE_FAILED);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.failed', 'order.failed')"),
 		     2);
 	/* finalizing again is refused and writes nothing */
@@ -1417,9 +1417,9 @@ Test(worker, writes_under_a_lost_lease_match_nothing)
 	struct job_item it = { .position = 0, .content_item_id = 1, .size = 1, .dest_path = (char *)"/x" };
 	make_stale("stage = 'validation'"); /* the job row lags its log */
 	struct reap_stats rs;
-	cr_assert_eq(jobs_reap(db, 1.0, 3600, (double[]){ 0 }, 1, NULL, 0, &rs), 0);
+	cr_assert_eq(queue_reap(db, 1.0, 3600, (double[]){ 0 }, 1, NULL, 0, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
-	json_decref(rs.actions);
+	reap_stats_done(&rs);
 	/* the reaper's row names the stage of the attempt's last row, not the job row's */
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE error_code = 'STUCK_TIMEOUT'"
 				   " AND stage = 'writing' AND attempt = 1"),

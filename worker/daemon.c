@@ -19,9 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db/devices.h"
 #include "db/jobs.h"
 #include "db/schema.h"
 #include "blkio/dev.h"
+#include "db/workers.h"
 #include "usb/discover.h"
 #include "usb/monitor.h"
 #include "util/log.h"
@@ -185,19 +187,19 @@ static void refresh_slots(struct daemon *d)
 	}
 }
 
-static const char *slot_state(const struct slot *s)
+static enum device_state slot_state(const struct slot *s)
 {
 	if (s->runner)
-		return "busy";
+		return DEVICE_STATE_BUSY;
 	if (!s->present)
-		return "empty";
+		return DEVICE_STATE_EMPTY;
 	if (!s->eligible)
-		return "unsafe";
+		return DEVICE_STATE_UNSAFE;
 	if (s->bad_serial)
-		return "bad";
+		return DEVICE_STATE_BAD;
 	if (s->done_serial)
-		return "done";
-	return "ready";
+		return DEVICE_STATE_DONE;
+	return DEVICE_STATE_READY;
 }
 
 static void db_check(struct daemon *d, int r);
@@ -208,23 +210,26 @@ static void mirror_devices(struct daemon *d)
 {
 	for (size_t i = 0; d->db && i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
-		int r = db_exec(
-			d->db, NULL,
-			"INSERT INTO devices (station, slot, devnode, serial, vendor, model, capacity_bytes, usb_speed_mbps,"
-			" port_path, state, state_reason, current_job_id, last_seen_at)"
-			" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE"
-			" devnode = VALUES(devnode), serial = VALUES(serial), vendor = VALUES(vendor), model = VALUES(model),"
-			" capacity_bytes = VALUES(capacity_bytes), usb_speed_mbps = VALUES(usb_speed_mbps),"
-			" port_path = VALUES(port_path), state = VALUES(state), state_reason = VALUES(state_reason),"
-			" current_job_id = VALUES(current_job_id), last_seen_at = NOW(6)",
-			DB_STR(d->cfg->station), DB_STR(s->name), DB_STR(s->devnode), DB_STR(s->serial),
-			DB_STR(s->vendor), DB_STR(s->model), s->present ? DB_U64(s->capacity) : DB_NULL,
-			s->speed ? DB_I64(s->speed) : DB_NULL, DB_STR(s->port_path), DB_STR(slot_state(s)),
-			DB_STR(s->bad_serial ? (s->bad_reason ? s->bad_reason : "stick refused (bad stick); replace it")
-			       : s->done_serial ? "job done; take the stick out to start the next one"
-			       : s->eligible	? NULL
-						: s->reason),
-			s->runner && !runner_lost(s->runner) ? DB_I64(runner_job_id(s->runner)) : DB_NULL, DB_END);
+		struct device_row row = {
+			.station = d->cfg->station,
+			.slot = s->name,
+			.devnode = s->devnode,
+			.serial = s->serial,
+			.vendor = s->vendor,
+			.model = s->model,
+			.port_path = s->port_path,
+			.have_capacity = s->present,
+			.capacity_bytes = s->capacity,
+			.usb_speed_mbps = s->speed,
+			.state = slot_state(s),
+			.state_reason = s->bad_serial	 ? (s->bad_reason ? s->bad_reason
+									  : "stick refused (bad stick); replace it")
+					: s->done_serial ? "job done; take the stick out to start the next one"
+					: s->eligible	 ? NULL
+							 : s->reason,
+			.current_job_id = s->runner && !runner_lost(s->runner) ? runner_job_id(s->runner) : 0,
+		};
+		int r = device_upsert(d->db, &row);
 		if (r < 0) {
 			db_check(d, r);
 			return;
@@ -235,10 +240,7 @@ static void mirror_devices(struct daemon *d)
 /* The stuck timeouts, for readers with no config of their own (v_stuck_jobs). */
 static int write_settings(struct daemon *d)
 {
-	return db_exec(d->db, NULL,
-		       "INSERT INTO settings (name, value) VALUES ('stuck.processing_timeout', ?), ('stuck.queued_timeout', ?)"
-		       " ON DUPLICATE KEY UPDATE value = VALUES(value)",
-		       DB_DBL(d->cfg->stuck.processing_timeout), DB_DBL(d->cfg->stuck.queued_timeout), DB_END);
+	return settings_store_stuck_timeouts(d->db, d->cfg->stuck.processing_timeout, d->cfg->stuck.queued_timeout);
 }
 
 static int db_up(struct daemon *d)
@@ -295,11 +297,11 @@ static int db_up(struct daemon *d)
 	if (d->schema_behind_logged)
 		log_notice("the database schema is current: at work");
 	d->schema_behind_logged = false;
-	r = db_exec(d->db, NULL,
-		    "INSERT INTO workers (id, station, hostname, pid, version) VALUES (?, ?, ?, ?, ?)"
-		    " ON DUPLICATE KEY UPDATE heartbeat_at = NOW(6), stopped_at = NULL",
-		    DB_STR(d->worker_id), DB_STR(d->cfg->station), DB_STR(d->hostname), DB_I64(getpid()),
-		    DB_STR(UF_VERSION), DB_END);
+	r = worker_register(d->db, &(struct worker_info){ .id = d->worker_id,
+							  .station = d->cfg->station,
+							  .hostname = d->hostname,
+							  .pid = (int)getpid(),
+							  .version = UF_VERSION });
 	if (r >= 0)
 		r = write_settings(d);
 	if (r < 0) {
@@ -314,7 +316,7 @@ static int db_up(struct daemon *d)
  * go on (their runners have connections of their own). */
 static void db_check(struct daemon *d, int r)
 {
-	if (d->db && (r == -ENOTCONN || (r < 0 && db_errno(d->db) >= 2000))) {
+	if (d->db && db_connection_broken(d->db, r)) {
 		log_error("DB_UNAVAILABLE: %s; reconnecting", db_error(d->db));
 		sd_notifyf(0, "STATUS=database unavailable (%s); no new job is claimed, running ones go on",
 			   db_error(d->db));
@@ -339,8 +341,8 @@ static void reap(struct daemon *d)
 	for (size_t i = 0; i < d->n_slots; i++)
 		if (d->slots[i].runner && !runner_finished(d->slots[i].runner) && !runner_lost(d->slots[i].runner))
 			live[n_live++] = runner_job_id(d->slots[i].runner);
-	int r = jobs_reap(d->db, d->cfg->stuck.processing_timeout, d->cfg->stuck.queued_timeout, d->cfg->retry.delays,
-			  d->cfg->retry.n_delays, live, n_live, &st);
+	int r = queue_reap(d->db, d->cfg->stuck.processing_timeout, d->cfg->stuck.queued_timeout, d->cfg->retry.delays,
+			   d->cfg->retry.n_delays, live, n_live, &st);
 	free(live);
 	if (r < 0) {
 		db_check(d, r);
@@ -349,7 +351,7 @@ static void reap(struct daemon *d)
 	if (st.retried || st.failed || st.cancelled || st.stuck_reported)
 		log_notice("reaper: %u stuck job(s) back to retry, %u failed, %u cancelled, %u reported stuck in the queue",
 			   st.retried, st.failed, st.cancelled, st.stuck_reported);
-	json_decref(st.actions);
+	reap_stats_done(&st);
 }
 
 static void claim_for_free_slots(struct daemon *d)
@@ -465,14 +467,8 @@ static int work_left(struct daemon *d, bool *ret)
 		struct slot *s = &d->slots[i];
 		if (!s->present || !s->eligible || s->bad_serial || s->done_serial)
 			continue;
-		double tol = d->cfg->worker.capacity_tolerance;
-		uint64_t max_cap = tol < 1 ? (uint64_t)floor((double)s->capacity / (1.0 - tol)) : UINT64_MAX;
 		int64_t n = 0;
-		int r = db_query_i64(
-			d->db, &n,
-			"SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')"
-			" AND capacity_bytes <= ? AND min_device_bytes <= ? AND (station IS NULL OR station = ?)",
-			DB_U64(max_cap), DB_U64(s->capacity), DB_STR(d->cfg->station), DB_END);
+		int r = queue_count_fitting(d->db, d->cfg->station, s->capacity, d->cfg->worker.capacity_tolerance, &n);
 		if (r < 0)
 			return r;
 		if (n) {
@@ -487,9 +483,7 @@ static void notify_status(struct daemon *d)
 {
 	int64_t queued = -1;
 	if (d->db)
-		db_check(d, db_query_i64(d->db, &queued,
-					 "SELECT COUNT(*) FROM processing_jobs WHERE status IN ('queued', 'retry')",
-					 DB_END));
+		db_check(d, queue_count_runnable(d->db, &queued));
 	if (d->db)
 		sd_notifyf(0, "STATUS=%u/%zu slots busy, %lld queued", d->busy, d->n_slots, (long long)queued);
 	else
@@ -651,9 +645,7 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		}
 		if (d.db) {
 			if (t >= d.next_beat) {
-				int q = db_exec(d.db, NULL, "UPDATE workers SET heartbeat_at = NOW(6) WHERE id = ?",
-						DB_STR(d.worker_id), DB_END);
-				db_check(&d, q);
+				db_check(&d, worker_heartbeat(d.db, d.worker_id));
 				d.next_beat = t + d.cfg->worker.heartbeat_interval;
 			}
 		}
@@ -738,8 +730,7 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		mirror_devices(&d);
 	}
 	if (d.db) /* the mirror may have found the connection lost, and dropped it */
-		(void)db_exec(d.db, NULL, "UPDATE workers SET stopped_at = NOW(6), heartbeat_at = NOW(6) WHERE id = ?",
-			      DB_STR(d.worker_id), DB_END);
+		(void)worker_stop(d.db, d.worker_id);
 	log_info("usbforged stopped");
 out:
 	for (size_t i = 0; i < d.n_slots; i++) {

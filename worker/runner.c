@@ -532,10 +532,10 @@ enum final_kind { FINAL_DONE, FINAL_FAIL, FINAL_HAND_BACK };
 struct final {
 	enum final_kind kind;
 	const struct job_log_row *row;
-	uint64_t bytes;	    /* done */
-	enum uf_code code;  /* fail */
-	const char *reason; /* fail, hand back */
-	const char *status; /* out (fail): where the job went */
+	uint64_t bytes;	      /* done */
+	enum uf_code code;    /* fail */
+	const char *reason;   /* fail, hand back */
+	enum job_state state; /* out (fail): where the job went */
 };
 
 /* Record how the job ended: the rows still queued, then one guarded transaction with its own
@@ -563,7 +563,7 @@ static int finish(struct runner *r, struct final *f)
 				break;
 			default:
 				q = job_finish_fail(r->db, &r->lease, f->code, f->reason, f->row,
-						    r->a.cfg->retry.delays, r->a.cfg->retry.n_delays, &f->status);
+						    r->a.cfg->retry.delays, r->a.cfg->retry.n_delays, &f->state);
 				break;
 			}
 		}
@@ -576,8 +576,8 @@ static int finish(struct runner *r, struct final *f)
 		if (q == -ESTALE && warned && f->kind == FINAL_DONE) {
 			/* A commit can succeed while its answer is lost with the connection: the retry
 			 * then finds the job no longer processing. Only this transition makes it done. */
-			bool done = false;
-			if (job_is_done(r->db, r->job->id, &done) == 0 && done) {
+			enum job_state now;
+			if (job_get_state(r->db, r->job->id, &now) == 0 && now == JOB_STATE_DONE) {
 				log_notice("job %lld: end recorded (its commit went through as the connection dropped)",
 					   (long long)r->job->id);
 				return 0;
@@ -848,12 +848,14 @@ static void *runner_main(void *p)
 					   .message = line,
 					   .error_code = cname,
 					   .details_json = dj };
-		struct final fin = {
-			.kind = FINAL_FAIL, .row = own_row ? &row : NULL, .code = code, .reason = msg ? msg : cname
-		};
+		struct final fin = { .kind = FINAL_FAIL,
+				     .row = own_row ? &row : NULL,
+				     .code = code,
+				     .reason = msg ? msg : cname,
+				     .state = _JOB_STATE_INVALID };
 		if (finish(r, &fin) == 0)
 			log_notice("job %lld: %s on slot %s (%s) -> %s", (long long)r->job->id, cname, r->slot,
-				   msg ? msg : "", fin.status);
+				   msg ? msg : "", job_state_name(fin.state) ? job_state_name(fin.state) : "?");
 		if (uf_code_class(code) == UFC_CLASS_BAD_STICK) {
 			r->bad_stick = true;
 			r->bad_reason = strdup_or_null(msg ? msg : cname);
