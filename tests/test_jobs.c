@@ -1,0 +1,459 @@
+/* db/jobs.c, db/jobstate.c, db/workers.c, db/devices.c against the real private MariaDB: the
+ * claim (one claimer wins, SKIP LOCKED passes a locked job by), the lease (a worker whose job
+ * another worker took writes nothing more), retry scheduling and the end of the attempt budget,
+ * operator cancel and retry, completion with exactly one event, the read side the CLI prints
+ * (state, status, log rows, events, queue counts), the daemon's rows, and the state names. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "db/devices.h"
+#include "db/jobs.h"
+#include "db/workers.h"
+#include "helpers/testdb.h"
+
+#define DBNAME "uf_t_jobs"
+static struct db *db;
+
+static void setup(void) { db = tdb_fresh(DBNAME); }
+static void teardown(void) { db = db_close(db); }
+TestSuite(jobs, .init = setup, .fini = teardown);
+
+static const struct claim_req CLAIM_A = {
+	.worker_id = "w1", .station = "test-station", .slot = "A", .device_serial = "SER-A", .device_bytes = 1 << 30
+};
+
+/* Make every retry due now. */
+static void make_due(void)
+{
+	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET next_attempt_at = NOW(6) - INTERVAL 1 SECOND",
+			     DB_END),
+		     0, "%s", db_error(db));
+}
+
+/* Make the processing jobs look abandoned: started half an hour ago, their last heartbeat 10 s
+ * ago (the CHECK constraints keep the times in order). */
+static void make_stale(void)
+{
+	cr_assert_eq(db_exec(db, NULL,
+			     "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR,"
+			     " started_at = NOW(6) - INTERVAL 30 MINUTE, heartbeat_at = NOW(6) - INTERVAL 10 SECOND"
+			     " WHERE status = 'processing'",
+			     DB_END),
+		     0, "%s", db_error(db));
+}
+
+Test(jobs, state_names_round_trip)
+{
+	static const char *const names[] = { "queued", "processing", "retry", "done", "failed", "cancelled" };
+	cr_assert_eq(_JOB_STATE_MAX, sizeof(names) / sizeof(names[0]), "exactly the schema's states");
+	for (int s = 0; s < _JOB_STATE_MAX; s++) {
+		cr_assert_str_eq(job_state_name(s), names[s]);
+		cr_assert_eq(job_state_from_name(names[s]), s);
+	}
+	cr_assert_null(job_state_name(_JOB_STATE_MAX));
+	cr_assert_null(job_state_name(-1));
+	cr_assert_eq(job_state_from_name(NULL), -EINVAL);
+	cr_assert_eq(job_state_from_name(""), -EINVAL);
+	cr_assert_eq(job_state_from_name("Queued"), -EINVAL);
+	cr_assert_eq(job_state_from_name("cancel_requested"), -EINVAL);
+	cr_assert_eq(job_state_is_terminal(JOB_STATE_DONE) + job_state_is_terminal(JOB_STATE_FAILED) +
+			     job_state_is_terminal(JOB_STATE_CANCELLED),
+		     3);
+	cr_assert_eq(job_state_is_terminal(JOB_STATE_QUEUED) + job_state_is_terminal(JOB_STATE_PROCESSING) +
+			     job_state_is_terminal(JOB_STATE_RETRY),
+		     0);
+	/* and the schema agrees: the view counts exactly these */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM v_queue_stats"), _JOB_STATE_MAX);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM v_queue_stats WHERE status IN"
+				   " ('queued', 'processing', 'retry', 'done', 'failed', 'cancelled')"),
+		     _JOB_STATE_MAX);
+}
+
+struct claimer {
+	pthread_barrier_t *barrier;
+	const char *worker;
+	int rc;
+	int64_t id;
+};
+
+static void *claim_thread(void *p)
+{
+	struct claimer *c = p;
+	struct db *conn = tdb_connect(DBNAME);
+	struct claim_req q = CLAIM_A;
+	struct claimed_job *j = NULL;
+	q.worker_id = c->worker;
+	pthread_barrier_wait(c->barrier);
+	c->rc = job_claim(conn, &q, &j);
+	c->id = j ? j->id : 0;
+	claimed_job_free(j);
+	db_close(conn);
+	return NULL;
+}
+
+Test(jobs, one_of_eight_claimers_wins_the_only_job)
+{
+	enum { N = 8 };
+	static const char *const workers[N] = { "w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7" };
+	tdb_order_confirmed(db, "ONE", 1);
+	pthread_barrier_t b;
+	pthread_barrier_init(&b, NULL, N);
+	pthread_t t[N];
+	struct claimer c[N];
+	for (int i = 0; i < N; i++) {
+		c[i] = (struct claimer){ .barrier = &b, .worker = workers[i] };
+		pthread_create(&t[i], NULL, claim_thread, &c[i]);
+	}
+	int won = 0, empty = 0;
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		if (c[i].rc == 0)
+			won++;
+		else
+			cr_assert_eq(c[i].rc, -ENOENT, "claimer %d: %d", i, c[i].rc);
+		empty += c[i].rc == -ENOENT;
+	}
+	pthread_barrier_destroy(&b);
+	cr_assert_eq(won, 1);
+	cr_assert_eq(empty, N - 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND attempts = 1"
+				   " AND locked_by LIKE 'w_' AND slot = 'A' AND device_serial = 'SER-A'"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'processing'"), 1);
+}
+
+Test(jobs, claim_skips_a_job_another_transaction_holds)
+{
+	tdb_order_confirmed(db, "SKIP", 2);
+	int64_t first = tdb_count(db, "SELECT MIN(id) FROM processing_jobs");
+	/* another session holds the first job's row */
+	struct db *other = tdb_connect(DBNAME);
+	int64_t held = 0;
+	cr_assert_eq(db_begin(other), 0);
+	cr_assert_eq(db_query_i64(other, &held, "SELECT id FROM processing_jobs WHERE id = ? FOR UPDATE", DB_I64(first),
+				  DB_END),
+		     0);
+	cr_assert_eq(held, first);
+	struct claimed_job *j = NULL;
+	cr_assert_eq(job_claim(db, &CLAIM_A, &j), 0, "%s", db_error(db));
+	cr_assert_eq(j->id, first + 1, "the locked job is passed by, not waited for");
+	j = claimed_job_free(j);
+	/* nothing else is free while the lock is held: no wait, no job */
+	cr_assert_eq(job_claim(db, &CLAIM_A, &j), -ENOENT);
+	cr_assert_null(j);
+	db_rollback(other);
+	db_close(other);
+	cr_assert_eq(job_claim(db, &CLAIM_A, &j), 0);
+	cr_assert_eq(j->id, first);
+	cr_assert_eq(j->attempt, 1);
+	cr_assert_eq(j->max_attempts, 4);
+	cr_assert_str_eq(j->order_number, "SKIP");
+	claimed_job_free(j);
+}
+
+Test(jobs, writes_of_a_worker_whose_job_was_taken_are_refused)
+{
+	tdb_order_confirmed(db, "LEASE", 1);
+	struct claimed_job *j1 = tdb_claim(db, "w1", "SER-A");
+	struct job_lease l1 = JOB_LEASE(j1, "w1");
+	bool cancel = true;
+	cr_assert_eq(job_progress(db, &l1, "writing", 40, NULL, 100, 40, &cancel), 0);
+	cr_assert_not(cancel);
+	/* w1 stops beating; the reaper returns the job and w2 takes it (attempt 2) */
+	make_stale();
+	struct reap_stats rs;
+	cr_assert_eq(queue_reap(db, 1.0, 3600, (double[]){ 0 }, 1, NULL, 0, &rs), 0, "%s", db_error(db));
+	cr_assert_eq(rs.retried, 1);
+	cr_assert_eq(rs.n_actions, 1);
+	cr_assert_eq(rs.actions[0].job_id, j1->id);
+	cr_assert_eq(rs.actions[0].state, JOB_STATE_RETRY);
+	cr_assert_not(rs.actions[0].stuck_reported);
+	reap_stats_done(&rs);
+	cr_assert_null(rs.actions);
+	make_due();
+	struct claimed_job *j2 = tdb_claim(db, "w2", "SER-B");
+	cr_assert_eq(j2->id, j1->id);
+	cr_assert_eq(j2->attempt, 2);
+	long long logs = tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs");
+	long long events = tdb_count(db, "SELECT COUNT(*) FROM events");
+
+	/* every write under w1's lease matches nothing */
+	struct job_log_row row = { .level = "info", .stage = "writing", .category = "stage", .message = "late" };
+	struct job_item item = { .position = 0, .content_item_id = 1, .size = 1, .dest_path = "A/x" };
+	enum job_state st = _JOB_STATE_INVALID;
+	cr_assert_eq(job_progress(db, &l1, "writing", 90, NULL, 100, 90, &cancel), -ESTALE);
+	cr_assert_eq(job_log_leased(db, &l1, &row), -ESTALE);
+	cr_assert_eq(job_resume_store(db, &l1, "{\"v\":1}"), -ESTALE);
+	cr_assert_eq(job_items_store(db, &l1, &item, 1), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &l1, 100, &row), -ESTALE);
+	cr_assert_eq(job_finish_fail(db, &l1, UFC_WRITE_IO, "late", &row, (double[]){ 0 }, 1, &st), -ESTALE);
+	cr_assert_eq(st, _JOB_STATE_INVALID, "not written on failure");
+	cr_assert_eq(job_hand_back(db, &l1, "late", &row), -ESTALE);
+	/* nor under w2's name with the old attempt */
+	struct job_lease stale_attempt = { .id = j1->id, .worker_id = "w2", .attempt = 1 };
+	cr_assert_eq(job_finish_done(db, &stale_attempt, 100, NULL), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), logs, "no row from w1");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), events);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_items"), 0);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing' AND locked_by = 'w2'"
+			       " AND attempts = 2 AND resume_state IS NULL AND progress = 0"),
+		     1);
+	/* w2's lease holds */
+	struct job_lease l2 = JOB_LEASE(j2, "w2");
+	cr_assert_eq(job_log_leased(db, &l2, &row), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE attempt = 2 AND message = 'late'"),
+		     1);
+	cr_assert_eq(job_finish_done(db, &l2, 100, NULL), 0);
+	claimed_job_free(j1);
+	claimed_job_free(j2);
+}
+
+/* Seconds from now until the job's next attempt (microsecond precision). */
+static double due_in(void)
+{
+	return (double)tdb_count(db,
+				 "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6), next_attempt_at) FROM processing_jobs") /
+	       1e6;
+}
+
+Test(jobs, retryable_failures_back_off_then_fail_with_one_refund_event)
+{
+	static const double delays[] = { 5, 15, 60 };
+	static const double expect[] = { 5, 15, 60 };
+	tdb_order_confirmed(db, "RETRY", 1);
+	for (int attempt = 1; attempt <= 3; attempt++) {
+		struct claimed_job *j = NULL;
+		cr_assert_eq(job_claim(db, &CLAIM_A, &j), 0, "attempt %d: %s", attempt, db_error(db));
+		cr_assert_eq(j->attempt, attempt);
+		enum job_state st;
+		cr_assert_eq(job_finish_fail(db, &JOB_LEASE(j, "w1"), UFC_WRITE_IO, "io error", NULL, delays, 3, &st),
+			     0);
+		cr_assert_eq(st, JOB_STATE_RETRY);
+		double d = due_in();
+		cr_assert(d > expect[attempt - 1] - 2 && d <= expect[attempt - 1], "attempt %d: due in %.3f s", attempt,
+			  d);
+		cr_assert_eq(tdb_count(db,
+				       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry'"
+				       " AND error_code = 'WRITE_IO' AND fail_reason = 'io error' AND locked_by IS NULL"),
+			     1);
+		/* not due yet: nothing to claim */
+		struct claimed_job *none = NULL;
+		cr_assert_eq(job_claim(db, &CLAIM_A, &none), -ENOENT);
+		claimed_job_free(j);
+		make_due();
+	}
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0, "a retry is not an event");
+	/* the fourth attempt is the last: failed, with one job.failed and one order.failed */
+	struct claimed_job *j = NULL;
+	cr_assert_eq(job_claim(db, &CLAIM_A, &j), 0);
+	cr_assert_eq(j->attempt, 4);
+	enum job_state st;
+	cr_assert_eq(job_finish_fail(db, &JOB_LEASE(j, "w1"), UFC_WRITE_IO, "io error", NULL, delays, 3, &st), 0);
+	cr_assert_eq(st, JOB_STATE_FAILED);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.failed'"
+				   " AND JSON_VALUE(payload, '$.error_code') = 'WRITE_IO'"
+				   " AND JSON_VALUE(payload, '$.attempts') = 4"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.failed'"
+				   " AND JSON_EXTRACT(payload, '$.refund_due') = true"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'failed'"), 1);
+	/* a failure that comes again is refused and writes nothing */
+	cr_assert_eq(job_finish_fail(db, &JOB_LEASE(j, "w1"), UFC_WRITE_IO, "io error", NULL, delays, 3, &st), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	enum job_state now;
+	cr_assert_eq(job_get_state(db, j->id, &now), 0);
+	cr_assert_eq(now, JOB_STATE_FAILED);
+	claimed_job_free(j);
+}
+
+Test(jobs, cancel_queued_running_and_ended_jobs)
+{
+	tdb_order_confirmed(db, "CAN", 2);
+	int64_t first = tdb_count(db, "SELECT MIN(id) FROM processing_jobs");
+	enum job_state st;
+	cr_assert_eq(job_cancel(db, 999999, "ops", &st), -ENOENT);
+	/* the first unit runs, the second waits */
+	struct claimed_job *j = tdb_claim(db, "w1", NULL);
+	cr_assert_eq(j->id, first);
+	cr_assert_eq(job_cancel(db, first + 1, "ops", &st), 0);
+	cr_assert_eq(st, JOB_STATE_CANCELLED, "a queued job is cancelled at once");
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND cancelled_by = 'ops'"
+			       " AND error_code = 'CANCELLED' AND cancelled_at IS NOT NULL"),
+		     1);
+	cr_assert_eq(job_cancel(db, first, "ops", &st), 0);
+	cr_assert_eq(st, JOB_STATE_PROCESSING, "a running job is asked to stop");
+	bool cancel = false;
+	cr_assert_eq(job_progress(db, &JOB_LEASE(j, "w1"), "writing", 50, NULL, 0, 0, &cancel), 0);
+	cr_assert(cancel, "the worker learns it at its next heartbeat");
+	/* the worker stops: cancelled, no event, no refund */
+	cr_assert_eq(job_finish_fail(db, &JOB_LEASE(j, "w1"), UFC_CANCELLED, "stopped", NULL, (double[]){ 5 }, 1, &st),
+		     0);
+	cr_assert_eq(st, JOB_STATE_CANCELLED);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled'"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'cancel' AND actor = 'ops'"
+				   " AND JSON_VALUE(metadata, '$.result') IN ('cancelled', 'cancel_requested')"),
+		     2);
+	/* ended: nothing to cancel; an operator's retry queues it again with a fresh budget */
+	cr_assert_eq(job_cancel(db, first, "ops", &st), -EALREADY);
+	cr_assert_eq(job_retry(db, first, "ops", 3), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued' AND attempts = 0"
+				   " AND max_attempts = 3 AND generation = 1 AND cancel_requested_at IS NULL"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'retry'"
+				   " AND JSON_VALUE(metadata, '$.previous_status') = 'cancelled'"),
+		     1);
+	cr_assert_eq(job_retry(db, first, "ops", 3), -EBUSY, "a queued job is not retried");
+	cr_assert_eq(job_retry(db, 999999, "ops", 3), -ENOENT);
+	claimed_job_free(j);
+}
+
+Test(jobs, completion_writes_exactly_one_event_per_transition)
+{
+	tdb_order_confirmed(db, "DONE", 2);
+	struct claimed_job *a = tdb_claim(db, "w1", NULL);
+	struct claimed_job *b = tdb_claim(db, "w2", NULL);
+	struct job_log_row row = { .level = "info", .stage = "done", .category = "stage", .message = "job done" };
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 4096, &row), 0, "%s", db_error(db));
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1, "the first unit: job.done only");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"
+				   " AND JSON_VALUE(payload, '$.bytes_written') = 4096"),
+		     1);
+	/* the same end again is refused and writes nothing */
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 4096, &row), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 1);
+	/* the last unit ends the order */
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(b, "w2"), 4096, NULL), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"
+				   " AND JSON_VALUE(payload, '$.units') = 2"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'done'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND progress = 100"
+				   " AND locked_by IS NULL AND bytes_written = 4096"),
+		     2);
+
+	/* the read side the CLI prints */
+	struct event *ev = NULL;
+	size_t n = 0;
+	cr_assert_eq(event_list(db, 0, 0, &ev, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_str_eq(ev[0].event_type, "job.done");
+	cr_assert_str_eq(ev[0].aggregate_type, "job");
+	cr_assert_eq(ev[0].aggregate_id, a->id);
+	cr_assert_not_null(strstr(ev[0].payload, "\"order_number\""));
+	cr_assert_not_null(ev[0].created_at);
+	cr_assert_null(ev[0].published_at);
+	cr_assert_str_eq(ev[2].event_type, "order.done");
+	int64_t second = ev[1].id;
+	ev = event_list_free(ev, n);
+	cr_assert_eq(event_list(db, second, 1, &ev, &n), 0);
+	cr_assert_eq(n, 1, "since and limit");
+	cr_assert_str_eq(ev[0].event_type, "order.done");
+	ev = event_list_free(ev, n);
+	cr_assert_eq(event_list(db, 1 << 30, 0, &ev, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_null(ev);
+
+	struct job_log_entry *l = NULL;
+	cr_assert_eq(job_log_list(db, a->id, 0, &l, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(l[0].message, "job done");
+	cr_assert_str_eq(l[0].level, "info");
+	cr_assert_eq(l[0].attempt, 1);
+	cr_assert_null(l[0].error_code);
+	cr_assert_null(l[0].details);
+	l = job_log_list_free(l, n);
+
+	struct job_status js;
+	cr_assert_eq(job_get_status(db, a->id, &js), 0);
+	cr_assert_eq(js.state, JOB_STATE_DONE);
+	cr_assert_str_eq(js.stage, "done");
+	cr_assert_eq(js.progress, 100);
+	cr_assert_eq(js.attempts, 1);
+	cr_assert_eq(js.max_attempts, 4);
+	cr_assert_str_eq(js.slot, "A");
+	cr_assert_null(js.error_code);
+	job_status_done(&js);
+	cr_assert_eq(job_get_status(db, 999999, &js), -ENOENT);
+	enum job_state st;
+	cr_assert_eq(job_get_state(db, 999999, &st), -ENOENT);
+	claimed_job_free(a);
+	claimed_job_free(b);
+}
+
+Test(jobs, queue_counts)
+{
+	tdb_order_confirmed(db, "Q", 3);
+	struct claimed_job *j = tdb_claim(db, "w1", NULL);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 1, NULL), 0);
+	claimed_job_free(j);
+	j = tdb_claim(db, "w1", NULL); /* processing, and stale */
+	make_stale();
+	struct queue_stats qs;
+	cr_assert_eq(queue_get_stats(db, 1.0, 3600, &qs), 0, "%s", db_error(db));
+	cr_assert_eq(qs.jobs[JOB_STATE_QUEUED], 1);
+	cr_assert_eq(qs.jobs[JOB_STATE_PROCESSING], 1);
+	cr_assert_eq(qs.jobs[JOB_STATE_DONE], 1);
+	cr_assert_eq(qs.jobs[JOB_STATE_RETRY] + qs.jobs[JOB_STATE_FAILED] + qs.jobs[JOB_STATE_CANCELLED], 0);
+	cr_assert_eq(qs.stuck_processing, 1);
+	cr_assert_eq(qs.stuck_queued, 0);
+	cr_assert(qs.have_avg_duration);
+	cr_assert(qs.avg_duration_seconds >= 0);
+	int64_t n = -1;
+	cr_assert_eq(queue_count_runnable(db, &n), 0);
+	cr_assert_eq(n, 1);
+	/* the jobs are for 1 MiB sticks: a bigger stick fits, a 512 KiB one does not */
+	cr_assert_eq(queue_count_fitting(db, "test-station", 1 << 30, 0.1, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(queue_count_fitting(db, "test-station", 512 << 10, 0.1, &n), 0);
+	cr_assert_eq(n, 0);
+	claimed_job_free(j);
+}
+
+Test(jobs, the_daemons_rows)
+{
+	struct worker_info w = { .id = "st/host/1", .station = "st", .hostname = "host", .pid = 1, .version = "t" };
+	cr_assert_eq(worker_register(db, &w), 0, "%s", db_error(db));
+	cr_assert_eq(worker_stop(db, w.id), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM workers WHERE stopped_at IS NOT NULL"), 1);
+	cr_assert_eq(worker_register(db, &w), 0, "a restart with the same id");
+	cr_assert_eq(worker_heartbeat(db, w.id), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM workers WHERE id = 'st/host/1' AND stopped_at IS NULL"), 1);
+	cr_assert_eq(settings_store_stuck_timeouts(db, 12.5, 34), 0);
+	cr_assert_eq(tdb_count(db, "SELECT value * 10 FROM settings WHERE name = 'stuck.processing_timeout'"), 125);
+	cr_assert_eq(tdb_count(db, "SELECT value FROM settings WHERE name = 'stuck.queued_timeout'"), 34);
+
+	struct device_row d = { .station = "st", .slot = "A", .devnode = "/dev/loop7", .state = DEVICE_STATE_EMPTY };
+	cr_assert_eq(device_upsert(db, &d), 0, "%s", db_error(db));
+	d.have_capacity = true;
+	d.capacity_bytes = 1 << 30;
+	d.usb_speed_mbps = 480;
+	d.state = DEVICE_STATE_DONE;
+	d.state_reason = "take it out";
+	d.current_job_id = 7;
+	cr_assert_eq(device_upsert(db, &d), 0, "%s", db_error(db));
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE station = 'st' AND slot = 'A' AND state = 'done'"
+				   " AND capacity_bytes = 1073741824 AND usb_speed_mbps = 480 AND current_job_id = 7"
+				   " AND state_reason = 'take it out'"),
+		     1);
+	d.state = _DEVICE_STATE_MAX;
+	cr_assert_eq(device_upsert(db, &d), -EINVAL);
+	for (int s = 0; s < _DEVICE_STATE_MAX; s++)
+		cr_assert_not_null(device_state_name(s));
+	cr_assert_null(device_state_name(_DEVICE_STATE_MAX));
+
+	/* a server error is not a broken connection; a lost one is */
+	cr_assert_eq(db_exec(db, NULL, "SELECT * FROM no_such_table", DB_END), -EIO);
+	cr_assert_not(db_connection_broken(db, -EIO));
+	cr_assert(db_connection_broken(db, -ENOTCONN));
+	cr_assert_not(db_connection_broken(db, 0));
+}
