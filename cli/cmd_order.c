@@ -48,26 +48,23 @@ static bool order_number_ok(const char *s)
 #define FAT32_LIMIT "FAT32 holds files of at most 4 GiB - 1 byte (4294967295 bytes)"
 #define MAX_NAMED   10 /* files named in one warning */
 
-/* The warning for a category some of whose n files (big: those of 4 GiB or more, not all of
- * them) will be skipped by the selection, malloc'd into *ret. 0 or -ENOMEM. */
-static int skip_warning(const char *category, int64_t n, json_t *big, char **ret)
+/* The warning for a category some of whose n files (big[0..n_big): those of 4 GiB or more, not
+ * all of them) will be skipped by the selection, malloc'd into *ret. 0 or -ENOMEM. */
+static int skip_warning(const char *category, int64_t n, const struct content_item *big, size_t n_big, char **ret)
 {
 	char *w = NULL;
-	size_t len = 0, i;
-	json_t *v;
+	size_t len = 0;
 	FILE *f = open_memstream(&w, &len);
 	if (!f)
 		return -ENOMEM;
 	fprintf(f, "category '%s': %zu of its %lld files %s 4 GiB or more and will be skipped (" FAT32_LIMIT "): ",
-		category, json_array_size(big), (long long)n, json_array_size(big) == 1 ? "is" : "are");
-	json_array_foreach(big, i, v)
-	{
+		category, n_big, (long long)n, n_big == 1 ? "is" : "are");
+	for (size_t i = 0; i < n_big; i++) {
 		if (i == MAX_NAMED) {
-			fprintf(f, ", and %zu more", json_array_size(big) - MAX_NAMED);
+			fprintf(f, ", and %zu more", n_big - MAX_NAMED);
 			break;
 		}
-		fprintf(f, "%s%s (%llu bytes)", i ? ", " : "", json_string_value(json_object_get(v, "rel_path")),
-			(unsigned long long)json_integer_value(json_object_get(v, "size_bytes")));
+		fprintf(f, "%s%s (%llu bytes)", i ? ", " : "", big[i].rel_path, (unsigned long long)big[i].size);
 	}
 	if (fclose(f) != 0 || !w) {
 		free(w);
@@ -233,10 +230,11 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		{
 			const char *cat = json_string_value(v);
 			int64_t n = 0;
-			json_t *big = NULL;
+			struct content_item *big = NULL;
+			size_t n_big = 0;
 			int q = content_category_count(db, cat, &n);
 			if (q == 0 && n > 0)
-				q = content_category_larger(db, cat, FAT_MAX_FILE_SIZE, &big);
+				q = content_category_larger(db, cat, FAT_MAX_FILE_SIZE, &big, &n_big);
 			if (q == -ENOMEM) {
 				r = q;
 				goto out;
@@ -252,17 +250,16 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 					cat);
 				goto out;
 			}
-			size_t n_big = json_array_size(big);
 			_cleanup_free_ char *w = NULL;
 			if (n_big == (size_t)n)
 				r = cli_error(CLI_EXIT_FAIL,
 					      "ORDER_INVALID: category '%s': nothing of it could ever be written: %s %lld "
 					      "file%s 4 GiB or more, and " FAT32_LIMIT,
 					      cat, n == 1 ? "its" : "all its", (long long)n, n == 1 ? " is" : "s are");
-			else if (n_big && (skip_warning(cat, n, big, &w) < 0 ||
+			else if (n_big && (skip_warning(cat, n, big, n_big, &w) < 0 ||
 					   json_array_append_new(warnings, json_string_nocheck(w)) < 0))
 				r = -ENOMEM;
-			json_decref(big);
+			content_items_free(big, n_big);
 			if (n_big == (size_t)n || r == -ENOMEM)
 				goto out;
 		}

@@ -334,7 +334,8 @@ int content_item_active(struct db *db, int64_t id, bool *ret)
 	return 0;
 }
 
-int content_category_larger(struct db *db, const char *category, uint64_t max_bytes, json_t **ret)
+int content_category_larger(struct db *db, const char *category, uint64_t max_bytes, struct content_item **ret,
+			    size_t *ret_n)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;
 	int r = db_query(db, &res,
@@ -343,19 +344,23 @@ int content_category_larger(struct db *db, const char *category, uint64_t max_by
 			 DB_STR(category), DB_U64(max_bytes), DB_END);
 	if (r < 0)
 		return r;
-	json_t *a = json_array();
-	if (!a)
+	size_t n = mysql_num_rows(res), k = 0;
+	struct content_item *items = n ? calloc(n, sizeof(*items)) : NULL;
+	if (n && !items)
 		return -ENOMEM;
 	MYSQL_ROW row;
-	while ((row = mysql_fetch_row(res))) {
-		json_t *o = json_pack("{s:I, s:s, s:I}", "id", (json_int_t)db_row_i64(row, 0), "rel_path",
-				      row[1] ? row[1] : "", "size_bytes", (json_int_t)db_row_u64(row, 2));
-		if (!o || json_array_append_new(a, o) < 0) {
-			json_decref(a);
+	while (k < n && (row = mysql_fetch_row(res))) {
+		struct content_item *it = &items[k++];
+		it->id = db_row_i64(row, 0);
+		it->size = db_row_u64(row, 2);
+		it->rel_path = strdup(row[1] ? row[1] : "");
+		if (!it->rel_path) {
+			content_items_free(items, k);
 			return -ENOMEM;
 		}
 	}
-	*ret = a;
+	*ret = items;
+	*ret_n = k;
 	return 0;
 }
 

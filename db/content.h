@@ -39,9 +39,11 @@ int content_list(struct db *db, const char *category, json_t **ret);
 int content_category_count(struct db *db, const char *category, int64_t *ret);
 /* -ENOENT when no such id. */
 int content_item_active(struct db *db, int64_t id, bool *ret);
-/* The active items of category larger than max_bytes, as a JSON array of {"id", "rel_path",
- * "size_bytes"} in rel_path order (new reference). 0, -ENOMEM, or db errors. */
-int content_category_larger(struct db *db, const char *category, uint64_t max_bytes, json_t **ret);
+/* The active items of category larger than max_bytes, in rel_path order, into a malloc'd array
+ * (*ret NULL when none) of which id, rel_path and size are filled in (free with
+ * content_items_free). 0, -ENOMEM, or db errors. */
+int content_category_larger(struct db *db, const char *category, uint64_t max_bytes, struct content_item **ret,
+			    size_t *ret_n);
 /* Item id's size and rel_path (malloc'd), whatever its state. 0, -ENOENT when no such id,
  * -ENOMEM, or db errors. */
 int content_item_size(struct db *db, int64_t id, uint64_t *ret_size, char **ret_rel_path);
