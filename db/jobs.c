@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +438,74 @@ static int state_of(const char *name, enum job_state *ret)
 	return 0;
 }
 
+/* How a read-side struct is filled from its row: which columns are numbers (into int64_t, int
+ * or double fields) and which are strings (malloc'd copies into char * fields, NULL for NULL), by
+ * field offset. One loader and one destructor then serve every list. */
+struct col_map {
+	size_t off;
+	unsigned col;
+	enum { COL_I64, COL_INT, COL_DBL, COL_STR } kind;
+};
+#define COL(c, type, field, k)                                                                                         \
+	{                                                                                                              \
+		offsetof(type, field), (c), (k)                                                                        \
+	}
+
+static void row_done(void *elem, const struct col_map *m, size_t n_cols)
+{
+	for (size_t i = 0; i < n_cols; i++)
+		if (m[i].kind == COL_STR)
+			free(*(char **)((char *)elem + m[i].off));
+}
+
+static int row_fill(MYSQL_ROW row, void *elem, const struct col_map *m, size_t n_cols)
+{
+	for (size_t i = 0; i < n_cols; i++) {
+		void *f = (char *)elem + m[i].off;
+		const char *v = row[m[i].col];
+		if (m[i].kind == COL_I64) {
+			*(int64_t *)f = db_row_i64(row, m[i].col);
+		} else if (m[i].kind == COL_INT) {
+			*(int *)f = (int)db_row_i64(row, m[i].col);
+		} else if (m[i].kind == COL_DBL) {
+			*(double *)f = db_row_dbl(row, m[i].col);
+		} else {
+			*(char **)f = v ? strdup(v) : NULL;
+			if (v && !*(char **)f)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Free an array of n elements of size bytes filled by rows_load with map m. Returns NULL. */
+static void *rows_free(void *a, size_t n, size_t size, const struct col_map *m, size_t n_cols)
+{
+	for (size_t i = 0; a && i < n; i++)
+		row_done((char *)a + size * i, m, n_cols);
+	free(a);
+	return NULL;
+}
+
+/* Every row of res into a calloc'd array (*ret, NULL when there are no rows; *ret_n rows) of
+ * elements of size bytes filled by map m. 0 or -ENOMEM (then nothing is returned). */
+static int rows_load(MYSQL_RES *res, size_t size, const struct col_map *m, size_t n_cols, void **ret, size_t *ret_n)
+{
+	size_t n = mysql_num_rows(res), k = 0;
+	char *a = n ? calloc(n, size) : NULL;
+	int r = n && !a ? -ENOMEM : 0;
+	MYSQL_ROW row;
+	while (r >= 0 && k < n && (row = mysql_fetch_row(res)))
+		r = row_fill(row, a + size * k++, m, n_cols);
+	if (r < 0) {
+		rows_free(a, k, size, m, n_cols);
+		return r;
+	}
+	*ret = a;
+	*ret_n = k;
+	return 0;
+}
+
 /* The job's state; lock: with its row locked (FOR UPDATE) in the caller's transaction.
  * -ENOENT: no such job. */
 static int read_state(struct db *db, int64_t id, bool lock, enum job_state *ret)
@@ -456,11 +525,17 @@ static int read_state(struct db *db, int64_t id, bool lock, enum job_state *ret)
 
 int job_get_state(struct db *db, int64_t id, enum job_state *ret) { return read_state(db, id, false, ret); }
 
+/* The columns of job_get_status's SELECT after the status. */
+static const struct col_map status_cols[] = {
+	COL(1, struct job_status, stage, COL_STR),	 COL(2, struct job_status, progress, COL_INT),
+	COL(3, struct job_status, attempts, COL_INT),	 COL(4, struct job_status, max_attempts, COL_INT),
+	COL(5, struct job_status, error_code, COL_STR),	 COL(6, struct job_status, rate_bytes_per_s, COL_DBL),
+	COL(7, struct job_status, eta_seconds, COL_DBL), COL(8, struct job_status, slot, COL_STR),
+};
+
 void job_status_done(struct job_status *s)
 {
-	free(s->stage);
-	free(s->error_code);
-	free(s->slot);
+	row_done(s, status_cols, ARRAY_SIZE(status_cols));
 	*s = (struct job_status){ 0 };
 }
 
@@ -478,22 +553,13 @@ int job_get_status(struct db *db, int64_t id, struct job_status *ret)
 	MYSQL_ROW row = mysql_fetch_row(res);
 	if (!row)
 		return -ENOENT;
-	struct job_status s = {
-		.progress = (int)db_row_i64(row, 2),
-		.attempts = (int)db_row_i64(row, 3),
-		.max_attempts = (int)db_row_i64(row, 4),
-		.rate_bytes_per_s = db_row_dbl(row, 6),
-		.eta_seconds = db_row_dbl(row, 7),
-	};
+	struct job_status s = {};
 	r = state_of(row[0], &s.state);
-	if (r < 0)
-		return r;
-	s.stage = strdup_or_null(row[1]);
-	s.error_code = strdup_or_null(row[5]);
-	s.slot = strdup_or_null(row[8]);
-	if (!s.stage || (row[5] && !s.error_code) || (row[8] && !s.slot)) {
+	if (r >= 0)
+		r = row_fill(row, &s, status_cols, ARRAY_SIZE(status_cols));
+	if (r < 0) {
 		job_status_done(&s);
-		return -ENOMEM;
+		return r;
 	}
 	*ret = s;
 	return 0;
@@ -944,24 +1010,17 @@ int queue_count_fitting(struct db *db, const char *station, uint64_t device_byte
 			    DB_STR(station), DB_END);
 }
 
+/* The columns of event_list's SELECT. */
+static const struct col_map event_cols[] = {
+	COL(0, struct event, id, COL_I64),	     COL(1, struct event, aggregate_type, COL_STR),
+	COL(2, struct event, aggregate_id, COL_I64), COL(3, struct event, event_type, COL_STR),
+	COL(4, struct event, generation, COL_INT),   COL(5, struct event, payload, COL_STR),
+	COL(6, struct event, created_at, COL_STR),   COL(7, struct event, published_at, COL_STR),
+};
+
 struct event *event_list_free(struct event *e, size_t n)
 {
-	for (size_t i = 0; e && i < n; i++) {
-		free(e[i].aggregate_type);
-		free(e[i].event_type);
-		free(e[i].payload);
-		free(e[i].created_at);
-		free(e[i].published_at);
-	}
-	free(e);
-	return NULL;
-}
-
-/* strdup of a column that may be NULL: 0, or -ENOMEM when a non-NULL value could not be copied. */
-static int dup_col(const char *v, char **ret)
-{
-	*ret = v ? strdup(v) : NULL;
-	return v && !*ret ? -ENOMEM : 0;
+	return rows_free(e, n, sizeof(*e), event_cols, ARRAY_SIZE(event_cols));
 }
 
 int event_list(struct db *db, int64_t since, int limit, struct event **ret, size_t *ret_n)
@@ -973,48 +1032,25 @@ int event_list(struct db *db, int64_t since, int limit, struct event **ret, size
 			 DB_I64(since), DB_I64(limit > 0 ? limit : 1000), DB_END);
 	if (r < 0)
 		return r;
-	size_t n = mysql_num_rows(res), k = 0;
-	struct event *e = n ? calloc(n, sizeof(*e)) : NULL;
-	if (n && !e)
-		return -ENOMEM;
-	MYSQL_ROW row;
-	while (r >= 0 && k < n && (row = mysql_fetch_row(res))) {
-		struct event *v = &e[k++];
-		v->id = db_row_i64(row, 0);
-		v->aggregate_id = db_row_i64(row, 2);
-		v->generation = (int)db_row_i64(row, 4);
-		r = dup_col(row[1], &v->aggregate_type);
-		if (r >= 0)
-			r = dup_col(row[3], &v->event_type);
-		if (r >= 0)
-			r = dup_col(row[5], &v->payload);
-		if (r >= 0)
-			r = dup_col(row[6], &v->created_at);
-		if (r >= 0)
-			r = dup_col(row[7], &v->published_at);
-	}
-	if (r < 0) {
-		event_list_free(e, k);
-		return r;
-	}
-	*ret = e;
-	*ret_n = k;
-	return 0;
+	void *a = NULL;
+	r = rows_load(res, sizeof(struct event), event_cols, ARRAY_SIZE(event_cols), &a, ret_n);
+	if (r >= 0)
+		*ret = a;
+	return r;
 }
+
+/* The columns of job_log_list's SELECT. */
+static const struct col_map log_cols[] = {
+	COL(0, struct job_log_entry, id, COL_I64),	COL(1, struct job_log_entry, created_at, COL_STR),
+	COL(2, struct job_log_entry, attempt, COL_INT), COL(3, struct job_log_entry, level, COL_STR),
+	COL(4, struct job_log_entry, stage, COL_STR),	COL(5, struct job_log_entry, category, COL_STR),
+	COL(6, struct job_log_entry, message, COL_STR), COL(7, struct job_log_entry, error_code, COL_STR),
+	COL(8, struct job_log_entry, details, COL_STR),
+};
 
 struct job_log_entry *job_log_list_free(struct job_log_entry *l, size_t n)
 {
-	for (size_t i = 0; l && i < n; i++) {
-		free(l[i].created_at);
-		free(l[i].level);
-		free(l[i].stage);
-		free(l[i].category);
-		free(l[i].message);
-		free(l[i].error_code);
-		free(l[i].details);
-	}
-	free(l);
-	return NULL;
+	return rows_free(l, n, sizeof(*l), log_cols, ARRAY_SIZE(log_cols));
 }
 
 int job_log_list(struct db *db, int64_t id, int64_t since, struct job_log_entry **ret, size_t *ret_n)
@@ -1026,34 +1062,9 @@ int job_log_list(struct db *db, int64_t id, int64_t since, struct job_log_entry 
 			 DB_I64(id), DB_I64(since), DB_END);
 	if (r < 0)
 		return r;
-	size_t n = mysql_num_rows(res), k = 0;
-	struct job_log_entry *l = n ? calloc(n, sizeof(*l)) : NULL;
-	if (n && !l)
-		return -ENOMEM;
-	MYSQL_ROW row;
-	while (r >= 0 && k < n && (row = mysql_fetch_row(res))) {
-		struct job_log_entry *v = &l[k++];
-		v->id = db_row_i64(row, 0);
-		v->attempt = (int)db_row_i64(row, 2);
-		r = dup_col(row[1], &v->created_at);
-		if (r >= 0)
-			r = dup_col(row[3], &v->level);
-		if (r >= 0)
-			r = dup_col(row[4], &v->stage);
-		if (r >= 0)
-			r = dup_col(row[5], &v->category);
-		if (r >= 0)
-			r = dup_col(row[6], &v->message);
-		if (r >= 0)
-			r = dup_col(row[7], &v->error_code);
-		if (r >= 0)
-			r = dup_col(row[8], &v->details);
-	}
-	if (r < 0) {
-		job_log_list_free(l, k);
-		return r;
-	}
-	*ret = l;
-	*ret_n = k;
-	return 0;
+	void *a = NULL;
+	r = rows_load(res, sizeof(struct job_log_entry), log_cols, ARRAY_SIZE(log_cols), &a, ret_n);
+	if (r >= 0)
+		*ret = a;
+	return r;
 }
