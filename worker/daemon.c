@@ -285,7 +285,7 @@ static int db_up(struct daemon *d)
 		return r;
 	}
 	if (r < 0) {
-		if (r == -ENOTCONN || db_errno(d->db) >= 2000)
+		if (db_connection_broken(d->db, r))
 			log_error("DB_UNAVAILABLE: %s (while checking the schema); retrying", db_error(d->db));
 		else
 			log_error("migration failed: %s", db_error(d->db));
