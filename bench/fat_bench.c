@@ -144,7 +144,7 @@ static struct blksrc *compose(const char *root, struct lib *l, uint64_t size, si
 	if (r < 0)
 		die("compose", err ? err : strerror(-r));
 	*ret_n = res.n_items;
-	select_items_free(res.items, res.n_items);
+	job_items_free(res.items, res.n_items);
 	return s;
 }
 

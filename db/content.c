@@ -381,16 +381,6 @@ int content_item_size(struct db *db, int64_t id, uint64_t *ret_size, char **ret_
 	return 0;
 }
 
-void content_items_free(struct content_item *items, size_t n)
-{
-	for (size_t i = 0; items && i < n; i++) {
-		free(items[i].category);
-		free(items[i].title);
-		free(items[i].rel_path);
-	}
-	free(items);
-}
-
 int content_load_candidates(struct db *db, char *const *categories, const int64_t *ids, size_t n_ids,
 			    struct content_item **ret, size_t *ret_n)
 {

@@ -41,7 +41,7 @@ int content_category_count(struct db *db, const char *category, int64_t *ret);
 int content_item_active(struct db *db, int64_t id, bool *ret);
 /* The active items of category larger than max_bytes, in rel_path order, into a malloc'd array
  * (*ret NULL when none) of which id, rel_path and size are filled in (free with
- * content_items_free). 0, -ENOMEM, or db errors. */
+ * content_items_free() of util/items.h). 0, -ENOMEM, or db errors. */
 int content_category_larger(struct db *db, const char *category, uint64_t max_bytes, struct content_item **ret,
 			    size_t *ret_n);
 /* Item id's size and rel_path (malloc'd), whatever its state. 0, -ENOENT when no such id,
@@ -50,7 +50,6 @@ int content_item_size(struct db *db, int64_t id, uint64_t *ret_size, char **ret_
 
 /* Load the candidates of a content order (active items of the categories, and the explicit ids
  * whatever their category) into an array of struct content_item (free with
- * content_items_free). */
+ * content_items_free() of util/items.h). */
 int content_load_candidates(struct db *db, char *const *categories, const int64_t *ids, size_t n_ids,
 			    struct content_item **ret, size_t *ret_n);
-void content_items_free(struct content_item *items, size_t n);

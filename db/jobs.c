@@ -221,16 +221,6 @@ int job_items_store(struct db *db, const struct job_lease *l, const struct job_i
 	return db_transaction(db, items_txn, &c);
 }
 
-struct job_item *job_items_free(struct job_item *items, size_t n)
-{
-	for (size_t i = 0; items && i < n; i++) {
-		free(items[i].dest_path);
-		free(items[i].rel_path);
-	}
-	free(items);
-	return NULL;
-}
-
 int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret_n)
 {
 	_cleanup_result_ MYSQL_RES *res = NULL;

@@ -89,8 +89,6 @@ int job_log_leased(struct db *db, const struct job_lease *l, const struct job_lo
 int job_items_store(struct db *db, const struct job_lease *l, const struct job_item *items, size_t n);
 /* Load a previous attempt's choice; *ret_n = 0 when none. */
 int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret_n);
-/* Accepts NULL; returns NULL. */
-struct job_item *job_items_free(struct job_item *items, size_t n);
 /* Store the writer's resume state (JSON) for a later attempt. Guarded like job_progress. */
 int job_resume_store(struct db *db, const struct job_lease *l, const char *resume_json);
 

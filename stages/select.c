@@ -34,16 +34,6 @@ struct sel {
 	bool *taken; /* per library index */
 };
 
-struct job_item *select_items_free(struct job_item *items, size_t n)
-{
-	for (size_t i = 0; items && i < n; i++) {
-		free(items[i].dest_path);
-		free(items[i].rel_path);
-	}
-	free(items);
-	return NULL;
-}
-
 static void sel_done(struct sel *s)
 {
 	for (size_t i = 0; i < s->n_folders; i++) {
@@ -52,7 +42,7 @@ static void sel_done(struct sel *s)
 	}
 	free(s->folders);
 	fatname_set_free(s->root_names);
-	select_items_free(s->items, s->n_items);
+	job_items_free(s->items, s->n_items);
 	free(s->taken);
 }
 

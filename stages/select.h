@@ -17,7 +17,7 @@
 typedef void (*select_skip_fn)(void *userdata, const struct content_item *it, const char *reason);
 
 struct select_result {
-	struct job_item *items; /* owned; free with select_items_free() */
+	struct job_item *items; /* owned; free with job_items_free() */
 	size_t n_items;
 	uint64_t used_clusters; /* directories + files */
 	uint64_t free_clusters;
@@ -34,7 +34,3 @@ struct select_result {
  *   -ENOMEM. */
 int select_content(const struct job_spec *job, uint64_t usable_size, select_skip_fn skip, void *userdata,
 		   struct select_result *ret, char **ret_error);
-
-/* Free an array of n job items and their strings (same as db's job_items_free(), which stages
- * cannot include). Accepts NULL; returns NULL. */
-struct job_item *select_items_free(struct job_item *items, size_t n);

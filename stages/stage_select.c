@@ -124,7 +124,7 @@ enum uf_code stage_selection_content(struct stage_ctx *ctx)
 				return stage_fail(ctx, UFC_PROCESSING_FAILED, "selection failed: %s", m);
 			}
 		}
-		select_items_free(job->items, job->n_items);
+		job_items_free(job->items, job->n_items);
 		job->items = res.items;
 		job->n_items = res.n_items;
 	}

@@ -381,7 +381,7 @@ out:
 	free(err);
 	free(ids);
 	blksrc_free(s);
-	select_items_free(res.items, res.n_items);
+	job_items_free(res.items, res.n_items);
 	lib_done(&l);
 	return rc;
 }

@@ -95,7 +95,7 @@ Test(select, explicit_first_then_round_robin)
 	cr_assert_str_eq(r.items[0].sha256, "0000000000000000000000000000000000000000000000000000000000000009");
 	/* 512-byte clusters: root 1 (label + 3 folders x 2 entries) + 3 folders + 10 + 5 x 2 */
 	cr_assert_eq(r.used_clusters, 1 + 3 + 10 + 5 * 2);
-	select_items_free(r.items, r.n_items);
+	job_items_free(r.items, r.n_items);
 	lib_free(&l);
 }
 
@@ -132,7 +132,7 @@ Test(select, errors)
 	cr_assert_eq(r.n_items, 2);
 	cr_assert_eq(r.items[0].content_item_id, 1);
 	cr_assert_eq(r.items[1].content_item_id, 3);
-	select_items_free(r.items, r.n_items);
+	job_items_free(r.items, r.n_items);
 
 	/* 4 GiB - 1 byte is fine */
 	l.it[1].size = (UINT64_C(4) << 30) - 1;
@@ -140,7 +140,7 @@ Test(select, errors)
 	cr_assert_eq(select_content(&job, 64 * GiB, count_skip, NULL, &r, &err), 0);
 	cr_assert_eq(n_skips, 0);
 	cr_assert_eq(r.n_items, 3);
-	select_items_free(r.items, r.n_items);
+	job_items_free(r.items, r.n_items);
 
 	/* nothing ordered exists */
 	struct job_spec empty = { .categories = none, .library = l.it, .n_library = l.n };
@@ -185,7 +185,7 @@ Test(select, names_are_mapped_and_unique)
 	cr_assert_eq(r.n_items, 6);
 	for (size_t i = 0; i < 6; i++)
 		cr_assert_str_eq(r.items[i].dest_path, want[i], "item %zu: %s", i, r.items[i].dest_path);
-	select_items_free(r.items, r.n_items);
+	job_items_free(r.items, r.n_items);
 	lib_free(&l);
 }
 
@@ -220,7 +220,7 @@ Test(select, fills_to_the_last_cluster_exactly)
 	fat32_stats(s, &st);
 	cr_assert_eq(st.free_clusters, 0);
 	blksrc_free(s);
-	select_items_free(r.items, r.n_items);
+	job_items_free(r.items, r.n_items);
 	lib_free(&l);
 }
 
@@ -278,7 +278,7 @@ Test(select, tricky_names_compose_cleanly, .timeout = 300)
 	cr_assert_eq(ft_run(cmd, &out), 0);
 	cr_assert_str_eq(out, "8\n");
 	free(out), free(cmd), free(part);
-	select_items_free(r.items, r.n_items);
+	job_items_free(r.items, r.n_items);
 	lib_free(&l);
 	tu_rmrf(dir);
 	free(dir), free(root), free(img);
@@ -404,7 +404,7 @@ Test(select, property_random_libraries, .timeout = 600)
 			continue;
 		}
 		cr_assert(same_result(&r, &r2), "iter %d: not deterministic", iter);
-		select_items_free(r2.items, r2.n_items);
+		job_items_free(r2.items, r2.n_items);
 
 		/* explicit first: the distinct explicit ids (not 4 GiB) in order, then the rest */
 		size_t pos = 0;
@@ -475,7 +475,7 @@ Test(select, property_random_libraries, .timeout = 600)
 			free(dir), free(root), free(img);
 			composed++;
 		}
-		select_items_free(r.items, r.n_items);
+		job_items_free(r.items, r.n_items);
 		lib_free(&l);
 	}
 	cr_assert_geq(composed, 5, "only %d samples were composed", composed);
@@ -554,7 +554,7 @@ static void fixture_done(struct stage_fixture *f)
 {
 	blksrc_free(f->ctx.src);
 	free(f->ctx.message);
-	select_items_free(f->job.items, f->job.n_items);
+	job_items_free(f->job.items, f->job.n_items);
 	lib_free(&f->l);
 	tu_rmrf(f->dir);
 	free(f->dir);

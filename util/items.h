@@ -1,8 +1,9 @@
 /* Domain value types shared by db/ (which loads and stores them) and stages/ (which computes
- * with them): a file of the content library, and a file chosen for a job. Plain data, no
- * behaviour; kept here so that neither layer includes the other. */
+ * with them): a file of the content library, and a file chosen for a job. Plain data and their
+ * destructors; kept here so that neither layer includes the other. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* One file of the content library, as the worker loads it from content_items. */
@@ -28,3 +29,7 @@ struct job_item {
 	char xxh128[33]; /* "" for an item scanned before the column existed */
 	int64_t mtime;
 };
+
+/* Free an array of n items and their strings. Accept NULL; return NULL. */
+struct content_item *content_items_free(struct content_item *items, size_t n);
+struct job_item *job_items_free(struct job_item *items, size_t n);
