@@ -28,6 +28,7 @@ enum uf_code stage_run(enum stage_id st, struct stage_ctx *ctx)
 	enum uf_code c;
 
 	ctx->code = UFC_NONE;
+	ctx->details = mfree(ctx->details);
 	if (stage_cancelled(ctx))
 		return stage_fail(ctx, UFC_CANCELLED, "cancelled before %s", stage_name(st));
 	switch (st) {

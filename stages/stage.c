@@ -2,6 +2,7 @@
  * rows and progress, freeing what stages pass between them, the write options of a
  * configuration and opening an order's image confined to content.images. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,12 +91,33 @@ enum uf_code stage_fail(struct stage_ctx *ctx, enum uf_code code, const char *fm
 	return code;
 }
 
+enum uf_code stage_fail_details(struct stage_ctx *ctx, enum uf_code code, char *details, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	str_vset(&ctx->message, fmt, ap);
+	va_end(ap);
+	free(ctx->details);
+	ctx->details = details;
+	ctx->code = code;
+	return code;
+}
+
+char *stage_details(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	json_auto_t *o = json_vpack_ex(NULL, 0, fmt, ap);
+	va_end(ap);
+	return o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+}
+
 void stage_ctx_done(struct stage_ctx *ctx)
 {
 	ctx->src = blksrc_free(ctx->src);
 	ctx->write_state = writer_free(ctx->write_state);
-	free(ctx->message);
-	ctx->message = NULL;
+	ctx->message = mfree(ctx->message);
+	ctx->details = mfree(ctx->details);
 }
 
 void stage_log(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,

@@ -88,6 +88,8 @@ struct stage_ctx {
 	/* Result of the failing stage: */
 	enum uf_code code;
 	char *message;	     /* owned */
+	char *details;	     /* owned: the failure's facts as a JSON object text (offset, errno, the
+	                * probe's verdict, …) or NULL; the worker writes them into its one error row */
 	uint64_t bad_offset; /* VERIFY_MISMATCH / WRITE_IO: first bad byte offset */
 };
 
@@ -99,8 +101,15 @@ int job_spec_open_image(const struct job_spec *job, struct blksrc **ret, char **
 
 /* Run one stage. Returns UFC_NONE on success, or a code with ctx->message set. */
 enum uf_code stage_run(enum stage_id st, struct stage_ctx *ctx);
-/* Set ctx->code and ctx->message (printf-style); returns code. */
+/* Set ctx->code and ctx->message (printf-style); returns code. A stage reports its failure
+ * only so: it writes no error row of its own (the worker writes one per failure). */
 enum uf_code stage_fail(struct stage_ctx *ctx, enum uf_code code, const char *fmt, ...) _printf_(3, 4);
+/* The same with details (ctx->details; taken over, may be NULL), e.g. from stage_details(). */
+enum uf_code stage_fail_details(struct stage_ctx *ctx, enum uf_code code, char *details, const char *fmt, ...)
+	_printf_(4, 5);
+/* A log row's or a failure's details: the object json_pack() builds from fmt, as compact JSON
+ * with the keys in the order given; malloc'd, NULL when it cannot be built (out of memory). */
+char *stage_details(const char *fmt, ...);
 void stage_ctx_done(struct stage_ctx *ctx);
 /* A log row through the sink (nothing when the sink has no log). */
 void stage_log(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, const char *category, enum uf_code code,

@@ -15,39 +15,6 @@
 #include "util/macro.h"
 #include "util/size.h"
 
-static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, enum uf_code code, const char *details,
-		 const char *fmt, ...) _printf_(6, 7);
-static void slog(struct stage_ctx *ctx, enum log_level lvl, enum stage_id st, enum uf_code code, const char *details,
-		 const char *fmt, ...)
-{
-	va_list ap;
-	char *m = NULL;
-
-	if (!ctx->sink.log)
-		return;
-	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
-	va_end(ap);
-	ctx->sink.log(ctx->sink.userdata, lvl, st, "device", code, details, m ? m : "");
-	free(m);
-}
-
-/* A log row's details: the object json_pack builds from fmt, as compact JSON with the keys in
- * the order given; malloc'd, NULL when it cannot be built (out of memory: the row goes
- * without details). Offsets and sizes are json_int_t (they stay below 2^63). */
-static char *details_json(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	json_t *o = json_vpack_ex(NULL, 0, fmt, ap);
-	va_end(ap);
-	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(o);
-	return s;
-}
-
 /* Device errno → job code for a failure at offset off. stalled: for -ETIMEDOUT, the
  * watchdog's own account of which call stalled ("sync at offset N did not return within S s"),
  * used as the message when given. */
@@ -58,22 +25,19 @@ static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint
 		return stage_fail(ctx, UFC_CANCELLED, "cancelled during %s", stage_name(st));
 	enum uf_code c = dev_error_code(ctx->dev, r);
 	ctx->bad_offset = off;
-	_cleanup_free_ char *details = details_json("{s:I, s:i}", "offset", (json_int_t)off, "errno", -r);
-	if (r == -ETIMEDOUT && stalled) {
-		slog(ctx, LOG_LVL_ERR, st, c, details, "%s", stalled);
-		return stage_fail(ctx, c, "%s: %s", dev_name(ctx->dev), stalled);
-	}
-	slog(ctx, LOG_LVL_ERR, st, c, details, "%s failed at offset %llu: %s", what, (unsigned long long)off,
-	     r == -ETIMEDOUT ? "stalled" : strerror(-r));
+	char *details = stage_details("{s:I, s:i}", "offset", (json_int_t)off, "errno", -r);
+	if (r == -ETIMEDOUT && stalled)
+		return stage_fail_details(ctx, c, details, "%s: %s", dev_name(ctx->dev), stalled);
 	if (c == UFC_DEVICE_GONE && dev_unlinked(ctx->dev))
-		return stage_fail(ctx, c,
-				  "%s was deleted during the %s (at offset %llu): nothing written to it is on any stick",
-				  dev_name(ctx->dev), what, (unsigned long long)off);
+		return stage_fail_details(
+			ctx, c, details,
+			"%s was deleted during the %s (at offset %llu): nothing written to it is on any stick",
+			dev_name(ctx->dev), what, (unsigned long long)off);
 	if (c == UFC_DEVICE_READ_ONLY)
-		return stage_fail(ctx, c, "read-only: %s refused the %s at offset %llu: %s", dev_name(ctx->dev), what,
-				  (unsigned long long)off, strerror(-r));
-	return stage_fail(ctx, c, "%s %s at offset %llu: %s", dev_name(ctx->dev), what, (unsigned long long)off,
-			  r == -ETIMEDOUT ? "did not return in time" : strerror(-r));
+		return stage_fail_details(ctx, c, details, "read-only: %s refused the %s at offset %llu: %s",
+					  dev_name(ctx->dev), what, (unsigned long long)off, strerror(-r));
+	return stage_fail_details(ctx, c, details, "%s %s at offset %llu: %s", dev_name(ctx->dev), what,
+				  (unsigned long long)off, r == -ETIMEDOUT ? "did not return in time" : strerror(-r));
 }
 
 enum uf_code stage_probe_device(struct stage_ctx *ctx)
@@ -100,21 +64,20 @@ enum uf_code stage_probe_device(struct stage_ctx *ctx)
 	r = probe_run(ctx->dev, ctx->cancel, &pr);
 	if (r < 0)
 		return fail_io(ctx, STAGE_VALIDATION, r, 0, "capacity probe", NULL);
-	_cleanup_free_ char *details =
-		details_json("{s:s, s:I, s:I, s:I}", "verdict", probe_verdict_name(pr.verdict), "reported_bytes",
-			     (json_int_t)pr.reported_size, "usable_bytes", (json_int_t)pr.usable_size, "blocks_probed",
-			     (json_int_t)pr.blocks_probed);
+	char *details = stage_details("{s:s, s:I, s:I, s:I}", "verdict", probe_verdict_name(pr.verdict),
+				      "reported_bytes", (json_int_t)pr.reported_size, "usable_bytes",
+				      (json_int_t)pr.usable_size, "blocks_probed", (json_int_t)pr.blocks_probed);
 	ctx->usable_size = pr.usable_size;
 	if (pr.verdict != PROBE_GENUINE) {
-		slog(ctx, LOG_LVL_ERR, STAGE_VALIDATION, UFC_DEVICE_FAKE_CAPACITY, details,
-		     "capacity probe: %s, %s usable of %s reported", probe_verdict_name(pr.verdict),
-		     format_size(pr.usable_size, a, sizeof(a)), format_size(pr.reported_size, b, sizeof(b)));
 		ctx->bad_offset = pr.usable_size;
-		return stage_fail(ctx, UFC_DEVICE_FAKE_CAPACITY, "%s is fake (%s): only %s of %s reported is real",
-				  dev_name(ctx->dev), probe_verdict_name(pr.verdict), a, b);
+		return stage_fail_details(ctx, UFC_DEVICE_FAKE_CAPACITY, details,
+					  "%s is fake (%s): only %s of %s reported is real", dev_name(ctx->dev),
+					  probe_verdict_name(pr.verdict), format_size(pr.usable_size, a, sizeof(a)),
+					  format_size(pr.reported_size, b, sizeof(b)));
 	}
-	slog(ctx, LOG_LVL_INFO, STAGE_VALIDATION, UFC_NONE, details, "capacity probe: genuine, %s",
-	     format_size(pr.reported_size, a, sizeof(a)));
+	stage_log(ctx, LOG_LVL_INFO, STAGE_VALIDATION, "device", UFC_NONE, details, "capacity probe: genuine, %s",
+		  format_size(pr.reported_size, a, sizeof(a)));
+	free(details);
 	return UFC_NONE;
 }
 
@@ -146,7 +109,8 @@ static int run_writer(struct stage_ctx *ctx, const char *resume, struct writer *
 		return r;
 	const struct writer_stats *st = writer_stats(w);
 	if (st->resume_note)
-		slog(ctx, LOG_LVL_WARNING, STAGE_WRITING, UFC_NONE, NULL, "resume state ignored: %s", st->resume_note);
+		stage_log(ctx, LOG_LVL_WARNING, STAGE_WRITING, "device", UFC_NONE, NULL, "resume state ignored: %s",
+			  st->resume_note);
 	r = writer_run(w, ctx->cancel, &cbs);
 	*ret_w = w;
 	return r;
@@ -169,8 +133,8 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 	int r = run_writer(ctx, ctx->resume_json, &w);
 	if (r == -ESTALE && ctx->job && ctx->job->image_path) {
 		/* The image is not what the interrupted attempt wrote: start over. */
-		slog(ctx, LOG_LVL_WARNING, STAGE_WRITING, UFC_NONE, NULL,
-		     "image differs from the interrupted attempt; writing from the start");
+		stage_log(ctx, LOG_LVL_WARNING, STAGE_WRITING, "device", UFC_NONE, NULL,
+			  "image differs from the interrupted attempt; writing from the start");
 		w_checkpoint(ctx, NULL);
 		w = writer_free(w);
 		ctx->src = blksrc_free(ctx->src);
@@ -190,35 +154,29 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 	ctx->write_state = w;
 	ctx->bytes_written = st->bytes_written + st->bytes_reused;
 	if (st->resumed && r != -ESTALE) {
-		_cleanup_free_ char *details = details_json("{s:I, s:I}", "resume_from", (json_int_t)st->resume_from,
-							    "bytes_reused", (json_int_t)st->bytes_reused);
-		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details,
-		     "resumed at offset %llu (%s already on the stick)", (unsigned long long)st->resume_from,
-		     format_size(st->bytes_reused, a, sizeof(a)));
+		_cleanup_free_ char *details = stage_details("{s:I, s:I}", "resume_from", (json_int_t)st->resume_from,
+							     "bytes_reused", (json_int_t)st->bytes_reused);
+		stage_log(ctx, LOG_LVL_INFO, STAGE_WRITING, "device", UFC_NONE, details,
+			  "resumed at offset %llu (%s already on the stick)", (unsigned long long)st->resume_from,
+			  format_size(st->bytes_reused, a, sizeof(a)));
 	}
 	if (r == 0) {
 		_cleanup_free_ char *details =
-			details_json("{s:I, s:I}", "bytes_written", (json_int_t)st->bytes_written, "bytes_reused",
-				     (json_int_t)st->bytes_reused);
-		slog(ctx, LOG_LVL_INFO, STAGE_WRITING, UFC_NONE, details, "wrote %s",
-		     format_size(st->bytes_written, a, sizeof(a)));
+			stage_details("{s:I, s:I}", "bytes_written", (json_int_t)st->bytes_written, "bytes_reused",
+				      (json_int_t)st->bytes_reused);
+		stage_log(ctx, LOG_LVL_INFO, STAGE_WRITING, "device", UFC_NONE, details, "wrote %s",
+			  format_size(st->bytes_written, a, sizeof(a)));
 		return UFC_NONE;
 	}
 	if (st->image_error && ctx->job && !ctx->job->image_path) {
 		/* a content file changed or vanished since the scan (the composer checks size, mtime
 		 * and sha256 as it reads): CONTENT_CHANGED / CONTENT_MISSING, a permanent error */
 		enum uf_code cc = stage_selection_map_read_error(r);
-		if (cc != UFC_NONE) {
-			slog(ctx, LOG_LVL_ERR, STAGE_WRITING, cc, NULL, "%s",
-			     st->error ? st->error : "content changed");
+		if (cc != UFC_NONE)
 			return stage_fail(ctx, cc, "%s", st->error ? st->error : "content changed");
-		}
 	}
-	if (st->image_error) {
-		slog(ctx, LOG_LVL_ERR, STAGE_WRITING, UFC_IMAGE_UNREADABLE, NULL, "%s",
-		     st->error ? st->error : "image error");
+	if (st->image_error)
 		return stage_fail(ctx, UFC_IMAGE_UNREADABLE, "%s", st->error ? st->error : "image unreadable");
-	}
 	if (r == -ESTALE) {
 		w_checkpoint(ctx, NULL);
 		return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s", st->error ? st->error : "resume state stale");
@@ -264,22 +222,20 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 	};
 	r = writer_verify(w, ctx->dev, &vo, ctx->cancel, &vr);
 	if (r == 0) {
-		_cleanup_free_ char *details = details_json("{s:I}", "bytes_read", (json_int_t)vr.bytes_read);
-		slog(ctx, LOG_LVL_INFO, STAGE_VERIFICATION, UFC_NONE, details, "verified");
+		_cleanup_free_ char *details = stage_details("{s:I}", "bytes_read", (json_int_t)vr.bytes_read);
+		stage_log(ctx, LOG_LVL_INFO, STAGE_VERIFICATION, "device", UFC_NONE, details, "verified");
 		return UFC_NONE;
 	}
 	if (r == -EBADMSG || r == -EIO) {
 		ctx->bad_offset = vr.bad_offset;
-		_cleanup_free_ char *details =
-			details_json("{s:I, s:b, s:b}", "first_bad_offset", (json_int_t)vr.bad_offset, "exact",
-				     vr.exact, "read_error", r == -EIO);
-		slog(ctx, LOG_LVL_ERR, STAGE_VERIFICATION, UFC_VERIFY_MISMATCH, details,
-		     "first bad byte at offset %llu", (unsigned long long)vr.bad_offset);
-		return stage_fail(ctx, UFC_VERIFY_MISMATCH, "%s: %s at offset %llu", dev_name(ctx->dev),
-				  r == -EIO  ? "read error"
-				  : vr.exact ? "wrong data"
-					     : "wrong data in the chunk",
-				  (unsigned long long)vr.bad_offset);
+		char *details = stage_details("{s:I, s:b, s:b}", "first_bad_offset", (json_int_t)vr.bad_offset, "exact",
+					      vr.exact, "read_error", r == -EIO);
+		return stage_fail_details(ctx, UFC_VERIFY_MISMATCH, details, "%s: %s at offset %llu",
+					  dev_name(ctx->dev),
+					  r == -EIO  ? "read error"
+					  : vr.exact ? "wrong data"
+						     : "wrong data in the chunk",
+					  (unsigned long long)vr.bad_offset);
 	}
 	return fail_io(ctx, STAGE_VERIFICATION, r, vr.bad_offset, "read-back", NULL);
 }

@@ -341,8 +341,13 @@ Test(pipeline, fake_stick_is_device_fake_capacity)
 	cr_assert_eq(p.ctx.usable_size, 8 * MiB);
 	cr_assert_eq(p.ctx.bad_offset, 8 * MiB, "the first byte that is not real");
 	assert_message_starts(&p, "%s is fake (wraparound)", dev_name(p.dev));
-	cr_assert_eq(p.rec.log.n_err, 1);
-	cr_assert_eq(p.rec.log.code, UFC_DEVICE_FAKE_CAPACITY);
+	cr_assert_eq(p.rec.log.n_err, 0, "a stage writes no error row: the worker writes the one row");
+	char want[160];
+	snprintf(want, sizeof(want),
+		 "{\"verdict\":\"wraparound\",\"reported_bytes\":%llu,\"usable_bytes\":%llu,\"blocks_probed\":",
+		 (unsigned long long)(32 * MiB), (unsigned long long)(8 * MiB));
+	cr_assert_not_null(p.ctx.details);
+	cr_assert_eq(strncmp(p.ctx.details, want, strlen(want)), 0, "%s", p.ctx.details);
 	pl_done(&p);
 }
 
@@ -382,8 +387,10 @@ Test(pipeline, write_error_is_write_io_at_its_block)
 	uint64_t bad = ALIGN_DOWN(5 * MiB + 12345, dev_block_size(p.dev));
 	cr_assert_eq(p.ctx.bad_offset, bad);
 	assert_message(&p, "%s write at offset %llu: %s", dev_name(p.dev), (unsigned long long)bad, strerror(EIO));
-	cr_assert_eq(p.rec.log.n_err, 1, "one error row");
-	cr_assert_eq(p.rec.log.code, UFC_WRITE_IO);
+	cr_assert_eq(p.rec.log.n_err, 0, "no error row of the stage's own: its details go with the failure");
+	char want[64];
+	snprintf(want, sizeof(want), "{\"offset\":%llu,\"errno\":%d}", (unsigned long long)bad, EIO);
+	cr_assert_str_eq(p.ctx.details, want);
 	cr_assert_eq(uf_code_class(p.ctx.code), UFC_CLASS_RETRYABLE);
 	pl_done(&p);
 }
@@ -398,7 +405,7 @@ Test(pipeline, stick_gone_mid_write_is_device_gone)
 	pl_run_fails(&p, STAGE_WRITING, UFC_DEVICE_GONE);
 	assert_message_starts(&p, "%s write at offset ", dev_name(p.dev));
 	cr_assert(strstr(p.ctx.message, strerror(ENODEV)), "%s", p.ctx.message);
-	cr_assert_eq(p.rec.log.code, UFC_DEVICE_GONE);
+	cr_assert_not_null(strstr(p.ctx.details, "\"errno\":19}"), "%s", p.ctx.details);
 	pl_done(&p);
 }
 
@@ -412,8 +419,11 @@ Test(pipeline, flipped_bit_is_verify_mismatch_at_the_exact_byte)
 	pl_run_fails(&p, STAGE_VERIFICATION, UFC_VERIFY_MISMATCH);
 	cr_assert_eq(p.ctx.bad_offset, 3 * MiB + 777);
 	assert_message(&p, "%s: wrong data at offset %llu", dev_name(p.dev), (unsigned long long)(3 * MiB + 777));
-	cr_assert_eq(p.rec.log.n_err, 1);
-	cr_assert_eq(p.rec.log.code, UFC_VERIFY_MISMATCH);
+	cr_assert_eq(p.rec.log.n_err, 0);
+	char want[96];
+	snprintf(want, sizeof(want), "{\"first_bad_offset\":%llu,\"exact\":true,\"read_error\":false}",
+		 (unsigned long long)(3 * MiB + 777));
+	cr_assert_str_eq(p.ctx.details, want);
 	cr_assert_not_null(p.ctx.write_state);
 	pl_done(&p);
 }

@@ -85,12 +85,10 @@ struct runner {
 	bool db_down; /* the connection failed; rows are kept until it is back */
 
 	bool bad_stick;
-	bool ended_done;	       /* the job ended done (recorded) */
-	bool stage_logged_error;       /* the stage wrote its own error row for this failure */
-	enum uf_code stage_error_code; /* … with this code */
-	bool ended_gone;	       /* the attempt ended because the stick was pulled */
-	bool in_use;		       /* another writer held the slot: handed back */
-	char *bad_reason;	       /* bad_stick: why (malloc'd) */
+	bool ended_done;  /* the job ended done (recorded) */
+	bool ended_gone;  /* the attempt ended because the stick was pulled */
+	bool in_use;	  /* another writer held the slot: handed back */
+	char *bad_reason; /* bad_stick: why (malloc'd) */
 };
 
 static double ts_to_d(const struct timespec *t) { return (double)t->tv_sec + (double)t->tv_nsec / 1e9; }
@@ -404,10 +402,6 @@ static void sink_log(void *ud, enum log_level lvl, enum stage_id st, const char 
 		     const char *details, const char *message)
 {
 	struct runner *r = ud;
-	if (lvl <= LOG_LVL_ERR) {
-		r->stage_logged_error = true;
-		r->stage_error_code = code;
-	}
 	log_row(r, level_name(lvl), st, category, message, code, details);
 }
 
@@ -834,14 +828,21 @@ static void *runner_main(void *p)
 		(void)finish(r, &fin);
 	} else {
 		const char *cname = uf_code_name(code);
-		json_t *d = json_pack("{s:s, s:s?, s:I}", "slot", r->slot, "device", r->devpath, "bad_offset",
-				      (json_int_t)ctx.bad_offset);
-		_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
-		json_decref(d);
+		/* one error row per failure, written here: the failing stage's details (its offset,
+		 * errno, probe verdict…) when the failure is the stage's, and where it happened */
+		json_auto_t *d = ctx.details && ctx.code == code ? json_loads(ctx.details, 0, NULL) : NULL;
+		if (!json_is_object(d)) {
+			json_decref(d);
+			d = json_object();
+		}
+		if (d) {
+			json_object_set_new(d, "slot", json_string(r->slot));
+			json_object_set_new(d, "device", r->devpath ? json_string(r->devpath) : json_null());
+			json_object_set_new(d, "bad_offset", json_integer((json_int_t)ctx.bad_offset));
+		}
+		_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 		/* the code is the row's error_code: the message gives the reason, never the code again */
 		snprintf(line, sizeof(line), "%s", msg && *msg ? msg : "failed (no reason was given)");
-		/* one error row per failure: the stage's own (with its details) when it wrote one */
-		bool own_row = !r->stage_logged_error || r->stage_error_code != code;
 		struct job_log_row row = { .level = code == UFC_CANCELLED ? "warn" : "error",
 					   .stage = stage_name(st),
 					   .category = uf_code_class(code) == UFC_CLASS_BAD_STICK ? "device" : "stage",
@@ -849,7 +850,7 @@ static void *runner_main(void *p)
 					   .error_code = cname,
 					   .details_json = dj };
 		struct final fin = { .kind = FINAL_FAIL,
-				     .row = own_row ? &row : NULL,
+				     .row = &row,
 				     .code = code,
 				     .reason = msg ? msg : cname,
 				     .state = _JOB_STATE_INVALID };
