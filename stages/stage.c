@@ -103,6 +103,28 @@ enum uf_code stage_fail_details(struct stage_ctx *ctx, enum uf_code code, char *
 	return code;
 }
 
+enum uf_code stage_fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint64_t off, const char *what,
+			   const char *stalled)
+{
+	if (r == -ECANCELED)
+		return stage_fail(ctx, UFC_CANCELLED, "cancelled during %s", stage_name(st));
+	enum uf_code c = dev_error_code(ctx->dev, r);
+	ctx->bad_offset = off;
+	char *details = stage_details("{s:I, s:i}", "offset", (json_int_t)off, "errno", -r);
+	if (r == -ETIMEDOUT && stalled)
+		return stage_fail_details(ctx, c, details, "%s: %s", dev_name(ctx->dev), stalled);
+	if (c == UFC_DEVICE_GONE && dev_unlinked(ctx->dev))
+		return stage_fail_details(
+			ctx, c, details,
+			"%s was deleted during the %s (at offset %llu): nothing written to it is on any stick",
+			dev_name(ctx->dev), what, (unsigned long long)off);
+	if (c == UFC_DEVICE_READ_ONLY)
+		return stage_fail_details(ctx, c, details, "read-only: %s refused the %s at offset %llu: %s",
+					  dev_name(ctx->dev), what, (unsigned long long)off, strerror(-r));
+	return stage_fail_details(ctx, c, details, "%s %s at offset %llu: %s", dev_name(ctx->dev), what,
+				  (unsigned long long)off, r == -ETIMEDOUT ? "did not return in time" : strerror(-r));
+}
+
 char *stage_details(const char *fmt, ...)
 {
 	va_list ap;

@@ -107,6 +107,12 @@ enum uf_code stage_fail(struct stage_ctx *ctx, enum uf_code code, const char *fm
 /* The same with details (ctx->details; taken over, may be NULL), e.g. from stage_details(). */
 enum uf_code stage_fail_details(struct stage_ctx *ctx, enum uf_code code, char *details, const char *fmt, ...)
 	_printf_(4, 5);
+/* Fail with the job code of a device error r (dev_error_code) at offset off during what
+ * ("write", "read-back", "capacity probe"), with the offset and errno as details. stalled: for
+ * -ETIMEDOUT, the watchdog's own account of which call stalled ("sync at offset N did not
+ * return within S s"), used as the message when given. */
+enum uf_code stage_fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint64_t off, const char *what,
+			   const char *stalled);
 /* A log row's or a failure's details: the object json_pack() builds from fmt, as compact JSON
  * with the keys in the order given; malloc'd, NULL when it cannot be built (out of memory). */
 char *stage_details(const char *fmt, ...);

@@ -1,6 +1,6 @@
 /* The validation stage: the order can be served (its image opens confined to content.images
  * and fits, or its content library is there), the stick is large enough for what was sold
- * and, by the probe of stage_write.c, writable and of genuine capacity. */
+ * and, by the probe (blkio/probe.c), writable and of genuine capacity. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +8,51 @@
 #include <sys/stat.h>
 
 #include "stages/stage_validate.h"
-#include "stages/stage_write.h"
+#include "blkio/probe.h"
+#include <jansson.h>
 #include "util/macro.h"
 #include "util/size.h"
+
+enum uf_code stage_probe_device(struct stage_ctx *ctx)
+{
+	struct probe_result pr;
+	char a[32], b[32];
+	int r;
+
+	if (!ctx->opts->probe) {
+		/* Writable check only: block 0 read and written back unchanged. */
+		_cleanup_free_ void *buf = dev_alloc_buf(4096);
+		if (!buf)
+			return stage_fail(ctx, UFC_PROCESSING_FAILED, "out of memory");
+		r = dev_pread(ctx->dev, buf, 4096, 0);
+		if (r >= 0)
+			r = dev_pwrite(ctx->dev, buf, 4096, 0);
+		if (r >= 0)
+			r = dev_sync(ctx->dev);
+		if (r < 0)
+			return stage_fail_io(ctx, STAGE_VALIDATION, r, 0, "write test", NULL);
+		ctx->usable_size = dev_size(ctx->dev);
+		return UFC_NONE;
+	}
+	r = probe_run(ctx->dev, ctx->cancel, &pr);
+	if (r < 0)
+		return stage_fail_io(ctx, STAGE_VALIDATION, r, 0, "capacity probe", NULL);
+	char *details = stage_details("{s:s, s:I, s:I, s:I}", "verdict", probe_verdict_name(pr.verdict),
+				      "reported_bytes", (json_int_t)pr.reported_size, "usable_bytes",
+				      (json_int_t)pr.usable_size, "blocks_probed", (json_int_t)pr.blocks_probed);
+	ctx->usable_size = pr.usable_size;
+	if (pr.verdict != PROBE_GENUINE) {
+		ctx->bad_offset = pr.usable_size;
+		return stage_fail_details(ctx, UFC_DEVICE_FAKE_CAPACITY, details,
+					  "%s is fake (%s): only %s of %s reported is real", dev_name(ctx->dev),
+					  probe_verdict_name(pr.verdict), format_size(pr.usable_size, a, sizeof(a)),
+					  format_size(pr.reported_size, b, sizeof(b)));
+	}
+	stage_log(ctx, LOG_LVL_INFO, STAGE_VALIDATION, "device", UFC_NONE, details, "capacity probe: genuine, %s",
+		  format_size(pr.reported_size, a, sizeof(a)));
+	free(details);
+	return UFC_NONE;
+}
 
 enum uf_code stage_validation(struct stage_ctx *ctx)
 {

@@ -8,3 +8,7 @@
  * which sets ctx->usable_size. Codes: ORDER_INVALID, IMAGE_UNREADABLE, CONTENT_CHANGED,
  * CONTENT_MISSING, CONTENT_TOO_LARGE, DEVICE_TOO_SMALL, DEVICE_FAKE_CAPACITY and the probe's. */
 enum uf_code stage_validation(struct stage_ctx *ctx);
+/* The device part of validation: the stick is writable and (opts->probe) its capacity genuine.
+ * Sets ctx->usable_size. Codes: DEVICE_READ_ONLY, DEVICE_GONE, DEVICE_FAKE_CAPACITY
+ * (bad_offset = the first byte that is not real), WRITE_IO, CANCELLED. */
+enum uf_code stage_probe_device(struct stage_ctx *ctx);

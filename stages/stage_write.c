@@ -1,5 +1,5 @@
-/* Implementation of stage_write.h: thin wrappers that run probe.c, writer.c and verify.c on
- * a stage context and translate their results into job error codes and log rows. */
+/* Implementation of stage_write.h: thin wrappers that run writer.c and verify.c on a stage
+ * context and translate their results into job error codes and log rows. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -7,79 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blkio/probe.h"
 #include "stages/stage_write.h"
 #include "stages/stage_select.h"
 #include "blkio/verify.h"
 #include "blkio/writer.h"
 #include "util/macro.h"
 #include "util/size.h"
-
-/* Device errno → job code for a failure at offset off. stalled: for -ETIMEDOUT, the
- * watchdog's own account of which call stalled ("sync at offset N did not return within S s"),
- * used as the message when given. */
-static enum uf_code fail_io(struct stage_ctx *ctx, enum stage_id st, int r, uint64_t off, const char *what,
-			    const char *stalled)
-{
-	if (r == -ECANCELED)
-		return stage_fail(ctx, UFC_CANCELLED, "cancelled during %s", stage_name(st));
-	enum uf_code c = dev_error_code(ctx->dev, r);
-	ctx->bad_offset = off;
-	char *details = stage_details("{s:I, s:i}", "offset", (json_int_t)off, "errno", -r);
-	if (r == -ETIMEDOUT && stalled)
-		return stage_fail_details(ctx, c, details, "%s: %s", dev_name(ctx->dev), stalled);
-	if (c == UFC_DEVICE_GONE && dev_unlinked(ctx->dev))
-		return stage_fail_details(
-			ctx, c, details,
-			"%s was deleted during the %s (at offset %llu): nothing written to it is on any stick",
-			dev_name(ctx->dev), what, (unsigned long long)off);
-	if (c == UFC_DEVICE_READ_ONLY)
-		return stage_fail_details(ctx, c, details, "read-only: %s refused the %s at offset %llu: %s",
-					  dev_name(ctx->dev), what, (unsigned long long)off, strerror(-r));
-	return stage_fail_details(ctx, c, details, "%s %s at offset %llu: %s", dev_name(ctx->dev), what,
-				  (unsigned long long)off, r == -ETIMEDOUT ? "did not return in time" : strerror(-r));
-}
-
-enum uf_code stage_probe_device(struct stage_ctx *ctx)
-{
-	struct probe_result pr;
-	char a[32], b[32];
-	int r;
-
-	if (!ctx->opts->probe) {
-		/* Writable check only: block 0 read and written back unchanged. */
-		_cleanup_free_ void *buf = dev_alloc_buf(4096);
-		if (!buf)
-			return stage_fail(ctx, UFC_PROCESSING_FAILED, "out of memory");
-		r = dev_pread(ctx->dev, buf, 4096, 0);
-		if (r >= 0)
-			r = dev_pwrite(ctx->dev, buf, 4096, 0);
-		if (r >= 0)
-			r = dev_sync(ctx->dev);
-		if (r < 0)
-			return fail_io(ctx, STAGE_VALIDATION, r, 0, "write test", NULL);
-		ctx->usable_size = dev_size(ctx->dev);
-		return UFC_NONE;
-	}
-	r = probe_run(ctx->dev, ctx->cancel, &pr);
-	if (r < 0)
-		return fail_io(ctx, STAGE_VALIDATION, r, 0, "capacity probe", NULL);
-	char *details = stage_details("{s:s, s:I, s:I, s:I}", "verdict", probe_verdict_name(pr.verdict),
-				      "reported_bytes", (json_int_t)pr.reported_size, "usable_bytes",
-				      (json_int_t)pr.usable_size, "blocks_probed", (json_int_t)pr.blocks_probed);
-	ctx->usable_size = pr.usable_size;
-	if (pr.verdict != PROBE_GENUINE) {
-		ctx->bad_offset = pr.usable_size;
-		return stage_fail_details(ctx, UFC_DEVICE_FAKE_CAPACITY, details,
-					  "%s is fake (%s): only %s of %s reported is real", dev_name(ctx->dev),
-					  probe_verdict_name(pr.verdict), format_size(pr.usable_size, a, sizeof(a)),
-					  format_size(pr.reported_size, b, sizeof(b)));
-	}
-	stage_log(ctx, LOG_LVL_INFO, STAGE_VALIDATION, "device", UFC_NONE, details, "capacity probe: genuine, %s",
-		  format_size(pr.reported_size, a, sizeof(a)));
-	free(details);
-	return UFC_NONE;
-}
 
 struct wcb {
 	struct stage_ctx *ctx;
@@ -181,7 +114,7 @@ enum uf_code stage_writing(struct stage_ctx *ctx)
 		w_checkpoint(ctx, NULL);
 		return stage_fail(ctx, UFC_PROCESSING_FAILED, "%s", st->error ? st->error : "resume state stale");
 	}
-	return fail_io(ctx, STAGE_WRITING, r, st->bad_offset, "write", st->error);
+	return stage_fail_io(ctx, STAGE_WRITING, r, st->bad_offset, "write", st->error);
 }
 
 static int reopen_image(void *ud, struct blksrc **ret)
@@ -208,7 +141,7 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 	if (ctx->opts->reset_before_verify) {
 		r = dev_reset(ctx->dev);
 		if (r < 0)
-			return fail_io(ctx, STAGE_VERIFICATION, r, 0, "reset before verify", NULL);
+			return stage_fail_io(ctx, STAGE_VERIFICATION, r, 0, "reset before verify", NULL);
 	}
 	struct verify_opts vo = {
 		.buffer_size = ctx->opts->buffer_size,
@@ -237,5 +170,5 @@ enum uf_code stage_verification(struct stage_ctx *ctx)
 						     : "wrong data in the chunk",
 					  (unsigned long long)vr.bad_offset);
 	}
-	return fail_io(ctx, STAGE_VERIFICATION, r, vr.bad_offset, "read-back", NULL);
+	return stage_fail_io(ctx, STAGE_VERIFICATION, r, vr.bad_offset, "read-back", NULL);
 }

@@ -1,16 +1,11 @@
-/* The stick-side stages: the device part of validation (writable, fake-capacity probe),
- * block writing and verification. They map the writer's, verifier's and probe's errno
- * results to job error codes (util/ufcode.h), report progress per chunk through
- * ctx->sink.progress, and log notable events (probe verdict, resume point, first bad offset)
- * through ctx->sink.log with JSON details. */
+/* The writing and verification stages. They map the writer's and verifier's errno results to
+ * job error codes (stage_fail_io), report progress per chunk through ctx->sink.progress, and
+ * log notable events (resume point, bytes written and verified) through ctx->sink.log with
+ * JSON details; a failure's details go with the failure (ctx->details). */
 #pragma once
 
 #include "stages/stage.h"
 
-/* Validation, device part: the stick is writable and (opts->probe) its capacity genuine.
- * Sets ctx->usable_size. Codes: DEVICE_READ_ONLY, DEVICE_GONE, DEVICE_FAKE_CAPACITY
- * (bad_offset = the first byte that is not real), WRITE_IO, CANCELLED. */
-enum uf_code stage_probe_device(struct stage_ctx *ctx);
 /* Writing: ctx->src onto ctx->dev (resuming from ctx->resume_json when given). Leaves the
  * writer in ctx->write_state for verification; sets ctx->bytes_written. Codes: WRITE_IO
  * (bad_offset), DEVICE_GONE, DEVICE_READ_ONLY, IMAGE_UNREADABLE, CONTENT_TOO_LARGE (the image

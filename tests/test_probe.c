@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "blkio/probe.h"
-#include "stages/stage_write.h"
+#include "stages/stage_validate.h"
 #include "wtest.h"
 
 #define MiB (1u << 20)
