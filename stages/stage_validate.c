@@ -2,14 +2,14 @@
  * and fits, or its content library is there), the stick is large enough for what was sold
  * and, by the probe (blkio/probe.c), writable and of genuine capacity. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "stages/stage_validate.h"
 #include "blkio/probe.h"
-#include <jansson.h>
+#include "stages/stage_validate.h"
 #include "util/macro.h"
 #include "util/size.h"
 
