@@ -30,6 +30,12 @@ static char *title_of(const char *name)
 	return strndup(name, (size_t)(dot - name));
 }
 
+/* A file's mtime as the DATETIME(6) the row keeps, from two bound integers: seconds since the
+ * epoch and microseconds (the session's time zone is UTC, so it is the file's UTC time). Whole
+ * numbers keep it exact; a DOUBLE would round the microseconds. As before, a time FROM_UNIXTIME
+ * cannot represent (before 1970) is NULL, which the NOT NULL column refuses. */
+#define MTIME_SQL "(FROM_UNIXTIME(?) + INTERVAL ? MICROSECOND)"
+
 struct scan {
 	struct db *db;
 	const char *root; /* for messages */
@@ -79,10 +85,9 @@ static bool pseudo_fs(int fd)
  * for a symlink or a FIFO after the directory was read is skipped, never followed. */
 static int scan_file(struct scan *s, int dfd, const char *category, const char *rel, const char *name)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	_cleanup_free_ char *title = NULL;
 	struct stat st, after;
-	char mtime[64];
 	int r;
 
 	_cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
@@ -95,15 +100,16 @@ static int scan_file(struct scan *s, int dfd, const char *category, const char *
 		warnf(s, "%s/%s: not a regular file, skipped", s->root, rel);
 		return 0;
 	}
-	snprintf(mtime, sizeof(mtime), "%lld.%06ld", (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec / 1000);
+	/* the file's mtime to the microsecond, bound as whole seconds and microseconds (MTIME_SQL) */
+	const struct db_arg mtime_s = DB_I64(st.st_mtim.tv_sec), mtime_us = DB_I64(st.st_mtim.tv_nsec / 1000);
 	s->st.files++;
 	r = db_query(s->db, &res,
-		     "SELECT id, size_bytes, UNIX_TIMESTAMP(mtime) = ?, active, xxh128 IS NOT NULL FROM content_items"
+		     "SELECT id, size_bytes, mtime = " MTIME_SQL ", active, xxh128 IS NOT NULL FROM content_items"
 		     " WHERE rel_path_hash = UNHEX(SHA2(?, 256)) AND rel_path = ?",
-		     DB_RAW(mtime), DB_STR(rel), DB_STR(rel), DB_END);
+		     mtime_s, mtime_us, DB_STR(rel), DB_STR(rel), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	/* Unchanged in size and mtime: not re-read, unless the row predates the xxh128 column. */
 	if (row && db_row_u64(row, 1) == (uint64_t)st.st_size && db_row_i64(row, 2) == 1 && db_row_i64(row, 4) == 1) {
 		if (db_row_i64(row, 3) == 0)
@@ -131,16 +137,16 @@ static int scan_file(struct scan *s, int dfd, const char *category, const char *
 		s->st.updated++;
 		return db_exec(s->db, NULL,
 			       "UPDATE content_items SET category = ?, title = ?, size_bytes = ?, sha256 = ?, xxh128 = ?,"
-			       " mtime = FROM_UNIXTIME(?), active = 1, scan_mark = ? WHERE id = ?",
-			       DB_STR(category), DB_STR(title), DB_U64(size), DB_STR(hex), DB_STR(xxh), DB_RAW(mtime),
-			       DB_I64(s->run), DB_I64(db_row_i64(row, 0)), DB_END);
+			       " mtime = " MTIME_SQL ", active = 1, scan_mark = ? WHERE id = ?",
+			       DB_STR(category), DB_STR(title), DB_U64(size), DB_STR(hex), DB_STR(xxh), mtime_s,
+			       mtime_us, DB_I64(s->run), DB_I64(db_row_i64(row, 0)), DB_END);
 	}
 	s->st.added++;
 	return db_exec(s->db, NULL,
 		       "INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, xxh128, mtime, active,"
-		       " scan_mark) VALUES (?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?), 1, ?)",
-		       DB_STR(category), DB_STR(title), DB_STR(rel), DB_U64(size), DB_STR(hex), DB_STR(xxh),
-		       DB_RAW(mtime), DB_I64(s->run), DB_END);
+		       " scan_mark) VALUES (?, ?, ?, ?, ?, ?, " MTIME_SQL ", 1, ?)",
+		       DB_STR(category), DB_STR(title), DB_STR(rel), DB_U64(size), DB_STR(hex), DB_STR(xxh), mtime_s,
+		       mtime_us, DB_I64(s->run), DB_END);
 }
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -303,7 +309,7 @@ int content_scan(struct db *db, const char *root, const char *subdir, void (*war
 
 int content_list(struct db *db, const char *category, json_t **ret)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT id, category, title, rel_path, size_bytes, sha256, xxh128, mtime FROM content_items"
 			 " WHERE active = 1 AND (? IS NULL OR category = ?) ORDER BY category, rel_path",
@@ -311,8 +317,8 @@ int content_list(struct db *db, const char *category, json_t **ret)
 	if (r < 0)
 		return r;
 	json_t *a = json_array();
-	MYSQL_ROW row;
-	while ((row = mysql_fetch_row(res)))
+	db_row row;
+	while ((row = db_res_next(res)))
 		json_array_append_new(a, db_row_to_json(res, row));
 	*ret = a;
 	return 0;
@@ -337,19 +343,19 @@ int content_item_active(struct db *db, int64_t id, bool *ret)
 int content_category_larger(struct db *db, const char *category, uint64_t max_bytes, struct content_item **ret,
 			    size_t *ret_n)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT id, rel_path, size_bytes FROM content_items"
 			 " WHERE active = 1 AND category = ? AND size_bytes > ? ORDER BY rel_path",
 			 DB_STR(category), DB_U64(max_bytes), DB_END);
 	if (r < 0)
 		return r;
-	size_t n = mysql_num_rows(res), k = 0;
+	size_t n = db_res_count(res), k = 0;
 	struct content_item *items = n ? calloc(n, sizeof(*items)) : NULL;
 	if (n && !items)
 		return -ENOMEM;
-	MYSQL_ROW row;
-	while (k < n && (row = mysql_fetch_row(res))) {
+	db_row row;
+	while (k < n && (row = db_res_next(res))) {
 		struct content_item *it = &items[k++];
 		it->id = db_row_i64(row, 0);
 		it->size = db_row_u64(row, 2);
@@ -366,11 +372,11 @@ int content_category_larger(struct db *db, const char *category, uint64_t max_by
 
 int content_item_size(struct db *db, int64_t id, uint64_t *ret_size, char **ret_rel_path)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res, "SELECT size_bytes, rel_path FROM content_items WHERE id = ?", DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
 	char *p = strdup(row[1] ? row[1] : "");
@@ -398,7 +404,7 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 			while (categories && categories[count])
 				count++;
 		for (size_t k = 0; k < count; k++) {
-			_cleanup_result_ MYSQL_RES *res = NULL;
+			_cleanup_result_ struct db_res *res = NULL;
 			if (pass == 0)
 				r = db_query(db, &res,
 					     "SELECT id, category, title, rel_path, size_bytes, sha256, FLOOR(UNIX_TIMESTAMP(mtime)), xxh128"
@@ -411,8 +417,8 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 					     DB_STR(categories[k]), DB_END);
 			if (r < 0)
 				goto fail;
-			MYSQL_ROW row;
-			while ((row = mysql_fetch_row(res))) {
+			db_row row;
+			while ((row = db_res_next(res))) {
 				bool dup = false;
 				for (size_t i = 0; i < n && !dup; i++)
 					dup = items[i].id == db_row_i64(row, 0);

@@ -1,10 +1,12 @@
-/* Implementation of db/db.h: connection set-up, placeholder formatting, error mapping and
+/* Implementation of db/db.h: connection set-up, prepared statements (a per-connection cache of
+ * them), results copied out of the client library into struct db_res, error mapping and
  * transactions over the MariaDB Connector/C (MySQL client API). */
 #include "db/db.h"
 
 #include <errno.h>
 #include <errmsg.h>
 #include <inttypes.h>
+#include <mysql.h>
 #include <mysqld_error.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +18,8 @@
 
 #define DB_IO_TIMEOUT	    20 /* seconds */
 #define DB_IDLE_TXN_TIMEOUT 3  /* seconds */
+#define DB_STMT_CACHE	    32 /* prepared statements kept per connection */
+#define DB_MAX_ARGS	    64 /* placeholders in one statement */
 #define STR_(x)		    #x
 #define STR(x)		    STR_(x)
 
@@ -26,8 +30,15 @@ struct db {
 		char *host, *socket, *user, *password;
 		unsigned port;
 	} c;
-	char *error;  /* our own message when the failure was not the server's */
+	char *error;  /* the last failure's message (the server's, or ours) */
 	unsigned err; /* last server errno */
+	uint64_t insert_id;
+	uint64_t tick; /* statement use counter, for the cache's LRU */
+	struct db_stmt {
+		char *sql; /* the text it was prepared from (the cache key) */
+		MYSQL_STMT *st;
+		uint64_t used;
+	} stmts[DB_STMT_CACHE];
 };
 
 static int map_errno(unsigned e)
@@ -100,7 +111,7 @@ const char *db_error(struct db *db)
 	return *m ? m : "MariaDB gave no reason";
 }
 const char *db_server_version(struct db *db) { return db->my ? mysql_get_server_info(db->my) : "(not connected)"; }
-uint64_t db_insert_id(struct db *db) { return db->my ? mysql_insert_id(db->my) : 0; }
+uint64_t db_insert_id(struct db *db) { return db->my ? db->insert_id : 0; }
 
 const char *db_version_problem(const char *v)
 {
@@ -117,6 +128,27 @@ const char *db_version_problem(const char *v)
 	if (a > 8 || (a == 8 && (b > 0 || c >= 1)))
 		return "it is MySQL: usbforge's schema is written and tested for MariaDB >= 10.6 only";
 	return "it is too old and not MariaDB: usbforge needs MariaDB >= 10.6 (FOR UPDATE SKIP LOCKED)";
+}
+
+/* After mysql_close(db->my) (which detaches the statements from the connection), so that no
+ * COM_STMT_CLOSE is sent to a server that may be gone. */
+static void drop_statements(struct db *db)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(db->stmts); i++) {
+		if (db->stmts[i].st)
+			mysql_stmt_close(db->stmts[i].st);
+		free(db->stmts[i].sql);
+		db->stmts[i] = (struct db_stmt){ 0 };
+	}
+}
+
+static void close_connection(struct db *db)
+{
+	if (db->my)
+		mysql_close(db->my);
+	db->my = NULL;
+	drop_statements(db);
+	db->insert_id = 0;
 }
 
 static int do_connect(struct db *db, char **ret_error)
@@ -224,9 +256,7 @@ int db_connect(const struct uf_config *cfg, struct db **ret, char **ret_error)
 int db_reconnect(struct db *db, char **ret_error)
 {
 	char *e = NULL;
-	if (db->my)
-		mysql_close(db->my);
-	db->my = NULL;
+	close_connection(db);
 	int r = do_connect(db, &e);
 	if (ret_error)
 		*ret_error = e;
@@ -239,8 +269,7 @@ struct db *db_close(struct db *db)
 {
 	if (!db)
 		return NULL;
-	if (db->my)
-		mysql_close(db->my);
+	close_connection(db);
 	free(db->c.host);
 	free(db->c.socket);
 	free(db->c.user);
@@ -253,94 +282,506 @@ struct db *db_close(struct db *db)
 	return NULL;
 }
 
-char *db_format(struct db *db, const char *sql, const struct db_arg *args, size_t n)
-{
-	char *out = NULL;
-	size_t outlen = 0;
-	FILE *f = open_memstream(&out, &outlen);
-	size_t ai = 0;
-	char quote = 0;
+/* ---- prepared statements --------------------------------------------------------------------- */
 
-	if (!f || !db->my) {
-		if (f)
-			fclose(f);
-		free(out);
-		return NULL;
-	}
-	for (const char *p = sql; *p; p++) {
-		if (quote) {
-			fputc(*p, f);
-			if (*p == '\\' && p[1]) {
-				fputc(*++p, f);
-			} else if (*p == quote) {
-				quote = 0;
-			}
-			continue;
-		}
-		if (*p == '\'' || *p == '"' || *p == '`') {
-			quote = *p;
-			fputc(*p, f);
-			continue;
-		}
-		if (*p != '?') {
-			fputc(*p, f);
-			continue;
-		}
-		if (ai >= n)
-			goto bad;
-		const struct db_arg *a = &args[ai++];
-		switch (a->type) {
-		case DBA_I64:
-			fprintf(f, "%" PRId64, a->i);
-			break;
-		case DBA_U64:
-			fprintf(f, "%" PRIu64, a->u);
-			break;
-		case DBA_DBL:
-			fprintf(f, "%.17g", a->d);
-			break;
-		case DBA_NULL:
-			fputs("NULL", f);
-			break;
-		case DBA_RAW:
-			fputs(a->s, f);
-			break;
-		case DBA_STR: {
-			if (!a->s) {
-				fputs("NULL", f);
-				break;
-			}
-			size_t l = strlen(a->s);
-			char *esc = malloc(l * 2 + 1);
-			if (!esc)
-				goto bad;
-			mysql_real_escape_string(db->my, esc, a->s, (unsigned long)l);
-			fputc('\'', f);
-			fputs(esc, f);
-			fputc('\'', f);
-			free(esc);
-			break;
-		}
-		default:
-			goto bad;
-		}
-	}
-	if (ai != n)
-		goto bad;
-	if (fclose(f) != 0) {
-		free(out);
-		return NULL;
-	}
-	return out;
-bad:
-	fclose(f);
-	free(out);
+/* The connection's prepared statements, least recently used evicted first. A statement belongs
+ * to its connection: close_connection frees them all, after mysql_close, when the connection is
+ * replaced or closed. */
+static struct db_stmt *stmt_lookup(struct db *db, const char *sql)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(db->stmts); i++)
+		if (db->stmts[i].st && strcmp(db->stmts[i].sql, sql) == 0)
+			return &db->stmts[i];
 	return NULL;
 }
 
-static int run(struct db *db, const char *sql, va_list ap)
+/* Close st and forget it (it is in the cache: stmt_get put it there). */
+static void stmt_evict(struct db *db, MYSQL_STMT *st)
 {
-	struct db_arg args[64];
+	for (size_t i = 0; i < ARRAY_SIZE(db->stmts); i++)
+		if (db->stmts[i].st == st) {
+			mysql_stmt_close(st);
+			free(db->stmts[i].sql);
+			db->stmts[i] = (struct db_stmt){ 0 };
+			return;
+		}
+}
+
+static int stmt_fail(struct db *db, MYSQL_STMT *st, const char *sql)
+{
+	db->err = mysql_stmt_errno(st);
+	if (db->err == 0) /* the client library failed without saying why: count it as its error */
+		db->err = CR_UNKNOWN_ERROR;
+	const char *m = mysql_stmt_error(st);
+	set_error(db, m && *m ? m : "MariaDB gave no reason");
+	log_debug("db: statement failed (%u %s): %s", db->err, db_error(db), sql);
+	return map_errno(db->err);
+}
+
+static int bad_arguments(struct db *db, const char *why, const char *sql)
+{
+	free(db->error);
+	if (asprintf(&db->error, "%s: %s", why, sql) < 0)
+		db->error = NULL;
+	db->err = 0;
+	return -EINVAL;
+}
+
+/* The prepared statement for sql on this connection: from the cache, or prepared now and cached
+ * (evicting the least recently used one). */
+static int stmt_get(struct db *db, const char *sql, MYSQL_STMT **ret)
+{
+	struct db_stmt *e = stmt_lookup(db, sql);
+	if (e) {
+		e->used = ++db->tick;
+		*ret = e->st;
+		return 0;
+	}
+	MYSQL_STMT *st = mysql_stmt_init(db->my);
+	if (!st) {
+		set_error(db, "cannot set up a statement: out of memory");
+		return -ENOMEM;
+	}
+	my_bool on = 1;
+	(void)mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
+	if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0) {
+		int r = stmt_fail(db, st, sql);
+		mysql_stmt_close(st);
+		return r;
+	}
+	char *copy = strdup(sql);
+	if (!copy) {
+		mysql_stmt_close(st);
+		set_error(db, "out of memory");
+		return -ENOMEM;
+	}
+	e = &db->stmts[0];
+	for (size_t i = 1; i < ARRAY_SIZE(db->stmts) && e->st; i++)
+		if (!db->stmts[i].st || db->stmts[i].used < e->used)
+			e = &db->stmts[i];
+	if (e->st)
+		mysql_stmt_close(e->st);
+	free(e->sql);
+	*e = (struct db_stmt){ .sql = copy, .st = st, .used = ++db->tick };
+	*ret = st;
+	return 0;
+}
+
+/* ---- results ------------------------------------------------------------------------------------ */
+
+/* One row, in one allocation: n column pointers, then n lengths, then the bytes (each column
+ * NUL-terminated). */
+struct db_res_row {
+	size_t *len;
+	const char *col[];
+};
+
+struct db_res {
+	unsigned nfields;
+	char **names;
+	enum db_kind *kinds;
+	struct db_res_row **rows;
+	size_t nrows, next;
+	const struct db_res_row *cur;
+};
+
+struct db_res *db_res_free(struct db_res *res)
+{
+	if (!res)
+		return NULL;
+	for (unsigned i = 0; res->names && i < res->nfields; i++)
+		free(res->names[i]);
+	free(res->names);
+	free(res->kinds);
+	for (size_t i = 0; i < res->nrows; i++)
+		free(res->rows[i]);
+	free(res->rows);
+	free(res);
+	return NULL;
+}
+
+db_row db_res_next(struct db_res *res)
+{
+	if (res->next >= res->nrows) {
+		res->cur = NULL;
+		return NULL;
+	}
+	res->cur = res->rows[res->next++];
+	return res->cur->col;
+}
+
+const size_t *db_res_lengths(const struct db_res *res) { return res->cur ? res->cur->len : NULL; }
+size_t db_res_count(const struct db_res *res) { return res->nrows; }
+unsigned db_res_fields(const struct db_res *res) { return res->nfields; }
+const char *db_res_field_name(const struct db_res *res, unsigned i) { return i < res->nfields ? res->names[i] : NULL; }
+enum db_kind db_res_field_kind(const struct db_res *res, unsigned i)
+{
+	return i < res->nfields ? res->kinds[i] : DB_KIND_TEXT;
+}
+
+/* How a column is fetched: integers, floating point and temporal values in their binary form
+ * and printed here the way the server's text protocol prints them; everything else (strings,
+ * binary strings, DECIMAL, ENUM, JSON…) as the bytes the server sent. */
+enum col_form { FORM_BYTES, FORM_INT, FORM_YEAR, FORM_DOUBLE, FORM_FLOAT, FORM_DATE, FORM_DATETIME, FORM_TIME };
+
+struct col {
+	enum col_form form;
+	unsigned decimals;
+	union {
+		int64_t i;
+		double d;
+		float f;
+		MYSQL_TIME t;
+	} v;
+	char *buf;     /* FORM_BYTES */
+	char text[64]; /* the others, printed */
+	unsigned long length;
+	my_bool is_null, error;
+};
+
+static enum col_form form_of(const MYSQL_FIELD *f)
+{
+	switch (f->type) {
+	case MYSQL_TYPE_TINY:
+	case MYSQL_TYPE_SHORT:
+	case MYSQL_TYPE_INT24:
+	case MYSQL_TYPE_LONG:
+	case MYSQL_TYPE_LONGLONG:
+		return FORM_INT;
+	case MYSQL_TYPE_YEAR:
+		return FORM_YEAR;
+	case MYSQL_TYPE_DOUBLE:
+		return FORM_DOUBLE;
+	case MYSQL_TYPE_FLOAT:
+		return FORM_FLOAT;
+	case MYSQL_TYPE_DATE:
+	case MYSQL_TYPE_NEWDATE:
+		return FORM_DATE;
+	case MYSQL_TYPE_DATETIME:
+	case MYSQL_TYPE_TIMESTAMP:
+		return FORM_DATETIME;
+	case MYSQL_TYPE_TIME:
+		return FORM_TIME;
+	default:
+		return FORM_BYTES;
+	}
+}
+
+/* The kind db_row_to_json and other readers go by (DECIMAL is read as bytes but is a number). */
+static enum db_kind kind_of(const MYSQL_FIELD *f)
+{
+	switch (form_of(f)) {
+	case FORM_INT:
+		return f->flags & UNSIGNED_FLAG ? DB_KIND_UINT : DB_KIND_INT;
+	case FORM_DOUBLE:
+	case FORM_FLOAT:
+		return DB_KIND_REAL;
+	default:
+		return f->type == MYSQL_TYPE_DECIMAL || f->type == MYSQL_TYPE_NEWDECIMAL ? DB_KIND_REAL : DB_KIND_TEXT;
+	}
+}
+
+/* The shortest %g (from 15 significant digits, 6 for a float) that reads back as the same value,
+ * as the server prints them ("0.1", not "0.10000000000000001"). */
+static void print_double(char *out, size_t size, double d)
+{
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(out, size, "%.*g", prec, d);
+		if (strtod(out, NULL) == d)
+			return;
+	}
+}
+
+static void print_float(char *out, size_t size, float f)
+{
+	for (int prec = 6; prec <= 9; prec++) {
+		snprintf(out, size, "%.*g", prec, (double)f);
+		if (strtof(out, NULL) == f)
+			return;
+	}
+}
+
+/* ".123456" cut to the column's fractional digits (nothing for none). */
+static void print_fraction(char *out, size_t size, unsigned decimals, unsigned long usec)
+{
+	unsigned long div = 1;
+	if (decimals > 6) /* an expression of unknown precision */
+		decimals = usec ? 6 : 0;
+	if (decimals == 0) {
+		*out = '\0';
+		return;
+	}
+	for (unsigned k = decimals; k < 6; k++)
+		div *= 10;
+	snprintf(out, size, ".%0*lu", (int)decimals, usec % 1000000 / div);
+}
+
+/* Column c's value as text into out (a value that is not FORM_BYTES). */
+static void print_value(const struct col *c, bool is_unsigned, char *out, size_t size)
+{
+	const MYSQL_TIME *t = &c->v.t;
+	char frac[16];
+	switch (c->form) {
+	case FORM_INT:
+		if (is_unsigned)
+			snprintf(out, size, "%" PRIu64, (uint64_t)c->v.i);
+		else
+			snprintf(out, size, "%" PRId64, c->v.i);
+		break;
+	case FORM_YEAR:
+		snprintf(out, size, "%04" PRId64, c->v.i);
+		break;
+	case FORM_DOUBLE:
+		print_double(out, size, c->v.d);
+		break;
+	case FORM_FLOAT:
+		print_float(out, size, c->v.f);
+		break;
+	case FORM_DATE:
+		snprintf(out, size, "%04u-%02u-%02u", t->year, t->month, t->day);
+		break;
+	case FORM_DATETIME:
+		print_fraction(frac, sizeof(frac), c->decimals, t->second_part);
+		snprintf(out, size, "%04u-%02u-%02u %02u:%02u:%02u%s", t->year, t->month, t->day, t->hour, t->minute,
+			 t->second, frac);
+		break;
+	case FORM_TIME:
+		print_fraction(frac, sizeof(frac), c->decimals, t->second_part);
+		snprintf(out, size, "%s%02u:%02u:%02u%s", t->neg ? "-" : "", t->day * 24 + t->hour, t->minute,
+			 t->second, frac);
+		break;
+	case FORM_BYTES:
+		*out = '\0';
+		break;
+	}
+}
+
+struct fetch {
+	MYSQL_STMT *st;
+	MYSQL_FIELD *fields;
+	unsigned n;
+	struct col *cols;
+	MYSQL_BIND *binds;
+};
+
+static void fetch_done(struct fetch *f)
+{
+	for (unsigned i = 0; f->cols && i < f->n; i++)
+		free(f->cols[i].buf);
+	free(f->cols);
+	free(f->binds);
+}
+
+static int fetch_bind(struct fetch *f)
+{
+	f->cols = calloc(f->n ? f->n : 1, sizeof(*f->cols));
+	f->binds = calloc(f->n ? f->n : 1, sizeof(*f->binds));
+	if (!f->cols || !f->binds)
+		return -ENOMEM;
+	for (unsigned i = 0; i < f->n; i++) {
+		struct col *c = &f->cols[i];
+		MYSQL_BIND *b = &f->binds[i];
+		c->form = form_of(&f->fields[i]);
+		c->decimals = f->fields[i].decimals;
+		b->is_null = &c->is_null;
+		b->error = &c->error;
+		b->length = &c->length;
+		switch (c->form) {
+		case FORM_INT:
+		case FORM_YEAR:
+			b->buffer_type = MYSQL_TYPE_LONGLONG;
+			b->is_unsigned = (my_bool)((f->fields[i].flags & UNSIGNED_FLAG) != 0);
+			b->buffer = &c->v.i;
+			break;
+		case FORM_DOUBLE:
+			b->buffer_type = MYSQL_TYPE_DOUBLE;
+			b->buffer = &c->v.d;
+			break;
+		case FORM_FLOAT:
+			b->buffer_type = MYSQL_TYPE_FLOAT;
+			b->buffer = &c->v.f;
+			break;
+		case FORM_DATE:
+		case FORM_DATETIME:
+		case FORM_TIME:
+			b->buffer_type = f->fields[i].type == MYSQL_TYPE_NEWDATE ? MYSQL_TYPE_DATE : f->fields[i].type;
+			b->buffer = &c->v.t;
+			break;
+		case FORM_BYTES: {
+			/* max_length: the longest value in the stored result (STMT_ATTR_UPDATE_MAX_LENGTH);
+			 * a longer one is fetched again at its length (fetch_row) */
+			size_t size = (size_t)f->fields[i].max_length + 1;
+			c->buf = malloc(size);
+			if (!c->buf)
+				return -ENOMEM;
+			b->buffer_type = MYSQL_TYPE_STRING;
+			b->buffer = c->buf;
+			b->buffer_length = (unsigned long)size;
+			break;
+		}
+		}
+	}
+	return mysql_stmt_bind_result(f->st, f->binds) ? -EIO : 0;
+}
+
+/* Copy the fetched row into one allocation (struct db_res_row). */
+static int fetch_row(struct fetch *f, struct db_res_row **ret)
+{
+	size_t total = 0;
+	bool rebind = false;
+
+	for (unsigned i = 0; i < f->n; i++) {
+		struct col *c = &f->cols[i];
+		if (c->is_null)
+			continue;
+		if (c->form != FORM_BYTES) {
+			print_value(c, (f->fields[i].flags & UNSIGNED_FLAG) != 0, c->text, sizeof(c->text));
+			c->length = (unsigned long)strlen(c->text);
+		} else if (c->length >= f->binds[i].buffer_length) {
+			/* longer than the stored result's max_length said: fetch it again whole */
+			char *nb = realloc(c->buf, (size_t)c->length + 1);
+			if (!nb)
+				return -ENOMEM;
+			c->buf = nb;
+			f->binds[i].buffer = nb;
+			f->binds[i].buffer_length = c->length + 1;
+			if (mysql_stmt_fetch_column(f->st, &f->binds[i], i, 0) != 0)
+				return -EIO;
+			rebind = true;
+		}
+		total += (size_t)c->length + 1;
+	}
+	if (rebind && mysql_stmt_bind_result(f->st, f->binds) != 0)
+		return -EIO;
+	struct db_res_row *row = malloc(sizeof(*row) + f->n * (sizeof(char *) + sizeof(size_t)) + total);
+	if (!row)
+		return -ENOMEM;
+	row->len = (size_t *)(row->col + f->n);
+	char *p = (char *)(row->len + f->n);
+	for (unsigned i = 0; i < f->n; i++) {
+		struct col *c = &f->cols[i];
+		if (c->is_null) {
+			row->col[i] = NULL;
+			row->len[i] = 0;
+			continue;
+		}
+		memcpy(p, c->form == FORM_BYTES ? c->buf : c->text, c->length);
+		p[c->length] = '\0';
+		row->col[i] = p;
+		row->len[i] = c->length;
+		p += c->length + 1;
+	}
+	*ret = row;
+	return 0;
+}
+
+/* Every row of the executed statement st (its result stored) into a new struct db_res. */
+static int fetch_all(struct db *db, MYSQL_STMT *st, const char *sql, struct db_res **ret)
+{
+	_cleanup_(fetch_done) struct fetch f = { .st = st };
+	_cleanup_result_ struct db_res *res = calloc(1, sizeof(*res));
+	MYSQL_RES *meta = mysql_stmt_result_metadata(st);
+	int r = 0;
+
+	if (!res || !meta) {
+		if (meta)
+			mysql_free_result(meta);
+		return res ? stmt_fail(db, st, sql) : -ENOMEM;
+	}
+	f.n = mysql_num_fields(meta);
+	f.fields = mysql_fetch_fields(meta);
+	res->nfields = f.n;
+	res->names = calloc(f.n ? f.n : 1, sizeof(char *));
+	res->kinds = calloc(f.n ? f.n : 1, sizeof(enum db_kind));
+	size_t rows = (size_t)mysql_stmt_num_rows(st);
+	res->rows = calloc(rows ? rows : 1, sizeof(struct db_res_row *));
+	if (!res->names || !res->kinds || !res->rows)
+		r = -ENOMEM;
+	for (unsigned i = 0; r == 0 && i < f.n; i++) {
+		res->kinds[i] = kind_of(&f.fields[i]);
+		if (!(res->names[i] = strdup(f.fields[i].name)))
+			r = -ENOMEM;
+	}
+	if (r == 0)
+		r = fetch_bind(&f);
+	while (r == 0) {
+		int s = mysql_stmt_fetch(st);
+		if (s == MYSQL_NO_DATA)
+			break;
+		if (s == 1) {
+			r = stmt_fail(db, st, sql);
+			break;
+		}
+		if (res->nrows == rows) { /* the stored result said fewer: cannot be */
+			r = -EIO;
+			break;
+		}
+		r = fetch_row(&f, &res->rows[res->nrows]);
+		if (r == 0)
+			res->nrows++;
+	}
+	mysql_free_result(meta);
+	if (r < 0) {
+		if (r == -ENOMEM)
+			set_error(db, "out of memory reading a result");
+		else if (!db->error)
+			set_error(db, "cannot read a result");
+		return r;
+	}
+	*ret = TAKE_PTR(res);
+	return 0;
+}
+
+/* ---- running statements --------------------------------------------------------------------- */
+
+/* Bind args to st and run it. 0, or the client library's failure (its errno in st). */
+static int bind_and_execute(MYSQL_STMT *st, struct db_arg *args, size_t n)
+{
+	MYSQL_BIND binds[DB_MAX_ARGS];
+	memset(binds, 0, sizeof(binds));
+	for (size_t i = 0; i < n; i++) {
+		struct db_arg *a = &args[i];
+		MYSQL_BIND *b = &binds[i];
+		switch (a->type) {
+		case DBA_I64:
+			b->buffer_type = MYSQL_TYPE_LONGLONG;
+			b->buffer = &a->i;
+			break;
+		case DBA_U64:
+			b->buffer_type = MYSQL_TYPE_LONGLONG;
+			b->is_unsigned = 1;
+			b->buffer = &a->u;
+			break;
+		case DBA_DBL:
+			b->buffer_type = MYSQL_TYPE_DOUBLE;
+			b->buffer = &a->d;
+			break;
+		case DBA_STR:
+			if (a->s) {
+				b->buffer_type = MYSQL_TYPE_STRING;
+				b->buffer = (void *)a->s;
+				b->buffer_length = (unsigned long)strlen(a->s);
+			} else {
+				b->buffer_type = MYSQL_TYPE_NULL;
+			}
+			break;
+		default: /* DBA_NULL (run checked the types) */
+			b->buffer_type = MYSQL_TYPE_NULL;
+			break;
+		}
+	}
+	if (n && mysql_stmt_bind_param(st, binds) != 0)
+		return -1;
+	return mysql_stmt_execute(st) != 0 ? -1 : 0;
+}
+
+/* Run sql with the arguments in ap (up to DB_END) as a prepared statement. With ret_res, its rows
+ * into *ret_res (-EINVAL when it returns none); without, its rows are discarded and
+ * *ret_affected (may be NULL) is the affected (or returned) rows. */
+static int run(struct db *db, const char *sql, va_list ap, struct db_res **ret_res, uint64_t *ret_affected)
+{
+	struct db_arg args[DB_MAX_ARGS];
+	MYSQL_STMT *st = NULL;
 	size_t n = 0;
 	int r = check_up(db);
 	if (r < 0)
@@ -350,73 +791,85 @@ static int run(struct db *db, const char *sql, va_list ap)
 		if (a.type == DBA_END)
 			break;
 		if (n == ARRAY_SIZE(args))
-			return -E2BIG;
+			return bad_arguments(db, "too many query arguments for", sql);
+		if (a.type != DBA_I64 && a.type != DBA_U64 && a.type != DBA_DBL && a.type != DBA_STR &&
+		    a.type != DBA_NULL)
+			return bad_arguments(db, "bad query argument type for", sql);
 		args[n++] = a;
 	}
-	_cleanup_free_ char *q = db_format(db, sql, args, n);
-	if (!q) {
-		free(db->error);
-		db->error = NULL;
-		if (asprintf(&db->error, "bad query arguments for: %s", sql) < 0)
-			db->error = NULL;
-		return -EINVAL;
-	}
-	if (mysql_real_query(db->my, q, strlen(q)) != 0) {
-		r = fail(db);
-		log_debug("db: query failed (%u %s): %s", db->err, mysql_error(db->my), q);
-		return r;
+	for (int attempt = 0;; attempt++) {
+		r = stmt_get(db, sql, &st);
+		if (r < 0)
+			return r;
+		if (mysql_stmt_param_count(st) != n)
+			return bad_arguments(db, "bad query arguments for", sql);
+		if (bind_and_execute(st, args, n) == 0)
+			break;
+		/* A table of a cached statement changed its columns since it was prepared (SELECT *
+		 * after an ALTER TABLE): the client library refuses the result. Prepared again and
+		 * run again, once: only statements that return rows see this, and usbforge's are
+		 * reads. */
+		if (attempt == 0 && mysql_stmt_errno(st) == CR_NEW_STMT_METADATA) {
+			stmt_evict(db, st);
+			continue;
+		}
+		return stmt_fail(db, st, sql);
 	}
 	db->err = 0;
 	set_error(db, NULL); /* a reason kept by db_rollback belongs to a failure now past */
-	return 0;
+	if (mysql_stmt_field_count(st) == 0) {
+		db->insert_id = mysql_stmt_insert_id(st);
+		if (ret_res)
+			return bad_arguments(db, "the statement returns no rows", sql);
+		if (ret_affected)
+			*ret_affected = mysql_stmt_affected_rows(st);
+		return 0;
+	}
+	if (mysql_stmt_store_result(st) != 0) {
+		r = stmt_fail(db, st, sql);
+		mysql_stmt_free_result(st);
+		return r;
+	}
+	if (ret_res)
+		r = fetch_all(db, st, sql, ret_res);
+	else if (ret_affected)
+		*ret_affected = mysql_stmt_num_rows(st);
+	mysql_stmt_free_result(st);
+	return r;
 }
 
 int db_exec(struct db *db, uint64_t *ret_affected, const char *sql, ...)
 {
 	va_list ap;
 	va_start(ap, sql);
-	int r = run(db, sql, ap);
+	int r = run(db, sql, ap, NULL, ret_affected);
 	va_end(ap);
-	if (r < 0)
-		return r;
-	/* A statement with a result set (rare here) must have it consumed. */
-	MYSQL_RES *res = mysql_store_result(db->my);
-	if (res)
-		mysql_free_result(res);
-	if (ret_affected)
-		*ret_affected = mysql_affected_rows(db->my);
-	return 0;
+	return r;
 }
 
-int db_query(struct db *db, MYSQL_RES **ret, const char *sql, ...)
+int db_query(struct db *db, struct db_res **ret, const char *sql, ...)
 {
 	va_list ap;
 	va_start(ap, sql);
-	int r = run(db, sql, ap);
+	int r = run(db, sql, ap, ret, NULL);
 	va_end(ap);
-	if (r < 0)
-		return r;
-	MYSQL_RES *res = mysql_store_result(db->my);
-	if (!res)
-		return mysql_errno(db->my) ? fail(db) : -EINVAL;
-	*ret = res;
-	return 0;
+	return r;
 }
 
 int db_query_i64(struct db *db, int64_t *ret, const char *sql, ...)
 {
+	_cleanup_result_ struct db_res *res = NULL;
 	va_list ap;
 	va_start(ap, sql);
-	int r = run(db, sql, ap);
+	int r = run(db, sql, ap, &res, NULL);
 	va_end(ap);
 	if (r < 0)
 		return r;
-	_cleanup_result_ MYSQL_RES *res = mysql_store_result(db->my);
-	if (!res)
-		return mysql_errno(db->my) ? fail(db) : -EINVAL;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
+	if (db_res_fields(res) < 1) /* a row of no column: no statement returns one */
+		return -EIO;
 	*ret = db_row_i64(row, 0);
 	return 0;
 }
@@ -455,6 +908,6 @@ int db_transaction(struct db *db, int (*fn)(struct db *db, void *userdata), void
 	return r;
 }
 
-int64_t db_row_i64(MYSQL_ROW row, unsigned i) { return row[i] ? strtoll(row[i], NULL, 10) : 0; }
-uint64_t db_row_u64(MYSQL_ROW row, unsigned i) { return row[i] ? strtoull(row[i], NULL, 10) : 0; }
-double db_row_dbl(MYSQL_ROW row, unsigned i) { return row[i] ? strtod(row[i], NULL) : 0.0; }
+int64_t db_row_i64(db_row row, unsigned i) { return row[i] ? strtoll(row[i], NULL, 10) : 0; }
+uint64_t db_row_u64(db_row row, unsigned i) { return row[i] ? strtoull(row[i], NULL, 10) : 0; }
+double db_row_dbl(db_row row, unsigned i) { return row[i] ? strtod(row[i], NULL) : 0.0; }

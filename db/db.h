@@ -1,28 +1,40 @@
 /* MariaDB/MySQL access: one connection (struct db) with the session set up the way every
- * usbforge query expects (utf8mb4, UTC, server clock), typed placeholder queries, transactions
- * with retry on deadlock/lock-wait, and the mapping of server errors to -errno.
+ * usbforge query expects (utf8mb4, UTC, server clock), statements with typed placeholders run as
+ * prepared statements, transactions with retry on deadlock/lock-wait, and the mapping of server
+ * errors to -errno. db/ is the only code that sees the client library: this header declares no
+ * MYSQL_* type, and results come back as struct db_res.
  *
- * Queries use '?' placeholders filled from typed arguments (DB_I64(x), DB_STR(s), …, DB_END):
- * strings are escaped with mysql_real_escape_string for the connection's character set and
- * quoted; a NULL string becomes SQL NULL. Nothing else is ever pasted into SQL text.
+ * Statements use '?' placeholders bound from typed arguments (DB_I64(x), DB_STR(s), …, DB_END)
+ * through the C API's prepared statements (mysql_stmt_prepare, mysql_stmt_bind_param): a value
+ * travels beside the SQL text, never inside it, so no value is ever escaped or pasted into SQL
+ * on the client. A NULL string binds SQL NULL. The SQL text is a constant of the caller's, or
+ * built from constants only (a table name in a test, never input).
+ * The rule for plain text (mysql_real_query): only a statement that carries no runtime value may
+ * be sent that way, and only db.c does it (the session set-up at connect, ROLLBACK). Every
+ * statement given to db_exec/db_query/db_query_i64 is prepared, DDL included: MariaDB >= 10.6
+ * prepares every statement but PREPARE/EXECUTE/DEALLOCATE themselves, which usbforge never
+ * sends; one the server refuses to prepare fails with its error rather than go out as text.
+ * Prepared statements are kept per connection (a small cache keyed by the SQL text) and die with
+ * it: a reconnect starts with none.
  *
  * Errors: -EEXIST duplicate key (1062), -EAGAIN deadlock/lock wait/record changed (1213, 1205,
  * 1020: retry the transaction), -ENOTCONN connection lost or refused (2002, 2003, 2006, 2013),
- * -EPERM CHECK constraint violated (4025, 3819), -EPROTO server too old, -EIO anything else;
- * -ENOTCONN also while the connection is down after a failed reconnect.
+ * -EPERM CHECK constraint violated (4025, 3819), -EPROTO server too old, -EINVAL arguments that
+ * do not match the placeholders (or a result asked of a statement that has none), -ENOMEM,
+ * -EIO anything else; -ENOTCONN also while the connection is down after a failed reconnect.
  * db_error() gives the server's message for the last failure. A struct db is used by one thread
  * at a time. */
 #pragma once
 
-#include <mysql.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/config.h"
 
 struct db;
 
-enum db_arg_type { DBA_END, DBA_I64, DBA_U64, DBA_DBL, DBA_STR, DBA_NULL, DBA_RAW };
+enum db_arg_type { DBA_END, DBA_I64, DBA_U64, DBA_DBL, DBA_STR, DBA_NULL };
 struct db_arg {
 	enum db_arg_type type;
 	union {
@@ -37,8 +49,6 @@ struct db_arg {
 #define DB_DBL(x) ((struct db_arg){ .type = DBA_DBL, .d = (double)(x) })
 #define DB_STR(x) ((struct db_arg){ .type = DBA_STR, .s = (x) })
 #define DB_NULL	  ((struct db_arg){ .type = DBA_NULL })
-/* Pasted verbatim: only for SQL fragments built from constants, never from input. */
-#define DB_RAW(x) ((struct db_arg){ .type = DBA_RAW, .s = (x) })
 #define DB_END	  ((struct db_arg){ .type = DBA_END })
 
 /* Connect with cfg->db (socket when set, else host:port), check the server version (MariaDB
@@ -73,14 +83,45 @@ void db_set_error(struct db *db, unsigned err, const char *msg);
 /* "10.11.6-MariaDB-…" */
 const char *db_server_version(struct db *db);
 
-/* Run one statement; *ret_affected (may be NULL) = affected rows. */
+/* A query's rows, fetched whole from the server when the query ran (opaque; db_res_free). */
+struct db_res;
+/* One row: column i is row[i], a NUL-terminated copy of the column's text (NULL for SQL NULL).
+ * Numbers come as their decimal text (db_row_i64…), DATE/DATETIME/TIME as the server prints
+ * them ("2026-12-03 15:04:00.123456": as many fractional digits as the column has); binary
+ * columns are copied exactly and may hold NULs: db_res_lengths gives their length. */
+typedef const char *const *db_row;
+
+/* Run one statement; *ret_affected (may be NULL) = affected rows (the row count for a statement
+ * that returns rows, whose rows are discarded). */
 int db_exec(struct db *db, uint64_t *ret_affected, const char *sql, ...);
-/* Run one query; *ret = stored result (mysql_free_result it). */
-int db_query(struct db *db, MYSQL_RES **ret, const char *sql, ...);
+/* Run one query; *ret = its rows (db_res_free them), written only on success. -EINVAL when the
+ * statement returns no result set. */
+int db_query(struct db *db, struct db_res **ret, const char *sql, ...);
 /* Run a query returning one row's first column as int64. -ENOENT when no row; NULL → 0. */
 int db_query_i64(struct db *db, int64_t *ret, const char *sql, ...);
-/* Last AUTO_INCREMENT id. */
+/* Last AUTO_INCREMENT id (of the last statement that returned no rows). */
 uint64_t db_insert_id(struct db *db);
+
+/* The next row, or NULL past the last one (and on every call after). Valid until db_res_free. */
+db_row db_res_next(struct db_res *res);
+/* The byte lengths of the columns of the row db_res_next returned last (0 for NULL); NULL before
+ * the first row and past the end. */
+const size_t *db_res_lengths(const struct db_res *res);
+/* Rows in the result, whatever was read of it. */
+size_t db_res_count(const struct db_res *res);
+/* Columns, and column i's name (as the query labels it) and kind. */
+unsigned db_res_fields(const struct db_res *res);
+const char *db_res_field_name(const struct db_res *res, unsigned i);
+enum db_kind {
+	DB_KIND_TEXT, /* strings, binary strings, dates and times, YEAR, JSON, everything else */
+	DB_KIND_INT,  /* signed integers (TINYINT … BIGINT) */
+	DB_KIND_UINT, /* unsigned integers */
+	DB_KIND_REAL, /* DECIMAL, FLOAT, DOUBLE */
+	_DB_KIND_MAX,
+};
+enum db_kind db_res_field_kind(const struct db_res *res, unsigned i);
+/* Accepts NULL; returns NULL. */
+struct db_res *db_res_free(struct db_res *res);
 
 int db_begin(struct db *db);
 int db_commit(struct db *db);
@@ -91,18 +132,10 @@ void db_rollback(struct db *db);
  * wait timeout). fn returns 0 to commit, < 0 to roll back and return that error. */
 int db_transaction(struct db *db, int (*fn)(struct db *db, void *userdata), void *userdata);
 
-/* Build a SQL text with the placeholders filled (exposed for tests and for db_exec's users
- * that need the text, e.g. EXPLAIN). Returns malloc'd SQL or NULL on bad arguments. */
-char *db_format(struct db *db, const char *sql, const struct db_arg *args, size_t n);
+/* Row helpers: column i of row as int64/uint64/double (0 when NULL). */
+int64_t db_row_i64(db_row row, unsigned i);
+uint64_t db_row_u64(db_row row, unsigned i);
+double db_row_dbl(db_row row, unsigned i);
 
-/* Row helpers: column i of row as int64/uint64 (0 when NULL), string (NULL when NULL). */
-int64_t db_row_i64(MYSQL_ROW row, unsigned i);
-uint64_t db_row_u64(MYSQL_ROW row, unsigned i);
-double db_row_dbl(MYSQL_ROW row, unsigned i);
-
-static inline void db_result_freep(MYSQL_RES **r)
-{
-	if (*r)
-		mysql_free_result(*r);
-}
-#define _cleanup_result_ __attribute__((cleanup(db_result_freep)))
+static inline void db_res_freep(struct db_res **r) { db_res_free(*r); }
+#define _cleanup_result_ __attribute__((cleanup(db_res_freep)))

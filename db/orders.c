@@ -33,50 +33,45 @@ static json_t *int_to_json(const char *text, bool is_unsigned)
 	return json_integer((json_int_t)strtoll(text, NULL, 10));
 }
 
-json_t *db_row_to_json(MYSQL_RES *res, MYSQL_ROW row)
+json_t *db_row_to_json(const struct db_res *res, db_row row)
 {
-	unsigned n = mysql_num_fields(res);
-	MYSQL_FIELD *f = mysql_fetch_fields(res);
+	unsigned n = db_res_fields(res);
+	const size_t *len = db_res_lengths(res);
 	json_t *o = json_object();
 	for (unsigned i = 0; i < n; i++) {
+		const char *name = db_res_field_name(res, i);
 		json_t *v;
 		if (!row[i]) {
 			v = json_null();
-		} else if (is_json_column(f[i].name)) {
+		} else if (is_json_column(name)) {
 			v = json_loads(row[i], JSON_DECODE_ANY, NULL);
 			if (!v)
 				v = json_string(row[i]);
 		} else {
-			switch (f[i].type) {
-			case MYSQL_TYPE_TINY:
-			case MYSQL_TYPE_SHORT:
-			case MYSQL_TYPE_LONG:
-			case MYSQL_TYPE_INT24:
-			case MYSQL_TYPE_LONGLONG:
-				v = int_to_json(row[i], f[i].flags & UNSIGNED_FLAG);
+			switch (db_res_field_kind(res, i)) {
+			case DB_KIND_INT:
+			case DB_KIND_UINT:
+				v = int_to_json(row[i], db_res_field_kind(res, i) == DB_KIND_UINT);
 				break;
-			case MYSQL_TYPE_DECIMAL:
-			case MYSQL_TYPE_NEWDECIMAL:
-			case MYSQL_TYPE_FLOAT:
-			case MYSQL_TYPE_DOUBLE:
+			case DB_KIND_REAL:
 				v = json_real(strtod(row[i], NULL));
 				break;
 			default:
-				v = json_string(row[i]);
+				v = json_stringn(row[i], len[i]);
 				if (!v) /* not UTF-8 */
-					v = json_stringn_nocheck(row[i], strlen(row[i]));
+					v = json_stringn_nocheck(row[i], len[i]);
 			}
 		}
-		json_object_set_new(o, f[i].name, v);
+		json_object_set_new(o, name, v);
 	}
 	return o;
 }
 
-json_t *db_result_to_json(MYSQL_RES *res)
+json_t *db_result_to_json(struct db_res *res)
 {
 	json_t *a = json_array();
-	MYSQL_ROW row;
-	while ((row = mysql_fetch_row(res)))
+	db_row row;
+	while ((row = db_res_next(res)))
 		json_array_append_new(a, db_row_to_json(res, row));
 	return a;
 }
@@ -113,7 +108,7 @@ struct confirm_args {
 static int confirm_txn(struct db *db, void *userdata)
 {
 	struct confirm_args *a = userdata;
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r, created = 0;
 
 	json_decref(a->result);
@@ -124,7 +119,7 @@ static int confirm_txn(struct db *db, void *userdata)
 		     DB_STR(a->number), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
 	int64_t order_id = db_row_i64(row, 0);
@@ -167,14 +162,14 @@ static int confirm_txn(struct db *db, void *userdata)
 		} else if (r != -EEXIST) {
 			goto fail;
 		}
-		_cleanup_result_ MYSQL_RES *jr = NULL;
+		_cleanup_result_ struct db_res *jr = NULL;
 		r = db_query(db, &jr,
 			     "SELECT id, status FROM processing_jobs"
 			     " WHERE order_id = ? AND unit_index = ? AND schema_version = 'v1'",
 			     DB_I64(order_id), DB_I64(unit), DB_END);
 		if (r < 0)
 			goto fail;
-		MYSQL_ROW jrow = mysql_fetch_row(jr);
+		db_row jrow = db_res_next(jr);
 		if (!jrow) {
 			r = -EIO;
 			goto fail;
@@ -206,11 +201,11 @@ int order_confirm(struct db *db, const char *number, const char *correlation_id,
 
 int order_show(struct db *db, const char *number, json_t **ret)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL, *jres = NULL;
+	_cleanup_result_ struct db_res *res = NULL, *jres = NULL;
 	int r = db_query(db, &res, "SELECT * FROM orders WHERE order_number = ?", DB_STR(number), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
 	json_t *o = db_row_to_json(res, row);
@@ -229,7 +224,7 @@ int order_show(struct db *db, const char *number, json_t **ret)
 
 int jobs_list(struct db *db, const char *status, int limit, json_t **ret)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT j.id, o.order_number, j.unit_index, j.status, j.stage, j.progress, j.attempts,"
 			 " j.max_attempts, j.slot, j.error_code, j.updated_at"
@@ -244,14 +239,14 @@ int jobs_list(struct db *db, const char *status, int limit, json_t **ret)
 
 int job_show(struct db *db, int64_t id, json_t **ret)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL, *ires = NULL;
+	_cleanup_result_ struct db_res *res = NULL, *ires = NULL;
 	int r = db_query(db, &res,
 			 "SELECT j.*, o.order_number FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
 			 " WHERE j.id = ?",
 			 DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
 	json_t *o = db_row_to_json(res, row);

@@ -44,9 +44,9 @@ int job_show(struct db *db, int64_t id, json_t **ret);
 /* Rows of a result as a JSON array of objects keyed by column name: numbers for numeric
  * columns (unsigned ones read unsigned; one above 2^63 - 1 as a string of its exact digits),
  * null for NULL, parsed JSON for JSON columns, strings otherwise. */
-json_t *db_result_to_json(MYSQL_RES *res);
-/* One row of res as an object (the current row). */
-json_t *db_row_to_json(MYSQL_RES *res, MYSQL_ROW row);
+json_t *db_result_to_json(struct db_res *res);
+/* One row of res as an object: row is the one db_res_next(res) returned last. */
+json_t *db_row_to_json(const struct db_res *res, db_row row);
 /* Insert an audit_log row. */
 int audit_add(struct db *db, const char *actor, const char *entity_type, int64_t entity_id, const char *action,
 	      json_t *metadata);

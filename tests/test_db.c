@@ -64,7 +64,7 @@ Test(db, failed_reconnect_leaves_the_connection_down_and_every_call_safe)
 	cr_assert_not(db_is_up(db));
 
 	/* down: every entry point answers, none crashes */
-	MYSQL_RES *res = NULL;
+	struct db_res *res = NULL;
 	int64_t v = 0;
 	cr_assert_eq(db_exec(db, NULL, "SELECT ?", DB_STR("x"), DB_END), -ENOTCONN);
 	cr_assert_eq(db_query(db, &res, "SELECT 1", DB_END), -ENOTCONN);
@@ -78,7 +78,6 @@ Test(db, failed_reconnect_leaves_the_connection_down_and_every_call_safe)
 	cr_assert(strlen(db_error(db)) > 0);
 	cr_assert(strlen(db_server_version(db)) > 0);
 	cr_assert_geq(db_errno(db), 2000u, "a client-side error number, so callers treat it as a lost connection");
-	cr_assert_null(db_format(db, "SELECT ?", (struct db_arg[]){ DB_STR("x") }, 1));
 	/* a reconnect that fails again keeps it down */
 	cr_assert_lt(db_reconnect(db, NULL), 0);
 	cr_assert_eq(db_exec(db, NULL, "SELECT 1", DB_END), -ENOTCONN);
