@@ -74,7 +74,7 @@ static int claim_txn(struct db *db, void *userdata)
 		return r;
 	if (aff != 1)
 		return -EAGAIN;
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	r = db_query(db, &res,
 		     "SELECT j.id, j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
 		     " j.capacity_bytes, o.image_path, o.content_spec, j.resume_state, j.cancel_requested_at IS NOT NULL,"
@@ -84,7 +84,7 @@ static int claim_txn(struct db *db, void *userdata)
 		     DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -EIO;
 	struct claimed_job *j = calloc(1, sizeof(*j));
@@ -223,7 +223,7 @@ int job_items_store(struct db *db, const struct job_lease *l, const struct job_i
 
 int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret_n)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT i.position, i.content_item_id, i.size_bytes, i.dest_path, c.rel_path, c.sha256,"
 			 " FLOOR(UNIX_TIMESTAMP(c.mtime)), c.active, c.xxh128"
@@ -232,12 +232,12 @@ int job_items_load(struct db *db, int64_t id, struct job_item **ret, size_t *ret
 			 DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	size_t n = mysql_num_rows(res), k = 0;
+	size_t n = db_res_count(res), k = 0;
 	struct job_item *items = n ? calloc(n, sizeof(*items)) : NULL;
 	if (n && !items)
 		return -ENOMEM;
-	MYSQL_ROW row;
-	while ((row = mysql_fetch_row(res)) && k < n) {
+	db_row row;
+	while ((row = db_res_next(res)) && k < n) {
 		struct job_item *it = &items[k++];
 		it->position = (int)db_row_i64(row, 0);
 		it->content_item_id = db_row_i64(row, 1);
@@ -301,7 +301,7 @@ static void jrow_done(struct jrow *j)
  * reaper). */
 static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct jrow *ret)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	/* The order row is locked too: the ends of two units of one order are serialized, so the
 	 * last one sees every other unit done and marks the order done (under READ COMMITTED,
 	 * without it each would see the other still processing). A session that stalls holding it
@@ -317,7 +317,7 @@ static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct
 			 DB_STR(l ? l->worker_id : NULL), DB_I64(l ? l->attempt : 0), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ESTALE;
 	memset(ret, 0, sizeof(*ret));
@@ -448,7 +448,7 @@ static void row_done(void *elem, const struct col_map *m, size_t n_cols)
 			free(*(char **)((char *)elem + m[i].off));
 }
 
-static int row_fill(MYSQL_ROW row, void *elem, const struct col_map *m, size_t n_cols)
+static int row_fill(db_row row, void *elem, const struct col_map *m, size_t n_cols)
 {
 	for (size_t i = 0; i < n_cols; i++) {
 		void *f = (char *)elem + m[i].off;
@@ -479,13 +479,13 @@ static void *rows_free(void *a, size_t n, size_t size, const struct col_map *m, 
 
 /* Every row of res into a calloc'd array (*ret, NULL when there are no rows; *ret_n rows) of
  * elements of size bytes filled by map m. 0 or -ENOMEM (then nothing is returned). */
-static int rows_load(MYSQL_RES *res, size_t size, const struct col_map *m, size_t n_cols, void **ret, size_t *ret_n)
+static int rows_load(struct db_res *res, size_t size, const struct col_map *m, size_t n_cols, void **ret, size_t *ret_n)
 {
-	size_t n = mysql_num_rows(res), k = 0;
+	size_t n = db_res_count(res), k = 0;
 	char *a = n ? calloc(n, size) : NULL;
 	int r = n && !a ? -ENOMEM : 0;
-	MYSQL_ROW row;
-	while (r >= 0 && k < n && (row = mysql_fetch_row(res)))
+	db_row row;
+	while (r >= 0 && k < n && (row = db_res_next(res)))
 		r = row_fill(row, a + size * k++, m, n_cols);
 	if (r < 0) {
 		rows_free(a, k, size, m, n_cols);
@@ -500,14 +500,14 @@ static int rows_load(MYSQL_RES *res, size_t size, const struct col_map *m, size_
  * -ENOENT: no such job. */
 static int read_state(struct db *db, int64_t id, bool lock, enum job_state *ret)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 lock ? "SELECT status FROM processing_jobs WHERE id = ? FOR UPDATE"
 			      : "SELECT status FROM processing_jobs WHERE id = ?",
 			 DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
 	return state_of(row[0], ret);
@@ -531,7 +531,7 @@ void job_status_done(struct job_status *s)
 
 int job_get_status(struct db *db, int64_t id, struct job_status *ret)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT status, stage, progress, attempts, max_attempts, error_code,"
 			 " COALESCE(JSON_VALUE(progress_detail, '$.rate_bytes_per_s'), 0),"
@@ -540,7 +540,7 @@ int job_get_status(struct db *db, int64_t id, struct job_status *ret)
 			 DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
 	struct job_status s = {};
@@ -727,14 +727,14 @@ struct retry_ctx {
 static int retry_txn(struct db *db, void *userdata)
 {
 	struct retry_ctx *c = userdata;
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	enum job_state prev;
 	uint64_t aff = 0;
 	int r = db_query(db, &res, "SELECT status, order_id FROM processing_jobs WHERE id = ? FOR UPDATE",
 			 DB_I64(c->id), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
 	r = state_of(row[0], &prev);
@@ -786,7 +786,7 @@ struct reap_one {
 static int reap_txn(struct db *db, void *userdata)
 {
 	struct reap_one *c = userdata;
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT attempts, stage, cancel_requested_at IS NOT NULL FROM processing_jobs"
 			 " WHERE id = ? AND status = ? AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND"
@@ -795,19 +795,19 @@ static int reap_txn(struct db *db, void *userdata)
 			 DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ESTALE; /* it beat or finished meanwhile */
 	/* The stage: the attempt's last log row says where the worker was (the job row's stage is
 	 * written with the heartbeat and lags a stage start by up to a beat). */
-	_cleanup_result_ MYSQL_RES *sres = NULL;
+	_cleanup_result_ struct db_res *sres = NULL;
 	r = db_query(db, &sres,
 		     "SELECT stage FROM processing_job_logs WHERE job_id = ? AND attempt = ?"
 		     " AND stage NOT IN ('pending', 'done') ORDER BY id DESC LIMIT 1",
 		     DB_I64(c->id), DB_I64(db_row_i64(row, 0)), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW srow = mysql_fetch_row(sres);
+	db_row srow = db_res_next(sres);
 	const char *stage = srow && srow[0] ? srow[0] : row[1];
 	/* An operator asked to cancel a job whose worker then died: the cancel wins (no retry, no
 	 * failure and no refund event for a unit the operator stopped). */
@@ -847,14 +847,14 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 		return r;
 	if (aff != 1)
 		return -ESTALE;
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	r = db_query(db, &res,
 		     "SELECT o.order_number, j.generation, TIMESTAMPDIFF(SECOND, j.next_attempt_at, NOW(6)), j.attempts"
 		     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
 		     DB_I64(c->id), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row = mysql_fetch_row(res);
+	db_row row = db_res_next(res);
 	if (!row)
 		return -ESTALE;
 	r = event_add(db, "job", c->id, "job.stuck", (int)db_row_i64(row, 1),
@@ -903,7 +903,7 @@ static int reap_note(struct reap_stats *st, int64_t id, enum job_state state, bo
 static int reap_pass(struct db *db, int pass, double timeout, const double *delays, size_t n_delays,
 		     const int64_t *skip, size_t n_skip, struct reap_stats *st)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = pass == 0 ? db_query(db, &res,
 				     "SELECT id FROM processing_jobs WHERE status = ?"
 				     " AND heartbeat_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY id",
@@ -914,8 +914,8 @@ static int reap_pass(struct db *db, int pass, double timeout, const double *dela
 				     DB_STATE(JOB_STATE_QUEUED), DB_I64((int64_t)llround(timeout * 1e6)), DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row;
-	while ((row = mysql_fetch_row(res))) {
+	db_row row;
+	while ((row = db_res_next(res))) {
 		struct reap_one c = {
 			.id = db_row_i64(row, 0), .timeout = timeout, .delays = delays, .n_delays = n_delays
 		};
@@ -950,13 +950,13 @@ int queue_reap(struct db *db, double processing_timeout, double queued_timeout, 
 
 int queue_get_stats(struct db *db, double processing_timeout, double queued_timeout, struct queue_stats *ret)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	struct queue_stats st = {};
 	int r = db_query(db, &res, "SELECT status, jobs, avg_duration_seconds FROM v_queue_stats", DB_END);
 	if (r < 0)
 		return r;
-	MYSQL_ROW row;
-	while ((row = mysql_fetch_row(res))) {
+	db_row row;
+	while ((row = db_res_next(res))) {
 		enum job_state s;
 		r = state_of(row[0], &s);
 		if (r < 0)
@@ -1015,7 +1015,7 @@ struct event *event_list_free(struct event *e, size_t n)
 
 int event_list(struct db *db, int64_t since, int limit, struct event **ret, size_t *ret_n)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT id, aggregate_type, aggregate_id, event_type, generation, payload, created_at, published_at"
 			 " FROM events WHERE id > ? ORDER BY id LIMIT ?",
@@ -1045,7 +1045,7 @@ struct job_log_entry *job_log_list_free(struct job_log_entry *l, size_t n)
 
 int job_log_list(struct db *db, int64_t id, int64_t since, struct job_log_entry **ret, size_t *ret_n)
 {
-	_cleanup_result_ MYSQL_RES *res = NULL;
+	_cleanup_result_ struct db_res *res = NULL;
 	int r = db_query(db, &res,
 			 "SELECT id, created_at, attempt, level, stage, category, message, error_code, details"
 			 " FROM processing_job_logs WHERE job_id = ? AND id > ? ORDER BY id",

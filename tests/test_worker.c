@@ -791,16 +791,16 @@ static void *killer_main(void *p)
 	struct db *kdb = tdb_connect(DBNAME);
 	double end = mono() + k->window;
 	while (mono() < end) {
-		MYSQL_RES *res = NULL;
+		struct db_res *res = NULL;
 		if (db_query(kdb, &res,
 			     "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()"
 			     " AND id <> ? AND command <> 'Killed'",
 			     DB_STR(DBNAME), DB_I64(k->spare), DB_END) == 0) {
-			MYSQL_ROW row;
-			while ((row = mysql_fetch_row(res)))
+			db_row row;
+			while ((row = db_res_next(res)))
 				if (db_exec(kdb, NULL, "KILL CONNECTION ?", DB_I64(db_row_i64(row, 0)), DB_END) == 0)
 					k->kills++;
-			mysql_free_result(res);
+			db_res_free(res);
 		}
 		(void)poll(NULL, 0, 20);
 	}

@@ -226,15 +226,15 @@ int tdb_user_lock(struct db *db, const char *user, bool locked)
 	int kills = 0;
 	if (locked) {
 		/* and cut every connection it has */
-		MYSQL_RES *res = NULL;
+		struct db_res *res = NULL;
 		cr_assert_eq(db_query(root, &res, "SELECT id FROM information_schema.processlist WHERE user = ?",
 				      DB_STR(user), DB_END),
 			     0);
-		MYSQL_ROW row;
-		while ((row = mysql_fetch_row(res)))
+		db_row row;
+		while ((row = db_res_next(res)))
 			if (db_exec(root, NULL, "KILL CONNECTION ?", DB_I64(db_row_i64(row, 0)), DB_END) == 0)
 				kills++;
-		mysql_free_result(res);
+		db_res_free(res);
 	}
 	db_close(root);
 	return kills;
