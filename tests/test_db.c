@@ -1,10 +1,16 @@
 /* db/db.c against the real MariaDB: a connection that loses its server and cannot get it back
  * is down, not dangling. Every call then returns -ENOTCONN with a message and never hands the
  * client library a NULL or dead handle (issue 10: usbforged died with SIGSEGV in libmariadb
- * when a reconnect failed); a later reconnect brings it back. */
+ * when a reconnect failed); a later reconnect brings it back. And the prepared-statement path
+ * (issue 12): values are bound, never pasted into SQL, and come back exactly (quotes,
+ * backslashes, binary bytes, NULL, 64 KiB); results (struct db_res) print numbers and times as
+ * the server does; errors keep their mapping; the statement cache survives a reconnect and a
+ * changed table. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "db/db.h"
@@ -19,6 +25,14 @@ static void setup(void)
 {
 	admin = tdb_fresh(DBNAME);
 	tdb_user(admin, USER, "pw-db-test", DBNAME);
+	/* a table of our own for the value tests (DDL: the admin account's) */
+	struct db *ddl = tdb_connect_admin(DBNAME);
+	cr_assert_eq(db_exec(ddl, NULL,
+			     "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, s MEDIUMTEXT NULL, b MEDIUMBLOB NULL, n BIGINT NULL)"
+			     " DEFAULT CHARSET=utf8mb4",
+			     DB_END),
+		     0, "%s", db_error(ddl));
+	db_close(ddl);
 }
 static void teardown(void)
 {
@@ -69,6 +83,8 @@ Test(db, failed_reconnect_leaves_the_connection_down_and_every_call_safe)
 	cr_assert_eq(db_exec(db, NULL, "SELECT ?", DB_STR("x"), DB_END), -ENOTCONN);
 	cr_assert_eq(db_query(db, &res, "SELECT 1", DB_END), -ENOTCONN);
 	cr_assert_null(res);
+	cr_assert_eq(db_query(db, &res, "SELECT ?", DB_I64(1), DB_END), -ENOTCONN);
+	cr_assert_null(res);
 	cr_assert_eq(db_query_i64(db, &v, "SELECT 1", DB_END), -ENOTCONN);
 	cr_assert_eq(db_begin(db), -ENOTCONN);
 	cr_assert_eq(db_commit(db), -ENOTCONN);
@@ -105,4 +121,318 @@ Test(db, a_killed_connection_is_reported_lost)
 	cr_assert_eq(db_reconnect(db, NULL), 0, "%s", db_error(db));
 	cr_assert_eq(db_exec(db, NULL, "SELECT 1", DB_END), 0);
 	db_close(db);
+}
+
+/* ---- prepared statements (issue 12) ------------------------------------------------------------ */
+
+/* Column 0 of the one row of sql (with one bound argument), malloc'd with its length. */
+static char *one_value(struct db *db, size_t *ret_len, const char *sql, struct db_arg arg)
+{
+	struct db_res *res = NULL;
+	cr_assert_eq(db_query(db, &res, sql, arg, DB_END), 0, "%s: %s", sql, db_error(db));
+	cr_assert_eq(db_res_count(res), 1, "%s", sql);
+	db_row row = db_res_next(res);
+	cr_assert(row);
+	char *v = NULL;
+	if (row[0]) {
+		*ret_len = db_res_lengths(res)[0];
+		v = malloc(*ret_len + 1);
+		cr_assert(v);
+		memcpy(v, row[0], *ret_len + 1);
+	}
+	db_res_free(res);
+	return v;
+}
+
+Test(db, values_with_quotes_backslashes_and_binary_bytes_round_trip_exactly)
+{
+	static const char *const texts[] = {
+		"it's",
+		"a \"quoted\" back\\slash \\' and \\\\",
+		"'); DROP TABLE t; --",
+		"? and ?? are not placeholders inside a value",
+		"%s %n",
+		"Für Elise — 曲 1 🎵",
+		"\\0\\n\\Z\\%\\_",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id, s) VALUES (?, ?)", DB_I64(i), DB_STR(texts[i]),
+				     DB_END),
+			     0, "%s", db_error(admin));
+		size_t len = 0;
+		char *back = one_value(admin, &len, "SELECT s FROM t WHERE id = ?", DB_I64(i));
+		cr_assert(back);
+		cr_assert_eq(len, strlen(texts[i]));
+		cr_assert_str_eq(back, texts[i]);
+		free(back);
+		/* and the server compares it equal to the same bound value */
+		cr_assert_eq(tdb_count(admin, "SELECT COUNT(*) FROM t"), (long long)i + 1);
+		int64_t n = -1;
+		cr_assert_eq(db_query_i64(admin, &n, "SELECT COUNT(*) FROM t WHERE s = ? AND id = ?", DB_STR(texts[i]),
+					  DB_I64(i), DB_END),
+			     0);
+		cr_assert_eq(n, 1, "%s", texts[i]);
+	}
+	/* every byte value but NUL, into a binary column and back */
+	char bin[256];
+	for (int i = 0; i < 255; i++)
+		bin[i] = (char)(i + 1);
+	bin[255] = '\0';
+	cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id, b) VALUES (100, ?)", DB_STR(bin), DB_END), 0, "%s",
+		     db_error(admin));
+	size_t len = 0;
+	char *back = one_value(admin, &len, "SELECT b FROM t WHERE id = ?", DB_I64(100));
+	cr_assert_eq(len, 255);
+	cr_assert_eq(memcmp(back, bin, 255), 0);
+	free(back);
+	cr_assert_eq(tdb_count(admin, "SELECT LENGTH(b) FROM t WHERE id = 100"), 255);
+	/* a BINARY(32) value made by the server (content_items.rel_path_hash) keeps its 32 bytes, NULs
+	 * included */
+	back = one_value(admin, &len, "SELECT UNHEX(CONCAT('00ff00', REPEAT('7f', 29)))", DB_END);
+	cr_assert_eq(len, 32);
+	cr_assert_eq(memcmp(back, "\x00\xff\x00\x7f", 4), 0);
+	free(back);
+}
+
+Test(db, null_binds_and_null_columns)
+{
+	cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id, s, b, n) VALUES (1, ?, ?, ?)", DB_STR(NULL), DB_NULL,
+			     DB_NULL, DB_END),
+		     0, "%s", db_error(admin));
+	cr_assert_eq(tdb_count(admin, "SELECT s IS NULL AND b IS NULL AND n IS NULL FROM t WHERE id = 1"), 1);
+	struct db_res *res = NULL;
+	cr_assert_eq(db_query(admin, &res, "SELECT s, b, n, ? IS NULL, ? FROM t WHERE id = 1", DB_STR(NULL), DB_NULL,
+			      DB_END),
+		     0, "%s", db_error(admin));
+	db_row row = db_res_next(res);
+	cr_assert(row);
+	cr_assert_null(row[0]);
+	cr_assert_null(row[1]);
+	cr_assert_null(row[2]);
+	cr_assert_str_eq(row[3], "1");
+	cr_assert_null(row[4]);
+	cr_assert_eq(db_res_lengths(res)[0], 0);
+	cr_assert_eq(db_row_i64(row, 2), 0);
+	cr_assert_eq(db_row_u64(row, 2), 0);
+	cr_assert_eq(db_row_dbl(row, 2), 0.0);
+	db_res_free(res);
+}
+
+Test(db, a_string_of_64_kib_round_trips)
+{
+	size_t big = 64 * 1024;
+	char *v = malloc(big + 1);
+	cr_assert(v);
+	for (size_t i = 0; i < big; i++)
+		v[i] = "abc'\\\"xyz"[i % 8];
+	v[big] = '\0';
+	cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id, s, b) VALUES (1, ?, ?)", DB_STR(v), DB_STR(v), DB_END), 0,
+		     "%s", db_error(admin));
+	cr_assert_eq(tdb_count(admin, "SELECT LENGTH(s) + LENGTH(b) FROM t WHERE id = 1"), (long long)(2 * big));
+	struct db_res *res = NULL;
+	/* a short row first: the long one does not fit the first row's size */
+	cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id, s) VALUES (0, 'short')", DB_END), 0);
+	cr_assert_eq(db_query(admin, &res, "SELECT s, b, ? FROM t ORDER BY id", DB_STR(v), DB_END), 0, "%s",
+		     db_error(admin));
+	cr_assert_eq(db_res_count(res), 2);
+	db_row row = db_res_next(res);
+	cr_assert_str_eq(row[0], "short");
+	row = db_res_next(res);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(db_res_lengths(res)[i], big, "column %d", i);
+		cr_assert_eq(memcmp(row[i], v, big + 1), 0, "column %d", i);
+	}
+	db_res_free(res);
+	free(v);
+}
+
+Test(db, the_result_api)
+{
+	for (int i = 1; i <= 3; i++)
+		cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id, s, n) VALUES (?, ?, ?)", DB_I64(i),
+				     i == 2 ? DB_NULL : DB_STR("x"), DB_I64(-i), DB_END),
+			     0);
+	struct db_res *res = NULL;
+	cr_assert_eq(db_query(admin, &res,
+			      "SELECT id, s, n AS minus, CAST(id AS UNSIGNED), id / 2, 1e0 * id FROM t"
+			      " WHERE id >= ? ORDER BY id",
+			      DB_I64(1), DB_END),
+		     0, "%s", db_error(admin));
+	cr_assert_eq(db_res_count(res), 3);
+	cr_assert_eq(db_res_fields(res), 6);
+	cr_assert_str_eq(db_res_field_name(res, 0), "id");
+	cr_assert_str_eq(db_res_field_name(res, 2), "minus");
+	cr_assert_null(db_res_field_name(res, 6));
+	cr_assert_eq(db_res_field_kind(res, 0), DB_KIND_INT);
+	cr_assert_eq(db_res_field_kind(res, 1), DB_KIND_TEXT);
+	cr_assert_eq(db_res_field_kind(res, 3), DB_KIND_UINT);
+	cr_assert_eq(db_res_field_kind(res, 4), DB_KIND_REAL); /* DECIMAL */
+	cr_assert_eq(db_res_field_kind(res, 5), DB_KIND_REAL); /* DOUBLE */
+	cr_assert_null(db_res_lengths(res), "no row read yet");
+	for (int i = 1; i <= 3; i++) {
+		db_row row = db_res_next(res);
+		cr_assert(row, "row %d", i);
+		cr_assert_eq(db_row_i64(row, 0), i);
+		if (i == 2)
+			cr_assert_null(row[1]);
+		else
+			cr_assert_str_eq(row[1], "x");
+		cr_assert_eq(db_row_i64(row, 2), -i);
+		cr_assert_eq(db_row_dbl(row, 5), (double)i);
+	}
+	cr_assert_null(db_res_next(res), "past the end");
+	cr_assert_null(db_res_next(res), "and it stays there");
+	cr_assert_null(db_res_lengths(res));
+	cr_assert_eq(db_res_count(res), 3);
+	res = db_res_free(res);
+	cr_assert_null(db_res_free(NULL));
+
+	/* an empty result */
+	cr_assert_eq(db_query(admin, &res, "SELECT id FROM t WHERE id > ?", DB_I64(99), DB_END), 0);
+	cr_assert_eq(db_res_count(res), 0);
+	cr_assert_null(db_res_next(res));
+	db_res_free(res);
+	int64_t v = 7;
+	cr_assert_eq(db_query_i64(admin, &v, "SELECT id FROM t WHERE id > ?", DB_I64(99), DB_END), -ENOENT);
+	cr_assert_eq(v, 7);
+
+	/* no result set, and placeholders the arguments do not match: -EINVAL, res untouched */
+	res = NULL;
+	cr_assert_eq(db_query(admin, &res, "UPDATE t SET n = n WHERE id = ?", DB_I64(1), DB_END), -EINVAL);
+	cr_assert_null(res);
+	cr_assert_eq(db_query(admin, &res, "SELECT ? + ?", DB_I64(1), DB_END), -EINVAL);
+	cr_assert_null(res);
+	cr_assert(strstr(db_error(admin), "bad query arguments"), "%s", db_error(admin));
+	cr_assert_eq(db_exec(admin, NULL, "SELECT ?", DB_I64(1), DB_I64(2), DB_END), -EINVAL);
+	/* db_exec of a query: its rows are counted and dropped */
+	uint64_t aff = 0;
+	cr_assert_eq(db_exec(admin, &aff, "SELECT id FROM t", DB_END), 0);
+	cr_assert_eq(aff, 3);
+	cr_assert_eq(db_exec(admin, &aff, "UPDATE t SET n = 0 WHERE id <= ?", DB_I64(2), DB_END), 0);
+	cr_assert_eq(aff, 2);
+}
+
+/* Numbers, DECIMAL and temporal values read as the server's own text for them (CAST … AS CHAR,
+ * a string column, is the oracle). */
+Test(db, numbers_and_times_read_as_the_server_prints_them)
+{
+	static const char *const exprs[] = {
+		"CAST(? AS DATETIME(6))", "CAST(? AS DATETIME(3))", "CAST(? AS DATETIME)",	"CAST(? AS DATE)",
+		"CAST(? AS TIME(6))",	  "TIMESTAMP(?)",	    "CAST(? AS DECIMAL(20,6))",
+	};
+	static const char *const values[] = { "2026-12-03 15:04:05.012345", "1999-01-02 03:04:05.000000",
+					      "2026-12-03 15:04:05.5" };
+	for (size_t e = 0; e < sizeof(exprs) / sizeof(exprs[0]); e++)
+		for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++) {
+			char *sql = NULL;
+			cr_assert(asprintf(&sql, "SELECT %s, CAST(%s AS CHAR)", exprs[e], exprs[e]) > 0);
+			struct db_res *res = NULL;
+			const char *v = e == 6 ? "12345.678" : values[k]; /* the DECIMAL */
+			cr_assert_eq(db_query(admin, &res, sql, DB_STR(v), DB_STR(v), DB_END), 0, "%s",
+				     db_error(admin));
+			db_row row = db_res_next(res);
+			cr_assert(row && row[0] && row[1], "%s", sql);
+			cr_assert_str_eq(row[0], row[1], "%s with %s", exprs[e], v);
+			db_res_free(res);
+			free(sql);
+		}
+	struct db_res *res = NULL;
+	cr_assert_eq(db_query(admin, &res,
+			      "SELECT CAST(? AS UNSIGNED), ?, 0.1e0, 1e0 / 3, CAST(2.5 AS FLOAT), CAST(? AS TIME), ?",
+			      DB_U64(UINT64_MAX), DB_I64(INT64_MIN), DB_STR("-838:59:59"), DB_DBL(0.1), DB_END),
+		     0, "%s", db_error(admin));
+	db_row row = db_res_next(res);
+	cr_assert_str_eq(row[0], "18446744073709551615");
+	cr_assert_eq(db_row_u64(row, 0), UINT64_MAX);
+	cr_assert_str_eq(row[1], "-9223372036854775808");
+	cr_assert_eq(db_row_i64(row, 1), INT64_MIN);
+	cr_assert_str_eq(row[2], "0.1");
+	cr_assert_eq(db_row_dbl(row, 3), 1.0 / 3);
+	cr_assert_str_eq(row[4], "2.5");
+	cr_assert_str_eq(row[5], "-838:59:59");
+	cr_assert_eq(db_row_dbl(row, 6), 0.1, "a bound double comes back exactly");
+	db_res_free(res);
+}
+
+Test(db, a_duplicate_key_is_eexist)
+{
+	cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id) VALUES (?)", DB_I64(5), DB_END), 0);
+	cr_assert_eq(db_insert_id(admin), 0, "no AUTO_INCREMENT column");
+	cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id) VALUES (?)", DB_I64(5), DB_END), -EEXIST);
+	cr_assert_eq(db_errno(admin), 1062u);
+	cr_assert(strstr(db_error(admin), "Duplicate entry '5'"), "%s", db_error(admin));
+	/* the next statement clears it */
+	cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id) VALUES (?)", DB_I64(6), DB_END), 0);
+	cr_assert_eq(db_errno(admin), 0);
+	/* a syntax error is -EIO with the server's message */
+	cr_assert_eq(db_exec(admin, NULL, "SELEC ?", DB_I64(1), DB_END), -EIO);
+	cr_assert(strstr(db_error(admin), "SQL syntax"), "%s", db_error(admin));
+	/* the AUTO_INCREMENT id of an insert */
+	cr_assert_eq(db_exec(admin, NULL,
+			     "INSERT INTO audit_log (actor, entity_type, entity_id, action) VALUES (?, ?, ?, ?)",
+			     DB_STR("t"), DB_STR("job"), DB_I64(1), DB_STR("x"), DB_END),
+		     0, "%s", db_error(admin));
+	cr_assert_eq(db_insert_id(admin), (uint64_t)tdb_count(admin, "SELECT MAX(id) FROM audit_log"));
+}
+
+/* A prepared statement dies with its connection: after the server killed it and a reconnect, the
+ * same statement text (the cache's key) is prepared again on the new connection. */
+Test(db, a_statement_runs_again_after_a_reconnect)
+{
+	struct db *db = connect_as_user();
+	static const char sql[] = "SELECT CONNECTION_ID() + ? - ?";
+	int64_t id = 0, id2 = 0;
+	cr_assert_eq(db_query_i64(db, &id, sql, DB_I64(5), DB_I64(5), DB_END), 0, "%s", db_error(db));
+	char kill[64];
+	snprintf(kill, sizeof(kill), "KILL CONNECTION %lld", (long long)id);
+	tdb_root_exec(kill);
+	cr_assert_eq(db_query_i64(db, &id2, sql, DB_I64(5), DB_I64(5), DB_END), -ENOTCONN, "%s", db_error(db));
+	cr_assert_eq(db_reconnect(db, NULL), 0, "%s", db_error(db));
+	cr_assert_eq(db_query_i64(db, &id2, sql, DB_I64(5), DB_I64(5), DB_END), 0, "%s", db_error(db));
+	cr_assert_neq(id2, id, "a new connection");
+	/* the same text from another buffer is the same statement */
+	char *copy = strdup(sql);
+	cr_assert_eq(db_query_i64(db, &id, copy, DB_I64(1), DB_I64(1), DB_END), 0);
+	cr_assert_eq(id, id2);
+	free(copy);
+	db_close(db);
+}
+
+/* More statements than the cache holds, and a table changed under a cached statement. */
+Test(db, the_statement_cache_evicts_and_follows_a_changed_table)
+{
+	int64_t v = 0;
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < 80; i++) {
+			char sql[64];
+			snprintf(sql, sizeof(sql), "SELECT ? + %d", i);
+			cr_assert_eq(db_query_i64(admin, &v, sql, DB_I64(round), DB_END), 0, "%s", db_error(admin));
+			cr_assert_eq(v, i + round);
+		}
+	struct db *ddl = tdb_connect_admin(DBNAME);
+	cr_assert_eq(db_exec(ddl, NULL, "INSERT INTO t (id, n) VALUES (1, 10)", DB_END), 0);
+	struct db_res *res = NULL;
+	cr_assert_eq(db_query(ddl, &res, "SELECT * FROM t WHERE id = ?", DB_I64(1), DB_END), 0);
+	cr_assert_eq(db_res_fields(res), 4);
+	db_res_free(res);
+	cr_assert_eq(db_exec(ddl, NULL, "ALTER TABLE t ADD COLUMN extra VARCHAR(8) NOT NULL DEFAULT 'new'", DB_END), 0,
+		     "%s", db_error(ddl));
+	cr_assert_eq(db_query(ddl, &res, "SELECT * FROM t WHERE id = ?", DB_I64(1), DB_END), 0, "%s", db_error(ddl));
+	cr_assert_eq(db_res_fields(res), 5);
+	cr_assert_str_eq(db_res_field_name(res, 4), "extra");
+	db_row row = db_res_next(res);
+	cr_assert_str_eq(row[4], "new");
+	cr_assert_str_eq(row[3], "10");
+	db_res_free(res);
+	db_close(ddl);
+}
+
+/* The plain-text rule (db.h): a statement the server will not prepare fails with its error; it
+ * never goes out as text instead. */
+Test(db, a_statement_that_cannot_be_prepared_fails)
+{
+	cr_assert_eq(db_exec(admin, NULL, "PREPARE s FROM 'SELECT 1'", DB_END), -EIO);
+	cr_assert_eq(db_errno(admin), 1295u, "%s", db_error(admin)); /* ER_UNSUPPORTED_PS */
+	cr_assert_eq(db_exec(admin, NULL, "SELECT 1", DB_END), 0, "the connection carries on");
 }
