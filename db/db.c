@@ -100,6 +100,14 @@ void db_set_error(struct db *db, unsigned err, const char *msg)
 	db->err = err;
 	set_error(db, msg);
 }
+/* The first error number of the client library (CR_MIN_ERROR in errmsg.h). */
+#define CLIENT_ERROR_MIN 2000
+
+bool db_connection_broken(struct db *db, int r)
+{
+	return r == -ENOTCONN || (r < 0 && db_errno(db) >= CLIENT_ERROR_MIN);
+}
+
 unsigned db_errno(struct db *db) { return db->err; }
 const char *db_error(struct db *db)
 {

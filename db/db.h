@@ -77,6 +77,12 @@ bool db_is_up(const struct db *db);
 
 const char *db_error(struct db *db);
 unsigned db_errno(struct db *db);
+/* Whether the failure r (< 0) of a statement on db means the connection cannot be trusted any
+ * more and should be closed and made again: -ENOTCONN (lost, refused), or any other error the
+ * client library raised itself (out of sync, malformed packet, out of memory: the server's
+ * error numbers are below 2000, the client's from 2000). False for r ≥ 0 and for errors the
+ * server answered (a deadlock, a constraint). */
+bool db_connection_broken(struct db *db, int r);
 /* Make db_error()/db_errno() report msg (copied) and err again, e.g. after a clean-up statement
  * that followed the failure a caller must see. */
 void db_set_error(struct db *db, unsigned err, const char *msg);

@@ -30,11 +30,3 @@ int settings_store_stuck_timeouts(struct db *db, double processing_timeout, doub
 		       " ON DUPLICATE KEY UPDATE value = VALUES(value)",
 		       DB_DBL(processing_timeout), DB_DBL(queued_timeout), DB_END);
 }
-
-/* The first error number of the client library (CR_MIN_ERROR in errmsg.h). */
-#define CLIENT_ERROR_MIN 2000
-
-bool db_connection_broken(struct db *db, int r)
-{
-	return r == -ENOTCONN || (r < 0 && db_errno(db) >= CLIENT_ERROR_MIN);
-}

@@ -25,10 +25,3 @@ int worker_stop(struct db *db, const char *id);
 
 /* Publish stuck.processing_timeout and stuck.queued_timeout (seconds) in settings. */
 int settings_store_stuck_timeouts(struct db *db, double processing_timeout, double queued_timeout);
-
-/* Whether the failure r (< 0) of a statement on db means the connection cannot be trusted any
- * more and should be closed and made again: -ENOTCONN (lost, refused), or any other error the
- * client library raised itself (out of sync, malformed packet, out of memory: the server's
- * error numbers are below 2000, the client's from 2000). False for r ≥ 0 and for errors the
- * server answered (a deadlock, a constraint). */
-bool db_connection_broken(struct db *db, int r);
