@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/json.h"
 #include "db/content.h"
 #include "db/db.h"
 #include "util/macro.h"
@@ -78,7 +79,7 @@ int cmd_content_list(struct cli *c, int argc, char **argv)
 	static const struct option opts[] = { { "category", required_argument, NULL, 'k' }, {} };
 	const char *cat = NULL;
 	struct db *db = NULL;
-	json_t *rows = NULL;
+	struct db_res *res = NULL;
 	int o, r;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o != 'k')
@@ -89,13 +90,17 @@ int cmd_content_list(struct cli *c, int argc, char **argv)
 		return cli_usage_error("content list", "[--category C]", "unexpected argument '%s'", argv[optind]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
-	r = content_list(db, cat, &rows);
+	r = content_list(db, cat, &res);
 	if (r < 0) {
 		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 		db_close(db);
 		return CLI_EXIT_FAIL;
 	}
 	db_close(db);
+	json_t *rows = cli_json_rows(res);
+	db_res_free(res);
+	if (!rows)
+		return cli_error(CLI_EXIT_FAIL, "out of memory");
 	if (c->json) {
 		return cli_print_json(rows);
 	}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/json.h"
 #include "db/content.h"
 #include "db/db.h"
 #include "db/jobstate.h"
@@ -314,12 +315,13 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 	size_t wi;
 	json_t *wv;
 	json_array_foreach(warnings, wi, wv) cli_warning("order '%s': %s", o.number, json_string_value(wv));
-	json_t *shown = NULL;
-	if (c->json && order_show(db, o.number, &shown) == 0)
-		cli_print_json(shown);
-	else if (cli_line(stdout,
-			  "order %s added (id %lld, %d unit%s, pending: confirm it with 'usbforge order confirm %s')",
-			  o.number, (long long)id, o.quantity, o.quantity == 1 ? "" : "s", o.number) < 0) {
+	struct record shown = { 0 };
+	if (c->json && order_show(db, o.number, &shown) == 0) {
+		cli_print_json(cli_json_record(&shown, "jobs", NULL));
+		record_done(&shown);
+	} else if (cli_line(stdout,
+			    "order %s added (id %lld, %d unit%s, pending: confirm it with 'usbforge order confirm %s')",
+			    o.number, (long long)id, o.quantity, o.quantity == 1 ? "" : "s", o.number) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -339,7 +341,7 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 	static const struct option opts[] = { { "correlation-id", required_argument, NULL, 'r' }, {} };
 	const char *corr = NULL;
 	struct db *db = NULL;
-	json_t *res = NULL;
+	struct order_confirmation conf = { 0 };
 	int opt, r;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -356,7 +358,7 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 	r = cli_db_open(c, &db);
 	if (r)
 		return r;
-	r = order_confirm(db, argv[optind], corr, 1 + (int)c->cfg.retry.n_delays, cli_actor(), &res);
+	r = order_confirm(db, argv[optind], corr, 1 + (int)c->cfg.retry.n_delays, cli_actor(), &conf);
 	if (r == -ENOENT) {
 		db_close(db);
 		return cli_error(CLI_EXIT_NOTFOUND, "order '%s' not found", argv[optind]);
@@ -371,6 +373,10 @@ int cmd_order_confirm(struct cli *c, int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	db_close(db);
+	json_t *res = cli_json_confirmation(&conf);
+	order_confirmation_done(&conf);
+	if (!res)
+		return cli_error(CLI_EXIT_FAIL, "out of memory");
 	if (c->json) {
 		json_t *out = json_pack("{s:O, s:O}", "order_number", json_object_get(res, "order_number"), "jobs",
 					json_object_get(res, "jobs"));
@@ -485,13 +491,13 @@ static int print_object(json_t *o, const char *skip)
 int cmd_order_show(struct cli *c, int argc, char **argv)
 {
 	struct db *db = NULL;
-	json_t *o = NULL;
+	struct record rec = { 0 };
 	if (argc != 2)
 		return cli_usage_error("order show", "NUMBER", "expected one order NUMBER");
 	int r = cli_db_open(c, &db);
 	if (r)
 		return r;
-	r = order_show(db, argv[1], &o);
+	r = order_show(db, argv[1], &rec);
 	if (r == -ENOENT) {
 		db_close(db);
 		return cli_error(CLI_EXIT_NOTFOUND, "order '%s' not found", argv[1]);
@@ -502,6 +508,10 @@ int cmd_order_show(struct cli *c, int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	db_close(db);
+	json_t *o = cli_json_record(&rec, "jobs", NULL);
+	record_done(&rec);
+	if (!o)
+		return cli_error(CLI_EXIT_FAIL, "out of memory");
 	if (c->json) {
 		return cli_print_json(o);
 	}
@@ -525,7 +535,7 @@ int cmd_jobs(struct cli *c, int argc, char **argv)
 	const char *status = NULL;
 	long long limit = 100;
 	struct db *db = NULL;
-	json_t *rows = NULL;
+	struct db_res *res = NULL;
 	int opt, r;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's') {
@@ -548,13 +558,17 @@ int cmd_jobs(struct cli *c, int argc, char **argv)
 	r = cli_db_open(c, &db);
 	if (r)
 		return r;
-	r = jobs_list(db, status, (int)MIN(limit, 100000), &rows);
+	r = jobs_list(db, status, (int)MIN(limit, 100000), &res);
 	if (r < 0) {
 		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 		db_close(db);
 		return CLI_EXIT_FAIL;
 	}
 	db_close(db);
+	json_t *rows = cli_json_rows(res);
+	db_res_free(res);
+	if (!rows)
+		return cli_error(CLI_EXIT_FAIL, "out of memory");
 	if (c->json) {
 		return cli_print_json(rows);
 	}
@@ -571,13 +585,13 @@ int cmd_job_show(struct cli *c, int argc, char **argv)
 {
 	long long id;
 	struct db *db = NULL;
-	json_t *o = NULL;
+	struct record rec = { 0 };
 	if (argc != 2 || cli_parse_id(argv[1], &id) < 0)
 		return cli_usage_error("job show", "ID", "expected one job ID (a positive number)");
 	int r = cli_db_open(c, &db);
 	if (r)
 		return r;
-	r = job_show(db, id, &o);
+	r = job_show(db, id, &rec);
 	if (r == -ENOENT) {
 		db_close(db);
 		return cli_error(CLI_EXIT_NOTFOUND, "job %lld not found", id);
@@ -588,6 +602,11 @@ int cmd_job_show(struct cli *c, int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	db_close(db);
+	/* claimable: the claim query's generated column, not a fact about the job */
+	json_t *o = cli_json_record(&rec, "items", (const char *const[]){ "claimable", NULL });
+	record_done(&rec);
+	if (!o)
+		return cli_error(CLI_EXIT_FAIL, "out of memory");
 	if (c->json) {
 		return cli_print_json(o);
 	}

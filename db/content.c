@@ -307,21 +307,12 @@ int content_scan(struct db *db, const char *root, const char *subdir, void (*war
 	return 0;
 }
 
-int content_list(struct db *db, const char *category, json_t **ret)
+int content_list(struct db *db, const char *category, struct db_res **ret)
 {
-	_cleanup_result_ struct db_res *res = NULL;
-	int r = db_query(db, &res,
-			 "SELECT id, category, title, rel_path, size_bytes, sha256, xxh128, mtime FROM content_items"
-			 " WHERE active = 1 AND (? IS NULL OR category = ?) ORDER BY category, rel_path",
-			 DB_STR(category), DB_STR(category), DB_END);
-	if (r < 0)
-		return r;
-	json_t *a = json_array();
-	db_row row;
-	while ((row = db_res_next(res)))
-		json_array_append_new(a, db_row_to_json(res, row));
-	*ret = a;
-	return 0;
+	return db_query(db, ret,
+			"SELECT id, category, title, rel_path, size_bytes, sha256, xxh128, mtime FROM content_items"
+			" WHERE active = 1 AND (? IS NULL OR category = ?) ORDER BY category, rel_path",
+			DB_STR(category), DB_STR(category), DB_END);
 }
 
 int content_category_count(struct db *db, const char *category, int64_t *ret)

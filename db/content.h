@@ -3,7 +3,6 @@
  * kept exactly as on disk. */
 #pragma once
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -35,7 +34,7 @@ int content_scan(struct db *db, const char *root, const char *subdir, void (*war
 		 struct content_scan_stats *ret);
 
 /* Active items, optionally of one category, ordered by category then rel_path. */
-int content_list(struct db *db, const char *category, json_t **ret);
+int content_list(struct db *db, const char *category, struct db_res **ret);
 int content_category_count(struct db *db, const char *category, int64_t *ret);
 /* -ENOENT when no such id. */
 int content_item_active(struct db *db, int64_t id, bool *ret);

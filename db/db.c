@@ -418,6 +418,12 @@ db_row db_res_next(struct db_res *res)
 	return res->cur->col;
 }
 
+void db_res_rewind(struct db_res *res)
+{
+	res->next = 0;
+	res->cur = NULL;
+}
+
 const size_t *db_res_lengths(const struct db_res *res) { return res->cur ? res->cur->len : NULL; }
 size_t db_res_count(const struct db_res *res) { return res->nrows; }
 unsigned db_res_fields(const struct db_res *res) { return res->nfields; }

@@ -113,6 +113,8 @@ db_row db_res_next(struct db_res *res);
 /* The byte lengths of the columns of the row db_res_next returned last (0 for NULL); NULL before
  * the first row and past the end. */
 const size_t *db_res_lengths(const struct db_res *res);
+/* Back before the first row: the next db_res_next() returns it again. */
+void db_res_rewind(struct db_res *res);
 /* Rows in the result, whatever was read of it. */
 size_t db_res_count(const struct db_res *res);
 /* Columns, and column i's name (as the query labels it) and kind. */

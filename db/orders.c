@@ -8,74 +8,6 @@
 #include "util/log.h"
 #include "util/macro.h"
 
-static bool is_json_column(const char *name)
-{
-	static const char *const cols[] = { "content_spec", "progress_detail", "details",
-					    "payload",	    "metadata",	       "resume_state" };
-	for (size_t i = 0; i < ARRAY_SIZE(cols); i++)
-		if (strcmp(name, cols[i]) == 0)
-			return true;
-	return false;
-}
-
-/* An integer column's text as JSON. The sizes are BIGINT UNSIGNED: a value above 2^63 - 1 (only
- * SQL can store one: `order add` refuses it) does not fit a JSON integer of jansson (long long),
- * and a double would round it; it is given as its exact decimal digits in a string rather than
- * clamped (strtoll) or wrapped to a negative number. */
-static json_t *int_to_json(const char *text, bool is_unsigned)
-{
-	if (is_unsigned) {
-		unsigned long long u = strtoull(text, NULL, 10);
-		if (u > (unsigned long long)INT64_MAX)
-			return json_string(text);
-		return json_integer((json_int_t)u);
-	}
-	return json_integer((json_int_t)strtoll(text, NULL, 10));
-}
-
-json_t *db_row_to_json(const struct db_res *res, db_row row)
-{
-	unsigned n = db_res_fields(res);
-	const size_t *len = db_res_lengths(res);
-	json_t *o = json_object();
-	for (unsigned i = 0; i < n; i++) {
-		const char *name = db_res_field_name(res, i);
-		json_t *v;
-		if (!row[i]) {
-			v = json_null();
-		} else if (is_json_column(name)) {
-			v = json_loads(row[i], JSON_DECODE_ANY, NULL);
-			if (!v)
-				v = json_string(row[i]);
-		} else {
-			switch (db_res_field_kind(res, i)) {
-			case DB_KIND_INT:
-			case DB_KIND_UINT:
-				v = int_to_json(row[i], db_res_field_kind(res, i) == DB_KIND_UINT);
-				break;
-			case DB_KIND_REAL:
-				v = json_real(strtod(row[i], NULL));
-				break;
-			default:
-				v = json_stringn(row[i], len[i]);
-				if (!v) /* not UTF-8 */
-					v = json_stringn_nocheck(row[i], len[i]);
-			}
-		}
-		json_object_set_new(o, name, v);
-	}
-	return o;
-}
-
-json_t *db_result_to_json(struct db_res *res)
-{
-	json_t *a = json_array();
-	db_row row;
-	while ((row = db_res_next(res)))
-		json_array_append_new(a, db_row_to_json(res, row));
-	return a;
-}
-
 int audit_add(struct db *db, const char *actor, const char *entity_type, int64_t entity_id, const char *action,
 	      json_t *metadata)
 {
@@ -102,7 +34,7 @@ int order_add(struct db *db, const struct order_new *o, int64_t *ret_id)
 struct confirm_args {
 	const char *number, *correlation_id, *actor;
 	int max_attempts;
-	json_t *result;
+	struct order_confirmation *result;
 };
 
 static int confirm_txn(struct db *db, void *userdata)
@@ -111,8 +43,7 @@ static int confirm_txn(struct db *db, void *userdata)
 	_cleanup_result_ struct db_res *res = NULL;
 	int r, created = 0;
 
-	json_decref(a->result);
-	a->result = NULL;
+	order_confirmation_done(a->result); /* a retried transaction starts over */
 	r = db_query(db, &res,
 		     "SELECT id, status, quantity, station, capacity_bytes, COALESCE(image_bytes, 0)"
 		     " FROM orders WHERE order_number = ? FOR UPDATE",
@@ -141,7 +72,10 @@ static int confirm_txn(struct db *db, void *userdata)
 			return r;
 	}
 
-	json_t *jobs = json_array();
+	struct order_confirmation *c = a->result;
+	c->jobs = quantity > 0 ? calloc((size_t)quantity, sizeof(*c->jobs)) : NULL;
+	if (quantity > 0 && !c->jobs)
+		return -ENOMEM;
 	for (int unit = 0; unit < quantity; unit++) {
 		int64_t job_id = 0;
 		r = db_exec(db, NULL,
@@ -157,10 +91,10 @@ static int confirm_txn(struct db *db, void *userdata)
 			r = audit_add(db, a->actor, "job", job_id, "created", meta);
 			json_decref(meta);
 			if (r < 0)
-				goto fail;
+				return r;
 			created++;
 		} else if (r != -EEXIST) {
-			goto fail;
+			return r;
 		}
 		_cleanup_result_ struct db_res *jr = NULL;
 		r = db_query(db, &jr,
@@ -168,38 +102,52 @@ static int confirm_txn(struct db *db, void *userdata)
 			     " WHERE order_id = ? AND unit_index = ? AND schema_version = 'v1'",
 			     DB_I64(order_id), DB_I64(unit), DB_END);
 		if (r < 0)
-			goto fail;
+			return r;
 		db_row jrow = db_res_next(jr);
-		if (!jrow) {
-			r = -EIO;
-			goto fail;
-		}
-		json_array_append_new(jobs, json_pack("{s:I, s:i, s:s}", "id", (json_int_t)db_row_i64(jrow, 0),
-						      "unit_index", unit, "status", jrow[1]));
+		if (!jrow)
+			return -EIO;
+		c->jobs[c->n_jobs++] = (struct confirmed_job){ .id = db_row_i64(jrow, 0),
+							       .unit_index = unit,
+							       .status = job_state_from_name(jrow[1]) };
 	}
-	a->result = json_pack("{s:s, s:I, s:s, s:i, s:o}", "order_number", a->number, "order_id", (json_int_t)order_id,
-			      "order_status", strcmp(status, "pending") == 0 ? "confirmed" : status, "created", created,
-			      "jobs", jobs);
+	c->order_number = strdup(a->number);
+	c->order_status = strdup(strcmp(status, "pending") == 0 ? "confirmed" : status);
+	if (!c->order_number || !c->order_status)
+		return -ENOMEM;
+	c->order_id = order_id;
+	c->created = created;
 	return 0;
-fail:
-	json_decref(jobs);
-	return r;
+}
+
+void order_confirmation_done(struct order_confirmation *c)
+{
+	free(c->order_number);
+	free(c->order_status);
+	free(c->jobs);
+	*c = (struct order_confirmation){ 0 };
 }
 
 int order_confirm(struct db *db, const char *number, const char *correlation_id, int max_attempts, const char *actor,
-		  json_t **ret)
+		  struct order_confirmation *ret)
 {
-	struct confirm_args a = { number, correlation_id, actor, max_attempts, NULL };
+	struct order_confirmation c = { 0 };
+	struct confirm_args a = { number, correlation_id, actor, max_attempts, &c };
 	int r = db_transaction(db, confirm_txn, &a);
 	if (r < 0) {
-		json_decref(a.result);
+		order_confirmation_done(&c);
 		return r;
 	}
-	*ret = a.result;
+	*ret = c;
 	return 0;
 }
 
-int order_show(struct db *db, const char *number, json_t **ret)
+void record_done(struct record *r)
+{
+	r->row = db_res_free(r->row);
+	r->rows = db_res_free(r->rows);
+}
+
+int order_show(struct db *db, const char *number, struct record *ret)
 {
 	_cleanup_result_ struct db_res *res = NULL, *jres = NULL;
 	int r = db_query(db, &res, "SELECT * FROM orders WHERE order_number = ?", DB_STR(number), DB_END);
@@ -208,36 +156,33 @@ int order_show(struct db *db, const char *number, json_t **ret)
 	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
-	json_t *o = db_row_to_json(res, row);
+	unsigned id_col = 0;
+	while (id_col < db_res_fields(res) && strcmp(db_res_field_name(res, id_col), "id") != 0)
+		id_col++;
+	if (id_col == db_res_fields(res))
+		return -EIO;
 	r = db_query(db, &jres,
 		     "SELECT id, unit_index, status, stage, progress, attempts, slot, device_serial, error_code,"
 		     " completed_at FROM processing_jobs WHERE order_id = ? ORDER BY unit_index",
-		     DB_I64(json_integer_value(json_object_get(o, "id"))), DB_END);
-	if (r < 0) {
-		json_decref(o);
-		return r;
-	}
-	json_object_set_new(o, "jobs", db_result_to_json(jres));
-	*ret = o;
-	return 0;
-}
-
-int jobs_list(struct db *db, const char *status, int limit, json_t **ret)
-{
-	_cleanup_result_ struct db_res *res = NULL;
-	int r = db_query(db, &res,
-			 "SELECT j.id, o.order_number, j.unit_index, j.status, j.stage, j.progress, j.attempts,"
-			 " j.max_attempts, j.slot, j.error_code, j.updated_at"
-			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
-			 " WHERE (? IS NULL OR j.status = ?) ORDER BY j.id DESC LIMIT ?",
-			 DB_STR(status), DB_STR(status), DB_I64(limit > 0 ? limit : 100), DB_END);
+		     DB_I64(db_row_i64(row, id_col)), DB_END);
 	if (r < 0)
 		return r;
-	*ret = db_result_to_json(res);
+	db_res_rewind(res);
+	*ret = (struct record){ .row = TAKE_PTR(res), .rows = TAKE_PTR(jres) };
 	return 0;
 }
 
-int job_show(struct db *db, int64_t id, json_t **ret)
+int jobs_list(struct db *db, const char *status, int limit, struct db_res **ret)
+{
+	return db_query(db, ret,
+			"SELECT j.id, o.order_number, j.unit_index, j.status, j.stage, j.progress, j.attempts,"
+			" j.max_attempts, j.slot, j.error_code, j.updated_at"
+			" FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+			" WHERE (? IS NULL OR j.status = ?) ORDER BY j.id DESC LIMIT ?",
+			DB_STR(status), DB_STR(status), DB_I64(limit > 0 ? limit : 100), DB_END);
+}
+
+int job_show(struct db *db, int64_t id, struct record *ret)
 {
 	_cleanup_result_ struct db_res *res = NULL, *ires = NULL;
 	int r = db_query(db, &res,
@@ -246,21 +191,15 @@ int job_show(struct db *db, int64_t id, json_t **ret)
 			 DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	db_row row = db_res_next(res);
-	if (!row)
+	if (db_res_count(res) == 0)
 		return -ENOENT;
-	json_t *o = db_row_to_json(res, row);
-	json_object_del(o, "claimable");
 	r = db_query(db, &ires,
 		     "SELECT i.position, i.content_item_id, i.size_bytes, i.dest_path, c.rel_path, c.sha256, c.xxh128"
 		     " FROM processing_job_items i JOIN content_items c ON c.id = i.content_item_id"
 		     " WHERE i.job_id = ? ORDER BY i.position",
 		     DB_I64(id), DB_END);
-	if (r < 0) {
-		json_decref(o);
+	if (r < 0)
 		return r;
-	}
-	json_object_set_new(o, "items", db_result_to_json(ires));
-	*ret = o;
+	*ret = (struct record){ .row = TAKE_PTR(res), .rows = TAKE_PTR(ires) };
 	return 0;
 }

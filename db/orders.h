@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "db/db.h"
+#include "db/jobstate.h"
 
 struct order_new {
 	const char *number;
@@ -21,32 +22,49 @@ struct order_new {
 /* Insert a pending order. -EEXIST when the number is taken; -EPERM when a CHECK refuses it. */
 int order_add(struct db *db, const struct order_new *o, int64_t *ret_id);
 
+/* What a confirmation did: the order, and its jobs whether this call created them or not. */
+struct confirmed_job {
+	int64_t id;
+	int unit_index;
+	enum job_state status;
+};
+struct order_confirmation {
+	char *order_number;
+	int64_t order_id;
+	char *order_status; /* "confirmed", or the state the order has moved on to */
+	int created;	    /* jobs this call created (0 when they all existed) */
+	struct confirmed_job *jobs;
+	size_t n_jobs;
+};
+void order_confirmation_done(struct order_confirmation *c);
+
 /* Confirm: in one transaction, lock the order, set it confirmed (first time), create one
  * queued job per unit keyed on (order, unit, 'v1') — insert, and on duplicate key select —
  * with one audit_log row per job created. Every later or concurrent call returns the same job
- * ids and creates nothing. *ret = {"order_number", "order_id", "created": n,
- * "jobs": [{"id", "unit_index", "status"}…]}. Errors: -ENOENT unknown order, -ECANCELED a
- * cancelled order, db errors. */
+ * ids and creates nothing. Errors: -ENOENT unknown order, -ECANCELED a cancelled order, db
+ * errors. */
 int order_confirm(struct db *db, const char *number, const char *correlation_id, int max_attempts, const char *actor,
-		  json_t **ret);
+		  struct order_confirmation *ret);
 
-/* The order's row (every column) plus "jobs": its job rows (id, unit_index, status, stage,
- * progress, attempts, slot, error_code). -ENOENT when unknown. */
-int order_show(struct db *db, const char *number, json_t **ret);
+/* A row with every column by name (db_res_field_name, db_res_field_kind) and the rows that
+ * belong to it: what `order show` and `job show` print. */
+struct record {
+	struct db_res *row;  /* one row (db_res_next gives it) */
+	struct db_res *rows; /* the order's jobs, the job's items */
+};
+void record_done(struct record *r);
+
+/* The order's row (every column) and its job rows (id, unit_index, status, stage, progress,
+ * attempts, slot, device_serial, error_code, completed_at). -ENOENT when unknown. */
+int order_show(struct db *db, const char *number, struct record *ret);
 
 /* Jobs, newest first, optionally filtered by status; limit ≤ 0 means 100. */
-int jobs_list(struct db *db, const char *status, int limit, json_t **ret);
+int jobs_list(struct db *db, const char *status, int limit, struct db_res **ret);
 
-/* Every processing_jobs column by name, plus "order_number" and "items" (processing_job_items
- * rows in position order). -ENOENT when unknown. */
-int job_show(struct db *db, int64_t id, json_t **ret);
+/* Every processing_jobs column by name plus order_number, and the job's items
+ * (processing_job_items rows in position order). -ENOENT when unknown. */
+int job_show(struct db *db, int64_t id, struct record *ret);
 
-/* Rows of a result as a JSON array of objects keyed by column name: numbers for numeric
- * columns (unsigned ones read unsigned; one above 2^63 - 1 as a string of its exact digits),
- * null for NULL, parsed JSON for JSON columns, strings otherwise. */
-json_t *db_result_to_json(struct db_res *res);
-/* One row of res as an object: row is the one db_res_next(res) returned last. */
-json_t *db_row_to_json(const struct db_res *res, db_row row);
 /* Insert an audit_log row. */
 int audit_add(struct db *db, const char *actor, const char *entity_type, int64_t entity_id, const char *action,
 	      json_t *metadata);

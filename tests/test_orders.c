@@ -45,9 +45,10 @@ Test(orders, a_failed_confirm_keeps_the_servers_reason)
 	char corr[130];
 	memset(corr, 'c', 129);
 	corr[129] = 0;
-	json_t *res = NULL;
+	struct order_confirmation res = { 0 };
 	cr_assert_eq(order_confirm(db, "R-1", corr, 4, "t", &res), -EIO);
-	cr_assert_null(res);
+	cr_assert_null(res.jobs, "nothing returned on failure");
+	cr_assert_eq(res.n_jobs, 0);
 	cr_assert_str_eq(db_error(db), "Data too long for column 'correlation_id' at row 1");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'pending'"), 1);
@@ -59,13 +60,22 @@ Test(orders, a_failed_confirm_keeps_the_servers_reason)
 Test(orders, confirm_creates_quantity_jobs_once)
 {
 	add("A-2", 3);
-	json_t *r1 = NULL, *r2 = NULL;
+	struct order_confirmation r1 = { 0 }, r2 = { 0 };
 	cr_assert_eq(order_confirm(db, "A-2", "corr-1", 4, "tester", &r1), 0, "%s", db_error(db));
-	cr_assert_eq(json_integer_value(json_object_get(r1, "created")), 3);
-	cr_assert_eq(json_array_size(json_object_get(r1, "jobs")), 3);
+	cr_assert_eq(r1.created, 3);
+	cr_assert_eq(r1.n_jobs, 3);
+	cr_assert_str_eq(r1.order_number, "A-2");
+	cr_assert_str_eq(r1.order_status, "confirmed");
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(r1.jobs[i].unit_index, (int)i);
+		cr_assert_eq(r1.jobs[i].status, JOB_STATE_QUEUED);
+	}
 	cr_assert_eq(order_confirm(db, "A-2", "corr-2", 4, "tester", &r2), 0);
-	cr_assert_eq(json_integer_value(json_object_get(r2, "created")), 0);
-	cr_assert(json_equal(json_object_get(r1, "jobs"), json_object_get(r2, "jobs")), "same job ids");
+	cr_assert_eq(r2.created, 0);
+	cr_assert_eq(r2.n_jobs, 3);
+	cr_assert_eq(r2.order_id, r1.order_id);
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_eq(r2.jobs[i].id, r1.jobs[i].id, "same job ids");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 3);
 	cr_assert_eq(
 		tdb_count(db,
@@ -79,13 +89,13 @@ Test(orders, confirm_creates_quantity_jobs_once)
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM orders WHERE status = 'confirmed' AND confirmed_at >= created_at"),
 		     1);
-	json_decref(r1);
-	json_decref(r2);
+	order_confirmation_done(&r1);
+	order_confirmation_done(&r2);
 }
 
 Test(orders, confirm_unknown_and_cancelled)
 {
-	json_t *r = NULL;
+	struct order_confirmation r = { 0 };
 	cr_assert_eq(order_confirm(db, "nope", NULL, 4, "t", &r), -ENOENT);
 	add("A-3", 1);
 	cr_assert_eq(db_exec(db, NULL, "UPDATE orders SET status = 'cancelled' WHERE order_number = 'A-3'", DB_END), 0);
@@ -96,7 +106,8 @@ Test(orders, confirm_unknown_and_cancelled)
 
 struct racer {
 	pthread_barrier_t *barrier;
-	json_t *jobs;
+	int64_t jobs[8];
+	size_t n_jobs;
 	int created;
 	int rc;
 };
@@ -105,13 +116,15 @@ static void *race(void *p)
 {
 	struct racer *r = p;
 	struct db *c = tdb_connect(DBNAME);
-	json_t *res = NULL;
+	struct order_confirmation res = { 0 };
 	pthread_barrier_wait(r->barrier);
 	r->rc = order_confirm(c, "RACE", NULL, 4, "racer", &res);
 	if (r->rc == 0) {
-		r->jobs = json_incref(json_object_get(res, "jobs"));
-		r->created = (int)json_integer_value(json_object_get(res, "created"));
-		json_decref(res);
+		r->n_jobs = res.n_jobs;
+		for (size_t i = 0; i < res.n_jobs && i < 8; i++)
+			r->jobs[i] = res.jobs[i].id;
+		r->created = res.created;
+		order_confirmation_done(&res);
 	}
 	db_close(c);
 	return NULL;
@@ -136,28 +149,56 @@ Test(orders, eight_concurrent_confirms_make_quantity_jobs)
 		total_created += r[i].created;
 	}
 	cr_assert_eq(total_created, Q, "exactly one caller created the jobs");
-	for (int i = 1; i < N; i++)
-		cr_assert(json_equal(r[0].jobs, r[i].jobs), "every caller sees the same ids");
-	cr_assert_eq(json_array_size(r[0].jobs), Q);
-	for (int i = 0; i < N; i++)
-		json_decref(r[i].jobs);
+	cr_assert_eq(r[0].n_jobs, Q);
+	for (int i = 1; i < N; i++) {
+		cr_assert_eq(r[i].n_jobs, Q);
+		cr_assert_eq(memcmp(r[0].jobs, r[i].jobs, Q * sizeof(r[0].jobs[0])), 0,
+			     "every caller sees the same ids");
+	}
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), Q);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(DISTINCT unit_index) FROM processing_jobs"), Q);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'created'"), Q);
 	pthread_barrier_destroy(&b);
 }
 
+static int column_index(const struct db_res *res, const char *name)
+{
+	for (unsigned i = 0; i < db_res_fields(res); i++)
+		if (strcmp(db_res_field_name(res, i), name) == 0)
+			return (int)i;
+	return -1;
+}
+static bool has_column(const struct db_res *res, const char *name) { return column_index(res, name) >= 0; }
+static const char *column(const struct db_res *res, db_row row, const char *name)
+{
+	int i = column_index(res, name);
+	cr_assert(i >= 0, "no column %s", name);
+	return row[i];
+}
+static enum db_kind column_kind(const struct db_res *res, const char *name)
+{
+	int i = column_index(res, name);
+	cr_assert(i >= 0, "no column %s", name);
+	return db_res_field_kind(res, (unsigned)i);
+}
+
 Test(orders, show_and_job_show_carry_columns)
 {
 	add("S-1", 2);
-	json_t *c = NULL, *o = NULL, *j = NULL, *l = NULL;
+	struct order_confirmation c = { 0 };
+	struct record orec = { 0 }, jrec = { 0 }, none = { 0 };
+	struct db_res *l = NULL;
 	cr_assert_eq(order_confirm(db, "S-1", NULL, 4, "t", &c), 0);
-	cr_assert_eq(order_show(db, "S-1", &o), 0);
-	cr_assert_str_eq(json_string_value(json_object_get(o, "status")), "confirmed");
-	cr_assert_str_eq(json_string_value(json_object_get(o, "customer")), "Ana");
-	cr_assert_eq(json_array_size(json_object_get(o, "jobs")), 2);
-	json_int_t id = json_integer_value(json_object_get(json_array_get(json_object_get(c, "jobs"), 0), "id"));
-	cr_assert_eq(job_show(db, id, &j), 0);
+	cr_assert_eq(order_show(db, "S-1", &orec), 0);
+	/* every column by name and kind: what the CLI turns into JSON (cli/json.c) */
+	db_row row = db_res_next(orec.row);
+	cr_assert_not_null(row);
+	cr_assert_str_eq(column(orec.row, row, "status"), "confirmed");
+	cr_assert_str_eq(column(orec.row, row, "customer"), "Ana");
+	cr_assert_eq(db_res_count(orec.rows), 2);
+	cr_assert_eq(job_show(db, c.jobs[0].id, &jrec), 0);
+	row = db_res_next(jrec.row);
+	cr_assert_not_null(row);
 	static const char *const cols[] = { "id",
 					    "order_id",
 					    "unit_index",
@@ -188,20 +229,26 @@ Test(orders, show_and_job_show_carry_columns)
 					    "cancelled_by",
 					    "fail_reason",
 					    "error_code",
-					    "updated_at",
-					    "items" };
+					    "updated_at" };
 	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
-		cr_assert(json_object_get(j, cols[i]), "job show lacks %s", cols[i]);
-	cr_assert_eq(json_integer_value(json_object_get(j, "progress")), 0);
-	cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "queued");
-	cr_assert_eq(job_show(db, 999999, &l), -ENOENT);
+		cr_assert(has_column(jrec.row, cols[i]), "job show lacks %s", cols[i]);
+	cr_assert(has_column(jrec.row, "order_number"));
+	cr_assert_str_eq(column(jrec.row, row, "progress"), "0");
+	cr_assert(column_kind(jrec.row, "progress") == DB_KIND_INT ||
+		  column_kind(jrec.row, "progress") == DB_KIND_UINT);
+	cr_assert_eq(column_kind(jrec.row, "capacity_bytes"), DB_KIND_UINT);
+	cr_assert_eq(column_kind(jrec.row, "status"), DB_KIND_TEXT);
+	cr_assert_str_eq(column(jrec.row, row, "status"), "queued");
+	cr_assert_eq(db_res_count(jrec.rows), 0, "an image order's job has no items");
+	cr_assert_eq(job_show(db, 999999, &none), -ENOENT);
+	cr_assert_null(none.row);
 	cr_assert_eq(jobs_list(db, "queued", 10, &l), 0);
-	cr_assert_eq(json_array_size(l), 2);
-	json_decref(l);
+	cr_assert_eq(db_res_count(l), 2);
+	l = db_res_free(l);
 	cr_assert_eq(jobs_list(db, "done", 10, &l), 0);
-	cr_assert_eq(json_array_size(l), 0);
-	json_decref(l);
-	json_decref(c);
-	json_decref(o);
-	json_decref(j);
+	cr_assert_eq(db_res_count(l), 0);
+	l = db_res_free(l);
+	order_confirmation_done(&c);
+	record_done(&orec);
+	record_done(&jrec);
 }

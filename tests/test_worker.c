@@ -248,9 +248,9 @@ static int64_t add_confirm(const char *number, int qty, const char *image, uint6
 	o.image_bytes = (uint64_t)st.st_size;
 	int64_t id;
 	cr_assert_eq(order_add(db, &o, &id), 0, "%s", db_error(db));
-	json_t *r = NULL;
+	struct order_confirmation r = { 0 };
 	cr_assert_eq(order_confirm(db, number, NULL, 4, "test", &r), 0, "%s", db_error(db));
-	json_decref(r);
+	order_confirmation_done(&r);
 	return id;
 }
 
@@ -366,9 +366,9 @@ Test(worker, eight_claimers_take_each_of_1000_jobs_once)
 	};
 	int64_t id;
 	cr_assert_eq(order_add(db, &o, &id), 0);
-	json_t *r = NULL;
+	struct order_confirmation r = { 0 };
 	cr_assert_eq(order_confirm(db, "BULK", NULL, 4, "t", &r), 0, "%s", db_error(db));
-	json_decref(r);
+	order_confirmation_done(&r);
 	pthread_barrier_t b;
 	pthread_barrier_init(&b, NULL, N);
 	pthread_t t[N];
@@ -988,9 +988,9 @@ static int64_t add_content_order(const char *number, const char *spec, uint64_t 
 	struct order_new o = { .number = number, .capacity_bytes = capacity, .quantity = 1, .content_spec = spec };
 	int64_t id;
 	cr_assert_eq(order_add(db, &o, &id), 0, "%s", db_error(db));
-	json_t *r = NULL;
+	struct order_confirmation r = { 0 };
 	cr_assert_eq(order_confirm(db, number, NULL, 4, "test", &r), 0, "%s", db_error(db));
-	json_decref(r);
+	order_confirmation_done(&r);
 	return id;
 }
 
@@ -1085,10 +1085,11 @@ static int64_t order_with(const char *number, uint64_t capacity, const char *sta
 			       .station = station };
 	int64_t id;
 	cr_assert_eq(order_add(db, &o, &id), 0, "%s", db_error(db));
-	json_t *r = NULL;
+	struct order_confirmation r = { 0 };
 	cr_assert_eq(order_confirm(db, number, NULL, 4, "t", &r), 0);
-	int64_t jid = json_integer_value(json_object_get(json_array_get(json_object_get(r, "jobs"), 0), "id"));
-	json_decref(r);
+	cr_assert_eq(r.n_jobs, 1);
+	int64_t jid = r.jobs[0].id;
+	order_confirmation_done(&r);
 	return jid;
 }
 

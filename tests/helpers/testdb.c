@@ -245,9 +245,9 @@ void tdb_order_confirmed(struct db *db, const char *number, int qty)
 	struct order_new o = { .number = number, .capacity_bytes = 1 << 20, .quantity = qty, .image_path = "/dev/null" };
 	int64_t oid;
 	cr_assert_eq(order_add(db, &o, &oid), 0, "%s", db_error(db));
-	json_t *r = NULL;
+	struct order_confirmation r = { 0 };
 	cr_assert_eq(order_confirm(db, number, NULL, 4, "t", &r), 0, "%s", db_error(db));
-	json_decref(r);
+	order_confirmation_done(&r);
 }
 
 struct claimed_job *tdb_claim(struct db *db, const char *worker_id, const char *serial)
