@@ -385,7 +385,7 @@ bool dev_gone(struct dev *d, int r)
 
 	if (dev_errno_is_gone(r) || r == -ENOENT)
 		return true;
-	if (!f || f->fd < 0 || fstat(f->fd, &open_st) < 0)
+	if (!d || !f || f->fd < 0 || fstat(f->fd, &open_st) < 0)
 		return false;
 	if (!d->is_block && open_st.st_nlink == 0)
 		return true;

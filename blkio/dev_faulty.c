@@ -24,24 +24,25 @@ static const struct dev_ops faulty_ops;
 
 static bool covers(uint64_t at, uint64_t off, size_t len) { return at != 0 && at >= off && at - off < len; }
 
-/* Write [off, off+len) through the capacity mapping (wrap or limbo). len is block-aligned. */
-static int map_write(struct dev_faulty *f, const uint8_t *buf, size_t len, uint64_t off)
+/* Read (write false) or write [off, off+len) through the capacity mapping: with wrap,
+ * addresses beyond real_size alias; without, writes there are dropped ("limbo") and reads
+ * return limbo_fill, or both fail with -EIO (short_eio). len is block-aligned. */
+static int map_io(struct dev_faulty *f, bool write, uint8_t *buf, size_t len, uint64_t off)
 {
 	uint64_t real = f->spec.real_size;
 	if (real == 0)
-		return dev_pwrite(f->inner, buf, len, off);
+		return write ? dev_pwrite(f->inner, buf, len, off) : dev_pread(f->inner, buf, len, off);
 	while (len > 0) {
-		uint64_t ioff;
-		size_t seg;
-		if (f->spec.wrap) {
-			ioff = off % real;
-		} else {
-			if (off >= real)
-				return f->spec.short_eio ? -EIO : 0; /* short, or limbo: silently dropped */
-			ioff = off;
+		uint64_t ioff = f->spec.wrap ? off % real : off;
+		if (!f->spec.wrap && off >= real) {
+			if (f->spec.short_eio)
+				return -EIO;
+			if (!write)
+				memset(buf, f->spec.limbo_fill, len);
+			return 0; /* limbo: a write is silently dropped */
 		}
-		seg = (size_t)MIN((uint64_t)len, real - ioff);
-		int r = dev_pwrite(f->inner, buf, seg, ioff);
+		size_t seg = (size_t)MIN((uint64_t)len, real - ioff);
+		int r = write ? dev_pwrite(f->inner, buf, seg, ioff) : dev_pread(f->inner, buf, seg, ioff);
 		if (r < 0)
 			return r;
 		buf += seg;
@@ -51,33 +52,14 @@ static int map_write(struct dev_faulty *f, const uint8_t *buf, size_t len, uint6
 	return 0;
 }
 
+static int map_write(struct dev_faulty *f, const uint8_t *buf, size_t len, uint64_t off)
+{
+	return map_io(f, true, (uint8_t *)buf, len, off); /* only read from when writing */
+}
+
 static int map_read(struct dev_faulty *f, uint8_t *buf, size_t len, uint64_t off)
 {
-	uint64_t real = f->spec.real_size;
-	if (real == 0)
-		return dev_pread(f->inner, buf, len, off);
-	while (len > 0) {
-		uint64_t ioff;
-		size_t seg;
-		if (f->spec.wrap) {
-			ioff = off % real;
-		} else if (off >= real) {
-			if (f->spec.short_eio)
-				return -EIO;
-			memset(buf, f->spec.limbo_fill, len);
-			return 0;
-		} else {
-			ioff = off;
-		}
-		seg = (size_t)MIN((uint64_t)len, real - ioff);
-		int r = dev_pread(f->inner, buf, seg, ioff);
-		if (r < 0)
-			return r;
-		buf += seg;
-		off += seg;
-		len -= seg;
-	}
-	return 0;
+	return map_io(f, false, buf, len, off);
 }
 
 /* Write exactly n bytes (n need not be block-aligned: the tail block is read, merged and

@@ -128,6 +128,16 @@ static void timed_wait_locked(struct ioq *q, unsigned flags)
 	pthread_cond_timedwait(&q->cond, &q->lock, &ts);
 }
 
+/* Under lock: wait for the queues to change; -ETIMEDOUT (without waiting) when IOQ_WATCH and
+ * the current device call has stalled. */
+static int wait_locked(struct ioq *q, unsigned flags)
+{
+	if ((flags & IOQ_WATCH) && stalled_locked(q, ioq_now_ns()))
+		return -ETIMEDOUT;
+	timed_wait_locked(q, flags);
+	return 0;
+}
+
 int ioq_pop(struct ioq *q, int which, unsigned flags, struct ioq_buf **ret)
 {
 	int r;
@@ -158,11 +168,9 @@ int ioq_pop(struct ioq *q, int which, unsigned flags, struct ioq_buf **ret)
 			r = -EAGAIN;
 			break;
 		}
-		if ((flags & IOQ_WATCH) && stalled_locked(q, ioq_now_ns())) {
-			r = -ETIMEDOUT;
+		r = wait_locked(q, flags);
+		if (r < 0)
 			break;
-		}
-		timed_wait_locked(q, flags);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return r;
@@ -214,11 +222,9 @@ int ioq_wait_done(struct ioq *q, unsigned flags)
 
 	pthread_mutex_lock(&q->lock);
 	while (!q->io_done) {
-		if ((flags & IOQ_WATCH) && stalled_locked(q, ioq_now_ns())) {
-			r = -ETIMEDOUT;
+		r = wait_locked(q, flags);
+		if (r < 0)
 			break;
-		}
-		timed_wait_locked(q, flags);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return r;

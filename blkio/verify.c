@@ -56,6 +56,37 @@ static int check_opts(struct dev *d, const struct verify_opts *o)
 	return 0;
 }
 
+/* The next read back from the device thread, in order: 0 and *ret (counted in bytes_read);
+ * -ECANCELED; -ETIMEDOUT (a read stalled) or the read's own error, with res->bad_offset exact;
+ * another error of ioq_pop. */
+static int next_read(struct ioq *q, atomic_bool *cancel, struct verify_result *res, struct ioq_buf **ret)
+{
+	struct ioq_buf *b = NULL;
+
+	if (cancel && atomic_load(cancel))
+		return -ECANCELED;
+	int r = ioq_pop(q, IOQ_DONE, IOQ_WATCH, &b);
+	if (r == -ETIMEDOUT) {
+		res->bad_offset = q->op_off;
+		res->exact = true;
+		return r;
+	}
+	if (r < 0)
+		return r;
+	if (!b) /* ioq_pop gives a buffer with 0: said for the analyzer, which cannot see it */
+		return -EIO;
+	if (b->err) {
+		int err = b->err; /* read before the buffer goes back to the device thread */
+		res->bad_offset = b->err_off;
+		res->exact = true;
+		ioq_push(q, IOQ_FREE, b);
+		return err;
+	}
+	res->bytes_read += b->len;
+	*ret = b;
+	return 0;
+}
+
 static int start(struct dev *d, const struct verify_opts *o, bool aux, struct ioq **ret_q, pthread_t *ret_t)
 {
 	struct ioq *q;
@@ -135,7 +166,7 @@ int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const 
 	uint64_t done = 0;
 
 	for (;;) {
-		struct ioq_buf *b;
+		struct ioq_buf *b = NULL;
 		while (!planned_all && ioq_pop(q, IOQ_FREE, IOQ_NOWAIT, &b) == 0) {
 			uint64_t end;
 			if (o->full) {
@@ -168,27 +199,10 @@ int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const 
 		}
 		if (inflight == 0)
 			break;
-		if (cancel && atomic_load(cancel)) {
-			r = -ECANCELED;
-			break;
-		}
-		r = ioq_pop(q, IOQ_DONE, IOQ_WATCH, &b);
-		if (r == -ETIMEDOUT) {
-			res.bad_offset = q->op_off;
-			res.exact = true;
-			break;
-		}
+		r = next_read(q, cancel, &res, &b);
 		if (r < 0)
 			break;
 		inflight--;
-		if (b->err) {
-			r = b->err;
-			res.bad_offset = b->err_off;
-			res.exact = true;
-			ioq_push(q, IOQ_FREE, b);
-			break;
-		}
-		res.bytes_read += b->len;
 		/* Hash the written bytes inside this buffer. */
 		uint64_t bs = b->off, be = b->off + b->data_len;
 		r = 0;
@@ -294,7 +308,7 @@ int verify_source(struct dev *d, struct blksrc *src, const struct verify_opts *o
 	if (r < 0)
 		return r;
 	for (;;) {
-		struct ioq_buf *b;
+		struct ioq_buf *b = NULL;
 		r = 0;
 		while (!src_end && ioq_pop(q, IOQ_FREE, IOQ_NOWAIT, &b) == 0) {
 			uint64_t off;
@@ -318,27 +332,10 @@ int verify_source(struct dev *d, struct blksrc *src, const struct verify_opts *o
 		}
 		if (r < 0 || inflight == 0)
 			break;
-		if (cancel && atomic_load(cancel)) {
-			r = -ECANCELED;
-			break;
-		}
-		r = ioq_pop(q, IOQ_DONE, IOQ_WATCH, &b);
-		if (r == -ETIMEDOUT) {
-			res.bad_offset = q->op_off;
-			res.exact = true;
-			break;
-		}
+		r = next_read(q, cancel, &res, &b);
 		if (r < 0)
 			break;
 		inflight--;
-		if (b->err) {
-			r = b->err;
-			res.bad_offset = b->err_off;
-			res.exact = true;
-			ioq_push(q, IOQ_FREE, b);
-			break;
-		}
-		res.bytes_read += b->len;
 		if (memcmp(b->aux, b->data, b->len) != 0) {
 			const unsigned char *x = b->aux, *y = b->data;
 			size_t i = 0;

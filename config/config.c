@@ -1014,7 +1014,7 @@ static int load_slots(struct loader *l, const config_setting_t *s, int n, struct
 		for (int j = 0; j < i; j++) {
 			const char *what = NULL, *member = NULL;
 
-			if (strcasecmp(slots[i].name, slots[j].name) == 0)
+			if (slots[i].name && slots[j].name && strcasecmp(slots[i].name, slots[j].name) == 0)
 				what = "slot name", member = "name";
 			else if (slots[i].port && slots[j].port && strcmp(slots[i].port, slots[j].port) == 0)
 				what = "port", member = "port";

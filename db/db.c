@@ -870,6 +870,23 @@ int db_query(struct db *db, struct db_res **ret, const char *sql, ...)
 	return r;
 }
 
+int db_query_row(struct db *db, struct db_res **ret, db_row *ret_row, const char *sql, ...)
+{
+	_cleanup_result_ struct db_res *res = NULL;
+	va_list ap;
+	va_start(ap, sql);
+	int r = run(db, sql, ap, &res, NULL);
+	va_end(ap);
+	if (r < 0)
+		return r;
+	db_row row = db_res_next(res);
+	if (!row)
+		return -ENOENT;
+	*ret_row = row;
+	*ret = TAKE_PTR(res);
+	return 0;
+}
+
 int db_query_i64(struct db *db, int64_t *ret, const char *sql, ...)
 {
 	_cleanup_result_ struct db_res *res = NULL;

@@ -103,6 +103,9 @@ int db_exec(struct db *db, uint64_t *ret_affected, const char *sql, ...);
 /* Run one query; *ret = its rows (db_res_free them), written only on success. -EINVAL when the
  * statement returns no result set. */
 int db_query(struct db *db, struct db_res **ret, const char *sql, ...);
+/* Run a query for its first row: *ret = the rows (db_res_free them) and *ret_row = the first,
+ * both written only on success; -ENOENT when there is no row. */
+int db_query_row(struct db *db, struct db_res **ret, db_row *ret_row, const char *sql, ...);
 /* Run a query returning one row's first column as int64. -ENOENT when no row; NULL → 0. */
 int db_query_i64(struct db *db, int64_t *ret, const char *sql, ...);
 /* Last AUTO_INCREMENT id (of the last statement that returned no rows). */

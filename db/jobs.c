@@ -75,18 +75,18 @@ static int claim_txn(struct db *db, void *userdata)
 	if (aff != 1)
 		return -EAGAIN;
 	_cleanup_result_ struct db_res *res = NULL;
-	r = db_query(db, &res,
-		     "SELECT j.id, j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
-		     " j.capacity_bytes, o.image_path, o.content_spec, j.resume_state, j.cancel_requested_at IS NOT NULL,"
-		     " j.resume_state IS NOT NULL AND NOT (j.resume_device <=> " RESUME_DEVICE_SQL "),"
-		     " COALESCE(o.image_bytes, 0)"
-		     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
-		     DB_I64(id), DB_END);
+	db_row row;
+	r = db_query_row(db, &res, &row,
+			 "SELECT j.id, j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
+			 " j.capacity_bytes, o.image_path, o.content_spec, j.resume_state, j.cancel_requested_at IS NOT NULL,"
+			 " j.resume_state IS NOT NULL AND NOT (j.resume_device <=> " RESUME_DEVICE_SQL "),"
+			 " COALESCE(o.image_bytes, 0)"
+			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
+			 DB_I64(id), DB_END);
+	if (r == -ENOENT)
+		return -EIO;
 	if (r < 0)
 		return r;
-	db_row row = db_res_next(res);
-	if (!row)
-		return -EIO;
 	struct claimed_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
@@ -306,20 +306,20 @@ static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct
 	 * last one sees every other unit done and marks the order done (under READ COMMITTED,
 	 * without it each would see the other still processing). A session that stalls holding it
 	 * is ended by the server (db.c: idle_transaction_timeout). */
-	int r = db_query(db, &res,
-			 "SELECT j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
-			 " j.slot, j.device_serial, j.cancelled_by,"
-			 " TIMESTAMPDIFF(MICROSECOND, j.started_at, NOW(6)) / 1e6"
-			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
-			 " WHERE j.id = ? AND j.status = ? AND (? IS NULL OR (j.locked_by = ? AND j.attempts = ?))"
-			 " FOR UPDATE",
-			 DB_I64(id), DB_STATE(JOB_STATE_PROCESSING), l ? DB_STR(l->worker_id) : DB_NULL,
-			 DB_STR(l ? l->worker_id : NULL), DB_I64(l ? l->attempt : 0), DB_END);
+	db_row row;
+	int r = db_query_row(db, &res, &row,
+			     "SELECT j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
+			     " j.slot, j.device_serial, j.cancelled_by,"
+			     " TIMESTAMPDIFF(MICROSECOND, j.started_at, NOW(6)) / 1e6"
+			     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+			     " WHERE j.id = ? AND j.status = ? AND (? IS NULL OR (j.locked_by = ? AND j.attempts = ?))"
+			     " FOR UPDATE",
+			     DB_I64(id), DB_STATE(JOB_STATE_PROCESSING), l ? DB_STR(l->worker_id) : DB_NULL,
+			     DB_STR(l ? l->worker_id : NULL), DB_I64(l ? l->attempt : 0), DB_END);
+	if (r == -ENOENT)
+		return -ESTALE;
 	if (r < 0)
 		return r;
-	db_row row = db_res_next(res);
-	if (!row)
-		return -ESTALE;
 	memset(ret, 0, sizeof(*ret));
 	ret->order_id = db_row_i64(row, 0);
 	ret->order_number = strdup_or_null(row[1]);
@@ -501,15 +501,13 @@ static int rows_load(struct db_res *res, size_t size, const struct col_map *m, s
 static int read_state(struct db *db, int64_t id, bool lock, enum job_state *ret)
 {
 	_cleanup_result_ struct db_res *res = NULL;
-	int r = db_query(db, &res,
-			 lock ? "SELECT status FROM processing_jobs WHERE id = ? FOR UPDATE"
-			      : "SELECT status FROM processing_jobs WHERE id = ?",
-			 DB_I64(id), DB_END);
+	db_row row;
+	int r = db_query_row(db, &res, &row,
+			     lock ? "SELECT status FROM processing_jobs WHERE id = ? FOR UPDATE"
+				  : "SELECT status FROM processing_jobs WHERE id = ?",
+			     DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	db_row row = db_res_next(res);
-	if (!row)
-		return -ENOENT;
 	return state_of(row[0], ret);
 }
 
@@ -532,17 +530,15 @@ void job_status_done(struct job_status *s)
 int job_get_status(struct db *db, int64_t id, struct job_status *ret)
 {
 	_cleanup_result_ struct db_res *res = NULL;
-	int r = db_query(db, &res,
-			 "SELECT status, stage, progress, attempts, max_attempts, error_code,"
-			 " COALESCE(JSON_VALUE(progress_detail, '$.rate_bytes_per_s'), 0),"
-			 " COALESCE(JSON_VALUE(progress_detail, '$.eta_seconds'), 0), slot"
-			 " FROM processing_jobs WHERE id = ?",
-			 DB_I64(id), DB_END);
+	db_row row;
+	int r = db_query_row(db, &res, &row,
+			     "SELECT status, stage, progress, attempts, max_attempts, error_code,"
+			     " COALESCE(JSON_VALUE(progress_detail, '$.rate_bytes_per_s'), 0),"
+			     " COALESCE(JSON_VALUE(progress_detail, '$.eta_seconds'), 0), slot"
+			     " FROM processing_jobs WHERE id = ?",
+			     DB_I64(id), DB_END);
 	if (r < 0)
 		return r;
-	db_row row = db_res_next(res);
-	if (!row)
-		return -ENOENT;
 	struct job_status s = {};
 	r = state_of(row[0], &s.state);
 	if (r >= 0)
@@ -730,13 +726,11 @@ static int retry_txn(struct db *db, void *userdata)
 	_cleanup_result_ struct db_res *res = NULL;
 	enum job_state prev;
 	uint64_t aff = 0;
-	int r = db_query(db, &res, "SELECT status, order_id FROM processing_jobs WHERE id = ? FOR UPDATE",
-			 DB_I64(c->id), DB_END);
+	db_row row;
+	int r = db_query_row(db, &res, &row, "SELECT status, order_id FROM processing_jobs WHERE id = ? FOR UPDATE",
+			     DB_I64(c->id), DB_END);
 	if (r < 0)
 		return r;
-	db_row row = db_res_next(res);
-	if (!row)
-		return -ENOENT;
 	r = state_of(row[0], &prev);
 	if (r < 0)
 		return r;
@@ -848,15 +842,15 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 	if (aff != 1)
 		return -ESTALE;
 	_cleanup_result_ struct db_res *res = NULL;
-	r = db_query(db, &res,
-		     "SELECT o.order_number, j.generation, TIMESTAMPDIFF(SECOND, j.next_attempt_at, NOW(6)), j.attempts"
-		     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
-		     DB_I64(c->id), DB_END);
+	db_row row;
+	r = db_query_row(db, &res, &row,
+			 "SELECT o.order_number, j.generation, TIMESTAMPDIFF(SECOND, j.next_attempt_at, NOW(6)), j.attempts"
+			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
+			 DB_I64(c->id), DB_END);
+	if (r == -ENOENT)
+		return -ESTALE;
 	if (r < 0)
 		return r;
-	db_row row = db_res_next(res);
-	if (!row)
-		return -ESTALE;
 	r = event_add(db, "job", c->id, "job.stuck", (int)db_row_i64(row, 1),
 		      json_pack("{s:I, s:s, s:s, s:I}", "job_id", (json_int_t)c->id, "order_number", row[0], "status",
 				job_state_name(JOB_STATE_QUEUED), "queued_seconds", (json_int_t)db_row_i64(row, 2)));

@@ -315,6 +315,26 @@ Test(db, the_result_api)
 
 /* Numbers, DECIMAL and temporal values read as the server's own text for them (CAST … AS CHAR,
  * a string column, is the oracle). */
+Test(db, query_row_gives_the_first_row_or_enoent)
+{
+	cr_assert_eq(db_exec(admin, NULL, "INSERT INTO t (id, s, n) VALUES (1, 'one', -1), (2, 'two', -2)", DB_END), 0);
+	struct db_res *res = NULL;
+	db_row row = NULL;
+	cr_assert_eq(db_query_row(admin, &res, &row, "SELECT s, n FROM t WHERE id >= ? ORDER BY id", DB_I64(1), DB_END),
+		     0, "%s", db_error(admin));
+	cr_assert_not_null(res);
+	cr_assert_str_eq(row[0], "one");
+	cr_assert_eq(db_row_i64(row, 1), -1);
+	cr_assert_str_eq(db_res_next(res)[0], "two", "the rest of the rows follow");
+	res = db_res_free(res);
+	row = NULL;
+	cr_assert_eq(db_query_row(admin, &res, &row, "SELECT s FROM t WHERE id = ?", DB_I64(99), DB_END), -ENOENT);
+	cr_assert_null(res, "nothing returned without a row");
+	cr_assert_null(row);
+	cr_assert_eq(db_query_row(admin, &res, &row, "SELECT nope FROM t", DB_END), -EIO);
+	cr_assert_null(res);
+}
+
 Test(db, numbers_and_times_read_as_the_server_prints_them)
 {
 	static const char *const exprs[] = {

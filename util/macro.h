@@ -32,7 +32,7 @@
  * defines EVP_MD_CTX_freep(), for `_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *md = …;` (no call on
  * NULL). Prefer the library's own where it has one (jansson: json_auto_t). */
 #define DEFINE_CLEANUP(type, func)                                                                                     \
-	static inline void func##p(type *p)                                                                            \
+	static inline void func##p(type *p) /* NOLINT(bugprone-macro-parentheses): type is a type */                   \
 	{                                                                                                              \
 		if (*p)                                                                                                \
 			func(*p);                                                                                      \
