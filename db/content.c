@@ -378,11 +378,11 @@ int content_item_size(struct db *db, int64_t id, uint64_t *ret_size, char **ret_
 	return 0;
 }
 
-int content_load_candidates(struct db *db, char *const *categories, const int64_t *ids, size_t n_ids,
-			    struct content_item **ret, size_t *ret_n)
+/* content_load_candidates into *items (n of them, cap allocated); the caller frees them. */
+static int load_candidates(struct db *db, char *const *categories, const int64_t *ids, size_t n_ids,
+			   struct content_item **items_p, size_t *n_p)
 {
-	/* Build "(?, ?, …)" lists from constants; values go through placeholders one query per
-	 * category / id to stay inside db_exec's typed arguments. */
+	/* One query per category / id, each value bound as a placeholder. */
 	struct content_item *items = NULL;
 	size_t n = 0, cap = 0;
 	int r = 0;
@@ -407,7 +407,7 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 					     " FROM content_items WHERE category = ? AND active = 1 ORDER BY rel_path",
 					     DB_STR(categories[k]), DB_END);
 			if (r < 0)
-				goto fail;
+				return r;
 			db_row row;
 			while ((row = db_res_next(res))) {
 				bool dup = false;
@@ -418,22 +418,19 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 				if (n == cap) {
 					cap = cap ? cap * 2 : 64;
 					struct content_item *ni = realloc(items, cap * sizeof(*items));
-					if (!ni) {
-						r = -ENOMEM;
-						goto fail;
-					}
-					items = ni;
+					if (!ni)
+						return -ENOMEM;
+					*items_p = items = ni;
 				}
-				struct content_item *it = &items[n++];
+				struct content_item *it = &items[n];
 				memset(it, 0, sizeof(*it));
+				*n_p = ++n;
 				it->id = db_row_i64(row, 0);
 				it->category = strdup(row[1]);
 				it->title = strdup(row[2]);
 				it->rel_path = strdup(row[3]);
-				if (!it->category || !it->title || !it->rel_path) {
-					r = -ENOMEM;
-					goto fail;
-				}
+				if (!it->category || !it->title || !it->rel_path)
+					return -ENOMEM;
 				it->size = db_row_u64(row, 4);
 				snprintf(it->sha256, sizeof(it->sha256), "%s", row[5]);
 				it->mtime = db_row_i64(row, 6);
@@ -441,10 +438,20 @@ int content_load_candidates(struct db *db, char *const *categories, const int64_
 			}
 		}
 	}
+	return 0;
+}
+
+int content_load_candidates(struct db *db, char *const *categories, const int64_t *ids, size_t n_ids,
+			    struct content_item **ret, size_t *ret_n)
+{
+	struct content_item *items = NULL;
+	size_t n = 0;
+	int r = load_candidates(db, categories, ids, n_ids, &items, &n);
+	if (r < 0) {
+		content_items_free(items, n);
+		return r;
+	}
 	*ret = items;
 	*ret_n = n;
 	return 0;
-fail:
-	content_items_free(items, n);
-	return r;
 }

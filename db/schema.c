@@ -340,10 +340,37 @@ int db_schema_current(struct db *db, int *ret)
 	return 0;
 }
 
+/* Apply the migrations the database lacks, under the migration lock. */
+static int migrate_locked(struct db *db, int *ret_applied)
+{
+	int cur = 0;
+	int r = db_schema_current(db, &cur);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ARRAY_SIZE(migrations); i++) {
+		const struct migration *m = &migrations[i];
+		if (m->version <= cur)
+			continue;
+		for (size_t s = 0; s < m->n; s++) {
+			r = db_exec(db, NULL, m->stmts[s], DB_END);
+			if (r < 0) {
+				log_debug("migration %d statement %zu failed: %s", m->version, s, db_error(db));
+				return access_denied(db_errno(db)) ? -EACCES : r;
+			}
+		}
+		r = db_exec(db, NULL, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", DB_I64(m->version),
+			    DB_STR(m->name), DB_END);
+		if (r < 0)
+			return access_denied(db_errno(db)) ? -EACCES : r;
+		(*ret_applied)++;
+	}
+	return 0;
+}
+
 int db_migrate(struct db *db, int *ret_applied)
 {
 	int64_t got = 0;
-	int applied = 0, cur = 0, r;
+	int applied = 0, r;
 
 	/* up to a minute for another migrating process, in waits shorter than the read timeout */
 	for (int i = 0; i < 6 && got != 1; i++) {
@@ -353,42 +380,16 @@ int db_migrate(struct db *db, int *ret_applied)
 	}
 	if (got != 1)
 		return -ETIMEDOUT;
-	r = db_schema_current(db, &cur);
-	if (r < 0)
-		goto out;
-	for (size_t i = 0; i < ARRAY_SIZE(migrations); i++) {
-		const struct migration *m = &migrations[i];
-		if (m->version <= cur)
-			continue;
-		for (size_t s = 0; s < m->n; s++) {
-			r = db_exec(db, NULL, m->stmts[s], DB_END);
-			if (r < 0) {
-				log_debug("migration %d statement %zu failed: %s", m->version, s, db_error(db));
-				if (access_denied(db_errno(db)))
-					r = -EACCES;
-				goto out;
-			}
-		}
-		r = db_exec(db, NULL, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", DB_I64(m->version),
-			    DB_STR(m->name), DB_END);
-		if (r < 0) {
-			if (access_denied(db_errno(db)))
-				r = -EACCES;
-			goto out;
-		}
-		applied++;
-	}
-	if (ret_applied)
-		*ret_applied = applied;
-out:
+	r = migrate_locked(db, &applied);
+	/* the release must not wipe the reason the caller reports */
+	unsigned e = db_errno(db);
+	_cleanup_free_ char *why = r < 0 ? strdup(db_error(db)) : NULL;
+	(void)db_exec(db, NULL, "DO RELEASE_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'))", DB_END);
 	if (r < 0) {
-		/* the release must not wipe the reason the caller reports */
-		unsigned e = db_errno(db);
-		_cleanup_free_ char *why = strdup(db_error(db));
-		(void)db_exec(db, NULL, "DO RELEASE_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'))", DB_END);
 		db_set_error(db, e, why ? why : "out of memory");
 		return r;
 	}
-	(void)db_exec(db, NULL, "DO RELEASE_LOCK(CONCAT(DATABASE(), '.usbforge_migrate'))", DB_END);
-	return r;
+	if (ret_applied)
+		*ret_applied = applied;
+	return 0;
 }

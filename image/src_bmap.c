@@ -290,6 +290,15 @@ static int cmp_range(const void *a, const void *b)
 	return x[0] < y[0] ? -1 : x[0] > y[0];
 }
 
+/* Refuse a bmap: *ret_error (when asked) = expat's account of the XML when there is one
+ * (taken from *xml_error), else why; -EINVAL. */
+static int refuse(char **ret_error, char **xml_error, const char *why)
+{
+	if (ret_error)
+		*ret_error = *xml_error ? TAKE_PTR(*xml_error) : strdup(why ? why : "malformed");
+	return -EINVAL;
+}
+
 int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64_t **ret_ranges, size_t *ret_n,
 	       char **ret_error)
 {
@@ -301,50 +310,45 @@ int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64
 	size_t n;
 	int r;
 
-#define BAD(msg)                                                                                                       \
-	do {                                                                                                           \
-		why = (msg);                                                                                           \
-		goto bad;                                                                                              \
-	} while (0)
 	if (raw_len > BMAP_MAX_BYTES)
-		BAD("larger than 64 MiB");
+		return refuse(ret_error, &xml_error, "larger than 64 MiB");
 	r = bmap_xml_parse(&x, raw, raw_len, &why, &xml_error);
 	rg = TAKE_PTR(x.rg);
 	n = x.n;
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0)
-		goto bad;
+		return refuse(ret_error, &xml_error, why);
 	if (!x.root_is_bmap)
-		BAD("no <bmap> element");
+		return refuse(ret_error, &xml_error, "no <bmap> element");
 	if (x.image_size.seen > 1)
-		BAD("more than one <ImageSize>");
+		return refuse(ret_error, &xml_error, "more than one <ImageSize>");
 	if (!x.image_size.seen || x.image_size.bad)
-		BAD("missing or bad <ImageSize>");
+		return refuse(ret_error, &xml_error, "missing or bad <ImageSize>");
 	image_size = x.image_size.v;
 	if (x.block_size.seen > 1)
-		BAD("more than one <BlockSize>");
+		return refuse(ret_error, &xml_error, "more than one <BlockSize>");
 	bs = x.block_size.v;
 	if (!x.block_size.seen || x.block_size.bad || bs == 0 || bs > (1u << 30))
-		BAD("missing or bad <BlockSize>");
+		return refuse(ret_error, &xml_error, "missing or bad <BlockSize>");
 	if (x.mapped_count.seen > 1)
-		BAD("more than one <MappedBlocksCount>");
+		return refuse(ret_error, &xml_error, "more than one <MappedBlocksCount>");
 	if (x.mapped_count.bad)
-		BAD("bad <MappedBlocksCount>");
+		return refuse(ret_error, &xml_error, "bad <MappedBlocksCount>");
 	if (x.block_maps == 0)
-		BAD("no <BlockMap>");
+		return refuse(ret_error, &xml_error, "no <BlockMap>");
 	if (x.block_maps > 1)
-		BAD("more than one <BlockMap>");
+		return refuse(ret_error, &xml_error, "more than one <BlockMap>");
 
 	uint64_t counted = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t a = rg[2 * i], b = rg[2 * i + 1];
 		if (b >= UINT64_MAX / bs - 1)
-			BAD("<Range> out of bounds");
+			return refuse(ret_error, &xml_error, "<Range> out of bounds");
 		counted += b - a + 1;
 		uint64_t s = ALIGN_DOWN(a * bs, 4096), e = (b + 1) * bs;
 		if (s >= image_size)
-			BAD("<Range> beyond <ImageSize>");
+			return refuse(ret_error, &xml_error, "<Range> beyond <ImageSize>");
 		/* rounded up to 4 KiB, clipped to ImageSize; an end within 4 KiB of 2^64 (block size 1)
 		 * would wrap to 0 when rounded */
 		uint64_t up;
@@ -353,9 +357,9 @@ int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64
 		rg[2 * i + 1] = e;
 	}
 	if (x.range_bad)
-		BAD("bad <Range>");
+		return refuse(ret_error, &xml_error, "bad <Range>");
 	if (x.mapped_count.seen && x.mapped_count.v && counted != x.mapped_count.v)
-		BAD("<MappedBlocksCount> does not match the ranges");
+		return refuse(ret_error, &xml_error, "<MappedBlocksCount> does not match the ranges");
 	if (n > 1) /* rg is NULL when there is no range */
 		qsort(rg, n, 2 * sizeof(uint64_t), cmp_range);
 	size_t m = 0;
@@ -372,15 +376,6 @@ int bmap_parse(const char *raw, size_t raw_len, uint64_t *ret_image_size, uint64
 	*ret_ranges = TAKE_PTR(rg);
 	*ret_n = m;
 	return 0;
-bad:
-	if (ret_error) {
-		if (xml_error)
-			*ret_error = TAKE_PTR(xml_error);
-		else if (asprintf(ret_error, "%s", why) < 0)
-			*ret_error = NULL;
-	}
-	return -EINVAL;
-#undef BAD
 }
 
 static ssize_t bmap_read(struct blksrc *b, void *buf, size_t len, uint64_t *ret_off)

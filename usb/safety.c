@@ -195,17 +195,15 @@ static const char *devset_find_name(const struct devset *s, const char *name)
 }
 
 /* The disk itself and every partition directory below it. */
-static int disk_devset(const char *syspath, const char *sysname, dev_t disk, struct devset *ret)
+/* disk and its partitions (the entries of syspath that are partitions) into s. */
+static int devset_fill(struct devset *s, const char *syspath, const char *sysname, dev_t disk)
 {
-	struct devset s = { 0 };
-	int r = devset_add(&s, disk, sysname);
+	int r = devset_add(s, disk, sysname);
 	if (r < 0)
-		goto fail;
+		return r;
 	DIR *d = opendir(syspath);
-	if (!d) {
-		r = -errno;
-		goto fail;
-	}
+	if (!d)
+		return negative_errno();
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
@@ -228,18 +226,24 @@ static int disk_devset(const char *syspath, const char *sysname, dev_t disk, str
 			r = 0;
 			continue;
 		}
-		r = devset_add(&s, pd, de->d_name);
+		r = devset_add(s, pd, de->d_name);
 		if (r < 0)
 			break;
 	}
 	closedir(d);
-	if (r < 0)
-		goto fail;
+	return r < 0 ? r : 0;
+}
+
+static int disk_devset(const char *syspath, const char *sysname, dev_t disk, struct devset *ret)
+{
+	struct devset s = { 0 };
+	int r = devset_fill(&s, syspath, sysname, disk);
+	if (r < 0) {
+		devset_done(&s);
+		return r;
+	}
 	*ret = s;
 	return 0;
-fail:
-	devset_done(&s);
-	return r;
 }
 
 /* Resolve a mount's or swap's device: a real device number, or for "0:N" mounts (btrfs,

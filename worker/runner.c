@@ -649,22 +649,27 @@ static int connect_db(struct runner *r)
 	return q;
 }
 
-static void *runner_main(void *p)
-{
-	struct runner *r = p;
-	struct job_spec spec = { 0 };
+/* What one attempt holds, released by attempt_done() whatever happened. */
+struct attempt {
+	struct job_spec spec;
 	struct write_opts wo;
-	write_opts_from_config(r->a.cfg, &wo);
-	struct stage_ctx ctx = {
-		.job = &spec,
-		.opts = &wo,
-		.cancel = &r->cancel,
-		.sink = { .userdata = r, .progress = sink_progress, .log = sink_log, .checkpoint = sink_checkpoint },
-		.resume_json = r->job->resume_state,
-	};
+	struct stage_ctx ctx;
+	struct usbreset *usbreset;
+};
+
+static void attempt_done(struct attempt *a)
+{
+	stage_ctx_done(&a->ctx);
+	a->ctx.dev = writer_dev_free(a->ctx.dev); /* a stalled write thread may still hold it */
+	a->usbreset = usbreset_free(a->usbreset);
+	spec_done(&a->spec);
+}
+
+/* The attempt: open the stick, run the stages, record the end once. */
+static void run_attempt(struct runner *r, struct attempt *a)
+{
 	enum uf_code code = UFC_NONE;
 	bool in_use = false;
-	struct usbreset *usbreset = NULL;
 	_cleanup_free_ char *msg = NULL;
 	enum stage_id st = STAGE_VALIDATION;
 	char line[512];
@@ -673,7 +678,7 @@ static void *runner_main(void *p)
 		/* Nothing written: the job stays processing under our name until the reaper
 		 * returns it; the daemon's main loop will reconnect. */
 		atomic_store(&r->lost, true);
-		goto out;
+		return;
 	}
 	r->last_beat = mono_s(); /* the claim was the first beat */
 	int tq = pthread_create(&r->dbthread, NULL, dbthread_main, r);
@@ -692,9 +697,9 @@ static void *runner_main(void *p)
 			NULL);
 
 	if (code == UFC_NONE)
-		code = build_spec(r, &spec, &msg);
+		code = build_spec(r, &a->spec, &msg);
 	if (code == UFC_NONE) {
-		int q = dev_open(r->devpath, DEV_OPEN_WRITE, &ctx.dev);
+		int q = dev_open(r->devpath, DEV_OPEN_WRITE, &a->ctx.dev);
 		if (q == -EAGAIN || q == -EBUSY) {
 			/* Someone else is writing it: neither the stick's fault nor the job's. */
 			in_use = true;
@@ -705,32 +710,32 @@ static void *runner_main(void *p)
 			msg = str_printf(code == UFC_DEVICE_READ_ONLY ? "read-only: cannot open %s for writing: %s"
 								      : "cannot open %s: %s",
 					 r->devpath, strerror(-q));
-		} else if (!ctx.dev->is_block && (q = file_slot_check(ctx.dev, &msg)) != 0) {
+		} else if (!a->ctx.dev->is_block && (q = file_slot_check(a->ctx.dev, &msg)) != 0) {
 			/* checked again on the descriptor: the listing saw the path a moment ago */
 			code = q == -ENOMEM ? UFC_PROCESSING_FAILED : UFC_DEVICE_UNSAFE;
-		} else if (r->a.cfg->usb.mode == USB_MODE_UDEV && wo.reset_before_verify && ctx.dev->is_block) {
+		} else if (r->a.cfg->usb.mode == USB_MODE_UDEV && a->wo.reset_before_verify && a->ctx.dev->is_block) {
 			/* the read-back must come from flash, not from the stick's own cache */
-			q = usbreset_install(ctx.dev, 30000, &usbreset);
+			q = usbreset_install(a->ctx.dev, 30000, &a->usbreset);
 			if (q < 0)
 				log_warning("slot %s: no USB reset before verification (%s); relying on O_DIRECT and dropped caches",
 					    r->slot, strerror(-q));
 		}
 	}
 	for (st = STAGE_VALIDATION; code == UFC_NONE && st <= STAGE_VERIFICATION; st++) {
-		if (st == STAGE_VERIFICATION && !wo.verify)
+		if (st == STAGE_VERIFICATION && !a->wo.verify)
 			break;
 		enter_stage(r, st);
 		double t0 = mono_s();
-		code = stage_run(st, &ctx);
+		code = stage_run(st, &a->ctx);
 		if (st == STAGE_SELECTION && code == UFC_NONE) {
 			pthread_mutex_lock(&r->lock);
-			r->bytes_total = ctx.bytes_total;
+			r->bytes_total = a->ctx.bytes_total;
 			pthread_mutex_unlock(&r->lock);
 			/* the choice must be on record before a byte of it is written: a retry reuses it and
 			 * verification checks it */
-			if (!spec.items_reused && spec.n_items && !atomic_load(&r->lost)) {
+			if (!a->spec.items_reused && a->spec.n_items && !atomic_load(&r->lost)) {
 				pthread_mutex_lock(&r->dblock);
-				int q = job_items_store(r->db, &r->lease, spec.items, spec.n_items);
+				int q = job_items_store(r->db, &r->lease, a->spec.items, a->spec.n_items);
 				if (q == -ESTALE)
 					mark_lost(r, "no longer ours when its content choice was to be recorded");
 				if (q < 0) {
@@ -751,17 +756,17 @@ static void *runner_main(void *p)
 			snprintf(line, sizeof(line), "%s done", stage_name(st));
 			log_row(r, "info", st, "stage", line, UFC_NONE, dj);
 		} else {
-			msg = msg ? msg : (ctx.message ? strdup(ctx.message) : NULL);
+			msg = msg ? msg : (a->ctx.message ? strdup(a->ctx.message) : NULL);
 			break;
 		}
 	}
-	if (st > STAGE_VERIFICATION || (st == STAGE_VERIFICATION && !wo.verify))
+	if (st > STAGE_VERIFICATION || (st == STAGE_VERIFICATION && !a->wo.verify))
 		st = STAGE_DONE;
 	/* A slot file deleted (or renamed over) while it was written holds the unit in an inode no
 	 * one will ever read, a detached loop device or a replaced node the same: not done. */
-	if (code == UFC_NONE && ctx.dev && dev_gone(ctx.dev, 0)) {
+	if (code == UFC_NONE && a->ctx.dev && dev_gone(a->ctx.dev, 0)) {
 		code = UFC_DEVICE_GONE;
-		msg = str_printf(dev_unlinked(ctx.dev)
+		msg = str_printf(dev_unlinked(a->ctx.dev)
 					 ? "%s was deleted during the job: nothing written to it is on any stick"
 					 : "%s went away during the job: what was written cannot be read back",
 				 r->devpath);
@@ -793,14 +798,14 @@ static void *runner_main(void *p)
 
 	/* From here on the runner thread is the connection's only user. */
 	if (atomic_load(&r->lost))
-		goto out;
+		return;
 	if (code == UFC_NONE) {
 		struct job_log_row row = {
 			.level = "info", .stage = "done", .category = "stage", .message = "job done"
 		};
 		struct final fin = { .kind = FINAL_DONE,
 				     .row = &row,
-				     .bytes = ctx.bytes_written ? ctx.bytes_written : ctx.bytes_total };
+				     .bytes = a->ctx.bytes_written ? a->ctx.bytes_written : a->ctx.bytes_total };
 		r->stage = STAGE_DONE;
 		if (finish(r, &fin) == 0) {
 			log_info("job %lld: done on slot %s", (long long)r->job->id, r->slot);
@@ -830,7 +835,7 @@ static void *runner_main(void *p)
 		const char *cname = uf_code_name(code);
 		/* one error row per failure, written here: the failing stage's details (its offset,
 		 * errno, probe verdict…) when the failure is the stage's, and where it happened */
-		json_auto_t *d = ctx.details && ctx.code == code ? json_loads(ctx.details, 0, NULL) : NULL;
+		json_auto_t *d = a->ctx.details && a->ctx.code == code ? json_loads(a->ctx.details, 0, NULL) : NULL;
 		if (!json_is_object(d)) {
 			json_decref(d);
 			d = json_object();
@@ -838,7 +843,7 @@ static void *runner_main(void *p)
 		if (d) {
 			json_object_set_new(d, "slot", json_string(r->slot));
 			json_object_set_new(d, "device", r->devpath ? json_string(r->devpath) : json_null());
-			json_object_set_new(d, "bad_offset", json_integer((json_int_t)ctx.bad_offset));
+			json_object_set_new(d, "bad_offset", json_integer((json_int_t)a->ctx.bad_offset));
 		}
 		_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 		/* the code is the row's error_code: the message gives the reason, never the code again */
@@ -863,11 +868,22 @@ static void *runner_main(void *p)
 		}
 		r->ended_gone = code == UFC_DEVICE_GONE;
 	}
-out:
-	stage_ctx_done(&ctx);
-	ctx.dev = writer_dev_free(ctx.dev); /* a stalled write thread may still hold it */
-	usbreset = usbreset_free(usbreset);
-	spec_done(&spec);
+}
+
+static void *runner_main(void *p)
+{
+	struct runner *r = p;
+	struct attempt a = { .spec = { 0 } };
+	write_opts_from_config(r->a.cfg, &a.wo);
+	a.ctx = (struct stage_ctx){
+		.job = &a.spec,
+		.opts = &a.wo,
+		.cancel = &r->cancel,
+		.sink = { .userdata = r, .progress = sink_progress, .log = sink_log, .checkpoint = sink_checkpoint },
+		.resume_json = r->job->resume_state,
+	};
+	run_attempt(r, &a);
+	attempt_done(&a);
 	atomic_store(&r->finished, true);
 	uint64_t one = 1;
 	if (write(r->a.notify_fd, &one, sizeof(one)) < 0)
