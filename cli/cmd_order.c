@@ -88,37 +88,32 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		{ "item", required_argument, NULL, 'I' },     {},
 	};
 	struct order_new o = { .quantity = 1 };
-	json_t *cats = json_array(), *items = json_array(), *warnings = json_array();
+	json_auto_t *cats = json_array(), *items = json_array(), *warnings = json_array();
 	_cleanup_free_ char *spec = NULL, *image_abs = NULL;
 	bool have_cap = false;
-	struct db *db = NULL;
-	int opt, r = CLI_EXIT_USAGE;
+	_cleanup_(db_closep) struct db *db = NULL;
+	int opt, r;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		long long v;
 		switch (opt) {
 		case 'C':
-			if (parse_size(optarg, &o.capacity_bytes) < 0 || o.capacity_bytes == 0) {
-				r = cli_usage_error("order add", ADD_USAGE,
-						    "--capacity: '%s' is not a size (e.g. 16G, 16GiB, 512M)", optarg);
-				goto out;
-			}
-			if (o.capacity_bytes < ORDER_MIN_CAPACITY || o.capacity_bytes > ORDER_MAX_CAPACITY) {
-				r = cli_usage_error("order add", ADD_USAGE,
-						    "--capacity: '%s' (%llu bytes) is not the size of a stick: it must be "
-						    "between 1 MiB (1048576 bytes) and 8 EiB (%llu bytes)",
-						    optarg, (unsigned long long)o.capacity_bytes,
-						    (unsigned long long)ORDER_MAX_CAPACITY);
-				goto out;
-			}
+			if (parse_size(optarg, &o.capacity_bytes) < 0 || o.capacity_bytes == 0)
+				return cli_usage_error("order add", ADD_USAGE,
+						       "--capacity: '%s' is not a size (e.g. 16G, 16GiB, 512M)",
+						       optarg);
+			if (o.capacity_bytes < ORDER_MIN_CAPACITY || o.capacity_bytes > ORDER_MAX_CAPACITY)
+				return cli_usage_error("order add", ADD_USAGE,
+						       "--capacity: '%s' (%llu bytes) is not the size of a stick: it must be "
+						       "between 1 MiB (1048576 bytes) and 8 EiB (%llu bytes)",
+						       optarg, (unsigned long long)o.capacity_bytes,
+						       (unsigned long long)ORDER_MAX_CAPACITY);
 			have_cap = true;
 			break;
 		case 'q':
-			if (cli_parse_id(optarg, &v) < 0 || v > 10000) {
-				r = cli_usage_error("order add", ADD_USAGE,
-						    "--quantity: '%s' is not a number between 1 and 10000", optarg);
-				goto out;
-			}
+			if (cli_parse_id(optarg, &v) < 0 || v > 10000)
+				return cli_usage_error("order add", ADD_USAGE,
+						       "--quantity: '%s' is not a number between 1 and 10000", optarg);
 			o.quantity = (int)v;
 			break;
 		case 'u':
@@ -127,61 +122,47 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		case 's':
 			/* the rule of `station` in the config: an order for any other name could
 			 * never be claimed by a kiosk */
-			if (!name_valid(optarg)) {
-				r = cli_usage_error("order add", ADD_USAGE,
-						    "--station: '%s' is not a station name: 1 to %d letters, digits, "
-						    "'.', '_', ':' or '-' (as 'station' in the config)",
-						    optarg, NAME_MAX_LEN);
-				goto out;
-			}
+			if (!name_valid(optarg))
+				return cli_usage_error("order add", ADD_USAGE,
+						       "--station: '%s' is not a station name: 1 to %d letters, digits, "
+						       "'.', '_', ':' or '-' (as 'station' in the config)",
+						       optarg, NAME_MAX_LEN);
 			o.station = optarg;
 			break;
 		case 'i':
 			o.image_path = optarg;
 			break;
 		case 'k':
-			if (!*optarg) {
-				r = cli_usage_error("order add", ADD_USAGE, "--category: empty name");
-				goto out;
-			}
+			if (!*optarg)
+				return cli_usage_error("order add", ADD_USAGE, "--category: empty name");
 			json_array_append_new(cats, json_string(optarg));
 			break;
 		case 'I':
-			if (cli_parse_id(optarg, &v) < 0) {
-				r = cli_usage_error("order add", ADD_USAGE, "--item: '%s' is not an item id", optarg);
-				goto out;
-			}
+			if (cli_parse_id(optarg, &v) < 0)
+				return cli_usage_error("order add", ADD_USAGE, "--item: '%s' is not an item id",
+						       optarg);
 			json_array_append_new(items, json_integer(v));
 			break;
 		default:
-			r = cli_usage_error("order add", ADD_USAGE, "bad option");
-			goto out;
+			return cli_usage_error("order add", ADD_USAGE, "bad option");
 		}
 	}
-	if (optind != argc - 1) {
-		r = cli_usage_error("order add", ADD_USAGE,
-				    optind >= argc ? "missing NUMBER" : "unexpected argument '%s'",
-				    argv[optind + 1 < argc ? optind + 1 : optind]);
-		goto out;
-	}
+	if (optind != argc - 1)
+		return cli_usage_error("order add", ADD_USAGE,
+				       optind >= argc ? "missing NUMBER" : "unexpected argument '%s'",
+				       argv[optind + 1 < argc ? optind + 1 : optind]);
 	o.number = argv[optind];
-	if (!order_number_ok(o.number)) {
-		r = cli_usage_error("order add", ADD_USAGE, "NUMBER '%s': 1 to 64 printable characters, no spaces",
-				    o.number);
-		goto out;
-	}
-	if (!have_cap) {
-		r = cli_usage_error("order add", ADD_USAGE, "--capacity is required");
-		goto out;
-	}
+	if (!order_number_ok(o.number))
+		return cli_usage_error("order add", ADD_USAGE, "NUMBER '%s': 1 to 64 printable characters, no spaces",
+				       o.number);
+	if (!have_cap)
+		return cli_usage_error("order add", ADD_USAGE, "--capacity is required");
 	bool content = json_array_size(cats) || json_array_size(items);
-	if (!!o.image_path == content) {
-		r = cli_usage_error("order add", ADD_USAGE, "give either --image or --category/--item");
-		goto out;
-	}
+	if (!!o.image_path == content)
+		return cli_usage_error("order add", ADD_USAGE, "give either --image or --category/--item");
 	r = cli_db_open(c, &db);
 	if (r)
-		goto out;
+		return r;
 	if (o.image_path) {
 		/* The image must lie beneath content.images, and be opened here exactly as the daemon
 		 * will open it (no "..", no symlink, a regular file that decodes to something); its
@@ -190,34 +171,26 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		_cleanup_free_ char *err = NULL, *cwd = NULL, *lexical = NULL, *root_real = NULL;
 		struct blksrc *src = NULL;
 		if (o.image_path[0] != '/' &&
-		    (!(cwd = getcwd(NULL, 0)) || asprintf(&lexical, "%s/%s", cwd, o.image_path) < 0)) {
-			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: image '%s': %m", o.image_path);
-			goto out;
-		}
+		    (!(cwd = getcwd(NULL, 0)) || asprintf(&lexical, "%s/%s", cwd, o.image_path) < 0))
+			return cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: image '%s': %m", o.image_path);
 		const char *abs = lexical ? lexical : o.image_path;
 		const char *rel = path_beneath(root, abs);
 		if (!rel && (root_real = realpath(root, NULL)))
 			rel = path_beneath(root_real, abs); /* e.g. run from inside a symlinked root */
-		if (!rel) {
-			r = cli_error(CLI_EXIT_FAIL,
-				      "ORDER_INVALID: image '%s' is not beneath content.images ('%s'): orders may only "
-				      "name images there",
-				      o.image_path, root);
-			goto out;
-		}
+		if (!rel)
+			return cli_error(CLI_EXIT_FAIL,
+					 "ORDER_INVALID: image '%s' is not beneath content.images ('%s'): orders may only "
+					 "name images there",
+					 o.image_path, root);
 		size_t rn = strlen(root);
 		while (rn > 1 && root[rn - 1] == '/')
 			rn--;
-		if (asprintf(&image_abs, "%.*s/%s", (int)rn, root, rel) < 0) {
-			r = cli_error(CLI_EXIT_FAIL, "out of memory");
-			goto out;
-		}
+		if (asprintf(&image_abs, "%.*s/%s", (int)rn, root, rel) < 0)
+			return cli_error(CLI_EXIT_FAIL, "out of memory");
 		struct job_spec probe = { .image_path = image_abs, .image_root = (char *)root };
 		int q = job_spec_open_image(&probe, &src, &err);
-		if (q < 0) {
-			r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: %s", err ? err : strerror(-q));
-			goto out;
-		}
+		if (q < 0)
+			return cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: %s", err ? err : strerror(-q));
 		o.image_bytes = src->size;
 		blksrc_free(src);
 		o.image_path = image_abs;
@@ -236,66 +209,51 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 			int q = content_category_count(db, cat, &n);
 			if (q == 0 && n > 0)
 				q = content_category_larger(db, cat, FAT_MAX_FILE_SIZE, &big, &n_big);
-			if (q == -ENOMEM) {
-				r = q;
-				goto out;
-			}
-			if (q < 0) {
-				r = cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
-				goto out;
-			}
-			if (n == 0) {
-				r = cli_error(
+			if (q == -ENOMEM)
+				return q;
+			if (q < 0)
+				return cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
+			if (n == 0)
+				return cli_error(
 					CLI_EXIT_FAIL,
 					"ORDER_INVALID: category '%s' has no active content (run 'usbforge content scan')",
 					cat);
-				goto out;
-			}
 			_cleanup_free_ char *w = NULL;
+			q = 0;
 			if (n_big == (size_t)n)
-				r = cli_error(CLI_EXIT_FAIL,
+				q = cli_error(CLI_EXIT_FAIL,
 					      "ORDER_INVALID: category '%s': nothing of it could ever be written: %s %lld "
 					      "file%s 4 GiB or more, and " FAT32_LIMIT,
 					      cat, n == 1 ? "its" : "all its", (long long)n, n == 1 ? " is" : "s are");
 			else if (n_big && (skip_warning(cat, n, big, n_big, &w) < 0 ||
 					   json_array_append_new(warnings, json_string_nocheck(w)) < 0))
-				r = -ENOMEM;
+				q = -ENOMEM;
 			content_items_free(big, n_big);
-			if (n_big == (size_t)n || r == -ENOMEM)
-				goto out;
+			if (n_big == (size_t)n || q == -ENOMEM)
+				return q;
 		}
 		json_array_foreach(items, i, v)
 		{
 			bool active = false;
 			int q = content_item_active(db, json_integer_value(v), &active);
-			if (q < 0 && q != -ENOENT) {
-				r = cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
-				goto out;
-			}
-			if (!active) {
-				r = cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: content item %lld %s",
-					      (long long)json_integer_value(v),
-					      q == -ENOENT ? "does not exist" : "is inactive (its file is gone)");
-				goto out;
-			}
+			if (q < 0 && q != -ENOENT)
+				return cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
+			if (!active)
+				return cli_error(CLI_EXIT_FAIL, "ORDER_INVALID: content item %lld %s",
+						 (long long)json_integer_value(v),
+						 q == -ENOENT ? "does not exist" : "is inactive (its file is gone)");
 			uint64_t size = 0;
 			_cleanup_free_ char *rel = NULL;
 			q = content_item_size(db, json_integer_value(v), &size, &rel);
-			if (q == -ENOMEM) {
-				r = q;
-				goto out;
-			}
-			if (q < 0) {
-				r = cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
-				goto out;
-			}
-			if (size > FAT_MAX_FILE_SIZE) {
-				r = cli_error(CLI_EXIT_FAIL,
-					      "ORDER_INVALID: content item %lld (%s, %llu bytes) could never be written: "
-					      "it is 4 GiB or more, and " FAT32_LIMIT,
-					      (long long)json_integer_value(v), rel, (unsigned long long)size);
-				goto out;
-			}
+			if (q == -ENOMEM)
+				return q;
+			if (q < 0)
+				return cli_error(CLI_EXIT_FAIL, "DB_UNAVAILABLE: %s", db_error(db));
+			if (size > FAT_MAX_FILE_SIZE)
+				return cli_error(CLI_EXIT_FAIL,
+						 "ORDER_INVALID: content item %lld (%s, %llu bytes) could never be written: "
+						 "it is 4 GiB or more, and " FAT32_LIMIT,
+						 (long long)json_integer_value(v), rel, (unsigned long long)size);
 		}
 		json_t *js = json_pack("{s:O, s:O}", "categories", cats, "items", items);
 		spec = json_dumps(js, JSON_COMPACT);
@@ -304,14 +262,10 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 	}
 	int64_t id = 0;
 	int q = order_add(db, &o, &id);
-	if (q == -EEXIST) {
-		r = cli_error(CLI_EXIT_FAIL, "order '%s' already exists", o.number);
-		goto out;
-	}
-	if (q < 0) {
-		r = cli_error(CLI_EXIT_FAIL, "cannot add order '%s': %s", o.number, db_error(db));
-		goto out;
-	}
+	if (q == -EEXIST)
+		return cli_error(CLI_EXIT_FAIL, "order '%s' already exists", o.number);
+	if (q < 0)
+		return cli_error(CLI_EXIT_FAIL, "cannot add order '%s': %s", o.number, db_error(db));
 	size_t wi;
 	json_t *wv;
 	json_array_foreach(warnings, wi, wv) cli_warning("order '%s': %s", o.number, json_string_value(wv));
@@ -321,17 +275,9 @@ int cmd_order_add(struct cli *c, int argc, char **argv)
 		record_done(&shown);
 	} else if (cli_line(stdout,
 			    "order %s added (id %lld, %d unit%s, pending: confirm it with 'usbforge order confirm %s')",
-			    o.number, (long long)id, o.quantity, o.quantity == 1 ? "" : "s", o.number) < 0) {
-		r = -ENOMEM;
-		goto out;
-	}
-	r = CLI_EXIT_OK;
-out:
-	json_decref(cats);
-	json_decref(items);
-	json_decref(warnings);
-	db_close(db);
-	return r;
+			    o.number, (long long)id, o.quantity, o.quantity == 1 ? "" : "s", o.number) < 0)
+		return -ENOMEM;
+	return CLI_EXIT_OK;
 }
 
 #define CORRELATION_ID_MAX 128 /* processing_jobs.correlation_id VARCHAR(128) */

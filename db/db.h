@@ -59,6 +59,7 @@ int db_connect(const struct uf_config *cfg, struct db **ret, char **ret_error);
 /* Same, to an explicit database name (tests make one per suite); name NULL = none selected. */
 int db_connect_to(const struct uf_config *cfg, const char *dbname, struct db **ret, char **ret_error);
 struct db *db_close(struct db *db);
+static inline void db_closep(struct db **db) { db_close(*db); }
 /* Why a server (its version string: "10.11.6-MariaDB-…", "8.0.36") cannot serve usbforge, or
  * NULL when it can: MariaDB ≥ 10.6 (FOR UPDATE SKIP LOCKED). MySQL has SKIP LOCKED from 8.0.1,
  * but the schema is written and tested for MariaDB only (PERSISTENT generated columns,
