@@ -38,13 +38,12 @@ static void candidate_done(struct usb_candidate *c)
 	*c = (struct usb_candidate){ 0 };
 }
 
-void usb_candidates_free(struct usb_candidate *c, size_t n)
+struct usb_candidate *usb_candidates_free(struct usb_candidate *c, size_t n)
 {
-	if (!c)
-		return;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; c && i < n; i++)
 		candidate_done(&c[i]);
 	free(c);
+	return NULL;
 }
 
 struct cand_list {

@@ -54,7 +54,8 @@ int usb_list_candidates(const struct uf_config *cfg, struct usb_candidate **ret,
  * enumeration reads <sysfs>/class/block instead of asking libudev. */
 int usb_list_candidates_env(const struct usb_env *env, const struct uf_config *cfg, struct usb_candidate **ret,
 			    size_t *ret_n);
-void usb_candidates_free(struct usb_candidate *c, size_t n);
+/* Accepts NULL; returns NULL. */
+struct usb_candidate *usb_candidates_free(struct usb_candidate *c, size_t n);
 
 /* The size in bytes of the block device node devnode, which must still be device devnum:
  * opened O_RDONLY|O_CLOEXEC (no O_EXCL, never for writing), BLKGETSIZE64, closed. Returns 0;

@@ -17,8 +17,6 @@
 #include "util/macro.h"
 #include "util/monotime.h"
 
-static int64_t now_ms(void) { return (int64_t)(mono_ns() / 1000000); }
-
 struct usbreset {
 	char *port_path;
 	char *serial;
@@ -63,7 +61,7 @@ int usbreset_wait_for_disk(const struct usb_env *env_in, const char *serial, con
 			   char **ret_devnode)
 {
 	struct usb_env env = usb_env_resolve(env_in);
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	int r;
 
 	if (!serial && !port_path)
@@ -94,7 +92,7 @@ int usbreset_wait_for_disk(const struct usb_env *env_in, const char *serial, con
 			r = 0;
 			goto out;
 		}
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mono_ms();
 		if (left <= 0) {
 			r = -ETIMEDOUT;
 			goto out;

@@ -16,8 +16,6 @@
 #include "util/monotime.h"
 #include "util/portpath.h"
 
-static int64_t now_ms(void) { return (int64_t)(mono_ns() / 1000000); }
-
 static int errno_from_libusb(int r)
 {
 	switch (r) {
@@ -203,7 +201,7 @@ int usbdev_info_get_by_address(unsigned busnum, unsigned devaddr, struct usbdev_
 {
 	struct usbdev_info fresh = { 0 };
 	struct usb_where w = { .bus = busnum, .devaddr = devaddr };
-	int64_t now = now_ms();
+	int64_t now = mono_ms();
 	int r = -ENOENT;
 
 	if (busnum == 0 || busnum > 255 || devaddr == 0 || devaddr > 255)

@@ -10,3 +10,5 @@ uint64_t mono_ns(void)
 }
 
 double mono_s(void) { return (double)mono_ns() / 1e9; }
+
+int64_t mono_ms(void) { return (int64_t)(mono_ns() / 1000000); }

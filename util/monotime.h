@@ -6,5 +6,6 @@
 
 /* Nanoseconds since an arbitrary start. */
 uint64_t mono_ns(void);
-/* The same in seconds. */
+/* The same in milliseconds, and in seconds. */
+int64_t mono_ms(void);
 double mono_s(void);

@@ -71,7 +71,7 @@ struct runner {
 	enum stage_id stage;
 	uint64_t done, total, bytes_total, bytes_written;
 	int last_decile[_STAGE_MAX];
-	struct timespec stage_start;
+	double stage_start;	  /* mono_s() */
 	double rate;		  /* bytes/s in the current stage */
 	struct pending_row *rows; /* queued log rows, oldest first */
 	size_t n_rows;
@@ -90,8 +90,6 @@ struct runner {
 	bool in_use;	  /* another writer held the slot: handed back */
 	char *bad_reason; /* bad_stick: why (malloc'd) */
 };
-
-static double ts_to_d(const struct timespec *t) { return (double)t->tv_sec + (double)t->tv_nsec / 1e9; }
 
 static struct timespec d_to_ts(double t)
 {
@@ -295,7 +293,7 @@ static void beat(struct runner *r)
 {
 	r->last_beat = mono_s();
 	pthread_mutex_lock(&r->lock);
-	double el = mono_s() - ts_to_d(&r->stage_start);
+	double el = mono_s() - r->stage_start;
 	double eta = (r->rate > 0 && r->total > r->done) ? (double)(r->total - r->done) / r->rate : 0;
 	json_t *d = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "stage", stage_name(r->stage), "bytes_done",
 			      (json_int_t)r->done, "bytes_total", (json_int_t)r->total, "rate_bytes_per_s", r->rate,
@@ -368,7 +366,7 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 	}
 	r->done = done;
 	r->total = total;
-	double el = mono_s() - ts_to_d(&r->stage_start);
+	double el = mono_s() - r->stage_start;
 	r->rate = el > 0 ? (double)done / el : 0;
 	if (st == STAGE_WRITING)
 		r->bytes_written = done;
@@ -389,7 +387,7 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 	/* write.max_rate: hold the writer until the rate is respected (or a stop comes). */
 	uint64_t max_rate = r->a.cfg->write.max_rate;
 	if (max_rate && st == STAGE_WRITING) {
-		double due = ts_to_d(&r->stage_start) + (double)done / (double)max_rate;
+		double due = r->stage_start + (double)done / (double)max_rate;
 		while (!atomic_load(&r->cancel) && mono_s() < due) {
 			struct timespec until = d_to_ts(MIN(due, mono_s() + 0.2));
 			pthread_cond_timedwait(&r->throttle_cond, &r->lock, &until);
@@ -432,7 +430,7 @@ static void enter_stage(struct runner *r, enum stage_id st)
 	r->done = 0;
 	r->total = 0;
 	r->rate = 0;
-	clock_gettime(CLOCK_MONOTONIC, &r->stage_start);
+	r->stage_start = mono_s();
 	char msg[64];
 	snprintf(msg, sizeof(msg), "%s started", stage_name(st));
 	log_row_locked(r, "info", st, "stage", msg, UFC_NONE, NULL);
