@@ -1597,6 +1597,16 @@ Test(worker, slot_turning_read_only_mid_write_is_released_unspent)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"
 				   " AND error_code <> 'DEVICE_READ_ONLY'"),
 		     0);
+	/* one error row for the failure, written by the worker: the writing stage's facts (the
+	 * offset and errno of the refused write) and where it happened (slot, device, bad_offset) */
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error' AND category = 'device'"
+		 " AND stage = 'writing' AND JSON_VALUE(details, '$.errno') = %d AND JSON_VALUE(details, '$.slot') = 'S0'"
+		 " AND JSON_VALUE(details, '$.device') = '%s'"
+		 " AND JSON_VALUE(details, '$.offset') = JSON_VALUE(details, '$.bad_offset')",
+		 EPERM, stick);
+	cr_assert_eq(tdb_count(db, q), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
 	free(stick);
