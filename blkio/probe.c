@@ -116,21 +116,29 @@ static int for_groups(struct pctx *c, size_t from, size_t to, bool descending, g
 	return 0;
 }
 
-static int g_save(struct pctx *c, size_t i, size_t k)
+/* Read points [i, i+k) into c->buf and hand each block to fn, with whether its read failed. */
+static int read_points(struct pctx *c, size_t i, size_t k,
+		       void (*fn)(struct pctx *c, size_t p, const uint8_t *blk, bool failed))
 {
 	bool fail[RUN_PIECE];
 	int r = io_range(c, 'r', c->pt[i], k, c->buf, fail);
 	if (r < 0)
 		return r;
-	for (size_t j = 0; j < k; j++) {
-		c->have_saved[i + j] = !fail[j];
-		if (fail[j])
-			c->st[i + j] = P_IOERR;
-		else
-			memcpy(c->saved + (i + j) * PB, c->buf + j * PB, PB);
-	}
+	for (size_t j = 0; j < k; j++)
+		fn(c, i + j, c->buf + j * PB, fail[j]);
 	return 0;
 }
+
+static void save_one(struct pctx *c, size_t p, const uint8_t *blk, bool failed)
+{
+	c->have_saved[p] = !failed;
+	if (failed)
+		c->st[p] = P_IOERR;
+	else
+		memcpy(c->saved + p * PB, blk, PB);
+}
+
+static int g_save(struct pctx *c, size_t i, size_t k) { return read_points(c, i, k, save_one); }
 
 static int g_write_tags(struct pctx *c, size_t i, size_t k)
 {
@@ -147,29 +155,24 @@ static int g_write_tags(struct pctx *c, size_t i, size_t k)
 	return 0;
 }
 
-static int g_check(struct pctx *c, size_t i, size_t k)
+static void check_one(struct pctx *c, size_t p, const uint8_t *blk, bool failed)
 {
-	bool fail[RUN_PIECE];
-	int r = io_range(c, 'r', c->pt[i], k, c->buf, fail);
-	if (r < 0)
-		return r;
-	for (size_t j = 0; j < k; j++) {
-		uint64_t t;
-		if (c->st[i + j] == P_IOERR)
-			continue;
-		if (fail[j])
-			c->st[i + j] = P_IOERR;
-		else if (!read_tag(c, c->buf + j * PB, &t))
-			c->st[i + j] = P_GARBAGE;
-		else if (t == c->pt[i + j])
-			c->st[i + j] = P_GOOD;
-		else {
-			c->st[i + j] = P_ALIAS;
-			c->tagof[i + j] = t;
-		}
+	uint64_t t;
+	if (c->st[p] == P_IOERR)
+		return;
+	if (failed)
+		c->st[p] = P_IOERR;
+	else if (!read_tag(c, blk, &t))
+		c->st[p] = P_GARBAGE;
+	else if (t == c->pt[p])
+		c->st[p] = P_GOOD;
+	else {
+		c->st[p] = P_ALIAS;
+		c->tagof[p] = t;
 	}
-	return 0;
 }
+
+static int g_check(struct pctx *c, size_t i, size_t k) { return read_points(c, i, k, check_one); }
 
 static int g_restore(struct pctx *c, size_t i, size_t k)
 {
