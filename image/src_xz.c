@@ -12,6 +12,12 @@
 #include "util/message.h"
 
 #define XZ_IN (1u << 20)
+/* What liblzma may allocate for a hostile or odd file, instead of anything it asks for: the
+ * decoder's dictionary (xz -9 uses 64 MiB; the format allows 1.5 GiB) and the index of the
+ * blocks (tens of bytes per block: millions of blocks fit). A file that needs more is refused,
+ * naming the limit, rather than taking the kiosk's memory. */
+#define XZ_DECODER_MEMLIMIT (UINT64_C(256) << 20)
+#define XZ_INDEX_MEMLIMIT   (UINT64_C(64) << 20)
 
 struct xz_src {
 	struct stream_src s;
@@ -54,6 +60,8 @@ static const char *xz_strerror(lzma_ret r)
 		return "corrupt data";
 	case LZMA_BUF_ERROR:
 		return "truncated data";
+	case LZMA_MEMLIMIT_ERROR:
+		return "needs more than 256 MiB of memory to decode (recompress with a smaller dictionary)";
 	default:
 		return "decoder error";
 	}
@@ -97,7 +105,7 @@ static int xz_index_size(int fd, uint64_t file_size, uint8_t *in, uint64_t *ret)
 	uint64_t off = 0;
 	int r = -EINVAL;
 
-	if (lzma_file_info_decoder(&st, &idx, UINT64_MAX, file_size) != LZMA_OK)
+	if (lzma_file_info_decoder(&st, &idx, XZ_INDEX_MEMLIMIT, file_size) != LZMA_OK)
 		return -ENOMEM;
 	for (;;) {
 		if (st.avail_in == 0) {
@@ -121,6 +129,8 @@ static int xz_index_size(int fd, uint64_t file_size, uint8_t *in, uint64_t *ret)
 			r = 0;
 			break;
 		}
+		if (lr == LZMA_MEMLIMIT_ERROR)
+			r = -E2BIG;
 		if (lr != LZMA_OK)
 			break;
 	}
@@ -141,13 +151,16 @@ int src_xz_new(const char *path, int fd, uint64_t file_size, struct stream_src *
 	x->s.done = xz_done;
 	x->strm = (lzma_stream)LZMA_STREAM_INIT;
 	x->in = malloc(XZ_IN);
-	if (!x->in || lzma_stream_decoder(&x->strm, UINT64_MAX, LZMA_CONCATENATED) != LZMA_OK) {
+	if (!x->in || lzma_stream_decoder(&x->strm, XZ_DECODER_MEMLIMIT, LZMA_CONCATENATED) != LZMA_OK) {
 		stream_free(&x->s.base);
 		return -ENOMEM;
 	}
 	int r = xz_index_size(fd, file_size, x->in, &size);
 	if (r < 0) {
-		error_set(ret_error, 0, "%s: not a valid xz file (index unreadable)", path);
+		error_set(ret_error, 0,
+			  r == -E2BIG ? "%s: not a usable xz file (its index needs more than 64 MiB of memory)"
+				      : "%s: not a valid xz file (index unreadable)",
+			  path);
 		stream_free(&x->s.base);
 		return -EINVAL;
 	}

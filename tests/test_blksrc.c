@@ -120,6 +120,31 @@ Test(blksrc, zstd_multi_frame)
 Test(blksrc, xz) { check_format("disk.img.xz", "xz -q -1 -k -c @/disk.img > @/disk.img.xz"); }
 Test(blksrc, gzip) { check_format("disk.img.gz", "gzip -q -1 -c @/disk.img > @/disk.img.gz"); }
 
+/* An xz file whose index claims more blocks than memory (found by fuzz_blksrc_xz: liblzma asked
+ * for 3.5 GB) is refused at open, naming the limit, without taking the memory. */
+Test(blksrc, xz_index_beyond_the_memory_limit_is_refused)
+{
+	char *dir = tu_tmpdir("src");
+	char *p = tu_path(dir, "big-index.img.xz");
+	_cleanup_free_ char *src = NULL;
+	cr_assert(asprintf(&src, "%s/fuzz/regress/blksrc_xz/oom-index-0e721644", tu_source_dir()) > 0);
+	FILE *f = fopen(src, "re");
+	cr_assert(f, "%s", src);
+	uint8_t buf[256];
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	tu_write_file(p, buf, n);
+	struct blksrc *s = NULL;
+	char *err = NULL;
+	cr_assert_eq(blksrc_open_image(p, &s, &err), -EINVAL);
+	cr_assert_null(s);
+	cr_assert(err && strstr(err, "big-index.img.xz") && strstr(err, "64 MiB"), "%s", err ? err : "(no message)");
+	free(err);
+	free(p);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 Test(blksrc, truncated_zstd_is_an_error)
 {
 	char *dir = tu_tmpdir("src");
