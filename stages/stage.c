@@ -12,8 +12,8 @@
 #include "stages/stage.h"
 #include "util/macro.h"
 #include "util/openfile.h"
-#include "util/size.h"
 #include "util/message.h"
+#include "util/size.h"
 
 void write_opts_from_config(const struct uf_config *cfg, struct write_opts *ret)
 {
@@ -81,13 +81,23 @@ int stage_from_name(const char *s)
 	return -1;
 }
 
+static enum uf_code vfail(struct stage_ctx *ctx, enum uf_code code, char *details, const char *fmt, va_list ap)
+	_printf_(4, 0);
+static enum uf_code vfail(struct stage_ctx *ctx, enum uf_code code, char *details, const char *fmt, va_list ap)
+{
+	str_vset(&ctx->message, fmt, ap);
+	free(ctx->details);
+	ctx->details = details;
+	ctx->code = code;
+	return code;
+}
+
 enum uf_code stage_fail(struct stage_ctx *ctx, enum uf_code code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	str_vset(&ctx->message, fmt, ap);
+	vfail(ctx, code, NULL, fmt, ap);
 	va_end(ap);
-	ctx->code = code;
 	return code;
 }
 
@@ -95,11 +105,8 @@ enum uf_code stage_fail_details(struct stage_ctx *ctx, enum uf_code code, char *
 {
 	va_list ap;
 	va_start(ap, fmt);
-	str_vset(&ctx->message, fmt, ap);
+	vfail(ctx, code, details, fmt, ap);
 	va_end(ap);
-	free(ctx->details);
-	ctx->details = details;
-	ctx->code = code;
 	return code;
 }
 

@@ -7,4 +7,4 @@ uf_test(NAME test_usb_monitor SOURCES test_usb_monitor.c test_usb_loop.c LIBS uf
 uf_test(NAME test_usb_devices
         SOURCES test_usb_devices.c test_usb_loop.c ../cli/cmd_devices.c ../cli/util.c
         LIBS uf_usb uf_config PkgConfig::JANSSON FAILALLOC)
-uf_test(NAME test_dev_error SOURCES test_dev_error.c LIBS uf_blkio)
+uf_test(NAME test_devcode SOURCES test_devcode.c LIBS uf_blkio)

@@ -12,13 +12,13 @@
 
 static char *dir;
 
-static void setup(void) { dir = tu_tmpdir("dev-error"); }
+static void setup(void) { dir = tu_tmpdir("devcode"); }
 static void teardown(void)
 {
 	tu_rmrf(dir);
 	free(dir);
 }
-TestSuite(dev_error, .init = setup, .fini = teardown);
+TestSuite(devcode, .init = setup, .fini = teardown);
 
 static struct dev *open_file(const char *name, char **ret_path)
 {
@@ -31,7 +31,7 @@ static struct dev *open_file(const char *name, char **ret_path)
 	return d;
 }
 
-Test(dev_error, a_file_that_is_still_there_is_not_gone)
+Test(devcode, a_file_that_is_still_there_is_not_gone)
 {
 	char *p;
 	struct dev *d = open_file("here", &p);
@@ -42,7 +42,7 @@ Test(dev_error, a_file_that_is_still_there_is_not_gone)
 	free(p);
 }
 
-Test(dev_error, an_unlinked_file_is_gone)
+Test(devcode, an_unlinked_file_is_gone)
 {
 	char *p;
 	struct dev *d = open_file("unlinked", &p);
@@ -54,7 +54,7 @@ Test(dev_error, an_unlinked_file_is_gone)
 	free(p);
 }
 
-Test(dev_error, a_file_replaced_under_its_name_is_gone)
+Test(devcode, a_file_replaced_under_its_name_is_gone)
 {
 	char *p;
 	struct dev *d = open_file("replaced", &p);
@@ -69,7 +69,7 @@ Test(dev_error, a_file_replaced_under_its_name_is_gone)
 	free(p);
 }
 
-Test(dev_error, io_errno_to_code)
+Test(devcode, io_errno_to_code)
 {
 	static const struct {
 		int r;
@@ -97,7 +97,7 @@ Test(dev_error, io_errno_to_code)
 			     uf_code_name(dev_error_code(NULL, table[i].r)), uf_code_name(table[i].code));
 }
 
-Test(dev_error, open_errno_to_code)
+Test(devcode, open_errno_to_code)
 {
 	static const struct {
 		int r;
