@@ -24,6 +24,7 @@
 #include "db/schema.h"
 #include "blkio/dev.h"
 #include "db/workers.h"
+#include "http/board.h"
 #include "usb/discover.h"
 #include "usb/monitor.h"
 #include "util/log.h"
@@ -77,6 +78,7 @@ struct daemon {
 	double next_poll, next_reap, next_beat;
 	bool stopping;
 	unsigned busy;
+	struct board *board; /* what the HTTP surfaces show */
 };
 
 static void slot_clear(struct slot *s)
@@ -237,6 +239,25 @@ static void mirror_devices(struct daemon *d)
 	}
 }
 
+/* The board (http/board.h): each slot that runs no job, as the devices table has it; a busy
+ * slot's tile belongs to its runner. */
+static void publish_board(struct daemon *d)
+{
+	static const enum tile_state tile_of[] = {
+		[DEVICE_STATE_EMPTY] = TILE_EMPTY, [DEVICE_STATE_READY] = TILE_READY,	[DEVICE_STATE_DONE] = TILE_DONE,
+		[DEVICE_STATE_BAD] = TILE_BAD,	   [DEVICE_STATE_UNSAFE] = TILE_UNSAFE,
+	};
+	board_db(d->board, d->db != NULL);
+	for (size_t i = 0; i < d->n_slots; i++) {
+		const struct slot *s = &d->slots[i];
+		enum device_state st = slot_state(s);
+		if (st == DEVICE_STATE_BUSY || (size_t)st >= ARRAY_SIZE(tile_of))
+			continue;
+		board_slot(d->board, s->name, tile_of[st], st == DEVICE_STATE_BAD ? s->bad_reason : s->reason,
+			   s->serial, s->present ? s->capacity : 0);
+	}
+}
+
 /* The stuck timeouts, for readers with no config of their own (v_stuck_jobs). */
 static int write_settings(struct daemon *d)
 {
@@ -382,6 +403,7 @@ static void claim_for_free_slots(struct daemon *d)
 					 .devpath = s->devnode,
 					 .serial = s->serial,
 					 .job = job,
+					 .board = d->board,
 					 .notify_fd = d->efd };
 		log_info("job %lld (order %s unit %d, attempt %d/%d) claimed for slot %s (%s)", (long long)job->id,
 			 job->order_number, job->unit_index, job->attempt, job->max_attempts, s->name, s->devnode);
@@ -610,6 +632,11 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		r = log_error_errno(errno, "signalfd/eventfd: %m");
 		goto out;
 	}
+	d.board = board_new(cfg->station, d.worker_id, cfg->worker.max_concurrent);
+	if (!d.board) {
+		r = log_error_errno(ENOMEM, "cannot start: %m");
+		goto out;
+	}
 	for (size_t i = 0; i < cfg->usb.n_slots; i++)
 		if (!slot_add(&d, cfg->usb.slots[i].name)) {
 			r = -ENOMEM;
@@ -645,7 +672,10 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		}
 		if (d.db) {
 			if (t >= d.next_beat) {
-				db_check(&d, worker_heartbeat(d.db, d.worker_id));
+				int q = worker_heartbeat(d.db, d.worker_id);
+				if (q >= 0)
+					board_heartbeat(d.board);
+				db_check(&d, q);
 				d.next_beat = t + d.cfg->worker.heartbeat_interval;
 			}
 		}
@@ -657,6 +687,7 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 			claim_for_free_slots(&d);
 		if (d.db)
 			mirror_devices(&d);
+		publish_board(&d);
 		if (d.once && d.db && !d.stopping) {
 			bool left = true;
 			int q = work_left(&d, &left);
@@ -741,6 +772,7 @@ out:
 		free(d.slots[i].done_serial);
 	}
 	free(d.slots);
+	board_free(d.board);
 	usb_monitor_free(d.mon);
 	db_close(d.db);
 	if (d.sfd >= 0)

@@ -71,8 +71,12 @@ struct runner {
 	enum stage_id stage;
 	uint64_t done, total, bytes_total, bytes_written;
 	int last_decile[_STAGE_MAX];
-	double stage_start;	  /* mono_s() */
-	double rate;		  /* bytes/s in the current stage */
+	double stage_start; /* mono_s() */
+	double rate;	    /* bytes/s in the current stage */
+	/* for the board's counters: time and bytes of the writing and verification stages */
+	double write_s, verify_s;
+	uint64_t verified;
+	bool stage_counted;	  /* the current stage's time and bytes are in the above */
 	struct pending_row *rows; /* queued log rows, oldest first */
 	size_t n_rows;
 	unsigned dropped_rows;
@@ -366,6 +370,7 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 	}
 	r->done = done;
 	r->total = total;
+	board_job_progress(r->a.board, r->slot, done, total);
 	double el = mono_s() - r->stage_start;
 	r->rate = el > 0 ? (double)done / el : 0;
 	if (st == STAGE_WRITING)
@@ -423,10 +428,33 @@ static void sink_checkpoint(void *ud, const char *resume_json)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Under the lock: the stage that ends adds its time and bytes to the board's counters. */
+static void stage_ended_locked(struct runner *r)
+{
+	if (r->stage_counted)
+		return;
+	r->stage_counted = true;
+	double el = mono_s() - r->stage_start;
+	if (r->stage == STAGE_WRITING)
+		r->write_s += el;
+	else if (r->stage == STAGE_VERIFICATION) {
+		r->verify_s += el;
+		r->verified += r->done;
+	}
+}
+
+static enum tile_state tile_of_stage(enum stage_id st)
+{
+	return st == STAGE_WRITING ? TILE_WRITING : st == STAGE_VERIFICATION ? TILE_VERIFYING : TILE_CHECKING;
+}
+
 static void enter_stage(struct runner *r, enum stage_id st)
 {
 	pthread_mutex_lock(&r->lock);
+	stage_ended_locked(r);
+	board_job_stage(r->a.board, r->slot, tile_of_stage(st));
 	r->stage = st;
+	r->stage_counted = false;
 	r->done = 0;
 	r->total = 0;
 	r->rate = 0;
@@ -758,6 +786,9 @@ static void run_attempt(struct runner *r, struct attempt *a)
 			break;
 		}
 	}
+	pthread_mutex_lock(&r->lock);
+	stage_ended_locked(r);
+	pthread_mutex_unlock(&r->lock);
 	if (st > STAGE_VERIFICATION || (st == STAGE_VERIFICATION && !a->wo.verify))
 		st = STAGE_DONE;
 	/* A slot file deleted (or renamed over) while it was written holds the unit in an inode no
@@ -880,7 +911,13 @@ static void *runner_main(void *p)
 		.sink = { .userdata = r, .progress = sink_progress, .log = sink_log, .checkpoint = sink_checkpoint },
 		.resume_json = r->job->resume_state,
 	};
+	double t0 = mono_s();
+	board_job_start(r->a.board, r->slot, r->job->id, r->job->order_number, r->job->unit_index, r->job->attempt);
 	run_attempt(r, &a);
+	pthread_mutex_lock(&r->lock);
+	board_job_end(r->a.board, r->slot, r->ended_done, mono_s() - t0, r->bytes_written, r->write_s, r->verified,
+		      r->verify_s);
+	pthread_mutex_unlock(&r->lock);
 	attempt_done(&a);
 	atomic_store(&r->finished, true);
 	uint64_t one = 1;

@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "db/jobs.h"
+#include "http/board.h"
 
 struct runner;
 
@@ -29,6 +30,7 @@ struct runner_args {
 	const char *devpath;	 /* device node or file to write */
 	const char *serial;	 /* device identity, for log rows */
 	struct claimed_job *job; /* ownership taken */
+	struct board *board;	 /* the slot's tile and the counters (http/board.h); may be NULL */
 	int notify_fd;		 /* eventfd written when the runner ends (main loop wakes) */
 };
 
