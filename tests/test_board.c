@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "http/board.h"
+#include "http/slotjson.h"
 
 static struct board *b;
 static void setup(void) { b = board_new("st1", "st1/host/1", 2); }
@@ -150,4 +151,31 @@ Test(board, wait_wakes_on_change_and_listener_is_told)
 	board_set_listener(b, NULL, NULL);
 	board_slot(b, "late", TILE_EMPTY, NULL, NULL, 0);
 	cr_expect_eq(calls, 1);
+}
+
+Test(board, tile_json_shape)
+{
+	board_slot(b, "a", TILE_READY, NULL,
+		   "S\xff"
+		   "1",
+		   1000); /* a serial that is not UTF-8 */
+	board_job_start(b, "a", 7, "A-1", 2, 1);
+	board_job_stage(b, "a", TILE_WRITING);
+	board_job_progress(b, "a", 500, 1000);
+	struct tile t = tile("a");
+	json_t *j = tile_json(&t);
+	cr_assert_not_null(j);
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	cr_assert_not_null(s);
+	/* since is the wall clock: checked for its shape, then cut out */
+	char *since = strstr(s, "\"since\":\"");
+	cr_assert_not_null(since);
+	cr_expect_eq(strlen(since) > 32 && since[13] == '-' && since[19] == 'T' && since[29] == '"', true, "%s", since);
+	memmove(since, since + 31, strlen(since + 31) + 1);
+	cr_expect_str_eq(s, "{\"capacity_bytes\":1000,\"job\":{\"attempt\":1,\"id\":7,\"order\":\"A-1\",\"unit\":2},"
+			    "\"progress\":{\"done_bytes\":500,\"eta_seconds\":null,\"percent\":50,"
+			    "\"rate_bytes_per_s\":0.0,\"total_bytes\":1000},\"reason\":null,\"serial\":\"S\\\\xff1\","
+			    "\"slot\":\"a\",\"state\":\"writing\"}");
+	free(s);
 }

@@ -51,6 +51,9 @@ struct slot {
 	struct runner *runner;
 	struct cfg_ref *runner_cfg; /* the configuration its runner started with */
 	bool removal_logged;	    /* the hotplug event of its stick leaving was logged */
+	/* its last job ended done: a static slot (which takes the next job at once) shows "done"
+	 * on the board until it does */
+	bool last_done;
 };
 
 /* A configuration and the runners that use it. A reload (SIGHUP) makes a new one current; a
@@ -182,6 +185,8 @@ static void refresh_slots(struct daemon *d)
 			s->bad_serial = mfree(s->bad_serial);
 			s->bad_reason = mfree(s->bad_reason);
 		}
+		if (!s->seen)
+			s->last_done = false;
 		if (s->done_serial && (!s->seen || strcmp(s->done_serial, slot_identity(s)) != 0)) {
 			log_info("slot %s: finished stick taken out; the slot takes the next job", s->name);
 			s->done_serial = mfree(s->done_serial);
@@ -253,8 +258,9 @@ static void publish_board(struct daemon *d)
 		enum device_state st = slot_state(s);
 		if (st == DEVICE_STATE_BUSY || (size_t)st >= ARRAY_SIZE(tile_of))
 			continue;
-		board_slot(d->board, s->name, tile_of[st], st == DEVICE_STATE_BAD ? s->bad_reason : s->reason,
-			   s->serial, s->present ? s->capacity : 0);
+		enum tile_state tile = st == DEVICE_STATE_READY && s->last_done ? TILE_DONE : tile_of[st];
+		board_slot(d->board, s->name, tile, st == DEVICE_STATE_BAD ? s->bad_reason : s->reason, s->serial,
+			   s->present ? s->capacity : 0);
 	}
 }
 
@@ -419,6 +425,7 @@ static void claim_for_free_slots(struct daemon *d)
 			continue;
 		}
 		s->runner_cfg = d->cur;
+		s->last_done = false;
 		d->cur->users++;
 		d->busy++;
 	}
@@ -433,6 +440,7 @@ static void join_finished(struct daemon *d)
 			continue;
 		runner_join(s->runner, &res);
 		bool bad = res.bad_stick, done = res.done;
+		s->last_done = done;
 		/* a pull its I/O saw before the hotplug event came: said here, once (the event, when
 		 * it comes, finds the slot idle and says nothing) */
 		if (res.gone && !s->removal_logged)
