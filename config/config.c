@@ -11,6 +11,7 @@
  * ever shows a password's value. */
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <libconfig.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -107,6 +109,7 @@ int config_init_defaults(struct uf_config *cfg)
 		    .stall_timeout = 180,
 		    .probe = true,
 		},
+	    .http = {.listen = strdup(""), .host = strdup(""), .token_file = strdup("")},
 	};
 	cfg->retry.delays = malloc(sizeof(delays));
 	if (cfg->retry.delays) {
@@ -123,7 +126,7 @@ int config_init_defaults(struct uf_config *cfg)
 static bool defaults_complete(const struct uf_config *cfg)
 {
 	return cfg->station && cfg->db.host && cfg->db.socket && cfg->db.user && cfg->db.name && cfg->content.root &&
-	       cfg->content.images && cfg->retry.delays;
+	       cfg->content.images && cfg->retry.delays && cfg->http.listen && cfg->http.host && cfg->http.token_file;
 }
 
 static void slots_free(struct slot_conf *slots, size_t n)
@@ -155,6 +158,9 @@ void config_done(struct uf_config *cfg)
 	free(cfg->content.root);
 	free(cfg->content.images);
 	slots_free(cfg->usb.slots, cfg->usb.n_slots);
+	free(cfg->http.listen);
+	free(cfg->http.host);
+	free(cfg->http.token_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -362,6 +368,8 @@ static int refuse_admin_password(struct loader *l, const config_setting_t *s, co
 static int load_retry_delays(struct loader *l, const config_setting_t *s, const char *key);
 static int load_usb_mode(struct loader *l, const config_setting_t *s, const char *key);
 static int load_usb_slots(struct loader *l, const config_setting_t *s, const char *key);
+static int load_http_listen(struct loader *l, const config_setting_t *s, const char *key);
+static int load_http_token_file(struct loader *l, const config_setting_t *s, const char *key);
 
 /* clang-format off */
 #define STR(n, f, fl)        { .name = (n), .kind = K_STRING, .off = FIELD(f), .flags = (fl) }
@@ -434,6 +442,11 @@ static const struct key_def write_keys[] = {
 	SIZE("max_rate", write.max_rate, 0, (double)UINT64_MAX, 0, NULL),
 };
 
+static const struct key_def http_keys[] = {
+	CUSTOM("listen", load_http_listen),
+	CUSTOM("token_file", load_http_token_file),
+};
+
 static const struct key_def root_keys[] = {
 	STR("station", station, F_NAME),
 	GROUP("database", database_keys),
@@ -443,6 +456,7 @@ static const struct key_def root_keys[] = {
 	GROUP("content", content_keys),
 	GROUP("usb", usb_keys),
 	GROUP("write", write_keys),
+	GROUP("http", http_keys),
 };
 /* clang-format on */
 
@@ -1467,6 +1481,113 @@ int config_load_default(const char *explicit_path, struct uf_config *cfg, char *
 	}
 	if (r < 0 && ret_error)
 		*ret_error = TAKE_PTR(err);
+	return r;
+}
+
+/* ---- http ---------------------------------------------------------------------------------- */
+
+/* "1".."65535", or "0" (any free port: tests). */
+static bool parse_port(const char *p, unsigned *ret)
+{
+	unsigned v = 0;
+
+	if (!*p || strlen(p) > 5)
+		return false;
+	for (const char *c = p; *c; c++) {
+		if (!digit(*c))
+			return false;
+		v = v * 10 + (unsigned)(*c - '0');
+	}
+	if (v > 65535 || (p[0] == '0' && p[1]))
+		return false;
+	*ret = v;
+	return true;
+}
+
+int config_parse_listen(const char *v, char **ret_host, unsigned *ret_port)
+{
+	_cleanup_free_ char *host = NULL;
+	const char *port;
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	if (!*v) {
+		host = strdup("");
+		port = NULL;
+	} else if (v[0] == '[') { /* [v6]:port */
+		const char *end = strchr(v, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		host = strndup(v + 1, (size_t)(end - v - 1));
+		if (!host)
+			return -ENOMEM;
+		if (inet_pton(AF_INET6, host, buf) != 1)
+			return -EINVAL;
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(v, ':');
+		if (colon && strchr(v, ':') != colon)
+			return -EINVAL; /* a bare IPv6 address: write [::1]:8470 */
+		host = colon && colon > v ? strndup(v, (size_t)(colon - v)) : strdup("127.0.0.1");
+		if (!host)
+			return -ENOMEM;
+		if (inet_pton(AF_INET, host, buf) != 1)
+			return -EINVAL;
+		port = colon ? colon + 1 : v;
+	}
+	if (!host)
+		return -ENOMEM;
+	unsigned p = 0;
+	if (port && !parse_port(port, &p))
+		return -EINVAL;
+	*ret_host = TAKE_PTR(host);
+	*ret_port = p;
+	return 0;
+}
+
+static int load_http_listen(struct loader *l, const config_setting_t *s, const char *key)
+{
+	struct uf_config *c = l->cfg;
+	char *host = NULL;
+	unsigned port = 0;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail_got(l, s, key,
+				"must be a string: \"127.0.0.1:8470\", \"8470\", \"[::1]:8470\" or \"\" (off)");
+	const char *v = config_setting_get_string(s);
+	int r = strlen(v) > 64 ? -EINVAL : config_parse_listen(v, &host, &port);
+	if (r == -ENOMEM)
+		return oom(l);
+	if (r < 0)
+		return fail_got(l, s, key,
+				"must be \"ADDRESS:PORT\" with an IPv4 address, \"[IPv6]:PORT\", \"PORT\" alone "
+				"(127.0.0.1) or \"\" (off); PORT 1..65535 (0: any free port)");
+	char *copy = strdup(v);
+	if (!copy) {
+		free(host);
+		return oom(l);
+	}
+	free(c->http.listen);
+	free(c->http.host);
+	c->http.listen = copy;
+	c->http.host = host;
+	c->http.port = port;
+	c->http.listen_line = (unsigned)config_setting_source_line(s);
+	return 0;
+}
+
+static int load_http_token_file(struct loader *l, const config_setting_t *s, const char *key)
+{
+	struct uf_config *c = l->cfg;
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING && !*config_setting_get_string(s)) {
+		free(c->http.token_file);
+		c->http.token_file = strdup("");
+		c->http.token_file_line = (unsigned)config_setting_source_line(s);
+		return c->http.token_file ? 0 : oom(l);
+	}
+	int r = load_file_path(l, s, key, &c->http.token_file);
+	if (r == 0)
+		c->http.token_file_line = (unsigned)config_setting_source_line(s);
 	return r;
 }
 

@@ -72,6 +72,16 @@ struct uf_config {
 		bool probe;		  /* true: fake-capacity probe in validation */
 		uint64_t max_rate;	  /* bytes/s per slot while writing; 0 = unlimited */
 	} write;
+	struct {
+		/* listen as written ("" = no HTTP server, the default), and what it means: host
+		 * "127.0.0.1", "::1", … (an IP address, never a name) and port (0: any free one) */
+		char *listen;
+		char *host;
+		unsigned port;
+		unsigned listen_line; /* its line in the file, 0 = default */
+		char *token_file;     /* resolved path; "" = none (mutating endpoints answer 401) */
+		unsigned token_file_line;
+	} http;
 };
 
 #define CONFIG_DEFAULT_PATH "/etc/usbforge/usbforge.conf"
@@ -116,5 +126,8 @@ int config_load_default(const char *explicit_path, struct uf_config *cfg, char *
 size_t config_restart_keys_changed(const struct uf_config *running, const struct uf_config *next, const char **ret,
 				   size_t max);
 int config_keep_restart_keys(struct uf_config *next, const struct uf_config *running);
+/* http.listen's syntax: "" (off: host ""), "PORT" or ":PORT" (127.0.0.1), "IPv4:PORT",
+ * "[IPv6]:PORT"; PORT 0..65535 (0: any free port). *ret_host malloc'd. 0, -EINVAL or -ENOMEM. */
+int config_parse_listen(const char *listen, char **ret_host, unsigned *ret_port);
 /* Free every field and zero *cfg. NULL is accepted. */
 void config_done(struct uf_config *cfg);

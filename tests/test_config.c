@@ -162,7 +162,7 @@ Test(config, defaults_out_of_memory)
 			failed++;
 		}
 	}
-	cr_assert_eq(failed, 8);
+	cr_assert_eq(failed, 11);
 }
 
 /* Each allocation of a load failed once: -ENOMEM and "FILE: out of memory" (when even that
@@ -534,7 +534,7 @@ Test(config, unknown_keys)
 	load_bad("station = \"a\";\nstaton = \"b\";\n", -EINVAL,
 		 ":2: key 'staton': unknown key (known keys: station, database, worker, retry, stuck, "
 		 "content, usb, "
-		 "write)");
+		 "write, http)");
 	load_bad("usb = { mode = \"udev\"; slots = ( { name = \"A\";\n port = \"1-1\";\n prot = \"1-2\"; } "
 		 "); };\n",
 		 -EINVAL, ":3: key 'usb.slots[0].prot': unknown key (known keys in a slot: name, port, path)");

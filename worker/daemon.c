@@ -25,6 +25,7 @@
 #include "blkio/dev.h"
 #include "db/workers.h"
 #include "http/board.h"
+#include "http/server.h"
 #include "usb/discover.h"
 #include "usb/monitor.h"
 #include "util/log.h"
@@ -81,7 +82,8 @@ struct daemon {
 	double next_poll, next_reap, next_beat;
 	bool stopping;
 	unsigned busy;
-	struct board *board; /* what the HTTP surfaces show */
+	struct board *board;	  /* what the HTTP surfaces show */
+	struct http_server *http; /* NULL: http.listen is "" */
 };
 
 static void slot_clear(struct slot *s)
@@ -565,6 +567,7 @@ static void reload(struct daemon *d)
 		free(old);
 	}
 	d->next_poll = d->next_beat = d->next_reap = 0; /* the new intervals start now */
+	(void)http_reload(&d->http, d->cfg, d->board);	/* logs its own failure */
 	if (d->db)
 		db_check(d, write_settings(d));
 	log_notice("configuration reloaded from %s: poll %.2f s, up to %u at once, stuck after %.0f s", path,
@@ -644,6 +647,11 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 	if (!d.board) {
 		r = log_error_errno(ENOMEM, "cannot start: %m");
 		goto out;
+	}
+	if (cfg->http.listen && *cfg->http.listen) {
+		r = http_start(cfg, d.board, &d.http);
+		if (r < 0)
+			goto out;
 	}
 	for (size_t i = 0; i < cfg->usb.n_slots; i++)
 		if (!slot_add(&d, cfg->usb.slots[i].name)) {
@@ -780,6 +788,7 @@ out:
 		free(d.slots[i].done_serial);
 	}
 	free(d.slots);
+	d.http = http_stop(d.http); /* before the board it shows */
 	board_free(d.board);
 	usb_monitor_free(d.mon);
 	db_close(d.db);

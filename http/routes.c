@@ -1,0 +1,35 @@
+/* The route table of the daemon's HTTP server (http/server.h): one row per endpoint. Modules
+ * append their rows and, when they keep state for the listener's life, their http_service. */
+#include "http/api.h"
+#include "http/server.h"
+#include "util/log.h"
+
+/* clang-format off */
+const struct http_route http_routes[] = {
+	{ "GET", "/health", api_health, false },
+};
+/* clang-format on */
+const size_t http_n_routes = sizeof(http_routes) / sizeof(http_routes[0]);
+
+const struct http_service *const http_services[] = { NULL };
+const size_t http_n_services = 0;
+
+int http_start(const struct uf_config *cfg, struct board *board, struct http_server **ret)
+{
+	return http_server_start(cfg, board, http_routes, http_n_routes, http_services, http_n_services, ret);
+}
+
+int http_reload(struct http_server **srv, const struct uf_config *cfg, struct board *board)
+{
+	if (*srv && http_server_same_listener(*srv, cfg)) {
+		http_server_reload(*srv, cfg);
+		return 0;
+	}
+	if (*srv) {
+		log_notice("http: http.listen changed to '%s': the listener restarts", cfg->http.listen);
+		*srv = http_stop(*srv);
+	}
+	if (!cfg->http.listen || !*cfg->http.listen)
+		return 0;
+	return http_start(cfg, board, srv);
+}
