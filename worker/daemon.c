@@ -29,6 +29,7 @@
 #include "usb/discover.h"
 #include "usb/monitor.h"
 #include "util/log.h"
+#include "util/logid.h"
 #include "util/macro.h"
 #include "util/monotime.h"
 #include "worker/runner.h"
@@ -115,7 +116,7 @@ static struct slot *slot_add(struct daemon *d, const char *name)
 	struct slot *n = copy ? realloc(d->slots, (d->n_slots + 1) * sizeof(*n)) : NULL;
 	if (!n) {
 		free(copy);
-		log_error("slot %s: out of memory; not used", name);
+		log_struct(LOG_LVL_ERR, LOG_FIELDS(.slot = name), "slot %s: out of memory; not used", name);
 		return NULL;
 	}
 	d->slots = n;
@@ -190,7 +191,10 @@ static void refresh_slots(struct daemon *d)
 		if (!s->seen)
 			s->last_done = false;
 		if (s->done_serial && (!s->seen || strcmp(s->done_serial, slot_identity(s)) != 0)) {
-			log_info("slot %s: finished stick taken out; the slot takes the next job", s->name);
+			log_struct(LOG_LVL_INFO,
+				   LOG_FIELDS(.message_id = LOG_MID_STICK_TAKEN_OUT, .slot = s->name,
+					      .device_serial = s->done_serial),
+				   "slot %s: finished stick taken out; the slot takes the next job", s->name);
 			s->done_serial = mfree(s->done_serial);
 		}
 	}
@@ -282,7 +286,9 @@ static int db_up(struct daemon *d)
 	int r = db_connect(d->cfg, &d->db, &err);
 	if (r < 0) {
 		if (!d->db_down_logged) {
-			log_error("DB_UNAVAILABLE: %s; retrying with backoff", err ? err : "cannot connect");
+			log_struct(LOG_LVL_ERR,
+				   LOG_FIELDS(.message_id = LOG_MID_DB_LOST, .error_code = "DB_UNAVAILABLE"),
+				   "DB_UNAVAILABLE: %s; retrying with backoff", err ? err : "cannot connect");
 			sd_notifyf(0, "STATUS=waiting for the database: %s", err ? err : "cannot connect");
 		}
 		d->db_down_logged = true;
@@ -293,7 +299,7 @@ static int db_up(struct daemon *d)
 		return r;
 	}
 	if (d->db_down_logged)
-		log_notice("database reachable again");
+		log_struct(LOG_LVL_NOTICE, LOG_FIELDS(.message_id = LOG_MID_DB_BACK), "database reachable again");
 	d->db_down_logged = false;
 	d->db_backoff = 0;
 	r = db_migrate(d->db, NULL);
@@ -315,7 +321,9 @@ static int db_up(struct daemon *d)
 	}
 	if (r < 0) {
 		if (db_connection_broken(d->db, r))
-			log_error("DB_UNAVAILABLE: %s (while checking the schema); retrying", db_error(d->db));
+			log_struct(LOG_LVL_ERR,
+				   LOG_FIELDS(.message_id = LOG_MID_DB_LOST, .error_code = "DB_UNAVAILABLE"),
+				   "DB_UNAVAILABLE: %s (while checking the schema); retrying", db_error(d->db));
 		else
 			log_error("migration failed: %s", db_error(d->db));
 		d->db = db_close(d->db);
@@ -346,7 +354,8 @@ static int db_up(struct daemon *d)
 static void db_check(struct daemon *d, int r)
 {
 	if (d->db && db_connection_broken(d->db, r)) {
-		log_error("DB_UNAVAILABLE: %s; reconnecting", db_error(d->db));
+		log_struct(LOG_LVL_ERR, LOG_FIELDS(.message_id = LOG_MID_DB_LOST, .error_code = "DB_UNAVAILABLE"),
+			   "DB_UNAVAILABLE: %s; reconnecting", db_error(d->db));
 		sd_notifyf(0, "STATUS=database unavailable (%s); no new job is claimed, running ones go on",
 			   db_error(d->db));
 		d->db_down_logged = true;
@@ -401,7 +410,8 @@ static void claim_for_free_slots(struct daemon *d)
 		if (r == -ENOENT)
 			continue;
 		if (r < 0) {
-			log_warning("claim for slot %s failed: %s", s->name, db_error(d->db));
+			log_struct(LOG_LVL_WARNING, LOG_FIELDS(.slot = s->name, .device_serial = s->serial),
+				   "claim for slot %s failed: %s", s->name, db_error(d->db));
 			db_check(d, r);
 			return;
 		}
@@ -413,11 +423,22 @@ static void claim_for_free_slots(struct daemon *d)
 					 .job = job,
 					 .board = d->board,
 					 .notify_fd = d->efd };
-		log_info("job %lld (order %s unit %d, attempt %d/%d) claimed for slot %s (%s)", (long long)job->id,
-			 job->order_number, job->unit_index, job->attempt, job->max_attempts, s->name, s->devnode);
+		const struct log_fields jf = { .message_id = LOG_MID_JOB_CLAIMED,
+					       .job_id = job->id,
+					       .order = job->order_number,
+					       .unit = job->unit_index,
+					       .has_unit = true,
+					       .attempt = job->attempt,
+					       .slot = s->name,
+					       .device_serial = s->serial };
+		log_struct(LOG_LVL_INFO, &jf, "job %lld (order %s unit %d, attempt %d/%d) claimed for slot %s (%s)",
+			   (long long)job->id, job->order_number, job->unit_index, job->attempt, job->max_attempts,
+			   s->name, s->devnode);
 		r = runner_start(&a, &s->runner);
 		if (r < 0) {
-			log_error_errno(r, "cannot start a runner: %m");
+			struct log_fields ef = jf;
+			ef.message_id = NULL;
+			log_struct_errno(LOG_LVL_ERR, r, &ef, "cannot start a runner: %m");
 			struct job_lease l = JOB_LEASE(job, d->worker_id);
 			db_check(d, job_hand_back(d->db, &l, "runner could not start", NULL));
 			claimed_job_free(job);
@@ -440,13 +461,22 @@ static void join_finished(struct daemon *d)
 		struct runner_result res;
 		if (!s->runner || !runner_finished(s->runner))
 			continue;
+		/* the attempt's fields outlive its runner for the lines below */
+		struct log_fields jf = *runner_log_fields(s->runner);
+		_cleanup_free_ char *order = strdup_or_null(jf.order);
+		jf.order = order;
 		runner_join(s->runner, &res);
+		jf.slot = s->name; /* the runner's copies went with it */
+		jf.device_serial = s->serial;
 		bool bad = res.bad_stick, done = res.done;
 		s->last_done = done;
 		/* a pull its I/O saw before the hotplug event came: said here, once (the event, when
 		 * it comes, finds the slot idle and says nothing) */
-		if (res.gone && !s->removal_logged)
-			log_warning("slot %s: stick %s removed while busy", s->name, s->devnode ? s->devnode : "");
+		if (res.gone && !s->removal_logged) {
+			jf.message_id = LOG_MID_STICK_REMOVED;
+			log_struct(LOG_LVL_WARNING, &jf, "slot %s: stick %s removed while busy", s->name,
+				   s->devnode ? s->devnode : "");
+		}
 		s->removal_logged = false;
 		s->runner = NULL;
 		cfg_unref(d, s->runner_cfg);
@@ -464,9 +494,11 @@ static void join_finished(struct daemon *d)
 			if (asprintf(&s->bad_reason, "%s; replace it",
 				     res.bad_reason ? res.bad_reason : "stick refused (bad stick)") < 0)
 				s->bad_reason = NULL;
-			log_warning("slot %s: stick %s refused (%s); the slot stays bad until the stick is replaced",
-				    s->name, s->bad_serial ? s->bad_serial : s->devnode,
-				    res.bad_reason ? res.bad_reason : "bad stick");
+			jf.message_id = LOG_MID_STICK_BAD;
+			log_struct(LOG_LVL_WARNING, &jf,
+				   "slot %s: stick %s refused (%s); the slot stays bad until the stick is replaced",
+				   s->name, s->bad_serial ? s->bad_serial : s->devnode,
+				   res.bad_reason ? res.bad_reason : "bad stick");
 		}
 		free(res.bad_reason);
 		/* Another writer has it: not a bad stick, and the job went back unspent. Give the
@@ -475,7 +507,9 @@ static void join_finished(struct daemon *d)
 		if (res.in_use) {
 			double rest = MAX(d->cfg->worker.poll_interval, 1.0);
 			s->in_use_until = mono_s() + rest;
-			log_notice("slot %s: in use by another writer; job handed back, the slot is tried again in %.1f s",
+			jf.message_id = NULL; /* the runner said JOB_HANDED_BACK */
+			log_struct(LOG_LVL_NOTICE, &jf,
+				   "slot %s: in use by another writer; job handed back, the slot is tried again in %.1f s",
 				   s->name, rest);
 		}
 		/* Static slots (files, loop devices: tests, demo, bench) stand for a stick that is
@@ -536,8 +570,10 @@ static void reload(struct daemon *d)
 	struct cfg_ref *n = calloc(1, sizeof(*n));
 	int r = n ? config_load_default(d->config_path, &n->c, &err) : -ENOMEM;
 	if (r < 0) {
-		log_error("CONFIG_INVALID: reload refused, the running configuration stays: %s",
-			  err ? err : "out of memory");
+		log_struct(LOG_LVL_ERR,
+			   LOG_FIELDS(.message_id = LOG_MID_CONFIG_REFUSED, .error_code = "CONFIG_INVALID"),
+			   "CONFIG_INVALID: reload refused, the running configuration stays: %s",
+			   err ? err : "out of memory");
 		free(n);
 		sd_notify(0, "READY=1");
 		return;
@@ -549,7 +585,8 @@ static void reload(struct daemon *d)
 		for (size_t i = 0; i < k; i++)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", changed[i]);
 		if (config_keep_restart_keys(&n->c, d->cfg) < 0) {
-			log_error("reload of %s refused (out of memory); the running configuration stays", path);
+			log_struct(LOG_LVL_ERR, LOG_FIELDS(.message_id = LOG_MID_CONFIG_REFUSED),
+				   "reload of %s refused (out of memory); the running configuration stays", path);
 			config_done(&n->c);
 			free(n);
 			sd_notify(0, "READY=1");
@@ -570,7 +607,8 @@ static void reload(struct daemon *d)
 	(void)http_reload(&d->http, d->cfg, d->board);	/* logs its own failure */
 	if (d->db)
 		db_check(d, write_settings(d));
-	log_notice("configuration reloaded from %s: poll %.2f s, up to %u at once, stuck after %.0f s", path,
+	log_struct(LOG_LVL_NOTICE, LOG_FIELDS(.message_id = LOG_MID_CONFIG_RELOADED),
+		   "configuration reloaded from %s: poll %.2f s, up to %u at once, stuck after %.0f s", path,
 		   d->cfg->worker.poll_interval, d->cfg->worker.max_concurrent, d->cfg->stuck.processing_timeout);
 	sd_notify(0, "READY=1");
 }
@@ -585,8 +623,10 @@ static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
 		for (size_t i = 0; i < d->n_slots; i++) {
 			struct slot *s = &d->slots[i];
 			if (s->runner && s->port_path && strcmp(s->port_path, ev->port_path) == 0) {
-				log_warning("slot %s: USB device on port %s removed while busy", s->name,
-					    ev->port_path);
+				struct log_fields jf = *runner_log_fields(s->runner);
+				jf.message_id = LOG_MID_STICK_REMOVED;
+				log_struct(LOG_LVL_WARNING, &jf, "slot %s: USB device on port %s removed while busy",
+					   s->name, ev->port_path);
 				s->removal_logged = true;
 				runner_device_gone(s->runner);
 			}
@@ -601,7 +641,9 @@ static void on_hotplug(void *userdata, const struct usb_monitor_event *ev)
 	for (size_t i = 0; i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
 		if (s->runner && !s->port_path && s->devnode && strcmp(s->devnode, ev->devnode) == 0) {
-			log_warning("slot %s: stick %s removed while busy", s->name, ev->devnode);
+			struct log_fields jf = *runner_log_fields(s->runner);
+			jf.message_id = LOG_MID_STICK_REMOVED;
+			log_struct(LOG_LVL_WARNING, &jf, "slot %s: stick %s removed while busy", s->name, ev->devnode);
 			s->removal_logged = true;
 			runner_device_gone(s->runner);
 		}
@@ -666,9 +708,10 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 	}
 	bool wd = sd_watchdog_enabled(0, &wd_usec) > 0;
 
-	log_info("usbforged %s starting: station %s, %s mode, %zu configured slot(s), up to %u at once", UF_VERSION,
-		 cfg->station, cfg->usb.mode == USB_MODE_UDEV ? "udev" : "static", cfg->usb.n_slots,
-		 cfg->worker.max_concurrent);
+	log_struct(LOG_LVL_INFO, LOG_FIELDS(.message_id = LOG_MID_DAEMON_STARTED),
+		   "usbforged %s starting: station %s, %s mode, %zu configured slot(s), up to %u at once", UF_VERSION,
+		   cfg->station, cfg->usb.mode == USB_MODE_UDEV ? "udev" : "static", cfg->usb.n_slots,
+		   cfg->worker.max_concurrent);
 	bool ready = false;
 	for (;;) {
 		double t = mono_s();
@@ -677,7 +720,8 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		if (!d.db && db_up(&d) == 0 && !ready) {
 			sd_notify(0, "READY=1");
 			ready = true;
-			log_info("connected to %s; worker %s ready", db_server_version(d.db), d.worker_id);
+			log_struct(LOG_LVL_INFO, LOG_FIELDS(.message_id = LOG_MID_DAEMON_READY),
+				   "connected to %s; worker %s ready", db_server_version(d.db), d.worker_id);
 		}
 		join_finished(&d);
 		if (d.stopping && d.busy == 0)
@@ -744,7 +788,8 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 				if (!d.stopping)
 					reload(&d);
 			} else if (n == sizeof(si) && !d.stopping) {
-				log_notice("signal %u: stopping; running jobs are handed back at their next chunk boundary",
+				log_struct(LOG_LVL_NOTICE, LOG_FIELDS(.message_id = LOG_MID_DAEMON_STOPPING),
+					   "signal %u: stopping; running jobs are handed back at their next chunk boundary",
 					   si.ssi_signo);
 				sd_notify(0, "STOPPING=1");
 				d.stopping = true;
@@ -778,7 +823,7 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 	}
 	if (d.db) /* the mirror may have found the connection lost, and dropped it */
 		(void)worker_stop(d.db, d.worker_id);
-	log_info("usbforged stopped");
+	log_struct(LOG_LVL_INFO, LOG_FIELDS(.message_id = LOG_MID_DAEMON_STOPPED), "usbforged stopped");
 out:
 	for (size_t i = 0; i < d.n_slots; i++) {
 		slot_clear(&d.slots[i]);

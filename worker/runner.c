@@ -18,6 +18,7 @@
 #include "usb/safety.h"
 #include "usb/reset.h"
 #include "util/log.h"
+#include "util/logid.h"
 #include "util/macro.h"
 #include "util/message.h"
 #include "util/monotime.h"
@@ -93,6 +94,11 @@ struct runner {
 	bool ended_gone;  /* the attempt ended because the stick was pulled */
 	bool in_use;	  /* another writer held the slot: handed back */
 	char *bad_reason; /* bad_stick: why (malloc'd) */
+
+	/* the journal fields of the attempt (job, order, unit, attempt, slot, serial): the log
+	 * context of the runner thread and of the database thread; points into job and the
+	 * strings above, which outlive both threads */
+	struct log_fields logctx;
 };
 
 static struct timespec d_to_ts(double t)
@@ -140,8 +146,9 @@ static void mark_lost(struct runner *r, const char *why)
 {
 	if (atomic_exchange(&r->lost, true))
 		return;
-	log_warning("job %lld attempt %d: %s; stopping at the next chunk boundary and writing nothing more for it",
-		    (long long)r->job->id, r->job->attempt, why);
+	log_struct(LOG_LVL_WARNING, LOG_FIELDS(.message_id = LOG_MID_JOB_LOST),
+		   "job %lld attempt %d: %s; stopping at the next chunk boundary and writing nothing more for it",
+		   (long long)r->job->id, r->job->attempt, why);
 	atomic_store(&r->cancel, true);
 	pthread_mutex_lock(&r->lock);
 	drop_rows_locked(r);
@@ -206,14 +213,18 @@ static bool db_trouble(struct runner *r, int q, const char *what)
 	}
 	if (q == -ENOTCONN || !db_is_up(r->db)) {
 		if (!r->db_down)
-			log_warning("job %lld: database unavailable (%s: %s); the stick is still written, its rows "
-				    "are kept until the database is back",
-				    (long long)r->job->id, what, db_error(r->db));
+			log_struct(LOG_LVL_WARNING,
+				   LOG_FIELDS(.message_id = LOG_MID_DB_LOST,
+					      .error_code = uf_code_name(UFC_DB_UNAVAILABLE)),
+				   "job %lld: database unavailable (%s: %s); the stick is still written, its rows "
+				   "are kept until the database is back",
+				   (long long)r->job->id, what, db_error(r->db));
 		r->db_down = true;
 		if (mono_s() >= r->next_reconnect) {
 			r->next_reconnect = mono_s() + 1.0;
 			if (db_reconnect(r->db, NULL) == 0) {
-				log_notice("job %lld: database reachable again", (long long)r->job->id);
+				log_struct(LOG_LVL_NOTICE, LOG_FIELDS(.message_id = LOG_MID_DB_BACK),
+					   "job %lld: database reachable again", (long long)r->job->id);
 				r->db_down = false;
 				return true;
 			}
@@ -330,9 +341,11 @@ static void *dbthread_main(void *p)
 	 * a second); queued rows (a stage's start, progress, errors) and checkpoints go out as they
 	 * come. While the database is away each round is one reconnect attempt, once a second. */
 	double rows_retry_at = 0;
+	log_context_set(&r->logctx);
 	pthread_mutex_lock(&r->lock);
 	while (!r->dbthread_quit) {
 		double t = mono_s();
+		log_context_set_stage(stage_name(r->stage)); /* what the runner thread is at */
 		bool beat_due = t >= r->last_beat + 1.0;
 		bool rows = (r->n_rows || r->have_checkpoint) && !r->db_down && t >= rows_retry_at;
 		if (atomic_load(&r->lost) || (!beat_due && !rows)) {
@@ -357,6 +370,7 @@ static void *dbthread_main(void *p)
 		pthread_mutex_lock(&r->lock);
 	}
 	pthread_mutex_unlock(&r->lock);
+	log_context_set(NULL);
 	return NULL;
 }
 
@@ -463,6 +477,9 @@ static void enter_stage(struct runner *r, enum stage_id st)
 	snprintf(msg, sizeof(msg), "%s started", stage_name(st));
 	log_row_locked(r, "info", st, "stage", msg, UFC_NONE, NULL);
 	pthread_mutex_unlock(&r->lock);
+	log_context_set_stage(stage_name(st));
+	log_struct(LOG_LVL_INFO, LOG_FIELDS(.message_id = LOG_MID_STAGE_STARTED), "job %lld: %s", (long long)r->job->id,
+		   msg);
 }
 
 /* Build the job spec from the claimed job (content orders: parse the spec, load candidates and
@@ -781,6 +798,8 @@ static void run_attempt(struct runner *r, struct attempt *a)
 			json_decref(d);
 			snprintf(line, sizeof(line), "%s done", stage_name(st));
 			log_row(r, "info", st, "stage", line, UFC_NONE, dj);
+			log_struct(LOG_LVL_INFO, LOG_FIELDS(.message_id = LOG_MID_STAGE_DONE), "job %lld: %s in %.1f s",
+				   (long long)r->job->id, line, mono_s() - t0);
 		} else {
 			msg = msg ? msg : (a->ctx.message ? strdup(a->ctx.message) : NULL);
 			break;
@@ -791,6 +810,7 @@ static void run_attempt(struct runner *r, struct attempt *a)
 	pthread_mutex_unlock(&r->lock);
 	if (st > STAGE_VERIFICATION || (st == STAGE_VERIFICATION && !a->wo.verify))
 		st = STAGE_DONE;
+	log_context_set_stage(stage_name(st)); /* where the attempt ended */
 	/* A slot file deleted (or renamed over) while it was written holds the unit in an inode no
 	 * one will ever read, a detached loop device or a replaced node the same: not done. */
 	if (code == UFC_NONE && a->ctx.dev && dev_gone(a->ctx.dev, 0)) {
@@ -837,7 +857,8 @@ static void run_attempt(struct runner *r, struct attempt *a)
 				     .bytes = a->ctx.bytes_written ? a->ctx.bytes_written : a->ctx.bytes_total };
 		r->stage = STAGE_DONE;
 		if (finish(r, &fin) == 0) {
-			log_info("job %lld: done on slot %s", (long long)r->job->id, r->slot);
+			log_struct(LOG_LVL_INFO, LOG_FIELDS(.message_id = LOG_MID_JOB_DONE),
+				   "job %lld: done on slot %s", (long long)r->job->id, r->slot);
 			r->ended_done = true;
 		}
 	} else if (in_use) {
@@ -850,7 +871,8 @@ static void run_attempt(struct runner *r, struct attempt *a)
 					   .error_code = NULL };
 		struct final fin = { .kind = FINAL_HAND_BACK, .row = &row, .reason = msg ? msg : "slot in use" };
 		if (finish(r, &fin) == 0)
-			log_notice("job %lld: slot %s: %s; handed back, attempt not spent", (long long)r->job->id,
+			log_struct(LOG_LVL_NOTICE, LOG_FIELDS(.message_id = LOG_MID_JOB_HANDED_BACK),
+				   "job %lld: slot %s: %s; handed back, attempt not spent", (long long)r->job->id,
 				   r->slot, msg ? msg : "in use");
 		r->in_use = true;
 	} else if (hand_back) {
@@ -859,7 +881,10 @@ static void run_attempt(struct runner *r, struct attempt *a)
 					   .category = "system",
 					   .message = "daemon stopping: job handed back, attempt not spent" };
 		struct final fin = { .kind = FINAL_HAND_BACK, .row = &row, .reason = "daemon stopped" };
-		(void)finish(r, &fin);
+		if (finish(r, &fin) == 0)
+			log_struct(LOG_LVL_NOTICE, LOG_FIELDS(.message_id = LOG_MID_JOB_HANDED_BACK),
+				   "job %lld: daemon stopping: handed back on slot %s, attempt not spent",
+				   (long long)r->job->id, r->slot);
 	} else {
 		const char *cname = uf_code_name(code);
 		/* one error row per failure, written here: the failing stage's details (its offset,
@@ -889,7 +914,13 @@ static void run_attempt(struct runner *r, struct attempt *a)
 				     .reason = msg ? msg : cname,
 				     .state = _JOB_STATE_INVALID };
 		if (finish(r, &fin) == 0)
-			log_notice("job %lld: %s on slot %s (%s) -> %s", (long long)r->job->id, cname, r->slot,
+			log_struct(LOG_LVL_NOTICE,
+				   LOG_FIELDS(.message_id =
+						      fin.state == JOB_STATE_RETRY || fin.state == JOB_STATE_QUEUED
+							      ? LOG_MID_JOB_RETRY
+							      : LOG_MID_JOB_FAILED,
+					      .error_code = cname),
+				   "job %lld: %s on slot %s (%s) -> %s", (long long)r->job->id, cname, r->slot,
 				   msg ? msg : "", job_state_name(fin.state) ? job_state_name(fin.state) : "?");
 		if (uf_code_class(code) == UFC_CLASS_BAD_STICK) {
 			r->bad_stick = true;
@@ -911,6 +942,7 @@ static void *runner_main(void *p)
 		.sink = { .userdata = r, .progress = sink_progress, .log = sink_log, .checkpoint = sink_checkpoint },
 		.resume_json = r->job->resume_state,
 	};
+	log_context_set(&r->logctx);
 	double t0 = mono_s();
 	board_job_start(r->a.board, r->slot, r->job->id, r->job->order_number, r->job->unit_index, r->job->attempt);
 	run_attempt(r, &a);
@@ -923,6 +955,7 @@ static void *runner_main(void *p)
 	uint64_t one = 1;
 	if (write(r->a.notify_fd, &one, sizeof(one)) < 0)
 		log_debug_errno(errno, "eventfd write: %m");
+	log_context_set(NULL);
 	return NULL;
 }
 
@@ -974,6 +1007,13 @@ int runner_start(const struct runner_args *a, struct runner **ret)
 	r->a.worker_id = r->worker_id;
 	r->job = a->job;
 	r->lease = JOB_LEASE(a->job, r->worker_id);
+	r->logctx = (struct log_fields){ .job_id = a->job->id,
+					 .order = a->job->order_number,
+					 .unit = a->job->unit_index,
+					 .has_unit = true,
+					 .attempt = a->job->attempt,
+					 .slot = r->slot,
+					 .device_serial = r->serial };
 	if (a->job->cancel_requested) {
 		atomic_store(&r->op_cancel, true);
 		atomic_store(&r->cancel, true);
@@ -1007,6 +1047,7 @@ void runner_device_gone(struct runner *r)
 
 bool runner_finished(struct runner *r) { return atomic_load(&r->finished); }
 int64_t runner_job_id(struct runner *r) { return r->job->id; }
+const struct log_fields *runner_log_fields(const struct runner *r) { return &r->logctx; }
 
 void runner_join(struct runner *r, struct runner_result *ret)
 {

@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "db/jobs.h"
 #include "http/board.h"
+#include "util/log.h"
 
 struct runner;
 
@@ -52,6 +53,9 @@ struct runner_result {
 /* Join the thread and free it; ret (may be NULL) says how the attempt ended. */
 void runner_join(struct runner *r, struct runner_result *ret);
 int64_t runner_job_id(struct runner *r);
+/* The attempt's journal fields (job, order, unit, attempt, slot, serial; util/log.h), valid
+ * until runner_join. */
+const struct log_fields *runner_log_fields(const struct runner *r);
 /* The job was taken from this runner (reaper, operator, a later attempt): it writes nothing more
  * for it and ends at the next chunk boundary. */
 bool runner_lost(struct runner *r);
