@@ -446,3 +446,45 @@ Test(journal, a_pipe_gets_plain_prefixed_lines)
 	free(stick);
 	free(cfg);
 }
+
+/* stderr is "the journal" by JOURNAL_STREAM but the journal's socket refuses (nobody listens on
+ * it): every message still comes out, as its plain line. */
+Test(journal, a_refused_send_falls_back_to_the_plain_line)
+{
+	_cleanup_free_ char *probe = bin("tests/uf_log_probe");
+	_cleanup_free_ char *errf = tu_path(dir, "probe.err");
+	_cleanup_free_ char *script = NULL;
+	cr_assert(asprintf(&script,
+			   "set -e; mount -t tmpfs uf-journal-run /run; mkdir -p /run/systemd/journal;"
+			   " python3 -c 'import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)"
+			   ".bind(\"/run/systemd/journal/socket\")';"
+			   " test -S /run/systemd/journal/socket; exec 2>'%s';"
+			   " JOURNAL_STREAM=$(stat -L -c %%d:%%i '%s') exec '%s' --say-target",
+			   errf, errf, probe) > 0);
+	char *argv[] = { (char *)"unshare",
+			 (char *)"--mount",
+			 (char *)"--propagation",
+			 (char *)"private",
+			 (char *)"bash",
+			 (char *)"-c",
+			 script,
+			 NULL };
+	cr_assert_eq(run(argv, NULL, "ns.out", NULL, 60), 0);
+	_cleanup_free_ char *out = tu_slurp(errf);
+	static const char *const want[] = { "<4>probe: hostile order\n", "<3>probe: long mmm",
+					    "<3>probe: with context: Input/output error\n",
+					    "<5>probe: another thread, no context\n", "<6>probe: context cleared\n" };
+	const char *p = out;
+	for (size_t k = 0; k < ARRAY_SIZE(want); k++) {
+		cr_assert(strncmp(p, want[k], strlen(want[k])) == 0, "line %zu is not '%s':\n%.200s", k + 1, want[k],
+			  p);
+		p = strchr(p, '\n');
+		cr_assert(p);
+		p++;
+	}
+	cr_assert_str_eq(p, "", "more than the five lines: %.200s", p);
+	/* it did take stderr for the journal: the lines are the fallback of refused sends */
+	_cleanup_free_ char *outp = tu_path(dir, "ns.out");
+	_cleanup_free_ char *said = tu_slurp(outp);
+	cr_assert_str_eq(said, "journal=1\n");
+}

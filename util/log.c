@@ -52,7 +52,11 @@ static void journal_detect(void)
 	unsigned long long ino = strtoull(p, &end, 10);
 	if (errno || end == p || *end)
 		return;
-	journal = dev == (unsigned long long)st.st_dev && ino == (unsigned long long)st.st_ino;
+	if (dev != (unsigned long long)st.st_dev || ino != (unsigned long long)st.st_ino)
+		return;
+	/* sd_journal_sendv drops a message silently when the journal's socket does not exist: then
+	 * the plain line, which the stream still carries */
+	journal = stat("/run/systemd/journal/socket", &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 bool log_to_journal(void)

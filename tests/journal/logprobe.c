@@ -1,6 +1,7 @@
 /* uf_log_probe: messages through util/log.h whose fields test_journal checks in the journal:
  * hostile field values (a newline and "FIELD=" inside, overlong, multi-byte at the cut), an
- * overlong message, and a thread context that other threads do not see. */
+ * overlong message, and a thread context that other threads do not see. With --say-target it
+ * prints on stdout whether it took stderr for the journal. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +16,7 @@ static void *other_thread(void *p)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	/* a value made to look like more fields */
 	log_struct(LOG_LVL_WARNING,
@@ -43,5 +44,8 @@ int main(void)
 		pthread_join(t, NULL);
 	log_context_set(NULL);
 	log_info("probe: context cleared");
+	/* --say-target: whether it took stderr for the journal (on stdout) */
+	if (argc > 1 && strcmp(argv[1], "--say-target") == 0)
+		printf("journal=%d\n", log_to_journal());
 	return 0;
 }
