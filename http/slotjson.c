@@ -36,13 +36,13 @@ json_t *tile_json(const struct tile *t)
 {
 	json_t *job = json_null(), *progress = json_null();
 	if (t->job_id)
-		job = json_pack("{s:I, s:o, s:i, s:i}", "id", (json_int_t)t->job_id, "order", text(t->order),
-				"unit", t->unit, "attempt", t->attempt);
+		job = json_pack("{s:I, s:o, s:i, s:i}", "id", (json_int_t)t->job_id, "order", text(t->order), "unit",
+				t->unit, "attempt", t->attempt);
 	if ((t->state == TILE_WRITING || t->state == TILE_VERIFYING) && t->total) {
 		double pct = floor((double)t->done * 100.0 / (double)t->total);
 		progress = json_pack("{s:I, s:I, s:i, s:f, s:o}", "done_bytes", (json_int_t)t->done, "total_bytes",
-				     (json_int_t)t->total, "percent", (int)MIN(pct, 100.0), "rate_bytes_per_s",
-				     t->rate, "eta_seconds", t->eta >= 0 ? json_real(round(t->eta)) : json_null());
+				     (json_int_t)t->total, "percent", (int)MIN(pct, 100.0), "rate_bytes_per_s", t->rate,
+				     "eta_seconds", t->eta >= 0 ? json_real(round(t->eta)) : json_null());
 	}
 	if (!job || !progress) {
 		json_decref(job);
