@@ -77,7 +77,6 @@ struct runner {
 	/* for the board's counters: time and bytes of the writing and verification stages */
 	double write_s, verify_s;
 	uint64_t verified;
-	bool stage_counted;	  /* the current stage's time and bytes are in the above */
 	struct pending_row *rows; /* queued log rows, oldest first */
 	size_t n_rows;
 	unsigned dropped_rows;
@@ -90,10 +89,11 @@ struct runner {
 	bool db_down; /* the connection failed; rows are kept until it is back */
 
 	bool bad_stick;
-	bool ended_done;  /* the job ended done (recorded) */
-	bool ended_gone;  /* the attempt ended because the stick was pulled */
-	bool in_use;	  /* another writer held the slot: handed back */
-	char *bad_reason; /* bad_stick: why (malloc'd) */
+	bool ended_done;    /* the job ended done (recorded) */
+	bool ended_gone;    /* the attempt ended because the stick was pulled */
+	bool in_use;	    /* another writer held the slot: handed back */
+	bool stage_counted; /* the current stage's time and bytes are in write_s … verified */
+	char *bad_reason;   /* bad_stick: why (malloc'd) */
 
 	/* the journal fields of the attempt (job, order, unit, attempt, slot, serial): the log
 	 * context of the runner thread and of the database thread; points into job and the
