@@ -6,7 +6,18 @@
 
 /* clang-format off */
 const struct http_route http_routes[] = {
-	{ "GET", "/health", api_health, false },
+	{ "GET",  "/health",                          api_health,        false },
+	{ "GET",  "/health/stuck-jobs/stats",         api_stuck_stats,   false },
+	{ "POST", "/health/stuck-jobs/check",         api_stuck_check,   true },
+	{ "GET",  "/v1/processing/queue",             api_queue,         false },
+	{ "GET",  "/v1/processing/job/:id",           api_job,           false },
+	{ "GET",  "/v1/slots",                        api_slots,         false },
+	{ "POST", "/v1/orders/:number/confirm",       api_order_confirm, true },
+	{ "POST", "/api/admin/orders/:number/confirm", api_order_confirm, true }, /* the seeds' path */
+	{ "POST", "/v1/jobs/:id/cancel",              api_job_cancel,    true },
+	{ "POST", "/v1/jobs/:id/retry",               api_job_retry,     true },
+	{ "GET",  "/v1/events",                       api_events,        false },
+	{ "GET",  "/metrics",                         api_metrics,       false },
 };
 /* clang-format on */
 const size_t http_n_routes = sizeof(http_routes) / sizeof(http_routes[0]);

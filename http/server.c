@@ -108,6 +108,9 @@ static struct http_settings settings_of(const struct uf_config *cfg)
 	s.worker.max_concurrent = cfg->worker.max_concurrent;
 	s.worker.heartbeat_interval = cfg->worker.heartbeat_interval;
 	s.worker.capacity_tolerance = cfg->worker.capacity_tolerance;
+	s.n_retry_delays = MIN(cfg->retry.n_delays, ARRAY_SIZE(s.retry_delays));
+	for (size_t i = 0; i < s.n_retry_delays; i++)
+		s.retry_delays[i] = cfg->retry.delays[i];
 	return s;
 }
 
@@ -194,6 +197,41 @@ enum MHD_Result http_reply_text(struct http_request *req, unsigned status, const
 	memcpy(copy, text, len);
 	copy[len] = '\0';
 	return queue(req->conn, status, content_type, copy, len, NULL, NULL);
+}
+
+enum MHD_Result http_reply_cached(struct http_request *req, struct http_cache *c, double ttl,
+				  json_t *(*produce)(struct http_request *req, unsigned *ret_status))
+{
+	pthread_mutex_lock(&c->lock);
+	while (c->busy)
+		pthread_cond_wait(&c->done, &c->lock);
+	if (c->text && mono_s() - c->at <= ttl) {
+		char *copy = strdup(c->text);
+		unsigned status = c->status;
+		pthread_mutex_unlock(&c->lock);
+		return copy ? queue(req->conn, status, "application/json", copy, strlen(copy), NULL, NULL) : MHD_NO;
+	}
+	c->busy = true;
+	pthread_mutex_unlock(&c->lock);
+
+	unsigned status = MHD_HTTP_OK;
+	json_t *doc = produce(req, &status);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	char *copy = text ? str_printf("%s\n", text) : NULL;
+
+	pthread_mutex_lock(&c->lock);
+	if (copy) {
+		free(c->text);
+		c->text = text ? str_printf("%s\n", text) : NULL;
+		c->status = status;
+		c->at = mono_s();
+	}
+	c->busy = false;
+	pthread_cond_broadcast(&c->done);
+	pthread_mutex_unlock(&c->lock);
+	free(text);
+	return copy ? queue(req->conn, status, "application/json", copy, strlen(copy), NULL, NULL) : MHD_NO;
 }
 
 const char *http_query(struct http_request *req, const char *name)

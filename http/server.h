@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -92,6 +93,8 @@ struct http_settings {
 		unsigned max_concurrent;
 		double heartbeat_interval, capacity_tolerance;
 	} worker;
+	double retry_delays[16]; /* retry.delays (at most 16: config.c's bound) */
+	size_t n_retry_delays;
 };
 
 /* Start the listener of cfg->http (listen must not be ""; the daemon does not call this when
@@ -146,6 +149,24 @@ enum MHD_Result http_reply_doc(struct http_request *req, unsigned status, json_t
 /* A text body (copied) with its content type. */
 enum MHD_Result http_reply_text(struct http_request *req, unsigned status, const char *content_type, const char *text,
 				size_t len);
+/* A reply shared by the requests of up to ttl seconds (single flight: while one request makes
+ * it, the others wait for it), so a burst of reads costs the database one query. produce
+ * returns the whole document (NULL: out of memory) and its status. One static cache per
+ * endpoint: static struct http_cache c = HTTP_CACHE_INIT; */
+struct http_cache {
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	bool busy;
+	double at; /* mono when made; 0 none */
+	unsigned status;
+	char *text;
+};
+#define HTTP_CACHE_INIT                                                                                                \
+	{                                                                                                              \
+		PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, 0, NULL                                 \
+	}
+enum MHD_Result http_reply_cached(struct http_request *req, struct http_cache *c, double ttl,
+				  json_t *(*produce)(struct http_request *req, unsigned *ret_status));
 /* A query argument ("since" in ?since=5), or NULL. */
 const char *http_query(struct http_request *req, const char *name);
 /* Strict id: digits only, 1..INT64_MAX. 0 or -EINVAL. */
