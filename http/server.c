@@ -547,6 +547,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return route->handler(&req);
 }
 
+/* MHD's own messages (a request too big, a connection reset…): debug lines of ours. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	_cleanup_free_ char *m = str_vprintf(fmt, ap);
+	if (!m)
+		return;
+	size_t n = strlen(m);
+	while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == '.'))
+		m[--n] = '\0';
+	log_debug("http: %s", m);
+}
+
 /* ---- start / stop ------------------------------------------------------------------------------- */
 
 /* The token of cfg's token_file into *ret (NULL when none is configured); logs the refusal. */
@@ -676,7 +689,8 @@ int http_server_start(const struct uf_config *cfg, struct board *board, const st
 				    (unsigned)HTTP_MAX_CONN_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
 				    (unsigned)HTTP_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 				    (size_t)HTTP_MEMORY_LIMIT, MHD_OPTION_NOTIFY_COMPLETED, free_state, srv,
-				    MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
+				    MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER,
+				    on_mhd_log, NULL, MHD_OPTION_END);
 	if (!srv->mhd) {
 		int e = errno ? errno : EADDRINUSE;
 		http_stop(srv);

@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "helpers/failalloc.h"
 #include "helpers/testutil.h"
+#include "util/macro.h"
 
 static char *dir;
 static char *conf; /* dir/usbforge.conf */
@@ -1056,4 +1057,67 @@ Test(config, admin_account)
 	config_done(&next);
 	free(apf);
 	free(dpf);
+}
+
+/* http = { listen; token_file; }: off by default; the spellings of listen; bad values named by
+ * file, line and key. */
+Test(config, http_group)
+{
+	struct uf_config c;
+	char *want_tok = tu_path(dir, "http.token");
+
+	load_ok("", &c);
+	cr_assert_str_eq(c.http.listen, "");
+	cr_assert_str_eq(c.http.host, "");
+	cr_assert_str_eq(c.http.token_file, "");
+	config_done(&c);
+
+	static const struct {
+		const char *listen, *host;
+		unsigned port;
+	} ok[] = {
+		{ "127.0.0.1:8470", "127.0.0.1", 8470 },
+		{ "8470", "127.0.0.1", 8470 },
+		{ ":8470", "127.0.0.1", 8470 },
+		{ "[::1]:8470", "::1", 8470 },
+		{ "0", "127.0.0.1", 0 },
+		{ "10.1.2.3:80", "10.1.2.3", 80 },
+		{ "", "", 0 },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+		char *text = NULL;
+		cr_assert(asprintf(&text, "http = { listen = \"%s\"; token_file = \"http.token\"; };\n", ok[i].listen) >
+			  0);
+		load_ok(text, &c);
+		cr_assert_str_eq(c.http.listen, ok[i].listen);
+		cr_assert_str_eq(c.http.host, ok[i].host, "%s", ok[i].listen);
+		cr_assert_eq(c.http.port, ok[i].port, "%s", ok[i].listen);
+		cr_assert_str_eq(c.http.token_file, want_tok);
+		config_done(&c);
+		free(text);
+	}
+	load_ok("http = { token_file = \"\"; };\n", &c);
+	cr_assert_str_eq(c.http.token_file, "");
+	config_done(&c);
+
+	static const char *const bad[] = { "localhost:8470", "127.0.0.1:", "127.0.0.1:65536", "::1:8470",
+					   "[::1]8470",	     "1.2.3:80",   "08470",	      "127.0.0.1:-1" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *text = NULL, *tail = NULL;
+		cr_assert(asprintf(&text, "station = \"a\";\nhttp = {\n listen = \"%s\"; };\n", bad[i]) > 0);
+		cr_assert(asprintf(&tail,
+				   ":3: key 'http.listen': must be \"ADDRESS:PORT\" with an IPv4 address, "
+				   "\"[IPv6]:PORT\", \"PORT\" alone (127.0.0.1) or \"\" (off); PORT 1..65535 (0: any "
+				   "free port) (got \"%s\")",
+				   bad[i]) > 0);
+		load_bad(text, -EINVAL, tail);
+		free(text);
+		free(tail);
+	}
+	load_bad("http = { listen = 8470; };\n", -EINVAL,
+		 ":1: key 'http.listen': must be a string: \"127.0.0.1:8470\", \"8470\", \"[::1]:8470\" or \"\" "
+		 "(off) (got 8470)");
+	load_bad("http = { lisen = \"1\"; };\n", -EINVAL,
+		 ":1: key 'http.lisen': unknown key (known keys in http: listen, token_file)");
+	free(want_tok);
 }
