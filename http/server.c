@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db/db.h"
 #include "http/token.h"
@@ -591,13 +592,16 @@ struct http_server *http_stop(struct http_server *srv)
 {
 	if (!srv)
 		return NULL;
+	MHD_socket lfd = MHD_INVALID_SOCKET;
 	if (srv->mhd)
-		MHD_quiesce_daemon(srv->mhd); /* no new connections */
+		lfd = MHD_quiesce_daemon(srv->mhd); /* no new connections; the socket is ours to close */
 	for (size_t i = 0; srv->svc_state && i < srv->n_services; i++)
 		if (srv->svc_state[i] && srv->services[i]->stop)
 			srv->services[i]->stop(srv, srv->svc_state[i]);
 	if (srv->mhd)
 		MHD_stop_daemon(srv->mhd);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
 	if (srv->guard_started) {
 		pthread_mutex_lock(&srv->lock);
 		srv->guard_stop = true;

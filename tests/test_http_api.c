@@ -1010,3 +1010,59 @@ Test(http, in_the_daemon)
 	free(logp);
 	free(slot);
 }
+
+/* A port nothing listens on now: bound, then closed. */
+static unsigned free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t al = sizeof(a);
+	cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(s, (struct sockaddr *)&a, &al), 0);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+static int count_fds(void)
+{
+	int n = 0;
+	char p[64];
+	for (int fd = 0; fd < 4096; fd++) {
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+		n += access(p, F_OK) == 0;
+	}
+	return n;
+}
+
+/* Start and stop (and the reload's restart) leave no descriptor behind: the listener, the
+ * epoll and inter-thread channels, the database connections. */
+Test(http, restart_leaves_nothing)
+{
+	start_server(tokfile);
+	struct resp r = req("GET", "/health", NULL); /* a database connection in the pool */
+	resp_done(&r);
+	srv = http_stop(srv);
+	int before = count_fds();
+	for (int i = 0; i < 10; i++) {
+		cr_assert_eq(http_start(&cfg, board, &srv), 0);
+		r = req("GET", "/health", NULL);
+		cr_assert_eq(r.status, 200);
+		resp_done(&r);
+		/* a reload with the same listen: the same listener, the token read again */
+		unsigned old = http_port(srv);
+		cr_assert_eq(http_reload(&srv, &cfg, board), 0);
+		cr_assert_eq(http_port(srv), old);
+		/* a reload naming another port restarts the listener there */
+		unsigned port = free_port();
+		cfg.http.port = port;
+		cr_assert_eq(http_reload(&srv, &cfg, board), 0);
+		cr_assert_eq(http_port(srv), port);
+		r = req("GET", "/health", NULL);
+		cr_assert_eq(r.status, 200);
+		resp_done(&r);
+		cfg.http.port = 0;
+		srv = http_stop(srv);
+	}
+	cr_assert_eq(count_fds(), before);
+}
