@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/server.h"
 #include "util/macro.h"
 #include "util/message.h"
 
@@ -88,4 +89,15 @@ int page_response(struct MHD_Response **ret)
 	}
 	*ret = r;
 	return 0;
+}
+
+enum MHD_Result page_get(struct http_request *req)
+{
+	struct MHD_Response *r = NULL;
+	if (page_response(&r) < 0)
+		return http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL",
+					"the status page is not available");
+	enum MHD_Result q = MHD_queue_response(req->conn, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return q;
 }

@@ -22,3 +22,7 @@ const char *page_csp(void);
  * no-store, the CSP and a few hardening headers), for the caller to queue with status 200 and
  * destroy. 0, or -ENOMEM, -EINVAL (page_csp() failed). */
 int page_response(struct MHD_Response **ret);
+
+struct http_request;
+/* GET / (a row of http/routes.c). */
+enum MHD_Result page_get(struct http_request *req);

@@ -1,7 +1,9 @@
 /* The route table of the daemon's HTTP server (http/server.h): one row per endpoint. Modules
  * append their rows and, when they keep state for the listener's life, their http_service. */
 #include "http/api.h"
+#include "http/page.h"
 #include "http/server.h"
+#include "http/sse.h"
 #include "util/log.h"
 
 /* clang-format off */
@@ -18,12 +20,14 @@ const struct http_route http_routes[] = {
 	{ "POST", "/v1/jobs/:id/retry",               api_job_retry,     true },
 	{ "GET",  "/v1/events",                       api_events,        false },
 	{ "GET",  "/metrics",                         api_metrics,       false },
+	{ "GET",  "/",                                page_get,          false },
+	{ "GET",  "/v1/slots/events",                 sse_get,           false },
 };
 /* clang-format on */
 const size_t http_n_routes = sizeof(http_routes) / sizeof(http_routes[0]);
 
-const struct http_service *const http_services[] = { NULL };
-const size_t http_n_services = 0;
+const struct http_service *const http_services[] = { &sse_service };
+const size_t http_n_services = sizeof(http_services) / sizeof(http_services[0]);
 
 int http_start(const struct uf_config *cfg, struct board *board, struct http_server **ret)
 {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http/server.h"
 #include "http/slotjson.h"
 #include "util/macro.h"
 #include "util/message.h"
@@ -344,4 +345,35 @@ unsigned sse_hub_streams(struct sse_hub *h)
 	unsigned n = h->n_streams;
 	pthread_mutex_unlock(&h->lock);
 	return n;
+}
+
+static int sse_start(struct http_server *srv, void **ret_state)
+{
+	struct sse_hub *h = sse_hub_new(http_board(srv), SSE_MAX_STREAMS, SSE_KEEPALIVE_MS);
+	if (!h)
+		return errno > 0 ? -errno : -ENOMEM;
+	*ret_state = h;
+	return 0;
+}
+
+static void sse_stop(struct http_server *srv, void *state) { sse_hub_free(state); }
+
+const struct http_service sse_service = { .name = "the status page's event stream",
+					  .start = sse_start,
+					  .stop = sse_stop };
+
+enum MHD_Result sse_get(struct http_request *req)
+{
+	struct sse_hub *h = http_service_state(req->server, &sse_service);
+	struct MHD_Response *resp = NULL;
+	int r = h ? sse_hub_open(h, req->conn, &resp) : -ESHUTDOWN;
+	if (r == -EBUSY)
+		return http_reply_errorf(req, MHD_HTTP_SERVICE_UNAVAILABLE, "TOO_MANY_STREAMS",
+					 "already %d event streams open; try again later", SSE_MAX_STREAMS);
+	if (r < 0)
+		return http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+					"the event stream is not available");
+	enum MHD_Result q = MHD_queue_response(req->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return q;
 }

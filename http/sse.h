@@ -46,3 +46,11 @@ struct sse_hub *sse_hub_free(struct sse_hub *h);
 int sse_hub_open(struct sse_hub *h, struct MHD_Connection *conn, struct MHD_Response **ret);
 /* Streams open now. */
 unsigned sse_hub_streams(struct sse_hub *h);
+
+/* The server's side (http/server.h): the hub lives as long as the listener (sse_service, in
+ * http_services[]), and GET /v1/slots/events (sse_get, a row of http_routes[]) opens a stream on
+ * it, or answers 503 TOO_MANY_STREAMS. */
+struct http_request;
+struct http_service;
+extern const struct http_service sse_service;
+enum MHD_Result sse_get(struct http_request *req);
