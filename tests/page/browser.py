@@ -6,8 +6,10 @@
 Loads URL (the page), waits (deadline) until its script has drawn the three tiles the run set
 up (slot 1 bad, one slot writing with its rate known, one done), then asserts their text
 exactly, writes the DOM to DOM_OUT, checks that the writing tile follows GET SLOTS_URL within a
-second, saves a 1280x800 screenshot to PNG_OUT, and finally sends SIGTERM to DAEMON_PID and
-waits for the page to say it is offline. Prints each failure; exit 1 if any, 2 on set-up errors.
+second, saves a 1280x800 screenshot to PNG_OUT, locks the daemon's database account
+($PAGE_DB_USER, through $UF_DB_SOCKET as root) until the page says "database away" and unlocks
+it until it says "live", and finally sends SIGTERM to DAEMON_PID and waits for the page to say
+it is offline. Prints each failure; exit 1 if any, 2 on set-up errors.
 
 Why chromedriver and not `chromium --dump-dom`: the page keeps an EventSource open, a network
 fetch that never ends, so --virtual-time-budget never runs out (measured: still waiting at 20 s)
@@ -18,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -155,6 +158,26 @@ try:
                 break
 
     d.save_screenshot(png_out)
+
+    # The database goes away for this daemon (its account locked, its connections killed): the
+    # header says so; back when unlocked.
+    def account(lock):
+        user = os.environ["PAGE_DB_USER"]
+        q = "ALTER USER '%s'@'localhost' ACCOUNT %s;" % (user, "LOCK" if lock else "UNLOCK")
+        sql = ["mariadb", "--no-defaults", "--socket=" + os.environ["UF_DB_SOCKET"], "-uroot", "-N", "-B", "-e"]
+        subprocess.run(sql + [q], check=True)
+        if lock:
+            ids = subprocess.run(sql + ["SELECT id FROM information_schema.processlist WHERE user = '%s'" % user],
+                                 check=True, capture_output=True, text=True).stdout.split()
+            for i in ids:
+                subprocess.run(sql + ["KILL CONNECTION %d" % int(i)], capture_output=True)
+
+    account(True)
+    wait(d, 15, lambda d: d.find_element("id", "link").text == "database away",
+         "the page says 'database away' once the daemon's account is locked")
+    account(False)
+    wait(d, 15, lambda d: d.find_element("id", "link").text == "live",
+         "the page says 'live' again once the account is unlocked")
 
     # The daemon stops: its streams end, the page says it is offline (and keeps retrying).
     os.kill(int(pid), signal.SIGTERM)
