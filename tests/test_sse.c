@@ -2,7 +2,8 @@
  * server's threading: internal polling thread pool, epoll, suspend/resume), read by raw
  * sockets: the first event at once, the next one within a deadline of a board change, the
  * keepalive without spinning a thread, the stream limit's 503, a clean stop, and the page's
- * headers and body. */
+ * headers and body. Then the same through the daemon's server (http_start: the route rows, the
+ * service, the 503's JSON, http_stop ending the streams). No database. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -17,10 +18,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "helpers/clirun.h"
 #include "helpers/testutil.h"
 #include "http/board.h"
 #include "http/page.h"
+#include "http/server.h"
 #include "http/sse.h"
 #include "util/macro.h"
 #include "util/monotime.h"
@@ -338,4 +341,120 @@ Test(sse, page)
 	free(want);
 	free(src);
 	client_close(&c);
+}
+
+/* ---- through the daemon's server (http/server.h): the route rows, the service, http_stop ---- */
+
+static struct http_server *srv;
+static struct uf_config srv_cfg;
+static char *srv_dir;
+
+static void server_setup(void)
+{
+	board = board_new("test-station", "test/host/1", 4);
+	board_slot(board, "A", TILE_READY, NULL, NULL, 0);
+	srv_dir = tu_tmpdir("sse");
+	char *conf = tu_path(srv_dir, "usbforge.conf");
+	static const char text[] = "station = \"test-station\";\nhttp = { listen = \"127.0.0.1:0\"; };\n";
+	tu_write_file(conf, text, sizeof(text) - 1);
+	char *err = NULL;
+	cr_assert_eq(config_load(conf, &srv_cfg, &err), 0, "%s", err ? err : "?");
+	free(conf);
+	cr_assert_eq(http_start(&srv_cfg, board, &srv), 0);
+	port = http_port(srv);
+	cr_assert_gt(port, 0);
+}
+
+static void server_teardown(void)
+{
+	srv = http_stop(srv);
+	config_done(&srv_cfg);
+	board = board_free(board);
+	tu_rmrf(srv_dir);
+	free(srv_dir);
+}
+TestSuite(server, .init = server_setup, .fini = server_teardown, .timeout = 60);
+
+Test(server, page_and_stream_rows)
+{
+	int status;
+	char *h = headers_of("/", &status);
+	cr_expect_eq(status, 200);
+	cr_expect(strstr(h, "\r\nContent-Type: text/html; charset=utf-8\r\n"), "%s", h);
+	cr_expect(strstr(h, page_csp()), "%s", h);
+	free(h);
+
+	struct client c;
+	cr_assert_eq(client_get(&c, "/v1/slots/events", &h), 200);
+	cr_expect(strstr(h, "\r\nContent-Type: text/event-stream; charset=utf-8"), "%s", h);
+	free(h);
+	json_t *m = next_slots(&c, 2000, true);
+	cr_expect_str_eq(slot_state(m, 0), "ready");
+	json_decref(m);
+	board_job_start(board, "A", 9, "ORD-9", 0, 1);
+	board_job_stage(board, "A", TILE_WRITING);
+	board_job_progress(board, "A", 50, 100);
+	int64_t deadline = mono_ms() + 1000;
+	const char *st = NULL;
+	for (;;) { /* the three changes in one message or several: the last says writing 50 % */
+		int64_t left = deadline - mono_ms();
+		m = next_slots(&c, (int)MAX(left, 1), false);
+		st = slot_state(m, 0);
+		json_t *p = json_object_get(json_array_get(json_object_get(m, "slots"), 0), "progress");
+		bool last = strcmp(st, "writing") == 0 && json_integer_value(json_object_get(p, "percent")) == 50;
+		json_decref(m);
+		if (last)
+			break;
+	}
+	client_close(&c);
+}
+
+Test(server, the_stream_after_the_limit_gets_503)
+{
+	struct client c[SSE_MAX_STREAMS];
+	char *h;
+	for (int i = 0; i < SSE_MAX_STREAMS; i++) {
+		cr_assert_eq(client_get(&c[i], "/v1/slots/events", &h), 200, "stream %d", i);
+		free(h);
+		json_decref(next_slots(&c[i], 2000, true));
+	}
+	struct client x;
+	cr_assert_eq(client_get(&x, "/v1/slots/events", &h), 503);
+	cr_expect(strstr(h, "\r\nContent-Type: application/json"), "%s", h);
+	free(h);
+	while (client_fill(&x, mono_ms() + 3000) > 0)
+		;
+	json_error_t err;
+	json_t *body = json_loads(x.buf + x.used, 0, &err);
+	cr_assert(body, "503 body: %s", x.buf + x.used);
+	cr_expect(json_is_false(json_object_get(body, "success")));
+	json_t *e = json_object_get(body, "error");
+	cr_expect_str_eq(json_string_value(json_object_get(e, "code")), "TOO_MANY_STREAMS");
+	cr_expect_str_eq(json_string_value(json_object_get(e, "message")),
+			 "already 32 event streams open; try again later");
+	json_decref(body);
+	client_close(&x);
+	for (int i = 0; i < SSE_MAX_STREAMS; i++)
+		client_close(&c[i]);
+}
+
+Test(server, http_stop_ends_the_streams)
+{
+	struct client c[2];
+	char *h;
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(client_get(&c[i], "/v1/slots/events", &h), 200);
+		free(h);
+		json_decref(next_slots(&c[i], 2000, true));
+	}
+	srv = http_stop(srv);
+	for (int i = 0; i < 2; i++) {
+		bool eof;
+		char *rest = client_next(&c[i], "\n\n", 3000, &eof);
+		cr_expect_null(rest, "after http_stop: %s", rest);
+		cr_expect(eof, "stream %d ended within 3 s", i);
+		free(rest);
+		client_close(&c[i]);
+	}
+	board_slot(board, "A", TILE_EMPTY, NULL, NULL, 0); /* no listener left behind */
 }
