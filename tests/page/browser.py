@@ -48,8 +48,7 @@ def check(cond, what):
 
 def api_tiles():
     with urllib.request.urlopen(slots_url, timeout=5) as r:
-        d = json.load(r)["data"]
-    return {t["slot"]: t for t in (d["slots"] if isinstance(d, dict) else d)}
+        return {t["slot"]: t for t in json.load(r)["data"]}
 
 
 # Every tile as the page shows it: textContent of each part, None for a hidden part.
