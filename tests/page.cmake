@@ -7,3 +7,6 @@ uf_test(NAME test_sse SOURCES test_sse.c LIBS uf_http_server LABELS page)
 # (scripts/setup --e2e).
 add_test(NAME page_browser COMMAND ${CMAKE_SOURCE_DIR}/tests/page/run-page ${CMAKE_BINARY_DIR})
 set_tests_properties(page_browser PROPERTIES TIMEOUT 240 LABELS page FIXTURES_REQUIRED db ENVIRONMENT "TZ=UTC")
+# A board with a slot in each state behind the daemon's server, for run-page's states.py.
+add_executable(page_states page/page_states.c)
+target_link_libraries(page_states PRIVATE uf_http_server)
