@@ -39,6 +39,7 @@ struct board {
 	unsigned max_concurrent;
 	void (*listener)(void *);
 	void *listener_ud;
+	unsigned calling; /* listener calls under way (board_set_listener waits for them) */
 };
 
 static const char *const tile_names[_TILE_MAX] = {
@@ -136,9 +137,17 @@ static void unlock_bumped(struct board *b, bool bumped)
 {
 	void (*fn)(void *) = b->listener;
 	void *ud = b->listener_ud;
+	if (!bumped || !fn) {
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
+	b->calling++;
 	pthread_mutex_unlock(&b->lock);
-	if (bumped && fn)
-		fn(ud);
+	fn(ud);
+	pthread_mutex_lock(&b->lock);
+	if (--b->calling == 0)
+		pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
 }
 
 static void clear_job(struct tile *t)
@@ -371,5 +380,7 @@ void board_set_listener(struct board *b, void (*fn)(void *userdata), void *userd
 	pthread_mutex_lock(&b->lock);
 	b->listener = fn;
 	b->listener_ud = userdata;
+	while (b->calling) /* a call with the old listener may be under way: wait it out */
+		pthread_cond_wait(&b->cond, &b->lock);
 	pthread_mutex_unlock(&b->lock);
 }

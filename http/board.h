@@ -102,6 +102,7 @@ uint64_t board_version(struct board *b);
  * version then. */
 uint64_t board_wait(struct board *b, uint64_t seen, int timeout_ms);
 /* fn(userdata) is called after each version change, from the thread that made it, with no board
- * lock held; it must be quick and must not call back into the board's writers. One listener;
- * NULL removes it. */
+ * lock held; it must be quick and must not call back into the board. One listener; NULL removes
+ * it. Returns once no call of the previous listener is under way, so its userdata may be freed
+ * then (never call it from the listener itself). */
 void board_set_listener(struct board *b, void (*fn)(void *userdata), void *userdata);

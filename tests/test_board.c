@@ -2,6 +2,7 @@
  * version that wakes the event stream. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "http/board.h"
@@ -178,4 +179,49 @@ Test(board, tile_json_shape)
 			    "\"rate_bytes_per_s\":0.0,\"total_bytes\":1000},\"reason\":null,\"serial\":\"S\\\\xff1\","
 			    "\"slot\":\"a\",\"state\":\"writing\"}");
 	free(s);
+}
+
+/* board_set_listener(NULL) returns only once a call already under way has ended. */
+static pthread_mutex_t slow_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slow_cond = PTHREAD_COND_INITIALIZER;
+static int slow_state; /* 1: the listener runs; 2: it may end; 3: it ended */
+static void slow_listener(void *ud)
+{
+	pthread_mutex_lock(&slow_lock);
+	slow_state = 1;
+	pthread_cond_broadcast(&slow_cond);
+	while (slow_state != 2)
+		pthread_cond_wait(&slow_cond, &slow_lock);
+	slow_state = 3;
+	pthread_mutex_unlock(&slow_lock);
+}
+
+static void *remover(void *p)
+{
+	board_set_listener(p, NULL, NULL);
+	pthread_mutex_lock(&slow_lock);
+	int seen = slow_state;
+	pthread_mutex_unlock(&slow_lock);
+	return (void *)(intptr_t)seen;
+}
+
+Test(board, removing_the_listener_waits_for_a_call_under_way)
+{
+	slow_state = 0;
+	board_set_listener(b, slow_listener, NULL);
+	pthread_t ch, rm;
+	cr_assert_eq(pthread_create(&ch, NULL, changer, b), 0);
+	pthread_mutex_lock(&slow_lock);
+	while (slow_state != 1) /* the listener is running */
+		pthread_cond_wait(&slow_cond, &slow_lock);
+	pthread_mutex_unlock(&slow_lock);
+	cr_assert_eq(pthread_create(&rm, NULL, remover, b), 0);
+	pthread_mutex_lock(&slow_lock);
+	slow_state = 2; /* let it end; the remover must not have returned before (it sees 3) */
+	pthread_cond_broadcast(&slow_cond);
+	pthread_mutex_unlock(&slow_lock);
+	void *seen;
+	pthread_join(rm, &seen);
+	pthread_join(ch, NULL);
+	cr_expect_eq((intptr_t)seen, 3, "board_set_listener(NULL) returned while the listener ran");
 }
