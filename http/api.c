@@ -76,18 +76,35 @@ static enum MHD_Result db_unavailable(struct http_request *req)
 }
 
 /* A db error on an answered request: 503 when the connection is gone, 500 otherwise. */
+/* A statement failed with r: answer 503 (the server went away) or 500, and give the connection
+ * back to the pool (which drops a broken one). */
 static enum MHD_Result db_failed(struct http_request *req, struct db *db, int r)
 {
+	enum MHD_Result q;
 	if (r == -ENOMEM)
-		return MHD_NO;
-	if (db_connection_broken(db, r) || r == -ENOTCONN)
-		return db_unavailable(req);
-	return http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "DATABASE_ERROR", db_error(db));
+		q = MHD_NO;
+	else if (db_connection_broken(db, r) || r == -ENOTCONN)
+		q = db_unavailable(req);
+	else
+		q = http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "DATABASE_ERROR", db_error(db));
+	http_db_put(req->server, db, r);
+	return q;
 }
 
 static json_t *error_doc(const char *code, const char *message)
 {
 	return json_pack("{s:b, s:{s:s, s:s}}", "success", 0, "error", "code", code, "message", message);
+}
+
+/* db_failed() for the cached documents: the error document and its status; the connection goes
+ * back to the pool. */
+static json_t *db_failed_doc(struct http_request *req, struct db *db, int r, unsigned *ret_status)
+{
+	bool gone = db_connection_broken(db, r);
+	json_t *e = error_doc(gone ? "DATABASE_UNAVAILABLE" : "DATABASE_ERROR", db_error(db));
+	http_db_put(req->server, db, r);
+	*ret_status = gone ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR;
+	return e;
 }
 
 static json_t *ok_doc(json_t *data) { return data ? json_pack("{s:b, s:o}", "success", 1, "data", data) : NULL; }
@@ -133,13 +150,8 @@ static json_t *stuck_stats_doc(struct http_request *req, unsigned *ret_status)
 	r = queue_get_stats(db, st.stuck.processing_timeout, st.stuck.queued_timeout, &qs);
 	if (r >= 0)
 		r = job_counts_ended_since(db, 86400, &done, &failed);
-	if (r < 0) {
-		bool gone = db_connection_broken(db, r);
-		json_t *e = error_doc(gone ? "DATABASE_UNAVAILABLE" : "DATABASE_ERROR", db_error(db));
-		http_db_put(req->server, db, r);
-		*ret_status = gone ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR;
-		return e;
-	}
+	if (r < 0)
+		return db_failed_doc(req, db, r, ret_status);
 	http_db_put(req->server, db, r);
 	return ok_doc(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f}}", "processing_jobs",
 				(json_int_t)qs.jobs[JOB_STATE_PROCESSING], "queued_jobs",
@@ -185,11 +197,8 @@ enum MHD_Result api_stuck_check(struct http_request *req)
 	r = queue_reap(db, st.stuck.processing_timeout, st.stuck.queued_timeout, st.retry_delays, st.n_retry_delays,
 		       skip, n_skip, &rs);
 	free(skip);
-	if (r < 0) {
-		enum MHD_Result q = db_failed(req, db, r);
-		http_db_put(req->server, db, r);
-		return q;
-	}
+	if (r < 0)
+		return db_failed(req, db, r);
 	http_db_put(req->server, db, r);
 	json_t *actions = json_array();
 	for (size_t i = 0; actions && i < rs.n_actions; i++)
@@ -220,13 +229,8 @@ static json_t *queue_doc(struct http_request *req, unsigned *ret_status)
 		return error_doc("DATABASE_UNAVAILABLE", "the database cannot be reached");
 	}
 	r = queue_get_stats(db, st.stuck.processing_timeout, st.stuck.queued_timeout, &qs);
-	if (r < 0) {
-		bool gone = db_connection_broken(db, r);
-		json_t *e = error_doc(gone ? "DATABASE_UNAVAILABLE" : "DATABASE_ERROR", db_error(db));
-		http_db_put(req->server, db, r);
-		*ret_status = gone ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR;
-		return e;
-	}
+	if (r < 0)
+		return db_failed_doc(req, db, r, ret_status);
 	http_db_put(req->server, db, r);
 	if (board_view(http_board(req->server), &v) < 0)
 		return NULL;
@@ -293,11 +297,8 @@ enum MHD_Result api_job(struct http_request *req)
 		return http_reply_errorf(req, MHD_HTTP_NOT_FOUND, "JOB_NOT_FOUND", "job %lld does not exist",
 					 (long long)id);
 	}
-	if (r < 0) {
-		enum MHD_Result q = db_failed(req, db, r);
-		http_db_put(req->server, db, r);
-		return q;
-	}
+	if (r < 0)
+		return db_failed(req, db, r);
 	http_db_put(req->server, db, 0);
 	db_row row = db_res_next(rec.row);
 	json_t *data = NULL;
@@ -369,11 +370,8 @@ enum MHD_Result api_order_confirm(struct http_request *req)
 				    : http_reply_errorf(req, MHD_HTTP_CONFLICT, "ORDER_CANCELLED",
 							"order '%s' is cancelled and cannot be confirmed", number);
 	}
-	if (r < 0) {
-		enum MHD_Result q = db_failed(req, db, r);
-		http_db_put(req->server, db, r);
-		return q;
-	}
+	if (r < 0)
+		return db_failed(req, db, r);
 	http_db_put(req->server, db, 0);
 	json_t *jobs = json_array();
 	for (size_t i = 0; jobs && i < conf.n_jobs; i++)
@@ -406,11 +404,8 @@ enum MHD_Result api_job_cancel(struct http_request *req)
 				    : http_reply_errorf(req, MHD_HTTP_CONFLICT, "JOB_ENDED",
 							"job %lld has already ended", (long long)id);
 	}
-	if (r < 0) {
-		enum MHD_Result q = db_failed(req, db, r);
-		http_db_put(req->server, db, r);
-		return q;
-	}
+	if (r < 0)
+		return db_failed(req, db, r);
 	http_db_put(req->server, db, 0);
 	/* processing: the runner stops at its next chunk boundary */
 	return http_reply_json(req, MHD_HTTP_OK,
@@ -438,11 +433,8 @@ enum MHD_Result api_job_retry(struct http_request *req)
 				    : http_reply_errorf(req, MHD_HTTP_CONFLICT, "JOB_NOT_RETRYABLE",
 							"job %lld is neither failed nor cancelled", (long long)id);
 	}
-	if (r < 0) {
-		enum MHD_Result q = db_failed(req, db, r);
-		http_db_put(req->server, db, r);
-		return q;
-	}
+	if (r < 0)
+		return db_failed(req, db, r);
 	http_db_put(req->server, db, 0);
 	return http_reply_json(req, MHD_HTTP_OK,
 			       json_pack("{s:I, s:s}", "id", (json_int_t)id, "status",
@@ -486,11 +478,8 @@ enum MHD_Result api_events(struct http_request *req)
 	if (r < 0)
 		return db_unavailable(req);
 	r = event_list(db, since, (int)limit, &ev, &n);
-	if (r < 0) {
-		enum MHD_Result q = db_failed(req, db, r);
-		http_db_put(req->server, db, r);
-		return q;
-	}
+	if (r < 0)
+		return db_failed(req, db, r);
 	http_db_put(req->server, db, 0);
 	json_t *arr = json_array();
 	for (size_t i = 0; arr && i < n; i++) {
