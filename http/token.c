@@ -31,11 +31,13 @@ static int check_owner_mode(const char *path, const struct stat *st, char **ret_
 	if (!S_ISREG(st->st_mode))
 		return error_set(ret_error, -EINVAL, "http.token_file %s: %s, not a regular file", path,
 				 file_kind(st->st_mode));
-	if (st->st_uid != geteuid())
-		return error_set(ret_error, -EINVAL,
-				 "http.token_file %s: owned by uid %u, not by the daemon's user (uid %u): chown it",
-				 path, (unsigned)st->st_uid, (unsigned)geteuid());
 	bool group_reads = (m & 0070) == 0040 && st->st_gid == getegid();
+	/* the daemon's own file, or root's that the daemon's group may read (as the package makes it) */
+	if (st->st_uid != geteuid() && !(st->st_uid == 0 && group_reads))
+		return error_set(ret_error, -EINVAL,
+				 "http.token_file %s: owned by uid %u, neither the daemon's user (uid %u) nor root "
+				 "with the daemon's group (gid %u) reading it: chown it",
+				 path, (unsigned)st->st_uid, (unsigned)geteuid(), (unsigned)getegid());
 	if ((m & ~(mode_t)0600 & ~(mode_t)(group_reads ? 0040 : 0)) != 0)
 		return error_set(ret_error, -EINVAL,
 				 "http.token_file %s: mode %04o is too open: chmod 600 (or 640 with the daemon's "

@@ -1,7 +1,8 @@
 /* The API's bearer token: read from http.token_file, opened confined, and compared in constant
  * time. The file must be a regular file (not a symlink: O_NOFOLLOW, checked on the open
  * descriptor) owned by the daemon's user, with mode 0600 or 0400 — or 0640/0440 when its group
- * is the daemon's group; anything looser is refused. Its first line is the token: 16 to 1024
+ * is the daemon's group, owned by that user or by root (the package's root:usbforge 0640);
+ * anything looser is refused. Its first line is the token: 16 to 1024
  * visible ASCII characters (no spaces). */
 #pragma once
 
