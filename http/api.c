@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "db/db.h"
 #include "db/jobs.h"
@@ -22,17 +21,6 @@
 #define CACHE_TTL	 1.0  /* s: GET /v1/processing/queue, /health/stuck-jobs/stats, /metrics */
 #define ORDER_NUMBER_MAX 64   /* orders.order_number */
 #define EVENTS_MAX	 1000 /* GET /v1/events: limit's bound and default */
-
-/* RFC 3339 UTC of a wall clock time; null for 0 (never). */
-static json_t *time_json(double t)
-{
-	char buf[32];
-	struct tm tm;
-	time_t s = (time_t)t;
-	if (t <= 0 || !gmtime_r(&s, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		return json_null();
-	return json_string(buf);
-}
 
 /* Whether the database answers a trivial query on one of the server's connections. */
 static bool db_reachable(struct http_server *srv)
@@ -53,10 +41,10 @@ enum MHD_Result api_health(struct http_request *req)
 	if (board_view(http_board(req->server), &v) < 0)
 		return MHD_NO;
 	bool up = db_reachable(req->server);
-	json_t *data =
-		json_pack("{s:s, s:{s:b}, s:s, s:s, s:o, s:o, s:o}", "status", up ? "ok" : "degraded", "database",
-			  "reachable", up, "station", v.station, "workerId", v.worker_id, "startedAt",
-			  time_json(v.started), "lastHeartbeat", time_json(v.last_heartbeat), "slots", tiles_json(&v));
+	json_t *data = json_pack("{s:s, s:{s:b}, s:s, s:s, s:o, s:o, s:o}", "status", up ? "ok" : "degraded",
+				 "database", "reachable", up, "station", v.station, "workerId", v.worker_id,
+				 "startedAt", http_json_time(v.started), "lastHeartbeat",
+				 http_json_time(v.last_heartbeat), "slots", tiles_json(&v));
 	board_view_done(&v);
 	if (!data)
 		return MHD_NO;
@@ -129,8 +117,6 @@ static json_t *db_time_json(const char *t)
 	snprintf(buf, sizeof(buf), "%.10sT%sZ", t, strlen(t) > 11 ? t + 11 : "00:00:00");
 	return json_string(buf);
 }
-
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
 /* ---- stuck jobs ---------------------------------------------------------------------------- */
 
@@ -305,16 +291,18 @@ enum MHD_Result api_job(struct http_request *req)
 	if (row)
 		data = json_pack(
 			"{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-			"id", (json_int_t)id, "orderNumber", str_or_null(col(rec.row, row, "order_number")),
+			"id", (json_int_t)id, "orderNumber", http_json_text(col(rec.row, row, "order_number")),
 			"unitIndex", int_or_null(col(rec.row, row, "unit_index")), "status",
-			str_or_null(col(rec.row, row, "status")), "stage", str_or_null(col(rec.row, row, "stage")),
-			"progress", int_or_null(col(rec.row, row, "progress")), "attempts",
+			http_json_text(col(rec.row, row, "status")), "stage",
+			http_json_text(col(rec.row, row, "stage")), "progress",
+			int_or_null(col(rec.row, row, "progress")), "attempts",
 			int_or_null(col(rec.row, row, "attempts")), "maxAttempts",
-			int_or_null(col(rec.row, row, "max_attempts")), "slot", str_or_null(col(rec.row, row, "slot")),
-			"deviceSerial", str_or_null(col(rec.row, row, "device_serial")), "bytesWritten",
+			int_or_null(col(rec.row, row, "max_attempts")), "slot",
+			http_json_text(col(rec.row, row, "slot")), "deviceSerial",
+			http_json_text(col(rec.row, row, "device_serial")), "bytesWritten",
 			int_or_null(col(rec.row, row, "bytes_written")), "errorCode",
-			str_or_null(col(rec.row, row, "error_code")), "failReason",
-			str_or_null(col(rec.row, row, "fail_reason")), "createdAt",
+			http_json_text(col(rec.row, row, "error_code")), "failReason",
+			http_json_text(col(rec.row, row, "fail_reason")), "createdAt",
 			db_time_json(col(rec.row, row, "created_at")), "updatedAt",
 			db_time_json(col(rec.row, row, "updated_at")), "startedAt",
 			db_time_json(col(rec.row, row, "started_at")), "completedAt",
@@ -485,9 +473,9 @@ enum MHD_Result api_events(struct http_request *req)
 	for (size_t i = 0; arr && i < n; i++) {
 		json_t *payload = ev[i].payload ? json_loads(ev[i].payload, 0, NULL) : NULL;
 		json_array_append_new(arr, json_pack("{s:I, s:o, s:I, s:o, s:i, s:o, s:o}", "id", (json_int_t)ev[i].id,
-						     "aggregateType", str_or_null(ev[i].aggregate_type), "aggregateId",
-						     (json_int_t)ev[i].aggregate_id, "eventType",
-						     str_or_null(ev[i].event_type), "generation", ev[i].generation,
+						     "aggregateType", http_json_text(ev[i].aggregate_type),
+						     "aggregateId", (json_int_t)ev[i].aggregate_id, "eventType",
+						     http_json_text(ev[i].event_type), "generation", ev[i].generation,
 						     "payload", payload ? payload : json_null(), "createdAt",
 						     db_time_json(ev[i].created_at)));
 	}

@@ -8,11 +8,9 @@
 #include "util/macro.h"
 #include "util/utf8.h"
 
-/* Texts come from the database and the devices (an order number, a stick's serial): bytes that
- * are not UTF-8 are shown escaped ("\xNN") rather than failing the document. "" is null. */
-static json_t *text(const char *s)
+json_t *http_json_text(const char *s)
 {
-	if (!*s)
+	if (!s)
 		return json_null();
 	if (utf8_valid(s))
 		return json_string(s);
@@ -22,7 +20,7 @@ static json_t *text(const char *s)
 	return j;
 }
 
-static json_t *rfc3339(double t)
+json_t *http_json_time(double t)
 {
 	time_t s = (time_t)t;
 	struct tm tm;
@@ -31,6 +29,9 @@ static json_t *rfc3339(double t)
 		return json_null();
 	return json_string(buf);
 }
+
+/* A tile's text field: "" (unknown) is null. */
+static json_t *text(const char *s) { return *s ? http_json_text(s) : json_null(); }
 
 json_t *tile_json(const struct tile *t)
 {
@@ -52,7 +53,7 @@ json_t *tile_json(const struct tile *t)
 	return json_pack("{s:o, s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "slot", text(t->slot), "state",
 			 tile_state_name(t->state) ? tile_state_name(t->state) : "?", "reason", text(t->reason),
 			 "serial", text(t->serial), "capacity_bytes", (json_int_t)t->capacity, "since",
-			 rfc3339(t->since), "job", job, "progress", progress);
+			 http_json_time(t->since), "job", job, "progress", progress);
 }
 
 json_t *tiles_json(const struct board_view *v)

@@ -16,7 +16,6 @@
 #include "util/macro.h"
 #include "util/message.h"
 #include "util/monotime.h"
-#include "util/utf8.h"
 
 struct sse_stream {
 	struct sse_stream *prev, *next; /* the hub's list, under its lock */
@@ -192,12 +191,10 @@ static int stream_message(struct sse_stream *s)
 	struct board_view v;
 	if (board_view(s->hub->board, &v) < 0)
 		return -ENOMEM;
-	/* the station comes from the config; shown escaped rather than failing if not UTF-8 */
-	char *station = utf8_valid(v.station) ? strdup(v.station) : utf8_escape(v.station);
 	json_t *slots = tiles_json(&v);
-	json_t *msg = station && slots ? json_pack("{s:I, s:s, s:b, s:O}", "version", (json_int_t)v.version, "station",
-						   station, "db_up", v.db_up, "slots", slots)
-				       : NULL;
+	json_t *msg = slots ? json_pack("{s:I, s:o, s:b, s:O}", "version", (json_int_t)v.version, "station",
+					http_json_text(v.station), "db_up", v.db_up, "slots", slots)
+			    : NULL;
 	char *data = msg ? json_dumps(msg, JSON_COMPACT) : NULL; /* compact: no newline inside */
 	char *text = NULL;
 	if (data)
@@ -206,7 +203,6 @@ static int stream_message(struct sse_stream *s)
 	free(data);
 	json_decref(msg);
 	json_decref(slots);
-	free(station);
 	uint64_t version = v.version;
 	board_view_done(&v);
 	if (!text)
