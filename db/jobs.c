@@ -64,7 +64,7 @@ static int claim_txn(struct db *db, void *userdata)
 		return r;
 	r = db_exec(db, &aff,
 		    "UPDATE processing_jobs SET status = ?, stage = 'validation', progress = 0,"
-		    " attempts = attempts + 1, locked_by = ?, heartbeat_at = NOW(6),"
+		    " attempts = attempts + 1, claims = claims + 1, locked_by = ?, heartbeat_at = NOW(6),"
 		    " started_at = COALESCE(started_at, NOW(6)), slot = ?, device_serial = ?, device_capacity_bytes = ?,"
 		    " bytes_written = 0, error_code = NULL, fail_reason = NULL"
 		    " WHERE id = ? AND status IN (?, ?)",
@@ -265,18 +265,27 @@ int job_resume_store(struct db *db, const struct job_lease *l, const char *resum
 	return aff == 1 ? 0 : -ESTALE;
 }
 
-/* Insert an outbox event once: a duplicate (same aggregate, type and generation) is a no-op. */
-static int event_add(struct db *db, const char *agg_type, int64_t agg_id, const char *type, int generation,
-		     json_t *payload)
+/* Insert an outbox event once: a duplicate (same aggregate, type, generation and seq) is a
+ * no-op. Takes payload (NULL: -ENOMEM, json_pack's failure). */
+static int event_add_seq(struct db *db, const char *agg_type, int64_t agg_id, const char *type, int generation,
+			 int64_t seq, json_t *payload)
 {
-	_cleanup_free_ char *p = json_dumps(payload, JSON_COMPACT);
+	_cleanup_free_ char *p = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
 	json_decref(payload);
 	if (!p)
 		return -ENOMEM;
 	return db_exec(db, NULL,
-		       "INSERT INTO events (aggregate_type, aggregate_id, event_type, generation, payload)"
-		       " VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id",
-		       DB_STR(agg_type), DB_I64(agg_id), DB_STR(type), DB_I64(generation), DB_STR(p), DB_END);
+		       "INSERT INTO events (aggregate_type, aggregate_id, event_type, generation, seq, payload)"
+		       " VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id",
+		       DB_STR(agg_type), DB_I64(agg_id), DB_STR(type), DB_I64(generation), DB_I64(seq), DB_STR(p),
+		       DB_END);
+}
+
+/* An event written once per generation. */
+static int event_add(struct db *db, const char *agg_type, int64_t agg_id, const char *type, int generation,
+		     json_t *payload)
+{
+	return event_add_seq(db, agg_type, agg_id, type, generation, 0, payload);
 }
 
 /* The job row under lock, for a finalizer: order id, number, unit, attempts, generation … */
@@ -364,9 +373,16 @@ struct fin {
 	const double *delays;
 	size_t n_delays;
 	uint64_t bytes;
+	const struct job_done_stats *stats; /* done: may be NULL */
 	const struct job_log_row *row;
 	enum job_state state; /* out */
 };
+
+/* bytes / seconds as a JSON number, or null when either is 0 (nothing measured). */
+static json_t *speed_json(uint64_t bytes, double seconds)
+{
+	return bytes && seconds > 0 ? json_real((double)bytes / seconds) : json_null();
+}
 
 /* The row of a final transition, in its transaction (after the guarded update, which a leased
  * insert would no longer match): the lease's attempt, or the row's own for the reaper. */
@@ -381,28 +397,39 @@ static int log_row_add(struct db *db, int64_t id, const struct job_lease *l, con
 static int done_txn(struct db *db, void *userdata)
 {
 	struct fin *f = userdata;
+	const struct job_done_stats none = {}, *st = f->stats ? f->stats : &none;
 	struct jrow j;
 	uint64_t aff = 0;
 	int r = lock_job(db, f->id, f->lease, &j);
 	if (r < 0)
 		return r;
+	/* the speeds as the row keeps them (NULL: not measured) and as job.done carries them */
+	json_auto_t *wspeed = speed_json(st->write_bytes, st->write_seconds);
+	json_auto_t *vspeed = speed_json(st->verify_bytes, st->verify_seconds);
 	r = db_exec(db, &aff,
 		    "UPDATE processing_jobs SET status = ?, stage = 'done', progress = 100, completed_at = NOW(6),"
+		    " write_bytes_per_s = ?, verify_bytes_per_s = ?,"
 		    " bytes_written = ?, bytes_total = GREATEST(COALESCE(bytes_total, 0), ?), locked_by = NULL,"
 		    " progress_detail = JSON_OBJECT('stage', 'done', 'bytes_done', ?, 'bytes_total', ?,"
 		    "  'duration_seconds', TIMESTAMPDIFF(MICROSECOND, started_at, NOW(6)) / 1e6),"
 		    " heartbeat_at = NOW(6), resume_state = NULL, error_code = NULL, fail_reason = NULL"
 		    " WHERE " LEASE_GUARD_SQL,
-		    DB_STATE(JOB_STATE_DONE), DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes),
-		    LEASE_ARGS(f->lease), DB_END);
+		    DB_STATE(JOB_STATE_DONE), json_is_real(wspeed) ? DB_DBL(json_real_value(wspeed)) : DB_NULL,
+		    json_is_real(vspeed) ? DB_DBL(json_real_value(vspeed)) : DB_NULL, DB_U64(f->bytes),
+		    DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), LEASE_ARGS(f->lease), DB_END);
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
+	/* duration_seconds: from the job's first start (started_at, set by its first claim), so
+	 * it covers every attempt; attempt_seconds: the attempt that finished */
 	if (r >= 0)
 		r = event_add(db, "job", f->id, "job.done", j.generation,
-			      json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:f}", "job_id", (json_int_t)f->id,
-					"order_number", j.order_number, "unit_index", j.unit_index, "attempts",
-					j.attempts, "slot", j.slot, "device_serial", j.serial, "bytes_written",
-					(json_int_t)f->bytes, "duration_seconds", j.duration));
+			      json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:f, s:o, s:O, s:O}", "job_id",
+					(json_int_t)f->id, "order_number", j.order_number, "unit_index", j.unit_index,
+					"attempts", j.attempts, "slot", j.slot, "device_serial", j.serial,
+					"bytes_written", (json_int_t)f->bytes, "duration_seconds", j.duration,
+					"attempt_seconds",
+					st->attempt_seconds > 0 ? json_real(st->attempt_seconds) : json_null(),
+					"write_bytes_per_s", wspeed, "verify_bytes_per_s", vspeed));
 	if (r >= 0)
 		r = log_row_add(db, f->id, f->lease, f->row);
 	if (r >= 0)
@@ -412,10 +439,125 @@ static int done_txn(struct db *db, void *userdata)
 	return r;
 }
 
-int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_written, const struct job_log_row *row)
+int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_written, const struct job_done_stats *st,
+		    const struct job_log_row *row)
 {
-	struct fin f = { .id = l->id, .lease = l, .bytes = bytes_written, .row = row };
+	struct fin f = { .id = l->id, .lease = l, .bytes = bytes_written, .stats = st, .row = row };
 	return db_transaction(db, done_txn, &f);
+}
+
+/* The recent average of a capacity: the speeds of its newest JOB_SPEED_SAMPLE done jobs that
+ * have them, read from the covering index ix_jobs_speed (status and capacity equal, newest
+ * completed_at first; db/schema.c v3). Columns: how many, their average write and read-back
+ * speeds (NULL when none was verified). */
+#define JOB_SPEED_SQL                                                                                                  \
+	"SELECT COUNT(*), AVG(w), AVG(v) FROM (SELECT write_bytes_per_s AS w, verify_bytes_per_s AS v"                 \
+	" FROM processing_jobs FORCE INDEX (ix_jobs_speed) WHERE status = ? AND capacity_bytes = ?"                    \
+	" AND write_bytes_per_s > 0 ORDER BY completed_at DESC LIMIT ?) recent"
+
+/* job.started's estimate. */
+struct estimate {
+	const char *source; /* "stick", "recent_average"; NULL: none */
+	int64_t jobs;	    /* recent_average: how many jobs it averages */
+	double write_bps, verify_bps, seconds;
+};
+
+static int estimate_of(struct db *db, uint64_t capacity, const struct job_started *s, struct estimate *ret)
+{
+	struct estimate e = {};
+	if (s->write_bytes_per_s > 0) {
+		e.source = "stick";
+		e.write_bps = s->write_bytes_per_s;
+		e.verify_bps = s->verify_bytes_per_s;
+	} else {
+		_cleanup_result_ struct db_res *res = NULL;
+		db_row row;
+		int r = db_query_row(db, &res, &row, JOB_SPEED_SQL, DB_STATE(JOB_STATE_DONE), DB_U64(capacity),
+				     DB_I64(JOB_SPEED_SAMPLE), DB_END);
+		if (r < 0)
+			return r;
+		e.jobs = db_row_i64(row, 0);
+		e.write_bps = row[1] ? db_row_dbl(row, 1) : 0;
+		e.verify_bps = row[2] ? db_row_dbl(row, 2) : 0;
+		if (e.jobs > 0 && e.write_bps > 0)
+			e.source = "recent_average";
+	}
+	if (e.source) {
+		if (e.verify_bps <= 0)
+			e.verify_bps = e.write_bps; /* read-back assumed as fast as writing */
+		e.seconds = (double)s->bytes_to_write / e.write_bps;
+		if (s->verify)
+			e.seconds += (double)s->bytes_to_write / e.verify_bps;
+	}
+	*ret = e;
+	return 0;
+}
+
+struct enter_ctx {
+	const struct job_lease *l;
+	const struct job_started *s;
+	const struct job_log_row *row;
+};
+
+static int enter_writing_txn(struct db *db, void *userdata)
+{
+	struct enter_ctx *c = userdata;
+	_cleanup_result_ struct db_res *res = NULL;
+	struct estimate e;
+	db_row row;
+	int r = lock_leased(db, c->l);
+	if (r < 0)
+		return r;
+	r = db_query_row(db, &res, &row,
+			 "SELECT o.order_number, j.unit_index, j.generation, j.claims, j.slot, j.device_serial,"
+			 " j.device_capacity_bytes, j.capacity_bytes"
+			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
+			 DB_I64(c->l->id), DB_END);
+	if (r == -ENOENT)
+		return -ESTALE;
+	if (r < 0)
+		return r;
+	uint64_t capacity = db_row_u64(row, 7);
+	int generation = (int)db_row_i64(row, 2);
+	int64_t claim = db_row_i64(row, 3), seen = 0;
+	/* a retry of a transaction whose commit went through unseen: it is on record, row and all */
+	r = db_query_i64(db, &seen,
+			 "SELECT COUNT(*) FROM events WHERE aggregate_type = 'job' AND aggregate_id = ?"
+			 " AND event_type = 'job.started' AND generation = ? AND seq = ?",
+			 DB_I64(c->l->id), DB_I64(generation), DB_I64(claim), DB_END);
+	if (r < 0 || seen)
+		return r;
+	r = db_exec(db, NULL,
+		    "UPDATE processing_jobs SET stage = 'writing', heartbeat_at = NOW(6) WHERE " LEASE_GUARD_SQL,
+		    LEASE_ARGS(c->l), DB_END);
+	if (r >= 0)
+		r = estimate_of(db, capacity, c->s, &e);
+	if (r >= 0)
+		r = event_add_seq(db, "job", c->l->id, "job.started", generation, claim,
+				  json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:I, s:I, s:b,"
+					    " s:o, s:s?, s:s?, s:I, s:o, s:o}",
+					    "job_id", (json_int_t)c->l->id, "order_number", row[0], "unit_index",
+					    (int)db_row_i64(row, 1), "attempt", c->l->attempt, "slot", row[4],
+					    "device_serial", row[5], "device_capacity_bytes",
+					    (json_int_t)db_row_u64(row, 6), "capacity_bytes", (json_int_t)capacity,
+					    "bytes_to_write", (json_int_t)c->s->bytes_to_write, "verify",
+					    (int)c->s->verify, "estimate_seconds",
+					    e.source ? json_real(e.seconds) : json_null(), "estimate_source", e.source,
+					    "estimate_reason", e.source ? NULL : "no measurement yet", "estimate_jobs",
+					    (json_int_t)e.jobs, "estimate_write_bytes_per_s",
+					    e.source ? json_real(e.write_bps) : json_null(),
+					    "estimate_verify_bytes_per_s",
+					    e.source && c->s->verify ? json_real(e.verify_bps) : json_null()));
+	if (r >= 0)
+		r = log_row_add(db, c->l->id, c->l, c->row);
+	return r;
+}
+
+int job_enter_writing(struct db *db, const struct job_lease *l, const struct job_started *s,
+		      const struct job_log_row *row)
+{
+	struct enter_ctx c = { l, s, row };
+	return db_transaction(db, enter_writing_txn, &c);
 }
 
 /* A status column's text as the enum: -EPROTO for a name the schema does not have. */

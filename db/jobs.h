@@ -4,7 +4,8 @@
  * returned as structs (cli/ makes the JSON and the text of them).
  * Every transition is one guarded statement or one transaction checking affected rows; an event
  * is written in the same transaction as the transition it reports, and at most once
- * (unique aggregate_type, aggregate_id, event_type, generation).
+ * (unique aggregate_type, aggregate_id, event_type, generation, seq: seq is the claim's number
+ * for job.started, written once per claim, and 0 for the events written once per generation).
  *
  * Names: job_* act on one job, queue_* on the queue as a whole (reaper, counts), event_* on the
  * outbox; a struct's destructor is <struct>_free (accepts NULL, returns NULL) or _done for one
@@ -101,15 +102,53 @@ struct job_log_row {
 	const char *level, *stage, *category, *message, *error_code, *details_json;
 };
 
+/* What the worker measured of the attempt that ended done (job_finish_done; NULL: nothing). The
+ * job row keeps the speeds (the recent average job_enter_writing estimates with), job.done
+ * carries them: bytes/seconds, null when a stage's time or bytes are 0 (no verification). */
+struct job_done_stats {
+	double attempt_seconds; /* the attempt, from its runner's start to its end (worker's clock) */
+	double write_seconds;	/* time in the writing stage */
+	uint64_t write_bytes;	/* bytes it wrote */
+	double verify_seconds;	/* time in the verification stage, 0 when there was none */
+	uint64_t verify_bytes;	/* bytes it read back */
+};
+
+/* What the worker knows as the writing stage begins (job_enter_writing). */
+struct job_started {
+	uint64_t bytes_to_write; /* the unit's bytes (a resumed attempt re-checks what it skips) */
+	bool verify;		 /* verification follows: the estimate covers it too */
+	/* this stick's measured sequential write and read-back speeds (bytes/s), 0 when none is
+	 * known; the read-back speed defaults to the write speed */
+	double write_bytes_per_s, verify_bytes_per_s;
+};
+
+/* How many of the newest done jobs of a capacity make the recent average of job.started's
+ * estimate. */
+#define JOB_SPEED_SAMPLE 20
+
+/* The attempt under lease l reaches the writing stage: one transaction moves the job row to
+ * stage 'writing' (and beats; its progress is the next heartbeat's), inserts *row (may be NULL; its attempt is the
+ * lease's) and the job.started event, once per claim (a retried transaction, whose first commit
+ * went through unseen, adds nothing). The event's estimate of the seconds left (writing and,
+ * when s->verify, verification) comes from the stick's measured speeds when s gives them, else
+ * from the average speeds of the last JOB_SPEED_SAMPLE done jobs of the job's capacity, else it
+ * is null with the reason (README "Events"). -ESTALE when the job is no longer ours (nothing is
+ * written), -ENOMEM, db errors. */
+int job_enter_writing(struct db *db, const struct job_lease *l, const struct job_started *s,
+		      const struct job_log_row *row);
+
 /* Finalize. Each is one transaction guarded on the lease (id, processing, locked_by, attempts),
  * with *row (may be NULL; its attempt is the lease's) inserted when the guard matched:
- *  done:      done, progress 100, completed_at, job.done; order.done when every unit is done.
+ *  done:      done, progress 100, completed_at, the speeds of *st, job.done (duration_seconds
+ *             from the job's first start, attempt_seconds and the speeds from *st); order.done
+ *             when every unit is done.
  *  fail:      by uf_code_class(code): RETRYABLE with attempts left → retry at now + delays[attempt−1];
  *             else (PERMANENT, or no attempts left) → failed + job.failed + order.failed
  *             (payload "refund_due": true); BAD_STICK → queued again, the attempt not spent;
  *             CANCELLED → cancelled (cancelled_at, cancelled_by from the request).
  * *ret_state (may be NULL) = the state the job went to. */
-int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_written, const struct job_log_row *row);
+int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_written, const struct job_done_stats *st,
+		    const struct job_log_row *row);
 int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
 		    const struct job_log_row *row, const double *delays, size_t n_delays, enum job_state *ret_state);
 /* Hand a running job back (daemon stopping): retry, next_attempt_at now, attempt not spent. */

@@ -297,6 +297,22 @@ static const char *const v2[] = {
 	"        (SELECT value FROM settings WHERE name = 'stuck.queued_timeout') * 1000000 MICROSECOND)",
 };
 
+/* v3: job.started (issue 14). It is written once per claim of a job that reaches the writing
+ * stage: processing_jobs.claims counts the claims, and events.seq (the claim's number for
+ * job.started, 0 for every event written once per generation) joins the once-only key. The
+ * write and verify speeds of each done job, and a covering index for the recent average of a
+ * capacity (db/jobs.c JOB_SPEED_SQL): the estimate of a unit whose stick has no measurement. */
+static const char *const v3[] = {
+	"ALTER TABLE processing_jobs ADD COLUMN IF NOT EXISTS claims INT NOT NULL DEFAULT 0 AFTER attempts",
+	"ALTER TABLE processing_jobs ADD COLUMN IF NOT EXISTS write_bytes_per_s DOUBLE NULL AFTER bytes_written,"
+	" ADD COLUMN IF NOT EXISTS verify_bytes_per_s DOUBLE NULL AFTER write_bytes_per_s",
+	"CREATE INDEX IF NOT EXISTS ix_jobs_speed ON processing_jobs"
+	" (status, capacity_bytes, completed_at, write_bytes_per_s, verify_bytes_per_s)",
+	"ALTER TABLE events ADD COLUMN IF NOT EXISTS seq INT NOT NULL DEFAULT 0 AFTER generation",
+	"ALTER TABLE events DROP INDEX IF EXISTS uq_events_once,"
+	" ADD UNIQUE KEY uq_events_once (aggregate_type, aggregate_id, event_type, generation, seq)",
+};
+
 /* The server refused a statement for want of a privilege (the daemon's account has only SELECT,
  * INSERT, UPDATE, DELETE): db_migrate says -EACCES so that its caller can name the admin account. */
 static bool access_denied(unsigned e)
@@ -315,6 +331,8 @@ struct migration {
 static const struct migration migrations[] = {
 	{ 1, "initial schema", v1, ARRAY_SIZE(v1) },
 	{ 2, "ascending claim index; content_items.xxh128; queued age from the last requeue", v2, ARRAY_SIZE(v2) },
+	{ 3, "job.started once per claim (events.seq, processing_jobs.claims); write and verify speeds", v3,
+	  ARRAY_SIZE(v3) },
 };
 
 int db_schema_latest(void) { return migrations[ARRAY_SIZE(migrations) - 1].version; }

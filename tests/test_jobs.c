@@ -1,7 +1,8 @@
 /* db/jobs.c, db/jobstate.c, db/workers.c, db/devices.c against the real private MariaDB: the
  * claim (one claimer wins, SKIP LOCKED passes a locked job by), the lease (a worker whose job
  * another worker took writes nothing more), retry scheduling and the end of the attempt budget,
- * operator cancel and retry, completion with exactly one event, the read side the CLI prints
+ * operator cancel and retry, completion with exactly one event, job.started once per claim
+ * with its estimate and job.done with its speeds, the read side the CLI prints
  * (state, status, log rows, events, queue counts), the daemon's rows, and the state names. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -188,13 +189,14 @@ Test(jobs, writes_of_a_worker_whose_job_was_taken_are_refused)
 	cr_assert_eq(job_log_leased(db, &l1, &row), -ESTALE);
 	cr_assert_eq(job_resume_store(db, &l1, "{\"v\":1}"), -ESTALE);
 	cr_assert_eq(job_items_store(db, &l1, &item, 1), -ESTALE);
-	cr_assert_eq(job_finish_done(db, &l1, 100, &row), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &l1, 100, NULL, &row), -ESTALE);
 	cr_assert_eq(job_finish_fail(db, &l1, UFC_WRITE_IO, "late", &row, (double[]){ 0 }, 1, &st), -ESTALE);
 	cr_assert_eq(st, _JOB_STATE_INVALID, "not written on failure");
 	cr_assert_eq(job_hand_back(db, &l1, "late", &row), -ESTALE);
+	cr_assert_eq(job_enter_writing(db, &l1, &(struct job_started){ .bytes_to_write = 100 }, &row), -ESTALE);
 	/* nor under w2's name with the old attempt */
 	struct job_lease stale_attempt = { .id = j1->id, .worker_id = "w2", .attempt = 1 };
-	cr_assert_eq(job_finish_done(db, &stale_attempt, 100, NULL), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &stale_attempt, 100, NULL, NULL), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), logs, "no row from w1");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), events);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_items"), 0);
@@ -207,7 +209,7 @@ Test(jobs, writes_of_a_worker_whose_job_was_taken_are_refused)
 	cr_assert_eq(job_log_leased(db, &l2, &row), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE attempt = 2 AND message = 'late'"),
 		     1);
-	cr_assert_eq(job_finish_done(db, &l2, 100, NULL), 0);
+	cr_assert_eq(job_finish_done(db, &l2, 100, NULL, NULL), 0);
 	claimed_job_free(j1);
 	claimed_job_free(j2);
 }
@@ -321,17 +323,17 @@ Test(jobs, completion_writes_exactly_one_event_per_transition)
 	struct claimed_job *a = tdb_claim(db, "w1", NULL);
 	struct claimed_job *b = tdb_claim(db, "w2", NULL);
 	struct job_log_row row = { .level = "info", .stage = "done", .category = "stage", .message = "job done" };
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 4096, &row), 0, "%s", db_error(db));
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 4096, NULL, &row), 0, "%s", db_error(db));
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1, "the first unit: job.done only");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"
 				   " AND JSON_VALUE(payload, '$.bytes_written') = 4096"),
 		     1);
 	/* the same end again is refused and writes nothing */
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 4096, &row), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 4096, NULL, &row), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 1);
 	/* the last unit ends the order */
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(b, "w2"), 4096, NULL), 0);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(b, "w2"), 4096, NULL, NULL), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"
 				   " AND JSON_VALUE(payload, '$.units') = 2"),
@@ -394,7 +396,7 @@ Test(jobs, queue_counts)
 {
 	tdb_order_confirmed(db, "Q", 3);
 	struct claimed_job *j = tdb_claim(db, "w1", NULL);
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 1, NULL), 0);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 1, NULL, NULL), 0);
 	claimed_job_free(j);
 	j = tdb_claim(db, "w1", NULL); /* processing, and stale */
 	make_stale();
@@ -456,4 +458,178 @@ Test(jobs, the_daemons_rows)
 	cr_assert_not(db_connection_broken(db, -EIO));
 	cr_assert(db_connection_broken(db, -ENOTCONN));
 	cr_assert_not(db_connection_broken(db, 0));
+}
+
+/* The payload of the only job.started of job id and claim seq, as one line of its fields (the
+ * numbers as JSON prints them). */
+static char *started_payload(int64_t id, int seq)
+{
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT CONCAT_WS(' ', JSON_VALUE(payload, '$.job_id'), JSON_VALUE(payload, '$.order_number'),"
+		 " JSON_VALUE(payload, '$.unit_index'), JSON_VALUE(payload, '$.attempt'), JSON_VALUE(payload, '$.slot'),"
+		 " JSON_VALUE(payload, '$.device_serial'), JSON_VALUE(payload, '$.device_capacity_bytes'),"
+		 " JSON_VALUE(payload, '$.capacity_bytes'), JSON_VALUE(payload, '$.bytes_to_write'),"
+		 " JSON_EXTRACT(payload, '$.verify'), JSON_EXTRACT(payload, '$.estimate_seconds'),"
+		 " JSON_EXTRACT(payload, '$.estimate_source'), JSON_EXTRACT(payload, '$.estimate_reason'),"
+		 " JSON_EXTRACT(payload, '$.estimate_jobs'), JSON_EXTRACT(payload, '$.estimate_write_bytes_per_s'),"
+		 " JSON_EXTRACT(payload, '$.estimate_verify_bytes_per_s'), JSON_LENGTH(payload))"
+		 " FROM events WHERE event_type = 'job.started' AND aggregate_type = 'job' AND aggregate_id = %lld"
+		 " AND seq = %d",
+		 (long long)id, seq);
+	_cleanup_result_ struct db_res *res = NULL;
+	db_row row;
+	cr_assert_eq(db_query_row(db, &res, &row, q, DB_END), 0, "job %lld claim %d: %s", (long long)id, seq,
+		     db_error(db));
+	cr_assert_eq(db_res_count(res), 1);
+	return strdup(row[0]);
+}
+
+static void assert_started(int64_t id, int seq, const char *want)
+{
+	char *got = started_payload(id, seq);
+	cr_assert_str_eq(got, want);
+	free(got);
+}
+
+/* job.started: with the move to writing and its row, once per claim (a repeated call adds
+ * nothing), its estimate null with the reason on an empty kiosk, then the average of the done
+ * jobs of the capacity, or the stick's own speed; job.done with the attempt's speeds. */
+Test(jobs, started_once_per_claim_with_an_estimate_and_done_with_speeds)
+{
+	tdb_order_confirmed(db, "ST-1", 3);
+	struct claimed_job *a = tdb_claim(db, "w1", "SER-A");
+	struct job_lease la = JOB_LEASE(a, "w1");
+	struct job_log_row row = {
+		.level = "info", .stage = "writing", .category = "stage", .message = "writing started"
+	};
+	struct job_started s = { .bytes_to_write = 100000000, .verify = true };
+	char want[512];
+
+	cr_assert_eq(job_enter_writing(db, &la, &s, &row), 0, "%s", db_error(db));
+	snprintf(want, sizeof(want),
+		 "%lld ST-1 0 1 A SER-A 1073741824 1048576 100000000 true null null \"no measurement yet\" 0 null null 16",
+		 (long long)a->id);
+	assert_started(a->id, 1, want);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing' AND status = 'processing'"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'writing started'"
+				   " AND attempt = 1 AND stage = 'writing'"),
+		     1);
+	/* the same transition again (a retried transaction whose commit went through): nothing more */
+	cr_assert_eq(job_enter_writing(db, &la, &s, &row), 0, "%s", db_error(db));
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 1);
+
+	/* done: 100 MB written in 2 s, read back in 1 s; the attempt took 4 s */
+	struct job_done_stats st = { .attempt_seconds = 4.0,
+				     .write_seconds = 2.0,
+				     .write_bytes = 100000000,
+				     .verify_seconds = 1.0,
+				     .verify_bytes = 100000000 };
+	cr_assert_eq(job_finish_done(db, &la, 100000000, &st, NULL), 0, "%s", db_error(db));
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"
+				   " AND JSON_VALUE(payload, '$.write_bytes_per_s') = 50000000"
+				   " AND JSON_VALUE(payload, '$.verify_bytes_per_s') = 100000000"
+				   " AND JSON_VALUE(payload, '$.attempt_seconds') = 4"
+				   " AND JSON_VALUE(payload, '$.duration_seconds') >= 0"
+				   " AND JSON_VALUE(payload, '$.bytes_written') = 100000000"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE write_bytes_per_s = 50000000"
+				   " AND verify_bytes_per_s = 100000000"),
+		     1);
+
+	/* the next unit of that capacity: 100 MB at 50 MB/s and 100 MB/s = 3 s, from 1 job */
+	struct claimed_job *b = tdb_claim(db, "w2", "SER-B");
+	struct job_lease lb = JOB_LEASE(b, "w2");
+	cr_assert_eq(job_enter_writing(db, &lb, &s, NULL), 0, "%s", db_error(db));
+	snprintf(want, sizeof(want),
+		 "%lld ST-1 1 1 A SER-B 1073741824 1048576 100000000 true 3.0 \"recent_average\" null 1 50000000.0"
+		 " 100000000.0 16",
+		 (long long)b->id);
+	assert_started(b->id, 1, want);
+	/* a unit done without verification adds a write speed only: the averages are 40 MB/s
+	 * (50 and 30) and 100 MB/s (the one verified) */
+	st = (struct job_done_stats){ .attempt_seconds = 1, .write_seconds = 1.0, .write_bytes = 30000000 };
+	cr_assert_eq(job_finish_done(db, &lb, 30000000, &st, NULL), 0, "%s", db_error(db));
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"
+				   " AND JSON_VALUE(payload, '$.write_bytes_per_s') = 30000000"
+				   " AND JSON_TYPE(JSON_EXTRACT(payload, '$.verify_bytes_per_s')) = 'NULL'"),
+		     1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE verify_bytes_per_s IS NULL"
+				   " AND write_bytes_per_s = 30000000"),
+		     1);
+
+	/* the third unit: written without verification (the estimate is the write alone), then
+	 * handed back and claimed again under the same attempt number: a second start, claim 2 */
+	struct claimed_job *c = tdb_claim(db, "w3", "SER-C");
+	struct job_lease lc = JOB_LEASE(c, "w3");
+	s.verify = false;
+	cr_assert_eq(job_enter_writing(db, &lc, &s, NULL), 0, "%s", db_error(db));
+	snprintf(want, sizeof(want),
+		 "%lld ST-1 2 1 A SER-C 1073741824 1048576 100000000 false 2.5 \"recent_average\" null 2 40000000.0"
+		 " null 16",
+		 (long long)c->id);
+	assert_started(c->id, 1, want);
+	cr_assert_eq(job_hand_back(db, &lc, "stopping", NULL), 0, "%s", db_error(db));
+	struct claimed_job *c2 = tdb_claim(db, "w3", "SER-C");
+	cr_assert_eq(c2->id, c->id);
+	cr_assert_eq(c2->attempt, 1, "a hand-back does not spend the attempt");
+	struct job_lease lc2 = JOB_LEASE(c2, "w3");
+	/* this stick's own measured speeds: 100 MB at 10 MB/s, and 20 MB/s read back = 15 s */
+	s = (struct job_started){ .bytes_to_write = 100000000,
+				  .verify = true,
+				  .write_bytes_per_s = 10000000,
+				  .verify_bytes_per_s = 20000000 };
+	cr_assert_eq(job_enter_writing(db, &lc2, &s, NULL), 0, "%s", db_error(db));
+	snprintf(want, sizeof(want),
+		 "%lld ST-1 2 1 A SER-C 1073741824 1048576 100000000 true 15.0 \"stick\" null 0 10000000.0"
+		 " 20000000.0 16",
+		 (long long)c->id);
+	assert_started(c->id, 2, want);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.started'"), 4);
+	claimed_job_free(a);
+	claimed_job_free(b);
+	claimed_job_free(c);
+	claimed_job_free(c2);
+}
+
+/* A job retried after a write failure: one job.started per attempt that reached writing, in id
+ * order; a lease lost before the transition writes none; an operator's retry starts a new
+ * generation whose first claim is on record again. */
+Test(jobs, started_per_attempt_across_retries)
+{
+	tdb_order_confirmed(db, "ST-2", 1);
+	struct job_started s = { .bytes_to_write = 4096, .verify = true };
+	struct claimed_job *j1 = tdb_claim(db, "w1", "SER-A");
+	struct job_lease l1 = JOB_LEASE(j1, "w1");
+	cr_assert_eq(job_enter_writing(db, &l1, &s, NULL), 0, "%s", db_error(db));
+	enum job_state state;
+	cr_assert_eq(job_finish_fail(db, &l1, UFC_WRITE_IO, "write error", NULL, (double[]){ 0 }, 1, &state), 0);
+	cr_assert_eq(state, JOB_STATE_RETRY);
+	make_due();
+	struct claimed_job *j2 = tdb_claim(db, "w2", "SER-B");
+	cr_assert_eq(j2->attempt, 2);
+	cr_assert_eq(job_enter_writing(db, &l1, &s, NULL), -ESTALE, "w1's attempt 1 is over");
+	struct job_lease l2 = JOB_LEASE(j2, "w2");
+	cr_assert_eq(job_enter_writing(db, &l2, &s, NULL), 0, "%s", db_error(db));
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.started'"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(JSON_VALUE(payload, '$.attempt') ORDER BY id SEPARATOR '')"
+				   " FROM events WHERE event_type = 'job.started'"),
+		     12, "attempts 1 then 2, in id order");
+	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(seq ORDER BY id SEPARATOR '') FROM events"
+				   " WHERE event_type = 'job.started'"),
+		     12);
+	/* the reaper takes attempt 2 before it reaches writing again: no start from it */
+	make_stale();
+	struct reap_stats rs;
+	cr_assert_eq(queue_reap(db, 1.0, 3600, (double[]){ 0 }, 1, NULL, 0, &rs), 0, "%s", db_error(db));
+	reap_stats_done(&rs);
+	cr_assert_eq(job_enter_writing(db, &l2, &s, NULL), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.started'"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE stage = 'writing'"), 1,
+		     "the stage the reaper left");
+	claimed_job_free(j1);
+	claimed_job_free(j2);
 }

@@ -107,6 +107,15 @@ static long long wait_for(const char *sql, long long want, double timeout)
 	return v;
 }
 
+/* The attempts of the job.started events in id order, as the digits of a number ("12": attempt 1,
+ * then attempt 2); 0 when there is none. */
+static long long started_attempts(void)
+{
+	return tdb_count(db,
+			 "SELECT COALESCE(GROUP_CONCAT(JSON_VALUE(payload, '$.attempt') ORDER BY id SEPARATOR ''), 0)"
+			 " FROM events WHERE event_type = 'job.started'");
+}
+
 /* The test's clock, instead of waiting in real time: the daemon and the reaper decide with the
  * server's NOW(6) against a job's own timestamps (heartbeat_at for the stuck check,
  * next_attempt_at for a retry's delay). Moving the whole timeline of the jobs matching where back
@@ -286,7 +295,8 @@ Test(worker, three_units_on_two_slots)
 		3);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 3);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 4);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 7);
+	cr_assert_eq(started_attempts(), 111, "job.started of each attempt that reached writing");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders WHERE status = 'done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(DISTINCT slot) FROM processing_jobs"), 2);
 	/* one start and one end row per stage per job */
@@ -347,7 +357,7 @@ static void *claimer_main(void *p)
 			break;
 		}
 		c->seen[c->claimed++] = j->id;
-		r = job_finish_done(cdb, &JOB_LEASE(j, wid), 0, NULL);
+		r = job_finish_done(cdb, &JOB_LEASE(j, wid), 0, NULL, NULL);
 		claimed_job_free(j);
 		if (r < 0) {
 			c->rc = r;
@@ -455,7 +465,8 @@ Test(worker, enospc_retries_at_the_delays_then_fails_once)
 			  "SELECT COUNT(*) FROM events WHERE event_type = 'order.failed'"
 			  " AND JSON_TYPE(JSON_EXTRACT(payload, '$.refund_due')) = 'BOOLEAN' AND JSON_VALUE(payload, '$.refund_due') = 1"),
 		1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 6);
+	cr_assert_eq(started_attempts(), 1234, "job.started of each attempt that reached writing");
 	/* one error row per attempt, attempts 1..4 */
 	cr_assert_eq(
 		tdb_count(db,
@@ -527,7 +538,8 @@ Test(worker, killed_mid_write_is_recovered_once_and_resumes)
 	free(cfg2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 2"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 4);
+	cr_assert_eq(started_attempts(), 12, "job.started of each attempt that reached writing");
 	/* attempt 2 resumed where attempt 1's last sync left the stick, and reused what it had */
 	char *q = NULL;
 	cr_assert(asprintf(&q,
@@ -657,7 +669,7 @@ Test(worker, reaped_job_cannot_be_finished_by_its_old_worker)
 	cr_assert_eq(queue_reap(db, 1.0, 3600, d, 1, NULL, 0, &rs), 0);
 	cr_assert_eq(rs.retried, 1);
 	reap_stats_done(&rs);
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL, NULL), -ESTALE);
 	bool cancel;
 	cr_assert_eq(job_progress(db, &JOB_LEASE(j, "w1"), "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
@@ -689,7 +701,7 @@ Test(worker, reaper_cancels_a_dead_workers_job_when_cancel_was_requested)
 			       "SELECT COUNT(*) FROM processing_job_logs WHERE error_code = 'CANCELLED' AND attempt = 1"
 			       " AND message LIKE 'stuck job cancelled by the reaper%'"),
 		     1);
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL, NULL), -ESTALE);
 	claimed_job_free(j);
 }
 
@@ -701,7 +713,7 @@ Test(worker, cancel_that_comes_after_the_end_leaves_it_done)
 	enum job_state st;
 	cr_assert_eq(job_cancel(db, j->id, "ops", &st), 0);
 	cr_assert_eq(st, JOB_STATE_PROCESSING);
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL), 0);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 0, NULL, NULL), 0);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND cancelled_at IS NULL"),
 		     1);
@@ -754,7 +766,7 @@ Test(worker, final_log_row_only_with_its_transition)
 	cr_assert_eq(db_exec(db, NULL, "UPDATE processing_jobs SET locked_by = 'w2' WHERE id = ?", DB_I64(a->id),
 			     DB_END),
 		     0);
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 0, &row), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 0, NULL, &row), -ESTALE);
 	struct job_log_row frow = { .attempt = 1,
 				    .level = "error",
 				    .stage = "writing",
@@ -766,7 +778,7 @@ Test(worker, final_log_row_only_with_its_transition)
 	cr_assert_eq(job_hand_back(db, &JOB_LEASE(a, "w1"), "stopping", &row), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 0);
 	/* b is still ours: the transition and its row land together */
-	cr_assert_eq(job_finish_done(db, &JOB_LEASE(b, "w1"), 0, &row), 0);
+	cr_assert_eq(job_finish_done(db, &JOB_LEASE(b, "w1"), 0, NULL, &row), 0);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done' AND attempt = 1"),
 		     1);
@@ -869,7 +881,8 @@ Test(worker, database_lost_at_the_end_of_a_job_still_records_it_once)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	cr_assert_eq(started_attempts(), 1, "job.started of each attempt that reached writing");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 1);
 	cr_assert_eq(count_lines(errp, "cannot record its end yet"), 1,
 		     "the end was tried while the database was gone");
@@ -906,7 +919,8 @@ Test(worker, cancel_queued_and_running)
 			       "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled' AND error_code = 'CANCELLED'"
 			       " AND cancelled_by = 'tester' AND cancelled_at IS NOT NULL"),
 		     2);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1);
+	cr_assert_eq(started_attempts(), 1, "job.started of each attempt that reached writing");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'cancel'"), 2);
 	/* a finished job cannot be cancelled; the cancelled one can be retried */
 	cr_assert_eq(job_cancel(db, first, "tester", &st), -EALREADY);
@@ -937,7 +951,8 @@ Test(worker, sigterm_hands_the_job_back)
 				   " AND locked_by IS NULL AND next_attempt_at <= NOW(6)"),
 		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message LIKE '%handed back%'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1);
+	cr_assert_eq(started_attempts(), 1, "job.started of each attempt that reached writing");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM workers WHERE stopped_at IS NOT NULL"), 1);
 	free(img);
 	free(s0);
@@ -1188,7 +1203,7 @@ Test(worker, bad_stick_goes_back_to_the_queue_without_spending_an_attempt)
 		     2);
 	/* finalizing again is refused and writes nothing */
 	cr_assert_eq(job_finish_fail(db, &l, UFC_CONTENT_MISSING, "gone", NULL, d, 3, &st), -ESTALE);
-	cr_assert_eq(job_finish_done(db, &l, 0, NULL), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &l, 0, NULL, NULL), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
 }
 
@@ -1231,7 +1246,8 @@ Test(worker, database_outage_with_refused_reconnects_is_survived_and_nothing_is_
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND attempts = 1"), 2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 5);
+	cr_assert_eq(started_attempts(), 11, "job.started of each attempt that reached writing");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 2);
 	/* nothing reported during the outage was lost: the rows of the rest of the first unit's
 	 * write and of its verification were kept and written when the server was back, once
@@ -1326,7 +1342,8 @@ Test(worker, frozen_worker_writes_nothing_for_the_job_it_lost)
 		     1, "the reaper names the stage the frozen attempt was in");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'order.done'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 4);
+	cr_assert_eq(started_attempts(), 12, "job.started of each attempt that reached writing");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 1);
 	cr_assert_eq(count_lines(err_a, "no longer ours"), 1, "said once, on stderr");
 	assert_clean_stderr(err_a);
@@ -1436,14 +1453,14 @@ Test(worker, writes_under_a_lost_lease_match_nothing)
 	struct job_lease l2 = JOB_LEASE(j, "w1");
 	cr_assert_eq(job_log_leased(db, &l1, &row), -ESTALE);
 	cr_assert_eq(job_progress(db, &l1, "writing", 50, NULL, 0, 0, &cancel), -ESTALE);
-	cr_assert_eq(job_finish_done(db, &l1, 0, NULL), -ESTALE);
+	cr_assert_eq(job_finish_done(db, &l1, 0, NULL, NULL), -ESTALE);
 	cr_assert_eq(job_log_leased(db, &l2, &row), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'progress'"), 2);
 	cr_assert_eq(tdb_count(db,
 			       "SELECT COUNT(*) FROM processing_job_logs WHERE category = 'progress' AND attempt = 2"),
 		     1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE resume_state = '{\"v\":1}'"), 1);
-	cr_assert_eq(job_finish_done(db, &l2, 0, NULL), 0);
+	cr_assert_eq(job_finish_done(db, &l2, 0, NULL, NULL), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
 	claimed_job_free(j);
 }
@@ -1608,7 +1625,8 @@ Test(worker, slot_turning_read_only_mid_write_is_released_unspent)
 	cr_assert_eq(tdb_count(db, q), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE level = 'error'"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1);
+	cr_assert_eq(started_attempts(), 1, "job.started of each attempt that reached writing");
 	free(stick);
 	free(img);
 	free(cfg);
@@ -1637,7 +1655,8 @@ Test(worker, slot_file_unlinked_mid_write_is_device_gone)
 	cr_assert_eq(tdb_count(db, q), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE stage = 'verification'"), 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1);
+	cr_assert_eq(started_attempts(), 1, "job.started of each attempt that reached writing");
 	free(stick);
 	free(img);
 	free(cfg);
@@ -1724,7 +1743,8 @@ Test(worker, slot_held_exclusively_elsewhere_is_in_use_not_bad)
 	cr_assert_geq(in_use, 1);
 	cr_assert_eq(claims, in_use + 1, "%lld claims, %lld handed back", claims, in_use);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	cr_assert_eq(started_attempts(), 1, "job.started of each attempt that reached writing");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM devices WHERE slot = 'S0' AND state = 'ready'"), 1);
 	assert_same_bytes(img, loopdev.path, 4 << 20);
 	tul_detach(&loopdev);
@@ -1755,7 +1775,8 @@ Test(worker, two_daemons_with_the_same_file_slot_never_write_it_at_once)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE attempt <> 1"), 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 2);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 5);
+	cr_assert_eq(started_attempts(), 11, "job.started of each attempt that reached writing");
 	/* never two writers at once: from a job's first row on its stick to its end, no other job's */
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM"
 				   " (SELECT job_id, MAX(IF(message = 'validation started', created_at, NULL)) s,"
@@ -1857,4 +1878,111 @@ Test(worker, an_idle_daemon_does_not_spin)
 	cr_assert_eq(wait_exit(pid, 60), 0);
 	cr_assert_lt(used, 0.25 * wall, "an idle usbforged used %.2f s of CPU in %.2f s", used, wall);
 	free(errp), free(cfg), free(s0);
+}
+
+/* One line of the fields of job id's job.started payloads (claim order), numbers as JSON prints
+ * them, with the estimate's seconds left out (the first job's measured speeds make them). */
+static char *started_line(int64_t id)
+{
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT GROUP_CONCAT(CONCAT_WS(' ', JSON_VALUE(payload, '$.order_number'),"
+		 " JSON_VALUE(payload, '$.unit_index'), JSON_VALUE(payload, '$.attempt'), JSON_VALUE(payload, '$.slot'),"
+		 " JSON_EXTRACT(payload, '$.device_serial'), JSON_VALUE(payload, '$.device_capacity_bytes'),"
+		 " JSON_VALUE(payload, '$.capacity_bytes'), JSON_VALUE(payload, '$.bytes_to_write'),"
+		 " JSON_EXTRACT(payload, '$.verify'), JSON_EXTRACT(payload, '$.estimate_source'),"
+		 " JSON_EXTRACT(payload, '$.estimate_reason'), JSON_EXTRACT(payload, '$.estimate_jobs'))"
+		 " ORDER BY id SEPARATOR ' | ')"
+		 " FROM events WHERE event_type = 'job.started' AND aggregate_type = 'job' AND aggregate_id = %lld",
+		 (long long)id);
+	_cleanup_result_ struct db_res *res = NULL;
+	db_row row;
+	cr_assert_eq(db_query_row(db, &res, &row, q, DB_END), 0, "%s", db_error(db));
+	return strdup(row[0] ? row[0] : "(none)");
+}
+
+static int64_t job_of(const char *number)
+{
+	char q[256];
+	snprintf(q, sizeof(q),
+		 "SELECT j.id FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE o.order_number = '%s'",
+		 number);
+	return (int64_t)tdb_count(db, q);
+}
+
+/* The customer's events from a daemon: job.started as the unit's writing begins (no estimate on
+ * an empty kiosk, with the reason; the next unit of the capacity is estimated from the first
+ * one's measured speeds), then job.done with the speeds and order.done, in that order, each
+ * once; a unit that fails validation has no job.started. */
+Test(worker, started_with_an_estimate_then_done_with_speeds)
+{
+	char *img = make_image("img.raw", 8, 11);
+	char *bad = make_image("bad.raw", 8, 12);
+	char *s0 = make_stick("s0.img", 64 << 20);
+	const char *slots[] = { s0, NULL };
+	char *cfg = config(slots, NULL);
+	add_confirm("ST-1", 1, img, 64 << 20);
+	cr_assert_eq(wait_exit(spawn_daemon(cfg, true), 120), 0);
+	int64_t j1 = job_of("ST-1");
+	char *got = started_line(j1);
+	cr_assert_str_eq(got, "ST-1 0 1 S0 null 67108864 67108864 8388608 true null \"no measurement yet\" 0");
+	free(got);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.started'"
+				   " AND JSON_TYPE(JSON_EXTRACT(payload, '$.estimate_seconds')) = 'NULL'"),
+		     1);
+	/* started, done, order done: in that order, each once */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM (SELECT GROUP_CONCAT(event_type ORDER BY id) AS t FROM events) x"
+			       " WHERE t = 'job.started,job.done,order.done'"),
+		     1);
+	/* job.done: the attempt's duration and its measured speeds, kept on the row too */
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM events e JOIN processing_jobs j ON j.id = e.aggregate_id"
+			       " WHERE e.event_type = 'job.done' AND JSON_VALUE(payload, '$.write_bytes_per_s') > 0"
+			       " AND JSON_VALUE(payload, '$.verify_bytes_per_s') > 0"
+			       " AND JSON_VALUE(payload, '$.attempt_seconds') > 0"
+			       " AND JSON_VALUE(payload, '$.duration_seconds') >= JSON_VALUE(payload, '$.attempt_seconds') - 1"
+			       " AND JSON_VALUE(payload, '$.write_bytes_per_s') = j.write_bytes_per_s"
+			       " AND JSON_VALUE(payload, '$.verify_bytes_per_s') = j.verify_bytes_per_s"),
+		     1);
+	/* the move to writing went with its row, in one transaction: one 'writing started' row */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'writing started'"), 1);
+
+	/* the next order of that capacity is estimated from the first job's speeds; an order whose
+	 * image changed after it was confirmed fails validation and never starts writing */
+	add_confirm("ST-2", 1, img, 64 << 20);
+	add_confirm("ST-3", 1, bad, 64 << 20);
+	char *chg = tu_path(dir, "bad.raw");
+	cr_assert_eq(truncate(chg, 4 << 20), 0);
+	free(chg);
+	cr_assert_eq(wait_exit(spawn_daemon(cfg, true), 120), 0);
+	int64_t j2 = job_of("ST-2"), j3 = job_of("ST-3");
+	got = started_line(j2);
+	cr_assert_str_eq(got, "ST-2 0 1 S0 null 67108864 67108864 8388608 true \"recent_average\" null 1");
+	free(got);
+	char q[1024];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM events e, processing_jobs j1 WHERE j1.id = %lld AND e.aggregate_id = %lld"
+		 " AND e.event_type = 'job.started'"
+		 " AND JSON_VALUE(e.payload, '$.estimate_write_bytes_per_s') = j1.write_bytes_per_s"
+		 " AND JSON_VALUE(e.payload, '$.estimate_verify_bytes_per_s') = j1.verify_bytes_per_s"
+		 " AND ABS(JSON_VALUE(e.payload, '$.estimate_seconds')"
+		 "  - (8388608 / j1.write_bytes_per_s + 8388608 / j1.verify_bytes_per_s)) < 1e-6"
+		 " AND JSON_VALUE(e.payload, '$.estimate_seconds') > 0",
+		 (long long)j1, (long long)j2);
+	cr_assert_eq(tdb_count(db, q), 1);
+	got = started_line(j3);
+	cr_assert_str_eq(got, "(none)");
+	free(got);
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_jobs WHERE id = %lld AND status = 'failed'"
+		 " AND error_code = 'CONTENT_CHANGED'",
+		 (long long)j3);
+	cr_assert_eq(tdb_count(db, q), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.started'"), 2);
+	free(img);
+	free(bad);
+	free(s0);
+	free(cfg);
 }

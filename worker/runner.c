@@ -31,9 +31,14 @@ static const int range_hi[_STAGE_MAX] = {
 	[STAGE_VALIDATION] = 10, [STAGE_SELECTION] = 30, [STAGE_WRITING] = 80, [STAGE_VERIFICATION] = 100, [STAGE_DONE] = 100
 };
 
-/* A log row waiting for the runner's database thread. */
+/* A log row waiting for the runner's database thread. The row of the writing stage's start
+ * carries the stage's transition (started: the job row's move to 'writing' and job.started,
+ * written with the row in one transaction, db/jobs.h job_enter_writing): it is queued like the
+ * rows, so the data path never waits for the database, and lands in order with them, before
+ * the attempt's end. */
 struct pending_row {
 	char *level, *stage, *category, *message, *error_code, *details;
+	struct job_started *started; /* NULL: a plain row */
 };
 
 /* Log rows are bounded by design (a start and an end row per stage, a progress row per 10 %,
@@ -77,6 +82,7 @@ struct runner {
 	/* for the board's counters: time and bytes of the writing and verification stages */
 	double write_s, verify_s;
 	uint64_t verified;
+	double attempt_start;	  /* mono_s() when the runner began the attempt */
 	struct pending_row *rows; /* queued log rows, oldest first */
 	size_t n_rows;
 	unsigned dropped_rows;
@@ -128,6 +134,7 @@ static void pending_row_done(struct pending_row *p)
 	free(p->message);
 	free(p->error_code);
 	free(p->details);
+	free(p->started);
 }
 
 static void drop_rows_locked(struct runner *r)
@@ -157,15 +164,16 @@ static void mark_lost(struct runner *r, const char *why)
 }
 
 /* Queue a log row for the database thread (caller holds the lock). Never blocks on the
- * database: the row is written by the database thread, in order, while the job is ours. */
-static void log_row_locked(struct runner *r, const char *level, enum stage_id st, const char *category, const char *msg,
-			   enum uf_code code, const char *details)
+ * database: the row is written by the database thread, in order, while the job is ours.
+ * Returns the queued row (the caller may attach a transition to it), NULL when none was. */
+static struct pending_row *log_row_locked(struct runner *r, const char *level, enum stage_id st, const char *category,
+					  const char *msg, enum uf_code code, const char *details)
 {
 	if (atomic_load(&r->lost))
-		return;
+		return NULL;
 	if (r->n_rows == MAX_PENDING_ROWS) {
 		r->dropped_rows++;
-		return;
+		return NULL;
 	}
 	struct pending_row *p = &r->rows[r->n_rows];
 	*p = (struct pending_row){ .level = strdup_or_null(level),
@@ -177,17 +185,18 @@ static void log_row_locked(struct runner *r, const char *level, enum stage_id st
 	if (!p->level || !p->stage || !p->category || !p->message || (details && !p->details)) {
 		pending_row_done(p);
 		r->dropped_rows++;
-		return;
+		return NULL;
 	}
 	r->n_rows++;
 	pthread_cond_signal(&r->tick_cond);
+	return p;
 }
 
 static void log_row(struct runner *r, const char *level, enum stage_id st, const char *category, const char *msg,
 		    enum uf_code code, const char *details)
 {
 	pthread_mutex_lock(&r->lock);
-	log_row_locked(r, level, st, category, msg, code, details);
+	(void)log_row_locked(r, level, st, category, msg, code, details);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -258,7 +267,8 @@ static int flush_rows(struct runner *r)
 					   .message = p.message,
 					   .error_code = p.error_code,
 					   .details_json = p.details };
-		int q = job_log_leased(r->db, &r->lease, &row);
+		int q = p.started ? job_enter_writing(r->db, &r->lease, p.started, &row)
+				  : job_log_leased(r->db, &r->lease, &row);
 		if (q == -ESTALE)
 			mark_lost(r, "no longer ours (taken by the reaper or an operator, or a later attempt began)");
 		if (q < 0 && q != -EIO && q != -EPERM)
@@ -401,7 +411,7 @@ static void sink_progress(void *ud, enum stage_id st, uint64_t done, uint64_t to
 				      "rate_bytes_per_s", r->rate);
 		_cleanup_free_ char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
 		json_decref(d);
-		log_row_locked(r, "info", st, "progress", msg, UFC_NONE, dj);
+		(void)log_row_locked(r, "info", st, "progress", msg, UFC_NONE, dj);
 	}
 	/* write.max_rate: hold the writer until the rate is respected (or a stop comes). */
 	uint64_t max_rate = r->a.cfg->write.max_rate;
@@ -462,7 +472,9 @@ static enum tile_state tile_of_stage(enum stage_id st)
 	return st == STAGE_WRITING ? TILE_WRITING : st == STAGE_VERIFICATION ? TILE_VERIFYING : TILE_CHECKING;
 }
 
-static void enter_stage(struct runner *r, enum stage_id st)
+/* The runner enters stage st; started (the writing stage's only, else NULL) is the transition
+ * that goes with its row. */
+static void enter_stage(struct runner *r, enum stage_id st, const struct job_started *started)
 {
 	pthread_mutex_lock(&r->lock);
 	stage_ended_locked(r);
@@ -475,8 +487,17 @@ static void enter_stage(struct runner *r, enum stage_id st)
 	r->stage_start = mono_s();
 	char msg[64];
 	snprintf(msg, sizeof(msg), "%s started", stage_name(st));
-	log_row_locked(r, "info", st, "stage", msg, UFC_NONE, NULL);
+	struct pending_row *p = log_row_locked(r, "info", st, "stage", msg, UFC_NONE, NULL);
+	if (p && started) {
+		p->started = malloc(sizeof(*p->started));
+		if (p->started)
+			*p->started = *started;
+	}
+	bool missed = started && (!p || !p->started) && !atomic_load(&r->lost);
 	pthread_mutex_unlock(&r->lock);
+	if (missed)
+		log_warning("job %lld: out of memory or rows: its move to writing and job.started are not recorded",
+			    (long long)r->job->id);
 	log_context_set_stage(stage_name(st));
 	log_struct(LOG_LVL_INFO, LOG_FIELDS(.message_id = LOG_MID_STAGE_STARTED), "job %lld: %s", (long long)r->job->id,
 		   msg);
@@ -569,10 +590,11 @@ enum final_kind { FINAL_DONE, FINAL_FAIL, FINAL_HAND_BACK };
 struct final {
 	enum final_kind kind;
 	const struct job_log_row *row;
-	uint64_t bytes;	      /* done */
-	enum uf_code code;    /* fail */
-	const char *reason;   /* fail, hand back */
-	enum job_state state; /* out (fail): where the job went */
+	uint64_t bytes;		     /* done */
+	struct job_done_stats stats; /* done */
+	enum uf_code code;	     /* fail */
+	const char *reason;	     /* fail, hand back */
+	enum job_state state;	     /* out (fail): where the job went */
 };
 
 /* Record how the job ended: the rows still queued, then one guarded transaction with its own
@@ -593,7 +615,7 @@ static int finish(struct runner *r, struct final *f)
 		if (q == 0) {
 			switch (f->kind) {
 			case FINAL_DONE:
-				q = job_finish_done(r->db, &r->lease, f->bytes, f->row);
+				q = job_finish_done(r->db, &r->lease, f->bytes, &f->stats, f->row);
 				break;
 			case FINAL_HAND_BACK:
 				q = job_hand_back(r->db, &r->lease, f->reason, f->row);
@@ -767,7 +789,11 @@ static void run_attempt(struct runner *r, struct attempt *a)
 	for (st = STAGE_VALIDATION; code == UFC_NONE && st <= STAGE_VERIFICATION; st++) {
 		if (st == STAGE_VERIFICATION && !a->wo.verify)
 			break;
-		enter_stage(r, st);
+		/* job.started: the stick's own speed is not known before it is written (the probe
+		 * times scattered 4 KiB writes and a reset, not a sequential write), so the estimate
+		 * is the kiosk's recent average (db/jobs.h job_enter_writing) */
+		struct job_started started = { .bytes_to_write = a->ctx.bytes_total, .verify = a->wo.verify };
+		enter_stage(r, st, st == STAGE_WRITING ? &started : NULL);
 		double t0 = mono_s();
 		code = stage_run(st, &a->ctx);
 		if (st == STAGE_SELECTION && code == UFC_NONE) {
@@ -855,6 +881,13 @@ static void run_attempt(struct runner *r, struct attempt *a)
 		struct final fin = { .kind = FINAL_DONE,
 				     .row = &row,
 				     .bytes = a->ctx.bytes_written ? a->ctx.bytes_written : a->ctx.bytes_total };
+		pthread_mutex_lock(&r->lock);
+		fin.stats = (struct job_done_stats){ .attempt_seconds = mono_s() - r->attempt_start,
+						     .write_seconds = r->write_s,
+						     .write_bytes = r->bytes_written,
+						     .verify_seconds = r->verify_s,
+						     .verify_bytes = r->verified };
+		pthread_mutex_unlock(&r->lock);
 		r->stage = STAGE_DONE;
 		if (finish(r, &fin) == 0) {
 			log_struct(LOG_LVL_INFO, LOG_FIELDS(.message_id = LOG_MID_JOB_DONE),
@@ -944,6 +977,7 @@ static void *runner_main(void *p)
 	};
 	log_context_set(&r->logctx);
 	double t0 = mono_s();
+	r->attempt_start = t0;
 	board_job_start(r->a.board, r->slot, r->job->id, r->job->order_number, r->job->unit_index, r->job->attempt);
 	run_attempt(r, &a);
 	pthread_mutex_lock(&r->lock);
