@@ -110,6 +110,7 @@ int config_init_defaults(struct uf_config *cfg)
 		    .probe = true,
 		},
 	    .http = {.listen = strdup(""), .host = strdup(""), .token_file = strdup("")},
+	    .events = {.webhook = strdup(""), .secret_file = strdup(""), .timeout = 10},
 	};
 	cfg->retry.delays = malloc(sizeof(delays));
 	if (cfg->retry.delays) {
@@ -126,7 +127,8 @@ int config_init_defaults(struct uf_config *cfg)
 static bool defaults_complete(const struct uf_config *cfg)
 {
 	return cfg->station && cfg->db.host && cfg->db.socket && cfg->db.user && cfg->db.name && cfg->content.root &&
-	       cfg->content.images && cfg->retry.delays && cfg->http.listen && cfg->http.host && cfg->http.token_file;
+	       cfg->content.images && cfg->retry.delays && cfg->http.listen && cfg->http.host && cfg->http.token_file &&
+	       cfg->events.webhook && cfg->events.secret_file;
 }
 
 static void slots_free(struct slot_conf *slots, size_t n)
@@ -161,6 +163,8 @@ void config_done(struct uf_config *cfg)
 	free(cfg->http.listen);
 	free(cfg->http.host);
 	free(cfg->http.token_file);
+	free(cfg->events.webhook);
+	free(cfg->events.secret_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -370,6 +374,8 @@ static int load_usb_mode(struct loader *l, const config_setting_t *s, const char
 static int load_usb_slots(struct loader *l, const config_setting_t *s, const char *key);
 static int load_http_listen(struct loader *l, const config_setting_t *s, const char *key);
 static int load_http_token_file(struct loader *l, const config_setting_t *s, const char *key);
+static int load_events_webhook(struct loader *l, const config_setting_t *s, const char *key);
+static int load_events_secret_file(struct loader *l, const config_setting_t *s, const char *key);
 
 /* clang-format off */
 #define STR(n, f, fl)        { .name = (n), .kind = K_STRING, .off = FIELD(f), .flags = (fl) }
@@ -447,6 +453,12 @@ static const struct key_def http_keys[] = {
 	CUSTOM("token_file", load_http_token_file),
 };
 
+static const struct key_def events_keys[] = {
+	CUSTOM("webhook", load_events_webhook),
+	CUSTOM("secret_file", load_events_secret_file),
+	SECONDS("timeout", events.timeout, 300),
+};
+
 static const struct key_def root_keys[] = {
 	STR("station", station, F_NAME),
 	GROUP("database", database_keys),
@@ -457,6 +469,7 @@ static const struct key_def root_keys[] = {
 	GROUP("usb", usb_keys),
 	GROUP("write", write_keys),
 	GROUP("http", http_keys),
+	GROUP("events", events_keys),
 };
 /* clang-format on */
 
@@ -1119,6 +1132,11 @@ static int check_cross(struct loader *l)
 	if (r < 0)
 		return r;
 
+	/* a webhook without a secret would send unsigned events: refused here, not at the first POST */
+	if (*l->cfg->events.webhook && !*l->cfg->events.secret_file)
+		return failv(l, l->cfg->events.webhook_line, "events.secret_file", -EINVAL,
+			     "must name the webhook's signing secret file when events.webhook is set");
+
 	/* The reaper takes a job whose heartbeat is older than processing_timeout for stuck; a live
 	 * runner beats every heartbeat_interval, so the timeout must leave room for a late beat. */
 	if (l->cfg->stuck.processing_timeout < 2 * l->cfg->worker.heartbeat_interval) {
@@ -1588,6 +1606,98 @@ static int load_http_token_file(struct loader *l, const config_setting_t *s, con
 	int r = load_file_path(l, s, key, &c->http.token_file);
 	if (r == 0)
 		c->http.token_file_line = (unsigned)config_setting_source_line(s);
+	return r;
+}
+
+/* ---- events -------------------------------------------------------------------------------- */
+
+#define WEBHOOK_MAX 2048
+
+int config_check_webhook(const char *url, const char **ret_why)
+{
+	const char *why = NULL;
+	const char *host;
+	bool https = strncmp(url, "https://", 8) == 0;
+	bool http = strncmp(url, "http://", 7) == 0;
+
+	if (!*url)
+		return 0;
+	if (strlen(url) > WEBHOOK_MAX)
+		why = "is longer than 2048 bytes";
+	else if (!https && !http)
+		why = "must start with https:// (or http:// to a loopback address)";
+	for (const unsigned char *c = (const unsigned char *)url; !why && *c; c++)
+		if (*c <= 0x20 || *c >= 0x7f)
+			why = "must not contain spaces, control or non-ASCII characters (percent-encode them)";
+	if (!why) {
+		host = url + (https ? 8 : 7);
+		size_t alen = strcspn(host, "/?#");
+		size_t hlen;
+		if (memchr(host, '@', alen))
+			why = "must not carry credentials (user@host)";
+		else if (host[0] == '[')
+			hlen = (const char *)memchr(host, ']', alen)
+				       ? (size_t)((const char *)memchr(host, ']', alen) - host) + 1
+				       : 0;
+		else
+			hlen = strcspn(host, ":/?#");
+		if (!why && (hlen == 0 || (host[0] == '[' && hlen < 3)))
+			why = "names no host";
+		if (!why && http) {
+			char name[64] = "";
+			unsigned char a[sizeof(struct in6_addr)];
+			bool v6 = host[0] == '[';
+			size_t n = v6 ? hlen - 2 : hlen;
+			if (n < sizeof(name))
+				memcpy(name, host + (v6 ? 1 : 0), n);
+			bool loop = n < sizeof(name) && ((v6 && inet_pton(AF_INET6, name, a) == 1 &&
+							  IN6_IS_ADDR_LOOPBACK((struct in6_addr *)a)) ||
+							 (!v6 && inet_pton(AF_INET, name, a) == 1 && a[0] == 127) ||
+							 (!v6 && strcasecmp(name, "localhost") == 0));
+			if (!loop)
+				why = "must use https:// (http:// is allowed only to a loopback address: 127.0.0.1, [::1], localhost)";
+		}
+	}
+	if (why) {
+		if (ret_why)
+			*ret_why = why;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int load_events_webhook(struct loader *l, const config_setting_t *s, const char *key)
+{
+	struct uf_config *c = l->cfg;
+	const char *why = NULL;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail_got(l, s, key, "must be a string: \"https://…\" or \"\" (no relay)");
+	const char *v = config_setting_get_string(s);
+	if (config_check_webhook(v, &why) < 0)
+		return fail_got(l, s, key, "%s", why);
+	char *copy = strdup(v);
+	if (!copy)
+		return oom(l);
+	free(c->events.webhook);
+	c->events.webhook = copy;
+	c->events.webhook_line = (unsigned)config_setting_source_line(s);
+	return 0;
+}
+
+static int load_events_secret_file(struct loader *l, const config_setting_t *s, const char *key)
+{
+	struct uf_config *c = l->cfg;
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING && !*config_setting_get_string(s)) {
+		free(c->events.secret_file);
+		c->events.secret_file = strdup("");
+		c->events.secret_file_line = (unsigned)config_setting_source_line(s);
+		return c->events.secret_file ? 0 : oom(l);
+	}
+	int r = load_file_path(l, s, key, &c->events.secret_file);
+	if (r == 0)
+		c->events.secret_file_line = (unsigned)config_setting_source_line(s);
 	return r;
 }
 

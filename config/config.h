@@ -82,6 +82,15 @@ struct uf_config {
 		char *token_file;     /* resolved path; "" = none (mutating endpoints answer 401) */
 		unsigned token_file_line;
 	} http;
+	struct {
+		/* the sales system's webhook the outbox relay POSTs every event to; "" (the
+		 * default) = no relay. https://, or http:// to a loopback host only (tests). */
+		char *webhook;
+		unsigned webhook_line;
+		char *secret_file; /* resolved path of the signing secret; "" only with no webhook */
+		unsigned secret_file_line;
+		double timeout; /* 10: one delivery's whole HTTP exchange, seconds */
+	} events;
 };
 
 #define CONFIG_DEFAULT_PATH "/etc/usbforge/usbforge.conf"
@@ -129,5 +138,9 @@ int config_keep_restart_keys(struct uf_config *next, const struct uf_config *run
 /* http.listen's syntax: "" (off: host ""), "PORT" or ":PORT" (127.0.0.1), "IPv4:PORT",
  * "[IPv6]:PORT"; PORT 0..65535 (0: any free port). *ret_host malloc'd. 0, -EINVAL or -ENOMEM. */
 int config_parse_listen(const char *listen, char **ret_host, unsigned *ret_port);
+/* events.webhook's rule: "" (no relay), "https://HOST[:PORT][/PATH]", or "http://" with the
+ * host 127.0.0.0/8, [::1] or localhost; no credentials ('@'), no spaces or control characters,
+ * at most 2048 bytes. 0 or -EINVAL; *ret_why (may be NULL) a static reason. */
+int config_check_webhook(const char *url, const char **ret_why);
 /* Free every field and zero *cfg. NULL is accepted. */
 void config_done(struct uf_config *cfg);

@@ -313,6 +313,17 @@ static const char *const v3[] = {
 	" ADD UNIQUE KEY uq_events_once (aggregate_type, aggregate_id, event_type, generation, seq)",
 };
 
+/* v4: the outbox relay's lease (db/outbox.h): one row, taken and renewed with a guarded UPDATE
+ * on the server's clock by whichever usbforged delivers the events. */
+static const char *const v4[] = {
+	"CREATE TABLE IF NOT EXISTS outbox_lease ("
+	" name VARCHAR(64) NOT NULL PRIMARY KEY,"
+	" holder VARCHAR(128) NULL,"
+	" expires_at DATETIME(6) NOT NULL"
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+	"INSERT IGNORE INTO outbox_lease (name, holder, expires_at) VALUES ('relay', NULL, '2000-01-01 00:00:00')",
+};
+
 /* The server refused a statement for want of a privilege (the daemon's account has only SELECT,
  * INSERT, UPDATE, DELETE): db_migrate says -EACCES so that its caller can name the admin account. */
 static bool access_denied(unsigned e)
@@ -333,6 +344,7 @@ static const struct migration migrations[] = {
 	{ 2, "ascending claim index; content_items.xxh128; queued age from the last requeue", v2, ARRAY_SIZE(v2) },
 	{ 3, "job.started once per claim (events.seq, processing_jobs.claims); write and verify speeds", v3,
 	  ARRAY_SIZE(v3) },
+	{ 4, "the outbox relay's lease", v4, ARRAY_SIZE(v4) },
 };
 
 int db_schema_latest(void) { return migrations[ARRAY_SIZE(migrations) - 1].version; }

@@ -373,7 +373,7 @@ Test(cli, migrate_is_idempotent_through_the_cli)
 	json_t *j = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_integer_value(json_object_get(j, "applied")), 0);
 	cr_assert_eq(json_integer_value(json_object_get(j, "schema_version")), db_schema_latest());
-	cr_assert_eq(db_schema_latest(), 3);
+	cr_assert_eq(db_schema_latest(), 4);
 	json_decref(j);
 	tu_run_done(&r);
 }
@@ -515,11 +515,11 @@ Test(cli, migrate_needs_the_admin_account)
 	char *full = tdb_write_config_as(dir, "full.conf", MIGDB, NULL, NULL, NULL);
 	r = RUN("--config", full, "db", "migrate");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_str_eq(r.out, "schema upgraded to version 3 (3 migrations applied)\n");
+	cr_assert_str_eq(r.out, "schema upgraded to version 4 (4 migrations applied)\n");
 	tu_run_done(&r);
 	r = RUN("--config", small, "db", "migrate");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_str_eq(r.out, "schema is current (version 3)\n");
+	cr_assert_str_eq(r.out, "schema is current (version 4)\n");
 	tu_run_done(&r);
 	r = RUN("--config", small, "--json", "jobs");
 	cr_assert_eq(r.status, 0, "%s", r.err);

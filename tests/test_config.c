@@ -163,7 +163,7 @@ Test(config, defaults_out_of_memory)
 			failed++;
 		}
 	}
-	cr_assert_eq(failed, 11);
+	cr_assert_eq(failed, 13);
 }
 
 /* Each allocation of a load failed once: -ENOMEM and "FILE: out of memory" (when even that
@@ -535,7 +535,7 @@ Test(config, unknown_keys)
 	load_bad("station = \"a\";\nstaton = \"b\";\n", -EINVAL,
 		 ":2: key 'staton': unknown key (known keys: station, database, worker, retry, stuck, "
 		 "content, usb, "
-		 "write, http)");
+		 "write, http, events)");
 	load_bad("usb = { mode = \"udev\"; slots = ( { name = \"A\";\n port = \"1-1\";\n prot = \"1-2\"; } "
 		 "); };\n",
 		 -EINVAL, ":3: key 'usb.slots[0].prot': unknown key (known keys in a slot: name, port, path)");
@@ -1120,4 +1120,68 @@ Test(config, http_group)
 	load_bad("http = { lisen = \"1\"; };\n", -EINVAL,
 		 ":1: key 'http.lisen': unknown key (known keys in http: listen, token_file)");
 	free(want_tok);
+}
+
+/* events = { webhook; secret_file; timeout; }: no relay by default; https anywhere, http only to
+ * loopback; a webhook needs a secret file; bad values named by file, line and key. */
+Test(config, events_group)
+{
+	struct uf_config c;
+	char *want_sec = tu_path(dir, "webhook.secret");
+
+	load_ok("", &c);
+	cr_assert_str_eq(c.events.webhook, "");
+	cr_assert_str_eq(c.events.secret_file, "");
+	cr_assert_float_eq(c.events.timeout, 10.0, 1e-9);
+	config_done(&c);
+
+	static const char *const ok[] = {
+		"https://sales.example.com/hooks/usbforge",
+		"https://sales.example.com:8443",
+		"http://127.0.0.1:8080/hook",
+		"http://127.9.9.9/",
+		"http://localhost:1/x?y=1",
+		"http://[::1]:9/h",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+		char *text = NULL;
+		cr_assert(asprintf(&text,
+				   "events = { webhook = \"%s\"; secret_file = \"webhook.secret\"; timeout = 2.5; };\n",
+				   ok[i]) > 0);
+		load_ok(text, &c);
+		cr_assert_str_eq(c.events.webhook, ok[i]);
+		cr_assert_str_eq(c.events.secret_file, want_sec);
+		cr_assert_float_eq(c.events.timeout, 2.5, 1e-9);
+		config_done(&c);
+		free(text);
+	}
+
+	static const struct {
+		const char *url, *why;
+	} bad[] = {
+		{ "http://sales.example.com/hook",
+		  "must use https:// (http:// is allowed only to a loopback address: 127.0.0.1, [::1], localhost)" },
+		{ "http://10.0.0.1/hook",
+		  "must use https:// (http:// is allowed only to a loopback address: 127.0.0.1, [::1], localhost)" },
+		{ "ftp://127.0.0.1/", "must start with https:// (or http:// to a loopback address)" },
+		{ "https://user:pw@sales.example.com/", "must not carry credentials (user@host)" },
+		{ "https:///path", "names no host" },
+		{ "https://a b/", "must not contain spaces, control or non-ASCII characters (percent-encode them)" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *text = NULL, *tail = NULL;
+		cr_assert(asprintf(&text, "station = \"a\";\nevents = {\n webhook = \"%s\"; secret_file = \"s\"; };\n",
+				   bad[i].url) > 0);
+		cr_assert(asprintf(&tail, ":3: key 'events.webhook': %s (got \"%s\")", bad[i].why, bad[i].url) > 0);
+		load_bad(text, -EINVAL, tail);
+		free(text);
+		free(tail);
+	}
+	load_bad("events = {\n webhook = \"https://sales.example.com/\"; };\n", -EINVAL,
+		 ":2: key 'events.secret_file': must name the webhook's signing secret file when events.webhook is set");
+	load_bad("events = { timeout = 0; };\n", -EINVAL,
+		 ":1: key 'events.timeout': must be a number of seconds greater than 0 and at most 300 (got 0)");
+	load_bad("events = { hook = \"\"; };\n", -EINVAL,
+		 ":1: key 'events.hook': unknown key (known keys in events: webhook, secret_file, timeout)");
+	free(want_sec);
 }

@@ -1,0 +1,178 @@
+/* Implementation of db/outbox.h. */
+#include "db/outbox.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/macro.h"
+
+#define LEASE_NAME "relay"
+#define EVENT_COLS "id, aggregate_type, aggregate_id, event_type, generation, payload, created_at, published_at"
+
+int outbox_lease_take(struct db *db, const char *holder, double seconds, bool *ret_held)
+{
+	uint64_t n = 0;
+	/* CLIENT_FOUND_ROWS: a renewal counts even within the same microsecond */
+	int r = db_exec(db, &n,
+			"UPDATE outbox_lease SET holder = ?, expires_at = NOW(6) + INTERVAL ? MICROSECOND"
+			" WHERE name = '" LEASE_NAME "' AND (holder = ? OR holder IS NULL OR expires_at < NOW(6))",
+			DB_STR(holder), DB_I64((int64_t)llround(seconds * 1e6)), DB_STR(holder), DB_END);
+	if (r < 0)
+		return r;
+	*ret_held = n == 1;
+	return 0;
+}
+
+int outbox_lease_release(struct db *db, const char *holder)
+{
+	return db_exec(db, NULL,
+		       "UPDATE outbox_lease SET holder = NULL, expires_at = NOW(6) WHERE name = '" LEASE_NAME
+		       "' AND holder = ?",
+		       DB_STR(holder), DB_END);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+	if (!s)
+		return NULL;
+	char *d = strdup(s);
+	if (!d)
+		*oom = true;
+	return d;
+}
+
+/* The rows of an EVENT_COLS query into a malloc'd array. */
+static int events_load(struct db_res *res, struct event **ret, size_t *ret_n)
+{
+	size_t n = db_res_count(res);
+	if (n == 0) {
+		*ret = NULL;
+		*ret_n = 0;
+		return 0;
+	}
+	struct event *a = calloc(n, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	bool oom = false;
+	db_row row;
+	size_t i = 0;
+	while (i < n && (row = db_res_next(res))) {
+		struct event *e = &a[i++];
+		e->id = db_row_i64(row, 0);
+		e->aggregate_type = dup_or_null(row[1], &oom);
+		e->aggregate_id = db_row_i64(row, 2);
+		e->event_type = dup_or_null(row[3], &oom);
+		e->generation = (int)db_row_i64(row, 4);
+		e->payload = dup_or_null(row[5], &oom);
+		e->created_at = dup_or_null(row[6], &oom);
+		e->published_at = dup_or_null(row[7], &oom);
+	}
+	if (oom) {
+		event_list_free(a, i);
+		return -ENOMEM;
+	}
+	*ret = a;
+	*ret_n = i;
+	return 0;
+}
+
+int outbox_unpublished(struct db *db, int64_t after, int limit, struct event **ret, size_t *ret_n)
+{
+	return outbox_list(db, after, true, limit, ret, ret_n);
+}
+
+int outbox_list(struct db *db, int64_t since, bool unpublished, int limit, struct event **ret, size_t *ret_n)
+{
+	_cleanup_result_ struct db_res *res = NULL;
+	int64_t lim = limit > 0 && limit <= 1000 ? limit : 1000;
+	/* ix_events_unpublished (published_at, id) serves the first form */
+	int r = unpublished ? db_query(db, &res,
+				       "SELECT " EVENT_COLS " FROM events WHERE published_at IS NULL AND id > ?"
+				       " ORDER BY id LIMIT ?",
+				       DB_I64(since), DB_I64(lim), DB_END)
+			    : db_query(db, &res, "SELECT " EVENT_COLS " FROM events WHERE id > ? ORDER BY id LIMIT ?",
+				       DB_I64(since), DB_I64(lim), DB_END);
+	if (r < 0)
+		return r;
+	return events_load(res, ret, ret_n);
+}
+
+int outbox_mark_published(struct db *db, int64_t id, const char *holder, bool *ret_marked)
+{
+	uint64_t n = 0;
+	int r = db_exec(db, &n,
+			"UPDATE events e JOIN outbox_lease l ON l.name = '" LEASE_NAME "' AND l.holder = ?"
+			" AND l.expires_at > NOW(6)"
+			" SET e.published_at = NOW(6) WHERE e.id = ? AND e.published_at IS NULL",
+			DB_STR(holder), DB_I64(id), DB_END);
+	if (r < 0)
+		return r;
+	*ret_marked = n == 1;
+	return 0;
+}
+
+struct replay_tx {
+	int64_t since, until;
+	const char *actor;
+	int64_t n;
+};
+
+static int replay_fn(struct db *db, void *userdata)
+{
+	struct replay_tx *t = userdata;
+	uint64_t n = 0;
+	int r = db_exec(db, &n,
+			"UPDATE events SET published_at = NULL WHERE id > ? AND id <= ? AND published_at IS NOT NULL",
+			DB_I64(t->since), DB_I64(t->until > 0 ? t->until : INT64_MAX), DB_END);
+	if (r < 0)
+		return r;
+	char meta[128];
+	if (t->until > 0)
+		snprintf(meta, sizeof(meta), "{\"since\": %lld, \"until\": %lld, \"events\": %llu}",
+			 (long long)t->since, (long long)t->until, (unsigned long long)n);
+	else
+		snprintf(meta, sizeof(meta), "{\"since\": %lld, \"until\": null, \"events\": %llu}",
+			 (long long)t->since, (unsigned long long)n);
+	r = db_exec(db, NULL,
+		    "INSERT INTO audit_log (actor, entity_type, entity_id, action, metadata)"
+		    " VALUES (?, 'events', ?, 'events.replay', ?)",
+		    DB_STR(t->actor), DB_I64(t->since), DB_STR(meta), DB_END);
+	if (r < 0)
+		return r;
+	t->n = (int64_t)n;
+	return 0;
+}
+
+int outbox_replay(struct db *db, int64_t since, int64_t until, const char *actor, int64_t *ret_n)
+{
+	struct replay_tx t = { .since = since, .until = until, .actor = actor };
+	int r = db_transaction(db, replay_fn, &t);
+	if (r < 0)
+		return r;
+	*ret_n = t.n;
+	return 0;
+}
+
+int outbox_oldest_unpublished_age(struct db *db, bool *ret_have, double *ret_age)
+{
+	_cleanup_result_ struct db_res *res = NULL;
+	db_row row;
+	/* the oldest unpublished event is the one with the lowest id: ix_events_unpublished */
+	int r = db_query_row(db, &res, &row,
+			     "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)) / 1e6 FROM events"
+			     " WHERE published_at IS NULL ORDER BY id LIMIT 1",
+			     DB_END);
+	if (r == -ENOENT) {
+		*ret_have = false;
+		*ret_age = 0;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	*ret_have = true;
+	*ret_age = db_row_dbl(row, 0);
+	return 0;
+}
