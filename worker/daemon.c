@@ -32,6 +32,7 @@
 #include "util/logid.h"
 #include "util/macro.h"
 #include "util/monotime.h"
+#include "worker/relay.h"
 #include "worker/runner.h"
 
 struct slot {
@@ -85,6 +86,7 @@ struct daemon {
 	unsigned busy;
 	struct board *board;	  /* what the HTTP surfaces show */
 	struct http_server *http; /* NULL: http.listen is "" */
+	struct relay *relay;	  /* NULL: events.webhook is "" */
 };
 
 static void slot_clear(struct slot *s)
@@ -605,6 +607,12 @@ static void reload(struct daemon *d)
 	}
 	d->next_poll = d->next_beat = d->next_reap = 0; /* the new intervals start now */
 	(void)http_reload(&d->http, d->cfg, d->board);	/* logs its own failure */
+	if (!*d->cfg->events.webhook)
+		d->relay = relay_stop(d->relay);
+	else if (d->relay)
+		(void)relay_reload(d->relay, d->cfg); /* logs its own failure */
+	else
+		(void)relay_start(d->cfg, d->worker_id, &d->relay); /* logs its own failure */
 	if (d->db)
 		db_check(d, write_settings(d));
 	log_struct(LOG_LVL_NOTICE, LOG_FIELDS(.message_id = LOG_MID_CONFIG_RELOADED),
@@ -692,6 +700,12 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 	}
 	if (cfg->http.listen && *cfg->http.listen) {
 		r = http_start(cfg, d.board, &d.http);
+		if (r < 0)
+			goto out;
+	}
+	/* a bad secret file stops the start here, named, like a bad token file */
+	if (*cfg->events.webhook) {
+		r = relay_start(cfg, d.worker_id, &d.relay);
 		if (r < 0)
 			goto out;
 	}
@@ -833,6 +847,7 @@ out:
 		free(d.slots[i].done_serial);
 	}
 	free(d.slots);
+	d.relay = relay_stop(d.relay);
 	d.http = http_stop(d.http); /* before the board it shows */
 	board_free(d.board);
 	usb_monitor_free(d.mon);
