@@ -12,6 +12,7 @@
 #include "cli/json.h"
 #include "db/db.h"
 #include "db/jobs.h"
+#include "db/outbox.h"
 #include "util/macro.h"
 #include "util/utf8.h"
 
@@ -275,15 +276,24 @@ int cmd_queue_stats(struct cli *c, int argc, char **argv)
 		return cli_usage_error("queue stats", "", "unexpected argument '%s'", argv[1]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
+	bool have_unpub = false;
+	double unpub_age = 0;
 	r = queue_get_stats(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, &st);
+	if (r >= 0)
+		r = outbox_oldest_unpublished_age(db, &have_unpub, &unpub_age);
 	if (r < 0) {
 		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 		db_close(db);
 		return CLI_EXIT_FAIL;
 	}
 	db_close(db);
-	if (c->json)
-		return cli_print_json(cli_json_queue_stats(&st));
+	if (c->json) {
+		json_t *o = cli_json_queue_stats(&st);
+		if (o && json_object_set_new(o, "oldest_unpublished_event_age_seconds",
+					     have_unpub ? json_real(unpub_age) : json_null()) < 0)
+			o = (json_decref(o), NULL);
+		return cli_print_json(o);
+	}
 	static const enum job_state states[] = { JOB_STATE_QUEUED, JOB_STATE_RETRY,  JOB_STATE_PROCESSING,
 						 JOB_STATE_DONE,   JOB_STATE_FAILED, JOB_STATE_CANCELLED };
 	for (size_t i = 0; i < ARRAY_SIZE(states); i++)
@@ -294,6 +304,10 @@ int cmd_queue_stats(struct cli *c, int argc, char **argv)
 		printf("%-22s %.1f s\n", "avg_duration", st.avg_duration_seconds);
 	else
 		printf("%-22s -\n", "avg_duration");
+	if (have_unpub)
+		printf("%-22s %.1f s\n", "oldest_unpublished", unpub_age);
+	else
+		printf("%-22s -\n", "oldest_unpublished");
 	return CLI_EXIT_OK;
 }
 
@@ -334,26 +348,29 @@ int cmd_events(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { "follow", no_argument, NULL, 'f' },
 					      { "since", required_argument, NULL, 's' },
+					      { "unpublished", no_argument, NULL, 'u' },
 					      {} };
-	bool follow = false;
+	static const char usage[] = "[--follow] [--since ID] [--unpublished]";
+	bool follow = false, unpublished = false;
 	long long since = 0;
 	struct db *db = NULL;
 	int o, r;
 	while ((o = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
 		if (o == 'f')
 			follow = true;
+		else if (o == 'u')
+			unpublished = true;
 		else if (o == 's') {
 			char *end;
 			errno = 0;
 			since = strtoll(optarg, &end, 10);
 			if (errno || *end || since < 0)
-				return cli_usage_error("events", "[--follow] [--since ID]",
-						       "--since: '%s' is not an event id", optarg);
+				return cli_usage_error("events", usage, "--since: '%s' is not an event id", optarg);
 		} else
-			return cli_usage_error("events", "[--follow] [--since ID]", "bad option");
+			return cli_usage_error("events", usage, "bad option");
 	}
 	if (optind != argc)
-		return cli_usage_error("events", "[--follow] [--since ID]", "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error("events", usage, "unexpected argument '%s'", argv[optind]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
 	/* Every event after --since, read in pages of 1000; --follow then keeps reading. Without
@@ -366,7 +383,8 @@ int cmd_events(struct cli *c, int argc, char **argv)
 	for (;;) {
 		struct event *rows = NULL;
 		size_t n = 0;
-		r = event_list(db, since, EVENTS_PAGE, &rows, &n);
+		r = unpublished ? outbox_list(db, since, true, EVENTS_PAGE, &rows, &n)
+				: event_list(db, since, EVENTS_PAGE, &rows, &n);
 		if (r < 0) {
 			if (r != -ENOMEM)
 				r = cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
@@ -416,4 +434,62 @@ int cmd_events(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	return all ? cli_print_json(all) : CLI_EXIT_OK;
+}
+
+/* An event id argument: a whole number ≥ 0. */
+static bool parse_event_id(const char *t, long long *ret)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(t, &end, 10);
+	if (errno || end == t || *end || v < 0)
+		return false;
+	*ret = v;
+	return true;
+}
+
+int cmd_events_replay(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "since", required_argument, NULL, 's' },
+					      { "until", required_argument, NULL, 'u' },
+					      {} };
+	static const char usage[] = "--since ID [--until ID]";
+	long long since = -1, until = 0;
+	struct db *db = NULL;
+	int o, r;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == 's' && parse_event_id(optarg, &since))
+			continue;
+		if (o == 'u' && parse_event_id(optarg, &until) && until > 0)
+			continue;
+		if (o == 's' || o == 'u')
+			return cli_usage_error("events replay", usage, "--%s: '%s' is not an event id",
+					       o == 's' ? "since" : "until", optarg);
+		return cli_usage_error("events replay", usage, "bad option");
+	}
+	if (optind != argc)
+		return cli_usage_error("events replay", usage, "unexpected argument '%s'", argv[optind]);
+	if (since < 0)
+		return cli_usage_error("events replay", usage, "--since is required (0: every event)");
+	if (until > 0 && until <= since)
+		return cli_usage_error("events replay", usage, "--until %lld is not after --since %lld", until, since);
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	int64_t n = 0;
+	r = outbox_replay(db, since, until, cli_actor(), &n);
+	if (r < 0) {
+		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		db_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	db_close(db);
+	if (c->json)
+		return cli_print_json(json_pack("{s:I, s:o, s:I}", "since", (json_int_t)since, "until",
+						until > 0 ? json_integer(until) : json_null(), "requeued",
+						(json_int_t)n));
+	if (until > 0)
+		printf("%lld event(s) after %lld up to %lld queued to be sent again\n", (long long)n, since, until);
+	else
+		printf("%lld event(s) after %lld queued to be sent again\n", (long long)n, since);
+	return CLI_EXIT_OK;
 }

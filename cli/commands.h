@@ -25,6 +25,7 @@ int cmd_job_watch(struct cli *c, int argc, char **argv);
 int cmd_queue_stats(struct cli *c, int argc, char **argv);
 int cmd_stuck_check(struct cli *c, int argc, char **argv);
 int cmd_events(struct cli *c, int argc, char **argv);
+int cmd_events_replay(struct cli *c, int argc, char **argv);
 /* cmd_content.c */
 int cmd_content_scan(struct cli *c, int argc, char **argv);
 int cmd_content_list(struct cli *c, int argc, char **argv);
