@@ -687,3 +687,62 @@ Test(relay, cli_unpublished_replay_and_stats)
 	free(conf);
 	free(logp);
 }
+
+/* Done when: an order confirmed, its stick written by usbforged, and the sales system's receiver
+ * down (500s, then its port closed) while it happens; once back, every event of the order —
+ * order.confirmed, the job's, order.done — arrives exactly once, in order, signed. (job.started
+ * joins the same stream once issue 14 part 1 lands: the assertions cover whatever the outbox
+ * holds.) */
+Test(relay, order_to_done_with_the_receiver_down)
+{
+	rx_start(0, ANSWER_500);
+	unsigned port = rx.port;
+	char *img = tu_path(dir, "img.raw");
+	size_t len = 2 << 20;
+	char *buf = malloc(len);
+	cr_assert(buf);
+	tu_fill_pattern(buf, len, 7);
+	tu_write_file(img, buf, len);
+	free(buf);
+	char *conf = config("d1", secretfile, 2);
+	char *logp = tu_path(dir, "d1.log");
+	pid_t pid = spawn_daemon(conf, logp);
+	struct order_new o = {
+		.number = "SALE-1", .capacity_bytes = 64 << 20, .quantity = 1, .image_path = img, .image_bytes = len
+	};
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0, "%s", db_error(db));
+	struct order_confirmation cf = { 0 };
+	cr_assert_eq(order_confirm(db, "SALE-1", NULL, 4, "test", &cf), 0, "%s", db_error(db));
+	order_confirmation_done(&cf);
+	rx_wait(500, 1, 30); /* the receiver refuses while the stick is written */
+	rx_stop();	     /* then is away altogether */
+	wait_count("SELECT COUNT(*) FROM orders WHERE order_number = 'SALE-1' AND status = 'done'", 1, 60);
+	wait_log(logp, "Couldn't connect to server", 30);
+	long long n = tdb_count(db, "SELECT COUNT(*) FROM events");
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.done', 'order.done')"), 2);
+	rx_start(port, ANSWER_200);
+	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 90);
+	assert_delivered(n, 0);
+	/* the job's done and the order's done, each answered 200 exactly once, job.done first */
+	size_t job_done = MAXREQ, order_done = MAXREQ, k = rx_n();
+	for (size_t i = 0; i < k; i++) {
+		if (rx.req[i].status != 200)
+			continue;
+		if (strstr(rx.req[i].body, "\"type\":\"job.done\"")) {
+			cr_assert_eq(job_done, MAXREQ, "job.done answered 200 twice");
+			job_done = i;
+		}
+		if (strstr(rx.req[i].body, "\"type\":\"order.done\"")) {
+			cr_assert_eq(order_done, MAXREQ, "order.done answered 200 twice");
+			order_done = i;
+		}
+	}
+	cr_assert(job_done < order_done && order_done < MAXREQ, "job.done at %zu, order.done at %zu", job_done,
+		  order_done);
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_exit(pid, 20), 0);
+	free(img);
+	free(conf);
+	free(logp);
+}
