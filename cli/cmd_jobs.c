@@ -383,8 +383,7 @@ int cmd_events(struct cli *c, int argc, char **argv)
 	for (;;) {
 		struct event *rows = NULL;
 		size_t n = 0;
-		r = unpublished ? outbox_list(db, since, true, EVENTS_PAGE, &rows, &n)
-				: event_list(db, since, EVENTS_PAGE, &rows, &n);
+		r = event_list(db, since, unpublished, EVENTS_PAGE, &rows, &n);
 		if (r < 0) {
 			if (r != -ENOMEM)
 				r = cli_error(CLI_EXIT_FAIL, "%s", db_error(db));

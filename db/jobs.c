@@ -455,21 +455,42 @@ int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_wri
 	" FROM processing_jobs FORCE INDEX (ix_jobs_speed) WHERE status = ? AND capacity_bytes = ?"                    \
 	" AND write_bytes_per_s > 0 ORDER BY completed_at DESC LIMIT ?) recent"
 
+/* The stick's history: the speeds of the newest done job written to a stick of this serial, from
+ * ix_jobs_serial_speed (db/schema.c v3). */
+#define STICK_SPEED_SQL                                                                                                \
+	"SELECT write_bytes_per_s, verify_bytes_per_s FROM processing_jobs FORCE INDEX (ix_jobs_serial_speed)"         \
+	" WHERE device_serial = ? AND status = ? AND write_bytes_per_s > 0 ORDER BY completed_at DESC LIMIT 1"
+
 /* job.started's estimate. */
 struct estimate {
-	const char *source; /* "stick", "recent_average"; NULL: none */
+	const char *source; /* "stick", "stick_history", "recent_average"; NULL: none */
 	int64_t jobs;	    /* recent_average: how many jobs it averages */
 	double write_bps, verify_bps, seconds;
 };
 
-static int estimate_of(struct db *db, uint64_t capacity, const struct job_started *s, struct estimate *ret)
+static int estimate_of(struct db *db, uint64_t capacity, const char *serial, const struct job_started *s,
+		       struct estimate *ret)
 {
 	struct estimate e = {};
 	if (s->write_bytes_per_s > 0) {
 		e.source = "stick";
 		e.write_bps = s->write_bytes_per_s;
 		e.verify_bps = s->verify_bytes_per_s;
-	} else {
+	}
+	if (!e.source && serial && *serial) {
+		_cleanup_result_ struct db_res *res = NULL;
+		db_row row;
+		int r = db_query_row(db, &res, &row, STICK_SPEED_SQL, DB_STR(serial), DB_STATE(JOB_STATE_DONE), DB_END);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		if (r >= 0) {
+			e.source = "stick_history";
+			e.jobs = 1;
+			e.write_bps = db_row_dbl(row, 0);
+			e.verify_bps = row[1] ? db_row_dbl(row, 1) : 0;
+		}
+	}
+	if (!e.source) {
 		_cleanup_result_ struct db_res *res = NULL;
 		db_row row;
 		int r = db_query_row(db, &res, &row, JOB_SPEED_SQL, DB_STATE(JOB_STATE_DONE), DB_U64(capacity),
@@ -531,7 +552,7 @@ static int enter_writing_txn(struct db *db, void *userdata)
 		    "UPDATE processing_jobs SET stage = 'writing', heartbeat_at = NOW(6) WHERE " LEASE_GUARD_SQL,
 		    LEASE_ARGS(c->l), DB_END);
 	if (r >= 0)
-		r = estimate_of(db, capacity, c->s, &e);
+		r = estimate_of(db, capacity, row[5], c->s, &e);
 	if (r >= 0)
 		r = event_add_seq(db, "job", c->l->id, "job.started", generation, claim,
 				  json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:I, s:I, s:b,"
@@ -1142,6 +1163,7 @@ static const struct col_map event_cols[] = {
 	COL(2, struct event, aggregate_id, COL_I64), COL(3, struct event, event_type, COL_STR),
 	COL(4, struct event, generation, COL_INT),   COL(5, struct event, payload, COL_STR),
 	COL(6, struct event, created_at, COL_STR),   COL(7, struct event, published_at, COL_STR),
+	COL(8, struct event, order_id, COL_I64),
 };
 
 struct event *event_list_free(struct event *e, size_t n)
@@ -1149,13 +1171,18 @@ struct event *event_list_free(struct event *e, size_t n)
 	return rows_free(e, n, sizeof(*e), event_cols, ARRAY_SIZE(event_cols));
 }
 
-int event_list(struct db *db, int64_t since, int limit, struct event **ret, size_t *ret_n)
+int event_list(struct db *db, int64_t since, bool unpublished, int limit, struct event **ret, size_t *ret_n)
 {
 	_cleanup_result_ struct db_res *res = NULL;
+	/* ix_events_unpublished (published_at, id) serves the unpublished form; a job's order by
+	 * its primary key */
 	int r = db_query(db, &res,
-			 "SELECT id, aggregate_type, aggregate_id, event_type, generation, payload, created_at, published_at"
-			 " FROM events WHERE id > ? ORDER BY id LIMIT ?",
-			 DB_I64(since), DB_I64(limit > 0 ? limit : 1000), DB_END);
+			 "SELECT e.id, e.aggregate_type, e.aggregate_id, e.event_type, e.generation, e.payload,"
+			 " e.created_at, e.published_at,"
+			 " COALESCE(IF(e.aggregate_type = 'order', e.aggregate_id, NULL), j.order_id, 0)"
+			 " FROM events e LEFT JOIN processing_jobs j ON e.aggregate_type = 'job' AND j.id = e.aggregate_id"
+			 " WHERE e.id > ? AND (? = 0 OR e.published_at IS NULL) ORDER BY e.id LIMIT ?",
+			 DB_I64(since), DB_I64(unpublished), DB_I64(limit > 0 && limit <= 1000 ? limit : 1000), DB_END);
 	if (r < 0)
 		return r;
 	void *a = NULL;

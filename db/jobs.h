@@ -130,9 +130,10 @@ struct job_started {
  * stage 'writing' (and beats; its progress is the next heartbeat's), inserts *row (may be NULL; its attempt is the
  * lease's) and the job.started event, once per claim (a retried transaction, whose first commit
  * went through unseen, adds nothing). The event's estimate of the seconds left (writing and,
- * when s->verify, verification) comes from the stick's measured speeds when s gives them, else
- * from the average speeds of the last JOB_SPEED_SAMPLE done jobs of the job's capacity, else it
- * is null with the reason (README "Events"). -ESTALE when the job is no longer ours (nothing is
+ * when s->verify, verification) comes from the stick's measured speeds when s gives them
+ * ("stick"), else from the speeds of the newest done job written to a stick of its serial
+ * ("stick_history"), else from the average speeds of the last JOB_SPEED_SAMPLE done jobs of the
+ * job's capacity ("recent_average"), else it is null with the reason (README "Events"). -ESTALE when the job is no longer ours (nothing is
  * written), -ENOMEM, db errors. */
 int job_enter_writing(struct db *db, const struct job_lease *l, const struct job_started *s,
 		      const struct job_log_row *row);
@@ -226,15 +227,17 @@ struct event {
 	int64_t id;
 	char *aggregate_type;
 	int64_t aggregate_id;
+	int64_t order_id; /* the order it belongs to: its aggregate's, or its job's order (0 if none) */
 	char *event_type;
 	int generation;
 	char *payload;
 	char *created_at;   /* "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) */
 	char *published_at; /* NULL while unpublished */
 };
-/* Events with id > since, oldest first (at most limit; limit ≤ 0 means 1000) into a malloc'd
- * array (*ret NULL when none). 0, -ENOMEM, db errors. */
-int event_list(struct db *db, int64_t since, int limit, struct event **ret, size_t *ret_n);
+/* Events with id > since (only the unpublished ones when unpublished), oldest first, at most
+ * limit (limit ≤ 0 or > 1000 means 1000), into a malloc'd array (*ret NULL when none). 0,
+ * -ENOMEM, db errors. */
+int event_list(struct db *db, int64_t since, bool unpublished, int limit, struct event **ret, size_t *ret_n);
 /* Accepts NULL; returns NULL. */
 struct event *event_list_free(struct event *e, size_t n);
 

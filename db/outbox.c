@@ -10,7 +10,6 @@
 #include "util/macro.h"
 
 #define LEASE_NAME "relay"
-#define EVENT_COLS "id, aggregate_type, aggregate_id, event_type, generation, payload, created_at, published_at"
 
 int outbox_lease_take(struct db *db, const char *holder, double seconds, bool *ret_held)
 {
@@ -32,72 +31,6 @@ int outbox_lease_release(struct db *db, const char *holder)
 		       "UPDATE outbox_lease SET holder = NULL, expires_at = NOW(6) WHERE name = '" LEASE_NAME
 		       "' AND holder = ?",
 		       DB_STR(holder), DB_END);
-}
-
-static char *dup_or_null(const char *s, bool *oom)
-{
-	if (!s)
-		return NULL;
-	char *d = strdup(s);
-	if (!d)
-		*oom = true;
-	return d;
-}
-
-/* The rows of an EVENT_COLS query into a malloc'd array. */
-static int events_load(struct db_res *res, struct event **ret, size_t *ret_n)
-{
-	size_t n = db_res_count(res);
-	if (n == 0) {
-		*ret = NULL;
-		*ret_n = 0;
-		return 0;
-	}
-	struct event *a = calloc(n, sizeof(*a));
-	if (!a)
-		return -ENOMEM;
-	bool oom = false;
-	db_row row;
-	size_t i = 0;
-	while (i < n && (row = db_res_next(res))) {
-		struct event *e = &a[i++];
-		e->id = db_row_i64(row, 0);
-		e->aggregate_type = dup_or_null(row[1], &oom);
-		e->aggregate_id = db_row_i64(row, 2);
-		e->event_type = dup_or_null(row[3], &oom);
-		e->generation = (int)db_row_i64(row, 4);
-		e->payload = dup_or_null(row[5], &oom);
-		e->created_at = dup_or_null(row[6], &oom);
-		e->published_at = dup_or_null(row[7], &oom);
-	}
-	if (oom) {
-		event_list_free(a, i);
-		return -ENOMEM;
-	}
-	*ret = a;
-	*ret_n = i;
-	return 0;
-}
-
-int outbox_unpublished(struct db *db, int64_t after, int limit, struct event **ret, size_t *ret_n)
-{
-	return outbox_list(db, after, true, limit, ret, ret_n);
-}
-
-int outbox_list(struct db *db, int64_t since, bool unpublished, int limit, struct event **ret, size_t *ret_n)
-{
-	_cleanup_result_ struct db_res *res = NULL;
-	int64_t lim = limit > 0 && limit <= 1000 ? limit : 1000;
-	/* ix_events_unpublished (published_at, id) serves the first form */
-	int r = unpublished ? db_query(db, &res,
-				       "SELECT " EVENT_COLS " FROM events WHERE published_at IS NULL AND id > ?"
-				       " ORDER BY id LIMIT ?",
-				       DB_I64(since), DB_I64(lim), DB_END)
-			    : db_query(db, &res, "SELECT " EVENT_COLS " FROM events WHERE id > ? ORDER BY id LIMIT ?",
-				       DB_I64(since), DB_I64(lim), DB_END);
-	if (r < 0)
-		return r;
-	return events_load(res, ret, ret_n);
 }
 
 int outbox_mark_published(struct db *db, int64_t id, const char *holder, bool *ret_marked)

@@ -1,7 +1,7 @@
 /* The outbox's delivery side: the relay's lease (one deliverer per database), the unpublished
  * events it reads in id order, the guarded "published" mark, and what operators do with them
- * (list the unpublished ones, replay a range, the oldest one's age). The events themselves are
- * written by db/jobs.c and db/orders.c in the transactions of their transitions.
+ * (replay a range, the oldest unpublished one's age). The events themselves are written, and
+ * listed (event_list), by db/jobs.c in the transactions of their transitions.
  *
  * The lease is the row outbox_lease('relay'): holder and expires_at, taken or renewed by one
  * guarded UPDATE on the server's clock (a holder whose lease ran out is replaced by whoever asks
@@ -20,12 +20,6 @@ int outbox_lease_take(struct db *db, const char *holder, double seconds, bool *r
 /* Give the lease up (a clean stop), if holder has it. 0 or a db error. */
 int outbox_lease_release(struct db *db, const char *holder);
 
-/* Unpublished events with id > after, oldest first, at most limit (1..1000) into a malloc'd
- * array of struct event (event_list_free; *ret NULL when none). 0, -ENOMEM, db errors. */
-int outbox_unpublished(struct db *db, int64_t after, int limit, struct event **ret, size_t *ret_n);
-/* Events with id > since (only the unpublished ones when unpublished), oldest first: the CLI's
- * `events [--unpublished]`. Same contract as outbox_unpublished. */
-int outbox_list(struct db *db, int64_t since, bool unpublished, int limit, struct event **ret, size_t *ret_n);
 /* Mark event id published (published_at = now) if it is still unpublished and holder still holds
  * the lease (on the server's clock). *ret_marked: whether this call marked it. 0 or db error. */
 int outbox_mark_published(struct db *db, int64_t id, const char *holder, bool *ret_marked);

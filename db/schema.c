@@ -301,13 +301,16 @@ static const char *const v2[] = {
  * stage: processing_jobs.claims counts the claims, and events.seq (the claim's number for
  * job.started, 0 for every event written once per generation) joins the once-only key. The
  * write and verify speeds of each done job, and a covering index for the recent average of a
- * capacity (db/jobs.c JOB_SPEED_SQL): the estimate of a unit whose stick has no measurement. */
+ * capacity (db/jobs.c JOB_SPEED_SQL) and of a stick's serial (STICK_SPEED_SQL): the estimate of
+ * a unit whose stick has no measurement. */
 static const char *const v3[] = {
 	"ALTER TABLE processing_jobs ADD COLUMN IF NOT EXISTS claims INT NOT NULL DEFAULT 0 AFTER attempts",
 	"ALTER TABLE processing_jobs ADD COLUMN IF NOT EXISTS write_bytes_per_s DOUBLE NULL AFTER bytes_written,"
 	" ADD COLUMN IF NOT EXISTS verify_bytes_per_s DOUBLE NULL AFTER write_bytes_per_s",
 	"CREATE INDEX IF NOT EXISTS ix_jobs_speed ON processing_jobs"
 	" (status, capacity_bytes, completed_at, write_bytes_per_s, verify_bytes_per_s)",
+	"CREATE INDEX IF NOT EXISTS ix_jobs_serial_speed ON processing_jobs"
+	" (device_serial, status, completed_at, write_bytes_per_s, verify_bytes_per_s)",
 	"ALTER TABLE events ADD COLUMN IF NOT EXISTS seq INT NOT NULL DEFAULT 0 AFTER generation",
 	"ALTER TABLE events DROP INDEX IF EXISTS uq_events_once,"
 	" ADD UNIQUE KEY uq_events_once (aggregate_type, aggregate_id, event_type, generation, seq)",

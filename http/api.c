@@ -465,7 +465,7 @@ enum MHD_Result api_events(struct http_request *req)
 	int r = http_db_get(req->server, &db);
 	if (r < 0)
 		return db_unavailable(req);
-	r = event_list(db, since, (int)limit, &ev, &n);
+	r = event_list(db, since, false, (int)limit, &ev, &n);
 	if (r < 0)
 		return db_failed(req, db, r);
 	http_db_put(req->server, db, 0);

@@ -346,7 +346,7 @@ Test(jobs, completion_writes_exactly_one_event_per_transition)
 	/* the read side the CLI prints */
 	struct event *ev = NULL;
 	size_t n = 0;
-	cr_assert_eq(event_list(db, 0, 0, &ev, &n), 0);
+	cr_assert_eq(event_list(db, 0, false, 0, &ev, &n), 0);
 	cr_assert_eq(n, 3);
 	cr_assert_str_eq(ev[0].event_type, "job.done");
 	cr_assert_str_eq(ev[0].aggregate_type, "job");
@@ -357,11 +357,11 @@ Test(jobs, completion_writes_exactly_one_event_per_transition)
 	cr_assert_str_eq(ev[2].event_type, "order.done");
 	int64_t second = ev[1].id;
 	ev = event_list_free(ev, n);
-	cr_assert_eq(event_list(db, second, 1, &ev, &n), 0);
+	cr_assert_eq(event_list(db, second, false, 1, &ev, &n), 0);
 	cr_assert_eq(n, 1, "since and limit");
 	cr_assert_str_eq(ev[0].event_type, "order.done");
 	ev = event_list_free(ev, n);
-	cr_assert_eq(event_list(db, 1 << 30, 0, &ev, &n), 0);
+	cr_assert_eq(event_list(db, 1 << 30, false, 0, &ev, &n), 0);
 	cr_assert_eq(n, 0);
 	cr_assert_null(ev);
 
@@ -494,7 +494,8 @@ static void assert_started(int64_t id, int seq, const char *want)
 
 /* job.started: with the move to writing and its row, once per claim (a repeated call adds
  * nothing), its estimate null with the reason on an empty kiosk, then the average of the done
- * jobs of the capacity, or the stick's own speed; job.done with the attempt's speeds. */
+ * jobs of the capacity, or the stick's own speed, or its serial's history; job.done with the
+ * attempt's speeds. */
 Test(jobs, started_once_per_claim_with_an_estimate_and_done_with_speeds)
 {
 	tdb_order_confirmed(db, "ST-1", 3);
@@ -589,6 +590,20 @@ Test(jobs, started_once_per_claim_with_an_estimate_and_done_with_speeds)
 		 (long long)c->id);
 	assert_started(c->id, 2, want);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.started'"), 4);
+
+	/* a stick written here before (SER-A, the first unit's: 50 MB/s, 100 MB/s read back) is
+	 * estimated from its own history, not from the capacity's average (40 and 100 MB/s) */
+	tdb_order_confirmed(db, "ST-2", 1);
+	struct claimed_job *d = tdb_claim(db, "w4", "SER-A");
+	struct job_lease ld = JOB_LEASE(d, "w4");
+	s = (struct job_started){ .bytes_to_write = 100000000, .verify = true };
+	cr_assert_eq(job_enter_writing(db, &ld, &s, NULL), 0, "%s", db_error(db));
+	snprintf(want, sizeof(want),
+		 "%lld ST-2 0 1 A SER-A 1073741824 1048576 100000000 true 3.0 \"stick_history\" null 1 50000000.0"
+		 " 100000000.0 16",
+		 (long long)d->id);
+	assert_started(d->id, 1, want);
+	claimed_job_free(d);
 	claimed_job_free(a);
 	claimed_job_free(b);
 	claimed_job_free(c);

@@ -57,7 +57,9 @@ static struct receiver {
 	struct MHD_Daemon *mhd;
 	unsigned port;
 	enum mode mode;
-	bool release; /* held requests: answer now */
+	bool release;	      /* held requests: answer now */
+	long long refuse_key; /* answered 500 refuse_left more times, whatever the mode */
+	unsigned refuse_left;
 	unsigned held_now;
 	struct request req[MAXREQ];
 	size_t n;
@@ -141,6 +143,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		rx.held_now--;
 	}
 	unsigned status = rx.mode == ANSWER_500 ? 500 : 200; /* a held request: the mode it was released in */
+	if (r->key == rx.refuse_key && rx.refuse_left > 0) {
+		status = 500;
+		rx.refuse_left--;
+	}
 	pthread_mutex_unlock(&rx.lock);
 	struct MHD_Response *resp = MHD_create_response_from_buffer(2, (void *)"{}", MHD_RESPMEM_PERSISTENT);
 	enum MHD_Result ret = MHD_queue_response(c, status, resp);
@@ -203,8 +209,18 @@ static void rx_mode(enum mode m)
 	pthread_mutex_unlock(&rx.lock);
 }
 
+static void rx_refuse(long long key, unsigned times)
+{
+	pthread_mutex_lock(&rx.lock);
+	rx.refuse_key = key;
+	rx.refuse_left = times;
+	pthread_mutex_unlock(&rx.lock);
+}
+
 static void rx_reset(void)
 {
+	rx.refuse_key = 0;
+	rx.refuse_left = 0;
 	for (size_t i = 0; i < rx.n; i++)
 		free(rx.req[i].body);
 	rx.n = 0;
@@ -403,15 +419,19 @@ static void add_event(const char *agg_type, long long agg_id, const char *type)
 
 /* Every event of the table delivered: answered 200 exactly once per id (more only where
  * extra_ok allows, and then as retries of the same key), each body the row, signed; the first
- * 200 of each aggregate's events in id order. */
+ * 200 of each order's events (a job's belong to its order; the others to their aggregate) in id
+ * order. */
 static void assert_delivered(long long n_events, size_t extra_ok)
 {
 	/* the receiver is idle by now (every event is published): read it without its lock, which
 	 * an assertion failing would leave taken */
 	struct db_res *res = NULL;
 	cr_assert_eq(db_query(db, &res,
-			      "SELECT id, aggregate_type, aggregate_id, event_type, generation, payload,"
-			      " DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ'), published_at FROM events ORDER BY id",
+			      "SELECT e.id, e.aggregate_type, e.aggregate_id, e.event_type, e.generation, e.payload,"
+			      " DATE_FORMAT(e.created_at, '%Y-%m-%dT%H:%i:%s.%fZ'), e.published_at,"
+			      " IF(e.aggregate_type = 'order', e.aggregate_id, j.order_id)"
+			      " FROM events e LEFT JOIN processing_jobs j ON e.aggregate_type = 'job' AND j.id = e.aggregate_id"
+			      " ORDER BY e.id",
 			      DB_END),
 		     0);
 	cr_assert_eq((long long)db_res_count(res), n_events);
@@ -423,7 +443,11 @@ static void assert_delivered(long long n_events, size_t extra_ok)
 			ok200++;
 	}
 	cr_assert_eq(ok200, (size_t)n_events + extra_ok, "%zu answered 200 for %lld events", ok200, n_events);
-	long long last_of[64] = { 0 };
+	struct seen {
+		bool order;	    /* id is an order's, else an aggregate's of no order */
+		long long id, last; /* last: the request that answered its previous event 200 */
+	} seen[64];
+	size_t n_seen = 0;
 	while ((row = db_res_next(res))) {
 		long long id = db_row_i64(row, 0);
 		cr_assert_not_null(row[7], "event %lld not published", id);
@@ -446,11 +470,19 @@ static void assert_delivered(long long n_events, size_t extra_ok)
 		cr_assert(json_equal(b, want), "event %lld: got %s", id, rx.req[first].body);
 		json_decref(b);
 		json_decref(want);
-		/* order per aggregate: the first 200 of each event after its predecessor's */
-		long long agg = db_row_i64(row, 2) % 64;
-		cr_assert_geq((long long)first, last_of[agg],
-			      "event %lld delivered before an earlier one of its aggregate", id);
-		last_of[agg] = (long long)first;
+		/* order per order: the first 200 of each event after its predecessor's */
+		bool order = row[8] != NULL;
+		long long key = order ? db_row_i64(row, 8) : db_row_i64(row, 2);
+		size_t k = 0;
+		while (k < n_seen && (seen[k].order != order || seen[k].id != key))
+			k++;
+		if (k == n_seen) {
+			cr_assert_lt(n_seen, ARRAY_SIZE(seen));
+			seen[n_seen++] = (struct seen){ order, key, -1 };
+		}
+		cr_assert_gt((long long)first, seen[k].last, "event %lld delivered before an earlier one of its order",
+			     id);
+		seen[k].last = (long long)first;
 	}
 	/* every request's key is an event's id: duplicates are retries of the same key */
 	for (size_t i = 0; i < rx.n; i++)
@@ -688,58 +720,155 @@ Test(relay, cli_unpublished_replay_and_stats)
 	free(logp);
 }
 
-/* Done when: an order confirmed, its stick written by usbforged, and the sales system's receiver
- * down (500s, then its port closed) while it happens; once back, every event of the order —
- * order.confirmed, the job's, order.done — arrives exactly once, in order, signed. (job.started
- * joins the same stream once issue 14 part 1 lands: the assertions cover whatever the outbox
- * holds.) */
-Test(relay, order_to_done_with_the_receiver_down)
+/* An order of capacity bytes for the image img (size len), confirmed: its one job's id. */
+static long long confirm(const char *number, uint64_t capacity, const char *img, size_t len)
 {
-	rx_start(0, ANSWER_500);
-	unsigned port = rx.port;
+	struct order_new o = {
+		.number = number, .capacity_bytes = capacity, .quantity = 1, .image_path = img, .image_bytes = len
+	};
+	int64_t oid;
+	cr_assert_eq(order_add(db, &o, &oid), 0, "%s", db_error(db));
+	struct order_confirmation cf = { 0 };
+	cr_assert_eq(order_confirm(db, number, NULL, 4, "test", &cf), 0, "%s", db_error(db));
+	order_confirmation_done(&cf);
+	char q[160];
+	snprintf(q, sizeof(q), "SELECT id FROM processing_jobs WHERE order_id = %lld", (long long)oid);
+	return tdb_count(db, q);
+}
+
+static char *image(size_t len)
+{
 	char *img = tu_path(dir, "img.raw");
-	size_t len = 2 << 20;
 	char *buf = malloc(len);
 	cr_assert(buf);
 	tu_fill_pattern(buf, len, 7);
 	tu_write_file(img, buf, len);
 	free(buf);
+	return img;
+}
+
+/* A job's event the receiver refuses holds back the rest of its order, the order's own
+ * order.done included, while another order's events go on; once it is taken, its order follows
+ * in id order. */
+Test(relay, a_refused_job_event_holds_back_its_order)
+{
+	rx_start(0, ANSWER_200);
+	char *img = image(1 << 20);
+	/* an order that no stick of the daemon fits (its slot is 64 MiB): the job stays queued */
+	long long job = confirm("BIG-1", 64ULL << 30, img, 1 << 20);
+	long long order = tdb_count(db, "SELECT id FROM orders WHERE order_number = 'BIG-1'");
+	add_event("job", job, "job.started"); /* 1: refused twice */
+	add_event("order", 999, "order.confirmed");
+	add_event("job", job, "job.done");
+	add_event("order", order, "order.done");
+	rx_refuse(1, 2);
 	char *conf = config("d1", secretfile, 2);
 	char *logp = tu_path(dir, "d1.log");
 	pid_t pid = spawn_daemon(conf, logp);
-	struct order_new o = {
-		.number = "SALE-1", .capacity_bytes = 64 << 20, .quantity = 1, .image_path = img, .image_bytes = len
-	};
-	int64_t oid;
-	cr_assert_eq(order_add(db, &o, &oid), 0, "%s", db_error(db));
-	struct order_confirmation cf = { 0 };
-	cr_assert_eq(order_confirm(db, "SALE-1", NULL, 4, "test", &cf), 0, "%s", db_error(db));
-	order_confirmation_done(&cf);
-	rx_wait(500, 1, 30); /* the receiver refuses while the stick is written */
-	rx_stop();	     /* then is away altogether */
+	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
+	assert_delivered(4, 0);
+	/* 1 refused, 2 taken meanwhile, 1 refused again, then 1, 3, 4 */
+	cr_assert_eq(rx_n(), 6);
+	long long want[] = { 1, 2, 1, 1, 3, 4 };
+	unsigned status[] = { 500, 200, 500, 200, 200, 200 };
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+		cr_assert_eq(rx.req[i].key, want[i], "request %zu: key %lld", i, rx.req[i].key);
+		cr_assert_eq(rx.req[i].status, status[i], "request %zu: status %u", i, rx.req[i].status);
+	}
+	wait_log(logp, "event 1 (job.started of job", 5);
+	wait_log(logp, "refused (HTTP status 500); the rest of order", 5);
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_exit(pid, 20), 0);
+	free(img);
+	free(conf);
+	free(logp);
+}
+
+/* The first request answered 200 after request from whose body has type and the order number
+ * number (its payload's order_number); MAXREQ when none, and only one may. */
+static size_t delivered(size_t from, const char *type, const char *number, json_t **ret_payload)
+{
+	size_t at = MAXREQ;
+	for (size_t i = from; i < rx.n; i++) {
+		if (rx.req[i].status != 200)
+			continue;
+		json_t *b = json_loads(rx.req[i].body, 0, NULL);
+		cr_assert(b, "body %s", rx.req[i].body);
+		json_t *p = json_object_get(b, "payload");
+		const char *t = json_string_value(json_object_get(b, "type"));
+		const char *n = json_string_value(json_object_get(p, "order_number"));
+		if (t && n && strcmp(t, type) == 0 && strcmp(n, number) == 0) {
+			cr_assert_eq(at, MAXREQ, "%s of %s answered 200 twice", type, number);
+			at = i;
+			if (ret_payload)
+				*ret_payload = json_incref(p);
+		}
+		json_decref(b);
+	}
+	cr_assert_neq(at, MAXREQ, "%s of %s never delivered", type, number);
+	return at;
+}
+
+/* Done when: an order confirmed, its stick written by usbforged, and the sales system's receiver
+ * down (500s, then its port closed) while it happens; once back, every event of the order
+ * arrives exactly once, in order, signed: job.started with an estimate (the kiosk's recent
+ * average of the capacity: an earlier order's stick), job.done with the duration and the
+ * speeds, order.done. */
+Test(relay, order_to_done_with_the_receiver_down)
+{
+	rx_start(0, ANSWER_200);
+	unsigned port = rx.port;
+	size_t len = 2 << 20;
+	char *img = image(len);
+	char *conf = config("d1", secretfile, 2);
+	char *logp = tu_path(dir, "d1.log");
+	pid_t pid = spawn_daemon(conf, logp);
+	/* the kiosk's first order: its job.started has no estimate, nothing being measured yet */
+	confirm("SALE-0", 64 << 20, img, len);
+	wait_count("SELECT COUNT(*) FROM orders WHERE order_number = 'SALE-0' AND status = 'done'", 1, 60);
+	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
+	json_t *p0 = NULL;
+	delivered(0, "job.started", "SALE-0", &p0);
+	cr_assert(json_is_null(json_object_get(p0, "estimate_seconds")));
+	cr_assert_str_eq(json_string_value(json_object_get(p0, "estimate_reason")), "no measurement yet");
+	json_decref(p0);
+
+	/* the customer's order, while the receiver refuses and then is away */
+	size_t before = rx_n();
+	rx_mode(ANSWER_500);
+	confirm("SALE-1", 64 << 20, img, len);
+	rx_wait(500, 1, 30);
+	rx_stop();
 	wait_count("SELECT COUNT(*) FROM orders WHERE order_number = 'SALE-1' AND status = 'done'", 1, 60);
 	wait_log(logp, "Couldn't connect to server", 30);
 	long long n = tdb_count(db, "SELECT COUNT(*) FROM events");
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.done', 'order.done')"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.started', 'job.done',"
+				   " 'order.done') AND JSON_VALUE(payload, '$.order_number') = 'SALE-1'"),
+		     3);
+	cr_assert_eq(n, 6, "SALE-0's three events and SALE-1's: %lld", n);
 	rx_start(port, ANSWER_200);
 	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 90);
 	assert_delivered(n, 0);
-	/* the job's done and the order's done, each answered 200 exactly once, job.done first */
-	size_t job_done = MAXREQ, order_done = MAXREQ, k = rx_n();
-	for (size_t i = 0; i < k; i++) {
-		if (rx.req[i].status != 200)
-			continue;
-		if (strstr(rx.req[i].body, "\"type\":\"job.done\"")) {
-			cr_assert_eq(job_done, MAXREQ, "job.done answered 200 twice");
-			job_done = i;
-		}
-		if (strstr(rx.req[i].body, "\"type\":\"order.done\"")) {
-			cr_assert_eq(order_done, MAXREQ, "order.done answered 200 twice");
-			order_done = i;
-		}
-	}
-	cr_assert(job_done < order_done && order_done < MAXREQ, "job.done at %zu, order.done at %zu", job_done,
-		  order_done);
+	/* SALE-1's three, each answered 200 exactly once, in order; the estimate from SALE-0's
+	 * speeds; the duration and the speeds in job.done */
+	json_t *ps = NULL, *pd = NULL;
+	size_t started = delivered(before, "job.started", "SALE-1", &ps);
+	size_t done = delivered(before, "job.done", "SALE-1", &pd);
+	size_t order_done = delivered(before, "order.done", "SALE-1", NULL);
+	cr_assert(started < done && done < order_done, "job.started at %zu, job.done at %zu, order.done at %zu",
+		  started, done, order_done);
+	cr_assert_str_eq(json_string_value(json_object_get(ps, "estimate_source")), "recent_average");
+	cr_assert_eq(json_integer_value(json_object_get(ps, "estimate_jobs")), 1);
+	cr_assert_gt(json_number_value(json_object_get(ps, "estimate_seconds")), 0);
+	cr_assert_eq(json_integer_value(json_object_get(ps, "bytes_to_write")), (json_int_t)len);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+				   " WHERE o.order_number = 'SALE-0' AND j.write_bytes_per_s > 0"),
+		     1);
+	cr_assert_gt(json_number_value(json_object_get(pd, "duration_seconds")), 0);
+	cr_assert_gt(json_number_value(json_object_get(pd, "write_bytes_per_s")), 0);
+	cr_assert_gt(json_number_value(json_object_get(pd, "verify_bytes_per_s")), 0);
+	json_decref(ps);
+	json_decref(pd);
 	kill(pid, SIGTERM);
 	cr_assert_eq(wait_exit(pid, 20), 0);
 	free(img);

@@ -33,11 +33,15 @@
 #define MAX_AGGREGATES 256 /* aggregates backing off at once; past that the relay backs off whole */
 #define RESPONSE_MAX   65536
 
+/* The events of one order (a job's events belong to its job's order) go out in id order: when
+ * the receiver refuses one, the rest of that order waits for it. An event of no order is its
+ * own aggregate's. */
 struct agg_backoff {
 	char type[33];
 	int64_t id;
 	unsigned failures;
-	double until; /* mono_s */
+	double until;  /* mono_s */
+	unsigned pass; /* an event of it was held back in this pass: so are its later ones */
 };
 
 struct relay {
@@ -61,6 +65,7 @@ struct relay {
 	bool failing_logged;
 	struct agg_backoff aggs[MAX_AGGREGATES];
 	size_t n_aggs;
+	unsigned pass;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -239,10 +244,21 @@ static enum post_result post_event(struct relay *rl, const struct event *e, cons
 	return POST_REFUSED;
 }
 
+/* The ordering key of e: its order, else its aggregate. */
+static void agg_key(const struct event *e, const char **ret_type, int64_t *ret_id)
+{
+	bool order = e->order_id > 0;
+	*ret_type = order ? "order" : e->aggregate_type ? e->aggregate_type : "";
+	*ret_id = order ? e->order_id : e->aggregate_id;
+}
+
 static struct agg_backoff *agg_find(struct relay *rl, const struct event *e)
 {
+	const char *type;
+	int64_t id;
+	agg_key(e, &type, &id);
 	for (size_t i = 0; i < rl->n_aggs; i++)
-		if (rl->aggs[i].id == e->aggregate_id && strcmp(rl->aggs[i].type, e->aggregate_type) == 0)
+		if (rl->aggs[i].id == id && strncmp(rl->aggs[i].type, type, sizeof(rl->aggs[i].type) - 1) == 0)
 			return &rl->aggs[i];
 	return NULL;
 }
@@ -286,8 +302,10 @@ static void lease_round(struct relay *rl, const char *url, double timeout)
 static bool deliver_one(struct relay *rl, const struct event *e)
 {
 	struct agg_backoff *a = agg_find(rl, e);
-	if (a && a->until > mono_s())
-		return true; /* an earlier event of its aggregate is waiting to be sent again */
+	if (a && (a->pass == rl->pass || a->until > mono_s())) {
+		a->pass = rl->pass; /* an earlier event of its order is waiting to be sent again */
+		return true;
+	}
 	pthread_mutex_lock(&rl->lock);
 	_cleanup_free_ char *url = strdup(rl->url);
 	char *secret = strdup(rl->secret);
@@ -341,16 +359,21 @@ static bool deliver_one(struct relay *rl, const struct event *e)
 		return false;
 	}
 	/* the receiver answered, and refused: this aggregate waits, the others go on */
+	const char *type;
+	int64_t id;
+	agg_key(e, &type, &id);
 	if (!a) {
 		a = &rl->aggs[rl->n_aggs++];
-		*a = (struct agg_backoff){ .id = e->aggregate_id };
-		snprintf(a->type, sizeof(a->type), "%s", e->aggregate_type);
+		*a = (struct agg_backoff){ .id = id };
+		snprintf(a->type, sizeof(a->type), "%s", type);
 	}
 	a->failures++;
+	a->pass = rl->pass;
 	double d = backoff(a->failures);
 	a->until = mono_s() + d;
-	log_warning("events relay: event %lld (%s of %s %lld) refused (%s); that %s waits %.1f s", (long long)e->id,
-		    e->event_type, e->aggregate_type, (long long)e->aggregate_id, why, e->aggregate_type, d);
+	log_warning("events relay: event %lld (%s of %s %lld) refused (%s); the rest of %s %lld waits %.1f s",
+		    (long long)e->id, e->event_type, e->aggregate_type, (long long)e->aggregate_id, why, type,
+		    (long long)id, d);
 	return true;
 }
 
@@ -358,10 +381,11 @@ static bool deliver_one(struct relay *rl, const struct event *e)
 static void deliver_pass(struct relay *rl)
 {
 	int64_t cursor = 0;
+	rl->pass++;
 	for (;;) {
 		struct event *ev = NULL;
 		size_t n = 0;
-		int r = outbox_unpublished(rl->db, cursor, BATCH, &ev, &n);
+		int r = event_list(rl->db, cursor, true, BATCH, &ev, &n);
 		if (r < 0) {
 			db_failed(rl, r, "read the outbox");
 			return;

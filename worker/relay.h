@@ -6,8 +6,9 @@
  * Each POST: body {"id", "type", "aggregate": {"type", "id"}, "generation", "created_at",
  * "payload"} (compact JSON), Content-Type: application/json, Idempotency-Key: <event id>,
  * Usbforge-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>.
- * Order: id order per aggregate. A delivery the receiver answers with a non-2xx status backs off
- * that event's aggregate only (1 s doubling to 60 s, ±20 %), the others go on; a delivery that
+ * Order: id order per order (a job's events belong to its job's order; an event of no order
+ * to its aggregate). A delivery the receiver answers with a non-2xx status holds back that order's
+ * later events (1 s doubling to 60 s, ±20 %), the others go on; a delivery that
  * gets no answer (connection refused, timeout, TLS) backs the whole relay off the same way, since
  * the receiver is away. At least once: a relay that dies between a 2xx and its published mark
  * sends that event again, with the same Idempotency-Key. */
