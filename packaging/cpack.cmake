@@ -83,7 +83,7 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # systemd: systemd-sysusers and systemd-tmpfiles in postinst, and the unit; procps: /bin/kill
 # of ExecReload=.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, procps")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, procps, ca-certificates") # ca-certificates: the events relay verifies https webhooks against them
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "udev")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "mariadb-server")
 set(CPACK_DEBIAN_DEBUGINFO_PACKAGE ON)

@@ -168,8 +168,10 @@ static void on_done(void *cls, struct MHD_Connection *c, void **ptr, enum MHD_Re
 	*ptr = NULL;
 }
 
-/* Listen on 127.0.0.1:port (0: any) in mode. */
-static void rx_start(unsigned port, enum mode mode)
+static const char *scheme = "http"; /* the webhook's in config() */
+
+/* Listen on 127.0.0.1:port (0: any) in mode; with TLS when key and cert (PEM texts) are given. */
+static void rx_start_tls(unsigned port, enum mode mode, const char *key, const char *cert)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -177,12 +179,18 @@ static void rx_start(unsigned port, enum mode mode)
 	rx.mode = mode;
 	rx.release = false;
 	pthread_mutex_unlock(&rx.lock);
-	rx.mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
-				  on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_done,
-				  NULL, MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+	rx.mhd = key ? MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+					MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+					MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_END)
+		     : MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+					MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+					MHD_OPTION_END);
 	cr_assert(rx.mhd, "receiver on port %u", port);
 	rx.port = MHD_get_daemon_info(rx.mhd, MHD_DAEMON_INFO_BIND_PORT)->port;
 }
+
+static void rx_start(unsigned port, enum mode mode) { rx_start_tls(port, mode, NULL, NULL); }
 
 /* Stop listening: the port is closed. Held requests are answered 500 first. */
 static void rx_stop(void)
@@ -314,6 +322,7 @@ static void teardown(void)
 		}
 	rx_stop();
 	rx_reset();
+	scheme = "http";
 	db = db_close(db);
 	tu_rmrf(dir);
 	free(dir);
@@ -335,8 +344,8 @@ static char *config(const char *name, const char *secret_path, double timeout)
 			 "worker = { poll_interval = 0.2; heartbeat_interval = 0.2; };\n"
 			 "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"%s\"; } ); };\n"
 			 "content = { images = \"%s\"; };\n"
-			 "events = { webhook = \"http://127.0.0.1:%u/hook\"; secret_file = \"%s\"; timeout = %.1f; };\n",
-			 slot, dir, rx.port, secret_path, timeout) > 0);
+			 "events = { webhook = \"%s://127.0.0.1:%u/hook\"; secret_file = \"%s\"; timeout = %.1f; };\n",
+			 slot, dir, scheme, rx.port, secret_path, timeout) > 0);
 	char *cname = NULL;
 	cr_assert(asprintf(&cname, "%s.conf", name) > 0);
 	conf = tdb_write_config_as(dir, cname, DBNAME, NULL, NULL, extra);
@@ -592,6 +601,41 @@ Test(relay, bad_secret_file_refused_at_start)
 		free(p);
 	}
 	cr_assert_eq(rx.n, 0);
+}
+
+/* An https webhook whose certificate the system's CAs do not vouch for (self-signed) gets
+ * nothing: the TLS handshake fails, the event stays unpublished, the log says why. */
+Test(relay, an_unverified_certificate_gets_nothing)
+{
+	char *cmd = NULL;
+	cr_assert(asprintf(&cmd,
+			   "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+			   " -addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem 2>/dev/null",
+			   dir, dir) > 0);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	free(cmd);
+	char *kp = tu_path(dir, "key.pem"), *cp = tu_path(dir, "cert.pem");
+	char *key = tu_slurp(kp), *cert = tu_slurp(cp);
+	rx_start_tls(0, ANSWER_200, key, cert);
+	scheme = "https";
+	add_event("order", 1, "order.done");
+	char *conf = config("d1", secretfile, 2);
+	char *logp = tu_path(dir, "d1.log");
+	pid_t pid = spawn_daemon(conf, logp);
+	wait_log(logp,
+		 "event 1 not delivered (SSL peer certificate or SSH remote key was not OK: SSL certificate problem:"
+		 " self-signed certificate)",
+		 30);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL"), 1);
+	cr_assert_eq(rx_n(), 0, "a request got through the failed handshake");
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_exit(pid, 20), 0);
+	free(kp);
+	free(cp);
+	free(key);
+	free(cert);
+	free(conf);
+	free(logp);
 }
 
 Test(relay, two_daemons_deliver_each_event_once)

@@ -209,8 +209,10 @@ static enum post_result post_event(struct relay *rl, const struct event *e, cons
 	if ((t = curl_slist_append(h, hsig)))
 		h = t;
 	size_t got = 0;
+	char err[CURL_ERROR_SIZE] = "";
 	CURL *c = rl->curl;
 	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -235,7 +237,11 @@ static enum post_result post_event(struct relay *rl, const struct event *e, cons
 	if (cc == CURLE_ABORTED_BY_CALLBACK && atomic_load(&rl->stop))
 		return POST_STOPPED;
 	if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && status >= 200 && status < 300)) {
-		snprintf(why, why_size, "%s", curl_easy_strerror(cc));
+		/* libcurl's name of the failure, and its detail (a certificate problem, an address) */
+		if (err[0] && strcmp(err, curl_easy_strerror(cc)) != 0)
+			snprintf(why, why_size, "%s: %s", curl_easy_strerror(cc), err);
+		else
+			snprintf(why, why_size, "%s", curl_easy_strerror(cc));
 		return status ? POST_REFUSED : POST_UNREACHED;
 	}
 	if (status >= 200 && status < 300)
