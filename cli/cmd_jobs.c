@@ -276,24 +276,15 @@ int cmd_queue_stats(struct cli *c, int argc, char **argv)
 		return cli_usage_error("queue stats", "", "unexpected argument '%s'", argv[1]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
-	bool have_unpub = false;
-	double unpub_age = 0;
 	r = queue_get_stats(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, &st);
-	if (r >= 0)
-		r = outbox_oldest_unpublished_age(db, &have_unpub, &unpub_age);
 	if (r < 0) {
 		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
 		db_close(db);
 		return CLI_EXIT_FAIL;
 	}
 	db_close(db);
-	if (c->json) {
-		json_t *o = cli_json_queue_stats(&st);
-		if (o && json_object_set_new(o, "oldest_unpublished_event_age_seconds",
-					     have_unpub ? json_real(unpub_age) : json_null()) < 0)
-			o = (json_decref(o), NULL);
-		return cli_print_json(o);
-	}
+	if (c->json)
+		return cli_print_json(cli_json_queue_stats(&st));
 	static const enum job_state states[] = { JOB_STATE_QUEUED, JOB_STATE_RETRY,  JOB_STATE_PROCESSING,
 						 JOB_STATE_DONE,   JOB_STATE_FAILED, JOB_STATE_CANCELLED };
 	for (size_t i = 0; i < ARRAY_SIZE(states); i++)
@@ -304,8 +295,8 @@ int cmd_queue_stats(struct cli *c, int argc, char **argv)
 		printf("%-22s %.1f s\n", "avg_duration", st.avg_duration_seconds);
 	else
 		printf("%-22s -\n", "avg_duration");
-	if (have_unpub)
-		printf("%-22s %.1f s\n", "oldest_unpublished", unpub_age);
+	if (st.have_unpublished)
+		printf("%-22s %.1f s\n", "oldest_unpublished", st.oldest_unpublished_age_seconds);
 	else
 		printf("%-22s -\n", "oldest_unpublished");
 	return CLI_EXIT_OK;

@@ -56,6 +56,8 @@ json_t *cli_json_queue_stats(const struct queue_stats *st)
 	r |= json_object_set_new(o, "stuck_queued", json_integer(st->stuck_queued));
 	r |= json_object_set_new(o, "avg_duration_seconds",
 				 st->have_avg_duration ? json_real(st->avg_duration_seconds) : json_null());
+	r |= json_object_set_new(o, "oldest_unpublished_event_age_seconds",
+				 st->have_unpublished ? json_real(st->oldest_unpublished_age_seconds) : json_null());
 	if (r) {
 		json_decref(o);
 		return NULL;

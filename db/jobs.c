@@ -1136,6 +1136,16 @@ int queue_get_stats(struct db *db, double processing_timeout, double queued_time
 		DB_STATE(JOB_STATE_QUEUED), DB_I64((int64_t)llround(queued_timeout * 1e6)), DB_END);
 	if (r < 0)
 		return r;
+	/* the oldest unpublished event is the one with the lowest id: ix_events_unpublished */
+	_cleanup_result_ struct db_res *ures = NULL;
+	r = db_query_row(db, &ures, &row,
+			 "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)) / 1e6 FROM events"
+			 " WHERE published_at IS NULL ORDER BY id LIMIT 1",
+			 DB_END);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	st.have_unpublished = r >= 0;
+	st.oldest_unpublished_age_seconds = r >= 0 ? db_row_dbl(row, 0) : 0;
 	*ret = st;
 	return 0;
 }

@@ -208,11 +208,13 @@ int queue_reap(struct db *db, double processing_timeout, double queued_timeout, 
 
 /* Queue counts (DESIGN.md `queue stats`). */
 struct queue_stats {
-	int64_t jobs[_JOB_STATE_MAX]; /* per state */
-	int64_t stuck_processing;     /* processing, heartbeat older than processing_timeout */
-	int64_t stuck_queued;	      /* queued longer than queued_timeout */
-	bool have_avg_duration;	      /* false while no job is done */
-	double avg_duration_seconds;  /* of the done jobs */
+	int64_t jobs[_JOB_STATE_MAX];	       /* per state */
+	int64_t stuck_processing;	       /* processing, heartbeat older than processing_timeout */
+	int64_t stuck_queued;		       /* queued longer than queued_timeout */
+	bool have_avg_duration;		       /* false while no job is done */
+	double avg_duration_seconds;	       /* of the done jobs */
+	bool have_unpublished;		       /* false while every event is published */
+	double oldest_unpublished_age_seconds; /* the oldest unpublished event's age (server clock) */
 };
 int queue_get_stats(struct db *db, double processing_timeout, double queued_timeout, struct queue_stats *ret);
 /* Jobs queued or waiting to retry (whatever their stick). */

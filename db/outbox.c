@@ -88,24 +88,3 @@ int outbox_replay(struct db *db, int64_t since, int64_t until, const char *actor
 	*ret_n = t.n;
 	return 0;
 }
-
-int outbox_oldest_unpublished_age(struct db *db, bool *ret_have, double *ret_age)
-{
-	_cleanup_result_ struct db_res *res = NULL;
-	db_row row;
-	/* the oldest unpublished event is the one with the lowest id: ix_events_unpublished */
-	int r = db_query_row(db, &res, &row,
-			     "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)) / 1e6 FROM events"
-			     " WHERE published_at IS NULL ORDER BY id LIMIT 1",
-			     DB_END);
-	if (r == -ENOENT) {
-		*ret_have = false;
-		*ret_age = 0;
-		return 0;
-	}
-	if (r < 0)
-		return r;
-	*ret_have = true;
-	*ret_age = db_row_dbl(row, 0);
-	return 0;
-}

@@ -1,6 +1,6 @@
 /* The outbox's delivery side: the relay's lease (one deliverer per database), the unpublished
  * events it reads in id order, the guarded "published" mark, and what operators do with them
- * (replay a range, the oldest unpublished one's age). The events themselves are written, and
+ * (replay a range; the oldest unpublished one's age is in queue_get_stats). The events themselves are written, and
  * listed (event_list), by db/jobs.c in the transactions of their transitions.
  *
  * The lease is the row outbox_lease('relay'): holder and expires_at, taken or renewed by one
@@ -29,5 +29,3 @@ int outbox_mark_published(struct db *db, int64_t id, const char *holder, bool *r
  * the same transaction. *ret_n: how many were published and are now queued again. 0 or db
  * error. */
 int outbox_replay(struct db *db, int64_t since, int64_t until, const char *actor, int64_t *ret_n);
-/* The age in seconds (server clock) of the oldest unpublished event; *ret_have false when none. */
-int outbox_oldest_unpublished_age(struct db *db, bool *ret_have, double *ret_age);

@@ -85,6 +85,9 @@ enum MHD_Result api_metrics(struct http_request *req)
 		       "stuck.queued_timeout.");
 		sample_label(&o, "usbforge_stuck_jobs", "kind", "processing", (double)qs.stuck_processing);
 		sample_label(&o, "usbforge_stuck_jobs", "kind", "queued", (double)qs.stuck_queued);
+		family(&o, "usbforge_events_oldest_unpublished_age_seconds", "gauge",
+		       "Age of the oldest event the relay has not delivered yet (0 when every one is).");
+		sample(&o, "usbforge_events_oldest_unpublished_age_seconds", qs.oldest_unpublished_age_seconds);
 	}
 	const struct board_counters *c = &v.counters;
 	family(&o, "usbforge_job_duration_seconds", "histogram", "Duration of the jobs this daemon finished done.");

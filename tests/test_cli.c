@@ -124,10 +124,16 @@ Test(cli, orders_end_to_end_with_exit_codes)
 	r = RUN("--config", cfg, "--json", "queue", "stats");
 	cr_assert_eq(r.status, 0);
 	json_t *qs = json_loads(r.out, 0, NULL);
-	static const char *const keys[] = {
-		"queued",	"processing",	       "retry", "done", "failed", "cancelled", "stuck_processing",
-		"stuck_queued", "avg_duration_seconds"
-	};
+	static const char *const keys[] = { "queued",
+					    "processing",
+					    "retry",
+					    "done",
+					    "failed",
+					    "cancelled",
+					    "stuck_processing",
+					    "stuck_queued",
+					    "avg_duration_seconds",
+					    "oldest_unpublished_event_age_seconds" };
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		cr_assert(json_object_get(qs, keys[i]), "queue stats lacks %s", keys[i]);
 	cr_assert_eq(json_integer_value(json_object_get(qs, "queued")), 2);

@@ -701,6 +701,7 @@ Test(http, metrics)
 		"usbforge_jobs{state=\"done\"} 0\n",
 		"usbforge_stuck_jobs{kind=\"processing\"} 0\n",
 		"usbforge_stuck_jobs{kind=\"queued\"} 0\n",
+		"usbforge_events_oldest_unpublished_age_seconds 0\n",
 		"usbforge_job_duration_seconds_bucket{le=\"30\"} 0\n",
 		"usbforge_job_duration_seconds_bucket{le=\"60\"} 1\n",
 		"usbforge_job_duration_seconds_bucket{le=\"+Inf\"} 1\n",

@@ -410,6 +410,17 @@ Test(jobs, queue_counts)
 	cr_assert_eq(qs.stuck_queued, 0);
 	cr_assert(qs.have_avg_duration);
 	cr_assert(qs.avg_duration_seconds >= 0);
+	/* the job's done is unpublished (no relay here): its age, from a minute back; none once
+	 * published */
+	cr_assert(qs.have_unpublished);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE events SET created_at = NOW(6) - INTERVAL 60 SECOND", DB_END), 0);
+	cr_assert_eq(queue_get_stats(db, 1.0, 3600, &qs), 0, "%s", db_error(db));
+	cr_assert(qs.oldest_unpublished_age_seconds >= 60 && qs.oldest_unpublished_age_seconds < 120, "%f",
+		  qs.oldest_unpublished_age_seconds);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE events SET published_at = NOW(6)", DB_END), 0);
+	cr_assert_eq(queue_get_stats(db, 1.0, 3600, &qs), 0, "%s", db_error(db));
+	cr_assert_not(qs.have_unpublished);
+	cr_assert_eq(qs.oldest_unpublished_age_seconds, 0);
 	int64_t n = -1;
 	cr_assert_eq(queue_count_runnable(db, &n), 0);
 	cr_assert_eq(n, 1);
