@@ -335,6 +335,18 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 
 #define EVENTS_PAGE 1000 /* events read per query */
 
+/* An event id argument: a whole number ≥ 0. */
+static bool parse_event_id(const char *t, long long *ret)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(t, &end, 10);
+	if (errno || end == t || *end || v < 0)
+		return false;
+	*ret = v;
+	return true;
+}
+
 int cmd_events(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { "follow", no_argument, NULL, 'f' },
@@ -352,10 +364,7 @@ int cmd_events(struct cli *c, int argc, char **argv)
 		else if (o == 'u')
 			unpublished = true;
 		else if (o == 's') {
-			char *end;
-			errno = 0;
-			since = strtoll(optarg, &end, 10);
-			if (errno || *end || since < 0)
+			if (!parse_event_id(optarg, &since))
 				return cli_usage_error("events", usage, "--since: '%s' is not an event id", optarg);
 		} else
 			return cli_usage_error("events", usage, "bad option");
@@ -424,18 +433,6 @@ int cmd_events(struct cli *c, int argc, char **argv)
 	}
 	db_close(db);
 	return all ? cli_print_json(all) : CLI_EXIT_OK;
-}
-
-/* An event id argument: a whole number ≥ 0. */
-static bool parse_event_id(const char *t, long long *ret)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(t, &end, 10);
-	if (errno || end == t || *end || v < 0)
-		return false;
-	*ret = v;
-	return true;
 }
 
 int cmd_events_replay(struct cli *c, int argc, char **argv)

@@ -388,6 +388,14 @@ static void deliver_pass(struct relay *rl)
 {
 	int64_t cursor = 0;
 	rl->pass++;
+	/* forget the orders refused long ago (their events published meanwhile, by a replay's
+	 * operator or another daemon): the table keeps room for the ones refused now */
+	double now = mono_s();
+	for (size_t i = 0; i < rl->n_aggs;)
+		if (rl->aggs[i].until < now - 2 * BACKOFF_MAX)
+			rl->aggs[i] = rl->aggs[--rl->n_aggs];
+		else
+			i++;
 	for (;;) {
 		struct event *ev = NULL;
 		size_t n = 0;

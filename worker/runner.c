@@ -791,7 +791,7 @@ static void run_attempt(struct runner *r, struct attempt *a)
 			break;
 		/* job.started: the stick's own speed is not known before it is written (the probe
 		 * times scattered 4 KiB writes and a reset, not a sequential write), so the estimate
-		 * is the kiosk's recent average (db/jobs.h job_enter_writing) */
+		 * is its serial's history or the kiosk's recent average (db/jobs.h job_enter_writing) */
 		struct job_started started = { .bytes_to_write = a->ctx.bytes_total, .verify = a->wo.verify };
 		enter_stage(r, st, st == STAGE_WRITING ? &started : NULL);
 		double t0 = mono_s();
