@@ -13,6 +13,7 @@
 #include "db/db.h"
 #include "db/jobs.h"
 #include "db/outbox.h"
+#include "db/workers.h"
 #include "util/macro.h"
 #include "util/utf8.h"
 
@@ -267,13 +268,63 @@ int cmd_job_watch(struct cli *c, int argc, char **argv)
 	return rc;
 }
 
+/* queue stats --by-station: a line per station (running daemons, jobs waiting for it, jobs its
+ * daemons run, of those stuck), the orders for any station last. */
+static int queue_by_station(struct cli *c)
+{
+	struct db *db = NULL;
+	struct station_stats *st = NULL;
+	size_t n = 0;
+	int r;
+	if ((r = cli_db_open(c, &db)))
+		return r;
+	r = station_stats_list(db, c->cfg.stuck.processing_timeout, &st, &n);
+	if (r < 0) {
+		if (r != -ENOMEM)
+			r = cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
+		else
+			r = cli_error(CLI_EXIT_FAIL, "out of memory");
+		db_close(db);
+		return r;
+	}
+	db_close(db);
+	if (c->json) {
+		json_t *a = json_array();
+		for (size_t i = 0; a && i < n; i++)
+			if (json_array_append_new(a, json_pack("{s:o, s:I, s:I, s:I, s:I}", "station",
+							       cli_json_str(st[i].station), "workers",
+							       (json_int_t)st[i].workers, "queued",
+							       (json_int_t)st[i].queued, "processing",
+							       (json_int_t)st[i].processing, "stuck_processing",
+							       (json_int_t)st[i].stuck_processing)) < 0)
+				a = (json_decref(a), NULL);
+		station_stats_free(st, n);
+		return cli_print_json(a);
+	}
+	printf("%-24s %7s %7s %10s %6s\n", "STATION", "WORKERS", "QUEUED", "PROCESSING", "STUCK");
+	for (size_t i = 0; i < n; i++) {
+		/* a station's name is a database value */
+		_cleanup_free_ char *name = st[i].station ? utf8_escape_text(st[i].station, 0) : NULL;
+		printf("%-24s %7lld %7lld %10lld %6lld\n",
+		       !st[i].station ? "(any station)"
+		       : name	      ? name
+				      : "?",
+		       (long long)st[i].workers, (long long)st[i].queued, (long long)st[i].processing,
+		       (long long)st[i].stuck_processing);
+	}
+	station_stats_free(st, n);
+	return CLI_EXIT_OK;
+}
+
 int cmd_queue_stats(struct cli *c, int argc, char **argv)
 {
 	struct db *db = NULL;
 	struct queue_stats st;
 	int r;
+	if (argc == 2 && strcmp(argv[1], "--by-station") == 0)
+		return queue_by_station(c);
 	if (argc != 1)
-		return cli_usage_error("queue stats", "", "unexpected argument '%s'", argv[1]);
+		return cli_usage_error("queue stats", "[--by-station]", "unexpected argument '%s'", argv[1]);
 	if ((r = cli_db_open(c, &db)))
 		return r;
 	r = queue_get_stats(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, &st);

@@ -27,8 +27,9 @@ static const struct cli_cmd commands[] = {
 	{ "job", "watch", cmd_job_watch, "ID", "live progress bar until the job ends" },
 	{ "job", "cancel", cmd_job_cancel, "ID [--by NAME]", "cancel (a running job stops at its next chunk)" },
 	{ "job", "retry", cmd_job_retry, "ID", "queue a failed or cancelled job again" },
-	{ "queue", "stats", cmd_queue_stats, "",
-	  "counts per state, stuck counts, average duration, the oldest unpublished event's age" },
+	{ "queue", "stats", cmd_queue_stats, "[--by-station]",
+	  "counts per state, stuck counts, average duration, the oldest unpublished event's age;"
+	  " --by-station: daemons, waiting and running jobs per station" },
 	{ "stuck", "check", cmd_stuck_check, "", "run stuck-job recovery once and print what it did" },
 	{ NULL, "devices", cmd_devices, "[--json]", "sticks and slots the daemon would use, and why not" },
 	{ "events", "replay", cmd_events_replay, "--since ID [--until ID]",

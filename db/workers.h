@@ -5,6 +5,8 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "db/db.h"
 
@@ -25,3 +27,19 @@ int worker_stop(struct db *db, const char *id);
 
 /* Publish stuck.processing_timeout and stuck.queued_timeout (seconds) in settings. */
 int settings_store_stuck_timeouts(struct db *db, double processing_timeout, double queued_timeout);
+
+/* What a station has now: its running daemons, the jobs waiting for it, the jobs its daemons
+ * run. station NULL is the line of the orders for any station (its workers and processing are
+ * 0: every station's daemons take them). */
+struct station_stats {
+	char *station;
+	int64_t workers;	  /* daemons not stopped whose heartbeat is within processing_timeout */
+	int64_t queued;		  /* jobs queued or waiting to retry, addressed to it */
+	int64_t processing;	  /* jobs its daemons are running */
+	int64_t stuck_processing; /* of those, without a heartbeat past processing_timeout */
+};
+/* One line per station that has a running daemon or a waiting job, by name, the line of any
+ * station last; a malloc'd array (*ret NULL when none). 0, -ENOMEM, db errors. */
+int station_stats_list(struct db *db, double processing_timeout, struct station_stats **ret, size_t *ret_n);
+/* NULL safe; returns NULL. */
+struct station_stats *station_stats_free(struct station_stats *s, size_t n);

@@ -27,6 +27,7 @@
 #include "db/jobs.h"
 #include "db/orders.h"
 #include "helpers/clirun.h"
+#include "helpers/daemon.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
 #include "util/macro.h"
@@ -38,7 +39,6 @@ extern char **environ;
 
 static struct db *db;
 static char *dir, *secretfile;
-static pid_t spawned[4];
 
 /* ---- the receiver ---- */
 
@@ -64,13 +64,6 @@ static struct receiver {
 	struct request req[MAXREQ];
 	size_t n;
 } rx = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-
-static double mono(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 /* "t=T,v1=HEX" over "T.BODY" with SECRET. */
 static bool signature_ok(const char *h, const char *body)
@@ -129,8 +122,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (rx.mode == HOLD) {
 		rx.held_now++;
 		pthread_cond_broadcast(&rx.cond);
-		double end = mono() + 30;
-		while (!rx.release && mono() < end) {
+		double end = td_mono() + 30;
+		while (!rx.release && td_mono() < end) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += 20 * 1000000;
@@ -256,9 +249,9 @@ static size_t rx_n(void)
 /* Wait until rx_count(status) >= want. */
 static void rx_wait(unsigned status, size_t want, double s)
 {
-	double end = mono() + s;
+	double end = td_mono() + s;
 	pthread_mutex_lock(&rx.lock);
-	while (rx_count(status) < want && mono() < end) {
+	while (rx_count(status) < want && td_mono() < end) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
@@ -271,9 +264,9 @@ static void rx_wait(unsigned status, size_t want, double s)
 
 static void rx_wait_held(double s)
 {
-	double end = mono() + s;
+	double end = td_mono() + s;
 	pthread_mutex_lock(&rx.lock);
-	while (rx.held_now == 0 && mono() < end) {
+	while (rx.held_now == 0 && td_mono() < end) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
@@ -286,23 +279,6 @@ static void rx_wait_held(double s)
 
 /* ---- daemons, events ---- */
 
-static void track(pid_t pid)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(spawned); i++)
-		if (!spawned[i]) {
-			spawned[i] = pid;
-			return;
-		}
-	cr_assert_fail("too many daemons");
-}
-
-static void untrack(pid_t pid)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(spawned); i++)
-		if (spawned[i] == pid)
-			spawned[i] = 0;
-}
-
 static void setup(void)
 {
 	db = tdb_fresh(DBNAME);
@@ -314,12 +290,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(spawned); i++)
-		if (spawned[i]) {
-			kill(spawned[i], SIGKILL);
-			waitpid(spawned[i], NULL, 0);
-			spawned[i] = 0;
-		}
+	td_kill_all();
 	rx_stop();
 	rx_reset();
 	scheme = "http";
@@ -353,65 +324,6 @@ static char *config(const char *name, const char *secret_path, double timeout)
 	free(slot);
 	free(extra);
 	return conf;
-}
-
-static pid_t spawn_daemon(const char *conf, const char *logp)
-{
-	char *bin = tu_path(tu_binary_dir(), "worker/usbforged");
-	char *argv[] = { bin, (char *)"--verbose", (char *)"--config", (char *)conf, NULL };
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	free(bin);
-	track(pid);
-	return pid;
-}
-
-static int wait_exit(pid_t pid, double s)
-{
-	double end = mono() + s;
-	int st;
-	while (mono() < end) {
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			untrack(pid);
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
-		(void)poll(NULL, 0, 20);
-	}
-	cr_assert_fail("usbforged did not exit within %.0f s", s);
-	return -1;
-}
-
-static void wait_log(const char *logp, const char *needle, double s)
-{
-	double end = mono() + s;
-	while (mono() < end) {
-		char *t = tu_slurp(logp);
-		bool found = strstr(t, needle) != NULL;
-		free(t);
-		if (found)
-			return;
-		(void)poll(NULL, 0, 20);
-	}
-	char *t = tu_slurp(logp);
-	cr_assert_fail("no '%s' in %s within %.0f s:\n%s", needle, logp, s, t);
-}
-
-static long long wait_count(const char *sql, long long want, double s)
-{
-	double end = mono() + s;
-	long long v = -1;
-	while (mono() < end) {
-		v = tdb_count(db, sql);
-		if (v == want)
-			return v;
-		(void)poll(NULL, 0, 20);
-	}
-	cr_assert_fail("%s = %lld, want %lld within %.0f s", sql, v, want, s);
-	return v;
 }
 
 /* An outbox row, as db/jobs.c writes them (the relay reads only the table). */
@@ -513,18 +425,17 @@ Test(relay, every_event_once_in_order)
 					   : "order.done");
 	char *conf = config("d1", secretfile, 5);
 	char *logp = tu_path(dir, "d1.log");
-	pid_t pid = spawn_daemon(conf, logp);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
+	pid_t pid = td_spawn(conf, logp);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
 	rx_wait(200, 12, 5);
 	/* a new event is picked up by polling */
 	add_event("order", 2, "order.note");
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 10);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 10);
 	assert_delivered(13, 0);
 	/* without failures, global id order */
 	for (size_t i = 0; i < rx.n; i++)
 		cr_assert_eq(rx.req[i].key, (long long)i + 1);
-	kill(pid, SIGTERM);
-	cr_assert_eq(wait_exit(pid, 20), 0);
+	td_stop(pid, 20);
 	free(conf);
 	free(logp);
 }
@@ -537,7 +448,7 @@ Test(relay, receiver_down_nothing_lost)
 		add_event("order", o, "order.confirmed");
 	char *conf = config("d1", secretfile, 1.5);
 	char *logp = tu_path(dir, "d1.log");
-	pid_t pid = spawn_daemon(conf, logp);
+	pid_t pid = td_spawn(conf, logp);
 	/* 500s: each order's first event refused, again after its backoff */
 	rx_wait(500, 4, 30);
 	for (long long o = 1; o <= 2; o++)
@@ -545,21 +456,20 @@ Test(relay, receiver_down_nothing_lost)
 	/* a receiver that holds the request past events.timeout */
 	rx_mode(HOLD);
 	rx_wait_held(30);
-	wait_log(logp, "Timeout was reached", 10);
+	td_wait_log(logp, "Timeout was reached", 10);
 	/* then the port closed */
 	rx_stop();
-	wait_log(logp, "Couldn't connect to server", 30);
+	td_wait_log(logp, "Couldn't connect to server", 30);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NOT NULL"), 0);
 	for (long long o = 1; o <= 2; o++)
 		add_event("order", o, "order.done");
 	/* back: everything delivered, once, in order per order */
 	size_t before = rx_n();
 	rx_start(port, ANSWER_200);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 90);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 90);
 	assert_delivered(6, 0);
 	cr_assert_eq(rx_n() - before, 6, "after the receiver came back: %zu requests for 6 events", rx_n() - before);
-	kill(pid, SIGTERM);
-	cr_assert_eq(wait_exit(pid, 20), 0);
+	td_stop(pid, 20);
 	free(conf);
 	free(logp);
 }
@@ -589,8 +499,8 @@ Test(relay, bad_secret_file_refused_at_start)
 		char *conf = config("bad", p, 5);
 		char *logp = tu_path(dir, "bad.log");
 		unlink(logp);
-		pid_t pid = spawn_daemon(conf, logp);
-		cr_assert_neq(wait_exit(pid, 30), 0, "%s", cases[i].name);
+		pid_t pid = td_spawn(conf, logp);
+		cr_assert_neq(td_wait_exit(pid, 30), 0, "%s", cases[i].name);
 		char *log = tu_slurp(logp), *want = NULL;
 		cr_assert(asprintf(&want, "events.secret_file %s: %s", p, cases[i].why) > 0);
 		cr_assert(strstr(log, want), "want '%s' in:\n%s", want, log);
@@ -621,15 +531,14 @@ Test(relay, an_unverified_certificate_gets_nothing)
 	add_event("order", 1, "order.done");
 	char *conf = config("d1", secretfile, 2);
 	char *logp = tu_path(dir, "d1.log");
-	pid_t pid = spawn_daemon(conf, logp);
-	wait_log(logp,
-		 "event 1 not delivered (SSL peer certificate or SSH remote key was not OK: SSL certificate problem:"
-		 " self-signed certificate)",
-		 30);
+	pid_t pid = td_spawn(conf, logp);
+	td_wait_log(logp,
+		    "event 1 not delivered (SSL peer certificate or SSH remote key was not OK: SSL certificate problem:"
+		    " self-signed certificate)",
+		    30);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL"), 1);
 	cr_assert_eq(rx_n(), 0, "a request got through the failed handshake");
-	kill(pid, SIGTERM);
-	cr_assert_eq(wait_exit(pid, 20), 0);
+	td_stop(pid, 20);
 	free(kp);
 	free(cp);
 	free(key);
@@ -643,14 +552,14 @@ Test(relay, two_daemons_deliver_each_event_once)
 	rx_start(0, ANSWER_200);
 	char *c1 = config("d1", secretfile, 5), *c2 = config("d2", secretfile, 5);
 	char *l1 = tu_path(dir, "d1.log"), *l2 = tu_path(dir, "d2.log");
-	pid_t p1 = spawn_daemon(c1, l1), p2 = spawn_daemon(c2, l2);
+	pid_t p1 = td_spawn(c1, l1), p2 = td_spawn(c2, l2);
 	for (int k = 0; k < 10; k++)
 		for (long long o = 1; o <= 3; o++) {
 			char type[32];
 			snprintf(type, sizeof(type), "order.step%d", k);
 			add_event("order", o, type);
 		}
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 60);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 60);
 	/* the holder stops; the other takes the lease it gave back and delivers the rest */
 	long long holder_is_1 = 0;
 	{
@@ -659,15 +568,13 @@ Test(relay, two_daemons_deliver_each_event_once)
 		free(t);
 	}
 	pid_t holder = holder_is_1 ? p1 : p2, other = holder_is_1 ? p2 : p1;
-	kill(holder, SIGTERM);
-	cr_assert_eq(wait_exit(holder, 20), 0);
+	td_stop(holder, 20);
 	for (long long o = 1; o <= 3; o++)
 		add_event("order", o, "order.done");
-	wait_log(holder_is_1 ? l2 : l1, "this daemon holds the lease", 30);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
+	td_wait_log(holder_is_1 ? l2 : l1, "this daemon holds the lease", 30);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
 	assert_delivered(33, 0);
-	kill(other, SIGTERM);
-	cr_assert_eq(wait_exit(other, 20), 0);
+	td_stop(other, 20);
 	free(c1);
 	free(c2);
 	free(l1);
@@ -681,23 +588,22 @@ Test(relay, killed_between_post_and_mark_sends_again)
 	add_event("order", 1, "order.done");
 	char *conf = config("d1", secretfile, 5);
 	char *logp = tu_path(dir, "d1.log");
-	pid_t pid = spawn_daemon(conf, logp);
+	pid_t pid = td_spawn(conf, logp);
 	rx_wait_held(30);
 	kill(pid, SIGKILL);
-	cr_assert_eq(wait_exit(pid, 20), 128 + SIGKILL);
+	cr_assert_eq(td_wait_exit(pid, 20), 128 + SIGKILL);
 	rx_mode(ANSWER_200); /* the held request is answered 200, to nobody */
 	rx_wait(200, 1, 10);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NOT NULL"), 0);
 	/* restarted: the lease of the dead daemon runs out, then event 1 goes again, same key */
-	pid = spawn_daemon(conf, logp);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 60);
+	pid = td_spawn(conf, logp);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 60);
 	assert_delivered(2, 1);
 	cr_assert_eq(rx_n(), 3);
 	cr_assert_eq(rx.req[0].key, 1);
 	cr_assert_eq(rx.req[1].key, 1, "the retry carries the same Idempotency-Key");
 	cr_assert_eq(rx.req[2].key, 2);
-	kill(pid, SIGTERM);
-	cr_assert_eq(wait_exit(pid, 20), 0);
+	td_stop(pid, 20);
 	free(conf);
 	free(logp);
 }
@@ -727,8 +633,8 @@ Test(relay, cli_unpublished_replay_and_stats)
 	tu_run_done(&r);
 
 	char *logp = tu_path(dir, "cli.log");
-	pid_t pid = spawn_daemon(conf, logp);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
+	pid_t pid = td_spawn(conf, logp);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
 	const char *unpub_all[] = { "--config", conf, "events", "--unpublished", NULL };
 	r = tu_run_cli(dir, unpub_all);
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -754,12 +660,11 @@ Test(relay, cli_unpublished_replay_and_stats)
 				   " AND JSON_VALUE(metadata, '$.events') = 1"),
 		     1);
 	rx_wait(200, 3, 30);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
 	assert_delivered(2, 1);
 	cr_assert_eq(rx_n(), 3);
 	cr_assert_eq(rx.req[2].key, 2);
-	kill(pid, SIGTERM);
-	cr_assert_eq(wait_exit(pid, 20), 0);
+	td_stop(pid, 20);
 	free(conf);
 	free(logp);
 }
@@ -808,8 +713,8 @@ Test(relay, a_refused_job_event_holds_back_its_order)
 	rx_refuse(1, 2);
 	char *conf = config("d1", secretfile, 2);
 	char *logp = tu_path(dir, "d1.log");
-	pid_t pid = spawn_daemon(conf, logp);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
+	pid_t pid = td_spawn(conf, logp);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
 	assert_delivered(4, 0);
 	/* 1 refused, 2 taken meanwhile, 1 refused again, then 1, 3, 4 */
 	cr_assert_eq(rx_n(), 6);
@@ -819,10 +724,9 @@ Test(relay, a_refused_job_event_holds_back_its_order)
 		cr_assert_eq(rx.req[i].key, want[i], "request %zu: key %lld", i, rx.req[i].key);
 		cr_assert_eq(rx.req[i].status, status[i], "request %zu: status %u", i, rx.req[i].status);
 	}
-	wait_log(logp, "event 1 (job.started of job", 5);
-	wait_log(logp, "refused (HTTP status 500); the rest of order", 5);
-	kill(pid, SIGTERM);
-	cr_assert_eq(wait_exit(pid, 20), 0);
+	td_wait_log(logp, "event 1 (job.started of job", 5);
+	td_wait_log(logp, "refused (HTTP status 500); the rest of order", 5);
+	td_stop(pid, 20);
 	free(img);
 	free(conf);
 	free(logp);
@@ -866,11 +770,11 @@ Test(relay, order_to_done_with_the_receiver_down)
 	char *img = image(len);
 	char *conf = config("d1", secretfile, 2);
 	char *logp = tu_path(dir, "d1.log");
-	pid_t pid = spawn_daemon(conf, logp);
+	pid_t pid = td_spawn(conf, logp);
 	/* the kiosk's first order: its job.started has no estimate, nothing being measured yet */
 	confirm("SALE-0", 64 << 20, img, len);
-	wait_count("SELECT COUNT(*) FROM orders WHERE order_number = 'SALE-0' AND status = 'done'", 1, 60);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
+	td_wait_count(db, "SELECT COUNT(*) FROM orders WHERE order_number = 'SALE-0' AND status = 'done'", 1, 60);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 30);
 	json_t *p0 = NULL;
 	delivered(0, "job.started", "SALE-0", &p0);
 	cr_assert(json_is_null(json_object_get(p0, "estimate_seconds")));
@@ -883,15 +787,15 @@ Test(relay, order_to_done_with_the_receiver_down)
 	confirm("SALE-1", 64 << 20, img, len);
 	rx_wait(500, 1, 30);
 	rx_stop();
-	wait_count("SELECT COUNT(*) FROM orders WHERE order_number = 'SALE-1' AND status = 'done'", 1, 60);
-	wait_log(logp, "Couldn't connect to server", 30);
+	td_wait_count(db, "SELECT COUNT(*) FROM orders WHERE order_number = 'SALE-1' AND status = 'done'", 1, 60);
+	td_wait_log(logp, "Couldn't connect to server", 30);
 	long long n = tdb_count(db, "SELECT COUNT(*) FROM events");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type IN ('job.started', 'job.done',"
 				   " 'order.done') AND JSON_VALUE(payload, '$.order_number') = 'SALE-1'"),
 		     3);
 	cr_assert_eq(n, 6, "SALE-0's three events and SALE-1's: %lld", n);
 	rx_start(port, ANSWER_200);
-	wait_count("SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 90);
+	td_wait_count(db, "SELECT COUNT(*) FROM events WHERE published_at IS NULL", 0, 90);
 	assert_delivered(n, 0);
 	/* SALE-1's three, each answered 200 exactly once, in order; the estimate from SALE-0's
 	 * speeds; the duration and the speeds in job.done */
@@ -913,8 +817,7 @@ Test(relay, order_to_done_with_the_receiver_down)
 	cr_assert_gt(json_number_value(json_object_get(pd, "verify_bytes_per_s")), 0);
 	json_decref(ps);
 	json_decref(pd);
-	kill(pid, SIGTERM);
-	cr_assert_eq(wait_exit(pid, 20), 0);
+	td_stop(pid, 20);
 	free(img);
 	free(conf);
 	free(logp);

@@ -177,19 +177,25 @@ char *tdb_database_conf(const char *dbname)
 char *tdb_write_config_as(const char *dir, const char *name, const char *dbname, const char *user, const char *password,
 			  const char *extra)
 {
+	return tdb_write_config_station(dir, name, dbname, user, password, "test-station", extra);
+}
+
+char *tdb_write_config_station(const char *dir, const char *name, const char *dbname, const char *user,
+			       const char *password, const char *station, const char *extra)
+{
 	char *path = tu_path(dir, name);
 	FILE *f = fopen(path, "we");
 	cr_assert(f, "fopen %s", path);
 	if (!user) {
 		char *d = tdb_database_conf(dbname);
-		fprintf(f, "station = \"test-station\";\n%s\n%s\n", d, extra ? extra : "");
+		fprintf(f, "station = \"%s\";\n%s\n%s\n", station, d, extra ? extra : "");
 		free(d);
 	} else
 		fprintf(f,
-			"station = \"test-station\";\n"
+			"station = \"%s\";\n"
 			"database = { socket = \"%s\"; user = \"%s\"; name = \"%s\"; %s%s%s};\n"
 			"%s\n",
-			tdb_socket(), user, dbname, password ? "password = \"" : "", password ? password : "",
+			station, tdb_socket(), user, dbname, password ? "password = \"" : "", password ? password : "",
 			password ? "\"; " : "", extra ? extra : "");
 	cr_assert_eq(fclose(f), 0);
 	/* an inline password: the file must not be readable by others */

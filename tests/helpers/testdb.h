@@ -48,6 +48,9 @@ char *tdb_write_config(const char *dir, const char *dbname, const char *extra);
  * tdb_write_config; else with password inline when not NULL, mode 0600). */
 char *tdb_write_config_as(const char *dir, const char *name, const char *dbname, const char *user, const char *password,
 			  const char *extra);
+/* The same for a kiosk of station (tdb_write_config_as's is "test-station"). */
+char *tdb_write_config_station(const char *dir, const char *name, const char *dbname, const char *user,
+			       const char *password, const char *station, const char *extra);
 /* (Re)create user@localhost with password and the daemon's privileges (SELECT, INSERT, UPDATE,
  * DELETE) on dbname: a suite that cuts its daemon off the database does it to an account of its
  * own, not to the other suites' sessions. Done as root; db is not used. */
