@@ -301,19 +301,22 @@ static int queue_by_station(struct cli *c)
 		station_stats_free(st, n);
 		return cli_print_json(a);
 	}
-	printf("%-24s %7s %7s %10s %6s\n", "STATION", "WORKERS", "QUEUED", "PROCESSING", "STUCK");
-	for (size_t i = 0; i < n; i++) {
-		/* a station's name is a database value */
-		_cleanup_free_ char *name = st[i].station ? utf8_escape_text(st[i].station, 0) : NULL;
-		printf("%-24s %7lld %7lld %10lld %6lld\n",
-		       !st[i].station ? "(any station)"
-		       : name	      ? name
-				      : "?",
-		       (long long)st[i].workers, (long long)st[i].queued, (long long)st[i].processing,
-		       (long long)st[i].stuck_processing);
+	static const char *const hdr[] = { "STATION", "WORKERS", "QUEUED", "PROCESSING", "STUCK" };
+	struct table *t = NULL;
+	r = table_new(ARRAY_SIZE(hdr), hdr, &t);
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		char w[24], q[24], p[24], k[24];
+		snprintf(w, sizeof(w), "%lld", (long long)st[i].workers);
+		snprintf(q, sizeof(q), "%lld", (long long)st[i].queued);
+		snprintf(p, sizeof(p), "%lld", (long long)st[i].processing);
+		snprintf(k, sizeof(k), "%lld", (long long)st[i].stuck_processing);
+		r = table_addf(t, st[i].station ? st[i].station : "(any station)", w, q, p, k);
 	}
+	if (r >= 0)
+		r = table_print(t, stdout);
+	table_free(t);
 	station_stats_free(st, n);
-	return CLI_EXIT_OK;
+	return r < 0 ? r : CLI_EXIT_OK;
 }
 
 int cmd_queue_stats(struct cli *c, int argc, char **argv)

@@ -13,19 +13,18 @@
 #include <poll.h>
 #include <regex.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "db/jobs.h"
 #include "db/orders.h"
 #include "helpers/clirun.h"
+#include "helpers/daemon.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
 #include "http/board.h"
@@ -36,14 +35,12 @@
 
 #define DBNAME "uf_t_http"
 #define TOKEN  "t0ken-for-the-http-tests-0123456789"
-extern char **environ;
 
 static struct db *db;
 static char *dir, *tokfile;
 static struct board *board;
 static struct http_server *srv;
 static struct uf_config cfg;
-static pid_t daemon_pid;
 
 static double mono(void)
 {
@@ -94,11 +91,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGKILL);
-		waitpid(daemon_pid, NULL, 0);
-		daemon_pid = 0;
-	}
+	td_kill_all();
 	srv = http_stop(srv);
 	board = board_free(board);
 	config_done(&cfg);
@@ -905,33 +898,6 @@ static unsigned wait_listening(const char *logp, double s)
 	return 0;
 }
 
-static pid_t spawn_daemon(const char *conf, const char *logp)
-{
-	char *bin = tu_path(tu_binary_dir(), "worker/usbforged");
-	char *argv[] = { bin, (char *)"--config", (char *)conf, NULL };
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	free(bin);
-	return pid;
-}
-
-static int wait_exit(pid_t pid, double s)
-{
-	double end = mono() + s;
-	int st;
-	while (mono() < end) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		(void)poll(NULL, 0, 20);
-	}
-	cr_assert_fail("usbforged did not exit within %.0f s", s);
-	return -1;
-}
-
 Test(http, in_the_daemon)
 {
 	char *slot = tu_path(dir, "slotA.img");
@@ -947,7 +913,7 @@ Test(http, in_the_daemon)
 			   slot, tokfile) > 0);
 	char *conf = tdb_write_config(dir, DBNAME, extra);
 	char *logp = tu_path(dir, "d.log");
-	daemon_pid = spawn_daemon(conf, logp);
+	pid_t daemon_pid = td_spawn(conf, logp);
 	unsigned port = wait_listening(logp, 20);
 
 	/* the board it shows is the daemon's: wait until slot A is ready */
@@ -989,15 +955,13 @@ Test(http, in_the_daemon)
 	assert_error(&r, 401, "UNAUTHORIZED", "wrong token");
 	resp_done(&r);
 
-	kill(daemon_pid, SIGTERM);
-	cr_assert_eq(wait_exit(daemon_pid, 30), 0);
-	daemon_pid = 0;
+	td_stop(daemon_pid, 30);
 
 	/* a token file anyone can read: the daemon does not start, and says which file */
 	cr_assert_eq(chmod(tokfile, 0644), 0);
-	daemon_pid = spawn_daemon(conf, logp);
-	cr_assert_neq(wait_exit(daemon_pid, 30), 0);
-	daemon_pid = 0;
+	cr_assert_eq(unlink(logp), 0);
+	daemon_pid = td_spawn(conf, logp);
+	cr_assert_neq(td_wait_exit(daemon_pid, 30), 0);
 	char *log = tu_slurp(logp);
 	char *want = NULL;
 	cr_assert_null(strstr(log, "http: listening"), "%s", log);

@@ -177,10 +177,10 @@ Test(stations, ten_stations_drain_their_own_orders_and_any)
 	const char *text[] = { "--config", conf[0], "queue", "stats", "--by-station", NULL };
 	struct tu_run r = tu_run_cli(dir, text);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert(strstr(r.out, "STATION                  WORKERS  QUEUED PROCESSING  STUCK\n"
-				"shop-0                         1       0          0      0\n"),
+	cr_assert(strstr(r.out, "STATION      WORKERS  QUEUED  PROCESSING  STUCK\n"
+				"shop-0       1        0       0           0\n"),
 		  "%s", r.out);
-	cr_assert(strstr(r.out, "shop-closed                    0       1          0      0\n"), "%s", r.out);
+	cr_assert(strstr(r.out, "shop-closed  0        1       0           0\n"), "%s", r.out);
 	tu_run_done(&r);
 	for (int i = 0; i < STATIONS; i++) {
 		td_stop(pid[i], 30);
