@@ -30,6 +30,15 @@ static int parse_job_id(const char *cmd, const char *usage, int argc, char **arg
 	return 0;
 }
 
+/* A database call on db failed with r: its error ("out of memory" for -ENOMEM) printed, db
+ * closed, CLI_EXIT_FAIL: `return db_failed(db, r);`. */
+static int db_failed(struct db *db, int r)
+{
+	cli_error(CLI_EXIT_FAIL, "%s", r == -ENOMEM ? "out of memory" : db_error(db));
+	db_close(db);
+	return CLI_EXIT_FAIL;
+}
+
 int cmd_job_cancel(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { "by", required_argument, NULL, 'b' }, {} };
@@ -170,11 +179,8 @@ int cmd_job_logs(struct cli *c, int argc, char **argv)
 		r = job_log_list(db, id, since, &rows, &n);
 		if (r == -ENOMEM)
 			break;
-		if (r < 0) {
-			cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
-			db_close(db);
-			return CLI_EXIT_FAIL;
-		}
+		if (r < 0)
+			return db_failed(db, r);
 		if (c->json && !follow) {
 			r = cli_print_json(log_rows_json(rows, n));
 			job_log_list_free(rows, n);
@@ -279,14 +285,8 @@ static int queue_by_station(struct cli *c)
 	if ((r = cli_db_open(c, &db)))
 		return r;
 	r = station_stats_list(db, c->cfg.stuck.processing_timeout, &st, &n);
-	if (r < 0) {
-		if (r != -ENOMEM)
-			r = cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
-		else
-			r = cli_error(CLI_EXIT_FAIL, "out of memory");
-		db_close(db);
-		return r;
-	}
+	if (r < 0)
+		return db_failed(db, r);
 	db_close(db);
 	if (c->json) {
 		json_t *a = json_array();
@@ -331,11 +331,8 @@ int cmd_queue_stats(struct cli *c, int argc, char **argv)
 	if ((r = cli_db_open(c, &db)))
 		return r;
 	r = queue_get_stats(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, &st);
-	if (r < 0) {
-		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
-		db_close(db);
-		return CLI_EXIT_FAIL;
-	}
+	if (r < 0)
+		return db_failed(db, r);
 	db_close(db);
 	if (c->json)
 		return cli_print_json(cli_json_queue_stats(&st));
@@ -367,11 +364,8 @@ int cmd_stuck_check(struct cli *c, int argc, char **argv)
 		return r;
 	r = queue_reap(db, c->cfg.stuck.processing_timeout, c->cfg.stuck.queued_timeout, c->cfg.retry.delays,
 		       c->cfg.retry.n_delays, NULL, 0, &st);
-	if (r < 0) {
-		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
-		db_close(db);
-		return CLI_EXIT_FAIL;
-	}
+	if (r < 0)
+		return db_failed(db, r);
 	db_close(db);
 	if (c->json) {
 		r = cli_print_json(cli_json_reap_stats(&st));
@@ -518,11 +512,8 @@ int cmd_events_replay(struct cli *c, int argc, char **argv)
 		return r;
 	int64_t n = 0;
 	r = outbox_replay(db, since, until, cli_actor(), &n);
-	if (r < 0) {
-		cli_error(CLI_EXIT_FAIL, "%s", db_error(db));
-		db_close(db);
-		return CLI_EXIT_FAIL;
-	}
+	if (r < 0)
+		return db_failed(db, r);
 	db_close(db);
 	if (c->json)
 		return cli_print_json(json_pack("{s:I, s:o, s:I}", "since", (json_int_t)since, "until",

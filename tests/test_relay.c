@@ -685,16 +685,7 @@ static long long confirm(const char *number, uint64_t capacity, const char *img,
 	return tdb_count(db, q);
 }
 
-static char *image(size_t len)
-{
-	char *img = tu_path(dir, "img.raw");
-	char *buf = malloc(len);
-	cr_assert(buf);
-	tu_fill_pattern(buf, len, 7);
-	tu_write_file(img, buf, len);
-	free(buf);
-	return img;
-}
+static char *image(size_t len) { return tu_pattern_file(dir, "img.raw", len, 7); }
 
 /* A job's event the receiver refuses holds back the rest of its order, the order's own
  * order.done included, while another order's events go on; once it is taken, its order follows

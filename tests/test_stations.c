@@ -96,12 +96,7 @@ static void assert_by_station(const char *conf, const char *want)
 Test(stations, ten_stations_drain_their_own_orders_and_any)
 {
 	size_t len = 64 << 10;
-	char *img = tu_path(dir, "img.raw");
-	char *buf = malloc(len);
-	cr_assert(buf);
-	tu_fill_pattern(buf, len, 3);
-	tu_write_file(img, buf, len);
-	free(buf);
+	char *img = tu_pattern_file(dir, "img.raw", len, 3);
 	char number[32], station[32];
 	for (int i = 0; i < STATIONS; i++)
 		for (int k = 0; k < PER; k++) {

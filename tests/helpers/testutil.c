@@ -115,3 +115,14 @@ int tu_set_immutable(const char *path, bool on)
 	close(fd);
 	return r;
 }
+
+char *tu_pattern_file(const char *dir, const char *name, size_t len, uint64_t seed)
+{
+	char *path = tu_path(dir, name);
+	char *buf = malloc(len ? len : 1);
+	cr_assert(buf);
+	tu_fill_pattern(buf, len, seed);
+	tu_write_file(path, buf, len);
+	free(buf);
+	return path;
+}

@@ -17,6 +17,8 @@ void tu_write_file(const char *path, const void *data, size_t len);
 char *tu_path(const char *dir, const char *name);
 /* Fill buf with a deterministic pattern from seed (xorshift). */
 void tu_fill_pattern(void *buf, size_t len, uint64_t seed);
+/* Write dir/name: len bytes of tu_fill_pattern(seed). Returns the malloc'd path. Asserts. */
+char *tu_pattern_file(const char *dir, const char *name, size_t len, uint64_t seed);
 /* Whether the file at path holds the n bytes of needle at any 512-byte aligned offset (where a
  * block device or a FAT32 image puts data): "did this secret reach the stick?". */
 bool tu_file_holds(const char *path, const void *needle, size_t n);
