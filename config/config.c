@@ -39,6 +39,7 @@
 #define CONFIG_MAX_FILE_SIZE 1048576 /* 1 MiB */
 #define MAX_SLOTS	     64
 #define MAX_RETRY_DELAYS     16
+#define MAX_DB_HOSTS	     16
 #define MIN_PERIOD	     0.05 /* s: worker.poll_interval, worker.heartbeat_interval */
 
 static const char *const usb_mode_table[_USB_MODE_MAX] = {
@@ -141,6 +142,13 @@ static void slots_free(struct slot_conf *slots, size_t n)
 	free(slots);
 }
 
+static void db_hosts_free(struct uf_db_host *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(h[i].host);
+	free(h);
+}
+
 void config_done(struct uf_config *cfg)
 {
 	if (!cfg)
@@ -148,6 +156,7 @@ void config_done(struct uf_config *cfg)
 	free(cfg->path);
 	free(cfg->station);
 	free(cfg->db.host);
+	db_hosts_free(cfg->db.hosts, cfg->db.n_hosts);
 	free(cfg->db.socket);
 	free(cfg->db.user);
 	if (cfg->db.password)
@@ -370,6 +379,7 @@ static int load_password_file(struct loader *l, const config_setting_t *s, const
 static int load_admin_password_file(struct loader *l, const config_setting_t *s, const char *key);
 static int refuse_admin_password(struct loader *l, const config_setting_t *s, const char *key);
 static int load_retry_delays(struct loader *l, const config_setting_t *s, const char *key);
+static int load_db_hosts(struct loader *l, const config_setting_t *s, const char *key);
 static int load_usb_mode(struct loader *l, const config_setting_t *s, const char *key);
 static int load_usb_slots(struct loader *l, const config_setting_t *s, const char *key);
 static int load_http_listen(struct loader *l, const config_setting_t *s, const char *key);
@@ -398,6 +408,7 @@ static const struct key_def admin_keys[] = {
 
 static const struct key_def database_keys[] = {
 	STR("host", db.host, 0),
+	CUSTOM("hosts", load_db_hosts),
 	UINT("port", db.port, 1, 65535),
 	STR("socket", db.socket, F_EMPTY_OK | F_PATH),
 	STR("user", db.user, 0),
@@ -885,6 +896,121 @@ int config_admin_password(const struct uf_config *cfg, char **ret_password, char
 	else
 		free(e);
 	return r;
+}
+
+int config_parse_db_host(const char *entry, char **ret_host, unsigned *ret_port)
+{
+	const char *h = entry, *end, *colon;
+	size_t len = strlen(entry);
+	unsigned long port = 0;
+
+	if (len == 0 || len > 255 + 8)
+		return -EINVAL;
+	if (entry[0] == '[') { /* [IPv6] or [IPv6]:PORT */
+		end = strchr(entry, ']');
+		if (!end || end == entry + 1)
+			return -EINVAL;
+		h = entry + 1;
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (!colon && end[1] != '\0')
+			return -EINVAL;
+		char tmp[INET6_ADDRSTRLEN];
+		struct in6_addr a6;
+		if ((size_t)(end - h) >= sizeof(tmp))
+			return -EINVAL;
+		memcpy(tmp, h, (size_t)(end - h));
+		tmp[end - h] = '\0';
+		if (inet_pton(AF_INET6, tmp, &a6) != 1)
+			return -EINVAL;
+	} else {
+		colon = strchr(entry, ':');
+		end = colon ? colon : entry + len;
+		if (end == entry || (size_t)(end - entry) > 255)
+			return -EINVAL;
+		for (const char *p = entry; p < end; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			      *p == '.' || *p == '-' || *p == '_'))
+				return -EINVAL;
+	}
+	if (colon) {
+		const char *d = colon + 1;
+		if (*d == '\0' || strlen(d) > 5)
+			return -EINVAL;
+		for (const char *p = d; *p; p++) {
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+			port = port * 10 + (unsigned long)(*p - '0');
+		}
+		if (port < 1 || port > 65535)
+			return -EINVAL;
+	}
+	char *host = strndup(h, (size_t)(end - h));
+	if (!host)
+		return -ENOMEM;
+	*ret_host = host;
+	*ret_port = (unsigned)port;
+	return 0;
+}
+
+/* database.hosts = ( "HOST[:PORT]", … ): 1 to MAX_DB_HOSTS entries, never beside database.host
+ * or a database.socket (which would leave unclear which server is meant). */
+static int load_db_hosts(struct loader *l, const config_setting_t *s, const char *key)
+{
+	int type = config_setting_type(s);
+	int n = config_setting_length(s);
+	struct uf_db_host *hosts = NULL;
+	size_t got = 0;
+	int r = 0;
+
+	if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+		return fail_got(l, s, key,
+				"must be a list of 1 to %d \"HOST:PORT\" strings, e.g. ( \"10.0.0.1:3306\", "
+				"\"10.0.0.2:3306\" )",
+				MAX_DB_HOSTS);
+	if (n < 1 || n > MAX_DB_HOSTS)
+		return fail(l, s, key, "must hold 1 to %d servers (got %d)", MAX_DB_HOSTS, n);
+	const config_setting_t *other = config_lookup(&l->lc, "database.host");
+	if (other)
+		return fail(l, s, key, "cannot be used together with 'database.host' (line %u): set only one",
+			    (unsigned)config_setting_source_line(other));
+	other = config_lookup(&l->lc, "database.socket");
+	if (other && config_setting_type(other) == CONFIG_TYPE_STRING && *config_setting_get_string(other))
+		return fail(l, s, key, "cannot be used together with a 'database.socket' (line %u): set only one",
+			    (unsigned)config_setting_source_line(other));
+	hosts = calloc((size_t)n, sizeof(*hosts));
+	if (!hosts)
+		return oom(l);
+	for (int i = 0; i < n && r == 0; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		_cleanup_free_ char *ekey = NULL;
+
+		if (asprintf(&ekey, "%s[%d]", key, i) < 0) {
+			ekey = NULL;
+			r = oom(l);
+			break;
+		}
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			r = fail_got(l, e, ekey, "must be a string \"HOST\", \"HOST:PORT\" or \"[IPv6]:PORT\"");
+			break;
+		}
+		r = config_parse_db_host(config_setting_get_string(e), &hosts[i].host, &hosts[i].port);
+		if (r == -ENOMEM)
+			r = oom(l);
+		else if (r < 0)
+			r = fail_got(l, e, ekey,
+				     "must be \"HOST\", \"HOST:PORT\" or \"[IPv6]:PORT\" (HOST a name or an address, PORT "
+				     "1..65535; no port: database.port)");
+		else
+			got++;
+	}
+	if (r < 0) {
+		db_hosts_free(hosts, got);
+		return r;
+	}
+	db_hosts_free(l->cfg->db.hosts, l->cfg->db.n_hosts);
+	l->cfg->db.hosts = hosts;
+	l->cfg->db.n_hosts = (size_t)n;
+	return 0;
 }
 
 static int load_retry_delays(struct loader *l, const config_setting_t *s, const char *key)
@@ -1717,6 +1843,16 @@ static bool slots_differ(const struct uf_config *a, const struct uf_config *b)
 	return false;
 }
 
+static bool db_hosts_differ(const struct uf_config *a, const struct uf_config *b)
+{
+	if (a->db.n_hosts != b->db.n_hosts)
+		return true;
+	for (size_t i = 0; i < a->db.n_hosts; i++)
+		if (str_differs(a->db.hosts[i].host, b->db.hosts[i].host) || a->db.hosts[i].port != b->db.hosts[i].port)
+			return true;
+	return false;
+}
+
 size_t config_restart_keys_changed(const struct uf_config *running, const struct uf_config *next, const char **ret,
 				   size_t max)
 {
@@ -1726,6 +1862,7 @@ size_t config_restart_keys_changed(const struct uf_config *running, const struct
 	} keys[] = {
 		{ "station", str_differs(running->station, next->station) },
 		{ "database.host", str_differs(running->db.host, next->db.host) },
+		{ "database.hosts", db_hosts_differ(running, next) },
 		{ "database.port", running->db.port != next->db.port },
 		{ "database.socket", str_differs(running->db.socket, next->db.socket) },
 		{ "database.user", str_differs(running->db.user, next->db.user) },
@@ -1747,6 +1884,15 @@ int config_keep_restart_keys(struct uf_config *next, const struct uf_config *run
 	t.station = strdup_or_null(running->station);
 	t.db = running->db;
 	t.db.host = strdup_or_null(running->db.host);
+	t.db.hosts = running->db.n_hosts ? calloc(running->db.n_hosts, sizeof(*t.db.hosts)) : NULL;
+	bool hosts_oom = running->db.n_hosts && !t.db.hosts;
+	for (size_t i = 0; !hosts_oom && i < running->db.n_hosts; i++) {
+		t.db.hosts[i].host = strdup(running->db.hosts[i].host);
+		t.db.hosts[i].port = running->db.hosts[i].port;
+		hosts_oom = !t.db.hosts[i].host;
+	}
+	if (hosts_oom) /* freed by config_done(&t) below: n_hosts counts every slot, NULLs free fine */
+		t.db.n_hosts = t.db.hosts ? running->db.n_hosts : 0;
 	t.db.socket = strdup_or_null(running->db.socket);
 	t.db.user = strdup_or_null(running->db.user);
 	t.db.password = strdup_or_null(running->db.password);
@@ -1756,7 +1902,7 @@ int config_keep_restart_keys(struct uf_config *next, const struct uf_config *run
 	t.usb.mode = running->usb.mode;
 	t.usb.n_slots = running->usb.n_slots;
 	t.usb.slots = running->usb.n_slots ? calloc(running->usb.n_slots, sizeof(*t.usb.slots)) : NULL;
-	bool oom = (running->station && !t.station) || (running->db.host && !t.db.host) ||
+	bool oom = hosts_oom || (running->station && !t.station) || (running->db.host && !t.db.host) ||
 		   (running->db.socket && !t.db.socket) || (running->db.user && !t.db.user) ||
 		   (running->db.password && !t.db.password) || (running->db.name && !t.db.name) ||
 		   (running->db.admin.user && !t.db.admin.user) ||

@@ -17,12 +17,22 @@ struct slot_conf {
 	char *path; /* static mode: a regular file or block device */
 };
 
+/* One entry of database.hosts: a node of a cluster (or a server and its standby). */
+struct uf_db_host {
+	char *host;    /* a name, an IPv4 address or an IPv6 address (without brackets) */
+	unsigned port; /* 0: database.port */
+};
+
 struct uf_config {
 	char *path;    /* the file it was read from, or NULL for defaults only */
 	char *station; /* default: the host name */
 	struct {
-		char *host;	/* "127.0.0.1" */
-		unsigned port;	/* 3306 */
+		char *host;    /* "127.0.0.1" */
+		unsigned port; /* 3306 */
+		/* database.hosts: the servers tried in order at every connect and reconnect
+		 * (n_hosts 0: host and port alone); never set together with host or socket */
+		struct uf_db_host *hosts;
+		size_t n_hosts;
 		char *socket;	/* "" = TCP */
 		char *user;	/* "usbforge" */
 		char *password; /* from password or password_file; NULL when neither */
@@ -138,6 +148,10 @@ int config_keep_restart_keys(struct uf_config *next, const struct uf_config *run
 /* http.listen's syntax: "" (off: host ""), "PORT" or ":PORT" (127.0.0.1), "IPv4:PORT",
  * "[IPv6]:PORT"; PORT 0..65535 (0: any free port). *ret_host malloc'd. 0, -EINVAL or -ENOMEM. */
 int config_parse_listen(const char *listen, char **ret_host, unsigned *ret_port);
+/* One database.hosts entry: "HOST", "HOST:PORT" or "[IPv6]:PORT" (HOST: letters, digits, '.',
+ * '-', '_' or an IPv6 address in brackets, at most 255 bytes; PORT 1..65535; no port: 0, which
+ * means database.port). *ret_host malloc'd. 0, -EINVAL or -ENOMEM. */
+int config_parse_db_host(const char *entry, char **ret_host, unsigned *ret_port);
 /* events.webhook's rule: "" (no relay), "https://HOST[:PORT][/PATH]", or "http://" with the
  * host 127.0.0.0/8, [::1] or localhost; no credentials ('@'), no spaces or control characters,
  * at most 2048 bytes. 0 or -EINVAL; *ret_why (may be NULL) a static reason. */

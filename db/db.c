@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/log.h"
 #include "util/macro.h"
@@ -20,6 +21,9 @@
 #define DB_IDLE_TXN_TIMEOUT 3  /* seconds */
 #define DB_STMT_CACHE	    32 /* prepared statements kept per connection */
 #define DB_MAX_ARGS	    64 /* placeholders in one statement */
+#define DB_TXN_ATTEMPTS	    10 /* a transaction's runs before a conflict is given up */
+#define DB_TXN_BACKOFF_MS   2  /* the first retry's pause; doubled each time, jittered */
+#define DB_TXN_BACKOFF_MAX  250
 #define STR_(x)		    #x
 #define STR(x)		    STR_(x)
 
@@ -27,11 +31,19 @@ struct db {
 	MYSQL *my;
 	char *dbname;
 	struct uf_config_db_copy {
-		char *host, *socket, *user, *password;
-		unsigned port;
+		char *socket, *user, *password;
+		/* the servers tried in order (database.hosts, or database.host alone); from_list:
+		 * they came from database.hosts, whose name the messages give */
+		struct uf_db_host *hosts;
+		size_t n_hosts;
+		bool from_list;
 	} c;
-	char *error;  /* the last failure's message (the server's, or ours) */
-	unsigned err; /* last server errno */
+	size_t node;	  /* the entry of c.hosts connected to */
+	bool in_txn;	  /* db_transaction is running its function */
+	bool txn_aborted; /* …and the server aborted that transaction: nothing more may run in it */
+	int txn_abort_r;  /* the abort's error (-EAGAIN, -ENOTCONN) */
+	char *error;	  /* the last failure's message (the server's, or ours) */
+	unsigned err;	  /* last server errno */
 	uint64_t insert_id;
 	uint64_t tick; /* statement use counter, for the cache's LRU */
 	struct db_stmt {
@@ -59,6 +71,10 @@ static int map_errno(unsigned e)
 	case CR_SERVER_LOST_EXTENDED:
 	case ER_CONNECTION_KILLED:
 	case ER_SERVER_SHUTDOWN:
+	/* a Galera node that is not (or no longer) part of the primary component answers every
+	 * statement with 1047 "WSREP has not yet prepared node for application use": as useless
+	 * as a lost connection, and the cure is the same (another node) */
+	case ER_UNKNOWN_COM_ERROR:
 		return -ENOTCONN;
 	case 4025: /* ER_CONSTRAINT_FAILED (MariaDB) */
 	case 3819: /* ER_CHECK_CONSTRAINT_VIOLATED (MySQL) */
@@ -159,9 +175,35 @@ static void close_connection(struct db *db)
 	db->insert_id = 0;
 }
 
-static int do_connect(struct db *db, char **ret_error)
+/* Whether the server is a Galera node that may not serve clients now (wsrep_ready OFF: not in
+ * the primary component, or still joining). A server without Galera has no such status: ready. */
+static bool show_is_off(MYSQL *my, const char *show)
 {
-	const char *where;
+	bool off = false;
+	if (mysql_query(my, show) != 0)
+		return false; /* the statements that follow will tell */
+	MYSQL_RES *res = mysql_store_result(my);
+	if (!res)
+		return false;
+	MYSQL_ROW row = mysql_fetch_row(res);
+	if (row && row[1] && strcmp(row[1], "ON") != 0)
+		off = true;
+	mysql_free_result(res);
+	return off;
+}
+
+static bool node_not_ready(MYSQL *my)
+{
+	/* a MariaDB server built with wsrep but not running Galera says wsrep_ready OFF too */
+	return show_is_off(my, "SHOW STATUS LIKE 'wsrep\\_ready'") &&
+	       !show_is_off(my, "SHOW VARIABLES LIKE 'wsrep\\_on'");
+}
+
+/* Connect to one server: the socket, or c.hosts[i]. On failure *ret_error (malloc'd, may be
+ * NULL on OOM) says what and where, and db->my is NULL. */
+static int connect_one(struct db *db, size_t i, char **ret_error)
+{
+	char where[300];
 	char *e = NULL;
 	/* A server that stops answering must not hang the daemon past its watchdog (60 s): reads
 	 * and writes time out after DB_IO_TIMEOUT (the connection then counts as lost and is
@@ -176,7 +218,7 @@ static int do_connect(struct db *db, char **ret_error)
 	*ret_error = NULL;
 	db->my = mysql_init(NULL);
 	if (!db->my) {
-		set_error(db, "cannot set up a MariaDB connection: out of memory");
+		*ret_error = strdup("cannot set up a MariaDB connection: out of memory");
 		return -ENOMEM;
 	}
 	mysql_options(db->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
@@ -189,19 +231,21 @@ static int do_connect(struct db *db, char **ret_error)
 						   "sql_mode='STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
 						   "NO_ENGINE_SUBSTITUTION'");
 	bool use_socket = db->c.socket && *db->c.socket;
-	where = use_socket ? db->c.socket : db->c.host;
-	if (!mysql_real_connect(db->my, use_socket ? "localhost" : db->c.host, db->c.user, db->c.password, db->dbname,
-				use_socket ? 0 : db->c.port, use_socket ? db->c.socket : NULL, CLIENT_FOUND_ROWS)) {
+	const struct uf_db_host *h = use_socket ? NULL : &db->c.hosts[i];
+	if (use_socket)
+		snprintf(where, sizeof(where), "%s", db->c.socket);
+	else if (strchr(h->host, ':'))
+		snprintf(where, sizeof(where), "[%s]:%u", h->host, h->port);
+	else
+		snprintf(where, sizeof(where), "%s:%u", h->host, h->port);
+	if (!mysql_real_connect(db->my, use_socket ? "localhost" : h->host, db->c.user, db->c.password, db->dbname,
+				use_socket ? 0 : h->port, use_socket ? db->c.socket : NULL, CLIENT_FOUND_ROWS)) {
 		int r = fail(db);
-		char port[16] = "";
-		if (!use_socket)
-			snprintf(port, sizeof(port), ":%u", db->c.port);
-		if (asprintf(&e, "cannot connect to MariaDB at %s%s as '%s'%s%s: %s", where, port, db->c.user,
+		if (asprintf(&e, "cannot connect to MariaDB at %s as '%s'%s%s: %s", where, db->c.user,
 			     db->dbname ? ", database " : "", db->dbname ? db->dbname : "", mysql_error(db->my)) < 0)
 			e = NULL;
 		mysql_close(db->my);
 		db->my = NULL;
-		set_error(db, e);
 		*ret_error = e;
 		return r == -EIO ? -ENOTCONN : r;
 	}
@@ -213,7 +257,6 @@ static int do_connect(struct db *db, char **ret_error)
 			e = NULL;
 		mysql_close(db->my);
 		db->my = NULL;
-		set_error(db, e);
 		*ret_error = e;
 		return r;
 	}
@@ -224,29 +267,100 @@ static int do_connect(struct db *db, char **ret_error)
 			e = NULL;
 		mysql_close(db->my);
 		db->my = NULL;
-		set_error(db, e);
 		*ret_error = e;
 		return -EPROTO;
 	}
-	set_error(db, NULL);
-	db->err = 0;
+	if (node_not_ready(db->my)) {
+		if (asprintf(&e,
+			     "the Galera node at %s is not ready (wsrep_ready is OFF: it is not part of the "
+			     "cluster's primary component)",
+			     where) < 0)
+			e = NULL;
+		mysql_close(db->my);
+		db->my = NULL;
+		db->err = ER_UNKNOWN_COM_ERROR;
+		*ret_error = e;
+		return -ENOTCONN;
+	}
 	return 0;
+}
+
+/* Connect to the first server of c.hosts that answers and is ready, in their order (or the
+ * socket). With several, a failure names the key and lists every entry's reason. */
+static int do_connect(struct db *db, char **ret_error)
+{
+	size_t n = db->c.socket && *db->c.socket ? 1 : db->c.n_hosts;
+	char *all = NULL;
+	int r = -ENOTCONN;
+	unsigned err = 0;
+
+	*ret_error = NULL;
+	for (size_t i = 0; i < n; i++) {
+		char *e = NULL;
+		r = connect_one(db, i, &e);
+		if (r == 0) {
+			free(all);
+			db->node = i;
+			set_error(db, NULL);
+			db->err = 0;
+			if (i > 0)
+				log_debug("db: connected to database.hosts[%zu] (the entries before it failed)", i);
+			return 0;
+		}
+		err = db->err;
+		if (!db->c.from_list) {
+			all = e;
+			break;
+		}
+		char *next = NULL;
+		if (asprintf(&next, "%s%sdatabase.hosts[%zu]: %s", all ? all : "", all ? "; " : "", i,
+			     e ? e : "out of memory") < 0)
+			next = NULL;
+		free(e);
+		free(all);
+		all = next;
+	}
+	if (db->c.from_list && all) {
+		char *m = NULL;
+		if (asprintf(&m, "no server of database.hosts can be used: %s", all) < 0)
+			m = NULL;
+		free(all);
+		all = m;
+	}
+	db->err = err;
+	set_error(db, all);
+	*ret_error = all;
+	return r;
 }
 
 int db_connect_to(const struct uf_config *cfg, const char *dbname, struct db **ret, char **ret_error)
 {
 	struct db *db = calloc(1, sizeof(*db));
+	unsigned port = cfg->db.port ? cfg->db.port : 3306;
 	int r;
 
 	*ret_error = NULL;
 	if (!db)
 		return -ENOMEM;
-	db->c.host = strdup_or_null(cfg->db.host ? cfg->db.host : "127.0.0.1");
+	db->c.from_list = cfg->db.n_hosts > 0;
+	db->c.n_hosts = db->c.from_list ? cfg->db.n_hosts : 1;
+	db->c.hosts = calloc(db->c.n_hosts, sizeof(*db->c.hosts));
+	bool oom = !db->c.hosts;
+	for (size_t i = 0; !oom && i < db->c.n_hosts; i++) {
+		const char *h = db->c.from_list ? cfg->db.hosts[i].host : cfg->db.host ? cfg->db.host : "127.0.0.1";
+		unsigned p = db->c.from_list && cfg->db.hosts[i].port ? cfg->db.hosts[i].port : port;
+		db->c.hosts[i] = (struct uf_db_host){ .host = strdup(h), .port = p };
+		oom = !db->c.hosts[i].host;
+	}
 	db->c.socket = strdup_or_null(cfg->db.socket);
 	db->c.user = strdup_or_null(cfg->db.user ? cfg->db.user : "usbforge");
 	db->c.password = strdup_or_null(cfg->db.password);
-	db->c.port = cfg->db.port ? cfg->db.port : 3306;
 	db->dbname = strdup_or_null(dbname);
+	if (oom || !db->c.user || (cfg->db.socket && !db->c.socket) || (cfg->db.password && !db->c.password) ||
+	    (dbname && !db->dbname)) {
+		db_close(db);
+		return -ENOMEM;
+	}
 	r = do_connect(db, ret_error);
 	if (r < 0) {
 		db_close(db);
@@ -278,7 +392,9 @@ struct db *db_close(struct db *db)
 	if (!db)
 		return NULL;
 	close_connection(db);
-	free(db->c.host);
+	for (size_t i = 0; db->c.hosts && i < db->c.n_hosts; i++)
+		free(db->c.hosts[i].host);
+	free(db->c.hosts);
 	free(db->c.socket);
 	free(db->c.user);
 	if (db->c.password)
@@ -323,7 +439,12 @@ static int stmt_fail(struct db *db, MYSQL_STMT *st, const char *sql)
 	const char *m = mysql_stmt_error(st);
 	set_error(db, m && *m ? m : "MariaDB gave no reason");
 	log_debug("db: statement failed (%u %s): %s", db->err, db_error(db), sql);
-	return map_errno(db->err);
+	int r = map_errno(db->err);
+	if (db->in_txn && (r == -EAGAIN || r == -ENOTCONN || db->err >= CLIENT_ERROR_MIN)) {
+		db->txn_aborted = true;
+		db->txn_abort_r = r == -EAGAIN ? r : -ENOTCONN;
+	}
+	return r;
 }
 
 static int bad_arguments(struct db *db, const char *why, const char *sql)
@@ -800,6 +921,12 @@ static int run(struct db *db, const char *sql, va_list ap, struct db_res **ret_r
 	int r = check_up(db);
 	if (r < 0)
 		return r;
+	/* After a deadlock, a lock wait timeout, a Galera certification failure or brute-force
+	 * abort (1213 on the next statement), the server has rolled the transaction back and the
+	 * session is in autocommit: a later statement of the same transaction would run alone,
+	 * committed at once. None does: db_transaction runs the whole transaction again. */
+	if (db->in_txn && db->txn_aborted)
+		return db->txn_abort_r;
 	for (;;) {
 		struct db_arg a = va_arg(ap, struct db_arg);
 		if (a.type == DBA_END)
@@ -920,23 +1047,83 @@ void db_rollback(struct db *db)
 	db->err = saved;
 }
 
+/* A pause of about DB_TXN_BACKOFF_MS × 2^(attempt − 1) ms (at most DB_TXN_BACKOFF_MAX), drawn
+ * between half and all of it, so that two kiosks whose transactions collided do not collide
+ * again in step. */
+static void txn_backoff(int attempt)
+{
+	static _Thread_local uint64_t x;
+	struct timespec now, pause;
+	unsigned ms = DB_TXN_BACKOFF_MS;
+
+	for (int i = 1; i < attempt && ms < DB_TXN_BACKOFF_MAX; i++)
+		ms *= 2;
+	if (ms > DB_TXN_BACKOFF_MAX)
+		ms = DB_TXN_BACKOFF_MAX;
+	if (x == 0) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		x = ((uint64_t)now.tv_nsec << 20) ^ (uint64_t)now.tv_sec ^ (uint64_t)(uintptr_t)&now;
+		x |= 1;
+	}
+	x ^= x << 13; /* xorshift64 */
+	x ^= x >> 7;
+	x ^= x << 17;
+	uint64_t us = (uint64_t)ms * 1000 / 2 + x % ((uint64_t)ms * 1000 / 2 + 1);
+	pause.tv_sec = (time_t)(us / 1000000);
+	pause.tv_nsec = (long)(us % 1000000) * 1000;
+	while (nanosleep(&pause, &pause) < 0 && errno == EINTR)
+		;
+}
+
 int db_transaction(struct db *db, int (*fn)(struct db *db, void *userdata), void *userdata)
 {
-	int r = -EAGAIN;
-	for (int attempt = 0; attempt < 8 && r == -EAGAIN; attempt++) {
+	int r = check_up(db);
+	if (r < 0)
+		return r;
+	for (int attempt = 0;; attempt++) {
+		bool committing = false;
+		if (attempt > 0)
+			txn_backoff(attempt);
 		r = db_begin(db);
-		if (r < 0)
+		if (r == 0) {
+			db->in_txn = true;
+			db->txn_aborted = false;
+			r = fn(db, userdata);
+			/* fn may have gone on past the abort (an error it expected, ignored): the
+			 * server rolled the transaction back all the same */
+			if (db->txn_aborted)
+				r = db->txn_abort_r;
+			db->in_txn = false;
+			db->txn_aborted = false;
+			if (r == 0) {
+				committing = true;
+				r = db_commit(db);
+			}
+		}
+		if (r == 0)
+			return 0;
+		unsigned err = db->err;
+		db_rollback(db);
+		if (attempt + 1 >= DB_TXN_ATTEMPTS || (r != -EAGAIN && r != -ENOTCONN))
 			return r;
-		r = fn(db, userdata);
-		if (r < 0) {
-			db_rollback(db);
+		if (r == -ENOTCONN) {
+			/* The server or node is gone (or says it is not ready: 1047). Before COMMIT
+			 * nothing of the transaction was committed: run it again on a connection to
+			 * the next server that answers. A lost answer to COMMIT leaves its outcome
+			 * unknown: that is the caller's to find out (its guarded statements tell), not
+			 * ours to run twice; a node that refused the COMMIT (1047) committed nothing. */
+			if (committing && err != ER_UNKNOWN_COM_ERROR)
+				return r;
+			log_debug("db: transaction lost its server (%u: %s); reconnecting to run it again", err,
+				  db_error(db));
+			r = db_reconnect(db, NULL);
+			if (r < 0)
+				return r;
 			continue;
 		}
-		r = db_commit(db);
-		if (r < 0)
-			db_rollback(db);
+		log_debug("db: transaction conflicted (%u: %s); running it again (attempt %d)", err, db_error(db),
+			  attempt + 2);
 	}
-	return r;
 }
 
 int64_t db_row_i64(db_row row, unsigned i) { return row[i] ? strtoll(row[i], NULL, 10) : 0; }

@@ -18,7 +18,9 @@
  * it: a reconnect starts with none.
  *
  * Errors: -EEXIST duplicate key (1062), -EAGAIN deadlock/lock wait/record changed (1213, 1205,
- * 1020: retry the transaction), -ENOTCONN connection lost or refused (2002, 2003, 2006, 2013),
+ * 1020: retry the transaction; 1213 is also Galera's certification failure and brute-force
+ * abort), -ENOTCONN connection lost or refused (2002, 2003, 2006, 2013) or a Galera node that is
+ * not ready (1047 "WSREP has not yet prepared node for application use"),
  * -EPERM CHECK constraint violated (4025, 3819), -EPROTO server too old, -EINVAL arguments that
  * do not match the placeholders (or a result asked of a statement that has none), -ENOMEM,
  * -EIO anything else; -ENOTCONN also while the connection is down after a failed reconnect.
@@ -51,10 +53,13 @@ struct db_arg {
 #define DB_NULL	  ((struct db_arg){ .type = DBA_NULL })
 #define DB_END	  ((struct db_arg){ .type = DBA_END })
 
-/* Connect with cfg->db (socket when set, else host:port), check the server version (MariaDB
- * ≥ 10.6 or MySQL ≥ 8.0.1, for SKIP LOCKED; an older server is -EPROTO with a message saying
- * so), set utf8mb4, time_zone '+00:00', READ COMMITTED. On failure *ret_error (malloc'd) says
- * what and where ("cannot connect to MariaDB at /run/mysqld/mysqld.sock as usbforge: …"). */
+/* Connect with cfg->db (socket when set, else each server of database.hosts in their order until
+ * one serves, else host:port), check the server version (MariaDB ≥ 10.6 or MySQL ≥ 8.0.1, for
+ * SKIP LOCKED; an older server is -EPROTO with a message saying so), skip a Galera node whose
+ * wsrep_ready is OFF (not in the primary component), set utf8mb4, time_zone '+00:00', READ
+ * COMMITTED. On failure *ret_error (malloc'd) says what and where ("cannot connect to MariaDB at
+ * /run/mysqld/mysqld.sock as usbforge: …"; with database.hosts: "no server of database.hosts
+ * can be used: database.hosts[0]: …; database.hosts[1]: …"). */
 int db_connect(const struct uf_config *cfg, struct db **ret, char **ret_error);
 /* Same, to an explicit database name (tests make one per suite); name NULL = none selected. */
 int db_connect_to(const struct uf_config *cfg, const char *dbname, struct db **ret, char **ret_error);
@@ -68,7 +73,8 @@ static inline void db_closep(struct db **db) { db_close(*db); }
  * that reason. The result is a static string. */
 const char *db_version_problem(const char *version);
 static inline bool db_version_supported(const char *version) { return !db_version_problem(version); }
-/* Reconnect a connection whose server went away (ret_error may be NULL). When it fails the
+/* Reconnect a connection whose server went away (ret_error may be NULL), trying the servers
+ * from the first of database.hosts again, as db_connect does. When it fails the
  * connection is down: every call below returns -ENOTCONN (db_error says why) without touching
  * the client library, until a later db_reconnect succeeds. A struct db is never left with a
  * dead or NULL handle that the client library could be given. */
@@ -140,8 +146,18 @@ int db_commit(struct db *db);
 /* Never fails visibly (a rollback on a dead connection is moot). */
 void db_rollback(struct db *db);
 
-/* Run fn in a transaction, retried (up to 8 times) when it returns -EAGAIN (deadlock, lock
- * wait timeout). fn returns 0 to commit, < 0 to roll back and return that error. */
+/* Run fn in a transaction. fn returns 0 to commit, < 0 to roll back and return that error; it
+ * must be able to run again from its start (it is, whole, on a conflict). The whole transaction
+ * is run again, up to 10 runs in all with a short jittered pause between them (2 ms doubling,
+ * at most 250 ms), when it ends in -EAGAIN: a deadlock, a lock wait timeout, a Galera
+ * certification failure or brute-force abort (1213, 1205, 1020). Once the server has aborted
+ * the transaction, every further statement fn makes returns that error without being sent (the
+ * session is in autocommit after an abort: it would run alone) and the run counts as failed
+ * whatever fn returns. When the server goes away or answers 1047 (a Galera node not ready)
+ * before COMMIT, the connection is made again (db_reconnect: the next server of
+ * database.hosts that serves) and the transaction run there; a connection lost at COMMIT is
+ * -ENOTCONN (its outcome is unknown: never run twice here). -ENOTCONN at once when the
+ * connection is down on entry. */
 int db_transaction(struct db *db, int (*fn)(struct db *db, void *userdata), void *userdata);
 
 /* Row helpers: column i of row as int64/uint64/double (0 when NULL). */
