@@ -6,10 +6,12 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db/orders.h"
 #include "db/schema.h"
@@ -43,6 +45,68 @@ static uint64_t max_capacity_for(uint64_t device_bytes, double tolerance)
 	return lim >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(lim);
 }
 
+/* Spreading the claims. Every kiosk asking for "the oldest runnable job" gets the same row: on
+ * one server FOR UPDATE SKIP LOCKED hands the next kiosk the next row, but those locks do not
+ * cross the nodes of a Galera cluster, so kiosks on different nodes all take the same row and
+ * all but one fail at COMMIT (1213) and claim again. Each worker therefore takes the N-th
+ * runnable row (in the claim's order), N its rank among the live workers (their ids sorted;
+ * modulo CLAIM_SPREAD): the first N rows go to the N live workers, and the oldest jobs still go
+ * first overall. A lone daemon (rank 0) takes the oldest row, as before; when fewer rows are
+ * runnable than its rank, a worker takes the oldest. The rank is read from the workers table at
+ * most every CLAIM_RANK_TTL seconds per thread (one claimer per daemon: its main loop). */
+#define CLAIM_SPREAD	 8
+#define CLAIM_RANK_TTL	 10.0
+#define CLAIM_LIVE_AFTER "30" /* seconds: a workers row beating within them is live */
+
+static pthread_once_t claim_offset_once = PTHREAD_ONCE_INIT;
+static char *claim_offset_text;
+
+/* db_claim_select_sql with "LIMIT 1 OFFSET ?" (built once from that constant: the same index,
+ * the same order, one more placeholder). */
+static void build_claim_offset_sql(void)
+{
+	const char *lim = strstr(db_claim_select_sql, " LIMIT 1 ");
+	if (!lim)
+		return;
+	if (asprintf(&claim_offset_text, "%.*s LIMIT 1 OFFSET ?%s", (int)(lim - db_claim_select_sql),
+		     db_claim_select_sql, lim + strlen(" LIMIT 1")) < 0)
+		claim_offset_text = NULL;
+}
+
+static const char *claim_offset_sql(void)
+{
+	pthread_once(&claim_offset_once, build_claim_offset_sql);
+	return claim_offset_text;
+}
+
+static int64_t claim_offset(struct db *db, const char *worker_id)
+{
+	static _Thread_local struct {
+		char id[160];
+		double at;
+		int64_t rank;
+	} cache;
+	struct timespec ts;
+	int64_t rank = 0;
+
+	if (!worker_id || strlen(worker_id) >= sizeof(cache.id) || !claim_offset_sql())
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	if (cache.at > 0 && now - cache.at < CLAIM_RANK_TTL && strcmp(cache.id, worker_id) == 0)
+		return cache.rank;
+	/* a failure costs the spread, not the claim */
+	if (db_query_i64(db, &rank,
+			 "SELECT COUNT(*) FROM workers WHERE id < ? AND stopped_at IS NULL"
+			 " AND heartbeat_at > NOW(6) - INTERVAL " CLAIM_LIVE_AFTER " SECOND",
+			 DB_STR(worker_id), DB_END) < 0)
+		rank = 0;
+	snprintf(cache.id, sizeof(cache.id), "%s", worker_id);
+	cache.at = now;
+	cache.rank = rank % CLAIM_SPREAD;
+	return cache.rank;
+}
+
 struct claim_ctx {
 	const struct claim_req *req;
 	struct claimed_job *job;
@@ -58,10 +122,21 @@ static int claim_txn(struct db *db, void *userdata)
 
 	c->job = claimed_job_free(c->job);
 	uint64_t max_cap = max_capacity_for(q->device_bytes, q->capacity_tolerance);
-	r = db_query_i64(db, &id, db_claim_select_sql, DB_U64(max_cap), DB_STR(q->station), DB_U64(q->device_bytes),
-			 DB_END);
-	if (r < 0)
-		return r;
+	int64_t offset = claim_offset(db, q->worker_id);
+	if (offset > 0) {
+		r = db_query_i64(db, &id, claim_offset_sql(), DB_U64(max_cap), DB_STR(q->station),
+				 DB_U64(q->device_bytes), DB_I64(offset), DB_END);
+		if (r == -ENOENT) /* fewer runnable rows than the offset: the oldest one */
+			offset = 0;
+		else if (r < 0)
+			return r;
+	}
+	if (offset == 0) {
+		r = db_query_i64(db, &id, db_claim_select_sql, DB_U64(max_cap), DB_STR(q->station),
+				 DB_U64(q->device_bytes), DB_END);
+		if (r < 0)
+			return r;
+	}
 	r = db_exec(db, &aff,
 		    "UPDATE processing_jobs SET status = ?, stage = 'validation', progress = 0,"
 		    " attempts = attempts + 1, claims = claims + 1, locked_by = ?, heartbeat_at = NOW(6),"

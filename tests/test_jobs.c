@@ -659,3 +659,53 @@ Test(jobs, started_per_attempt_across_retries)
 	claimed_job_free(j1);
 	claimed_job_free(j2);
 }
+
+/* Claims spread (issue 15): each worker takes the N-th runnable job, N its rank among the live
+ * workers (by id), so that kiosks on different Galera nodes do not all take the same row; a
+ * worker takes the oldest when fewer jobs are runnable than its rank, and a lone worker (rank
+ * 0, every other test here) the oldest. */
+Test(jobs, claims_spread_by_the_workers_rank)
+{
+	tdb_order_confirmed(db, "SPREAD", 5);
+	int64_t id[5];
+	struct db_res *res = NULL;
+	cr_assert_eq(db_query(db, &res, "SELECT id FROM processing_jobs ORDER BY id", DB_END), 0);
+	cr_assert_eq(db_res_count(res), 5);
+	for (int i = 0; i < 5; i++)
+		id[i] = db_row_i64(db_res_next(res), 0);
+	db_res_free(res);
+	static const char *const ids[] = { "st/a/1", "st/b/2", "st/c/3" };
+	for (int i = 0; i < 3; i++) {
+		struct worker_info w = { .id = ids[i], .station = "st", .hostname = "h", .pid = i + 1, .version = "t" };
+		cr_assert_eq(worker_register(db, &w), 0, "%s", db_error(db));
+	}
+	/* a stopped worker and one whose heartbeat is a minute old have no rank */
+	struct worker_info gone = { .id = "st/0/9", .station = "st", .hostname = "h", .pid = 9, .version = "t" };
+	cr_assert_eq(worker_register(db, &gone), 0);
+	cr_assert_eq(worker_stop(db, gone.id), 0);
+	struct worker_info stale = { .id = "st/00/8", .station = "st", .hostname = "h", .pid = 8, .version = "t" };
+	cr_assert_eq(worker_register(db, &stale), 0);
+	cr_assert_eq(db_exec(db, NULL, "UPDATE workers SET heartbeat_at = NOW(6) - INTERVAL 1 MINUTE WHERE id = ?",
+			     DB_STR(stale.id), DB_END),
+		     0);
+
+	struct claimed_job *c = tdb_claim(db, "st/c/3", NULL); /* rank 2: the third runnable */
+	cr_assert_eq(c->id, id[2]);
+	struct claimed_job *a = tdb_claim(db, "st/a/1", NULL); /* rank 0: the oldest */
+	cr_assert_eq(a->id, id[0]);
+	struct claimed_job *b = tdb_claim(db, "st/b/2", NULL); /* rank 1 of [1, 3, 4]: 3 */
+	cr_assert_eq(b->id, id[3]);
+	struct claimed_job *c2 = tdb_claim(db, "st/c/3", NULL); /* rank 2 of [1, 4]: none, so the oldest */
+	cr_assert_eq(c2->id, id[1]);
+	struct claimed_job *a2 = tdb_claim(db, "st/a/1", NULL);
+	cr_assert_eq(a2->id, id[4]);
+	struct claimed_job *none = NULL;
+	struct claim_req q = CLAIM_A;
+	q.worker_id = "st/b/2";
+	cr_assert_eq(job_claim(db, &q, &none), -ENOENT);
+	claimed_job_free(a);
+	claimed_job_free(b);
+	claimed_job_free(c);
+	claimed_job_free(c2);
+	claimed_job_free(a2);
+}
