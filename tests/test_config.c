@@ -1185,3 +1185,55 @@ Test(config, events_group)
 		 ":1: key 'events.hook': unknown key (known keys in events: webhook, secret_file, timeout)");
 	free(want_sec);
 }
+
+/* database.hosts (issue 15): a list of servers tried in order, each "HOST", "HOST:PORT" or
+ * "[IPv6]:PORT" (no port: database.port); errors name the entry; never beside host or socket. */
+Test(config, database_hosts)
+{
+	struct uf_config c;
+	load_ok("database = { hosts = ( \"10.0.0.1:3307\", \"db-2.example\", \"[fd00::3]:3309\" ); port = 3310; };\n",
+		&c);
+	cr_assert_eq(c.db.n_hosts, 3);
+	cr_assert_str_eq(c.db.hosts[0].host, "10.0.0.1");
+	cr_assert_eq(c.db.hosts[0].port, 3307);
+	cr_assert_str_eq(c.db.hosts[1].host, "db-2.example");
+	cr_assert_eq(c.db.hosts[1].port, 0, "no port: database.port at connect");
+	cr_assert_str_eq(c.db.hosts[2].host, "fd00::3");
+	cr_assert_eq(c.db.hosts[2].port, 3309);
+	cr_assert_eq(c.db.port, 3310);
+
+	/* a restart key: the daemon keeps its list on SIGHUP */
+	struct uf_config next;
+	load_ok("database = { hosts = ( \"10.0.0.1:3307\" ); port = 3310; };\n", &next);
+	const char *keys[8];
+	size_t n = config_restart_keys_changed(&c, &next, keys, 8);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(keys[0], "database.hosts");
+	cr_assert_eq(config_keep_restart_keys(&next, &c), 0);
+	cr_assert_eq(next.db.n_hosts, 3);
+	cr_assert_str_eq(next.db.hosts[2].host, "fd00::3");
+	cr_assert_eq(config_restart_keys_changed(&c, &next, keys, 8), 0);
+	config_done(&next);
+	config_done(&c);
+
+	load_bad("database = { hosts = ( \"10.0.0.1:3307\", \"10.0.0.2:99999\" ); };\n", -EINVAL,
+		 ":1: key 'database.hosts[1]': must be \"HOST\", \"HOST:PORT\" or \"[IPv6]:PORT\" (HOST a name or an "
+		 "address, PORT 1..65535; no port: database.port) (got \"10.0.0.2:99999\")");
+	load_bad("database = { hosts = ( \"a b:1\" ); };\n", -EINVAL,
+		 ":1: key 'database.hosts[0]': must be \"HOST\", \"HOST:PORT\" or \"[IPv6]:PORT\" (HOST a name or an "
+		 "address, PORT 1..65535; no port: database.port) (got \"a b:1\")");
+	load_bad("database = { hosts = ( \"[fd00::zz]:1\" ); };\n", -EINVAL,
+		 ":1: key 'database.hosts[0]': must be \"HOST\", \"HOST:PORT\" or \"[IPv6]:PORT\" (HOST a name or an "
+		 "address, PORT 1..65535; no port: database.port) (got \"[fd00::zz]:1\")");
+	load_bad("database = { hosts = ( 3306 ); };\n", -EINVAL,
+		 ":1: key 'database.hosts[0]': must be a string \"HOST\", \"HOST:PORT\" or \"[IPv6]:PORT\" (got 3306)");
+	load_bad("database = { hosts = \"10.0.0.1\"; };\n", -EINVAL,
+		 ":1: key 'database.hosts': must be a list of 1 to 16 \"HOST:PORT\" strings, e.g. ( \"10.0.0.1:3306\", "
+		 "\"10.0.0.2:3306\" ) (got \"10.0.0.1\")");
+	load_bad("database = { hosts = ( ); };\n", -EINVAL,
+		 ":1: key 'database.hosts': must hold 1 to 16 servers (got 0)");
+	load_bad("database = {\n host = \"10.0.0.9\";\n hosts = ( \"10.0.0.1\" );\n};\n", -EINVAL,
+		 ":3: key 'database.hosts': cannot be used together with 'database.host' (line 2): set only one");
+	load_bad("database = {\n hosts = ( \"10.0.0.1\" );\n socket = \"/run/mysqld/mysqld.sock\";\n};\n", -EINVAL,
+		 ":2: key 'database.hosts': cannot be used together with a 'database.socket' (line 3): set only one");
+}

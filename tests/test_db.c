@@ -8,6 +8,8 @@
  * changed table. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,4 +457,223 @@ Test(db, a_statement_that_cannot_be_prepared_fails)
 	cr_assert_eq(db_exec(admin, NULL, "PREPARE s FROM 'SELECT 1'", DB_END), -EIO);
 	cr_assert_eq(db_errno(admin), 1295u, "%s", db_error(admin)); /* ER_UNSUPPORTED_PS */
 	cr_assert_eq(db_exec(admin, NULL, "SELECT 1", DB_END), 0, "the connection carries on");
+}
+
+/* ---- issue 15: database.hosts, transactions run again whole ------------------------------------ */
+
+/* The private server's TCP port (scripts/db keeps it beside the socket). */
+static unsigned server_port(void)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", tdb_socket());
+	char *slash = strrchr(path, '/');
+	cr_assert(slash);
+	snprintf(slash + 1, sizeof(path) - (size_t)(slash + 1 - path), "port");
+	FILE *f = fopen(path, "re");
+	cr_assert(f, "no %s (scripts/db start writes it)", path);
+	unsigned port = 0;
+	cr_assert_eq(fscanf(f, "%u", &port), 1);
+	fclose(f);
+	return port;
+}
+
+/* cfg for the daemon's account over TCP with database.hosts = the given ports on 127.0.0.1. */
+static void hosts_config(struct uf_config *cfg, const unsigned *ports, size_t n)
+{
+	/* the daemon's account over TCP is 'usbforge'@'127.0.0.1' (scripts/db): give it this
+	 * suite's database as tdb_fresh gave it @localhost */
+	tdb_root_exec("GRANT SELECT, INSERT, UPDATE, DELETE ON " DBNAME ".* TO '" TDB_APP_USER "'@'127.0.0.1'");
+	tdb_config(cfg, DBNAME);
+	free(cfg->db.socket);
+	cfg->db.socket = strdup("");
+	cfg->db.hosts = calloc(n, sizeof(*cfg->db.hosts));
+	cr_assert(cfg->db.hosts);
+	cfg->db.n_hosts = n;
+	for (size_t i = 0; i < n; i++)
+		cfg->db.hosts[i] = (struct uf_db_host){ .host = strdup("127.0.0.1"), .port = ports[i] };
+}
+
+Test(db, database_hosts_are_tried_in_order)
+{
+	/* nothing listens on ports 1 and 2 of the loopback: refused at once */
+	unsigned ports[] = { 1, server_port(), 2 };
+	struct uf_config cfg;
+	hosts_config(&cfg, ports, 3);
+	struct db *db = NULL;
+	char *err = NULL;
+	cr_assert_eq(db_connect(&cfg, &db, &err), 0, "%s", err ? err : "");
+	int64_t port = 0;
+	cr_assert_eq(db_query_i64(db, &port, "SELECT @@port", DB_END), 0, "%s", db_error(db));
+	cr_assert_eq(port, (int64_t)ports[1], "the first entry that answers");
+	/* a reconnect starts from the first entry again, and lands on the same one */
+	cr_assert_eq(db_reconnect(db, NULL), 0, "%s", db_error(db));
+	cr_assert_eq(db_query_i64(db, &port, "SELECT @@port", DB_END), 0);
+	cr_assert_eq(port, (int64_t)ports[1]);
+	db_close(db);
+	config_done(&cfg);
+
+	/* none answers: the message names the key and every entry with its reason */
+	unsigned dead[] = { 1, 2 };
+	hosts_config(&cfg, dead, 2);
+	db = NULL;
+	err = NULL;
+	cr_assert_eq(db_connect(&cfg, &db, &err), -ENOTCONN);
+	cr_assert_null(db);
+	cr_assert(err && strstr(err, "no server of database.hosts can be used: database.hosts[0]: ") &&
+			  strstr(err, "at 127.0.0.1:1 as 'usbforge'") && strstr(err, "; database.hosts[1]: ") &&
+			  strstr(err, "at 127.0.0.1:2 as 'usbforge'"),
+		  "%s", err ? err : "(none)");
+	free(err);
+	config_done(&cfg);
+}
+
+/* A real deadlock: txn_a (the victim, having changed fewer rows) is aborted with 1213 halfway;
+ * it ignores that error and goes on, as a careless function might: nothing more of that run may
+ * reach the server (the session is in autocommit after the abort: its INSERT would be committed
+ * alone), the run counts as failed whatever it returns, and the whole transaction runs again. */
+struct deadlock {
+	struct db *b, *watch;
+	int runs;
+	int b_result;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool a_holds_row1, b_holds_rows;
+};
+
+static void wait_flag(struct deadlock *d, const bool *flag)
+{
+	pthread_mutex_lock(&d->mu);
+	while (!*flag)
+		pthread_cond_wait(&d->cv, &d->mu);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void set_flag(struct deadlock *d, bool *flag)
+{
+	pthread_mutex_lock(&d->mu);
+	*flag = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void *deadlock_b(void *userdata)
+{
+	struct deadlock *d = userdata;
+	wait_flag(d, &d->a_holds_row1);
+	int r = db_begin(d->b);
+	/* heavier than a: 40 rows changed, so InnoDB picks a as the victim */
+	if (r == 0)
+		r = db_exec(d->b, NULL, "UPDATE t SET n = n + 1 WHERE id >= 2 AND id < 42", DB_END);
+	set_flag(d, &d->b_holds_rows);
+	if (r == 0) /* waits for a's lock on row 1 */
+		r = db_exec(d->b, NULL, "UPDATE t SET n = n + 1 WHERE id = 1", DB_END);
+	if (r == 0)
+		r = db_commit(d->b);
+	else
+		db_rollback(d->b);
+	d->b_result = r;
+	return NULL;
+}
+
+static int txn_a(struct db *db, void *userdata)
+{
+	struct deadlock *d = userdata;
+	d->runs++;
+	int r = db_exec(db, NULL, "UPDATE t SET n = n + 10 WHERE id = 1", DB_END);
+	if (r < 0)
+		return r;
+	if (d->runs == 1) {
+		set_flag(d, &d->a_holds_row1);
+		wait_flag(d, &d->b_holds_rows);
+		/* until b's statement on row 1 is at the server (it cannot end: a holds the row) */
+		for (int i = 0; i < 2000; i++) {
+			int64_t n = 0;
+			cr_assert_eq(db_query_i64(d->watch, &n,
+						  "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+						  " WHERE INFO = 'UPDATE t SET n = n + 1 WHERE id = 1'",
+						  DB_END),
+				     0, "%s", db_error(d->watch));
+			if (n)
+				break;
+			struct timespec ts = { 0, 5 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		r = db_exec(db, NULL, "UPDATE t SET n = n + 10 WHERE id = 2", DB_END);
+		cr_expect_eq(r, -EAGAIN, "the deadlock's victim: %d %s", r, db_error(db));
+		cr_expect_eq(db_errno(db), 1213u);
+		/* carelessly on: refused without reaching the server */
+		cr_expect_eq(db_exec(db, NULL, "INSERT INTO t (id, n) VALUES (101, 1)", DB_END), -EAGAIN);
+		return 0; /* and a lie: the run failed all the same */
+	}
+	r = db_exec(db, NULL, "UPDATE t SET n = n + 10 WHERE id = 2", DB_END);
+	if (r == 0)
+		r = db_exec(db, NULL, "INSERT INTO t (id, n) VALUES (102, 1)", DB_END);
+	return r;
+}
+
+Test(db, a_deadlocked_transaction_runs_again_whole_and_nothing_of_it_runs_alone)
+{
+	struct db *a = connect_as_user();
+	struct deadlock d = { .b = connect_as_user(),
+			      .watch = connect_as_user(),
+			      .mu = PTHREAD_MUTEX_INITIALIZER,
+			      .cv = PTHREAD_COND_INITIALIZER };
+	cr_assert_eq(db_exec(a, NULL, "INSERT INTO t (id, n) SELECT seq, 0 FROM seq_1_to_50", DB_END), 0, "%s",
+		     db_error(a));
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, deadlock_b, &d), 0);
+	int r = db_transaction(a, txn_a, &d);
+	pthread_join(th, NULL);
+	cr_assert_eq(r, 0, "%s", db_error(a));
+	cr_assert_eq(d.b_result, 0, "b committed: %s", db_error(d.b));
+	cr_assert_eq(d.runs, 2, "the victim ran again");
+	cr_assert_eq(tdb_count(admin, "SELECT n FROM t WHERE id = 1"), 11, "a's +10 once, b's +1");
+	cr_assert_eq(tdb_count(admin, "SELECT n FROM t WHERE id = 2"), 11);
+	cr_assert_eq(tdb_count(admin, "SELECT COUNT(*) FROM t WHERE id = 101"), 0,
+		     "the aborted run's INSERT never ran alone");
+	cr_assert_eq(tdb_count(admin, "SELECT COUNT(*) FROM t WHERE id = 102"), 1);
+	db_close(d.watch);
+	db_close(d.b);
+	db_close(a);
+}
+
+/* The server goes away halfway through a transaction (before COMMIT): it is run again whole on
+ * a new connection (with database.hosts, the next server that answers). */
+struct lost {
+	int runs;
+};
+
+static int txn_lost(struct db *db, void *userdata)
+{
+	struct lost *l = userdata;
+	l->runs++;
+	int r = db_exec(db, NULL, "INSERT INTO t (id, n) VALUES (200 + ?, 1)", DB_I64(l->runs), DB_END);
+	if (r < 0 || l->runs > 1)
+		return r;
+	int64_t id = 0;
+	r = db_query_i64(db, &id, "SELECT CONNECTION_ID()", DB_END);
+	if (r < 0)
+		return r;
+	char kill[64];
+	snprintf(kill, sizeof(kill), "KILL CONNECTION %lld", (long long)id);
+	tdb_root_exec(kill);
+	return db_exec(db, NULL, "INSERT INTO t (id, n) VALUES (299, 1)", DB_END);
+}
+
+Test(db, a_transaction_that_lost_its_server_runs_again_on_a_new_connection)
+{
+	unsigned ports[] = { 1, server_port() };
+	struct uf_config cfg;
+	hosts_config(&cfg, ports, 2);
+	struct db *db = NULL;
+	char *err = NULL;
+	cr_assert_eq(db_connect(&cfg, &db, &err), 0, "%s", err ? err : "");
+	config_done(&cfg);
+	struct lost l = { 0 };
+	cr_assert_eq(db_transaction(db, txn_lost, &l), 0, "%s", db_error(db));
+	cr_assert_eq(l.runs, 2);
+	cr_assert_eq(tdb_count(admin, "SELECT COUNT(*) FROM t WHERE id IN (201, 299)"), 0,
+		     "nothing of the lost run was committed");
+	cr_assert_eq(tdb_count(admin, "SELECT COUNT(*) FROM t WHERE id = 202"), 1);
+	db_close(db);
 }
