@@ -444,7 +444,7 @@ static int stmt_fail(struct db *db, MYSQL_STMT *st, const char *sql)
 		db->txn_aborted = true;
 		db->txn_abort_r = r == -EAGAIN ? r : -ENOTCONN;
 	}
-	return r;
+	return r < 0 ? r : -EIO; /* db->err is not 0 here: always < 0 (said for the analyzer) */
 }
 
 static int bad_arguments(struct db *db, const char *why, const char *sql)
@@ -926,7 +926,7 @@ static int run(struct db *db, const char *sql, va_list ap, struct db_res **ret_r
 	 * session is in autocommit: a later statement of the same transaction would run alone,
 	 * committed at once. None does: db_transaction runs the whole transaction again. */
 	if (db->in_txn && db->txn_aborted)
-		return db->txn_abort_r;
+		return db->txn_abort_r == -ENOTCONN ? -ENOTCONN : -EAGAIN;
 	for (;;) {
 		struct db_arg a = va_arg(ap, struct db_arg);
 		if (a.type == DBA_END)
@@ -1015,6 +1015,8 @@ int db_query_row(struct db *db, struct db_res **ret, db_row *ret_row, const char
 	va_end(ap);
 	if (r < 0)
 		return r;
+	if (!res) /* run gives rows on success (said for the analyzer) */
+		return -EIO;
 	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;
@@ -1032,6 +1034,8 @@ int db_query_i64(struct db *db, int64_t *ret, const char *sql, ...)
 	va_end(ap);
 	if (r < 0)
 		return r;
+	if (!res) /* run gives rows on success (said for the analyzer) */
+		return -EIO;
 	db_row row = db_res_next(res);
 	if (!row)
 		return -ENOENT;

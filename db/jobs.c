@@ -53,10 +53,18 @@ static uint64_t max_capacity_for(uint64_t device_bytes, double tolerance)
  * modulo CLAIM_SPREAD): the first N rows go to the N live workers, and the oldest jobs still go
  * first overall. A lone daemon (rank 0) takes the oldest row, as before; when fewer rows are
  * runnable than its rank, a worker takes the oldest. The rank is read from the workers table at
- * most every CLAIM_RANK_TTL seconds per thread (one claimer per daemon: its main loop). */
-#define CLAIM_SPREAD	 8
-#define CLAIM_RANK_TTL	 10.0
-#define CLAIM_LIVE_AFTER "30" /* seconds: a workers row beating within them is live */
+ * most every CLAIM_RANK_TTL seconds per thread (one claimer per daemon: its main loop). A dead
+ * daemon's row counts until CLAIM_LIVE_AFTER has passed: meanwhile the oldest jobs may wait for
+ * that long (no daemon has its rank). */
+#define CLAIM_SPREAD   8
+#define CLAIM_RANK_TTL 2.0
+/* seconds: a workers row beating within them is live. Short, because a daemon killed with -9
+ * leaves a row that still counts for this long, and the rank holes it leaves keep the oldest
+ * runnable jobs waiting until it expires (chaos: a reaped job not claimed again within 15 s
+ * with 30 s here). A live daemon beats every worker.heartbeat_interval (5 s by default); one
+ * that beats less often than this merely drops out of the count, which shifts the others'
+ * ranks down and leaves no hole. */
+#define CLAIM_LIVE_AFTER "10"
 
 static pthread_once_t claim_offset_once = PTHREAD_ONCE_INIT;
 static char *claim_offset_text;
