@@ -163,7 +163,7 @@ static int claim_txn(struct db *db, void *userdata)
 			 "SELECT j.id, j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
 			 " j.capacity_bytes, o.image_path, o.content_spec, j.resume_state, j.cancel_requested_at IS NOT NULL,"
 			 " j.resume_state IS NOT NULL AND NOT (j.resume_device <=> " RESUME_DEVICE_SQL "),"
-			 " COALESCE(o.image_bytes, 0)"
+			 " COALESCE(o.image_bytes, 0), o.status IN ('confirmed', 'failed')"
 			 " FROM processing_jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = ?",
 			 DB_I64(id), DB_END);
 	if (r == -ENOENT)
@@ -190,10 +190,13 @@ static int claim_txn(struct db *db, void *userdata)
 	j->resume_state = j->resume_other_stick ? NULL : strdup_or_null(row[10]);
 	j->cancel_requested = db_row_i64(row, 11) != 0;
 	c->job = j;
-	r = db_exec(db, NULL,
-		    "UPDATE orders SET status = 'processing' WHERE id = ? AND status IN ('confirmed', 'failed')",
-		    DB_I64(j->order_id), DB_END);
-	return r;
+	/* the order's first claim (or the first after a failure) moves it to processing; the
+	 * others have nothing to change there */
+	if (db_row_i64(row, 14) == 0)
+		return 0;
+	return db_exec(db, NULL,
+		       "UPDATE orders SET status = 'processing' WHERE id = ? AND status IN ('confirmed', 'failed')",
+		       DB_I64(j->order_id), DB_END);
 }
 
 int job_claim(struct db *db, const struct claim_req *req, struct claimed_job **ret)
@@ -265,6 +268,69 @@ int job_log_leased(struct db *db, const struct job_lease *l, const struct job_lo
 	if (r < 0)
 		return r;
 	return aff == 1 ? 0 : -ESTALE;
+}
+
+/* The rows as one JSON array for LOG_ROWS_TABLE: each row an object of its level, stage,
+ * category, message, error code and details (its JSON text, as a string, stored as given).
+ * NULL when out of memory or when a text is not UTF-8 (the server would refuse it too). */
+static char *log_rows_json(const struct job_log_row *rows, size_t n)
+{
+	json_auto_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++) {
+		json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "l", rows[i].level, "s",
+				      rows[i].stage, "c", rows[i].category, "m", rows[i].message, "e",
+				      rows[i].error_code, "d", rows[i].details_json, "t", rows[i].created_at);
+		if (!o || json_array_append_new(a, o) < 0)
+			return NULL;
+	}
+	return a ? json_dumps(a, JSON_COMPACT) : NULL;
+}
+
+/* The rows of a JSON array made by log_rows_json, in order (t.n), as a table t. */
+#define LOG_ROWS_TABLE                                                                                                 \
+	"JSON_TABLE(?, '$[*]' COLUMNS (n FOR ORDINALITY, l VARCHAR(16) PATH '$.l', s VARCHAR(16) PATH '$.s',"          \
+	" c VARCHAR(16) PATH '$.c', m TEXT CHARSET utf8mb4 PATH '$.m', e VARCHAR(64) PATH '$.e',"                      \
+	" d LONGTEXT CHARSET utf8mb4 PATH '$.d', ts DATETIME(6) PATH '$.t')) t"
+#define LOG_ROWS_INSERT                                                                                                \
+	"INSERT INTO processing_job_logs (job_id, attempt, level, stage, category, message, error_code, details,"      \
+	" created_at)"
+/* the columns after job_id and attempt */
+#define LOG_ROWS_COLS " t.l, t.s, t.c, t.m, t.e, t.d, COALESCE(t.ts, NOW(6))"
+
+int job_log_leased_rows(struct db *db, const struct job_lease *l, const struct job_log_row *rows, size_t n)
+{
+	if (n == 0)
+		return 0;
+	_cleanup_free_ char *doc = log_rows_json(rows, n);
+	if (!doc)
+		return -EINVAL;
+	uint64_t aff = 0;
+	int r = db_exec(db, &aff,
+			LOG_ROWS_INSERT " SELECT id, attempts," LOG_ROWS_COLS
+					" FROM processing_jobs JOIN " LOG_ROWS_TABLE " WHERE " LEASE_GUARD_SQL
+					" ORDER BY t.n LOCK IN SHARE MODE",
+			DB_STR(doc), LEASE_ARGS(l), DB_END);
+	if (r < 0)
+		return r;
+	if (aff == 0)
+		return -ESTALE;
+	return aff == n ? 0 : -EIO;
+}
+
+/* Insert rows[0..n) of attempt `attempt` of job id, in order, in one statement: inside a
+ * transaction that holds the job row (its guard checked there). */
+static int log_rows_add(struct db *db, int64_t id, int attempt, const struct job_log_row *rows, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (n == 1 && !rows->created_at) /* the reaper's and the transitions' own rows: the plain insert */
+		return job_log(db, id, attempt, rows->level, rows->stage, rows->category, rows->message,
+			       rows->error_code, rows->details_json);
+	_cleanup_free_ char *doc = log_rows_json(rows, n);
+	if (!doc)
+		return -EINVAL;
+	return db_exec(db, NULL, LOG_ROWS_INSERT " SELECT ?, ?," LOG_ROWS_COLS " FROM " LOG_ROWS_TABLE " ORDER BY t.n",
+		       DB_I64(id), DB_I64(attempt), DB_STR(doc), DB_END);
 }
 
 /* Lock the job row if the lease still holds it: the first statement of every transaction made
@@ -364,6 +430,25 @@ static int event_add_seq(struct db *db, const char *agg_type, int64_t agg_id, co
 		       DB_END);
 }
 
+/* Insert an outbox event unless it is there already: 1 when inserted, 0 when it was there (the
+ * caller then skips what went with it). Takes payload (NULL: -ENOMEM). */
+static int event_add_new(struct db *db, const char *agg_type, int64_t agg_id, const char *type, int generation,
+			 int64_t seq, json_t *payload)
+{
+	_cleanup_free_ char *p = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+	json_decref(payload);
+	if (!p)
+		return -ENOMEM;
+	uint64_t aff = 0;
+	int r = db_exec(db, &aff,
+			"INSERT INTO events (aggregate_type, aggregate_id, event_type, generation, seq, payload)"
+			" SELECT ?, ?, ?, ?, ?, ? FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = ?"
+			" AND aggregate_id = ? AND event_type = ? AND generation = ? AND seq = ?)",
+			DB_STR(agg_type), DB_I64(agg_id), DB_STR(type), DB_I64(generation), DB_I64(seq), DB_STR(p),
+			DB_STR(agg_type), DB_I64(agg_id), DB_STR(type), DB_I64(generation), DB_I64(seq), DB_END);
+	return r < 0 ? r : aff > 0;
+}
+
 /* An event written once per generation. */
 static int event_add(struct db *db, const char *agg_type, int64_t agg_id, const char *type, int generation,
 		     json_t *payload)
@@ -379,6 +464,9 @@ struct jrow {
 	char *slot, *serial;
 	char *cancelled_by;
 	double duration;
+	int64_t quantity; /* the order's units */
+	int64_t claims;	  /* the job's claims: job.started's seq */
+	uint64_t device_capacity, capacity;
 };
 
 static void jrow_done(struct jrow *j)
@@ -402,7 +490,8 @@ static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct
 	int r = db_query_row(db, &res, &row,
 			     "SELECT j.order_id, o.order_number, j.unit_index, j.attempts, j.max_attempts, j.generation,"
 			     " j.slot, j.device_serial, j.cancelled_by,"
-			     " TIMESTAMPDIFF(MICROSECOND, j.started_at, NOW(6)) / 1e6"
+			     " TIMESTAMPDIFF(MICROSECOND, j.started_at, NOW(6)) / 1e6, o.quantity, j.claims,"
+			     " j.device_capacity_bytes, j.capacity_bytes"
 			     " FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
 			     " WHERE j.id = ? AND j.status = ? AND (? IS NULL OR (j.locked_by = ? AND j.attempts = ?))"
 			     " FOR UPDATE",
@@ -423,6 +512,10 @@ static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct
 	ret->serial = strdup_or_null(row[7]);
 	ret->cancelled_by = strdup_or_null(row[8]);
 	ret->duration = db_row_dbl(row, 9);
+	ret->quantity = db_row_i64(row, 10);
+	ret->claims = db_row_i64(row, 11);
+	ret->device_capacity = db_row_u64(row, 12);
+	ret->capacity = db_row_u64(row, 13);
 	return 0;
 }
 
@@ -448,13 +541,9 @@ static int order_maybe_done(struct db *db, const struct jrow *j)
 		    DB_I64(j->order_id), DB_END);
 	if (r < 0 || aff == 0)
 		return r;
-	int64_t units = 0;
-	r = db_query_i64(db, &units, "SELECT quantity FROM orders WHERE id = ?", DB_I64(j->order_id), DB_END);
-	if (r < 0)
-		return r;
 	return event_add(db, "order", j->order_id, "order.done", 0,
 			 json_pack("{s:I, s:s, s:I}", "order_id", (json_int_t)j->order_id, "order_number",
-				   j->order_number, "units", (json_int_t)units));
+				   j->order_number, "units", (json_int_t)j->quantity));
 }
 
 struct fin {
@@ -466,7 +555,12 @@ struct fin {
 	size_t n_delays;
 	uint64_t bytes;
 	const struct job_done_stats *stats; /* done: may be NULL */
-	const struct job_log_row *row;
+	const struct job_log_row *rows;	    /* the transition's rows, in order */
+	size_t n_rows;
+	/* done: the writing stage's start, still to record (NULL: recorded), with the first
+	 * n_started rows */
+	const struct job_started *started;
+	size_t n_started;
 	enum job_state state; /* out */
 };
 
@@ -476,15 +570,24 @@ static json_t *speed_json(uint64_t bytes, double seconds)
 	return bytes && seconds > 0 ? json_real((double)bytes / seconds) : json_null();
 }
 
-/* The row of a final transition, in its transaction (after the guarded update, which a leased
- * insert would no longer match): the lease's attempt, or the row's own for the reaper. */
-static int log_row_add(struct db *db, int64_t id, const struct job_lease *l, const struct job_log_row *row)
+/* The rows of a final transition, in its transaction (after the guarded update, which a leased
+ * insert would no longer match): the lease's attempt, or the first row's own for the reaper. */
+static int fin_rows_add(struct db *db, const struct fin *f)
 {
-	if (!row)
+	if (!f->n_rows)
 		return 0;
-	return job_log(db, id, l ? l->attempt : row->attempt, row->level, row->stage, row->category, row->message,
-		       row->error_code, row->details_json);
+	return log_rows_add(db, f->id, f->lease ? f->lease->attempt : f->rows[0].attempt, f->rows, f->n_rows);
 }
+
+/* What job.started says of the job (besides its estimate). */
+struct started_info {
+	int64_t id;
+	int attempt, unit_index, generation;
+	int64_t claim;
+	const char *order_number, *slot, *serial;
+	uint64_t device_capacity, capacity;
+};
+static int started_add(struct db *db, const struct started_info *si, const struct job_started *s);
 
 static int done_txn(struct db *db, void *userdata)
 {
@@ -498,6 +601,27 @@ static int done_txn(struct db *db, void *userdata)
 	/* the speeds as the row keeps them (NULL: not measured) and as job.done carries them */
 	json_auto_t *wspeed = speed_json(st->write_bytes, st->write_seconds);
 	json_auto_t *vspeed = speed_json(st->verify_bytes, st->verify_seconds);
+	size_t skip = 0; /* rows already on record */
+	if (f->started) {
+		/* the writing stage's start, recorded with the end (a job of milliseconds): its event
+		 * as job_enter_writing writes it; the row moves on to done below */
+		const struct started_info si = { .id = f->id,
+						 .attempt = f->lease->attempt,
+						 .unit_index = j.unit_index,
+						 .generation = j.generation,
+						 .claim = j.claims,
+						 .order_number = j.order_number,
+						 .slot = j.slot,
+						 .serial = j.serial,
+						 .device_capacity = j.device_capacity,
+						 .capacity = j.capacity };
+		r = started_add(db, &si, f->started);
+		if (r < 0) {
+			jrow_done(&j);
+			return r;
+		}
+		skip = r == 0 ? MIN(f->n_started, f->n_rows) : 0; /* 0: on record, with its rows */
+	}
 	r = db_exec(db, &aff,
 		    "UPDATE processing_jobs SET status = ?, stage = 'done', progress = 100, completed_at = NOW(6),"
 		    " write_bytes_per_s = ?, verify_bytes_per_s = ?,"
@@ -522,8 +646,8 @@ static int done_txn(struct db *db, void *userdata)
 					"attempt_seconds",
 					st->attempt_seconds > 0 ? json_real(st->attempt_seconds) : json_null(),
 					"write_bytes_per_s", wspeed, "verify_bytes_per_s", vspeed));
-	if (r >= 0)
-		r = log_row_add(db, f->id, f->lease, f->row);
+	if (r >= 0 && f->n_rows > skip)
+		r = log_rows_add(db, f->id, f->lease->attempt, f->rows + skip, f->n_rows - skip);
 	if (r >= 0)
 		r = order_maybe_done(db, &j);
 	f->state = JOB_STATE_DONE;
@@ -531,11 +655,31 @@ static int done_txn(struct db *db, void *userdata)
 	return r;
 }
 
+int job_finish_done_rows(struct db *db, const struct job_lease *l, uint64_t bytes_written,
+			 const struct job_done_stats *st, const struct job_log_row *rows, size_t n_rows)
+{
+	return job_finish_done_started(db, l, bytes_written, st, NULL, rows, n_rows, 0);
+}
+
+int job_finish_done_started(struct db *db, const struct job_lease *l, uint64_t bytes_written,
+			    const struct job_done_stats *st, const struct job_started *started,
+			    const struct job_log_row *rows, size_t n_rows, size_t n_started)
+{
+	struct fin f = { .id = l->id,
+			 .lease = l,
+			 .bytes = bytes_written,
+			 .stats = st,
+			 .rows = rows,
+			 .n_rows = n_rows,
+			 .started = started,
+			 .n_started = n_started };
+	return db_transaction(db, done_txn, &f);
+}
+
 int job_finish_done(struct db *db, const struct job_lease *l, uint64_t bytes_written, const struct job_done_stats *st,
 		    const struct job_log_row *row)
 {
-	struct fin f = { .id = l->id, .lease = l, .bytes = bytes_written, .stats = st, .row = row };
-	return db_transaction(db, done_txn, &f);
+	return job_finish_done_rows(db, l, bytes_written, st, row, row ? 1 : 0);
 }
 
 /* The recent average of a capacity: the speeds of its newest JOB_SPEED_SAMPLE done jobs that
@@ -609,18 +753,46 @@ static int estimate_of(struct db *db, uint64_t capacity, const char *serial, con
 struct enter_ctx {
 	const struct job_lease *l;
 	const struct job_started *s;
-	const struct job_log_row *row;
+	const struct job_log_row *rows;
+	size_t n_rows;
 };
+
+/* job.started with its estimate, once per claim: 1 inserted, 0 when it is on record already. */
+static int started_add(struct db *db, const struct started_info *si, const struct job_started *s)
+{
+	struct estimate e;
+	int r = estimate_of(db, si->capacity, si->serial, s, &e);
+	if (r < 0)
+		return r;
+	return event_add_new(db, "job", si->id, "job.started", si->generation, si->claim,
+			     json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:I, s:I, s:b,"
+				       " s:o, s:s?, s:s?, s:I, s:o, s:o}",
+				       "job_id", (json_int_t)si->id, "order_number", si->order_number, "unit_index",
+				       si->unit_index, "attempt", si->attempt, "slot", si->slot, "device_serial",
+				       si->serial, "device_capacity_bytes", (json_int_t)si->device_capacity,
+				       "capacity_bytes", (json_int_t)si->capacity, "bytes_to_write",
+				       (json_int_t)s->bytes_to_write, "verify", (int)s->verify, "estimate_seconds",
+				       e.source ? json_real(e.seconds) : json_null(), "estimate_source", e.source,
+				       "estimate_reason", e.source ? NULL : "no measurement yet", "estimate_jobs",
+				       (json_int_t)e.jobs, "estimate_write_bytes_per_s",
+				       e.source ? json_real(e.write_bps) : json_null(), "estimate_verify_bytes_per_s",
+				       e.source && s->verify ? json_real(e.verify_bps) : json_null()));
+}
 
 static int enter_writing_txn(struct db *db, void *userdata)
 {
 	struct enter_ctx *c = userdata;
 	_cleanup_result_ struct db_res *res = NULL;
-	struct estimate e;
 	db_row row;
-	int r = lock_leased(db, c->l);
+	uint64_t aff = 0;
+	/* the guard: the update's own match (it locks the row) */
+	int r = db_exec(db, &aff,
+			"UPDATE processing_jobs SET stage = 'writing', heartbeat_at = NOW(6) WHERE " LEASE_GUARD_SQL,
+			LEASE_ARGS(c->l), DB_END);
 	if (r < 0)
 		return r;
+	if (aff != 1)
+		return -ESTALE;
 	r = db_query_row(db, &res, &row,
 			 "SELECT o.order_number, j.unit_index, j.generation, j.claims, j.slot, j.device_serial,"
 			 " j.device_capacity_bytes, j.capacity_bytes"
@@ -630,47 +802,34 @@ static int enter_writing_txn(struct db *db, void *userdata)
 		return -ESTALE;
 	if (r < 0)
 		return r;
-	uint64_t capacity = db_row_u64(row, 7);
-	int generation = (int)db_row_i64(row, 2);
-	int64_t claim = db_row_i64(row, 3), seen = 0;
-	/* a retry of a transaction whose commit went through unseen: it is on record, row and all */
-	r = db_query_i64(db, &seen,
-			 "SELECT COUNT(*) FROM events WHERE aggregate_type = 'job' AND aggregate_id = ?"
-			 " AND event_type = 'job.started' AND generation = ? AND seq = ?",
-			 DB_I64(c->l->id), DB_I64(generation), DB_I64(claim), DB_END);
-	if (r < 0 || seen)
-		return r;
-	r = db_exec(db, NULL,
-		    "UPDATE processing_jobs SET stage = 'writing', heartbeat_at = NOW(6) WHERE " LEASE_GUARD_SQL,
-		    LEASE_ARGS(c->l), DB_END);
-	if (r >= 0)
-		r = estimate_of(db, capacity, row[5], c->s, &e);
-	if (r >= 0)
-		r = event_add_seq(db, "job", c->l->id, "job.started", generation, claim,
-				  json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:I, s:I, s:b,"
-					    " s:o, s:s?, s:s?, s:I, s:o, s:o}",
-					    "job_id", (json_int_t)c->l->id, "order_number", row[0], "unit_index",
-					    (int)db_row_i64(row, 1), "attempt", c->l->attempt, "slot", row[4],
-					    "device_serial", row[5], "device_capacity_bytes",
-					    (json_int_t)db_row_u64(row, 6), "capacity_bytes", (json_int_t)capacity,
-					    "bytes_to_write", (json_int_t)c->s->bytes_to_write, "verify",
-					    (int)c->s->verify, "estimate_seconds",
-					    e.source ? json_real(e.seconds) : json_null(), "estimate_source", e.source,
-					    "estimate_reason", e.source ? NULL : "no measurement yet", "estimate_jobs",
-					    (json_int_t)e.jobs, "estimate_write_bytes_per_s",
-					    e.source ? json_real(e.write_bps) : json_null(),
-					    "estimate_verify_bytes_per_s",
-					    e.source && c->s->verify ? json_real(e.verify_bps) : json_null()));
-	if (r >= 0)
-		r = log_row_add(db, c->l->id, c->l, c->row);
-	return r;
+	const struct started_info si = { .id = c->l->id,
+					 .attempt = c->l->attempt,
+					 .unit_index = (int)db_row_i64(row, 1),
+					 .generation = (int)db_row_i64(row, 2),
+					 .claim = db_row_i64(row, 3),
+					 .order_number = row[0],
+					 .slot = row[4],
+					 .serial = row[5],
+					 .device_capacity = db_row_u64(row, 6),
+					 .capacity = db_row_u64(row, 7) };
+	r = started_add(db, &si, c->s);
+	/* 0: a retry of a transaction whose commit went through unseen; it is on record, rows and all */
+	if (r > 0)
+		r = log_rows_add(db, c->l->id, c->l->attempt, c->rows, c->n_rows);
+	return r < 0 ? r : 0;
+}
+
+int job_enter_writing_rows(struct db *db, const struct job_lease *l, const struct job_started *s,
+			   const struct job_log_row *rows, size_t n_rows)
+{
+	struct enter_ctx c = { l, s, rows, n_rows };
+	return db_transaction(db, enter_writing_txn, &c);
 }
 
 int job_enter_writing(struct db *db, const struct job_lease *l, const struct job_started *s,
 		      const struct job_log_row *row)
 {
-	struct enter_ctx c = { l, s, row };
-	return db_transaction(db, enter_writing_txn, &c);
+	return job_enter_writing_rows(db, l, s, row, row ? 1 : 0);
 }
 
 /* A status column's text as the enum: -EPROTO for a name the schema does not have. */
@@ -868,13 +1027,14 @@ static int fail_txn(struct db *db, void *userdata)
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
 	if (r >= 0)
-		r = log_row_add(db, f->id, f->lease, f->row);
+		r = fin_rows_add(db, f);
 	jrow_done(&j);
 	return r;
 }
 
-int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
-		    const struct job_log_row *row, const double *delays, size_t n_delays, enum job_state *ret_state)
+int job_finish_fail_rows(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
+			 const struct job_log_row *rows, size_t n_rows, const double *delays, size_t n_delays,
+			 enum job_state *ret_state)
 {
 	struct fin f = { .id = l->id,
 			 .lease = l,
@@ -882,17 +1042,25 @@ int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code,
 			 .reason = reason,
 			 .delays = delays,
 			 .n_delays = n_delays,
-			 .row = row };
+			 .rows = rows,
+			 .n_rows = n_rows };
 	int r = db_transaction(db, fail_txn, &f);
 	if (r >= 0 && ret_state)
 		*ret_state = f.state;
 	return r;
 }
 
+int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
+		    const struct job_log_row *row, const double *delays, size_t n_delays, enum job_state *ret_state)
+{
+	return job_finish_fail_rows(db, l, code, reason, row, row ? 1 : 0, delays, n_delays, ret_state);
+}
+
 struct hand_back {
 	const struct job_lease *l;
 	const char *why;
-	const struct job_log_row *row;
+	const struct job_log_row *rows;
+	size_t n_rows;
 };
 
 static int hand_back_txn(struct db *db, void *userdata)
@@ -902,7 +1070,7 @@ static int hand_back_txn(struct db *db, void *userdata)
 	/* the row first (its attempt is the lease's, which the update takes back) */
 	int r = lock_leased(db, h->l);
 	if (r >= 0)
-		r = log_row_add(db, h->l->id, h->l, h->row);
+		r = log_rows_add(db, h->l->id, h->l->attempt, h->rows, h->n_rows);
 	if (r >= 0)
 		r = db_exec(db, &aff,
 			    "UPDATE processing_jobs SET status = ?, attempts = GREATEST(attempts - 1, 0),"
@@ -913,10 +1081,16 @@ static int hand_back_txn(struct db *db, void *userdata)
 	return aff == 1 ? 0 : -ESTALE;
 }
 
+int job_hand_back_rows(struct db *db, const struct job_lease *l, const char *why, const struct job_log_row *rows,
+		       size_t n_rows)
+{
+	struct hand_back h = { l, why, rows, n_rows };
+	return db_transaction(db, hand_back_txn, &h);
+}
+
 int job_hand_back(struct db *db, const struct job_lease *l, const char *why, const struct job_log_row *row)
 {
-	struct hand_back h = { l, why, row };
-	return db_transaction(db, hand_back_txn, &h);
+	return job_hand_back_rows(db, l, why, row, row ? 1 : 0);
 }
 
 struct cancel_ctx {
@@ -1075,7 +1249,8 @@ static int reap_txn(struct db *db, void *userdata)
 			 .code = cancel ? UFC_CANCELLED : UFC_STUCK_TIMEOUT,
 			 .delays = c->delays,
 			 .n_delays = c->n_delays,
-			 .row = &lr,
+			 .rows = &lr,
+			 .n_rows = 1,
 			 .reason = cancel ? "cancelled (its worker stopped answering before it could stop)"
 					  : "no heartbeat from the worker (it died or lost the database)" };
 	r = fail_txn(db, &f);

@@ -84,6 +84,11 @@ struct job_log_row;
  * reads the job row under a shared lock: it waits for a reaper's transaction on it and then sees
  * its outcome). -ESTALE when the job is no longer ours. row->attempt is ignored. */
 int job_log_leased(struct db *db, const struct job_lease *l, const struct job_log_row *row);
+/* Append rows[0..n) of the lease's attempt, in order, in one statement (an INSERT … SELECT of a
+ * JSON_TABLE of the rows, joined to the job row under the lease guard, shared lock as above):
+ * all of them or none. -ESTALE when the job is no longer ours, -EINVAL when a text is not UTF-8
+ * (the server would refuse it too), -EIO when only some matched (never expected). */
+int job_log_leased_rows(struct db *db, const struct job_lease *l, const struct job_log_row *rows, size_t n);
 
 /* Record the chosen content (replacing any earlier choice of the same job); guarded on the
  * lease, -ESTALE when the job is no longer ours. */
@@ -100,6 +105,10 @@ int job_resume_store(struct db *db, const struct job_lease *l, const char *resum
 struct job_log_row {
 	int attempt;
 	const char *level, *stage, *category, *message, *error_code, *details_json;
+	/* when it happened, "YYYY-MM-DD HH:MM:SS.ffffff" UTC (a row queued by a runner and written
+	 * later in a batch keeps its own time); NULL: the time of the insert. Only the multi-row
+	 * inserts (the *_rows functions) take it. */
+	const char *created_at;
 };
 
 /* What the worker measured of the attempt that ended done (job_finish_done; NULL: nothing). The
@@ -137,6 +146,11 @@ struct job_started {
  * written), -ENOMEM, db errors. */
 int job_enter_writing(struct db *db, const struct job_lease *l, const struct job_started *s,
 		      const struct job_log_row *row);
+/* The same with rows[0..n_rows) (the rows queued up to the stage's start, in order) in one
+ * multi-row insert. The transaction's statements: the guarded update, one read of the job, the
+ * estimate's read, the event (inserted unless it is there: then nothing more), the rows. */
+int job_enter_writing_rows(struct db *db, const struct job_lease *l, const struct job_started *s,
+			   const struct job_log_row *rows, size_t n_rows);
 
 /* Finalize. Each is one transaction guarded on the lease (id, processing, locked_by, attempts),
  * with *row (may be NULL; its attempt is the lease's) inserted when the guard matched:
@@ -154,6 +168,23 @@ int job_finish_fail(struct db *db, const struct job_lease *l, enum uf_code code,
 		    const struct job_log_row *row, const double *delays, size_t n_delays, enum job_state *ret_state);
 /* Hand a running job back (daemon stopping): retry, next_attempt_at now, attempt not spent. */
 int job_hand_back(struct db *db, const struct job_lease *l, const char *why, const struct job_log_row *row);
+/* The three with rows[0..n_rows) (the attempt's rows still queued, then the transition's own) in
+ * one multi-row insert of the transaction. */
+int job_finish_done_rows(struct db *db, const struct job_lease *l, uint64_t bytes_written,
+			 const struct job_done_stats *st, const struct job_log_row *rows, size_t n_rows);
+int job_finish_fail_rows(struct db *db, const struct job_lease *l, enum uf_code code, const char *reason,
+			 const struct job_log_row *rows, size_t n_rows, const double *delays, size_t n_delays,
+			 enum job_state *ret_state);
+int job_hand_back_rows(struct db *db, const struct job_lease *l, const char *why, const struct job_log_row *rows,
+		       size_t n_rows);
+/* Done, for an attempt whose writing stage's start (started, not NULL) is still to be recorded
+ * (a job of milliseconds: its end came before the transition was written): one transaction
+ * records job.started as job_enter_writing_rows does, with rows[0..n_started) (skipped, like
+ * the event, when a commit of it went through unseen), and then the end as job_finish_done_rows
+ * with the other rows. started NULL: job_finish_done_rows. */
+int job_finish_done_started(struct db *db, const struct job_lease *l, uint64_t bytes_written,
+			    const struct job_done_stats *st, const struct job_started *started,
+			    const struct job_log_row *rows, size_t n_rows, size_t n_started);
 /* The job's state (a commit whose answer was lost with the connection is recognised by it).
  * -ENOENT when there is no such job. */
 int job_get_state(struct db *db, int64_t id, enum job_state *ret);
