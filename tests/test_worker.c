@@ -1237,8 +1237,10 @@ Test(worker, database_outage_with_refused_reconnects_is_survived_and_nothing_is_
 	cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "usbforged outlives the outage");
 	long long down = tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'");
 	cr_assert_eq(down, 0);
-	/* the server's clock just before the account is back: a row written after this was kept
-	 * while the database was away */
+	/* the newest row just before the account is back: a row inserted after it was kept while
+	 * the database was away (its created_at is when it happened, queued by the runner) */
+	cr_assert_eq(db_exec(db, NULL, "SET @id_back = (SELECT COALESCE(MAX(id), 0) FROM processing_job_logs)", DB_END),
+		     0);
 	cr_assert_eq(db_exec(db, NULL, "SET @t_back = NOW(6)", DB_END), 0);
 	cr_assert_eq(tdb_user_lock(db, user, false), 0);
 	cr_assert_eq(wait_exit(pid, 120), 0);
@@ -1253,7 +1255,7 @@ Test(worker, database_outage_with_refused_reconnects_is_survived_and_nothing_is_
 	 * write and of its verification were kept and written when the server was back, once
 	 * each, in order */
 	snprintf(q, sizeof(q),
-		 "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld AND created_at > @t_back"
+		 "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld AND id > @id_back"
 		 " AND message IN ('writing done', 'verification started', 'verification done', 'job done')",
 		 first);
 	cr_assert_eq(tdb_count(db, q), 4);
@@ -1985,4 +1987,150 @@ Test(worker, started_with_an_estimate_then_done_with_speeds)
 	free(bad);
 	free(s0);
 	free(cfg);
+}
+
+/* The cost test's account, as root sees it (USER_STATISTICS and PROCESSLIST show other accounts
+ * to root only), copied into a table of the test database: its statements so far (prepared
+ * executions included: each counts as a command) once none of its connections is left (the
+ * server adds a connection's counts as it ends it, which trails the client's exit). */
+static long long cost_statements(const char *user)
+{
+	char sql[768];
+	snprintf(sql, sizeof(sql),
+		 "CREATE OR REPLACE TABLE " DBNAME ".t_cost AS SELECT"
+		 " (SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '%s') AS conns,"
+		 " (SELECT COALESCE(SUM(SELECT_COMMANDS + UPDATE_COMMANDS + OTHER_COMMANDS), 0)"
+		 "  FROM information_schema.USER_STATISTICS WHERE USER = '%s') AS stmts",
+		 user, user);
+	double end = mono() + 10;
+	for (;;) {
+		tdb_root_exec(sql);
+		if (tdb_count(db, "SELECT conns FROM t_cost") == 0)
+			return tdb_count(db, "SELECT stmts FROM t_cost");
+		cr_assert_lt(mono(), end, "the daemon's connections did not end");
+		(void)poll(NULL, 0, 20);
+	}
+}
+
+/* One --once run of a daemon of one static slot (probe off, verification on, every periodic
+ * duty far apart) on an order of qty units of a 64 KiB image: the statements it cost. */
+static long long cost_run(const char *user, const char *cfg, const char *number, int qty, const char *image)
+{
+	add_confirm(number, qty, image, 64 << 20);
+	tdb_root_exec("FLUSH USER_STATISTICS");
+	long long before = cost_statements(user);
+	char *errp = tu_path(dir, "cost.err");
+	pid_t pid = spawn_daemon_logged(cfg, true, errp);
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	assert_clean_stderr(errp);
+	free(errp);
+	char q[256];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+		 " WHERE o.order_number = '%s' AND j.status = 'done' AND j.attempts = 1",
+		 number);
+	cr_assert_eq(tdb_count(db, q), qty);
+	return cost_statements(user) - before;
+}
+
+/* Issue 15: the database cost of a job. A happy-path job of milliseconds writes exactly the rows
+ * it always did (its log rows are batched: those up to the writing stage's start with its
+ * transition, the rest with its end, each batch one insert) and costs at most 15 statements:
+ * its claim (5), its end with the writing stage's start and every row (9), the slot's devices
+ * row (1); the first claim of an order moves the order (1 more) and its last unit's end writes
+ * order.done (1 more). Counted per account by the server (USER_STATISTICS), as the difference
+ * between an order of 6 units and one of 1 (the daemon's start and end cost the same). */
+Test(worker, a_happy_job_writes_its_exact_rows_in_at_most_15_statements)
+{
+	const char *user = "uf_t_worker_cost";
+	tdb_user(db, user, "pw-cost", DBNAME);
+	tdb_root_exec("SET GLOBAL userstat = 1");
+	char *img = tu_path(dir, "cost.img");
+	char *buf = malloc(64 << 10);
+	cr_assert(buf);
+	tu_fill_pattern(buf, 64 << 10, 77);
+	tu_write_file(img, buf, 64 << 10);
+	free(buf);
+	char *s0 = make_stick("cost0.img", 64 << 20);
+	char *text = NULL;
+	cr_assert(asprintf(&text,
+			   "worker = { poll_interval = 30; max_concurrent = 1; heartbeat_interval = 600; };\n"
+			   "stuck = { processing_timeout = 3600; queued_timeout = 86400; check_interval = 3600; };\n"
+			   "usb = { mode = \"static\"; slots = ( { name = \"S0\"; path = \"%s\"; } ); };\n"
+			   "write = { probe = false; verify = true; };\n"
+			   "content = { images = \"%s\"; };\n",
+			   s0, dir) > 0);
+	char *cfg = tdb_write_config_as(dir, "cost.conf", DBNAME, user, "pw-cost", text);
+	free(text);
+
+	long long one = cost_run(user, cfg, "COST-1", 1, img);
+	long long six = cost_run(user, cfg, "COST-6", 6, img);
+	cr_log_info("statements: %lld for 1 job, %lld for 6 jobs: %.1f per job", one, six, (double)(six - one) / 5);
+	cr_assert_leq(six - one, 5 * 15, "%lld statements for 5 more jobs (at most 15 each)", six - one);
+
+	/* the rows of the order's second unit, exactly */
+	long long id = tdb_count(db, "SELECT j.id FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+				     " WHERE o.order_number = 'COST-6' AND j.unit_index = 1");
+	char *attempt_line = NULL, *image_line = NULL;
+	cr_assert(asprintf(&attempt_line, "attempt 1/4 on slot S0 (%s)", s0) > 0);
+	cr_assert(asprintf(&image_line, "image %s: 64.0 KiB to write", img) > 0);
+	const struct {
+		const char *level, *stage, *category, *message,
+			*details; /* details: exact, "*" any object, NULL none */
+	} want[] = {
+		{ "info", "pending", "system", attempt_line, NULL },
+		{ "info", "validation", "stage", "validation started", NULL },
+		{ "info", "validation", "progress", "validation 30%", "*" },
+		{ "info", "validation", "stage", "validation done", "*" },
+		{ "info", "selection", "stage", "selection started", NULL },
+		{ "info", "selection", "stage", image_line, NULL },
+		{ "info", "selection", "stage", "selection done", "*" },
+		{ "info", "writing", "stage", "writing started", NULL },
+		{ "info", "writing", "device", "wrote 64.0 KiB", "{\"bytes_written\":65536,\"bytes_reused\":0}" },
+		{ "info", "writing", "stage", "writing done", "*" },
+		{ "info", "verification", "stage", "verification started", NULL },
+		{ "info", "verification", "device", "verified", "{\"bytes_read\":65536}" },
+		{ "info", "verification", "stage", "verification done", "*" },
+		{ "info", "done", "stage", "job done", NULL },
+	};
+	struct job_log_entry *rows = NULL;
+	size_t n = 0;
+	cr_assert_eq(job_log_list(db, id, 0, &rows, &n), 0);
+	cr_assert_eq(n, ARRAY_SIZE(want), "%zu rows", n);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(rows[i].attempt, 1);
+		cr_assert_str_eq(rows[i].level, want[i].level, "row %zu", i);
+		cr_assert_str_eq(rows[i].stage, want[i].stage, "row %zu", i);
+		cr_assert_str_eq(rows[i].category, want[i].category, "row %zu", i);
+		cr_assert_str_eq(rows[i].message, want[i].message, "row %zu", i);
+		cr_assert_null(rows[i].error_code, "row %zu", i);
+		if (!want[i].details)
+			cr_assert_null(rows[i].details, "row %zu: %s", i, rows[i].details);
+		else if (strcmp(want[i].details, "*") == 0)
+			cr_assert(rows[i].details && rows[i].details[0] == '{', "row %zu", i);
+		else
+			cr_assert_str_eq(rows[i].details, want[i].details, "row %zu", i);
+		if (i) /* each keeps the time it happened, in order */
+			cr_assert_geq(strcmp(rows[i].created_at, rows[i - 1].created_at), 0, "row %zu", i);
+	}
+	job_log_list_free(rows, n);
+	/* the stage rows' details as the stages gave them */
+	char q[256];
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld AND ((message = 'writing done'"
+		 " AND JSON_VALUE(details, '$.bytes') = 65536) OR (message = 'validation 30%%'"
+		 " AND JSON_VALUE(details, '$.done') = 1 AND JSON_VALUE(details, '$.total') = 3))",
+		 id);
+	cr_assert_eq(tdb_count(db, q), 2);
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM events WHERE aggregate_type = 'job' AND aggregate_id = %lld"
+		 " AND event_type IN ('job.started', 'job.done')",
+		 id);
+	cr_assert_eq(tdb_count(db, q), 2, "job.started and job.done once each");
+	tdb_root_exec("DROP USER IF EXISTS 'uf_t_worker_cost'@'localhost'");
+	free(attempt_line);
+	free(image_line);
+	free(cfg);
+	free(s0);
+	free(img);
 }

@@ -31,6 +31,7 @@
 #include "util/log.h"
 #include "util/logid.h"
 #include "util/macro.h"
+#include "util/message.h"
 #include "util/monotime.h"
 #include "worker/relay.h"
 #include "worker/runner.h"
@@ -57,6 +58,13 @@ struct slot {
 	/* its last job ended done: a static slot (which takes the next job at once) shows "done"
 	 * on the board until it does */
 	bool last_done;
+	/* the connection its last runner used, handed to the next (the database group needs a
+	 * restart to change: a reload does not make it stale); NULL: the next runner connects */
+	struct db *rdb;
+	/* the devices row last written for it (mirror_devices) and when: unchanged, it is written
+	 * again once a heartbeat interval (last_seen_at) */
+	char *mirrored;
+	double mirrored_at;
 };
 
 /* A configuration and the runners that use it. A reload (SIGHUP) makes a new one current; a
@@ -219,9 +227,13 @@ static enum device_state slot_state(const struct slot *s)
 
 static void db_check(struct daemon *d, int r);
 
+/* A column of the mirrored row as text: NULL and "" differ. */
+static const char *col_text(const char *s) { return s ? s : "\x01"; }
+
 /* Mirror the slots into the devices table; the first failure ends the round (db_check). A slot
- * whose runner lost its job does not name that job. */
-static void mirror_devices(struct daemon *d)
+ * whose runner lost its job does not name that job. A row is written when it changed, and
+ * unchanged once a heartbeat interval (its last_seen_at); force: every row now. */
+static void mirror_devices(struct daemon *d, bool force)
 {
 	for (size_t i = 0; d->db && i < d->n_slots; i++) {
 		struct slot *s = &d->slots[i];
@@ -244,11 +256,26 @@ static void mirror_devices(struct daemon *d)
 							 : s->reason,
 			.current_job_id = s->runner && !runner_lost(s->runner) ? runner_job_id(s->runner) : 0,
 		};
+		/* the row as a text, to see whether it changed (NULL: out of memory, written) */
+		_cleanup_free_ char *key =
+			str_printf("%s|%s|%s|%s|%s|%s|%d|%" PRIu64 "|%u|%s|%" PRId64,
+				   col_text(device_state_name(row.state)), col_text(row.devnode), col_text(row.serial),
+				   col_text(row.vendor), col_text(row.model), col_text(row.port_path),
+				   row.have_capacity, row.capacity_bytes, row.usb_speed_mbps,
+				   col_text(row.state_reason), row.current_job_id);
+		double t = mono_s();
+		if (!force && key && s->mirrored && strcmp(key, s->mirrored) == 0 &&
+		    t < s->mirrored_at + d->cfg->worker.heartbeat_interval)
+			continue;
 		int r = device_upsert(d->db, &row);
 		if (r < 0) {
+			s->mirrored = mfree(s->mirrored);
 			db_check(d, r);
 			return;
 		}
+		free(s->mirrored);
+		s->mirrored = TAKE_PTR(key);
+		s->mirrored_at = t;
 	}
 }
 
@@ -424,7 +451,8 @@ static void claim_for_free_slots(struct daemon *d)
 					 .serial = s->serial,
 					 .job = job,
 					 .board = d->board,
-					 .notify_fd = d->efd };
+					 .notify_fd = d->efd,
+					 .db = TAKE_PTR(s->rdb) };
 		const struct log_fields jf = { .message_id = LOG_MID_JOB_CLAIMED,
 					       .job_id = job->id,
 					       .order = job->order_number,
@@ -468,6 +496,8 @@ static void join_finished(struct daemon *d)
 		_cleanup_free_ char *order = strdup_or_null(jf.order);
 		jf.order = order;
 		runner_join(s->runner, &res);
+		db_close(s->rdb);
+		s->rdb = res.db;   /* for the slot's next job */
 		jf.slot = s->name; /* the runner's copies went with it */
 		jf.device_serial = s->serial;
 		bool bad = res.bad_stick, done = res.done;
@@ -550,6 +580,8 @@ static int work_left(struct daemon *d, bool *ret)
 static void notify_status(struct daemon *d)
 {
 	int64_t queued = -1;
+	if (!getenv("NOTIFY_SOCKET")) /* no service manager listens: nothing to count for */
+		return;
 	if (d->db)
 		db_check(d, queue_count_runnable(d->db, &queued));
 	if (d->db)
@@ -760,7 +792,7 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		if (d.db && !d.stopping)
 			claim_for_free_slots(&d);
 		if (d.db)
-			mirror_devices(&d);
+			mirror_devices(&d, false);
 		publish_board(&d);
 		if (d.once && d.db && !d.stopping) {
 			bool left = true;
@@ -833,7 +865,7 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		}
 	if (d.db) {
 		d.busy = 0;
-		mirror_devices(&d);
+		mirror_devices(&d, true);
 	}
 	if (d.db) /* the mirror may have found the connection lost, and dropped it */
 		(void)worker_stop(d.db, d.worker_id);
@@ -845,6 +877,8 @@ out:
 		free(d.slots[i].bad_serial);
 		free(d.slots[i].bad_reason);
 		free(d.slots[i].done_serial);
+		free(d.slots[i].mirrored);
+		db_close(d.slots[i].rdb);
 	}
 	free(d.slots);
 	d.relay = relay_stop(d.relay);

@@ -33,13 +33,24 @@ static const int range_hi[_STAGE_MAX] = {
 
 /* A log row waiting for the runner's database thread. The row of the writing stage's start
  * carries the stage's transition (started: the job row's move to 'writing' and job.started,
- * written with the row in one transaction, db/jobs.h job_enter_writing): it is queued like the
- * rows, so the data path never waits for the database, and lands in order with them, before
- * the attempt's end. */
+ * written with the rows in one transaction, db/jobs.h job_enter_writing_rows): it is queued like
+ * the rows, so the data path never waits for the database, and lands in order with them, before
+ * the attempt's end.
+ * The rows are written in batches, each one multi-row insert: those queued up to the writing
+ * stage's start go with its transition, the rest with the heartbeat (once a second) and, at the
+ * end, in the transaction of the attempt's end with its own row; a queue half full goes at once.
+ * A job of a few milliseconds thus costs two writes of rows, whatever its number of rows. */
 struct pending_row {
 	char *level, *stage, *category, *message, *error_code, *details;
 	struct job_started *started; /* NULL: a plain row */
+	double queued_at;	     /* mono_s() */
+	char created_at[40];	     /* when it was queued, UTC (db/jobs.h job_log_row) */
 };
+
+/* The writing stage's start is written this long after it happened (or with the beat, or the
+ * end, whichever comes first): a job of milliseconds records it with its end, in one
+ * transaction; a longer one a quarter of a second late at most. */
+#define TRANSITION_DELAY 0.25
 
 /* Log rows are bounded by design (a start and an end row per stage, a progress row per 10 %,
  * error rows): a full queue means something is looping. */
@@ -176,7 +187,8 @@ static struct pending_row *log_row_locked(struct runner *r, const char *level, e
 		return NULL;
 	}
 	struct pending_row *p = &r->rows[r->n_rows];
-	*p = (struct pending_row){ .level = strdup_or_null(level),
+	*p = (struct pending_row){ .queued_at = mono_s(),
+				   .level = strdup_or_null(level),
 				   .stage = strdup_or_null(stage_name(st)),
 				   .category = strdup_or_null(category),
 				   .message = strdup_or_null(msg),
@@ -187,8 +199,15 @@ static struct pending_row *log_row_locked(struct runner *r, const char *level, e
 		r->dropped_rows++;
 		return NULL;
 	}
+	struct timespec now;
+	struct tm tm;
+	if (clock_gettime(CLOCK_REALTIME, &now) == 0 && gmtime_r(&now.tv_sec, &tm))
+		snprintf(p->created_at, sizeof(p->created_at), "%04d-%02d-%02d %02d:%02d:%02d.%06d",
+			 (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100,
+			 tm.tm_min % 100, tm.tm_sec % 100, (int)(now.tv_nsec / 1000) % 1000000);
 	r->n_rows++;
-	pthread_cond_signal(&r->tick_cond);
+	if (r->n_rows >= MAX_PENDING_ROWS / 2) /* else the rows wait for a transition or the beat */
+		pthread_cond_signal(&r->tick_cond);
 	return p;
 }
 
@@ -244,45 +263,109 @@ static bool db_trouble(struct runner *r, int q, const char *what)
 	return false;
 }
 
-/* Write the queued log rows, oldest first, and the newest checkpoint, while the lease holds.
- * A row the server refuses for what it is (not for the connection or the lease) is dropped
- * with a warning rather than retried for ever. Caller holds dblock, not lock. Returns 0 when
- * everything queued was written, else the error, with the job marked lost on -ESTALE; the
- * caller deals with the connection. */
-static int flush_rows(struct runner *r)
+/* Caller holds the lock: when the queued transition (the writing stage's start) is due, or
+ * INFINITY when none is queued. */
+static double transition_due_locked(const struct runner *r)
+{
+	for (size_t i = 0; i < r->n_rows; i++)
+		if (r->rows[i].started)
+			return r->rows[i].queued_at + TRANSITION_DELAY;
+	return INFINITY;
+}
+
+static struct job_log_row row_of(const struct pending_row *p)
+{
+	return (struct job_log_row){ .level = p->level,
+				     .stage = p->stage,
+				     .category = p->category,
+				     .message = p->message,
+				     .error_code = p->error_code,
+				     .details_json = p->details,
+				     .created_at = p->created_at[0] ? p->created_at : NULL };
+}
+
+/* Remove the k oldest queued rows, if they are still the ones written (first: the oldest's
+ * message, which a drop by mark_lost would have freed). Takes the lock. */
+static void rows_written(struct runner *r, const char *first, size_t k)
+{
+	pthread_mutex_lock(&r->lock);
+	if (r->n_rows >= k && r->rows[0].message == first) {
+		for (size_t i = 0; i < k; i++)
+			pending_row_done(&r->rows[i]);
+		memmove(&r->rows[0], &r->rows[k], (r->n_rows - k) * sizeof(r->rows[0]));
+		r->n_rows -= k;
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The oldest queued row alone, as before batches: a row the server refuses for what it is (not
+ * for the connection or the lease) is dropped with a warning rather than retried for ever. */
+static int flush_one(struct runner *r)
+{
+	pthread_mutex_lock(&r->lock);
+	struct pending_row p = r->rows[0]; /* only this thread removes rows; n_rows ≥ 1 */
+	pthread_mutex_unlock(&r->lock);
+	struct job_log_row row = row_of(&p);
+	int q = p.started ? job_enter_writing(r->db, &r->lease, p.started, &row)
+			  : job_log_leased(r->db, &r->lease, &row);
+	if (q == -ESTALE)
+		mark_lost(r, "no longer ours (taken by the reaper or an operator, or a later attempt began)");
+	if (q < 0 && q != -EIO && q != -EPERM)
+		return q;
+	if (q < 0)
+		log_warning("job %lld: log row refused by the server and dropped (%s): %s", (long long)r->job->id,
+			    db_error(r->db), p.message);
+	rows_written(r, p.message, 1);
+	return 0;
+}
+
+/* Write queued log rows, oldest first, in batches (one multi-row insert each), and the newest
+ * checkpoint, while the lease holds: when transitions, the rows up to and including the one
+ * carrying the writing stage's transition, with it; when all (the beat, a full queue: implies
+ * transitions), the others too.
+ * A batch the server refuses for what it is goes again row by row (flush_one). Caller holds
+ * dblock, not lock. Returns 0 when what was due was written, else the error, with the job marked
+ * lost on -ESTALE; the caller deals with the connection. */
+static int flush_rows(struct runner *r, bool all, bool transitions)
 {
 	for (;;) {
 		if (atomic_load(&r->lost))
 			return -ESTALE;
 		pthread_mutex_lock(&r->lock);
-		if (r->n_rows == 0) {
-			pthread_mutex_unlock(&r->lock);
+		size_t n = r->n_rows, k = 0;
+		while (k < n && !r->rows[k].started)
+			k++;
+		bool transition = k < n;
+		if (transition)
+			k = transitions || all ? k + 1 : 0;
+		else if (!all)
+			k = 0;
+		/* only this thread removes rows, and the queue is appended beyond n: rows[0..k) stay */
+		const struct pending_row *pr = r->rows;
+		pthread_mutex_unlock(&r->lock);
+		if (k == 0)
 			break;
+		_cleanup_free_ struct job_log_row *batch = calloc(k, sizeof(*batch));
+		int q = -ENOMEM;
+		if (batch) {
+			for (size_t i = 0; i < k; i++)
+				batch[i] = row_of(&pr[i]);
+			q = transition ? job_enter_writing_rows(r->db, &r->lease, pr[k - 1].started, batch, k)
+				       : job_log_leased_rows(r->db, &r->lease, batch, k);
 		}
-		struct pending_row p = r->rows[0]; /* only this thread removes rows */
-		pthread_mutex_unlock(&r->lock);
-		struct job_log_row row = { .level = p.level,
-					   .stage = p.stage,
-					   .category = p.category,
-					   .message = p.message,
-					   .error_code = p.error_code,
-					   .details_json = p.details };
-		int q = p.started ? job_enter_writing(r->db, &r->lease, p.started, &row)
-				  : job_log_leased(r->db, &r->lease, &row);
-		if (q == -ESTALE)
+		if (q == -ESTALE) {
 			mark_lost(r, "no longer ours (taken by the reaper or an operator, or a later attempt began)");
-		if (q < 0 && q != -EIO && q != -EPERM)
 			return q;
-		if (q < 0)
-			log_warning("job %lld: log row refused by the server and dropped (%s): %s",
-				    (long long)r->job->id, db_error(r->db), p.message);
-		pthread_mutex_lock(&r->lock);
-		if (r->n_rows && r->rows[0].message == p.message) {
-			memmove(&r->rows[0], &r->rows[1], (r->n_rows - 1) * sizeof(r->rows[0]));
-			r->n_rows--;
-			pending_row_done(&p);
 		}
-		pthread_mutex_unlock(&r->lock);
+		if (q == -EIO || q == -EPERM || q == -EINVAL || q == -ENOMEM) {
+			q = flush_one(r); /* refused as a batch: row by row, dropping what is refused */
+			if (q < 0)
+				return q;
+			continue;
+		}
+		if (q < 0)
+			return q;
+		rows_written(r, pr[0].message, k);
 	}
 	pthread_mutex_lock(&r->lock);
 	unsigned dropped = r->dropped_rows;
@@ -348,8 +431,9 @@ static void *dbthread_main(void *p)
 {
 	struct runner *r = p;
 	/* Heartbeat and progress ride on one UPDATE, once a second (DESIGN: progress at most once
-	 * a second); queued rows (a stage's start, progress, errors) and checkpoints go out as they
-	 * come. While the database is away each round is one reconnect attempt, once a second. */
+	 * a second); the queued rows (a stage's start, progress, errors) go with the writing
+	 * stage's transition and with the beat, a checkpoint as it comes. While the database is
+	 * away each round is one reconnect attempt, once a second. */
 	double rows_retry_at = 0;
 	log_context_set(&r->logctx);
 	pthread_mutex_lock(&r->lock);
@@ -357,9 +441,14 @@ static void *dbthread_main(void *p)
 		double t = mono_s();
 		log_context_set_stage(stage_name(r->stage)); /* what the runner thread is at */
 		bool beat_due = t >= r->last_beat + 1.0;
-		bool rows = (r->n_rows || r->have_checkpoint) && !r->db_down && t >= rows_retry_at;
+		bool all_due = beat_due || r->n_rows >= MAX_PENDING_ROWS / 2; /* every queued row */
+		double transition_at = transition_due_locked(r);
+		bool transition_due = t >= transition_at;
+		bool rows_due = all_due || r->have_checkpoint || transition_due;
+		bool rows = (r->n_rows || r->have_checkpoint) && rows_due && !r->db_down && t >= rows_retry_at;
 		if (atomic_load(&r->lost) || (!beat_due && !rows)) {
-			struct timespec until = d_to_ts(atomic_load(&r->lost) ? t + 1.0 : r->last_beat + 1.0);
+			double wake = MIN(r->last_beat + 1.0, transition_due ? INFINITY : transition_at);
+			struct timespec until = d_to_ts(atomic_load(&r->lost) ? t + 1.0 : wake);
 			(void)pthread_cond_timedwait(&r->tick_cond, &r->lock, &until);
 			continue;
 		}
@@ -368,7 +457,7 @@ static void *dbthread_main(void *p)
 		if (beat_due)
 			r->last_beat = t;
 		if (!r->db_down || db_trouble(r, -ENOTCONN, "reconnect")) {
-			int q = flush_rows(r);
+			int q = flush_rows(r, all_due, transition_due);
 			if (q < 0) {
 				rows_retry_at = mono_s() + 0.5;
 				(void)db_trouble(r, q, "log rows");
@@ -490,8 +579,10 @@ static void enter_stage(struct runner *r, enum stage_id st, const struct job_sta
 	struct pending_row *p = log_row_locked(r, "info", st, "stage", msg, UFC_NONE, NULL);
 	if (p && started) {
 		p->started = malloc(sizeof(*p->started));
-		if (p->started)
+		if (p->started) {
 			*p->started = *started;
+			pthread_cond_signal(&r->tick_cond); /* its time to go is set (TRANSITION_DELAY) */
+		}
 	}
 	bool missed = started && (!p || !p->started) && !atomic_load(&r->lost);
 	pthread_mutex_unlock(&r->lock);
@@ -537,6 +628,9 @@ static enum uf_code build_spec(struct runner *r, struct job_spec *spec, char **r
 	}
 	pthread_mutex_lock(&r->dblock);
 	int q = job_items_load(r->db, j->id, &spec->items, &spec->n_items);
+	if (q < 0 && db_connection_broken(r->db, q) &&
+	    db_reconnect(r->db, NULL) == 0) /* the slot's kept one died idle */
+		q = job_items_load(r->db, j->id, &spec->items, &spec->n_items);
 	if (q >= 0)
 		q = content_load_candidates(r->db, spec->categories, spec->item_ids, spec->n_item_ids, &spec->library,
 					    &spec->n_library);
@@ -597,8 +691,9 @@ struct final {
 	enum job_state state;	     /* out (fail): where the job went */
 };
 
-/* Record how the job ended: the rows still queued, then one guarded transaction with its own
- * log row (db/jobs.h). Database trouble (a lost connection, a server that went away for a
+/* Record how the job ended: one guarded transaction with the rows still queued and its own log
+ * row in one insert (db/jobs.h), done taking a writing stage's start still queued with it (the
+ * other ends write it first). Database trouble (a lost connection, a server that went away for a
  * while, deadlocks beyond db_transaction's own retries) does not lose the result: reconnect
  * and try again (backing off from 0.25 s to 1 s, so the end lands within a second or so of the
  * server's return) until it lands or the job turns out not to be ours (-ESTALE: past the
@@ -611,19 +706,56 @@ static int finish(struct runner *r, struct final *f)
 	bool warned = false;
 
 	for (;;) {
-		int q = flush_rows(r);
+		/* done takes a transition still queued into its own transaction */
+		int q = flush_rows(r, false, f->kind != FINAL_DONE);
+		size_t n = 0;
+		const char *first = NULL;
 		if (q == 0) {
-			switch (f->kind) {
-			case FINAL_DONE:
-				q = job_finish_done(r->db, &r->lease, f->bytes, &f->stats, f->row);
-				break;
-			case FINAL_HAND_BACK:
-				q = job_hand_back(r->db, &r->lease, f->reason, f->row);
-				break;
-			default:
-				q = job_finish_fail(r->db, &r->lease, f->code, f->reason, f->row,
-						    r->a.cfg->retry.delays, r->a.cfg->retry.n_delays, &f->state);
-				break;
+			/* the database thread has ended: this thread alone touches the queue */
+			n = r->n_rows;
+			first = n ? r->rows[0].message : NULL;
+			_cleanup_free_ struct job_log_row *rows = calloc(n + 1, sizeof(*rows));
+			if (!rows) {
+				q = flush_rows(r, true, true); /* out of memory: the rows on their own first */
+				n = 0;
+			}
+			const struct job_started *started = NULL;
+			size_t n_started = 0;
+			for (size_t i = 0; rows && i < n && !started; i++)
+				if (r->rows[i].started) {
+					started = r->rows[i].started;
+					n_started = i + 1;
+				}
+			for (size_t i = 0; rows && i < n; i++)
+				rows[i] = row_of(&r->rows[i]);
+			if (rows && f->row)
+				rows[n] = *f->row;
+			const struct job_log_row *all = rows ? rows : f->row;
+			size_t n_all = rows ? n + (f->row != NULL) : (f->row != NULL);
+			if (q == 0) {
+				switch (f->kind) {
+				case FINAL_DONE:
+					q = job_finish_done_started(r->db, &r->lease, f->bytes, &f->stats, started, all,
+								    n_all, n_started);
+					break;
+				case FINAL_HAND_BACK:
+					q = job_hand_back_rows(r->db, &r->lease, f->reason, all, n_all);
+					break;
+				default:
+					q = job_finish_fail_rows(r->db, &r->lease, f->code, f->reason, all, n_all,
+								 r->a.cfg->retry.delays, r->a.cfg->retry.n_delays,
+								 &f->state);
+					break;
+				}
+			}
+			if (q >= 0 && n)
+				rows_written(r, first, n);
+			if ((q == -EIO || q == -EPERM || q == -EINVAL) && n) {
+				/* a row of the queue refused: the rows on their own (dropping what the
+				 * server refuses), then the end again */
+				q = flush_rows(r, true, true);
+				if (q == 0)
+					continue;
 			}
 		}
 		if (q >= 0) {
@@ -705,9 +837,13 @@ static int file_slot_check(struct dev *d, char **ret_msg)
 	return 0; /* loop devices not listable: the listing judged it a moment ago */
 }
 
+/* The slot's connection when the caller handed one over (db/db.h checks it as it is used: a
+ * broken one reconnects like any other), else a new one. */
 static int connect_db(struct runner *r)
 {
 	_cleanup_free_ char *err = NULL;
+	if (r->db)
+		return 0;
 	int q = db_connect(r->a.cfg, &r->db, &err);
 	if (q < 0)
 		log_error("slot %s: job %lld: %s", r->slot, (long long)r->job->id, err ? err : "cannot connect");
@@ -1015,9 +1151,13 @@ static void runner_free(struct runner *r)
 int runner_start(const struct runner_args *a, struct runner **ret)
 {
 	struct runner *r = calloc(1, sizeof(*r));
-	if (!r)
+	if (!r) {
+		db_close(a->db);
 		return -ENOMEM;
+	}
 	r->a = *a;
+	r->db = a->db;
+	r->a.db = NULL;
 	r->slot = strdup(a->slot);
 	r->devpath = strdup(a->devpath);
 	r->serial = strdup_or_null(a->serial);
@@ -1091,7 +1231,9 @@ void runner_join(struct runner *r, struct runner_result *ret)
 					       .done = r->ended_done,
 					       .gone = r->ended_gone,
 					       .in_use = r->in_use,
-					       .bad_reason = TAKE_PTR(r->bad_reason) };
+					       .bad_reason = TAKE_PTR(r->bad_reason),
+					       /* up and idle (every transaction of the attempt has ended) */
+					       .db = r->db && db_is_up(r->db) && !r->db_down ? TAKE_PTR(r->db) : NULL };
 	claimed_job_free(r->job);
 	runner_free(r);
 }

@@ -1,5 +1,6 @@
 /* A slot runner: the thread that takes one claimed job through the four stages on one stick,
- * with its own database connection. It reports progress and heartbeats (at most once a second),
+ * with its own database connection (the slot's, kept from one job to the next by the caller:
+ * runner_args.db, runner_result.db). It reports progress and heartbeats (at most once a second),
  * log rows (stage start/end, errors, one progress row per 10% of a stage), honours operator
  * cancellation and daemon shutdown at chunk boundaries, and finalizes the job through the
  * guarded transitions of db/jobs.h.
@@ -33,6 +34,8 @@ struct runner_args {
 	struct claimed_job *job; /* ownership taken */
 	struct board *board;	 /* the slot's tile and the counters (http/board.h); may be NULL */
 	int notify_fd;		 /* eventfd written when the runner ends (main loop wakes) */
+	struct db *db;		 /* a connection to use (ownership taken; the runner's own from
+	                          * then on), or NULL: the runner connects */
 };
 
 /* Start a runner thread. Errors: -errno of pthread_create, -ENOMEM. */
@@ -49,6 +52,8 @@ struct runner_result {
 	bool in_use;	  /* another writer holds the slot (flock, O_EXCL): the job was handed back
 	                   * without spending an attempt; the slot is not bad, only busy elsewhere */
 	char *bad_reason; /* bad_stick: why ("read-only: …"), malloc'd, the caller's to free */
+	struct db *db;	  /* the runner's connection, handed back when it is up and idle (for
+	                   * the slot's next job), else NULL; the caller's to close */
 };
 /* Join the thread and free it; ret (may be NULL) says how the attempt ended. */
 void runner_join(struct runner *r, struct runner_result *ret);
