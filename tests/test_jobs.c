@@ -709,3 +709,82 @@ Test(jobs, claims_spread_by_the_workers_rank)
 	claimed_job_free(c2);
 	claimed_job_free(a2);
 }
+
+/* Issue 15: a runner's queued rows go in one insert, in order, each with its own time, texts as
+ * given (quotes, backslashes, new lines, non-ASCII); under a lease that no longer holds, none of
+ * them. A writing stage's start still queued at the end is recorded in the end's transaction;
+ * given there again after its own commit went through (its answer lost), neither job.started nor
+ * its rows are added twice. */
+Test(jobs, rows_batched_in_one_insert_and_a_start_recorded_with_the_end)
+{
+	tdb_order_confirmed(db, "BATCH", 1);
+	struct claimed_job *j = tdb_claim(db, "w1", "SER-A");
+	struct job_lease l = JOB_LEASE(j, "w1");
+	const struct job_log_row rows[] = {
+		{ .level = "info",
+		  .stage = "pending",
+		  .category = "system",
+		  .message = "first",
+		  .created_at = "2026-01-02 03:04:05.000001" },
+		{ .level = "warn",
+		  .stage = "validation",
+		  .category = "device",
+		  .message = "a \"b\" \\ c\nd é 💾",
+		  .error_code = "WRITE_IO",
+		  .details_json = "{\"x\":1.5e-05,\"y\":[1,2]}",
+		  .created_at = "2026-01-02 03:04:05.000002" },
+		{ .level = "info", .stage = "writing", .category = "stage", .message = "writing started" },
+	};
+	long long before = tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs");
+	cr_assert_eq(job_log_leased_rows(db, &l, rows, 3), 0, "%s", db_error(db));
+	struct job_log_entry *got = NULL;
+	size_t n = 0;
+	cr_assert_eq(job_log_list(db, j->id, 0, &got, &n), 0);
+	cr_assert_eq(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(got[i].attempt, 1);
+		cr_assert_str_eq(got[i].level, rows[i].level);
+		cr_assert_str_eq(got[i].stage, rows[i].stage);
+		cr_assert_str_eq(got[i].category, rows[i].category);
+		cr_assert_str_eq(got[i].message, rows[i].message);
+		if (i)
+			cr_assert_gt(got[i].id, got[i - 1].id);
+	}
+	cr_assert_null(got[0].error_code);
+	cr_assert_null(got[0].details);
+	cr_assert_str_eq(got[1].error_code, "WRITE_IO");
+	cr_assert_str_eq(got[1].details, "{\"x\":1.5e-05,\"y\":[1,2]}");
+	cr_assert_str_eq(got[0].created_at, "2026-01-02 03:04:05.000001");
+	cr_assert_str_eq(got[1].created_at, "2026-01-02 03:04:05.000002");
+	cr_assert_str_neq(got[2].created_at, "2026-01-02 03:04:05.000002", "no time given: the insert's");
+	job_log_list_free(got, n);
+	/* not ours: nothing */
+	struct job_lease other = { .id = j->id, .worker_id = "w2", .attempt = 1 };
+	cr_assert_eq(job_log_leased_rows(db, &other, rows, 3), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), before + 3);
+	char q[256];
+
+	/* the writing stage's start given again with the end (its own commit went through, its
+	 * answer lost): the start and its row are not added twice */
+	struct job_started s = { .bytes_to_write = 4096, .verify = true };
+	const struct job_log_row end_rows[] = {
+		{ .level = "info", .stage = "writing", .category = "stage", .message = "writing started" },
+		{ .level = "info", .stage = "writing", .category = "stage", .message = "writing done" },
+		{ .level = "info", .stage = "done", .category = "stage", .message = "job done" },
+	};
+	cr_assert_eq(job_enter_writing_rows(db, &l, &s, end_rows, 1), 0, "%s", db_error(db));
+	cr_assert_eq(job_finish_done_started(db, &l, 4096, NULL, &s, end_rows, 3, 1), 0, "%s", db_error(db));
+	snprintf(q, sizeof(q), "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = %lld AND message = '%s'",
+		 (long long)j->id, "writing started");
+	cr_assert_eq(tdb_count(db, q), 2, "the batch's and the start's, once each");
+	snprintf(q, sizeof(q),
+		 "SELECT COUNT(*) FROM events WHERE aggregate_id = %lld AND event_type IN ('job.started', 'job.done')",
+		 (long long)j->id);
+	cr_assert_eq(tdb_count(db, q), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), before + 6);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done' AND stage = 'done'"), 1);
+	/* the same end again: the job is done, not ours any more */
+	cr_assert_eq(job_finish_done_started(db, &l, 4096, NULL, &s, end_rows, 3, 1), -ESTALE);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), before + 6);
+	claimed_job_free(j);
+}
