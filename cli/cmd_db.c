@@ -66,8 +66,8 @@ int cmd_db_migrate(struct cli *c, int argc, char **argv)
 			  db_error(db), c->cfg.db.admin.user, c->cfg.db.name);
 	else if (r == -EACCES)
 		cli_error(CLI_EXIT_FAIL,
-			  "migration failed: %s: db migrate needs CREATE, ALTER, INDEX, DROP, REFERENCES and CREATE "
-			  "VIEW, and '%s' is the daemon's account: run it as the admin account (database.admin in %s)",
+			  "migration failed: %s: db migrate needs CREATE, ALTER, INDEX, DROP, REFERENCES, CREATE "
+			  "VIEW and TRIGGER, and '%s' is the daemon's account: run it as the admin account (database.admin in %s)",
 			  db_error(db), c->cfg.db.user, c->cfg.path ? c->cfg.path : "the configuration");
 	else if (r < 0)
 		cli_error(CLI_EXIT_FAIL, "migration failed: %s", db_error(db));

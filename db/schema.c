@@ -327,6 +327,107 @@ static const char *const v4[] = {
 	"INSERT IGNORE INTO outbox_lease (name, holder, expires_at) VALUES ('relay', NULL, '2000-01-01 00:00:00')",
 };
 
+/* v5: history that does not slow anything down (issue 15). Every read of the CLI, the views
+ * and the HTTP API is served by an index, with a million finished jobs and ten million log rows:
+ *  - ix_jobs_status_id: `jobs --status S` newest first (ORDER BY id DESC within one status);
+ *  - ix_jobs_created: the oldest job of each state (v_queue_stats.oldest_created_at);
+ *  - ix_jobs_completed, ix_jobs_failed: the jobs that ended within a window (db/jobstats.c),
+ *    the first covering the duration of the done ones.
+ * Finished jobs are counted in job_status_counts, kept exact by triggers on processing_jobs in
+ * the transaction that changes a row (so every path counts: finish, cancel, retry, reaping,
+ * pruning, an operator's SQL). A finished state's count and the done jobs' total duration are
+ * the sum of its 16 shard rows (shard = id % 16: jobs finishing at once update different rows,
+ * and a row may go negative when a job counted in one shard leaves from it: only the sum
+ * means something). The active states stay counted from their rows (a queue, not a history).
+ * The counts are seeded after the triggers exist (REPLACE: a rerun sets them again). */
+static const char *const v5[] = {
+	"CREATE INDEX IF NOT EXISTS ix_jobs_status_id ON processing_jobs (status, id)",
+	"CREATE INDEX IF NOT EXISTS ix_jobs_created ON processing_jobs (status, created_at)",
+	"CREATE INDEX IF NOT EXISTS ix_jobs_completed ON processing_jobs (status, completed_at, started_at)",
+	"CREATE INDEX IF NOT EXISTS ix_jobs_failed ON processing_jobs (status, failed_at)",
+	"CREATE TABLE IF NOT EXISTS job_status_counts ("
+	" status ENUM('done','failed','cancelled') NOT NULL,"
+	" shard TINYINT UNSIGNED NOT NULL,"
+	" jobs BIGINT NOT NULL DEFAULT 0,"
+	" timed BIGINT NOT NULL DEFAULT 0,"
+	" duration_us BIGINT NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (status, shard)"
+	") ENGINE=InnoDB",
+	"CREATE OR REPLACE TRIGGER tr_jobs_count_insert AFTER INSERT ON processing_jobs FOR EACH ROW"
+	" IF NEW.status IN ('done','failed','cancelled') THEN"
+	"  INSERT INTO job_status_counts (status, shard, jobs, timed, duration_us)"
+	"  VALUES (NEW.status, NEW.id % 16, 1, NEW.status = 'done' AND NEW.completed_at IS NOT NULL,"
+	"   IF(NEW.status = 'done', COALESCE(TIMESTAMPDIFF(MICROSECOND, NEW.started_at, NEW.completed_at), 0), 0))"
+	"  ON DUPLICATE KEY UPDATE jobs = jobs + VALUES(jobs), timed = timed + VALUES(timed),"
+	"   duration_us = duration_us + VALUES(duration_us);"
+	" END IF",
+	"CREATE OR REPLACE TRIGGER tr_jobs_count_update AFTER UPDATE ON processing_jobs FOR EACH ROW"
+	" IF NOT (OLD.status <=> NEW.status AND OLD.started_at <=> NEW.started_at"
+	"         AND OLD.completed_at <=> NEW.completed_at) THEN"
+	"  IF OLD.status IN ('done','failed','cancelled') THEN"
+	"   INSERT INTO job_status_counts (status, shard, jobs, timed, duration_us)"
+	"   VALUES (OLD.status, OLD.id % 16, -1, -(OLD.status = 'done' AND OLD.completed_at IS NOT NULL),"
+	"    -IF(OLD.status = 'done', COALESCE(TIMESTAMPDIFF(MICROSECOND, OLD.started_at, OLD.completed_at), 0), 0))"
+	"   ON DUPLICATE KEY UPDATE jobs = jobs + VALUES(jobs), timed = timed + VALUES(timed),"
+	"    duration_us = duration_us + VALUES(duration_us);"
+	"  END IF;"
+	"  IF NEW.status IN ('done','failed','cancelled') THEN"
+	"   INSERT INTO job_status_counts (status, shard, jobs, timed, duration_us)"
+	"   VALUES (NEW.status, NEW.id % 16, 1, NEW.status = 'done' AND NEW.completed_at IS NOT NULL,"
+	"    IF(NEW.status = 'done', COALESCE(TIMESTAMPDIFF(MICROSECOND, NEW.started_at, NEW.completed_at), 0), 0))"
+	"   ON DUPLICATE KEY UPDATE jobs = jobs + VALUES(jobs), timed = timed + VALUES(timed),"
+	"    duration_us = duration_us + VALUES(duration_us);"
+	"  END IF;"
+	" END IF",
+	"CREATE OR REPLACE TRIGGER tr_jobs_count_delete AFTER DELETE ON processing_jobs FOR EACH ROW"
+	" IF OLD.status IN ('done','failed','cancelled') THEN"
+	"  INSERT INTO job_status_counts (status, shard, jobs, timed, duration_us)"
+	"  VALUES (OLD.status, OLD.id % 16, -1, -(OLD.status = 'done' AND OLD.completed_at IS NOT NULL),"
+	"   -IF(OLD.status = 'done', COALESCE(TIMESTAMPDIFF(MICROSECOND, OLD.started_at, OLD.completed_at), 0), 0))"
+	"  ON DUPLICATE KEY UPDATE jobs = jobs + VALUES(jobs), timed = timed + VALUES(timed),"
+	"   duration_us = duration_us + VALUES(duration_us);"
+	" END IF",
+	"DELETE FROM job_status_counts",
+	"REPLACE INTO job_status_counts (status, shard, jobs, timed, duration_us)"
+	" SELECT status, id % 16, COUNT(*), COUNT(IF(status = 'done', completed_at, NULL)),"
+	"  COALESCE(SUM(IF(status = 'done', TIMESTAMPDIFF(MICROSECOND, started_at, completed_at), 0)), 0)"
+	" FROM processing_jobs WHERE status IN ('done','failed','cancelled') GROUP BY status, id % 16",
+
+	/* one indexed lookup per state: the active ones counted from their rows, the finished ones
+	 * from job_status_counts (the done jobs' mean duration from its exact totals) */
+	"CREATE OR REPLACE VIEW v_queue_stats AS"
+	" SELECT 'queued' AS status, (SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued') AS jobs,"
+	"  CAST(NULL AS DOUBLE) AS avg_duration_seconds,"
+	"  (SELECT MIN(created_at) FROM processing_jobs WHERE status = 'queued') AS oldest_created_at"
+	" UNION ALL SELECT 'processing', (SELECT COUNT(*) FROM processing_jobs WHERE status = 'processing'), NULL,"
+	"  (SELECT MIN(created_at) FROM processing_jobs WHERE status = 'processing')"
+	" UNION ALL SELECT 'retry', (SELECT COUNT(*) FROM processing_jobs WHERE status = 'retry'), NULL,"
+	"  (SELECT MIN(created_at) FROM processing_jobs WHERE status = 'retry')"
+	" UNION ALL SELECT 'done', (SELECT CAST(COALESCE(SUM(jobs), 0) AS SIGNED) FROM job_status_counts WHERE status = 'done'),"
+	"  (SELECT SUM(duration_us) / NULLIF(SUM(timed), 0) / 1e6 FROM job_status_counts WHERE status = 'done'),"
+	"  (SELECT MIN(created_at) FROM processing_jobs WHERE status = 'done')"
+	" UNION ALL SELECT 'failed', (SELECT CAST(COALESCE(SUM(jobs), 0) AS SIGNED) FROM job_status_counts WHERE status = 'failed'),"
+	"  NULL, (SELECT MIN(created_at) FROM processing_jobs WHERE status = 'failed')"
+	" UNION ALL SELECT 'cancelled', (SELECT CAST(COALESCE(SUM(jobs), 0) AS SIGNED) FROM job_status_counts WHERE status = 'cancelled'),"
+	"  NULL, (SELECT MIN(created_at) FROM processing_jobs WHERE status = 'cancelled')",
+
+	/* the two kinds of stuck job, each from its own index (ix_jobs_status, ix_jobs_queued_since) */
+	"CREATE OR REPLACE VIEW v_stuck_jobs AS"
+	" SELECT j.id AS job_id, o.order_number, j.status, j.stage, j.locked_by, j.slot, j.attempts,"
+	"  j.heartbeat_at, j.created_at, 'processing' AS stuck_kind,"
+	"  TIMESTAMPDIFF(MICROSECOND, j.heartbeat_at, NOW(6)) / 1e6 AS age_seconds"
+	" FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+	" WHERE j.status = 'processing' AND j.heartbeat_at < NOW(6) - INTERVAL"
+	"  (SELECT value FROM settings WHERE name = 'stuck.processing_timeout') * 1000000 MICROSECOND"
+	" UNION ALL"
+	" SELECT j.id, o.order_number, j.status, j.stage, j.locked_by, j.slot, j.attempts,"
+	"  j.heartbeat_at, j.created_at, 'queued',"
+	"  TIMESTAMPDIFF(MICROSECOND, j.next_attempt_at, NOW(6)) / 1e6"
+	" FROM processing_jobs j JOIN orders o ON o.id = j.order_id"
+	" WHERE j.status = 'queued' AND j.next_attempt_at < NOW(6) - INTERVAL"
+	"  (SELECT value FROM settings WHERE name = 'stuck.queued_timeout') * 1000000 MICROSECOND",
+};
+
 /* The server refused a statement for want of a privilege (the daemon's account has only SELECT,
  * INSERT, UPDATE, DELETE): db_migrate says -EACCES so that its caller can name the admin account. */
 static bool access_denied(unsigned e)
@@ -348,6 +449,7 @@ static const struct migration migrations[] = {
 	{ 3, "job.started once per claim (events.seq, processing_jobs.claims); write and verify speeds", v3,
 	  ARRAY_SIZE(v3) },
 	{ 4, "the outbox relay's lease", v4, ARRAY_SIZE(v4) },
+	{ 5, "history served by indexes; finished jobs counted by triggers (job_status_counts)", v5, ARRAY_SIZE(v5) },
 };
 
 int db_schema_latest(void) { return migrations[ARRAY_SIZE(migrations) - 1].version; }

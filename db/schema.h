@@ -10,10 +10,10 @@
  * Errors from the server as db.h maps them, except that a statement refused for want of a
  * privilege is -EACCES (the connected account lacks CREATE, ALTER…: the admin account's work);
  * db_error() says which statement failed. The privileges the migrations need on the schema:
- * SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, REFERENCES, CREATE VIEW
+ * SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, REFERENCES, CREATE VIEW, TRIGGER
  * (DB_ADMIN_PRIVILEGES); the daemon and the CLI need only DB_APP_PRIVILEGES. */
 #define DB_APP_PRIVILEGES   "SELECT, INSERT, UPDATE, DELETE"
-#define DB_ADMIN_PRIVILEGES DB_APP_PRIVILEGES ", CREATE, ALTER, INDEX, DROP, REFERENCES, CREATE VIEW"
+#define DB_ADMIN_PRIVILEGES DB_APP_PRIVILEGES ", CREATE, ALTER, INDEX, DROP, REFERENCES, CREATE VIEW, TRIGGER"
 int db_migrate(struct db *db, int *ret_applied);
 /* Newest version this build knows. */
 int db_schema_latest(void);

@@ -379,7 +379,7 @@ Test(cli, migrate_is_idempotent_through_the_cli)
 	json_t *j = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_integer_value(json_object_get(j, "applied")), 0);
 	cr_assert_eq(json_integer_value(json_object_get(j, "schema_version")), db_schema_latest());
-	cr_assert_eq(db_schema_latest(), 4);
+	cr_assert_eq(db_schema_latest(), 5);
 	json_decref(j);
 	tu_run_done(&r);
 }
@@ -506,13 +506,13 @@ Test(cli, migrate_needs_the_admin_account)
 	struct tu_run r = RUN("--config", small, "db", "migrate");
 	cr_assert_eq(r.status, 1);
 	char *want = NULL;
-	cr_assert(asprintf(&want,
-			   "usbforge: migration failed: CREATE command denied to user 'usbforge'@'localhost' for table "
-			   "`" MIGDB
-			   "`.`schema_migrations`: db migrate needs CREATE, ALTER, INDEX, DROP, REFERENCES and "
-			   "CREATE VIEW, and 'usbforge' is the daemon's account: run it as the admin account "
-			   "(database.admin in %s)\n",
-			   small) > 0);
+	cr_assert(
+		asprintf(&want,
+			 "usbforge: migration failed: CREATE command denied to user 'usbforge'@'localhost' for table "
+			 "`" MIGDB "`.`schema_migrations`: db migrate needs CREATE, ALTER, INDEX, DROP, REFERENCES, "
+			 "CREATE VIEW and TRIGGER, and 'usbforge' is the daemon's account: run it as the admin account "
+			 "(database.admin in %s)\n",
+			 small) > 0);
 	cr_assert_str_eq(r.err, want);
 	cr_assert_str_eq(r.out, "");
 	free(want);
@@ -521,11 +521,11 @@ Test(cli, migrate_needs_the_admin_account)
 	char *full = tdb_write_config_as(dir, "full.conf", MIGDB, NULL, NULL, NULL);
 	r = RUN("--config", full, "db", "migrate");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_str_eq(r.out, "schema upgraded to version 4 (4 migrations applied)\n");
+	cr_assert_str_eq(r.out, "schema upgraded to version 5 (5 migrations applied)\n");
 	tu_run_done(&r);
 	r = RUN("--config", small, "db", "migrate");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_str_eq(r.out, "schema is current (version 4)\n");
+	cr_assert_str_eq(r.out, "schema is current (version 5)\n");
 	tu_run_done(&r);
 	r = RUN("--config", small, "--json", "jobs");
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -543,7 +543,7 @@ Test(cli, migrate_needs_the_admin_account)
 			 "usbforge: migration failed: ALTER command denied to user 'usbforge_admin'@'localhost' for "
 			 "table `" MIGDB "`.`processing_jobs`: the admin account 'usbforge_admin' "
 			 "(database.admin) needs SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, "
-			 "REFERENCES, CREATE VIEW on `" MIGDB "`.*\n");
+			 "REFERENCES, CREATE VIEW, TRIGGER on `" MIGDB "`.*\n");
 	tu_run_done(&r);
 	tdb_root_exec("DROP DATABASE `" MIGDB "`");
 	free(small);

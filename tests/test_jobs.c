@@ -6,12 +6,15 @@
  * (state, status, log rows, events, queue counts), the daemon's rows, and the state names. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "db/devices.h"
 #include "db/jobs.h"
+#include "db/schema.h"
 #include "db/workers.h"
 #include "helpers/testdb.h"
 
@@ -430,6 +433,95 @@ Test(jobs, queue_counts)
 	cr_assert_eq(queue_count_fitting(db, "test-station", 512 << 10, 0.1, &n), 0);
 	cr_assert_eq(n, 0);
 	claimed_job_free(j);
+}
+
+/* queue_get_stats' counts equal COUNT(*) per state, and its mean duration AVG over the done
+ * jobs, exactly. */
+static void assert_counts_exact(void)
+{
+	struct queue_stats qs;
+	cr_assert_eq(queue_get_stats(db, 300, 900, &qs), 0, "%s", db_error(db));
+	for (int s = 0; s < _JOB_STATE_MAX; s++) {
+		char *q = NULL;
+		cr_assert(asprintf(&q, "SELECT COUNT(*) FROM processing_jobs WHERE status = '%s'", job_state_name(s)) >
+			  0);
+		cr_assert_eq(qs.jobs[s], tdb_count(db, q), "%s", job_state_name(s));
+		free(q);
+	}
+	_cleanup_result_ struct db_res *res = NULL;
+	db_row row;
+	cr_assert_eq(db_query_row(db, &res, &row,
+				  "SELECT AVG(TIMESTAMPDIFF(MICROSECOND, started_at, completed_at)) / 1e6"
+				  " FROM processing_jobs WHERE status = 'done'",
+				  DB_END),
+		     0);
+	cr_assert_eq(qs.have_avg_duration, row[0] != NULL);
+	if (row[0])
+		cr_assert(fabs(qs.avg_duration_seconds - db_row_dbl(row, 0)) < 1e-6, "%f vs %s",
+			  qs.avg_duration_seconds, row[0]);
+}
+
+/* The finished states are counted by migration 5's triggers: every way a job enters or leaves
+ * done, failed or cancelled keeps the counts exact. */
+Test(jobs, finished_counts_follow_every_transition)
+{
+	tdb_order_confirmed(db, "F", 6);
+	assert_counts_exact();
+	for (int i = 0; i < 2; i++) { /* two done */
+		struct claimed_job *j = tdb_claim(db, "w1", NULL);
+		cr_assert_eq(job_finish_done(db, &JOB_LEASE(j, "w1"), 1, NULL, NULL), 0);
+		claimed_job_free(j);
+	}
+	assert_counts_exact();
+	/* their durations as an operator might correct them */
+	cr_assert_eq(db_exec(db, NULL,
+			     "UPDATE processing_jobs SET created_at = NOW(6) - INTERVAL 1 HOUR,"
+			     " started_at = NOW(6) - INTERVAL (7 * id) SECOND, completed_at = NOW(6)"
+			     " WHERE status = 'done'",
+			     DB_END),
+		     0, "%s", db_error(db));
+	assert_counts_exact();
+	/* one cancelled while queued, then queued again, then cancelled again */
+	int64_t queued = tdb_count(db, "SELECT MIN(id) FROM processing_jobs WHERE status = 'queued'");
+	enum job_state st;
+	cr_assert_eq(job_cancel(db, queued, "test", &st), 0, "%s", db_error(db));
+	cr_assert_eq(st, JOB_STATE_CANCELLED);
+	assert_counts_exact();
+	cr_assert_eq(job_retry(db, queued, "test", 4), 0, "%s", db_error(db));
+	assert_counts_exact();
+	cr_assert_eq(job_cancel(db, queued, "test", &st), 0, "%s", db_error(db));
+	/* one failed, by hand */
+	cr_assert_eq(db_exec(db, NULL,
+			     "UPDATE processing_jobs SET status = 'failed', failed_at = NOW(6)"
+			     " WHERE status = 'queued' ORDER BY id LIMIT 1",
+			     DB_END),
+		     0);
+	assert_counts_exact();
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'failed'"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'cancelled'"), 1);
+	/* a finished job deleted (as db prune --jobs does), and a done one */
+	cr_assert_eq(db_exec(db, NULL, "DELETE FROM processing_jobs WHERE status IN ('failed', 'cancelled')", DB_END),
+		     0, "%s", db_error(db));
+	cr_assert_eq(db_exec(db, NULL, "DELETE FROM processing_jobs WHERE status = 'done' ORDER BY id LIMIT 1", DB_END),
+		     0, "%s", db_error(db));
+	assert_counts_exact();
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 1);
+	/* and rows inserted already finished (an import) */
+	cr_assert_eq(db_exec(db, NULL,
+			     "INSERT INTO processing_jobs (order_id, unit_index, capacity_bytes, status, created_at,"
+			     " started_at, completed_at)"
+			     " SELECT order_id, 100 + unit_index, capacity_bytes, 'done', NOW(6) - INTERVAL 1 DAY,"
+			     " NOW(6) - INTERVAL 1 DAY, NOW(6) - INTERVAL 1 DAY + INTERVAL 90 SECOND FROM processing_jobs",
+			     DB_END),
+		     0, "%s", db_error(db));
+	assert_counts_exact();
+	/* migration 5 rerun (an interrupted upgrade) seeds the same counts again */
+	cr_assert_eq(db_exec(db, NULL, "UPDATE job_status_counts SET jobs = jobs + 5", DB_END), 0);
+	cr_assert_eq(db_exec(db, NULL, "DELETE FROM schema_migrations WHERE version = 5", DB_END), 0);
+	struct db *adm = tdb_connect_admin(DBNAME);
+	cr_assert_eq(db_migrate(adm, NULL), 0, "%s", db_error(adm));
+	db_close(adm);
+	assert_counts_exact();
 }
 
 Test(jobs, the_daemons_rows)

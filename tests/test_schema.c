@@ -34,7 +34,7 @@ static long long tables(void)
 Test(schema, migrate_twice_changes_nothing)
 {
 	long long before = tables();
-	cr_assert_eq(before, 15, "11 tables + settings + 3 views, got %lld", before);
+	cr_assert_eq(before, 16, "12 tables + settings + 3 views, got %lld", before);
 	int applied = -1;
 	cr_assert_eq(db_migrate(adm, &applied), 0, "%s", db_error(adm));
 	cr_assert_eq(applied, 0);
@@ -335,7 +335,7 @@ Test(schema, the_daemons_account_cannot_change_the_schema)
 		      "CREATE VIEW command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`v_queue_stats`");
 	assert_denied("TRUNCATE TABLE events",
 		      "DROP command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`events`");
-	cr_assert_eq(tables(), 15);
+	cr_assert_eq(tables(), 16);
 	/* exactly the four privileges on the schema and none on the server */
 	char *privs = query_str(db, "SELECT GROUP_CONCAT(privilege_type ORDER BY privilege_type)"
 				    " FROM information_schema.schema_privileges WHERE table_schema = DATABASE()");
@@ -346,7 +346,7 @@ Test(schema, the_daemons_account_cannot_change_the_schema)
 	free(privs);
 	privs = query_str(adm, "SELECT GROUP_CONCAT(privilege_type ORDER BY privilege_type)"
 			       " FROM information_schema.schema_privileges WHERE table_schema = DATABASE()");
-	cr_assert_str_eq(privs, "ALTER,CREATE,CREATE VIEW,DELETE,DROP,INDEX,INSERT,REFERENCES,SELECT,UPDATE");
+	cr_assert_str_eq(privs, "ALTER,CREATE,CREATE VIEW,DELETE,DROP,INDEX,INSERT,REFERENCES,SELECT,TRIGGER,UPDATE");
 	free(privs);
 }
 
@@ -360,7 +360,7 @@ Test(schema, scripts_db_accounts_have_exactly_their_privileges)
 	free(privs);
 	privs = query_str(adm, "SELECT GROUP_CONCAT(privilege_type ORDER BY privilege_type)"
 			       " FROM information_schema.schema_privileges WHERE table_schema = 'usbforge'");
-	cr_assert_str_eq(privs, "ALTER,CREATE,CREATE VIEW,DELETE,DROP,INDEX,INSERT,REFERENCES,SELECT,UPDATE");
+	cr_assert_str_eq(privs, "ALTER,CREATE,CREATE VIEW,DELETE,DROP,INDEX,INSERT,REFERENCES,SELECT,TRIGGER,UPDATE");
 	free(privs);
 	privs = query_str(adm, "SELECT GROUP_CONCAT(privilege_type) FROM information_schema.user_privileges");
 	cr_assert_str_eq(privs, "USAGE");
@@ -382,7 +382,7 @@ Test(schema, migrate_as_the_daemons_account_is_eacces)
 	cr_assert_eq(db_migrate(db, &applied), -EACCES);
 	cr_assert_eq(applied, -1);
 	cr_assert_str_eq(db_error(db),
-			 "CREATE command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`outbox_lease`");
+			 "INDEX command denied to user 'usbforge'@'localhost' for table `uf_t_schema`.`processing_jobs`");
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM schema_migrations"), db_schema_latest() - 1);
 	cr_assert_eq(db_migrate(adm, &applied), 0, "%s", db_error(adm));
 	cr_assert_eq(applied, 1);

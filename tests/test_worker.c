@@ -1813,8 +1813,8 @@ Test(worker, schema_behind_waits_for_db_migrate_by_the_admin)
 		     0);
 	char *errp = tu_path(dir, "behind.err");
 	pid_t pid = spawn_daemon_logged(cfg, true, errp);
-	const char *said = "may not change it (CREATE command denied to user 'usbforge'@'localhost' for table "
-			   "`uf_t_worker`.`outbox_lease`): run 'usbforge db migrate' as the admin account "
+	const char *said = "may not change it (INDEX command denied to user 'usbforge'@'localhost' for table "
+			   "`uf_t_worker`.`processing_jobs`): run 'usbforge db migrate' as the admin account "
 			   "(database.admin); waiting";
 	cr_assert_eq(wait_line(errp, said, 1, 30), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'queued'"), 1);
