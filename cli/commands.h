@@ -11,6 +11,7 @@ int cli_db_open(struct cli *c, struct db **ret);
 
 /* cmd_db.c */
 int cmd_db_migrate(struct cli *c, int argc, char **argv);
+int cmd_db_prune(struct cli *c, int argc, char **argv);
 /* cmd_order.c */
 int cmd_order_add(struct cli *c, int argc, char **argv);
 int cmd_order_confirm(struct cli *c, int argc, char **argv);

@@ -12,6 +12,8 @@
 
 static const struct cli_cmd commands[] = {
 	{ "db", "migrate", cmd_db_migrate, "", "create or upgrade the schema (idempotent)" },
+	{ "db", "prune", cmd_db_prune, "--older-than AGE [--dry-run] [--jobs] [--archive FILE.jsonl.zst]",
+	  "remove finished jobs' logs, items and events (--jobs: and the jobs) older than AGE" },
 	{ "content", "scan", cmd_content_scan, "[DIR]",
 	  "index a content tree (category = first folder; default content.root)" },
 	{ "content", "list", cmd_content_list, "[--category C]", "the active content library" },

@@ -1,0 +1,335 @@
+/* db/prune.c and `usbforge db prune` against the real private MariaDB: the age parser, exact
+ * rows removed and kept (with and without --jobs, unpublished events and their jobs and orders
+ * kept, a dry run changing nothing and counting the same), the archive (every removed row once,
+ * zstd JSON Lines, an existing file or a symlink refused), the audit row, a prune while four
+ * connections claim, log and finish jobs (nothing of theirs lost), and the CLI's errors. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db/jobs.h"
+#include "db/prune.h"
+#include "helpers/clirun.h"
+#include "helpers/testdb.h"
+#include "helpers/testutil.h"
+
+#define DBNAME "uf_t_prune"
+static struct db *db;
+static char *dir;
+
+static void setup(void)
+{
+	db = tdb_fresh(DBNAME);
+	dir = tu_tmpdir("prune");
+}
+static void teardown(void)
+{
+	db = db_close(db);
+	tu_rmrf(dir);
+	free(dir);
+}
+TestSuite(prune, .init = setup, .fini = teardown);
+
+static void exec(const char *sql) { cr_assert_eq(db_exec(db, NULL, sql, DB_END), 0, "%s: %s", sql, db_error(db)); }
+
+Test(prune, ages)
+{
+	static const struct {
+		const char *s;
+		int r;
+		int64_t v;
+	} cases[] = {
+		{ "90d", 0, 90 * 86400 }, { "12h", 0, 12 * 3600 },
+		{ "30m", 0, 1800 },	  { "45s", 0, 45 },
+		{ "2w", 0, 14 * 86400 },  { "3600", 0, 3600 },
+		{ "9x", -EINVAL, 0 },	  { "", -EINVAL, 0 },
+		{ "d", -EINVAL, 0 },	  { "-1d", -EINVAL, 0 },
+		{ "1.5d", -EINVAL, 0 },	  { "90dd", -EINVAL, 0 },
+		{ " 90d", -EINVAL, 0 },	  { "0d", -ERANGE, 0 },
+		{ "36601d", -ERANGE, 0 }, { "99999999999999999999", -ERANGE, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t v = -7;
+		cr_assert_eq(prune_age_parse(cases[i].s, &v), cases[i].r, "'%s'", cases[i].s);
+		cr_assert_eq(v, cases[i].r == 0 ? cases[i].v : -7, "'%s'", cases[i].s);
+	}
+	cr_assert_eq(prune_age_parse(NULL, &(int64_t){ 0 }), -EINVAL);
+}
+
+/* Orders (jobs, each with 2 log rows, 1 item and a published job.done):
+ *   OLD   3 jobs done 100 days ago, a published order.done
+ *   MIX   one job done 100 days ago, one done yesterday
+ *   UNPUB one job failed 100 days ago whose job.failed is unpublished
+ *   LIVE  one queued job (no log, no item, no event) */
+static void history(void)
+{
+	exec("INSERT INTO content_items (category, title, rel_path, size_bytes, sha256, mtime)"
+	     " VALUES ('c', 't', 'c/t.mp3', 10, REPEAT('a', 64), NOW(6))");
+	exec("INSERT INTO orders (id, order_number, capacity_bytes, quantity, image_path, status, created_at) VALUES"
+	     " (1, 'OLD', 1000000, 3, '/x.img', 'done', NOW(6) - INTERVAL 101 DAY),"
+	     " (2, 'MIX', 1000000, 2, '/x.img', 'done', NOW(6) - INTERVAL 101 DAY),"
+	     " (3, 'UNPUB', 1000000, 1, '/x.img', 'failed', NOW(6) - INTERVAL 101 DAY),"
+	     " (4, 'LIVE', 1000000, 1, '/x.img', 'processing', NOW(6))");
+	exec("INSERT INTO processing_jobs (id, order_id, unit_index, capacity_bytes, status, stage, created_at,"
+	     " started_at, completed_at, failed_at) VALUES"
+	     " (1, 1, 0, 1000000, 'done', 'done', NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 100 DAY, NULL),"
+	     " (2, 1, 1, 1000000, 'done', 'done', NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 100 DAY, NULL),"
+	     " (3, 1, 2, 1000000, 'done', 'done', NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 100 DAY, NULL),"
+	     " (4, 2, 0, 1000000, 'done', 'done', NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 100 DAY, NULL),"
+	     " (5, 2, 1, 1000000, 'done', 'done', NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 2 DAY, NOW(6) - INTERVAL 1 DAY, NULL),"
+	     " (6, 3, 0, 1000000, 'failed', 'writing', NOW(6) - INTERVAL 101 DAY, NOW(6) - INTERVAL 101 DAY, NULL, NOW(6) - INTERVAL 100 DAY)");
+	exec("INSERT INTO processing_jobs (id, order_id, unit_index, capacity_bytes) VALUES (7, 4, 0, 1000000)");
+	exec("INSERT INTO processing_job_logs (job_id, level, stage, category, message)"
+	     " SELECT j.id, 'info', 'writing', 'stage', CONCAT('job ', j.id, ' line ', s.seq) FROM processing_jobs j"
+	     " JOIN seq_1_to_2 s WHERE j.id <= 6");
+	exec("INSERT INTO processing_job_items (job_id, position, content_item_id, size_bytes, dest_path)"
+	     " SELECT id, 0, (SELECT MIN(id) FROM content_items), 10, '/t.mp3' FROM processing_jobs WHERE id <= 6");
+	exec("INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, published_at)"
+	     " SELECT 'job', id, CONCAT('job.', status), '{}', IF(id = 6, NULL, NOW(6)) FROM processing_jobs WHERE id <= 6");
+	exec("INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, published_at) VALUES"
+	     " ('order', 1, 'order.done', '{}', NOW(6)), ('order', 4, 'order.confirmed', '{}', NULL)");
+}
+
+static void assert_stats(const struct prune_stats *st, int64_t logs, int64_t items, int64_t events, int64_t jobs,
+			 int64_t orders)
+{
+	cr_assert_eq(st->logs, logs);
+	cr_assert_eq(st->items, items);
+	cr_assert_eq(st->events, events);
+	cr_assert_eq(st->jobs, jobs);
+	cr_assert_eq(st->orders, orders);
+}
+
+Test(prune, history_only_then_jobs_exactly)
+{
+	history();
+	struct prune_stats st;
+	struct prune_req q = { .older_than_s = 90 * 86400, .dry_run = true };
+	/* dry: counts, changes nothing */
+	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
+	assert_stats(&st, 10, 5, 4, 0, 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 12);
+	q.dry_run = false;
+	q.actor = "tester";
+	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
+	assert_stats(&st, 10, 5, 4, 0, 0);
+	/* left: job 5's rows (yesterday), job 6's unpublished event, order events; every job */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = 5"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_items"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE aggregate_type = 'job'"), 2);
+	cr_assert_eq(tdb_count(db,
+			       "SELECT COUNT(*) FROM events WHERE aggregate_type = 'job' AND aggregate_id IN (5, 6)"),
+		     2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE aggregate_type = 'order'"), 2);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 7);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'db.prune' AND actor = 'tester'"
+				   " AND entity_type = 'database' AND JSON_VALUE(metadata, '$.logs') = 10"),
+		     1);
+
+	/* --jobs, dry then real: jobs 1-4 go (6 has an unpublished event), order OLD with its
+	 * order.done; MIX keeps job 5, UNPUB its job, LIVE everything */
+	q.jobs = true;
+	q.dry_run = true;
+	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
+	assert_stats(&st, 0, 0, 1, 4, 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 7);
+	q.dry_run = false;
+	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
+	assert_stats(&st, 0, 0, 1, 4, 1);
+	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(id ORDER BY id) = '5,6,7' FROM processing_jobs"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(order_number ORDER BY id) = 'MIX,UNPUB,LIVE' FROM orders"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
+	/* the counts of v_queue_stats follow (migration 5's triggers) */
+	cr_assert_eq(tdb_count(db, "SELECT jobs FROM v_queue_stats WHERE status = 'done'"), 1);
+	/* nothing left to prune */
+	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
+	assert_stats(&st, 0, 0, 0, 0, 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'db.prune'"), 3);
+}
+
+static char *archive_text(const char *path)
+{
+	char *cmd = NULL, *out = tu_path(dir, "archive.txt");
+	cr_assert(asprintf(&cmd, "zstd -q -dc '%s' > '%s'", path, out) > 0);
+	cr_assert_eq(system(cmd), 0);
+	free(cmd);
+	char *t = tu_slurp(out);
+	free(out);
+	return t;
+}
+
+static int lines_with(const char *text, const char *needle)
+{
+	int n = 0;
+	for (const char *p = text; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+Test(prune, archive_holds_every_removed_row_once)
+{
+	history();
+	char *path = tu_path(dir, "old.jsonl.zst");
+	struct prune_stats st;
+	struct prune_req q = { .older_than_s = 90 * 86400, .jobs = true, .archive = path };
+	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
+	assert_stats(&st, 10, 5, 5, 4, 1);
+	char *t = archive_text(path);
+	cr_assert_eq(lines_with(t, "\n"), 10 + 5 + 5 + 4 + 1);
+	cr_assert_eq(lines_with(t, "{\"table\":\"processing_job_logs\",\"row\":{"), 10);
+	cr_assert_eq(lines_with(t, "{\"table\":\"processing_job_items\""), 5);
+	cr_assert_eq(lines_with(t, "{\"table\":\"events\""), 5);
+	cr_assert_eq(lines_with(t, "{\"table\":\"processing_jobs\""), 4);
+	cr_assert_eq(lines_with(t, "{\"table\":\"orders\""), 1);
+	cr_assert(strstr(t, "\"message\":\"job 1 line 1\""), "%s", t);
+	cr_assert(strstr(t, "\"order_number\":\"OLD\""));
+	cr_assert_null(strstr(t, "job 5 line"));
+	free(t);
+
+	/* the file exists now: refused before anything is removed; a symlink too */
+	char *err = NULL;
+	cr_assert_eq(db_prune(db, &q, &st, &err), -EEXIST);
+	cr_assert(strstr(err, path) && strstr(err, "File exists"), "%s", err);
+	free(err);
+	err = NULL;
+	char *link = tu_path(dir, "link.jsonl.zst");
+	cr_assert_eq(symlink("/nonexistent/target", link), 0);
+	q.archive = link;
+	cr_assert_eq(db_prune(db, &q, &st, &err), -EEXIST);
+	cr_assert_eq(access("/nonexistent/target", F_OK), -1);
+	free(err);
+	free(link);
+	free(path);
+}
+
+/* Live jobs go on while a prune runs: four connections claim, log and finish jobs of a queue;
+ * the prune removes exactly the old history and nothing of theirs. */
+struct drainer {
+	int done;
+	int rc;
+};
+
+static void *drain(void *p)
+{
+	struct drainer *d = p;
+	struct db *conn = tdb_connect(DBNAME);
+	char worker[32];
+	snprintf(worker, sizeof(worker), "w%p", p);
+	for (;;) {
+		struct claim_req q = { .worker_id = worker,
+				       .station = "test-station",
+				       .slot = "A",
+				       .device_serial = "S",
+				       .device_bytes = 1 << 30 };
+		struct claimed_job *j = NULL;
+		int r = job_claim(conn, &q, &j);
+		if (r == -ENOENT || (r == 0 && !j))
+			break;
+		if (r < 0) {
+			d->rc = r;
+			break;
+		}
+		for (int i = 0; i < 3 && r >= 0; i++)
+			r = job_log(conn, j->id, j->attempt, "info", "writing", "stage", "live line", NULL, NULL);
+		if (r >= 0)
+			r = job_finish_done(conn, &JOB_LEASE(j, worker), 1, NULL, NULL);
+		claimed_job_free(j);
+		if (r < 0) {
+			d->rc = r;
+			break;
+		}
+		d->done++;
+	}
+	db_close(conn);
+	return NULL;
+}
+
+Test(prune, while_a_queue_drains_nothing_live_is_lost)
+{
+	/* 300 old finished jobs of 10 log rows each, then a queue of 200 */
+	exec("INSERT INTO orders (id, order_number, capacity_bytes, quantity, image_path, status, created_at)"
+	     " SELECT seq, CONCAT('H', seq), 1000000, 1, '/x.img', 'done', NOW(6) - INTERVAL 200 DAY FROM seq_1_to_300");
+	exec("INSERT INTO processing_jobs (id, order_id, unit_index, capacity_bytes, status, stage, created_at, started_at,"
+	     " completed_at) SELECT seq, seq, 0, 1000000, 'done', 'done', NOW(6) - INTERVAL 200 DAY,"
+	     " NOW(6) - INTERVAL 200 DAY, NOW(6) - INTERVAL 199 DAY FROM seq_1_to_300");
+	exec("INSERT INTO processing_job_logs (job_id, level, stage, category, message)"
+	     " SELECT j.id, 'info', 'writing', 'stage', 'old' FROM processing_jobs j JOIN seq_1_to_10");
+	exec("INSERT INTO events (aggregate_type, aggregate_id, event_type, payload, published_at)"
+	     " SELECT 'job', id, 'job.done', '{}', NOW(6) FROM processing_jobs");
+	tdb_order_confirmed(db, "Q", 200);
+
+	enum { N = 4 };
+	pthread_t t[N];
+	struct drainer d[N] = { 0 };
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, drain, &d[i]), 0);
+	struct prune_stats st;
+	struct prune_req q = { .older_than_s = 90 * 86400, .jobs = true };
+	int r = db_prune(db, &q, &st, NULL);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(pthread_join(t[i], NULL), 0);
+	cr_assert_eq(r, 0, "%s", db_error(db));
+	assert_stats(&st, 3000, 0, 300, 300, 300);
+	int done = 0;
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(d[i].rc, 0, "drainer %d: %d", i, d[i].rc);
+		done += d[i].done;
+	}
+	cr_assert_eq(done, 200);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs WHERE status = 'done'"), 200);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 200);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'live line'"), 600);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'old'"), 0);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"), 200);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM orders"), 1);
+	cr_assert_eq(tdb_count(db, "SELECT jobs FROM v_queue_stats WHERE status = 'done'"), 200);
+}
+
+#define RUN(...) tu_run_cli(dir, (const char *const[]){ __VA_ARGS__, NULL })
+
+Test(prune, cli_names_bad_arguments_and_prints_counts)
+{
+	char *cfg = tdb_write_config(dir, DBNAME, NULL);
+	struct tu_run r = RUN("--config", cfg, "db", "prune", "--older-than", "9x");
+	cr_assert_eq(r.status, 2);
+	cr_assert_str_eq(r.err,
+			 "usbforge: --older-than: '9x' is not a duration (e.g. 90d, 12h, 30m, 2w)\n"
+			 "usage: usbforge db prune --older-than AGE [--dry-run] [--jobs] [--archive FILE.jsonl.zst]\n");
+	tu_run_done(&r);
+	r = RUN("--config", cfg, "db", "prune", "--older-than", "0d");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--older-than: '0d' is out of range (1 second to 100 years)"), "%s", r.err);
+	tu_run_done(&r);
+	r = RUN("--config", cfg, "db", "prune", "--dry-run");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "usbforge: --older-than is required\n"), "%s", r.err);
+	tu_run_done(&r);
+	r = RUN("--config", cfg, "db", "prune", "--older-than", "90d", "extra");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "unexpected argument 'extra'"), "%s", r.err);
+	tu_run_done(&r);
+
+	history();
+	r = RUN("--config", cfg, "db", "prune", "--older-than", "90d", "--dry-run", "--jobs");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strncmp(r.out, "would prune jobs that ended before ", 35) == 0, "%s", r.out);
+	cr_assert(strstr(r.out, ": 10 log rows, 5 items, 5 events, 4 jobs, 1 orders\n"), "%s", r.out);
+	tu_run_done(&r);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 7);
+	char *arch = tu_path(dir, "a.jsonl.zst");
+	r = RUN("--config", cfg, "--json", "db", "prune", "--older-than", "90d", "--archive", arch);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\"logs\": 10") || strstr(r.out, "\"logs\":10"), "%s", r.out);
+	tu_run_done(&r);
+	r = RUN("--config", cfg, "db", "prune", "--older-than", "90d", "--archive", arch);
+	cr_assert_eq(r.status, 1);
+	cr_assert(strstr(r.err, "prune failed: --archive: '") && strstr(r.err, "': File exists"), "%s", r.err);
+	tu_run_done(&r);
+	free(arch);
+	free(cfg);
+}
