@@ -112,6 +112,7 @@ int config_init_defaults(struct uf_config *cfg)
 		},
 	    .http = {.listen = strdup(""), .host = strdup(""), .token_file = strdup("")},
 	    .events = {.webhook = strdup(""), .secret_file = strdup(""), .timeout = 10},
+	    .retention = {.older_than_s = 90 * 86400, .jobs = false, .daily = false},
 	};
 	cfg->retry.delays = malloc(sizeof(delays));
 	if (cfg->retry.delays) {
@@ -386,6 +387,7 @@ static int load_http_listen(struct loader *l, const config_setting_t *s, const c
 static int load_http_token_file(struct loader *l, const config_setting_t *s, const char *key);
 static int load_events_webhook(struct loader *l, const config_setting_t *s, const char *key);
 static int load_events_secret_file(struct loader *l, const config_setting_t *s, const char *key);
+static int load_retention_age(struct loader *l, const config_setting_t *s, const char *key);
 
 /* clang-format off */
 #define STR(n, f, fl)        { .name = (n), .kind = K_STRING, .off = FIELD(f), .flags = (fl) }
@@ -470,6 +472,12 @@ static const struct key_def events_keys[] = {
 	SECONDS("timeout", events.timeout, 300),
 };
 
+static const struct key_def retention_keys[] = {
+	CUSTOM("older_than", load_retention_age),
+	BOOL("jobs", retention.jobs),
+	BOOL("daily", retention.daily),
+};
+
 static const struct key_def root_keys[] = {
 	STR("station", station, F_NAME),
 	GROUP("database", database_keys),
@@ -481,6 +489,7 @@ static const struct key_def root_keys[] = {
 	GROUP("write", write_keys),
 	GROUP("http", http_keys),
 	GROUP("events", events_keys),
+	GROUP("retention", retention_keys),
 };
 /* clang-format on */
 
@@ -1926,5 +1935,46 @@ int config_keep_restart_keys(struct uf_config *next, const struct uf_config *run
 	next->usb = t.usb;
 	t = (struct uf_config){ .station = old.station, .db = old.db, .usb = old.usb };
 	config_done(&t);
+	return 0;
+}
+
+int config_parse_age(const char *s, int64_t *ret_seconds)
+{
+	static const struct {
+		char unit;
+		int64_t seconds;
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 7 * 86400 } };
+	if (!s || !*s)
+		return -EINVAL;
+	int64_t n = 0;
+	const char *p = s;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > INT64_MAX / 10)
+			return -ERANGE;
+		n = n * 10 + (*p - '0');
+	}
+	if (p == s)
+		return -EINVAL;
+	int64_t mult = 1;
+	if (*p) {
+		size_t i = 0;
+		while (i < ARRAY_SIZE(units) && units[i].unit != *p)
+			i++;
+		if (i == ARRAY_SIZE(units) || p[1])
+			return -EINVAL;
+		mult = units[i].seconds;
+	}
+	const int64_t max = 100LL * 366 * 86400;
+	if (n == 0 || n > max / mult)
+		return -ERANGE;
+	*ret_seconds = n * mult;
+	return 0;
+}
+
+static int load_retention_age(struct loader *l, const config_setting_t *s, const char *key)
+{
+	const char *v = config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+	if (!v || config_parse_age(v, &l->cfg->retention.older_than_s) < 0)
+		return fail_got(l, s, key, "must be an age such as \"90d\", \"12h\" or \"2w\" (1 second to 100 years)");
 	return 0;
 }

@@ -101,6 +101,14 @@ struct uf_config {
 		unsigned secret_file_line;
 		double timeout; /* 10: one delivery's whole HTTP exchange, seconds */
 	} events;
+	struct {
+		/* usbforged's daily prune (db/prune.h): once a day, by one daemon per database, the
+		 * history of jobs that ended more than older_than_s ago (90 days); with jobs, the
+		 * jobs and orders too. Off unless daily. */
+		int64_t older_than_s;
+		bool jobs;
+		bool daily;
+	} retention;
 };
 
 #define CONFIG_DEFAULT_PATH "/etc/usbforge/usbforge.conf"
@@ -145,6 +153,10 @@ int config_load_default(const char *explicit_path, struct uf_config *cfg, char *
 size_t config_restart_keys_changed(const struct uf_config *running, const struct uf_config *next, const char **ret,
 				   size_t max);
 int config_keep_restart_keys(struct uf_config *next, const struct uf_config *running);
+/* An age: "90d", "12h", "30m", "45s", "2w", or a whole number of seconds; a whole, positive
+ * count of one unit up to 100 years. 0, -EINVAL (not an age) or -ERANGE (0 or too long);
+ * *ret_seconds only on success. (retention.older_than, usbforge db prune --older-than.) */
+int config_parse_age(const char *s, int64_t *ret_seconds);
 /* http.listen's syntax: "" (off: host ""), "PORT" or ":PORT" (127.0.0.1), "IPv4:PORT",
  * "[IPv6]:PORT"; PORT 0..65535 (0: any free port). *ret_host malloc'd. 0, -EINVAL or -ENOMEM. */
 int config_parse_listen(const char *listen, char **ret_host, unsigned *ret_port);

@@ -14,43 +14,13 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "config/config.h"
 #include "db/db.h"
 #include "db/orders.h"
 #include "util/macro.h"
 #include "util/message.h"
 
-int prune_age_parse(const char *s, int64_t *ret_seconds)
-{
-	static const struct {
-		char unit;
-		int64_t seconds;
-	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 7 * 86400 } };
-	if (!s || !*s)
-		return -EINVAL;
-	int64_t n = 0;
-	const char *p = s;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (n > INT64_MAX / 10)
-			return -ERANGE;
-		n = n * 10 + (*p - '0');
-	}
-	if (p == s)
-		return -EINVAL;
-	int64_t mult = 1;
-	if (*p) {
-		size_t i = 0;
-		while (i < ARRAY_SIZE(units) && units[i].unit != *p)
-			i++;
-		if (i == ARRAY_SIZE(units) || p[1])
-			return -EINVAL;
-		mult = units[i].seconds;
-	}
-	const int64_t max = 100LL * 366 * 86400;
-	if (n == 0 || n > max / mult)
-		return -ERANGE;
-	*ret_seconds = n * mult;
-	return 0;
-}
+int prune_age_parse(const char *s, int64_t *ret_seconds) { return config_parse_age(s, ret_seconds); }
 
 struct archive {
 	int fd;
@@ -352,6 +322,10 @@ int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret
 	}
 	struct batch b = { .req = req, .ar = ar, .cutoff = total.cutoff };
 	for (;;) {
+		if (req->cancel && *req->cancel) {
+			r = -ECANCELED;
+			break;
+		}
 		r = db_transaction(db, batch_txn, &b);
 		if (r < 0 || b.empty)
 			break;
@@ -386,4 +360,24 @@ int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret
 	}
 	*ret = total;
 	return 0;
+}
+
+int prune_lease_take(struct db *db, const char *holder, int64_t seconds, bool *ret_held)
+{
+	uint64_t n = 0;
+	int r = db_exec(db, &n,
+			"UPDATE outbox_lease SET holder = ?, expires_at = NOW(6) + INTERVAL ? SECOND"
+			" WHERE name = 'prune' AND expires_at < NOW(6)",
+			DB_STR(holder), DB_I64(seconds), DB_END);
+	if (r < 0)
+		return r;
+	*ret_held = n == 1;
+	return 0;
+}
+
+int prune_lease_release(struct db *db, const char *holder)
+{
+	return db_exec(db, NULL,
+		       "UPDATE outbox_lease SET holder = NULL, expires_at = NOW(6) WHERE name = 'prune' AND holder = ?",
+		       DB_STR(holder), DB_END);
 }

@@ -17,11 +17,12 @@ struct db;
 #define PRUNE_BATCH_JOBS 100
 
 struct prune_req {
-	int64_t older_than_s; /* the horizon, > 0 */
-	bool jobs;	      /* also the job rows, and orders whose jobs are all gone */
-	bool dry_run;	      /* count what would go; change nothing, lock nothing */
-	const char *archive;  /* a new file to write the rows to first, or NULL */
-	const char *actor;    /* audit_log's actor */
+	int64_t older_than_s;	     /* the horizon, > 0 */
+	bool jobs;		     /* also the job rows, and orders whose jobs are all gone */
+	bool dry_run;		     /* count what would go; change nothing, lock nothing */
+	const char *archive;	     /* a new file to write the rows to first, or NULL */
+	const char *actor;	     /* audit_log's actor */
+	const volatile bool *cancel; /* may be NULL; when it turns true, -ECANCELED after this batch */
 };
 
 struct prune_stats {
@@ -41,3 +42,11 @@ int prune_age_parse(const char *s, int64_t *ret_seconds);
  * batches committed so far stay removed (and archived). 0, a negative errno with *ret_error
  * (may be NULL) saying why for archive errors, or a db error (db_error()). */
 int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret, char **ret_error);
+
+/* The daily prune's lease, the row outbox_lease('prune'): taken by holder for seconds when it is
+ * free (never held, or run out: a day after the last daily prune began), by one guarded UPDATE on
+ * the server's clock, so that one daemon per database prunes once a day. *ret_held: whether
+ * holder took it now. 0 or a db error. */
+int prune_lease_take(struct db *db, const char *holder, int64_t seconds, bool *ret_held);
+/* Give it up (a failed prune is tried again at the next check), if holder has it. */
+int prune_lease_release(struct db *db, const char *holder);

@@ -393,6 +393,9 @@ static const char *const v5[] = {
 	"  COALESCE(SUM(IF(status = 'done', TIMESTAMPDIFF(MICROSECOND, started_at, completed_at), 0)), 0)"
 	" FROM processing_jobs WHERE status IN ('done','failed','cancelled') GROUP BY status, id % 16",
 
+	/* the daily prune's lease (db/prune.h), free until a daemon takes it */
+	"INSERT IGNORE INTO outbox_lease (name, holder, expires_at) VALUES ('prune', NULL, '2000-01-01 00:00:00')",
+
 	/* one indexed lookup per state: the active ones counted from their rows, the finished ones
 	 * from job_status_counts (the done jobs' mean duration from its exact totals) */
 	"CREATE OR REPLACE VIEW v_queue_stats AS"

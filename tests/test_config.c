@@ -535,7 +535,7 @@ Test(config, unknown_keys)
 	load_bad("station = \"a\";\nstaton = \"b\";\n", -EINVAL,
 		 ":2: key 'staton': unknown key (known keys: station, database, worker, retry, stuck, "
 		 "content, usb, "
-		 "write, http, events)");
+		 "write, http, events, retention)");
 	load_bad("usb = { mode = \"udev\"; slots = ( { name = \"A\";\n port = \"1-1\";\n prot = \"1-2\"; } "
 		 "); };\n",
 		 -EINVAL, ":3: key 'usb.slots[0].prot': unknown key (known keys in a slot: name, port, path)");
@@ -1236,4 +1236,30 @@ Test(config, database_hosts)
 		 ":3: key 'database.hosts': cannot be used together with 'database.host' (line 2): set only one");
 	load_bad("database = {\n hosts = ( \"10.0.0.1\" );\n socket = \"/run/mysqld/mysqld.sock\";\n};\n", -EINVAL,
 		 ":2: key 'database.hosts': cannot be used together with a 'database.socket' (line 3): set only one");
+}
+
+/* retention = { older_than; jobs; daily; }: off by default with 90 days; ages in s, m, h, d, w;
+ * a bad age named by file, line and key. */
+Test(config, retention_group)
+{
+	struct uf_config c;
+	load_ok("", &c);
+	cr_assert_eq(c.retention.older_than_s, 90 * 86400);
+	cr_assert_not(c.retention.jobs);
+	cr_assert_not(c.retention.daily);
+	config_done(&c);
+	load_ok("retention = { older_than = \"2w\"; jobs = true; daily = true; };\n", &c);
+	cr_assert_eq(c.retention.older_than_s, 14 * 86400);
+	cr_assert(c.retention.jobs);
+	cr_assert(c.retention.daily);
+	config_done(&c);
+	load_bad("retention = {\n older_than = \"9x\"; };\n", -EINVAL,
+		 ":2: key 'retention.older_than': must be an age such as \"90d\", \"12h\" or \"2w\" (1 second to 100 "
+		 "years) (got \"9x\")");
+	load_bad("retention = { older_than = 90; };\n", -EINVAL,
+		 ":1: key 'retention.older_than': must be an age such as \"90d\", \"12h\" or \"2w\" (1 second to 100 "
+		 "years) (got 90)");
+	load_bad("retention = { older_than = \"0d\"; };\n", -EINVAL,
+		 ":1: key 'retention.older_than': must be an age such as \"90d\", \"12h\" or \"2w\" (1 second to 100 "
+		 "years) (got \"0d\")");
 }

@@ -290,6 +290,41 @@ Test(prune, while_a_queue_drains_nothing_live_is_lost)
 	cr_assert_eq(tdb_count(db, "SELECT jobs FROM v_queue_stats WHERE status = 'done'"), 200);
 }
 
+/* The daily prune's lease: one holder a day per database. */
+Test(prune, daily_lease_one_holder_a_day)
+{
+	bool held = false;
+	cr_assert_eq(prune_lease_take(db, "d1", 86400, &held), 0, "%s", db_error(db));
+	cr_assert(held);
+	cr_assert_eq(prune_lease_take(db, "d2", 86400, &held), 0);
+	cr_assert_not(held);
+	cr_assert_eq(prune_lease_take(db, "d1", 86400, &held), 0);
+	cr_assert_not(held, "taken for a day, not renewed on every check");
+	cr_assert_eq(prune_lease_release(db, "d2"), 0);
+	cr_assert_eq(prune_lease_take(db, "d2", 86400, &held), 0);
+	cr_assert_not(held);
+	/* a day later (or after a failed prune gave it back) whoever asks first */
+	exec("UPDATE outbox_lease SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE name = 'prune'");
+	cr_assert_eq(prune_lease_take(db, "d2", 86400, &held), 0);
+	cr_assert(held);
+	cr_assert_eq(prune_lease_release(db, "d2"), 0);
+	cr_assert_eq(prune_lease_take(db, "d1", 86400, &held), 0);
+	cr_assert(held);
+	/* the relay's lease is another row */
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM outbox_lease WHERE name = 'relay' AND holder IS NULL"), 1);
+}
+
+/* A prune cancelled (the daemon stopping) ends after its batch with -ECANCELED. */
+Test(prune, cancel_ends_between_batches)
+{
+	history();
+	volatile bool stop = true;
+	struct prune_stats st;
+	struct prune_req q = { .older_than_s = 90 * 86400, .cancel = &stop };
+	cr_assert_eq(db_prune(db, &q, &st, NULL), -ECANCELED);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 12);
+}
+
 #define RUN(...) tu_run_cli(dir, (const char *const[]){ __VA_ARGS__, NULL })
 
 Test(prune, cli_names_bad_arguments_and_prints_counts)

@@ -34,6 +34,7 @@
 #include "util/message.h"
 #include "util/monotime.h"
 #include "worker/relay.h"
+#include "worker/retention.h"
 #include "worker/runner.h"
 
 struct slot {
@@ -92,9 +93,10 @@ struct daemon {
 	double next_poll, next_reap, next_beat;
 	bool stopping;
 	unsigned busy;
-	struct board *board;	  /* what the HTTP surfaces show */
-	struct http_server *http; /* NULL: http.listen is "" */
-	struct relay *relay;	  /* NULL: events.webhook is "" */
+	struct board *board;	     /* what the HTTP surfaces show */
+	struct http_server *http;    /* NULL: http.listen is "" */
+	struct relay *relay;	     /* NULL: events.webhook is "" */
+	struct retention *retention; /* NULL: retention.daily is false */
 };
 
 static void slot_clear(struct slot *s)
@@ -741,6 +743,11 @@ int daemon_run(struct uf_config *initial, const char *config_path, bool once)
 		if (r < 0)
 			goto out;
 	}
+	if (cfg->retention.daily && !d.once) {
+		r = retention_start(cfg, d.worker_id, &d.retention);
+		if (r < 0)
+			goto out;
+	}
 	for (size_t i = 0; i < cfg->usb.n_slots; i++)
 		if (!slot_add(&d, cfg->usb.slots[i].name)) {
 			r = -ENOMEM;
@@ -882,6 +889,7 @@ out:
 	}
 	free(d.slots);
 	d.relay = relay_stop(d.relay);
+	d.retention = retention_stop(d.retention);
 	d.http = http_stop(d.http); /* before the board it shows */
 	board_free(d.board);
 	usb_monitor_free(d.mon);
