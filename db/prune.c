@@ -290,14 +290,31 @@ static int batch_txn(struct db *db, void *userdata)
 				 orders);
 	if (!w)
 		return -ENOMEM;
+	/* by the list of their ids (a subquery in the DELETE would scan every event) */
+	_cleanup_result_ struct db_res *ores = NULL;
+	_cleanup_free_ char *osql = str_printf("SELECT id FROM orders WHERE %s%s", w, q->dry_run ? "" : " FOR UPDATE");
+	if (!osql)
+		return -ENOMEM;
+	r = db_query(db, &ores, osql, DB_END);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *gone = NULL;
+	while ((row = db_res_next(ores)))
+		if (append_id(&gone, row[0]) < 0)
+			return -ENOMEM;
+	if (!gone)
+		return b->ar ? archive_failed(b, archive_sync(b->ar)) : 0;
 	/* the orders' own events first (published: the order has none unpublished) */
-	_cleanup_free_ char *ew = str_printf("aggregate_type = 'order' AND published_at IS NOT NULL AND aggregate_id IN"
-					     " (SELECT id FROM (SELECT id FROM orders WHERE %s) gone)",
-					     w);
+	_cleanup_free_ char *ew =
+		str_printf("aggregate_type = 'order' AND aggregate_id IN (%s) AND published_at IS NOT NULL", gone);
 	int64_t n = 0;
 	if (!ew || (r = take(db, b, "events", ew, &n)) < 0)
 		return ew ? r : -ENOMEM;
 	b->got.events += n;
+	w = mfree(w);
+	w = str_printf("id IN (%s)", gone);
+	if (!w)
+		return -ENOMEM;
 	r = take(db, b, "orders", w, &b->got.orders);
 	if (r < 0)
 		return r;
@@ -365,10 +382,17 @@ int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret
 int prune_lease_take(struct db *db, const char *holder, int64_t seconds, bool *ret_held)
 {
 	uint64_t n = 0;
-	int r = db_exec(db, &n,
-			"UPDATE outbox_lease SET holder = ?, expires_at = NOW(6) + INTERVAL ? SECOND"
-			" WHERE name = 'prune' AND expires_at < NOW(6)",
-			DB_STR(holder), DB_I64(seconds), DB_END);
+	/* the row of migration 5, made here too for a database that took an earlier cut of it */
+	int r = db_exec(db, NULL,
+			"INSERT IGNORE INTO outbox_lease (name, holder, expires_at)"
+			" VALUES ('prune', NULL, '2000-01-01 00:00:00')",
+			DB_END);
+	if (r < 0)
+		return r;
+	r = db_exec(db, &n,
+		    "UPDATE outbox_lease SET holder = ?, expires_at = NOW(6) + INTERVAL ? SECOND"
+		    " WHERE name = 'prune' AND expires_at < NOW(6)",
+		    DB_STR(holder), DB_I64(seconds), DB_END);
 	if (r < 0)
 		return r;
 	*ret_held = n == 1;
