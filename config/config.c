@@ -112,7 +112,7 @@ int config_init_defaults(struct uf_config *cfg)
 		},
 	    .http = {.listen = strdup(""), .host = strdup(""), .token_file = strdup("")},
 	    .events = {.webhook = strdup(""), .secret_file = strdup(""), .timeout = 10},
-	    .retention = {.older_than_s = 90 * 86400, .jobs = false, .daily = false},
+	    .retention = {.older_than_s = 90LL * 86400, .jobs = false, .daily = false},
 	};
 	cfg->retry.delays = malloc(sizeof(delays));
 	if (cfg->retry.delays) {
@@ -1943,7 +1943,7 @@ int config_parse_age(const char *s, int64_t *ret_seconds)
 	static const struct {
 		char unit;
 		int64_t seconds;
-	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 7 * 86400 } };
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 7LL * 86400 } };
 	if (!s || !*s)
 		return -EINVAL;
 	int64_t n = 0;

@@ -262,20 +262,20 @@ static int batch_txn(struct db *db, void *userdata)
 	if (!w || (r = take(db, b, "processing_job_logs", w, &b->got.logs)) < 0 ||
 	    (r = take(db, b, "processing_job_items", w, &b->got.items)) < 0)
 		return w ? r : -ENOMEM;
-	w = mfree(w);
+	free(w);
 	w = str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL", ids);
 	if (!w || (r = take(db, b, "events", w, &b->got.events)) < 0)
 		return w ? r : -ENOMEM;
 	if (!q->jobs)
 		return b->ar ? archive_failed(b, archive_sync(b->ar)) : 0;
 
-	w = mfree(w);
+	free(w);
 	w = str_printf("id IN (%s) AND NOT " UNPUBLISHED_OF("job", "processing_jobs.id"), ids);
 	if (!w || (r = take(db, b, "processing_jobs", w, &b->got.jobs)) < 0)
 		return w ? r : -ENOMEM;
 	/* the orders left without a job: in a dry run, those whose every job would go by the end
 	 * of this batch (counted once: in the batch holding their last job) */
-	w = mfree(w);
+	free(w);
 	w = q->dry_run
 		    ? str_printf("id IN (%s) AND status IN ('done', 'failed', 'cancelled') AND NOT EXISTS"
 				 " (SELECT 1 FROM processing_jobs j WHERE j.order_id = orders.id AND (j.id > %" PRId64
@@ -311,7 +311,7 @@ static int batch_txn(struct db *db, void *userdata)
 	if (!ew || (r = take(db, b, "events", ew, &n)) < 0)
 		return ew ? r : -ENOMEM;
 	b->got.events += n;
-	w = mfree(w);
+	free(w);
 	w = str_printf("id IN (%s)", gone);
 	if (!w)
 		return -ENOMEM;
