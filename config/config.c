@@ -150,6 +150,46 @@ static void db_hosts_free(struct uf_db_host *h, size_t n)
 	free(h);
 }
 
+static char *dup_or_null_oom(const char *s, bool *oom)
+{
+	char *d = s ? strdup(s) : NULL;
+	if (s && !d)
+		*oom = true;
+	return d;
+}
+
+int config_copy_database(struct uf_config *dst, const struct uf_config *src)
+{
+	bool oom = false;
+	dst->db.host = dup_or_null_oom(src->db.host, &oom);
+	dst->db.port = src->db.port;
+	dst->db.socket = dup_or_null_oom(src->db.socket, &oom);
+	dst->db.user = dup_or_null_oom(src->db.user, &oom);
+	dst->db.password = dup_or_null_oom(src->db.password, &oom);
+	dst->db.name = dup_or_null_oom(src->db.name, &oom);
+	if (src->db.n_hosts) {
+		dst->db.hosts = calloc(src->db.n_hosts, sizeof(*dst->db.hosts));
+		oom |= !dst->db.hosts;
+		for (size_t i = 0; dst->db.hosts && i < src->db.n_hosts; i++) {
+			dst->db.hosts[i].host = dup_or_null_oom(src->db.hosts[i].host, &oom);
+			dst->db.hosts[i].port = src->db.hosts[i].port;
+		}
+		dst->db.n_hosts = dst->db.hosts ? src->db.n_hosts : 0;
+	}
+	if (!oom)
+		return 0;
+	free(dst->db.host);
+	db_hosts_free(dst->db.hosts, dst->db.n_hosts);
+	free(dst->db.socket);
+	free(dst->db.user);
+	if (dst->db.password)
+		explicit_bzero(dst->db.password, strlen(dst->db.password));
+	free(dst->db.password);
+	free(dst->db.name);
+	memset(&dst->db, 0, sizeof(dst->db));
+	return -ENOMEM;
+}
+
 void config_done(struct uf_config *cfg)
 {
 	if (!cfg)

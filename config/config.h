@@ -170,3 +170,8 @@ int config_parse_db_host(const char *entry, char **ret_host, unsigned *ret_port)
 int config_check_webhook(const char *url, const char **ret_why);
 /* Free every field and zero *cfg. NULL is accepted. */
 void config_done(struct uf_config *cfg);
+/* Deep-copy src's database group (host, port, hosts, socket, user, password, name; not admin)
+ * into dst, whose database group must be empty (zeroed): for a thread or server that connects on
+ * its own and outlives a reload of src. Freed by config_done(dst). 0, or -ENOMEM with dst's
+ * database group left empty. */
+int config_copy_database(struct uf_config *dst, const struct uf_config *src);

@@ -76,22 +76,16 @@ static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 static int cfg_copy(struct uf_config *dst, const struct uf_config *src)
 {
 	*dst = (struct uf_config){ 0 };
+	if (config_copy_database(dst, src) < 0)
+		return -ENOMEM;
 	dst->station = dup_or_null(src->station);
-	dst->db.host = dup_or_null(src->db.host);
-	dst->db.port = src->db.port;
-	dst->db.socket = dup_or_null(src->db.socket);
-	dst->db.user = dup_or_null(src->db.user);
-	dst->db.password = dup_or_null(src->db.password);
-	dst->db.name = dup_or_null(src->db.name);
 	dst->worker = src->worker;
 	dst->stuck = src->stuck;
 	dst->http.listen = dup_or_null(src->http.listen);
 	dst->http.host = dup_or_null(src->http.host);
 	dst->http.port = src->http.port;
 	dst->http.token_file = dup_or_null(src->http.token_file);
-	if ((src->station && !dst->station) || (src->db.host && !dst->db.host) || (src->db.socket && !dst->db.socket) ||
-	    (src->db.user && !dst->db.user) || (src->db.password && !dst->db.password) ||
-	    (src->db.name && !dst->db.name) || (src->http.listen && !dst->http.listen) ||
+	if ((src->station && !dst->station) || (src->http.listen && !dst->http.listen) ||
 	    (src->http.host && !dst->http.host) || (src->http.token_file && !dst->http.token_file)) {
 		config_done(dst);
 		return -ENOMEM;

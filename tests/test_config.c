@@ -1214,7 +1214,20 @@ Test(config, database_hosts)
 	cr_assert_str_eq(next.db.hosts[2].host, "fd00::3");
 	cr_assert_eq(config_restart_keys_changed(&c, &next, keys, 8), 0);
 	config_done(&next);
+
+	/* the database group copied whole (the relay's, the retention's and the HTTP server's own
+	 * connections), and outliving the config it came from */
+	struct uf_config copy = { 0 };
+	cr_assert_eq(config_copy_database(&copy, &c), 0);
 	config_done(&c);
+	cr_assert_eq(copy.db.n_hosts, 3);
+	cr_assert_str_eq(copy.db.hosts[1].host, "db-2.example");
+	cr_assert_str_eq(copy.db.hosts[2].host, "fd00::3");
+	cr_assert_eq(copy.db.hosts[2].port, 3309);
+	cr_assert_eq(copy.db.port, 3310);
+	cr_assert_str_eq(copy.db.user, "usbforge");
+	cr_assert_null(copy.db.admin.user);
+	config_done(&copy);
 
 	load_bad("database = { hosts = ( \"10.0.0.1:3307\", \"10.0.0.2:99999\" ); };\n", -EINVAL,
 		 ":1: key 'database.hosts[1]': must be \"HOST\", \"HOST:PORT\" or \"[IPv6]:PORT\" (HOST a name or an "

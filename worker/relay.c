@@ -483,8 +483,6 @@ static struct relay *relay_free(struct relay *rl)
 	return NULL;
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
 int relay_start(const struct uf_config *cfg, const char *holder, struct relay **ret)
 {
 	_cleanup_free_ char *err = NULL;
@@ -509,17 +507,7 @@ int relay_start(const struct uf_config *cfg, const char *holder, struct relay **
 	rl->url = strdup(cfg->events.webhook);
 	rl->holder = strdup(holder);
 	rl->timeout = cfg->events.timeout;
-	rl->dbcfg.db = cfg->db;
-	rl->dbcfg.db.host = dup_or_null(cfg->db.host);
-	rl->dbcfg.db.socket = dup_or_null(cfg->db.socket);
-	rl->dbcfg.db.user = dup_or_null(cfg->db.user);
-	rl->dbcfg.db.password = dup_or_null(cfg->db.password);
-	rl->dbcfg.db.name = dup_or_null(cfg->db.name);
-	rl->dbcfg.db.admin.user = NULL;
-	rl->dbcfg.db.admin.password_file = NULL;
-	if (!rl->url || !rl->holder || (cfg->db.host && !rl->dbcfg.db.host) ||
-	    (cfg->db.socket && !rl->dbcfg.db.socket) || (cfg->db.user && !rl->dbcfg.db.user) ||
-	    (cfg->db.password && !rl->dbcfg.db.password) || (cfg->db.name && !rl->dbcfg.db.name)) {
+	if (!rl->url || !rl->holder || config_copy_database(&rl->dbcfg, cfg) < 0) {
 		relay_free(rl);
 		return log_error_errno(ENOMEM, "events relay: %m");
 	}

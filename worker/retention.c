@@ -31,13 +31,7 @@ struct retention {
 static void rt_free(struct retention *rt)
 {
 	free(rt->holder);
-	free(rt->dbcfg.db.host);
-	free(rt->dbcfg.db.socket);
-	free(rt->dbcfg.db.user);
-	if (rt->dbcfg.db.password)
-		explicit_bzero(rt->dbcfg.db.password, strlen(rt->dbcfg.db.password));
-	free(rt->dbcfg.db.password);
-	free(rt->dbcfg.db.name);
+	config_done(&rt->dbcfg);
 	pthread_mutex_destroy(&rt->lock);
 	pthread_cond_destroy(&rt->cond);
 	free(rt);
@@ -122,17 +116,7 @@ int retention_start(const struct uf_config *cfg, const char *holder, struct rete
 	rt->older_than_s = cfg->retention.older_than_s;
 	rt->jobs = cfg->retention.jobs;
 	rt->holder = strdup(holder);
-	rt->dbcfg.db = cfg->db;
-	rt->dbcfg.db.host = strdup_or_null(cfg->db.host);
-	rt->dbcfg.db.socket = strdup_or_null(cfg->db.socket);
-	rt->dbcfg.db.user = strdup_or_null(cfg->db.user);
-	rt->dbcfg.db.password = strdup_or_null(cfg->db.password);
-	rt->dbcfg.db.name = strdup_or_null(cfg->db.name);
-	rt->dbcfg.db.admin.user = NULL;
-	rt->dbcfg.db.admin.password_file = NULL;
-	if (!rt->holder || (cfg->db.host && !rt->dbcfg.db.host) || (cfg->db.socket && !rt->dbcfg.db.socket) ||
-	    (cfg->db.user && !rt->dbcfg.db.user) || (cfg->db.password && !rt->dbcfg.db.password) ||
-	    (cfg->db.name && !rt->dbcfg.db.name)) {
+	if (!rt->holder || config_copy_database(&rt->dbcfg, cfg) < 0) {
 		rt_free(rt);
 		return log_error_errno(ENOMEM, "retention: %m");
 	}
