@@ -523,24 +523,21 @@ static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct
 static int order_maybe_done(struct db *db, const struct jrow *j)
 {
 	int64_t open = 0;
-	uint64_t aff = 0;
-	/* Galera: the order row's lock (lock_job's FOR UPDATE) does not cross the nodes, so two
-	 * last units finishing on two nodes would each see the other still processing and neither
-	 * would mark the order done (measured: 1 order of 30 left 'processing'). A write to the
-	 * order row puts it in both write sets: certification fails one of them (1213), and
-	 * db_transaction runs it again, seeing the other unit done. On one server it changes
-	 * nothing but updated_at (a unit of the order did finish). */
-	int r = db_exec(db, NULL, "UPDATE orders SET updated_at = NOW(6) WHERE id = ?", DB_I64(j->order_id), DB_END);
+	int r = db_query_i64(db, &open, "SELECT COUNT(*) FROM processing_jobs WHERE order_id = ? AND status <> ?",
+			     DB_I64(j->order_id), DB_STATE(JOB_STATE_DONE), DB_END);
 	if (r < 0)
 		return r;
-	r = db_query_i64(db, &open, "SELECT COUNT(*) FROM processing_jobs WHERE order_id = ? AND status <> ?",
-			 DB_I64(j->order_id), DB_STATE(JOB_STATE_DONE), DB_END);
+	/* The order row is written by every unit that finishes, done or not. Galera: the order
+	 * row's lock (lock_job's FOR UPDATE) does not cross the nodes, so two last units finishing
+	 * on two nodes would each count the other still processing and neither would mark the
+	 * order done (measured: 1 order of 30 left 'processing'). The write puts the row in both
+	 * write sets: certification fails one of them (1213) and db_transaction runs it again,
+	 * counting the other unit done. On one server it changes nothing but updated_at. */
+	r = db_exec(db, NULL, "UPDATE orders SET updated_at = NOW(6), status = IF(? = 0, 'done', status) WHERE id = ?",
+		    DB_I64(open), DB_I64(j->order_id), DB_END);
 	if (r < 0 || open)
 		return r;
-	r = db_exec(db, &aff, "UPDATE orders SET status = 'done' WHERE id = ? AND status <> 'done'",
-		    DB_I64(j->order_id), DB_END);
-	if (r < 0 || aff == 0)
-		return r;
+	/* once: the events' unique key (an order done before adds nothing) */
 	return event_add(db, "order", j->order_id, "order.done", 0,
 			 json_pack("{s:I, s:s, s:I}", "order_id", (json_int_t)j->order_id, "order_number",
 				   j->order_number, "units", (json_int_t)j->quantity));
