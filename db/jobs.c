@@ -519,28 +519,37 @@ static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct
 	return 0;
 }
 
-/* After a unit reaches done: the order is done when every unit is. */
-static int order_maybe_done(struct db *db, const struct jrow *j)
+/* After a unit reaches done, in its transaction (the job row already says done): the order row
+ * and the events, in two statements. The order is done when every unit is: its row says so, and
+ * order.done follows job.done (ORDER BY k: the insertion order, so the ids the relay keeps per
+ * order put it after), once (the events' unique key: an order done before adds nothing). The
+ * order row is written by every unit that finishes, done or not. Galera: the order row's lock
+ * (lock_job's FOR UPDATE) does not cross the nodes, so two last units finishing on two nodes
+ * would each see the other still processing and neither would mark the order done (measured: 1
+ * order of 30 left 'processing'). The write puts the row in both write sets: certification fails
+ * one of them (1213) and db_transaction runs it again, seeing the other unit done. On one server
+ * it changes nothing but updated_at. Takes job_done (NULL: -ENOMEM). */
+static int done_write(struct db *db, const struct jrow *j, int64_t job_id, json_t *job_done)
 {
-	int64_t open = 0;
-	int r = db_query_i64(db, &open, "SELECT COUNT(*) FROM processing_jobs WHERE order_id = ? AND status <> ?",
-			     DB_I64(j->order_id), DB_STATE(JOB_STATE_DONE), DB_END);
+	_cleanup_free_ char *jp = job_done ? json_dumps(job_done, JSON_COMPACT) : NULL;
+	json_decref(job_done);
+	json_auto_t *order_done = json_pack("{s:I, s:s, s:I}", "order_id", (json_int_t)j->order_id, "order_number",
+					    j->order_number, "units", (json_int_t)j->quantity);
+	_cleanup_free_ char *op = order_done ? json_dumps(order_done, JSON_COMPACT) : NULL;
+	if (!jp || !op)
+		return -ENOMEM;
+	int r = db_exec(db, NULL,
+			"UPDATE orders SET updated_at = NOW(6), status = IF(EXISTS (SELECT 1 FROM processing_jobs"
+			" WHERE order_id = ? AND status <> ?), status, 'done') WHERE id = ?",
+			DB_I64(j->order_id), DB_STATE(JOB_STATE_DONE), DB_I64(j->order_id), DB_END);
 	if (r < 0)
 		return r;
-	/* The order row is written by every unit that finishes, done or not. Galera: the order
-	 * row's lock (lock_job's FOR UPDATE) does not cross the nodes, so two last units finishing
-	 * on two nodes would each count the other still processing and neither would mark the
-	 * order done (measured: 1 order of 30 left 'processing'). The write puts the row in both
-	 * write sets: certification fails one of them (1213) and db_transaction runs it again,
-	 * counting the other unit done. On one server it changes nothing but updated_at. */
-	r = db_exec(db, NULL, "UPDATE orders SET updated_at = NOW(6), status = IF(? = 0, 'done', status) WHERE id = ?",
-		    DB_I64(open), DB_I64(j->order_id), DB_END);
-	if (r < 0 || open)
-		return r;
-	/* once: the events' unique key (an order done before adds nothing) */
-	return event_add(db, "order", j->order_id, "order.done", 0,
-			 json_pack("{s:I, s:s, s:I}", "order_id", (json_int_t)j->order_id, "order_number",
-				   j->order_number, "units", (json_int_t)j->quantity));
+	return db_exec(db, NULL,
+		       "INSERT INTO events (aggregate_type, aggregate_id, event_type, generation, seq, payload)"
+		       " SELECT t, a, e, g, 0, p FROM (SELECT 1 AS k, 'job' AS t, ? AS a, 'job.done' AS e, ? AS g, ? AS p"
+		       " UNION ALL SELECT 2, 'order', id, 'order.done', 0, ? FROM orders WHERE id = ? AND status = 'done') n"
+		       " ORDER BY k ON DUPLICATE KEY UPDATE id = id",
+		       DB_I64(job_id), DB_I64(j->generation), DB_STR(jp), DB_STR(op), DB_I64(j->order_id), DB_END);
 }
 
 struct fin {
@@ -632,21 +641,19 @@ static int done_txn(struct db *db, void *userdata)
 		    DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), LEASE_ARGS(f->lease), DB_END);
 	if (r >= 0 && aff != 1)
 		r = -ESTALE;
-	/* duration_seconds: from the job's first start (started_at, set by its first claim), so
-	 * it covers every attempt; attempt_seconds: the attempt that finished */
-	if (r >= 0)
-		r = event_add(db, "job", f->id, "job.done", j.generation,
-			      json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:f, s:o, s:O, s:O}", "job_id",
-					(json_int_t)f->id, "order_number", j.order_number, "unit_index", j.unit_index,
-					"attempts", j.attempts, "slot", j.slot, "device_serial", j.serial,
-					"bytes_written", (json_int_t)f->bytes, "duration_seconds", j.duration,
-					"attempt_seconds",
-					st->attempt_seconds > 0 ? json_real(st->attempt_seconds) : json_null(),
-					"write_bytes_per_s", wspeed, "verify_bytes_per_s", vspeed));
 	if (r >= 0 && f->n_rows > skip)
 		r = log_rows_add(db, f->id, f->lease->attempt, f->rows + skip, f->n_rows - skip);
+	/* job.done's duration_seconds: from the job's first start (started_at, set by its first
+	 * claim), so it covers every attempt; attempt_seconds: the attempt that finished */
 	if (r >= 0)
-		r = order_maybe_done(db, &j);
+		r = done_write(db, &j, f->id,
+			       json_pack("{s:I, s:s, s:i, s:i, s:s?, s:s?, s:I, s:f, s:o, s:O, s:O}", "job_id",
+					 (json_int_t)f->id, "order_number", j.order_number, "unit_index", j.unit_index,
+					 "attempts", j.attempts, "slot", j.slot, "device_serial", j.serial,
+					 "bytes_written", (json_int_t)f->bytes, "duration_seconds", j.duration,
+					 "attempt_seconds",
+					 st->attempt_seconds > 0 ? json_real(st->attempt_seconds) : json_null(),
+					 "write_bytes_per_s", wspeed, "verify_bytes_per_s", vspeed));
 	f->state = JOB_STATE_DONE;
 	jrow_done(&j);
 	return r;
