@@ -58,6 +58,8 @@ static void untrack(pid_t pid)
 /* a file a test made immutable (chattr +i): made mutable again by teardown, whatever happened */
 static char *immutable;
 static struct tul_loop loopdev = { .fd = -1 };
+/* a directory a test made on /dev/shm: removed by teardown, whatever happened */
+static char shm[sizeof("/dev/shm/uf-cost-XXXXXX")];
 
 static void setup(void)
 {
@@ -73,6 +75,10 @@ static void teardown(void)
 	}
 	if (loopdev.path)
 		tul_detach(&loopdev);
+	if (shm[0]) {
+		tu_rmrf(shm);
+		shm[0] = '\0';
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(spawned); i++)
 		if (spawned[i]) {
 			kill(spawned[i], SIGCONT);
@@ -2055,8 +2061,10 @@ Test(worker, a_happy_job_writes_its_exact_rows_in_at_most_15_statements)
 	/* the stick on a tmpfs when there is one: the count assumes jobs of milliseconds (a start
 	 * written with its end), which a disk's fsync on a loaded machine could stretch past the
 	 * runner's quarter of a second */
-	char shm[] = "/dev/shm/uf-cost-XXXXXX";
+	snprintf(shm, sizeof(shm), "/dev/shm/uf-cost-XXXXXX");
 	bool on_shm = mkdtemp(shm) != NULL;
+	if (!on_shm)
+		shm[0] = '\0';
 	char *s0 = NULL;
 	if (on_shm) {
 		s0 = tu_path(shm, "cost0.img");
@@ -2148,6 +2156,4 @@ Test(worker, a_happy_job_writes_its_exact_rows_in_at_most_15_statements)
 	free(cfg);
 	free(s0);
 	free(img);
-	if (on_shm)
-		tu_rmrf(shm);
 }
