@@ -2,7 +2,8 @@
  * O_DIRECT|O_CLOEXEC (O_EXCL for a block device opened for writing). Owns the file descriptor,
  * the full-length read/write loops, cache dropping and the reopen after a reset hook (the USB
  * port reset of udev mode). Also the helpers of blkio/dev.h shared by every implementation
- * (dev_free, dev_alloc_buf, dev_errno_is_gone, dev_gone, dev_error_code, dev_set_reset_hook). */
+ * (dev_free, dev_alloc_buf, dev_alloc_buf_filled, dev_errno_is_gone, dev_gone, dev_error_code,
+ * dev_set_reset_hook). */
 #include "blkio/dev.h"
 
 #include <errno.h>
@@ -337,19 +338,27 @@ struct dev *dev_free(struct dev *d)
 
 void *dev_alloc_buf(size_t len)
 {
+	void *p = NULL;
+
+	if (posix_memalign(&p, 4096, len ? ALIGN_UP(len, 4096) : 4096) != 0)
+		return NULL;
+	return p;
+}
+
+void *dev_alloc_buf_filled(size_t len)
+{
 	const size_t huge = (size_t)2 << 20;
 	void *p = NULL;
 
-	if (len < huge) {
-		if (posix_memalign(&p, 4096, len ? ALIGN_UP(len, 4096) : 4096) != 0)
-			return NULL;
-		return p;
-	}
+	if (len < huge)
+		return dev_alloc_buf(len);
 	/* An I/O buffer of 2 MiB or more: align it to 2 MiB and ask for transparent huge pages.
 	 * O_DIRECT pins the buffer's pages for every request (get_user_pages, one bio segment
 	 * per page) and the kernel copies the image into it: with 4 KiB pages, dropping that
 	 * per-page work cut the CPU time of a write + verify to a memory-backed loop device by
-	 * a quarter. The buffer is filled completely anyway, so the huge page costs no memory.
+	 * a quarter. The caller fills the buffer completely, so the huge page costs no memory
+	 * (for a 64 KiB image the zeroing of 2 MiB huge pages at their first touch was a third
+	 * of a daemon's CPU time per job: bench/jobcost).
 	 * The hint is advice only: where THP is off or no huge page is free, this is an ordinary
 	 * buffer. */
 	if (posix_memalign(&p, huge, ALIGN_UP(len, 4096)) != 0)

@@ -96,9 +96,13 @@ int dev_stat(struct dev *d, struct stat *ret);
  * whatever it holds, no one will ever read it. dev_sync() then fails with -ENODEV. */
 bool dev_unlinked(struct dev *d);
 
-/* Buffer aligned for O_DIRECT on any device (4096-byte alignment; 2 MiB and backed by
- * transparent huge pages where the kernel allows, when len >= 2 MiB); free() it. NULL on OOM. */
+/* Buffer aligned for O_DIRECT on any device (4096-byte alignment); free() it. NULL on OOM. */
 void *dev_alloc_buf(size_t len);
+/* The same for a buffer that will be filled completely, again and again: when len >= 2 MiB it is
+ * aligned to 2 MiB and backed by transparent huge pages where the kernel allows. A huge page is
+ * zeroed whole at its first touch: a buffer mostly left untouched is cheaper from
+ * dev_alloc_buf. */
+void *dev_alloc_buf_filled(size_t len);
 
 /* True for errors that mean "the device went away" (ENODEV, ENXIO, ENOMEDIUM, ESHUTDOWN). */
 bool dev_errno_is_gone(int r);

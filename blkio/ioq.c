@@ -29,7 +29,7 @@ static void ioq_free(struct ioq *q)
 	free(q);
 }
 
-int ioq_new(unsigned n, size_t buf_size, bool aux, double stall, struct dev *d, struct ioq **ret)
+int ioq_new(unsigned n, size_t buf_size, bool aux, uint64_t expect, double stall, struct dev *d, struct ioq **ret)
 {
 	struct ioq *q = calloc(1, sizeof(*q));
 	pthread_condattr_t ca;
@@ -54,9 +54,11 @@ int ioq_new(unsigned n, size_t buf_size, bool aux, double stall, struct dev *d, 
 		ioq_free(q);
 		return -ENOMEM;
 	}
+	bool filled = expect / n >= buf_size; /* each buffer filled at least once */
+	void *(*alloc)(size_t) = filled ? dev_alloc_buf_filled : dev_alloc_buf;
 	for (unsigned i = 0; i < n; i++) {
-		q->bufs[i].data = dev_alloc_buf(buf_size);
-		q->bufs[i].aux = aux ? dev_alloc_buf(buf_size) : NULL;
+		q->bufs[i].data = alloc(buf_size);
+		q->bufs[i].aux = aux ? alloc(buf_size) : NULL;
 		if (!q->bufs[i].data || (aux && !q->bufs[i].aux)) {
 			ioq_free(q);
 			return -ENOMEM;

@@ -69,8 +69,9 @@ struct ioq {
 };
 
 /* n buffers of buf_size bytes (aux: a second buffer each), all in IOQ_FREE; one reference,
- * the caller's. Errors: -ENOMEM. */
-int ioq_new(unsigned n, size_t buf_size, bool aux, double stall, struct dev *d, struct ioq **ret);
+ * the caller's. expect: the bytes the queue is to carry, which decides whether every buffer will
+ * be filled (then dev_alloc_buf_filled's huge pages). Errors: -ENOMEM. */
+int ioq_new(unsigned n, size_t buf_size, bool aux, uint64_t expect, double stall, struct dev *d, struct ioq **ret);
 struct ioq *ioq_ref(struct ioq *q);
 /* Drop one reference; the last frees everything. Accepts NULL; returns NULL. */
 struct ioq *ioq_unref(struct ioq *q);

@@ -241,12 +241,12 @@ static int pctx_alloc(struct pctx *c, size_t n)
 {
 	c->n = n;
 	c->pt = calloc(n, sizeof(*c->pt));
-	c->saved = dev_alloc_buf(n * PB); /* written back with O_DIRECT by g_restore */
+	c->saved = dev_alloc_buf_filled(n * PB); /* written back with O_DIRECT by g_restore */
 	c->have_saved = calloc(n, sizeof(bool));
 	c->st = calloc(n, 1);
 	c->tagof = calloc(n, sizeof(uint64_t));
 	if (!c->buf)
-		c->buf = dev_alloc_buf((size_t)RUN_PIECE * PB);
+		c->buf = dev_alloc_buf_filled((size_t)RUN_PIECE * PB);
 	return c->pt && c->saved && c->have_saved && c->st && c->tagof && c->buf ? 0 : -ENOMEM;
 }
 

@@ -87,10 +87,12 @@ static int next_read(struct ioq *q, atomic_bool *cancel, struct verify_result *r
 	return 0;
 }
 
-static int start(struct dev *d, const struct verify_opts *o, bool aux, struct ioq **ret_q, pthread_t *ret_t)
+/* The reader's queue and thread for about expect bytes. */
+static int start(struct dev *d, const struct verify_opts *o, bool aux, uint64_t expect, struct ioq **ret_q,
+		 pthread_t *ret_t)
 {
 	struct ioq *q;
-	int r = ioq_new(o->queue_depth, o->buffer_size, aux, o->stall_timeout, d, &q);
+	int r = ioq_new(o->queue_depth, o->buffer_size, aux, expect, o->stall_timeout, d, &q);
 	if (r < 0)
 		return r;
 	r = ioq_start(q, reader_thread, q, ret_t);
@@ -140,12 +142,6 @@ int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const 
 	r = chunk_hasher_init(&h, cs, on_chunk, &hc);
 	if (r < 0)
 		return r;
-	r = start(d, o, false, &q, &t);
-	if (r < 0) {
-		chunk_hasher_done(&h);
-		return r;
-	}
-
 	uint64_t span_end = ext[n_ext - 1].off + ext[n_ext - 1].len;
 	if (o->full) /* the whole device (whole blocks: a file target may end mid-block) */
 		span_end = MAX(span_end, ALIGN_DOWN(dev_size(d), (uint64_t)dev_block_size(d)));
@@ -155,6 +151,11 @@ int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const 
 	else
 		for (size_t i = 0; i < n_ext; i++)
 			total += ext[i].len;
+	r = start(d, o, false, total, &q, &t);
+	if (r < 0) {
+		chunk_hasher_done(&h);
+		return r;
+	}
 
 	/* Planner state: next request position. */
 	size_t pe = 0; /* extent index (extent mode) */
@@ -304,7 +305,7 @@ int verify_source(struct dev *d, struct blksrc *src, const struct verify_opts *o
 		return r;
 	if (src->size > dev_size(d))
 		return -EFBIG;
-	r = start(d, o, true, &q, &t);
+	r = start(d, o, true, src->size, &q, &t);
 	if (r < 0)
 		return r;
 	for (;;) {

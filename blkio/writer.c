@@ -599,7 +599,8 @@ int writer_run(struct writer *w, atomic_bool *cancel, const struct writer_cbs *c
 		w->synced = w->write_from;
 	}
 
-	r = ioq_new(w->opts.queue_depth, w->opts.buffer_size, false, w->opts.stall_timeout, w->d, &q);
+	r = ioq_new(w->opts.queue_depth, w->opts.buffer_size, false, w->src->size - MIN(w->write_from, w->src->size),
+		    w->opts.stall_timeout, w->d, &q);
 	if (r < 0)
 		return r;
 	t = calloc(1, sizeof(*t));

@@ -26,7 +26,7 @@
 static struct ioq *new_queue(unsigned n, size_t buf_size, bool aux, double stall, struct dev *d)
 {
 	struct ioq *q = NULL;
-	cr_assert_eq(ioq_new(n, buf_size, aux, stall, d, &q), 0);
+	cr_assert_eq(ioq_new(n, buf_size, aux, (uint64_t)n * buf_size, stall, d, &q), 0);
 	cr_assert_not_null(q);
 	return q;
 }
