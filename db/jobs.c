@@ -523,7 +523,7 @@ static int lock_job(struct db *db, int64_t id, const struct job_lease *l, struct
  * and the events, in two statements. The order is done when every unit is: its row says so, and
  * order.done follows job.done (ORDER BY k: the insertion order, so the ids the relay keeps per
  * order put it after), once (the events' unique key: an order done before adds nothing). The
- * order row is written by every unit that finishes, done or not. Galera: the order row's lock
+ * order row is written by every unit that reaches done, last or not. Galera: the order row's lock
  * (lock_job's FOR UPDATE) does not cross the nodes, so two last units finishing on two nodes
  * would each see the other still processing and neither would mark the order done (measured: 1
  * order of 30 left 'processing'). The write puts the row in both write sets: certification fails
