@@ -143,8 +143,10 @@ int verify_chunks(struct dev *d, const struct wextent *ext, size_t n_ext, const 
 	if (r < 0)
 		return r;
 	uint64_t span_end = ext[n_ext - 1].off + ext[n_ext - 1].len;
-	if (o->full) /* the whole device (whole blocks: a file target may end mid-block) */
-		span_end = MAX(span_end, ALIGN_DOWN(dev_size(d), (uint64_t)dev_block_size(d)));
+	if (o->full) { /* the whole device (whole blocks: a file target may end mid-block) */
+		uint64_t bs = MAX(dev_block_size(d), 1u); /* never 0 (dev.h), said for the analyzer */
+		span_end = MAX(span_end, ALIGN_DOWN(dev_size(d), bs));
+	}
 	uint64_t total = 0;
 	if (o->full)
 		total = span_end;
