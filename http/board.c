@@ -15,7 +15,7 @@
 const double board_duration_bounds[BOARD_DURATION_BUCKETS] = { 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200 };
 
 /* How often a slot's progress alone moves the version (the page's tiles move at this pace). */
-#define PROGRESS_BUMP_S 0.25
+#define PROGRESS_BUMP_S (BOARD_SETTLE_MS / 1000.0)
 /* The rate is a moving average over windows of at least this long. */
 #define RATE_WINDOW_S 1.0
 
@@ -40,6 +40,7 @@ struct board {
 	void (*listener)(void *);
 	void *listener_ud;
 	unsigned calling; /* listener calls under way (board_set_listener waits for them) */
+	bool held;	  /* a progress change that did not move the version yet (board_settle) */
 };
 
 static const char *const tile_names[_TILE_MAX] = {
@@ -130,6 +131,7 @@ static struct slotrec *find_locked(struct board *b, const char *slot)
 static void bump_locked(struct board *b)
 {
 	b->version++;
+	b->held = false; /* a view is the whole board: the held change goes out with this one */
 	pthread_cond_broadcast(&b->cond);
 }
 
@@ -256,6 +258,8 @@ void board_job_progress(struct board *b, const char *slot, uint64_t done, uint64
 			s->last_bump = now;
 			bump_locked(b);
 			bumped = true;
+		} else {
+			b->held = true;
 		}
 	}
 	unlock_bumped(b, bumped);
@@ -349,6 +353,15 @@ uint64_t board_version(struct board *b)
 	uint64_t v = b->version;
 	pthread_mutex_unlock(&b->lock);
 	return v;
+}
+
+void board_settle(struct board *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool bumped = b->held;
+	if (bumped)
+		bump_locked(b);
+	unlock_bumped(b, bumped);
 }
 
 uint64_t board_wait(struct board *b, uint64_t seen, int timeout_ms)

@@ -84,7 +84,8 @@ void board_job_start(struct board *b, const char *slot, int64_t job_id, const ch
 /* The runner entered a stage: checking, writing or verifying (progress reset). */
 void board_job_stage(struct board *b, const char *slot, enum tile_state st);
 /* Progress within the stage; the rate and time left are worked out here. Cheap enough to call
- * for every chunk: the version moves at most four times a second per slot unless the stage does. */
+ * for every chunk: the version moves at most four times a second per slot unless the stage does.
+ * A change held back (the version did not move) is in every view; board_settle() publishes it. */
 void board_job_progress(struct board *b, const char *slot, uint64_t done, uint64_t total);
 /* The attempt ended: counted (done: its duration in seconds). The tile keeps the job until the
  * daemon says what the slot is now (board_slot). */
@@ -98,6 +99,11 @@ void board_heartbeat(struct board *b); /* a heartbeat reached the database now *
 int board_view(struct board *b, struct board_view *ret);
 void board_view_done(struct board_view *v);
 uint64_t board_version(struct board *b);
+/* Move the version if a progress change was held back since it last moved (the last progress
+ * of a stage that then stalls or ends in silence). A reader that waits on the version calls it
+ * every BOARD_SETTLE_MS, so no change stays unpublished longer than that. */
+void board_settle(struct board *b);
+#define BOARD_SETTLE_MS 250
 /* Sleep until the version differs from seen, or timeout_ms passes (< 0: forever). Returns the
  * version then. */
 uint64_t board_wait(struct board *b, uint64_t seen, int timeout_ms);

@@ -85,7 +85,8 @@ static void on_board(void *userdata)
 	pthread_mutex_unlock(&live_lock);
 }
 
-/* Resumes the streams whose keepalive is due, until the hub stops. */
+/* Until the hub stops: resumes the streams whose keepalive is due and, while any stream is open,
+ * settles the board every BOARD_SETTLE_MS (a held-back progress change then reaches the page). */
 static void *timer_main(void *arg)
 {
 	struct sse_hub *h = arg;
@@ -93,9 +94,14 @@ static void *timer_main(void *arg)
 	pthread_mutex_lock(&h->lock);
 	while (!h->stopping) {
 		struct timespec until;
-		cond_deadline(&until, tick);
+		cond_deadline(&until, h->n_streams ? MIN(tick, BOARD_SETTLE_MS) : tick);
 		(void)pthread_cond_timedwait(&h->cond, &h->lock, &until);
 		resume_locked(h, mono_ms() - (int64_t)h->keepalive_ms);
+		if (h->stopping || !h->n_streams)
+			continue;
+		pthread_mutex_unlock(&h->lock); /* the board calls on_board, which takes the lock */
+		board_settle(h->board);
+		pthread_mutex_lock(&h->lock);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return NULL;
@@ -309,6 +315,7 @@ int sse_hub_open(struct sse_hub *h, struct MHD_Connection *conn, struct MHD_Resp
 		h->streams = s;
 		h->n_streams++;
 		h->refs++;
+		pthread_cond_broadcast(&h->cond); /* the timer's tick shortens while a stream is open */
 	}
 	pthread_mutex_unlock(&h->lock);
 	if (r < 0) {

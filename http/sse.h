@@ -9,7 +9,9 @@
  * A hub owns the streams of one server. Each stream is an MHD response read by a callback that
  * suspends its connection when it has nothing to send; the board's listener (runner and daemon
  * threads) only marks the suspended streams and resumes them, and a small timer thread resumes
- * the ones whose keepalive is due. Nothing spins: a callback returns 0 only with its connection
+ * the ones whose keepalive is due and, while a stream is open, settles the board every
+ * BOARD_SETTLE_MS (progress the board held back, such as a stage's last before it stalls,
+ * reaches the page within that). Nothing spins: a callback returns 0 only with its connection
  * suspended. The number of streams is bounded (the next one is refused, the caller answers 503).
  *
  * Threads: sse_hub_open and the callbacks run on MHD's threads; sse_hub_free on the thread that

@@ -154,6 +154,32 @@ Test(board, wait_wakes_on_change_and_listener_is_told)
 	cr_expect_eq(calls, 1);
 }
 
+Test(board, settle_publishes_held_back_progress_once)
+{
+	calls = 0;
+	board_slot(b, "a", TILE_READY, NULL, "S", 1000);
+	board_job_start(b, "a", 7, "A-7", 1, 1);
+	board_job_stage(b, "a", TILE_WRITING);
+	board_set_listener(b, on_change, &calls);
+	uint64_t v = board_version(b);
+	/* Right after the stage moved the version this is held back (or, on a machine slower than
+	 * the coalescing interval, published at once): either way one move, by the time settle is
+	 * done, and a reader at that version sees the progress. */
+	board_job_progress(b, "a", 500, 1000);
+	board_settle(b);
+	cr_expect_eq(board_version(b), v + 1);
+	cr_expect_eq(calls, 1);
+	cr_expect_eq(tile("a").done, 500);
+	board_settle(b);
+	cr_expect_eq(board_version(b), v + 1, "nothing held back: settle leaves the version");
+	board_job_progress(b, "a", 1000, 1000); /* the stage's last chunk always goes out */
+	cr_expect_eq(board_version(b), v + 2);
+	board_settle(b);
+	cr_expect_eq(board_version(b), v + 2);
+	cr_expect_eq(calls, 2);
+	board_set_listener(b, NULL, NULL);
+}
+
 Test(board, tile_json_shape)
 {
 	board_slot(b, "a", TILE_READY, NULL,
