@@ -40,7 +40,7 @@
 #define MAX_SLOTS	     64
 #define MAX_RETRY_DELAYS     16
 #define MAX_DB_HOSTS	     16
-#define MIN_PERIOD	     0.05 /* s: worker.poll_interval, worker.heartbeat_interval */
+#define MIN_PERIOD	     0.05 /* s: worker.poll_interval and heartbeat_interval, stuck.check_interval */
 
 static const char *const usb_mode_table[_USB_MODE_MAX] = {
 	[USB_MODE_UDEV] = "udev",
@@ -474,7 +474,7 @@ static const struct key_def retry_keys[] = {
 static const struct key_def stuck_keys[] = {
 	SECONDS("processing_timeout", stuck.processing_timeout, 86400),
 	SECONDS("queued_timeout", stuck.queued_timeout, 30 * 86400),
-	SECONDS("check_interval", stuck.check_interval, 3600),
+	PERIOD("check_interval", stuck.check_interval, MIN_PERIOD, 3600),
 };
 
 static const struct key_def content_keys[] = {

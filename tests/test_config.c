@@ -475,36 +475,40 @@ Test(config, out_of_range)
 		 "live jobs would be taken for stuck (got 15)");
 }
 
-/* The daemon queries the database every poll_interval and beats every heartbeat_interval: a
- * near-zero value (1e-9 made 35,691 queries in 5 s) is refused, with the same words whether it
- * is written as a number or as a string. */
-Test(config, poll_and_heartbeat_have_a_lower_bound)
+/* The daemon queries the database every poll_interval, beats every heartbeat_interval and checks
+ * for stuck jobs every check_interval: a near-zero value (1e-9 made 35,691 queries in 5 s) is
+ * refused, with the same words whether it is written as a number or as a string. */
+Test(config, periods_have_a_lower_bound)
 {
-	static const char *const keys[] = { "poll_interval", "heartbeat_interval" };
+	static const char *const keys[][2] = { { "worker", "poll_interval" },
+					       { "worker", "heartbeat_interval" },
+					       { "stuck", "check_interval" } };
 	static const struct {
 		const char *text, *got;
 	} bad[] = {
 		{ "1e-9", "1e-09" },  { "\"1e-9\"", "\"1e-9\"" },     { "0.01", "0.01" }, { "\"0.01\"", "\"0.01\"" },
 		{ "0.049", "0.049" }, { "\"0.049s\"", "\"0.049s\"" }, { "0", "0" },	  { "\"0\"", "\"0\"" },
 	};
-	for (size_t k = 0; k < 2; k++)
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			char *text = NULL, *tail = NULL;
-			cr_assert(asprintf(&text, "worker = { %s = %s; };\n", keys[k], bad[i].text) > 0);
+			cr_assert(asprintf(&text, "%s = { %s = %s; };\n", keys[k][0], keys[k][1], bad[i].text) > 0);
 			cr_assert(asprintf(&tail,
-					   ":1: key 'worker.%s': must be a number of seconds between 0.05 and 3600 "
+					   ":1: key '%s.%s': must be a number of seconds between 0.05 and 3600 "
 					   "(got %s)",
-					   keys[k], bad[i].got) > 0);
+					   keys[k][0], keys[k][1], bad[i].got) > 0);
 			load_bad(text, -EINVAL, tail);
 			free(text);
 			free(tail);
 		}
 	struct uf_config c;
 	char *err = NULL;
-	write_text(conf, "worker = { poll_interval = 0.05; heartbeat_interval = \"0.05s\"; };\n");
+	write_text(conf, "worker = { poll_interval = 0.05; heartbeat_interval = \"0.05s\"; };\n"
+			 "stuck = { check_interval = 0.05; };\n");
 	cr_assert_eq(config_load(conf, &c, &err), 0, "%s", err ? err : "");
 	cr_assert_eq(c.worker.poll_interval, 0.05);
 	cr_assert_eq(c.worker.heartbeat_interval, 0.05);
+	cr_assert_eq(c.stuck.check_interval, 0.05);
 	config_done(&c);
 }
 
