@@ -1986,13 +1986,13 @@ int config_parse_age(const char *s, int64_t *ret_seconds)
 	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 7LL * 86400 } };
 	if (!s || !*s)
 		return -EINVAL;
+	const int64_t max = 100LL * 366 * 86400;
 	int64_t n = 0;
 	const char *p = s;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (n > INT64_MAX / 10)
-			return -ERANGE;
-		n = n * 10 + (*p - '0');
-	}
+	bool over = false; /* past max: the digits are still read, to tell -EINVAL from -ERANGE */
+	for (; *p >= '0' && *p <= '9'; p++)
+		if (!over && (n = n * 10 + (*p - '0')) > max)
+			over = true;
 	if (p == s)
 		return -EINVAL;
 	int64_t mult = 1;
@@ -2004,8 +2004,7 @@ int config_parse_age(const char *s, int64_t *ret_seconds)
 			return -EINVAL;
 		mult = units[i].seconds;
 	}
-	const int64_t max = 100LL * 366 * 86400;
-	if (n == 0 || n > max / mult)
+	if (over || n == 0 || n > max / mult)
 		return -ERANGE;
 	*ret_seconds = n * mult;
 	return 0;

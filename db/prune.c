@@ -139,8 +139,20 @@ static json_t *value_json(enum db_kind kind, const char *v)
 	}
 }
 
-/* One line per row: {"table": T, "row": {column: value, …}}. */
-static int archive_rows(struct archive *a, const char *table, struct db_res *res)
+/* Append v to the comma-separated list *list (made when NULL). */
+static int append_id(char **list, const char *v)
+{
+	char *n = *list ? str_printf("%s,%s", *list, v) : strdup(v);
+	if (!n)
+		return -ENOMEM;
+	free(*list);
+	*list = n;
+	return 0;
+}
+
+/* One line per row: {"table": T, "row": {column: value, …}}. With key, the rows' values of that
+ * column are appended to *keys (a comma-separated list of integers). */
+static int archive_rows(struct archive *a, const char *table, struct db_res *res, const char *key, char **keys)
 {
 	db_row row;
 	while ((row = db_res_next(res))) {
@@ -148,10 +160,15 @@ static int archive_rows(struct archive *a, const char *table, struct db_res *res
 		if (!o)
 			return -ENOMEM;
 		for (unsigned i = 0; i < db_res_fields(res); i++) {
+			const char *name = db_res_field_name(res, i);
 			json_t *v = value_json(db_res_field_kind(res, i), row[i]);
-			if (!v || json_object_set_new(o, db_res_field_name(res, i), v) < 0) {
+			if (!v || json_object_set_new(o, name, v) < 0) {
 				json_decref(o);
 				return -EILSEQ;
+			}
+			if (key && strcmp(name, key) == 0 && (!row[i] || append_id(keys, row[i]) < 0)) {
+				json_decref(o);
+				return row[i] ? -ENOMEM : -EINVAL;
 			}
 		}
 		json_t *doc = json_pack("{s:s, s:o}", "table", table, "row", o);
@@ -169,6 +186,19 @@ static int archive_rows(struct archive *a, const char *table, struct db_res *res
 	return 0;
 }
 
+/* One kind of row a batch removes: FROM table WHERE where. key: the primary key to delete by when
+ * the rows are archived, for rows the WHERE could gain by the time of the DELETE (an event the
+ * relay publishes meanwhile); NULL for rows the batch's locks hold still (a locked job's logs). */
+struct step {
+	const char *table;
+	char *where; /* malloc'd */
+	const char *key;
+	int64_t *count; /* added to */
+	bool none;	/* archived nothing: nothing to delete */
+};
+
+#define MAX_STEPS 9 /* the batch's 3; an order's: 3 for jobs earlier batches left, 3 more */
+
 struct batch {
 	const struct prune_req *req;
 	struct archive *ar;
@@ -178,6 +208,8 @@ struct batch {
 	bool empty;
 	int archive_error; /* the archive's write failed (not the database) */
 	struct prune_stats got;
+	struct step steps[MAX_STEPS];
+	size_t n_steps;
 };
 
 static int archive_failed(struct batch *b, int r)
@@ -187,165 +219,332 @@ static int archive_failed(struct batch *b, int r)
 	return r;
 }
 
-static int append_id(char **list, const char *v)
+static void steps_free(struct batch *b)
 {
-	char *n = *list ? str_printf("%s,%s", *list, v) : strdup(v);
-	if (!n)
+	for (size_t i = 0; i < b->n_steps; i++)
+		free(b->steps[i].where);
+	b->n_steps = 0;
+}
+
+/* Add a step; where is taken (NULL: -ENOMEM). */
+static int step_add(struct batch *b, const char *table, char *where, const char *key, int64_t *count)
+{
+	if (!where)
 		return -ENOMEM;
-	free(*list);
-	*list = n;
+	if (b->n_steps == MAX_STEPS) { /* a bug: MAX_STEPS says how many there are */
+		free(where);
+		return -E2BIG;
+	}
+	b->steps[b->n_steps++] = (struct step){ .table = table, .where = where, .key = key, .count = count };
 	return 0;
 }
 
-/* Archive then delete (or count, in a dry run) the rows "FROM table WHERE where". */
-static int take(struct db *db, struct batch *b, const char *table, const char *where, int64_t *count)
+/* The batch's steps, in order. A dry run counts. Otherwise every step's rows are archived first
+ * (locked: FOR UPDATE) and the archive fsynced, before any DELETE: the DELETEs, and the count rows
+ * the triggers update, hold their locks for as short as they can, never across the fsync. */
+static int steps_run(struct db *db, struct batch *b)
 {
 	int r;
-	if (b->req->dry_run) {
-		_cleanup_free_ char *sql = str_printf("SELECT COUNT(*) FROM %s WHERE %s", table, where);
-		return sql ? db_query_i64(db, count, sql, DB_END) : -ENOMEM;
-	}
-	if (b->ar) {
+	for (size_t i = 0; i < b->n_steps; i++) {
+		struct step *s = &b->steps[i];
+		if (b->req->dry_run) {
+			int64_t n = 0;
+			_cleanup_free_ char *sql = str_printf("SELECT COUNT(*) FROM %s WHERE %s", s->table, s->where);
+			if (!sql)
+				return -ENOMEM;
+			if ((r = db_query_i64(db, &n, sql, DB_END)) < 0)
+				return r;
+			*s->count += n;
+			continue;
+		}
+		if (!b->ar)
+			continue;
 		_cleanup_result_ struct db_res *res = NULL;
-		_cleanup_free_ char *sql = str_printf("SELECT * FROM %s WHERE %s", table, where);
+		_cleanup_free_ char *sql = str_printf("SELECT * FROM %s WHERE %s FOR UPDATE", s->table, s->where);
 		if (!sql)
 			return -ENOMEM;
-		r = db_query(db, &res, sql, DB_END);
+		if ((r = db_query(db, &res, sql, DB_END)) < 0)
+			return r;
+		_cleanup_free_ char *keys = NULL;
+		r = archive_failed(b, archive_rows(b->ar, s->table, res, s->key, &keys));
 		if (r < 0)
 			return r;
-		r = archive_failed(b, archive_rows(b->ar, table, res));
-		if (r < 0)
-			return r;
+		if (s->key) {
+			s->none = !keys;
+			free(s->where);
+			s->where = keys ? str_printf("%s IN (%s)", s->key, keys) : NULL;
+			if (keys && !s->where)
+				return -ENOMEM;
+		}
 	}
-	_cleanup_free_ char *sql = str_printf("DELETE FROM %s WHERE %s", table, where);
-	if (!sql)
-		return -ENOMEM;
-	uint64_t n = 0;
-	r = db_exec(db, &n, sql, DB_END);
-	*count = (int64_t)n;
-	return r;
+	if (b->req->dry_run)
+		return 0;
+	if (b->ar && (r = archive_failed(b, archive_sync(b->ar))) < 0)
+		return r;
+	for (size_t i = 0; i < b->n_steps; i++) {
+		struct step *s = &b->steps[i];
+		if (s->none)
+			continue;
+		_cleanup_free_ char *sql = str_printf("DELETE FROM %s WHERE %s", s->table, s->where);
+		if (!sql)
+			return -ENOMEM;
+		uint64_t n = 0;
+		if ((r = db_exec(db, &n, sql, DB_END)) < 0)
+			return r;
+		*s->count += (int64_t)n;
+	}
+	return 0;
 }
 
+#define FINISHED_BEFORE(alias)                                                                                         \
+	alias ".status IN ('done', 'failed', 'cancelled') AND COALESCE(" alias ".completed_at, " alias                 \
+	      ".failed_at, " alias ".cancelled_at) < '%s'"
 #define UNPUBLISHED_OF(type, id_sql)                                                                                   \
 	"EXISTS (SELECT 1 FROM events u WHERE u.aggregate_type = '" type "' AND u.aggregate_id = " id_sql              \
 	" AND u.published_at IS NULL)"
-#define ELIGIBLE_SQL                                                                                                   \
-	"j.status IN ('done', 'failed', 'cancelled') AND COALESCE(j.completed_at, j.failed_at, j.cancelled_at) < ?"
+
+static bool in_list(const int64_t *v, size_t n, int64_t x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == x)
+			return true;
+	return false;
+}
+
+/* --jobs: the orders that go with this batch, and their jobs. An order goes whole or not at all
+ * (a unit's row left behind would let `order confirm` make that unit again): when it is
+ * finished, has no unpublished event, and every one of its jobs is finished before the horizon
+ * with no unpublished event. It is looked at once, in the batch that holds its last job. Its
+ * row is locked (SKIP LOCKED: one an operator holds waits for the next prune), then its jobs
+ * (all finished, so no runner holds them), and the jobs are checked again under those locks.
+ * Adds the steps: the jobs' rows that earlier batches left (a job locked then), the orders'
+ * events, the jobs, the orders. */
+static int orders_step(struct db *db, struct batch *b, const char *orders, const int64_t *ids, size_t n_ids)
+{
+	const bool dry = b->req->dry_run;
+	_cleanup_result_ struct db_res *res = NULL;
+	_cleanup_free_ char *sql =
+		str_printf("SELECT o.id FROM orders o WHERE o.id IN (%s) AND o.status IN ('done', 'failed', 'cancelled')"
+			   " AND NOT " UNPUBLISHED_OF("order",
+						      "o.id") " AND NOT EXISTS (SELECT 1 FROM processing_jobs k"
+							      " WHERE k.order_id = o.id AND (k.id > %" PRId64
+							      " OR NOT (" FINISHED_BEFORE(
+								      "k") ") OR " UNPUBLISHED_OF("job", "k.id") "))%s",
+			   orders, b->last, b->cutoff, dry ? "" : " FOR UPDATE SKIP LOCKED");
+	if (!sql)
+		return -ENOMEM;
+	int r = db_query(db, &res, sql, DB_END);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *cands = NULL;
+	db_row row;
+	while ((row = db_res_next(res)))
+		if (append_id(&cands, row[0]) < 0)
+			return -ENOMEM;
+	if (!cands)
+		return 0;
+
+	/* their jobs, locked, each with whether it may go */
+	_cleanup_result_ struct db_res *jres = NULL;
+	_cleanup_free_ char *jsql =
+		str_printf("SELECT k.id, k.order_id, (" FINISHED_BEFORE(
+				   "k") ") AND NOT " UNPUBLISHED_OF("job",
+								    "k.id") " FROM processing_jobs k WHERE k.order_id IN (%s)"
+									    " ORDER BY k.order_id%s",
+			   b->cutoff, cands, dry ? "" : " FOR UPDATE");
+	if (!jsql)
+		return -ENOMEM;
+	if ((r = db_query(db, &jres, jsql, DB_END)) < 0)
+		return r;
+	_cleanup_free_ int64_t *bad = NULL;
+	size_t n_bad = 0, cap = 0;
+	struct {
+		int64_t id, order;
+	} *jobs = NULL;
+	size_t n_jobs = 0;
+	while ((row = db_res_next(jres))) {
+		if (n_jobs == cap) {
+			cap = cap ? 2 * cap : 64;
+			void *p = reallocarray(jobs, cap, sizeof(*jobs));
+			if (!p) {
+				free(jobs);
+				return -ENOMEM;
+			}
+			jobs = p;
+		}
+		jobs[n_jobs].id = db_row_i64(row, 0);
+		jobs[n_jobs].order = db_row_i64(row, 1);
+		if (db_row_i64(row, 2) != 1) { /* changed since: the whole order stays */
+			int64_t *p = reallocarray(bad, n_bad + 1, sizeof(*bad));
+			if (!p) {
+				free(jobs);
+				return -ENOMEM;
+			}
+			bad = p;
+			bad[n_bad++] = jobs[n_jobs].order;
+		}
+		n_jobs++;
+	}
+	_cleanup_free_ char *gone = NULL, *gone_jobs = NULL, *extra = NULL;
+	char num[24];
+	r = 0;
+	for (size_t i = 0; i < n_jobs && r == 0; i++) {
+		if (in_list(bad, n_bad, jobs[i].order))
+			continue;
+		snprintf(num, sizeof(num), "%" PRId64, jobs[i].id);
+		r = append_id(&gone_jobs, num);
+		if (r == 0 && !in_list(ids, n_ids, jobs[i].id))
+			r = append_id(&extra, num);
+		if (r == 0 && (i == 0 || jobs[i - 1].order != jobs[i].order)) {
+			snprintf(num, sizeof(num), "%" PRId64, jobs[i].order);
+			r = append_id(&gone, num);
+		}
+	}
+	free(jobs);
+	if (r < 0)
+		return r;
+	if (!gone)
+		return 0;
+	struct prune_stats *g = &b->got;
+	if (extra && !dry && /* in a dry run their batch counted them */
+	    ((r = step_add(b, "processing_job_logs", str_printf("job_id IN (%s)", extra), NULL, &g->logs)) < 0 ||
+	     (r = step_add(b, "processing_job_items", str_printf("job_id IN (%s)", extra), NULL, &g->items)) < 0 ||
+	     (r = step_add(b, "events",
+			   str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
+				      extra),
+			   "id", &g->events)) < 0))
+		return r;
+	if ((r = step_add(b, "events",
+			  str_printf("aggregate_type = 'order' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
+				     gone),
+			  "id", &g->events)) < 0 ||
+	    (r = step_add(b, "processing_jobs", str_printf("id IN (%s)", gone_jobs), NULL, &g->jobs)) < 0)
+		return r;
+	return step_add(b, "orders", str_printf("id IN (%s)", gone), NULL, &g->orders);
+}
 
 static int batch_txn(struct db *db, void *userdata)
 {
 	struct batch *b = userdata;
 	const struct prune_req *q = b->req;
-	_cleanup_result_ struct db_res *res = NULL;
-	_cleanup_free_ char *ids = NULL, *orders = NULL, *w = NULL;
+	steps_free(b); /* a rerun starts over */
 	b->got = (struct prune_stats){ 0 };
-	int r = db_query(db, &res,
-			 q->dry_run ? "SELECT j.id, j.order_id FROM processing_jobs j WHERE j.id > ? AND " ELIGIBLE_SQL
-				      " ORDER BY j.id LIMIT ?"
-				    : "SELECT j.id, j.order_id FROM processing_jobs j WHERE j.id > ? AND " ELIGIBLE_SQL
-				      " ORDER BY j.id LIMIT ? FOR UPDATE SKIP LOCKED",
-			 DB_I64(b->after), DB_STR(b->cutoff), DB_I64(PRUNE_BATCH_JOBS), DB_END);
+	_cleanup_result_ struct db_res *res = NULL;
+	_cleanup_free_ char *sql =
+		str_printf("SELECT j.id, j.order_id FROM processing_jobs j WHERE j.id > %" PRId64
+			   " AND " FINISHED_BEFORE("j") " ORDER BY j.id LIMIT %d%s",
+			   b->after, b->cutoff, PRUNE_BATCH_JOBS, q->dry_run ? "" : " FOR UPDATE SKIP LOCKED");
+	if (!sql)
+		return -ENOMEM;
+	int r = db_query(db, &res, sql, DB_END);
 	if (r < 0)
 		return r;
+	_cleanup_free_ char *ids = NULL, *orders = NULL;
+	int64_t id[PRUNE_BATCH_JOBS];
+	size_t n = 0;
 	db_row row;
-	b->empty = true;
-	while ((row = db_res_next(res))) {
-		b->empty = false;
-		b->last = db_row_i64(row, 0);
+	while ((row = db_res_next(res)) && n < PRUNE_BATCH_JOBS) {
+		id[n++] = db_row_i64(row, 0);
 		if (append_id(&ids, row[0]) < 0 || append_id(&orders, row[1]) < 0)
 			return -ENOMEM;
 	}
+	b->empty = n == 0;
 	if (b->empty)
 		return 0;
+	b->last = id[n - 1];
+	struct prune_stats *g = &b->got;
+	if ((r = step_add(b, "processing_job_logs", str_printf("job_id IN (%s)", ids), NULL, &g->logs)) < 0 ||
+	    (r = step_add(b, "processing_job_items", str_printf("job_id IN (%s)", ids), NULL, &g->items)) < 0 ||
+	    (r = step_add(b, "events",
+			  str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
+				     ids),
+			  "id", &g->events)) < 0)
+		return r;
+	if (q->jobs && (r = orders_step(db, b, orders, id, n)) < 0)
+		return r;
+	return steps_run(db, b);
+}
 
-	w = str_printf("job_id IN (%s)", ids);
-	if (!w || (r = take(db, b, "processing_job_logs", w, &b->got.logs)) < 0 ||
-	    (r = take(db, b, "processing_job_items", w, &b->got.items)) < 0)
-		return w ? r : -ENOMEM;
-	free(w);
-	w = str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL", ids);
-	if (!w || (r = take(db, b, "events", w, &b->got.events)) < 0)
-		return w ? r : -ENOMEM;
-	if (!q->jobs)
-		return b->ar ? archive_failed(b, archive_sync(b->ar)) : 0;
+/* The audit row of a run that removed something: the request, the counts, and the error that
+ * stopped it (NULL: it ended). */
+static int prune_audit(struct db *db, const struct prune_req *req, const struct prune_stats *t, const char *error)
+{
+	json_t *meta = json_pack("{s:I, s:b, s:s?, s:s, s:I, s:I, s:I, s:I, s:I, s:s?}", "older_than_seconds",
+				 (json_int_t)req->older_than_s, "jobs", req->jobs, "archive", req->archive, "cutoff",
+				 t->cutoff, "logs", (json_int_t)t->logs, "items", (json_int_t)t->items, "events",
+				 (json_int_t)t->events, "jobs_removed", (json_int_t)t->jobs, "orders",
+				 (json_int_t)t->orders, "error", error);
+	int r = meta ? audit_add(db, req->actor ? req->actor : "usbforge", "database", 0, "db.prune", meta) : -ENOMEM;
+	json_decref(meta);
+	return r;
+}
 
-	free(w);
-	w = str_printf("id IN (%s) AND NOT " UNPUBLISHED_OF("job", "processing_jobs.id"), ids);
-	if (!w || (r = take(db, b, "processing_jobs", w, &b->got.jobs)) < 0)
-		return w ? r : -ENOMEM;
-	/* the orders left without a job: in a dry run, those whose every job would go by the end
-	 * of this batch (counted once: in the batch holding their last job) */
-	free(w);
-	w = q->dry_run
-		    ? str_printf("id IN (%s) AND status IN ('done', 'failed', 'cancelled') AND NOT EXISTS"
-				 " (SELECT 1 FROM processing_jobs j WHERE j.order_id = orders.id AND (j.id > %" PRId64
-				 " OR NOT (j.status IN ('done', 'failed', 'cancelled') AND COALESCE(j.completed_at,"
-				 " j.failed_at, j.cancelled_at) < '%s') OR " UNPUBLISHED_OF(
-					 "job", "j.id") "))"
-							" AND NOT " UNPUBLISHED_OF("order", "orders.id"),
-				 orders, b->last, b->cutoff)
-		    : str_printf("id IN (%s) AND status IN ('done', 'failed', 'cancelled') AND NOT EXISTS"
-				 " (SELECT 1 FROM processing_jobs j WHERE j.order_id = orders.id)"
-				 " AND NOT " UNPUBLISHED_OF("order", "orders.id"),
-				 orders);
-	if (!w)
-		return -ENOMEM;
-	/* by the list of their ids (a subquery in the DELETE would scan every event) */
-	_cleanup_result_ struct db_res *ores = NULL;
-	_cleanup_free_ char *osql = str_printf("SELECT id FROM orders WHERE %s%s", w, q->dry_run ? "" : " FOR UPDATE");
-	if (!osql)
-		return -ENOMEM;
-	r = db_query(db, &ores, osql, DB_END);
+/* The server's NOW(6) − horizon, checked to be a DATETIME's text (it is put into the batches'
+ * SQL). */
+static int prune_cutoff(struct db *db, int64_t older_than_s, char *buf, size_t size)
+{
+	_cleanup_result_ struct db_res *res = NULL;
+	db_row row;
+	int r = db_query_row(db, &res, &row, "SELECT CAST(NOW(6) - INTERVAL ? SECOND AS CHAR)", DB_I64(older_than_s),
+			     DB_END);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *gone = NULL;
-	while ((row = db_res_next(ores)))
-		if (append_id(&gone, row[0]) < 0)
-			return -ENOMEM;
-	if (!gone)
-		return b->ar ? archive_failed(b, archive_sync(b->ar)) : 0;
-	/* the orders' own events first (published: the order has none unpublished) */
-	_cleanup_free_ char *ew =
-		str_printf("aggregate_type = 'order' AND aggregate_id IN (%s) AND published_at IS NOT NULL", gone);
-	int64_t n = 0;
-	if (!ew || (r = take(db, b, "events", ew, &n)) < 0)
-		return ew ? r : -ENOMEM;
-	b->got.events += n;
-	free(w);
-	w = str_printf("id IN (%s)", gone);
-	if (!w)
+	if (!row[0] || strlen(row[0]) >= size || strspn(row[0], "0123456789-: .") != strlen(row[0]))
+		return -ERANGE;
+	snprintf(buf, size, "%s", row[0]);
+	return 0;
+}
+
+/* Make the archive's new directory entry durable: its directory fsynced. */
+static int sync_parent(const char *path)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	if (!dir)
 		return -ENOMEM;
-	r = take(db, b, "orders", w, &b->got.orders);
-	if (r < 0)
-		return r;
-	return b->ar ? archive_failed(b, archive_sync(b->ar)) : 0;
+	char *slash = strrchr(dir, '/');
+	const char *d = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
+	int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
 }
 
 int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret, char **ret_error)
 {
 	struct prune_stats total = { 0 };
 	struct archive *ar = NULL;
-	_cleanup_result_ struct db_res *res = NULL;
-	db_row row;
-	int r = db_query_row(db, &res, &row, "SELECT CAST(NOW(6) - INTERVAL ? SECOND AS CHAR)",
-			     DB_I64(req->older_than_s), DB_END);
+	*ret = total;
+	int r = prune_cutoff(db, req->older_than_s, total.cutoff, sizeof(total.cutoff));
+	if (r == -ERANGE)
+		return error_set(ret_error, r, "the server gave no usable time for NOW(6) - %" PRId64 " s",
+				 req->older_than_s);
 	if (r < 0)
 		return r;
-	snprintf(total.cutoff, sizeof(total.cutoff), "%s", row[0]);
 	if (req->archive && !req->dry_run) {
 		r = archive_open(req->archive, &ar, ret_error);
 		if (r < 0)
 			return r;
+		r = sync_parent(req->archive);
+		if (r < 0) {
+			archive_free(ar);
+			return error_set(ret_error, r, "--archive: '%s': its directory: %s", req->archive,
+					 strerror(-r));
+		}
 	}
 	struct batch b = { .req = req, .ar = ar, .cutoff = total.cutoff };
+	int batches = 0;
 	for (;;) {
-		if (req->cancel && *req->cancel) {
-			r = -ECANCELED;
+		if (req->cancel && atomic_load(req->cancel)) {
+			r = error_set(ret_error, -ECANCELED, "cancelled");
 			break;
 		}
 		r = db_transaction(db, batch_txn, &b);
+		steps_free(&b);
 		if (r < 0 || b.empty)
 			break;
+		batches++;
 		b.after = b.last;
 		total.logs += b.got.logs;
 		total.items += b.got.items;
@@ -353,7 +552,9 @@ int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret
 		total.jobs += b.got.jobs;
 		total.orders += b.got.orders;
 	}
-	if (r < 0 && b.archive_error)
+	if (r == -ENOMEM)
+		(void)error_set(ret_error, r, "out of memory");
+	else if (r < 0 && b.archive_error)
 		(void)error_set(ret_error, r, "--archive: '%s': %s", req->archive,
 				r == -EILSEQ ? "a value is not UTF-8" : strerror(-r));
 	if (ar) {
@@ -362,21 +563,15 @@ int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret
 			r = error_set(ret_error, k, "--archive: '%s': %s", req->archive, strerror(-k));
 		ar = archive_free(ar);
 	}
-	if (r < 0)
+	*ret = total; /* what the committed batches removed, also when a later one failed */
+	if (req->dry_run || (r < 0 && batches == 0))
 		return r;
-	if (!req->dry_run) {
-		json_t *meta = json_pack("{s:I, s:b, s:s?, s:s, s:I, s:I, s:I, s:I, s:I}", "older_than_seconds",
-					 (json_int_t)req->older_than_s, "jobs", req->jobs, "archive", req->archive,
-					 "cutoff", total.cutoff, "logs", (json_int_t)total.logs, "items",
-					 (json_int_t)total.items, "events", (json_int_t)total.events, "jobs_removed",
-					 (json_int_t)total.jobs, "orders", (json_int_t)total.orders);
-		r = audit_add(db, req->actor ? req->actor : "usbforge", "database", 0, "db.prune", meta);
-		json_decref(meta);
-		if (r < 0)
-			return r;
+	if (r < 0) { /* removed some: say so in the audit log too (the database may be what failed) */
+		_cleanup_free_ char *why = strdup(ret_error && *ret_error ? *ret_error : db_error(db));
+		(void)prune_audit(db, req, &total, why ? why : "failed");
+		return r;
 	}
-	*ret = total;
-	return 0;
+	return prune_audit(db, req, &total, NULL);
 }
 
 int prune_lease_take(struct db *db, const char *holder, int64_t seconds, bool *ret_held)

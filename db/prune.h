@@ -2,12 +2,16 @@
  * transactions, so that daemons keep claiming and finishing jobs meanwhile. A job is finished
  * when its state is done, failed or cancelled, and older than the horizon when it ended
  * (completed_at, failed_at or cancelled_at) before it. Its log rows, item rows and published
- * events go; with `jobs` the job row too, and an order once none of its jobs is left. An
- * unpublished event is never removed, and neither is its job or order. Optionally every row is
- * first written to a zstd-compressed JSON Lines archive, fsynced before the transaction that
- * deletes it commits. */
+ * events go. With `jobs`, orders go too, whole: an order that is finished, has no unpublished
+ * event, and whose every job is finished before the horizon with no unpublished event goes with
+ * its jobs and their rows; the job rows of any other order stay (`order confirm` makes the units
+ * that have no row, so a unit's row removed on its own would come back as a new job). An
+ * unpublished event is never removed. Optionally every row is first written to a
+ * zstd-compressed JSON Lines archive, fsynced before the transaction that deletes it does any
+ * DELETE. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,12 +21,12 @@ struct db;
 #define PRUNE_BATCH_JOBS 100
 
 struct prune_req {
-	int64_t older_than_s;	     /* the horizon, > 0 */
-	bool jobs;		     /* also the job rows, and orders whose jobs are all gone */
-	bool dry_run;		     /* count what would go; change nothing, lock nothing */
-	const char *archive;	     /* a new file to write the rows to first, or NULL */
-	const char *actor;	     /* audit_log's actor */
-	const volatile bool *cancel; /* may be NULL; when it turns true, -ECANCELED after this batch */
+	int64_t older_than_s;	   /* the horizon, > 0 */
+	bool jobs;		   /* also the job rows, and orders whose jobs are all gone */
+	bool dry_run;		   /* count what would go; change nothing, lock nothing */
+	const char *archive;	   /* a new file to write the rows to first, or NULL */
+	const char *actor;	   /* audit_log's actor */
+	const atomic_bool *cancel; /* may be NULL; when it turns true, -ECANCELED after this batch */
 };
 
 struct prune_stats {
@@ -35,12 +39,14 @@ struct prune_stats {
 int prune_age_parse(const char *s, int64_t *ret_seconds);
 
 /* Prune as req says. Each batch is one transaction (db_transaction: restarted as a whole on a
- * deadlock; an archive may then hold a batch's rows twice). The archive is opened with
- * O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and must be a regular file: -EEXIST, -ELOOP, … with
- * *ret_error naming it. When not a dry run, one audit_log row (entity "database", action
- * "db.prune") records the request and the counts. *ret is written on success; on failure the
- * batches committed so far stay removed (and archived). 0, a negative errno with *ret_error
- * (may be NULL) saying why for archive errors, or a db error (db_error()). */
+ * deadlock or a lost server; an archive may then hold a batch's rows twice). The archive is
+ * opened with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, must be a regular file, and its directory is
+ * fsynced: -EEXIST, -ELOOP, … with *ret_error naming it. When not a dry run and something was
+ * removed or the run ended, one audit_log row (entity "database", action "db.prune") records the
+ * request, the counts and the error that stopped it, if any. *ret: what the committed batches
+ * removed (or would), also on failure; those batches stay removed (and archived). 0, or a
+ * negative errno with *ret_error (may be NULL) saying why, or a db error (*ret_error unset:
+ * db_error()). -ECANCELED when req->cancel turned true. */
 int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret, char **ret_error);
 
 /* The daily prune's lease, the row outbox_lease('prune'): taken by holder for seconds when it is

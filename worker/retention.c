@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,8 +21,9 @@ struct retention {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	volatile bool stop;
+	atomic_bool stop;
 	bool started;
+	bool release_due; /* a failed prune's lease is still to be given back */
 	char *holder;
 	struct uf_config dbcfg; /* the database group only */
 	int64_t older_than_s;
@@ -69,7 +71,9 @@ static int prune_once(struct retention *rt, struct db *db)
 		log_warning("retention: the daily prune stopped: %s", r == -ECANCELED ? "stopping"
 								      : err	      ? err
 										      : db_error(db));
-		(void)prune_lease_release(db, rt->holder); /* another daemon, or this one, tries again */
+		/* another daemon, or this one, tries again at the next check; when the database is
+		 * what failed, the lease is given back once it answers again */
+		rt->release_due = prune_lease_release(db, rt->holder) < 0;
 		return r;
 	}
 	log_info("retention: pruned jobs that ended before %s: %lld log rows, %lld items, %lld events, %lld jobs, "
@@ -93,10 +97,16 @@ static void *rt_main(void *userdata)
 				continue;
 			}
 		}
-		int r = prune_once(rt, db);
+		int r = 0;
+		if (rt->release_due) {
+			r = prune_lease_release(db, rt->holder);
+			rt->release_due = r < 0;
+		}
+		if (r == 0)
+			r = prune_once(rt, db);
 		if (r < 0 && db_connection_broken(db, r))
 			db = db_close(db);
-		rt_wait(rt, CHECK_EVERY_S);
+		rt_wait(rt, db ? CHECK_EVERY_S : RETRY_DB_S); /* a prune the database broke goes on soon */
 	}
 	db_close(db);
 	return NULL;
