@@ -49,13 +49,15 @@ static uint64_t max_capacity_for(uint64_t device_bytes, double tolerance)
  * one server FOR UPDATE SKIP LOCKED hands the next kiosk the next row, but those locks do not
  * cross the nodes of a Galera cluster, so kiosks on different nodes all take the same row and
  * all but one fail at COMMIT (1213) and claim again. Each worker therefore takes the N-th
- * runnable row (in the claim's order), N its rank among the live workers (their ids sorted;
- * modulo CLAIM_SPREAD): the first N rows go to the N live workers, and the oldest jobs still go
- * first overall. A lone daemon (rank 0) takes the oldest row, as before; when fewer rows are
- * runnable than its rank, a worker takes the oldest. The rank is read from the workers table at
- * most every CLAIM_RANK_TTL seconds per thread (one claimer per daemon: its main loop). A dead
- * daemon's row counts until CLAIM_LIVE_AFTER has passed: meanwhile the oldest jobs may wait for
- * that long (no daemon has its rank). */
+ * runnable row (in the claim's order), N its rank among the live workers of its station (their
+ * ids sorted; modulo CLAIM_SPREAD): the first N rows go to the N live workers, and the oldest
+ * jobs still go first overall. Only the station's own workers count: those are the ones that
+ * compete for its jobs, and a worker of another station ranked before it would make it skip its
+ * station's oldest jobs for as long as more are queued. A lone daemon (rank 0) takes the oldest
+ * row, as before; when fewer rows are runnable than its rank, a worker takes the oldest. The
+ * rank is read from the workers table at most every CLAIM_RANK_TTL seconds per thread (one
+ * claimer per daemon: its main loop). A dead daemon's row counts until CLAIM_LIVE_AFTER has
+ * passed: meanwhile the oldest jobs may wait for that long (no daemon has its rank). */
 #define CLAIM_SPREAD   8
 #define CLAIM_RANK_TTL 2.0
 /* seconds: a workers row beating within them is live. Short, because a daemon killed with -9
@@ -87,7 +89,7 @@ static const char *claim_offset_sql(void)
 	return claim_offset_text;
 }
 
-static int64_t claim_offset(struct db *db, const char *worker_id)
+static int64_t claim_offset(struct db *db, const char *worker_id, const char *station)
 {
 	static _Thread_local struct {
 		char id[160];
@@ -97,7 +99,7 @@ static int64_t claim_offset(struct db *db, const char *worker_id)
 	struct timespec ts;
 	int64_t rank = 0;
 
-	if (!worker_id || strlen(worker_id) >= sizeof(cache.id) || !claim_offset_sql())
+	if (!worker_id || !station || strlen(worker_id) >= sizeof(cache.id) || !claim_offset_sql())
 		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
@@ -105,9 +107,9 @@ static int64_t claim_offset(struct db *db, const char *worker_id)
 		return cache.rank;
 	/* a failure costs the spread, not the claim */
 	if (db_query_i64(db, &rank,
-			 "SELECT COUNT(*) FROM workers WHERE id < ? AND stopped_at IS NULL"
+			 "SELECT COUNT(*) FROM workers WHERE station = ? AND id < ? AND stopped_at IS NULL"
 			 " AND heartbeat_at > NOW(6) - INTERVAL " CLAIM_LIVE_AFTER " SECOND",
-			 DB_STR(worker_id), DB_END) < 0)
+			 DB_STR(station), DB_STR(worker_id), DB_END) < 0)
 		rank = 0;
 	snprintf(cache.id, sizeof(cache.id), "%s", worker_id);
 	cache.at = now;
@@ -130,7 +132,7 @@ static int claim_txn(struct db *db, void *userdata)
 
 	c->job = claimed_job_free(c->job);
 	uint64_t max_cap = max_capacity_for(q->device_bytes, q->capacity_tolerance);
-	int64_t offset = claim_offset(db, q->worker_id);
+	int64_t offset = claim_offset(db, q->worker_id, q->station);
 	if (offset > 0) {
 		r = db_query_i64(db, &id, claim_offset_sql(), DB_U64(max_cap), DB_STR(q->station),
 				 DB_U64(q->device_bytes), DB_I64(offset), DB_END);

@@ -753,9 +753,10 @@ Test(jobs, started_per_attempt_across_retries)
 }
 
 /* Claims spread (issue 15): each worker takes the N-th runnable job, N its rank among the live
- * workers (by id), so that kiosks on different Galera nodes do not all take the same row; a
- * worker takes the oldest when fewer jobs are runnable than its rank, and a lone worker (rank
- * 0, every other test here) the oldest. */
+ * workers of its station (by id), so that kiosks on different Galera nodes do not all take the
+ * same row; a worker takes the oldest when fewer jobs are runnable than its rank, and a lone
+ * worker (rank 0, every other test here) the oldest. A worker of another station does not
+ * count: it would make this station's workers skip their oldest jobs. */
 Test(jobs, claims_spread_by_the_workers_rank)
 {
 	tdb_order_confirmed(db, "SPREAD", 5);
@@ -768,14 +769,22 @@ Test(jobs, claims_spread_by_the_workers_rank)
 	db_res_free(res);
 	static const char *const ids[] = { "st/a/1", "st/b/2", "st/c/3" };
 	for (int i = 0; i < 3; i++) {
-		struct worker_info w = { .id = ids[i], .station = "st", .hostname = "h", .pid = i + 1, .version = "t" };
+		struct worker_info w = {
+			.id = ids[i], .station = "test-station", .hostname = "h", .pid = i + 1, .version = "t"
+		};
 		cr_assert_eq(worker_register(db, &w), 0, "%s", db_error(db));
 	}
+	struct worker_info other = { .id = "aa/1", .station = "other", .hostname = "h", .pid = 7, .version = "t" };
+	cr_assert_eq(worker_register(db, &other), 0);
 	/* a stopped worker and one whose heartbeat is a minute old have no rank */
-	struct worker_info gone = { .id = "st/0/9", .station = "st", .hostname = "h", .pid = 9, .version = "t" };
+	struct worker_info gone = {
+		.id = "st/0/9", .station = "test-station", .hostname = "h", .pid = 9, .version = "t"
+	};
 	cr_assert_eq(worker_register(db, &gone), 0);
 	cr_assert_eq(worker_stop(db, gone.id), 0);
-	struct worker_info stale = { .id = "st/00/8", .station = "st", .hostname = "h", .pid = 8, .version = "t" };
+	struct worker_info stale = {
+		.id = "st/00/8", .station = "test-station", .hostname = "h", .pid = 8, .version = "t"
+	};
 	cr_assert_eq(worker_register(db, &stale), 0);
 	cr_assert_eq(db_exec(db, NULL, "UPDATE workers SET heartbeat_at = NOW(6) - INTERVAL 1 MINUTE WHERE id = ?",
 			     DB_STR(stale.id), DB_END),
