@@ -37,6 +37,13 @@ struct claimed_job *claimed_job_free(struct claimed_job *j)
 	return NULL;
 }
 
+/* In every state change a transaction makes: false when the statement runs on its own. Galera
+ * can roll a transaction back under its client (a conflicting commit of another node) and let
+ * the next statement run in autocommit, unannounced; db_transaction notices afterwards and runs
+ * the whole again, but that statement has committed by then: a job done or claimed without its
+ * events, rows or order (tests/galera). With this guard it changes nothing. MariaDB. */
+#define TXN_LIVE_SQL "@@in_transaction = 1"
+
 /* The largest nominal capacity a stick of device_bytes fits:
  * capacity × (1 − tol) ≤ device  ⇔  capacity ≤ device / (1 − tol). */
 static uint64_t max_capacity_for(uint64_t device_bytes, double tolerance)
@@ -152,7 +159,7 @@ static int claim_txn(struct db *db, void *userdata)
 		    " attempts = attempts + 1, claims = claims + 1, locked_by = ?, heartbeat_at = NOW(6),"
 		    " started_at = COALESCE(started_at, NOW(6)), slot = ?, device_serial = ?, device_capacity_bytes = ?,"
 		    " bytes_written = 0, error_code = NULL, fail_reason = NULL"
-		    " WHERE id = ? AND status IN (?, ?)",
+		    " WHERE id = ? AND status IN (?, ?) AND " TXN_LIVE_SQL,
 		    DB_STATE(JOB_STATE_PROCESSING), DB_STR(q->worker_id), DB_STR(q->slot), DB_STR(q->device_serial),
 		    DB_U64(q->device_bytes), DB_I64(id), DB_STATE(JOB_STATE_QUEUED), DB_STATE(JOB_STATE_RETRY), DB_END);
 	if (r < 0)
@@ -637,7 +644,7 @@ static int done_txn(struct db *db, void *userdata)
 		    " progress_detail = JSON_OBJECT('stage', 'done', 'bytes_done', ?, 'bytes_total', ?,"
 		    "  'duration_seconds', TIMESTAMPDIFF(MICROSECOND, started_at, NOW(6)) / 1e6),"
 		    " heartbeat_at = NOW(6), resume_state = NULL, error_code = NULL, fail_reason = NULL"
-		    " WHERE " LEASE_GUARD_SQL,
+		    " WHERE " LEASE_GUARD_SQL " AND " TXN_LIVE_SQL,
 		    DB_STATE(JOB_STATE_DONE), json_is_real(wspeed) ? DB_DBL(json_real_value(wspeed)) : DB_NULL,
 		    json_is_real(vspeed) ? DB_DBL(json_real_value(vspeed)) : DB_NULL, DB_U64(f->bytes),
 		    DB_U64(f->bytes), DB_U64(f->bytes), DB_U64(f->bytes), LEASE_ARGS(f->lease), DB_END);
@@ -793,7 +800,8 @@ static int enter_writing_txn(struct db *db, void *userdata)
 	uint64_t aff = 0;
 	/* the guard: the update's own match (it locks the row) */
 	int r = db_exec(db, &aff,
-			"UPDATE processing_jobs SET stage = 'writing', heartbeat_at = NOW(6) WHERE " LEASE_GUARD_SQL,
+			"UPDATE processing_jobs SET stage = 'writing', heartbeat_at = NOW(6) WHERE " LEASE_GUARD_SQL
+			" AND " TXN_LIVE_SQL,
 			LEASE_ARGS(c->l), DB_END);
 	if (r < 0)
 		return r;
@@ -933,6 +941,18 @@ static int read_state(struct db *db, int64_t id, bool lock, enum job_state *ret)
 
 int job_get_state(struct db *db, int64_t id, enum job_state *ret) { return read_state(db, id, false, ret); }
 
+int job_done_by(struct db *db, const struct job_lease *l, bool *ret)
+{
+	int64_t n = 0;
+	int r = db_query_i64(db, &n,
+			     "SELECT COUNT(*) FROM processing_jobs WHERE id = ? AND status = ? AND attempts = ?",
+			     DB_I64(l->id), DB_STATE(JOB_STATE_DONE), DB_I64(l->attempt), DB_END);
+	if (r < 0)
+		return r;
+	*ret = n == 1;
+	return 0;
+}
+
 /* The columns of job_get_status's SELECT after the status. */
 static const struct col_map status_cols[] = {
 	COL(1, struct job_status, stage, COL_STR),	 COL(2, struct job_status, progress, COL_INT),
@@ -988,7 +1008,7 @@ static int fail_txn(struct db *db, void *userdata)
 			    "UPDATE processing_jobs SET status = ?, stage = 'pending', progress = 0,"
 			    " attempts = GREATEST(attempts - 1, 0), locked_by = NULL, slot = NULL, device_serial = NULL,"
 			    " device_capacity_bytes = NULL, next_attempt_at = NOW(6), error_code = ?, fail_reason = ?"
-			    " WHERE id = ? AND status = ?",
+			    " WHERE id = ? AND status = ? AND " TXN_LIVE_SQL,
 			    DB_STATE(f->state), DB_STR(code), DB_STR(f->reason), DB_I64(f->id),
 			    DB_STATE(JOB_STATE_PROCESSING), DB_END);
 	} else if (cls == UFC_CLASS_CANCELLED) {
@@ -996,7 +1016,7 @@ static int fail_txn(struct db *db, void *userdata)
 		r = db_exec(db, &aff,
 			    "UPDATE processing_jobs SET status = ?, cancelled_at = NOW(6), locked_by = NULL,"
 			    " cancelled_by = COALESCE(cancelled_by, 'operator'), error_code = ?, fail_reason = ?"
-			    " WHERE id = ? AND status = ?",
+			    " WHERE id = ? AND status = ? AND " TXN_LIVE_SQL,
 			    DB_STATE(f->state), DB_STR(uf_code_name(UFC_CANCELLED)), DB_STR(f->reason), DB_I64(f->id),
 			    DB_STATE(JOB_STATE_PROCESSING), DB_END);
 	} else if (cls == UFC_CLASS_RETRYABLE && j.attempts < j.max_attempts && j.attempts >= 1) {
@@ -1006,14 +1026,14 @@ static int fail_txn(struct db *db, void *userdata)
 		r = db_exec(db, &aff,
 			    "UPDATE processing_jobs SET status = ?, locked_by = NULL,"
 			    " next_attempt_at = NOW(6) + INTERVAL ? MICROSECOND, error_code = ?, fail_reason = ?"
-			    " WHERE id = ? AND status = ?",
+			    " WHERE id = ? AND status = ? AND " TXN_LIVE_SQL,
 			    DB_STATE(f->state), DB_I64((int64_t)llround(delay * 1e6)), DB_STR(code), DB_STR(f->reason),
 			    DB_I64(f->id), DB_STATE(JOB_STATE_PROCESSING), DB_END);
 	} else {
 		f->state = JOB_STATE_FAILED;
 		r = db_exec(db, &aff,
 			    "UPDATE processing_jobs SET status = ?, failed_at = NOW(6), locked_by = NULL,"
-			    " error_code = ?, fail_reason = ? WHERE id = ? AND status = ?",
+			    " error_code = ?, fail_reason = ? WHERE id = ? AND status = ? AND " TXN_LIVE_SQL,
 			    DB_STATE(f->state), DB_STR(code), DB_STR(f->reason), DB_I64(f->id),
 			    DB_STATE(JOB_STATE_PROCESSING), DB_END);
 		if (r >= 0 && aff == 1)
@@ -1080,7 +1100,8 @@ static int hand_back_txn(struct db *db, void *userdata)
 	if (r >= 0)
 		r = db_exec(db, &aff,
 			    "UPDATE processing_jobs SET status = ?, attempts = GREATEST(attempts - 1, 0),"
-			    " locked_by = NULL, next_attempt_at = NOW(6), fail_reason = ? WHERE " LEASE_GUARD_SQL,
+			    " locked_by = NULL, next_attempt_at = NOW(6), fail_reason = ? WHERE " LEASE_GUARD_SQL
+			    " AND " TXN_LIVE_SQL,
 			    DB_STATE(JOB_STATE_RETRY), DB_STR(h->why), LEASE_ARGS(h->l), DB_END);
 	if (r < 0)
 		return r;
@@ -1117,14 +1138,14 @@ static int cancel_txn(struct db *db, void *userdata)
 		r = db_exec(db, &aff,
 			    "UPDATE processing_jobs SET status = ?, cancel_requested_at = NOW(6),"
 			    " cancelled_at = NOW(6), cancelled_by = ?, error_code = ?, fail_reason = 'cancelled by operator'"
-			    " WHERE id = ? AND status = ?",
+			    " WHERE id = ? AND status = ? AND " TXN_LIVE_SQL,
 			    DB_STATE(JOB_STATE_CANCELLED), DB_STR(c->by), DB_STR(uf_code_name(UFC_CANCELLED)),
 			    DB_I64(c->id), DB_STATE(now), DB_END);
 		c->state = JOB_STATE_CANCELLED;
 	} else if (now == JOB_STATE_PROCESSING) {
 		r = db_exec(db, &aff,
 			    "UPDATE processing_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, NOW(6)),"
-			    " cancelled_by = ? WHERE id = ? AND status = ?",
+			    " cancelled_by = ? WHERE id = ? AND status = ? AND " TXN_LIVE_SQL,
 			    DB_STR(c->by), DB_I64(c->id), DB_STATE(JOB_STATE_PROCESSING), DB_END);
 		c->state = JOB_STATE_PROCESSING;
 	} else {
@@ -1179,7 +1200,7 @@ static int retry_txn(struct db *db, void *userdata)
 		    " bytes_written = 0, resume_state = NULL, started_at = NULL, completed_at = NULL,"
 		    " failed_at = NULL, cancel_requested_at = NULL, cancelled_at = NULL, cancelled_by = NULL,"
 		    " fail_reason = NULL, error_code = NULL, stuck_reported_at = NULL"
-		    " WHERE id = ? AND status = ?",
+		    " WHERE id = ? AND status = ? AND " TXN_LIVE_SQL,
 		    DB_STATE(JOB_STATE_QUEUED), DB_I64(c->max_attempts), DB_I64(c->id), DB_STATE(prev), DB_END);
 	if (r < 0)
 		return r;
@@ -1270,7 +1291,7 @@ static int stuck_queued_txn(struct db *db, void *userdata)
 	struct reap_one *c = userdata;
 	uint64_t aff = 0;
 	int r = db_exec(db, &aff,
-			"UPDATE processing_jobs SET stuck_reported_at = NOW(6) WHERE id = ? AND status = ?"
+			"UPDATE processing_jobs SET stuck_reported_at = NOW(6) WHERE id = ? AND status = ? AND " TXN_LIVE_SQL
 			" AND stuck_reported_at IS NULL AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND",
 			DB_I64(c->id), DB_STATE(JOB_STATE_QUEUED), DB_I64((int64_t)llround(c->timeout * 1e6)), DB_END);
 	if (r < 0)

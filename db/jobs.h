@@ -188,6 +188,10 @@ int job_finish_done_started(struct db *db, const struct job_lease *l, uint64_t b
 /* The job's state (a commit whose answer was lost with the connection is recognised by it).
  * -ENOENT when there is no such job. */
 int job_get_state(struct db *db, int64_t id, enum job_state *ret);
+/* Whether the lease's own end made the job done: done, at the lease's attempt (a claim counts
+ * the attempts, so no other holder ends that one). What a done end that failed with -ESTALE asks:
+ * its commit may have gone through with its answer lost. 0 or a db error. */
+int job_done_by(struct db *db, const struct job_lease *l, bool *ret);
 
 /* What `job watch` shows of a job. */
 struct job_status {

@@ -331,9 +331,20 @@ Test(jobs, completion_writes_exactly_one_event_per_transition)
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events WHERE event_type = 'job.done'"
 				   " AND JSON_VALUE(payload, '$.bytes_written') = 4096"),
 		     1);
-	/* the same end again is refused and writes nothing */
+	/* the same end again is refused and writes nothing; the runner then asks whether its own
+	 * end went through (an answer lost): yes for a's attempt, not for b (still running) nor for
+	 * another attempt of a */
 	cr_assert_eq(job_finish_done(db, &JOB_LEASE(a, "w1"), 4096, NULL, &row), -ESTALE);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 1);
+	bool ours = false;
+	cr_assert_eq(job_done_by(db, &JOB_LEASE(a, "w1"), &ours), 0);
+	cr_assert(ours);
+	cr_assert_eq(job_done_by(db, &JOB_LEASE(b, "w2"), &ours), 0);
+	cr_assert_not(ours);
+	struct job_lease other = JOB_LEASE(a, "w1");
+	other.attempt++;
+	cr_assert_eq(job_done_by(db, &other, &ours), 0);
+	cr_assert_not(ours);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE message = 'job done'"), 1);
 	/* the last unit ends the order */
 	cr_assert_eq(job_finish_done(db, &JOB_LEASE(b, "w2"), 4096, NULL, NULL), 0);

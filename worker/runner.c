@@ -764,11 +764,13 @@ static int finish(struct runner *r, struct final *f)
 					   (long long)r->job->id);
 			return 0;
 		}
-		if (q == -ESTALE && warned && f->kind == FINAL_DONE) {
-			/* A commit can succeed while its answer is lost with the connection: the retry
-			 * then finds the job no longer processing. Only this transition makes it done. */
-			enum job_state now;
-			if (job_get_state(r->db, r->job->id, &now) == 0 && now == JOB_STATE_DONE) {
+		if (q == -ESTALE && f->kind == FINAL_DONE) {
+			/* A commit can succeed while its answer is lost with the connection (this
+			 * thread's retry, or db_transaction's own run again on a new connection): the
+			 * next run then finds the job no longer processing. Done at this attempt, it was
+			 * this end: the stick holds the unit and must not be taken for another. */
+			bool ours = false;
+			if (job_done_by(r->db, &r->lease, &ours) == 0 && ours) {
 				log_notice("job %lld: end recorded (its commit went through as the connection dropped)",
 					   (long long)r->job->id);
 				return 0;
