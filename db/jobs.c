@@ -286,9 +286,10 @@ static char *log_rows_json(const struct job_log_row *rows, size_t n)
 {
 	json_auto_t *a = json_array();
 	for (size_t i = 0; a && i < n; i++) {
-		json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "l", rows[i].level, "s",
-				      rows[i].stage, "c", rows[i].category, "m", rows[i].message, "e",
-				      rows[i].error_code, "d", rows[i].details_json, "t", rows[i].created_at);
+		json_t *o =
+			json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:I}", "l", rows[i].level, "s", rows[i].stage,
+				  "c", rows[i].category, "m", rows[i].message, "e", rows[i].error_code, "d",
+				  rows[i].details_json, "a", (json_int_t)MAX(rows[i].age_us, (int64_t)0));
 		if (!o || json_array_append_new(a, o) < 0)
 			return NULL;
 	}
@@ -299,12 +300,12 @@ static char *log_rows_json(const struct job_log_row *rows, size_t n)
 #define LOG_ROWS_TABLE                                                                                                 \
 	"JSON_TABLE(?, '$[*]' COLUMNS (n FOR ORDINALITY, l VARCHAR(16) PATH '$.l', s VARCHAR(16) PATH '$.s',"          \
 	" c VARCHAR(16) PATH '$.c', m TEXT CHARSET utf8mb4 PATH '$.m', e VARCHAR(64) PATH '$.e',"                      \
-	" d LONGTEXT CHARSET utf8mb4 PATH '$.d', ts DATETIME(6) PATH '$.t')) t"
+	" d LONGTEXT CHARSET utf8mb4 PATH '$.d', a BIGINT PATH '$.a')) t"
 #define LOG_ROWS_INSERT                                                                                                \
 	"INSERT INTO processing_job_logs (job_id, attempt, level, stage, category, message, error_code, details,"      \
 	" created_at)"
 /* the columns after job_id and attempt */
-#define LOG_ROWS_COLS " t.l, t.s, t.c, t.m, t.e, t.d, COALESCE(t.ts, NOW(6))"
+#define LOG_ROWS_COLS " t.l, t.s, t.c, t.m, t.e, t.d, NOW(6) - INTERVAL COALESCE(t.a, 0) MICROSECOND"
 
 int job_log_leased_rows(struct db *db, const struct job_lease *l, const struct job_log_row *rows, size_t n)
 {
@@ -332,7 +333,7 @@ static int log_rows_add(struct db *db, int64_t id, int attempt, const struct job
 {
 	if (n == 0)
 		return 0;
-	if (n == 1 && !rows->created_at) /* the reaper's and the transitions' own rows: the plain insert */
+	if (n == 1 && !rows->age_us) /* the reaper's and the transitions' own rows: the plain insert */
 		return job_log(db, id, attempt, rows->level, rows->stage, rows->category, rows->message,
 			       rows->error_code, rows->details_json);
 	_cleanup_free_ char *doc = log_rows_json(rows, n);

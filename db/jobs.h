@@ -105,10 +105,11 @@ int job_resume_store(struct db *db, const struct job_lease *l, const char *resum
 struct job_log_row {
 	int attempt;
 	const char *level, *stage, *category, *message, *error_code, *details_json;
-	/* when it happened, "YYYY-MM-DD HH:MM:SS.ffffff" UTC (a row queued by a runner and written
-	 * later in a batch keeps its own time); NULL: the time of the insert. Only the multi-row
-	 * inserts (the *_rows functions) take it. */
-	const char *created_at;
+	/* how long ago it happened, in microseconds: a row queued by a runner and written later in
+	 * a batch keeps its own time, the server's NOW(6) less this (times are the server's, never
+	 * the kiosk's clock); 0: the time of the insert. Only the multi-row inserts (the *_rows
+	 * functions) take it. */
+	int64_t age_us;
 };
 
 /* What the worker measured of the attempt that ended done (job_finish_done; NULL: nothing). The

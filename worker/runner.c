@@ -43,8 +43,7 @@ static const int range_hi[_STAGE_MAX] = {
 struct pending_row {
 	char *level, *stage, *category, *message, *error_code, *details;
 	struct job_started *started; /* NULL: a plain row */
-	double queued_at;	     /* mono_s() */
-	char created_at[40];	     /* when it was queued, UTC (db/jobs.h job_log_row) */
+	double queued_at;	     /* mono_s(): its age when written is its time (db/jobs.h job_log_row) */
 };
 
 /* The writing stage's start is written this long after it happened (or with the beat, or the
@@ -199,12 +198,6 @@ static struct pending_row *log_row_locked(struct runner *r, const char *level, e
 		r->dropped_rows++;
 		return NULL;
 	}
-	struct timespec now;
-	struct tm tm;
-	if (clock_gettime(CLOCK_REALTIME, &now) == 0 && gmtime_r(&now.tv_sec, &tm))
-		snprintf(p->created_at, sizeof(p->created_at), "%04d-%02d-%02d %02d:%02d:%02d.%06d",
-			 (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100,
-			 tm.tm_min % 100, tm.tm_sec % 100, (int)(now.tv_nsec / 1000) % 1000000);
 	r->n_rows++;
 	if (r->n_rows >= MAX_PENDING_ROWS / 2) /* else the rows wait for a transition or the beat */
 		pthread_cond_signal(&r->tick_cond);
@@ -281,7 +274,7 @@ static struct job_log_row row_of(const struct pending_row *p)
 				     .message = p->message,
 				     .error_code = p->error_code,
 				     .details_json = p->details,
-				     .created_at = p->created_at[0] ? p->created_at : NULL };
+				     .age_us = (int64_t)(MAX(mono_s() - p->queued_at, 0.0) * 1e6) };
 }
 
 /* Remove the k oldest queued rows, if they are still the ones written (first: the oldest's
