@@ -24,6 +24,8 @@
 #define DB_TXN_ATTEMPTS	    10 /* a transaction's runs before a conflict is given up */
 #define DB_TXN_BACKOFF_MS   2  /* the first retry's pause; doubled each time, jittered */
 #define DB_TXN_BACKOFF_MAX  250
+#define DB_TXN_BUDGET_S	    30 /* no new run of a transaction begins after this long: its caller (a
+				* daemon's loop, watched by systemd) hears the error instead */
 #define STR_(x)		    #x
 #define STR(x)		    STR_(x)
 
@@ -1113,6 +1115,8 @@ int db_transaction(struct db *db, int (*fn)(struct db *db, void *userdata), void
 	int r = check_up(db);
 	if (r < 0)
 		return r;
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int attempt = 0;; attempt++) {
 		bool committing = false;
 		if (attempt > 0)
@@ -1144,6 +1148,9 @@ int db_transaction(struct db *db, int (*fn)(struct db *db, void *userdata), void
 		unsigned err = db->err;
 		db_rollback(db);
 		if (attempt + 1 >= DB_TXN_ATTEMPTS || (r != -EAGAIN && r != -ENOTCONN))
+			return r;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec >= DB_TXN_BUDGET_S) /* lock waits of 10 s each, reconnects */
 			return r;
 		if (r == -ENOTCONN) {
 			/* The server or node is gone (or says it is not ready: 1047). Before COMMIT

@@ -148,8 +148,8 @@ void db_rollback(struct db *db);
 
 /* Run fn in a transaction. fn returns 0 to commit, < 0 to roll back and return that error; it
  * must be able to run again from its start (it is, whole, on a conflict). The whole transaction
- * is run again, up to 10 runs in all with a short jittered pause between them (2 ms doubling,
- * at most 250 ms), when it ends in -EAGAIN: a deadlock, a lock wait timeout, a Galera
+ * is run again, up to 10 runs in all and none begun after 30 s, with a short jittered pause
+ * between them (2 ms doubling, at most 250 ms), when it ends in -EAGAIN: a deadlock, a lock wait timeout, a Galera
  * certification failure or brute-force abort (1213, 1205, 1020). Once the server has aborted
  * the transaction, every further statement fn makes returns that error without being sent (the
  * session is in autocommit after an abort: it would run alone) and the run counts as failed
