@@ -42,6 +42,7 @@ struct ioq {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC; broadcast on every change */
 	size_t buf_size;
 	unsigned n;
+	bool filled; /* its buffers are of dev_alloc_buf_filled (see ioq_new) */
 	struct ioq_buf *bufs;
 	unsigned *fifo[_IOQ_MAX];
 	unsigned head[_IOQ_MAX], count[_IOQ_MAX];

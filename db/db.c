@@ -24,10 +24,11 @@
 #define DB_TXN_ATTEMPTS	    10 /* a transaction's runs before a conflict is given up */
 #define DB_TXN_BACKOFF_MS   2  /* the first retry's pause; doubled each time, jittered */
 #define DB_TXN_BACKOFF_MAX  250
-#define DB_TXN_BUDGET_S	    30 /* no new run of a transaction begins after this long: its caller (a
+#define DB_TXN_BUDGET_S                                                                                                \
+	30 /* no new run of a transaction begins after this long: its caller (a
 				* daemon's loop, watched by systemd) hears the error instead */
-#define STR_(x)		    #x
-#define STR(x)		    STR_(x)
+#define STR_(x) #x
+#define STR(x)	STR_(x)
 
 struct db {
 	MYSQL *my;
