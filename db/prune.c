@@ -186,15 +186,19 @@ static int archive_rows(struct archive *a, const char *table, struct db_res *res
 	return 0;
 }
 
-/* One kind of row a batch removes: FROM table WHERE where. key: the primary key to delete by when
- * the rows are archived, for rows the WHERE could gain by the time of the DELETE (an event the
- * relay publishes meanwhile); NULL for rows the batch's locks hold still (a locked job's logs). */
+/* One kind of row a batch removes: FROM table WHERE where (what a dry run counts and the archive
+ * holds), deleted by a join of col on a list of ids: given (the batch's locked jobs and orders,
+ * whose rows the locks hold still), or, when ids is NULL, the col of the rows the WHERE selects,
+ * locked (events: one the relay publishes meanwhile would match the WHERE by the DELETE). The
+ * DELETE goes through the ids' list to each row by its index: a DELETE … WHERE col IN (…) may scan
+ * the table (a small one), waiting on the rows of running jobs while the count rows it has
+ * updated are held, and a runner's end waits on those: a deadlock (test_prune's drainers). */
 struct step {
 	const char *table;
 	char *where; /* malloc'd */
-	const char *key;
+	const char *col;
+	char *ids;	/* malloc'd, "1,2,…"; NULL until selected */
 	int64_t *count; /* added to */
-	bool none;	/* archived nothing: nothing to delete */
 };
 
 #define MAX_STEPS 9 /* the batch's 3; an order's: 3 for jobs earlier batches left, 3 more */
@@ -221,27 +225,33 @@ static int archive_failed(struct batch *b, int r)
 
 static void steps_free(struct batch *b)
 {
-	for (size_t i = 0; i < b->n_steps; i++)
+	for (size_t i = 0; i < b->n_steps; i++) {
 		free(b->steps[i].where);
+		free(b->steps[i].ids);
+	}
 	b->n_steps = 0;
 }
 
-/* Add a step; where is taken (NULL: -ENOMEM). */
-static int step_add(struct batch *b, const char *table, char *where, const char *key, int64_t *count)
+/* Add a step: the rows FROM table WHERE "col IN (ids)", or where (ids NULL: selected). where and
+ * ids are taken; a NULL where is -ENOMEM, and so is a NULL ids with no where. */
+static int step_add(struct batch *b, const char *table, const char *col, char *ids, char *where, int64_t *count)
 {
-	if (!where)
-		return -ENOMEM;
-	if (b->n_steps == MAX_STEPS) { /* a bug: MAX_STEPS says how many there are */
+	if (ids && !where)
+		where = str_printf("%s IN (%s)", col, ids);
+	if (!where || b->n_steps == MAX_STEPS) { /* the latter a bug: MAX_STEPS says how many */
 		free(where);
-		return -E2BIG;
+		free(ids);
+		return where ? -E2BIG : -ENOMEM;
 	}
-	b->steps[b->n_steps++] = (struct step){ .table = table, .where = where, .key = key, .count = count };
+	b->steps[b->n_steps++] =
+		(struct step){ .table = table, .where = where, .col = col, .ids = ids, .count = count };
 	return 0;
 }
 
-/* The batch's steps, in order. A dry run counts. Otherwise every step's rows are archived first
- * (locked: FOR UPDATE) and the archive fsynced, before any DELETE: the DELETEs, and the count rows
- * the triggers update, hold their locks for as short as they can, never across the fsync. */
+/* The batch's steps, in order. A dry run counts. Otherwise every step's rows are selected and
+ * locked (FOR UPDATE: the archive's, or the ids of the rows to delete), then the archive is
+ * fsynced, before any DELETE: the DELETEs, and the count rows the triggers update, hold their
+ * locks for as short as they can, never across the fsync. */
 static int steps_run(struct db *db, struct batch *b)
 {
 	int r;
@@ -257,25 +267,28 @@ static int steps_run(struct db *db, struct batch *b)
 			*s->count += n;
 			continue;
 		}
-		if (!b->ar)
+		if (!b->ar && s->ids)
 			continue;
 		_cleanup_result_ struct db_res *res = NULL;
-		_cleanup_free_ char *sql = str_printf("SELECT * FROM %s WHERE %s FOR UPDATE", s->table, s->where);
+		_cleanup_free_ char *sql =
+			str_printf("SELECT %s FROM %s WHERE %s FOR UPDATE", b->ar ? "*" : s->col, s->table, s->where);
 		if (!sql)
 			return -ENOMEM;
 		if ((r = db_query(db, &res, sql, DB_END)) < 0)
 			return r;
 		_cleanup_free_ char *keys = NULL;
-		r = archive_failed(b, archive_rows(b->ar, s->table, res, s->key, &keys));
-		if (r < 0)
-			return r;
-		if (s->key) {
-			s->none = !keys;
-			free(s->where);
-			s->where = keys ? str_printf("%s IN (%s)", s->key, keys) : NULL;
-			if (keys && !s->where)
-				return -ENOMEM;
+		if (b->ar) {
+			r = archive_failed(b, archive_rows(b->ar, s->table, res, s->ids ? NULL : s->col, &keys));
+			if (r < 0)
+				return r;
+		} else {
+			db_row row;
+			while ((row = db_res_next(res)))
+				if (!row[0] || append_id(&keys, row[0]) < 0)
+					return row[0] ? -ENOMEM : -EINVAL;
 		}
+		if (!s->ids)
+			s->ids = TAKE_PTR(keys);
 	}
 	if (b->req->dry_run)
 		return 0;
@@ -283,25 +296,45 @@ static int steps_run(struct db *db, struct batch *b)
 		return r;
 	for (size_t i = 0; i < b->n_steps; i++) {
 		struct step *s = &b->steps[i];
-		if (s->none)
+		if (!s->ids) /* selected none */
 			continue;
-		_cleanup_free_ char *sql = str_printf("DELETE FROM %s WHERE %s", s->table, s->where);
-		if (!sql)
+		_cleanup_free_ char *sql =
+			str_printf("DELETE t FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) k"
+				   " STRAIGHT_JOIN %s t ON t.%s = k.id",
+				   s->table, s->col);
+		_cleanup_free_ char *list = str_printf("[%s]", s->ids);
+		if (!sql || !list)
 			return -ENOMEM;
 		uint64_t n = 0;
-		if ((r = db_exec(db, &n, sql, DB_END)) < 0)
+		if ((r = db_exec(db, &n, sql, DB_STR(list), DB_END)) < 0)
 			return r;
 		*s->count += (int64_t)n;
 	}
 	return 0;
 }
 
-#define FINISHED_BEFORE(alias)                                                                                         \
-	alias ".status IN ('done', 'failed', 'cancelled') AND COALESCE(" alias ".completed_at, " alias                 \
-	      ".failed_at, " alias ".cancelled_at) < '%s'"
-#define UNPUBLISHED_OF(type, id_sql)                                                                                   \
-	"EXISTS (SELECT 1 FROM events u WHERE u.aggregate_type = '" type "' AND u.aggregate_id = " id_sql              \
-	" AND u.published_at IS NULL)"
+/* clang-format off */
+#define FINISHED_BEFORE(alias)                                                                    \
+	alias ".status IN ('done', 'failed', 'cancelled') AND COALESCE(" alias ".completed_at, "  \
+	alias ".failed_at, " alias ".cancelled_at) < '%s'"
+#define UNPUBLISHED_OF(type, id_sql)                                                              \
+	"EXISTS (SELECT 1 FROM events u WHERE u.aggregate_type = '" type "'"                      \
+	" AND u.aggregate_id = " id_sql " AND u.published_at IS NULL)"
+/* The batch's orders that may go (orders, the batch's last job id, the cutoff, a locking
+ * clause): finished, no unpublished event, and no job that may not (past the batch, not finished
+ * before the horizon, or with an unpublished event). */
+#define ORDERS_SQL                                                                                \
+	"SELECT o.id FROM orders o WHERE o.id IN (%s)"                                            \
+	" AND o.status IN ('done', 'failed', 'cancelled')"                                        \
+	" AND NOT " UNPUBLISHED_OF("order", "o.id")                                               \
+	" AND NOT EXISTS (SELECT 1 FROM processing_jobs k WHERE k.order_id = o.id"                \
+	"  AND (k.id > %" PRId64 " OR NOT (" FINISHED_BEFORE("k") ")"                             \
+	"   OR " UNPUBLISHED_OF("job", "k.id") "))%s"
+/* Those orders' jobs (the cutoff, the orders, a locking clause), each with whether it may go. */
+#define ORDER_JOBS_SQL                                                                            \
+	"SELECT k.id, k.order_id, (" FINISHED_BEFORE("k") ") AND NOT " UNPUBLISHED_OF("job", "k.id") \
+	" FROM processing_jobs k WHERE k.order_id IN (%s) ORDER BY k.order_id%s"
+/* clang-format on */
 
 static bool in_list(const int64_t *v, size_t n, int64_t x)
 {
@@ -324,13 +357,7 @@ static int orders_step(struct db *db, struct batch *b, const char *orders, const
 	const bool dry = b->req->dry_run;
 	_cleanup_result_ struct db_res *res = NULL;
 	_cleanup_free_ char *sql =
-		str_printf("SELECT o.id FROM orders o WHERE o.id IN (%s) AND o.status IN ('done', 'failed', 'cancelled')"
-			   " AND NOT " UNPUBLISHED_OF("order",
-						      "o.id") " AND NOT EXISTS (SELECT 1 FROM processing_jobs k"
-							      " WHERE k.order_id = o.id AND (k.id > %" PRId64
-							      " OR NOT (" FINISHED_BEFORE(
-								      "k") ") OR " UNPUBLISHED_OF("job", "k.id") "))%s",
-			   orders, b->last, b->cutoff, dry ? "" : " FOR UPDATE SKIP LOCKED");
+		str_printf(ORDERS_SQL, orders, b->last, b->cutoff, dry ? "" : " FOR UPDATE SKIP LOCKED");
 	if (!sql)
 		return -ENOMEM;
 	int r = db_query(db, &res, sql, DB_END);
@@ -346,12 +373,7 @@ static int orders_step(struct db *db, struct batch *b, const char *orders, const
 
 	/* their jobs, locked, each with whether it may go */
 	_cleanup_result_ struct db_res *jres = NULL;
-	_cleanup_free_ char *jsql =
-		str_printf("SELECT k.id, k.order_id, (" FINISHED_BEFORE(
-				   "k") ") AND NOT " UNPUBLISHED_OF("job",
-								    "k.id") " FROM processing_jobs k WHERE k.order_id IN (%s)"
-									    " ORDER BY k.order_id%s",
-			   b->cutoff, cands, dry ? "" : " FOR UPDATE");
+	_cleanup_free_ char *jsql = str_printf(ORDER_JOBS_SQL, b->cutoff, cands, dry ? "" : " FOR UPDATE");
 	if (!jsql)
 		return -ENOMEM;
 	if ((r = db_query(db, &jres, jsql, DB_END)) < 0)
@@ -407,20 +429,20 @@ static int orders_step(struct db *db, struct batch *b, const char *orders, const
 		return 0;
 	struct prune_stats *g = &b->got;
 	if (extra && !dry && /* in a dry run their batch counted them */
-	    ((r = step_add(b, "processing_job_logs", str_printf("job_id IN (%s)", extra), NULL, &g->logs)) < 0 ||
-	     (r = step_add(b, "processing_job_items", str_printf("job_id IN (%s)", extra), NULL, &g->items)) < 0 ||
-	     (r = step_add(b, "events",
+	    ((r = step_add(b, "processing_job_logs", "job_id", strdup(extra), NULL, &g->logs)) < 0 ||
+	     (r = step_add(b, "processing_job_items", "job_id", strdup(extra), NULL, &g->items)) < 0 ||
+	     (r = step_add(b, "events", "id", NULL,
 			   str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
 				      extra),
-			   "id", &g->events)) < 0))
+			   &g->events)) < 0))
 		return r;
-	if ((r = step_add(b, "events",
+	if ((r = step_add(b, "events", "id", NULL,
 			  str_printf("aggregate_type = 'order' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
 				     gone),
-			  "id", &g->events)) < 0 ||
-	    (r = step_add(b, "processing_jobs", str_printf("id IN (%s)", gone_jobs), NULL, &g->jobs)) < 0)
+			  &g->events)) < 0 ||
+	    (r = step_add(b, "processing_jobs", "id", TAKE_PTR(gone_jobs), NULL, &g->jobs)) < 0)
 		return r;
-	return step_add(b, "orders", str_printf("id IN (%s)", gone), NULL, &g->orders);
+	return step_add(b, "orders", "id", TAKE_PTR(gone), NULL, &g->orders);
 }
 
 static int batch_txn(struct db *db, void *userdata)
@@ -453,12 +475,12 @@ static int batch_txn(struct db *db, void *userdata)
 		return 0;
 	b->last = id[n - 1];
 	struct prune_stats *g = &b->got;
-	if ((r = step_add(b, "processing_job_logs", str_printf("job_id IN (%s)", ids), NULL, &g->logs)) < 0 ||
-	    (r = step_add(b, "processing_job_items", str_printf("job_id IN (%s)", ids), NULL, &g->items)) < 0 ||
-	    (r = step_add(b, "events",
+	if ((r = step_add(b, "processing_job_logs", "job_id", strdup(ids), NULL, &g->logs)) < 0 ||
+	    (r = step_add(b, "processing_job_items", "job_id", strdup(ids), NULL, &g->items)) < 0 ||
+	    (r = step_add(b, "events", "id", NULL,
 			  str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
 				     ids),
-			  "id", &g->events)) < 0)
+			  &g->events)) < 0)
 		return r;
 	if (q->jobs && (r = orders_step(db, b, orders, id, n)) < 0)
 		return r;
