@@ -2,7 +2,9 @@
  * rows removed and kept (with and without --jobs, unpublished events and their jobs and orders
  * kept, a dry run changing nothing and counting the same), the archive (every removed row once,
  * zstd JSON Lines, an existing file or a symlink refused), the audit row, a prune while four
- * connections claim, log and finish jobs (nothing of theirs lost), and the CLI's errors. */
+ * connections claim, log and finish jobs (nothing of theirs lost), whole orders only (a confirm
+ * again makes no unit), the daily prune of real daemons (one per database), and the CLI's
+ * errors. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +19,7 @@
 #include "db/orders.h"
 #include "db/prune.h"
 #include "helpers/clirun.h"
+#include "helpers/daemon.h"
 #include "helpers/testdb.h"
 #include "helpers/testutil.h"
 
@@ -31,6 +34,7 @@ static void setup(void)
 }
 static void teardown(void)
 {
+	td_kill_all();
 	db = db_close(db);
 	tu_rmrf(dir);
 	free(dir);
@@ -421,6 +425,52 @@ Test(prune, cancel_ends_between_batches)
 	assert_stats(&st, 0, 0, 0, 0, 0);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'db.prune'"), 0,
 		     "nothing removed: no audit row");
+}
+
+/* retention.daily: a daemon started with it prunes at once (the lease is free), as its worker id,
+ * and takes the lease for a day; a second daemon of the same database finds it taken. */
+Test(prune, the_daemon_prunes_daily_once_per_database)
+{
+	history();
+	char *slot = tu_path(dir, "a.slot"), *extra = NULL, *logp[2], *conf[2];
+	FILE *f = fopen(slot, "w");
+	cr_assert(f);
+	cr_assert_eq(ftruncate(fileno(f), 1 << 20), 0);
+	fclose(f);
+	pid_t pid[2];
+	for (int i = 0; i < 2; i++) {
+		char name[32];
+		cr_assert(asprintf(&extra,
+				   "worker = { poll_interval = 0.2; heartbeat_interval = 0.5; };\n"
+				   "usb = { mode = \"static\"; slots = ( { name = \"A\"; path = \"%s\"; } ); };\n"
+				   "content = { images = \"%s\"; };\n"
+				   "retention = { older_than = \"90d\"; jobs = true; daily = true; };\n",
+				   slot, dir) > 0);
+		snprintf(name, sizeof(name), "d%d.conf", i);
+		conf[i] = tdb_write_config_as(dir, name, DBNAME, NULL, NULL, extra);
+		free(extra);
+		snprintf(name, sizeof(name), "d%d.log", i);
+		logp[i] = tu_path(dir, name);
+	}
+	pid[0] = td_spawn(conf[0], logp[0]);
+	td_wait_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'db.prune'", 1, 60);
+	td_wait_log(logp[0], "retention: pruned jobs that ended before ", 30);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'db.prune' AND actor = ("
+				   "SELECT holder FROM outbox_lease WHERE name = 'prune' AND expires_at > NOW(6)"
+				   " + INTERVAL 23 HOUR)"),
+		     1, "the daemon pruned as the lease's holder, which it keeps for a day");
+	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(id ORDER BY id) = '4,5,6,7' FROM processing_jobs"), 1);
+	/* a second daemon: the lease is taken, it prunes nothing (its thread has checked once it
+	 * logs; the audit log still has the one row) */
+	pid[1] = td_spawn(conf[1], logp[1]);
+	td_wait_log(logp[1], "retention: the daily prune is another daemon's today, or done", 30);
+	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'db.prune'"), 1);
+	for (int i = 0; i < 2; i++) {
+		td_stop(pid[i], 30);
+		free(conf[i]);
+		free(logp[i]);
+	}
+	free(slot);
 }
 
 #define RUN(...) tu_run_cli(dir, (const char *const[]){ __VA_ARGS__, NULL })

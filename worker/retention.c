@@ -56,10 +56,13 @@ static int prune_once(struct retention *rt, struct db *db)
 {
 	bool held = false;
 	int r = prune_lease_take(db, rt->holder, LEASE_S, &held);
-	if (r < 0 || !held) {
-		if (r < 0)
-			log_warning("retention: cannot take the daily prune's lease: %s", db_error(db));
+	if (r < 0) {
+		log_warning("retention: cannot take the daily prune's lease: %s", db_error(db));
 		return r;
+	}
+	if (!held) {
+		log_debug("retention: the daily prune is another daemon's today, or done");
+		return 0;
 	}
 	struct prune_req q = {
 		.older_than_s = rt->older_than_s, .jobs = rt->jobs, .actor = rt->holder, .cancel = &rt->stop
