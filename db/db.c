@@ -24,11 +24,9 @@
 #define DB_TXN_ATTEMPTS	    10 /* a transaction's runs before a conflict is given up */
 #define DB_TXN_BACKOFF_MS   2  /* the first retry's pause; doubled each time, jittered */
 #define DB_TXN_BACKOFF_MAX  250
-#define DB_TXN_BUDGET_S                                                                                                \
-	30 /* no new run of a transaction begins after this long: its caller (a
-				* daemon's loop, watched by systemd) hears the error instead */
-#define STR_(x) #x
-#define STR(x)	STR_(x)
+#define DB_TXN_BUDGET_S	    30 /* s: no run of a transaction begins later (its caller hears the error) */
+#define STR_(x)		    #x
+#define STR(x)		    STR_(x)
 
 struct db {
 	MYSQL *my;

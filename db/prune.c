@@ -73,14 +73,23 @@ static struct archive *archive_free(struct archive *a)
 	return NULL;
 }
 
+/* A new file at path, created in its directory opened once (O_DIRECTORY: never a FIFO), which is
+ * then fsynced: the new entry is durable before any batch deletes what the file holds. */
 static int archive_open(const char *path, struct archive **ret, char **ret_error)
 {
-	struct archive *a = calloc(1, sizeof(*a));
+	_cleanup_free_ char *dir = strdup(path);
+	struct archive *a = dir ? calloc(1, sizeof(*a)) : NULL;
 	if (!a)
 		return -ENOMEM;
-	a->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (a->fd < 0) {
-		int r = -errno;
+	char *slash = strrchr(dir, '/');
+	const char *base = slash ? slash + 1 : path;
+	const char *d = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
+	int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	a->fd = dfd < 0 ? -1 : openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int r = a->fd < 0 || fsync(dfd) < 0 ? -errno : 0;
+	if (dfd >= 0)
+		close(dfd);
+	if (r < 0) {
 		archive_free(a);
 		return error_set(ret_error, r, "--archive: '%s': %s", path, strerror(-r));
 	}
@@ -201,7 +210,7 @@ struct step {
 	int64_t *count; /* added to */
 };
 
-#define MAX_STEPS 9 /* the batch's 3; an order's: 3 for jobs earlier batches left, 3 more */
+#define MAX_STEPS 6 /* the jobs' logs, items and events; the orders' events, the jobs, the orders */
 
 struct batch {
 	const struct prune_req *req;
@@ -336,23 +345,16 @@ static int steps_run(struct db *db, struct batch *b)
 	" FROM processing_jobs k WHERE k.order_id IN (%s) ORDER BY k.order_id%s"
 /* clang-format on */
 
-static bool in_list(const int64_t *v, size_t n, int64_t x)
-{
-	for (size_t i = 0; i < n; i++)
-		if (v[i] == x)
-			return true;
-	return false;
-}
-
 /* --jobs: the orders that go with this batch, and their jobs. An order goes whole or not at all
  * (a unit's row left behind would let `order confirm` make that unit again): when it is
  * finished, has no unpublished event, and every one of its jobs is finished before the horizon
  * with no unpublished event. It is looked at once, in the batch that holds its last job. Its
  * row is locked (SKIP LOCKED: one an operator holds waits for the next prune), then its jobs
  * (all finished, so no runner holds them), and the jobs are checked again under those locks.
- * Adds the steps: the jobs' rows that earlier batches left (a job locked then), the orders'
- * events, the jobs, the orders. */
-static int orders_step(struct db *db, struct batch *b, const char *orders, const int64_t *ids, size_t n_ids)
+ * *gone: those orders; *gone_jobs: their jobs; *extra: those of their jobs not in ids (earlier
+ * batches', or one locked then). Each a list, NULL when empty. */
+static int orders_gone(struct db *db, struct batch *b, const char *orders, const int64_t *ids, size_t n_ids,
+		       char **gone, char **gone_jobs, char **extra)
 {
 	const bool dry = b->req->dry_run;
 	_cleanup_result_ struct db_res *res = NULL;
@@ -371,78 +373,51 @@ static int orders_step(struct db *db, struct batch *b, const char *orders, const
 	if (!cands)
 		return 0;
 
-	/* their jobs, locked, each with whether it may go */
+	/* their jobs, locked, each with whether it may go, an order's together */
 	_cleanup_result_ struct db_res *jres = NULL;
 	_cleanup_free_ char *jsql = str_printf(ORDER_JOBS_SQL, b->cutoff, cands, dry ? "" : " FOR UPDATE");
 	if (!jsql)
 		return -ENOMEM;
 	if ((r = db_query(db, &jres, jsql, DB_END)) < 0)
 		return r;
-	_cleanup_free_ int64_t *bad = NULL;
-	size_t n_bad = 0, cap = 0;
-	struct {
-		int64_t id, order;
-	} *jobs = NULL;
-	size_t n_jobs = 0;
-	while ((row = db_res_next(jres))) {
-		if (n_jobs == cap) {
-			cap = cap ? 2 * cap : 64;
-			void *p = reallocarray(jobs, cap, sizeof(*jobs));
-			if (!p) {
-				free(jobs);
+	_cleanup_free_ char *jobs = NULL, *more = NULL; /* the order's jobs, and those not in ids */
+	char order[24] = "";				/* the order of the rows in jobs (a row is not kept) */
+	bool ok = true;
+	for (;;) {
+		row = db_res_next(jres);
+		if (*order && (!row || strcmp(row[1], order) != 0)) { /* the order's last job was the row before */
+			if (ok && (append_id(gone, order) < 0 || append_id(gone_jobs, jobs) < 0 ||
+				   (more && append_id(extra, more) < 0)))
 				return -ENOMEM;
-			}
-			jobs = p;
+			jobs = mfree(jobs);
+			more = mfree(more);
+			ok = true;
 		}
-		jobs[n_jobs].id = db_row_i64(row, 0);
-		jobs[n_jobs].order = db_row_i64(row, 1);
-		if (db_row_i64(row, 2) != 1) { /* changed since: the whole order stays */
-			int64_t *p = reallocarray(bad, n_bad + 1, sizeof(*bad));
-			if (!p) {
-				free(jobs);
-				return -ENOMEM;
-			}
-			bad = p;
-			bad[n_bad++] = jobs[n_jobs].order;
-		}
-		n_jobs++;
+		if (!row)
+			return 0;
+		snprintf(order, sizeof(order), "%s", row[1]);
+		ok = ok && db_row_i64(row, 2) == 1; /* one changed since: the whole order stays */
+		bool in_batch = false;
+		for (size_t i = 0; i < n_ids && !in_batch; i++)
+			in_batch = ids[i] == db_row_i64(row, 0);
+		if (append_id(&jobs, row[0]) < 0 || (!in_batch && append_id(&more, row[0]) < 0))
+			return -ENOMEM;
 	}
-	_cleanup_free_ char *gone = NULL, *gone_jobs = NULL, *extra = NULL;
-	char num[24];
-	r = 0;
-	for (size_t i = 0; i < n_jobs && r == 0; i++) {
-		if (in_list(bad, n_bad, jobs[i].order))
-			continue;
-		snprintf(num, sizeof(num), "%" PRId64, jobs[i].id);
-		r = append_id(&gone_jobs, num);
-		if (r == 0 && !in_list(ids, n_ids, jobs[i].id))
-			r = append_id(&extra, num);
-		if (r == 0 && (i == 0 || jobs[i - 1].order != jobs[i].order)) {
-			snprintf(num, sizeof(num), "%" PRId64, jobs[i].order);
-			r = append_id(&gone, num);
-		}
-	}
-	free(jobs);
-	if (r < 0)
-		return r;
-	if (!gone)
-		return 0;
+}
+
+/* The steps of the log rows, items and published events of the jobs in the list ids. */
+static int job_rows_add(struct batch *b, const char *ids)
+{
 	struct prune_stats *g = &b->got;
-	if (extra && !dry && /* in a dry run their batch counted them */
-	    ((r = step_add(b, "processing_job_logs", "job_id", strdup(extra), NULL, &g->logs)) < 0 ||
-	     (r = step_add(b, "processing_job_items", "job_id", strdup(extra), NULL, &g->items)) < 0 ||
-	     (r = step_add(b, "events", "id", NULL,
-			   str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
-				      extra),
-			   &g->events)) < 0))
-		return r;
-	if ((r = step_add(b, "events", "id", NULL,
-			  str_printf("aggregate_type = 'order' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
-				     gone),
-			  &g->events)) < 0 ||
-	    (r = step_add(b, "processing_jobs", "id", TAKE_PTR(gone_jobs), NULL, &g->jobs)) < 0)
-		return r;
-	return step_add(b, "orders", "id", TAKE_PTR(gone), NULL, &g->orders);
+	int r = step_add(b, "processing_job_logs", "job_id", strdup(ids), NULL, &g->logs);
+	if (r >= 0)
+		r = step_add(b, "processing_job_items", "job_id", strdup(ids), NULL, &g->items);
+	if (r >= 0)
+		r = step_add(b, "events", "id", NULL,
+			     str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
+					ids),
+			     &g->events);
+	return r;
 }
 
 static int batch_txn(struct db *db, void *userdata)
@@ -461,7 +436,7 @@ static int batch_txn(struct db *db, void *userdata)
 	int r = db_query(db, &res, sql, DB_END);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *ids = NULL, *orders = NULL;
+	_cleanup_free_ char *ids = NULL, *orders = NULL, *gone = NULL, *gone_jobs = NULL, *extra = NULL;
 	int64_t id[PRUNE_BATCH_JOBS];
 	size_t n = 0;
 	db_row row;
@@ -474,15 +449,22 @@ static int batch_txn(struct db *db, void *userdata)
 	if (b->empty)
 		return 0;
 	b->last = id[n - 1];
-	struct prune_stats *g = &b->got;
-	if ((r = step_add(b, "processing_job_logs", "job_id", strdup(ids), NULL, &g->logs)) < 0 ||
-	    (r = step_add(b, "processing_job_items", "job_id", strdup(ids), NULL, &g->items)) < 0 ||
-	    (r = step_add(b, "events", "id", NULL,
-			  str_printf("aggregate_type = 'job' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
-				     ids),
-			  &g->events)) < 0)
+	if (q->jobs && (r = orders_gone(db, b, orders, id, n, &gone, &gone_jobs, &extra)) < 0)
 		return r;
-	if (q->jobs && (r = orders_step(db, b, orders, id, n)) < 0)
+	/* the rows of the batch's jobs, and of the going orders' other jobs (in a dry run, their own
+	 * batch counted those) */
+	if (extra && !q->dry_run && append_id(&ids, extra) < 0)
+		return -ENOMEM;
+	if ((r = job_rows_add(b, ids)) < 0)
+		return r;
+	struct prune_stats *g = &b->got;
+	if (gone &&
+	    ((r = step_add(b, "events", "id", NULL,
+			   str_printf("aggregate_type = 'order' AND aggregate_id IN (%s) AND published_at IS NOT NULL",
+				      gone),
+			   &g->events)) < 0 ||
+	     (r = step_add(b, "processing_jobs", "id", TAKE_PTR(gone_jobs), NULL, &g->jobs)) < 0 ||
+	     (r = step_add(b, "orders", "id", TAKE_PTR(gone), NULL, &g->orders)) < 0))
 		return r;
 	return steps_run(db, b);
 }
@@ -517,22 +499,6 @@ static int prune_cutoff(struct db *db, int64_t older_than_s, char *buf, size_t s
 	return 0;
 }
 
-/* Make the archive's new directory entry durable: its directory fsynced. */
-static int sync_parent(const char *path)
-{
-	_cleanup_free_ char *dir = strdup(path);
-	if (!dir)
-		return -ENOMEM;
-	char *slash = strrchr(dir, '/');
-	const char *d = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
-	int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return r;
-}
-
 int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret, char **ret_error)
 {
 	struct prune_stats total = { 0 };
@@ -548,12 +514,6 @@ int db_prune(struct db *db, const struct prune_req *req, struct prune_stats *ret
 		r = archive_open(req->archive, &ar, ret_error);
 		if (r < 0)
 			return r;
-		r = sync_parent(req->archive);
-		if (r < 0) {
-			archive_free(ar);
-			return error_set(ret_error, r, "--archive: '%s': its directory: %s", req->archive,
-					 strerror(-r));
-		}
 	}
 	struct batch b = { .req = req, .ar = ar, .cutoff = total.cutoff };
 	int batches = 0;

@@ -125,19 +125,29 @@ static void assert_stats(const struct prune_stats *st, int64_t logs, int64_t ite
 	cr_assert_eq(st->orders, orders);
 }
 
+/* A dry run of q counts what the run itself then removes; after the dry run, check (NULL: none)
+ * still gives want (the dry run changed nothing). */
+static void dry_then_real(struct prune_req *q, const char *check, long long want, int64_t logs, int64_t items,
+			  int64_t events, int64_t jobs, int64_t orders)
+{
+	struct prune_stats st;
+	q->dry_run = true;
+	cr_assert_eq(db_prune(db, q, &st, NULL), 0, "%s", db_error(db));
+	assert_stats(&st, logs, items, events, jobs, orders);
+	if (check)
+		cr_assert_eq(tdb_count(db, check), want, "%s", check);
+	q->dry_run = false;
+	cr_assert_eq(db_prune(db, q, &st, NULL), 0, "%s", db_error(db));
+	assert_stats(&st, logs, items, events, jobs, orders);
+}
+
 Test(prune, history_only_then_jobs_exactly)
 {
 	history();
 	struct prune_stats st;
-	struct prune_req q = { .older_than_s = 90 * 86400, .dry_run = true };
-	/* dry: counts, changes nothing */
-	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
-	assert_stats(&st, 10, 5, 4, 0, 0);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 12);
-	q.dry_run = false;
-	q.actor = "tester";
-	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
-	assert_stats(&st, 10, 5, 4, 0, 0);
+	struct prune_req q = { .older_than_s = 90 * 86400, .actor = "tester" };
+	/* dry: counts, changes nothing; then the same for real */
+	dry_then_real(&q, "SELECT COUNT(*) FROM processing_job_logs", 12, 10, 5, 4, 0, 0);
 	/* left: job 5's rows (yesterday), job 6's unpublished event, order events; every job */
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs WHERE job_id = 5"), 2);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 2);
@@ -156,13 +166,7 @@ Test(prune, history_only_then_jobs_exactly)
 	 * both jobs (job 5 is recent: an order goes whole or not at all), UNPUB its job (an
 	 * unpublished event), LIVE everything */
 	q.jobs = true;
-	q.dry_run = true;
-	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
-	assert_stats(&st, 0, 0, 1, 3, 1);
-	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_jobs"), 7);
-	q.dry_run = false;
-	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
-	assert_stats(&st, 0, 0, 1, 3, 1);
+	dry_then_real(&q, "SELECT COUNT(*) FROM processing_jobs", 7, 0, 0, 1, 3, 1);
 	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(id ORDER BY id) = '4,5,6,7' FROM processing_jobs"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(order_number ORDER BY id) = 'MIX,UNPUB,LIVE' FROM orders"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM events"), 3);
@@ -235,13 +239,8 @@ Test(prune, an_order_across_batches_counted_and_removed_once)
 	     " NOW(6) - INTERVAL 2 DAY, NOW(6) - INTERVAL 1 DAY)");
 	exec("INSERT INTO processing_job_logs (job_id, level, stage, category, message)"
 	     " SELECT id, 'info', 'writing', 'stage', 'x' FROM processing_jobs");
-	struct prune_stats st;
-	struct prune_req q = { .older_than_s = 90 * 86400, .jobs = true, .dry_run = true };
-	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
-	assert_stats(&st, 120, 0, 0, 120, 1);
-	q.dry_run = false;
-	cr_assert_eq(db_prune(db, &q, &st, NULL), 0, "%s", db_error(db));
-	assert_stats(&st, 120, 0, 0, 120, 1);
+	struct prune_req q = { .older_than_s = 90 * 86400, .jobs = true };
+	dry_then_real(&q, NULL, 0, 120, 0, 0, 120, 1);
 	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(id) = '121' FROM processing_jobs"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT GROUP_CONCAT(order_number) = 'NEW' FROM orders"), 1);
 	cr_assert_eq(tdb_count(db, "SELECT COUNT(*) FROM processing_job_logs"), 1);

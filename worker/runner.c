@@ -266,7 +266,8 @@ static double transition_due_locked(const struct runner *r)
 	return INFINITY;
 }
 
-static struct job_log_row row_of(const struct pending_row *p)
+/* The row to write; now: mono_s() when the rows are written (once for a batch). */
+static struct job_log_row row_of(const struct pending_row *p, double now)
 {
 	return (struct job_log_row){ .level = p->level,
 				     .stage = p->stage,
@@ -274,7 +275,7 @@ static struct job_log_row row_of(const struct pending_row *p)
 				     .message = p->message,
 				     .error_code = p->error_code,
 				     .details_json = p->details,
-				     .age_us = (int64_t)(MAX(mono_s() - p->queued_at, 0.0) * 1e6) };
+				     .age_us = (int64_t)(MAX(now - p->queued_at, 0.0) * 1e6) };
 }
 
 /* Remove the k oldest queued rows, if they are still the ones written (first: the oldest's
@@ -298,7 +299,7 @@ static int flush_one(struct runner *r)
 	pthread_mutex_lock(&r->lock);
 	struct pending_row p = r->rows[0]; /* only this thread removes rows; n_rows ≥ 1 */
 	pthread_mutex_unlock(&r->lock);
-	struct job_log_row row = row_of(&p);
+	struct job_log_row row = row_of(&p, mono_s());
 	int q = p.started ? job_enter_writing(r->db, &r->lease, p.started, &row)
 			  : job_log_leased(r->db, &r->lease, &row);
 	if (q == -ESTALE)
@@ -341,8 +342,9 @@ static int flush_rows(struct runner *r, bool all, bool transitions)
 		_cleanup_free_ struct job_log_row *batch = calloc(k, sizeof(*batch));
 		int q = -ENOMEM;
 		if (batch) {
+			double now = mono_s();
 			for (size_t i = 0; i < k; i++)
-				batch[i] = row_of(&pr[i]);
+				batch[i] = row_of(&pr[i], now);
 			q = transition ? job_enter_writing_rows(r->db, &r->lease, pr[k - 1].started, batch, k)
 				       : job_log_leased_rows(r->db, &r->lease, batch, k);
 		}
@@ -719,8 +721,9 @@ static int finish(struct runner *r, struct final *f)
 					started = r->rows[i].started;
 					n_started = i + 1;
 				}
+			double now = mono_s();
 			for (size_t i = 0; rows && i < n; i++)
-				rows[i] = row_of(&r->rows[i]);
+				rows[i] = row_of(&r->rows[i], now);
 			if (rows && f->row)
 				rows[n] = *f->row;
 			const struct job_log_row *all = rows ? rows : f->row;
